@@ -1,0 +1,58 @@
+# F1 Predictor. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 3000
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: help install system-deps train serve test test-fast lint typecheck evaluate clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+system-deps: ## Install the system libraries LightGBM needs (libgomp1), when missing
+	@if ! ldconfig -p 2>/dev/null | grep -q libgomp.so.1; then \
+	  echo "installing libgomp1"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libgomp1; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq libgomp1; fi; \
+	fi
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: system-deps $(VENV)/.synced ## Create .venv with the locked dependencies
+
+train: install ## Train, evaluate and store both models and the feature snapshot
+	$(BIN)/f1 train
+
+serve: install ## Set everything up (train if the store is empty) and serve on :$(PORT)
+	$(BIN)/f1 train --if-missing
+	$(BIN)/bentoml serve service:F1Predictor --port $(PORT)
+
+evaluate: install ## Write reports/evaluation.{json,md} and figures
+	$(BIN)/f1 evaluate
+
+test: install ## Run the whole test suite (slow end-to-end tests included)
+	$(BIN)/pytest
+
+test-fast: install ## Run the tests, without the slow end-to-end ones
+	$(BIN)/pytest -m "not slow"
+
+lint: install ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy pipelines training service.py
+
+clean: ## Remove the venvs and caches (the model store is left alone)
+	rm -rf $(VENV) $(TOOLS) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""One typed settings object for the whole project (env prefix ``F1_``).
+
+Nothing here touches the disk at import time: paths are resolved by functions.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; every field can be set as ``F1_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="F1_", extra="ignore")
+
+    data_dir: Path | None = Field(
+        None, description="F1DB YAML source tree (the folder holding seasons/, drivers/ ...)."
+    )
+    cache_dir: Path = Field(
+        PROJECT_ROOT / ".cache", description="Parsed-table cache (parquet, keyed by content)."
+    )
+    reports_dir: Path = Field(PROJECT_ROOT / "reports", description="Evaluation outputs.")
+    history_from: int = Field(2012, description="First season parsed (form warm-up).")
+    train_from: int = Field(2014, description="First season used as training rows.")
+    valid_season: int = Field(2024, description="Season used to tune settings.")
+    test_season: int = Field(2025, description="Held-out season the report is about.")
+
+    stage1_model: str = Field("f1_stage1:latest", description="Stage-1 model tag to serve.")
+    stage2_model: str = Field("f1_stage2:latest", description="Stage-2 model tag to serve.")
+    features_model: str = Field("f1_features:latest", description="Feature snapshot tag to serve.")
+
+    f1db_repo_url: str = Field(
+        "https://github.com/f1db/f1db", description="Where `f1 data download` fetches from."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process (tests build their own ``Settings``)."""
+    return Settings()
+
+
+def resolve_data_dir(settings: Settings | None = None) -> Path:
+    """``F1_DATA_DIR`` if set, else ``../shared/f1db`` when present, else ``data/f1db``."""
+    s = settings or get_settings()
+    if s.data_dir is not None:
+        return Path(s.data_dir)
+    shared = PROJECT_ROOT.parent / "shared" / "f1db"
+    if (shared / "seasons").is_dir():
+        return shared
+    return PROJECT_ROOT / "data" / "f1db"

@@ -1,0 +1,220 @@
+"""Fetch an F1DB release (the YAML source tree) from GitHub into a local data folder.
+
+The data folder is what ``Settings.data_dir`` points at: the contents of the repository's
+``src/data/`` (``seasons/``, ``drivers/``, ...) plus ``LICENSE`` and a ``SOURCE.txt`` that
+records where the data came from (F1DB is CC-BY-4.0, so the credit travels with the data).
+
+The replacement is all-or-nothing: everything is downloaded and extracted into a temporary
+folder next to ``dest`` and only swapped in by renames once it is complete, so a failed or
+interrupted download never leaves a half-written data folder behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+import httpx
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+DEFAULT_REPO_URL = "https://github.com/f1db/f1db"
+CREDIT = "Data: F1DB (https://github.com/f1db/f1db), CC-BY-4.0"
+
+_TAG_RE = re.compile(r"[A-Za-z0-9._-]+")
+_CHUNK = 64 * 1024
+
+
+class DownloadError(RuntimeError):
+    """A release could not be fetched or unpacked; ``dest`` was left unchanged."""
+
+
+def archive_url(tag: str, repo_url: str) -> str:
+    """GitHub source archive for a release tag: f"{repo_url}/archive/refs/tags/{tag}.tar.gz"."""
+    return f"{repo_url.rstrip('/')}/archive/refs/tags/{tag}.tar.gz"
+
+
+def _validate_tag(tag: str) -> None:
+    """Reject tags that could alter the URL path (``/``, ``..``, ``?``) before any I/O."""
+    if not tag or _TAG_RE.fullmatch(tag) is None or tag in {".", ".."}:
+        raise DownloadError(
+            f"invalid release tag {tag!r}: expected letters, digits, '.', '_' or '-' "
+            "(e.g. 'v2025.24.0')"
+        )
+
+
+def _fetch(url: str, tag: str, target: Path, *, timeout: float, progress: bool) -> None:
+    """Stream ``url`` to ``target`` so a large archive never has to fit in memory."""
+    try:
+        with (
+            httpx.Client(follow_redirects=True, timeout=timeout) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code == 404:
+                raise DownloadError(f"release tag {tag!r} not found at {url}")
+            if response.is_error:
+                raise DownloadError(
+                    f"download of {url} failed: HTTP {response.status_code} "
+                    f"{response.reason_phrase}".rstrip()
+                )
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            with (
+                Progress(
+                    TextColumn("[bold]F1DB {task.fields[tag]}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                    disable=not progress,
+                    transient=True,
+                ) as bar,
+                target.open("wb") as fh,
+            ):
+                task = bar.add_task("download", total=total, tag=tag)
+                for chunk in response.iter_bytes(_CHUNK):
+                    fh.write(chunk)
+                    bar.update(task, advance=len(chunk))
+    except httpx.HTTPError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DownloadError(f"download of {url} failed: {reason}") from exc
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    """Refuse names or links that could escape the extraction folder (belt and braces
+    on top of tarfile's ``data`` filter, which also strips modes and special files)."""
+    name = member.name
+    path = PurePosixPath(name)
+    if name.startswith(("/", "\\")) or path.is_absolute() or re.match(r"[A-Za-z]:", name):
+        raise DownloadError(f"unsafe archive member {name!r}: absolute path")
+    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
+        raise DownloadError(f"unsafe archive member {name!r}: '..' in path")
+    if member.issym() or member.islnk():
+        link = member.linkname
+        if link.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", link):
+            raise DownloadError(f"unsafe archive member {name!r}: link to absolute path {link!r}")
+        # Symlinks resolve from the member's folder, hard links from the archive root.
+        base = path.parent if member.issym() else PurePosixPath()
+        resolved = os.path.normpath((base / link).as_posix())
+        if resolved == ".." or resolved.startswith("../"):
+            raise DownloadError(f"unsafe archive member {name!r}: link {link!r} points outside")
+
+
+def _find_root(members: list[tarfile.TarInfo]) -> str:
+    """The top-level folder holding ``src/data/seasons`` (GitHub names it ``<repo>-<version>``)."""
+    roots = {
+        PurePosixPath(m.name).parts[0]
+        for m in members
+        if PurePosixPath(m.name).parts[1:4] == ("src", "data", "seasons")
+    }
+    if len(roots) != 1:
+        raise DownloadError(
+            "the archive does not look like an F1DB source archive "
+            "(expected one top-level folder containing src/data/seasons)"
+        )
+    return roots.pop()
+
+
+def _unpack(archive: Path, workdir: Path) -> Path:
+    """Extract the data tree and LICENSE; return the folder that will become ``dest``."""
+    extract_dir = workdir / "extract"
+    extract_dir.mkdir()
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member)
+            root = _find_root(members)
+            data_prefix = f"{root}/src/data/"
+            license_name = f"{root}/LICENSE"
+            wanted = [
+                m
+                for m in members
+                if m.name.startswith(data_prefix) or (m.name == license_name and m.isfile())
+            ]
+            tar.extractall(extract_dir, members=wanted, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise DownloadError(f"could not unpack the F1DB archive: {exc}") from exc
+
+    data_dir = extract_dir / root / "src" / "data"
+    if not (data_dir / "seasons").is_dir():
+        raise DownloadError(
+            "the archive does not look like an F1DB source archive (src/data/seasons is not a folder)"
+        )
+    license_file = extract_dir / root / "LICENSE"
+    if license_file.is_file():
+        shutil.copyfile(license_file, data_dir / "LICENSE")
+    return data_dir
+
+
+def _write_source(folder: Path, tag: str, url: str) -> None:
+    """Record provenance and the CC-BY-4.0 credit next to the data it applies to."""
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    text = f"F1DB release: {tag}\nURL: {url}\nDownloaded (UTC): {when}\n{CREDIT}\n"
+    (folder / "SOURCE.txt").write_text(text, encoding="utf-8")
+
+
+def _swap_in(new: Path, dest: Path, aside: Path) -> None:
+    """Replace ``dest`` by ``new`` with renames only, restoring the old ``dest`` on failure."""
+    had_old = dest.exists() or dest.is_symlink()
+    if had_old:
+        dest.rename(aside)
+    try:
+        new.rename(dest)
+    except OSError as exc:
+        if had_old:
+            try:
+                aside.rename(dest)
+            except OSError as restore_exc:
+                raise DownloadError(
+                    f"could not install the new data ({exc}) nor restore the old folder "
+                    f"({restore_exc}); the previous data is at {aside}"
+                ) from exc
+        raise DownloadError(f"could not move the new data into {dest}: {exc}") from exc
+
+
+def download_f1db(
+    tag: str,
+    dest: Path,
+    repo_url: str = DEFAULT_REPO_URL,
+    *,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Download release ``tag`` of F1DB and atomically replace ``dest`` with its data tree.
+
+    On any failure ``dest`` is left as it was and the temporary folder is removed.
+    """
+    _validate_tag(tag)
+    dest = Path(dest)
+    url = archive_url(tag, repo_url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Next to dest, so the final renames stay on one filesystem (and are atomic).
+    workdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.download-", dir=dest.parent))
+    keep_workdir = False
+    try:
+        archive = workdir / "archive.tar.gz"
+        _fetch(url, tag, archive, timeout=timeout, progress=progress)
+        new = _unpack(archive, workdir)
+        _write_source(new, tag, url)
+        try:
+            _swap_in(new, dest, workdir / "previous")
+        except DownloadError:
+            # If even the restore failed, the old data lives in workdir: don't delete it.
+            keep_workdir = (workdir / "previous").exists()
+            raise
+    finally:
+        if not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return dest

@@ -1,0 +1,217 @@
+"""The two predictors, shared by training (fit) and serving (predict).
+
+Boosters are saved as LightGBM text files and settings as JSON: no pickles, so a
+stored model can be inspected and loaded without executing code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES, STAGE2_MONOTONE
+
+
+def group_softmax(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Softmax within each group (race): probabilities over a field sum to 1."""
+    out = np.empty_like(scores, dtype=float)
+    for g in np.unique(groups):
+        m = groups == g
+        s = scores[m] - scores[m].max()
+        e = np.exp(s)
+        out[m] = e / e.sum()
+    return out
+
+
+# ------------------------------------------------------------------------ Stage-1
+
+
+@dataclass
+class PoleParams:
+    """How the pole lap is estimated from the latest pre-qualifying session."""
+
+    window: int = 40
+    shrink: float = 3.0
+
+
+@dataclass
+class Stage1Config:
+    members: list[dict[str, Any]] = field(
+        default_factory=lambda: [
+            {"objective": "huber", "alpha": 1.0, "seed": 1},
+            {"objective": "l1", "seed": 2},
+            {"objective": "l2", "seed": 3},
+        ]
+    )
+    num_leaves: int = 15
+    n_estimators: int = 400
+    learning_rate: float = 0.03
+    min_child_samples: int = 20
+    target_clip: float = 7.0
+    pole: PoleParams = field(default_factory=PoleParams)
+    pole_tau: float = 0.3
+    """Temperature (in gap %) turning predicted gaps into pole probabilities."""
+
+
+class Stage1Model:
+    """Ensemble of LightGBM regressors on the gap to pole (%), plus a pole-lap estimate."""
+
+    def __init__(self, config: Stage1Config, boosters: Sequence[lgb.Booster]) -> None:
+        self.config = config
+        self.boosters = list(boosters)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y_gap: np.ndarray, config: Stage1Config) -> Stage1Model:
+        y = np.clip(y_gap, 0.0, config.target_clip)
+        boosters = []
+        for m in config.members:
+            params = {
+                "objective": m["objective"],
+                "num_leaves": config.num_leaves,
+                "learning_rate": config.learning_rate,
+                "min_data_in_leaf": config.min_child_samples,
+                "feature_fraction": 0.8,
+                "bagging_fraction": 0.8,
+                "bagging_freq": 1,
+                "seed": m.get("seed", 0),
+                "num_threads": 1,
+                "verbosity": -1,
+                "deterministic": True,
+            }
+            if "alpha" in m:
+                params["alpha"] = m["alpha"]
+            ds = lgb.Dataset(x, label=y, feature_name=list(STAGE1_FEATURES), free_raw_data=True)
+            boosters.append(lgb.train(params, ds, num_boost_round=config.n_estimators))
+        return cls(config, boosters)
+
+    def predict_gap(self, x: np.ndarray) -> np.ndarray:
+        preds = [b.predict(x, num_threads=1) for b in self.boosters]
+        return np.clip(np.mean(preds, axis=0), 0.0, None)
+
+    def pole_probability(self, gap: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        return group_softmax(-gap / self.config.pole_tau, groups)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        for i, b in enumerate(self.boosters):
+            b.save_model(str(path / f"booster_{i}.txt"))
+        (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Stage1Model:
+        raw = json.loads((path / "config.json").read_text())
+        raw["pole"] = PoleParams(**raw["pole"])
+        config = Stage1Config(**raw)
+        boosters = [
+            lgb.Booster(model_file=str(path / f"booster_{i}.txt"))
+            for i in range(len(config.members))
+        ]
+        for b in boosters:
+            if b.feature_name() != list(STAGE1_FEATURES):
+                raise ValueError(f"{path}: booster features do not match STAGE1_FEATURES")
+        return cls(config, boosters)
+
+
+def estimate_pole(
+    history: pd.DataFrame,
+    session: str | None,
+    ref_lap: float,
+    layout_id: str | None,
+    params: PoleParams,
+    course_length: float = math.nan,
+) -> float:
+    """Pole lap (s) = best lap of the latest pre-qualifying session x typical ratio.
+
+    The ratio is the median pole/reference ratio of the last ``window`` events whose
+    reference was the same kind of session, nudged toward this layout's own past
+    ratios (shrunk by ``shrink`` pseudo-visits). Without practice: the layout's last
+    pole, else the course length at the typical pace.
+    """
+    if session is not None and not math.isnan(ref_lap) and len(history):
+        same = history[history["session"] == session].tail(params.window)
+        if not len(same):
+            same = history.tail(params.window)
+        base = float(np.median(same["ratio"]))
+        adj = 1.0
+        if layout_id is not None:
+            here = history[history["layout_id"] == layout_id]
+            if len(here):
+                # each past visit's ratio relative to the typical ratio of its session kind
+                typical = history.groupby("session")["ratio"].median()
+                rel = here["ratio"] / here["session"].map(typical)
+                n = len(rel)
+                adj = 1.0 + (float(np.median(rel)) - 1.0) * n / (n + params.shrink)
+        return ref_lap * base * adj
+    if layout_id is not None and len(history):
+        here = history[history["layout_id"] == layout_id]
+        if len(here):
+            return float(here["pole_s"].iloc[-1])
+    if not math.isnan(course_length):
+        return course_length * 17.5
+    return math.nan
+
+
+# ------------------------------------------------------------------------ Stage-2
+
+
+@dataclass
+class Stage2Config:
+    num_leaves: int = 7
+    n_estimators: int = 300
+    learning_rate: float = 0.03
+    min_child_samples: int = 30
+    temperature: float = 1.0
+    """Per-race softmax temperature on the booster's log-odds, tuned on validation."""
+
+
+class Stage2Model:
+    """Monotone LightGBM win classifier; per-race softmax makes a field sum to 1."""
+
+    def __init__(self, config: Stage2Config, booster: lgb.Booster) -> None:
+        self.config = config
+        self.booster = booster
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y_win: np.ndarray, config: Stage2Config) -> Stage2Model:
+        params = {
+            "objective": "binary",
+            "num_leaves": config.num_leaves,
+            "learning_rate": config.learning_rate,
+            "min_data_in_leaf": config.min_child_samples,
+            "monotone_constraints": STAGE2_MONOTONE,
+            "monotone_constraints_method": "advanced",
+            "feature_fraction": 0.9,
+            "seed": 7,
+            "num_threads": 1,
+            "verbosity": -1,
+            "deterministic": True,
+        }
+        ds = lgb.Dataset(x, label=y_win, feature_name=list(STAGE2_FEATURES))
+        return cls(config, lgb.train(params, ds, num_boost_round=config.n_estimators))
+
+    def raw_score(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(x, raw_score=True, num_threads=1))
+
+    def win_probability(self, x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        return group_softmax(self.raw_score(x) / self.config.temperature, groups)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(path / "booster.txt"))
+        (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Stage2Model:
+        config = Stage2Config(**json.loads((path / "config.json").read_text()))
+        booster = lgb.Booster(model_file=str(path / "booster.txt"))
+        if booster.feature_name() != list(STAGE2_FEATURES):
+            raise ValueError(f"{path}: booster features do not match STAGE2_FEATURES")
+        return cls(config, booster)

@@ -1,0 +1,123 @@
+"""Training rows for both stages, built through the same feature module as serving."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipelines.data import Tables
+from pipelines.features import Entry, FeatureSnapshot, _day
+
+
+@dataclass
+class StageData:
+    """Feature matrix, target and one row of bookkeeping per driver-event."""
+
+    x: np.ndarray
+    y: np.ndarray
+    meta: pd.DataFrame
+
+    def select(self, mask: np.ndarray) -> StageData:
+        return StageData(self.x[mask], self.y[mask], self.meta[mask].reset_index(drop=True))
+
+    def seasons(self, lo: int, hi: int) -> StageData:
+        s = self.meta["season"].to_numpy()
+        return self.select((s >= lo) & (s <= hi))
+
+
+def _practice_entries(snap: FeatureSnapshot, race_id: int, rows: pd.DataFrame) -> list[Entry]:
+    """Entries for the drivers in ``rows`` with their pre-qualifying practice laps."""
+    prac = snap._practice.get(race_id, [])
+    out = []
+    for d, c in zip(rows["driver_id"], rows["constructor_id"], strict=True):
+        e = Entry(driver_id=str(d), constructor_id=str(c))
+        for pd_, _c, s, t, laps in prac:
+            if pd_ == e.driver_id and not math.isnan(t):
+                e.practice[s] = t
+                e.laps[s] = laps
+        out.append(e)
+    return out
+
+
+def stage1_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageData:
+    """One row per driver with a qualifying lap; target = gap to pole in %."""
+    q = t.qualifying.dropna(subset=["best_s"])
+    xs, metas = [], []
+    for race_id, rows in q.groupby("race_id", sort=False):
+        ctx = snap.event_by_id(int(race_id))
+        if ctx is None or ctx.season < first_season:
+            continue
+        entries = _practice_entries(snap, ctx.race_id or 0, rows)
+        fieldp = snap.field_practice(ctx)
+        xs.append(snap.stage1_matrix(ctx, entries, fieldp))
+        pole = float(rows["best_s"].min())
+        session, ref = snap.pole_reference(ctx, fieldp)
+        m = pd.DataFrame(
+            {
+                "race_id": ctx.race_id,
+                "season": ctx.season,
+                "round": ctx.round,
+                "day": _day(ctx.date),
+                "layout_id": ctx.layout_id,
+                "course_length": ctx.course_length,
+                "driver_id": rows["driver_id"].to_numpy(),
+                "constructor_id": rows["constructor_id"].to_numpy(),
+                "best_s": rows["best_s"].to_numpy(),
+                "pole_s": pole,
+                "gap_pct": (rows["best_s"].to_numpy() / pole - 1.0) * 100.0,
+                "ref_session": session,
+                "ref_lap": ref,
+                "best_practice_s": [min(e.practice.values(), default=math.nan) for e in entries],
+                "dry": bool(pole <= min((min(v) for v in fieldp.values() if v), default=math.inf)),
+            }
+        )
+        metas.append(m)
+    meta = pd.concat(metas, ignore_index=True)
+    return StageData(np.vstack(xs), meta["gap_pct"].to_numpy(), meta)
+
+
+def grid_slots(t: Tables) -> pd.DataFrame:
+    """Starting slot per starter: pit-lane starters start behind the whole grid."""
+    g = t.grid.copy()
+    n = g.groupby("race_id")["driver_id"].transform("size")
+    g["slot"] = np.where(g["pit_lane"] | g["grid"].isna(), n, g["grid"])
+    return g[["race_id", "driver_id", "slot"]]
+
+
+def stage2_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageData:
+    """One row per race starter; target = won the race. Grid and gap are the actual ones
+    (known before the race); serving substitutes Stage-1's estimates when unknown."""
+    r = t.results[t.results["position_text"] != "DNS"]
+    r = r.merge(grid_slots(t), on=["race_id", "driver_id"], how="inner")
+    q = t.qualifying.dropna(subset=["best_s"])
+    q = q.assign(q_gap=(q["best_s"] / q.groupby("race_id")["best_s"].transform("min") - 1) * 100)
+    r = r.merge(q[["race_id", "driver_id", "q_gap"]], on=["race_id", "driver_id"], how="left")
+    xs, metas = [], []
+    for race_id, rows in r.groupby("race_id", sort=False):
+        ctx = snap.event_by_id(int(race_id))
+        if ctx is None or ctx.season < first_season:
+            continue
+        entries = [
+            Entry(driver_id=str(d), constructor_id=str(c))
+            for d, c in zip(rows["driver_id"], rows["constructor_id"], strict=True)
+        ]
+        xs.append(
+            snap.stage2_matrix(ctx, entries, rows["slot"].to_numpy(float), rows["q_gap"].to_numpy(float))
+        )
+        metas.append(
+            pd.DataFrame(
+                {
+                    "race_id": ctx.race_id,
+                    "season": ctx.season,
+                    "round": ctx.round,
+                    "driver_id": rows["driver_id"].to_numpy(),
+                    "grid": rows["slot"].to_numpy(float),
+                    "win": (rows["position"] == 1).to_numpy(float),
+                }
+            )
+        )
+    meta = pd.concat(metas, ignore_index=True)
+    return StageData(np.vstack(xs), meta["win"].to_numpy(), meta)

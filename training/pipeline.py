@@ -1,0 +1,256 @@
+"""Tune on the validation season, report on the test season, refit for serving.
+
+Protocol: candidate settings are fitted on seasons < valid and compared on the
+validation season; the chosen settings are refitted on seasons <= valid and scored
+on the test season (next to the baselines, fitted the same way); the models saved
+for serving are refitted on every season through the test season.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.data import Tables
+from pipelines.features import FeatureSnapshot
+from pipelines.models import (
+    PoleParams,
+    Stage1Config,
+    Stage1Model,
+    Stage2Config,
+    Stage2Model,
+    estimate_pole,
+    group_softmax,
+)
+from training import baselines
+from training.datasets import StageData, stage1_data, stage2_data
+from training.metrics import stage1_metrics, stage2_metrics
+
+
+class TrainingError(RuntimeError):
+    """Training cannot run on this data (the message says what is missing)."""
+
+
+@dataclass
+class Protocol:
+    train_from: int = 2014
+    valid_season: int = 2024
+    test_season: int = 2025
+
+
+@dataclass
+class TrainResult:
+    snapshot: FeatureSnapshot
+    stage1: Stage1Model
+    stage2: Stage2Model
+    evaluation: dict[str, Any]
+    protocol: Protocol
+    seconds: float
+    predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+Step = Callable[[str], None]
+
+
+def check_seasons(s1: StageData, s2: StageData, p: Protocol) -> None:
+    """Enough seasons with results: >= 2 to train on, the validation and the test one."""
+    have1 = set(s1.meta["season"])
+    have2 = set(s2.meta["season"])
+    train = sorted(s for s in have1 & have2 if s < p.valid_season)
+    missing = [s for s in (p.valid_season, p.test_season) if s not in have1 or s not in have2]
+    if len(train) < 2 or missing:
+        raise TrainingError(
+            f"too few seasons to train: need >= 2 seasons from {p.train_from} before "
+            f"{p.valid_season} plus {p.valid_season} (validation) and {p.test_season} (test) "
+            f"with qualifying and race results; found training seasons {train or 'none'}"
+            + (f", missing {missing}" if missing else "")
+        )
+
+
+# ------------------------------------------------------------------------- pole
+
+
+def pole_predictions(snap: FeatureSnapshot, meta: pd.DataFrame, params: PoleParams) -> np.ndarray:
+    """Estimated pole lap for each row's event (history strictly before the event)."""
+    out = np.empty(len(meta))
+    for _, idx in meta.groupby("race_id").indices.items():
+        r = meta.iloc[idx[0]]
+        hist = snap.pole_history(int(r["day"]))
+        out[idx] = estimate_pole(
+            hist, r["ref_session"], float(r["ref_lap"]), r["layout_id"], params,
+            float(r["course_length"]),
+        )  # fmt: skip
+    return out
+
+
+def _event_pole_mae(meta: pd.DataFrame, pole: np.ndarray) -> float:
+    ev = pd.DataFrame({"race_id": meta["race_id"], "err": np.abs(pole - meta["pole_s"])})
+    return float(ev.groupby("race_id")["err"].first().mean())
+
+
+def _pole_log_loss(meta: pd.DataFrame, prob: np.ndarray) -> float:
+    is_pole = meta["gap_pct"].to_numpy() == 0.0
+    ll = []
+    for _, idx in meta.groupby("race_id").indices.items():
+        p = prob[idx][is_pole[idx]]
+        if len(p):
+            ll.append(-math.log(max(float(p.max()), 1e-12)))
+    return float(np.mean(ll))
+
+
+def _winner_log_loss(meta: pd.DataFrame, prob: np.ndarray) -> float:
+    return float(stage2_metrics(meta, prob)["winner_log_loss"])
+
+
+# ----------------------------------------------------------------------- tuning
+
+
+STAGE1_GRID = {"num_leaves": [7, 15, 31], "n_estimators": [200, 500]}
+STAGE2_GRID = {"num_leaves": [3, 7], "n_estimators": [100, 300], "min_child_samples": [20, 50]}
+POLE_GRID = {"window": [20, 40, 80], "shrink": [1.0, 3.0, 10.0, 1e9]}
+TAU_GRID = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
+TEMP_GRID = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0]
+
+
+def tune(
+    snap: FeatureSnapshot, s1: StageData, s2: StageData, p: Protocol, step: Step
+) -> tuple[Stage1Config, Stage2Config, dict[str, Any]]:
+    """Choose settings on the validation season (models fitted on earlier seasons)."""
+    tr1, va1 = s1.seasons(p.train_from, p.valid_season - 1), s1.seasons(p.valid_season, p.valid_season)
+    tr2, va2 = s2.seasons(p.train_from, p.valid_season - 1), s2.seasons(p.valid_season, p.valid_season)
+    log: dict[str, Any] = {"stage1": [], "stage2": [], "pole": []}
+
+    best1: tuple[float, Stage1Config] | None = None
+    for nl, ne in itertools.product(*STAGE1_GRID.values()):
+        cfg = Stage1Config(num_leaves=nl, n_estimators=ne)
+        gap = Stage1Model.fit(tr1.x, tr1.y, cfg).predict_gap(va1.x)
+        mae = float(np.mean(np.abs(gap - va1.y)))
+        log["stage1"].append({"num_leaves": nl, "n_estimators": ne, "valid_gap_pct_mae": mae})
+        if best1 is None or mae < best1[0]:
+            best1 = (mae, cfg)
+        step(f"stage-1 leaves={nl} trees={ne}: valid gap MAE {mae:.3f} %")
+    assert best1 is not None
+    cfg1 = best1[1]
+
+    best_pole: tuple[float, PoleParams] | None = None
+    for w, k in itertools.product(*POLE_GRID.values()):
+        pp = PoleParams(window=w, shrink=k)
+        mae = _event_pole_mae(va1.meta, pole_predictions(snap, va1.meta, pp))
+        log["pole"].append({"window": w, "shrink": k, "valid_pole_mae_s": mae})
+        if best_pole is None or mae < best_pole[0]:
+            best_pole = (mae, pp)
+    assert best_pole is not None
+    step(f"pole lap: window={best_pole[1].window} shrink={best_pole[1].shrink}: "
+         f"valid MAE {best_pole[0]:.3f} s")  # fmt: skip
+
+    gap_va = Stage1Model.fit(tr1.x, tr1.y, cfg1).predict_gap(va1.x)
+    groups = va1.meta["race_id"].to_numpy()
+    taus = [(_pole_log_loss(va1.meta, group_softmax(-gap_va / t, groups)), t) for t in TAU_GRID]
+    tau = min(taus)[1]
+    cfg1 = replace(cfg1, pole=best_pole[1], pole_tau=tau)
+
+    best2: tuple[float, Stage2Config] | None = None
+    g2 = va2.meta["race_id"].to_numpy()
+    for nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
+        cfg = Stage2Config(num_leaves=nl, n_estimators=ne, min_child_samples=mc)
+        model = Stage2Model.fit(tr2.x, tr2.y, cfg)
+        raw = model.raw_score(va2.x)
+        ll, temp = min(
+            (_winner_log_loss(va2.meta, group_softmax(raw / t, g2)), t) for t in TEMP_GRID
+        )
+        log["stage2"].append({"num_leaves": nl, "n_estimators": ne, "min_child_samples": mc,
+                              "temperature": temp, "valid_winner_log_loss": ll})  # fmt: skip
+        if best2 is None or ll < best2[0]:
+            best2 = (ll, replace(cfg, temperature=temp))
+        step(f"stage-2 leaves={nl} trees={ne} min_child={mc}: valid log loss {ll:.3f}")
+    assert best2 is not None
+    log["chosen"] = {"stage1": cfg1.__dict__ | {"pole": cfg1.pole.__dict__},
+                     "stage2": best2[1].__dict__}  # fmt: skip
+    return cfg1, best2[1], log
+
+
+# ------------------------------------------------------------------- evaluation
+
+
+def evaluate_test(
+    snap: FeatureSnapshot,
+    s1: StageData,
+    s2: StageData,
+    p: Protocol,
+    cfg1: Stage1Config,
+    cfg2: Stage2Config,
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """Fit on seasons <= valid, score the test season: model and every baseline."""
+    tr1, te1 = s1.seasons(p.train_from, p.valid_season), s1.seasons(p.test_season, p.test_season)
+    tr2, te2 = s2.seasons(p.train_from, p.valid_season), s2.seasons(p.test_season, p.test_season)
+    m1 = Stage1Model.fit(tr1.x, tr1.y, cfg1)
+    gap = m1.predict_gap(te1.x)
+    pole = pole_predictions(snap, te1.meta, cfg1.pole)
+    t_pred = pole * (1 + gap / 100.0)
+    stage1 = {"test": stage1_metrics(te1.meta, t_pred, gap),
+              "pole_mae_s": _event_pole_mae(te1.meta, pole)}  # fmt: skip
+
+    base1: dict[str, Any] = {}
+    bt, bg = baselines.practice_ratio(tr1, te1)
+    base1["practice_ratio"] = {"test": stage1_metrics(te1.meta, bt, bg)}
+    default_pole = pole_predictions(snap, te1.meta, PoleParams())
+    qt, qg = baselines.quick_lgbm_gap(tr1, te1, default_pole)
+    base1["quick_lgbm_gap"] = {"test": stage1_metrics(te1.meta, qt, qg)}
+
+    m2 = Stage2Model.fit(tr2.x, tr2.y, cfg2)
+    g2 = te2.meta["race_id"].to_numpy()
+    prob = m2.win_probability(te2.x, g2)
+    stage2 = {"test": stage2_metrics(te2.meta, prob)}
+    base2 = {
+        name: {"test": stage2_metrics(te2.meta, pb)}
+        for name, pb in baselines.stage2_baselines(tr2, te2).items()
+    }
+    preds = {
+        "stage1": te1.meta.assign(pred_gap=gap, pred_time=t_pred, pred_pole=pole),
+        "stage2": te2.meta.assign(prob=prob),
+    }
+    return {"stage1": stage1 | {"baselines": base1},
+            "stage2": stage2 | {"baselines": base2}}, preds  # fmt: skip
+
+
+# --------------------------------------------------------------------- pipeline
+
+
+def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = None) -> TrainResult:
+    """Snapshot, datasets, tuning, test evaluation, final refit. Pure: stores nothing."""
+    p = protocol or Protocol()
+    say = step or (lambda _msg: None)
+    t0 = time.perf_counter()
+    snap = FeatureSnapshot.build(tables)
+    say("feature snapshot built")
+    s1 = stage1_data(snap, tables, p.train_from)
+    s2 = stage2_data(snap, tables, p.train_from)
+    check_seasons(s1, s2, p)
+    say(f"datasets: stage-1 {len(s1.y)} rows, stage-2 {len(s2.y)} rows")
+    cfg1, cfg2, tuning = tune(snap, s1, s2, p, say)
+    evaluation, preds = evaluate_test(snap, s1, s2, p, cfg1, cfg2)
+    say("test season scored")
+    full1 = s1.seasons(p.train_from, p.test_season)
+    full2 = s2.seasons(p.train_from, p.test_season)
+    stage1 = Stage1Model.fit(full1.x, full1.y, cfg1)
+    stage2 = Stage2Model.fit(full2.x, full2.y, cfg2)
+    say("final models refitted on all seasons")
+    evaluation["protocol"] = {
+        "train_seasons": [p.train_from, p.valid_season - 1],
+        "valid_season": p.valid_season,
+        "test_season": p.test_season,
+        "test_fit_seasons": [p.train_from, p.valid_season],
+        "serving_fit_seasons": [p.train_from, p.test_season],
+        "rows": {"stage1": len(full1.y), "stage2": len(full2.y)},
+    }
+    evaluation["tuning"] = tuning
+    secs = time.perf_counter() - t0
+    evaluation["training_seconds"] = round(secs, 1)
+    return TrainResult(snap, stage1, stage2, evaluation, p, secs, preds)

@@ -307,9 +307,7 @@ def _parse_tree(
                     best = min(
                         (
                             t
-                            for t in (
-                                _time(r.get(k), path, k) for k in ("time", "q1", "q2", "q3")
-                            )
+                            for t in (_time(r.get(k), path, k) for k in ("time", "q1", "q2", "q3"))
                             if not math.isnan(t)
                         ),
                         default=math.nan,

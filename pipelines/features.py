@@ -161,9 +161,7 @@ def _driver_events(t: Tables, races: pd.DataFrame, lineage: dict[str, str]) -> p
 
 
 def _ewm(frame: pd.DataFrame, by: str, col: str) -> pd.Series:
-    return frame.groupby(by)[col].transform(
-        lambda s: s.ewm(alpha=EWM_ALPHA, ignore_na=True).mean()
-    )
+    return frame.groupby(by)[col].transform(lambda s: s.ewm(alpha=EWM_ALPHA, ignore_na=True).mean())
 
 
 def build_driver_state(ev: pd.DataFrame) -> pd.DataFrame:
@@ -210,7 +208,9 @@ def build_event_frame(t: Tables) -> pd.DataFrame:
     prac = pre_quali_practice(t)
     ref = (
         prac.dropna(subset=["time_s"])
-        .groupby(["race_id", "session"])["time_s"].min().unstack("session")  # fmt: skip
+        .groupby(["race_id", "session"])["time_s"]
+        .min()
+        .unstack("session")  # fmt: skip
         .reindex(columns=list(PRACTICE_SESSIONS))
     )
     races = races.merge(ref.add_prefix("best_"), left_on="race_id", right_index=True, how="left")
@@ -243,7 +243,8 @@ class FeatureSnapshot:
         self.events = ev
         self._by_id = {int(r): i for i, r in enumerate(ev["race_id"])}
         self._by_round = {
-            (int(s), int(r)): i for i, (s, r) in enumerate(zip(ev["season"], ev["round"], strict=True))
+            (int(s), int(r)): i
+            for i, (s, r) in enumerate(zip(ev["season"], ev["round"], strict=True))
         }
         self.driver = History(frames["driver_state"], "driver_id", DRIVER_STATE)
         self.team = History(frames["team_state"], "lineage", TEAM_STATE)
@@ -254,8 +255,13 @@ class FeatureSnapshot:
         self._practice: dict[int, list[tuple[str, str, str, float, float]]] = {}
         for row in frames["practice"].itertuples(index=False):
             self._practice.setdefault(int(row.race_id), []).append(
-                (str(row.driver_id), str(row.constructor_id), str(row.session),
-                 float(row.time_s), float(row.laps))  # fmt: skip
+                (
+                    str(row.driver_id),
+                    str(row.constructor_id),
+                    str(row.session),
+                    float(row.time_s),
+                    float(row.laps),
+                )  # fmt: skip
             )
         num = frames["numbers"].sort_values("season")
         self._numbers: dict[tuple[int, int], str] = {}
@@ -290,21 +296,19 @@ class FeatureSnapshot:
             t.qualifying[["race_id", "driver_id", "driver_number"]],
             t.results[["race_id", "driver_id", "driver_number"]],
         ]).dropna(subset=["driver_number"]).merge(races[["race_id", "season"]], on="race_id")  # fmt: skip
-        nums = (
-            nums.rename(columns={"driver_number": "number"})
-            .drop_duplicates(["season", "number"], keep="last")[["season", "number", "driver_id"]]
-        )
-        lin = pd.DataFrame(
-            {"constructor_id": list(lineage), "lineage": list(lineage.values())}
-        )
+        nums = nums.rename(columns={"driver_number": "number"}).drop_duplicates(
+            ["season", "number"], keep="last"
+        )[["season", "number", "driver_id"]]
+        lin = pd.DataFrame({"constructor_id": list(lineage), "lineage": list(lineage.values())})
         frames = {
             "events": events,
             "driver_state": build_driver_state(ev),
             "team_state": build_team_state(ev),
             "dstand": build_standings_state(t.driver_standings, races),
             "cstand": build_standings_state(t.constructor_standings, races),
-            "practice": prac[["race_id", "session", "driver_id", "constructor_id", "time_s",
-                              "laps"]],  # fmt: skip
+            "practice": prac[
+                ["race_id", "session", "driver_id", "constructor_id", "time_s", "laps"]
+            ],  # fmt: skip
             "entrants": ent[["season", "constructor_id", "driver_id", "rounds", "test_driver"]],
             "numbers": nums.astype({"season": int, "number": int}),
             "lineage": lin,
@@ -315,8 +319,11 @@ class FeatureSnapshot:
             "format": SNAPSHOT_FORMAT,
             "data_hash": t.content_hash,
             "seasons": [int(races["season"].min()), int(races["season"].max())],
-            "latest_event": None if last is None else {
-                "season": int(last["season"]), "round": int(last["round"]),
+            "latest_event": None
+            if last is None
+            else {
+                "season": int(last["season"]),
+                "round": int(last["round"]),
                 "grand_prix_id": str(last["grand_prix_id"]),
                 "date": pd.Timestamp(last["date"]).date().isoformat(),
             },  # fmt: skip
@@ -387,7 +394,9 @@ class FeatureSnapshot:
         ent = self._entrants
         ent = ent[(ent["season"] == ctx.season) & ~ent["test_driver"]]
         out: dict[str, Entry] = {}
-        for d, c, rounds in zip(ent["driver_id"], ent["constructor_id"], ent["rounds"], strict=True):
+        for d, c, rounds in zip(
+            ent["driver_id"], ent["constructor_id"], ent["rounds"], strict=True
+        ):
             if ctx.round is not None and ctx.round in set(iter_race_rounds(rounds)):
                 out.setdefault(str(d), Entry(driver_id=str(d), constructor_id=str(c)))
         for d, c, s, t, laps in self._practice.get(ctx.race_id or -1, []):
@@ -460,7 +469,9 @@ class FeatureSnapshot:
                 x[i, 14] = d[4]
             else:
                 x[i, 13] = 0.0
-            tm = self.team.before(self.lineage.get(e.constructor_id or "", e.constructor_id or ""), day)
+            tm = self.team.before(
+                self.lineage.get(e.constructor_id or "", e.constructor_id or ""), day
+            )
             if tm is not None:
                 x[i, 15] = tm[0]
                 x[i, 16] = tm[1]
@@ -489,7 +500,9 @@ class FeatureSnapshot:
             d = self.driver.before(e.driver_id, day)
             if d is not None:
                 x[i, 3], x[i, 4], x[i, 5], x[i, 6], x[i, 7] = d[3], d[4], d[5], d[6], d[0]
-            tm = self.team.before(self.lineage.get(e.constructor_id or "", e.constructor_id or ""), day)
+            tm = self.team.before(
+                self.lineage.get(e.constructor_id or "", e.constructor_id or ""), day
+            )
             if tm is not None:
                 x[i, 8], x[i, 9] = tm[1], tm[2]
             ds = self.dstand.before(e.driver_id, day, season=ctx.season)

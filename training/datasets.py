@@ -105,7 +105,9 @@ def stage2_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
             for d, c in zip(rows["driver_id"], rows["constructor_id"], strict=True)
         ]
         xs.append(
-            snap.stage2_matrix(ctx, entries, rows["slot"].to_numpy(float), rows["q_gap"].to_numpy(float))
+            snap.stage2_matrix(
+                ctx, entries, rows["slot"].to_numpy(float), rows["q_gap"].to_numpy(float)
+            )
         )
         metas.append(
             pd.DataFrame(

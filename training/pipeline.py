@@ -123,8 +123,14 @@ def tune(
     snap: FeatureSnapshot, s1: StageData, s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage1Config, Stage2Config, dict[str, Any]]:
     """Choose settings on the validation season (models fitted on earlier seasons)."""
-    tr1, va1 = s1.seasons(p.train_from, p.valid_season - 1), s1.seasons(p.valid_season, p.valid_season)
-    tr2, va2 = s2.seasons(p.train_from, p.valid_season - 1), s2.seasons(p.valid_season, p.valid_season)
+    tr1, va1 = (
+        s1.seasons(p.train_from, p.valid_season - 1),
+        s1.seasons(p.valid_season, p.valid_season),
+    )
+    tr2, va2 = (
+        s2.seasons(p.train_from, p.valid_season - 1),
+        s2.seasons(p.valid_season, p.valid_season),
+    )
     log: dict[str, Any] = {"stage1": [], "stage2": [], "pole": []}
 
     best1: tuple[float, Stage1Config] | None = None

@@ -1,0 +1,191 @@
+"""The BentoML model store: three versioned models that always move together.
+
+``f1_features`` (the feature snapshot), ``f1_stage1`` and ``f1_stage2`` are written
+inside nested ``bentoml.models.create`` blocks: BentoML commits a model only when its
+block exits cleanly, so a failure (or Ctrl-C) while writing any of them leaves the
+store as it was and ``latest`` on the previous complete set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import bentoml
+
+from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES, FeatureSnapshot
+from pipelines.models import Stage1Model, Stage2Model
+
+STAGE1_NAME = "f1_stage1"
+STAGE2_NAME = "f1_stage2"
+FEATURES_NAME = "f1_features"
+LABELS = {"project": "f1-predictor", "data": "F1DB (CC-BY-4.0)"}
+
+
+class StoreError(RuntimeError):
+    """A model or snapshot is missing or unreadable; the message names the tag and the fix."""
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("bentoml", "lightgbm", "numpy", "pandas", "scikit-learn", "pyarrow"):
+        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
+            out[pkg] = importlib_metadata.version(pkg)
+    return out
+
+
+@dataclass
+class SavedTags:
+    features: str
+    stage1: str
+    stage2: str
+
+
+def _plain(value: Any) -> Any:
+    """Metadata must be plain Python types: no numpy scalars, no None, no inf."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None:
+        return ""
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def save_all(
+    snapshot: FeatureSnapshot,
+    stage1: Stage1Model,
+    stage2: Stage2Model,
+    evaluation: dict[str, Any],
+    training_seasons: list[int],
+) -> SavedTags:
+    """Save the three models as new versions, all or none."""
+    common = {
+        "data_hash": snapshot.meta.get("data_hash", ""),
+        "data_latest_event": snapshot.meta.get("latest_event"),
+        "training_seasons": training_seasons,
+        "library_versions": library_versions(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
+    }
+    with contextlib.ExitStack() as stack:
+        feat = stack.enter_context(
+            bentoml.models.create(
+                FEATURES_NAME, labels=LABELS, metadata=_plain(common | {"kind": "feature_snapshot"})
+            )
+        )
+        snapshot.save(Path(feat.path) / "snapshot")
+        m1 = stack.enter_context(
+            bentoml.models.create(
+                STAGE1_NAME,
+                labels=LABELS,
+                metadata=_plain(
+                    common
+                    | {
+                        "kind": "stage1_gap_to_pole_ensemble",
+                        "feature_names": list(STAGE1_FEATURES),
+                        "metrics": evaluation.get("stage1", {}),
+                        "features_tag": str(feat.tag),
+                    }
+                ),
+            )
+        )
+        stage1.save(Path(m1.path) / "model")
+        m2 = stack.enter_context(
+            bentoml.models.create(
+                STAGE2_NAME,
+                labels=LABELS,
+                metadata=_plain(
+                    common
+                    | {
+                        "kind": "stage2_win_classifier",
+                        "feature_names": list(STAGE2_FEATURES),
+                        "metrics": evaluation.get("stage2", {}),
+                        "protocol": evaluation.get("protocol", {}),
+                        "features_tag": str(feat.tag),
+                    }
+                ),
+            )
+        )
+        stage2.save(Path(m2.path) / "model")
+        tags = SavedTags(str(feat.tag), str(m1.tag), str(m2.tag))
+    return tags
+
+
+def save_snapshot(snapshot: FeatureSnapshot) -> str:
+    """A new ``f1_features`` version only (``f1 refresh``), models untouched."""
+    meta = {
+        "kind": "feature_snapshot",
+        "data_hash": snapshot.meta.get("data_hash", ""),
+        "data_latest_event": snapshot.meta.get("latest_event"),
+        "library_versions": library_versions(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
+    }
+    with bentoml.models.create(FEATURES_NAME, labels=LABELS, metadata=_plain(meta)) as feat:
+        snapshot.save(Path(feat.path) / "snapshot")
+    return str(feat.tag)
+
+
+def get_model(tag: str) -> bentoml.Model:
+    try:
+        return bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound as exc:
+        raise StoreError(
+            f"model '{tag}' is not in the model store ({store_home()}): run `f1 train` "
+            "(or `f1 refresh` for f1_features), or pin an existing tag"
+        ) from exc
+
+
+def load_snapshot(tag: str) -> FeatureSnapshot:
+    model = get_model(tag)
+    try:
+        return FeatureSnapshot.load(Path(model.path) / "snapshot")
+    except (OSError, ValueError, KeyError) as exc:
+        raise StoreError(
+            f"feature snapshot '{model.tag}' is unreadable ({exc}): run `f1 refresh`"
+        ) from exc
+
+
+def load_stage1(tag: str) -> Stage1Model:
+    model = get_model(tag)
+    try:
+        return Stage1Model.load(Path(model.path) / "model")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"model '{model.tag}' is unreadable ({exc}): run `f1 train`") from exc
+
+
+def load_stage2(tag: str) -> Stage2Model:
+    model = get_model(tag)
+    try:
+        return Stage2Model.load(Path(model.path) / "model")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"model '{model.tag}' is unreadable ({exc}): run `f1 train`") from exc
+
+
+def has_models() -> bool:
+    names = {m.tag.name for m in bentoml.models.list()}
+    return {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names
+
+
+def list_versions() -> Iterator[bentoml.Model]:
+    models = [m for m in bentoml.models.list() if m.tag.name in
+              {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME}]  # fmt: skip
+    yield from sorted(models, key=lambda m: (m.tag.name, m.creation_time), reverse=True)
+
+
+def store_home() -> str:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return str(BentoMLContainer.bentoml_home.get())

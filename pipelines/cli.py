@@ -12,8 +12,11 @@ from rich.table import Table
 
 from pipelines.settings import Settings, get_settings, resolve_data_dir
 
-app = typer.Typer(help="F1 Predictor: data, training, evaluation and predictions.",
-                  no_args_is_help=True, add_completion=False)  # fmt: skip
+app = typer.Typer(
+    help="F1 Predictor: data, training, evaluation and predictions.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 data_app = typer.Typer(help="The F1DB data: download and inspect.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
@@ -30,8 +33,9 @@ def _load(settings: Settings):  # type: ignore[no-untyped-def]
 
     data_dir = resolve_data_dir(settings)
     try:
-        return load_tables(data_dir, settings.cache_dir, min_season=settings.history_from,
-                           progress=True)  # fmt: skip
+        return load_tables(
+            data_dir, settings.cache_dir, min_season=settings.history_from, progress=True
+        )
     except DataError as exc:
         raise _fail(str(exc)) from exc
 
@@ -64,10 +68,14 @@ def data_info() -> None:
     last = done.iloc[-1]
     console.print(f"data dir:     {resolve_data_dir(s)}")
     console.print(f"content hash: {t.content_hash}")
-    console.print(f"seasons:      {races['season'].min()}-{races['season'].max()} "
-                  f"({len(races)} events, {len(done)} with results)")  # fmt: skip
-    console.print(f"latest event: {last['season']} round {last['round']} "
-                  f"{last['grand_prix_id']} ({last['date'].date()})")  # fmt: skip
+    console.print(
+        f"seasons:      {races['season'].min()}-{races['season'].max()} "
+        f"({len(races)} events, {len(done)} with results)"
+    )
+    console.print(
+        f"latest event: {last['season']} round {last['round']} "
+        f"{last['grand_prix_id']} ({last['date'].date()})"
+    )
 
 
 def _train(s: Settings):  # type: ignore[no-untyped-def]
@@ -75,8 +83,13 @@ def _train(s: Settings):  # type: ignore[no-untyped-def]
 
     tables = _load(s)
     proto = Protocol(s.train_from, s.valid_season, s.test_season)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:  # fmt: skip
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("training", total=None)
 
         def step(msg: str) -> None:
@@ -103,15 +116,17 @@ def train(
         return
     t0 = time.perf_counter()
     res = _train(s)
-    tags = store.save_all(res.snapshot, res.stage1, res.stage2, res.evaluation,
-                          [s.train_from, s.test_season])  # fmt: skip
+    tags = store.save_all(
+        res.snapshot, res.stage1, res.stage2, res.evaluation, [s.train_from, s.test_season]
+    )
     if report:
         from training.report import write_report
 
         write_report(res.evaluation, res.predictions, s.reports_dir)
     _print_summary(res.evaluation)
-    console.print(f"saved {tags.features}, {tags.stage1}, {tags.stage2} "
-                  f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    console.print(
+        f"saved {tags.features}, {tags.stage1}, {tags.stage2} in {time.perf_counter() - t0:.1f} s"
+    )
 
 
 @app.command()
@@ -184,8 +199,15 @@ def predict(
         tab.add_column(col, justify="left" if col in ("driver", "team") else "right")
     for i in sorted(range(len(entries)), key=lambda i: q.grid[i]):
         e = entries[i]
-        tab.add_row(str(q.grid[i]), e.driver_id, e.constructor_id or "?", f"{q.time_s[i]:.3f}",
-                    f"{q.gap_pct[i]:.3f}", f"{q.pole_prob[i]:.3f}", f"{win[i]:.3f}")  # fmt: skip
+        tab.add_row(
+            str(q.grid[i]),
+            e.driver_id,
+            e.constructor_id or "?",
+            f"{q.time_s[i]:.3f}",
+            f"{q.gap_pct[i]:.3f}",
+            f"{q.pole_prob[i]:.3f}",
+            f"{win[i]:.3f}",
+        )
     console.print(tab)
 
 
@@ -200,8 +222,12 @@ def models() -> None:
     rows = list(store.list_versions())
     for m in rows:
         md = m.info.metadata
-        tab.add_row(str(m.tag), m.creation_time.isoformat(timespec="seconds"),
-                    str(md.get("data_hash", ""))[:12], str(md.get("data_latest_event") or ""))  # fmt: skip
+        tab.add_row(
+            str(m.tag),
+            m.creation_time.isoformat(timespec="seconds"),
+            str(md.get("data_hash", ""))[:12],
+            str(md.get("data_latest_event") or ""),
+        )
     console.print(tab if rows else "no models yet: run `f1 train`")
 
 

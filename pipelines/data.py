@@ -443,22 +443,50 @@ def _reference(
 
 
 _COLUMNS: dict[str, list[str]] = {
-    "races": ["race_id", "season", "round", "date", "grand_prix_id", "circuit_id", "layout_id",
-              "circuit_type", "course_length", "laps", "is_sprint", "has_quali", "has_results"],
+    "races": [
+        "race_id",
+        "season",
+        "round",
+        "date",
+        "grand_prix_id",
+        "circuit_id",
+        "layout_id",
+        "circuit_type",
+        "course_length",
+        "laps",
+        "is_sprint",
+        "has_quali",
+        "has_results",
+    ],
     "sessions": ["race_id", "session", "before_quali"],
     "practice": ["race_id", "session", "driver_id", "constructor_id", "time_s", "laps"],
-    "qualifying": ["race_id", "driver_id", "constructor_id", "driver_number", "position",
-                   "best_s", "q3_s"],
+    "qualifying": [
+        "race_id",
+        "driver_id",
+        "constructor_id",
+        "driver_number",
+        "position",
+        "best_s",
+        "q3_s",
+    ],
     "grid": ["race_id", "driver_id", "grid", "pit_lane", "penalty"],
-    "results": ["race_id", "driver_id", "constructor_id", "driver_number", "position",
-                "position_text", "points", "grid_text"],
+    "results": [
+        "race_id",
+        "driver_id",
+        "constructor_id",
+        "driver_number",
+        "position",
+        "position_text",
+        "points",
+        "grid_text",
+    ],
     "driver_standings": ["race_id", "id", "position", "points"],
     "constructor_standings": ["race_id", "id", "position", "points"],
     "entrants": ["season", "constructor_id", "driver_id", "rounds", "test_driver"],
     "drivers": ["driver_id", "name", "abbreviation", "permanent_number"],
     "constructors": ["constructor_id", "name", "chronology"],
     "circuits": ["circuit_id", "name", "type"],
-}  # fmt: skip
+}
 
 
 def _frames(rows: dict[str, list[dict[str, Any]]]) -> Tables:
@@ -508,10 +536,7 @@ def load_tables(
         path = _cache_path(cache_dir, key)
         if path.is_dir():
             return _read_cache(path, key)
-    if progress:
-        tables = _parse_with_progress(data_dir, seasons)
-    else:
-        tables = _parse_tree(data_dir, seasons)
+    tables = _parse_with_progress(data_dir, seasons) if progress else _parse_tree(data_dir, seasons)
     tables.content_hash = key
     if cache_dir is not None:
         _write_cache(_cache_path(cache_dir, key), tables)

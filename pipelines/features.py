@@ -32,24 +32,59 @@ GAP_CLIP = 5.0
 EWM_ALPHA = 0.3
 DNF_POSITION = 20.0
 
-DRIVER_STATE = ["q_gap_ewm", "q_gap_last", "q_pos_ewm", "r_pos_ewm", "points_ewm",
-                "win_ewm", "podium_ewm", "n_events"]  # fmt: skip
+DRIVER_STATE = [
+    "q_gap_ewm",
+    "q_gap_last",
+    "q_pos_ewm",
+    "r_pos_ewm",
+    "points_ewm",
+    "win_ewm",
+    "podium_ewm",
+    "n_events",
+]
 TEAM_STATE = ["t_q_gap_ewm", "t_points_ewm", "t_win_ewm"]
 STAND_STATE = ["points", "position"]
 
 STAGE1_FEATURES = [
-    "p_fp1_gap", "p_fp2_gap", "p_fp3_gap", "p_sq_gap", "p_best_gap", "p_last_gap",
-    "p_mean_rank", "p_laps", "p_n_sessions", "p_tm_gap",
-    "d_q_gap_ewm", "d_q_gap_last", "d_q_pos_ewm", "d_n_events", "d_points_ewm",
-    "t_q_gap_ewm", "t_points_ewm", "d_vs_team_gap",
-    "c_street", "c_sprint", "c_length_km",
-]  # fmt: skip
+    "p_fp1_gap",
+    "p_fp2_gap",
+    "p_fp3_gap",
+    "p_sq_gap",
+    "p_best_gap",
+    "p_last_gap",
+    "p_mean_rank",
+    "p_laps",
+    "p_n_sessions",
+    "p_tm_gap",
+    "d_q_gap_ewm",
+    "d_q_gap_last",
+    "d_q_pos_ewm",
+    "d_n_events",
+    "d_points_ewm",
+    "t_q_gap_ewm",
+    "t_points_ewm",
+    "d_vs_team_gap",
+    "c_street",
+    "c_sprint",
+    "c_length_km",
+]
 STAGE2_FEATURES = [
-    "grid", "q_gap_pct", "q_tm_gap",
-    "d_r_pos_ewm", "d_points_ewm", "d_win_ewm", "d_podium_ewm", "d_q_gap_ewm",
-    "t_points_ewm", "t_win_ewm",
-    "d_champ_points", "d_champ_pos", "d_champ_share", "c_champ_points", "c_champ_pos",
-]  # fmt: skip
+    "grid",
+    "q_gap_pct",
+    "q_tm_gap",
+    "d_r_pos_ewm",
+    "d_points_ewm",
+    "d_win_ewm",
+    "d_podium_ewm",
+    "d_q_gap_ewm",
+    "t_points_ewm",
+    "t_win_ewm",
+    "d_champ_points",
+    "d_champ_pos",
+    "d_champ_share",
+    "c_champ_points",
+    "c_champ_pos",
+]
 STAGE2_MONOTONE = [-1, -1, -1] + [0] * (len(STAGE2_FEATURES) - 3)
 """Win probability never rises with a worse grid slot or a slower qualifying lap."""
 
@@ -145,14 +180,16 @@ def _quali_frame(t: Tables, races: pd.DataFrame) -> pd.DataFrame:
 def _driver_events(t: Tables, races: pd.DataFrame, lineage: dict[str, str]) -> pd.DataFrame:
     q = _quali_frame(t, races)[["race_id", "driver_id", "constructor_id", "gap_pct", "position"]]
     q = q.rename(columns={"position": "q_pos", "constructor_id": "q_team"})
-    r = t.results[["race_id", "driver_id", "constructor_id", "position", "points",
-                   "position_text"]].copy()  # fmt: skip
+    r = t.results[
+        ["race_id", "driver_id", "constructor_id", "position", "points", "position_text"]
+    ].copy()
     r = r[r["position_text"] != "DNS"]
     r["r_pos"] = r["position"].fillna(DNF_POSITION).clip(upper=DNF_POSITION)
     r["win"] = (r["position"] == 1).astype(float)
     r["podium"] = (r["position"] <= 3).astype(float)
-    ev = q.merge(r.drop(columns=["position", "position_text"]), on=["race_id", "driver_id"],
-                 how="outer")  # fmt: skip
+    ev = q.merge(
+        r.drop(columns=["position", "position_text"]), on=["race_id", "driver_id"], how="outer"
+    )
     ev["constructor_id"] = ev["constructor_id"].fillna(ev["q_team"])
     ev = ev.drop(columns=["q_team"]).merge(races[["race_id", "date", "season"]], on="race_id")
     ev["lineage"] = ev["constructor_id"].map(lambda c: lineage.get(c, c))
@@ -210,7 +247,7 @@ def build_event_frame(t: Tables) -> pd.DataFrame:
         prac.dropna(subset=["time_s"])
         .groupby(["race_id", "session"])["time_s"]
         .min()
-        .unstack("session")  # fmt: skip
+        .unstack("session")
         .reindex(columns=list(PRACTICE_SESSIONS))
     )
     races = races.merge(ref.add_prefix("best_"), left_on="race_id", right_index=True, how="left")
@@ -228,8 +265,17 @@ def pre_quali_practice(t: Tables) -> pd.DataFrame:
 # --------------------------------------------------------------------- snapshot
 
 
-FRAME_NAMES = ("events", "driver_state", "team_state", "dstand", "cstand", "practice",
-               "entrants", "numbers", "lineage")  # fmt: skip
+FRAME_NAMES = (
+    "events",
+    "driver_state",
+    "team_state",
+    "dstand",
+    "cstand",
+    "practice",
+    "entrants",
+    "numbers",
+    "lineage",
+)
 
 
 class FeatureSnapshot:
@@ -261,7 +307,7 @@ class FeatureSnapshot:
                     str(row.session),
                     float(row.time_s),
                     float(row.laps),
-                )  # fmt: skip
+                )
             )
         num = frames["numbers"].sort_values("season")
         self._numbers: dict[tuple[int, int], str] = {}
@@ -290,12 +336,20 @@ class FeatureSnapshot:
         prac = pre_quali_practice(t)
         ent = t.entrants.merge(
             races.groupby("season")["round"].max().rename("n_rounds"),
-            left_on="season", right_index=True, how="left",
-        ).sort_values("season")  # fmt: skip
-        nums = pd.concat([
-            t.qualifying[["race_id", "driver_id", "driver_number"]],
-            t.results[["race_id", "driver_id", "driver_number"]],
-        ]).dropna(subset=["driver_number"]).merge(races[["race_id", "season"]], on="race_id")  # fmt: skip
+            left_on="season",
+            right_index=True,
+            how="left",
+        ).sort_values("season")
+        nums = (
+            pd.concat(
+                [
+                    t.qualifying[["race_id", "driver_id", "driver_number"]],
+                    t.results[["race_id", "driver_id", "driver_number"]],
+                ]
+            )
+            .dropna(subset=["driver_number"])
+            .merge(races[["race_id", "season"]], on="race_id")
+        )
         nums = nums.rename(columns={"driver_number": "number"}).drop_duplicates(
             ["season", "number"], keep="last"
         )[["season", "number", "driver_id"]]
@@ -308,7 +362,7 @@ class FeatureSnapshot:
             "cstand": build_standings_state(t.constructor_standings, races),
             "practice": prac[
                 ["race_id", "session", "driver_id", "constructor_id", "time_s", "laps"]
-            ],  # fmt: skip
+            ],
             "entrants": ent[["season", "constructor_id", "driver_id", "rounds", "test_driver"]],
             "numbers": nums.astype({"season": int, "number": int}),
             "lineage": lin,
@@ -326,7 +380,7 @@ class FeatureSnapshot:
                 "round": int(last["round"]),
                 "grand_prix_id": str(last["grand_prix_id"]),
                 "date": pd.Timestamp(last["date"]).date().isoformat(),
-            },  # fmt: skip
+            },
         }
         return cls(frames, meta)
 
@@ -340,8 +394,10 @@ class FeatureSnapshot:
     def load(cls, path: Path) -> FeatureSnapshot:
         meta = json.loads((path / "snapshot.json").read_text())
         if meta.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"{path}: feature snapshot format {meta.get('format')} is not "
-                             f"{SNAPSHOT_FORMAT}; run `f1 refresh`")  # fmt: skip
+            raise ValueError(
+                f"{path}: feature snapshot format {meta.get('format')} is not "
+                f"{SNAPSHOT_FORMAT}; run `f1 refresh`"
+            )
         frames = {name: pd.read_parquet(path / f"{name}.parquet") for name in FRAME_NAMES}
         return cls(frames, meta)
 
@@ -358,11 +414,16 @@ class FeatureSnapshot:
     def _context(self, i: int) -> EventContext:
         r = self.events.iloc[i]
         return EventContext(
-            season=int(r["season"]), round=int(r["round"]), race_id=int(r["race_id"]),
-            date=pd.Timestamp(r["date"]), circuit_id=str(r["circuit_id"]),
-            layout_id=str(r["layout_id"]), circuit_type=str(r["circuit_type"]),
-            course_length=float(r["course_length"]), is_sprint=bool(r["is_sprint"]),
-        )  # fmt: skip
+            season=int(r["season"]),
+            round=int(r["round"]),
+            race_id=int(r["race_id"]),
+            date=pd.Timestamp(r["date"]),
+            circuit_id=str(r["circuit_id"]),
+            layout_id=str(r["layout_id"]),
+            circuit_type=str(r["circuit_type"]),
+            course_length=float(r["course_length"]),
+            is_sprint=bool(r["is_sprint"]),
+        )
 
     def next_event(self) -> EventContext | None:
         """The first calendar event after the latest one with results."""
@@ -399,12 +460,16 @@ class FeatureSnapshot:
         ):
             if ctx.round is not None and ctx.round in set(iter_race_rounds(rounds)):
                 out.setdefault(str(d), Entry(driver_id=str(d), constructor_id=str(c)))
-        for d, c, s, t, laps in self._practice.get(ctx.race_id or -1, []):
+        for d, _c, s, t, laps in self._practice.get(ctx.race_id or -1, []):
             e = out.get(d)
             if e is not None and not math.isnan(t):
                 e.practice[s] = t
                 e.laps[s] = laps
         return list(out.values())
+
+    def practice_laps(self, race_id: int) -> list[tuple[str, str, str, float, float]]:
+        """(driver, team, session, best lap s, laps) for each pre-qualifying session result."""
+        return self._practice.get(race_id, [])
 
     def field_practice(self, ctx: EventContext) -> dict[str, list[float]]:
         """Every lap time set in each pre-qualifying session (reserves included)."""

@@ -180,8 +180,9 @@ def has_models() -> bool:
 
 
 def list_versions() -> Iterator[bentoml.Model]:
-    models = [m for m in bentoml.models.list() if m.tag.name in
-              {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME}]  # fmt: skip
+    models = [
+        m for m in bentoml.models.list() if m.tag.name in {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME}
+    ]
     yield from sorted(models, key=lambda m: (m.tag.name, m.creation_time), reverse=True)
 
 

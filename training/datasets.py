@@ -30,7 +30,7 @@ class StageData:
 
 def _practice_entries(snap: FeatureSnapshot, race_id: int, rows: pd.DataFrame) -> list[Entry]:
     """Entries for the drivers in ``rows`` with their pre-qualifying practice laps."""
-    prac = snap._practice.get(race_id, [])
+    prac = snap.practice_laps(race_id)
     out = []
     for d, c in zip(rows["driver_id"], rows["constructor_id"], strict=True):
         e = Entry(driver_id=str(d), constructor_id=str(c))

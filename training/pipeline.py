@@ -84,9 +84,13 @@ def pole_predictions(snap: FeatureSnapshot, meta: pd.DataFrame, params: PolePara
         r = meta.iloc[idx[0]]
         hist = snap.pole_history(int(r["day"]))
         out[idx] = estimate_pole(
-            hist, r["ref_session"], float(r["ref_lap"]), r["layout_id"], params,
+            hist,
+            r["ref_session"],
+            float(r["ref_lap"]),
+            r["layout_id"],
+            params,
             float(r["course_length"]),
-        )  # fmt: skip
+        )
     return out
 
 
@@ -153,8 +157,10 @@ def tune(
         if best_pole is None or mae < best_pole[0]:
             best_pole = (mae, pp)
     assert best_pole is not None
-    step(f"pole lap: window={best_pole[1].window} shrink={best_pole[1].shrink}: "
-         f"valid MAE {best_pole[0]:.3f} s")  # fmt: skip
+    step(
+        f"pole lap: window={best_pole[1].window} shrink={best_pole[1].shrink}: "
+        f"valid MAE {best_pole[0]:.3f} s"
+    )
 
     gap_va = Stage1Model.fit(tr1.x, tr1.y, cfg1).predict_gap(va1.x)
     groups = va1.meta["race_id"].to_numpy()
@@ -171,14 +177,23 @@ def tune(
         ll, temp = min(
             (_winner_log_loss(va2.meta, group_softmax(raw / t, g2)), t) for t in TEMP_GRID
         )
-        log["stage2"].append({"num_leaves": nl, "n_estimators": ne, "min_child_samples": mc,
-                              "temperature": temp, "valid_winner_log_loss": ll})  # fmt: skip
+        log["stage2"].append(
+            {
+                "num_leaves": nl,
+                "n_estimators": ne,
+                "min_child_samples": mc,
+                "temperature": temp,
+                "valid_winner_log_loss": ll,
+            }
+        )
         if best2 is None or ll < best2[0]:
             best2 = (ll, replace(cfg, temperature=temp))
         step(f"stage-2 leaves={nl} trees={ne} min_child={mc}: valid log loss {ll:.3f}")
     assert best2 is not None
-    log["chosen"] = {"stage1": cfg1.__dict__ | {"pole": cfg1.pole.__dict__},
-                     "stage2": best2[1].__dict__}  # fmt: skip
+    log["chosen"] = {
+        "stage1": cfg1.__dict__ | {"pole": cfg1.pole.__dict__},
+        "stage2": best2[1].__dict__,
+    }
     return cfg1, best2[1], log
 
 
@@ -200,8 +215,10 @@ def evaluate_test(
     gap = m1.predict_gap(te1.x)
     pole = pole_predictions(snap, te1.meta, cfg1.pole)
     t_pred = pole * (1 + gap / 100.0)
-    stage1 = {"test": stage1_metrics(te1.meta, t_pred, gap),
-              "pole_mae_s": _event_pole_mae(te1.meta, pole)}  # fmt: skip
+    stage1 = {
+        "test": stage1_metrics(te1.meta, t_pred, gap),
+        "pole_mae_s": _event_pole_mae(te1.meta, pole),
+    }
 
     base1: dict[str, Any] = {}
     bt, bg = baselines.practice_ratio(tr1, te1)
@@ -222,8 +239,7 @@ def evaluate_test(
         "stage1": te1.meta.assign(pred_gap=gap, pred_time=t_pred, pred_pole=pole),
         "stage2": te2.meta.assign(prob=prob),
     }
-    return {"stage1": stage1 | {"baselines": base1},
-            "stage2": stage2 | {"baselines": base2}}, preds  # fmt: skip
+    return {"stage1": stage1 | {"baselines": base1}, "stage2": stage2 | {"baselines": base2}}, preds
 
 
 # --------------------------------------------------------------------- pipeline

@@ -85,10 +85,16 @@ def markdown(ev: dict[str, Any]) -> str:
     )
     pole_top1 = s2["baselines"].get("pole_sitter", {}).get("test", {}).get("top1")
     t1 = s2["test"].get("top1")
-    lines.append(f"| stage-2 top1 | >= pole-sitter ({_fmt(pole_top1)}) | {_fmt(t1)} | "
-                 f"{'yes' if t1 is not None and pole_top1 is not None and t1 >= pole_top1 else 'no'} |")  # fmt: skip
-    lines += ["", "Figures: `stage1_gap.png` (predicted vs actual gap to pole), "
-              "`stage2_calibration.png` (win-probability calibration).", ""]  # fmt: skip
+    lines.append(
+        f"| stage-2 top1 | >= pole-sitter ({_fmt(pole_top1)}) | {_fmt(t1)} | "
+        f"{'yes' if t1 is not None and pole_top1 is not None and t1 >= pole_top1 else 'no'} |"
+    )
+    lines += [
+        "",
+        "Figures: `stage1_gap.png` (predicted vs actual gap to pole), "
+        "`stage2_calibration.png` (win-probability calibration).",
+        "",
+    ]
     return "\n".join(lines)
 
 

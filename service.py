@@ -1,0 +1,281 @@
+"""F1 Predictor Bento: a front service composing a Stage-1 and a Stage-2 model service.
+
+    client --HTTP--> F1Predictor (resolve event + drivers, features from f1_features)
+                        |-- Stage1.predict_gap   (batched rows -> gap to pole %)
+                        '-- Stage2.predict_logit (batched rows -> win log-odds)
+
+Model tags come from settings (``F1_STAGE1_MODEL`` ...), ``latest`` by default, so a
+deployment can pin an earlier version to roll back.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.responses import Response
+
+from pipelines.features import FeatureSnapshot
+from pipelines.models import Stage1Model, Stage2Model, group_softmax
+from pipelines.predict import pole_estimate, quali_outputs, race_gap, race_grid
+from pipelines.schemas import (
+    EXAMPLES,
+    FullResponse,
+    Metadata,
+    QualiPrediction,
+    QualiRequest,
+    RacePrediction,
+    RaceRequest,
+)
+from pipelines.serving import (
+    RequestError,
+    Resolved,
+    quali_predictions,
+    race_predictions,
+    resolve_request,
+)
+from pipelines.settings import get_settings
+
+settings = get_settings()
+
+
+def _version() -> str:
+    try:
+        return importlib_metadata.version("f1-predictor")
+    except importlib_metadata.PackageNotFoundError:  # a built Bento without the dist-info
+        return "unknown"
+
+
+VERSION = _version()
+MODEL_SERVICE = {
+    "workers": 1,
+    "traffic": {"timeout": 30},
+    # BentoML 1.4.30-1.4.40 recycles the caller's connection every 100 calls / 300 s
+    # while calls are still in flight (500s under load); never recycle.
+    "runner_connection": {"max_requests": 10**9, "max_age": 1e9},
+}
+BATCH = {"batchable": True, "batch_dim": 0, "max_batch_size": 640, "max_latency_ms": 2000}
+ZERO = np.zeros(0, dtype=int)
+
+
+@bentoml.service(name="f1_stage1", **MODEL_SERVICE)  # type: ignore[misc]
+class Stage1:
+    """LightGBM ensemble: rows of Stage-1 features -> predicted gap to pole (%)."""
+
+    model = bentoml.models.BentoModel(settings.stage1_model)
+
+    def __init__(self) -> None:
+        self.predictor = Stage1Model.load(Path(self.model.path) / "model")
+
+    @bentoml.api(**BATCH)  # type: ignore[misc]
+    def predict_gap(self, rows: np.ndarray) -> np.ndarray:
+        return self.predictor.predict_gap(rows)
+
+
+@bentoml.service(name="f1_stage2", **MODEL_SERVICE)  # type: ignore[misc]
+class Stage2:
+    """Monotone LightGBM win classifier: rows -> calibrated log-odds (softmax per race)."""
+
+    model = bentoml.models.BentoModel(settings.stage2_model)
+
+    def __init__(self) -> None:
+        self.predictor = Stage2Model.load(Path(self.model.path) / "model")
+
+    @bentoml.api(**BATCH)  # type: ignore[misc]
+    def predict_logit(self, rows: np.ndarray) -> np.ndarray:
+        return self.predictor.raw_score(rows) / self.predictor.config.temperature
+
+
+web = FastAPI(title="F1 Prediction API", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def _error(exc: RequestError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=422)
+
+
+@bentoml.service(name="F1Predictor", traffic={"timeout": 30}, workers=1)  # type: ignore[misc]
+@bentoml.asgi_app(web, path="/")
+class F1Predictor:
+    """The API: resolves the event and drivers, builds features, calls both stages."""
+
+    features = bentoml.models.BentoModel(settings.features_model)
+    stage1_model = bentoml.models.BentoModel(settings.stage1_model)
+    stage2_model = bentoml.models.BentoModel(settings.stage2_model)
+    stage1 = bentoml.depends(Stage1)
+    stage2 = bentoml.depends(Stage2)
+
+    def __init__(self) -> None:
+        self.snapshot = FeatureSnapshot.load(Path(self.features.path) / "snapshot")
+        s1 = Stage1Model.load(Path(self.stage1_model.path) / "model")
+        self.pole_params, self.pole_tau = s1.config.pole, s1.config.pole_tau
+        self.started = time.time()
+        self.tags = {
+            "features": str(self.features.tag),
+            "stage1": str(self.stage1_model.tag),
+            "stage2": str(self.stage2_model.tag),
+        }
+
+    # ------------------------------------------------------------------ core
+
+    async def _quali(self, res: Resolved) -> tuple[Any, np.ndarray]:
+        x1 = self.snapshot.stage1_matrix(res.ctx, res.entries, res.field_practice)
+        gap = np.asarray(await self.stage1.to_async.predict_gap(x1))
+        pole = pole_estimate(self.snapshot, res.ctx, res.field_practice, self.pole_params)
+        q = quali_outputs(np.clip(gap, 0.0, None), pole, self.pole_tau,
+                          [e.driver_id for e in res.entries])  # fmt: skip
+        return q, gap
+
+    async def _race(self, res: Resolved, q: Any) -> tuple[np.ndarray, np.ndarray]:
+        grid = race_grid(res.entries, q.grid)
+        x2 = self.snapshot.stage2_matrix(
+            res.ctx, res.entries, grid, race_gap(res.entries, q.gap_pct)
+        )
+        logit = np.asarray(await self.stage2.to_async.predict_logit(x2))
+        return group_softmax(logit, np.zeros(len(logit), dtype=int)), grid
+
+    def _resolve(self, req: QualiRequest | RaceRequest) -> Resolved:
+        return resolve_request(self.snapshot, req.event, req.drivers)
+
+    @staticmethod
+    def _warn_header(res: Resolved) -> dict[str, str]:
+        return {"X-F1-Warnings": " | ".join(res.warnings)[:2000]} if res.warnings else {}
+
+    # ------------------------------------------------------------- endpoints
+
+    @bentoml.api(route="/predict_quali")  # type: ignore[misc]
+    async def predict_quali(self, request: QualiRequest, /) -> list[QualiPrediction]:
+        """Predicted qualifying lap, gap to pole, grid position and pole probability."""
+        try:
+            res = self._resolve(request)
+        except RequestError as exc:
+            return _error(exc)  # type: ignore[return-value]
+        q, _ = await self._quali(res)
+        preds = quali_predictions(res.entries, q)
+        return JSONResponse(  # type: ignore[return-value]
+            [p.model_dump() for p in preds], headers=self._warn_header(res)
+        )
+
+    @bentoml.api(route="/predict_race")  # type: ignore[misc]
+    async def predict_race(self, request: RaceRequest, /) -> list[RacePrediction]:
+        """Win probabilities (sum to 1); a missing grid position comes from Stage-1."""
+        try:
+            res = self._resolve(request)
+        except RequestError as exc:
+            return _error(exc)  # type: ignore[return-value]
+        q, _ = await self._quali(res)
+        prob, grid = await self._race(res, q)
+        preds = race_predictions(res.entries, prob, grid)
+        return JSONResponse(  # type: ignore[return-value]
+            [p.model_dump() for p in preds], headers=self._warn_header(res)
+        )
+
+    @bentoml.api(route="/predict_full")  # type: ignore[misc]
+    async def predict_full(self, request: QualiRequest, /) -> FullResponse:
+        """Both stages: qualifying, then the race from the predicted (or given) grid."""
+        t0 = time.perf_counter()
+        try:
+            res = self._resolve(request)
+        except RequestError as exc:
+            return _error(exc)  # type: ignore[return-value]
+        q, _ = await self._quali(res)
+        prob, grid = await self._race(res, q)
+        return FullResponse(
+            qualifying_predictions=quali_predictions(res.entries, q),
+            race_winner_predictions=race_predictions(res.entries, prob, grid),
+            metadata=Metadata(
+                event=res.ctx.to_dict(),
+                model_versions=self.tags,
+                warnings=res.warnings,
+                inference_ms=round((time.perf_counter() - t0) * 1000.0, 3),
+            ),
+        )
+
+    # ------------------------------------------------------------ GET routes
+
+    @web.get("/")
+    def index(self) -> dict[str, Any]:
+        return {"service": "F1 Prediction API", "status": "healthy", "models_loaded": True}
+
+    @web.get("/health")
+    def health(self) -> dict[str, Any]:
+        models = {}
+        for key, ref in (("features", self.features), ("stage1", self.stage1_model),
+                         ("stage2", self.stage2_model)):  # fmt: skip
+            m = ref
+            models[key] = {"tag": str(m.tag), "created": m.creation_time.isoformat()}
+        return {
+            "status": "healthy",
+            "version": VERSION,
+            "uptime_s": round(time.time() - self.started, 1),
+            "models": models,
+            "data": {
+                "latest_event": self.snapshot.meta.get("latest_event"),
+                "data_hash": self.snapshot.meta.get("data_hash"),
+                "seasons": self.snapshot.meta.get("seasons"),
+            },
+        }
+
+    @web.get("/model_info")
+    def model_info(self) -> dict[str, Any]:
+        m1 = self.stage1_model.info.metadata
+        m2 = self.stage2_model.info.metadata
+        return {
+            "model_versions": self.tags,
+            "stage1": {
+                "description": "LightGBM ensemble on the gap to pole (%) x a pole-lap estimate",
+                "feature_count": len(m1.get("feature_names", [])),
+                "feature_names": m1.get("feature_names", []),
+                "metrics": m1.get("metrics", {}),
+            },
+            "stage2": {
+                "description": "Monotone LightGBM win classifier, softmax per race",
+                "feature_count": len(m2.get("feature_names", [])),
+                "feature_names": m2.get("feature_names", []),
+                "metrics": m2.get("metrics", {}),
+            },
+            "training_seasons": m1.get("training_seasons"),
+            "evaluation_protocol": m2.get("protocol", {}),
+            "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
+        }
+
+    @web.get("/openapi.json", include_in_schema=False)
+    def openapi(self) -> dict[str, Any]:
+        spec: dict[str, Any] = self.bento_service.openapi_spec.asdict()  # type: ignore[attr-defined]
+        spec["info"]["title"] = "F1 Prediction API"
+        spec["info"]["version"] = VERSION
+        gets = web.openapi()
+        for path, item in gets.get("paths", {}).items():
+            spec.setdefault("paths", {})[path] = item
+        for name, schema in gets.get("components", {}).get("schemas", {}).items():
+            spec.setdefault("components", {}).setdefault("schemas", {}).setdefault(name, schema)
+        for path in ("/predict_quali", "/predict_full", "/predict_race"):
+            op = spec.get("paths", {}).get(path, {}).get("post")
+            if op:
+                key = "race_with_grid" if path == "/predict_race" else "original"
+                content = op.setdefault("requestBody", {}).setdefault("content", {})
+                content.setdefault("application/json", {})["examples"] = {
+                    name: {"value": ex} for name, ex in EXAMPLES.items()
+                    if (path == "/predict_race") == (name == "race_with_grid") or name == key
+                }  # fmt: skip
+        return spec
+
+    @web.get("/docs", include_in_schema=False)
+    def docs(self) -> Response:
+        return HTMLResponse(SWAGGER_HTML)
+
+
+SWAGGER_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>F1 Prediction API</title>
+<link rel="stylesheet" href="/static_content/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/static_content/swagger-ui-bundle.js"></script>
+<script src="/static_content/swagger-ui-standalone-preset.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui",
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: "BaseLayout"});
+</script></body></html>"""

@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help install system-deps train serve test test-fast lint typecheck evaluate clean
+.PHONY: help install system-deps train serve test test-fast lint evaluate requirements build container clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -53,6 +53,17 @@ lint: install ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy pipelines training service.py
+
+requirements: $(UV) ## Re-export requirements.txt (the Bento's pins) from uv.lock
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header -o requirements.txt -q
+
+build: install ## Train if needed, then `bentoml build` (the Bento records the three models)
+	$(BIN)/f1 train --if-missing
+	$(BIN)/bentoml build
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+container: build ## Build the Bento and its Docker image f1-predictor:$(VERSION) (needs Docker)
+	$(BIN)/bentoml containerize f1-predictor:latest -t f1-predictor:$(VERSION)
 
 clean: ## Remove the venvs and caches (the model store is left alone)
 	rm -rf $(VENV) $(TOOLS) .cache .pytest_cache .mypy_cache .ruff_cache

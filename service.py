@@ -11,7 +11,6 @@ deployment can pin an earlier version to roll back.
 from __future__ import annotations
 
 import time
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.responses import Response
 
+import pipelines
 from pipelines.features import FeatureSnapshot
 from pipelines.models import Stage1Model, Stage2Model, group_softmax
 from pipelines.predict import pole_estimate, quali_outputs, race_gap, race_grid
@@ -45,14 +45,7 @@ from pipelines.settings import get_settings
 settings = get_settings()
 
 
-def _version() -> str:
-    try:
-        return importlib_metadata.version("f1-predictor")
-    except importlib_metadata.PackageNotFoundError:  # a built Bento without the dist-info
-        return "unknown"
-
-
-VERSION = _version()
+VERSION = pipelines.__version__
 MODEL_SERVICE = {
     "workers": 1,
     "traffic": {"timeout": 30},

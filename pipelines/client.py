@@ -1,0 +1,134 @@
+"""Typed Python client for the F1 Prediction API (wraps BentoML's HTTP clients).
+
+from pipelines.client import F1Client
+with F1Client("http://localhost:3000") as f1:
+    full = f1.predict_full({"event": {"season": 2025, "round": 8}})
+    print(full.race_winner_predictions[0])
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import bentoml
+from bentoml.exceptions import BentoMLException
+from pydantic import BaseModel, TypeAdapter
+
+from pipelines.schemas import (
+    FullResponse,
+    QualiPrediction,
+    QualiRequest,
+    RacePrediction,
+    RaceRequest,
+)
+
+R = TypeVar("R", bound=BaseModel)
+_QUALI = TypeAdapter(list[QualiPrediction])
+_RACE = TypeAdapter(list[RacePrediction])
+
+
+class F1APIError(RuntimeError):
+    """The server refused a request; ``detail`` lists each field and reason."""
+
+    def __init__(self, status: int, error: str, detail: list[dict[str, Any]]) -> None:
+        super().__init__(f"HTTP {status}: {error}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def _body(req: BaseModel | dict[str, Any], model: type[R]) -> dict[str, Any]:
+    """Validate locally first (same models as the server), then send plain JSON."""
+    obj = req if isinstance(req, model) else model.model_validate(req)
+    return obj.model_dump(mode="json", exclude_none=True)
+
+
+def _api_error(exc: BentoMLException) -> F1APIError:
+    status = int(getattr(exc.error_code, "value", 500))
+    try:
+        payload = json.loads(str(exc))
+    except ValueError:
+        return F1APIError(status, str(exc), [])
+    if isinstance(payload, list) and payload:
+        payload = payload[0]
+    return F1APIError(status, str(payload.get("error", exc)), list(payload.get("detail", [])))
+
+
+class F1Client:
+    """Synchronous client: Pydantic models (or plain dicts) in, Pydantic models out."""
+
+    def __init__(self, url: str = "http://localhost:3000", timeout: float = 30.0) -> None:
+        self._c = bentoml.SyncHTTPClient(url, timeout=timeout)
+
+    def __enter__(self) -> F1Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._c.close()
+
+    def _post(self, name: str, body: dict[str, Any]) -> Any:
+        try:
+            return getattr(self._c, name)(body)
+        except BentoMLException as exc:
+            raise _api_error(exc) from None
+
+    def predict_quali(self, req: QualiRequest | dict[str, Any]) -> list[QualiPrediction]:
+        return _QUALI.validate_python(self._post("predict_quali", _body(req, QualiRequest)))
+
+    def predict_race(self, req: RaceRequest | dict[str, Any]) -> list[RacePrediction]:
+        return _RACE.validate_python(self._post("predict_race", _body(req, RaceRequest)))
+
+    def predict_full(self, req: QualiRequest | dict[str, Any]) -> FullResponse:
+        return FullResponse.model_validate(self._post("predict_full", _body(req, QualiRequest)))
+
+    def _get(self, path: str) -> dict[str, Any]:
+        resp = self._c.client.get(path)
+        resp.raise_for_status()
+        out: dict[str, Any] = resp.json()
+        return out
+
+    def health(self) -> dict[str, Any]:
+        return self._get("/health")
+
+    def model_info(self) -> dict[str, Any]:
+        return self._get("/model_info")
+
+    def is_ready(self) -> bool:
+        return bool(self._c.is_ready())
+
+
+class AsyncF1Client:
+    """The same, for asyncio code (many requests in flight)."""
+
+    def __init__(self, url: str = "http://localhost:3000", timeout: float = 30.0) -> None:
+        self._c = bentoml.AsyncHTTPClient(url, timeout=timeout)
+
+    async def __aenter__(self) -> AsyncF1Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._c.close()
+
+    async def _post(self, name: str, body: dict[str, Any]) -> Any:
+        try:
+            return await getattr(self._c, name)(body)
+        except BentoMLException as exc:
+            raise _api_error(exc) from None
+
+    async def predict_quali(self, req: QualiRequest | dict[str, Any]) -> list[QualiPrediction]:
+        return _QUALI.validate_python(await self._post("predict_quali", _body(req, QualiRequest)))
+
+    async def predict_race(self, req: RaceRequest | dict[str, Any]) -> list[RacePrediction]:
+        return _RACE.validate_python(await self._post("predict_race", _body(req, RaceRequest)))
+
+    async def predict_full(self, req: QualiRequest | dict[str, Any]) -> FullResponse:
+        return FullResponse.model_validate(
+            await self._post("predict_full", _body(req, QualiRequest))
+        )

@@ -102,12 +102,13 @@ class F1Client:
 
 
 class AsyncF1Client:
-    """The same, for asyncio code (many requests in flight)."""
+    """The same, for asyncio code (many requests in flight); use ``async with``."""
 
     def __init__(self, url: str = "http://localhost:3000", timeout: float = 30.0) -> None:
         self._c = bentoml.AsyncHTTPClient(url, timeout=timeout)
 
     async def __aenter__(self) -> AsyncF1Client:
+        await self._c.__aenter__()  # BentoML's async client opens its session here
         return self
 
     async def __aexit__(self, *exc: object) -> None:

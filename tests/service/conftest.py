@@ -1,0 +1,116 @@
+"""Service fixtures: real models trained once per session on the real F1DB data, saved in
+the session's temporary store, and pinned by tag (other tests may add versions)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REAL_DATA, STORE_HOME
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Train on the real data (full protocol) and save all three models; returns the tags."""
+    from pipelines import store
+    from pipelines.data import load_tables
+    from training.pipeline import run
+
+    cache = tmp_path_factory.mktemp("service-cache")
+    res = run(load_tables(REAL_DATA, cache))
+    tags = store.save_all(res.snapshot, res.stage1, res.stage2, res.evaluation, [2014, 2025])
+    return {"tags": tags, "evaluation": res.evaluation}
+
+
+@pytest.fixture(scope="session")
+def pinned_env(trained: dict[str, Any]) -> dict[str, str]:
+    tags = trained["tags"]
+    return {
+        "F1_FEATURES_MODEL": tags.features,
+        "F1_STAGE1_MODEL": tags.stage1,
+        "F1_STAGE2_MODEL": tags.stage2,
+    }
+
+
+@pytest.fixture(scope="session")
+def service_module(pinned_env: dict[str, str]) -> Any:
+    """service.py imported with the session's tags pinned (settings are read at import)."""
+    os.environ.update(pinned_env)
+    from pipelines.settings import get_settings
+
+    get_settings.cache_clear()
+    import service
+
+    return service
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+def start_server(target: str, env_extra: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = os.environ | env_extra | {"BENTOML_HOME": str(STORE_HOME), "OMP_NUM_THREADS": "1"}
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    proc = subprocess.Popen(
+        [bentoml, "serve", target, "--port", str(port), "--host", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+    except Exception:
+        stop_server(proc)
+        raise RuntimeError(f"bentoml serve failed; log:\n{log.read_text()[-3000:]}") from None
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`bentoml serve service:F1Predictor` on a free port, as users run it."""
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    proc, url = start_server("service:F1Predictor", pinned_env, log)
+    try:
+        yield url
+    finally:
+        stop_server(proc)

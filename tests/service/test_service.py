@@ -1,0 +1,210 @@
+"""The service in-process and through its ASGI app (real models, real snapshot)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES
+from pipelines.schemas import EXAMPLES, QualiRequest, RaceRequest
+from tests.conftest import REAL_DATA
+
+pytestmark = pytest.mark.slow
+
+MONACO_2025 = REAL_DATA / "seasons/2025/races/08-monaco"
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def client(service_module: Any) -> Any:
+    with TestClient(service_module.F1Predictor.to_asgi()) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def svc(service_module: Any) -> Any:
+    return service_module.F1Predictor()
+
+
+def test_in_process_full_known_event_uses_the_entry_list(svc: Any) -> None:
+    res = asyncio.run(svc.predict_full(QualiRequest.model_validate(EXAMPLES["known_event"])))
+    racers = {r["driverId"] for r in _yaml(MONACO_2025 / "race-results.yml")}
+    q_ids = [p.driver_id for p in res.qualifying_predictions]
+    assert set(q_ids) == racers
+    assert sorted(p.grid_position_estimate for p in res.qualifying_predictions) == list(
+        range(1, len(racers) + 1)
+    )
+    assert math.isclose(sum(p.probability_score for p in res.qualifying_predictions), 1.0, abs_tol=1e-9)
+    assert math.isclose(sum(p.win_probability for p in res.race_winner_predictions), 1.0, abs_tol=1e-9)
+    assert [p.predicted_rank for p in res.race_winner_predictions] == list(range(1, len(racers) + 1))
+    probs = [p.win_probability for p in res.race_winner_predictions]
+    assert probs == sorted(probs, reverse=True)
+    # a plausible Monaco lap (the track record is ~1:10), from practice x pole ratio
+    times = [p.predicted_time for p in res.qualifying_predictions]
+    assert all(t is not None and 68.0 < t < 76.0 for t in times)
+    assert res.metadata.event["circuit_id"] == "monaco"
+
+
+def test_service_matches_the_in_process_predictor(svc: Any, pinned_env: dict[str, str]) -> None:
+    """Same snapshot and models give the same numbers through the Bento and the CLI path."""
+    from pipelines import store
+    from pipelines.predict import Predictor
+
+    snap = store.load_snapshot(pinned_env["F1_FEATURES_MODEL"])
+    pred = Predictor(snap, store.load_stage1(pinned_env["F1_STAGE1_MODEL"]),
+                     store.load_stage2(pinned_env["F1_STAGE2_MODEL"]))  # fmt: skip
+    ctx = snap.event_by_round(2025, 8)
+    assert ctx is not None
+    entries = snap.entries(ctx)
+    q = pred.quali(ctx, entries, snap.field_practice(ctx))
+    win = pred.race(ctx, entries, q)
+    res = asyncio.run(svc.predict_full(QualiRequest.model_validate(EXAMPLES["known_event"])))
+    by_id = {p.driver_id: p for p in res.race_winner_predictions}
+    for e, w, g in zip(entries, win, q.grid, strict=True):
+        assert by_id[e.driver_id].win_probability == pytest.approx(float(w), rel=1e-9)
+        assert by_id[e.driver_id].grid_position == g
+
+
+def test_given_grid_is_used_by_predict_race(svc: Any) -> None:
+    req = RaceRequest.model_validate(EXAMPLES["race_with_grid"])
+    resp = asyncio.run(svc.predict_race(req))
+    rows = {r["driver_id"]: r for r in _json(resp)}
+    for d in EXAMPLES["race_with_grid"]["drivers"]:
+        assert rows[d["driver_id"]]["grid_position"] == d["grid_position"]
+    assert math.isclose(sum(r["win_probability"] for r in rows.values()), 1.0, abs_tol=1e-9)
+
+
+def _json(resp: Any) -> Any:
+    import json
+
+    return json.loads(resp.body)
+
+
+# ------------------------------------------------------------------------ ASGI
+
+
+def test_get_routes(client: TestClient, pinned_env: dict[str, str]) -> None:
+    assert client.get("/").json() == {
+        "service": "F1 Prediction API", "status": "healthy", "models_loaded": True,
+    }  # fmt: skip
+    h = client.get("/health").json()
+    assert h["models"]["stage1"]["tag"] == pinned_env["F1_STAGE1_MODEL"]
+    assert h["models"]["stage2"]["tag"] == pinned_env["F1_STAGE2_MODEL"]
+    assert h["models"]["features"]["tag"] == pinned_env["F1_FEATURES_MODEL"]
+    assert h["data"]["latest_event"]["season"] == 2025
+    assert h["uptime_s"] >= 0 and h["version"]
+    info = client.get("/model_info").json()
+    assert info["stage1"]["feature_names"] == list(STAGE1_FEATURES)
+    assert info["stage1"]["feature_count"] == len(STAGE1_FEATURES)
+    assert info["stage2"]["feature_names"] == list(STAGE2_FEATURES)
+    assert info["stage1"]["metrics"]["test"]["season"] == 2025
+    assert "winner_log_loss" in info["stage2"]["metrics"]["test"]
+    assert set(info["stage2"]["metrics"]["baselines"]) >= {"uniform", "pole_sitter", "logistic_grid"}
+    assert "F1DB" in info["data_credit"] and "CC-BY-4.0" in info["data_credit"]
+
+
+def test_docs_work_offline(client: TestClient) -> None:
+    html = client.get("/docs").text
+    assert "/static_content/swagger-ui-bundle.js" in html and "/openapi.json" in html
+    assert "https://" not in html  # nothing fetched from the internet
+    assert client.get("/static_content/swagger-ui-bundle.js").status_code == 200
+    spec = client.get("/openapi.json").json()
+    for path in ("/", "/health", "/model_info", "/predict_quali", "/predict_race", "/predict_full"):
+        assert path in spec["paths"], path
+    examples = spec["paths"]["/predict_quali"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    assert examples["original"]["value"] == EXAMPLES["original"]
+
+
+def test_original_example_request_works(client: TestClient) -> None:
+    r = client.post("/predict_quali", json=EXAMPLES["original"])
+    assert r.status_code == 200
+    rows = r.json()
+    assert len(rows) == 1 and rows[0]["driver_id"] == "max-verstappen"  # car 1 in 2025
+    assert rows[0]["grid_position_estimate"] == 1 and rows[0]["probability_score"] == 1.0
+    assert "humidity" in r.headers["x-f1-warnings"] and "temperature" in r.headers["x-f1-warnings"]
+    full = client.post("/predict_full", json=EXAMPLES["original"]).json()
+    assert any("not used by the model" in w for w in full["metadata"]["warnings"])
+
+
+def test_car_numbers_resolve_per_season(client: TestClient) -> None:
+    grid = _yaml(REAL_DATA / "seasons/2025/races/08-monaco/starting-grid-positions.yml")
+    number_to_id = {int(r["driverNumber"]): r["driverId"] for r in grid}
+    nums = sorted(number_to_id)[:3]
+    body = {"event": {"season": 2025, "round": 8},
+            "drivers": [{"driver_id": n} for n in nums[:2]] + [{"driver_id": str(nums[2])}]}  # fmt: skip
+    rows = client.post("/predict_quali", json=body).json()
+    assert {r["driver_id"] for r in rows} == {number_to_id[n] for n in nums}
+
+
+def test_unknown_driver_and_team_get_a_prediction_and_a_warning(client: TestClient) -> None:
+    body = {"event": {"season": 2025, "round": 8},
+            "drivers": [{"driver_id": "max-verstappen"},
+                        {"driver_id": "jane-rookie", "constructor_id": "new-team"}]}  # fmt: skip
+    r = client.post("/predict_full", json=body)
+    assert r.status_code == 200
+    warnings = " ".join(r.json()["metadata"]["warnings"])
+    assert "jane-rookie" in warnings and "new-team" in warnings
+    assert len(r.json()["race_winner_predictions"]) == 2
+
+
+def test_same_input_same_output(client: TestClient) -> None:
+    a = client.post("/predict_full", json=EXAMPLES["custom_field"]).json()
+    b = client.post("/predict_full", json=EXAMPLES["custom_field"]).json()
+    a["metadata"].pop("inference_ms")
+    b["metadata"].pop("inference_ms")
+    assert a == b
+
+
+BAD = [
+    ("empty drivers", {"drivers": []}, 400, ["drivers"]),
+    ("duplicated", {"event": {"season": 2025, "round": 8},
+                    "drivers": [{"driver_id": "max-verstappen"}, {"driver_id": 1}]}, 422,
+     ["body", "drivers", 1, "driver_id"]),
+    ("31 drivers", {"drivers": [{"driver_id": f"d-{i}"} for i in range(31)]}, 400, ["drivers"]),
+    ("negative lap", {"drivers": [{"driver_id": "x", "practice": {"fp1": -80}}]}, 400,
+     ["drivers", 0, "practice", "fp1"]),
+    ("NaN lap", {"drivers": [{"driver_id": "x", "practice": {"fp2": "NaN"}}]}, 400,
+     ["drivers", 0, "practice", "fp2"]),
+    ("absurd lap", {"drivers": [{"driver_id": "x", "practice": {"fp3": 1000}}]}, 400,
+     ["drivers", 0, "practice", "fp3"]),
+    ("unknown round", {"event": {"season": 2025, "round": 28}}, 422, ["body", "event", "round"]),
+    ("unknown season", {"event": {"season": 1999, "round": 3}}, 422, ["body", "event", "round"]),
+    ("half an event", {"event": {"season": 2026}}, 400, ["event"]),
+    ("wrong type", {"drivers": "max"}, 400, ["drivers"]),
+    ("bad id", {"drivers": [{"driver_id": "Max Verstappen!"}]}, 400, ["drivers", 0, "driver_id"]),
+    ("bad session", {"session_type": "race"}, 400, ["session_type"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["/predict_quali", "/predict_full"])
+@pytest.mark.parametrize(("name", "body", "status", "loc"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_a_4xx_naming_the_field(
+    client: TestClient, path: str, name: str, body: Any, status: int, loc: list[Any]
+) -> None:
+    r = client.post(path, json=body)
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert any(d["loc"][: len(loc)] == loc for d in detail), detail
+    assert "Traceback" not in r.text
+
+
+def test_malformed_json_is_400(client: TestClient) -> None:
+    r = client.post("/predict_race", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "Invalid JSON" in r.text and "Traceback" not in r.text
+
+
+def test_race_request_needs_drivers_for_an_event_not_in_the_data(client: TestClient) -> None:
+    r = client.post("/predict_race", json={"event": {"season": 2026, "circuit_id": "monaco",
+                                                       "date": "2026-06-07"}})  # fmt: skip
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "drivers"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,8 @@ class Stage1Config:
     learning_rate: float = 0.03
     min_child_samples: int = 20
     target_clip: float = 7.0
+    dry_only: bool = False
+    """Fit only on events whose pole beat practice (wet sessions are unpredictable noise)."""
     pole: PoleParams = field(default_factory=PoleParams)
     pole_tau: float = 0.3
     """Temperature (in gap %) turning predicted gaps into pole probabilities."""
@@ -162,8 +164,35 @@ def estimate_pole(
 # ------------------------------------------------------------------------ Stage-2
 
 
+def race_softmax_objective(
+    groups: np.ndarray,
+) -> Callable[[np.ndarray, lgb.Dataset], tuple[np.ndarray, np.ndarray]]:
+    """Gradient and Hessian of the per-race softmax log loss (the conditional logit).
+
+    Each race's winner competes only with that race's field, which is the question asked;
+    a per-driver binary loss instead spends capacity on races that are not comparable.
+    """
+    index = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+
+    def objective(preds: np.ndarray, ds: lgb.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        y = ds.get_label()
+        grad = np.empty_like(preds)
+        hess = np.empty_like(preds)
+        for ix in index:
+            e = np.exp(preds[ix] - preds[ix].max())
+            p = e / e.sum()
+            grad[ix] = p - y[ix]
+            hess[ix] = np.maximum(p * (1.0 - p), 1e-6)
+        return grad, hess
+
+    return objective
+
+
 @dataclass
 class Stage2Config:
+    objective: str = "race_softmax"
+    """"race_softmax": the per-race softmax (conditional logit) likelihood, boosted;
+    "binary": per-driver log loss, normalised per race afterwards."""
     num_leaves: int = 7
     n_estimators: int = 300
     learning_rate: float = 0.03
@@ -180,8 +209,11 @@ class Stage2Model:
         self.booster = booster
 
     @classmethod
-    def fit(cls, x: np.ndarray, y_win: np.ndarray, config: Stage2Config) -> Stage2Model:
-        params = {
+    def fit(
+        cls, x: np.ndarray, y_win: np.ndarray, config: Stage2Config, groups: np.ndarray
+    ) -> Stage2Model:
+        """``groups`` (race ids) define the fields whose probabilities sum to 1."""
+        params: dict[str, Any] = {
             "objective": "binary",
             "num_leaves": config.num_leaves,
             "learning_rate": config.learning_rate,
@@ -194,6 +226,10 @@ class Stage2Model:
             "verbosity": -1,
             "deterministic": True,
         }
+        if config.objective == "race_softmax":
+            params["objective"] = race_softmax_objective(groups)
+        elif config.objective != "binary":
+            raise ValueError(f"unknown Stage-2 objective {config.objective!r}")
         ds = lgb.Dataset(x, label=y_win, feature_name=list(STAGE2_FEATURES))
         return cls(config, lgb.train(params, ds, num_boost_round=config.n_estimators))
 

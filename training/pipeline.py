@@ -116,8 +116,20 @@ def _winner_log_loss(meta: pd.DataFrame, prob: np.ndarray) -> float:
 # ----------------------------------------------------------------------- tuning
 
 
-STAGE1_GRID = {"num_leaves": [7, 15, 31], "n_estimators": [200, 500]}
-STAGE2_GRID = {"num_leaves": [3, 7], "n_estimators": [100, 300], "min_child_samples": [20, 50]}
+def fit_stage1(data: StageData, cfg: Stage1Config) -> Stage1Model:
+    """Fit Stage-1 on ``data``, on its dry events only when the config says so."""
+    if cfg.dry_only:
+        data = data.select(data.meta["dry"].to_numpy(bool))
+    return Stage1Model.fit(data.x, data.y, cfg)
+
+
+STAGE1_GRID = {"dry_only": [False, True], "num_leaves": [7, 15, 31], "n_estimators": [200, 500]}
+STAGE2_GRID = {
+    "objective": ["race_softmax", "binary"],
+    "num_leaves": [3, 7],
+    "n_estimators": [50, 100, 300],
+    "min_child_samples": [20, 50],
+}
 POLE_GRID = {"window": [20, 40, 80], "shrink": [1.0, 3.0, 10.0, 1e9]}
 TAU_GRID = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
 TEMP_GRID = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0]
@@ -138,14 +150,16 @@ def tune(
     log: dict[str, Any] = {"stage1": [], "stage2": [], "pole": []}
 
     best1: tuple[float, Stage1Config] | None = None
-    for nl, ne in itertools.product(*STAGE1_GRID.values()):
-        cfg = Stage1Config(num_leaves=nl, n_estimators=ne)
-        gap = Stage1Model.fit(tr1.x, tr1.y, cfg).predict_gap(va1.x)
+    for dry, nl, ne in itertools.product(*STAGE1_GRID.values()):
+        cfg = Stage1Config(num_leaves=nl, n_estimators=ne, dry_only=dry)
+        gap = fit_stage1(tr1, cfg).predict_gap(va1.x)
         mae = float(np.mean(np.abs(gap - va1.y)))
-        log["stage1"].append({"num_leaves": nl, "n_estimators": ne, "valid_gap_pct_mae": mae})
+        log["stage1"].append(
+            {"dry_only": dry, "num_leaves": nl, "n_estimators": ne, "valid_gap_pct_mae": mae}
+        )
         if best1 is None or mae < best1[0]:
             best1 = (mae, cfg)
-        step(f"stage-1 leaves={nl} trees={ne}: valid gap MAE {mae:.3f} %")
+        step(f"stage-1 dry_only={dry} leaves={nl} trees={ne}: valid gap MAE {mae:.3f} %")
     assert best1 is not None
     cfg1 = best1[1]
 
@@ -162,7 +176,7 @@ def tune(
         f"valid MAE {best_pole[0]:.3f} s"
     )
 
-    gap_va = Stage1Model.fit(tr1.x, tr1.y, cfg1).predict_gap(va1.x)
+    gap_va = fit_stage1(tr1, cfg1).predict_gap(va1.x)
     groups = va1.meta["race_id"].to_numpy()
     taus = [(_pole_log_loss(va1.meta, group_softmax(-gap_va / t, groups)), t) for t in TAU_GRID]
     tau = min(taus)[1]
@@ -170,15 +184,16 @@ def tune(
 
     best2: tuple[float, Stage2Config] | None = None
     g2 = va2.meta["race_id"].to_numpy()
-    for nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
-        cfg = Stage2Config(num_leaves=nl, n_estimators=ne, min_child_samples=mc)
-        model = Stage2Model.fit(tr2.x, tr2.y, cfg)
+    for obj, nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
+        cfg = Stage2Config(objective=obj, num_leaves=nl, n_estimators=ne, min_child_samples=mc)
+        model = Stage2Model.fit(tr2.x, tr2.y, cfg, tr2.meta["race_id"].to_numpy())
         raw = model.raw_score(va2.x)
         ll, temp = min(
             (_winner_log_loss(va2.meta, group_softmax(raw / t, g2)), t) for t in TEMP_GRID
         )
         log["stage2"].append(
             {
+                "objective": obj,
                 "num_leaves": nl,
                 "n_estimators": ne,
                 "min_child_samples": mc,
@@ -188,7 +203,7 @@ def tune(
         )
         if best2 is None or ll < best2[0]:
             best2 = (ll, replace(cfg, temperature=temp))
-        step(f"stage-2 leaves={nl} trees={ne} min_child={mc}: valid log loss {ll:.3f}")
+        step(f"stage-2 {obj} leaves={nl} trees={ne} min_child={mc}: valid log loss {ll:.3f}")
     assert best2 is not None
     log["chosen"] = {
         "stage1": cfg1.__dict__ | {"pole": cfg1.pole.__dict__},
@@ -211,7 +226,7 @@ def evaluate_test(
     """Fit on seasons <= valid, score the test season: model and every baseline."""
     tr1, te1 = s1.seasons(p.train_from, p.valid_season), s1.seasons(p.test_season, p.test_season)
     tr2, te2 = s2.seasons(p.train_from, p.valid_season), s2.seasons(p.test_season, p.test_season)
-    m1 = Stage1Model.fit(tr1.x, tr1.y, cfg1)
+    m1 = fit_stage1(tr1, cfg1)
     gap = m1.predict_gap(te1.x)
     pole = pole_predictions(snap, te1.meta, cfg1.pole)
     t_pred = pole * (1 + gap / 100.0)
@@ -227,7 +242,7 @@ def evaluate_test(
     qt, qg = baselines.quick_lgbm_gap(tr1, te1, default_pole)
     base1["quick_lgbm_gap"] = {"test": stage1_metrics(te1.meta, qt, qg)}
 
-    m2 = Stage2Model.fit(tr2.x, tr2.y, cfg2)
+    m2 = Stage2Model.fit(tr2.x, tr2.y, cfg2, tr2.meta["race_id"].to_numpy())
     g2 = te2.meta["race_id"].to_numpy()
     prob = m2.win_probability(te2.x, g2)
     stage2 = {"test": stage2_metrics(te2.meta, prob)}
@@ -261,8 +276,8 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     say("test season scored")
     full1 = s1.seasons(p.train_from, p.test_season)
     full2 = s2.seasons(p.train_from, p.test_season)
-    stage1 = Stage1Model.fit(full1.x, full1.y, cfg1)
-    stage2 = Stage2Model.fit(full2.x, full2.y, cfg2)
+    stage1 = fit_stage1(full1, cfg1)
+    stage2 = Stage2Model.fit(full2.x, full2.y, cfg2, full2.meta["race_id"].to_numpy())
     say("final models refitted on all seasons")
     evaluation["protocol"] = {
         "train_seasons": [p.train_from, p.valid_season - 1],

@@ -25,7 +25,7 @@ import yaml
 
 from pipelines.laptime import parse_time
 
-PARSER_VERSION = "3"
+PARSER_VERSION = "4"
 
 SESSION_FILES: dict[str, str] = {
     "fp1": "free-practice-1-results.yml",
@@ -491,7 +491,8 @@ _COLUMNS: dict[str, list[str]] = {
 
 def _frames(rows: dict[str, list[dict[str, Any]]]) -> Tables:
     frames = {name: pd.DataFrame(rows[name], columns=_COLUMNS[name]) for name in _COLUMNS}
-    frames["races"] = frames["races"].sort_values(["date", "round"]).reset_index(drop=True)
+    races = frames["races"].astype({"date": "datetime64[ns]"})  # same unit as from parquet
+    frames["races"] = races.sort_values(["date", "round"]).reset_index(drop=True)
     return Tables(**frames)
 
 
@@ -518,6 +519,9 @@ def _write_cache(path: Path, tables: Tables) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         if not path.exists():
             raise
+    except BaseException:  # e.g. a pyarrow type error: never leave the temp folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def load_tables(

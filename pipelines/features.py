@@ -321,8 +321,15 @@ class FeatureSnapshot:
         self.known_teams = set(lin["constructor_id"]) | set(ent["constructor_id"])
         self._pole_hist: pd.DataFrame | None = None
         self._latest_team: dict[str, str] = {}
-        for d, c in zip(ent["driver_id"], ent["constructor_id"], strict=True):
-            self._latest_team[str(d)] = str(c)  # entrants are sorted by season
+        latest: dict[str, tuple[int, int]] = {}
+        for d, c, s, rounds in zip(
+            ent["driver_id"], ent["constructor_id"], ent["season"], ent["rounds"], strict=True
+        ):
+            # the team of the latest round raced (a mid-season move, e.g. Tsunoda 2025)
+            key = (int(s), max(iter_race_rounds(rounds), default=0))
+            if key >= latest.get(str(d), key):
+                latest[str(d)] = key
+                self._latest_team[str(d)] = str(c)
 
     # ---------------------------------------------------------------- building
 
@@ -449,11 +456,14 @@ class FeatureSnapshot:
     def entries(self, ctx: EventContext) -> list[Entry]:
         """The entry list and pre-qualifying practice for a known event.
 
-        Drivers come from the season's entrant list (rounds they were entered for, no
-        test drivers); practice only from sessions held before qualifying.
+        Drivers come from the season's entrant list: those entered for this round. A
+        test driver's practice outings are not rounds, so FP1-only reserves are left out,
+        while F1DB's ``testDriver`` flag also marks drivers who raced some rounds (Doohan
+        and Colapinto in 2024): they count for those rounds. Practice only from sessions
+        held before qualifying.
         """
         ent = self._entrants
-        ent = ent[(ent["season"] == ctx.season) & ~ent["test_driver"]]
+        ent = ent[ent["season"] == ctx.season]
         out: dict[str, Entry] = {}
         for d, c, rounds in zip(
             ent["driver_id"], ent["constructor_id"], ent["rounds"], strict=True

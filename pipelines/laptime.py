@@ -28,10 +28,12 @@ def parse_time(value: object) -> float:
     a, b, sec = m.groups()
     parts = [int(p) for p in (a, b) if p is not None]
     seconds = float(sec)
+    if parts and seconds >= 60:
+        raise ValueError(f"not a time: {value!r} (seconds part >= 60)")
     if len(parts) == 2:
+        if parts[1] >= 60:
+            raise ValueError(f"not a time: {value!r} (minutes part >= 60)")
         return parts[0] * 3600 + parts[1] * 60 + seconds
     if len(parts) == 1:
-        if seconds >= 60:
-            raise ValueError(f"not a time: {value!r} (seconds part >= 60)")
         return parts[0] * 60 + seconds
     return seconds

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.data import Tables
-from pipelines.features import Entry, FeatureSnapshot, _day
+from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES, Entry, FeatureSnapshot, _day
 
 
 @dataclass
@@ -26,6 +26,11 @@ class StageData:
     def seasons(self, lo: int, hi: int) -> StageData:
         s = self.meta["season"].to_numpy()
         return self.select((s >= lo) & (s <= hi))
+
+
+def _empty(n_features: int) -> StageData:
+    meta = pd.DataFrame({"race_id": [], "season": [], "round": [], "driver_id": []})
+    return StageData(np.empty((0, n_features)), np.empty(0), meta)
 
 
 def _practice_entries(snap: FeatureSnapshot, race_id: int, rows: pd.DataFrame) -> list[Entry]:
@@ -75,6 +80,8 @@ def stage1_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
             }
         )
         metas.append(m)
+    if not metas:  # no event from first_season on: empty (check_seasons explains)
+        return _empty(len(STAGE1_FEATURES))
     meta = pd.concat(metas, ignore_index=True)
     return StageData(np.vstack(xs), meta["gap_pct"].to_numpy(), meta)
 
@@ -83,7 +90,9 @@ def grid_slots(t: Tables) -> pd.DataFrame:
     """Starting slot per starter: pit-lane starters start behind the whole grid."""
     g = t.grid.copy()
     n = g.groupby("race_id")["driver_id"].transform("size")
-    g["slot"] = np.where(g["pit_lane"] | g["grid"].isna(), n, g["grid"])
+    # a grid with an empty slot (2022 Belgium) can put a car at slot n: start behind it
+    last = g.groupby("race_id")["grid"].transform("max").fillna(0) + 1
+    g["slot"] = np.where(g["pit_lane"] | g["grid"].isna(), np.maximum(n, last), g["grid"])
     return g[["race_id", "driver_id", "slot"]]
 
 
@@ -121,5 +130,7 @@ def stage2_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
                 }
             )
         )
+    if not metas:
+        return _empty(len(STAGE2_FEATURES))
     meta = pd.concat(metas, ignore_index=True)
     return StageData(np.vstack(xs), meta["win"].to_numpy(), meta)

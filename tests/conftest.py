@@ -1,0 +1,482 @@
+"""Shared fixtures: a temporary model store, a tiny synthetic F1DB tree, real-data slices.
+
+BENTOML_HOME is set here, before anything imports bentoml: BentoML reads it once, so
+every test in the session writes to a throw-away store, never to ~/bentoml.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_STORE_HOME = tempfile.mkdtemp(prefix="f1-bentoml-home-")
+os.environ["BENTOML_HOME"] = _STORE_HOME
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import shutil  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import date, timedelta  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+REAL_DATA = Path("/work/shared/f1db")
+STORE_HOME = Path(_STORE_HOME)
+
+# ----------------------------------------------------------------- synthetic tree
+
+# (driver id, constructor id, car number, abbreviation); two teams of two.
+DRIVERS: list[tuple[str, str, int, str]] = [
+    ("max-verstappen", "red-bull", 1, "VER"),
+    ("sergio-perez", "red-bull", 11, "PER"),
+    ("lando-norris", "mclaren", 4, "NOR"),
+    ("oscar-piastri", "mclaren", 81, "PIA"),
+]
+RESERVE = ("liam-lawson", "red-bull", 40, "LAW")
+"""A test driver: runs in FP1 of the first round of each season, never races."""
+
+CIRCUITS: dict[str, tuple[str, float]] = {"bahrain": ("RACE", 5.412), "monaco": ("STREET", 3.337)}
+POINTS = [25.0, 18.0, 15.0, 12.0]
+
+
+def fmt_lap(seconds: float) -> str:
+    """A lap time the way F1DB writes it ("1:29.374")."""
+    minutes, rest = divmod(round(seconds, 3), 60.0)
+    return f"{int(minutes)}:{rest:06.3f}"
+
+
+@dataclass
+class RaceSpec:
+    """What the synthetic tree says about one event (tests derive expectations from it)."""
+
+    season: int
+    round: int
+    race_id: int
+    slug: str
+    circuit_id: str
+    date: date
+    is_sprint: bool
+    quali: dict[str, list[float | None]] = field(default_factory=dict)  # driver -> q1,q2,q3
+    practice: dict[str, dict[str, tuple[float, int]]] = field(default_factory=dict)
+    grid: dict[str, int | str | None] = field(default_factory=dict)  # int, "PL" or None (DNS)
+    results: list[tuple[str, str, float]] = field(default_factory=list)  # driver, pos, points
+    before_quali: list[str] = field(default_factory=list)  # sessions held before qualifying
+
+    @property
+    def dir_name(self) -> str:
+        return f"{self.round:02d}-{self.slug}"
+
+    def best_quali(self, driver: str) -> float:
+        return min(t for t in self.quali[driver] if t is not None)
+
+
+@dataclass
+class SyntheticTree:
+    root: Path
+    seasons: list[int]
+    races: list[RaceSpec]
+
+    def race(self, season: int, rnd: int) -> RaceSpec:
+        return next(r for r in self.races if r.season == season and r.round == rnd)
+
+    def race_dir(self, season: int, rnd: int) -> Path:
+        return self.root / "seasons" / str(season) / "races" / self.race(season, rnd).dir_name
+
+
+def _dump(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def write_f1db_tree(
+    root: Path,
+    seasons: tuple[int, ...] = (2023, 2024),
+    rounds: int = 2,
+    sprint_round: int | None = 2,
+) -> SyntheticTree:
+    """Write a small F1DB-shaped YAML tree under ``root`` and return what it holds.
+
+    Every season has ``rounds`` races alternating Bahrain / Monaco. Round ``sprint_round``
+    is a sprint weekend: in seasons before 2024 it has FP1 and FP2 (FP2 after qualifying,
+    no session times, as in 2021-23); from 2024 FP1 and sprint qualifying with session
+    start times (YAML 1.1 reads an unquoted 15:00 as the integer 900). Other rounds have
+    FP1-FP3. The last driver of each season's last round starts from the pit lane; in
+    the first round of the last season the last driver does not start (empty grid slot,
+    result "DNS").
+    """
+    races: list[RaceSpec] = []
+    race_id = 1000
+    k = 0
+    for season in seasons:
+        cumulative_d: dict[str, float] = {}
+        cumulative_c: dict[str, float] = {}
+        for rnd in range(1, rounds + 1):
+            race_id += 1
+            k += 1
+            circuit = list(CIRCUITS)[(rnd - 1) % len(CIRCUITS)]
+            day = date(season, 3, 1) + timedelta(days=14 * (rnd - 1))
+            sprint = sprint_round is not None and rnd == sprint_round
+            spec = RaceSpec(season, rnd, race_id, circuit, circuit, day, sprint)
+            base = 80.0 + 2.0 * (rnd % 3) + 0.25 * k
+            # qualifying: everyone sets Q1, the top three Q2, the top two Q3
+            for i, (d, _c, _n, _a) in enumerate(DRIVERS):
+                q1 = base + 0.8 + 0.12 * i + 0.01 * ((i * k) % 5)
+                q2 = q1 - 0.3 if i < 3 else None
+                q3 = q2 - 0.2 if (q2 is not None and i < 2) else None
+                spec.quali[d] = [round(q1, 3), None if q2 is None else round(q2, 3)]
+                spec.quali[d].append(None if q3 is None else round(q3, 3))
+            if sprint and season < 2024:
+                sessions = ["fp1", "fp2"]
+                spec.before_quali = ["fp1"]
+            elif sprint:
+                sessions = ["fp1", "sq"]
+                spec.before_quali = ["fp1", "sq"]
+            else:
+                sessions = ["fp1", "fp2", "fp3"]
+                spec.before_quali = list(sessions)
+            for j, s in enumerate(sessions):
+                field_: dict[str, tuple[float, int]] = {}
+                for i, (d, _c, _n, _a) in enumerate(DRIVERS):
+                    field_[d] = (round(base + 2.0 - 0.4 * j + 0.15 * i, 3), 20 + i + j)
+                if s == "fp1" and rnd == 1:
+                    field_[RESERVE[0]] = (round(base + 2.9, 3), 18)
+                spec.practice[s] = field_
+            order = sorted(spec.quali, key=spec.best_quali)
+            spec.grid = {d: pos for pos, d in enumerate(order, start=1)}
+            if rnd == rounds:
+                spec.grid[order[-1]] = "PL"
+            dns = season == seasons[-1] and rnd == 1
+            if dns:
+                spec.grid[order[-1]] = None
+            # race: the driver starting second wins (so "pole-sitter wins" is not trivial)
+            finish = [order[1], order[0], *order[2:]]
+            for pos, d in enumerate(finish, start=1):
+                if dns and d == order[-1]:
+                    spec.results.append((d, "DNS", 0.0))
+                elif pos == 3 and rnd == 2:
+                    spec.results.append((d, "DNF", 0.0))
+                else:
+                    spec.results.append((d, str(pos), POINTS[pos - 1]))
+            for d, _pos, pts in spec.results:
+                cumulative_d[d] = cumulative_d.get(d, 0.0) + pts
+                team = next(c for dd, c, _n, _a in DRIVERS if dd == d)
+                cumulative_c[team] = cumulative_c.get(team, 0.0) + pts
+            _write_race(root, spec, cumulative_d, cumulative_c)
+            races.append(spec)
+        _write_entrants(root, season, rounds)
+    _write_reference(root)
+    return SyntheticTree(root, list(seasons), races)
+
+
+def _number(driver: str) -> int:
+    return next(n for d, _c, n, _a in [*DRIVERS, RESERVE] if d == driver)
+
+
+def _team(driver: str) -> str:
+    return next(c for d, c, _n, _a in [*DRIVERS, RESERVE] if d == driver)
+
+
+def _write_race(root: Path, spec: RaceSpec, cum_d: dict[str, float], cum_c: dict[str, float]):
+    rdir = root / "seasons" / str(spec.season) / "races" / spec.dir_name
+    rdir.mkdir(parents=True, exist_ok=True)
+    kind, length = CIRCUITS[spec.circuit_id]
+    lines = [
+        f"id: {spec.race_id}",
+        f"round: {spec.round}",
+        f"date: {spec.date.isoformat()}",
+        "time: 15:00",
+        f"grandPrixId: {spec.slug}",
+        f"circuitId: {spec.circuit_id}",
+        f"circuitLayoutId: {spec.circuit_id}-1",
+        f"circuitType: {kind}",
+        f"courseLength: {length}",
+        "laps: 57",
+    ]
+    if spec.is_sprint and spec.season >= 2024:
+        fri = spec.date - timedelta(days=2)
+        sat = spec.date - timedelta(days=1)
+        lines += [
+            f"freePractice1Date: {fri.isoformat()}",
+            "freePractice1Time: 11:30",
+            f"sprintQualifyingDate: {fri.isoformat()}",
+            "sprintQualifyingTime: 15:30",
+            f"sprintRaceDate: {sat.isoformat()}",
+            "sprintRaceTime: 11:00",
+            f"qualifyingDate: {sat.isoformat()}",
+            "qualifyingTime: 15:00",
+        ]
+    (rdir / "race.yml").write_text("\n".join(lines) + "\n")
+    files = {"fp1": "free-practice-1", "fp2": "free-practice-2", "fp3": "free-practice-3"}
+    for s, rows in spec.practice.items():
+        ranked = sorted(rows.items(), key=lambda kv: kv[1][0])
+        if s == "sq":
+            doc = [
+                {
+                    "position": p,
+                    "driverNumber": _number(d),
+                    "driverId": d,
+                    "constructorId": _team(d),
+                    "q1": fmt_lap(t + 0.5),
+                    "q2": fmt_lap(t),
+                    "q3": None,
+                    "laps": laps,
+                }
+                for p, (d, (t, laps)) in enumerate(ranked, start=1)
+            ]
+            _dump(rdir / "sprint-qualifying-results.yml", doc)
+        else:
+            doc = [
+                {
+                    "position": p,
+                    "driverNumber": _number(d),
+                    "driverId": d,
+                    "constructorId": _team(d),
+                    "time": fmt_lap(t),
+                    "laps": laps,
+                }
+                for p, (d, (t, laps)) in enumerate(ranked, start=1)
+            ]
+            _dump(rdir / f"{files[s]}-results.yml", doc)
+    order = sorted(spec.quali, key=spec.best_quali)
+    _dump(
+        rdir / "qualifying-results.yml",
+        [
+            {
+                "position": p,
+                "driverNumber": _number(d),
+                "driverId": d,
+                "constructorId": _team(d),
+                "q1": fmt_lap(spec.quali[d][0]) if spec.quali[d][0] is not None else None,
+                "q2": fmt_lap(spec.quali[d][1]) if spec.quali[d][1] is not None else None,
+                "q3": fmt_lap(spec.quali[d][2]) if spec.quali[d][2] is not None else None,
+            }
+            for p, d in enumerate(order, start=1)
+        ],
+    )
+    _dump(
+        rdir / "starting-grid-positions.yml",
+        [
+            {
+                "position": pos,
+                "driverNumber": _number(d),
+                "driverId": d,
+                "constructorId": _team(d),
+                "gridPenalty": 5 if pos == "PL" else None,
+                "time": fmt_lap(spec.best_quali(d)),
+            }
+            for d, pos in spec.grid.items()
+        ],
+    )
+    _dump(
+        rdir / "race-results.yml",
+        [
+            {
+                "position": int(pos) if pos.isdigit() else pos,
+                "driverNumber": _number(d),
+                "driverId": d,
+                "constructorId": _team(d),
+                "points": pts,
+                "gridPosition": spec.grid[d],
+            }
+            for d, pos, pts in spec.results
+        ],
+    )
+    if spec.is_sprint:
+        _dump(
+            rdir / "sprint-race-results.yml",
+            [{"position": 1, "driverId": DRIVERS[0][0], "constructorId": DRIVERS[0][1]}],
+        )
+    _dump(
+        rdir / "driver-standings.yml",
+        [
+            {"position": p, "driverId": d, "points": pts}
+            for p, (d, pts) in enumerate(sorted(cum_d.items(), key=lambda kv: -kv[1]), start=1)
+        ],
+    )
+    _dump(
+        rdir / "constructor-standings.yml",
+        [
+            {"position": p, "constructorId": c, "points": pts}
+            for p, (c, pts) in enumerate(sorted(cum_c.items(), key=lambda kv: -kv[1]), start=1)
+        ],
+    )
+
+
+def _write_entrants(root: Path, season: int, rounds: int) -> None:
+    doc = []
+    for team in ("red-bull", "mclaren"):
+        drivers: list[dict[str, Any]] = [
+            {"driverId": d, "rounds": f"1-{rounds}"} for d, c, _n, _a in DRIVERS if c == team
+        ]
+        if team == RESERVE[1]:
+            drivers.append({"driverId": RESERVE[0], "rounds": None, "testDriver": True})
+        doc.append({"entrantId": f"{team}-racing", "constructorId": team, "drivers": drivers})
+    _dump(root / "seasons" / str(season) / "entrants.yml", doc)
+
+
+CONSTRUCTORS: dict[str, list[tuple[str, int]]] = {
+    "red-bull": [("stewart", 1997), ("jaguar", 2000), ("red-bull", 2005)],
+    "mclaren": [("mclaren", 1966)],
+}
+
+
+def _write_reference(root: Path) -> None:
+    for d, _c, n, a in [*DRIVERS, RESERVE]:
+        _dump(
+            root / "drivers" / f"{d}.yml",
+            {"id": d, "name": d.replace("-", " ").title(), "abbreviation": a, "permanentNumber": n},
+        )
+    for cid, chron in CONSTRUCTORS.items():
+        _dump(
+            root / "constructors" / f"{cid}.yml",
+            {
+                "id": cid,
+                "name": cid.title(),
+                "chronology": [{"constructorId": c, "yearFrom": y} for c, y in chron],
+            },
+        )
+    for cid, (kind, length) in CIRCUITS.items():
+        _dump(
+            root / "circuits" / f"{cid}.yml",
+            {"id": cid, "name": cid.title(), "type": kind, "length": length},
+        )
+
+
+@pytest.fixture
+def synthetic_tree(tmp_path: Path) -> SyntheticTree:
+    """A fresh synthetic F1DB tree (seasons 2023-2024, two rounds each) in tmp_path."""
+    return write_f1db_tree(tmp_path / "f1db")
+
+
+@pytest.fixture(scope="session")
+def synthetic_tables(tmp_path_factory: pytest.TempPathFactory):
+    """The synthetic tree's parsed tables (read-only: tests must copy before changing)."""
+    from pipelines.data import load_tables
+
+    root = tmp_path_factory.mktemp("synthetic")
+    tree = write_f1db_tree(root / "f1db")
+    return tree, load_tables(tree.root, root / "cache", min_season=2000)
+
+
+# --------------------------------------------------------------------- real data
+
+
+@pytest.fixture(scope="session")
+def real_tables(tmp_path_factory: pytest.TempPathFactory):
+    """Real F1DB seasons 2019-2025, parsed once per session into a temporary cache."""
+    if not (REAL_DATA / "seasons").is_dir():
+        pytest.skip(f"real F1DB data not found at {REAL_DATA}")
+    from pipelines.data import load_tables
+
+    return load_tables(REAL_DATA, tmp_path_factory.mktemp("cache"), min_season=2019)
+
+
+@pytest.fixture(scope="session")
+def real_snapshot(real_tables):
+    from pipelines.features import FeatureSnapshot
+
+    return FeatureSnapshot.build(real_tables)
+
+
+@pytest.fixture(scope="session")
+def trained(real_tables):
+    """The real training pipeline, run once per session on a reduced protocol: seasons
+    2019-2025 (2021-2023 train, 2024 validation, 2025 test) and at most two values per
+    tuning-grid dimension (same code path, fewer candidate fits)."""
+    from training import pipeline
+    from training.pipeline import Protocol, run
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("STAGE1_GRID", "STAGE2_GRID", "POLE_GRID"):
+            grid = getattr(pipeline, name)
+            mp.setattr(pipeline, name, {k: list(v)[:2] for k, v in grid.items()})
+        return run(real_tables, Protocol(train_from=2021, valid_season=2024, test_season=2025))
+
+
+def copy_tables(t):
+    """A deep copy of a Tables object, safe to modify."""
+    from pipelines.data import Tables
+
+    frames = {name: getattr(t, name).copy(deep=True) for name in Tables.table_names()}
+    return Tables(**frames, content_hash=t.content_hash)
+
+
+def slice_tables(t, min_season: int):
+    """Only the seasons >= ``min_season`` (race-keyed tables filtered by race id)."""
+    out = copy_tables(t)
+    keep = set(out.races.loc[out.races["season"] >= min_season, "race_id"])
+    for name in (
+        "sessions",
+        "practice",
+        "qualifying",
+        "grid",
+        "results",
+        "driver_standings",
+        "constructor_standings",
+    ):
+        frame = getattr(out, name)
+        setattr(out, name, frame[frame["race_id"].isin(keep)].reset_index(drop=True))
+    out.races = out.races[out.races["race_id"].isin(keep)].reset_index(drop=True)
+    out.entrants = out.entrants[out.entrants["season"] >= min_season].reset_index(drop=True)
+    return out
+
+
+# ------------------------------------------------------------------- model store
+
+
+def store_models() -> list:
+    """Every model in the (temporary) store."""
+    import bentoml
+
+    return list(bentoml.models.list())
+
+
+@pytest.fixture
+def empty_store() -> Iterator[Path]:
+    """Delete every model from the temporary store (never from a real one)."""
+    import bentoml
+
+    from pipelines.store import store_home
+
+    home = Path(store_home()).resolve()
+    assert home == STORE_HOME.resolve(), f"refusing to empty a store outside the tests: {home}"
+    for m in bentoml.models.list():
+        bentoml.models.delete(m.tag)
+    yield home
+
+
+@pytest.fixture(scope="session")
+def tiny_models(synthetic_tables):
+    """A feature snapshot from the synthetic tables and two quickly fitted models."""
+    from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES, FeatureSnapshot
+    from pipelines.models import Stage1Config, Stage1Model, Stage2Config, Stage2Model
+
+    _tree, tables = synthetic_tables
+    rng = np.random.default_rng(0)
+    x1 = rng.normal(size=(200, len(STAGE1_FEATURES)))
+    y1 = np.abs(x1[:, 0]) + rng.normal(scale=0.1, size=200)
+    s1 = Stage1Model.fit(x1, y1, Stage1Config(n_estimators=10, min_child_samples=5))
+    x2 = rng.normal(size=(200, len(STAGE2_FEATURES)))
+    groups = np.repeat(np.arange(10), 20)
+    y2 = np.zeros(200)
+    y2[np.arange(10) * 20 + np.argmin(x2[:, 0].reshape(10, 20), axis=1)] = 1.0
+    s2 = Stage2Model.fit(x2, y2, Stage2Config(n_estimators=10, min_child_samples=5), groups)
+    return FeatureSnapshot.build(tables), s1, s2
+
+
+@pytest.fixture
+def clear_settings() -> Iterator[None]:
+    """``get_settings`` is cached per process: clear it around tests that set F1_* env."""
+    from pipelines.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    shutil.rmtree(STORE_HOME, ignore_errors=True)

@@ -1,0 +1,196 @@
+"""The training protocol: refusal on too little data, and one real (reduced) run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipelines import store
+from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES
+from tests.conftest import slice_tables, store_models
+from training.datasets import StageData
+from training.metrics import stage2_metrics
+from training.pipeline import Protocol, TrainingError, check_seasons, run
+from training.report import S1_KEYS, S2_KEYS, write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PROTOCOL = Protocol(train_from=2021, valid_season=2024, test_season=2025)
+
+
+def _data(seasons: list[int]) -> StageData:
+    meta = pd.DataFrame({"season": seasons, "race_id": range(len(seasons))})
+    return StageData(np.zeros((len(seasons), 3)), np.zeros(len(seasons)), meta)
+
+
+def test_check_seasons_accepts_the_minimum() -> None:
+    ok = _data([2021, 2022, 2024, 2025])
+    check_seasons(ok, ok, PROTOCOL)
+
+
+@pytest.mark.parametrize(
+    ("s1", "s2", "missing"),
+    [
+        ([2023, 2024, 2025], [2023, 2024, 2025], None),  # one training season
+        ([2021, 2022, 2024], [2021, 2022, 2024], "[2025]"),  # no test season
+        ([2021, 2022, 2024, 2025], [2021, 2022, 2025], "[2024]"),  # no stage-2 validation
+        ([], [], "[2024, 2025]"),
+    ],
+)
+def test_check_seasons_refuses_too_little(s1, s2, missing) -> None:
+    with pytest.raises(TrainingError, match="too few seasons") as exc:
+        check_seasons(_data(s1), _data(s2), PROTOCOL)
+    if missing:
+        assert f"missing {missing}" in str(exc.value)
+
+
+def test_run_on_a_too_small_slice_raises_and_stores_nothing(real_tables) -> None:
+    small = slice_tables(real_tables, 2023)  # only 2023 before the validation season
+    n_models = len(store_models())
+    with pytest.raises(TrainingError, match="too few seasons") as exc:
+        run(small, PROTOCOL)
+    assert "[2023]" in str(exc.value)
+    assert len(store_models()) == n_models
+
+
+# ----------------------------------------------------------------- slow: real
+
+
+@pytest.mark.slow
+def test_evaluation_has_every_metric(trained) -> None:
+    ev = trained.evaluation
+    for stage, keys in (("stage1", S1_KEYS), ("stage2", S2_KEYS)):
+        test = ev[stage]["test"]
+        assert set(keys) <= set(test), stage
+        assert test["season"] == 2025
+        for name, base in ev[stage]["baselines"].items():
+            assert set(keys) <= set(base["test"]), (stage, name)
+            assert base["test"]["season"] == 2025
+    assert set(ev["stage1"]["baselines"]) == {"practice_ratio", "quick_lgbm_gap"}
+    assert set(ev["stage2"]["baselines"]) == {
+        "uniform",
+        "pole_sitter",
+        "logistic_grid",
+        "quick_lgbm",
+    }
+    p = ev["protocol"]
+    assert p["test_season"] == 2025 and p["valid_season"] == 2024
+    assert p["train_seasons"] == [2021, 2023]
+    assert p["test_fit_seasons"] == [2021, 2024]  # the test season is not fitted on
+    assert p["serving_fit_seasons"] == [2021, 2025]
+
+
+@pytest.mark.slow
+def test_predictions_cover_the_test_season(trained, real_tables) -> None:
+    s1, s2 = trained.predictions["stage1"], trained.predictions["stage2"]
+    assert set(s1["season"]) == {2025} and set(s2["season"]) == {2025}
+    r = real_tables.races
+    n_2025 = int((r["season"] == 2025).sum())
+    assert s1["race_id"].nunique() == n_2025
+    assert s2["race_id"].nunique() == n_2025
+    # per-race win probabilities sum to one, and one winner per race
+    np.testing.assert_allclose(s2.groupby("race_id")["prob"].sum(), 1.0)
+    assert (s2.groupby("race_id")["win"].sum() == 1).all()
+    assert np.isfinite(s1["pred_time"]).all() and (s1["pred_gap"] >= 0).all()
+    # the reported metrics are those of these predictions
+    again = stage2_metrics(s2, s2["prob"].to_numpy())
+    for k in S2_KEYS:
+        assert again[k] == pytest.approx(trained.evaluation["stage2"]["test"][k])
+
+
+@pytest.mark.slow
+def test_baselines_are_what_they_say(trained) -> None:
+    s2 = trained.predictions["stage2"]
+    uniform = trained.evaluation["stage2"]["baselines"]["uniform"]["test"]
+    # uniform: each winner had probability 1/n, n = starters in that race
+    starters = s2.groupby("race_id").size()
+    assert uniform["winner_log_loss"] == pytest.approx(np.log(starters).mean())
+    assert uniform["top1"] == pytest.approx((1.0 / starters).mean())
+    # and the model beats chance on both stages
+    model2 = trained.evaluation["stage2"]["test"]
+    assert model2["winner_log_loss"] < uniform["winner_log_loss"]
+    assert trained.evaluation["stage1"]["test"]["spearman"] > 0.3
+
+
+@pytest.mark.slow
+def test_final_models_predict_on_the_snapshot(trained) -> None:
+    snap = trained.snapshot
+    ctx = snap.event_by_round(2025, 24)
+    entries = snap.entries(ctx)
+    x1 = snap.stage1_matrix(ctx, entries, snap.field_practice(ctx))
+    assert x1.shape == (len(entries), len(STAGE1_FEATURES))
+    gap = trained.stage1.predict_gap(x1)
+    assert (gap >= 0).all() and np.isfinite(gap).all()
+    n = len(entries)
+    x2 = snap.stage2_matrix(ctx, entries, np.arange(1.0, n + 1), gap)
+    assert x2.shape == (n, len(STAGE2_FEATURES))
+    p = trained.stage2.win_probability(x2, np.zeros(n, int))
+    assert p.sum() == pytest.approx(1.0)
+    # the served model is monotone too: the same driver from further back never gains
+    back = x2.copy()
+    back[0, 0] = n + 1.0
+    assert trained.stage2.win_probability(back, np.zeros(n, int))[0] <= p[0]
+
+
+@pytest.mark.slow
+def test_write_report(trained, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    paths = write_report(trained.evaluation, trained.predictions, out)
+    names = sorted(p.name for p in paths)
+    assert names == ["evaluation.json", "evaluation.md", "stage1_gap.png", "stage2_calibration.png"]
+    assert all(p.parent == out and p.stat().st_size > 0 for p in paths)
+    for png in ("stage1_gap.png", "stage2_calibration.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert ev["stage2"]["test"]["season"] == 2025
+    top1 = trained.evaluation["stage2"]["test"]["top1"]
+    assert ev["stage2"]["test"]["top1"] == pytest.approx(top1)
+    md = (out / "evaluation.md").read_text()
+    assert "Stage-1" in md and "Stage-2" in md
+    for name in trained.evaluation["stage2"]["baselines"]:
+        assert f"| {name} |" in md
+    assert f"{top1:.3f}" in md
+
+
+def test_report_json_has_no_infinity(tmp_path: Path) -> None:
+    """JSON has no inf: an infinite log loss is written as null and 'inf' in markdown."""
+    s1 = {k: 0.5 for k in S1_KEYS} | {"season": 2025}
+    s2 = {k: 0.5 for k in S2_KEYS} | {"season": 2025, "winner_log_loss": math.inf}
+    ev = {
+        "stage1": {"test": s1, "baselines": {}},
+        "stage2": {"test": s2, "baselines": {"pole_sitter": {"test": dict(s2)}}},
+    }
+    preds = {
+        "stage1": pd.DataFrame({"season": [2025] * 3, "gap_pct": [0, 1, 2], "pred_gap": [0, 1, 1]}),
+        "stage2": pd.DataFrame({"season": [2025] * 3, "prob": [0.5, 0.3, 0.2], "win": [1, 0, 0]}),
+    }
+    write_report(ev, preds, tmp_path)
+    text = (tmp_path / "evaluation.json").read_text()
+    assert "Infinity" not in text
+    assert json.loads(text)["stage2"]["test"]["winner_log_loss"] is None
+    assert "| **model** | 0.500 | inf | 0.500 |" in (tmp_path / "evaluation.md").read_text()
+
+
+@pytest.mark.slow
+def test_trained_models_serve_through_the_store_and_cli(
+    trained, empty_store, clear_settings, monkeypatch
+) -> None:
+    from pipelines import cli
+    from pipelines.cli import app
+
+    tags = store.save_all(
+        trained.snapshot, trained.stage1, trained.stage2, trained.evaluation, [2021, 2025]
+    )
+    md = store.get_model(tags.stage2).info.metadata
+    assert md["metrics"]["test"]["season"] == 2025
+    monkeypatch.setattr(cli.console, "_width", 250)
+    result = CliRunner().invoke(app, ["predict", "--season", "2025", "--round", "24"])
+    assert result.exit_code == 0, result.output
+    snap = trained.snapshot
+    for e in snap.entries(snap.event_by_round(2025, 24)):
+        assert e.driver_id in result.output

@@ -469,10 +469,14 @@ def tiny_models(synthetic_tables):
 
 
 @pytest.fixture
-def clear_settings() -> Iterator[None]:
-    """``get_settings`` is cached per process: clear it around tests that set F1_* env."""
+def clear_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Default settings: no F1_* variables (other tests may pin model tags in the
+    environment), and ``get_settings``'s per-process cache cleared around the test."""
     from pipelines.settings import get_settings
 
+    for key in list(os.environ):
+        if key.startswith("F1_"):
+            monkeypatch.delenv(key)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

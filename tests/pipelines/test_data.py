@@ -22,7 +22,7 @@ from pipelines.data import (
     team_lineage,
 )
 from pipelines.laptime import parse_time
-from tests.conftest import DRIVERS, REAL_DATA, RESERVE, SyntheticTree
+from tests.conftest import DRIVERS, REAL_DATA, RESERVE, SyntheticTree, fmt_lap
 from training.datasets import grid_slots
 
 # ------------------------------------------------------------------------ parsing
@@ -162,8 +162,6 @@ def test_changed_file_rebuilds_with_new_hash(synthetic_tree: SyntheticTree, tmp_
     assert old is not None
     new = round(old - 1.0, 3)
     text = qfile.read_text()
-    from tests.conftest import fmt_lap
-
     assert text.count(fmt_lap(old)) == 1
     qfile.write_text(text.replace(fmt_lap(old), fmt_lap(new)))
 
@@ -427,21 +425,39 @@ def test_real_pre_qualifying_sessions(
     assert set(s.loc[s["before_quali"], "session"]) == expected
 
 
+_START_KEYS = {
+    "fp1": "freePractice1",
+    "fp2": "freePractice2",
+    "fp3": "freePractice3",
+    "sq": "sprintQualifying",
+    "quali": "qualifying",
+}
+
+
+def _start(race: dict, session: str) -> datetime:
+    """A session's start from race.yml (PyYAML reads an unquoted 15:00 as 900 minutes)."""
+    day = race[f"{_START_KEYS[session]}Date"]
+    t = race[f"{_START_KEYS[session]}Time"]
+    hh, mm = divmod(t, 60) if isinstance(t, int) else map(int, str(t).split(":"))
+    return datetime(day.year, day.month, day.day, hh, mm)
+
+
 def test_real_session_times_decide_for_2024(real_tables: Tables) -> None:
-    """Every 2024+ weekend: the sessions flagged pre-qualifying started before qualifying."""
+    """2024+ weekends have session times: a session is a feature iff it started before
+    qualifying (checked against race.yml, read independently of the parser)."""
     r = real_tables.races
+    checked = 0
     for row in r[r["season"] >= 2024].itertuples():
         folder = next(
             (REAL_DATA / "seasons" / str(row.season) / "races").glob(f"{row.round:02d}-*")
         )
         race = yaml.safe_load((folder / "race.yml").read_text())
-        q_day = str(race["qualifyingDate"])
+        q_start = _start(race, "quali")
         s = real_tables.sessions[real_tables.sessions["race_id"] == row.race_id]
-        for sess in s.loc[s["before_quali"], "session"]:
-            key = {"fp1": "freePractice1", "fp2": "freePractice2", "fp3": "freePractice3"}.get(
-                sess, "sprintQualifying"
-            )
-            assert str(race[f"{key}Date"]) <= q_day
+        for sess, before in zip(s["session"], s["before_quali"], strict=True):
+            assert bool(before) == (_start(race, sess) < q_start), (row.season, row.round, sess)
+            checked += 1
+    assert checked >= 2 * 3 * 20
 
 
 # --------------------------------------------------------------- pit-lane starts

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipelines.laptime import parse_time
 
@@ -50,3 +52,17 @@ def test_out_of_range_parts_raise(text: str) -> None:
     """A seconds (or minutes, after hours) part of 60 or more is not a clock time."""
     with pytest.raises(ValueError, match=">= 60"):
         parse_time(text)
+
+
+@given(
+    hours=st.integers(0, 3),
+    minutes=st.integers(0, 59),
+    millis=st.integers(0, 59_999),
+)
+def test_formatted_times_round_trip(hours: int, minutes: int, millis: int) -> None:
+    seconds = millis / 1000
+    expected = minutes * 60 + seconds
+    assert parse_time(f"{minutes}:{seconds:06.3f}") == pytest.approx(expected, abs=1e-9)
+    if hours:
+        text = f"{hours}:{minutes:02d}:{seconds:06.3f}"
+        assert parse_time(text) == pytest.approx(hours * 3600 + expected, abs=1e-9)

@@ -131,6 +131,10 @@ def test_failure_on_an_empty_store_leaves_it_empty(
 
 
 def test_missing_tag_names_the_tag_and_the_fix(empty_store) -> None:
+    with pytest.raises(store.StoreError) as exc:
+        store.get_model("f1_stage1:nosuchversion")
+    assert "f1_stage1:nosuchversion" in str(exc.value)
+    assert "f1 train" in str(exc.value)
     for tag, loader in (
         ("f1_stage1:doesnotexist", store.load_stage1),
         ("f1_stage2:latest", store.load_stage2),

@@ -22,6 +22,12 @@ from starlette.responses import Response
 
 import pipelines
 from pipelines.features import FeatureSnapshot
+from pipelines.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    ErrorBodyMiddleware,
+    LoadShedMiddleware,
+)
 from pipelines.models import Stage1Model, Stage2Model, group_softmax
 from pipelines.predict import pole_estimate, quali_outputs, race_gap, race_grid
 from pipelines.schemas import (
@@ -92,7 +98,19 @@ def _error(exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=422)
 
 
-@bentoml.service(name="F1Predictor", traffic={"timeout": 30}, workers=1)  # type: ignore[misc]
+def _front_config() -> dict[str, Any]:
+    cfg: dict[str, Any] = {"traffic": {"timeout": 30}, "workers": 1}
+    if settings.cors_origins:
+        cfg["http"] = {"cors": {
+            "enabled": True,
+            "access_control_allow_origins": settings.cors_origins,
+            "access_control_allow_methods": ["GET", "POST"],
+            "access_control_allow_headers": ["authorization", "content-type"],
+        }}  # fmt: skip
+    return cfg
+
+
+@bentoml.service(name="F1Predictor", **_front_config())  # type: ignore[misc]
 @bentoml.asgi_app(web, path="/")
 class F1Predictor:
     """The API: resolves the event and drivers, builds features, calls both stages."""
@@ -262,6 +280,12 @@ class F1Predictor:
     def docs(self) -> Response:
         return HTMLResponse(SWAGGER_HTML)
 
+
+# outermost first: who may call, how big, how many at once, what an error body may say
+F1Predictor.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+F1Predictor.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+F1Predictor.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)
+F1Predictor.add_asgi_middleware(ErrorBodyMiddleware)
 
 SWAGGER_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>F1 Prediction API</title>

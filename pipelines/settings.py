@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     stage2_model: str = Field("f1_stage2:latest", description="Stage-2 model tag to serve.")
     features_model: str = Field("f1_features:latest", description="Feature snapshot tag to serve.")
 
+    api_key: str | None = Field(
+        None, description="If set, predictions and /model_info need 'Authorization: Bearer <key>'."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (empty: CORS off)."
+    )
+    max_body_bytes: int = Field(256 * 1024, description="Largest accepted request body.")
+    max_in_flight: int = Field(
+        256, description="Prediction requests in flight before new ones get 503 + Retry-After."
+    )
+
     f1db_repo_url: str = Field(
         "https://github.com/f1db/f1db", description="Where `f1 data download` fetches from."
     )

@@ -437,16 +437,30 @@ def store_models() -> list:
 
 @pytest.fixture
 def empty_store() -> Iterator[Path]:
-    """Delete every model from the temporary store (never from a real one)."""
-    import bentoml
+    """An empty model store for one test; the models already there are put back after.
+
+    The session's store is shared (BentoML reads BENTOML_HOME once), so emptying it for
+    good would take the trained models from tests that run later.
+    """
+    import uuid
 
     from pipelines.store import store_home
 
     home = Path(store_home()).resolve()
-    assert home == STORE_HOME.resolve(), f"refusing to empty a store outside the tests: {home}"
-    for m in bentoml.models.list():
-        bentoml.models.delete(m.tag)
-    yield home
+    assert home == STORE_HOME.resolve(), f"refusing to touch a store outside the tests: {home}"
+    models = home / "models"
+    saved = home / f"models.saved-{uuid.uuid4().hex}"
+    if models.exists():
+        models.rename(saved)
+    models.mkdir()
+    try:
+        yield home
+    finally:
+        shutil.rmtree(models, ignore_errors=True)
+        if saved.exists():
+            saved.rename(models)
+        else:
+            models.mkdir()
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,9 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -
     raise TimeoutError(f"{url} not ready after {timeout} s")
 
 
-def start_server(target: str, env_extra: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    target: str, env_extra: dict[str, str], log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = os.environ | env_extra | {"BENTOML_HOME": str(STORE_HOME), "OMP_NUM_THREADS": "1"}
     bentoml = str(Path(sys.executable).parent / "bentoml")

@@ -40,7 +40,9 @@ def test_every_endpoint_over_http(server: str) -> None:
         assert sorted(grid) == list(range(1, len(EXAMPLES["custom_field"]["drivers"]) + 1))
         o = c.post("/predict_quali", json=EXAMPLES["original"])
         assert o.status_code == 200 and o.json()[0]["driver_id"] == "max-verstappen"
-        bad = c.post("/predict_full", json={"drivers": [{"driver_id": "x", "practice": {"fp1": -1}}]})
+        bad = c.post(
+            "/predict_full", json={"drivers": [{"driver_id": "x", "practice": {"fp1": -1}}]}
+        )
         assert bad.status_code == 400 and "fp1" in bad.text and "Traceback" not in bad.text
         metrics = c.get("/metrics").text
         assert re.search(r'bentoml_service_request_total\{.*endpoint="/predict_full"', metrics)
@@ -122,3 +124,65 @@ def test_model_tags_can_be_pinned_for_rollback(
         assert h["models"]["features"]["tag"] == pinned_env["F1_FEATURES_MODEL"]
     finally:
         stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def locked_server(pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A server with an API key and a small in-flight limit (overload at small scale)."""
+    env = pinned_env | {"F1_API_KEY": "test-key-123", "F1_MAX_IN_FLIGHT": "4"}
+    proc, url = start_server("service:F1Predictor", env,
+                             tmp_path_factory.mktemp("locked") / "serve.log")  # fmt: skip
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+
+
+def test_api_key_guards_predictions_but_not_probes(locked_server: str) -> None:
+    body = {"event": {"season": 2025, "round": 8}}
+    with httpx.Client(base_url=locked_server, timeout=30) as c:
+        assert c.post("/predict_full", json=body).status_code == 401
+        assert c.get("/model_info").status_code == 401
+        bad = c.post("/predict_full", json=body, headers={"Authorization": "Bearer test-key-12"})
+        assert bad.status_code == 401 and bad.json()["detail"][0]["loc"] == [
+            "header",
+            "authorization",
+        ]
+        ok = c.post("/predict_full", json=body, headers={"Authorization": "Bearer test-key-123"})
+        assert ok.status_code == 200
+        for probe in ("/livez", "/readyz", "/health", "/metrics", "/"):
+            assert c.get(probe).status_code == 200, probe
+
+
+def test_huge_body_is_413_and_errors_leak_nothing(locked_server: str) -> None:
+    auth = {"Authorization": "Bearer test-key-123", "content-type": "application/json"}
+    with httpx.Client(base_url=locked_server, timeout=30) as c:
+        huge = b'{"drivers": [' + b'{"driver_id": "max-verstappen"},' * 40000 + b"{}]}"
+        r = c.post("/predict_full", content=huge, headers=auth)
+        assert r.status_code == 413
+        r = c.post("/predict_quali", json={"drivers": [{"driver_id": "x", "practice": {"fp1": "inf"}}]},
+                   headers=auth)  # fmt: skip
+        assert r.status_code == 400 and r.json()["detail"][0]["loc"][-1] == "fp1"
+        for leak in ("pydantic", "Traceback", "/work/", "site-packages", "IODescriptor"):
+            assert leak not in r.text, leak
+
+
+def test_overload_sheds_with_503_then_recovers(locked_server: str) -> None:
+    """At many times the in-flight limit: answers or 503 + Retry-After, never 5xx else."""
+    auth = {"Authorization": "Bearer test-key-123"}
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=locked_server, timeout=60, headers=auth) as c:
+            return await asyncio.gather(*[
+                c.post("/predict_full", json={"event": {"season": 2025, "round": 1 + i % 24}})
+                for i in range(64)
+            ])  # fmt: skip
+
+    responses = asyncio.run(burst())
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 503}, codes
+    assert codes.count(200) >= 4 and codes.count(503) > 0
+    assert all(r.headers.get("retry-after") == "1" for r in responses if r.status_code == 503)
+    ok = httpx.post(f"{locked_server}/predict_full", json={"event": {"season": 2025, "round": 8}},
+                    headers=auth, timeout=30)  # fmt: skip
+    assert ok.status_code == 200  # recovered as soon as load dropped

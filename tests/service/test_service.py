@@ -43,9 +43,15 @@ def test_in_process_full_known_event_uses_the_entry_list(svc: Any) -> None:
     assert sorted(p.grid_position_estimate for p in res.qualifying_predictions) == list(
         range(1, len(racers) + 1)
     )
-    assert math.isclose(sum(p.probability_score for p in res.qualifying_predictions), 1.0, abs_tol=1e-9)
-    assert math.isclose(sum(p.win_probability for p in res.race_winner_predictions), 1.0, abs_tol=1e-9)
-    assert [p.predicted_rank for p in res.race_winner_predictions] == list(range(1, len(racers) + 1))
+    assert math.isclose(
+        sum(p.probability_score for p in res.qualifying_predictions), 1.0, abs_tol=1e-9
+    )
+    assert math.isclose(
+        sum(p.win_probability for p in res.race_winner_predictions), 1.0, abs_tol=1e-9
+    )
+    assert [p.predicted_rank for p in res.race_winner_predictions] == list(
+        range(1, len(racers) + 1)
+    )
     probs = [p.win_probability for p in res.race_winner_predictions]
     assert probs == sorted(probs, reverse=True)
     # a plausible Monaco lap (the track record is ~1:10), from practice x pole ratio
@@ -108,7 +114,11 @@ def test_get_routes(client: TestClient, pinned_env: dict[str, str]) -> None:
     assert info["stage2"]["feature_names"] == list(STAGE2_FEATURES)
     assert info["stage1"]["metrics"]["test"]["season"] == 2025
     assert "winner_log_loss" in info["stage2"]["metrics"]["test"]
-    assert set(info["stage2"]["metrics"]["baselines"]) >= {"uniform", "pole_sitter", "logistic_grid"}
+    assert set(info["stage2"]["metrics"]["baselines"]) >= {
+        "uniform",
+        "pole_sitter",
+        "logistic_grid",
+    }
     assert "F1DB" in info["data_credit"] and "CC-BY-4.0" in info["data_credit"]
 
 
@@ -120,7 +130,9 @@ def test_docs_work_offline(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     for path in ("/", "/health", "/model_info", "/predict_quali", "/predict_race", "/predict_full"):
         assert path in spec["paths"], path
-    examples = spec["paths"]["/predict_quali"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    examples = spec["paths"]["/predict_quali"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["examples"]
     assert examples["original"]["value"] == EXAMPLES["original"]
 
 
@@ -198,7 +210,9 @@ def test_bad_input_is_a_4xx_naming_the_field(
 
 
 def test_malformed_json_is_400(client: TestClient) -> None:
-    r = client.post("/predict_race", content=b"{not json", headers={"content-type": "application/json"})
+    r = client.post(
+        "/predict_race", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert "Invalid JSON" in r.text and "Traceback" not in r.text
 

@@ -1,0 +1,211 @@
+"""ASGI middlewares for the public front service: who may call, how much, and what an
+error body may say. Pure ASGI (no framework state), so each is tested on a tiny app."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PREDICT_PATHS = frozenset({"/predict_quali", "/predict_race", "/predict_full"})
+
+
+async def _json(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    raw = json.dumps(body).encode()
+    hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    hdrs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": raw})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", []):
+        if k.lower() == name:
+            return str(v.decode("latin-1"))
+    return None
+
+
+class ApiKeyMiddleware:
+    """With a key configured, predictions and /model_info need ``Authorization: Bearer``.
+
+    Probes (/livez, /readyz, /health, /metrics) stay open so orchestrators can watch a
+    locked service. Keys are compared in constant time.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str | None, protected: frozenset[str] | None = None):
+        self.app = app
+        self.key = api_key.encode() if api_key else None
+        self.protected = protected or (PREDICT_PATHS | {"/model_info"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.key is None or scope["type"] != "http" or scope["path"] not in self.protected:
+            return await self.app(scope, receive, send)
+        auth = _header(scope, b"authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key):
+            return await self.app(scope, receive, send)
+        await _json(
+            send, 401,
+            {"error": "missing or invalid API key",
+             "detail": [{"loc": ["header", "authorization"], "msg": "expected 'Bearer <key>'"}]},
+            {"www-authenticate": "Bearer"},
+        )  # fmt: skip
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413 before the app parses them.
+
+    The body is read (up to the limit) and replayed to the app, so a chunked upload
+    without Content-Length is capped too.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._too_large(send)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            body = msg.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                return await self._too_large(send)
+            chunks.append(body)
+            if not msg.get("more_body", False):
+                break
+        data = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        await _json(send, 413, {
+            "error": f"request body larger than {self.max_bytes} bytes",
+            "detail": [{"loc": ["body"], "msg": f"at most {self.max_bytes} bytes"}],
+        })  # fmt: skip
+
+
+class LoadShedMiddleware:
+    """Bound the work in flight: past ``max_in_flight`` prediction requests, answer 503
+    with Retry-After at once instead of queueing without limit."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after_s: int = 1,
+                 paths: frozenset[str] = PREDICT_PATHS):  # fmt: skip
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = str(retry_after_s)
+        self.paths = paths
+        self.in_flight = 0
+        self.shed = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        if self.in_flight >= self.max_in_flight:
+            self.shed += 1
+            return await _json(
+                send, 503,
+                {"error": "overloaded: try again shortly", "detail": []},
+                {"retry-after": self.retry_after},
+            )  # fmt: skip
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+_PYDANTIC_TITLE = re.compile(r"validation errors? for \w+")
+
+
+def clean_error_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Drop what an error body must not carry: library URLs (they name versions), inputs,
+    internal class names."""
+    out = dict(body)
+    if isinstance(out.get("error"), str):
+        out["error"] = _PYDANTIC_TITLE.sub("validation error in the request body", out["error"])
+    detail = out.get("detail")
+    if isinstance(detail, list):
+        out["detail"] = [
+            {k: v for k, v in d.items() if k in ("loc", "msg", "type")}
+            if isinstance(d, dict)
+            else d
+            for d in detail
+        ]
+    return out
+
+
+class ErrorBodyMiddleware:
+    """Rewrite 4xx/5xx JSON bodies on the API paths through ``clean_error_body``; a 5xx
+    body becomes a generic message (the details are in the server log)."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = PREDICT_PATHS):
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(msg: Message) -> None:
+            nonlocal start
+            if msg["type"] == "http.response.start":
+                if msg["status"] < 400:
+                    start = None
+                    await send(msg)
+                    return
+                start = msg
+                return
+            if start is None:
+                await send(msg)
+                return
+            chunks.append(msg.get("body", b""))
+            if msg.get("more_body", False):
+                return
+            status = int(start["status"])
+            raw = b"".join(chunks)
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {"error": raw.decode("utf-8", "replace")[:500]}
+            if isinstance(body, list) and body and isinstance(body[0], dict):
+                body = body[0]  # BentoML wraps some errors in a 1-tuple
+            if not isinstance(body, dict):
+                body = {"error": str(body)[:500]}
+            if status >= 500:
+                body = {"error": "internal error: the server log has the details", "detail": []}
+            new = json.dumps(clean_error_body(body)).encode()
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(new)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": new})
+
+        await self.app(scope, receive, capture)

@@ -63,7 +63,27 @@ build: install ## Train if needed, then `bentoml build` (the Bento records the t
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 container: build ## Build the Bento and its Docker image f1-predictor:$(VERSION) (needs Docker)
-	$(BIN)/bentoml containerize f1-predictor:latest -t f1-predictor:$(VERSION)
+	@# from outside the project: BentoML 1.4.40 bug #5566 with dockerfile templates
+	cd "$${TMPDIR:-/tmp}" && $(CURDIR)/$(BIN)/bentoml containerize f1-predictor:latest -t f1-predictor:$(VERSION)
 
 clean: ## Remove the venvs and caches (the model store is left alone)
 	rm -rf $(VENV) $(TOOLS) .cache .pytest_cache .mypy_cache .ruff_cache
+
+# ----------------------------------------------------------- benchmark (issue 6)
+# hey (the load generator) from Debian's packages; py-spy (optional profile) in .tools.
+define BENCH_HEY
+command -v hey >/dev/null 2>&1 || { echo "installing hey"; \
+  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq hey; \
+  else sudo apt-get update -qq && sudo apt-get install -y -qq hey; fi; }
+endef
+BENCH_ARGS ?=
+
+bench: install ## Benchmark the Bento beside the original design and the plain limit (~6 min): BENCHMARKS.md
+	@$(BENCH_HEY)
+	@[ -x $(TOOLS)/bin/py-spy ] || $(TOOLS)/bin/pip install --quiet --disable-pip-version-check py-spy \
+	  || echo "py-spy not installed: the report will have no profile"
+	PY_SPY=$(CURDIR)/$(TOOLS)/bin/py-spy $(BIN)/python -m bench.run --label "make bench" $(BENCH_ARGS)
+
+bench-quick: install ## Prove the benchmark harness works (~1 min, tiny runs; output in bench/results/tmp)
+	@$(BENCH_HEY)
+	$(BIN)/python -m bench.run --quick --label "make bench-quick" $(BENCH_ARGS)

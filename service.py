@@ -10,6 +10,8 @@ deployment can pin an earlier version to roll back.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,14 +23,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.responses import Response
 
 import pipelines
-from pipelines.features import FeatureSnapshot
+from pipelines import store
 from pipelines.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ErrorBodyMiddleware,
     LoadShedMiddleware,
 )
-from pipelines.models import Stage1Model, Stage2Model, group_softmax
+from pipelines.models import group_softmax
 from pipelines.predict import pole_estimate, quali_outputs, race_gap, race_grid
 from pipelines.schemas import (
     EXAMPLES,
@@ -49,6 +51,9 @@ from pipelines.serving import (
 from pipelines.settings import get_settings
 
 settings = get_settings()
+logger = logging.getLogger("f1.service")
+# fail at start with the fix, rather than BentoML's "could not be found ... cloud context"
+store.check_tags(settings.features_model, settings.stage1_model, settings.stage2_model)
 
 
 VERSION = pipelines.__version__
@@ -70,7 +75,7 @@ class Stage1:
     model = bentoml.models.BentoModel(settings.stage1_model)
 
     def __init__(self) -> None:
-        self.predictor = Stage1Model.load(Path(self.model.path) / "model")
+        self.predictor = store.open_stage1(Path(self.model.path), str(self.model.tag))
 
     @bentoml.api(**BATCH)  # type: ignore[misc]
     def predict_gap(self, rows: np.ndarray) -> np.ndarray:
@@ -84,7 +89,7 @@ class Stage2:
     model = bentoml.models.BentoModel(settings.stage2_model)
 
     def __init__(self) -> None:
-        self.predictor = Stage2Model.load(Path(self.model.path) / "model")
+        self.predictor = store.open_stage2(Path(self.model.path), str(self.model.tag))
 
     @bentoml.api(**BATCH)  # type: ignore[misc]
     def predict_logit(self, rows: np.ndarray) -> np.ndarray:
@@ -94,8 +99,20 @@ class Stage2:
 web = FastAPI(title="F1 Prediction API", docs_url=None, redoc_url=None, openapi_url=None)
 
 
+class StageUnavailable(RuntimeError):
+    """A model service did not answer (restarting, crashed, timed out)."""
+
+
 def _error(exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=422)
+
+
+def _unavailable(exc: StageUnavailable) -> JSONResponse:
+    return JSONResponse(
+        {"error": f"{exc}: try again shortly", "detail": []},
+        status_code=503,
+        headers={"Retry-After": "2"},
+    )
 
 
 def _front_config() -> dict[str, Any]:
@@ -122,8 +139,8 @@ class F1Predictor:
     stage2 = bentoml.depends(Stage2)
 
     def __init__(self) -> None:
-        self.snapshot = FeatureSnapshot.load(Path(self.features.path) / "snapshot")
-        s1 = Stage1Model.load(Path(self.stage1_model.path) / "model")
+        self.snapshot = store.open_snapshot(Path(self.features.path), str(self.features.tag))
+        s1 = store.open_stage1(Path(self.stage1_model.path), str(self.stage1_model.tag))
         self.pole_params, self.pole_tau = s1.config.pole, s1.config.pole_tau
         self.started = time.time()
         self.tags = {
@@ -132,11 +149,37 @@ class F1Predictor:
             "stage2": str(self.stage2_model.tag),
         }
 
+    async def __is_ready__(self) -> bool:
+        """Ready only while both model services answer their own /readyz within 1 s.
+
+        BentoML's dependency probe waits up to 5 s for a restarting worker, so a killed
+        model service would otherwise look ready to the orchestrator.
+        """
+        for dep in (self.stage1, self.stage2):
+            probe = getattr(dep, "is_ready", None)
+            if probe is None:  # composed in-process (tests): nothing to probe
+                continue
+            try:
+                if not await asyncio.wait_for(probe(1), timeout=1.5):
+                    return False
+            except Exception:
+                return False
+        return True
+
     # ------------------------------------------------------------------ core
+
+    @staticmethod
+    async def _call(stage: str, method: Any, rows: np.ndarray) -> np.ndarray:
+        """One hop to a model service; any failure there is a clean 503 for the caller."""
+        try:
+            return np.asarray(await method(rows))
+        except Exception as exc:
+            logger.exception("%s model service call failed", stage)
+            raise StageUnavailable(f"the {stage} model service is unavailable") from exc
 
     async def _quali(self, res: Resolved) -> tuple[Any, np.ndarray]:
         x1 = self.snapshot.stage1_matrix(res.ctx, res.entries, res.field_practice)
-        gap = np.asarray(await self.stage1.to_async.predict_gap(x1))
+        gap = await self._call("stage-1", self.stage1.to_async.predict_gap, x1)
         pole = pole_estimate(self.snapshot, res.ctx, res.field_practice, self.pole_params)
         q = quali_outputs(np.clip(gap, 0.0, None), pole, self.pole_tau,
                           [e.driver_id for e in res.entries])  # fmt: skip
@@ -147,7 +190,7 @@ class F1Predictor:
         x2 = self.snapshot.stage2_matrix(
             res.ctx, res.entries, grid, race_gap(res.entries, q.gap_pct)
         )
-        logit = np.asarray(await self.stage2.to_async.predict_logit(x2))
+        logit = await self._call("stage-2", self.stage2.to_async.predict_logit, x2)
         return group_softmax(logit, np.zeros(len(logit), dtype=int)), grid
 
     def _resolve(self, req: QualiRequest | RaceRequest) -> Resolved:
@@ -164,9 +207,11 @@ class F1Predictor:
         """Predicted qualifying lap, gap to pole, grid position and pole probability."""
         try:
             res = self._resolve(request)
+            q, _ = await self._quali(res)
         except RequestError as exc:
             return _error(exc)  # type: ignore[return-value]
-        q, _ = await self._quali(res)
+        except StageUnavailable as exc:
+            return _unavailable(exc)  # type: ignore[return-value]
         preds = quali_predictions(res.entries, q)
         return JSONResponse(  # type: ignore[return-value]
             [p.model_dump() for p in preds], headers=self._warn_header(res)
@@ -177,10 +222,12 @@ class F1Predictor:
         """Win probabilities (sum to 1); a missing grid position comes from Stage-1."""
         try:
             res = self._resolve(request)
+            q, _ = await self._quali(res)
+            prob, grid = await self._race(res, q)
         except RequestError as exc:
             return _error(exc)  # type: ignore[return-value]
-        q, _ = await self._quali(res)
-        prob, grid = await self._race(res, q)
+        except StageUnavailable as exc:
+            return _unavailable(exc)  # type: ignore[return-value]
         preds = race_predictions(res.entries, prob, grid)
         return JSONResponse(  # type: ignore[return-value]
             [p.model_dump() for p in preds], headers=self._warn_header(res)
@@ -192,10 +239,12 @@ class F1Predictor:
         t0 = time.perf_counter()
         try:
             res = self._resolve(request)
+            q, _ = await self._quali(res)
+            prob, grid = await self._race(res, q)
         except RequestError as exc:
             return _error(exc)  # type: ignore[return-value]
-        q, _ = await self._quali(res)
-        prob, grid = await self._race(res, q)
+        except StageUnavailable as exc:
+            return _unavailable(exc)  # type: ignore[return-value]
         return FullResponse(
             qualifying_predictions=quali_predictions(res.entries, q),
             race_winner_predictions=race_predictions(res.entries, prob, grid),

@@ -148,30 +148,65 @@ def get_model(tag: str) -> bentoml.Model:
         ) from exc
 
 
-def load_snapshot(tag: str) -> FeatureSnapshot:
-    model = get_model(tag)
+def open_snapshot(path: Path, tag: str) -> FeatureSnapshot:
+    """The snapshot stored under a model folder; unreadable -> StoreError with the fix."""
     try:
-        return FeatureSnapshot.load(Path(model.path) / "snapshot")
+        return FeatureSnapshot.load(path / "snapshot")
     except (OSError, ValueError, KeyError) as exc:
         raise StoreError(
-            f"feature snapshot '{model.tag}' is unreadable ({exc}): run `f1 refresh`"
+            f"feature snapshot '{tag}' is unreadable ({exc}): run `f1 refresh`"
         ) from exc
+
+
+def open_stage1(path: Path, tag: str) -> Stage1Model:
+    try:
+        return Stage1Model.load(path / "model")
+    except (OSError, ValueError, KeyError, TypeError, lgb_error()) as exc:
+        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+
+
+def open_stage2(path: Path, tag: str) -> Stage2Model:
+    try:
+        return Stage2Model.load(path / "model")
+    except (OSError, ValueError, KeyError, TypeError, lgb_error()) as exc:
+        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+
+
+def lgb_error() -> type[Exception]:
+    import lightgbm
+
+    return lightgbm.basic.LightGBMError
+
+
+def load_snapshot(tag: str) -> FeatureSnapshot:
+    model = get_model(tag)
+    return open_snapshot(Path(model.path), str(model.tag))
 
 
 def load_stage1(tag: str) -> Stage1Model:
     model = get_model(tag)
-    try:
-        return Stage1Model.load(Path(model.path) / "model")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"model '{model.tag}' is unreadable ({exc}): run `f1 train`") from exc
+    return open_stage1(Path(model.path), str(model.tag))
 
 
 def load_stage2(tag: str) -> Stage2Model:
     model = get_model(tag)
-    try:
-        return Stage2Model.load(Path(model.path) / "model")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"model '{model.tag}' is unreadable ({exc}): run `f1 train`") from exc
+    return open_stage2(Path(model.path), str(model.tag))
+
+
+def check_tags(*tags: str) -> None:
+    """Every tag resolves in the store, else one StoreError naming each missing tag."""
+    missing = []
+    for tag in tags:
+        try:
+            bentoml.models.get(tag)
+        except bentoml.exceptions.NotFound:
+            missing.append(tag)
+    if missing:
+        raise StoreError(
+            f"not in the model store ({store_home()}): {', '.join(missing)}. Run `f1 train` "
+            "(or `f1 refresh` for f1_features), or pin existing tags with F1_STAGE1_MODEL, "
+            "F1_STAGE2_MODEL, F1_FEATURES_MODEL (`f1 models` lists them)"
+        )
 
 
 def has_models() -> bool:

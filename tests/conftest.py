@@ -498,3 +498,42 @@ def clear_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def pytest_sessionfinish(session, exitstatus) -> None:
     shutil.rmtree(STORE_HOME, ignore_errors=True)
+
+
+# ------------------------------------------------------ real models for the service
+
+
+@pytest.fixture(scope="session")
+def served_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The models the service tests serve: trained on the real data with the full protocol
+    and saved in the session store; returns the tags (pinned: other tests add versions)."""
+    from pipelines import store
+    from pipelines.data import load_tables
+    from training.pipeline import run
+
+    cache = tmp_path_factory.mktemp("service-cache")
+    res = run(load_tables(REAL_DATA, cache))
+    tags = store.save_all(res.snapshot, res.stage1, res.stage2, res.evaluation, [2014, 2025])
+    return {"tags": tags, "evaluation": res.evaluation}
+
+
+@pytest.fixture(scope="session")
+def pinned_env(served_models: dict[str, Any]) -> dict[str, str]:
+    tags = served_models["tags"]
+    return {
+        "F1_FEATURES_MODEL": tags.features,
+        "F1_STAGE1_MODEL": tags.stage1,
+        "F1_STAGE2_MODEL": tags.stage2,
+    }
+
+
+@pytest.fixture(scope="session")
+def service_module(pinned_env: dict[str, str]) -> Any:
+    """service.py imported with the session's tags pinned (settings are read at import)."""
+    os.environ.update(pinned_env)
+    from pipelines.settings import get_settings
+
+    get_settings.cache_clear()
+    import service
+
+    return service

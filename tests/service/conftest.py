@@ -1,5 +1,4 @@
-"""Service fixtures: real models trained once per session on the real F1DB data, saved in
-the session's temporary store, and pinned by tag (other tests may add versions)."""
+"""Helpers to run `bentoml serve` in tests (the trained, pinned models are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,49 +9,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import REAL_DATA, STORE_HOME
+from tests.conftest import STORE_HOME
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Train on the real data (full protocol) and save all three models; returns the tags."""
-    from pipelines import store
-    from pipelines.data import load_tables
-    from training.pipeline import run
-
-    cache = tmp_path_factory.mktemp("service-cache")
-    res = run(load_tables(REAL_DATA, cache))
-    tags = store.save_all(res.snapshot, res.stage1, res.stage2, res.evaluation, [2014, 2025])
-    return {"tags": tags, "evaluation": res.evaluation}
-
-
-@pytest.fixture(scope="session")
-def pinned_env(trained: dict[str, Any]) -> dict[str, str]:
-    tags = trained["tags"]
-    return {
-        "F1_FEATURES_MODEL": tags.features,
-        "F1_STAGE1_MODEL": tags.stage1,
-        "F1_STAGE2_MODEL": tags.stage2,
-    }
-
-
-@pytest.fixture(scope="session")
-def service_module(pinned_env: dict[str, str]) -> Any:
-    """service.py imported with the session's tags pinned (settings are read at import)."""
-    os.environ.update(pinned_env)
-    from pipelines.settings import get_settings
-
-    get_settings.cache_clear()
-    import service
-
-    return service
 
 
 def free_port() -> int:
@@ -76,7 +39,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -
 
 
 def start_server(
-    target: str, env_extra: dict[str, str], log: Path
+    target: str, env_extra: dict[str, str], log: Path, timeout: float = 90.0
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = os.environ | env_extra | {"BENTOML_HOME": str(STORE_HOME), "OMP_NUM_THREADS": "1"}
@@ -88,7 +51,7 @@ def start_server(
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc)
+        wait_ready(url, proc, timeout)
     except Exception:
         stop_server(proc)
         raise RuntimeError(f"bentoml serve failed; log:\n{log.read_text()[-3000:]}") from None

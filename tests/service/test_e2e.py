@@ -108,9 +108,7 @@ def test_built_bento_serves(pinned_env: dict[str, str], tmp_path: Path) -> None:
     assert not any(s.startswith(("tests/", "training/", "data/")) for s in shipped), shipped
 
 
-def test_model_tags_can_be_pinned_for_rollback(
-    pinned_env: dict[str, str], trained: dict[str, Any], tmp_path: Path
-) -> None:
+def test_model_tags_can_be_pinned_for_rollback(pinned_env: dict[str, str], tmp_path: Path) -> None:
     """A second training run moves `latest`; a server pinned to the first still serves it."""
     from pipelines import store
     from pipelines.features import FeatureSnapshot

@@ -9,8 +9,12 @@ store as it was and ``latest`` on the previous complete set.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import platform
+import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,6 +67,69 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# ------------------------------------------------------------------- commits
+
+MANAGED = (FEATURES_NAME, STAGE1_NAME, STAGE2_NAME)
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends, then act on them: a Ctrl-C during a
+    save waits for the save (under a second) instead of leaving half a model behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in old:
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+def repair_store() -> list[str]:
+    """Remove half-written versions of our models (a crash inside BentoML's copy).
+
+    BentoML copies a model straight into its final folder; a version without its
+    model.yaml never finished and would break `bentoml models list`.
+    """
+    removed = []
+    root = Path(store_home()) / "models"
+    for name in MANAGED:
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for version in folder.iterdir():
+            if version.is_dir() and not (version / "model.yaml").exists():
+                shutil.rmtree(version, ignore_errors=True)
+                removed.append(f"{name}:{version.name}")
+        latest = folder / "latest"
+        if latest.exists() and not (folder / latest.read_text().strip() / "model.yaml").exists():
+            latest.unlink()  # BentoML recreates it from the newest complete version
+    return removed
+
+
+@contextlib.contextmanager
+def commit() -> Iterator[None]:
+    """One writer at a time (file lock), no half-written model (signals held), and a
+    clean store to start from (repair)."""
+    home = Path(store_home())
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".f1-store.lock").open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            with _deferred_signals():
+                repair_store()
+                yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def save_all(
     snapshot: FeatureSnapshot,
     stage1: Stage1Model,
@@ -79,7 +146,7 @@ def save_all(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
     }
-    with contextlib.ExitStack() as stack:
+    with commit(), contextlib.ExitStack() as stack:
         feat = stack.enter_context(
             bentoml.models.create(
                 FEATURES_NAME, labels=LABELS, metadata=_plain(common | {"kind": "feature_snapshot"})
@@ -133,7 +200,10 @@ def save_snapshot(snapshot: FeatureSnapshot) -> str:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
     }
-    with bentoml.models.create(FEATURES_NAME, labels=LABELS, metadata=_plain(meta)) as feat:
+    with (
+        commit(),
+        bentoml.models.create(FEATURES_NAME, labels=LABELS, metadata=_plain(meta)) as feat,
+    ):
         snapshot.save(Path(feat.path) / "snapshot")
     return str(feat.tag)
 

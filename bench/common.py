@@ -1,0 +1,107 @@
+"""What the two baseline servers share with each other and with the Bento.
+
+Both load the same stored models (``pipelines.store``, tags from the same ``F1_*``
+settings the Bento reads), resolve requests with ``pipelines.serving.resolve_request``
+and build the answers with ``pipelines.serving``/``pipelines.predict``, so their JSON
+equals the Bento's except ``metadata.inference_ms``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from pipelines import store
+from pipelines.features import FeatureSnapshot
+from pipelines.models import Stage1Model, Stage2Model
+from pipelines.predict import QualiOut, race_grid
+from pipelines.schemas import FullResponse, Metadata, QualiRequest
+from pipelines.serving import Resolved, quali_predictions, race_predictions, resolve_request
+from pipelines.settings import get_settings
+
+
+@dataclass
+class Loaded:
+    snapshot: FeatureSnapshot
+    stage1: Stage1Model
+    stage2: Stage2Model
+    tags: dict[str, str]
+    """Resolved tags (``name:version``), as the Bento reports them in metadata."""
+
+
+def load_models() -> Loaded:
+    """The three models named by the ``F1_*_MODEL`` settings, from the active store."""
+    s = get_settings()
+    tags = {
+        "features": str(store.get_model(s.features_model).tag),
+        "stage1": str(store.get_model(s.stage1_model).tag),
+        "stage2": str(store.get_model(s.stage2_model).tag),
+    }
+    return Loaded(
+        snapshot=store.load_snapshot(tags["features"]),
+        stage1=store.load_stage1(tags["stage1"]),
+        stage2=store.load_stage2(tags["stage2"]),
+        tags=tags,
+    )
+
+
+def parse_quali(body: bytes) -> QualiRequest:
+    """The same pydantic model (and so the same validation) as the Bento's endpoint."""
+    return QualiRequest.model_validate_json(body or b"{}")
+
+
+def validation_body(exc: ValidationError) -> dict[str, Any]:
+    errors = json.loads(exc.json(include_url=False))
+    return {
+        "error": "; ".join(
+            f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg', '')}" for e in errors
+        ),
+        "detail": [{"loc": ["body", *e.get("loc", [])], "msg": e.get("msg", "")} for e in errors],
+    }
+
+
+def resolve(loaded: Loaded, req: QualiRequest) -> Resolved:
+    return resolve_request(loaded.snapshot, req.event, req.drivers)
+
+
+def warn_header(res: Resolved) -> dict[str, str]:
+    return {"X-F1-Warnings": " | ".join(res.warnings)[:2000]} if res.warnings else {}
+
+
+def quali_json(res: Resolved, q: QualiOut) -> list[dict[str, Any]]:
+    return [p.model_dump() for p in quali_predictions(res.entries, q)]
+
+
+def full_response(
+    loaded: Loaded, res: Resolved, q: QualiOut, prob: np.ndarray, t0: float
+) -> FullResponse:
+    grid = race_grid(res.entries, q.grid)
+    return FullResponse(
+        qualifying_predictions=quali_predictions(res.entries, q),
+        race_winner_predictions=race_predictions(res.entries, prob, grid),
+        metadata=Metadata(
+            event=res.ctx.to_dict(),
+            model_versions=loaded.tags,
+            warnings=res.warnings,
+            inference_ms=round((time.perf_counter() - t0) * 1000.0, 3),
+        ),
+    )
+
+
+def serve(app: Any, host: str, port: int, access_log: bool) -> None:
+    """One uvicorn worker (``workers=1``), loopback by default."""
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        workers=1,
+        access_log=access_log,
+        log_level="info" if access_log else "warning",
+    )

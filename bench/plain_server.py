@@ -1,0 +1,86 @@
+"""The plain limit: a bare Starlette app, one uvicorn worker, everything in-process.
+
+The project's own numpy features (``FeatureSnapshot.stage1_matrix``/``stage2_matrix``
+through ``pipelines.predict.Predictor``) and both models in the request path, no
+DataFrame, no process hop, no access log.
+
+    python -m bench.plain_server --port 3102
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bench.common import (
+    Loaded,
+    full_response,
+    load_models,
+    parse_quali,
+    quali_json,
+    resolve,
+    serve,
+    validation_body,
+    warn_header,
+)
+from pipelines.predict import Predictor
+from pipelines.serving import RequestError
+
+
+def create_app(loaded: Loaded | None = None) -> Starlette:
+    loaded = loaded or load_models()
+    predictor = Predictor(loaded.snapshot, loaded.stage1, loaded.stage2)
+
+    async def predict_full(request: Request) -> Response:
+        t0 = time.perf_counter()
+        try:
+            req = parse_quali(await request.body())
+            res = resolve(loaded, req)
+        except ValidationError as exc:
+            return JSONResponse(validation_body(exc), status_code=422)
+        except RequestError as exc:
+            return JSONResponse(exc.body(), status_code=422)
+        q = predictor.quali(res.ctx, res.entries, res.field_practice)
+        prob = predictor.race(res.ctx, res.entries, q)
+        body = full_response(loaded, res, q, prob, t0).model_dump_json()
+        return Response(body, media_type="application/json")
+
+    async def predict_quali(request: Request) -> Response:
+        try:
+            req = parse_quali(await request.body())
+            res = resolve(loaded, req)
+        except ValidationError as exc:
+            return JSONResponse(validation_body(exc), status_code=422)
+        except RequestError as exc:
+            return JSONResponse(exc.body(), status_code=422)
+        q = predictor.quali(res.ctx, res.entries, res.field_practice)
+        return JSONResponse(quali_json(res, q), headers=warn_header(res))
+
+    async def readyz(_: Request) -> Response:
+        return Response("ok", media_type="text/plain")
+
+    return Starlette(
+        routes=[
+            Route("/predict_full", predict_full, methods=["POST"]),
+            Route("/predict_quali", predict_quali, methods=["POST"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ]
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=3102)
+    args = ap.parse_args()
+    serve(create_app(), args.host, args.port, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Resident memory and CPU time of a server's whole process tree, and of the machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants (BentoML: the arbiter and one per service)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def rss_bytes(pid: int) -> int:
+    """Sum of RSS over the tree (shared pages counted once per process, as `ps` would)."""
+    total = 0
+    for p in tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += p.memory_info().rss
+    return total
+
+
+def pss_bytes(pid: int) -> int | None:
+    """Sum of PSS over the tree (shared pages split between processes); None if unreadable."""
+    total = 0
+    try:
+        for p in tree(pid):
+            total += p.memory_full_info().pss
+    except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+        return None
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the live processes of the tree."""
+    total = 0.0
+    for p in tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def process_count(pid: int) -> int:
+    return len(tree(pid))
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by the whole machine, all cores (not idle/iowait) since boot."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
+class RssSampler:
+    """Samples the tree's RSS sum in a thread; keeps the peak (memory under load)."""
+
+    def __init__(self, pid: int, every_s: float = 0.25) -> None:
+        self.pid = pid
+        self.every_s = every_s
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes(self.pid))
+            self.samples += 1
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def other_busy_cores(exclude: list[int], window_s: float = 2.0) -> float:
+    """Cores the rest of the machine keeps busy (all CPU time minus the ``exclude`` trees
+    and this process), averaged over ``window_s``."""
+    me = psutil.Process()
+
+    def ours() -> float:
+        t = me.cpu_times()
+        return sum(cpu_seconds(pid) for pid in exclude) + t.user + t.system
+
+    b0, o0 = machine_busy_seconds(), ours()
+    time.sleep(window_s)
+    b1, o1 = machine_busy_seconds(), ours()
+    return max(0.0, (b1 - b0) - (o1 - o0)) / window_s
+
+
+def wait_quiet(
+    exclude: list[int], threshold_cores: float, max_wait_s: float
+) -> tuple[float, float]:
+    """Wait (bounded) until the rest of the machine uses < ``threshold_cores``.
+
+    Returns (the last measure, seconds waited)."""
+    t0 = time.monotonic()
+    busy = other_busy_cores(exclude)
+    while busy >= threshold_cores and time.monotonic() - t0 < max_wait_s:
+        busy = other_busy_cores(exclude)
+    return busy, time.monotonic() - t0

@@ -1,0 +1,72 @@
+"""`python -m bench.run --quick` end to end: real servers, real hey, tiny runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import STORE_HOME
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_benchmark_end_to_end(pinned_env: dict[str, str], tmp_path: Path) -> None:
+    if shutil.which("hey") is None:
+        pytest.skip("hey is not installed (make bench-quick installs it)")
+    out = tmp_path / "results"
+    md = tmp_path / "BENCHMARKS.md"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--quick",
+        "--no-train",
+        "--store",
+        str(STORE_HOME),
+        "--features-tag",
+        pinned_env["F1_FEATURES_MODEL"],
+        "--stage1-tag",
+        pinned_env["F1_STAGE1_MODEL"],
+        "--stage2-tag",
+        pinned_env["F1_STAGE2_MODEL"],
+        "--scenarios",
+        "full_c1_fresh,full_c64,full_c1_after_burst",
+        "--out-dir",
+        str(out),
+        "--markdown",
+        str(md),
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((out / "latest.json").read_text())
+    assert results["quick"] is True
+    assert results["identity"]["identical"], results["identity"]["summary"]
+    assert results["models"]["stage1"] == pinned_env["F1_STAGE1_MODEL"]
+    got = {(s["scenario"], s["server"]) for s in results["scenarios"]}
+    assert got == {
+        (sc, srv)
+        for sc in ("full_c1_fresh", "full_c64", "full_c1_after_burst")
+        for srv in ("bento", "original", "plain")
+    }
+    for s in results["scenarios"]:
+        assert s["hey"]["requests"] > 0
+        assert s["hey"]["failed"] == 0, s
+    bento64 = next(
+        s for s in results["scenarios"] if s["scenario"] == "full_c64" and s["server"] == "bento"
+    )
+    assert set(bento64["batch"]) == {"f1_stage1.predict_gap", "f1_stage2.predict_logit"}
+    for info in results["servers"].values():
+        assert info["cold_start_s"] > 0 and info["rss_rest_mib"] > 50
+    assert results["floor"]["model_floor"]["mean_us"] > 0
+    text = md.read_text()
+    assert "QUICK MODE" in text and "Bento/Original" in text
+    assert len(list(out.glob("quick-*.json"))) == 1

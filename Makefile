@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help install system-deps train serve test test-fast lint evaluate requirements build container clean
+.PHONY: help install system-deps train serve test test-fast lint evaluate fuzz requirements build container clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ lint: install ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy pipelines training service.py
+
+fuzz: install ## Property-based fuzzing of a live server against its OpenAPI schema (1000 cases per endpoint)
+	F1_FUZZ_EXAMPLES=$${F1_FUZZ_EXAMPLES:-1000} $(BIN)/pytest tests/service/test_fuzz.py -s -q
 
 requirements: $(UV) ## Re-export requirements.txt (the Bento's pins) from uv.lock
 	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header -o requirements.txt -q

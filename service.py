@@ -34,6 +34,7 @@ from pipelines.models import group_softmax
 from pipelines.predict import pole_estimate, quali_outputs, race_gap, race_grid
 from pipelines.schemas import (
     EXAMPLES,
+    ErrorResponse,
     FullResponse,
     Metadata,
     QualiPrediction,
@@ -314,15 +315,26 @@ class F1Predictor:
             spec.setdefault("paths", {})[path] = item
         for name, schema in gets.get("components", {}).get("schemas", {}).items():
             spec.setdefault("components", {}).setdefault("schemas", {}).setdefault(name, schema)
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        err = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(err.pop("$defs", {}))
+        schemas["ErrorResponse"] = err
         for path in ("/predict_quali", "/predict_full", "/predict_race"):
             op = spec.get("paths", {}).get(path, {}).get("post")
-            if op:
-                key = "race_with_grid" if path == "/predict_race" else "original"
-                content = op.setdefault("requestBody", {}).setdefault("content", {})
-                content.setdefault("application/json", {})["examples"] = {
-                    name: {"value": ex} for name, ex in EXAMPLES.items()
-                    if (path == "/predict_race") == (name == "race_with_grid") or name == key
-                }  # fmt: skip
+            if not op:
+                continue
+            key = "race_with_grid" if path == "/predict_race" else "original"
+            content = op.setdefault("requestBody", {}).setdefault("content", {})
+            content.setdefault("application/json", {})["examples"] = {
+                name: {"value": ex} for name, ex in EXAMPLES.items()
+                if (path == "/predict_race") == (name == "race_with_grid") or name == key
+            }  # fmt: skip
+            ok = op["responses"].get(200) or op["responses"]["200"]
+            op["responses"] = {"200": ok} | {
+                code: {"description": why, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+                for code, why in ERROR_RESPONSES.items()
+            }  # fmt: skip
         return spec
 
     @web.get("/docs", include_in_schema=False)
@@ -335,6 +347,14 @@ F1Predictor.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
 F1Predictor.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 F1Predictor.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)
 F1Predictor.add_asgi_middleware(ErrorBodyMiddleware)
+
+ERROR_RESPONSES = {
+    "400": "Malformed body or a field that fails validation (detail names it)",
+    "401": "F1_API_KEY is set and the bearer key is missing or wrong",
+    "413": "Body larger than F1_MAX_BODY_BYTES",
+    "422": "Well-formed but unanswerable: unknown event, duplicated driver, no entry list",
+    "503": "Overloaded or a model service is restarting: retry after Retry-After seconds",
+}
 
 SWAGGER_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>F1 Prediction API</title>

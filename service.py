@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 import pipelines
 from pipelines import store
+from pipelines.logs import use_json_logs
 from pipelines.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -58,6 +59,13 @@ store.check_tags(settings.features_model, settings.stage1_model, settings.stage2
 
 
 VERSION = pipelines.__version__
+
+
+def _logs(component: str) -> None:
+    if settings.log_format == "json":
+        use_json_logs(component)
+
+
 MODEL_SERVICE = {
     "workers": 1,
     "traffic": {"timeout": 30},
@@ -76,6 +84,7 @@ class Stage1:
     model = bentoml.models.BentoModel(settings.stage1_model)
 
     def __init__(self) -> None:
+        _logs("f1_stage1")
         self.predictor = store.open_stage1(Path(self.model.path), str(self.model.tag))
 
     @bentoml.api(**BATCH)  # type: ignore[misc]
@@ -90,6 +99,7 @@ class Stage2:
     model = bentoml.models.BentoModel(settings.stage2_model)
 
     def __init__(self) -> None:
+        _logs("f1_stage2")
         self.predictor = store.open_stage2(Path(self.model.path), str(self.model.tag))
 
     @bentoml.api(**BATCH)  # type: ignore[misc]
@@ -140,6 +150,7 @@ class F1Predictor:
     stage2 = bentoml.depends(Stage2)
 
     def __init__(self) -> None:
+        _logs("F1Predictor")
         self.snapshot = store.open_snapshot(Path(self.features.path), str(self.features.tag))
         s1 = store.open_stage1(Path(self.stage1_model.path), str(self.stage1_model.tag))
         self.pole_params, self.pole_tau = s1.config.pole, s1.config.pole_tau

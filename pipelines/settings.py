@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         256, description="Prediction requests in flight before new ones get 503 + Retry-After."
     )
 
+    log_format: str = Field(
+        "json", description="Server logs: 'json' (one object per line) or 'text'."
+    )
+
     f1db_repo_url: str = Field(
         "https://github.com/f1db/f1db", description="Where `f1 data download` fetches from."
     )

@@ -71,9 +71,14 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def server(pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serve") / "serve.log"
+
+
+@pytest.fixture(scope="session")
+def server(pinned_env: dict[str, str], server_log: Path) -> Iterator[str]:
     """`bentoml serve service:F1Predictor` on a free port, as users run it."""
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    log = server_log
     proc, url = start_server("service:F1Predictor", pinned_env, log)
     try:
         yield url

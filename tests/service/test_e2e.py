@@ -184,3 +184,26 @@ def test_overload_sheds_with_503_then_recovers(locked_server: str) -> None:
     ok = httpx.post(f"{locked_server}/predict_full", json={"event": {"season": 2025, "round": 8}},
                     headers=auth, timeout=30)  # fmt: skip
     assert ok.status_code == 200  # recovered as soon as load dropped
+
+
+def test_logs_are_json_lines_with_the_echoed_request_id(server: str, server_log: Path) -> None:
+    import json
+    import time
+
+    r = httpx.post(
+        f"{server}/predict_full", json={"event": {"season": 2025, "round": 3}}, timeout=30
+    )
+    request_id = r.headers["x-bentoml-request-id"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        records = [json.loads(line) for line in server_log.read_text().splitlines()
+                   if line.startswith("{")]  # fmt: skip
+        mine = [rec for rec in records if rec.get("request_id") == request_id]
+        if mine:
+            break
+        time.sleep(0.2)
+    assert mine, f"no JSON log line with request_id {request_id}"
+    assert mine[0]["component"] == "F1Predictor" and "/predict_full" in mine[0]["msg"]
+    trace = mine[0]["trace_id"]
+    hops = {rec["component"] for rec in records if rec.get("trace_id") == trace}
+    assert {"F1Predictor", "f1_stage1", "f1_stage2"} <= hops

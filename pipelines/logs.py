@@ -1,0 +1,54 @@
+"""Structured (JSON) server logs carrying the request id the response echoes.
+
+BentoML configures logging in each worker and tags records with the request's trace
+context; this swaps its text formatter for one JSON object per line, so a log shipper
+can index ``request_id`` and find the line behind an ``x-bentoml-request-id`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+_TRACE_SUFFIX = re.compile(r" \(trace=[^)]*\)$")
+_TRACE_ID = re.compile(r"trace=([0-9a-f]+)")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, component, request id, message."""
+
+    def __init__(self, component: str = "") -> None:
+        super().__init__()
+        self.component = component
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "component": self.component,
+            "msg": _TRACE_SUFFIX.sub("", record.getMessage()),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            out["request_id"] = (
+                f"{request_id:016x}" if isinstance(request_id, int) else str(request_id)
+            )
+        trace = _TRACE_ID.search(getattr(record, "trace_msg", "") or "")
+        if trace:
+            out["trace_id"] = trace.group(1)  # shared by the front and both model services
+        if record.exc_info:
+            out["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def use_json_logs(component: str) -> None:
+    """Give every handler of the root and bentoml loggers the JSON formatter."""
+    formatter = JsonFormatter(component)
+    for name in (None, "bentoml"):
+        for handler in logging.getLogger(name).handlers:
+            handler.setFormatter(formatter)

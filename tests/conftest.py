@@ -24,7 +24,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-REAL_DATA = Path("/work/shared/f1db")
+REAL_DATA = Path(
+    os.environ.get("F1_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "f1db"
+)
+"""The real F1DB tree, found as the app finds it: F1_DATA_DIR, else ../shared/f1db."""
 STORE_HOME = Path(_STORE_HOME)
 
 # ----------------------------------------------------------------- synthetic tree

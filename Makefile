@@ -90,3 +90,7 @@ bench: install ## Benchmark the Bento beside the original design and the plain l
 bench-quick: install ## Prove the benchmark harness works (~1 min, tiny runs; output in bench/results/tmp)
 	@$(BENCH_HEY)
 	$(BIN)/python -m bench.run --quick --label "make bench-quick" $(BENCH_ARGS)
+
+soak: install ## Soak the Bento: 5 min at concurrency 64; errors must be 0, memory growth < 10 %
+	@$(BENCH_HEY)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

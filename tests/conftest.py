@@ -540,3 +540,13 @@ def service_module(pinned_env: dict[str, str]) -> Any:
     import service
 
     return service
+
+
+@pytest.fixture(scope="session")
+def bento_client(service_module: Any) -> Iterator[Any]:
+    """One in-process client for the Bento's ASGI app per session: building the app twice
+    in a process registers BentoML's Prometheus metrics twice (DuplicateTimeseries)."""
+    from starlette.testclient import TestClient
+
+    with TestClient(service_module.F1Predictor.to_asgi()) as client:
+        yield client

@@ -26,21 +26,20 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.fixture(scope="module")
-def clients(service_module: Any, pinned_env: dict[str, str]):
+def clients(bento_client: Any, pinned_env: dict[str, str]):
     from bench import original_server, plain_server
     from bench.common import load_models
 
     loaded = load_models()  # tags pinned by service_module (F1_* in the environment)
     assert loaded.tags["stage1"] == pinned_env["F1_STAGE1_MODEL"]
     apps = {
-        "bento": service_module.F1Predictor.to_asgi(),
         "original": original_server.create_app(loaded),
         "plain": plain_server.create_app(loaded),
     }
     clients = {name: TestClient(app) for name, app in apps.items()}
     for c in clients.values():
         c.__enter__()
-    yield clients
+    yield {"bento": bento_client, **clients}
     for c in clients.values():
         c.__exit__(None, None, None)
 

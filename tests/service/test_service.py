@@ -25,9 +25,8 @@ def _yaml(path: Path) -> Any:
 
 
 @pytest.fixture(scope="module")
-def client(service_module: Any) -> Any:
-    with TestClient(service_module.F1Predictor.to_asgi()) as c:
-        yield c
+def client(bento_client: TestClient) -> TestClient:
+    return bento_client
 
 
 @pytest.fixture(scope="module")

@@ -348,3 +348,30 @@ def test_fresh_dest_absent_after_failure(server: FakeGitHub, tmp_path: Path) -> 
     with pytest.raises(DownloadError):
         download_f1db("v2.0.0", parent / "f1db", server.repo_url, progress=False)
     assert list(parent.iterdir()) == []
+
+
+def test_cli_data_download_through_the_runner(
+    server: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`f1 data download --tag` with the repository URL from settings (F1_F1DB_REPO_URL)."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.settings import get_settings
+
+    server.routes[ARCHIVE_PATH] = make_tarball(F1DB_TREE)
+    monkeypatch.setenv("F1_F1DB_REPO_URL", server.repo_url)
+    get_settings.cache_clear()
+    dest = tmp_path / "f1db"
+    try:
+        ok = CliRunner().invoke(app, ["data", "download", "--tag", "v1.0.0", "--dest", str(dest)])
+        missing = CliRunner().invoke(
+            app, ["data", "download", "--tag", "v9.9.9", "--dest", str(dest)]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert ok.exit_code == 0, ok.output
+    assert (dest / "seasons/2025/races/01-australia/race.yml").read_text() == RACE_YML
+    assert missing.exit_code == 1
+    assert "v9.9.9" in missing.output and "Traceback" not in missing.output
+    assert (dest / "drivers/max-verstappen.yml").exists()  # the failed run left it intact

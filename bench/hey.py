@@ -221,8 +221,8 @@ def run_hey(command: list[str], max_wall_s: float) -> HeyRun:
     try:
         out = _read_bounded(proc, max_wall_s)
     except BaseException:
-        proc.kill()
-        os.waitpid(proc.pid, 0)
+        proc.kill()  # Popen may reap it here (send_signal polls first): wait through Popen
+        proc.wait()
         raise
     _pid, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)

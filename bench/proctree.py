@@ -42,14 +42,54 @@ def pss_bytes(pid: int) -> int | None:
     return total
 
 
+def cpu_by_pid(*pids: int) -> dict[int, float]:
+    """User + system CPU seconds of each live process of the trees rooted at ``pids``."""
+    out: dict[int, float] = {}
+    for root in pids:
+        for p in tree(root):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two ``cpu_by_pid`` snapshots: per process, so a process missing
+    from one snapshot (exited, or not listed) never turns its whole past into a delta;
+    one that appeared in between counts from zero."""
+    return sum(max(0.0, t - before.get(pid, 0.0)) for pid, t in after.items())
+
+
+def process_names(pid: int) -> dict[int, str]:
+    """A readable name per process of the tree (BentoML: the service a worker runs)."""
+    out = {}
+    for p in tree(pid):
+        try:
+            argv = p.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if "--service-name" in argv[:-1]:
+            out[p.pid] = argv[argv.index("--service-name") + 1]
+        elif p.pid == pid:
+            out[p.pid] = "main" if len(tree(pid)) == 1 else "arbiter"
+        else:
+            out[p.pid] = p.name()
+    return out
+
+
+def cpu_delta_by_name(
+    before: dict[int, float], after: dict[int, float], names: dict[int, str]
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pid, t in after.items():
+        name = names.get(pid, str(pid))
+        out[name] = out.get(name, 0.0) + max(0.0, t - before.get(pid, 0.0))
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of the live processes of the tree."""
-    total = 0.0
-    for p in tree(pid):
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            t = p.cpu_times()
-            total += t.user + t.system
-    return total
+    return sum(cpu_by_pid(pid).values())
 
 
 def process_count(pid: int) -> int:
@@ -57,9 +97,10 @@ def process_count(pid: int) -> int:
 
 
 def machine_busy_seconds() -> float:
-    """CPU seconds spent by the whole machine, all cores (not idle/iowait) since boot."""
+    """CPU seconds this machine ran something, all cores, since boot (user, nice, system,
+    irq, softirq; not idle, iowait or steal; guest time is already in user)."""
     t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+    return sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq"))
 
 
 class RssSampler:
@@ -109,16 +150,11 @@ def machine_info() -> dict[str, Any]:
 def other_busy_cores(exclude: list[int], window_s: float = 2.0) -> float:
     """Cores the rest of the machine keeps busy (all CPU time minus the ``exclude`` trees
     and this process), averaged over ``window_s``."""
-    me = psutil.Process()
-
-    def ours() -> float:
-        t = me.cpu_times()
-        return sum(cpu_seconds(pid) for pid in exclude) + t.user + t.system
-
-    b0, o0 = machine_busy_seconds(), ours()
+    roots = [os.getpid(), *exclude]
+    b0, o0 = machine_busy_seconds(), cpu_by_pid(*roots)
     time.sleep(window_s)
-    b1, o1 = machine_busy_seconds(), ours()
-    return max(0.0, (b1 - b0) - (o1 - o0)) / window_s
+    b1, o1 = machine_busy_seconds(), cpu_by_pid(*roots)
+    return max(0.0, (b1 - b0) - cpu_delta(o0, o1)) / window_s
 
 
 def wait_quiet(

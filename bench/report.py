@@ -197,6 +197,34 @@ def _resources(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _bento_cpu(results: dict[str, Any]) -> list[str]:
+    names: list[str] = []
+    for s in results.get("scenarios", []):
+        if s["server"] == "bento":
+            for k in s.get("server_cpu_ms_per_request_by_process") or {}:
+                if k not in names:
+                    names.append(k)
+    if not names:
+        return []
+    rows = [
+        "Bento CPU ms per request, by process:",
+        "",
+        "| scenario | c | " + " | ".join(names) + " | all |",
+        "|---|---:|" + "---:|" * (len(names) + 1),
+    ]
+    for name in results.get("scenario_order", []):
+        s = scenario(results, name, "bento")
+        if s is None:
+            continue
+        by = s.get("server_cpu_ms_per_request_by_process") or {}
+        cells = " | ".join(_f(by.get(k), 2) for k in names)
+        rows.append(
+            f"| {name} | {s['concurrency']} | {cells} "
+            f"| {_f(s.get('server_cpu_ms_per_request'), 2)} |"
+        )
+    return ["", *rows]
+
+
 def _floor(results: dict[str, Any]) -> list[str]:
     floor = results.get("floor") or {}
     if not floor:
@@ -370,6 +398,7 @@ def render(results: dict[str, Any], notes: str | None = None) -> str:
         "every process; PSS splits them). Cold start: process launch to the first `/readyz` 200.",
         "",
         *_resources(results),
+        *_bento_cpu(results),
         "",
         "## Adaptive batching (Bento, from `/metrics`)",
         "",

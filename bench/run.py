@@ -228,18 +228,20 @@ def run_scenario(
 
     cmd = hey.hey_command(f"{srv.url}{sc.endpoint}", body_file, sc.concurrency, sc.duration_s)
     before = batch_histograms(srv.get_text("/metrics")) if metrics else None
-    cpu0 = proctree.cpu_seconds(srv.pid)
+    own0 = proctree.cpu_by_pid(srv.pid)
+    others0 = proctree.cpu_by_pid(os.getpid(), *(o.pid for o in others))
     busy0 = proctree.machine_busy_seconds()
-    others0 = sum(proctree.cpu_seconds(o.pid) for o in others)
     sampler = proctree.RssSampler(srv.pid) if sc.load else contextlib.nullcontext()
     with sampler:
         run = hey.run_hey(cmd, max_wall_s=sc.duration_s + 60)
-    cpu = proctree.cpu_seconds(srv.pid) - cpu0
     busy = proctree.machine_busy_seconds() - busy0
-    others_cpu = sum(proctree.cpu_seconds(o.pid) for o in others) - others0
+    own1 = proctree.cpu_by_pid(srv.pid)
+    cpu = proctree.cpu_delta(own0, own1)
+    by_process = proctree.cpu_delta_by_name(own0, own1, proctree.process_names(srv.pid))
+    ours = proctree.cpu_delta(others0, proctree.cpu_by_pid(os.getpid(), *(o.pid for o in others)))
     after = batch_histograms(srv.get_text("/metrics")) if metrics else None
     res = run.result
-    other = max(0.0, busy - cpu - run.cpu_s - others_cpu)
+    other = max(0.0, busy - cpu - run.cpu_s - ours)
     out: dict[str, Any] = {
         "scenario": sc.name,
         "server": srv.spec.name,
@@ -256,8 +258,11 @@ def run_scenario(
         "server_cpu_s": cpu,
         "server_cpu_ms_per_request": 1000.0 * cpu / res.responses if res.responses else None,
         "server_cpu_cores": cpu / run.wall_s if run.wall_s else None,
+        "server_cpu_ms_per_request_by_process": {
+            k: 1000.0 * v / res.responses for k, v in by_process.items() if res.responses
+        },
         "machine_busy_s": busy,
-        "idle_servers_cpu_s": others_cpu,
+        "idle_servers_and_harness_cpu_s": ours,
         "other_cpu_cores": other / run.wall_s if run.wall_s else None,
     }
     if sc.load and isinstance(sampler, proctree.RssSampler):
@@ -474,9 +479,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--quiet-budget",
         type=float,
-        default=240.0,
+        default=180.0,
         metavar="SECONDS",
-        help="total time spent waiting for quiet and retrying (default 240)",
+        help="total time spent waiting for quiet and retrying (default 180)",
     )
     ap.add_argument(
         "--allow-mismatch",
@@ -541,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         budget_s=args.quiet_budget,
     )
     if quiet.threshold > 0:
-        busy, waited = proctree.wait_quiet([], quiet.threshold, 120)
+        busy, waited = proctree.wait_quiet([], quiet.threshold, 90)
         log(f"rest of the machine: {busy:.2f} cores busy (waited {waited:.0f} s)")
     machine = proctree.machine_info()
     log(f"machine: {machine}")

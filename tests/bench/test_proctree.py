@@ -1,0 +1,58 @@
+"""Process-tree accounting: CPU deltas per process, memory sums, the machine's rest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from bench import proctree
+
+
+def test_cpu_delta_is_per_process() -> None:
+    before = {1: 10.0, 2: 50.0}
+    # 2 vanished from the second listing, 3 appeared: neither turns a total into a delta
+    after = {1: 12.5, 3: 0.75}
+    assert proctree.cpu_delta(before, after) == 3.25
+    assert proctree.cpu_delta(after, after) == 0.0
+
+
+def test_tree_sums_cover_children() -> None:
+    code = "import time\nt=time.time()\nwhile time.time()-t<0.6: pass\ntime.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        me = os.getpid()
+        pids = {p.pid for p in proctree.tree(me)}
+        assert {me, child.pid} <= pids
+        assert proctree.process_count(me) >= 2
+        assert proctree.rss_bytes(me) > proctree.rss_bytes(child.pid) > 1_000_000
+        before = proctree.cpu_by_pid(me)
+        import time
+
+        time.sleep(1.0)
+        used = proctree.cpu_delta(before, proctree.cpu_by_pid(me))
+        assert 0.0 <= used < 2.0
+        assert proctree.cpu_seconds(me) >= proctree.cpu_seconds(child.pid) > 0.0
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_cpu_by_process_name() -> None:
+    names = {1: "front", 2: "stage", 3: "stage"}
+    got = proctree.cpu_delta_by_name({1: 1.0, 2: 1.0}, {1: 2.0, 2: 1.5, 3: 0.25}, names)
+    assert got == {"front": 1.0, "stage": 0.75}
+    assert proctree.process_names(os.getpid())[os.getpid()] in ("main", "arbiter")
+
+
+def test_rest_of_the_machine_is_a_fraction_of_its_cores() -> None:
+    busy = proctree.other_busy_cores([], window_s=0.3)
+    assert 0.0 <= busy <= (os.cpu_count() or 1) + 0.1
+    busy, waited = proctree.wait_quiet([], threshold_cores=100.0, max_wait_s=5)
+    assert waited < 5
+
+
+def test_machine_info() -> None:
+    info = proctree.machine_info()
+    assert info["nproc"] == os.cpu_count()
+    assert info["memory_gib"] > 0 and info["cpu_model"]

@@ -132,6 +132,29 @@ class Entry:
 # ------------------------------------------------------------------ history index
 
 
+@dataclass(frozen=True)
+class PoleHistory:
+    """Past events with a pole lap, oldest first, as arrays (what the estimate reads)."""
+
+    session: np.ndarray
+    layout: np.ndarray
+    ratio: np.ndarray
+    pole_s: np.ndarray
+
+    @classmethod
+    def from_frame(cls, history: pd.DataFrame) -> PoleHistory:
+        return cls(
+            history["session"].to_numpy(object),
+            history["layout_id"].to_numpy(object),
+            history["ratio"].to_numpy(float),
+            history["pole_s"].to_numpy(float),
+        )
+
+    def head(self, n: int) -> PoleHistory:
+        """The first ``n`` events (history is sorted by day, so: those before a day)."""
+        return PoleHistory(self.session[:n], self.layout[:n], self.ratio[:n], self.pole_s[:n])
+
+
 class History:
     """Per-key state rows sorted by date; ``before(key, day)`` is the last row dated
     strictly before ``day`` (days since epoch), or ``None``."""
@@ -320,6 +343,9 @@ class FeatureSnapshot:
         self.known_drivers = set(frames["driver_state"]["driver_id"]) | set(ent["driver_id"])
         self.known_teams = set(lin["constructor_id"]) | set(ent["constructor_id"])
         self._pole_hist: pd.DataFrame | None = None
+        self._pole_arrays: tuple[np.ndarray, PoleHistory] | None = None
+        self.memo: dict[str, dict[Any, Any]] = {}
+        """Per-snapshot caches of pure functions of it (the snapshot never changes)."""
         self._latest_team: dict[str, str] = {}
         latest: dict[str, tuple[int, int]] = {}
         for d, c, s, rounds in zip(
@@ -454,6 +480,17 @@ class FeatureSnapshot:
         return bool((self.events["circuit_id"] == circuit_id).any())
 
     def entries(self, ctx: EventContext) -> list[Entry]:
+        """The entry list and pre-qualifying practice for a known event (fresh copies of a
+        per-event cache, so callers may change them)."""
+        memo = self.memo.setdefault("entries", {})
+        key = (ctx.season, ctx.round, ctx.race_id)
+        if key not in memo:
+            memo[key] = self._entries(ctx)
+        return [
+            Entry(e.driver_id, e.constructor_id, dict(e.practice), dict(e.laps)) for e in memo[key]
+        ]
+
+    def _entries(self, ctx: EventContext) -> list[Entry]:
         """The entry list and pre-qualifying practice for a known event.
 
         Drivers come from the season's entrant list: those entered for this round. A
@@ -483,8 +520,15 @@ class FeatureSnapshot:
 
     def field_practice(self, ctx: EventContext) -> dict[str, list[float]]:
         """Every lap time set in each pre-qualifying session (reserves included)."""
+        memo = self.memo.setdefault("field", {})
+        key = ctx.race_id or -1
+        if key not in memo:
+            memo[key] = self._field_practice(key)
+        return {s: list(v) for s, v in memo[key].items()}
+
+    def _field_practice(self, race_id: int) -> dict[str, list[float]]:
         out: dict[str, list[float]] = {}
-        for _d, _c, s, t, _l in self._practice.get(ctx.race_id or -1, []):
+        for _d, _c, s, t, _l in self._practice.get(race_id, []):
             if not math.isnan(t):
                 out.setdefault(s, []).append(t)
         return out
@@ -616,6 +660,14 @@ class FeatureSnapshot:
             )
         h = self._pole_hist
         return h[h["day"].to_numpy() < before_day]
+
+    def pole_arrays(self, before_day: int) -> PoleHistory:
+        """``pole_history`` as arrays (the serving path: no DataFrame per request)."""
+        if self._pole_arrays is None:
+            full = self.pole_history(2**62)
+            self._pole_arrays = (full["day"].to_numpy(np.int64), PoleHistory.from_frame(full))
+        days, arrays = self._pole_arrays
+        return arrays.head(int(np.searchsorted(days, before_day, side="left")))
 
 
 def _nanmin_rows(a: np.ndarray) -> np.ndarray:

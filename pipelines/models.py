@@ -17,7 +17,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES, STAGE2_MONOTONE
+from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES, STAGE2_MONOTONE, PoleHistory
 
 
 def group_softmax(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -123,7 +123,7 @@ class Stage1Model:
 
 
 def estimate_pole(
-    history: pd.DataFrame,
+    history: pd.DataFrame | PoleHistory,
     session: str | None,
     ref_lap: float,
     layout_id: str | None,
@@ -137,25 +137,30 @@ def estimate_pole(
     ratios (shrunk by ``shrink`` pseudo-visits). Without practice: the layout's last
     pole, else the course length at the typical pace.
     """
-    if session is not None and not math.isnan(ref_lap) and len(history):
-        same = history[history["session"] == session].tail(params.window)
+    h = history if isinstance(history, PoleHistory) else PoleHistory.from_frame(history)
+    n = len(h.ratio)
+    if session is not None and not math.isnan(ref_lap) and n:
+        same = h.ratio[h.session == session][-params.window :]
         if not len(same):
-            same = history.tail(params.window)
-        base = float(np.median(same["ratio"]))
+            same = h.ratio[-params.window :]
+        base = float(np.median(same))
         adj = 1.0
         if layout_id is not None:
-            here = history[history["layout_id"] == layout_id]
-            if len(here):
+            here = h.layout == layout_id
+            if here.any():
                 # each past visit's ratio relative to the typical ratio of its session kind
-                typical = history.groupby("session")["ratio"].median()
-                rel = here["ratio"] / here["session"].map(typical)
-                n = len(rel)
-                adj = 1.0 + (float(np.median(rel)) - 1.0) * n / (n + params.shrink)
+                typical = np.empty(n)
+                for kind in np.unique(h.session):
+                    m = h.session == kind
+                    typical[m] = np.median(h.ratio[m])
+                rel = h.ratio[here] / typical[here]
+                k = len(rel)
+                adj = 1.0 + (float(np.median(rel)) - 1.0) * k / (k + params.shrink)
         return ref_lap * base * adj
-    if layout_id is not None and len(history):
-        here = history[history["layout_id"] == layout_id]
-        if len(here):
-            return float(here["pole_s"].iloc[-1])
+    if layout_id is not None and n:
+        here = h.layout == layout_id
+        if here.any():
+            return float(h.pole_s[here][-1])
     if not math.isnan(course_length):
         return course_length * 17.5
     return math.nan

@@ -31,9 +31,19 @@ def pole_estimate(
     field_practice: dict[str, list[float]],
     params: PoleParams,
 ) -> float:
+    """The pole-lap estimate for an event; memoised per snapshot, since the inputs below
+    fully determine it (every request about a known event asks the same question)."""
     session, ref = snapshot.pole_reference(ctx, field_practice)
-    hist = snapshot.pole_history(_day(ctx.date))
-    return estimate_pole(hist, session, ref, ctx.layout_id, params, ctx.course_length)
+    day = _day(ctx.date)
+    key = (day, session, ref, ctx.layout_id, params.window, params.shrink, ctx.course_length)
+    memo = snapshot.memo.setdefault("pole", {})
+    if key not in memo:
+        if len(memo) > 4096:
+            memo.clear()
+        memo[key] = estimate_pole(
+            snapshot.pole_arrays(day), session, ref, ctx.layout_id, params, ctx.course_length
+        )
+    return float(memo[key])
 
 
 @dataclass

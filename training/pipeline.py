@@ -82,7 +82,7 @@ def pole_predictions(snap: FeatureSnapshot, meta: pd.DataFrame, params: PolePara
     out = np.empty(len(meta))
     for _, idx in meta.groupby("race_id").indices.items():
         r = meta.iloc[idx[0]]
-        hist = snap.pole_history(int(r["day"]))
+        hist = snap.pole_arrays(int(r["day"]))
         out[idx] = estimate_pole(
             hist,
             r["ref_session"],

@@ -1,0 +1,82 @@
+"""Merge concurrent calls to a model service into one call with all their rows.
+
+Each hop to a model service costs far more CPU than the model itself (serialising,
+HTTP over a Unix socket, BentoML's API layer). While one call is in flight, later
+callers queue their rows; when it returns, everything queued goes out as a single
+call and each caller gets back exactly its own rows. With one caller nothing waits,
+so a lone request pays no added latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+RowsFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
+
+
+class Coalescer:
+    """``await coalescer(rows)``: like ``await fn(rows)``, merged with concurrent callers.
+
+    A failed merged call fails only the callers whose rows were in it; a caller that
+    gives up (cancelled) does not disturb the others.
+    """
+
+    def __init__(self, fn: RowsFn, max_rows: int = 640) -> None:
+        self.fn = fn
+        self.max_rows = max_rows
+        self._pending: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
+        self._draining = False
+        self.calls = 0
+        self.rows = 0
+
+    async def __call__(self, rows: np.ndarray) -> np.ndarray:
+        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending.append((rows, fut))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await fut
+
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
+        batch, n = [], 0
+        while self._pending and (not batch or n + len(self._pending[0][0]) <= self.max_rows):
+            rows, fut = self._pending.pop(0)
+            if fut.done():  # the caller was cancelled while queued
+                continue
+            batch.append((rows, fut))
+            n += len(rows)
+        return batch
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._take()
+                if not batch:
+                    continue
+                merged = np.vstack([rows for rows, _ in batch])
+                self.calls += 1
+                self.rows += len(merged)
+                try:
+                    out = np.asarray(await self.fn(merged))
+                    if len(out) != len(merged):
+                        raise RuntimeError(
+                            f"model service returned {len(out)} rows for {len(merged)}"
+                        )
+                except BaseException as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                start = 0
+                for rows, fut in batch:
+                    end = start + len(rows)
+                    if not fut.done():
+                        fut.set_result(out[start:end])
+                    start = end
+        finally:
+            self._draining = False

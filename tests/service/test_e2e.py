@@ -127,7 +127,8 @@ def test_model_tags_can_be_pinned_for_rollback(pinned_env: dict[str, str], tmp_p
 @pytest.fixture(scope="module")
 def locked_server(pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A server with an API key and a small in-flight limit (overload at small scale)."""
-    env = pinned_env | {"F1_API_KEY": "test-key-123", "F1_MAX_IN_FLIGHT": "4"}
+    env = pinned_env | {"F1_API_KEY": "test-key-123", "F1_MAX_IN_FLIGHT": "4",
+                        "F1_CORS_ORIGINS": '["https://app.example"]'}  # fmt: skip
     proc, url = start_server("service:F1Predictor", env,
                              tmp_path_factory.mktemp("locked") / "serve.log")  # fmt: skip
     try:
@@ -207,3 +208,16 @@ def test_logs_are_json_lines_with_the_echoed_request_id(server: str, server_log:
     trace = mine[0]["trace_id"]
     hops = {rec["component"] for rec in records if rec.get("trace_id") == trace}
     assert {"F1Predictor", "f1_stage1", "f1_stage2"} <= hops
+
+
+def test_cors_only_for_the_allow_list(locked_server: str, server: str) -> None:
+    pre = {"Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization,content-type"}  # fmt: skip
+    ok = httpx.options(f"{locked_server}/predict_full",
+                       headers=pre | {"Origin": "https://app.example"}, timeout=10)  # fmt: skip
+    assert ok.headers.get("access-control-allow-origin") == "https://app.example"
+    bad = httpx.options(f"{locked_server}/predict_full",
+                        headers=pre | {"Origin": "https://evil.example"}, timeout=10)  # fmt: skip
+    assert "access-control-allow-origin" not in bad.headers
+    off = httpx.get(f"{server}/health", headers={"Origin": "https://app.example"}, timeout=10)
+    assert "access-control-allow-origin" not in off.headers  # CORS is off by default

@@ -14,10 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Loaded, parse_quali, resolve
-from pipelines.features import _day
-from pipelines.models import estimate_pole
-from pipelines.predict import Predictor, race_gap, race_grid
+from bench.common import Loaded, full_response, parse_quali, resolve
+from pipelines.predict import Predictor, pole_estimate, race_gap, race_grid
 
 
 def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
@@ -52,8 +50,6 @@ def measure(loaded: Loaded, body: bytes, iterations: int = 2000) -> dict[str, An
     x2 = snap.stage2_matrix(ctx, entries, grid, race_gap(entries, q.gap_pct))
     s1, s2 = loaded.stage1, loaded.stage2
     orig = OriginalPipeline(loaded)
-    session, ref = snap.pole_reference(ctx, fieldp)
-    hist = snap.pole_history(_day(ctx.date))
     few = max(50, iterations // 10)
 
     def models() -> None:
@@ -64,10 +60,17 @@ def measure(loaded: Loaded, body: bytes, iterations: int = 2000) -> dict[str, An
         snap.stage1_matrix(ctx, entries, fieldp)
         snap.stage2_matrix(ctx, entries, grid, race_gap(entries, q.gap_pct))
 
+    prob = pred.race(ctx, entries, q)
+
+    def response() -> None:
+        full_response(loaded, res, q, prob, time.perf_counter()).model_dump_json()
+
     def whole() -> None:
+        t0 = time.perf_counter()
         r = resolve(loaded, parse_quali(body))
         qq = pred.quali(r.ctx, r.entries, r.field_practice)
-        pred.race(r.ctx, r.entries, qq)
+        p = pred.race(r.ctx, r.entries, qq)
+        full_response(loaded, r, qq, p, t0).model_dump_json()
 
     steps = {
         "model_floor": (models, iterations),
@@ -75,13 +78,11 @@ def measure(loaded: Loaded, body: bytes, iterations: int = 2000) -> dict[str, An
         "stage2_raw_score": (lambda: s2.raw_score(x2), iterations),
         "parse_and_resolve": (lambda: resolve(loaded, parse_quali(body)), few),
         "numpy_features_both_stages": (features, iterations),
-        "pole_history": (lambda: snap.pole_history(_day(ctx.date)), few),
-        "estimate_pole": (
-            lambda: estimate_pole(
-                hist, session, ref, ctx.layout_id, s1.config.pole, ctx.course_length
-            ),
+        "pole_estimate": (
+            lambda: pole_estimate(snap, ctx, fieldp, s1.config.pole),
             few,
         ),
+        "response_models_and_json": (response, few),
         "dataframe_plus_columntransformer_stage1": (
             lambda: orig.pre1.transform(feature_frame(entries, x1, STAGE1_FEATURES)),
             few,

@@ -235,10 +235,12 @@ def _floor(results: dict[str, Any]) -> list[str]:
         "stage2_raw_score": "Stage-2 raw_score",
         "parse_and_resolve": "parse the JSON body + resolve_request",
         "numpy_features_both_stages": "numpy features, both stages (stage1_matrix + stage2_matrix)",
+        "pole_estimate": "pole-lap estimate, as served (pipelines.predict.pole_estimate)",
         "pole_history": "FeatureSnapshot.pole_history",
         "estimate_pole": "models.estimate_pole (pandas)",
+        "response_models_and_json": "response: pydantic models + JSON (FullResponse)",
         "dataframe_plus_columntransformer_stage1": "original design: DataFrame + ColumnTransformer, one stage",
-        "in_process_request_plain_path": "a whole request in-process (plain path, no HTTP)",
+        "in_process_request_plain_path": "a whole request in-process: parse, resolve, both stages, JSON (plain path, no HTTP)",
     }
     rows = [
         f"One {floor.get('rows', '?')}-driver /predict_full request, in-process, no server:",

@@ -10,6 +10,24 @@ deployment can pin an earlier version to roll back.
 
 from __future__ import annotations
 
+import os
+import sys
+
+
+def _serving_without_sklearn() -> None:
+    """LightGBM imports scikit-learn (and SciPy) whenever it is installed: ~2.5 s and
+    ~60 MiB in each serving process, for nothing the service uses. Only under `bentoml
+    serve` (its CLI and worker processes), never where training may run."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    serving = os.path.basename(argv0) == "bentoml" or argv0.endswith(
+        os.path.join("_bentoml_impl", "worker", "service.py")
+    )
+    if serving and "sklearn" not in sys.modules:
+        sys.modules["sklearn"] = None  # type: ignore[assignment]  # import -> ImportError
+
+
+_serving_without_sklearn()
+
 import asyncio
 import logging
 import time
@@ -24,12 +42,14 @@ from starlette.responses import Response
 
 import pipelines
 from pipelines import store
+from pipelines.coalesce import Coalescer
 from pipelines.logs import use_json_logs
 from pipelines.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ErrorBodyMiddleware,
     LoadShedMiddleware,
+    RequestIdMiddleware,
 )
 from pipelines.models import group_softmax
 from pipelines.predict import pole_estimate, quali_outputs, race_gap, race_grid
@@ -62,12 +82,21 @@ VERSION = pipelines.__version__
 
 
 def _logs(component: str) -> None:
+    logging.getLogger("f1").setLevel(logging.INFO)  # BentoML leaves the root at WARNING
     if settings.log_format == "json":
         use_json_logs(component)
 
 
+TRACING = {"excluded_urls": [
+    "/predict_quali", "/predict_race", "/predict_full", "/predict_gap", "/predict_logit",
+    "/livez", "/readyz", "/healthz", "/metrics", "/health", "/",
+]}  # fmt: skip
+"""OpenTelemetry spans cost ~15 % of every process per request; keep them off the API."""
 MODEL_SERVICE = {
     "workers": 1,
+    "tracing": TRACING,
+    # internal hops: the front's access log (with request and trace ids) covers requests
+    "logging": {"access": {"enabled": False}},
     "traffic": {"timeout": 30},
     # BentoML 1.4.30-1.4.40 recycles the caller's connection every 100 calls / 300 s
     # while calls are still in flight (500s under load); never recycle.
@@ -127,7 +156,13 @@ def _unavailable(exc: StageUnavailable) -> JSONResponse:
 
 
 def _front_config() -> dict[str, Any]:
-    cfg: dict[str, Any] = {"traffic": {"timeout": 30}, "workers": 1}
+    cfg: dict[str, Any] = {
+        "traffic": {"timeout": 30},
+        "workers": 1,
+        "tracing": TRACING,
+        # RequestIdMiddleware writes the access line (with the request id it echoes)
+        "logging": {"access": {"enabled": False}},
+    }
     if settings.cors_origins:
         cfg["http"] = {"cors": {
             "enabled": True,
@@ -152,8 +187,12 @@ class F1Predictor:
     def __init__(self) -> None:
         _logs("F1Predictor")
         self.snapshot = store.open_snapshot(Path(self.features.path), str(self.features.tag))
-        s1 = store.open_stage1(Path(self.stage1_model.path), str(self.stage1_model.tag))
-        self.pole_params, self.pole_tau = s1.config.pole, s1.config.pole_tau
+        cfg = store.open_stage1_config(Path(self.stage1_model.path), str(self.stage1_model.tag))
+        self.pole_params, self.pole_tau = cfg.pole, cfg.pole_tau
+        # concurrent requests share one call per stage (a hop costs more than the model)
+        # (bound lazily: the remote clients learn their endpoints after __init__)
+        self.stage1_rows = Coalescer(lambda rows: self.stage1.to_async.predict_gap(rows))
+        self.stage2_rows = Coalescer(lambda rows: self.stage2.to_async.predict_logit(rows))
         self.started = time.time()
         self.tags = {
             "features": str(self.features.tag),
@@ -191,7 +230,7 @@ class F1Predictor:
 
     async def _quali(self, res: Resolved) -> tuple[Any, np.ndarray]:
         x1 = self.snapshot.stage1_matrix(res.ctx, res.entries, res.field_practice)
-        gap = await self._call("stage-1", self.stage1.to_async.predict_gap, x1)
+        gap = await self._call("stage-1", self.stage1_rows, x1)
         pole = pole_estimate(self.snapshot, res.ctx, res.field_practice, self.pole_params)
         q = quali_outputs(np.clip(gap, 0.0, None), pole, self.pole_tau,
                           [e.driver_id for e in res.entries])  # fmt: skip
@@ -202,7 +241,7 @@ class F1Predictor:
         x2 = self.snapshot.stage2_matrix(
             res.ctx, res.entries, grid, race_gap(res.entries, q.gap_pct)
         )
-        logit = await self._call("stage-2", self.stage2.to_async.predict_logit, x2)
+        logit = await self._call("stage-2", self.stage2_rows, x2)
         return group_softmax(logit, np.zeros(len(logit), dtype=int)), grid
 
     def _resolve(self, req: QualiRequest | RaceRequest) -> Resolved:
@@ -353,7 +392,9 @@ class F1Predictor:
         return HTMLResponse(SWAGGER_HTML)
 
 
-# outermost first: who may call, how big, how many at once, what an error body may say
+# outermost first: request id, who may call, how big, how many at once, what an error
+# body may say
+F1Predictor.add_asgi_middleware(RequestIdMiddleware)
 F1Predictor.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
 F1Predictor.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 F1Predictor.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)

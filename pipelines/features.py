@@ -549,7 +549,34 @@ class FeatureSnapshot:
         entries: Sequence[Entry],
         field_practice: dict[str, list[float]] | None = None,
     ) -> np.ndarray:
-        """Stage-1 rows (one per entry, columns ``STAGE1_FEATURES``)."""
+        """Stage-1 rows (one per entry, columns ``STAGE1_FEATURES``), memoised: a pure
+        function of the snapshot and these inputs (a copy is returned)."""
+        key = (
+            _ctx_key(ctx),
+            tuple(
+                (e.driver_id, e.constructor_id, tuple(sorted(e.practice.items())),
+                 tuple(sorted(e.laps.items())))
+                for e in entries
+            ),
+            tuple(sorted((s, tuple(v)) for s, v in (field_practice or {}).items())),
+        )  # fmt: skip
+        return self._memo_rows("stage1", key, lambda: self._stage1(ctx, entries, field_practice))
+
+    def _memo_rows(self, name: str, key: Any, build: Any) -> np.ndarray:
+        memo = self.memo.setdefault(name, {})
+        hit = memo.get(key)
+        if hit is None:
+            if len(memo) >= 2048:
+                memo.clear()
+            hit = memo[key] = build()
+        return np.array(hit, copy=True)
+
+    def _stage1(
+        self,
+        ctx: EventContext,
+        entries: Sequence[Entry],
+        field_practice: dict[str, list[float]] | None = None,
+    ) -> np.ndarray:
         n = len(entries)
         day = _day(ctx.date)
         x = np.full((n, len(STAGE1_FEATURES)), np.nan)
@@ -607,7 +634,23 @@ class FeatureSnapshot:
         grid: np.ndarray,
         q_gap: np.ndarray,
     ) -> np.ndarray:
-        """Stage-2 rows: grid slot and qualifying gap (actual or Stage-1's) plus form."""
+        """Stage-2 rows: grid slot and qualifying gap (actual or Stage-1's) plus form
+        (memoised like ``stage1_matrix``)."""
+        key = (
+            _ctx_key(ctx),
+            tuple((e.driver_id, e.constructor_id) for e in entries),
+            np.asarray(grid, dtype=float).tobytes(),
+            np.asarray(q_gap, dtype=float).tobytes(),
+        )
+        return self._memo_rows("stage2", key, lambda: self._stage2(ctx, entries, grid, q_gap))
+
+    def _stage2(
+        self,
+        ctx: EventContext,
+        entries: Sequence[Entry],
+        grid: np.ndarray,
+        q_gap: np.ndarray,
+    ) -> np.ndarray:
         n = len(entries)
         day = _day(ctx.date)
         x = np.full((n, len(STAGE2_FEATURES)), np.nan)
@@ -670,6 +713,11 @@ class FeatureSnapshot:
         return arrays.head(int(np.searchsorted(days, before_day, side="left")))
 
 
+def _ctx_key(ctx: EventContext) -> tuple[Any, ...]:
+    return (ctx.season, ctx.round, ctx.race_id, _day(ctx.date), ctx.layout_id,
+            ctx.circuit_type, ctx.course_length, ctx.is_sprint)  # fmt: skip
+
+
 def _nanmin_rows(a: np.ndarray) -> np.ndarray:
     out = np.where(np.isnan(a), np.inf, a).min(axis=1)
     return np.where(np.isinf(out), np.nan, out)
@@ -690,17 +738,18 @@ def _last_valid(a: np.ndarray) -> np.ndarray:
 
 
 def _teammate_diff(entries: Sequence[Entry], values: np.ndarray) -> np.ndarray:
-    """Value minus the mean of the same team's other cars at this event."""
-    out = np.full(len(entries), np.nan)
-    teams: dict[str, list[int]] = {}
-    for i, e in enumerate(entries):
-        teams.setdefault(e.constructor_id or f"?{i}", []).append(i)
-    for idx in teams.values():
-        for i in idx:
-            mates = [values[j] for j in idx if j != i and not math.isnan(values[j])]
-            if mates and not math.isnan(values[i]):
-                out[i] = values[i] - float(np.mean(mates))
-    return out
+    """Value minus the mean of the same team's other cars at this event (vectorised)."""
+    teams: dict[str, int] = {}
+    code = np.array(
+        [teams.setdefault(e.constructor_id or f"?{i}", len(teams)) for i, e in enumerate(entries)],
+        dtype=np.int64,
+    )
+    ok = ~np.isnan(values)
+    total = np.bincount(code, weights=np.where(ok, values, 0.0), minlength=len(teams))
+    count = np.bincount(code, weights=ok.astype(float), minlength=len(teams))
+    mates_n = count[code] - ok
+    mates_mean = (total[code] - np.where(ok, values, 0.0)) / np.maximum(mates_n, 1)
+    return np.where(ok & (mates_n > 0), values - mates_mean, np.nan)
 
 
 def entries_from_ids(driver_ids: Iterable[str], snapshot: FeatureSnapshot) -> list[Entry]:

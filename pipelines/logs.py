@@ -7,11 +7,15 @@ can index ``request_id`` and find the line behind an ``x-bentoml-request-id`` he
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
+
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+"""The id of the request being handled (set by RequestIdMiddleware), for every log line."""
 
 _TRACE_SUFFIX = re.compile(r" \(trace=[^)]*\)$")
 _TRACE_ID = re.compile(r"trace=([0-9a-f]+)")
@@ -32,7 +36,7 @@ class JsonFormatter(logging.Formatter):
             "component": self.component,
             "msg": _TRACE_SUFFIX.sub("", record.getMessage()),
         }
-        request_id = getattr(record, "request_id", None)
+        request_id = REQUEST_ID.get() or getattr(record, "request_id", None)
         if request_id:
             out["request_id"] = (
                 f"{request_id:016x}" if isinstance(request_id, int) else str(request_id)
@@ -40,6 +44,9 @@ class JsonFormatter(logging.Formatter):
         trace = _TRACE_ID.search(getattr(record, "trace_msg", "") or "")
         if trace:
             out["trace_id"] = trace.group(1)  # shared by the front and both model services
+        for key in ("method", "path", "status", "duration_ms"):
+            if hasattr(record, key):
+                out[key] = getattr(record, key)
         if record.exc_info:
             out["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
             out["exc"] = self.formatException(record.exc_info)

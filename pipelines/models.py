@@ -107,11 +107,16 @@ class Stage1Model:
             b.save_model(str(path / f"booster_{i}.txt"))
         (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
 
-    @classmethod
-    def load(cls, path: Path) -> Stage1Model:
+    @staticmethod
+    def load_config(path: Path) -> Stage1Config:
+        """The settings alone (the front service needs the pole estimate, not the trees)."""
         raw = json.loads((path / "config.json").read_text())
         raw["pole"] = PoleParams(**raw["pole"])
-        config = Stage1Config(**raw)
+        return Stage1Config(**raw)
+
+    @classmethod
+    def load(cls, path: Path) -> Stage1Model:
+        config = cls.load_config(path)
         boosters = [
             lgb.Booster(model_file=str(path / f"booster_{i}.txt"))
             for i in range(len(config.members))

@@ -25,7 +25,7 @@ from typing import Any
 import bentoml
 
 from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES, FeatureSnapshot
-from pipelines.models import Stage1Model, Stage2Model
+from pipelines.models import Stage1Config, Stage1Model, Stage2Model
 
 STAGE1_NAME = "f1_stage1"
 STAGE2_NAME = "f1_stage2"
@@ -232,6 +232,13 @@ def open_stage1(path: Path, tag: str) -> Stage1Model:
     try:
         return Stage1Model.load(path / "model")
     except (OSError, ValueError, KeyError, TypeError, lgb_error()) as exc:
+        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+
+
+def open_stage1_config(path: Path, tag: str) -> Stage1Config:
+    try:
+        return Stage1Model.load_config(path / "model")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
 
 

@@ -41,6 +41,7 @@ def test_api_key_required_only_on_protected_paths() -> None:
     assert c.post("/predict_full", headers={"Authorization": "Bearer k3y"}).status_code == 200
     assert c.post("/predict_full", headers={"Authorization": "bearer k3y"}).status_code == 200
     assert c.get("/health").status_code == 200  # probes stay open
+    assert c.options("/predict_full").status_code != 401  # CORS preflight: no credentials
 
 
 def test_no_api_key_configured_means_open() -> None:

@@ -325,6 +325,14 @@ class F1Predictor:
             "version": VERSION,
             "uptime_s": round(time.time() - self.started, 1),
             "models": models,
+            "batching": {
+                name: {
+                    "calls": co.calls,
+                    "rows": co.rows,
+                    "rows_per_call": round(co.rows / co.calls, 1) if co.calls else None,
+                }
+                for name, co in (("stage1", self.stage1_rows), ("stage2", self.stage2_rows))
+            },
             "data": {
                 "latest_event": self.snapshot.meta.get("latest_event"),
                 "data_hash": self.snapshot.meta.get("data_hash"),

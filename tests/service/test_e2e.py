@@ -80,6 +80,9 @@ def test_64_concurrent_full_predictions_all_succeed(server: str) -> None:
     results = asyncio.run(burst())
     errors = [r for r in results if r != 200]
     assert len(results) == 320 and errors == [], errors[:3]
+    batching = httpx.get(f"{server}/health", timeout=10).json()["batching"]
+    assert batching["stage1"]["rows"] >= 320 * 20  # every request's 20 rows went through
+    assert batching["stage1"]["calls"] < 320  # ... in fewer calls: concurrent ones merged
 
 
 def test_built_bento_serves(pinned_env: dict[str, str], tmp_path: Path) -> None:

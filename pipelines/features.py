@@ -10,6 +10,7 @@ serving path never builds a DataFrame.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -445,6 +446,14 @@ class FeatureSnapshot:
         return None if i is None else self._context(i)
 
     def _context(self, i: int) -> EventContext:
+        """The calendar row as an EventContext (a fresh copy of a memoised one: building
+        it from a pandas row costs more than everything else a request needs)."""
+        memo = self.memo.setdefault("context", {})
+        if i not in memo:
+            memo[i] = self._build_context(i)
+        return dataclasses.replace(memo[i])
+
+    def _build_context(self, i: int) -> EventContext:
         r = self.events.iloc[i]
         return EventContext(
             season=int(r["season"]),
@@ -460,10 +469,11 @@ class FeatureSnapshot:
 
     def next_event(self) -> EventContext | None:
         """The first calendar event after the latest one with results."""
-        ev = self.events
-        done = ev.index[ev["has_results"]]
-        start = int(done.max()) + 1 if len(done) else 0
-        return self._context(start) if start < len(ev) else None
+        if "next" not in self.memo:
+            done = self.events.index[self.events["has_results"]]
+            self.memo["next"] = {"start": int(done.max()) + 1 if len(done) else 0}
+        start = self.memo["next"]["start"]
+        return self._context(start) if start < len(self.events) else None
 
     def circuit_event(self, season: int, circuit_id: str, day: pd.Timestamp) -> EventContext:
         """Context for an event not in the data, from the circuit's last visit."""

@@ -193,7 +193,33 @@ BAD = [
     ("wrong type", {"drivers": "max"}, 400, ["drivers"]),
     ("bad id", {"drivers": [{"driver_id": "Max Verstappen!"}]}, 400, ["drivers", 0, "driver_id"]),
     ("bad session", {"session_type": "race"}, 400, ["session_type"]),
+    ("10,000 drivers", {"drivers": [{"driver_id": f"d-{i}"} for i in range(10_000)]}, 400,
+     ["drivers"]),
+    ("unicode id", {"drivers": [{"driver_id": "max-verstäppen"}]}, 400, ["drivers", 0, "driver_id"]),
+    ("emoji team", {"drivers": [{"driver_id": "x", "constructor_id": "🏎"}]}, 400,
+     ["drivers", 0, "constructor_id"]),
+    ("date out of range", {"event": {"season": 2026, "circuit_id": "monaco",
+                                     "date": "9999-01-01"}}, 400, ["event"]),
+    ("season out of range", {"event": {"season": 3000, "round": 1}}, 400, ["event", "season"]),
+    ("empty driver", {"drivers": [{}]}, 400, ["drivers", 0, "driver_id"]),
+    ("unknown field", {"drivers": [{"driver_id": "x"}], "weather": "wet"}, 400, ["weather"]),
 ]  # fmt: skip
+
+
+def test_empty_object_uses_the_defaults_and_says_what_is_missing(client: TestClient) -> None:
+    """{} asks for the next event; the data has no event after its last results, so there
+    is no entry list: a 422 naming `drivers`, not a 500."""
+    r = client.post("/predict_full", json={})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "drivers"]
+
+
+@pytest.mark.parametrize("raw", [b'{"drivers": [{"driver_id": "x", "practice": {"fp1": NaN}}]}',
+                                 b'{"drivers": [{"driver_id": "x", "practice": {"fp1": Infinity}}]}',
+                                 b'{"drivers": [{"driver_id": "x", "temperature": -Infinity}]}'])  # fmt: skip
+def test_nan_and_infinity_json_numbers_are_400(client: TestClient, raw: bytes) -> None:
+    r = client.post("/predict_full", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"][0]["loc"][:2] == ["drivers", 0]
 
 
 @pytest.mark.parametrize("path", ["/predict_quali", "/predict_full"])

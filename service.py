@@ -57,7 +57,6 @@ from pipelines.schemas import (
     EXAMPLES,
     ErrorResponse,
     FullResponse,
-    Metadata,
     QualiPrediction,
     QualiRequest,
     RacePrediction,
@@ -66,6 +65,7 @@ from pipelines.schemas import (
 from pipelines.serving import (
     RequestError,
     Resolved,
+    full_response,
     quali_predictions,
     race_predictions,
     resolve_request,
@@ -296,16 +296,7 @@ class F1Predictor:
             return _error(exc)  # type: ignore[return-value]
         except StageUnavailable as exc:
             return _unavailable(exc)  # type: ignore[return-value]
-        return FullResponse(
-            qualifying_predictions=quali_predictions(res.entries, q),
-            race_winner_predictions=race_predictions(res.entries, prob, grid),
-            metadata=Metadata(
-                event=res.ctx.to_dict(),
-                model_versions=self.tags,
-                warnings=res.warnings,
-                inference_ms=round((time.perf_counter() - t0) * 1000.0, 3),
-            ),
-        )
+        return full_response(res, q, prob, grid, self.tags, t0)
 
     # ------------------------------------------------------------ GET routes
 

@@ -9,19 +9,18 @@ equals the Bento's except ``metadata.inference_ms``.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
-from pipelines import store
+from pipelines import serving, store
 from pipelines.features import FeatureSnapshot
 from pipelines.models import Stage1Model, Stage2Model
 from pipelines.predict import QualiOut, race_grid
-from pipelines.schemas import FullResponse, Metadata, QualiRequest
-from pipelines.serving import Resolved, quali_predictions, race_predictions, resolve_request
+from pipelines.schemas import FullResponse, QualiRequest
+from pipelines.serving import Resolved, quali_predictions, resolve_request
 from pipelines.settings import get_settings
 
 
@@ -80,17 +79,7 @@ def quali_json(res: Resolved, q: QualiOut) -> list[dict[str, Any]]:
 def full_response(
     loaded: Loaded, res: Resolved, q: QualiOut, prob: np.ndarray, t0: float
 ) -> FullResponse:
-    grid = race_grid(res.entries, q.grid)
-    return FullResponse(
-        qualifying_predictions=quali_predictions(res.entries, q),
-        race_winner_predictions=race_predictions(res.entries, prob, grid),
-        metadata=Metadata(
-            event=res.ctx.to_dict(),
-            model_versions=loaded.tags,
-            warnings=res.warnings,
-            inference_ms=round((time.perf_counter() - t0) * 1000.0, 3),
-        ),
-    )
+    return serving.full_response(res, q, prob, race_grid(res.entries, q.grid), loaded.tags, t0)
 
 
 def serve(app: Any, host: str, port: int, access_log: bool) -> None:

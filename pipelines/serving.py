@@ -7,6 +7,7 @@ event resolution, driver resolution and warnings are identical on every path.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ from pipelines.predict import QualiOut, unique_ranks
 from pipelines.schemas import (
     DriverInput,
     EventInput,
+    FullResponse,
+    Metadata,
     QualiPrediction,
     RacePrediction,
 )
@@ -196,3 +199,24 @@ def race_predictions(
         for i, e in enumerate(entries)
     ]
     return sorted(out, key=lambda p: p.predicted_rank)
+
+
+def full_response(
+    res: Resolved,
+    q: QualiOut,
+    prob: np.ndarray,
+    grid: np.ndarray,
+    model_versions: dict[str, str],
+    started: float,
+) -> FullResponse:
+    """The /predict_full answer (``started`` is the request's ``time.perf_counter()``)."""
+    return FullResponse(
+        qualifying_predictions=quali_predictions(res.entries, q),
+        race_winner_predictions=race_predictions(res.entries, prob, grid),
+        metadata=Metadata(
+            event=res.ctx.to_dict(),
+            model_versions=model_versions,
+            warnings=res.warnings,
+            inference_ms=round((time.perf_counter() - started) * 1000.0, 3),
+        ),
+    )

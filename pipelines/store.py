@@ -146,45 +146,26 @@ def save_all(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
     }
+
+    def create(stack: contextlib.ExitStack, name: str, extra: dict[str, Any]) -> bentoml.Model:
+        return stack.enter_context(
+            bentoml.models.create(name, labels=LABELS, metadata=_plain(common | extra))
+        )
+
     with commit(), contextlib.ExitStack() as stack:
-        feat = stack.enter_context(
-            bentoml.models.create(
-                FEATURES_NAME, labels=LABELS, metadata=_plain(common | {"kind": "feature_snapshot"})
-            )
-        )
+        feat = create(stack, FEATURES_NAME, {"kind": "feature_snapshot"})
         snapshot.save(Path(feat.path) / "snapshot")
-        m1 = stack.enter_context(
-            bentoml.models.create(
-                STAGE1_NAME,
-                labels=LABELS,
-                metadata=_plain(
-                    common
-                    | {
-                        "kind": "stage1_gap_to_pole_ensemble",
-                        "feature_names": list(STAGE1_FEATURES),
-                        "metrics": evaluation.get("stage1", {}),
-                        "features_tag": str(feat.tag),
-                    }
-                ),
-            )
-        )
+        links = {"features_tag": str(feat.tag)}
+        m1 = create(stack, STAGE1_NAME, {
+            "kind": "stage1_gap_to_pole_ensemble", "feature_names": list(STAGE1_FEATURES),
+            "metrics": evaluation.get("stage1", {}), **links,
+        })  # fmt: skip
         stage1.save(Path(m1.path) / "model")
-        m2 = stack.enter_context(
-            bentoml.models.create(
-                STAGE2_NAME,
-                labels=LABELS,
-                metadata=_plain(
-                    common
-                    | {
-                        "kind": "stage2_win_classifier",
-                        "feature_names": list(STAGE2_FEATURES),
-                        "metrics": evaluation.get("stage2", {}),
-                        "protocol": evaluation.get("protocol", {}),
-                        "features_tag": str(feat.tag),
-                    }
-                ),
-            )
-        )
+        m2 = create(stack, STAGE2_NAME, {
+            "kind": "stage2_win_classifier", "feature_names": list(STAGE2_FEATURES),
+            "metrics": evaluation.get("stage2", {}),
+            "protocol": evaluation.get("protocol", {}), **links,
+        })  # fmt: skip
         stage2.save(Path(m2.path) / "model")
         tags = SavedTags(str(feat.tag), str(m1.tag), str(m2.tag))
     return tags

@@ -103,7 +103,6 @@ MODEL_SERVICE = {
     "runner_connection": {"max_requests": 10**9, "max_age": 1e9},
 }
 BATCH = {"batchable": True, "batch_dim": 0, "max_batch_size": 640, "max_latency_ms": 2000}
-ZERO = np.zeros(0, dtype=int)
 
 
 @bentoml.service(name="f1_stage1", **MODEL_SERVICE)  # type: ignore[misc]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -588,11 +587,3 @@ def iter_race_rounds(entrant_rounds: str) -> Iterator[int]:
     for part in str(entrant_rounds or "").split(","):
         if part:
             yield int(part)
-
-
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-
-
-def is_f1db_id(text: str) -> bool:
-    """F1DB ids are lowercase slugs such as "max-verstappen"."""
-    return bool(_SLUG.match(text))

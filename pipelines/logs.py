@@ -2,7 +2,7 @@
 
 BentoML configures logging in each worker and tags records with the request's trace
 context; this swaps its text formatter for one JSON object per line, so a log shipper
-can index ``request_id`` and find the line behind an ``x-bentoml-request-id`` header.
+can index ``request_id`` and find the line behind an ``X-Request-ID`` response header.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class JsonFormatter(logging.Formatter):
             )
         trace = _TRACE_ID.search(getattr(record, "trace_msg", "") or "")
         if trace:
-            out["trace_id"] = trace.group(1)  # shared by the front and both model services
+            out["trace_id"] = trace.group(1)  # present only on routes BentoML traces
         for key in ("method", "path", "status", "duration_ms"):
             if hasattr(record, key):
                 out[key] = getattr(record, key)

@@ -37,6 +37,15 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _table(stage: dict[str, Any], keys: list[str]) -> list[str]:
+    """Model and baselines, one row each, on the test season."""
+    lines = ["| predictor | " + " | ".join(keys[1:]) + " |", "|---|" + "---|" * (len(keys) - 1)]
+    rows = [("**model**", stage["test"])] + [(k, v["test"]) for k, v in stage["baselines"].items()]
+    for name, m in rows:
+        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k)) for k in keys[1:]) + " |")
+    return lines
+
+
 def markdown(ev: dict[str, Any]) -> str:
     p = ev.get("protocol", {})
     lines = [
@@ -49,13 +58,9 @@ def markdown(ev: dict[str, Any]) -> str:
         "",
         "## Stage-1: qualifying time",
         "",
-        "| predictor | " + " | ".join(S1_KEYS[1:]) + " |",
-        "|---|" + "---|" * (len(S1_KEYS) - 1),
     ]
     s1 = ev["stage1"]
-    rows = [("**model**", s1["test"])] + [(k, v["test"]) for k, v in s1["baselines"].items()]
-    for name, m in rows:
-        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k)) for k in S1_KEYS[1:]) + " |")
+    lines += _table(s1, S1_KEYS)
     lines += [
         "",
         f"Pole-lap MAE of the model: {_fmt(s1.get('pole_mae_s'))} s. 'dry' = events whose pole "
@@ -65,13 +70,9 @@ def markdown(ev: dict[str, Any]) -> str:
         "",
         "## Stage-2: race winner",
         "",
-        "| predictor | " + " | ".join(S2_KEYS[1:]) + " |",
-        "|---|" + "---|" * (len(S2_KEYS) - 1),
     ]
     s2 = ev["stage2"]
-    rows = [("**model**", s2["test"])] + [(k, v["test"]) for k, v in s2["baselines"].items()]
-    for name, m in rows:
-        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k)) for k in S2_KEYS[1:]) + " |")
+    lines += _table(s2, S2_KEYS)
     lines += ["", "## Targets", "", "| metric | target | reached | met |", "|---|---|---|---|"]
     for k, tgt in S1_TARGETS.items():
         v = s1["test"].get(k)

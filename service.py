@@ -38,18 +38,20 @@ import bentoml
 import numpy as np
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 import pipelines
 from pipelines import store
 from pipelines.coalesce import Coalescer
-from pipelines.logs import use_json_logs
+from pipelines.logs import quiet_client_errors, use_json_logs
 from pipelines.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ErrorBodyMiddleware,
     LoadShedMiddleware,
     RequestIdMiddleware,
+    SpecAliasMiddleware,
 )
 from pipelines.models import group_softmax
 from pipelines.predict import pole_estimate, quali_outputs, race_gap, race_grid
@@ -69,6 +71,7 @@ from pipelines.serving import (
     quali_predictions,
     race_predictions,
     resolve_request,
+    warnings_header,
 )
 from pipelines.settings import get_settings
 
@@ -83,6 +86,7 @@ VERSION = pipelines.__version__
 
 def _logs(component: str) -> None:
     logging.getLogger("f1").setLevel(logging.INFO)  # BentoML leaves the root at WARNING
+    quiet_client_errors()  # a 4xx is one access line, not an ERROR with a traceback
     if settings.log_format == "json":
         use_json_logs(component)
 
@@ -155,21 +159,13 @@ def _unavailable(exc: StageUnavailable) -> JSONResponse:
 
 
 def _front_config() -> dict[str, Any]:
-    cfg: dict[str, Any] = {
+    return {
         "traffic": {"timeout": 30},
         "workers": 1,
         "tracing": TRACING,
         # RequestIdMiddleware writes the access line (with the request id it echoes)
         "logging": {"access": {"enabled": False}},
     }
-    if settings.cors_origins:
-        cfg["http"] = {"cors": {
-            "enabled": True,
-            "access_control_allow_origins": settings.cors_origins,
-            "access_control_allow_methods": ["GET", "POST"],
-            "access_control_allow_headers": ["authorization", "content-type"],
-        }}  # fmt: skip
-    return cfg
 
 
 @bentoml.service(name="F1Predictor", **_front_config())  # type: ignore[misc]
@@ -190,8 +186,13 @@ class F1Predictor:
         self.pole_params, self.pole_tau = cfg.pole, cfg.pole_tau
         # concurrent requests share one call per stage (a hop costs more than the model)
         # (bound lazily: the remote clients learn their endpoints after __init__)
-        self.stage1_rows = Coalescer(lambda rows: self.stage1.to_async.predict_gap(rows))
-        self.stage2_rows = Coalescer(lambda rows: self.stage2.to_async.predict_logit(rows))
+        deadline = settings.model_timeout_s  # a hung model service: 503 in seconds, not 30
+        self.stage1_rows = Coalescer(
+            lambda rows: asyncio.wait_for(self.stage1.to_async.predict_gap(rows), deadline)
+        )
+        self.stage2_rows = Coalescer(
+            lambda rows: asyncio.wait_for(self.stage2.to_async.predict_logit(rows), deadline)
+        )
         self.started = time.time()
         self.tags = {
             "features": str(self.features.tag),
@@ -223,6 +224,10 @@ class F1Predictor:
         """One hop to a model service; any failure there is a clean 503 for the caller."""
         try:
             return np.asarray(await method(rows))
+        except TimeoutError as exc:
+            logger.error("%s model service did not answer within %.1f s", stage,
+                         settings.model_timeout_s)  # fmt: skip
+            raise StageUnavailable(f"the {stage} model service is unavailable") from exc
         except Exception as exc:
             logger.exception("%s model service call failed", stage)
             raise StageUnavailable(f"the {stage} model service is unavailable") from exc
@@ -246,10 +251,6 @@ class F1Predictor:
     def _resolve(self, req: QualiRequest | RaceRequest) -> Resolved:
         return resolve_request(self.snapshot, req.event, req.drivers)
 
-    @staticmethod
-    def _warn_header(res: Resolved) -> dict[str, str]:
-        return {"X-F1-Warnings": " | ".join(res.warnings)[:2000]} if res.warnings else {}
-
     # ------------------------------------------------------------- endpoints
 
     @bentoml.api(route="/predict_quali")  # type: ignore[misc]
@@ -264,7 +265,7 @@ class F1Predictor:
             return _unavailable(exc)  # type: ignore[return-value]
         preds = quali_predictions(res.entries, q)
         return JSONResponse(  # type: ignore[return-value]
-            [p.model_dump() for p in preds], headers=self._warn_header(res)
+            [p.model_dump() for p in preds], headers=warnings_header(res.warnings)
         )
 
     @bentoml.api(route="/predict_race")  # type: ignore[misc]
@@ -280,7 +281,7 @@ class F1Predictor:
             return _unavailable(exc)  # type: ignore[return-value]
         preds = race_predictions(res.entries, prob, grid)
         return JSONResponse(  # type: ignore[return-value]
-            [p.model_dump() for p in preds], headers=self._warn_header(res)
+            [p.model_dump() for p in preds], headers=warnings_header(res.warnings)
         )
 
     @bentoml.api(route="/predict_full")  # type: ignore[misc]
@@ -356,8 +357,7 @@ class F1Predictor:
     @web.get("/openapi.json", include_in_schema=False)
     def openapi(self) -> dict[str, Any]:
         spec: dict[str, Any] = self.bento_service.openapi_spec.asdict()  # type: ignore[attr-defined]
-        spec["info"]["title"] = "F1 Prediction API"
-        spec["info"]["version"] = VERSION
+        spec["info"] = dict(API_INFO)
         gets = web.openapi()
         for path, item in gets.get("paths", {}).items():
             spec.setdefault("paths", {})[path] = item
@@ -390,13 +390,31 @@ class F1Predictor:
         return HTMLResponse(SWAGGER_HTML)
 
 
-# outermost first: request id, who may call, how big, how many at once, what an error
-# body may say
+# outermost first: CORS (so a browser also reads our own 401/413/503), request id, one
+# spec at both paths, who may call, how big, how many at once, what an error body may say
+if settings.cors_origins:
+    F1Predictor.add_asgi_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "content-type", "x-request-id"],
+        expose_headers=["x-request-id", "x-f1-warnings", "retry-after"],
+    )
 F1Predictor.add_asgi_middleware(RequestIdMiddleware)
+F1Predictor.add_asgi_middleware(SpecAliasMiddleware)
 F1Predictor.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
 F1Predictor.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 F1Predictor.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)
 F1Predictor.add_asgi_middleware(ErrorBodyMiddleware)
+
+API_INFO: dict[str, Any] = {
+    "title": "F1 Prediction API",
+    "version": VERSION,
+    "description": "Two-stage Formula 1 predictions (qualifying pace, race winner), "
+    "trained on F1DB (CC-BY-4.0).",
+    "contact": {"name": "F1 Predictor maintainers"},
+    "license": {"name": "MIT", "url": "https://opensource.org/licenses/MIT"},
+}
 
 ERROR_RESPONSES = {
     "400": "Malformed body or a field that fails validation (detail names it)",

@@ -20,7 +20,7 @@ from pipelines.features import FeatureSnapshot
 from pipelines.models import Stage1Model, Stage2Model
 from pipelines.predict import QualiOut, race_grid
 from pipelines.schemas import FullResponse, QualiRequest
-from pipelines.serving import Resolved, quali_predictions, resolve_request
+from pipelines.serving import Resolved, quali_predictions, resolve_request, warnings_header
 from pipelines.settings import get_settings
 
 
@@ -69,7 +69,7 @@ def resolve(loaded: Loaded, req: QualiRequest) -> Resolved:
 
 
 def warn_header(res: Resolved) -> dict[str, str]:
-    return {"X-F1-Warnings": " | ".join(res.warnings)[:2000]} if res.warnings else {}
+    return warnings_header(res.warnings)
 
 
 def quali_json(res: Resolved, q: QualiOut) -> list[dict[str, Any]]:

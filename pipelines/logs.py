@@ -44,7 +44,7 @@ class JsonFormatter(logging.Formatter):
         trace = _TRACE_ID.search(getattr(record, "trace_msg", "") or "")
         if trace:
             out["trace_id"] = trace.group(1)  # present only on routes BentoML traces
-        for key in ("method", "path", "status", "duration_ms"):
+        for key in ("method", "path", "status", "duration_ms", "reason"):
             if hasattr(record, key):
                 out[key] = getattr(record, key)
         if record.exc_info:
@@ -59,3 +59,37 @@ def use_json_logs(component: str) -> None:
     for name in (None, "bentoml"):
         for handler in logging.getLogger(name).handlers:
             handler.setFormatter(formatter)
+
+
+def _client_error(exc: BaseException | None) -> bool:
+    """An exception that BentoML answers with a 4xx: the client's mistake."""
+    if exc is None:
+        return False
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return True
+    code = getattr(getattr(exc, "error_code", None), "value", None)
+    return isinstance(code, int) and 400 <= code < 500
+
+
+class ClientErrorFilter(logging.Filter):
+    """Drop BentoML's "Exception on <path>" ERROR record (with a full traceback) for a
+    request it answers 4xx: our access line already says, at WARNING, which field was
+    refused and why. Server errors (5xx) keep their ERROR and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or not str(record.msg).startswith("Exception on"):
+            return True
+        return not _client_error(record.exc_info[1])
+
+
+BENTOML_HTTP_LOGGER = "bentoml._internal.server.http_app"
+"""Where BentoML's ``log_exception`` writes (``_bentoml_impl.server.app`` calls it)."""
+
+
+def quiet_client_errors() -> None:
+    """Install ``ClientErrorFilter`` once on BentoML's HTTP logger."""
+    log = logging.getLogger(BENTOML_HTTP_LOGGER)
+    if not any(isinstance(f, ClientErrorFilter) for f in log.filters):
+        log.addFilter(ClientErrorFilter())

@@ -23,9 +23,34 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("f1.access")
 
 
+ERROR_KEY = "f1.error"
+"""Scope key where a middleware leaves an error response's reason for the access line."""
+
+
+def _escape(text: str, limit: int = 200) -> str:
+    """Text from a request (a path, a reason quoting it) made safe for one log line."""
+    cut = text if len(text) <= limit else text[:limit] + "..."
+    return json.dumps(cut, ensure_ascii=True)[1:-1]
+
+
+def _reason(body: dict[str, Any]) -> str:
+    """One line saying why a request was refused: the error and the first field named."""
+    reason = str(body.get("error", ""))
+    detail = body.get("detail")
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        loc = ".".join(str(p) for p in detail[0].get("loc", []))
+        reason += f" [{loc}: {detail[0].get('msg', '')}]"
+    return reason
+
+
 async def _json(
-    send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    scope: Scope,
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
 ) -> None:
+    scope[ERROR_KEY] = _reason(body)
     raw = json.dumps(body).encode()
     hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
     hdrs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -73,12 +98,22 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             if scope["path"] not in self.quiet:
-                access_log.info(
-                    "%s %s %d", scope.get("method"), scope["path"], status,
-                    extra={"method": scope.get("method"), "path": scope["path"], "status": status,
-                           "duration_ms": round((time.perf_counter() - t0) * 1000, 3)},
-                )  # fmt: skip
+                self._access_line(scope, status, t0)
             REQUEST_ID.reset(token)
+
+    @staticmethod
+    def _access_line(scope: Scope, status: int, t0: float) -> None:
+        """One line per request; a refused one (4xx) says why, at WARNING, without a
+        traceback: a client's mistake is not a server error."""
+        path = _escape(scope["path"])
+        method = _escape(str(scope.get("method")), 16)
+        extra: dict[str, Any] = {"method": method, "path": path, "status": status,
+                                 "duration_ms": round((time.perf_counter() - t0) * 1000, 3)}  # fmt: skip
+        if status >= 400:
+            extra["reason"] = _escape(str(scope.get(ERROR_KEY, "")))
+            access_log.warning("%s %s %d %s", method, path, status, extra["reason"], extra=extra)
+        else:
+            access_log.info("%s %s %d", method, path, status, extra=extra)
 
 
 class ApiKeyMiddleware:
@@ -103,7 +138,7 @@ class ApiKeyMiddleware:
         if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key):
             return await self.app(scope, receive, send)
         await _json(
-            send, 401,
+            scope, send, 401,
             {"error": "missing or invalid API key",
              "detail": [{"loc": ["header", "authorization"], "msg": "expected 'Bearer <key>'"}]},
             {"www-authenticate": "Bearer"},
@@ -126,7 +161,7 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._too_large(send)
+            return await self._too_large(scope, send)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -136,7 +171,7 @@ class BodyLimitMiddleware:
             body = msg.get("body", b"")
             size += len(body)
             if size > self.max_bytes:
-                return await self._too_large(send)
+                return await self._too_large(scope, send)
             chunks.append(body)
             if not msg.get("more_body", False):
                 break
@@ -152,8 +187,8 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
-        await _json(send, 413, {
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        await _json(scope, send, 413, {
             "error": f"request body larger than {self.max_bytes} bytes",
             "detail": [{"loc": ["body"], "msg": f"at most {self.max_bytes} bytes"}],
         })  # fmt: skip
@@ -178,7 +213,7 @@ class LoadShedMiddleware:
         if self.in_flight >= self.max_in_flight:
             self.shed += 1
             return await _json(
-                send, 503,
+                scope, send, 503,
                 {"error": "overloaded: try again shortly", "detail": []},
                 {"retry-after": self.retry_after},
             )  # fmt: skip
@@ -187,6 +222,22 @@ class LoadShedMiddleware:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+class SpecAliasMiddleware:
+    """Serve the project's one OpenAPI document at BentoML's conventional ``/docs.json``
+    too (clients and fuzzers that follow BentoML read that path), instead of BentoML's
+    own, which declares other error bodies."""
+
+    def __init__(self, app: ASGIApp, alias: str = "/docs.json", target: str = "/openapi.json"):
+        self.app = app
+        self.alias = alias
+        self.target = target
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.alias:
+            scope = dict(scope, path=self.target, raw_path=self.target.encode())
+        await self.app(scope, receive, send)
 
 
 _PYDANTIC_TITLE = re.compile(r"validation errors? for \w+")
@@ -209,9 +260,15 @@ def clean_error_body(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+UNAVAILABLE = "service unavailable: try again after Retry-After seconds"
+
+
 class ErrorBodyMiddleware:
-    """Rewrite 4xx/5xx JSON bodies on the API paths through ``clean_error_body``; a 5xx
-    body becomes a generic message (the details are in the server log)."""
+    """Rewrite 4xx/5xx JSON bodies on the API paths through ``clean_error_body``.
+
+    A 503 keeps a message in the project's error shape (it says what is unavailable and
+    to retry) and always carries Retry-After; any other 5xx body becomes a generic
+    message (the details are in the server log)."""
 
     def __init__(self, app: ASGIApp, paths: frozenset[str] = PREDICT_PATHS):
         self.app = app
@@ -248,10 +305,19 @@ class ErrorBodyMiddleware:
                 body = body[0]  # BentoML wraps some errors in a 1-tuple
             if not isinstance(body, dict):
                 body = {"error": str(body)[:500]}
-            if status >= 500:
-                body = {"error": "internal error: the server log has the details", "detail": []}
-            new = json.dumps(clean_error_body(body)).encode()
             headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            if status == 503:
+                if not (
+                    isinstance(body.get("error"), str) and isinstance(body.get("detail"), list)
+                ):
+                    body = {"error": UNAVAILABLE, "detail": []}
+                if not any(k.lower() == b"retry-after" for k, _ in headers):
+                    headers.append((b"retry-after", b"2"))
+            elif status >= 500:
+                body = {"error": "internal error: the server log has the details", "detail": []}
+            body = clean_error_body(body)
+            scope[ERROR_KEY] = _reason(body)
+            new = json.dumps(body).encode()
             headers.append((b"content-length", str(len(new)).encode()))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": new})

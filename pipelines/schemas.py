@@ -138,6 +138,15 @@ class EventInput(BaseModel):
     circuit_id: str | None = Field(None, description="F1DB circuit id.", examples=["monaco"])
     date: Date | None = Field(None, description="Race date, YYYY-MM-DD.", examples=["2026-06-07"])
 
+    @field_validator("circuit_id", mode="before")
+    @classmethod
+    def _circuit(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        if not isinstance(v, str) or not _ID_RE.match(v.strip()):
+            raise ValueError("expected an F1DB circuit id such as 'monaco'")
+        return v.strip()
+
     @model_validator(mode="after")
     def _one_form(self) -> EventInput:
         if self.round is None and (self.circuit_id is None or self.date is None):

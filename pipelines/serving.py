@@ -6,6 +6,7 @@ event resolution, driver resolution and warnings are identical on every path.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -36,6 +37,25 @@ class RequestError(ValueError):
 
     def body(self) -> dict[str, object]:
         return {"error": str(self), "detail": [{"loc": ["body", *self.loc], "msg": self.msg}]}
+
+
+def quote(text: str, limit: int = 64) -> str:
+    """User text made safe for a header, a log line or a message: JSON-quoted ASCII (CR/LF,
+    control characters, non-ASCII and lone surrogates escaped), cut to ``limit`` chars."""
+    cut = text if len(text) <= limit else text[:limit] + "..."
+    return json.dumps(cut, ensure_ascii=True)
+
+
+def header_safe(text: str, limit: int = 2000) -> str:
+    """A header value from text that may hold anything: printable ASCII only (latin-1
+    without CR/LF is what HTTP/1.1 servers accept), at most ``limit`` characters."""
+    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else "?" for c in ascii_text)[:limit]
+
+
+def warnings_header(warnings: Sequence[str]) -> dict[str, str]:
+    """``X-F1-Warnings`` for a response (the full text is in the body where there is one)."""
+    return {"X-F1-Warnings": header_safe(" | ".join(warnings))} if warnings else {}
 
 
 @dataclass
@@ -81,7 +101,7 @@ def resolve_event(
     ctx = snap.circuit_event(event.season, event.circuit_id, pd.Timestamp(event.date))
     if not snap.known_circuit(event.circuit_id):
         warnings.append(
-            f"circuit '{event.circuit_id}' is not in the data: circuit features are unknown "
+            f"circuit {quote(event.circuit_id)} is not in the data: circuit features are unknown "
             "and no lap time can be predicted without practice laps"
         )
     return ctx
@@ -137,7 +157,7 @@ def resolve_request(
     if unused:
         warnings.append(
             "inputs not used by the model (accepted for compatibility): "
-            + ", ".join(sorted(unused))
+            + ", ".join(quote(u) for u in sorted(unused))
         )
     if known:
         missing = [e.driver_id for e in entries if not e.practice]

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
         256, description="Prediction requests in flight before new ones get 503 + Retry-After."
     )
 
+    model_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        description="Deadline of one call to a model service (the model itself "
+        "takes under a millisecond): past it the caller gets 503 + Retry-After.",
+    )
+
     log_format: str = Field(
         "json", description="Server logs: 'json' (one object per line) or 'text'."
     )

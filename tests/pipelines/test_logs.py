@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from pipelines.logs import JsonFormatter
+from pipelines.logs import ClientErrorFilter, JsonFormatter
 
 
 def _record(msg: str, **extra: object) -> logging.LogRecord:
@@ -37,3 +37,34 @@ def test_json_formatter_exceptions_and_plain_records() -> None:
     out = json.loads(fmt.format(rec))
     assert out["exc_type"] == "ValueError" and "boom" in out["exc"]
     assert "request_id" not in json.loads(fmt.format(_record("started")))
+
+
+def _bentoml_exception_record(exc: BaseException) -> logging.LogRecord:
+    rec = logging.LogRecord("bentoml._internal.server.http_app", logging.ERROR, __file__, 1,
+                            "Exception on %s [%s]", ("/predict_full", "POST"), None)  # fmt: skip
+    try:
+        raise exc
+    except BaseException:
+        rec.exc_info = sys.exc_info()
+    return rec
+
+
+def test_client_errors_are_not_logged_as_errors_with_tracebacks() -> None:
+    """BentoML logs every rejected body at ERROR with a traceback; the filter drops the
+    4xx ones (the access line says why) and keeps 5xx and everything else."""
+    from bentoml.exceptions import BentoMLException, InvalidArgument
+    from pydantic import BaseModel, ValidationError
+
+    class M(BaseModel):
+        x: int
+
+    try:
+        M.model_validate({"x": "no"})
+    except ValidationError as exc:
+        invalid = exc
+    f = ClientErrorFilter()
+    assert not f.filter(_bentoml_exception_record(invalid))
+    assert not f.filter(_bentoml_exception_record(InvalidArgument("bad")))
+    assert f.filter(_bentoml_exception_record(BentoMLException("boom")))  # 500
+    assert f.filter(_bentoml_exception_record(RuntimeError("boom")))
+    assert f.filter(_record("POST /predict_full 400"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from starlette.applications import Starlette
@@ -17,6 +18,8 @@ from pipelines.middleware import (
     BodyLimitMiddleware,
     ErrorBodyMiddleware,
     LoadShedMiddleware,
+    RequestIdMiddleware,
+    SpecAliasMiddleware,
     clean_error_body,
 )
 
@@ -138,3 +141,68 @@ def test_clean_error_body_keeps_loc_and_msg() -> None:
         "detail": [{"loc": [1], "msg": "m"}],
     }
     assert json.dumps(body)
+
+
+def test_a_503_keeps_its_reason_and_gets_retry_after() -> None:
+    """The model-service-unavailable body reaches the client (it was rewritten into
+    "internal error" before), and BentoML's own 503s get a message and Retry-After."""
+
+    async def unavailable(request: Request) -> JSONResponse:
+        if request.query_params.get("k") == "ours":
+            return JSONResponse({"error": "the stage-1 model service is unavailable: try again "
+                                 "shortly", "detail": []}, status_code=503,
+                                headers={"Retry-After": "2"})  # fmt: skip
+        return JSONResponse({"error": "Not able to process the request"}, status_code=503)
+
+    app = Starlette(routes=[Route("/predict_full", unavailable, methods=["POST"])])
+    app.add_middleware(ErrorBodyMiddleware)
+    c = TestClient(app)
+    ours = c.post("/predict_full?k=ours")
+    assert ours.status_code == 503 and "model service is unavailable" in ours.json()["error"]
+    assert ours.headers["retry-after"] == "2"
+    theirs = c.post("/predict_full")
+    assert theirs.status_code == 503 and "try again" in theirs.json()["error"]
+    assert theirs.headers["retry-after"] == "2" and theirs.json()["detail"] == []
+
+
+def test_docs_json_serves_the_same_document_as_openapi_json() -> None:
+    async def spec(request: Request) -> JSONResponse:
+        return JSONResponse({"served": request.url.path})
+
+    async def theirs(request: Request) -> JSONResponse:
+        return JSONResponse({"served": "bentoml"})
+
+    app = Starlette(routes=[Route("/openapi.json", spec), Route("/docs.json", theirs)])
+    app.add_middleware(SpecAliasMiddleware)
+    c = TestClient(app)
+    assert (
+        c.get("/docs.json").json() == c.get("/openapi.json").json() == {"served": "/openapi.json"}
+    )
+
+
+def test_access_line_says_why_a_request_was_refused(caplog: Any) -> None:
+    """A 4xx is one WARNING access line with the field and reason (escaped), no traceback."""
+
+    async def refuse(request: Request) -> JSONResponse:
+        return JSONResponse({"error": "bad body", "detail": [
+            {"loc": ["body", "drivers", 0, "a\r\nb"], "msg": "nope \u2603"}]},
+            status_code=400)  # fmt: skip
+
+    app = Starlette(routes=[Route("/predict_full", refuse, methods=["POST"]),
+                            Route("/health", echo, methods=["GET"])])  # fmt: skip
+    app.add_middleware(ErrorBodyMiddleware)
+    app.add_middleware(ApiKeyMiddleware, api_key="k")
+    app.add_middleware(RequestIdMiddleware)
+    c = TestClient(app)
+    with caplog.at_level(logging.INFO, logger="f1.access"):
+        c.post("/predict_full", headers={"Authorization": "Bearer k"})
+        c.post("/predict_full")
+        c.get("/health")
+    lines = [r for r in caplog.records if r.name == "f1.access"]
+    assert [(r.levelname, r.status) for r in lines] == [  # type: ignore[attr-defined]
+        ("WARNING", 400), ("WARNING", 401), ("INFO", 200)]  # fmt: skip
+    first = lines[0].getMessage()
+    assert "drivers.0" in first and "nope" in first
+    assert "\r" not in first and "\n" not in first and first.isascii()
+    assert "authorization" in lines[1].getMessage()
+    assert not any(r.exc_info for r in caplog.records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import re
@@ -228,3 +229,73 @@ def test_cors_only_for_the_allow_list(locked_server: str, server: str) -> None:
     assert "access-control-allow-origin" not in bad.headers
     off = httpx.get(f"{server}/health", headers={"Origin": "https://app.example"}, timeout=10)
     assert "access-control-allow-origin" not in off.headers  # CORS is off by default
+
+
+def test_own_error_responses_carry_cors_headers(locked_server: str) -> None:
+    """401, 413 and 503 come from the project's middlewares: a browser must still see the
+    status, so they carry Access-Control-Allow-Origin for an allowed origin."""
+    origin = {"Origin": "https://app.example"}
+    auth = {"Authorization": "Bearer test-key-123"}
+    body = {"event": {"season": 2025, "round": 8}}
+    with httpx.Client(base_url=locked_server, timeout=30) as c:
+        r401 = c.post("/predict_full", json=body, headers=origin)
+        assert r401.status_code == 401
+        assert r401.headers.get("access-control-allow-origin") == "https://app.example"
+        huge = b'{"drivers": [' + b'{"driver_id": "max-verstappen"},' * 40000 + b"{}]}"
+        r413 = c.post("/predict_full", content=huge,
+                      headers=origin | auth | {"content-type": "application/json"})  # fmt: skip
+        assert r413.status_code == 413
+        assert r413.headers.get("access-control-allow-origin") == "https://app.example"
+        evil = c.post("/predict_full", json=body, headers={"Origin": "https://evil.example"})
+        assert evil.status_code == 401 and "access-control-allow-origin" not in evil.headers
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=locked_server, timeout=60,
+                                     headers=auth | origin) as c:  # fmt: skip
+            return await asyncio.gather(*[
+                c.post("/predict_full", json={"event": {"season": 2025, "round": 1 + i % 24}})
+                for i in range(64)
+            ])  # fmt: skip
+
+    shed = [r for r in asyncio.run(burst()) if r.status_code == 503]
+    assert shed, "the burst never overloaded the server"
+    assert all(r.headers.get("access-control-allow-origin") == "https://app.example" for r in shed)
+
+
+def test_a_rejected_body_is_one_warning_access_line_not_an_error(
+    server: str, server_log: Path
+) -> None:
+    """A client's mistake (400) is logged once, at WARNING, with the field and reason; no
+    ERROR record and no traceback (BentoML logs one for every invalid body)."""
+    import json
+    import time
+
+    rid = "bad-body-check-1"
+    r = httpx.post(f"{server}/predict_full", timeout=30, headers={"X-Request-ID": rid},
+                   json={"drivers": [], "event": {"season": 2025, "round": 8}})  # fmt: skip
+    assert r.status_code == 400
+    mine: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not mine:
+        records = [json.loads(line) for line in server_log.read_text().splitlines()
+                   if line.startswith("{")]  # fmt: skip
+        mine = [rec for rec in records if rec.get("request_id") == rid]
+        time.sleep(0.2)
+    assert len(mine) == 1, mine
+    line = mine[0]
+    assert line["level"] == "WARNING" and line["status"] == 400 and "exc" not in line
+    assert "drivers" in line["reason"]
+    errors = [rec for rec in records if rec["level"] == "ERROR"]
+    assert not [e for e in errors if "Exception on /predict" in e["msg"]], errors[:3]
+
+
+def test_docs_json_is_the_project_spec(server: str) -> None:
+    """One OpenAPI document, at BentoML's path too, with the project's own identity."""
+    ours = httpx.get(f"{server}/openapi.json", timeout=10).json()
+    at_bentoml_path = httpx.get(f"{server}/docs.json", timeout=10).json()
+    assert at_bentoml_path == ours
+    info = ours["info"]
+    assert info["title"] == "F1 Prediction API" and info["license"]["name"] == "MIT"
+    assert "BentoML" not in json.dumps(info) and info["contact"]["name"]
+    err = ours["paths"]["/predict_full"]["post"]["responses"]["400"]
+    assert err["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")

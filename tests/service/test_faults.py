@@ -94,6 +94,41 @@ def test_killed_model_service_restarts_and_callers_get_clean_errors(
         stop_server(proc)
 
 
+def test_a_hung_model_service_is_a_prompt_503_not_a_30_s_wait(
+    pinned_env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGSTOP on the Stage-1 worker: it neither answers nor dies. Callers get 503 with
+    Retry-After and a body that says so within the model-call deadline, and answers
+    come back once it runs again."""
+    env = pinned_env | {"F1_MODEL_TIMEOUT_S": "1.5"}
+    proc, url = start_server("service:F1Predictor", env, tmp_path / "serve.log")
+    victim = _worker_pid(proc.pid, "f1_stage1")
+    body = {"event": {"season": 2025, "round": 5}}
+    try:
+        assert httpx.post(f"{url}/predict_full", json=body, timeout=30).status_code == 200
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            for path in ("/predict_full", "/predict_quali", "/predict_race"):
+                t0 = time.monotonic()
+                r = httpx.post(f"{url}{path}", json=body, timeout=35)
+                took = time.monotonic() - t0
+                assert r.status_code == 503, (path, r.status_code, r.text)
+                assert took < 6, f"{path} waited {took:.1f} s"
+                assert r.headers.get("retry-after")
+                assert "stage-1 model service is unavailable" in r.json()["error"], r.text
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if httpx.post(f"{url}/predict_full", json=body, timeout=30).status_code == 200:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no answer after the model service resumed")
+    finally:
+        stop_server(proc)
+
+
 def test_missing_pinned_tag_stops_start_up_and_names_the_fix(pinned_env: dict[str, str]) -> None:
     env = os.environ | pinned_env | {"BENTOML_HOME": str(STORE_HOME),
                                      "F1_STAGE2_MODEL": "f1_stage2:doesnotexist"}  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -203,7 +204,25 @@ BAD = [
     ("season out of range", {"event": {"season": 3000, "round": 1}}, 400, ["event", "season"]),
     ("empty driver", {"drivers": [{}]}, 400, ["drivers", 0, "driver_id"]),
     ("unknown field", {"drivers": [{"driver_id": "x"}], "weather": "wet"}, 400, ["weather"]),
+    ("unicode circuit", {"event": {"season": 2026, "circuit_id": "東京", "date": "2026-06-07"},
+                         "drivers": [{"driver_id": 1}]}, 400, ["event", "circuit_id"]),
 ]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["/predict_quali", "/predict_race"])
+@pytest.mark.parametrize("name", ["a\r\nb", "\u00c2L\ud9dc\udfff\u00ed", "🏎 speed", "x" * 300])
+def test_any_unknown_field_name_is_a_warning_in_a_valid_header(
+    client: TestClient, path: str, name: str
+) -> None:
+    """Unknown driver fields are accepted with a warning; the field's name is user text
+    and must reach the X-F1-Warnings header escaped (it was a 500, or no response)."""
+    body = {"event": {"season": 2025, "round": 8}, "drivers": [{"driver_id": 1, name: None}]}
+    raw = json.dumps(body, ensure_ascii=True).encode()
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    header = r.headers["x-f1-warnings"]
+    assert header.isascii() and "\r" not in header and "\n" not in header
+    assert "inputs not used" in header
 
 
 def test_empty_object_uses_the_defaults_and_says_what_is_missing(client: TestClient) -> None:

@@ -32,7 +32,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import bentoml
 import numpy as np
@@ -109,7 +109,7 @@ MODEL_SERVICE = {
 BATCH = {"batchable": True, "batch_dim": 0, "max_batch_size": 640, "max_latency_ms": 2000}
 
 
-@bentoml.service(name="f1_stage1", **MODEL_SERVICE)  # type: ignore[misc]
+@bentoml.service(name="f1_stage1", **MODEL_SERVICE)
 class Stage1:
     """LightGBM ensemble: rows of Stage-1 features -> predicted gap to pole (%)."""
 
@@ -119,12 +119,12 @@ class Stage1:
         _logs("f1_stage1")
         self.predictor = store.open_stage1(Path(self.model.path), str(self.model.tag))
 
-    @bentoml.api(**BATCH)  # type: ignore[misc]
+    @bentoml.api(**BATCH)
     def predict_gap(self, rows: np.ndarray) -> np.ndarray:
         return self.predictor.predict_gap(rows)
 
 
-@bentoml.service(name="f1_stage2", **MODEL_SERVICE)  # type: ignore[misc]
+@bentoml.service(name="f1_stage2", **MODEL_SERVICE)
 class Stage2:
     """Monotone LightGBM win classifier: rows -> calibrated log-odds (softmax per race)."""
 
@@ -134,7 +134,7 @@ class Stage2:
         _logs("f1_stage2")
         self.predictor = store.open_stage2(Path(self.model.path), str(self.model.tag))
 
-    @bentoml.api(**BATCH)  # type: ignore[misc]
+    @bentoml.api(**BATCH)
     def predict_logit(self, rows: np.ndarray) -> np.ndarray:
         return self.predictor.raw_score(rows) / self.predictor.config.temperature
 
@@ -168,7 +168,7 @@ def _front_config() -> dict[str, Any]:
     }
 
 
-@bentoml.service(name="F1Predictor", **_front_config())  # type: ignore[misc]
+@bentoml.service(name="F1Predictor", **_front_config())
 @bentoml.asgi_app(web, path="/")
 class F1Predictor:
     """The API: resolves the event and drivers, builds features, calls both stages."""
@@ -253,7 +253,7 @@ class F1Predictor:
 
     # ------------------------------------------------------------- endpoints
 
-    @bentoml.api(route="/predict_quali")  # type: ignore[misc]
+    @bentoml.api(route="/predict_quali")
     async def predict_quali(self, request: QualiRequest, /) -> list[QualiPrediction]:
         """Predicted qualifying lap, gap to pole, grid position and pole probability."""
         try:
@@ -268,7 +268,7 @@ class F1Predictor:
             [p.model_dump() for p in preds], headers=warnings_header(res.warnings)
         )
 
-    @bentoml.api(route="/predict_race")  # type: ignore[misc]
+    @bentoml.api(route="/predict_race")
     async def predict_race(self, request: RaceRequest, /) -> list[RacePrediction]:
         """Win probabilities (sum to 1); a missing grid position comes from Stage-1."""
         try:
@@ -284,7 +284,7 @@ class F1Predictor:
             [p.model_dump() for p in preds], headers=warnings_header(res.warnings)
         )
 
-    @bentoml.api(route="/predict_full")  # type: ignore[misc]
+    @bentoml.api(route="/predict_full")
     async def predict_full(self, request: QualiRequest, /) -> FullResponse:
         """Both stages: qualifying, then the race from the predicted (or given) grid."""
         t0 = time.perf_counter()
@@ -390,22 +390,23 @@ class F1Predictor:
         return HTMLResponse(SWAGGER_HTML)
 
 
+_front = cast("bentoml.Service[F1Predictor]", F1Predictor)  # the decorators make it one
 # outermost first: CORS (so a browser also reads our own 401/413/503), request id, one
 # spec at both paths, who may call, how big, how many at once, what an error body may say
 if settings.cors_origins:
-    F1Predictor.add_asgi_middleware(
+    _front.add_asgi_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST"],
         allow_headers=["authorization", "content-type", "x-request-id"],
         expose_headers=["x-request-id", "x-f1-warnings", "retry-after"],
     )
-F1Predictor.add_asgi_middleware(RequestIdMiddleware)
-F1Predictor.add_asgi_middleware(SpecAliasMiddleware)
-F1Predictor.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
-F1Predictor.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-F1Predictor.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)
-F1Predictor.add_asgi_middleware(ErrorBodyMiddleware)
+_front.add_asgi_middleware(RequestIdMiddleware)
+_front.add_asgi_middleware(SpecAliasMiddleware)
+_front.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+_front.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+_front.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)
+_front.add_asgi_middleware(ErrorBodyMiddleware)
 
 API_INFO: dict[str, Any] = {
     "title": "F1 Prediction API",

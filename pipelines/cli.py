@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -11,6 +12,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipelines.settings import Settings, get_settings, resolve_data_dir
+
+if TYPE_CHECKING:
+    from pipelines.data import Tables
+    from training.pipeline import TrainResult
 
 app = typer.Typer(
     help="F1 Predictor: data, training, evaluation and predictions.",
@@ -28,7 +33,7 @@ def _fail(msg: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(settings: Settings):  # type: ignore[no-untyped-def]
+def _load(settings: Settings) -> Tables:
     from pipelines.data import DataError, load_tables
 
     data_dir = resolve_data_dir(settings)
@@ -78,7 +83,7 @@ def data_info() -> None:
     )
 
 
-def _train(s: Settings):  # type: ignore[no-untyped-def]
+def _train(s: Settings) -> TrainResult:
     from training.pipeline import Protocol, TrainingError, run
 
     tables = _load(s)
@@ -142,7 +147,7 @@ def evaluate() -> None:
         console.print(f"wrote {p}")
 
 
-def _print_summary(ev: dict) -> None:  # type: ignore[type-arg]
+def _print_summary(ev: dict[str, Any]) -> None:
     from training.report import S1_KEYS, S2_KEYS, _fmt
 
     for stage, keys in (("stage1", S1_KEYS), ("stage2", S2_KEYS)):

@@ -41,7 +41,8 @@ class Coalescer:
         return await fut
 
     def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
-        batch, n = [], 0
+        batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
+        n = 0
         while self._pending and (not batch or n + len(self._pending[0][0]) <= self.max_rows):
             rows, fut = self._pending.pop(0)
             if fut.done():  # the caller was cancelled while queued

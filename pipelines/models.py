@@ -185,7 +185,7 @@ def race_softmax_objective(
     index = [np.flatnonzero(groups == g) for g in np.unique(groups)]
 
     def objective(preds: np.ndarray, ds: lgb.Dataset) -> tuple[np.ndarray, np.ndarray]:
-        y = ds.get_label()
+        y = np.asarray(ds.get_label())
         grad = np.empty_like(preds)
         hess = np.empty_like(preds)
         for ix in index:

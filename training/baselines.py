@@ -66,11 +66,11 @@ def stage2_baselines(train: StageData, test: StageData) -> dict[str, np.ndarray]
     lr = LogisticRegression()
     lr.fit(train.meta[["grid"]].to_numpy(), train.y)
     out["logistic_grid"] = _normalise(
-        lr.predict_proba(test.meta[["grid"]].to_numpy())[:, 1], groups
+        np.asarray(lr.predict_proba(test.meta[["grid"]].to_numpy()), dtype=float)[:, 1], groups
     )
     gb = lgb.LGBMClassifier(verbosity=-1, n_jobs=1, random_state=0)
     gb.fit(train.x, train.y)
-    out["quick_lgbm"] = _normalise(gb.predict_proba(test.x)[:, 1], groups)
+    out["quick_lgbm"] = _normalise(np.asarray(gb.predict_proba(test.x), dtype=float)[:, 1], groups)
     return out
 
 

@@ -123,14 +123,18 @@ def fit_stage1(data: StageData, cfg: Stage1Config) -> Stage1Model:
     return Stage1Model.fit(data.x, data.y, cfg)
 
 
-STAGE1_GRID = {"dry_only": [False, True], "num_leaves": [7, 15, 31], "n_estimators": [200, 500]}
-STAGE2_GRID = {
+STAGE1_GRID: dict[str, list[Any]] = {
+    "dry_only": [False, True],
+    "num_leaves": [7, 15, 31],
+    "n_estimators": [200, 500],
+}
+STAGE2_GRID: dict[str, list[Any]] = {
     "objective": ["race_softmax", "binary"],
     "num_leaves": [3, 7],
     "n_estimators": [50, 100, 300],
     "min_child_samples": [20, 50],
 }
-POLE_GRID = {"window": [20, 40, 80], "shrink": [1.0, 3.0, 10.0, 1e9]}
+POLE_GRID: dict[str, list[Any]] = {"window": [20, 40, 80], "shrink": [1.0, 3.0, 10.0, 1e9]}
 TAU_GRID = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
 TEMP_GRID = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0]
 
@@ -185,8 +189,8 @@ def tune(
     best2: tuple[float, Stage2Config] | None = None
     g2 = va2.meta["race_id"].to_numpy()
     for obj, nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
-        cfg = Stage2Config(objective=obj, num_leaves=nl, n_estimators=ne, min_child_samples=mc)
-        model = Stage2Model.fit(tr2.x, tr2.y, cfg, tr2.meta["race_id"].to_numpy())
+        cfg2 = Stage2Config(objective=obj, num_leaves=nl, n_estimators=ne, min_child_samples=mc)
+        model = Stage2Model.fit(tr2.x, tr2.y, cfg2, tr2.meta["race_id"].to_numpy())
         raw = model.raw_score(va2.x)
         ll, temp = min(
             (_winner_log_loss(va2.meta, group_softmax(raw / t, g2)), t) for t in TEMP_GRID
@@ -202,7 +206,7 @@ def tune(
             }
         )
         if best2 is None or ll < best2[0]:
-            best2 = (ll, replace(cfg, temperature=temp))
+            best2 = (ll, replace(cfg2, temperature=temp))
         step(f"stage-2 {obj} leaves={nl} trees={ne} min_child={mc}: valid log loss {ll:.3f}")
     assert best2 is not None
     log["chosen"] = {

@@ -1,32 +1,16 @@
 """F1 Predictor Bento: a front service composing a Stage-1 and a Stage-2 model service.
 
-    client --HTTP--> F1Predictor (resolve event + drivers, features from f1_features)
-                        |-- Stage1.predict_gap   (batched rows -> gap to pole %)
-                        '-- Stage2.predict_logit (batched rows -> win log-odds)
+    client --HTTP--> F1Predictor   resolve event + field (f1_features), TwoStage flow
+                        |-- Stage1.predict_gap    (batched rows -> gap to pole %)
+                        '-- Stage2.predict_logit  (batched rows -> win log-odds)
 
+The flow itself is ``pipelines.serving.orchestrator.TwoStage``, the same code the CLI,
+the evaluation and the benchmarks run; here it gets the model services as its calls.
 Model tags come from settings (``F1_STAGE1_MODEL`` ...), ``latest`` by default, so a
 deployment can pin an earlier version to roll back.
 """
 
 from __future__ import annotations
-
-import os
-import sys
-
-
-def _serving_without_sklearn() -> None:
-    """LightGBM imports scikit-learn (and SciPy) whenever it is installed: ~2.5 s and
-    ~60 MiB in each serving process, for nothing the service uses. Only under `bentoml
-    serve` (its CLI and worker processes), never where training may run."""
-    argv0 = sys.argv[0] if sys.argv else ""
-    serving = os.path.basename(argv0) == "bentoml" or argv0.endswith(
-        os.path.join("_bentoml_impl", "worker", "service.py")
-    )
-    if serving and "sklearn" not in sys.modules:
-        sys.modules["sklearn"] = None  # type: ignore[assignment]  # import -> ImportError
-
-
-_serving_without_sklearn()
 
 import asyncio
 import logging
@@ -37,15 +21,15 @@ from typing import Any, cast
 import bentoml
 import numpy as np
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import Response
 
-import pipelines
-from pipelines import store
-from pipelines.coalesce import Coalescer
-from pipelines.logs import quiet_client_errors, use_json_logs
-from pipelines.middleware import (
+from pipelines import __version__
+from pipelines.models import store
+from pipelines.serving.coalesce import Coalescer
+from pipelines.serving.errors import StageUnavailable
+from pipelines.serving.logs import quiet_client_errors, use_json_logs
+from pipelines.serving.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ErrorBodyMiddleware,
@@ -53,35 +37,24 @@ from pipelines.middleware import (
     RequestIdMiddleware,
     SpecAliasMiddleware,
 )
-from pipelines.models import group_softmax
-from pipelines.predict import pole_estimate, quali_outputs, race_gap, race_grid
-from pipelines.schemas import (
-    EXAMPLES,
-    ErrorResponse,
+from pipelines.serving.openapi import SWAGGER_HTML, merge_spec
+from pipelines.serving.orchestrator import Forecast, RowsFn, TwoStage
+from pipelines.serving.resolve import Resolved, resolve_request
+from pipelines.serving.responses import full_response, quali_predictions, race_predictions
+from pipelines.serving.schemas import (
     FullResponse,
     QualiPrediction,
     QualiRequest,
     RacePrediction,
     RaceRequest,
 )
-from pipelines.serving import (
-    RequestError,
-    Resolved,
-    full_response,
-    quali_predictions,
-    race_predictions,
-    resolve_request,
-    warnings_header,
-)
+from pipelines.serving.text import warnings_header
 from pipelines.settings import get_settings
 
 settings = get_settings()
 logger = logging.getLogger("f1.service")
 # fail at start with the fix, rather than BentoML's "could not be found ... cloud context"
 store.check_tags(settings.features_model, settings.stage1_model, settings.stage2_model)
-
-
-VERSION = pipelines.__version__
 
 
 def _logs(component: str) -> None:
@@ -136,42 +109,23 @@ class Stage2:
 
     @bentoml.api(**BATCH)
     def predict_logit(self, rows: np.ndarray) -> np.ndarray:
-        return self.predictor.raw_score(rows) / self.predictor.config.temperature
+        return self.predictor.logit(rows)
 
 
 web = FastAPI(title="F1 Prediction API", docs_url=None, redoc_url=None, openapi_url=None)
 
 
-class StageUnavailable(RuntimeError):
-    """A model service did not answer (restarting, crashed, timed out)."""
-
-
-def _error(exc: RequestError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=422)
-
-
-def _unavailable(exc: StageUnavailable) -> JSONResponse:
-    return JSONResponse(
-        {"error": f"{exc}: try again shortly", "detail": []},
-        status_code=503,
-        headers={"Retry-After": "2"},
-    )
-
-
-def _front_config() -> dict[str, Any]:
-    return {
-        "traffic": {"timeout": 30},
-        "workers": 1,
-        "tracing": TRACING,
-        # RequestIdMiddleware writes the access line (with the request id it echoes)
-        "logging": {"access": {"enabled": False}},
-    }
-
-
-@bentoml.service(name="F1Predictor", **_front_config())
+@bentoml.service(
+    name="F1Predictor",
+    traffic={"timeout": 30},
+    workers=1,
+    tracing=TRACING,
+    # RequestIdMiddleware writes the access line (with the request id it echoes)
+    logging={"access": {"enabled": False}},
+)
 @bentoml.asgi_app(web, path="/")
 class F1Predictor:
-    """The API: resolves the event and drivers, builds features, calls both stages."""
+    """The API: resolves the event and its field, runs the two stages, answers."""
 
     features = bentoml.models.BentoModel(settings.features_model)
     stage1_model = bentoml.models.BentoModel(settings.stage1_model)
@@ -183,15 +137,16 @@ class F1Predictor:
         _logs("F1Predictor")
         self.snapshot = store.open_snapshot(Path(self.features.path), str(self.features.tag))
         cfg = store.open_stage1_config(Path(self.stage1_model.path), str(self.stage1_model.tag))
-        self.pole_params, self.pole_tau = cfg.pole, cfg.pole_tau
-        # concurrent requests share one call per stage (a hop costs more than the model)
-        # (bound lazily: the remote clients learn their endpoints after __init__)
-        deadline = settings.model_timeout_s  # a hung model service: 503 in seconds, not 30
-        self.stage1_rows = Coalescer(
-            lambda rows: asyncio.wait_for(self.stage1.to_async.predict_gap(rows), deadline)
-        )
-        self.stage2_rows = Coalescer(
-            lambda rows: asyncio.wait_for(self.stage2.to_async.predict_logit(rows), deadline)
+        # concurrent requests share one call per stage (a hop costs more than the model);
+        # bound lazily: the remote clients learn their endpoints after __init__
+        self.stage1_rows = Coalescer(lambda rows: self.stage1.to_async.predict_gap(rows))
+        self.stage2_rows = Coalescer(lambda rows: self.stage2.to_async.predict_logit(rows))
+        self.flow = TwoStage(
+            self.snapshot,
+            self._deadline("stage-1", self.stage1_rows),
+            self._deadline("stage-2", self.stage2_rows),
+            cfg.pole,
+            cfg.pole_tau,
         )
         self.started = time.time()
         self.tags = {
@@ -199,6 +154,24 @@ class F1Predictor:
             "stage1": str(self.stage1_model.tag),
             "stage2": str(self.stage2_model.tag),
         }
+
+    @staticmethod
+    def _deadline(stage: str, call: RowsFn) -> RowsFn:
+        """A model-service call with its own deadline: a hung or dead service is a prompt
+        503 + Retry-After for the caller (the model itself takes under a millisecond)."""
+
+        async def guarded(rows: np.ndarray) -> np.ndarray:
+            try:
+                return np.asarray(await asyncio.wait_for(call(rows), settings.model_timeout_s))
+            except TimeoutError as exc:
+                logger.error("%s model service: no answer in %.1f s", stage,
+                             settings.model_timeout_s)  # fmt: skip
+                raise StageUnavailable(stage) from exc
+            except Exception as exc:
+                logger.exception("%s model service call failed", stage)
+                raise StageUnavailable(stage) from exc
+
+        return guarded
 
     async def __is_ready__(self) -> bool:
         """Ready only while both model services answer their own /readyz within 1 s.
@@ -217,86 +190,42 @@ class F1Predictor:
                 return False
         return True
 
-    # ------------------------------------------------------------------ core
-
-    @staticmethod
-    async def _call(stage: str, method: Any, rows: np.ndarray) -> np.ndarray:
-        """One hop to a model service; any failure there is a clean 503 for the caller."""
-        try:
-            return np.asarray(await method(rows))
-        except TimeoutError as exc:
-            logger.error("%s model service did not answer within %.1f s", stage,
-                         settings.model_timeout_s)  # fmt: skip
-            raise StageUnavailable(f"the {stage} model service is unavailable") from exc
-        except Exception as exc:
-            logger.exception("%s model service call failed", stage)
-            raise StageUnavailable(f"the {stage} model service is unavailable") from exc
-
-    async def _quali(self, res: Resolved) -> tuple[Any, np.ndarray]:
-        x1 = self.snapshot.stage1_matrix(res.ctx, res.entries, res.field_practice)
-        gap = await self._call("stage-1", self.stage1_rows, x1)
-        pole = pole_estimate(self.snapshot, res.ctx, res.field_practice, self.pole_params)
-        q = quali_outputs(np.clip(gap, 0.0, None), pole, self.pole_tau,
-                          [e.driver_id for e in res.entries])  # fmt: skip
-        return q, gap
-
-    async def _race(self, res: Resolved, q: Any) -> tuple[np.ndarray, np.ndarray]:
-        grid = race_grid(res.entries, q.grid)
-        x2 = self.snapshot.stage2_matrix(
-            res.ctx, res.entries, grid, race_gap(res.entries, q.gap_pct)
-        )
-        logit = await self._call("stage-2", self.stage2_rows, x2)
-        return group_softmax(logit, np.zeros(len(logit), dtype=int)), grid
-
-    def _resolve(self, req: QualiRequest | RaceRequest) -> Resolved:
-        return resolve_request(self.snapshot, req.event, req.drivers)
+    async def _forecast(
+        self, request: QualiRequest | RaceRequest, race: bool, ctx: bentoml.Context | None
+    ) -> tuple[Resolved, Forecast]:
+        res = resolve_request(self.snapshot, request.event, request.drivers)
+        fc = await self.flow.quali(res.ctx, res.field, res.rows)
+        if race:
+            fc = await self.flow.race(fc)
+        if ctx is not None:
+            ctx.response.headers.update(warnings_header(res.warnings))
+        return res, fc
 
     # ------------------------------------------------------------- endpoints
 
     @bentoml.api(route="/predict_quali")
-    async def predict_quali(self, request: QualiRequest, /) -> list[QualiPrediction]:
+    async def predict_quali(
+        self, request: QualiRequest, /, ctx: bentoml.Context
+    ) -> list[QualiPrediction]:
         """Predicted qualifying lap, gap to pole, grid position and pole probability."""
-        try:
-            res = self._resolve(request)
-            q, _ = await self._quali(res)
-        except RequestError as exc:
-            return _error(exc)  # type: ignore[return-value]
-        except StageUnavailable as exc:
-            return _unavailable(exc)  # type: ignore[return-value]
-        preds = quali_predictions(res.entries, q)
-        return JSONResponse(  # type: ignore[return-value]
-            [p.model_dump() for p in preds], headers=warnings_header(res.warnings)
-        )
+        _, fc = await self._forecast(request, False, ctx)
+        return quali_predictions(fc)
 
     @bentoml.api(route="/predict_race")
-    async def predict_race(self, request: RaceRequest, /) -> list[RacePrediction]:
-        """Win probabilities (sum to 1); a missing grid position comes from Stage-1."""
-        try:
-            res = self._resolve(request)
-            q, _ = await self._quali(res)
-            prob, grid = await self._race(res, q)
-        except RequestError as exc:
-            return _error(exc)  # type: ignore[return-value]
-        except StageUnavailable as exc:
-            return _unavailable(exc)  # type: ignore[return-value]
-        preds = race_predictions(res.entries, prob, grid)
-        return JSONResponse(  # type: ignore[return-value]
-            [p.model_dump() for p in preds], headers=warnings_header(res.warnings)
-        )
+    async def predict_race(
+        self, request: RaceRequest, /, ctx: bentoml.Context
+    ) -> list[RacePrediction]:
+        """Win probabilities over the field (sum to 1); a missing grid position comes
+        from Stage-1."""
+        _, fc = await self._forecast(request, True, ctx)
+        return race_predictions(fc)
 
     @bentoml.api(route="/predict_full")
-    async def predict_full(self, request: QualiRequest, /) -> FullResponse:
+    async def predict_full(self, request: QualiRequest, /, ctx: bentoml.Context) -> FullResponse:
         """Both stages: qualifying, then the race from the predicted (or given) grid."""
         t0 = time.perf_counter()
-        try:
-            res = self._resolve(request)
-            q, _ = await self._quali(res)
-            prob, grid = await self._race(res, q)
-        except RequestError as exc:
-            return _error(exc)  # type: ignore[return-value]
-        except StageUnavailable as exc:
-            return _unavailable(exc)  # type: ignore[return-value]
-        return full_response(res, q, prob, grid, self.tags, t0)
+        res, fc = await self._forecast(request, True, ctx)
+        return full_response(res, fc, self.tags, t0)
 
     # ------------------------------------------------------------ GET routes
 
@@ -306,16 +235,16 @@ class F1Predictor:
 
     @web.get("/health")
     def health(self) -> dict[str, Any]:
-        models = {}
-        for key, ref in (("features", self.features), ("stage1", self.stage1_model),
-                         ("stage2", self.stage2_model)):  # fmt: skip
-            m = ref
-            models[key] = {"tag": str(m.tag), "created": m.creation_time.isoformat()}
+        refs = {"features": self.features, "stage1": self.stage1_model,
+                "stage2": self.stage2_model}  # fmt: skip
         return {
             "status": "healthy",
-            "version": VERSION,
+            "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
-            "models": models,
+            "models": {
+                key: {"tag": str(m.tag), "created": m.creation_time.isoformat()}
+                for key, m in refs.items()
+            },
             "batching": {
                 name: {
                     "calls": co.calls,
@@ -333,60 +262,17 @@ class F1Predictor:
 
     @web.get("/model_info")
     def model_info(self) -> dict[str, Any]:
-        m1 = self.stage1_model.info.metadata
-        m2 = self.stage2_model.info.metadata
-        return {
-            "model_versions": self.tags,
-            "stage1": {
-                "description": "LightGBM ensemble on the gap to pole (%) x a pole-lap estimate",
-                "feature_count": len(m1.get("feature_names", [])),
-                "feature_names": m1.get("feature_names", []),
-                "metrics": m1.get("metrics", {}),
-            },
-            "stage2": {
-                "description": "Monotone LightGBM win classifier, softmax per race",
-                "feature_count": len(m2.get("feature_names", [])),
-                "feature_names": m2.get("feature_names", []),
-                "metrics": m2.get("metrics", {}),
-            },
-            "training_seasons": m1.get("training_seasons"),
-            "evaluation_protocol": m2.get("protocol", {}),
-            "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
-        }
+        return store.model_info(
+            self.tags, self.stage1_model.info.metadata, self.stage2_model.info.metadata
+        )
 
     @web.get("/openapi.json", include_in_schema=False)
     def openapi(self) -> dict[str, Any]:
-        spec: dict[str, Any] = self.bento_service.openapi_spec.asdict()  # type: ignore[attr-defined]
-        spec["info"] = dict(API_INFO)
-        gets = web.openapi()
-        for path, item in gets.get("paths", {}).items():
-            spec.setdefault("paths", {})[path] = item
-        for name, schema in gets.get("components", {}).get("schemas", {}).items():
-            spec.setdefault("components", {}).setdefault("schemas", {}).setdefault(name, schema)
-        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-        err = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(err.pop("$defs", {}))
-        schemas["ErrorResponse"] = err
-        for path in ("/predict_quali", "/predict_full", "/predict_race"):
-            op = spec.get("paths", {}).get(path, {}).get("post")
-            if not op:
-                continue
-            key = "race_with_grid" if path == "/predict_race" else "original"
-            content = op.setdefault("requestBody", {}).setdefault("content", {})
-            content.setdefault("application/json", {})["examples"] = {
-                name: {"value": ex} for name, ex in EXAMPLES.items()
-                if (path == "/predict_race") == (name == "race_with_grid") or name == key
-            }  # fmt: skip
-            ok = op["responses"].get(200) or op["responses"]["200"]
-            op["responses"] = {"200": ok} | {
-                code: {"description": why, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
-                for code, why in ERROR_RESPONSES.items()
-            }  # fmt: skip
-        return spec
+        bento = cast("bentoml.Service[Any]", self.bento_service)  # type: ignore[attr-defined]
+        return merge_spec(bento.openapi_spec.asdict(), web.openapi())
 
     @web.get("/docs", include_in_schema=False)
-    def docs(self) -> Response:
+    def docs(self) -> HTMLResponse:
         return HTMLResponse(SWAGGER_HTML)
 
 
@@ -407,30 +293,3 @@ _front.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
 _front.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 _front.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)
 _front.add_asgi_middleware(ErrorBodyMiddleware)
-
-API_INFO: dict[str, Any] = {
-    "title": "F1 Prediction API",
-    "version": VERSION,
-    "description": "Two-stage Formula 1 predictions (qualifying pace, race winner), "
-    "trained on F1DB (CC-BY-4.0).",
-    "contact": {"name": "F1 Predictor maintainers"},
-    "license": {"name": "MIT", "url": "https://opensource.org/licenses/MIT"},
-}
-
-ERROR_RESPONSES = {
-    "400": "Malformed body or a field that fails validation (detail names it)",
-    "401": "F1_API_KEY is set and the bearer key is missing or wrong",
-    "413": "Body larger than F1_MAX_BODY_BYTES",
-    "422": "Well-formed but unanswerable: unknown event, duplicated driver, no entry list",
-    "503": "Overloaded or a model service is restarting: retry after Retry-After seconds",
-}
-
-SWAGGER_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>F1 Prediction API</title>
-<link rel="stylesheet" href="/static_content/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="/static_content/swagger-ui-bundle.js"></script>
-<script src="/static_content/swagger-ui-standalone-preset.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui",
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: "BaseLayout"});
-</script></body></html>"""

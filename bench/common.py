@@ -1,9 +1,10 @@
 """What the two baseline servers share with each other and with the Bento.
 
-Both load the same stored models (``pipelines.store``, tags from the same ``F1_*``
-settings the Bento reads), resolve requests with ``pipelines.serving.resolve_request``
-and build the answers with ``pipelines.serving``/``pipelines.predict``, so their JSON
-equals the Bento's except ``metadata.inference_ms``.
+Both load the same stored models (``pipelines.models.store``, tags from the same ``F1_*``
+settings the Bento reads), resolve requests with ``pipelines.serving.resolve``, run the
+same two-stage flow (``pipelines.serving.orchestrator.TwoStage``) with the models
+called in-process, and build the answers with ``pipelines.serving.responses``, so their
+JSON equals the Bento's except ``metadata.inference_ms``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from pydantic import ValidationError
 
-from pipelines import serving, store
-from pipelines.features import FeatureSnapshot
-from pipelines.models import Stage1Model, Stage2Model
-from pipelines.predict import QualiOut, race_grid
-from pipelines.schemas import FullResponse, QualiRequest
-from pipelines.serving import Resolved, quali_predictions, resolve_request, warnings_header
+from pipelines.features.snapshot import FeatureSnapshot
+from pipelines.models import store
+from pipelines.models.stage1 import Stage1Model
+from pipelines.models.stage2 import Stage2Model
+from pipelines.serving import responses
+from pipelines.serving.orchestrator import Forecast, TwoStage
+from pipelines.serving.resolve import Resolved, resolve_request
+from pipelines.serving.schemas import FullResponse, QualiRequest
+from pipelines.serving.text import warnings_header
 from pipelines.settings import get_settings
 
 
@@ -72,14 +75,16 @@ def warn_header(res: Resolved) -> dict[str, str]:
     return warnings_header(res.warnings)
 
 
-def quali_json(res: Resolved, q: QualiOut) -> list[dict[str, Any]]:
-    return [p.model_dump() for p in quali_predictions(res.entries, q)]
+def local_flow(loaded: Loaded) -> TwoStage:
+    return TwoStage.local(loaded.snapshot, loaded.stage1, loaded.stage2)
 
 
-def full_response(
-    loaded: Loaded, res: Resolved, q: QualiOut, prob: np.ndarray, t0: float
-) -> FullResponse:
-    return serving.full_response(res, q, prob, race_grid(res.entries, q.grid), loaded.tags, t0)
+def quali_json(fc: Forecast) -> list[dict[str, Any]]:
+    return [p.model_dump() for p in responses.quali_predictions(fc)]
+
+
+def full_response(loaded: Loaded, res: Resolved, fc: Forecast, t0: float) -> FullResponse:
+    return responses.full_response(res, fc, loaded.tags, t0)
 
 
 def serve(app: Any, host: str, port: int, access_log: bool) -> None:

@@ -7,6 +7,7 @@ models the servers use. ``model_floor`` is the issue's "model floor": Stage-1
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from collections.abc import Callable
@@ -14,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Loaded, full_response, parse_quali, resolve
-from pipelines.predict import Predictor, pole_estimate, race_gap, race_grid
+from bench.common import Loaded, full_response, local_flow, parse_quali, resolve
+from pipelines.models.pole import pole_estimate
+from pipelines.serving.orchestrator import race_grid, run
 
 
 def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
@@ -37,17 +39,17 @@ def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
 def measure(loaded: Loaded, body: bytes, iterations: int = 2000) -> dict[str, Any]:
     """Per-step costs of one request (``body``: the /predict_full request)."""
     from bench.original_server import OriginalPipeline, feature_frame
-    from pipelines.features import STAGE1_FEATURES
+    from pipelines.features.spec import STAGE1
 
     snap = loaded.snapshot
-    pred = Predictor(snap, loaded.stage1, loaded.stage2)
+    flow = local_flow(loaded)
     req = parse_quali(body)
     res = resolve(loaded, req)
-    ctx, entries, fieldp = res.ctx, res.entries, res.field_practice
-    x1 = snap.stage1_matrix(ctx, entries, fieldp)
-    q = pred.quali(ctx, entries, fieldp)
-    grid = race_grid(entries, q.grid)
-    x2 = snap.stage2_matrix(ctx, entries, grid, race_gap(entries, q.gap_pct))
+    ctx, fld = res.ctx, res.field
+    fc = run(flow.full(ctx, fld, res.rows))
+    x1 = snap.stage1_rows(ctx, fld)
+    grid, q_gap = race_grid(fld.entries, fc.quali)
+    x2 = snap.stage2_rows(ctx, fld.entries, grid, q_gap)
     s1, s2 = loaded.stage1, loaded.stage2
     orig = OriginalPipeline(loaded)
     few = max(50, iterations // 10)
@@ -57,20 +59,19 @@ def measure(loaded: Loaded, body: bytes, iterations: int = 2000) -> dict[str, An
         s2.raw_score(x2)
 
     def features() -> None:
-        snap.stage1_matrix(ctx, entries, fieldp)
-        snap.stage2_matrix(ctx, entries, grid, race_gap(entries, q.gap_pct))
-
-    prob = pred.race(ctx, entries, q)
+        snap.stage1_rows(ctx, fld)
+        snap.stage2_rows(ctx, fld.entries, grid, q_gap)
 
     def response() -> None:
-        full_response(loaded, res, q, prob, time.perf_counter()).model_dump_json()
+        full_response(loaded, res, fc, time.perf_counter()).model_dump_json()
+
+    loop = asyncio.new_event_loop()  # one loop, as in a server: no set-up per request
 
     def whole() -> None:
         t0 = time.perf_counter()
         r = resolve(loaded, parse_quali(body))
-        qq = pred.quali(r.ctx, r.entries, r.field_practice)
-        p = pred.race(r.ctx, r.entries, qq)
-        full_response(loaded, r, qq, p, t0).model_dump_json()
+        f = loop.run_until_complete(flow.full(r.ctx, r.field, r.rows))
+        full_response(loaded, r, f, t0).model_dump_json()
 
     steps = {
         "model_floor": (models, iterations),
@@ -79,18 +80,19 @@ def measure(loaded: Loaded, body: bytes, iterations: int = 2000) -> dict[str, An
         "parse_and_resolve": (lambda: resolve(loaded, parse_quali(body)), few),
         "numpy_features_both_stages": (features, iterations),
         "pole_estimate": (
-            lambda: pole_estimate(snap, ctx, fieldp, s1.config.pole),
+            lambda: pole_estimate(snap, ctx, fld.laps, s1.config.pole),
             few,
         ),
         "response_models_and_json": (response, few),
         "dataframe_plus_columntransformer_stage1": (
-            lambda: orig.pre1.transform(feature_frame(entries, x1, STAGE1_FEATURES)),
+            lambda: orig.pre1.transform(feature_frame(x1, STAGE1.names)),
             few,
         ),
         "in_process_request_plain_path": (whole, few),
     }
-    out: dict[str, Any] = {"rows": len(entries)}
+    out: dict[str, Any] = {"rows": len(fld.entries)}
     for name, (fn, n) in steps.items():
         out[name] = _time(fn, n)
     out["check"] = {"gap_finite": bool(np.isfinite(s1.predict_gap(x1)).all())}
+    loop.close()
     return out

@@ -20,17 +20,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from bench.common import Loaded, full_response, load_models, quali_json, resolve, warn_header
-from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES, Entry, EventContext
-from pipelines.predict import QualiOut, pole_estimate, quali_outputs, race_gap, race_grid
-from pipelines.schemas import FullResponse, QualiRequest
-from pipelines.serving import RequestError
+from pipelines.features.spec import STAGE1, STAGE2
+from pipelines.serving.errors import RequestError
+from pipelines.serving.orchestrator import TwoStage
+from pipelines.serving.schemas import FullResponse, QualiRequest
 
 
 def _as_float(frame: pd.DataFrame) -> pd.DataFrame:
@@ -52,28 +52,33 @@ def build_preprocessor(names: Sequence[str]) -> Pipeline:
     return Pipeline([("columns", columns)]).set_output(transform="pandas")
 
 
-def feature_frame(entries: Sequence[Entry], x: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+def feature_frame(x: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
     """The feature rows as the original built them: one record per driver."""
-    records = [
-        {
-            "driver_id": e.driver_id,
-            "constructor_id": e.constructor_id,
-            **dict(zip(names, row, strict=True)),
-        }
-        for e, row in zip(entries, x, strict=True)
-    ]
-    return pd.DataFrame.from_records(records)
+    return pd.DataFrame.from_records([dict(zip(names, row, strict=True)) for row in x])
 
 
 class OriginalPipeline:
-    """Both stages the original way: DataFrame -> ColumnTransformer -> predict."""
+    """Both stages the original way: DataFrame -> ColumnTransformer -> predict, as the
+    model calls of the project's one two-stage flow."""
 
     def __init__(self, loaded: Loaded, sample_events: int = 6) -> None:
         self.loaded = loaded
         self.snapshot = loaded.snapshot
-        self.pre1 = build_preprocessor(STAGE1_FEATURES)
-        self.pre2 = build_preprocessor(STAGE2_FEATURES)
+        self.pre1 = build_preprocessor(STAGE1.names)
+        self.pre2 = build_preprocessor(STAGE2.names)
         self._fit(sample_events)
+        s1 = loaded.stage1
+        self.flow = TwoStage(
+            self.snapshot, self.stage1, self.stage2, s1.config.pole, s1.config.pole_tau
+        )
+
+    async def stage1(self, x1: np.ndarray) -> np.ndarray:
+        frame = self.pre1.transform(feature_frame(x1, STAGE1.names))
+        return self.loaded.stage1.predict_gap(frame[list(STAGE1.names)])
+
+    async def stage2(self, x2: np.ndarray) -> np.ndarray:
+        frame = self.pre2.transform(feature_frame(x2, STAGE2.names))
+        return self.loaded.stage2.logit(frame[list(STAGE2.names)])
 
     def _fit(self, n: int) -> None:
         """Fit the transformers once, on the feature rows of the last ``n`` events."""
@@ -84,37 +89,19 @@ class OriginalPipeline:
             ctx = snap.event_by_round(int(season), int(rnd))
             if ctx is None:
                 continue
-            entries = snap.entries(ctx)
-            if not entries:
+            fld = snap.event_field(ctx)
+            if not fld.entries:
                 continue
-            fieldp = snap.field_practice(ctx)
-            x1 = snap.stage1_matrix(ctx, entries, fieldp)
-            f1.append(feature_frame(entries, x1, STAGE1_FEATURES))
+            x1 = snap.stage1_rows(ctx, fld)
+            f1.append(feature_frame(x1, STAGE1.names))
             gap = self.loaded.stage1.predict_gap(x1)
             grid = np.argsort(np.argsort(gap)).astype(float) + 1.0
-            x2 = snap.stage2_matrix(ctx, entries, grid, gap)
-            f2.append(feature_frame(entries, x2, STAGE2_FEATURES))
+            x2 = snap.stage2_rows(ctx, fld.entries, grid, gap)
+            f2.append(feature_frame(x2, STAGE2.names))
         if not f1:
             raise RuntimeError("no event with an entry list to fit the preprocessor on")
         self.pre1.fit(pd.concat(f1, ignore_index=True))
         self.pre2.fit(pd.concat(f2, ignore_index=True))
-
-    def quali(
-        self, ctx: EventContext, entries: Sequence[Entry], field: dict[str, list[float]]
-    ) -> QualiOut:
-        x1 = self.snapshot.stage1_matrix(ctx, entries, field)
-        frame = self.pre1.transform(feature_frame(entries, x1, STAGE1_FEATURES))
-        gap = self.loaded.stage1.predict_gap(frame[list(STAGE1_FEATURES)])
-        s1 = self.loaded.stage1
-        pole = pole_estimate(self.snapshot, ctx, field, s1.config.pole)
-        return quali_outputs(gap, pole, s1.config.pole_tau, [e.driver_id for e in entries])
-
-    def race(self, ctx: EventContext, entries: Sequence[Entry], q: QualiOut) -> np.ndarray:
-        grid = race_grid(entries, q.grid)
-        x2 = self.snapshot.stage2_matrix(ctx, entries, grid, race_gap(entries, q.gap_pct))
-        frame = self.pre2.transform(feature_frame(entries, x2, STAGE2_FEATURES))
-        groups = np.zeros(len(entries), dtype=int)
-        return self.loaded.stage2.win_probability(frame[list(STAGE2_FEATURES)], groups)
 
 
 def create_app(loaded: Loaded | None = None) -> FastAPI:
@@ -123,24 +110,24 @@ def create_app(loaded: Loaded | None = None) -> FastAPI:
     app = FastAPI(title="F1 Prediction API (original architecture)")
 
     @app.post("/predict_full")
-    async def predict_full(request: QualiRequest) -> FullResponse:
+    async def predict_full(request: QualiRequest, response: Response) -> FullResponse:
         t0 = time.perf_counter()
         try:
             res = resolve(loaded, request)
         except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=422)  # type: ignore[return-value]
-        q = pipe.quali(res.ctx, res.entries, res.field_practice)
-        prob = pipe.race(res.ctx, res.entries, q)
-        return full_response(loaded, res, q, prob, t0)
+            return JSONResponse(exc.body(), status_code=exc.status)  # type: ignore[return-value]
+        fc = await pipe.flow.full(res.ctx, res.field, res.rows)
+        response.headers.update(warn_header(res))
+        return full_response(loaded, res, fc, t0)
 
     @app.post("/predict_quali")
     async def predict_quali(request: QualiRequest) -> Any:
         try:
             res = resolve(loaded, request)
         except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=422)
-        q = pipe.quali(res.ctx, res.entries, res.field_practice)
-        return JSONResponse(quali_json(res, q), headers=warn_header(res))
+            return JSONResponse(exc.body(), status_code=exc.status)
+        fc = await pipe.flow.quali(res.ctx, res.field, res.rows)
+        return JSONResponse(quali_json(fc), headers=warn_header(res))
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:

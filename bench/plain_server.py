@@ -1,7 +1,7 @@
 """The plain limit: a bare Starlette app, one uvicorn worker, everything in-process.
 
-The project's own numpy features (``FeatureSnapshot.stage1_matrix``/``stage2_matrix``
-through ``pipelines.predict.Predictor``) and both models in the request path, no
+The project's own numpy features (``FeatureSnapshot.stage1_rows``/``stage2_rows``
+through ``pipelines.serving.orchestrator.TwoStage``) and both models in the request path, no
 DataFrame, no process hop, no access log.
 
     python -m bench.plain_server --port 3102
@@ -22,6 +22,7 @@ from bench.common import (
     Loaded,
     full_response,
     load_models,
+    local_flow,
     parse_quali,
     quali_json,
     resolve,
@@ -29,13 +30,12 @@ from bench.common import (
     validation_body,
     warn_header,
 )
-from pipelines.predict import Predictor
-from pipelines.serving import RequestError
+from pipelines.serving.errors import RequestError
 
 
 def create_app(loaded: Loaded | None = None) -> Starlette:
     loaded = loaded or load_models()
-    predictor = Predictor(loaded.snapshot, loaded.stage1, loaded.stage2)
+    flow = local_flow(loaded)
 
     async def predict_full(request: Request) -> Response:
         t0 = time.perf_counter()
@@ -45,11 +45,10 @@ def create_app(loaded: Loaded | None = None) -> Starlette:
         except ValidationError as exc:
             return JSONResponse(validation_body(exc), status_code=422)
         except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=422)
-        q = predictor.quali(res.ctx, res.entries, res.field_practice)
-        prob = predictor.race(res.ctx, res.entries, q)
-        body = full_response(loaded, res, q, prob, t0).model_dump_json()
-        return Response(body, media_type="application/json")
+            return JSONResponse(exc.body(), status_code=exc.status)
+        fc = await flow.full(res.ctx, res.field, res.rows)
+        body = full_response(loaded, res, fc, t0).model_dump_json()
+        return Response(body, media_type="application/json", headers=warn_header(res))
 
     async def predict_quali(request: Request) -> Response:
         try:
@@ -58,9 +57,9 @@ def create_app(loaded: Loaded | None = None) -> Starlette:
         except ValidationError as exc:
             return JSONResponse(validation_body(exc), status_code=422)
         except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=422)
-        q = predictor.quali(res.ctx, res.entries, res.field_practice)
-        return JSONResponse(quali_json(res, q), headers=warn_header(res))
+            return JSONResponse(exc.body(), status_code=exc.status)
+        fc = await flow.quali(res.ctx, res.field, res.rows)
+        return JSONResponse(quali_json(fc), headers=warn_header(res))
 
     async def readyz(_: Request) -> Response:
         return Response("ok", media_type="text/plain")

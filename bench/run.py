@@ -139,7 +139,7 @@ def versions() -> dict[str, str]:
 
 
 def ensure_models(store: Path, train: bool) -> None:
-    from pipelines.store import has_models
+    from pipelines.models.store import has_models
 
     if not train or has_models():
         return
@@ -150,7 +150,7 @@ def ensure_models(store: Path, train: bool) -> None:
 
 
 def resolve_tags(given: dict[str, str | None]) -> dict[str, str]:
-    from pipelines import store
+    from pipelines.models import store
 
     out = {}
     for key, name in (
@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(server_env)
     env = os.environ.copy()
 
-    from pipelines.schemas import EXAMPLES
+    from pipelines.serving.schemas import EXAMPLES
     from pipelines.settings import get_settings
 
     get_settings.cache_clear()

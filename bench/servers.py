@@ -59,7 +59,7 @@ SERVERS: dict[str, ServerSpec] = {
             "plain",
             "Plain",
             "bare Starlette, 1 uvicorn worker, no access log, the project's numpy "
-            "features (pipelines.predict.Predictor) and both models in-process",
+            "features (pipelines.serving.orchestrator.TwoStage) and both models in-process",
         ),
     )
 }

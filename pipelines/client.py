@@ -4,18 +4,24 @@ from pipelines.client import F1Client
 with F1Client("http://localhost:3000") as f1:
     full = f1.predict_full({"event": {"season": 2025, "round": 8}})
     print(full.race_winner_predictions[0])
+
+A server started with ``F1_API_KEY`` wants ``Authorization: Bearer <key>`` on predictions
+and /model_info: pass ``token=...``, or leave it out and the client reads ``F1_API_KEY``
+from the environment when it is created (the same variable the server reads).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, TypeVar
 
 import bentoml
+import httpx
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, TypeAdapter
 
-from pipelines.schemas import (
+from pipelines.serving.schemas import (
     FullResponse,
     QualiPrediction,
     QualiRequest,
@@ -26,6 +32,9 @@ from pipelines.schemas import (
 R = TypeVar("R", bound=BaseModel)
 _QUALI = TypeAdapter(list[QualiPrediction])
 _RACE = TypeAdapter(list[RacePrediction])
+
+
+API_KEY_ENV = "F1_API_KEY"
 
 
 class F1APIError(RuntimeError):
@@ -44,6 +53,34 @@ def _body(req: BaseModel | dict[str, Any], model: type[R]) -> dict[str, Any]:
     return obj.model_dump(mode="json", exclude_none=True)
 
 
+def _token(token: str | None) -> str | None:
+    """The explicit token, else ``F1_API_KEY`` read now (not at import: a key exported
+    after ``import pipelines.client`` counts). ``None`` leaves BentoML's own default."""
+    if token is None:
+        token = os.environ.get(API_KEY_ENV) or None
+    return token
+
+
+def _get_error(resp: httpx.Response) -> F1APIError:
+    try:
+        payload = resp.json()
+    except ValueError:
+        return F1APIError(resp.status_code, resp.text or resp.reason_phrase, [])
+    if not isinstance(payload, dict):
+        return F1APIError(resp.status_code, str(payload), [])
+    return F1APIError(
+        resp.status_code, str(payload.get("error", resp.reason_phrase)),
+        list(payload.get("detail") or []),
+    )  # fmt: skip
+
+
+def _get_json(resp: httpx.Response) -> dict[str, Any]:
+    if resp.is_error:
+        raise _get_error(resp)
+    out: dict[str, Any] = resp.json()
+    return out
+
+
 def _api_error(exc: BentoMLException) -> F1APIError:
     status = int(getattr(exc.error_code, "value", 500))
     try:
@@ -56,10 +93,17 @@ def _api_error(exc: BentoMLException) -> F1APIError:
 
 
 class F1Client:
-    """Synchronous client: Pydantic models (or plain dicts) in, Pydantic models out."""
+    """Synchronous client: Pydantic models (or plain dicts) in, Pydantic models out.
 
-    def __init__(self, url: str = "http://localhost:3000", timeout: float = 30.0) -> None:
-        self._c = bentoml.SyncHTTPClient(url, timeout=timeout)
+    ``token``: the server's API key (``F1_API_KEY``); ``None`` reads ``F1_API_KEY``
+    from the environment. It is sent as ``Authorization: Bearer`` on every request.
+    """
+
+    def __init__(
+        self, url: str = "http://localhost:3000", timeout: float = 30.0,
+        token: str | None = None,
+    ) -> None:  # fmt: skip
+        self._c = bentoml.SyncHTTPClient(url, timeout=timeout, token=_token(token))
 
     def __enter__(self) -> F1Client:
         return self
@@ -86,10 +130,8 @@ class F1Client:
         return FullResponse.model_validate(self._post("predict_full", _body(req, QualiRequest)))
 
     def _get(self, path: str) -> dict[str, Any]:
-        resp = self._c.client.get(path)
-        resp.raise_for_status()
-        out: dict[str, Any] = resp.json()
-        return out
+        # BentoML's httpx client: its default headers carry the Authorization header
+        return _get_json(self._c.client.get(path))
 
     def health(self) -> dict[str, Any]:
         return self._get("/health")
@@ -104,8 +146,11 @@ class F1Client:
 class AsyncF1Client:
     """The same, for asyncio code (many requests in flight); use ``async with``."""
 
-    def __init__(self, url: str = "http://localhost:3000", timeout: float = 30.0) -> None:
-        self._c = bentoml.AsyncHTTPClient(url, timeout=timeout)
+    def __init__(
+        self, url: str = "http://localhost:3000", timeout: float = 30.0,
+        token: str | None = None,
+    ) -> None:  # fmt: skip
+        self._c = bentoml.AsyncHTTPClient(url, timeout=timeout, token=_token(token))
 
     async def __aenter__(self) -> AsyncF1Client:
         await self._c.__aenter__()  # BentoML's async client opens its session here
@@ -133,3 +178,15 @@ class AsyncF1Client:
         return FullResponse.model_validate(
             await self._post("predict_full", _body(req, QualiRequest))
         )
+
+    async def _get(self, path: str) -> dict[str, Any]:
+        return _get_json(await self._c.client.get(path))
+
+    async def health(self) -> dict[str, Any]:
+        return await self._get("/health")
+
+    async def model_info(self) -> dict[str, Any]:
+        return await self._get("/model_info")
+
+    async def is_ready(self) -> bool:
+        return bool(await self._c.is_ready())

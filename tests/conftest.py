@@ -358,7 +358,7 @@ def synthetic_tree(tmp_path: Path) -> SyntheticTree:
 @pytest.fixture(scope="session")
 def synthetic_tables(tmp_path_factory: pytest.TempPathFactory):
     """The synthetic tree's parsed tables (read-only: tests must copy before changing)."""
-    from pipelines.data import load_tables
+    from pipelines.f1db.parse import load_tables
 
     root = tmp_path_factory.mktemp("synthetic")
     tree = write_f1db_tree(root / "f1db")
@@ -368,12 +368,31 @@ def synthetic_tables(tmp_path_factory: pytest.TempPathFactory):
 # --------------------------------------------------------------------- real data
 
 
+def in_ci() -> bool:
+    """CI=true (GitHub Actions, GitLab, .ci/run ...): missing inputs are failures."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def require_real_data() -> Path:
+    """The real F1DB tree, else stop the test that needs it: skipped on a laptop without
+    the data, failed under CI=true (a CI run that skips every real-data test proves
+    nothing). Every test or fixture that reads REAL_DATA goes through here."""
+    if (REAL_DATA / "seasons").is_dir():
+        return REAL_DATA
+    if in_ci():
+        pytest.fail(
+            f"real F1DB data not found at {REAL_DATA} (CI=true: the data must be there; "
+            "set F1_DATA_DIR or run `f1 data download`)",
+            pytrace=False,
+        )
+    pytest.skip(f"real F1DB data not found at {REAL_DATA}")
+
+
 @pytest.fixture(scope="session")
 def real_tables(tmp_path_factory: pytest.TempPathFactory):
     """Real F1DB seasons 2019-2025, parsed once per session into a temporary cache."""
-    if not (REAL_DATA / "seasons").is_dir():
-        pytest.skip(f"real F1DB data not found at {REAL_DATA}")
-    from pipelines.data import load_tables
+    require_real_data()
+    from pipelines.f1db.parse import load_tables
 
     return load_tables(REAL_DATA, tmp_path_factory.mktemp("cache"), min_season=2019)
 
@@ -402,7 +421,7 @@ def trained(real_tables):
 
 def copy_tables(t):
     """A deep copy of a Tables object, safe to modify."""
-    from pipelines.data import Tables
+    from pipelines.f1db.parse import Tables
 
     frames = {name: getattr(t, name).copy(deep=True) for name in Tables.table_names()}
     return Tables(**frames, content_hash=t.content_hash)
@@ -447,7 +466,7 @@ def empty_store() -> Iterator[Path]:
     """
     import uuid
 
-    from pipelines.store import store_home
+    from pipelines.models.store import store_home
 
     home = Path(store_home()).resolve()
     assert home == STORE_HOME.resolve(), f"refusing to touch a store outside the tests: {home}"
@@ -469,15 +488,16 @@ def empty_store() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def tiny_models(synthetic_tables):
     """A feature snapshot from the synthetic tables and two quickly fitted models."""
-    from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES, FeatureSnapshot
-    from pipelines.models import Stage1Config, Stage1Model, Stage2Config, Stage2Model
+    from pipelines.features import STAGE1, STAGE2, FeatureSnapshot
+    from pipelines.models.stage1 import Stage1Config, Stage1Model
+    from pipelines.models.stage2 import Stage2Config, Stage2Model
 
     _tree, tables = synthetic_tables
     rng = np.random.default_rng(0)
-    x1 = rng.normal(size=(200, len(STAGE1_FEATURES)))
+    x1 = rng.normal(size=(200, len(STAGE1)))
     y1 = np.abs(x1[:, 0]) + rng.normal(scale=0.1, size=200)
     s1 = Stage1Model.fit(x1, y1, Stage1Config(n_estimators=10, min_child_samples=5))
-    x2 = rng.normal(size=(200, len(STAGE2_FEATURES)))
+    x2 = rng.normal(size=(200, len(STAGE2)))
     groups = np.repeat(np.arange(10), 20)
     y2 = np.zeros(200)
     y2[np.arange(10) * 20 + np.argmin(x2[:, 0].reshape(10, 20), axis=1)] = 1.0
@@ -510,12 +530,12 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 def served_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The models the service tests serve: trained on the real data with the full protocol
     and saved in the session store; returns the tags (pinned: other tests add versions)."""
-    from pipelines import store
-    from pipelines.data import load_tables
+    from pipelines.f1db.parse import load_tables
+    from pipelines.models import store
     from training.pipeline import run
 
     cache = tmp_path_factory.mktemp("service-cache")
-    res = run(load_tables(REAL_DATA, cache))
+    res = run(load_tables(require_real_data(), cache))
     tags = store.save_all(res.snapshot, res.stage1, res.stage2, res.evaluation, [2014, 2025])
     return {"tags": tags, "evaluation": res.evaluation}
 

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from pipelines.features import STAGE1_FEATURES
-from pipelines.models import group_softmax
+from pipelines.features.spec import STAGE1
+from pipelines.models.stage2 import group_softmax
 from training.datasets import StageData
 
-PRACTICE_COLS = [i for i, f in enumerate(STAGE1_FEATURES) if f.startswith("p_")]
+PRACTICE_COLS = [i for i, f in enumerate(STAGE1.names) if f.startswith("p_")]
 
 
 def _per_event_gap(pred_time: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.data import Tables
-from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES, Entry, FeatureSnapshot, _day
+from pipelines.f1db.parse import Tables
+from pipelines.features.history import day_number
+from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
+from pipelines.features.spec import STAGE1, STAGE2
 
 
 @dataclass
@@ -33,18 +35,23 @@ def _empty(n_features: int) -> StageData:
     return StageData(np.empty((0, n_features)), np.empty(0), meta)
 
 
-def _practice_entries(snap: FeatureSnapshot, race_id: int, rows: pd.DataFrame) -> list[Entry]:
-    """Entries for the drivers in ``rows`` with their pre-qualifying practice laps."""
-    prac = snap.practice_laps(race_id)
-    out = []
+def qualifying_field(snap: FeatureSnapshot, ctx: EventContext, rows: pd.DataFrame) -> EventField:
+    """The event's field as serving builds it (entry list and practice from the data),
+    with any driver who qualified but is not on the entry list added, with their laps."""
+    fld = snap.event_field(ctx)
+    entered = {e.driver_id for e in fld.entries}
+    prac = snap.practice_laps(ctx.race_id or -1)
+    extra = []
     for d, c in zip(rows["driver_id"], rows["constructor_id"], strict=True):
+        if str(d) in entered:
+            continue
         e = Entry(driver_id=str(d), constructor_id=str(c))
         for pd_, _c, s, t, laps in prac:
             if pd_ == e.driver_id and not math.isnan(t):
                 e.practice[s] = t
                 e.laps[s] = laps
-        out.append(e)
-    return out
+        extra.append(e)
+    return snap.event_field(ctx, extra) if extra else fld
 
 
 def stage1_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageData:
@@ -55,17 +62,19 @@ def stage1_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
         ctx = snap.event_by_id(int(race_id))
         if ctx is None or ctx.season < first_season:
             continue
-        entries = _practice_entries(snap, ctx.race_id or 0, rows)
-        fieldp = snap.field_practice(ctx)
-        xs.append(snap.stage1_matrix(ctx, entries, fieldp))
+        fld = qualifying_field(snap, ctx, rows)
+        at = fld.index([str(d) for d in rows["driver_id"]])
+        xs.append(snap.stage1_rows(ctx, fld)[at])
+        entries = [fld.entries[i] for i in at]
         pole = float(rows["best_s"].min())
-        session, ref = snap.pole_reference(ctx, fieldp)
+        session, ref = snap.pole_reference(fld.laps)
+        field_laps = [t for v in fld.laps.values() for t in v.values()]
         m = pd.DataFrame(
             {
                 "race_id": ctx.race_id,
                 "season": ctx.season,
                 "round": ctx.round,
-                "day": _day(ctx.date),
+                "day": day_number(ctx.date),
                 "layout_id": ctx.layout_id,
                 "course_length": ctx.course_length,
                 "driver_id": rows["driver_id"].to_numpy(),
@@ -76,12 +85,12 @@ def stage1_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
                 "ref_session": session,
                 "ref_lap": ref,
                 "best_practice_s": [min(e.practice.values(), default=math.nan) for e in entries],
-                "dry": bool(pole <= min((min(v) for v in fieldp.values() if v), default=math.inf)),
+                "dry": bool(pole <= min(field_laps, default=math.inf)),
             }
         )
         metas.append(m)
     if not metas:  # no event from first_season on: empty (check_seasons explains)
-        return _empty(len(STAGE1_FEATURES))
+        return _empty(len(STAGE1))
     meta = pd.concat(metas, ignore_index=True)
     return StageData(np.vstack(xs), meta["gap_pct"].to_numpy(), meta)
 
@@ -113,8 +122,9 @@ def stage2_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
             Entry(driver_id=str(d), constructor_id=str(c))
             for d, c in zip(rows["driver_id"], rows["constructor_id"], strict=True)
         ]
+        # the field here: the cars that started (their real grid and qualifying gaps)
         xs.append(
-            snap.stage2_matrix(
+            snap.stage2_rows(
                 ctx, entries, rows["slot"].to_numpy(float), rows["q_gap"].to_numpy(float)
             )
         )
@@ -131,6 +141,6 @@ def stage2_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
             )
         )
     if not metas:
-        return _empty(len(STAGE2_FEATURES))
+        return _empty(len(STAGE2))
     meta = pd.concat(metas, ignore_index=True)
     return StageData(np.vstack(xs), meta["win"].to_numpy(), meta)

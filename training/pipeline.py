@@ -18,19 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.data import Tables
-from pipelines.features import FeatureSnapshot
-from pipelines.models import (
-    PoleParams,
-    Stage1Config,
-    Stage1Model,
-    Stage2Config,
-    Stage2Model,
-    estimate_pole,
-    group_softmax,
-)
+from pipelines.f1db.parse import Tables
+from pipelines.features.snapshot import FeatureSnapshot
+from pipelines.models.pole import PoleParams, estimate_pole
+from pipelines.models.stage1 import Stage1Config, Stage1Model
+from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
+from training.evaluate import served_predictions
 from training.metrics import stage1_metrics, stage2_metrics
 
 
@@ -51,8 +46,6 @@ class TrainResult:
     stage1: Stage1Model
     stage2: Stage2Model
     evaluation: dict[str, Any]
-    protocol: Protocol
-    seconds: float
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
@@ -227,16 +220,18 @@ def evaluate_test(
     cfg1: Stage1Config,
     cfg2: Stage2Config,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """Fit on seasons <= valid, score the test season: model and every baseline."""
+    """Fit on seasons <= valid, score the test season: the model through the served
+    path (pre- and post-qualifying requests), every baseline on the same rows."""
     tr1, te1 = s1.seasons(p.train_from, p.valid_season), s1.seasons(p.test_season, p.test_season)
     tr2, te2 = s2.seasons(p.train_from, p.valid_season), s2.seasons(p.test_season, p.test_season)
     m1 = fit_stage1(tr1, cfg1)
-    gap = m1.predict_gap(te1.x)
-    pole = pole_predictions(snap, te1.meta, cfg1.pole)
-    t_pred = pole * (1 + gap / 100.0)
+    m2 = Stage2Model.fit(tr2.x, tr2.y, cfg2, tr2.meta["race_id"].to_numpy())
+    served = served_predictions(snap, m1, m2, te1, te2)
+    q = served["stage1"]
     stage1 = {
-        "test": stage1_metrics(te1.meta, t_pred, gap),
-        "pole_mae_s": _event_pole_mae(te1.meta, pole),
+        "test": stage1_metrics(q, q["pred_time"].to_numpy(), q["pred_gap"].to_numpy()),
+        "pole_mae_s": _event_pole_mae(q, q["pred_pole"].to_numpy()),
+        "test_rows_not_served": len(te1.meta) - len(q),
     }
 
     base1: dict[str, Any] = {}
@@ -246,18 +241,17 @@ def evaluate_test(
     qt, qg = baselines.quick_lgbm_gap(tr1, te1, default_pole)
     base1["quick_lgbm_gap"] = {"test": stage1_metrics(te1.meta, qt, qg)}
 
-    m2 = Stage2Model.fit(tr2.x, tr2.y, cfg2, tr2.meta["race_id"].to_numpy())
-    g2 = te2.meta["race_id"].to_numpy()
-    prob = m2.win_probability(te2.x, g2)
-    stage2 = {"test": stage2_metrics(te2.meta, prob)}
+    stage2 = {
+        "test": stage2_metrics(served["stage2"], served["stage2"]["prob"].to_numpy()),
+        "test_chained": stage2_metrics(
+            served["stage2_chained"], served["stage2_chained"]["prob"].to_numpy()
+        ),
+    }
     base2 = {
         name: {"test": stage2_metrics(te2.meta, pb)}
         for name, pb in baselines.stage2_baselines(tr2, te2).items()
     }
-    preds = {
-        "stage1": te1.meta.assign(pred_gap=gap, pred_time=t_pred, pred_pole=pole),
-        "stage2": te2.meta.assign(prob=prob),
-    }
+    preds = {"stage1": served["stage1"], "stage2": served["stage2"]}
     return {"stage1": stage1 | {"baselines": base1}, "stage2": stage2 | {"baselines": base2}}, preds
 
 
@@ -294,4 +288,4 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     evaluation["tuning"] = tuning
     secs = time.perf_counter() - t0
     evaluation["training_seconds"] = round(secs, 1)
-    return TrainResult(snap, stage1, stage2, evaluation, p, secs, preds)
+    return TrainResult(snap, stage1, stage2, evaluation, preds)

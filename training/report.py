@@ -29,7 +29,7 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
     if v is None:
         return "inf"
     if isinstance(v, float):
@@ -40,9 +40,12 @@ def _fmt(v: Any) -> str:
 def _table(stage: dict[str, Any], keys: list[str]) -> list[str]:
     """Model and baselines, one row each, on the test season."""
     lines = ["| predictor | " + " | ".join(keys[1:]) + " |", "|---|" + "---|" * (len(keys) - 1)]
-    rows = [("**model**", stage["test"])] + [(k, v["test"]) for k, v in stage["baselines"].items()]
+    rows = [("**model**", stage["test"])]
+    if "test_chained" in stage:
+        rows.append(("**model, before qualifying** (Stage-1's grid)", stage["test_chained"]))
+    rows += [(k, v["test"]) for k, v in stage["baselines"].items()]
     for name, m in rows:
-        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k)) for k in keys[1:]) + " |")
+        lines.append(f"| {name} | " + " | ".join(fmt(m.get(k)) for k in keys[1:]) + " |")
     return lines
 
 
@@ -63,12 +66,16 @@ def markdown(ev: dict[str, Any]) -> str:
     lines += _table(s1, S1_KEYS)
     lines += [
         "",
-        f"Pole-lap MAE of the model: {_fmt(s1.get('pole_mae_s'))} s. 'dry' = events whose pole "
+        f"Pole-lap MAE of the model: {fmt(s1.get('pole_mae_s'))} s. 'dry' = events whose pole "
         "lap beat the best pre-qualifying practice lap (F1DB does not label wet sessions): "
         f"{s1['test'].get('dry_events')} of {s1['test'].get('events')} events. Spearman is the "
         "mean per-event rank correlation of predicted and actual gaps.",
         "",
         "## Stage-2: race winner",
+        "",
+        "Scored through the served path: after qualifying (the real grid and qualifying "
+        "times given, as in POST /predict_race) and before it (Stage-1's grid chained into "
+        "Stage-2, as in POST /predict_full with the event only). Baselines use the real grid.",
         "",
     ]
     s2 = ev["stage2"]
@@ -78,16 +85,16 @@ def markdown(ev: dict[str, Any]) -> str:
         v = s1["test"].get(k)
         ok = v is not None and (v >= tgt if k == "spearman" else v <= tgt)
         lines.append(
-            f"| stage-1 {k} | {'>=' if k == 'spearman' else '<='} {tgt} | {_fmt(v)} | {'yes' if ok else 'no'} |"
+            f"| stage-1 {k} | {'>=' if k == 'spearman' else '<='} {tgt} | {fmt(v)} | {'yes' if ok else 'no'} |"
         )
     v = s2["test"].get("winner_log_loss")
     lines.append(
-        f"| stage-2 winner_log_loss | <= 0.95 | {_fmt(v)} | {'yes' if v is not None and v <= 0.95 else 'no'} |"
+        f"| stage-2 winner_log_loss | <= 0.95 | {fmt(v)} | {'yes' if v is not None and v <= 0.95 else 'no'} |"
     )
     pole_top1 = s2["baselines"].get("pole_sitter", {}).get("test", {}).get("top1")
     t1 = s2["test"].get("top1")
     lines.append(
-        f"| stage-2 top1 | >= pole-sitter ({_fmt(pole_top1)}) | {_fmt(t1)} | "
+        f"| stage-2 top1 | >= pole-sitter ({fmt(pole_top1)}) | {fmt(t1)} | "
         f"{'yes' if t1 is not None and pole_top1 is not None and t1 >= pole_top1 else 'no'} |"
     )
     lines += [

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from bench.run import FULL_BODY, QUALI_BODY
 from bench.servers import comparable, first_difference
-from pipelines.schemas import EXAMPLES
+from pipelines.serving.schemas import EXAMPLES
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from pipelines.client import AsyncF1Client, F1APIError, F1Client
-from pipelines.schemas import EXAMPLES
+from pipelines.serving.schemas import EXAMPLES
 from tests.conftest import STORE_HOME
 from tests.service.conftest import ROOT, start_server, stop_server
 
@@ -108,14 +108,16 @@ def test_built_bento_serves(pinned_env: dict[str, str], tmp_path: Path) -> None:
         stop_server(proc)
     bento_src = STORE_HOME / "bentos" / tag.split(":")[0] / tag.split(":")[1] / "src"
     shipped = {p.relative_to(bento_src).as_posix() for p in bento_src.rglob("*") if p.is_file()}
-    assert "service.py" in shipped and "pipelines/features.py" in shipped
-    assert not any(s.startswith(("tests/", "training/", "data/")) for s in shipped), shipped
+    assert "service.py" in shipped and "pipelines/features/snapshot.py" in shipped
+    assert "pipelines/serving/orchestrator.py" in shipped
+    assert not any(s.startswith(("tests/", "training/", "data/", "bench/")) for s in shipped)
+    assert not any(s.endswith(".pyc") for s in shipped), shipped
 
 
 def test_model_tags_can_be_pinned_for_rollback(pinned_env: dict[str, str], tmp_path: Path) -> None:
     """A second training run moves `latest`; a server pinned to the first still serves it."""
-    from pipelines import store
     from pipelines.features import FeatureSnapshot
+    from pipelines.models import store
 
     snap = store.load_snapshot(pinned_env["F1_FEATURES_MODEL"])
     newer = store.save_snapshot(FeatureSnapshot(snap.frames, snap.meta))

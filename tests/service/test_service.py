@@ -8,12 +8,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES
-from pipelines.schemas import EXAMPLES, QualiRequest, RaceRequest
+from pipelines.features import STAGE1, STAGE2
+from pipelines.serving.schemas import EXAMPLES, QualiRequest, RaceRequest
 from tests.conftest import REAL_DATA
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,9 @@ def svc(service_module: Any) -> Any:
 
 
 def test_in_process_full_known_event_uses_the_entry_list(svc: Any) -> None:
-    res = asyncio.run(svc.predict_full(QualiRequest.model_validate(EXAMPLES["known_event"])))
+    res = asyncio.run(
+        svc.predict_full(QualiRequest.model_validate(EXAMPLES["known_event"]), ctx=None)
+    )
     racers = {r["driverId"] for r in _yaml(MONACO_2025 / "race-results.yml")}
     q_ids = [p.driver_id for p in res.qualifying_predictions]
     assert set(q_ids) == racers
@@ -60,39 +63,57 @@ def test_in_process_full_known_event_uses_the_entry_list(svc: Any) -> None:
     assert res.metadata.event["circuit_id"] == "monaco"
 
 
-def test_service_matches_the_in_process_predictor(svc: Any, pinned_env: dict[str, str]) -> None:
-    """Same snapshot and models give the same numbers through the Bento and the CLI path."""
-    from pipelines import store
-    from pipelines.predict import Predictor
+def test_service_matches_the_in_process_flow(svc: Any, pinned_env: dict[str, str]) -> None:
+    """Same snapshot and models give the same numbers through the Bento and the CLI path
+    (one flow, ``TwoStage``, with the models called remotely or in-process)."""
+    from pipelines.models import store
+    from pipelines.serving.orchestrator import TwoStage
 
     snap = store.load_snapshot(pinned_env["F1_FEATURES_MODEL"])
-    pred = Predictor(snap, store.load_stage1(pinned_env["F1_STAGE1_MODEL"]),
-                     store.load_stage2(pinned_env["F1_STAGE2_MODEL"]))  # fmt: skip
+    flow = TwoStage.local(snap, store.load_stage1(pinned_env["F1_STAGE1_MODEL"]),
+                          store.load_stage2(pinned_env["F1_STAGE2_MODEL"]))  # fmt: skip
     ctx = snap.event_by_round(2025, 8)
     assert ctx is not None
-    entries = snap.entries(ctx)
-    q = pred.quali(ctx, entries, snap.field_practice(ctx))
-    win = pred.race(ctx, entries, q)
-    res = asyncio.run(svc.predict_full(QualiRequest.model_validate(EXAMPLES["known_event"])))
+    fld = snap.event_field(ctx)
+    fc = asyncio.run(flow.full(ctx, fld, np.arange(len(fld.entries))))
+    assert fc.race is not None
+    res = asyncio.run(
+        svc.predict_full(QualiRequest.model_validate(EXAMPLES["known_event"]), ctx=None)
+    )
     by_id = {p.driver_id: p for p in res.race_winner_predictions}
-    for e, w, g in zip(entries, win, q.grid, strict=True):
+    for e, w, g in zip(fld.entries, fc.race.win_prob, fc.race.grid, strict=True):
         assert by_id[e.driver_id].win_probability == pytest.approx(float(w), rel=1e-9)
         assert by_id[e.driver_id].grid_position == g
 
 
 def test_given_grid_is_used_by_predict_race(svc: Any) -> None:
-    req = RaceRequest.model_validate(EXAMPLES["race_with_grid"])
-    resp = asyncio.run(svc.predict_race(req))
-    rows = {r["driver_id"]: r for r in _json(resp)}
-    for d in EXAMPLES["race_with_grid"]["drivers"]:
-        assert rows[d["driver_id"]]["grid_position"] == d["grid_position"]
-    assert math.isclose(sum(r["win_probability"] for r in rows.values()), 1.0, abs_tol=1e-9)
-
-
-def _json(resp: Any) -> Any:
-    import json
-
-    return json.loads(resp.body)
+    """Given slots are kept; the rest of the field fills the free slots behind them, and
+    the probabilities are the field's (they sum to 1 over the whole field)."""
+    body = EXAMPLES["race_with_grid"]
+    resp = asyncio.run(svc.predict_race(RaceRequest.model_validate(body), ctx=None))
+    rows = {r.driver_id: r for r in resp}
+    for d in body["drivers"]:
+        assert rows[d["driver_id"]].grid_position == d["grid_position"]
+    given_ids = [d["driver_id"] for d in body["drivers"]]
+    everyone = [{"driver_id": e} for e in given_ids] + [
+        {"driver_id": r.driver_id}
+        for r in asyncio.run(
+            svc.predict_race(RaceRequest.model_validate({"event": body["event"]}), ctx=None)
+        )
+        if r.driver_id not in given_ids
+    ]
+    for d, g in zip(everyone, body["drivers"], strict=False):
+        d["grid_position"] = g["grid_position"]
+    field = asyncio.run(
+        svc.predict_race(
+            RaceRequest.model_validate({"event": body["event"], "drivers": everyone}), ctx=None
+        )
+    )
+    assert sorted(r.grid_position for r in field) == list(range(1, len(field) + 1))
+    assert math.isclose(sum(r.win_probability for r in field), 1.0, abs_tol=1e-9)
+    by_id = {r.driver_id: r for r in field}
+    for d in given_ids:  # the four given slots answer the same with or without the rest
+        assert by_id[d].win_probability == pytest.approx(rows[d].win_probability, rel=1e-12)
 
 
 # ------------------------------------------------------------------------ ASGI
@@ -109,9 +130,9 @@ def test_get_routes(client: TestClient, pinned_env: dict[str, str]) -> None:
     assert h["data"]["latest_event"]["season"] == 2025
     assert h["uptime_s"] >= 0 and h["version"]
     info = client.get("/model_info").json()
-    assert info["stage1"]["feature_names"] == list(STAGE1_FEATURES)
-    assert info["stage1"]["feature_count"] == len(STAGE1_FEATURES)
-    assert info["stage2"]["feature_names"] == list(STAGE2_FEATURES)
+    assert info["stage1"]["feature_names"] == list(STAGE1.names)
+    assert info["stage1"]["feature_count"] == len(STAGE1)
+    assert info["stage2"]["feature_names"] == list(STAGE2.names)
     assert info["stage1"]["metrics"]["test"]["season"] == 2025
     assert "winner_log_loss" in info["stage2"]["metrics"]["test"]
     assert set(info["stage2"]["metrics"]["baselines"]) >= {

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines import store
-from pipelines.features import STAGE1_FEATURES, STAGE2_FEATURES
+from pipelines.features import STAGE1, STAGE2
+from pipelines.models import store
 from tests.conftest import slice_tables, store_models
 from training.datasets import StageData
 from training.metrics import stage2_metrics
@@ -122,13 +122,13 @@ def test_final_models_predict_on_the_snapshot(trained) -> None:
     snap = trained.snapshot
     ctx = snap.event_by_round(2025, 24)
     entries = snap.entries(ctx)
-    x1 = snap.stage1_matrix(ctx, entries, snap.field_practice(ctx))
-    assert x1.shape == (len(entries), len(STAGE1_FEATURES))
+    x1 = snap.stage1_rows(ctx, snap.event_field(ctx))
+    assert x1.shape == (len(entries), len(STAGE1))
     gap = trained.stage1.predict_gap(x1)
     assert (gap >= 0).all() and np.isfinite(gap).all()
     n = len(entries)
-    x2 = snap.stage2_matrix(ctx, entries, np.arange(1.0, n + 1), gap)
-    assert x2.shape == (n, len(STAGE2_FEATURES))
+    x2 = snap.stage2_rows(ctx, entries, np.arange(1.0, n + 1), gap)
+    assert x2.shape == (n, len(STAGE2))
     p = trained.stage2.win_probability(x2, np.zeros(n, int))
     assert p.sum() == pytest.approx(1.0)
     # the served model is monotone too: the same driver from further back never gains
@@ -180,8 +180,8 @@ def test_report_json_has_no_infinity(tmp_path: Path) -> None:
 def test_trained_models_serve_through_the_store_and_cli(
     trained, empty_store, clear_settings, monkeypatch
 ) -> None:
-    from pipelines import cli
-    from pipelines.cli import app
+    from training import cli
+    from training.cli import app
 
     tags = store.save_all(
         trained.snapshot, trained.stage1, trained.stage2, trained.evaluation, [2021, 2025]

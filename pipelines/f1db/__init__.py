@@ -1,0 +1,1 @@
+"""F1DB: download the YAML source tree, parse it into cached tables, lap times."""

@@ -1,0 +1,589 @@
+"""F1DB YAML source tree -> tidy pandas tables, cached as parquet keyed by content.
+
+Raw data is never modified. The cache folder name is a hash of every source file's
+path and bytes (plus the parser version), so a changed file rebuilds and an unchanged
+tree loads from parquet. A cache is written to a temporary folder and renamed into
+place, so a crash never leaves a partial cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from pipelines.f1db.laptime import parse_time
+
+PARSER_VERSION = "4"
+
+SESSION_FILES: dict[str, str] = {
+    "fp1": "free-practice-1-results.yml",
+    "fp2": "free-practice-2-results.yml",
+    "fp3": "free-practice-3-results.yml",
+    "fp4": "free-practice-4-results.yml",
+    "sq": "sprint-qualifying-results.yml",
+}
+"""Timed sessions that may precede qualifying ("sq" = sprint qualifying / shootout)."""
+
+RACE_DIR_FILES = (
+    "race.yml",
+    "qualifying-results.yml",
+    "starting-grid-positions.yml",
+    "race-results.yml",
+    "driver-standings.yml",
+    "constructor-standings.yml",
+    "sprint-race-results.yml",
+    *SESSION_FILES.values(),
+)
+
+
+class DataError(RuntimeError):
+    """A problem with the F1DB source tree; the message names the file and the problem."""
+
+
+@dataclass
+class Tables:
+    """The tidy tables every later step reads (one row per entity / result)."""
+
+    races: pd.DataFrame
+    sessions: pd.DataFrame
+    practice: pd.DataFrame
+    qualifying: pd.DataFrame
+    grid: pd.DataFrame
+    results: pd.DataFrame
+    driver_standings: pd.DataFrame
+    constructor_standings: pd.DataFrame
+    entrants: pd.DataFrame
+    drivers: pd.DataFrame
+    constructors: pd.DataFrame
+    circuits: pd.DataFrame
+    content_hash: str = ""
+
+    @classmethod
+    def table_names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "content_hash"]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        with path.open("rb") as fh:
+            return yaml.load(fh, Loader=yaml.CSafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise DataError(f"{path}: malformed YAML at line {line}: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise DataError(f"{path}: malformed YAML: {exc}") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _load_list(path: Path) -> list[dict[str, Any]]:
+    """A results file: a YAML list of mappings (an empty file means no results)."""
+    doc = _load_yaml(path)
+    if doc is None:
+        return []
+    if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
+        raise DataError(f"{path}: expected a list of mappings, got {type(doc).__name__}")
+    return doc
+
+
+def _load_mapping(path: Path) -> dict[str, Any]:
+    doc = _load_yaml(path)
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: expected a mapping, got {type(doc).__name__}")
+    return doc
+
+
+def _require(doc: dict[str, Any], key: str, path: Path) -> Any:
+    if doc.get(key) is None:
+        raise DataError(f"{path}: required field '{key}' is missing")
+    return doc[key]
+
+
+def _time(value: Any, path: Path, field: str) -> float:
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise DataError(f"{path}: field '{field}': {exc}") from exc
+
+
+def _int_or_nan(value: Any) -> float:
+    if isinstance(value, bool):
+        return math.nan
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str) and value.isdigit():
+        return float(value)
+    return math.nan
+
+
+def _as_date(value: Any) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def _as_datetime(d: Any, t: Any) -> datetime | None:
+    dd = _as_date(d)
+    if dd is None:
+        return None
+    if t is None:
+        tt = time(0, 0)
+    elif isinstance(t, int):  # YAML 1.1 reads 15:00 as sexagesimal 900
+        tt = time(t // 60 % 24, t % 60)
+    else:
+        hh, mm = str(t).split(":")[:2]
+        tt = time(int(hh), int(mm))
+    return datetime.combine(dd, tt)
+
+
+# ------------------------------------------------------------------ session order
+
+
+def sessions_before_qualifying(
+    season: int,
+    is_sprint: bool,
+    available: Iterable[str],
+    starts: dict[str, datetime | None] | None = None,
+) -> list[str]:
+    """Which timed sessions ran before qualifying (so may feed Stage-1 features).
+
+    With session start times (F1DB has them from 2024) they decide. Without them the
+    era's format does: 2021-2023 sprint weekends ran qualifying right after FP1 (FP2 and
+    the 2023 shootout came later); 2024+ sprint weekends ran FP1 and sprint qualifying
+    before qualifying; normal weekends ran all practice sessions first.
+    """
+    avail = [s for s in SESSION_FILES if s in set(available)]
+    starts = starts or {}
+    q_start = starts.get("quali")
+    if q_start is not None and all(starts.get(s) is not None for s in avail):
+        return [s for s in avail if starts[s] < q_start]  # type: ignore[operator]
+    if is_sprint:
+        allowed = {"fp1", "sq"} if season >= 2024 else {"fp1"}
+        return [s for s in avail if s in allowed]
+    return [s for s in avail if s.startswith("fp")]
+
+
+# ------------------------------------------------------------------------- hashing
+
+
+def _source_files(data_dir: Path, seasons: list[int]) -> list[Path]:
+    files: list[Path] = []
+    for sub in ("drivers", "constructors", "circuits"):
+        folder = data_dir / sub
+        if folder.is_dir():
+            files.extend(sorted(folder.glob("*.yml")))
+    for season in seasons:
+        sdir = data_dir / "seasons" / str(season)
+        files.extend(sorted(p for p in sdir.glob("*.yml")))
+        files.extend(sorted(sdir.glob("races/*/*.yml")))
+    return files
+
+
+def content_hash(data_dir: Path, seasons: list[int]) -> str:
+    """Hash of the relative path and bytes of every source file read (and parser version)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"parser={PARSER_VERSION};seasons={seasons}".encode())
+    for path in _source_files(data_dir, seasons):
+        h.update(str(path.relative_to(data_dir)).encode())
+        h.update(b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def available_seasons(data_dir: Path) -> list[int]:
+    """Seasons present in the tree (folders named by year)."""
+    sdir = data_dir / "seasons"
+    if not sdir.is_dir():
+        raise DataError(
+            f"{data_dir}: no F1DB data here (no 'seasons' folder). Set F1_DATA_DIR, or run "
+            "`f1 data download --tag <release>`."
+        )
+    years = sorted(int(p.name) for p in sdir.iterdir() if p.is_dir() and p.name.isdigit())
+    if not years:
+        raise DataError(f"{sdir}: no season folders found")
+    return years
+
+
+# ------------------------------------------------------------------------- parsing
+
+
+def _race_dirs(data_dir: Path, season: int) -> list[Path]:
+    return sorted(p for p in (data_dir / "seasons" / str(season) / "races").glob("*") if p.is_dir())
+
+
+def _parse_rounds(text: Any, n_rounds: int) -> list[int]:
+    """F1DB entrant rounds: "1-24", "1-5,7,9-10", or empty (not a race driver)."""
+    if text is None or str(text).strip() == "":
+        return []
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            out.append(int(part))
+    return [r for r in out if 1 <= r <= max(n_rounds, 1)]
+
+
+def _parse_tree(
+    data_dir: Path, seasons: list[int], tick: Callable[[str], None] | None = None
+) -> Tables:
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in Tables.table_names()}
+    for season in seasons:
+        race_dirs = _race_dirs(data_dir, season)
+        for rdir in race_dirs:
+            race_path = rdir / "race.yml"
+            if not race_path.exists():
+                raise DataError(f"{race_path}: missing (every race folder needs race.yml)")
+            race = _load_mapping(race_path)
+            race_id = int(_require(race, "id", race_path))
+            rnd = int(_require(race, "round", race_path))
+            try:
+                race_date = _as_date(_require(race, "date", race_path))
+            except ValueError as exc:
+                raise DataError(f"{race_path}: field 'date': {exc}") from exc
+            present = {s for s, f in SESSION_FILES.items() if (rdir / f).exists()}
+            is_sprint = (rdir / "sprint-race-results.yml").exists() or bool(
+                race.get("sprintRaceDate")
+            )
+            starts = {
+                "fp1": _as_datetime(race.get("freePractice1Date"), race.get("freePractice1Time")),
+                "fp2": _as_datetime(race.get("freePractice2Date"), race.get("freePractice2Time")),
+                "fp3": _as_datetime(race.get("freePractice3Date"), race.get("freePractice3Time")),
+                "fp4": _as_datetime(race.get("freePractice4Date"), race.get("freePractice4Time")),
+                "sq": _as_datetime(
+                    race.get("sprintQualifyingDate"), race.get("sprintQualifyingTime")
+                ),
+                "quali": _as_datetime(race.get("qualifyingDate"), race.get("qualifyingTime")),
+            }
+            before = sessions_before_qualifying(season, is_sprint, present, starts)
+            for s in sorted(present):
+                rows["sessions"].append(
+                    {"race_id": race_id, "session": s, "before_quali": s in before}
+                )
+            q_path = rdir / "qualifying-results.yml"
+            rr_path = rdir / "race-results.yml"
+            rows["races"].append(
+                {
+                    "race_id": race_id,
+                    "season": season,
+                    "round": rnd,
+                    "date": pd.Timestamp(race_date),
+                    "grand_prix_id": str(race.get("grandPrixId") or ""),
+                    "circuit_id": str(_require(race, "circuitId", race_path)),
+                    "layout_id": str(race.get("circuitLayoutId") or race["circuitId"]),
+                    "circuit_type": str(race.get("circuitType") or "UNKNOWN"),
+                    "course_length": float(race.get("courseLength") or math.nan),
+                    "laps": float(race.get("laps") or math.nan),
+                    "is_sprint": is_sprint,
+                    "has_quali": q_path.exists(),
+                    "has_results": rr_path.exists(),
+                }
+            )
+            for s in present:
+                path = rdir / SESSION_FILES[s]
+                for r in _load_list(path):
+                    best = min(
+                        (
+                            t
+                            for t in (_time(r.get(k), path, k) for k in ("time", "q1", "q2", "q3"))
+                            if not math.isnan(t)
+                        ),
+                        default=math.nan,
+                    )
+                    rows["practice"].append(
+                        {
+                            "race_id": race_id,
+                            "session": s,
+                            "driver_id": str(_require(r, "driverId", path)),
+                            "constructor_id": str(r.get("constructorId") or ""),
+                            "time_s": best,
+                            "laps": _int_or_nan(r.get("laps")),
+                        }
+                    )
+            if q_path.exists():
+                for r in _load_list(q_path):
+                    qs = [_time(r.get(k), q_path, k) for k in ("q1", "q2", "q3", "time")]
+                    valid = [t for t in qs if not math.isnan(t)]
+                    rows["qualifying"].append(
+                        {
+                            "race_id": race_id,
+                            "driver_id": str(_require(r, "driverId", q_path)),
+                            "constructor_id": str(r.get("constructorId") or ""),
+                            "driver_number": _int_or_nan(r.get("driverNumber")),
+                            "position": _int_or_nan(r.get("position")),
+                            "best_s": min(valid) if valid else math.nan,
+                            "q3_s": qs[2],
+                        }
+                    )
+            g_path = rdir / "starting-grid-positions.yml"
+            if g_path.exists():
+                for r in _load_list(g_path):
+                    pos = r.get("position")
+                    rows["grid"].append(
+                        {
+                            "race_id": race_id,
+                            "driver_id": str(_require(r, "driverId", g_path)),
+                            "grid": _int_or_nan(pos),
+                            "pit_lane": str(pos) == "PL",
+                            "penalty": _int_or_nan(r.get("gridPenalty")),
+                        }
+                    )
+            if rr_path.exists():
+                for r in _load_list(rr_path):
+                    rows["results"].append(
+                        {
+                            "race_id": race_id,
+                            "driver_id": str(_require(r, "driverId", rr_path)),
+                            "constructor_id": str(r.get("constructorId") or ""),
+                            "driver_number": _int_or_nan(r.get("driverNumber")),
+                            "position": _int_or_nan(r.get("position")),
+                            "position_text": str(r.get("position") or ""),
+                            "points": float(r.get("points") or 0.0),
+                            "grid_text": str(r.get("gridPosition") or ""),
+                        }
+                    )
+            for fname, key, table in (
+                ("driver-standings.yml", "driverId", "driver_standings"),
+                ("constructor-standings.yml", "constructorId", "constructor_standings"),
+            ):
+                path = rdir / fname
+                if path.exists():
+                    for r in _load_list(path):
+                        rows[table].append(
+                            {
+                                "race_id": race_id,
+                                "id": str(_require(r, key, path)),
+                                "position": _int_or_nan(r.get("position")),
+                                "points": float(r.get("points") or 0.0),
+                            }
+                        )
+            if tick:
+                tick(f"{season} round {rnd}")
+        ent_path = data_dir / "seasons" / str(season) / "entrants.yml"
+        if ent_path.exists():
+            n_rounds = len(race_dirs)
+            for ent in _load_list(ent_path):
+                for d in ent.get("drivers") or []:
+                    rounds = _parse_rounds(d.get("rounds"), n_rounds)
+                    rows["entrants"].append(
+                        {
+                            "season": season,
+                            "constructor_id": str(ent.get("constructorId") or ""),
+                            "driver_id": str(_require(d, "driverId", ent_path)),
+                            "rounds": ",".join(map(str, rounds)),
+                            "test_driver": bool(d.get("testDriver")),
+                        }
+                    )
+    rows["drivers"] = _reference(
+        data_dir / "drivers",
+        lambda d: {
+            "driver_id": d["id"],
+            "name": d.get("name"),
+            "abbreviation": d.get("abbreviation"),
+            "permanent_number": _int_or_nan(d.get("permanentNumber")),
+        },
+        referenced={r["driver_id"] for t in ("qualifying", "results", "practice") for r in rows[t]},
+    )
+    rows["constructors"] = _reference(
+        data_dir / "constructors",
+        lambda d: {
+            "constructor_id": d["id"],
+            "name": d.get("name"),
+            "chronology": ",".join(
+                f"{c['constructorId']}:{c.get('yearFrom') or 0}"
+                for c in d.get("chronology") or []
+                if isinstance(c, dict) and c.get("constructorId")
+            ),
+        },
+        referenced=None,
+    )
+    rows["circuits"] = _reference(
+        data_dir / "circuits",
+        lambda d: {"circuit_id": d["id"], "name": d.get("name"), "type": d.get("type")},
+        referenced={r["circuit_id"] for r in rows["races"]},
+    )
+    return _frames(rows)
+
+
+def _reference(
+    folder: Path, pick: Callable[[dict[str, Any]], dict[str, Any]], referenced: set[str] | None
+) -> list[dict[str, Any]]:
+    out = []
+    if not folder.is_dir():
+        raise DataError(f"{folder}: missing reference folder")
+    for path in sorted(folder.glob("*.yml")):
+        if referenced is not None and path.stem not in referenced:
+            continue
+        doc = _load_mapping(path)
+        _require(doc, "id", path)
+        out.append(pick(doc))
+    return out
+
+
+_COLUMNS: dict[str, list[str]] = {
+    "races": [
+        "race_id",
+        "season",
+        "round",
+        "date",
+        "grand_prix_id",
+        "circuit_id",
+        "layout_id",
+        "circuit_type",
+        "course_length",
+        "laps",
+        "is_sprint",
+        "has_quali",
+        "has_results",
+    ],
+    "sessions": ["race_id", "session", "before_quali"],
+    "practice": ["race_id", "session", "driver_id", "constructor_id", "time_s", "laps"],
+    "qualifying": [
+        "race_id",
+        "driver_id",
+        "constructor_id",
+        "driver_number",
+        "position",
+        "best_s",
+        "q3_s",
+    ],
+    "grid": ["race_id", "driver_id", "grid", "pit_lane", "penalty"],
+    "results": [
+        "race_id",
+        "driver_id",
+        "constructor_id",
+        "driver_number",
+        "position",
+        "position_text",
+        "points",
+        "grid_text",
+    ],
+    "driver_standings": ["race_id", "id", "position", "points"],
+    "constructor_standings": ["race_id", "id", "position", "points"],
+    "entrants": ["season", "constructor_id", "driver_id", "rounds", "test_driver"],
+    "drivers": ["driver_id", "name", "abbreviation", "permanent_number"],
+    "constructors": ["constructor_id", "name", "chronology"],
+    "circuits": ["circuit_id", "name", "type"],
+}
+
+
+def _frames(rows: dict[str, list[dict[str, Any]]]) -> Tables:
+    frames = {name: pd.DataFrame(rows[name], columns=_COLUMNS[name]) for name in _COLUMNS}
+    races = frames["races"].astype({"date": "datetime64[ns]"})  # same unit as from parquet
+    frames["races"] = races.sort_values(["date", "round"]).reset_index(drop=True)
+    return Tables(**frames)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _cache_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / f"tables-{key}"
+
+
+def _read_cache(path: Path, key: str) -> Tables:
+    frames = {name: pd.read_parquet(path / f"{name}.parquet") for name in Tables.table_names()}
+    return Tables(**frames, content_hash=key)
+
+
+def _write_cache(path: Path, tables: Tables) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
+    try:
+        for name in Tables.table_names():
+            getattr(tables, name).to_parquet(tmp / f"{name}.parquet", index=False)
+        os.replace(tmp, path)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not path.exists():
+            raise
+    except BaseException:  # e.g. a pyarrow type error: never leave the temp folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_tables(
+    data_dir: Path,
+    cache_dir: Path | None = None,
+    *,
+    min_season: int = 2012,
+    progress: bool = False,
+) -> Tables:
+    """Parse (or load from cache) every season >= ``min_season`` of the F1DB tree."""
+    seasons = [s for s in available_seasons(data_dir) if s >= min_season]
+    if not seasons:
+        raise DataError(f"{data_dir / 'seasons'}: no season >= {min_season}")
+    key = content_hash(data_dir, seasons)
+    if cache_dir is not None:
+        path = _cache_path(cache_dir, key)
+        if path.is_dir():
+            return _read_cache(path, key)
+    tables = _parse_with_progress(data_dir, seasons) if progress else _parse_tree(data_dir, seasons)
+    tables.content_hash = key
+    if cache_dir is not None:
+        _write_cache(_cache_path(cache_dir, key), tables)
+    return tables
+
+
+def _parse_with_progress(data_dir: Path, seasons: list[int]) -> Tables:
+    from rich.progress import Progress
+
+    total = sum(len(_race_dirs(data_dir, s)) for s in seasons)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("Parsing F1DB", total=total)
+        return _parse_tree(
+            data_dir, seasons, tick=lambda desc: bar.update(task, advance=1, description=desc)
+        )
+
+
+# ------------------------------------------------------------------- derived facts
+
+
+def team_lineage(constructors: pd.DataFrame) -> dict[str, str]:
+    """Constructor id -> id of the newest team in its chronology (Toro Rosso -> RB ...).
+
+    F1DB lists a team's predecessors in ``chronology``; the member that started last is
+    the lineage name, so form carries over a rename (Force India -> Aston Martin).
+    """
+    best: dict[str, tuple[int, str]] = {}
+    for chron in constructors["chronology"].fillna(""):
+        members = []
+        for item in str(chron).split(","):
+            if ":" in item:
+                cid, year = item.rsplit(":", 1)
+                members.append((int(year or 0), cid))
+        if not members:
+            continue
+        head_year, head = max(members)
+        for _, cid in members:
+            if cid not in best or best[cid][0] < head_year:
+                best[cid] = (head_year, head)
+    return {cid: head for cid, (_, head) in best.items()}
+
+
+def iter_race_rounds(entrant_rounds: str) -> Iterator[int]:
+    """Rounds a driver was entered for (stored comma-separated)."""
+    for part in str(entrant_rounds or "").split(","):
+        if part:
+            yield int(part)

@@ -1,0 +1,585 @@
+"""The feature snapshot: history and calendar as of any day, and the feature rows.
+
+A ``FeatureSnapshot`` holds, for every driver and team, the history of their form
+*after* each event, plus the calendar and each event's pre-qualifying practice. A
+feature for an event reads only history dated strictly before that event (the
+point-in-time rule), so a snapshot built from the whole data tree can still answer
+"what did we know before Monaco 2025?".
+
+Features are relative to the event's *field* (``EventField``: every car entered and
+every lap set before qualifying), never to the drivers a request happens to name, so
+a driver's rows are the same whoever else is asked. Row assembly is plain numpy so the
+serving path never builds a DataFrame; columns are filled by name (``features.spec``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.f1db.parse import Tables, iter_race_rounds, team_lineage
+from pipelines.features.history import (
+    DRIVER_STATE,
+    STAND_STATE,
+    TEAM_STATE,
+    History,
+    PoleHistory,
+    build_driver_state,
+    build_event_frame,
+    build_leader_state,
+    build_standings_state,
+    build_team_state,
+    day_number,
+    driver_events,
+    pre_quali_practice,
+)
+from pipelines.features.spec import PRACTICE_SESSIONS, STAGE1, STAGE2
+
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass
+class EventContext:
+    """What is known about an event before its weekend (no results)."""
+
+    season: int
+    date: pd.Timestamp
+    round: int | None = None
+    race_id: int | None = None
+    circuit_id: str | None = None
+    layout_id: str | None = None
+    circuit_type: str | None = None
+    course_length: float = math.nan
+    is_sprint: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "season": self.season,
+            "round": self.round,
+            "date": self.date.date().isoformat(),
+            "circuit_id": self.circuit_id,
+            "race_id": self.race_id,
+            "is_sprint": self.is_sprint,
+        }
+
+
+@dataclass
+class Entry:
+    """One driver at one event, with whatever is known before qualifying."""
+
+    driver_id: str
+    constructor_id: str | None = None
+    practice: dict[str, float] = field(default_factory=dict)
+    laps: dict[str, float] = field(default_factory=dict)
+    grid: float | None = None
+    quali_time: float | None = None
+
+
+@dataclass
+class EventField:
+    """Every car at an event and every lap set before its qualifying: what each
+    driver's features are relative to (ranks, teammates, the session's best lap).
+
+    For an event in the data: its entry list and practice, with the drivers a request
+    gives merged in (a given driver replaces the data's entry; one not entered joins).
+    For an event not in the data: the request's drivers.
+    """
+
+    entries: list[Entry]
+    laps: dict[str, dict[str, float]] = field(default_factory=dict)
+    """session -> driver -> best lap (s); reserve drivers' FP1 laps included."""
+
+    def index(self, driver_ids: Sequence[str]) -> np.ndarray:
+        """Positions of these drivers in ``entries``."""
+        pos = {e.driver_id: i for i, e in enumerate(self.entries)}
+        return np.array([pos[d] for d in driver_ids], dtype=np.int64)
+
+    def key(self) -> tuple[Any, ...]:
+        """A hashable summary of everything the rows depend on (memo key)."""
+        return (
+            tuple((e.driver_id, e.constructor_id, tuple(sorted(e.practice.items())),
+                   tuple(sorted(e.laps.items()))) for e in self.entries),
+            tuple(sorted((s, tuple(sorted(v.items()))) for s, v in self.laps.items())),
+        )  # fmt: skip
+
+
+FRAME_NAMES = (
+    "events",
+    "driver_state",
+    "team_state",
+    "dstand",
+    "cstand",
+    "practice",
+    "entrants",
+    "numbers",
+    "lineage",
+)
+
+
+class FeatureSnapshot:
+    """History and calendar for feature building, saved with the models (serving never
+    reads the raw YAML)."""
+
+    def __init__(self, frames: dict[str, pd.DataFrame], meta: dict[str, Any]) -> None:
+        self.frames = frames
+        self.meta = meta
+        ev = frames["events"].sort_values(["date", "round"]).reset_index(drop=True)
+        self.events = ev
+        self._by_id = {int(r): i for i, r in enumerate(ev["race_id"])}
+        self._by_round = {
+            (int(s), int(r)): i
+            for i, (s, r) in enumerate(zip(ev["season"], ev["round"], strict=True))
+        }
+        self.driver = History(frames["driver_state"], "driver_id", DRIVER_STATE)
+        self.team = History(frames["team_state"], "lineage", TEAM_STATE)
+        self.dstand = History(frames["dstand"], "id", STAND_STATE)
+        self.leader = History(build_leader_state(frames["dstand"]), "id", ["points"])
+        self.cstand = History(frames["cstand"], "id", STAND_STATE)
+        lin = frames["lineage"]
+        self.lineage = dict(zip(lin["constructor_id"], lin["lineage"], strict=True))
+        self._practice: dict[int, list[tuple[str, str, str, float, float]]] = {}
+        for row in frames["practice"].itertuples(index=False):
+            self._practice.setdefault(int(row.race_id), []).append(
+                (
+                    str(row.driver_id),
+                    str(row.constructor_id),
+                    str(row.session),
+                    float(row.time_s),
+                    float(row.laps),
+                )
+            )
+        num = frames["numbers"].sort_values("season")
+        self._numbers: dict[tuple[int, int], str] = {}
+        self._latest_number: dict[int, str] = {}
+        for s, n, d in zip(num["season"], num["number"], num["driver_id"], strict=True):
+            self._numbers[(int(s), int(n))] = str(d)
+            self._latest_number[int(n)] = str(d)
+        ent = frames["entrants"]
+        self._entrants = ent
+        self.known_drivers = set(frames["driver_state"]["driver_id"]) | set(ent["driver_id"])
+        self.known_teams = set(lin["constructor_id"]) | set(ent["constructor_id"])
+        self._pole_hist: pd.DataFrame | None = None
+        self._pole_arrays: tuple[np.ndarray, PoleHistory] | None = None
+        self.memo: dict[str, dict[Any, Any]] = {}
+        """Per-snapshot caches of pure functions of it (the snapshot never changes)."""
+        self._latest_team: dict[str, str] = {}
+        latest: dict[str, tuple[int, int]] = {}
+        for d, c, s, rounds in zip(
+            ent["driver_id"], ent["constructor_id"], ent["season"], ent["rounds"], strict=True
+        ):
+            # the team of the latest round raced (a mid-season move, e.g. Tsunoda 2025)
+            key = (int(s), max(iter_race_rounds(rounds), default=0))
+            if key >= latest.get(str(d), key):
+                latest[str(d)] = key
+                self._latest_team[str(d)] = str(c)
+
+    # ---------------------------------------------------------------- building
+
+    @classmethod
+    def build(cls, t: Tables) -> FeatureSnapshot:
+        """Everything serving needs, computed once from the parsed tables."""
+        lineage = team_lineage(t.constructors)
+        races = t.races
+        ev = driver_events(t, races, lineage)
+        events = build_event_frame(t)
+        prac = pre_quali_practice(t)
+        ent = t.entrants.merge(
+            races.groupby("season")["round"].max().rename("n_rounds"),
+            left_on="season",
+            right_index=True,
+            how="left",
+        ).sort_values("season")
+        nums = (
+            pd.concat(
+                [
+                    t.qualifying[["race_id", "driver_id", "driver_number"]],
+                    t.results[["race_id", "driver_id", "driver_number"]],
+                ]
+            )
+            .dropna(subset=["driver_number"])
+            .merge(races[["race_id", "season"]], on="race_id")
+        )
+        nums = nums.rename(columns={"driver_number": "number"}).drop_duplicates(
+            ["season", "number"], keep="last"
+        )[["season", "number", "driver_id"]]
+        lin = pd.DataFrame({"constructor_id": list(lineage), "lineage": list(lineage.values())})
+        frames = {
+            "events": events,
+            "driver_state": build_driver_state(ev),
+            "team_state": build_team_state(ev),
+            "dstand": build_standings_state(t.driver_standings, races),
+            "cstand": build_standings_state(t.constructor_standings, races),
+            "practice": prac[
+                ["race_id", "session", "driver_id", "constructor_id", "time_s", "laps"]
+            ],
+            "entrants": ent[["season", "constructor_id", "driver_id", "rounds", "test_driver"]],
+            "numbers": nums.astype({"season": int, "number": int}),
+            "lineage": lin,
+        }
+        with_results = events[events["has_results"]]
+        last = with_results.iloc[-1] if len(with_results) else None
+        meta = {
+            "format": SNAPSHOT_FORMAT,
+            "data_hash": t.content_hash,
+            "seasons": [int(races["season"].min()), int(races["season"].max())],
+            "latest_event": None
+            if last is None
+            else {
+                "season": int(last["season"]),
+                "round": int(last["round"]),
+                "grand_prix_id": str(last["grand_prix_id"]),
+                "date": pd.Timestamp(last["date"]).date().isoformat(),
+            },
+        }
+        return cls(frames, meta)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        for name in FRAME_NAMES:
+            self.frames[name].to_parquet(path / f"{name}.parquet", index=False)
+        (path / "snapshot.json").write_text(json.dumps(self.meta, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureSnapshot:
+        meta = json.loads((path / "snapshot.json").read_text())
+        if meta.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(
+                f"{path}: feature snapshot format {meta.get('format')} is not "
+                f"{SNAPSHOT_FORMAT}; run `f1 refresh`"
+            )
+        frames = {name: pd.read_parquet(path / f"{name}.parquet") for name in FRAME_NAMES}
+        return cls(frames, meta)
+
+    # ----------------------------------------------------------------- events
+
+    def event_by_round(self, season: int, rnd: int) -> EventContext | None:
+        i = self._by_round.get((season, rnd))
+        return None if i is None else self._context(i)
+
+    def event_by_id(self, race_id: int) -> EventContext | None:
+        i = self._by_id.get(race_id)
+        return None if i is None else self._context(i)
+
+    def _context(self, i: int) -> EventContext:
+        """The calendar row as an EventContext (a fresh copy of a memoised one: building
+        it from a pandas row costs more than everything else a request needs)."""
+        memo = self.memo.setdefault("context", {})
+        if i not in memo:
+            memo[i] = self._build_context(i)
+        return dataclasses.replace(memo[i])
+
+    def _build_context(self, i: int) -> EventContext:
+        r = self.events.iloc[i]
+        return EventContext(
+            season=int(r["season"]),
+            round=int(r["round"]),
+            race_id=int(r["race_id"]),
+            date=pd.Timestamp(r["date"]),
+            circuit_id=str(r["circuit_id"]),
+            layout_id=str(r["layout_id"]),
+            circuit_type=str(r["circuit_type"]),
+            course_length=float(r["course_length"]),
+            is_sprint=bool(r["is_sprint"]),
+        )
+
+    def next_event(self) -> EventContext | None:
+        """The first calendar event after the latest one with results."""
+        if "next" not in self.memo:
+            done = self.events.index[self.events["has_results"]]
+            self.memo["next"] = {"start": int(done.max()) + 1 if len(done) else 0}
+        start = self.memo["next"]["start"]
+        return self._context(start) if start < len(self.events) else None
+
+    def circuit_event(self, season: int, circuit_id: str, day: pd.Timestamp) -> EventContext:
+        """Context for an event not in the data, from the circuit's last visit."""
+        ev = self.events[self.events["circuit_id"] == circuit_id]
+        ctx = EventContext(season=season, date=pd.Timestamp(day), circuit_id=circuit_id)
+        if len(ev):
+            r = ev.iloc[-1]
+            ctx.layout_id = str(r["layout_id"])
+            ctx.circuit_type = str(r["circuit_type"])
+            ctx.course_length = float(r["course_length"])
+        return ctx
+
+    def known_circuit(self, circuit_id: str) -> bool:
+        return bool((self.events["circuit_id"] == circuit_id).any())
+
+    def entries(self, ctx: EventContext) -> list[Entry]:
+        """The entry list and pre-qualifying practice for a known event (fresh copies of a
+        per-event cache, so callers may change them)."""
+        memo = self.memo.setdefault("entries", {})
+        key = (ctx.season, ctx.round, ctx.race_id)
+        if key not in memo:
+            memo[key] = self._entries(ctx)
+        return [
+            Entry(e.driver_id, e.constructor_id, dict(e.practice), dict(e.laps)) for e in memo[key]
+        ]
+
+    def _entries(self, ctx: EventContext) -> list[Entry]:
+        """The entry list and pre-qualifying practice for a known event.
+
+        Drivers come from the season's entrant list: those entered for this round. A
+        test driver's practice outings are not rounds, so FP1-only reserves are left out,
+        while F1DB's ``testDriver`` flag also marks drivers who raced some rounds (Doohan
+        and Colapinto in 2024): they count for those rounds. Practice only from sessions
+        held before qualifying.
+        """
+        ent = self._entrants
+        ent = ent[ent["season"] == ctx.season]
+        out: dict[str, Entry] = {}
+        for d, c, rounds in zip(
+            ent["driver_id"], ent["constructor_id"], ent["rounds"], strict=True
+        ):
+            if ctx.round is not None and ctx.round in set(iter_race_rounds(rounds)):
+                out.setdefault(str(d), Entry(driver_id=str(d), constructor_id=str(c)))
+        for d, _c, s, t, laps in self._practice.get(ctx.race_id or -1, []):
+            e = out.get(d)
+            if e is not None and not math.isnan(t):
+                e.practice[s] = t
+                e.laps[s] = laps
+        return list(out.values())
+
+    def practice_laps(self, race_id: int) -> list[tuple[str, str, str, float, float]]:
+        """(driver, team, session, best lap s, laps) for each pre-qualifying session result."""
+        return self._practice.get(race_id, [])
+
+    def field_laps(self, ctx: EventContext) -> dict[str, dict[str, float]]:
+        """Every best lap set in each pre-qualifying session of a known event, by driver
+        (reserves included); a fresh copy of a per-event cache."""
+        memo = self.memo.setdefault("field", {})
+        key = ctx.race_id or -1
+        if key not in memo:
+            laps: dict[str, dict[str, float]] = {}
+            for d, _c, s, t, _l in self._practice.get(key, []):
+                if not math.isnan(t):
+                    laps.setdefault(s, {})[d] = t
+            memo[key] = laps
+        return {s: dict(v) for s, v in memo[key].items()}
+
+    def event_field(self, ctx: EventContext, given: Sequence[Entry] | None = None) -> EventField:
+        """The event's field with the ``given`` entries merged in (see ``EventField``).
+
+        A given entry carries its own practice (what a request gave, else the data's):
+        its laps replace the driver's laps from the data in every session.
+        """
+        known = ctx.race_id is not None
+        entries = self.entries(ctx) if known else []
+        laps = self.field_laps(ctx) if known else {}
+        pos = {e.driver_id: i for i, e in enumerate(entries)}
+        for g in given or ():
+            if g.driver_id in pos:
+                entries[pos[g.driver_id]] = g
+            else:
+                pos[g.driver_id] = len(entries)
+                entries.append(g)
+            for session in laps.values():
+                session.pop(g.driver_id, None)
+        for e in given or ():
+            for s, t in e.practice.items():
+                if not math.isnan(t):
+                    laps.setdefault(s, {})[e.driver_id] = t
+        return EventField(entries, laps)
+
+    # ----------------------------------------------------------- resolution
+
+    def driver_for_number(self, number: int, season: int) -> str | None:
+        return self._numbers.get((season, number)) or self._latest_number.get(number)
+
+    def latest_team(self, driver_id: str) -> str | None:
+        return self._latest_team.get(driver_id)
+
+    # -------------------------------------------------------------- features
+
+    def stage1_rows(self, ctx: EventContext, fld: EventField) -> np.ndarray:
+        """Stage-1 rows for every car of the field (columns ``STAGE1.names``), memoised:
+        a pure function of the snapshot and these inputs (a copy is returned)."""
+        key = (_ctx_key(ctx), fld.key())
+        return self._memo_rows("stage1", key, lambda: self._stage1(ctx, fld))
+
+    def _memo_rows(self, name: str, key: Any, build: Any) -> np.ndarray:
+        memo = self.memo.setdefault(name, {})
+        hit = memo.get(key)
+        if hit is None:
+            if len(memo) >= 2048:
+                memo.clear()
+            hit = memo[key] = build()
+        return np.array(hit, copy=True)
+
+    def _team_keys(self, entries: Sequence[Entry]) -> list[str]:
+        return [self.lineage.get(e.constructor_id or "", e.constructor_id or "") for e in entries]
+
+    def _stage1(self, ctx: EventContext, fld: EventField) -> np.ndarray:
+        entries = fld.entries
+        n = len(entries)
+        day = day_number(ctx.date)
+        rows = STAGE1.rows(n)
+        # practice: gaps to the session's best lap of the whole field, and each car's
+        # rank among the field's cars that ran (0-1: 1 = slowest)
+        gaps = np.full((n, len(PRACTICE_SESSIONS)), np.nan)
+        ranks = np.full((n, len(PRACTICE_SESSIONS)), np.nan)
+        for j, s in enumerate(PRACTICE_SESSIONS):
+            t = np.array([e.practice.get(s, np.nan) for e in entries], dtype=float)
+            best = min(fld.laps.get(s, {}).values(), default=math.nan)
+            gaps[:, j] = (t / best - 1.0) * 100.0
+            ok = ~np.isnan(t)
+            if ok.any():
+                order = np.argsort(np.argsort(np.where(ok, t, np.inf)))
+                ranks[:, j] = np.where(ok, (order + 1) / ok.sum(), np.nan)
+            rows[f"p_{s}_gap"] = gaps[:, j]
+        with np.errstate(all="ignore"):
+            rows["p_best_gap"] = _nanmin_rows(gaps)
+            rows["p_last_gap"] = _last_valid(gaps)
+            rows["p_mean_rank"] = _nanmean_rows(ranks)
+        rows["p_laps"] = np.array(
+            [sum(v for v in e.laps.values() if not math.isnan(v)) for e in entries], dtype=float
+        )
+        rows["p_n_sessions"] = (~np.isnan(gaps)).sum(axis=1)
+        rows["p_tm_gap"] = _teammate_diff(entries, rows["p_best_gap"])
+        d = self.driver.many([e.driver_id for e in entries], day)
+        col = self.driver.col
+        rows["d_q_gap_ewm"] = d[:, col("q_gap_ewm")]
+        rows["d_q_gap_last"] = d[:, col("q_gap_last")]
+        rows["d_q_pos_ewm"] = d[:, col("q_pos_ewm")]
+        rows["d_n_events"] = np.nan_to_num(d[:, col("n_events")], nan=0.0)
+        rows["d_points_ewm"] = d[:, col("points_ewm")]
+        tm = self.team.many(self._team_keys(entries), day)
+        rows["t_q_gap_ewm"] = tm[:, self.team.col("t_q_gap_ewm")]
+        rows["t_points_ewm"] = tm[:, self.team.col("t_points_ewm")]
+        rows["d_vs_team_gap"] = rows["d_q_gap_ewm"] - rows["t_q_gap_ewm"]
+        rows["c_street"] = 1.0 if ctx.circuit_type == "STREET" else 0.0
+        rows["c_sprint"] = 1.0 if ctx.is_sprint else 0.0
+        rows["c_length_km"] = ctx.course_length
+        return rows.x
+
+    def stage2_rows(
+        self,
+        ctx: EventContext,
+        entries: Sequence[Entry],
+        grid: np.ndarray,
+        q_gap: np.ndarray,
+    ) -> np.ndarray:
+        """Stage-2 rows for every car of a field: grid slot and qualifying gap (actual
+        or Stage-1's) plus form (memoised like ``stage1_rows``)."""
+        key = (
+            _ctx_key(ctx),
+            tuple((e.driver_id, e.constructor_id) for e in entries),
+            np.asarray(grid, dtype=float).tobytes(),
+            np.asarray(q_gap, dtype=float).tobytes(),
+        )
+        return self._memo_rows("stage2", key, lambda: self._stage2(ctx, entries, grid, q_gap))
+
+    def _stage2(
+        self,
+        ctx: EventContext,
+        entries: Sequence[Entry],
+        grid: np.ndarray,
+        q_gap: np.ndarray,
+    ) -> np.ndarray:
+        day = day_number(ctx.date)
+        rows = STAGE2.rows(len(entries))
+        rows["grid"] = grid
+        rows["q_gap_pct"] = q_gap
+        rows["q_tm_gap"] = _teammate_diff(entries, np.asarray(q_gap, dtype=float))
+        d = self.driver.many([e.driver_id for e in entries], day)
+        col = self.driver.col
+        rows["d_r_pos_ewm"] = d[:, col("r_pos_ewm")]
+        rows["d_points_ewm"] = d[:, col("points_ewm")]
+        rows["d_win_ewm"] = d[:, col("win_ewm")]
+        rows["d_podium_ewm"] = d[:, col("podium_ewm")]
+        rows["d_q_gap_ewm"] = d[:, col("q_gap_ewm")]
+        tm = self.team.many(self._team_keys(entries), day)
+        rows["t_points_ewm"] = tm[:, self.team.col("t_points_ewm")]
+        rows["t_win_ewm"] = tm[:, self.team.col("t_win_ewm")]
+        ds = self.dstand.many([e.driver_id for e in entries], day, season=ctx.season)
+        rows["d_champ_points"] = np.nan_to_num(ds[:, 0], nan=0.0)
+        rows["d_champ_pos"] = ds[:, 1]
+        lead = self.leader.before(str(ctx.season), day, season=ctx.season)
+        leader = float(lead[0]) if lead is not None else 0.0
+        rows["d_champ_share"] = rows["d_champ_points"] / leader if leader > 0 else 0.0
+        cs = self.cstand.many([e.constructor_id or "" for e in entries], day, season=ctx.season)
+        rows["c_champ_points"] = np.nan_to_num(cs[:, 0], nan=0.0)
+        rows["c_champ_pos"] = cs[:, 1]
+        return rows.x
+
+    # ------------------------------------------------------------------ pole
+
+    @staticmethod
+    def pole_reference(laps: dict[str, dict[str, float]]) -> tuple[str | None, float]:
+        """The latest pre-qualifying session with laps in the field, and its best lap."""
+        for s in reversed(PRACTICE_SESSIONS):
+            times = [t for t in laps.get(s, {}).values() if not math.isnan(t)]
+            if times:
+                return s, min(times)
+        return None, math.nan
+
+    def pole_history(self, before_day: int) -> pd.DataFrame:
+        """Past events with a pole lap: their reference session, lap and pole ratio."""
+        if self._pole_hist is None:
+            rows = []
+            ev = self.events[self.events["pole_s"].notna()]
+            for r in ev.itertuples(index=False):
+                for s in reversed(PRACTICE_SESSIONS):
+                    ref = getattr(r, f"best_{s}")
+                    if not math.isnan(ref):
+                        rows.append((r.layout_id, s, ref, r.pole_s, r.pole_s / ref, r.day))
+                        break
+            self._pole_hist = pd.DataFrame(
+                rows, columns=["layout_id", "session", "ref", "pole_s", "ratio", "day"]
+            )
+        h = self._pole_hist
+        return h[h["day"].to_numpy() < before_day]
+
+    def pole_arrays(self, before_day: int) -> PoleHistory:
+        """``pole_history`` as arrays (the serving path: no DataFrame per request)."""
+        if self._pole_arrays is None:
+            full = self.pole_history(2**62)
+            self._pole_arrays = (full["day"].to_numpy(np.int64), PoleHistory.from_frame(full))
+        days, arrays = self._pole_arrays
+        return arrays.head(int(np.searchsorted(days, before_day, side="left")))
+
+
+def _ctx_key(ctx: EventContext) -> tuple[Any, ...]:
+    return (ctx.season, ctx.round, ctx.race_id, day_number(ctx.date), ctx.layout_id,
+            ctx.circuit_type, ctx.course_length, ctx.is_sprint)  # fmt: skip
+
+
+def _nanmin_rows(a: np.ndarray) -> np.ndarray:
+    out = np.where(np.isnan(a), np.inf, a).min(axis=1)
+    return np.where(np.isinf(out), np.nan, out)
+
+
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    ok = ~np.isnan(a)
+    cnt = ok.sum(axis=1)
+    s = np.where(ok, a, 0.0).sum(axis=1)
+    return np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+
+
+def _last_valid(a: np.ndarray) -> np.ndarray:
+    out = np.full(a.shape[0], np.nan)
+    for j in range(a.shape[1]):
+        out = np.where(np.isnan(a[:, j]), out, a[:, j])
+    return out
+
+
+def _teammate_diff(entries: Sequence[Entry], values: np.ndarray) -> np.ndarray:
+    """Value minus the mean of the same team's other cars at this event (vectorised)."""
+    teams: dict[str, int] = {}
+    code = np.array(
+        [teams.setdefault(e.constructor_id or f"?{i}", len(teams)) for i, e in enumerate(entries)],
+        dtype=np.int64,
+    )
+    ok = ~np.isnan(values)
+    total = np.bincount(code, weights=np.where(ok, values, 0.0), minlength=len(teams))
+    count = np.bincount(code, weights=ok.astype(float), minlength=len(teams))
+    mates_n = count[code] - ok
+    mates_mean = (total[code] - np.where(ok, values, 0.0)) / np.maximum(mates_n, 1)
+    return np.where(ok & (mates_n > 0), values - mates_mean, np.nan)

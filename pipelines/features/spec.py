@@ -1,0 +1,139 @@
+"""Feature names and order: one spec per stage, and rows filled by name.
+
+The spec is the contract between the feature code, the stored models and serving: a
+model records the names it was trained on, and serving refuses a model whose list
+differs from the code's (``FeatureSpec.check``), naming the difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PRACTICE_SESSIONS = ("fp1", "fp2", "fp3", "sq")
+"""Pre-qualifying sessions used as features; the order is their order in a weekend."""
+
+
+class FeatureMismatch(ValueError):
+    """A stored model was trained on other features than the code builds."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The ordered feature names of one stage (and a revision for changed meanings)."""
+
+    stage: str
+    names: tuple[str, ...]
+    revision: int = 1
+    """Raised when a feature keeps its name but changes its meaning (retrain needed)."""
+    pos: Mapping[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"{self.stage}: duplicated feature names")
+        object.__setattr__(self, "pos", {n: i for i, n in enumerate(self.names)})
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def rows(self, n: int) -> Rows:
+        """``n`` empty rows (NaN: LightGBM's missing value) to fill column by name."""
+        return Rows(self, np.full((n, len(self.names)), np.nan))
+
+    def vector(self, values: Mapping[str, float], default: float = 0.0) -> list[float]:
+        """A per-feature list (e.g. monotone constraints) from the named exceptions."""
+        unknown = set(values) - set(self.names)
+        if unknown:
+            raise KeyError(f"{self.stage}: no feature named {sorted(unknown)}")
+        return [values.get(n, default) for n in self.names]
+
+    def check(self, stored: Sequence[str], revision: int | None, model: str) -> None:
+        """Raise ``FeatureMismatch`` naming what differs between a model and the code."""
+        stored = list(stored)
+        if stored == list(self.names) and revision in (None, self.revision):
+            return
+        missing = [n for n in self.names if n not in stored]
+        extra = [n for n in stored if n not in self.names]
+        parts = []
+        if missing:
+            parts.append(f"the code builds {missing} which the model lacks")
+        if extra:
+            parts.append(f"the model expects {extra} which the code no longer builds")
+        if not parts and stored != list(self.names):
+            parts.append("same names in another order")
+        if revision not in (None, self.revision):
+            parts.append(f"features revision {revision}, the code's is {self.revision}")
+        raise FeatureMismatch(
+            f"model '{model}' was trained on other {self.stage} features than this code "
+            f"builds: {'; '.join(parts)}. Run `f1 train` to train models for this code."
+        )
+
+
+class Rows:
+    """A feature matrix whose columns are read and written by name."""
+
+    __slots__ = ("spec", "x")
+
+    def __init__(self, spec: FeatureSpec, x: np.ndarray) -> None:
+        self.spec = spec
+        self.x = x
+
+    def __setitem__(self, name: str, values: np.ndarray | float) -> None:
+        self.x[:, self.spec.pos[name]] = values
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.x[:, self.spec.pos[name]]
+
+
+STAGE1 = FeatureSpec(
+    "stage-1",
+    (
+        "p_fp1_gap",
+        "p_fp2_gap",
+        "p_fp3_gap",
+        "p_sq_gap",
+        "p_best_gap",
+        "p_last_gap",
+        "p_mean_rank",
+        "p_laps",
+        "p_n_sessions",
+        "p_tm_gap",
+        "d_q_gap_ewm",
+        "d_q_gap_last",
+        "d_q_pos_ewm",
+        "d_n_events",
+        "d_points_ewm",
+        "t_q_gap_ewm",
+        "t_points_ewm",
+        "d_vs_team_gap",
+        "c_street",
+        "c_sprint",
+        "c_length_km",
+    ),
+    revision=2,  # 2: practice rank and teammate gap relative to the event's whole field
+)
+STAGE2 = FeatureSpec(
+    "stage-2",
+    (
+        "grid",
+        "q_gap_pct",
+        "q_tm_gap",
+        "d_r_pos_ewm",
+        "d_points_ewm",
+        "d_win_ewm",
+        "d_podium_ewm",
+        "d_q_gap_ewm",
+        "t_points_ewm",
+        "t_win_ewm",
+        "d_champ_points",
+        "d_champ_pos",
+        "d_champ_share",
+        "c_champ_points",
+        "c_champ_pos",
+    ),
+    revision=2,  # 2: championship share of the season's real leader, not the request's
+)
+STAGE2_MONOTONE = STAGE2.vector({"grid": -1, "q_gap_pct": -1, "q_tm_gap": -1})
+"""Win probability never rises with a worse grid slot or a slower qualifying lap."""

@@ -1,0 +1,100 @@
+"""Stage-1: an ensemble of LightGBM regressors on the gap to pole (%).
+
+Boosters are saved as LightGBM text files and settings as JSON: no pickles, so a
+stored model can be inspected and loaded without executing code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from pipelines.features.spec import STAGE1
+from pipelines.models.pole import PoleParams
+
+
+@dataclass
+class Stage1Config:
+    members: list[dict[str, Any]] = field(
+        default_factory=lambda: [
+            {"objective": "huber", "alpha": 1.0, "seed": 1},
+            {"objective": "l1", "seed": 2},
+            {"objective": "l2", "seed": 3},
+        ]
+    )
+    num_leaves: int = 15
+    n_estimators: int = 400
+    learning_rate: float = 0.03
+    min_child_samples: int = 20
+    target_clip: float = 7.0
+    dry_only: bool = False
+    """Fit only on events whose pole beat practice (wet sessions are unpredictable noise)."""
+    pole: PoleParams = field(default_factory=PoleParams)
+    pole_tau: float = 0.3
+    """Temperature (in gap %) turning predicted gaps into pole probabilities."""
+
+
+class Stage1Model:
+    """Ensemble of LightGBM regressors on the gap to pole (%), plus a pole-lap estimate."""
+
+    def __init__(self, config: Stage1Config, boosters: Sequence[lgb.Booster]) -> None:
+        self.config = config
+        self.boosters = list(boosters)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y_gap: np.ndarray, config: Stage1Config) -> Stage1Model:
+        y = np.clip(y_gap, 0.0, config.target_clip)
+        boosters = []
+        for m in config.members:
+            params = {
+                "objective": m["objective"],
+                "num_leaves": config.num_leaves,
+                "learning_rate": config.learning_rate,
+                "min_data_in_leaf": config.min_child_samples,
+                "feature_fraction": 0.8,
+                "bagging_fraction": 0.8,
+                "bagging_freq": 1,
+                "seed": m.get("seed", 0),
+                "num_threads": 1,
+                "verbosity": -1,
+                "deterministic": True,
+            }
+            if "alpha" in m:
+                params["alpha"] = m["alpha"]
+            ds = lgb.Dataset(x, label=y, feature_name=list(STAGE1.names), free_raw_data=True)
+            boosters.append(lgb.train(params, ds, num_boost_round=config.n_estimators))
+        return cls(config, boosters)
+
+    def predict_gap(self, x: np.ndarray) -> np.ndarray:
+        preds = [b.predict(x, num_threads=1) for b in self.boosters]
+        return np.clip(np.mean(preds, axis=0), 0.0, None)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        for i, b in enumerate(self.boosters):
+            b.save_model(str(path / f"booster_{i}.txt"))
+        (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+
+    @staticmethod
+    def load_config(path: Path) -> Stage1Config:
+        """The settings alone (the front service needs the pole estimate, not the trees)."""
+        raw = json.loads((path / "config.json").read_text())
+        raw["pole"] = PoleParams(**raw["pole"])
+        return Stage1Config(**raw)
+
+    @classmethod
+    def load(cls, path: Path) -> Stage1Model:
+        config = cls.load_config(path)
+        boosters = [
+            lgb.Booster(model_file=str(path / f"booster_{i}.txt"))
+            for i in range(len(config.members))
+        ]
+        for b in boosters:
+            STAGE1.check(b.feature_name(), None, str(path))
+        return cls(config, boosters)

@@ -1,0 +1,357 @@
+"""The BentoML model store: three versioned models that always move together.
+
+``f1_features`` (the feature snapshot), ``f1_stage1`` and ``f1_stage2`` are written
+inside nested ``bentoml.models.create`` blocks: BentoML commits a model only when its
+block exits cleanly, so a failure (or Ctrl-C) while writing any of them leaves the
+store as it was and ``latest`` on the previous complete set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import platform
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import bentoml
+
+from pipelines.features.snapshot import FeatureSnapshot
+from pipelines.features.spec import STAGE1, STAGE2, FeatureMismatch, FeatureSpec
+from pipelines.models.stage1 import Stage1Config, Stage1Model
+from pipelines.models.stage2 import Stage2Model
+
+STAGE1_NAME = "f1_stage1"
+STAGE2_NAME = "f1_stage2"
+FEATURES_NAME = "f1_features"
+LABELS = {"project": "f1-predictor", "data": "F1DB (CC-BY-4.0)"}
+
+
+class StoreError(RuntimeError):
+    """A model or snapshot is missing or unreadable; the message names the tag and the fix."""
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("bentoml", "lightgbm", "numpy", "pandas", "scikit-learn", "pyarrow"):
+        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
+            out[pkg] = importlib_metadata.version(pkg)
+    return out
+
+
+@dataclass
+class SavedTags:
+    features: str
+    stage1: str
+    stage2: str
+
+
+def _plain(value: Any) -> Any:
+    """Metadata must be plain Python types: no numpy scalars, no None, no inf."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None:
+        return ""
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+# ------------------------------------------------------------------- commits
+
+MANAGED = (FEATURES_NAME, STAGE1_NAME, STAGE2_NAME)
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends, then act on them: a Ctrl-C during a
+    save waits for the save (under a second) instead of leaving half a model behind.
+
+    Acting on a held signal means putting the process's own handler back and raising
+    the signal again, so the outcome is whatever the process would have done without
+    the block (KeyboardInterrupt, death by SIGTERM, ...). A signal the process ignores
+    (SIGINT is inherited as SIG_IGN by a job started in the background of a
+    non-interactive shell, as CI runners do) stays ignored throughout: nothing to hold.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        # SIG_IGN: ignored before, ignored now. None: a handler set outside Python,
+        # which signal.signal could not put back; leave it alone.
+        if handler is not signal.SIG_IGN and handler is not None:
+            old[sig] = handler
+    for sig in old:
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+def repair_store() -> list[str]:
+    """Remove half-written versions of our models (a crash inside BentoML's copy).
+
+    BentoML copies a model straight into its final folder; a version without its
+    model.yaml never finished and would break `bentoml models list`.
+    """
+    removed = []
+    root = Path(store_home()) / "models"
+    for name in MANAGED:
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for version in folder.iterdir():
+            if version.is_dir() and not (version / "model.yaml").exists():
+                shutil.rmtree(version, ignore_errors=True)
+                removed.append(f"{name}:{version.name}")
+        latest = folder / "latest"
+        if latest.exists() and not (folder / latest.read_text().strip() / "model.yaml").exists():
+            latest.unlink()  # BentoML recreates it from the newest complete version
+    return removed
+
+
+@contextlib.contextmanager
+def commit() -> Iterator[None]:
+    """One writer at a time (file lock), no half-written model (signals held), and a
+    clean store to start from (repair)."""
+    home = Path(store_home())
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".f1-store.lock").open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            with _deferred_signals():
+                repair_store()
+                yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def save_all(
+    snapshot: FeatureSnapshot,
+    stage1: Stage1Model,
+    stage2: Stage2Model,
+    evaluation: dict[str, Any],
+    training_seasons: list[int],
+) -> SavedTags:
+    """Save the three models as new versions, all or none."""
+    common = {
+        "data_hash": snapshot.meta.get("data_hash", ""),
+        "data_latest_event": snapshot.meta.get("latest_event"),
+        "training_seasons": training_seasons,
+        "library_versions": library_versions(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
+    }
+
+    def create(stack: contextlib.ExitStack, name: str, extra: dict[str, Any]) -> bentoml.Model:
+        return stack.enter_context(
+            bentoml.models.create(name, labels=LABELS, metadata=_plain(common | extra))
+        )
+
+    with commit(), contextlib.ExitStack() as stack:
+        feat = create(stack, FEATURES_NAME, {"kind": "feature_snapshot"})
+        snapshot.save(Path(feat.path) / "snapshot")
+        links = {"features_tag": str(feat.tag)}
+        m1 = create(stack, STAGE1_NAME, {
+            "kind": "stage1_gap_to_pole_ensemble", **_features(STAGE1),
+            "metrics": evaluation.get("stage1", {}), **links,
+        })  # fmt: skip
+        stage1.save(Path(m1.path) / "model")
+        m2 = create(stack, STAGE2_NAME, {
+            "kind": "stage2_win_classifier", **_features(STAGE2),
+            "metrics": evaluation.get("stage2", {}),
+            "protocol": evaluation.get("protocol", {}), **links,
+        })  # fmt: skip
+        stage2.save(Path(m2.path) / "model")
+        tags = SavedTags(str(feat.tag), str(m1.tag), str(m2.tag))
+    return tags
+
+
+def _features(spec: FeatureSpec) -> dict[str, Any]:
+    """What a model records of the features it was trained on."""
+    return {"feature_names": list(spec.names), "features_revision": spec.revision}
+
+
+def check_features(model: bentoml.Model, spec: FeatureSpec) -> None:
+    """Serving a model trained on other features than the code builds would be silent
+    garbage: refuse it, naming the difference (raises StoreError)."""
+    md = model.info.metadata
+    names = md.get("feature_names", [])
+    revision = md.get("features_revision", 1)
+    try:
+        spec.check(
+            [str(n) for n in names] if isinstance(names, list) else [],
+            revision if isinstance(revision, int) else None,
+            str(model.tag),
+        )
+    except FeatureMismatch as exc:
+        raise StoreError(str(exc)) from exc
+
+
+def model_info(
+    tags: dict[str, str], stage1_meta: dict[str, Any], stage2_meta: dict[str, Any]
+) -> dict[str, Any]:
+    """The /model_info answer: versions, features and held-out metrics of both stages."""
+    return {
+        "model_versions": tags,
+        "stage1": {
+            "description": "LightGBM ensemble on the gap to pole (%) x a pole-lap estimate",
+            "feature_count": len(stage1_meta.get("feature_names", [])),
+            "feature_names": stage1_meta.get("feature_names", []),
+            "metrics": stage1_meta.get("metrics", {}),
+        },
+        "stage2": {
+            "description": "Monotone LightGBM win classifier, softmax per race",
+            "feature_count": len(stage2_meta.get("feature_names", [])),
+            "feature_names": stage2_meta.get("feature_names", []),
+            "metrics": stage2_meta.get("metrics", {}),
+        },
+        "training_seasons": stage1_meta.get("training_seasons"),
+        "evaluation_protocol": stage2_meta.get("protocol", {}),
+        "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
+    }
+
+
+def save_snapshot(snapshot: FeatureSnapshot) -> str:
+    """A new ``f1_features`` version only (``f1 refresh``), models untouched."""
+    meta = {
+        "kind": "feature_snapshot",
+        "data_hash": snapshot.meta.get("data_hash", ""),
+        "data_latest_event": snapshot.meta.get("latest_event"),
+        "library_versions": library_versions(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
+    }
+    with (
+        commit(),
+        bentoml.models.create(FEATURES_NAME, labels=LABELS, metadata=_plain(meta)) as feat,
+    ):
+        snapshot.save(Path(feat.path) / "snapshot")
+    return str(feat.tag)
+
+
+def get_model(tag: str) -> bentoml.Model:
+    try:
+        return bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound as exc:
+        raise StoreError(
+            f"model '{tag}' is not in the model store ({store_home()}): run `f1 train` "
+            "(or `f1 refresh` for f1_features), or pin an existing tag"
+        ) from exc
+
+
+def open_snapshot(path: Path, tag: str) -> FeatureSnapshot:
+    """The snapshot stored under a model folder; unreadable -> StoreError with the fix."""
+    try:
+        return FeatureSnapshot.load(path / "snapshot")
+    except (OSError, ValueError, KeyError) as exc:
+        raise StoreError(
+            f"feature snapshot '{tag}' is unreadable ({exc}): run `f1 refresh`"
+        ) from exc
+
+
+def open_stage1(path: Path, tag: str) -> Stage1Model:
+    try:
+        return Stage1Model.load(path / "model")
+    except (OSError, ValueError, KeyError, TypeError, lgb_error()) as exc:
+        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+
+
+def open_stage1_config(path: Path, tag: str) -> Stage1Config:
+    try:
+        return Stage1Model.load_config(path / "model")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+
+
+def open_stage2(path: Path, tag: str) -> Stage2Model:
+    try:
+        return Stage2Model.load(path / "model")
+    except (OSError, ValueError, KeyError, TypeError, lgb_error()) as exc:
+        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+
+
+def lgb_error() -> type[Exception]:
+    import lightgbm
+
+    return lightgbm.basic.LightGBMError
+
+
+def load_snapshot(tag: str) -> FeatureSnapshot:
+    model = get_model(tag)
+    return open_snapshot(Path(model.path), str(model.tag))
+
+
+def load_stage1(tag: str) -> Stage1Model:
+    model = get_model(tag)
+    return open_stage1(Path(model.path), str(model.tag))
+
+
+def load_stage2(tag: str) -> Stage2Model:
+    model = get_model(tag)
+    return open_stage2(Path(model.path), str(model.tag))
+
+
+def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
+    """Every tag resolves in the store and both models were trained on the features this
+    code builds, else one StoreError naming each missing tag or the difference."""
+    missing = []
+    for tag, spec in ((features_tag, None), (stage1_tag, STAGE1), (stage2_tag, STAGE2)):
+        try:
+            model = bentoml.models.get(tag)
+        except bentoml.exceptions.NotFound:
+            missing.append(tag)
+            continue
+        if spec is not None:
+            check_features(model, spec)
+    if missing:
+        raise StoreError(
+            f"not in the model store ({store_home()}): {', '.join(missing)}. Run `f1 train` "
+            "(or `f1 refresh` for f1_features), or pin existing tags with F1_STAGE1_MODEL, "
+            "F1_STAGE2_MODEL, F1_FEATURES_MODEL (`f1 models` lists them)"
+        )
+
+
+def has_models() -> bool:
+    """The three models are stored and the latest two match this code's features."""
+    names = {m.tag.name for m in bentoml.models.list()}
+    if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
+        return False
+    try:
+        check_features(bentoml.models.get(f"{STAGE1_NAME}:latest"), STAGE1)
+        check_features(bentoml.models.get(f"{STAGE2_NAME}:latest"), STAGE2)
+    except StoreError:
+        return False
+    return True
+
+
+def list_versions() -> Iterator[bentoml.Model]:
+    models = [
+        m for m in bentoml.models.list() if m.tag.name in {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME}
+    ]
+    yield from sorted(models, key=lambda m: (m.tag.name, m.creation_time), reverse=True)
+
+
+def store_home() -> str:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return str(BentoMLContainer.bentoml_home.get())

@@ -1,0 +1,68 @@
+"""Typed errors: an answer other than 200, carrying its status, body and headers.
+
+Endpoints raise them. BentoML answers any exception with a bare status and a generic
+body, so each error also records itself for the request being handled, and
+``ErrorBodyMiddleware`` writes its body and headers back into the response.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from bentoml.exceptions import BentoMLException
+
+RAISED: contextvars.ContextVar[list[ApiError] | None] = contextvars.ContextVar(
+    "f1_raised", default=None
+)
+"""The errors created while handling the current request (set by ErrorBodyMiddleware)."""
+
+
+class ApiError(BentoMLException):
+    """A refused or failed request: status, a message, where (``detail``), headers."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: Sequence[dict[str, Any]] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(error)
+        self.error_code = HTTPStatus(status)
+        self.error = error
+        self.detail = list(detail)
+        self.headers = dict(headers or {})
+        raised = RAISED.get()
+        if raised is not None:
+            raised.append(self)
+
+    @property
+    def status(self) -> int:
+        return int(self.error_code)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error, "detail": self.detail}
+
+
+class RequestError(ApiError):
+    """A well-formed request that cannot be answered (HTTP 422), naming the field."""
+
+    def __init__(self, loc: Sequence[str | int], msg: str) -> None:
+        where = ".".join(map(str, loc))
+        super().__init__(422, f"{where}: {msg}", [{"loc": ["body", *loc], "msg": msg}])
+        self.loc = list(loc)
+        self.msg = msg
+
+
+class StageUnavailable(ApiError):
+    """A model service did not answer (restarting, crashed, hung): retry shortly."""
+
+    def __init__(self, stage: str, retry_after_s: int = 2) -> None:
+        super().__init__(
+            503,
+            f"the {stage} model service is unavailable: try again shortly",
+            headers={"Retry-After": str(retry_after_s)},
+        )

@@ -1,0 +1,99 @@
+"""Structured (JSON) server logs carrying the request id the response echoes.
+
+BentoML configures logging in each worker and tags records with the request's trace
+context; this swaps its text formatter for one JSON object per line, so a log shipper
+can index ``request_id`` and find the line behind an ``X-Request-ID`` response header.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+"""The id of the request being handled (set by RequestIdMiddleware), for every log line."""
+
+_TRACE_SUFFIX = re.compile(r" \(trace=[^)]*\)$")
+_TRACE_ID = re.compile(r"trace=([0-9a-f]+)")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, component, request id, message."""
+
+    def __init__(self, component: str = "") -> None:
+        super().__init__()
+        self.component = component
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "component": self.component,
+            "msg": _TRACE_SUFFIX.sub("", record.getMessage()),
+        }
+        request_id = REQUEST_ID.get() or getattr(record, "request_id", None)
+        if request_id:
+            out["request_id"] = (
+                f"{request_id:016x}" if isinstance(request_id, int) else str(request_id)
+            )
+        trace = _TRACE_ID.search(getattr(record, "trace_msg", "") or "")
+        if trace:
+            out["trace_id"] = trace.group(1)  # present only on routes BentoML traces
+        for key in ("method", "path", "status", "duration_ms", "reason"):
+            if hasattr(record, key):
+                out[key] = getattr(record, key)
+        if record.exc_info:
+            out["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def use_json_logs(component: str) -> None:
+    """Give every handler of the root and bentoml loggers the JSON formatter."""
+    formatter = JsonFormatter(component)
+    for name in (None, "bentoml"):
+        for handler in logging.getLogger(name).handlers:
+            handler.setFormatter(formatter)
+
+
+def _client_error(exc: BaseException | None) -> bool:
+    """An exception that BentoML answers with a 4xx (the client's mistake), or one of
+    our typed answers (logged where it was raised, if at all)."""
+    if exc is None:
+        return False
+    from pydantic import ValidationError
+
+    from pipelines.serving.errors import ApiError
+
+    if isinstance(exc, ValidationError | ApiError):
+        return True
+    code = getattr(getattr(exc, "error_code", None), "value", None)
+    return isinstance(code, int) and 400 <= code < 500
+
+
+class ClientErrorFilter(logging.Filter):
+    """Drop BentoML's "Exception on <path>" ERROR record (with a full traceback) for a
+    request it answers 4xx, or for a typed ``ApiError``: our access line already says,
+    at WARNING, which field was refused and why. Other server errors (5xx) keep their
+    ERROR and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or not str(record.msg).startswith("Exception on"):
+            return True
+        return not _client_error(record.exc_info[1])
+
+
+BENTOML_HTTP_LOGGER = "bentoml._internal.server.http_app"
+"""Where BentoML's ``log_exception`` writes (``_bentoml_impl.server.app`` calls it)."""
+
+
+def quiet_client_errors() -> None:
+    """Install ``ClientErrorFilter`` once on BentoML's HTTP logger."""
+    log = logging.getLogger(BENTOML_HTTP_LOGGER)
+    if not any(isinstance(f, ClientErrorFilter) for f in log.filters):
+        log.addFilter(ClientErrorFilter())

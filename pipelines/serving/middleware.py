@@ -1,0 +1,339 @@
+"""ASGI middlewares for the public front service: who may call, how much, and what an
+error body may say. Pure ASGI (no framework state), so each is tested on a tiny app."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PREDICT_PATHS = frozenset({"/predict_quali", "/predict_race", "/predict_full"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+access_log = logging.getLogger("f1.access")
+
+
+ERROR_KEY = "f1.error"
+"""Scope key where a middleware leaves an error response's reason for the access line."""
+
+
+def _escape(text: str, limit: int = 200) -> str:
+    """Text from a request (a path, a reason quoting it) made safe for one log line."""
+    cut = text if len(text) <= limit else text[:limit] + "..."
+    return json.dumps(cut, ensure_ascii=True)[1:-1]
+
+
+def _reason(body: dict[str, Any]) -> str:
+    """One line saying why a request was refused: the error and the first field named."""
+    reason = str(body.get("error", ""))
+    detail = body.get("detail")
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        loc = ".".join(str(p) for p in detail[0].get("loc", []))
+        reason += f" [{loc}: {detail[0].get('msg', '')}]"
+    return reason
+
+
+async def _json(
+    scope: Scope,
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> None:
+    scope[ERROR_KEY] = _reason(body)
+    raw = json.dumps(body).encode()
+    hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    hdrs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": raw})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", []):
+        if k.lower() == name:
+            return str(v.decode("latin-1"))
+    return None
+
+
+class RequestIdMiddleware:
+    """Give every request an id (a caller's valid ``X-Request-ID``, else a new one), echo
+    it in the response, tag the request's log lines with it and write one access line.
+
+    Cheaper than BentoML's per-request tracing, which the API routes skip for speed.
+    """
+
+    def __init__(self, app: ASGIApp, quiet_paths: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self.quiet = quiet_paths or frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from pipelines.serving.logs import REQUEST_ID
+
+        given = _header(scope, b"x-request-id")
+        rid = given if given and _REQUEST_ID.match(given) else os.urandom(8).hex()
+        token = REQUEST_ID.set(rid)
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_with_id(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = int(msg["status"])
+                msg["headers"] = [*msg.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["path"] not in self.quiet:
+                self._access_line(scope, status, t0)
+            REQUEST_ID.reset(token)
+
+    @staticmethod
+    def _access_line(scope: Scope, status: int, t0: float) -> None:
+        """One line per request; a refused one (4xx) says why, at WARNING, without a
+        traceback: a client's mistake is not a server error."""
+        path = _escape(scope["path"])
+        method = _escape(str(scope.get("method")), 16)
+        extra: dict[str, Any] = {"method": method, "path": path, "status": status,
+                                 "duration_ms": round((time.perf_counter() - t0) * 1000, 3)}  # fmt: skip
+        if status >= 400:
+            extra["reason"] = _escape(str(scope.get(ERROR_KEY, "")))
+            access_log.warning("%s %s %d %s", method, path, status, extra["reason"], extra=extra)
+        else:
+            access_log.info("%s %s %d", method, path, status, extra=extra)
+
+
+class ApiKeyMiddleware:
+    """With a key configured, predictions and /model_info need ``Authorization: Bearer``.
+
+    Probes (/livez, /readyz, /health, /metrics) stay open so orchestrators can watch a
+    locked service. Keys are compared in constant time.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str | None, protected: frozenset[str] | None = None):
+        self.app = app
+        self.key = api_key.encode() if api_key else None
+        self.protected = protected or (PREDICT_PATHS | {"/model_info"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.key is None or scope["type"] != "http" or scope["path"] not in self.protected:
+            return await self.app(scope, receive, send)
+        if scope.get("method") == "OPTIONS":  # CORS preflights carry no credentials
+            return await self.app(scope, receive, send)
+        auth = _header(scope, b"authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key):
+            return await self.app(scope, receive, send)
+        await _json(
+            scope, send, 401,
+            {"error": "missing or invalid API key",
+             "detail": [{"loc": ["header", "authorization"], "msg": "expected 'Bearer <key>'"}]},
+            {"www-authenticate": "Bearer"},
+        )  # fmt: skip
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413 before the app parses them.
+
+    The body is read (up to the limit) and replayed to the app, so a chunked upload
+    without Content-Length is capped too.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._too_large(scope, send)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            body = msg.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                return await self._too_large(scope, send)
+            chunks.append(body)
+            if not msg.get("more_body", False):
+                break
+        data = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        await _json(scope, send, 413, {
+            "error": f"request body larger than {self.max_bytes} bytes",
+            "detail": [{"loc": ["body"], "msg": f"at most {self.max_bytes} bytes"}],
+        })  # fmt: skip
+
+
+class LoadShedMiddleware:
+    """Bound the work in flight: past ``max_in_flight`` prediction requests, answer 503
+    with Retry-After at once instead of queueing without limit."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after_s: int = 1,
+                 paths: frozenset[str] = PREDICT_PATHS):  # fmt: skip
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = str(retry_after_s)
+        self.paths = paths
+        self.in_flight = 0
+        self.shed = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        if self.in_flight >= self.max_in_flight:
+            self.shed += 1
+            return await _json(
+                scope, send, 503,
+                {"error": "overloaded: try again shortly", "detail": []},
+                {"retry-after": self.retry_after},
+            )  # fmt: skip
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class SpecAliasMiddleware:
+    """Serve the project's one OpenAPI document at BentoML's conventional ``/docs.json``
+    too (clients and fuzzers that follow BentoML read that path), instead of BentoML's
+    own, which declares other error bodies."""
+
+    def __init__(self, app: ASGIApp, alias: str = "/docs.json", target: str = "/openapi.json"):
+        self.app = app
+        self.alias = alias
+        self.target = target
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.alias:
+            scope = dict(scope, path=self.target, raw_path=self.target.encode())
+        await self.app(scope, receive, send)
+
+
+_PYDANTIC_TITLE = re.compile(r"validation errors? for \w+")
+
+
+def clean_error_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Drop what an error body must not carry: library URLs (they name versions), inputs,
+    internal class names."""
+    out = dict(body)
+    if isinstance(out.get("error"), str):
+        out["error"] = _PYDANTIC_TITLE.sub("validation error in the request body", out["error"])
+    detail = out.get("detail")
+    if isinstance(detail, list):
+        out["detail"] = [
+            {k: v for k, v in d.items() if k in ("loc", "msg", "type")}
+            if isinstance(d, dict)
+            else d
+            for d in detail
+        ]
+    return out
+
+
+UNAVAILABLE = "service unavailable: try again after Retry-After seconds"
+
+
+class ErrorBodyMiddleware:
+    """Rewrite 4xx/5xx JSON bodies on the API paths through ``clean_error_body``.
+
+    An error the endpoint raised (``serving.errors.ApiError``: BentoML answers it with a
+    bare status) gets its own body and headers back.
+
+    A 503 keeps a message in the project's error shape (it says what is unavailable and
+    to retry) and always carries Retry-After; any other 5xx body becomes a generic
+    message (the details are in the server log)."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = PREDICT_PATHS):
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        from pipelines.serving.errors import RAISED, ApiError
+
+        raised: list[ApiError] = []
+        token = RAISED.set(raised)
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(msg: Message) -> None:
+            nonlocal start
+            if msg["type"] == "http.response.start":
+                if msg["status"] < 400:
+                    start = None
+                    await send(msg)
+                    return
+                start = msg
+                return
+            if start is None:
+                await send(msg)
+                return
+            chunks.append(msg.get("body", b""))
+            if msg.get("more_body", False):
+                return
+            status = int(start["status"])
+            raw = b"".join(chunks)
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {"error": raw.decode("utf-8", "replace")[:500]}
+            if isinstance(body, list) and body and isinstance(body[0], dict):
+                body = body[0]  # BentoML wraps some errors in a 1-tuple
+            if not isinstance(body, dict):
+                body = {"error": str(body)[:500]}
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            typed = next((e for e in reversed(raised) if e.status == status), None)
+            if typed is not None:  # an ApiError the endpoint raised: its own body and headers
+                body = typed.body()
+                headers += [(k.lower().encode(), v.encode()) for k, v in typed.headers.items()]
+            if status == 503:
+                if not (
+                    isinstance(body.get("error"), str) and isinstance(body.get("detail"), list)
+                ):
+                    body = {"error": UNAVAILABLE, "detail": []}
+                if not any(k.lower() == b"retry-after" for k, _ in headers):
+                    headers.append((b"retry-after", b"2"))
+            elif status >= 500:
+                body = {"error": "internal error: the server log has the details", "detail": []}
+            body = clean_error_body(body)
+            scope[ERROR_KEY] = _reason(body)
+            new = json.dumps(body).encode()
+            headers.append((b"content-length", str(len(new)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": new})
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            RAISED.reset(token)

@@ -1,0 +1,78 @@
+"""The one OpenAPI document (BentoML's POST APIs + the FastAPI GET routes, the project's
+identity, examples and error responses) and the offline Swagger page that reads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines import __version__
+from pipelines.serving.schemas import EXAMPLES, ErrorResponse
+
+API_INFO: dict[str, Any] = {
+    "title": "F1 Prediction API",
+    "version": __version__,
+    "description": "Two-stage Formula 1 predictions (qualifying pace, race winner), "
+    "trained on F1DB (CC-BY-4.0).",
+    "contact": {"name": "F1 Predictor maintainers"},
+    "license": {"name": "MIT", "url": "https://opensource.org/licenses/MIT"},
+}
+
+ERROR_RESPONSES = {
+    "400": "Malformed body or a field that fails validation (detail names it)",
+    "401": "F1_API_KEY is set and the bearer key is missing or wrong",
+    "413": "Body larger than F1_MAX_BODY_BYTES",
+    "422": "Well-formed but unanswerable: unknown event, duplicated driver, no entry list",
+    "503": "Overloaded or a model service is restarting: retry after Retry-After seconds",
+}
+
+PREDICT_PATHS = ("/predict_quali", "/predict_full", "/predict_race")
+
+
+def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[str, Any]:
+    """BentoML's spec of the POST APIs with the GET routes merged in, our identity, the
+    request examples and the error responses every prediction endpoint may give."""
+    spec = dict(bento_spec)
+    spec["info"] = dict(API_INFO)
+    paths = spec.setdefault("paths", {})
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for path, item in get_routes.get("paths", {}).items():
+        paths[path] = item
+    for name, schema in get_routes.get("components", {}).get("schemas", {}).items():
+        schemas.setdefault(name, schema)
+    err = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(err.pop("$defs", {}))
+    schemas["ErrorResponse"] = err
+    for path in PREDICT_PATHS:
+        op = paths.get(path, {}).get("post")
+        if not op:
+            continue
+        race = path == "/predict_race"
+        content = op.setdefault("requestBody", {}).setdefault("content", {})
+        content.setdefault("application/json", {})["examples"] = {
+            name: {"value": ex}
+            for name, ex in EXAMPLES.items()
+            if (name == "race_with_grid") == race
+        }
+        ok = op["responses"].get(200) or op["responses"]["200"]
+        op["responses"] = {"200": ok} | {
+            code: {
+                "description": why,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+                },
+            }
+            for code, why in ERROR_RESPONSES.items()
+        }
+    return spec
+
+
+SWAGGER_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>F1 Prediction API</title>
+<link rel="stylesheet" href="/static_content/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/static_content/swagger-ui-bundle.js"></script>
+<script src="/static_content/swagger-ui-standalone-preset.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui",
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: "BaseLayout"});
+</script></body></html>"""
+"""Swagger UI from BentoML's bundled static files: works with no internet."""

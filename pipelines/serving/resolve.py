@@ -1,0 +1,150 @@
+"""From a validated request to the event, its field and the requested drivers.
+
+Shared by the Bento front service, the CLI and the benchmark servers, so the event
+resolution, driver resolution and warnings are identical on every path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
+from pipelines.serving.errors import RequestError
+from pipelines.serving.orchestrator import check_given_grid
+from pipelines.serving.schemas import DriverInput, EventInput
+from pipelines.serving.text import quote
+
+
+@dataclass
+class Resolved:
+    """The event, its whole field, and where the requested drivers are in it."""
+
+    ctx: EventContext
+    field: EventField
+    rows: np.ndarray
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def resolve_event(
+    snap: FeatureSnapshot, event: EventInput | None, warnings: list[str]
+) -> EventContext:
+    """The event to predict: given, else the next one in the calendar, else a blank one."""
+    if event is None:
+        ctx = snap.next_event()
+        if ctx is not None:
+            warnings.append(
+                f"no event given: using the next event in the calendar, {ctx.season} round "
+                f"{ctx.round} ({ctx.circuit_id})"
+            )
+            return ctx
+        last = snap.meta.get("latest_event") or {}
+        day = pd.Timestamp(last.get("date", "2000-01-01")) + pd.Timedelta(days=1)
+        warnings.append(
+            "no event given and the calendar has no event after the latest results "
+            f"({last.get('season')} round {last.get('round')}): circuit features are unknown "
+            "and no lap time can be predicted; pass an event to get one"
+        )
+        return EventContext(season=int(day.year) + (1 if day.month == 12 else 0), date=day)
+    if event.round is not None:
+        ctx = snap.event_by_round(event.season, event.round)
+        if ctx is None:
+            lo, hi = snap.meta.get("seasons", ["?", "?"])
+            raise RequestError(
+                ["event", "round"],
+                f"season {event.season} round {event.round} is not in the data (seasons "
+                f"{lo}-{hi}); give circuit_id and date for an event that is not",
+            )
+        return ctx
+    assert event.circuit_id is not None and event.date is not None
+    ctx = snap.circuit_event(event.season, event.circuit_id, pd.Timestamp(event.date))
+    if not snap.known_circuit(event.circuit_id):
+        warnings.append(
+            f"circuit {quote(event.circuit_id)} is not in the data: circuit features are unknown "
+            "and no lap time can be predicted without practice laps"
+        )
+    return ctx
+
+
+def resolve_request(
+    snap: FeatureSnapshot, event: EventInput | None, drivers: Sequence[DriverInput] | None
+) -> Resolved:
+    """Event, field, requested drivers and warnings for a request (raises RequestError)."""
+    warnings: list[str] = []
+    ctx = resolve_event(snap, event, warnings)
+    known = ctx.race_id is not None
+    if drivers is None:
+        if not known:
+            raise RequestError(
+                ["drivers"],
+                "required: the event is not in the data, so there is no entry list to use",
+            )
+        fld = snap.event_field(ctx)
+        return Resolved(ctx, fld, np.arange(len(fld.entries)), warnings)
+
+    data_entries = {e.driver_id: e for e in snap.entries(ctx)} if known else {}
+    entries: list[Entry] = []
+    seen: dict[str, int] = {}
+    unused: set[str] = set()
+    for i, d in enumerate(drivers):
+        driver_id = _resolve_driver(snap, d.driver_id, ctx.season, i, warnings)
+        if driver_id in seen:
+            raise RequestError(
+                ["drivers", i, "driver_id"],
+                f"duplicated driver '{driver_id}' (also drivers[{seen[driver_id]}])",
+            )
+        seen[driver_id] = i
+        from_data = data_entries.get(driver_id)
+        team = d.constructor_id or (from_data.constructor_id if from_data else None)
+        team = team or snap.latest_team(driver_id)
+        if team is None:
+            warnings.append(f"drivers[{i}]: no team known for '{driver_id}': team form unknown")
+        elif team not in snap.known_teams:
+            warnings.append(f"drivers[{i}]: team '{team}' has no history in the data")
+        e = Entry(driver_id=driver_id, constructor_id=team)
+        given = d.practice.as_dict() if d.practice else {}
+        if given:
+            e.practice = given
+        elif from_data is not None:
+            e.practice, e.laps = dict(from_data.practice), dict(from_data.laps)
+        if d.grid_position is not None:
+            e.grid = float(d.grid_position)
+        if d.qualifying_time is not None:
+            e.quali_time = float(d.qualifying_time)
+        unused.update(d.extra_inputs())
+        entries.append(e)
+    if unused:
+        warnings.append(
+            "inputs not used by the model (accepted for compatibility): "
+            + ", ".join(quote(u) for u in sorted(unused))
+        )
+    if known:
+        missing = [e.driver_id for e in entries if not e.practice]
+        if missing and len(missing) < len(entries):
+            warnings.append("no practice laps for: " + ", ".join(missing))
+    fld = snap.event_field(ctx, entries)
+    if any(e.grid is not None for e in entries):
+        check_given_grid(fld.entries, [seen.get(e.driver_id, -1) for e in fld.entries])
+    return Resolved(ctx, fld, fld.index([e.driver_id for e in entries]), warnings)
+
+
+def _resolve_driver(
+    snap: FeatureSnapshot, raw: str | int, season: int, i: int, warnings: list[str]
+) -> str:
+    if isinstance(raw, int):
+        found = snap.driver_for_number(raw, season)
+        if found is None:
+            warnings.append(
+                f"drivers[{i}]: no driver raced with number {raw}: predicted without history"
+            )
+            return f"car-{raw}"
+        return found
+    if raw not in snap.known_drivers:
+        warnings.append(
+            f"drivers[{i}]: driver '{raw}' has no history in the data: predicted without form"
+        )
+    return raw

@@ -1,0 +1,540 @@
+"""The feature module: point-in-time correctness (no leakage) first, then the details."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.f1db.parse import Tables
+from pipelines.features import STAGE1, STAGE2, Entry, EventContext, EventField, FeatureSnapshot
+from pipelines.features.history import History
+from tests.conftest import REAL_DATA, copy_tables
+from training.datasets import stage1_data, stage2_data
+
+# ------------------------------------------------------------------------ helpers
+
+
+def race_id_of(t: Tables, season: int, gp: str) -> int:
+    r = t.races
+    return int(r.loc[(r["season"] == season) & (r["grand_prix_id"] == gp), "race_id"].item())
+
+
+def event_features(t: Tables, race_id: int) -> dict[str, np.ndarray]:
+    """Stage-1 and Stage-2 rows for one event, through the serving and training paths."""
+    snap = FeatureSnapshot.build(t)
+    ctx = snap.event_by_id(race_id)
+    assert ctx is not None
+    entries = snap.entries(ctx)
+    n = len(entries)
+    x1 = snap.stage1_rows(ctx, snap.event_field(ctx))
+    x2 = snap.stage2_rows(
+        ctx, entries, np.arange(1.0, n + 1.0), np.linspace(0.0, 2.5, n)
+    )  # fixed grid and gap: only history may vary
+    only = replace(
+        t,
+        qualifying=t.qualifying[t.qualifying["race_id"] == race_id],
+        results=t.results[t.results["race_id"] == race_id],
+        grid=t.grid[t.grid["race_id"] == race_id],
+    )
+    s1 = stage1_data(snap, only, ctx.season)
+    s2 = stage2_data(snap, only, ctx.season)
+    return {"serving1": x1, "serving2": x2, "train1": s1.x, "train2": s2.x}
+
+
+def later(t: Tables, race_id: int) -> set[int]:
+    day = t.races.loc[t.races["race_id"] == race_id, "date"].item()
+    return set(t.races.loc[t.races["date"] > day, "race_id"])
+
+
+def post_quali_sessions(t: Tables) -> pd.Series:
+    """Practice rows from sessions held after qualifying (2021-23 sprint weekends)."""
+    after = t.sessions[~t.sessions["before_quali"]][["race_id", "session"]]
+    keys = set(zip(after["race_id"], after["session"], strict=True))
+    return pd.Series(
+        [(r, s) in keys for r, s in zip(t.practice["race_id"], t.practice["session"], strict=True)],
+        index=t.practice.index,
+    )
+
+
+def alter_after_qualifying(t: Tables, race_id: int, seed: int = 0) -> Tables:
+    """Scramble everything that is only known after the event's qualifying session:
+    its race result and standings, practice held after qualifying on sprint weekends,
+    and every later event (qualifying, grid, results, standings, practice)."""
+    rng = np.random.default_rng(seed)
+    out = copy_tables(t)
+    future = later(t, race_id)
+    ev_or_later = future | {race_id}
+
+    res = out.results
+    m = res["race_id"].isin(ev_or_later)
+    res.loc[m, "position"] = rng.permutation(res.loc[m, "position"].to_numpy(copy=True))
+    res.loc[m, "points"] = rng.uniform(0, 30, m.sum()).round()
+    res.loc[m, "position_text"] = res.loc[m, "position"].map(
+        lambda p: "DNF" if math.isnan(p) else str(int(p))
+    )
+    for st in (out.driver_standings, out.constructor_standings):
+        m = st["race_id"].isin(ev_or_later)
+        st.loc[m, "points"] = rng.uniform(0, 500, m.sum()).round()
+        st.loc[m, "position"] = rng.permutation(st.loc[m, "position"].to_numpy(copy=True))
+
+    q = out.qualifying
+    m = q["race_id"].isin(future)
+    q.loc[m, "best_s"] = q.loc[m, "best_s"] * rng.uniform(0.97, 1.05, m.sum())
+    q.loc[m, "position"] = rng.permutation(q.loc[m, "position"].to_numpy(copy=True))
+    g = out.grid
+    m = g["race_id"].isin(future)
+    g.loc[m, "grid"] = rng.permutation(g.loc[m, "grid"].to_numpy(copy=True))
+
+    p = out.practice
+    m = p["race_id"].isin(future) | post_quali_sessions(out)
+    p.loc[m, "time_s"] = p.loc[m, "time_s"] * rng.uniform(0.95, 1.05, m.sum())
+    p.loc[m, "laps"] = rng.integers(1, 40, m.sum()).astype(float)
+    return out
+
+
+def alter_event_qualifying(t: Tables, race_id: int, seed: int = 1) -> Tables:
+    """The event's own qualifying times and starting grid (only known after qualifying)."""
+    rng = np.random.default_rng(seed)
+    out = alter_after_qualifying(t, race_id, seed)
+    q = out.qualifying
+    m = q["race_id"] == race_id
+    q.loc[m, "best_s"] = q.loc[m, "best_s"] * rng.uniform(0.98, 1.03, m.sum())
+    q.loc[m, "q3_s"] = np.nan
+    q.loc[m, "position"] = rng.permutation(q.loc[m, "position"].to_numpy(copy=True))
+    g = out.grid
+    m = g["race_id"] == race_id
+    g.loc[m, "grid"] = rng.permutation(g.loc[m, "grid"].to_numpy(copy=True))
+    g.loc[m, "pit_lane"] = False
+    return out
+
+
+def drop_later_events(t: Tables, race_id: int) -> Tables:
+    """The tables as they stood on the event's race day (the event's results included)."""
+    out = copy_tables(t)
+    future = later(t, race_id)
+    for name in (
+        "races",
+        "sessions",
+        "practice",
+        "qualifying",
+        "grid",
+        "results",
+        "driver_standings",
+        "constructor_standings",
+    ):
+        frame = getattr(out, name)
+        setattr(out, name, frame[~frame["race_id"].isin(future)].reset_index(drop=True))
+    return out
+
+
+def assert_same(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    assert a.shape == b.shape, what
+    np.testing.assert_array_equal(a, b, err_msg=what)  # NaN == NaN here
+
+
+# ----------------------------------------------------------------- leakage: real
+
+
+LEAK_EVENTS = [
+    (2024, "china"),  # 2024 sprint format: FP1 + sprint qualifying before qualifying
+    (2024, "spain"),  # normal weekend mid-season
+    (2022, "emilia-romagna"),  # 2022 sprint: FP2 ran after qualifying
+    (2023, "azerbaijan"),  # 2023 sprint: the shootout ran after qualifying
+    (2025, "abu-dhabi"),  # the last event in the data
+]
+
+
+@pytest.fixture(scope="module")
+def baseline_features(real_tables: Tables) -> dict[int, dict[str, np.ndarray]]:
+    return {
+        race_id_of(real_tables, s, gp): event_features(real_tables, race_id_of(real_tables, s, gp))
+        for s, gp in LEAK_EVENTS
+    }
+
+
+@pytest.mark.parametrize(("season", "gp"), LEAK_EVENTS)
+def test_features_are_not_trivial(baseline_features, real_tables, season: int, gp: str) -> None:
+    """Guard for the leakage tests: the rows are real and carry history."""
+    f = baseline_features[race_id_of(real_tables, season, gp)]
+    x1 = f["serving1"]
+    assert x1.shape[0] >= 18
+    assert x1.shape[1] == len(STAGE1.names)
+    hist = STAGE1.names.index("d_q_gap_ewm")
+    prac = STAGE1.names.index("p_best_gap")
+    assert np.isfinite(x1[:, hist]).mean() > 0.8
+    assert np.isfinite(x1[:, prac]).mean() > 0.8
+    assert f["train1"].shape[0] >= 18 and f["train2"].shape[0] >= 18
+    champ = STAGE2.names.index("d_champ_points")
+    assert (f["serving2"][:, champ] > 0).any()  # none is a season opener
+
+
+@pytest.mark.parametrize(("season", "gp"), LEAK_EVENTS)
+def test_nothing_after_qualifying_changes_the_features(
+    baseline_features, real_tables, season: int, gp: str
+) -> None:
+    rid = race_id_of(real_tables, season, gp)
+    base = baseline_features[rid]
+    altered = event_features(alter_after_qualifying(real_tables, rid), rid)
+    for key in ("serving1", "serving2", "train1", "train2"):
+        assert_same(base[key], altered[key], f"{season} {gp} {key}")
+
+
+@pytest.mark.parametrize(("season", "gp"), LEAK_EVENTS)
+def test_own_qualifying_and_grid_do_not_change_stage1_or_history(
+    baseline_features, real_tables, season: int, gp: str
+) -> None:
+    """Stage-2's grid and gap inputs are the event's own (given); everything else is not."""
+    rid = race_id_of(real_tables, season, gp)
+    base = baseline_features[rid]
+    altered = event_features(alter_event_qualifying(real_tables, rid), rid)
+    for key in ("serving1", "serving2", "train1"):
+        assert_same(base[key], altered[key], f"{season} {gp} {key}")
+
+
+@pytest.mark.parametrize(("season", "gp"), LEAK_EVENTS)
+def test_dropping_later_events_changes_nothing(
+    baseline_features, real_tables, season: int, gp: str
+) -> None:
+    rid = race_id_of(real_tables, season, gp)
+    base = baseline_features[rid]
+    cut = event_features(drop_later_events(real_tables, rid), rid)
+    for key in ("serving1", "serving2", "train1", "train2"):
+        assert_same(base[key], cut[key], f"{season} {gp} {key}")
+
+
+def test_post_qualifying_practice_exists_on_early_sprint_weekends(real_tables) -> None:
+    """Guard: the sprint events above really have practice after qualifying to scramble."""
+    after = post_quali_sessions(real_tables)
+    for gp, season in (("emilia-romagna", 2022), ("azerbaijan", 2023)):
+        rid = race_id_of(real_tables, season, gp)
+        rows = real_tables.practice[after & (real_tables.practice["race_id"] == rid)]
+        assert len(rows) >= 18, (season, gp)
+
+
+@pytest.mark.parametrize(("season", "gp"), [(2024, "spain"), (2022, "emilia-romagna")])
+def test_positive_control_earlier_qualifying_changes_the_features(
+    baseline_features, real_tables, season: int, gp: str
+) -> None:
+    """Proof that the identity checks above can fail: history from before the event counts."""
+    rid = race_id_of(real_tables, season, gp)
+    day = real_tables.races.loc[real_tables.races["race_id"] == rid, "date"].item()
+    r = real_tables.races
+    prev = int(r.loc[r["date"] < day, "race_id"].iloc[-1])
+    out = copy_tables(real_tables)
+    q = out.qualifying
+    m = q["race_id"] == prev
+    rng = np.random.default_rng(3)
+    q.loc[m, "best_s"] = q.loc[m, "best_s"] * rng.uniform(1.0, 1.03, m.sum())
+    altered = event_features(out, rid)
+    base = baseline_features[rid]
+    col = STAGE1.names.index("d_q_gap_ewm")
+    assert not np.array_equal(base["serving1"][:, col], altered["serving1"][:, col])
+    assert not np.array_equal(base["train1"], altered["train1"], equal_nan=True)
+
+
+def test_positive_control_pre_qualifying_practice_counts(baseline_features, real_tables) -> None:
+    """FP1 of a 2022 sprint weekend ran before qualifying: changing it changes the rows."""
+    rid = race_id_of(real_tables, 2022, "emilia-romagna")
+    out = copy_tables(real_tables)
+    p = out.practice
+    m = (p["race_id"] == rid) & (p["session"] == "fp1")
+    assert m.sum() >= 18
+    p.loc[m, "time_s"] = p.loc[m, "time_s"] * np.linspace(1.0, 1.02, m.sum())
+    altered = event_features(out, rid)
+    base = baseline_features[rid]
+    assert not np.array_equal(base["serving1"], altered["serving1"], equal_nan=True)
+    assert not np.array_equal(base["train1"], altered["train1"], equal_nan=True)
+
+
+# --------------------------------------------------------------- entries (real)
+
+
+def _yaml_rounds(text) -> set[int]:
+    out: set[int] = set()
+    for part in str(text or "").split(","):
+        if "-" in part:
+            lo, hi = part.split("-")
+            out |= set(range(int(lo), int(hi) + 1))
+        elif part.strip():
+            out.add(int(part))
+    return out
+
+
+def _race_folder(season: int, rnd: int) -> Path:
+    return next((REAL_DATA / "seasons" / str(season) / "races").glob(f"{rnd:02d}-*"))
+
+
+def _yaml_list(path: Path) -> list[dict]:
+    return yaml.safe_load(path.read_text()) or []
+
+
+@pytest.mark.parametrize(("season", "rnd"), [(2024, 24), (2024, 5), (2022, 4), (2025, 10)])
+def test_entries_are_the_drivers_entered_for_the_round(real_snapshot, season, rnd) -> None:
+    ctx = real_snapshot.event_by_round(season, rnd)
+    got = {e.driver_id: e.constructor_id for e in real_snapshot.entries(ctx)}
+    ent = yaml.safe_load((REAL_DATA / "seasons" / str(season) / "entrants.yml").read_text())
+    expected = {
+        d["driverId"]: team["constructorId"]
+        for team in ent
+        for d in team.get("drivers") or []
+        if rnd in _yaml_rounds(d.get("rounds"))
+    }
+    assert got == expected
+    # every car in the race is an entry; practice-only reserve drivers are not
+    raced = {r["driverId"] for r in _yaml_list(_race_folder(season, rnd) / "race-results.yml")}
+    assert raced <= set(got)
+    fp1 = {
+        r["driverId"] for r in _yaml_list(_race_folder(season, rnd) / "free-practice-1-results.yml")
+    }
+    assert not (fp1 - raced) & set(got)
+
+
+def test_test_drivers_only_enter_rounds_they_raced(real_snapshot) -> None:
+    """Abu Dhabi 2024: FP1-only test drivers are left out; Doohan (flagged as a test
+    driver in F1DB, but racing that round) and Colapinto are in."""
+    ctx = real_snapshot.event_by_round(2024, 24)
+    ids = {e.driver_id for e in real_snapshot.entries(ctx)}
+    raced = {r["driverId"] for r in _yaml_list(_race_folder(2024, 24) / "race-results.yml")}
+    fp1 = {
+        r["driverId"] for r in _yaml_list(_race_folder(2024, 24) / "free-practice-1-results.yml")
+    }
+    assert fp1 - raced, "guard: Abu Dhabi 2024 FP1 had reserve drivers"
+    assert ids == raced
+    assert {"jack-doohan", "franco-colapinto"} <= ids
+
+
+@pytest.mark.parametrize(
+    ("season", "rnd", "allowed"),
+    [
+        (2022, 4, {"fp1"}),
+        (2023, 4, {"fp1"}),
+        (2024, 5, {"fp1", "sq"}),
+        (2024, 10, {"fp1", "fp2", "fp3"}),
+    ],
+)
+def test_entries_carry_only_pre_qualifying_practice(real_snapshot, season, rnd, allowed) -> None:
+    ctx = real_snapshot.event_by_round(season, rnd)
+    entries = real_snapshot.entries(ctx)
+    seen = set().union(*(e.practice for e in entries))
+    assert seen == allowed
+    assert set(real_snapshot.field_laps(ctx)) == allowed
+    # the FP1 lap is the driver's FP1 time in the source file
+    fp1 = {
+        r["driverId"]: r["time"]
+        for r in _yaml_list(_race_folder(season, rnd) / "free-practice-1-results.yml")
+        if r.get("time")
+    }
+    from pipelines.f1db.laptime import parse_time
+
+    checked = 0
+    for e in entries:
+        if e.driver_id in fp1:
+            assert e.practice["fp1"] == pytest.approx(parse_time(fp1[e.driver_id]))
+            checked += 1
+    assert checked >= 15
+
+
+def test_latest_team_is_the_team_of_the_latest_round(real_snapshot) -> None:
+    """A driver who moved mid-season (Tsunoda, Lawson in 2025) is in his latest team."""
+    ent = yaml.safe_load((REAL_DATA / "seasons" / "2025" / "entrants.yml").read_text())
+    last: dict[str, tuple[int, str]] = {}
+    for team in ent:
+        for d in team.get("drivers") or []:
+            rounds = _yaml_rounds(d.get("rounds"))
+            if rounds and max(rounds) >= last.get(d["driverId"], (0, ""))[0]:
+                last[d["driverId"]] = (max(rounds), team["constructorId"])
+    moved = {"yuki-tsunoda", "liam-lawson"}
+    assert moved <= set(last)
+    for d, (_r, team) in last.items():
+        assert real_snapshot.latest_team(d) == team, d
+    assert real_snapshot.latest_team("nobody-at-all") is None
+
+
+# ------------------------------------------------------------ snapshot round trip
+
+
+def test_snapshot_save_load_round_trip(real_snapshot, tmp_path: Path) -> None:
+    real_snapshot.save(tmp_path / "snap")
+    loaded = FeatureSnapshot.load(tmp_path / "snap")
+    assert loaded.meta == real_snapshot.meta
+    for season, rnd in ((2024, 5), (2025, 24), (2021, 1)):
+        a_ctx = real_snapshot.event_by_round(season, rnd)
+        b_ctx = loaded.event_by_round(season, rnd)
+        assert a_ctx == b_ctx
+        a_ent, b_ent = real_snapshot.entries(a_ctx), loaded.entries(b_ctx)
+        assert a_ent == b_ent
+        x1a = real_snapshot.stage1_rows(a_ctx, real_snapshot.event_field(a_ctx))
+        x1b = loaded.stage1_rows(b_ctx, loaded.event_field(b_ctx))
+        assert_same(x1a, x1b, "stage1")
+        n = len(a_ent)
+        grid, gap = np.arange(1.0, n + 1), np.linspace(0, 3, n)
+        assert_same(
+            real_snapshot.stage2_rows(a_ctx, a_ent, grid, gap),
+            loaded.stage2_rows(b_ctx, b_ent, grid, gap),
+            "stage2",
+        )
+    pd.testing.assert_frame_equal(
+        real_snapshot.pole_history(10**6), loaded.pole_history(10**6), check_dtype=False
+    )
+
+
+def test_snapshot_load_rejects_other_formats(real_snapshot, tmp_path: Path) -> None:
+    import json
+
+    real_snapshot.save(tmp_path / "snap")
+    meta = json.loads((tmp_path / "snap" / "snapshot.json").read_text())
+    meta["format"] = 999
+    (tmp_path / "snap" / "snapshot.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="f1 refresh"):
+        FeatureSnapshot.load(tmp_path / "snap")
+
+
+def test_snapshot_meta_describes_the_data(real_tables, real_snapshot) -> None:
+    meta = real_snapshot.meta
+    assert meta["data_hash"] == real_tables.content_hash
+    assert meta["seasons"] == [
+        int(real_tables.races["season"].min()),
+        int(real_tables.races["season"].max()),
+    ]
+    last = real_tables.races[real_tables.races["has_results"]].iloc[-1]
+    assert meta["latest_event"]["season"] == last["season"]
+    assert meta["latest_event"]["round"] == last["round"]
+
+
+# ------------------------------------------------------------- unit: synthetic
+
+
+def test_history_before_is_strictly_before() -> None:
+    frame = pd.DataFrame(
+        {
+            "k": ["a", "a", "a", "b"],
+            "day": [10, 20, 30, 15],
+            "season": [1, 1, 2, 1],
+            "v": [1.0, 2.0, 3.0, 9.0],
+        }
+    )
+    h = History(frame, "k", ["v"])
+    assert h.before("a", 10) is None  # same day is not "before"
+    assert h.before("a", 11)[0] == 1.0
+    assert h.before("a", 20)[0] == 1.0
+    assert h.before("a", 21)[0] == 2.0
+    assert h.before("a", 1000)[0] == 3.0
+    assert h.before("a", 1000, season=1) is None  # the latest row is another season
+    assert h.before("a", 25, season=1)[0] == 2.0
+    assert h.before("zz", 1000) is None
+    assert "b" in h and "zz" not in h
+
+
+def test_stage1_practice_gaps_from_first_principles(synthetic_tables) -> None:
+    tree, tables = synthetic_tables
+    snap = FeatureSnapshot.build(tables)
+    spec = tree.race(2023, 1)
+    ctx = snap.event_by_id(spec.race_id)
+    entries = snap.entries(ctx)
+    x = snap.stage1_rows(ctx, snap.event_field(ctx))
+    col = {f: i for i, f in enumerate(STAGE1.names)}
+    for i, e in enumerate(entries):
+        for s in ("fp1", "fp2", "fp3"):
+            best = min(t for t, _l in spec.practice[s].values())  # the reserve counts too
+            expected = (spec.practice[s][e.driver_id][0] / best - 1.0) * 100.0
+            assert x[i, col[f"p_{s}_gap"]] == pytest.approx(expected)
+        assert math.isnan(x[i, col["p_sq_gap"]])
+        assert x[i, col["p_n_sessions"]] == 3
+        assert x[i, col["p_laps"]] == sum(spec.practice[s][e.driver_id][1] for s in spec.practice)
+        gaps = [x[i, col[f"p_{s}_gap"]] for s in ("fp1", "fp2", "fp3")]
+        assert x[i, col["p_best_gap"]] == pytest.approx(min(gaps))
+        assert x[i, col["p_last_gap"]] == pytest.approx(gaps[-1])
+        assert x[i, col["d_n_events"]] == 0.0  # the first event: no history
+        assert math.isnan(x[i, col["d_q_gap_ewm"]])
+    assert (x[:, col["c_street"]] == 0).all()
+    assert (x[:, col["c_length_km"]] == ctx.course_length).all()
+
+
+def test_stage1_history_and_teammate_features(synthetic_tables) -> None:
+    tree, tables = synthetic_tables
+    snap = FeatureSnapshot.build(tables)
+    first, second = tree.race(2023, 1), tree.race(2023, 2)
+    ctx = snap.event_by_id(second.race_id)
+    entries = snap.entries(ctx)
+    x = snap.stage1_rows(ctx, snap.event_field(ctx))
+    col = {f: i for i, f in enumerate(STAGE1.names)}
+    pole = min(first.best_quali(d) for d in first.quali)
+    by_driver = {e.driver_id: i for i, e in enumerate(entries)}
+    for d in first.quali:
+        i = by_driver[d]
+        gap = (first.best_quali(d) / pole - 1.0) * 100.0
+        assert x[i, col["d_q_gap_ewm"]] == pytest.approx(min(gap, 5.0))
+        assert x[i, col["d_n_events"]] == 1.0
+    # sprint weekend (2023): only FP1 is a feature; FP2 ran after qualifying
+    assert np.isfinite(x[:, col["p_fp1_gap"]]).all()
+    assert np.isnan(x[:, col["p_fp2_gap"]]).all()
+    assert (x[:, col["c_sprint"]] == 1).all() and (x[:, col["c_street"]] == 1).all()
+    # team-mate difference: each team's two values are opposite
+    tm = x[:, col["p_tm_gap"]]
+    teams: dict[str, list[int]] = {}
+    for i, e in enumerate(entries):
+        teams.setdefault(e.constructor_id or "", []).append(i)
+    for idx in teams.values():
+        assert len(idx) == 2
+        assert tm[idx[0]] == pytest.approx(-tm[idx[1]])
+        best = x[idx, col["p_best_gap"]]
+        assert tm[idx[0]] == pytest.approx(best[0] - best[1])
+
+
+def test_stage2_standings_come_from_the_previous_round(synthetic_tables) -> None:
+    tree, tables = synthetic_tables
+    snap = FeatureSnapshot.build(tables)
+    col = {f: i for i, f in enumerate(STAGE2.names)}
+    r1, r2 = tree.race(2024, 1), tree.race(2024, 2)
+    ctx = snap.event_by_id(r2.race_id)
+    entries = snap.entries(ctx)
+    n = len(entries)
+    x = snap.stage2_rows(ctx, entries, np.arange(1.0, n + 1), np.zeros(n))
+    after_r1 = {d: pts for d, _p, pts in r1.results}
+    leader = max(after_r1.values())
+    for i, e in enumerate(entries):
+        assert x[i, col["d_champ_points"]] == after_r1[e.driver_id]
+        assert x[i, col["d_champ_share"]] == pytest.approx(after_r1[e.driver_id] / leader)
+    assert x[:, col["grid"]].tolist() == list(range(1, n + 1))
+    # the first round of a season has no standings yet (last season's do not carry over)
+    ctx1 = snap.event_by_id(r1.race_id)
+    x1 = snap.stage2_rows(ctx1, snap.entries(ctx1), np.arange(1.0, n + 1), np.zeros(n))
+    assert (x1[:, col["d_champ_points"]] == 0).all()
+    assert np.isnan(x1[:, col["d_champ_pos"]]).all()
+
+
+def test_unknown_driver_and_team_get_neutral_rows(synthetic_tables) -> None:
+    _tree, tables = synthetic_tables
+    snap = FeatureSnapshot.build(tables)
+    ctx = EventContext(season=2025, date=pd.Timestamp("2025-03-01"), circuit_id="bahrain")
+    entries = [Entry("rookie-driver", "new-team"), Entry("max-verstappen", "red-bull")]
+    x1 = snap.stage1_rows(ctx, EventField(entries))
+    col = {f: i for i, f in enumerate(STAGE1.names)}
+    assert x1[0, col["d_n_events"]] == 0.0
+    assert math.isnan(x1[0, col["d_q_gap_ewm"]]) and math.isnan(x1[0, col["t_q_gap_ewm"]])
+    assert x1[1, col["d_n_events"]] == len(tables.races)
+    assert np.isfinite(x1[1, col["t_q_gap_ewm"]])
+
+
+def test_stage_data_rows_match_sources(synthetic_tables) -> None:
+    tree, tables = synthetic_tables
+    snap = FeatureSnapshot.build(tables)
+    s1 = stage1_data(snap, tables, 2000)
+    assert len(s1.y) == sum(len(r.quali) for r in tree.races)
+    for r in tree.races:
+        m = s1.meta[s1.meta["race_id"] == r.race_id]
+        pole = min(r.best_quali(d) for d in r.quali)
+        for d, gap in zip(m["driver_id"], m["gap_pct"], strict=True):
+            assert gap == pytest.approx((r.best_quali(d) / pole - 1) * 100)
+    s2 = stage2_data(snap, tables, 2000)
+    # non-starters (DNS) are not rows; exactly one winner per race
+    n_starters = sum(1 for r in tree.races for _d, p, _pts in r.results if p != "DNS")
+    assert len(s2.y) == n_starters
+    assert s2.meta.groupby("race_id")["win"].sum().tolist() == [1.0] * len(tree.races)
+    assert s1.seasons(2024, 2024).meta["season"].unique().tolist() == [2024]

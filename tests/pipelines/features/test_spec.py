@@ -1,0 +1,47 @@
+"""The feature spec: names and order, rows filled by name, model/code mismatches named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.features.spec import STAGE1, STAGE2, STAGE2_MONOTONE, FeatureMismatch, FeatureSpec
+
+
+def test_rows_are_filled_and_read_by_name() -> None:
+    spec = FeatureSpec("t", ("a", "b", "c"))
+    rows = spec.rows(2)
+    rows["c"] = [1.0, 2.0]
+    rows["a"] = 5.0
+    np.testing.assert_array_equal(rows.x[:, 2], [1.0, 2.0])
+    np.testing.assert_array_equal(rows["a"], [5.0, 5.0])
+    assert np.isnan(rows["b"]).all()  # unfilled: LightGBM's missing value
+    with pytest.raises(KeyError):
+        rows["nope"] = 1.0
+
+
+def test_spec_rejects_duplicates_and_unknown_names() -> None:
+    with pytest.raises(ValueError, match="duplicated"):
+        FeatureSpec("t", ("a", "a"))
+    with pytest.raises(KeyError, match="zz"):
+        FeatureSpec("t", ("a", "b")).vector({"zz": 1.0})
+
+
+def test_check_names_every_difference() -> None:
+    spec = FeatureSpec("stage-x", ("a", "b", "c"), revision=3)
+    spec.check(["a", "b", "c"], 3, "m:1")
+    spec.check(["a", "b", "c"], None, "m:1")  # a booster file: names only
+    with pytest.raises(FeatureMismatch) as exc:
+        spec.check(["a", "b", "d"], 3, "m:1")
+    assert "['c']" in str(exc.value) and "['d']" in str(exc.value) and "m:1" in str(exc.value)
+    with pytest.raises(FeatureMismatch, match="another order"):
+        spec.check(["b", "a", "c"], 3, "m:1")
+    with pytest.raises(FeatureMismatch, match="revision 2"):
+        spec.check(["a", "b", "c"], 2, "m:1")
+
+
+def test_stage_specs() -> None:
+    assert len(STAGE1) == len(set(STAGE1.names)) == 21
+    assert len(STAGE2) == len(set(STAGE2.names)) == 15
+    neg = [n for n, c in zip(STAGE2.names, STAGE2_MONOTONE, strict=True) if c == -1]
+    assert neg == ["grid", "q_gap_pct", "q_tm_gap"]

@@ -1,0 +1,262 @@
+"""Stage-1 / Stage-2 models: fit, save/load, probabilities, monotonicity, pole estimate."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.features.spec import STAGE1, STAGE2, STAGE2_MONOTONE
+from pipelines.models.pole import PoleParams, estimate_pole
+from pipelines.models.stage1 import Stage1Config, Stage1Model
+from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
+
+N1, N2 = len(STAGE1), len(STAGE2)
+
+
+@pytest.fixture(scope="module")
+def stage1() -> tuple[Stage1Model, np.ndarray]:
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(300, N1))
+    x[rng.random(x.shape) < 0.1] = np.nan  # features may be missing
+    y = 1.5 + np.nan_to_num(x[:, 4]) + rng.normal(scale=0.1, size=300)
+    cfg = Stage1Config(n_estimators=25, min_child_samples=10)
+    return Stage1Model.fit(x, y, cfg), x
+
+
+RACES, FIELD = 30, 20
+GROUPS = np.repeat(np.arange(RACES), FIELD)
+
+
+@pytest.fixture(scope="module", params=["race_softmax", "binary"])
+def stage2(request) -> tuple[Stage2Model, np.ndarray]:
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(RACES * FIELD, N2))
+    x[:, 0] = np.tile(np.arange(1, FIELD + 1), RACES)  # grid slots 1..20 in every race
+    # adversarial labels: the winner tends to start at the *back*, so only the monotone
+    # constraint keeps the model from learning that a worse slot helps
+    y = np.zeros(RACES * FIELD)
+    for r in range(RACES):
+        weights = np.arange(1, FIELD + 1, dtype=float) ** 2
+        y[r * FIELD + rng.choice(FIELD, p=weights / weights.sum())] = 1.0
+    cfg = Stage2Config(objective=request.param, n_estimators=40, min_child_samples=10)
+    return Stage2Model.fit(x, y, cfg, GROUPS), x
+
+
+# -------------------------------------------------------------------- softmax
+
+
+def test_group_softmax_sums_to_one_per_group() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.normal(scale=5, size=50)
+    groups = rng.integers(0, 7, 50)
+    p = group_softmax(scores, groups)
+    assert (p > 0).all()
+    for g in np.unique(groups):
+        assert p[groups == g].sum() == pytest.approx(1.0)
+
+
+def test_group_softmax_values_and_stability() -> None:
+    p = group_softmax(np.array([0.0, math.log(3.0), 1000.0, 1000.0]), np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(p, [0.25, 0.75, 0.5, 0.5])  # e^0 : e^ln3 = 1 : 3
+    assert np.isfinite(group_softmax(np.array([1e6, -1e6]), np.zeros(2, int))).all()
+
+
+def test_group_softmax_order_follows_scores() -> None:
+    s = np.array([3.0, 1.0, 2.0])
+    p = group_softmax(s, np.zeros(3, int))
+    assert list(np.argsort(-p)) == [0, 2, 1]
+
+
+# -------------------------------------------------------------------- Stage-1
+
+
+def test_stage1_learns_the_signal(stage1) -> None:
+    model, _x = stage1
+    assert len(model.boosters) == len(model.config.members)
+    test = np.zeros((3, N1))
+    test[:, 4] = [-1.0, 0.0, 2.0]
+    gap = model.predict_gap(test)
+    assert (gap >= 0).all()
+    assert gap[0] < gap[1] < gap[2]
+
+
+def test_stage1_save_load_predicts_identically(stage1, tmp_path: Path) -> None:
+    model, x = stage1
+    model.save(tmp_path / "m1")
+    loaded = Stage1Model.load(tmp_path / "m1")
+    assert loaded.config == model.config
+    np.testing.assert_array_equal(loaded.predict_gap(x), model.predict_gap(x))
+
+
+def test_stage1_load_rejects_other_features(stage1, tmp_path: Path) -> None:
+    model, _x = stage1
+    model.save(tmp_path / "m1")
+    txt = tmp_path / "m1" / "booster_0.txt"
+    txt.write_text(txt.read_text().replace("p_fp1_gap", "p_fp9_gap"))
+    with pytest.raises(ValueError, match=r"p_fp9_gap.*no longer builds"):
+        Stage1Model.load(tmp_path / "m1")
+
+
+# -------------------------------------------------------------------- Stage-2
+
+
+def test_stage2_monotone_constraint_is_on_grid_and_gaps() -> None:
+    neg = [STAGE2.names[i] for i, c in enumerate(STAGE2_MONOTONE) if c == -1]
+    assert neg == ["grid", "q_gap_pct", "q_tm_gap"]
+    assert len(STAGE2_MONOTONE) == N2
+
+
+def test_stage2_win_probability_never_rises_with_a_worse_grid(stage2) -> None:
+    model, x = stage2
+    rng = np.random.default_rng(5)
+    for row in x[rng.choice(len(x), 25, replace=False)]:
+        sweep = np.tile(row, (20, 1))
+        sweep[:, 0] = np.arange(1, 21)
+        raw = model.raw_score(sweep)
+        assert (np.diff(raw) <= 1e-12).all()
+    # within a field: moving one car back never raises its share
+    field = x[:20].copy()
+    for slot in range(1, 20):
+        a, b = field.copy(), field.copy()
+        a[0, 0], b[0, 0] = slot, slot + 1
+        pa = model.win_probability(a, np.zeros(20, int))[0]
+        pb = model.win_probability(b, np.zeros(20, int))[0]
+        assert pb <= pa + 1e-12
+
+
+def test_stage2_probability_never_rises_with_a_slower_lap(stage2) -> None:
+    model, x = stage2
+    for row in x[:20]:
+        sweep = np.tile(row, (30, 1))
+        sweep[:, 1] = np.linspace(0, 3, 30)
+        assert (np.diff(model.raw_score(sweep)) <= 1e-12).all()
+
+
+def test_stage2_probabilities_sum_to_one_per_race(stage2) -> None:
+    model, x = stage2
+    p = model.win_probability(x, GROUPS)
+    np.testing.assert_allclose(np.bincount(GROUPS, weights=p), 1.0)
+
+
+def test_stage2_unknown_objective_is_refused(stage2) -> None:
+    _model, x = stage2
+    y = np.zeros(len(x))
+    y[::FIELD] = 1.0
+    with pytest.raises(ValueError, match="objective"):
+        Stage2Model.fit(x, y, Stage2Config(objective="magic", n_estimators=2), GROUPS)
+
+
+def test_stage2_objectives_learn_the_winner() -> None:
+    """Both objectives pick up a real signal: the car with the best form wins."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(RACES * FIELD, N2))
+    form = STAGE2.names.index("d_win_ewm")
+    y = np.zeros(RACES * FIELD)
+    y[np.arange(RACES) * FIELD + np.argmax(x[:, form].reshape(RACES, FIELD), axis=1)] = 1.0
+    for objective in ("race_softmax", "binary"):
+        cfg = Stage2Config(objective=objective, n_estimators=60, min_child_samples=5)
+        model = Stage2Model.fit(x, y, cfg, GROUPS)
+        p = model.win_probability(x, GROUPS).reshape(RACES, FIELD)
+        hits = (np.argmax(p, axis=1) == np.argmax(x[:, form].reshape(RACES, FIELD), axis=1)).mean()
+        assert hits > 0.8, objective
+
+
+def test_stage2_temperature_flattens(stage2) -> None:
+    model, x = stage2
+    groups = np.zeros(20, int)
+    hot = Stage2Model(Stage2Config(temperature=5.0), model.booster)
+    p1 = model.win_probability(x[:20], groups)
+    p5 = hot.win_probability(x[:20], groups)
+    assert p5.max() < p1.max()
+    assert p5.min() > p1.min()
+
+
+def test_stage2_save_load_predicts_identically(stage2, tmp_path: Path) -> None:
+    model, x = stage2
+    model.save(tmp_path / "m2")
+    loaded = Stage2Model.load(tmp_path / "m2")
+    assert loaded.config == model.config
+    np.testing.assert_array_equal(loaded.raw_score(x), model.raw_score(x))
+    np.testing.assert_array_equal(
+        loaded.win_probability(x, GROUPS), model.win_probability(x, GROUPS)
+    )
+
+
+def test_models_are_saved_as_text_not_pickles(stage1, stage2, tmp_path: Path) -> None:
+    stage1[0].save(tmp_path / "a")
+    stage2[0].save(tmp_path / "b")
+    files = sorted(p.name for p in [*tmp_path.glob("a/*"), *tmp_path.glob("b/*")])
+    assert (
+        files
+        == ["booster.txt", "booster_0.txt", "booster_1.txt", "booster_2.txt"] + ["config.json"] * 2
+    )
+    for p in [*tmp_path.glob("*/*")]:
+        p.read_text()  # plain text, no pickles
+
+
+# ------------------------------------------------------------------ pole lap
+
+
+def _history(rows: list[tuple[str, str, float, float, int]]) -> pd.DataFrame:
+    """(layout, session, ref lap, pole lap, day) -> pole_history-shaped frame."""
+    df = pd.DataFrame(rows, columns=["layout_id", "session", "ref", "pole_s", "day"])
+    df["ratio"] = df["pole_s"] / df["ref"]
+    return df[["layout_id", "session", "ref", "pole_s", "ratio", "day"]]
+
+
+def test_estimate_pole_from_practice_ratio() -> None:
+    hist = _history(
+        [
+            ("a", "fp3", 90.0, 89.1, 1),  # ratio 0.99
+            ("b", "fp3", 80.0, 79.2, 2),  # 0.99
+            ("c", "fp3", 100.0, 98.0, 3),  # 0.98
+            ("d", "fp1", 100.0, 97.0, 4),  # another session kind: ignored
+        ]
+    )
+    params = PoleParams(window=40, shrink=3.0)
+    # unknown layout: the median fp3 ratio (0.99), no layout adjustment
+    assert estimate_pole(hist, "fp3", 85.0, "new", params) == pytest.approx(85.0 * 0.99)
+    # window=1: only the latest fp3 event counts
+    one = PoleParams(window=1, shrink=3.0)
+    assert estimate_pole(hist, "fp3", 85.0, "new", one) == pytest.approx(85.0 * 0.98)
+    # a session kind never seen: fall back to all recent events (median of 4 ratios)
+    med = float(np.median(hist["ratio"]))
+    assert estimate_pole(hist, "sq", 85.0, None, params) == pytest.approx(85.0 * med)
+
+
+def test_estimate_pole_layout_adjustment_is_shrunk() -> None:
+    hist = _history(
+        [
+            ("a", "fp3", 100.0, 99.0, 1),
+            ("b", "fp3", 100.0, 99.0, 2),
+            ("c", "fp3", 100.0, 98.0, 3),  # layout c is 1 % "faster" than typical
+        ]
+    )
+    typical = 0.99
+    rel = 0.98 / typical
+    for shrink in (0.0, 1.0, 3.0):
+        params = PoleParams(window=40, shrink=shrink)
+        adj = 1.0 + (rel - 1.0) * 1 / (1 + shrink)
+        expected = 90.0 * typical * adj
+        assert estimate_pole(hist, "fp3", 90.0, "c", params) == pytest.approx(expected)
+    # infinite shrink: the layout's own history is ignored
+    assert estimate_pole(hist, "fp3", 90.0, "c", PoleParams(40, 1e12)) == pytest.approx(89.1)
+
+
+def test_estimate_pole_fallbacks() -> None:
+    hist = _history([("a", "fp3", 90.0, 89.0, 1), ("a", "fp3", 91.0, 88.5, 2)])
+    params = PoleParams()
+    # no practice: the layout's last pole
+    assert estimate_pole(hist, None, math.nan, "a", params) == 88.5
+    assert estimate_pole(hist, "fp1", math.nan, "a", params) == 88.5
+    # no practice, layout never visited: course length at the typical pace
+    assert estimate_pole(hist, None, math.nan, "zz", params, 5.0) == pytest.approx(5.0 * 17.5)
+    # a practice lap but no history at all: no ratio to apply, use the course length
+    empty = hist.iloc[0:0]
+    assert estimate_pole(empty, "fp3", 90.0, "a", params, 4.0) == pytest.approx(4.0 * 17.5)
+    # nothing known
+    assert math.isnan(estimate_pole(empty, None, math.nan, None, params))

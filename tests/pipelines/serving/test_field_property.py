@@ -1,0 +1,97 @@
+"""A driver's forecast never depends on who else is in the request.
+
+For events in the data, any subset of the field gets exactly the Stage-1 gap and the
+Stage-2 logit (before the softmax) that the same drivers get in the full request, and
+so the same grid slots and probabilities (they are the field's). Real data, real
+trained models, the request path (resolve -> TwoStage) the service runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipelines.serving.orchestrator import Forecast, TwoStage, run
+from pipelines.serving.resolve import resolve_request
+from pipelines.serving.schemas import DriverInput, EventInput
+
+pytestmark = pytest.mark.slow
+
+EVENTS = [(2022, 1), (2022, 14), (2023, 6), (2024, 5), (2024, 21), (2025, 8), (2025, 19)]
+"""Normal and sprint weekends, 2022-2025 (2024 round 5 and 2025 round 19: sprints)."""
+SIZES = [1, 3, 10]
+SEED = 20261202
+
+
+@pytest.fixture(scope="module")
+def flow(trained: Any) -> TwoStage:
+    return TwoStage.local(trained.snapshot, trained.stage1, trained.stage2)
+
+
+def _ask(flow: TwoStage, season: int, rnd: int, drivers: list[str] | None) -> Forecast:
+    given = None if drivers is None else [DriverInput(driver_id=d) for d in drivers]
+    res = resolve_request(flow.snapshot, EventInput(season=season, round=rnd), given)
+    return run(flow.full(res.ctx, res.field, res.rows))
+
+
+def _by_driver(fc: Forecast) -> dict[str, tuple[float, ...]]:
+    assert fc.race is not None
+    out = {}
+    for i in fc.rows:
+        out[fc.field.entries[i].driver_id] = (
+            float(fc.quali.gap_raw[i]),
+            float(fc.race.logit[i]),
+            float(fc.quali.grid[i]),
+            float(fc.race.grid[i]),
+            float(fc.quali.pole_prob[i]),
+            float(fc.race.win_prob[i]),
+        )
+    return out
+
+
+@pytest.mark.parametrize(("season", "rnd"), EVENTS)
+def test_any_subset_gets_the_full_requests_numbers(flow: TwoStage, season: int, rnd: int) -> None:
+    full = _by_driver(_ask(flow, season, rnd, None))
+    ids = sorted(full)
+    assert len(ids) >= 18
+    rng = np.random.default_rng([SEED, season, rnd])
+    for size in SIZES:
+        for _ in range(3):
+            subset = list(rng.choice(ids, size=size, replace=False))
+            got = _by_driver(_ask(flow, season, rnd, subset))
+            assert set(got) == set(subset)
+            for d in subset:
+                assert got[d] == full[d], (season, rnd, size, d)
+
+
+def test_the_issues_example_no_longer_moves(flow: TwoStage) -> None:
+    """2025 round 8: Norris and Verstappen alone, with 3 others, in the full field."""
+    full = _by_driver(_ask(flow, 2025, 8, None))
+    pair = _by_driver(_ask(flow, 2025, 8, ["lando-norris", "max-verstappen"]))
+    five = _by_driver(
+        _ask(
+            flow,
+            2025,
+            8,
+            [
+                "lando-norris",
+                "max-verstappen",
+                "charles-leclerc",
+                "oscar-piastri",
+                "george-russell",
+            ],
+        )
+    )
+    alone = _by_driver(_ask(flow, 2025, 8, ["max-verstappen"]))
+    for d in ("lando-norris", "max-verstappen"):
+        assert pair[d] == five[d] == full[d]
+    assert alone["max-verstappen"] == full["max-verstappen"]
+
+
+def test_request_order_does_not_matter(flow: TwoStage) -> None:
+    ids = ["oscar-piastri", "lando-norris", "max-verstappen", "yuki-tsunoda"]
+    a = _by_driver(_ask(flow, 2025, 8, ids))
+    b = _by_driver(_ask(flow, 2025, 8, ids[::-1]))
+    assert a == b

@@ -1,0 +1,191 @@
+"""The `f1` command line through typer's CliRunner (temporary store, synthetic data)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from pipelines.f1db.parse import load_tables
+from pipelines.models import store
+from tests.conftest import SyntheticTree, store_models, write_f1db_tree
+from training import cli
+from training.cli import app
+
+runner = CliRunner()
+
+
+def _flat(text: str) -> str:
+    """Output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def _commands() -> list[tuple[list[str], click.Command]]:
+    root = typer.main.get_command(app)
+    out: list[tuple[list[str], click.Command]] = []
+
+    def walk(cmd: click.Command, path: list[str]) -> None:
+        out.append((path, cmd))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(root, [])
+    return out
+
+
+@pytest.fixture
+def wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich tables wide enough that tags are never cut."""
+    monkeypatch.setattr(cli.console, "_width", 250)
+    monkeypatch.setattr(cli.err, "_width", 250)
+
+
+@pytest.fixture
+def f1_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clear_settings, wide
+) -> Iterator[dict[str, Path]]:
+    """F1_* settings pointing at temporary folders (settings cache cleared around)."""
+    paths = {"cache": tmp_path / "cache", "reports": tmp_path / "reports"}
+    monkeypatch.setenv("F1_CACHE_DIR", str(paths["cache"]))
+    monkeypatch.setenv("F1_REPORTS_DIR", str(paths["reports"]))
+    yield paths
+
+
+def test_every_command_has_help() -> None:
+    cmds = _commands()
+    names = {" ".join(p) for p, _c in cmds}
+    assert {"train", "evaluate", "refresh", "predict", "models", "data info"} <= names
+    for path, cmd in cmds:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage:" in result.output
+        doc = inspect.cleandoc(cmd.help or "").splitlines()[0]
+        assert _flat(doc)[:40] in _flat(result.output), path
+
+
+def test_no_arguments_shows_help() -> None:
+    result = runner.invoke(app, [])
+    assert "Usage:" in result.output
+    for name in ("train", "predict", "models", "data"):
+        assert name in result.output
+
+
+def test_data_info_on_synthetic_tree(
+    synthetic_tree: SyntheticTree, f1_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("F1_DATA_DIR", str(synthetic_tree.root))
+    result = runner.invoke(app, ["data", "info"])
+    assert result.exit_code == 0, result.output
+    out = _flat(result.output)
+    expected = load_tables(synthetic_tree.root, None, min_season=2012)
+    assert expected.content_hash in out
+    assert str(synthetic_tree.root) in out
+    seasons = synthetic_tree.seasons
+    n = len(synthetic_tree.races)
+    assert f"{min(seasons)}-{max(seasons)} ({n} events, {n} with results)" in out
+    last = synthetic_tree.races[-1]
+    assert f"{last.season} round {last.round} {last.slug} ({last.date.isoformat()})" in out
+    # the parse was cached in F1_CACHE_DIR, not next to the data
+    assert list(f1_env["cache"].glob("tables-*"))
+    assert not list(synthetic_tree.root.glob("**/*.parquet"))
+
+
+def test_data_info_without_data_is_a_clean_error(
+    tmp_path: Path, f1_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("F1_DATA_DIR", str(tmp_path / "nothing-here"))
+    result = runner.invoke(app, ["data", "info"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert "F1_DATA_DIR" in _flat(result.output)
+    assert "Traceback" not in result.output
+
+
+def test_predict_with_empty_store_names_f1_train(empty_store, f1_env) -> None:
+    result = runner.invoke(app, ["predict", "--season", "2024", "--round", "1"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit)
+    out = _flat(result.output)
+    assert "f1 train" in out
+    assert "f1_features:latest" in out
+    assert "Traceback" not in result.output
+
+
+def test_train_on_too_small_data_is_a_clean_error(
+    synthetic_tree: SyntheticTree, empty_store, f1_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("F1_DATA_DIR", str(synthetic_tree.root))
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "too few seasons" in _flat(result.output)
+    assert "Traceback" not in result.output
+    assert store_models() == []
+    assert not f1_env["reports"].exists()
+
+
+def test_train_on_seasons_before_train_from_is_a_clean_error(
+    tmp_path: Path, empty_store, f1_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data that holds no season from F1_TRAIN_FROM on: an error message, no traceback."""
+    tree = write_f1db_tree(tmp_path / "old", seasons=(2012, 2013), sprint_round=None)
+    monkeypatch.setenv("F1_DATA_DIR", str(tree.root))
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "too few seasons" in _flat(result.output)
+    assert store_models() == []
+
+
+def test_models_lists_versions_after_a_save(empty_store, tiny_models, f1_env) -> None:
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    assert "no models yet" in _flat(result.output)
+    assert "f1 train" in _flat(result.output)
+
+    snap, s1, s2 = tiny_models
+    first = store.save_all(snap, s1, s2, {}, [2021, 2025])
+    second = store.save_all(snap, s1, s2, {}, [2021, 2025])
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for tags in (first, second):
+        for tag in (tags.features, tags.stage1, tags.stage2):
+            assert tag in out
+    assert snap.meta["data_hash"][:12] in out
+    assert str(store.store_home()) in _flat(out)
+
+
+def test_predict_prints_a_full_field(empty_store, tiny_models, synthetic_tree, f1_env) -> None:
+    snap, s1, s2 = tiny_models
+    store.save_all(snap, s1, s2, {}, [2021, 2025])
+    ctx = snap.event_by_round(2024, 2)
+    result = runner.invoke(app, ["predict", "--season", "2024", "--round", "2"])
+    assert result.exit_code == 0, result.output
+    for e in snap.entries(ctx):
+        assert e.driver_id in result.output
+    missing = runner.invoke(app, ["predict", "--season", "2024", "--round", "99"])
+    assert missing.exit_code == 1
+    assert "round=99" in _flat(missing.output)
+
+
+def test_refresh_adds_only_a_snapshot(
+    synthetic_tree: SyntheticTree, empty_store, tiny_models, f1_env, monkeypatch
+) -> None:
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, {}, [2021, 2025])
+    monkeypatch.setenv("F1_DATA_DIR", str(synthetic_tree.root))
+    result = runner.invoke(app, ["refresh"])
+    assert result.exit_code == 0, result.output
+    names = sorted(m.tag.name for m in store_models())
+    assert names == sorted(
+        [store.FEATURES_NAME, store.FEATURES_NAME, store.STAGE1_NAME, store.STAGE2_NAME]
+    )
+    latest = store.get_model(f"{store.FEATURES_NAME}:latest")
+    assert str(latest.tag) != tags.features
+    assert str(latest.tag) in _flat(result.output)

@@ -1,0 +1,246 @@
+"""`f1`: the project's command line (thin wrappers over pure functions)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.settings import Settings, get_settings, resolve_data_dir
+
+if TYPE_CHECKING:
+    from pipelines.f1db.parse import Tables
+    from training.pipeline import TrainResult
+
+app = typer.Typer(
+    help="F1 Predictor: data, training, evaluation and predictions.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+data_app = typer.Typer(help="The F1DB data: download and inspect.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(msg: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {msg}")
+    return typer.Exit(code)
+
+
+def _load(settings: Settings) -> Tables:
+    from pipelines.f1db.parse import DataError, load_tables
+
+    data_dir = resolve_data_dir(settings)
+    try:
+        return load_tables(
+            data_dir, settings.cache_dir, min_season=settings.history_from, progress=True
+        )
+    except DataError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@data_app.command("download")
+def data_download(
+    tag: str = typer.Option(..., help="F1DB release tag, e.g. v2025.24.0"),
+    dest: Path | None = typer.Option(None, help="Target folder (default: data/f1db)."),
+) -> None:
+    """Fetch F1DB's source archive for a release tag and unpack its src/data."""
+    from pipelines.f1db.download import DownloadError, download_f1db
+    from pipelines.settings import PROJECT_ROOT
+
+    s = get_settings()
+    target = dest or s.data_dir or PROJECT_ROOT / "data" / "f1db"
+    try:
+        out = download_f1db(tag, Path(target), s.f1db_repo_url)
+    except DownloadError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"F1DB {tag} unpacked into {out}. Use it with F1_DATA_DIR={out}")
+
+
+@data_app.command("info")
+def data_info() -> None:
+    """Where the data is, which seasons it holds, the latest event with results."""
+    s = get_settings()
+    t = _load(s)
+    races = t.races
+    done = races[races["has_results"]]
+    last = done.iloc[-1]
+    console.print(f"data dir:     {resolve_data_dir(s)}")
+    console.print(f"content hash: {t.content_hash}")
+    console.print(
+        f"seasons:      {races['season'].min()}-{races['season'].max()} "
+        f"({len(races)} events, {len(done)} with results)"
+    )
+    console.print(
+        f"latest event: {last['season']} round {last['round']} "
+        f"{last['grand_prix_id']} ({last['date'].date()})"
+    )
+
+
+def _train(s: Settings) -> TrainResult:
+    from training.pipeline import Protocol, TrainingError, run
+
+    tables = _load(s)
+    proto = Protocol(s.train_from, s.valid_season, s.test_season)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("training", total=None)
+
+        def step(msg: str) -> None:
+            bar.update(task, description=msg)
+            console.log(msg)
+
+        try:
+            return run(tables, proto, step)
+        except TrainingError as exc:
+            raise _fail(str(exc)) from exc
+
+
+@app.command()
+def train(
+    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing if models exist."),
+    report: bool = typer.Option(True, help="Also write reports/evaluation.*"),
+) -> None:
+    """Tune, evaluate on the test season, refit on all seasons and store all three models."""
+    from pipelines.models import store
+
+    s = get_settings()
+    if if_missing and store.has_models():
+        console.print("models already in the store; skipping training (run `f1 train` to retrain)")
+        return
+    t0 = time.perf_counter()
+    res = _train(s)
+    tags = store.save_all(
+        res.snapshot, res.stage1, res.stage2, res.evaluation, [s.train_from, s.test_season]
+    )
+    if report:
+        from training.report import write_report
+
+        write_report(res.evaluation, res.predictions, s.reports_dir)
+    _print_summary(res.evaluation)
+    console.print(
+        f"saved {tags.features}, {tags.stage1}, {tags.stage2} in {time.perf_counter() - t0:.1f} s"
+    )
+
+
+@app.command()
+def evaluate() -> None:
+    """Run the evaluation protocol and write reports/evaluation.{json,md} + figures."""
+    from training.report import write_report
+
+    s = get_settings()
+    res = _train(s)
+    paths = write_report(res.evaluation, res.predictions, s.reports_dir)
+    _print_summary(res.evaluation)
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
+def _print_summary(ev: dict[str, Any]) -> None:
+    from training.report import S1_KEYS, S2_KEYS, fmt
+
+    for stage, keys in (("stage1", S1_KEYS), ("stage2", S2_KEYS)):
+        tab = Table(title=f"{stage} on test season {ev[stage]['test']['season']}")
+        tab.add_column("predictor")
+        for k in keys[1:]:
+            tab.add_column(k, justify="right")
+        rows = [("model", ev[stage]["test"])]
+        if "test_chained" in ev[stage]:
+            rows.append(("model, before qualifying", ev[stage]["test_chained"]))
+        rows += [(k, v["test"]) for k, v in ev[stage]["baselines"].items()]
+        for name, m in rows:
+            tab.add_row(name, *(fmt(m.get(k)) for k in keys[1:]))
+        console.print(tab)
+
+
+@app.command()
+def refresh() -> None:
+    """Rebuild only the feature snapshot from the current data (a new f1_features version)."""
+    from pipelines.features.snapshot import FeatureSnapshot
+    from pipelines.models import store
+
+    s = get_settings()
+    tables = _load(s)
+    snap = FeatureSnapshot.build(tables)
+    tag = store.save_snapshot(snap)
+    latest = snap.meta.get("latest_event")
+    console.print(f"saved {tag} (latest event with results: {latest})")
+
+
+@app.command()
+def predict(
+    season: int = typer.Option(..., help="Season of an event in the data."),
+    round_: int = typer.Option(..., "--round", help="Round of that event."),
+) -> None:
+    """Predicted grid and win probabilities for a known event, from its pre-qualifying data."""
+    from pipelines.models import store
+    from pipelines.serving.orchestrator import TwoStage, run
+
+    s = get_settings()
+    try:
+        snap = store.load_snapshot(s.features_model)
+        flow = TwoStage.local(
+            snap, store.load_stage1(s.stage1_model), store.load_stage2(s.stage2_model)
+        )
+    except store.StoreError as exc:
+        raise _fail(str(exc)) from exc
+    ctx = snap.event_by_round(season, round_)
+    if ctx is None:
+        raise _fail(f"no event season={season} round={round_} in the feature snapshot")
+    fld = snap.event_field(ctx)
+    if not fld.entries:
+        raise _fail(f"no entry list for {season} round {round_}")
+    fc = run(flow.full(ctx, fld, np.arange(len(fld.entries))))
+    q, race = fc.quali, fc.race
+    assert race is not None
+    tab = Table(title=f"{season} round {round_} ({ctx.circuit_id}, {ctx.date.date()})")
+    for col in ("grid", "driver", "team", "pred. time s", "gap %", "P(pole)", "P(win)"):
+        tab.add_column(col, justify="left" if col in ("driver", "team") else "right")
+    for i in sorted(range(len(fld.entries)), key=lambda i: q.grid[i]):
+        e = fld.entries[i]
+        tab.add_row(
+            str(q.grid[i]),
+            e.driver_id,
+            e.constructor_id or "?",
+            f"{q.time_s[i]:.3f}",
+            f"{q.gap_pct[i]:.3f}",
+            f"{q.pole_prob[i]:.3f}",
+            f"{race.win_prob[i]:.3f}",
+        )
+    console.print(tab)
+
+
+@app.command()
+def models() -> None:
+    """The stored versions of f1_features, f1_stage1 and f1_stage2."""
+    from pipelines.models import store
+
+    tab = Table(title=f"model store: {store.store_home()}")
+    for col in ("tag", "created", "data hash", "latest event"):
+        tab.add_column(col)
+    rows = list(store.list_versions())
+    for m in rows:
+        md = m.info.metadata
+        tab.add_row(
+            str(m.tag),
+            m.creation_time.isoformat(timespec="seconds"),
+            str(md.get("data_hash", ""))[:12],
+            str(md.get("data_latest_event") or ""),
+        )
+    console.print(tab if rows else "no models yet: run `f1 train`")
+
+
+if __name__ == "__main__":
+    app()

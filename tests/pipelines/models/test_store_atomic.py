@@ -25,7 +25,7 @@ from pipelines.models import store
 from pipelines.models.stage2 import Stage2Model
 from tests.conftest import STORE_HOME
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _versions(name: str) -> set[str]:

@@ -53,11 +53,12 @@ def _body(req: BaseModel | dict[str, Any], model: type[R]) -> dict[str, Any]:
     return obj.model_dump(mode="json", exclude_none=True)
 
 
-def _token(token: str | None) -> str | None:
+def _token(token: str | None) -> str:
     """The explicit token, else ``F1_API_KEY`` read now (not at import: a key exported
-    after ``import pipelines.client`` counts). ``None`` leaves BentoML's own default."""
+    after ``import pipelines.client`` counts), else "" (no header: BentoML's own default
+    would send a BentoCloud key, ``BENTO_CLOUD_API_KEY``, to whatever server this is)."""
     if token is None:
-        token = os.environ.get(API_KEY_ENV) or None
+        token = os.environ.get(API_KEY_ENV) or ""
     return token
 
 

@@ -111,3 +111,17 @@ def test_async_client_authenticates_and_has_the_probes(
     assert out["info"]["stage1"]["feature_count"] > 0
     assert out["full"].race_winner_predictions
     assert out["anonymous"] == out["anonymous_predict"] == 401
+
+
+def test_a_bentocloud_key_is_never_sent_to_an_f1_server(
+    keyed_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BentoML's client falls back to BENTO_CLOUD_API_KEY when given no token; ours must
+    not hand a cloud credential to whatever server the URL names."""
+    monkeypatch.delenv("F1_API_KEY", raising=False)
+    monkeypatch.setenv("BENTO_CLOUD_API_KEY", "cloud-secret")
+    with F1Client(keyed_server) as f1:
+        assert "authorization" not in {k.lower() for k in f1._c.client.headers}
+    monkeypatch.setenv("F1_API_KEY", KEY)
+    with F1Client(keyed_server) as f1:
+        assert f1._c.client.headers["authorization"] == f"Bearer {KEY}"

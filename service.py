@@ -64,10 +64,21 @@ def _logs(component: str) -> None:
         use_json_logs(component)
 
 
-TRACING = {"excluded_urls": [
-    "/predict_quali", "/predict_race", "/predict_full", "/predict_gap", "/predict_logit",
-    "/livez", "/readyz", "/healthz", "/metrics", "/health", "/",
-]}  # fmt: skip
+TRACING = {
+    "excluded_urls": [
+        "/predict_quali",
+        "/predict_race",
+        "/predict_full",
+        "/predict_gap",
+        "/predict_logit",
+        "/livez",
+        "/readyz",
+        "/healthz",
+        "/metrics",
+        "/health",
+        "/",
+    ]
+}
 """OpenTelemetry spans cost ~15 % of every process per request; keep them off the API."""
 MODEL_SERVICE = {
     "workers": 1,
@@ -164,8 +175,9 @@ class F1Predictor:
             try:
                 return np.asarray(await asyncio.wait_for(call(rows), settings.model_timeout_s))
             except TimeoutError as exc:
-                logger.error("%s model service: no answer in %.1f s", stage,
-                             settings.model_timeout_s)  # fmt: skip
+                logger.error(
+                    "%s model service: no answer in %.1f s", stage, settings.model_timeout_s
+                )
                 raise StageUnavailable(stage) from exc
             except Exception as exc:
                 logger.exception("%s model service call failed", stage)
@@ -235,8 +247,7 @@ class F1Predictor:
 
     @web.get("/health")
     def health(self) -> dict[str, Any]:
-        refs = {"features": self.features, "stage1": self.stage1_model,
-                "stage2": self.stage2_model}  # fmt: skip
+        refs = {"features": self.features, "stage1": self.stage1_model, "stage2": self.stage2_model}
         return {
             "status": "healthy",
             "version": __version__,

@@ -70,9 +70,10 @@ def _get_error(resp: httpx.Response) -> F1APIError:
     if not isinstance(payload, dict):
         return F1APIError(resp.status_code, str(payload), [])
     return F1APIError(
-        resp.status_code, str(payload.get("error", resp.reason_phrase)),
+        resp.status_code,
+        str(payload.get("error", resp.reason_phrase)),
         list(payload.get("detail") or []),
-    )  # fmt: skip
+    )
 
 
 def _get_json(resp: httpx.Response) -> dict[str, Any]:
@@ -101,9 +102,11 @@ class F1Client:
     """
 
     def __init__(
-        self, url: str = "http://localhost:3000", timeout: float = 30.0,
+        self,
+        url: str = "http://localhost:3000",
+        timeout: float = 30.0,
         token: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._c = bentoml.SyncHTTPClient(url, timeout=timeout, token=_token(token))
 
     def __enter__(self) -> F1Client:
@@ -148,9 +151,11 @@ class AsyncF1Client:
     """The same, for asyncio code (many requests in flight); use ``async with``."""
 
     def __init__(
-        self, url: str = "http://localhost:3000", timeout: float = 30.0,
+        self,
+        url: str = "http://localhost:3000",
+        timeout: float = 30.0,
         token: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._c = bentoml.AsyncHTTPClient(url, timeout=timeout, token=_token(token))
 
     async def __aenter__(self) -> AsyncF1Client:

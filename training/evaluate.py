@@ -74,8 +74,11 @@ def _by_driver(forecasts: list[Forecast], stage: str) -> pd.DataFrame:
             e = fc.field.entries[i]
             rec = {"race_id": fc.ctx.race_id, "driver_id": e.driver_id}
             if stage == "quali":
-                rec |= {"pred_gap": fc.quali.gap_pct[i], "pred_time": fc.quali.time_s[i],
-                        "pred_pole": fc.quali.pole_s}  # fmt: skip
+                rec |= {
+                    "pred_gap": fc.quali.gap_pct[i],
+                    "pred_time": fc.quali.time_s[i],
+                    "pred_pole": fc.quali.pole_s,
+                }
             else:
                 assert fc.race is not None
                 rec |= {"prob": fc.race.win_prob[i]}

@@ -105,10 +105,17 @@ class EventField:
     def key(self) -> tuple[Any, ...]:
         """A hashable summary of everything the rows depend on (memo key)."""
         return (
-            tuple((e.driver_id, e.constructor_id, tuple(sorted(e.practice.items())),
-                   tuple(sorted(e.laps.items()))) for e in self.entries),
+            tuple(
+                (
+                    e.driver_id,
+                    e.constructor_id,
+                    tuple(sorted(e.practice.items())),
+                    tuple(sorted(e.laps.items())),
+                )
+                for e in self.entries
+            ),
             tuple(sorted((s, tuple(sorted(v.items()))) for s, v in self.laps.items())),
-        )  # fmt: skip
+        )
 
 
 FRAME_NAMES = (
@@ -547,8 +554,16 @@ class FeatureSnapshot:
 
 
 def _ctx_key(ctx: EventContext) -> tuple[Any, ...]:
-    return (ctx.season, ctx.round, ctx.race_id, day_number(ctx.date), ctx.layout_id,
-            ctx.circuit_type, ctx.course_length, ctx.is_sprint)  # fmt: skip
+    return (
+        ctx.season,
+        ctx.round,
+        ctx.race_id,
+        day_number(ctx.date),
+        ctx.layout_id,
+        ctx.circuit_type,
+        ctx.course_length,
+        ctx.is_sprint,
+    )
 
 
 def _nanmin_rows(a: np.ndarray) -> np.ndarray:

@@ -171,16 +171,28 @@ def save_all(
         feat = create(stack, FEATURES_NAME, {"kind": "feature_snapshot"})
         snapshot.save(Path(feat.path) / "snapshot")
         links = {"features_tag": str(feat.tag)}
-        m1 = create(stack, STAGE1_NAME, {
-            "kind": "stage1_gap_to_pole_ensemble", **_features(STAGE1),
-            "metrics": evaluation.get("stage1", {}), **links,
-        })  # fmt: skip
+        m1 = create(
+            stack,
+            STAGE1_NAME,
+            {
+                "kind": "stage1_gap_to_pole_ensemble",
+                **_features(STAGE1),
+                "metrics": evaluation.get("stage1", {}),
+                **links,
+            },
+        )
         stage1.save(Path(m1.path) / "model")
-        m2 = create(stack, STAGE2_NAME, {
-            "kind": "stage2_win_classifier", **_features(STAGE2),
-            "metrics": evaluation.get("stage2", {}),
-            "protocol": evaluation.get("protocol", {}), **links,
-        })  # fmt: skip
+        m2 = create(
+            stack,
+            STAGE2_NAME,
+            {
+                "kind": "stage2_win_classifier",
+                **_features(STAGE2),
+                "metrics": evaluation.get("stage2", {}),
+                "protocol": evaluation.get("protocol", {}),
+                **links,
+            },
+        )
         stage2.save(Path(m2.path) / "model")
         tags = SavedTags(str(feat.tag), str(m1.tag), str(m2.tag))
     return tags

@@ -107,8 +107,12 @@ class RequestIdMiddleware:
         traceback: a client's mistake is not a server error."""
         path = _escape(scope["path"])
         method = _escape(str(scope.get("method")), 16)
-        extra: dict[str, Any] = {"method": method, "path": path, "status": status,
-                                 "duration_ms": round((time.perf_counter() - t0) * 1000, 3)}  # fmt: skip
+        extra: dict[str, Any] = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+        }
         if status >= 400:
             extra["reason"] = _escape(str(scope.get(ERROR_KEY, "")))
             access_log.warning("%s %s %d %s", method, path, status, extra["reason"], extra=extra)
@@ -138,11 +142,15 @@ class ApiKeyMiddleware:
         if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key):
             return await self.app(scope, receive, send)
         await _json(
-            scope, send, 401,
-            {"error": "missing or invalid API key",
-             "detail": [{"loc": ["header", "authorization"], "msg": "expected 'Bearer <key>'"}]},
+            scope,
+            send,
+            401,
+            {
+                "error": "missing or invalid API key",
+                "detail": [{"loc": ["header", "authorization"], "msg": "expected 'Bearer <key>'"}],
+            },
             {"www-authenticate": "Bearer"},
-        )  # fmt: skip
+        )
 
 
 class BodyLimitMiddleware:
@@ -188,18 +196,28 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
-        await _json(scope, send, 413, {
-            "error": f"request body larger than {self.max_bytes} bytes",
-            "detail": [{"loc": ["body"], "msg": f"at most {self.max_bytes} bytes"}],
-        })  # fmt: skip
+        await _json(
+            scope,
+            send,
+            413,
+            {
+                "error": f"request body larger than {self.max_bytes} bytes",
+                "detail": [{"loc": ["body"], "msg": f"at most {self.max_bytes} bytes"}],
+            },
+        )
 
 
 class LoadShedMiddleware:
     """Bound the work in flight: past ``max_in_flight`` prediction requests, answer 503
     with Retry-After at once instead of queueing without limit."""
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after_s: int = 1,
-                 paths: frozenset[str] = PREDICT_PATHS):  # fmt: skip
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_in_flight: int,
+        retry_after_s: int = 1,
+        paths: frozenset[str] = PREDICT_PATHS,
+    ):
         self.app = app
         self.max_in_flight = max_in_flight
         self.retry_after = str(retry_after_s)
@@ -213,10 +231,12 @@ class LoadShedMiddleware:
         if self.in_flight >= self.max_in_flight:
             self.shed += 1
             return await _json(
-                scope, send, 503,
+                scope,
+                send,
+                503,
                 {"error": "overloaded: try again shortly", "detail": []},
                 {"retry-after": self.retry_after},
-            )  # fmt: skip
+            )
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)

@@ -71,9 +71,10 @@ class DriverInput(BaseModel):
         examples=["max-verstappen", 1],
     )
     constructor_id: str | None = Field(
-        None, description="F1DB constructor id; default: the driver's latest team.",
+        None,
+        description="F1DB constructor id; default: the driver's latest team.",
         examples=["red-bull"],
-    )  # fmt: skip
+    )
     practice: PracticeTimes | None = Field(None, description="Pre-qualifying best laps.")
     grid_position: int | None = Field(
         None, ge=1, le=MAX_DRIVERS, description="Starting slot, when known (/predict_race)."

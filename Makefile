@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help install system-deps train serve test test-fast lint evaluate fuzz requirements build container clean
+.PHONY: help install system-deps browser-deps train serve test test-fast lint evaluate fuzz requirements build container clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -43,7 +43,14 @@ serve: install ## Set everything up (train if the store is empty) and serve on :
 evaluate: install ## Write reports/evaluation.{json,md} and figures
 	$(BIN)/f1 evaluate
 
-test: install ## Run the whole test suite (slow end-to-end tests included)
+browser-deps: ## Install Debian's Chromium and ChromeDriver (the /ui browser test), when missing
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi; \
+	fi
+
+test: install browser-deps ## Run the whole test suite (slow end-to-end and browser tests included)
 	$(BIN)/pytest
 
 test-fast: install ## Run the tests, without the slow end-to-end ones

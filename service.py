@@ -20,14 +20,16 @@ from typing import Any, cast
 
 import bentoml
 import numpy as np
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.middleware.cors import CORSMiddleware
 
 from pipelines import __version__
 from pipelines.models import store
+from pipelines.serving import events, ui
 from pipelines.serving.coalesce import Coalescer
-from pipelines.serving.errors import StageUnavailable
+from pipelines.serving.errors import ApiError, StageUnavailable
 from pipelines.serving.logs import quiet_client_errors, use_json_logs
 from pipelines.serving.middleware import (
     ApiKeyMiddleware,
@@ -42,6 +44,9 @@ from pipelines.serving.orchestrator import Forecast, RowsFn, TwoStage
 from pipelines.serving.resolve import Resolved, resolve_request
 from pipelines.serving.responses import full_response, quali_predictions, race_predictions
 from pipelines.serving.schemas import (
+    Calendar,
+    ErrorResponse,
+    EventResults,
     FullResponse,
     QualiPrediction,
     QualiRequest,
@@ -124,6 +129,21 @@ class Stage2:
 
 
 web = FastAPI(title="F1 Prediction API", docs_url=None, redoc_url=None, openapi_url=None)
+GET_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "A query or path parameter is invalid"},
+    404: {"model": ErrorResponse, "description": "No such season or event in the data"},
+}
+
+
+@web.exception_handler(ApiError)
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+@web.exception_handler(RequestValidationError)
+async def _bad_parameter(_: Request, exc: RequestValidationError) -> JSONResponse:
+    detail = [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+    return JSONResponse({"error": "invalid request parameter", "detail": detail}, status_code=400)
 
 
 @bentoml.service(
@@ -276,6 +296,25 @@ class F1Predictor:
         return store.model_info(
             self.tags, self.stage1_model.info.metadata, self.stage2_model.info.metadata
         )
+
+    @web.get("/events", responses=GET_ERRORS)
+    def calendar(self, season: int | None = None) -> Calendar:
+        """A season's events (default: the next event's season) and the next event."""
+        return events.calendar(self.snapshot, season)
+
+    @web.get("/events/{season}/{round}", responses=GET_ERRORS)
+    def event_results(self, season: int, round: int) -> EventResults:
+        """What happened at an event: qualifying order and race classification."""
+        return events.results(self.snapshot, season, round)
+
+    @web.get("/ui", include_in_schema=False)
+    def ui_page(self) -> HTMLResponse:
+        """The forecast page (no internet needed: every asset comes from here)."""
+        return HTMLResponse(ui.asset("index.html"))
+
+    @web.get("/ui/{name}", include_in_schema=False)
+    def ui_asset(self, name: str) -> Response:
+        return Response(ui.asset(name), media_type=ui.media_type(name))
 
     @web.get("/openapi.json", include_in_schema=False)
     def openapi(self) -> dict[str, Any]:

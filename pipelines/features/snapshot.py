@@ -43,7 +43,8 @@ from pipelines.features.history import (
 )
 from pipelines.features.spec import PRACTICE_SESSIONS, STAGE1, STAGE2
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+"""2: an ``outcomes`` frame (actual qualifying and race results, for the page at /ui)."""
 
 
 @dataclass
@@ -59,6 +60,7 @@ class EventContext:
     circuit_type: str | None = None
     course_length: float = math.nan
     is_sprint: bool = False
+    grand_prix_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +130,7 @@ FRAME_NAMES = (
     "entrants",
     "numbers",
     "lineage",
+    "outcomes",
 )
 
 
@@ -230,6 +233,7 @@ class FeatureSnapshot:
             "entrants": ent[["season", "constructor_id", "driver_id", "rounds", "test_driver"]],
             "numbers": nums.astype({"season": int, "number": int}),
             "lineage": lin,
+            "outcomes": outcomes_frame(t),
         }
         with_results = events[events["has_results"]]
         last = with_results.iloc[-1] if len(with_results) else None
@@ -295,6 +299,7 @@ class FeatureSnapshot:
             circuit_type=str(r["circuit_type"]),
             course_length=float(r["course_length"]),
             is_sprint=bool(r["is_sprint"]),
+            grand_prix_id=str(r["grand_prix_id"]),
         )
 
     def next_event(self) -> EventContext | None:
@@ -304,6 +309,19 @@ class FeatureSnapshot:
             self.memo["next"] = {"start": int(done.max()) + 1 if len(done) else 0}
         start = self.memo["next"]["start"]
         return self._context(start) if start < len(self.events) else None
+
+    def season_events(self, season: int) -> list[EventContext]:
+        """The season's calendar, in round order."""
+        return [self._context(i) for i, s in enumerate(self.events["season"]) if s == season]
+
+    def has_results(self, ctx: EventContext) -> bool:
+        i = self._by_id.get(ctx.race_id or -1)
+        return bool(i is not None and self.events["has_results"].iloc[i])
+
+    def outcomes(self, race_id: int) -> pd.DataFrame:
+        """Actual qualifying and race results of an event (empty before it is run)."""
+        o = self.frames["outcomes"]
+        return o[o["race_id"] == race_id]
 
     def circuit_event(self, season: int, circuit_id: str, day: pd.Timestamp) -> EventContext:
         """Context for an event not in the data, from the circuit's last visit."""
@@ -551,6 +569,20 @@ class FeatureSnapshot:
             self._pole_arrays = (full["day"].to_numpy(np.int64), PoleHistory.from_frame(full))
         days, arrays = self._pole_arrays
         return arrays.head(int(np.searchsorted(days, before_day, side="left")))
+
+
+def outcomes_frame(t: Tables) -> pd.DataFrame:
+    """What happened at each event with results: qualifying position and best lap, race
+    classification. Never a feature: shown beside a forecast for a past event."""
+    q = t.qualifying[["race_id", "driver_id", "position", "best_s"]].rename(
+        columns={"position": "q_pos", "best_s": "q_time_s"}
+    )
+    r = t.results[["race_id", "driver_id", "position", "position_text"]].rename(
+        columns={"position": "r_pos", "position_text": "r_text"}
+    )
+    out = q.merge(r, on=["race_id", "driver_id"], how="outer")
+    out["r_text"] = out["r_text"].fillna("").astype(str)
+    return out.astype({"q_pos": float, "q_time_s": float, "r_pos": float})
 
 
 def _ctx_key(ctx: EventContext) -> tuple[Any, ...]:

@@ -36,9 +36,12 @@ def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[s
     paths = spec.setdefault("paths", {})
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for path, item in get_routes.get("paths", {}).items():
+        for op in item.values():  # FastAPI's own 422 body is not ours: bad parameters are 400
+            op.get("responses", {}).pop("422", None)
         paths[path] = item
     for name, schema in get_routes.get("components", {}).get("schemas", {}).items():
-        schemas.setdefault(name, schema)
+        if name not in ("HTTPValidationError", "ValidationError"):
+            schemas.setdefault(name, schema)
     err = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(err.pop("$defs", {}))
     schemas["ErrorResponse"] = err

@@ -258,3 +258,46 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         ],
     },
 }
+
+
+class EventSummary(BaseModel):
+    """One event of the calendar."""
+
+    season: int
+    round: int
+    name: str = Field(..., description="Grand prix, e.g. 'Monaco Grand Prix'.")
+    circuit_id: str | None = None
+    date: Date
+    is_sprint: bool = False
+    has_results: bool = Field(..., description="Qualifying and race results are in the data.")
+
+
+class Calendar(BaseModel):
+    """A season's events, and which one comes next."""
+
+    season: int
+    seasons: list[int] = Field(..., description="Seasons in the data, oldest first.")
+    next_event: EventSummary | None = Field(
+        None, description="The first event after the latest results, if the data has one."
+    )
+    events: list[EventSummary]
+
+
+class QualifyingResult(BaseModel):
+    driver_id: str
+    position: int | None = None
+    time_s: float | None = Field(None, description="Best qualifying lap, seconds.")
+
+
+class RaceResult(BaseModel):
+    driver_id: str
+    position: int | None = Field(None, description="Finishing position; null if not classified.")
+    status: str = Field("", description="F1DB's position text: '1'..'20', 'DNF', 'DSQ', 'DNS'.")
+
+
+class EventResults(BaseModel):
+    """What happened at an event (empty lists before it is run)."""
+
+    event: EventSummary
+    qualifying: list[QualifyingResult]
+    race: list[RaceResult]

@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help install system-deps browser-deps train serve test test-fast lint evaluate fuzz requirements build container clean
+.PHONY: help install system-deps browser-deps bench-deps train serve test test-fast lint evaluate fuzz requirements build container clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -50,7 +50,14 @@ browser-deps: ## Install Debian's Chromium and ChromeDriver (the /ui browser tes
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi; \
 	fi
 
-test: install browser-deps ## Run the whole test suite (slow end-to-end and browser tests included)
+bench-deps: ## Install the load generators hey and wrk (Debian packages), when missing
+	@if ! command -v hey >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then \
+	  echo "installing hey and wrk"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey wrk; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey wrk; fi; \
+	fi
+
+test: install browser-deps bench-deps ## Run the whole test suite (slow end-to-end, browser and benchmark-harness tests included)
 	$(BIN)/pytest
 
 test-fast: install ## Run the tests, without the slow end-to-end ones
@@ -86,24 +93,16 @@ clean: ## Remove the venvs and caches (the model store is left alone)
 	rm -rf $(VENV) $(TOOLS) .cache .pytest_cache .mypy_cache .ruff_cache
 
 # ----------------------------------------------------------- benchmark (issue 6)
-# hey (the load generator) from Debian's packages; py-spy (optional profile) in .tools.
-define BENCH_HEY
-command -v hey >/dev/null 2>&1 || { echo "installing hey"; \
-  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq hey; \
-  else sudo apt-get update -qq && sudo apt-get install -y -qq hey; fi; }
-endef
+# hey and wrk (load generators) from Debian's packages (bench-deps); py-spy (optional profile) in .tools.
 BENCH_ARGS ?=
 
-bench: install ## Benchmark the Bento beside the original design and the plain limit (~6 min): BENCHMARKS.md
-	@$(BENCH_HEY)
+bench: install bench-deps ## Benchmark the Bento beside the original design and the plain limit (~8 min): BENCHMARKS.md
 	@[ -x $(TOOLS)/bin/py-spy ] || $(TOOLS)/bin/pip install --quiet --disable-pip-version-check py-spy \
 	  || echo "py-spy not installed: the report will have no profile"
 	PY_SPY=$(CURDIR)/$(TOOLS)/bin/py-spy $(BIN)/python -m bench.run --label "make bench" $(BENCH_ARGS)
 
-bench-quick: install ## Prove the benchmark harness works (~1 min, tiny runs; output in bench/results/tmp)
-	@$(BENCH_HEY)
+bench-quick: install bench-deps ## Prove the benchmark harness works (~1 min, tiny runs; output in bench/results/tmp)
 	$(BIN)/python -m bench.run --quick --label "make bench-quick" $(BENCH_ARGS)
 
-soak: install ## Soak the Bento: 5 min at concurrency 64; errors must be 0, memory growth < 10 %
-	@$(BENCH_HEY)
+soak: install bench-deps ## Soak the Bento: 5 min at concurrency 64; errors must be 0, memory growth < 10 %
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -8,6 +8,8 @@ models the servers use. ``model_floor`` is the issue's "model floor": Stage-1
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -36,8 +38,38 @@ def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
     }
 
 
-def measure(loaded: Loaded, body: bytes, iterations: int = 2000) -> dict[str, Any]:
-    """Per-step costs of one request (``body``: the /predict_full request)."""
+def with_practice(snap: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (an event in the data) with every entered driver and their own practice
+    laps from the data: the template the jittered requests vary."""
+    ev = body["event"]
+    ctx = snap.event_by_round(ev["season"], ev["round"])
+    drivers = [
+        {"driver_id": e.driver_id, "practice": dict(e.practice)}
+        for e in snap.event_field(ctx).entries
+        if e.practice
+    ]
+    return {"event": dict(ev), "drivers": drivers}
+
+
+def jittered(body: dict[str, Any], rng: random.Random, spread_s: float = 0.25) -> bytes:
+    """The body with every lap moved by up to +-``spread_s`` (a new body every call)."""
+    drivers = [
+        {
+            **d,
+            "practice": {
+                s: round(t + rng.uniform(-spread_s, spread_s), 3) for s, t in d["practice"].items()
+            },
+        }
+        for d in body["drivers"]
+    ]
+    return json.dumps({**body, "drivers": drivers}).encode()
+
+
+def measure(
+    loaded: Loaded, body: bytes, iterations: int = 2000, practice_body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Per-step costs of one request (``body``: the /predict_full request), with memo hits
+    and, from ``practice_body`` jittered per call, without."""
     from bench.original_server import OriginalPipeline, feature_frame
     from pipelines.features.spec import STAGE1
 
@@ -73,6 +105,23 @@ def measure(loaded: Loaded, body: bytes, iterations: int = 2000) -> dict[str, An
         f = loop.run_until_complete(flow.full(r.ctx, r.field, r.rows))
         full_response(loaded, r, f, t0).model_dump_json()
 
+    rng = random.Random(20261202)
+    template = practice_body or with_practice(snap, json.loads(body))
+    jitter_bodies = [jittered(template, rng) for _ in range(few + 1)]
+    jitter_iter = iter(jitter_bodies * 2)
+
+    def features_no_memo() -> None:  # the per-event caches stay: a server keeps them too
+        snap.memo.pop("stage1", None)
+        snap.memo.pop("stage2", None)
+        snap.stage1_rows(ctx, fld)
+        snap.stage2_rows(ctx, fld.entries, grid, q_gap)
+
+    def whole_jittered() -> None:
+        t0 = time.perf_counter()
+        r = resolve(loaded, parse_quali(next(jitter_iter)))
+        f = loop.run_until_complete(flow.full(r.ctx, r.field, r.rows))
+        full_response(loaded, r, f, t0).model_dump_json()
+
     steps = {
         "model_floor": (models, iterations),
         "stage1_predict_gap": (lambda: s1.predict_gap(x1), iterations),
@@ -89,6 +138,8 @@ def measure(loaded: Loaded, body: bytes, iterations: int = 2000) -> dict[str, An
             few,
         ),
         "in_process_request_plain_path": (whole, few),
+        "numpy_features_both_stages_no_memo": (features_no_memo, few),
+        "in_process_request_jittered_laps": (whole_jittered, few),
     }
     out: dict[str, Any] = {"rows": len(fld.entries)}
     for name, (fn, n) in steps.items():

@@ -219,7 +219,7 @@ def run_hey(command: list[str], max_wall_s: float) -> HeyRun:
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     try:
-        out = _read_bounded(proc, max_wall_s)
+        out = read_bounded(proc, max_wall_s)
     except BaseException:
         proc.kill()  # Popen may reap it here (send_signal polls first): wait through Popen
         proc.wait()
@@ -233,7 +233,7 @@ def run_hey(command: list[str], max_wall_s: float) -> HeyRun:
     return HeyRun(parse_summary(text), text, usage.ru_utime, usage.ru_stime, wall, command)
 
 
-def _read_bounded(proc: subprocess.Popen[bytes], max_wall_s: float) -> bytes:
+def read_bounded(proc: subprocess.Popen[bytes], max_wall_s: float) -> bytes:
     """Read all of stdout; kill hey if it outlives ``max_wall_s`` (it should not)."""
     import threading
 

@@ -37,6 +37,9 @@ QUALI_BODY: dict[str, Any] = {
     "drivers": [{"driver_id": "max-verstappen"}],
 }
 ENDPOINT_BODY = {"/predict_full": "full_20_drivers", "/predict_quali": "quali_1_driver"}
+JITTER = "jitter"
+"""The body kind of scenarios whose every request carries the 20 drivers' own practice
+laps, jittered per request by wrk (bench/wrk.py): no cache can answer them."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Scenario:
     duration_s: float
     load: bool
     """A load scenario: memory sampled, batch metrics read."""
+    body: str = "fixed"
+    """"fixed": one body, sent by hey; "jitter": a new body every request, sent by wrk."""
 
 
 SCENARIOS = {
@@ -59,6 +64,9 @@ SCENARIOS = {
         Scenario("full_c1_after_burst", "/predict_full", 1, 5, False),
         Scenario("quali_c64", "/predict_quali", 64, 15, True),
         Scenario("quali_c1_after_burst", "/predict_quali", 1, 5, False),
+        Scenario("jitter_c1_fresh", "/predict_full", 1, 5, False, JITTER),
+        Scenario("jitter_c64", "/predict_full", 64, 15, True, JITTER),
+        Scenario("jitter_c1_after_burst", "/predict_full", 1, 5, False, JITTER),
     )
 }
 GROUPS: list[list[str]] = [
@@ -67,6 +75,8 @@ GROUPS: list[list[str]] = [
     ["full_c16"],
     ["full_c64", "full_c1_after_burst"],
     ["quali_c64", "quali_c1_after_burst"],
+    ["jitter_c1_fresh"],
+    ["jitter_c64", "jitter_c1_after_burst"],
 ]
 """Each group runs on one server, then on the next: a burst and its after-burst check
 stay together, and the servers alternate between groups."""
@@ -223,17 +233,22 @@ def warm_up(srv: Any, requests: dict[str, tuple[str, Any]], n: int) -> None:
 def run_scenario(
     sc: Scenario, srv: Any, body_file: Path, others: list[Any], metrics: bool
 ) -> dict[str, Any]:
-    from bench import hey, proctree
+    from bench import hey, proctree, wrk
     from bench.servers import batch_delta, batch_histograms
 
-    cmd = hey.hey_command(f"{srv.url}{sc.endpoint}", body_file, sc.concurrency, sc.duration_s)
+    url = f"{srv.url}{sc.endpoint}"
+    if sc.body == JITTER:
+        cmd = wrk.wrk_command(url, body_file, sc.concurrency, sc.duration_s)
+    else:
+        cmd = hey.hey_command(url, body_file, sc.concurrency, sc.duration_s)
     before = batch_histograms(srv.get_text("/metrics")) if metrics else None
     own0 = proctree.cpu_by_pid(srv.pid)
     others0 = proctree.cpu_by_pid(os.getpid(), *(o.pid for o in others))
     busy0 = proctree.machine_busy_seconds()
     sampler = proctree.RssSampler(srv.pid) if sc.load else contextlib.nullcontext()
     with sampler:
-        run = hey.run_hey(cmd, max_wall_s=sc.duration_s + 60)
+        load = wrk.run_wrk if sc.body == JITTER else hey.run_hey
+        run = load(cmd, max_wall_s=sc.duration_s + 60)
     busy = proctree.machine_busy_seconds() - busy0
     own1 = proctree.cpu_by_pid(srv.pid)
     cpu = proctree.cpu_delta(own0, own1)
@@ -315,7 +330,13 @@ def run_group(
             if waited > 3:
                 log(f"  waited {waited:.0f} s for quiet ({busy:.2f} cores busy elsewhere)")
         recs = [
-            run_scenario(sc, srv, bodies[sc.endpoint], others, srv.spec.name == "bento")
+            run_scenario(
+                sc,
+                srv,
+                bodies[JITTER if sc.body == JITTER else sc.endpoint],
+                others,
+                srv.spec.name == "bento",
+            )
             for sc in group
         ]
         worst = max((r.get("other_cpu_cores") or 0.0) for r in recs)
@@ -578,17 +599,26 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_models()
     iters = args.floor_iterations or (200 if args.quick else 3000)
     log(f"floor: {iters} iterations")
-    floor_res = floor.measure(loaded, json.dumps(FULL_BODY).encode(), iters)
+    practice_body = floor.with_practice(loaded.snapshot, FULL_BODY)
+    floor_res = floor.measure(
+        loaded, json.dumps(FULL_BODY).encode(), iters, practice_body=practice_body
+    )
     log(
         f"  model floor {floor_res['model_floor']['mean_us']:.0f} us, whole request in-process "
-        f"{floor_res['in_process_request_plain_path']['mean_us']:.0f} us"
+        f"{floor_res['in_process_request_plain_path']['mean_us']:.0f} us (memo hits), "
+        f"{floor_res['in_process_request_jittered_laps']['mean_us']:.0f} us (jittered laps)"
     )
     del loaded
+
+    from bench.wrk import jitter_script, wrk_path
 
     tmp = Path(tempfile.mkdtemp(prefix="f1-bench-"))
     bodies = {"/predict_full": tmp / "full.json", "/predict_quali": tmp / "quali.json"}
     bodies["/predict_full"].write_text(json.dumps(FULL_BODY))
     bodies["/predict_quali"].write_text(json.dumps(QUALI_BODY))
+    if any(s.body == JITTER for s in scenarios.values()):
+        wrk_path()  # fail early when wrk is missing
+        bodies[JITTER] = jitter_script(practice_body, tmp / "jitter.lua")
     requests = {
         "full_20_drivers": ("/predict_full", FULL_BODY),
         "quali_1_driver": ("/predict_quali", QUALI_BODY),
@@ -620,7 +650,11 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "models": tags,
         "server_env": {k: v for k, v in server_env.items() if not k.startswith("F1_")},
-        "requests": {"full_20_drivers": FULL_BODY, "quali_1_driver": QUALI_BODY},
+        "requests": {
+            "full_20_drivers": FULL_BODY,
+            "quali_1_driver": QUALI_BODY,
+            "full_20_drivers_own_laps_jittered": practice_body,
+        },
         "scenario_order": [n for g in groups for n in g],
         "servers": {},
         "scenarios": [],

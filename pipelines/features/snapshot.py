@@ -258,6 +258,15 @@ class FeatureSnapshot:
             self.frames[name].to_parquet(path / f"{name}.parquet", index=False)
         (path / "snapshot.json").write_text(json.dumps(self.meta, indent=2))
 
+    @staticmethod
+    def format_of(path: Path) -> int | None:
+        """The format a saved snapshot was written in (None if unreadable)."""
+        try:
+            fmt = json.loads((path / "snapshot.json").read_text()).get("format")
+        except (OSError, ValueError):
+            return None
+        return fmt if isinstance(fmt, int) else None
+
     @classmethod
     def load(cls, path: Path) -> FeatureSnapshot:
         meta = json.loads((path / "snapshot.json").read_text())

@@ -24,7 +24,7 @@ from typing import Any
 
 import bentoml
 
-from pipelines.features.snapshot import FeatureSnapshot
+from pipelines.features.snapshot import SNAPSHOT_FORMAT, FeatureSnapshot
 from pipelines.features.spec import STAGE1, STAGE2, FeatureMismatch, FeatureSpec
 from pipelines.models.stage1 import Stage1Config, Stage1Model
 from pipelines.models.stage2 import Stage2Model
@@ -344,7 +344,8 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 
 
 def has_models() -> bool:
-    """The three models are stored and the latest two match this code's features."""
+    """The three models are stored, the latest two match this code's features and the
+    latest snapshot this code's format (else `f1 train --if-missing` trains anew)."""
     names = {m.tag.name for m in bentoml.models.list()}
     if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
         return False
@@ -353,7 +354,8 @@ def has_models() -> bool:
         check_features(bentoml.models.get(f"{STAGE2_NAME}:latest"), STAGE2)
     except StoreError:
         return False
-    return True
+    snap = Path(bentoml.models.get(f"{FEATURES_NAME}:latest").path) / "snapshot"
+    return FeatureSnapshot.format_of(snap) == SNAPSHOT_FORMAT
 
 
 def list_versions() -> Iterator[bentoml.Model]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import STORE_HOME
+from tests.conftest import STORE_HOME, in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,8 +19,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_quick_benchmark_end_to_end(pinned_env: dict[str, str], tmp_path: Path) -> None:
-    if shutil.which("hey") is None:
-        pytest.skip("hey is not installed (make bench-quick installs it)")
+    missing = [tool for tool in ("hey", "wrk") if shutil.which(tool) is None]
+    if missing:
+        msg = f"{', '.join(missing)} not installed (make test and make bench install them)"
+        if in_ci():
+            pytest.fail(f"{msg}; CI=true: the harness test must run", pytrace=False)
+        pytest.skip(msg)
     out = tmp_path / "results"
     md = tmp_path / "BENCHMARKS.md"
     cmd = [
@@ -38,7 +42,7 @@ def test_quick_benchmark_end_to_end(pinned_env: dict[str, str], tmp_path: Path) 
         "--stage2-tag",
         pinned_env["F1_STAGE2_MODEL"],
         "--scenarios",
-        "full_c1_fresh,full_c64,full_c1_after_burst",
+        "full_c1_fresh,full_c64,full_c1_after_burst,jitter_c64",
         "--out-dir",
         str(out),
         "--markdown",
@@ -54,9 +58,14 @@ def test_quick_benchmark_end_to_end(pinned_env: dict[str, str], tmp_path: Path) 
     got = {(s["scenario"], s["server"]) for s in results["scenarios"]}
     assert got == {
         (sc, srv)
-        for sc in ("full_c1_fresh", "full_c64", "full_c1_after_burst")
+        for sc in ("full_c1_fresh", "full_c64", "full_c1_after_burst", "jitter_c64")
         for srv in ("bento", "original", "plain")
     }
+    jitter = [s for s in results["scenarios"] if s["scenario"] == "jitter_c64"]
+    assert all(s["hey_command"].split()[0].endswith("wrk") for s in jitter)
+    floor = results["floor"]
+    assert floor["in_process_request_jittered_laps"]["mean_us"] > 0
+    assert floor["numpy_features_both_stages_no_memo"]["mean_us"] > 0
     for s in results["scenarios"]:
         assert s["hey"]["requests"] > 0
         assert s["hey"]["failed"] == 0, s

@@ -199,3 +199,17 @@ def test_a_model_trained_on_other_features_is_refused_naming_the_difference(
     swapped = _stage2_with_metadata(src, feature_names=[names[1], names[0], *names[2:]])
     with pytest.raises(store.StoreError, match="another order"):
         store.check_tags(tags.features, tags.stage1, str(swapped.tag))
+
+
+def test_a_snapshot_of_another_format_makes_if_missing_retrain(empty_store, tiny_models) -> None:
+    """After an upgrade that changes the snapshot format, `make serve` (f1 train
+    --if-missing) must train anew rather than serve an unreadable snapshot."""
+    import json
+
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
+    assert store.has_models()
+    meta = Path(bentoml.models.get(tags.features).path) / "snapshot" / "snapshot.json"
+    doc = json.loads(meta.read_text())
+    meta.write_text(json.dumps(doc | {"format": doc["format"] - 1}))
+    assert not store.has_models()

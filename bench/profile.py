@@ -20,7 +20,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "model (lightgbm predict)": ("lightgbm/",),
     "pandas": ("pandas/",),
     "scikit-learn": ("sklearn/",),
-    "project features (pipelines/features.py)": ("pipelines/features.py",),
+    "project features (pipelines/features/)": ("pipelines/features/",),
+    "project serving code (pipelines/serving/)": ("pipelines/serving/",),
     "pole estimate (pipelines estimate_pole)": ("estimate_pole (",),
     "pydantic validation/serialisation": ("pydantic/", "pydantic_core"),
     # py-spy shortens namespace-package paths (opentelemetry/trace/__init__.py -> trace/...)

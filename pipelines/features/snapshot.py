@@ -43,7 +43,8 @@ from pipelines.features.history import (
 )
 from pipelines.features.spec import PRACTICE_SESSIONS, STAGE1, STAGE2
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+"""2: the ``names`` frame (driver and team names for the answers)."""
 
 
 @dataclass
@@ -121,6 +122,7 @@ FRAME_NAMES = (
     "entrants",
     "numbers",
     "lineage",
+    "names",
 )
 
 
@@ -166,6 +168,11 @@ class FeatureSnapshot:
         self._entrants = ent
         self.known_drivers = set(frames["driver_state"]["driver_id"]) | set(ent["driver_id"])
         self.known_teams = set(lin["constructor_id"]) | set(ent["constructor_id"])
+        names = frames["names"]
+        self._names: dict[tuple[str, str], str] = {
+            (str(k), str(i)): str(n)
+            for k, i, n in zip(names["kind"], names["id"], names["name"], strict=True)
+        }
         self._pole_hist: pd.DataFrame | None = None
         self._pole_arrays: tuple[np.ndarray, PoleHistory] | None = None
         self.memo: dict[str, dict[Any, Any]] = {}
@@ -223,6 +230,7 @@ class FeatureSnapshot:
             "entrants": ent[["season", "constructor_id", "driver_id", "rounds", "test_driver"]],
             "numbers": nums.astype({"season": int, "number": int}),
             "lineage": lin,
+            "names": _names_frame(t),
         }
         with_results = events[events["has_results"]]
         last = with_results.iloc[-1] if len(with_results) else None
@@ -396,6 +404,14 @@ class FeatureSnapshot:
     def latest_team(self, driver_id: str) -> str | None:
         return self._latest_team.get(driver_id)
 
+    def driver_name(self, driver_id: str | None) -> str | None:
+        """F1DB's name for a driver ("Max Verstappen"); None for an id not in F1DB."""
+        return self._names.get(("driver", driver_id or ""))
+
+    def constructor_name(self, constructor_id: str | None) -> str | None:
+        """F1DB's name for a constructor ("Red Bull"); None for an id not in F1DB."""
+        return self._names.get(("constructor", constructor_id or ""))
+
     # -------------------------------------------------------------- features
 
     def stage1_rows(self, ctx: EventContext, fld: EventField) -> np.ndarray:
@@ -544,6 +560,20 @@ class FeatureSnapshot:
             self._pole_arrays = (full["day"].to_numpy(np.int64), PoleHistory.from_frame(full))
         days, arrays = self._pole_arrays
         return arrays.head(int(np.searchsorted(days, before_day, side="left")))
+
+
+def _names_frame(t: Tables) -> pd.DataFrame:
+    """Every F1DB driver and constructor with a name: (kind, id, name)."""
+    parts = []
+    for kind, frame, col in (
+        ("driver", t.drivers, "driver_id"),
+        ("constructor", t.constructors, "constructor_id"),
+    ):
+        f = frame[[col, "name"]].dropna()
+        parts.append(
+            pd.DataFrame({"kind": kind, "id": f[col].astype(str), "name": f["name"].astype(str)})
+        )
+    return pd.concat(parts, ignore_index=True)
 
 
 def _ctx_key(ctx: EventContext) -> tuple[Any, ...]:

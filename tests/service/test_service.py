@@ -417,6 +417,13 @@ def test_names_in_every_answer(client: TestClient) -> None:
     assert {p["constructor_name"] for p in quali} == {"Red Bull", "McLaren", "Ferrari"}
 
 
+def test_model_info_reports_podium_metrics(client: TestClient) -> None:
+    podium = client.get("/model_info").json()["stage2"]["metrics"]["podium"]
+    assert podium["test"]["season"] == 2025
+    assert {"brier", "log_loss"} <= set(podium["test"])
+    assert {"brier", "log_loss"} <= set(podium["baselines"]["grid_slot"]["test"])
+
+
 def test_openapi_declares_the_new_fields(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]

@@ -210,8 +210,17 @@ def predict(
     q, race = fc.quali, fc.race
     assert race is not None
     tab = Table(title=f"{season} round {round_} ({ctx.circuit_id}, {ctx.date.date()})")
-    cols = ("grid", "driver", "team", "pred. time s", "gap %", "P(pole)", "P(win)", "P(podium)",
-            "P(points)")  # fmt: skip
+    cols = (
+        "grid",
+        "driver",
+        "team",
+        "pred. time s",
+        "gap %",
+        "P(pole)",
+        "P(win)",
+        "P(podium)",
+        "P(points)",
+    )
     for col in cols:
         tab.add_column(col, justify="left" if col in ("driver", "team") else "right")
     for i in sorted(range(len(fld.entries)), key=lambda i: q.grid[i]):

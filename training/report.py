@@ -163,8 +163,10 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
         y = s2["podium"].to_numpy(float)
         fig, ax = plt.subplots(figsize=(5.5, 5))
         ax.plot([0, 1], [0, 1], color="grey", lw=1)
-        curves = [("model (Plackett-Luce)", "podium_prob", "o"),
-                  ("baseline: podium rate by grid slot", "podium_base", "s")]  # fmt: skip
+        curves = [
+            ("model (Plackett-Luce)", "podium_prob", "o"),
+            ("baseline: podium rate by grid slot", "podium_base", "s"),
+        ]
         for name, col, marker in curves:
             if col not in s2:
                 continue
@@ -172,8 +174,9 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
             ax.plot(mp, fr, marker=marker, label=name, alpha=0.85)
             if col == "podium_prob":
                 for x, yy, k in zip(mp, fr, n, strict=True):
-                    ax.annotate(str(k), (x, yy), textcoords="offset points", xytext=(4, -10),
-                                fontsize=7)  # fmt: skip
+                    ax.annotate(
+                        str(k), (x, yy), textcoords="offset points", xytext=(4, -10), fontsize=7
+                    )
         ax.set_xlabel("predicted podium probability")
         ax.set_ylabel("observed podium frequency")
         ax.set_title(f"Stage-2 podium calibration, test season {int(s2['season'].iloc[0])}")

@@ -207,9 +207,10 @@ class Contribution(BaseModel):
         examples=["p_fp3_gap"],
     )
     label: str = Field(
-        ..., description="What the feature means, in plain words.",
+        ...,
+        description="What the feature means, in plain words.",
         examples=["FP3 gap to the fastest"],
-    )  # fmt: skip
+    )
     value: float = Field(
         ...,
         description="How much it moved the output, in the explanation's unit (gap %: "
@@ -224,9 +225,10 @@ class Explanation(BaseModel):
     Stage-2: the win log-odds before the softmax over the field)."""
 
     unit: Literal["gap %", "log-odds"] = Field(
-        ..., description="'gap %' (Stage-1, qualifying) or 'log-odds' (Stage-2, race win).",
+        ...,
+        description="'gap %' (Stage-1, qualifying) or 'log-odds' (Stage-2, race win).",
         examples=["gap %"],
-    )  # fmt: skip
+    )
     base: float = Field(
         ...,
         description="The model's average output over its training rows, before any "
@@ -241,13 +243,17 @@ class Explanation(BaseModel):
 
 
 def _driver_name() -> Any:
-    return Field(None, description="F1DB name (null if the id is not in F1DB).",
-                 examples=["Max Verstappen"])  # fmt: skip
+    return Field(
+        None, description="F1DB name (null if the id is not in F1DB).", examples=["Max Verstappen"]
+    )
 
 
 def _team_name() -> Any:
-    return Field(None, description="F1DB name of the team (null if it is not in F1DB).",
-                 examples=["Red Bull"])  # fmt: skip
+    return Field(
+        None,
+        description="F1DB name of the team (null if it is not in F1DB).",
+        examples=["Red Bull"],
+    )
 
 
 class QualiPrediction(BaseModel):

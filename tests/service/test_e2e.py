@@ -109,8 +109,10 @@ def test_explanations_through_the_real_model_services(server: str) -> None:
         assert got == want, i
     for full in alone[:4]:
         race = full["race_winner_predictions"]
-        logits = [r["explanation"]["base"] + sum(c["value"] for c in r["explanation"]
-                                                  ["contributions"]) for r in race]  # fmt: skip
+        logits = [
+            r["explanation"]["base"] + sum(c["value"] for c in r["explanation"]["contributions"])
+            for r in race
+        ]
         e = [math.exp(v - max(logits)) for v in logits]
         for r, w in zip(race, e, strict=True):
             assert r["win_probability"] == pytest.approx(w / sum(e), abs=1e-9)

@@ -345,9 +345,11 @@ def test_explanations_over_http_add_up_to_the_models_raw_outputs(
         assert total == pytest.approx(fc.race.logit[at[p["driver_id"]]], abs=1e-6)
     # the whole field was asked: the softmax of the explained logits is the answer
     np.testing.assert_allclose(
-        _softmax(logits), [p["win_probability"] for p in full["race_winner_predictions"]],
-        rtol=0, atol=1e-9,
-    )  # fmt: skip
+        _softmax(logits),
+        [p["win_probability"] for p in full["race_winner_predictions"]],
+        rtol=0,
+        atol=1e-9,
+    )
 
 
 def test_explanations_are_free_when_not_asked(client: TestClient) -> None:
@@ -401,9 +403,13 @@ def test_podium_and_points_over_the_field_and_per_driver(client: TestClient) -> 
 
 
 def test_names_in_every_answer(client: TestClient) -> None:
-    body = {"event": {"season": 2025, "round": 8},
-            "drivers": [{"driver_id": "max-verstappen"},
-                        {"driver_id": "jane-rookie", "constructor_id": "new-team"}]}  # fmt: skip
+    body = {
+        "event": {"season": 2025, "round": 8},
+        "drivers": [
+            {"driver_id": "max-verstappen"},
+            {"driver_id": "jane-rookie", "constructor_id": "new-team"},
+        ],
+    }
     full = client.post("/predict_full", json=body).json()
     for rows in (full["qualifying_predictions"], full["race_winner_predictions"]):
         by_id = {p["driver_id"]: p for p in rows}
@@ -412,8 +418,11 @@ def test_names_in_every_answer(client: TestClient) -> None:
         assert by_id["jane-rookie"]["driver_name"] is None
         assert by_id["jane-rookie"]["constructor_name"] is None
     quali = client.post("/predict_quali", json=EXAMPLES["custom_field"]).json()
-    assert {p["driver_name"] for p in quali} == {"Max Verstappen", "Lando Norris",
-                                                 "Charles Leclerc"}  # fmt: skip
+    assert {p["driver_name"] for p in quali} == {
+        "Max Verstappen",
+        "Lando Norris",
+        "Charles Leclerc",
+    }
     assert {p["constructor_name"] for p in quali} == {"Red Bull", "McLaren", "Ferrari"}
 
 

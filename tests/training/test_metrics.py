@@ -109,10 +109,13 @@ def test_stage1_metrics_without_dry_events() -> None:
 def test_podium_metrics_by_hand() -> None:
     """Two races of four: race 1's three most likely cars are its podium; in race 2 the
     favourite misses it (two of three found)."""
-    meta = pd.DataFrame({
-        "race_id": [1] * 4 + [2] * 4, "season": 2025,
-        "podium": [1, 1, 1, 0, 0, 1, 1, 1],
-    })  # fmt: skip
+    meta = pd.DataFrame(
+        {
+            "race_id": [1] * 4 + [2] * 4,
+            "season": 2025,
+            "podium": [1, 1, 1, 0, 0, 1, 1, 1],
+        }
+    )
     prob = np.array([0.9, 0.8, 0.7, 0.6, 0.9, 0.8, 0.7, 0.6])
     m = podium_metrics(meta, prob)
     y = meta["podium"].to_numpy(float)

@@ -156,8 +156,13 @@ def test_write_report(trained, tmp_path: Path) -> None:
     out = tmp_path / "reports"
     paths = write_report(trained.evaluation, trained.predictions, out)
     names = sorted(p.name for p in paths)
-    assert names == ["evaluation.json", "evaluation.md", "stage1_gap.png",
-                     "stage2_calibration.png", "stage2_podium_calibration.png"]  # fmt: skip
+    assert names == [
+        "evaluation.json",
+        "evaluation.md",
+        "stage1_gap.png",
+        "stage2_calibration.png",
+        "stage2_podium_calibration.png",
+    ]
     assert all(p.parent == out and p.stat().st_size > 0 for p in paths)
     for png in ("stage1_gap.png", "stage2_calibration.png", "stage2_podium_calibration.png"):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC

@@ -460,3 +460,22 @@ def test_openapi_declares_the_new_fields(client: TestClient) -> None:
         explain = schema["properties"]["explain"]
         assert explain["default"] is False and explain["type"] == "boolean", path
         assert "free when off" in explain["description"]
+
+
+def test_a_failing_explainer_is_a_503_naming_the_stage_and_spares_plain_requests(
+    svc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.serving.errors import StageUnavailable
+
+    async def broken(rows: np.ndarray) -> np.ndarray:
+        raise ConnectionError("model service gone")
+
+    monkeypatch.setattr(svc.explain2_rows, "fn", broken)
+    body = {"event": {"season": 2025, "round": 8}}
+    told = RaceRequest.model_validate(body | {"explain": True})
+    with pytest.raises(StageUnavailable) as err:
+        asyncio.run(svc.predict_race(told, ctx=None))
+    assert err.value.status == 503 and "stage-2" in err.value.error
+    assert err.value.headers["Retry-After"]
+    plain = asyncio.run(svc.predict_race(RaceRequest.model_validate(body), ctx=None))
+    assert len(plain) == 20 and all(p.explanation is None for p in plain)

@@ -2,7 +2,9 @@
 
     client --HTTP--> F1Predictor   resolve event + field (f1_features), TwoStage flow
                         |-- Stage1.predict_gap    (batched rows -> gap to pole %)
-                        '-- Stage2.predict_logit  (batched rows -> win log-odds)
+                        |-- Stage1.explain_gap    (batched, only for "explain": true)
+                        |-- Stage2.predict_logit  (batched rows -> win log-odds)
+                        '-- Stage2.explain_logit  (batched, only for "explain": true)
 
 The flow itself is ``pipelines.serving.orchestrator.TwoStage``, the same code the CLI,
 the evaluation and the benchmarks run; here it gets the model services as its calls.
@@ -76,6 +78,8 @@ TRACING = {
         "/predict_full",
         "/predict_gap",
         "/predict_logit",
+        "/explain_gap",
+        "/explain_logit",
         "/livez",
         "/readyz",
         "/healthz",
@@ -112,6 +116,11 @@ class Stage1:
     def predict_gap(self, rows: np.ndarray) -> np.ndarray:
         return self.predictor.predict_gap(rows)
 
+    @bentoml.api(**BATCH)
+    def explain_gap(self, rows: np.ndarray) -> np.ndarray:
+        """(rows, features + 1): contributions to the unclipped gap, the base last."""
+        return self.predictor.explain_gap(rows)
+
 
 @bentoml.service(name="f1_stage2", **MODEL_SERVICE)
 class Stage2:
@@ -126,6 +135,11 @@ class Stage2:
     @bentoml.api(**BATCH)
     def predict_logit(self, rows: np.ndarray) -> np.ndarray:
         return self.predictor.logit(rows)
+
+    @bentoml.api(**BATCH)
+    def explain_logit(self, rows: np.ndarray) -> np.ndarray:
+        """(rows, features + 1): contributions to the logit, the base last."""
+        return self.predictor.explain_logit(rows)
 
 
 web = FastAPI(title="F1 Prediction API", docs_url=None, redoc_url=None, openapi_url=None)
@@ -172,12 +186,16 @@ class F1Predictor:
         # bound lazily: the remote clients learn their endpoints after __init__
         self.stage1_rows = Coalescer(lambda rows: self.stage1.to_async.predict_gap(rows))
         self.stage2_rows = Coalescer(lambda rows: self.stage2.to_async.predict_logit(rows))
+        self.explain1_rows = Coalescer(lambda rows: self.stage1.to_async.explain_gap(rows))
+        self.explain2_rows = Coalescer(lambda rows: self.stage2.to_async.explain_logit(rows))
         self.flow = TwoStage(
             self.snapshot,
             self._deadline("stage-1", self.stage1_rows),
             self._deadline("stage-2", self.stage2_rows),
             cfg.pole,
             cfg.pole_tau,
+            explain1=self._deadline("stage-1", self.explain1_rows),
+            explain2=self._deadline("stage-2", self.explain2_rows),
         )
         self.started = time.time()
         self.tags = {
@@ -223,12 +241,19 @@ class F1Predictor:
         return True
 
     async def _forecast(
-        self, request: QualiRequest | RaceRequest, race: bool, ctx: bentoml.Context | None
+        self,
+        request: QualiRequest | RaceRequest,
+        race: bool,
+        ctx: bentoml.Context | None,
+        explain_quali: bool = True,
     ) -> tuple[Resolved, Forecast]:
+        """Resolve and run the flow; explanations only when asked, and only for the
+        stages the endpoint answers with (``explain_quali``: Stage-1's are shown)."""
         res = resolve_request(self.snapshot, request.event, request.drivers)
-        fc = await self.flow.quali(res.ctx, res.field, res.rows)
+        explain = request.explain
+        fc = await self.flow.quali(res.ctx, res.field, res.rows, explain and explain_quali)
         if race:
-            fc = await self.flow.race(fc)
+            fc = await self.flow.race(fc, explain)
         if ctx is not None:
             ctx.response.headers.update(warnings_header(res.warnings))
         return res, fc
@@ -247,9 +272,9 @@ class F1Predictor:
     async def predict_race(
         self, request: RaceRequest, /, ctx: bentoml.Context
     ) -> list[RacePrediction]:
-        """Win probabilities over the field (sum to 1); a missing grid position comes
-        from Stage-1."""
-        _, fc = await self._forecast(request, True, ctx)
+        """Win, podium and points probabilities over the field (sum to 1, 3 and 10); a
+        missing grid position comes from Stage-1."""
+        _, fc = await self._forecast(request, True, ctx, explain_quali=False)
         return race_predictions(fc)
 
     @bentoml.api(route="/predict_full")
@@ -282,7 +307,12 @@ class F1Predictor:
                     "rows": co.rows,
                     "rows_per_call": round(co.rows / co.calls, 1) if co.calls else None,
                 }
-                for name, co in (("stage1", self.stage1_rows), ("stage2", self.stage2_rows))
+                for name, co in (
+                    ("stage1", self.stage1_rows),
+                    ("stage2", self.stage2_rows),
+                    ("stage1_explain", self.explain1_rows),
+                    ("stage2_explain", self.explain2_rows),
+                )
             },
             "data": {
                 "latest_event": self.snapshot.meta.get("latest_event"),

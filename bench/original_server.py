@@ -69,7 +69,13 @@ class OriginalPipeline:
         self._fit(sample_events)
         s1 = loaded.stage1
         self.flow = TwoStage(
-            self.snapshot, self.stage1, self.stage2, s1.config.pole, s1.config.pole_tau
+            self.snapshot,
+            self.stage1,
+            self.stage2,
+            s1.config.pole,
+            s1.config.pole_tau,
+            explain1=self.explain1,
+            explain2=self.explain2,
         )
 
     async def stage1(self, x1: np.ndarray) -> np.ndarray:
@@ -79,6 +85,14 @@ class OriginalPipeline:
     async def stage2(self, x2: np.ndarray) -> np.ndarray:
         frame = self.pre2.transform(feature_frame(x2, STAGE2.names))
         return self.loaded.stage2.logit(frame[list(STAGE2.names)])
+
+    async def explain1(self, x1: np.ndarray) -> np.ndarray:
+        frame = self.pre1.transform(feature_frame(x1, STAGE1.names))
+        return self.loaded.stage1.explain_gap(frame[list(STAGE1.names)].to_numpy())
+
+    async def explain2(self, x2: np.ndarray) -> np.ndarray:
+        frame = self.pre2.transform(feature_frame(x2, STAGE2.names))
+        return self.loaded.stage2.explain_logit(frame[list(STAGE2.names)].to_numpy())
 
     def _fit(self, n: int) -> None:
         """Fit the transformers once, on the feature rows of the last ``n`` events."""
@@ -116,7 +130,7 @@ def create_app(loaded: Loaded | None = None) -> FastAPI:
             res = resolve(loaded, request)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)  # type: ignore[return-value]
-        fc = await pipe.flow.full(res.ctx, res.field, res.rows)
+        fc = await pipe.flow.full(res.ctx, res.field, res.rows, request.explain)
         response.headers.update(warn_header(res))
         return full_response(loaded, res, fc, t0)
 
@@ -126,7 +140,7 @@ def create_app(loaded: Loaded | None = None) -> FastAPI:
             res = resolve(loaded, request)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        fc = await pipe.flow.quali(res.ctx, res.field, res.rows)
+        fc = await pipe.flow.quali(res.ctx, res.field, res.rows, request.explain)
         return JSONResponse(quali_json(fc), headers=warn_header(res))
 
     @app.get("/readyz")

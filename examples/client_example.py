@@ -16,9 +16,23 @@ def main(url: str = "http://localhost:3000") -> None:
         full = f1.predict_full({"event": {"season": 2025, "round": 8}})
         print(f"{full.metadata.event} models={full.metadata.model_versions}")
         for q in full.qualifying_predictions[:5]:
-            print(f"  P{q.grid_position_estimate:<2} {q.driver_id:<20} {q.predicted_time} s")
+            print(
+                f"  P{q.grid_position_estimate:<2} {q.driver_name or q.driver_id:<20} "
+                f"{q.predicted_time} s"
+            )
         for r in full.race_winner_predictions[:3]:
-            print(f"  win {r.win_probability:6.1%} {r.driver_id}")
+            print(
+                f"  win {r.win_probability:6.1%} podium {r.podium_probability:6.1%} "
+                f"points {r.points_probability:6.1%} {r.driver_name or r.driver_id}"
+            )
+
+        # Why? "explain": true adds each driver's largest feature contributions.
+        race = f1.predict_race({"event": {"season": 2025, "round": 8}, "explain": True})
+        why = race[0].explanation
+        if why is not None:
+            print(f"  {race[0].driver_name}: base {why.base:+.2f} {why.unit}")
+            for c in why.contributions:
+                print(f"    {c.value:+.2f}  {c.label}")
 
         # Your own field, at an event that is not in the data.
         quali = f1.predict_quali(

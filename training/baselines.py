@@ -74,4 +74,53 @@ def stage2_baselines(train: StageData, test: StageData) -> dict[str, np.ndarray]
     return out
 
 
-__all__ = ["group_softmax", "practice_ratio", "quick_lgbm_gap", "stage2_baselines"]
+PODIUM_SLOTS = 20
+"""Slots past this (pit-lane starters, back of a 22-26 car grid) share one frequency."""
+
+
+def podium_by_grid(train: StageData, test: StageData, prior: float = 2.0) -> np.ndarray:
+    """P(podium | grid slot): the training seasons' podium frequency of each slot
+    (shrunk towards the overall rate by ``prior`` starts), scaled per race to sum to 3
+    (capped at 1, the excess spread over the others)."""
+    tm = train.meta
+    slot = np.minimum(tm["grid"].to_numpy(float), PODIUM_SLOTS)
+    podium = tm["podium"].to_numpy(float)
+    overall = float(podium.mean())
+    freq = {}
+    for s in range(1, PODIUM_SLOTS + 1):
+        m = slot == s
+        freq[s] = (podium[m].sum() + prior * overall) / (m.sum() + prior)
+    te_slot = np.clip(test.meta["grid"].to_numpy(float), 1, PODIUM_SLOTS).astype(int)
+    raw = np.array([freq[int(s)] for s in te_slot])
+    groups = test.meta["race_id"].to_numpy()
+    out = np.empty(len(raw))
+    for g in np.unique(groups):
+        m = groups == g
+        out[m] = _scale_to(raw[m], min(3.0, float(m.sum())))
+    return out
+
+
+def _scale_to(p: np.ndarray, total: float) -> np.ndarray:
+    """``p`` scaled to sum to ``total`` with no value above 1 (capped values stay at 1,
+    the rest share what is left)."""
+    p = np.asarray(p, dtype=float).copy()
+    capped = np.zeros(len(p), dtype=bool)
+    for _ in range(len(p)):
+        free = total - capped.sum()
+        rest = p[~capped].sum()
+        p[~capped] = p[~capped] * free / rest if rest > 0 else free / max((~capped).sum(), 1)
+        over = (p > 1.0) & ~capped
+        if not over.any():
+            break
+        p[over] = 1.0
+        capped |= over
+    return p
+
+
+__all__ = [
+    "group_softmax",
+    "podium_by_grid",
+    "practice_ratio",
+    "quick_lgbm_gap",
+    "stage2_baselines",
+]

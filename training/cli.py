@@ -149,17 +149,20 @@ def evaluate() -> None:
 
 
 def _print_summary(ev: dict[str, Any]) -> None:
-    from training.report import S1_KEYS, S2_KEYS, fmt
+    from training.report import PODIUM_KEYS, S1_KEYS, S2_KEYS, fmt
 
-    for stage, keys in (("stage1", S1_KEYS), ("stage2", S2_KEYS)):
-        tab = Table(title=f"{stage} on test season {ev[stage]['test']['season']}")
+    tables = [("stage1", ev["stage1"], S1_KEYS), ("stage2", ev["stage2"], S2_KEYS)]
+    if "podium" in ev["stage2"]:
+        tables.append(("stage2 podium", ev["stage2"]["podium"], PODIUM_KEYS))
+    for stage, m_stage, keys in tables:
+        tab = Table(title=f"{stage} on test season {m_stage['test']['season']}")
         tab.add_column("predictor")
         for k in keys[1:]:
             tab.add_column(k, justify="right")
-        rows = [("model", ev[stage]["test"])]
-        if "test_chained" in ev[stage]:
-            rows.append(("model, before qualifying", ev[stage]["test_chained"]))
-        rows += [(k, v["test"]) for k, v in ev[stage]["baselines"].items()]
+        rows = [("model", m_stage["test"])]
+        if "test_chained" in m_stage:
+            rows.append(("model, before qualifying", m_stage["test_chained"]))
+        rows += [(k, v["test"]) for k, v in m_stage["baselines"].items()]
         for name, m in rows:
             tab.add_row(name, *(fmt(m.get(k)) for k in keys[1:]))
         console.print(tab)
@@ -184,7 +187,8 @@ def predict(
     season: int = typer.Option(..., help="Season of an event in the data."),
     round_: int = typer.Option(..., "--round", help="Round of that event."),
 ) -> None:
-    """Predicted grid and win probabilities for a known event, from its pre-qualifying data."""
+    """Predicted grid, win, podium and points probabilities for a known event, from its
+    pre-qualifying data (drivers and teams by their F1DB names)."""
     from pipelines.models import store
     from pipelines.serving.orchestrator import TwoStage, run
 
@@ -206,18 +210,31 @@ def predict(
     q, race = fc.quali, fc.race
     assert race is not None
     tab = Table(title=f"{season} round {round_} ({ctx.circuit_id}, {ctx.date.date()})")
-    for col in ("grid", "driver", "team", "pred. time s", "gap %", "P(pole)", "P(win)"):
+    cols = (
+        "grid",
+        "driver",
+        "team",
+        "pred. time s",
+        "gap %",
+        "P(pole)",
+        "P(win)",
+        "P(podium)",
+        "P(points)",
+    )
+    for col in cols:
         tab.add_column(col, justify="left" if col in ("driver", "team") else "right")
     for i in sorted(range(len(fld.entries)), key=lambda i: q.grid[i]):
         e = fld.entries[i]
         tab.add_row(
             str(q.grid[i]),
-            e.driver_id,
-            e.constructor_id or "?",
+            fc.driver_names[i] or e.driver_id,
+            fc.constructor_names[i] or e.constructor_id or "?",
             f"{q.time_s[i]:.3f}",
             f"{q.gap_pct[i]:.3f}",
             f"{q.pole_prob[i]:.3f}",
             f"{race.win_prob[i]:.3f}",
+            f"{race.podium_prob[i]:.3f}",
+            f"{race.points_prob[i]:.3f}",
         )
     console.print(tab)
 

@@ -137,6 +137,7 @@ def stage2_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
                     "driver_id": rows["driver_id"].to_numpy(),
                     "grid": rows["slot"].to_numpy(float),
                     "win": (rows["position"] == 1).to_numpy(float),
+                    "podium": (rows["position"] <= 3).to_numpy(float),
                 }
             )
         )

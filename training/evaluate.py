@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.features.snapshot import Entry, FeatureSnapshot
+from pipelines.models.placings import podium_probability
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from pipelines.serving.orchestrator import Forecast, TwoStage
@@ -81,7 +82,7 @@ def _by_driver(forecasts: list[Forecast], stage: str) -> pd.DataFrame:
                 }
             else:
                 assert fc.race is not None
-                rec |= {"prob": fc.race.win_prob[i]}
+                rec |= {"prob": fc.race.win_prob[i], "logit": fc.race.logit[i]}
             rows.append(rec)
     return pd.DataFrame(rows)
 
@@ -92,6 +93,15 @@ def renormalise(prob: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return np.where(s > 0, prob / s, 0.0)
 
 
+def podium_over_starters(logit: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Podium probabilities over the scored cars of each race: Plackett-Luce on their
+    logits (a non-starter drops out of the order; the rest keep their strengths)."""
+    out = np.empty(len(logit), dtype=float)
+    for _, idx in pd.Series(groups).groupby(groups).indices.items():
+        out[idx] = podium_probability(logit[idx])
+    return out
+
+
 def served_predictions(
     snap: FeatureSnapshot,
     s1: Stage1Model,
@@ -99,14 +109,17 @@ def served_predictions(
     te1: StageData,
     te2: StageData,
 ) -> dict[str, pd.DataFrame]:
-    """Stage-1 rows with the served gap/time, Stage-2 rows with the served win
-    probability before qualifying (``stage2_chained``) and after it (``stage2``)."""
+    """Stage-1 rows with the served gap/time, Stage-2 rows with the served win and
+    podium probabilities before qualifying (``stage2_chained``) and after it
+    (``stage2``)."""
     flow = TwoStage.local(snap, s1, s2)
     pre, post = asyncio.run(_season(snap, flow, te1.meta, te2.meta))
     q = te1.meta.merge(_by_driver(pre, "quali"), on=["race_id", "driver_id"], how="inner")
     out = {"stage1": q}
     for name, fcs in (("stage2_chained", pre), ("stage2", post)):
         m = te2.meta.merge(_by_driver(fcs, "race"), on=["race_id", "driver_id"], how="inner")
-        m["prob"] = renormalise(m["prob"].to_numpy(float), m["race_id"].to_numpy())
+        groups = m["race_id"].to_numpy()
+        m["prob"] = renormalise(m["prob"].to_numpy(float), groups)
+        m["podium_prob"] = podium_over_starters(m["logit"].to_numpy(float), groups)
         out[name] = m
     return out

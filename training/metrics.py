@@ -51,3 +51,26 @@ def stage2_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
         "winner_log_loss": float(np.mean(ll)),
         "brier": float(np.mean((prob - y) ** 2)),
     }
+
+
+def podium_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
+    """Podium (top 3) probabilities against the ``podium`` flags, per starter: Brier,
+    binary log loss (mean over starters of -[y log p + (1 - y) log(1 - p)]) and the share
+    of each race's podium found in its three most likely cars."""
+    y = meta["podium"].to_numpy(float)
+    p = np.clip(np.asarray(prob, dtype=float), 1e-15, 1.0 - 1e-15)
+    hits = []
+    for _, idx in meta.groupby("race_id").indices.items():
+        yy = y[idx]
+        if yy.sum() != 3:
+            continue  # fewer than three classified finishers recorded
+        top3 = np.argsort(-np.asarray(prob)[idx], kind="stable")[:3]
+        hits.append(float(yy[top3].sum()) / 3.0)
+    return {
+        "season": int(meta["season"].iloc[0]) if len(meta) else None,
+        "races": len(hits),
+        "rows": len(meta),
+        "brier": float(np.mean((np.asarray(prob, dtype=float) - y) ** 2)),
+        "log_loss": float(-np.mean(y * np.log(p) + (1.0 - y) * np.log(1.0 - p))),
+        "top3_hits": float(np.mean(hits)) if hits else None,
+    }

@@ -26,7 +26,7 @@ from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
 from training.evaluate import served_predictions
-from training.metrics import stage1_metrics, stage2_metrics
+from training.metrics import podium_metrics, stage1_metrics, stage2_metrics
 
 
 class TrainingError(RuntimeError):
@@ -251,7 +251,17 @@ def evaluate_test(
         name: {"test": stage2_metrics(te2.meta, pb)}
         for name, pb in baselines.stage2_baselines(tr2, te2).items()
     }
-    preds = {"stage1": served["stage1"], "stage2": served["stage2"]}
+    podium_base = baselines.podium_by_grid(tr2, te2)
+    stage2["podium"] = {
+        "test": podium_metrics(served["stage2"], served["stage2"]["podium_prob"].to_numpy()),
+        "test_chained": podium_metrics(
+            served["stage2_chained"], served["stage2_chained"]["podium_prob"].to_numpy()
+        ),
+        "baselines": {"grid_slot": {"test": podium_metrics(te2.meta, podium_base)}},
+    }
+    base_col = te2.meta[["race_id", "driver_id"]].assign(podium_base=podium_base)
+    s2 = served["stage2"].merge(base_col, on=["race_id", "driver_id"], how="left")
+    preds = {"stage1": served["stage1"], "stage2": s2}
     return {"stage1": stage1 | {"baselines": base1}, "stage2": stage2 | {"baselines": base2}}, preds
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 S1_KEYS = ["season", "mae_s", "mae_dry_s", "median_ae_s", "gap_pct_mae", "spearman"]
 S2_KEYS = ["season", "top1", "winner_log_loss", "brier"]
+PODIUM_KEYS = ["season", "brier", "log_loss", "top3_hits"]
 
 S1_TARGETS = {"gap_pct_mae": 0.45, "mae_dry_s": 0.40, "spearman": 0.80}
 
@@ -79,6 +80,20 @@ def markdown(ev: dict[str, Any]) -> str:
     ]
     s2 = ev["stage2"]
     lines += _table(s2, S2_KEYS)
+    if "podium" in s2:
+        lines += [
+            "",
+            "## Stage-2: podium",
+            "",
+            "Podium (top 3) probabilities from Plackett-Luce on Stage-2's strengths, over "
+            "each race's starters. `brier`: mean squared error per starter; `log_loss`: "
+            "binary log loss per starter (mean of -[y log p + (1-y) log(1-p)]); "
+            "`top3_hits`: share of each podium found among the three most likely cars. "
+            "Baseline `grid_slot`: each grid slot's podium frequency in the training "
+            "seasons, scaled per race to sum to 3.",
+            "",
+        ]
+        lines += _table(s2["podium"], PODIUM_KEYS)
     lines += ["", "## Targets", "", "| metric | target | reached | met |", "|---|---|---|---|"]
     for k, tgt in S1_TARGETS.items():
         v = s1["test"].get(k)
@@ -99,7 +114,9 @@ def markdown(ev: dict[str, Any]) -> str:
     lines += [
         "",
         "Figures: `stage1_gap.png` (predicted vs actual gap to pole), "
-        "`stage2_calibration.png` (win-probability calibration).",
+        "`stage2_calibration.png` (win-probability calibration), "
+        "`stage2_podium_calibration.png` (podium-probability calibration, model and "
+        "grid-slot baseline).",
         "",
     ]
     return "\n".join(lines)
@@ -126,14 +143,7 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
 
     s2 = preds["stage2"]
     bins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0001])
-    idx = np.digitize(s2["prob"], bins) - 1
-    mp, fr, n = [], [], []
-    for b in range(len(bins) - 1):
-        m = idx == b
-        if m.any():
-            mp.append(s2["prob"][m].mean())
-            fr.append(s2["win"][m].mean())
-            n.append(int(m.sum()))
+    mp, fr, n = calibration_bins(s2["prob"].to_numpy(float), s2["win"].to_numpy(float), bins)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="grey", lw=1)
     ax.plot(mp, fr, marker="o")
@@ -146,7 +156,50 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     paths.append(out / "stage2_calibration.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
+
+    if "podium_prob" in s2:
+        pbins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0001])
+        y = s2["podium"].to_numpy(float)
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        ax.plot([0, 1], [0, 1], color="grey", lw=1)
+        curves = [
+            ("model (Plackett-Luce)", "podium_prob", "o"),
+            ("baseline: podium rate by grid slot", "podium_base", "s"),
+        ]
+        for name, col, marker in curves:
+            if col not in s2:
+                continue
+            mp, fr, n = calibration_bins(s2[col].to_numpy(float), y, pbins)
+            ax.plot(mp, fr, marker=marker, label=name, alpha=0.85)
+            if col == "podium_prob":
+                for x, yy, k in zip(mp, fr, n, strict=True):
+                    ax.annotate(
+                        str(k), (x, yy), textcoords="offset points", xytext=(4, -10), fontsize=7
+                    )
+        ax.set_xlabel("predicted podium probability")
+        ax.set_ylabel("observed podium frequency")
+        ax.set_title(f"Stage-2 podium calibration, test season {int(s2['season'].iloc[0])}")
+        ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        paths.append(out / "stage2_podium_calibration.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
     return paths
+
+
+def calibration_bins(
+    prob: np.ndarray, outcome: np.ndarray, bins: np.ndarray
+) -> tuple[list[float], list[float], list[int]]:
+    """Mean predicted probability, observed frequency and count per non-empty bin."""
+    idx = np.digitize(prob, bins) - 1
+    mp, fr, n = [], [], []
+    for b in range(len(bins) - 1):
+        m = idx == b
+        if m.any():
+            mp.append(float(prob[m].mean()))
+            fr.append(float(outcome[m].mean()))
+            n.append(int(m.sum()))
+    return mp, fr, n
 
 
 def write_report(ev: dict[str, Any], preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:

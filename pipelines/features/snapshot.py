@@ -43,8 +43,9 @@ from pipelines.features.history import (
 )
 from pipelines.features.spec import PRACTICE_SESSIONS, STAGE1, STAGE2
 
-SNAPSHOT_FORMAT = 2
-"""2: an ``outcomes`` frame (actual qualifying and race results, for the page at /ui)."""
+SNAPSHOT_FORMAT = 3
+"""2: an ``outcomes`` frame (actual results, for /ui); 3: a ``names`` frame
+(driver and team names for the answers)."""
 
 
 @dataclass
@@ -131,6 +132,7 @@ FRAME_NAMES = (
     "numbers",
     "lineage",
     "outcomes",
+    "names",
 )
 
 
@@ -176,6 +178,11 @@ class FeatureSnapshot:
         self._entrants = ent
         self.known_drivers = set(frames["driver_state"]["driver_id"]) | set(ent["driver_id"])
         self.known_teams = set(lin["constructor_id"]) | set(ent["constructor_id"])
+        names = frames["names"]
+        self._names: dict[tuple[str, str], str] = {
+            (str(k), str(i)): str(n)
+            for k, i, n in zip(names["kind"], names["id"], names["name"], strict=True)
+        }
         self._pole_hist: pd.DataFrame | None = None
         self._pole_arrays: tuple[np.ndarray, PoleHistory] | None = None
         self.memo: dict[str, dict[Any, Any]] = {}
@@ -234,6 +241,7 @@ class FeatureSnapshot:
             "numbers": nums.astype({"season": int, "number": int}),
             "lineage": lin,
             "outcomes": outcomes_frame(t),
+            "names": _names_frame(t),
         }
         with_results = events[events["has_results"]]
         last = with_results.iloc[-1] if len(with_results) else None
@@ -430,6 +438,14 @@ class FeatureSnapshot:
     def latest_team(self, driver_id: str) -> str | None:
         return self._latest_team.get(driver_id)
 
+    def driver_name(self, driver_id: str | None) -> str | None:
+        """F1DB's name for a driver ("Max Verstappen"); None for an id not in F1DB."""
+        return self._names.get(("driver", driver_id or ""))
+
+    def constructor_name(self, constructor_id: str | None) -> str | None:
+        """F1DB's name for a constructor ("Red Bull"); None for an id not in F1DB."""
+        return self._names.get(("constructor", constructor_id or ""))
+
     # -------------------------------------------------------------- features
 
     def stage1_rows(self, ctx: EventContext, fld: EventField) -> np.ndarray:
@@ -592,6 +608,20 @@ def outcomes_frame(t: Tables) -> pd.DataFrame:
     out = q.merge(r, on=["race_id", "driver_id"], how="outer")
     out["r_text"] = out["r_text"].fillna("").astype(str)
     return out.astype({"q_pos": float, "q_time_s": float, "r_pos": float})
+
+
+def _names_frame(t: Tables) -> pd.DataFrame:
+    """Every F1DB driver and constructor with a name: (kind, id, name)."""
+    parts = []
+    for kind, frame, col in (
+        ("driver", t.drivers, "driver_id"),
+        ("constructor", t.constructors, "constructor_id"),
+    ):
+        f = frame[[col, "name"]].dropna()
+        parts.append(
+            pd.DataFrame({"kind": kind, "id": f[col].astype(str), "name": f["name"].astype(str)})
+        )
+    return pd.concat(parts, ignore_index=True)
 
 
 def _ctx_key(ctx: EventContext) -> tuple[Any, ...]:

@@ -137,3 +137,50 @@ STAGE2 = FeatureSpec(
 )
 STAGE2_MONOTONE = STAGE2.vector({"grid": -1, "q_gap_pct": -1, "q_tm_gap": -1})
 """Win probability never rises with a worse grid slot or a slower qualifying lap."""
+
+LABELS: Mapping[str, str] = {
+    # Stage-1: practice at this event (gaps in % of the session's fastest lap)
+    "p_fp1_gap": "FP1 gap to the fastest",
+    "p_fp2_gap": "FP2 gap to the fastest",
+    "p_fp3_gap": "FP3 gap to the fastest",
+    "p_sq_gap": "sprint qualifying gap to the fastest",
+    "p_best_gap": "best practice gap to the fastest",
+    "p_last_gap": "latest practice session's gap to the fastest",
+    "p_mean_rank": "average practice position",
+    "p_laps": "practice laps run",
+    "p_n_sessions": "practice sessions run",
+    "p_tm_gap": "practice gap to the teammate",
+    # form before the event
+    "d_q_gap_ewm": "driver's recent qualifying pace",
+    "d_q_gap_last": "driver's qualifying gap last time out",
+    "d_q_pos_ewm": "driver's recent qualifying positions",
+    "d_n_events": "driver's experience (events)",
+    "d_points_ewm": "driver's recent points",
+    "t_q_gap_ewm": "team's recent qualifying pace",
+    "t_points_ewm": "team's recent points",
+    "d_vs_team_gap": "driver's recent pace against the team's",
+    # the circuit and the weekend
+    "c_street": "street circuit",
+    "c_sprint": "sprint weekend",
+    "c_length_km": "lap length",
+    # Stage-2: the grid and qualifying
+    "grid": "starting position",
+    "q_gap_pct": "qualifying gap to pole",
+    "q_tm_gap": "qualifying gap to the teammate",
+    # race form and the championship
+    "d_r_pos_ewm": "driver's recent finishing positions",
+    "d_win_ewm": "driver's recent wins",
+    "d_podium_ewm": "driver's recent podiums",
+    "t_win_ewm": "team's recent wins",
+    "d_champ_points": "driver's championship points",
+    "d_champ_pos": "driver's championship position",
+    "d_champ_share": "driver's points against the championship leader's",
+    "c_champ_points": "team's championship points",
+    "c_champ_pos": "team's championship position",
+}
+"""What each feature means to a fan (explanations show these beside the names)."""
+
+
+def label(name: str) -> str:
+    """The feature's label (its name if it has none: a test keeps every feature labelled)."""
+    return LABELS.get(name, name.replace("_", " "))

@@ -71,9 +71,23 @@ class Stage1Model:
             boosters.append(lgb.train(params, ds, num_boost_round=config.n_estimators))
         return cls(config, boosters)
 
-    def predict_gap(self, x: np.ndarray) -> np.ndarray:
+    def raw_gap(self, x: np.ndarray) -> np.ndarray:
+        """The ensemble's mean prediction (gap to pole %), before it is floored at 0."""
         preds = [b.predict(x, num_threads=1) for b in self.boosters]
-        return np.clip(np.mean(preds, axis=0), 0.0, None)
+        return np.asarray(np.mean(preds, axis=0), dtype=float)
+
+    def predict_gap(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(self.raw_gap(x), 0.0, None)
+
+    def explain_gap(self, x: np.ndarray) -> np.ndarray:
+        """Per-feature contributions to ``raw_gap`` (LightGBM's ``pred_contrib``, averaged
+        over the ensemble): (rows, features + 1), the base value last; a row sums to the
+        driver's ``raw_gap``."""
+        contrib = [
+            np.asarray(b.predict(x, pred_contrib=True, num_threads=1), dtype=float)
+            for b in self.boosters
+        ]
+        return np.asarray(np.mean(contrib, axis=0), dtype=float)
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)

@@ -101,6 +101,13 @@ class Stage2Model:
         """Win log-odds, calibrated by the tuned temperature (softmax per race next)."""
         return self.raw_score(x) / self.config.temperature
 
+    def explain_logit(self, x: np.ndarray) -> np.ndarray:
+        """Per-feature contributions to ``logit`` (LightGBM's ``pred_contrib`` over the
+        temperature): (rows, features + 1), the base value last; a row sums to the
+        driver's logit."""
+        contrib = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1))
+        return np.asarray(contrib / self.config.temperature, dtype=float)
+
     def win_probability(self, x: np.ndarray, groups: np.ndarray) -> np.ndarray:
         return group_softmax(self.logit(x), groups)
 

@@ -5,13 +5,17 @@ local models for the CLI, the evaluation and the benchmarks; the coalesced calls
 the model services in the Bento. What is evaluated is what serves.
 
 Both stages always run on the event's whole field (``EventField``) and a request's
-drivers are picked out at the end, so a driver's gap, grid slot, logit and
-probabilities are the same whoever else the request names.
+drivers are picked out at the end, so a driver's gap, grid slot, logit, probabilities
+(win, podium, points) and explanations are the same whoever else the request names.
+
+Explanations (per-feature contributions) are further injected calls, made only when a
+request asks for them: a flow without ``explain=True`` makes no extra model call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
+from pipelines.models.placings import placings
 from pipelines.models.pole import PoleParams, pole_estimate
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model, group_softmax
@@ -48,16 +53,23 @@ class QualiOut:
     grid: np.ndarray
     pole_prob: np.ndarray
     pole_s: float
+    contrib: np.ndarray | None = None
+    """When explained: (N, features + 1) contributions to the unclipped gap, base last."""
 
 
 @dataclass
 class RaceOut:
-    """Stage-2 over the field: the grid and gaps it was given, logits, win probability."""
+    """Stage-2 over the field: the grid and gaps it was given, logits, and the win,
+    podium and points (top 10) probabilities (Plackett-Luce on the logits)."""
 
     grid: np.ndarray
     q_gap: np.ndarray
     logit: np.ndarray
     win_prob: np.ndarray
+    podium_prob: np.ndarray
+    points_prob: np.ndarray
+    contrib: np.ndarray | None = None
+    """When explained: (N, features + 1) contributions to the logit, base last."""
 
 
 @dataclass
@@ -69,6 +81,9 @@ class Forecast:
     rows: np.ndarray
     quali: QualiOut
     race: RaceOut | None = None
+    driver_names: list[str | None] = dataclasses.field(default_factory=list)
+    constructor_names: list[str | None] = dataclasses.field(default_factory=list)
+    """F1DB names of the field's drivers and teams (None where F1DB has no such id)."""
 
     @property
     def entries(self) -> list[Entry]:
@@ -149,8 +164,24 @@ def check_given_grid(entries: Sequence[Entry], given_at: Sequence[int]) -> None:
         seen[slot] = at
 
 
+def race_outputs(
+    grid: np.ndarray, q_gap: np.ndarray, logit: np.ndarray, ids: Sequence[str]
+) -> RaceOut:
+    """Win probability = the softmax over the field; podium and points from the same
+    strengths (Plackett-Luce), computed in an order fixed by driver id."""
+    logit = np.asarray(logit, dtype=float)
+    win = group_softmax(logit, np.zeros(len(logit), dtype=int))
+    pl = placings(logit, ids, win=win)
+    return RaceOut(grid, q_gap, logit, win, pl.podium, pl.points)
+
+
 class TwoStage:
-    """Qualifying, then the race, for an event's field."""
+    """Qualifying, then the race, for an event's field.
+
+    ``stage1``/``stage2`` give one number per row (gap %, logit); the optional
+    ``explain1``/``explain2`` give each row's contributions to it, (features + 1)
+    columns with the base value last, and are called only for ``explain=True``.
+    """
 
     def __init__(
         self,
@@ -159,12 +190,16 @@ class TwoStage:
         stage2: RowsFn,
         pole: PoleParams,
         pole_tau: float,
+        explain1: RowsFn | None = None,
+        explain2: RowsFn | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.stage1 = stage1
         self.stage2 = stage2
         self.pole = pole
         self.pole_tau = pole_tau
+        self.explain1 = explain1
+        self.explain2 = explain2
 
     @classmethod
     def local(cls, snapshot: FeatureSnapshot, s1: Stage1Model, s2: Stage2Model) -> TwoStage:
@@ -176,25 +211,62 @@ class TwoStage:
         async def stage2(rows: np.ndarray) -> np.ndarray:
             return s2.logit(rows)
 
-        return cls(snapshot, stage1, stage2, s1.config.pole, s1.config.pole_tau)
+        async def explain1(rows: np.ndarray) -> np.ndarray:
+            return s1.explain_gap(rows)
 
-    async def quali(self, ctx: EventContext, fld: EventField, rows: np.ndarray) -> Forecast:
+        async def explain2(rows: np.ndarray) -> np.ndarray:
+            return s2.explain_logit(rows)
+
+        return cls(snapshot, stage1, stage2, s1.config.pole, s1.config.pole_tau, explain1, explain2)
+
+    @staticmethod
+    async def _with_contrib(
+        predict: RowsFn, explain: RowsFn | None, x: np.ndarray, stage: str, wanted: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The prediction and, when wanted, the contributions (both calls at once)."""
+        if not wanted:
+            return np.asarray(await predict(x), dtype=float), None
+        if explain is None:
+            raise RuntimeError(f"this flow has no {stage} explainer")
+        pred, contrib = await asyncio.gather(predict(x), explain(x))
+        contrib = np.asarray(contrib, dtype=float)
+        if contrib.shape != (len(x), x.shape[1] + 1):
+            raise RuntimeError(f"{stage} explainer returned {contrib.shape} for {x.shape}")
+        return np.asarray(pred, dtype=float), contrib
+
+    async def quali(
+        self, ctx: EventContext, fld: EventField, rows: np.ndarray, explain: bool = False
+    ) -> Forecast:
         x1 = self.snapshot.stage1_rows(ctx, fld)
-        gap = np.asarray(await self.stage1(x1), dtype=float)
+        gap, contrib = await self._with_contrib(self.stage1, self.explain1, x1, "stage-1", explain)
         pole = pole_estimate(self.snapshot, ctx, fld.laps, self.pole)
         ids = [e.driver_id for e in fld.entries]
-        return Forecast(ctx, fld, rows, quali_outputs(gap, pole, self.pole_tau, ids))
+        q = quali_outputs(gap, pole, self.pole_tau, ids)
+        q.contrib = contrib
+        snap = self.snapshot
+        return Forecast(
+            ctx,
+            fld,
+            rows,
+            q,
+            driver_names=[snap.driver_name(e.driver_id) for e in fld.entries],
+            constructor_names=[snap.constructor_name(e.constructor_id) for e in fld.entries],
+        )
 
-    async def race(self, fc: Forecast) -> Forecast:
+    async def race(self, fc: Forecast, explain: bool = False) -> Forecast:
         grid, q_gap = race_grid(fc.field.entries, fc.quali)
         x2 = self.snapshot.stage2_rows(fc.ctx, fc.field.entries, grid, q_gap)
-        logit = np.asarray(await self.stage2(x2), dtype=float)
-        prob = group_softmax(logit, np.zeros(len(logit), dtype=int))
-        fc.race = RaceOut(grid, q_gap, logit, prob)
+        logit, contrib = await self._with_contrib(
+            self.stage2, self.explain2, x2, "stage-2", explain
+        )
+        fc.race = race_outputs(grid, q_gap, logit, [e.driver_id for e in fc.field.entries])
+        fc.race.contrib = contrib
         return fc
 
-    async def full(self, ctx: EventContext, fld: EventField, rows: np.ndarray) -> Forecast:
-        return await self.race(await self.quali(ctx, fld, rows))
+    async def full(
+        self, ctx: EventContext, fld: EventField, rows: np.ndarray, explain: bool = False
+    ) -> Forecast:
+        return await self.race(await self.quali(ctx, fld, rows, explain), explain)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -163,6 +163,12 @@ def _check_drivers(v: list[DriverInput] | None) -> list[DriverInput] | None:
     return v
 
 
+EXPLAIN_DESCRIPTION = (
+    "Add an `explanation` to each driver's prediction: what moved the model's output, "
+    "feature by feature (LightGBM contributions). Off by default, and free when off."
+)
+
+
 class QualiRequest(BaseModel):
     """Predict qualifying. Omit ``drivers`` for an event in the data to use its entry list."""
 
@@ -170,6 +176,7 @@ class QualiRequest(BaseModel):
     event: EventInput | None = Field(None, description="Default: the next event in the calendar.")
     drivers: list[DriverInput] | None = Field(None, max_length=MAX_DRIVERS)
     session_type: Literal["qualifying"] = Field("qualifying", description="Only 'qualifying'.")
+    explain: bool = Field(False, description=EXPLAIN_DESCRIPTION)
 
     @field_validator("drivers")
     @classmethod
@@ -183,6 +190,7 @@ class RaceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     event: EventInput | None = Field(None, description="Default: the next event in the calendar.")
     drivers: list[DriverInput] | None = Field(None, max_length=MAX_DRIVERS)
+    explain: bool = Field(False, description=EXPLAIN_DESCRIPTION)
 
     @field_validator("drivers")
     @classmethod
@@ -190,9 +198,70 @@ class RaceRequest(BaseModel):
         return _check_drivers(v)
 
 
+class Contribution(BaseModel):
+    """One feature's push on the model's output for this driver."""
+
+    feature: str = Field(
+        ...,
+        description="Feature name (as listed in /model_info), or 'other' for the sum of "
+        "every feature not listed.",
+        examples=["p_fp3_gap"],
+    )
+    label: str = Field(
+        ...,
+        description="What the feature means, in plain words.",
+        examples=["FP3 gap to the fastest"],
+    )
+    value: float = Field(
+        ...,
+        description="How much it moved the output, in the explanation's unit (gap %: "
+        "positive = slower; log-odds: positive = more likely to win).",
+        examples=[0.21],
+    )
+
+
+class Explanation(BaseModel):
+    """Why the model said what it said for one driver: ``base + sum(values)`` is the
+    model's raw output (Stage-1: the gap to pole in % before it is floored at 0;
+    Stage-2: the win log-odds before the softmax over the field)."""
+
+    unit: Literal["gap %", "log-odds"] = Field(
+        ...,
+        description="'gap %' (Stage-1, qualifying) or 'log-odds' (Stage-2, race win).",
+        examples=["gap %"],
+    )
+    base: float = Field(
+        ...,
+        description="The model's average output over its training rows, before any "
+        "feature of this driver is looked at.",
+        examples=[1.52],
+    )
+    contributions: list[Contribution] = Field(
+        ...,
+        description="The 5 largest contributions by absolute size, largest first, then "
+        "one 'other' entry with the sum of the rest.",
+    )
+
+
+def _driver_name() -> Any:
+    return Field(
+        None, description="F1DB name (null if the id is not in F1DB).", examples=["Max Verstappen"]
+    )
+
+
+def _team_name() -> Any:
+    return Field(
+        None,
+        description="F1DB name of the team (null if it is not in F1DB).",
+        examples=["Red Bull"],
+    )
+
+
 class QualiPrediction(BaseModel):
     driver_id: str = Field(..., description="Resolved F1DB driver id.")
+    driver_name: str | None = _driver_name()
     constructor_id: str | None = Field(None, description="Team used for the prediction.")
+    constructor_name: str | None = _team_name()
     predicted_time: float | None = Field(
         ...,
         description="Predicted best qualifying lap in seconds (null if the circuit is unknown).",
@@ -200,14 +269,38 @@ class QualiPrediction(BaseModel):
     predicted_gap_to_pole_pct: float = Field(..., description="Predicted gap to pole, in %.")
     grid_position_estimate: int = Field(..., description="Predicted qualifying position, 1..N.")
     probability_score: float = Field(..., description="Estimated probability of pole (sums to 1).")
+    explanation: Explanation | None = Field(
+        None,
+        description="Stage-1's explanation of the gap to pole (unit 'gap %'); only when "
+        'the request says "explain": true.',
+    )
 
 
 class RacePrediction(BaseModel):
-    driver_id: str
-    constructor_id: str | None = None
+    driver_id: str = Field(..., description="Resolved F1DB driver id.")
+    driver_name: str | None = _driver_name()
+    constructor_id: str | None = Field(None, description="Team used for the prediction.")
+    constructor_name: str | None = _team_name()
     win_probability: float = Field(..., description="Probability of winning (sums to 1).")
+    podium_probability: float = Field(
+        ...,
+        description="Probability of finishing in the top 3 (Plackett-Luce on the win "
+        "strengths over the whole field: sums to 3 over a field of 3 or more).",
+        examples=[0.62],
+    )
+    points_probability: float = Field(
+        ...,
+        description="Probability of finishing in the top 10, the points (sums to "
+        "min(10, N) over the field); win <= podium <= points.",
+        examples=[0.93],
+    )
     predicted_rank: int = Field(..., description="Rank by win probability, 1..N.")
     grid_position: int = Field(..., description="Grid slot used (given, or Stage-1's estimate).")
+    explanation: Explanation | None = Field(
+        None,
+        description="Stage-2's explanation of the win log-odds (unit 'log-odds'); only "
+        'when the request says "explain": true.',
+    )
 
 
 class Metadata(BaseModel):
@@ -256,6 +349,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             {"driver_id": "oscar-piastri", "grid_position": 3},
             {"driver_id": "max-verstappen", "grid_position": 4},
         ],
+    },
+    "explain": {
+        "event": {"season": 2025, "round": 8},
+        "drivers": [{"driver_id": "max-verstappen"}, {"driver_id": "lando-norris"}],
+        "explain": True,
     },
 }
 

@@ -86,6 +86,45 @@ def test_64_concurrent_full_predictions_all_succeed(server: str) -> None:
     assert batching["stage1"]["calls"] < 320  # ... in fewer calls: concurrent ones merged
 
 
+def test_explanations_through_the_real_model_services(server: str) -> None:
+    """explain_gap/explain_logit return 2-D arrays through BentoML's batching and IPC:
+    concurrent requests of different fields each get their own rows back, equal to the
+    same request alone, and each answer adds up (base + contributions = logit, whose
+    softmax over the asked whole field is the win probability)."""
+    bodies = [{"event": {"season": 2025, "round": r}, "explain": True} for r in (3, 8, 12, 19)]
+    bodies.append(EXAMPLES["explain"])
+    with httpx.Client(base_url=server, timeout=60) as c:
+        alone = [c.post("/predict_full", json=b).json() for b in bodies]
+    for a in alone:
+        a["metadata"].pop("inference_ms")
+
+    async def burst() -> list[Any]:
+        async with httpx.AsyncClient(base_url=server, timeout=60) as c:
+            calls = [c.post("/predict_full", json=bodies[i % len(bodies)]) for i in range(20)]
+            return [r.json() for r in await asyncio.gather(*calls)]
+
+    for i, got in enumerate(asyncio.run(burst())):
+        want = alone[i % len(bodies)]
+        got["metadata"].pop("inference_ms")
+        assert got == want, i
+    for full in alone[:4]:
+        race = full["race_winner_predictions"]
+        logits = [
+            r["explanation"]["base"] + sum(c["value"] for c in r["explanation"]["contributions"])
+            for r in race
+        ]
+        e = [math.exp(v - max(logits)) for v in logits]
+        for r, w in zip(race, e, strict=True):
+            assert r["win_probability"] == pytest.approx(w / sum(e), abs=1e-9)
+            assert r["driver_name"] and r["podium_probability"] >= r["win_probability"]
+        for q in full["qualifying_predictions"]:
+            assert q["explanation"]["unit"] == "gap %" and q["constructor_name"]
+    with F1Client(server) as f1:
+        typed = f1.predict_race(EXAMPLES["race_with_grid"] | {"explain": True})
+        assert all(r.explanation is not None and r.explanation.unit == "log-odds" for r in typed)
+        assert sum(r.points_probability for r in typed) <= 4.0 + 1e-9
+
+
 def test_built_bento_serves(pinned_env: dict[str, str], tmp_path: Path) -> None:
     """`bentoml build` records the three models; the built Bento serves from any folder."""
     env = os.environ | pinned_env | {"BENTOML_HOME": str(STORE_HOME)}

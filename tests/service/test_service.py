@@ -295,3 +295,195 @@ def test_media_types_are_computed_once(service_module: Any) -> None:
     for svc in (service_module.Stage1, service_module.Stage2, service_module.F1Predictor):
         for name, api in svc.apis.items():
             assert api.output_spec.media_type == "application/json", name
+
+
+# ---------------------------------------- explanations, podium and points, names
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+@pytest.fixture(scope="module")
+def local_models(pinned_env: dict[str, str]) -> Any:
+    """The served models loaded in this process: what the raw outputs should be."""
+    from pipelines.models import store
+
+    return (
+        store.load_snapshot(pinned_env["F1_FEATURES_MODEL"]),
+        store.load_stage1(pinned_env["F1_STAGE1_MODEL"]),
+        store.load_stage2(pinned_env["F1_STAGE2_MODEL"]),
+    )
+
+
+def _total(ex: dict[str, Any]) -> float:
+    return float(ex["base"]) + sum(float(c["value"]) for c in ex["contributions"])
+
+
+def test_explanations_over_http_add_up_to_the_models_raw_outputs(
+    client: TestClient, local_models: Any
+) -> None:
+    """base + sum(values) = Stage-1's unclipped gap and Stage-2's logit (1e-6), checked
+    against the same models run here, on Monaco 2025's whole field."""
+    from pipelines.serving.orchestrator import TwoStage, run
+
+    snap, s1, s2 = local_models
+    body = {"event": {"season": 2025, "round": 8}, "explain": True}
+    r = client.post("/predict_full", json=body)
+    assert r.status_code == 200, r.text
+    full = r.json()
+    ctx = snap.event_by_round(2025, 8)
+    fld = snap.event_field(ctx)
+    fc = run(TwoStage.local(snap, s1, s2).full(ctx, fld, np.arange(len(fld.entries))))
+    assert fc.race is not None
+    at = {e.driver_id: i for i, e in enumerate(fld.entries)}
+    raw_gap = s1.raw_gap(snap.stage1_rows(ctx, fld))
+    for p in full["qualifying_predictions"]:
+        ex = p["explanation"]
+        assert ex["unit"] == "gap %" and len(ex["contributions"]) == 6
+        assert ex["contributions"][-1]["feature"] == "other"
+        assert all(c["label"] and c["feature"] != c["label"] for c in ex["contributions"])
+        assert _total(ex) == pytest.approx(raw_gap[at[p["driver_id"]]], abs=1e-6)
+        if raw_gap[at[p["driver_id"]]] > 0:
+            assert _total(ex) == pytest.approx(p["predicted_gap_to_pole_pct"], abs=1e-4)
+    logits = np.array([_total(p["explanation"]) for p in full["race_winner_predictions"]])
+    for p, total in zip(full["race_winner_predictions"], logits, strict=True):
+        assert p["explanation"]["unit"] == "log-odds"
+        assert total == pytest.approx(fc.race.logit[at[p["driver_id"]]], abs=1e-6)
+    # the whole field was asked: the softmax of the explained logits is the answer
+    np.testing.assert_allclose(
+        _softmax(logits),
+        [p["win_probability"] for p in full["race_winner_predictions"]],
+        rtol=0,
+        atol=1e-9,
+    )
+
+
+def test_explanations_are_free_when_not_asked(client: TestClient) -> None:
+    """No explain call reaches a model service unless asked, and /predict_race asks
+    only Stage-2 (the per-stage call counters of /health)."""
+
+    def calls() -> dict[str, int]:
+        return {k: v["calls"] for k, v in client.get("/health").json()["batching"].items()}
+
+    event = {"event": {"season": 2025, "round": 8}}
+    before = calls()
+    for path in ("/predict_quali", "/predict_race", "/predict_full"):
+        assert client.post(path, json=event).status_code == 200
+        assert client.post(path, json=event | {"explain": False}).status_code == 200
+    after = calls()
+    assert after["stage1"] == before["stage1"] + 6 and after["stage2"] == before["stage2"] + 4
+    assert after["stage1_explain"] == before["stage1_explain"]
+    assert after["stage2_explain"] == before["stage2_explain"]
+    rows = client.post("/predict_race", json=event | {"explain": True}).json()
+    assert all(p["explanation"]["unit"] == "log-odds" for p in rows)
+    told = calls()
+    assert told["stage1_explain"] == after["stage1_explain"]  # not shown: not computed
+    assert told["stage2_explain"] == after["stage2_explain"] + 1
+    rows = client.post("/predict_quali", json=event | {"explain": True}).json()
+    assert all(p["explanation"]["unit"] == "gap %" for p in rows)
+    assert calls()["stage1_explain"] == told["stage1_explain"] + 1
+    plain = client.post("/predict_quali", json=event).json()
+    assert all(p["explanation"] is None for p in plain)
+
+
+def test_podium_and_points_over_the_field_and_per_driver(client: TestClient) -> None:
+    event = {"event": {"season": 2025, "round": 8}}
+    field = client.post("/predict_race", json=event).json()
+    n = len(field)
+    assert n == 20
+    assert sum(p["podium_probability"] for p in field) == pytest.approx(3.0, abs=1e-6)
+    assert sum(p["points_probability"] for p in field) == pytest.approx(10.0, abs=1e-6)
+    for p in field:
+        assert 0 <= p["win_probability"] <= p["podium_probability"] <= p["points_probability"] <= 1
+    # a driver's numbers are the field's, whoever else is asked
+    by_id = {p["driver_id"]: p for p in field}
+    pair = client.post(
+        "/predict_race",
+        json=event | {"drivers": [{"driver_id": "lando-norris"}, {"driver_id": "oscar-piastri"}]},
+    ).json()
+    for p in pair:
+        for k in ("win_probability", "podium_probability", "points_probability"):
+            assert p[k] == by_id[p["driver_id"]][k], k
+    full = client.post("/predict_full", json=event).json()["race_winner_predictions"]
+    assert [p["podium_probability"] for p in full] == [p["podium_probability"] for p in field]
+
+
+def test_names_in_every_answer(client: TestClient) -> None:
+    body = {
+        "event": {"season": 2025, "round": 8},
+        "drivers": [
+            {"driver_id": "max-verstappen"},
+            {"driver_id": "jane-rookie", "constructor_id": "new-team"},
+        ],
+    }
+    full = client.post("/predict_full", json=body).json()
+    for rows in (full["qualifying_predictions"], full["race_winner_predictions"]):
+        by_id = {p["driver_id"]: p for p in rows}
+        assert by_id["max-verstappen"]["driver_name"] == "Max Verstappen"
+        assert by_id["max-verstappen"]["constructor_name"] == "Red Bull"
+        assert by_id["jane-rookie"]["driver_name"] is None
+        assert by_id["jane-rookie"]["constructor_name"] is None
+    quali = client.post("/predict_quali", json=EXAMPLES["custom_field"]).json()
+    assert {p["driver_name"] for p in quali} == {
+        "Max Verstappen",
+        "Lando Norris",
+        "Charles Leclerc",
+    }
+    assert {p["constructor_name"] for p in quali} == {"Red Bull", "McLaren", "Ferrari"}
+
+
+def test_model_info_reports_podium_metrics(client: TestClient) -> None:
+    podium = client.get("/model_info").json()["stage2"]["metrics"]["podium"]
+    assert podium["test"]["season"] == 2025
+    assert {"brier", "log_loss"} <= set(podium["test"])
+    assert {"brier", "log_loss"} <= set(podium["baselines"]["grid_slot"]["test"])
+
+
+def test_openapi_declares_the_new_fields(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    race = schemas["RacePrediction"]["properties"]
+    quali = schemas["QualiPrediction"]["properties"]
+    for name in ("driver_name", "constructor_name", "explanation"):
+        assert name in race and name in quali, name
+        assert race[name].get("description"), name
+    assert "podium_probability" in race and "points_probability" in race
+    assert "podium_probability" in schemas["RacePrediction"]["required"]
+    ex = schemas["Explanation"]["properties"]
+    assert set(ex) == {"unit", "base", "contributions"}
+    assert ex["unit"]["enum"] == ["gap %", "log-odds"]
+    assert set(schemas["Contribution"]["properties"]) == {"feature", "label", "value"}
+    for path in ("/predict_quali", "/predict_full"):
+        examples = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"][
+            "examples"
+        ]
+        assert examples["explain"]["value"]["explain"] is True
+    for path in ("/predict_quali", "/predict_race", "/predict_full"):
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        schema = body["schema"]
+        if "$ref" in schema:
+            schema = schemas[schema["$ref"].split("/")[-1]]
+        explain = schema["properties"]["explain"]
+        assert explain["default"] is False and explain["type"] == "boolean", path
+        assert "free when off" in explain["description"]
+
+
+def test_a_failing_explainer_is_a_503_naming_the_stage_and_spares_plain_requests(
+    svc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.serving.errors import StageUnavailable
+
+    async def broken(rows: np.ndarray) -> np.ndarray:
+        raise ConnectionError("model service gone")
+
+    monkeypatch.setattr(svc.explain2_rows, "fn", broken)
+    body = {"event": {"season": 2025, "round": 8}}
+    told = RaceRequest.model_validate(body | {"explain": True})
+    with pytest.raises(StageUnavailable) as err:
+        asyncio.run(svc.predict_race(told, ctx=None))
+    assert err.value.status == 503 and "stage-2" in err.value.error
+    assert err.value.headers["Retry-After"]
+    plain = asyncio.run(svc.predict_race(RaceRequest.model_validate(body), ctx=None))
+    assert len(plain) == 20 and all(p.explanation is None for p in plain)

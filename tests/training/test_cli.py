@@ -167,8 +167,11 @@ def test_predict_prints_a_full_field(empty_store, tiny_models, synthetic_tree, f
     ctx = snap.event_by_round(2024, 2)
     result = runner.invoke(app, ["predict", "--season", "2024", "--round", "2"])
     assert result.exit_code == 0, result.output
-    for e in snap.entries(ctx):
-        assert e.driver_id in result.output
+    for e in snap.entries(ctx):  # by name ("Max Verstappen"), not by id
+        assert snap.driver_name(e.driver_id) in result.output
+        assert e.driver_id not in result.output
+    assert "Red-Bull" in result.output and "Mclaren" in result.output  # the tree's team names
+    assert "P(podium)" in result.output and "P(points)" in result.output
     missing = runner.invoke(app, ["predict", "--season", "2024", "--round", "99"])
     assert missing.exit_code == 1
     assert "round=99" in _flat(missing.output)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from training.metrics import stage1_metrics, stage2_metrics
+from training.metrics import podium_metrics, stage1_metrics, stage2_metrics
 
 
 def _s2(races: list[tuple[int, list[float], int | None]]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -104,3 +104,29 @@ def test_stage1_metrics_without_dry_events() -> None:
     assert m["mae_dry_s"] is None
     assert m["mae_s"] == 0.0
     assert m["spearman"] == pytest.approx(1.0)
+
+
+def test_podium_metrics_by_hand() -> None:
+    """Two races of four: race 1's three most likely cars are its podium; in race 2 the
+    favourite misses it (two of three found)."""
+    meta = pd.DataFrame(
+        {
+            "race_id": [1] * 4 + [2] * 4,
+            "season": 2025,
+            "podium": [1, 1, 1, 0, 0, 1, 1, 1],
+        }
+    )
+    prob = np.array([0.9, 0.8, 0.7, 0.6, 0.9, 0.8, 0.7, 0.6])
+    m = podium_metrics(meta, prob)
+    y = meta["podium"].to_numpy(float)
+    assert m["season"] == 2025 and m["races"] == 2 and m["rows"] == 8
+    assert m["brier"] == pytest.approx(np.mean((prob - y) ** 2))
+    ll = -np.mean([math.log(p) if yy else math.log(1 - p) for p, yy in zip(prob, y, strict=True)])
+    assert m["log_loss"] == pytest.approx(ll)
+    assert m["top3_hits"] == pytest.approx((1.0 + 2 / 3) / 2)
+
+
+def test_podium_log_loss_is_finite_for_certain_misses() -> None:
+    meta = pd.DataFrame({"race_id": [1] * 4, "season": 2025, "podium": [1, 1, 1, 0]})
+    m = podium_metrics(meta, np.array([1.0, 1.0, 0.0, 1.0]))
+    assert math.isfinite(m["log_loss"]) and m["log_loss"] > 10

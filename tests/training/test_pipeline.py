@@ -15,9 +15,9 @@ from pipelines.features import STAGE1, STAGE2
 from pipelines.models import store
 from tests.conftest import slice_tables, store_models
 from training.datasets import StageData
-from training.metrics import stage2_metrics
+from training.metrics import podium_metrics, stage2_metrics
 from training.pipeline import Protocol, TrainingError, check_seasons, run
-from training.report import S1_KEYS, S2_KEYS, write_report
+from training.report import PODIUM_KEYS, S1_KEYS, S2_KEYS, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PROTOCOL = Protocol(train_from=2021, valid_season=2024, test_season=2025)
@@ -78,6 +78,11 @@ def test_evaluation_has_every_metric(trained) -> None:
         "logistic_grid",
         "quick_lgbm",
     }
+    podium = ev["stage2"]["podium"]
+    for m in (podium["test"], podium["test_chained"], podium["baselines"]["grid_slot"]["test"]):
+        assert set(PODIUM_KEYS) <= set(m) and m["season"] == 2025
+        assert 0 < m["brier"] < 0.25 and 0 < m["log_loss"] < 1.0
+    assert set(podium["baselines"]) == {"grid_slot"}
     p = ev["protocol"]
     assert p["test_season"] == 2025 and p["valid_season"] == 2024
     assert p["train_seasons"] == [2021, 2023]
@@ -101,6 +106,15 @@ def test_predictions_cover_the_test_season(trained, real_tables) -> None:
     again = stage2_metrics(s2, s2["prob"].to_numpy())
     for k in S2_KEYS:
         assert again[k] == pytest.approx(trained.evaluation["stage2"]["test"][k])
+    # podium: three per race over the starters, never below the win probability, and
+    # three podium finishers recorded per race
+    np.testing.assert_allclose(s2.groupby("race_id")["podium_prob"].sum(), 3.0, atol=1e-9)
+    np.testing.assert_allclose(s2.groupby("race_id")["podium_base"].sum(), 3.0, atol=1e-9)
+    assert (s2["podium_prob"] >= s2["prob"] - 1e-12).all()
+    assert (s2.groupby("race_id")["podium"].sum() == 3).all()
+    pod = podium_metrics(s2, s2["podium_prob"].to_numpy())
+    for k in PODIUM_KEYS:
+        assert pod[k] == pytest.approx(trained.evaluation["stage2"]["podium"]["test"][k])
 
 
 @pytest.mark.slow
@@ -142,9 +156,15 @@ def test_write_report(trained, tmp_path: Path) -> None:
     out = tmp_path / "reports"
     paths = write_report(trained.evaluation, trained.predictions, out)
     names = sorted(p.name for p in paths)
-    assert names == ["evaluation.json", "evaluation.md", "stage1_gap.png", "stage2_calibration.png"]
+    assert names == [
+        "evaluation.json",
+        "evaluation.md",
+        "stage1_gap.png",
+        "stage2_calibration.png",
+        "stage2_podium_calibration.png",
+    ]
     assert all(p.parent == out and p.stat().st_size > 0 for p in paths)
-    for png in ("stage1_gap.png", "stage2_calibration.png"):
+    for png in ("stage1_gap.png", "stage2_calibration.png", "stage2_podium_calibration.png"):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["stage2"]["test"]["season"] == 2025
@@ -155,6 +175,12 @@ def test_write_report(trained, tmp_path: Path) -> None:
     for name in trained.evaluation["stage2"]["baselines"]:
         assert f"| {name} |" in md
     assert f"{top1:.3f}" in md
+    podium = trained.evaluation["stage2"]["podium"]
+    assert "## Stage-2: podium" in md and "| grid_slot |" in md
+    assert f"{podium['test']['brier']:.3f} | {podium['test']['log_loss']:.3f}" in md
+    assert ev["stage2"]["podium"]["baselines"]["grid_slot"]["test"]["brier"] == pytest.approx(
+        podium["baselines"]["grid_slot"]["test"]["brier"]
+    )
 
 
 def test_report_json_has_no_infinity(tmp_path: Path) -> None:
@@ -193,4 +219,5 @@ def test_trained_models_serve_through_the_store_and_cli(
     assert result.exit_code == 0, result.output
     snap = trained.snapshot
     for e in snap.entries(snap.event_by_round(2025, 24)):
-        assert e.driver_id in result.output
+        assert snap.driver_name(e.driver_id) in result.output
+    assert "Max Verstappen" in result.output and "Red Bull" in result.output

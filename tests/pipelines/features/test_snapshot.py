@@ -356,6 +356,29 @@ def test_latest_team_is_the_team_of_the_latest_round(real_snapshot) -> None:
     assert real_snapshot.latest_team("nobody-at-all") is None
 
 
+def test_names_come_from_f1db_and_unknown_ids_have_none(real_snapshot) -> None:
+    assert real_snapshot.driver_name("max-verstappen") == "Max Verstappen"
+    assert real_snapshot.driver_name("lewis-hamilton") == "Lewis Hamilton"
+    assert real_snapshot.constructor_name("red-bull") == "Red Bull"
+    assert real_snapshot.constructor_name("mclaren") == "McLaren"
+    for unknown in ("jane-rookie", "car-77", "", None):
+        assert real_snapshot.driver_name(unknown) is None
+        assert real_snapshot.constructor_name(unknown) is None
+    # a driver id is not a team name, nor the other way round
+    assert real_snapshot.constructor_name("max-verstappen") is None
+    assert real_snapshot.driver_name("red-bull") is None
+    # every driver entered for 2025 has a name
+    ctx = real_snapshot.event_by_round(2025, 8)
+    assert all(real_snapshot.driver_name(e.driver_id) for e in real_snapshot.entries(ctx))
+
+
+def test_names_of_the_synthetic_tree(synthetic_tables) -> None:
+    _tree, tables = synthetic_tables
+    snap = FeatureSnapshot.build(tables)
+    assert snap.driver_name("oscar-piastri") == "Oscar Piastri"  # the tree's "name:"
+    assert snap.constructor_name("mclaren") == "Mclaren"
+
+
 # ------------------------------------------------------------ snapshot round trip
 
 
@@ -382,6 +405,23 @@ def test_snapshot_save_load_round_trip(real_snapshot, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(
         real_snapshot.pole_history(10**6), loaded.pole_history(10**6), check_dtype=False
     )
+    assert loaded.driver_name("max-verstappen") == "Max Verstappen"
+    assert loaded.constructor_name("red-bull") == "Red Bull"
+
+
+def test_a_snapshot_saved_before_names_is_refused_with_the_fix(
+    real_snapshot, tmp_path: Path
+) -> None:
+    """Format 1 had no names: loading it names `f1 refresh` instead of a KeyError."""
+    import json
+
+    real_snapshot.save(tmp_path / "snap")
+    (tmp_path / "snap" / "names.parquet").unlink()
+    meta = json.loads((tmp_path / "snap" / "snapshot.json").read_text())
+    meta["format"] = 1
+    (tmp_path / "snap" / "snapshot.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format 1 is not 2; run `f1 refresh`"):
+        FeatureSnapshot.load(tmp_path / "snap")
 
 
 def test_snapshot_load_rejects_other_formats(real_snapshot, tmp_path: Path) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.features.spec import STAGE1, STAGE2, STAGE2_MONOTONE, FeatureMismatch, FeatureSpec
+from pipelines.features.spec import (
+    LABELS,
+    STAGE1,
+    STAGE2,
+    STAGE2_MONOTONE,
+    FeatureMismatch,
+    FeatureSpec,
+    label,
+)
 
 
 def test_rows_are_filled_and_read_by_name() -> None:
@@ -45,3 +53,16 @@ def test_stage_specs() -> None:
     assert len(STAGE2) == len(set(STAGE2.names)) == 15
     neg = [n for n, c in zip(STAGE2.names, STAGE2_MONOTONE, strict=True) if c == -1]
     assert neg == ["grid", "q_gap_pct", "q_tm_gap"]
+
+
+def test_every_feature_has_a_label_a_fan_understands() -> None:
+    names = set(STAGE1.names) | set(STAGE2.names)
+    missing = sorted(names - set(LABELS))
+    assert not missing, f"add a label to features.spec.LABELS for {missing}"
+    stale = sorted(set(LABELS) - names)
+    assert not stale, f"labels of features that no longer exist: {stale}"
+    for name in names:
+        text = label(name)
+        assert text == LABELS[name] and text.strip() == text and len(text) <= 60, name
+        assert "_" not in text, f"{name}: a label is words, not an identifier"
+    assert label("some_new_feature") == "some new feature"  # never a KeyError

@@ -175,6 +175,57 @@ def test_stage2_temperature_flattens(stage2) -> None:
     assert p5.min() > p1.min()
 
 
+def _below_pole(stage1: tuple[Stage1Model, np.ndarray]) -> Stage1Model:
+    """Two boosters whose mean is often below 0 (fit clips targets at 0, so these are
+    trained directly): what the floor at 0 hides."""
+    import lightgbm as lgb
+
+    _model, x = stage1
+    y = np.nan_to_num(x[:, 4])
+    params = {"objective": "l2", "num_leaves": 7, "verbosity": -1, "num_threads": 1}
+    boosters = [
+        lgb.train(params | {"seed": s}, lgb.Dataset(x, label=y + s - 1.0), num_boost_round=20)
+        for s in (0, 1)
+    ]
+    return Stage1Model(Stage1Config(), boosters)
+
+
+def test_stage1_raw_gap_is_the_unclipped_ensemble_mean(stage1) -> None:
+    model = _below_pole(stage1)
+    x = stage1[1]
+    raw = model.raw_gap(x)
+    members = np.mean([b.predict(x) for b in model.boosters], axis=0)
+    np.testing.assert_allclose(raw, members, rtol=0, atol=1e-12)
+    assert (raw < 0).sum() > 30, "rows below pole, or this test does not bite"
+    np.testing.assert_array_equal(model.predict_gap(x), np.clip(raw, 0.0, None))
+
+
+def test_stage1_contributions_add_up_to_the_raw_gap(stage1) -> None:
+    x = stage1[1]
+    below = _below_pole(stage1)
+    np.testing.assert_allclose(
+        below.explain_gap(x).sum(axis=1), below.raw_gap(x), rtol=0, atol=1e-9
+    )
+    model = stage1[0]
+    contrib = model.explain_gap(x)
+    assert contrib.shape == (len(x), N1 + 1)
+    np.testing.assert_allclose(contrib.sum(axis=1), model.raw_gap(x), rtol=0, atol=1e-9)
+    # the base (last column) is one number for every row: the ensemble's expected value
+    np.testing.assert_allclose(contrib[:, -1], contrib[0, -1], rtol=0, atol=1e-12)
+    # the feature the target was built from moves the gap most
+    assert int(np.argmax(np.abs(contrib[:, :-1]).mean(axis=0))) == 4
+
+
+def test_stage2_contributions_add_up_to_the_logit(stage2) -> None:
+    model, x = stage2
+    hot = Stage2Model(Stage2Config(temperature=2.5), model.booster)
+    for m in (model, hot):
+        contrib = m.explain_logit(x)
+        assert contrib.shape == (len(x), N2 + 1)
+        np.testing.assert_allclose(contrib.sum(axis=1), m.logit(x), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(hot.explain_logit(x), model.explain_logit(x) / 2.5, atol=1e-12)
+
+
 def test_stage2_save_load_predicts_identically(stage2, tmp_path: Path) -> None:
     model, x = stage2
     model.save(tmp_path / "m2")

@@ -2,8 +2,9 @@
 
 For events in the data, any subset of the field gets exactly the Stage-1 gap and the
 Stage-2 logit (before the softmax) that the same drivers get in the full request, and
-so the same grid slots and probabilities (they are the field's). Real data, real
-trained models, the request path (resolve -> TwoStage) the service runs.
+so the same grid slots and probabilities (win, podium, points: they are the field's),
+the same explanations and the same names. Real data, real trained models, the request
+path (resolve -> TwoStage -> answers) the service runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from pipelines.serving.orchestrator import Forecast, TwoStage, run
 from pipelines.serving.resolve import resolve_request
+from pipelines.serving.responses import quali_predictions, race_predictions
 from pipelines.serving.schemas import DriverInput, EventInput
 
 pytestmark = pytest.mark.slow
@@ -30,23 +32,35 @@ def flow(trained: Any) -> TwoStage:
     return TwoStage.local(trained.snapshot, trained.stage1, trained.stage2)
 
 
-def _ask(flow: TwoStage, season: int, rnd: int, drivers: list[str] | None) -> Forecast:
+def _ask(
+    flow: TwoStage, season: int, rnd: int, drivers: list[str] | None, explain: bool = True
+) -> Forecast:
     given = None if drivers is None else [DriverInput(driver_id=d) for d in drivers]
     res = resolve_request(flow.snapshot, EventInput(season=season, round=rnd), given)
-    return run(flow.full(res.ctx, res.field, res.rows))
+    return run(flow.full(res.ctx, res.field, res.rows, explain))
 
 
-def _by_driver(fc: Forecast) -> dict[str, tuple[float, ...]]:
+def _by_driver(fc: Forecast) -> dict[str, tuple[Any, ...]]:
+    """Every number of a driver's forecast, and the driver's two answers as JSON."""
     assert fc.race is not None
+    quali = {p.driver_id: p.model_dump_json() for p in quali_predictions(fc)}
+    race = {p.driver_id: p.model_dump_json() for p in race_predictions(fc)}
     out = {}
     for i in fc.rows:
-        out[fc.field.entries[i].driver_id] = (
+        d = fc.field.entries[i].driver_id
+        out[d] = (
             float(fc.quali.gap_raw[i]),
             float(fc.race.logit[i]),
             float(fc.quali.grid[i]),
             float(fc.race.grid[i]),
             float(fc.quali.pole_prob[i]),
             float(fc.race.win_prob[i]),
+            float(fc.race.podium_prob[i]),
+            float(fc.race.points_prob[i]),
+            None if fc.quali.contrib is None else fc.quali.contrib[i].tolist(),
+            None if fc.race.contrib is None else fc.race.contrib[i].tolist(),
+            quali[d],
+            race[d],
         )
     return out
 
@@ -88,6 +102,16 @@ def test_the_issues_example_no_longer_moves(flow: TwoStage) -> None:
     for d in ("lando-norris", "max-verstappen"):
         assert pair[d] == five[d] == full[d]
     assert alone["max-verstappen"] == full["max-verstappen"]
+
+
+def test_explaining_changes_no_number(flow: TwoStage) -> None:
+    told = _by_driver(_ask(flow, 2025, 8, None, explain=True))
+    plain = _by_driver(_ask(flow, 2025, 8, None, explain=False))
+    assert set(told) == set(plain)
+    for d in told:
+        assert told[d][:8] == plain[d][:8], d
+        assert plain[d][8] is None and plain[d][9] is None
+        assert '"explanation":null' in plain[d][10] and '"explanation":{' in told[d][10]
 
 
 def test_request_order_does_not_matter(flow: TwoStage) -> None:

@@ -12,6 +12,7 @@ from pipelines.serving.orchestrator import (
     check_given_grid,
     quali_outputs,
     race_grid,
+    race_outputs,
     run,
     unique_ranks,
 )
@@ -122,3 +123,156 @@ def test_two_stage_end_to_end_on_synthetic_models(tiny_models, synthetic_tables)
     assert fc.race.win_prob.shape == (len(fld.entries),)
     assert fc.race.win_prob.sum() == pytest.approx(1.0)
     assert {e.driver_id for e in fld.entries} == set(tree.race(2024, 2).quali)
+
+
+# ------------------------------------------------- explanations, placings, names
+
+
+def _counting(fn):
+    calls: list[int] = []
+
+    async def wrapped(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        return await fn(rows)
+
+    return wrapped, calls
+
+
+def _counted_flow(snap, s1, s2):
+    base = TwoStage.local(snap, s1, s2)
+    assert base.explain1 is not None and base.explain2 is not None
+    e1, calls1 = _counting(base.explain1)
+    e2, calls2 = _counting(base.explain2)
+    flow = TwoStage(snap, base.stage1, base.stage2, base.pole, base.pole_tau, e1, e2)
+    return flow, calls1, calls2
+
+
+def test_explanations_are_free_when_not_asked(tiny_models) -> None:
+    snap, s1, s2 = tiny_models
+    flow, calls1, calls2 = _counted_flow(snap, s1, s2)
+    ctx = snap.event_by_round(2024, 2)
+    fld = snap.event_field(ctx)
+    fc = run(flow.full(ctx, fld, np.arange(len(fld.entries))))
+    assert calls1 == [] and calls2 == []
+    assert fc.quali.contrib is None and fc.race is not None and fc.race.contrib is None
+    fc = run(flow.full(ctx, fld, np.arange(len(fld.entries)), explain=True))
+    assert calls1 == [len(fld.entries)] and calls2 == [len(fld.entries)]  # the whole field
+    assert fc.quali.contrib is not None and fc.race is not None and fc.race.contrib is not None
+
+
+def test_explained_flow_gives_the_same_numbers(tiny_models) -> None:
+    snap, s1, s2 = tiny_models
+    flow = TwoStage.local(snap, s1, s2)
+    ctx = snap.event_by_round(2024, 2)
+    fld = snap.event_field(ctx)
+    plain = run(flow.full(ctx, fld, np.arange(len(fld.entries))))
+    told = run(flow.full(ctx, fld, np.arange(len(fld.entries)), explain=True))
+    assert plain.race is not None and told.race is not None
+    np.testing.assert_array_equal(plain.quali.gap_raw, told.quali.gap_raw)
+    np.testing.assert_array_equal(plain.race.logit, told.race.logit)
+    np.testing.assert_array_equal(plain.race.points_prob, told.race.points_prob)
+
+
+def test_a_flow_without_explainers_says_so(tiny_models) -> None:
+    snap, s1, s2 = tiny_models
+    base = TwoStage.local(snap, s1, s2)
+    flow = TwoStage(snap, base.stage1, base.stage2, base.pole, base.pole_tau)
+    ctx = snap.event_by_round(2024, 2)
+    fld = snap.event_field(ctx)
+    run(flow.full(ctx, fld, np.arange(len(fld.entries))))  # fine without explaining
+    with pytest.raises(RuntimeError, match="no stage-1 explainer"):
+        run(flow.quali(ctx, fld, np.arange(len(fld.entries)), explain=True))
+
+
+def test_explainer_of_the_wrong_shape_is_refused(tiny_models) -> None:
+    snap, s1, s2 = tiny_models
+    base = TwoStage.local(snap, s1, s2)
+
+    async def short(rows: np.ndarray) -> np.ndarray:
+        return np.zeros((len(rows), rows.shape[1]))  # no base column
+
+    flow = TwoStage(snap, base.stage1, base.stage2, base.pole, base.pole_tau, short, short)
+    ctx = snap.event_by_round(2024, 2)
+    fld = snap.event_field(ctx)
+    with pytest.raises(RuntimeError, match="explainer returned"):
+        run(flow.quali(ctx, fld, np.arange(len(fld.entries)), explain=True))
+
+
+def test_race_outputs_carry_podium_and_points_over_the_field(tiny_models) -> None:
+    snap, s1, s2 = tiny_models
+    flow = TwoStage.local(snap, s1, s2)
+    ctx = snap.event_by_round(2024, 2)
+    fld = snap.event_field(ctx)
+    fc = run(flow.full(ctx, fld, np.arange(len(fld.entries))))
+    race = fc.race
+    assert race is not None
+    n = len(fld.entries)
+    assert race.podium_prob.sum() == pytest.approx(min(3, n), abs=1e-9)
+    assert race.points_prob.sum() == pytest.approx(min(10, n), abs=1e-9)
+    assert (race.win_prob <= race.podium_prob).all()
+    assert (race.podium_prob <= race.points_prob).all()
+
+
+def test_race_outputs_on_a_bigger_field() -> None:
+    logit = np.linspace(2.0, -3.0, 20)
+    ids = [f"d{i:02d}" for i in range(20)]
+    out = race_outputs(np.arange(1.0, 21.0), np.zeros(20), logit, ids)
+    assert out.win_prob.sum() == pytest.approx(1.0)
+    assert out.podium_prob.sum() == pytest.approx(3.0, abs=1e-9)
+    assert out.points_prob.sum() == pytest.approx(10.0, abs=1e-9)
+    assert (np.diff(out.podium_prob) < 0).all() and (np.diff(out.points_prob) < 0).all()
+    assert (out.win_prob <= out.podium_prob).all() and (out.podium_prob <= out.points_prob).all()
+
+
+def test_forecast_carries_f1db_names(tiny_models) -> None:
+    snap, s1, s2 = tiny_models
+    flow = TwoStage.local(snap, s1, s2)
+    ctx = snap.event_by_round(2024, 2)
+    fld = snap.event_field(ctx, [Entry("jane-rookie", "new-team")])
+    fc = run(flow.quali(ctx, fld, np.arange(len(fld.entries))))
+    names = dict(zip([e.driver_id for e in fld.entries], fc.driver_names, strict=True))
+    teams = dict(zip([e.driver_id for e in fld.entries], fc.constructor_names, strict=True))
+    assert names["max-verstappen"] == "Max Verstappen" and teams["max-verstappen"] == "Red-Bull"
+    assert names["jane-rookie"] is None and teams["jane-rookie"] is None
+
+
+# -------------------------------------------------- real rows: additivity
+
+
+@pytest.fixture(scope="module")
+def real_flow(trained) -> TwoStage:
+    return TwoStage.local(trained.snapshot, trained.stage1, trained.stage2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("season", "rnd"), [(2025, 8), (2024, 5), (2023, 1)])
+def test_contributions_add_up_to_the_raw_outputs_on_real_rows(
+    real_flow: TwoStage, trained, season: int, rnd: int
+) -> None:
+    """base + contributions = Stage-1's unclipped gap and Stage-2's logit, per driver,
+    for real events through the served flow (full field, before qualifying)."""
+    snap = trained.snapshot
+    ctx = snap.event_by_round(season, rnd)
+    fld = snap.event_field(ctx)
+    fc = run(real_flow.full(ctx, fld, np.arange(len(fld.entries)), explain=True))
+    assert fc.quali.contrib is not None and fc.race is not None and fc.race.contrib is not None
+    raw_gap = trained.stage1.raw_gap(snap.stage1_rows(ctx, fld))
+    np.testing.assert_allclose(fc.quali.contrib.sum(axis=1), raw_gap, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(np.clip(raw_gap, 0, None), fc.quali.gap_pct)
+    np.testing.assert_allclose(fc.race.contrib.sum(axis=1), fc.race.logit, rtol=0, atol=1e-9)
+    # the answers' explanation objects keep the sum (top 5 + "other")
+    from pipelines.serving.responses import quali_predictions, race_predictions
+
+    by_q = {p.driver_id: p for p in quali_predictions(fc)}
+    by_r = {p.driver_id: p for p in race_predictions(fc)}
+    for i, e in enumerate(fld.entries):
+        qe, re_ = by_q[e.driver_id].explanation, by_r[e.driver_id].explanation
+        assert qe is not None and re_ is not None
+        assert qe.unit == "gap %" and re_.unit == "log-odds"
+        assert len(qe.contributions) == len(re_.contributions) == 6
+        assert qe.base + sum(c.value for c in qe.contributions) == pytest.approx(
+            raw_gap[i], abs=1e-6
+        )
+        assert re_.base + sum(c.value for c in re_.contributions) == pytest.approx(
+            fc.race.logit[i], abs=1e-6
+        )

@@ -1,0 +1,139 @@
+"""Podium and points probabilities from Stage-2's strengths: the Plackett-Luce model.
+
+Stage-2 gives every car of a field a strength ``s`` (its win log-odds); the win
+probability is the softmax, ``w_i / sum(w)`` with ``w = exp(s)``. Plackett-Luce extends
+that to the whole finishing order: the winner is drawn in proportion to ``w``, second
+place from the cars left in proportion to ``w``, and so on. Its first place *is* the
+softmax, so a driver's win, podium and points chances come from one model and agree.
+
+- Podium (top 3): exact, the sum over the ordered pairs and triples ahead, O(N^3).
+- Top k (points = top 10): the exponential-race form of Plackett-Luce. Give car j an
+  arrival time ``T_j ~ Exp(w_j)``; the order of arrival is Plackett-Luce. So
+
+      P(i in top k) = integral over t of  w_i exp(-w_i t) P(fewer than k others by t) dt
+
+  where the number of other cars arrived by ``t`` is Poisson-binomial with
+  ``p_j(t) = 1 - exp(-w_j t)`` (a k-state recursion over the cars). In ``u = log t``
+  the integrand is analytic and decays double-exponentially at both ends, where the
+  trapezoid rule converges geometrically: with the step used here the error is below
+  1e-12 (the tests compare with every finishing order enumerated). No sampling, no seed.
+
+Everything is computed over the whole field in a canonical order (by key), so a car's
+numbers are the same whoever else a request names and however the field is listed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+PODIUM = 3
+POINTS = 10
+"""Cars scoring points in a Grand Prix (2010 on)."""
+MAX_SPREAD = 200.0
+"""Strengths more than this below the field's best are raised to it: a weight of
+e^-200 (1e-87) relative changes nothing measurable, keeps every weight and product of
+three weights above float underflow, and bounds the integration range."""
+STEP = 0.2
+"""Trapezoid step in log-time (error ~ exp(-pi^2 / STEP) relative)."""
+
+
+@dataclass
+class Placings:
+    """Per car: probability of winning, of a podium, of scoring points (top 10)."""
+
+    win: np.ndarray
+    podium: np.ndarray
+    points: np.ndarray
+
+
+def weights(strength: np.ndarray) -> np.ndarray:
+    """Plackett-Luce weights summing to 1 (= the softmax of the strengths)."""
+    s = np.asarray(strength, dtype=float)
+    s = np.maximum(s - s.max(), -MAX_SPREAD)
+    w = np.exp(s)
+    return w / w.sum()
+
+
+def _others_sum(w: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Sum of the weights not excluded, added up directly (``1 - w_j - w_k`` would lose
+    every digit when two cars hold nearly all the weight)."""
+    return np.where(excluded, 0.0, w).sum(axis=-1)
+
+
+def podium_probability(strength: np.ndarray) -> np.ndarray:
+    """P(finishing 1st, 2nd or 3rd) per car, exactly (sums to min(3, N))."""
+    w = weights(strength)
+    n = len(w)
+    if n <= PODIUM:
+        return np.ones(n)
+    eye = np.eye(n, dtype=bool)
+    # first[j] = P(j wins); pair[j, i] = P(j first, i second)
+    rest1 = _others_sum(w[None, :], eye)  # rest1[j] = sum of w over cars other than j
+    pair = np.where(eye, 0.0, w[:, None] * w[None, :] / rest1[:, None])
+    # triple[j, k, i] = P(j first, k second, i third)
+    out2 = eye[:, None, :] | eye[None, :, :]  # [j, k, l]: l is j or k
+    rest2 = _others_sum(w[None, None, :], out2)
+    rest2 = np.where(eye, 1.0, rest2)  # j == k never happens (pair is 0 there)
+    triple = pair[:, :, None] * w[None, None, :] / rest2[:, :, None]
+    triple = np.where(out2, 0.0, triple)
+    p = w + pair.sum(axis=0) + triple.sum(axis=(0, 1))
+    return np.clip(p, 0.0, 1.0)
+
+
+def top_k_probability(strength: np.ndarray, k: int) -> np.ndarray:
+    """P(finishing in the top ``k``) per car (sums to min(k, N)); see the module doc."""
+    w = weights(strength)
+    n = len(w)
+    if k >= n:
+        return np.ones(n)
+    if k <= 0:
+        return np.zeros(n)
+    lo = math.log(1e-18 / w.max())  # below: every car's integrand < 1e-18
+    hi = math.log(50.0 / w.min())  # above: every car has arrived (exp(-50))
+    u = np.arange(lo, hi + STEP, STEP)
+    t = np.exp(u)
+    wt = w[:, None] * t[None, :]
+    stay = np.exp(-wt)  # P(car j not arrived by t)
+    come = -np.expm1(-wt)  # P(car j arrived by t), accurate for small w t
+    # truncated Poisson-binomial counts (0..k-1 arrivals) of the first j cars (pre)
+    # and of the cars from j on (suf): leaving car i out is pre[i] * suf[i + 1]
+    tn = len(t)
+    pre = np.zeros((n + 1, tn, k))
+    pre[0, :, 0] = 1.0
+    for j in range(n):
+        pre[j + 1] = pre[j] * stay[j][:, None]
+        pre[j + 1, :, 1:] += pre[j, :, :-1] * come[j][:, None]
+    suf = np.zeros((n + 1, tn, k))
+    suf[n, :, 0] = 1.0
+    for j in range(n - 1, -1, -1):
+        suf[j] = suf[j + 1] * stay[j][:, None]
+        suf[j, :, 1:] += suf[j + 1, :, :-1] * come[j][:, None]
+    # P(fewer than k others by t) = sum_a pre_i[a] * P(suf_{i+1} <= k - 1 - a)
+    below = np.cumsum(suf[1:], axis=2)[:, :, ::-1]
+    fewer = np.einsum("ita,ita->it", pre[:n], below)
+    dens = wt * stay * fewer  # dt = t du
+    return np.clip(STEP * dens.sum(axis=1), 0.0, 1.0)
+
+
+def placings(strength: np.ndarray, keys: Sequence[str], win: np.ndarray | None = None) -> Placings:
+    """Win, podium and points probabilities over a field, ordered win <= podium <= points.
+
+    ``keys`` (driver ids) fix the order the field is computed in, so the numbers do
+    not depend on how the field is listed. ``win`` defaults to the softmax; pass the
+    caller's own softmax to keep the ordering exact against it.
+    """
+    s = np.asarray(strength, dtype=float)
+    order = sorted(range(len(s)), key=lambda i: keys[i])
+    back = np.empty(len(s), dtype=int)
+    back[order] = np.arange(len(s))
+    sc = s[order]
+    w = weights(sc)[back] if win is None else np.asarray(win, dtype=float)
+    pod = podium_probability(sc)[back]
+    pts = top_k_probability(sc, POINTS)[back]
+    pod = np.maximum(pod, w)
+    pts = np.maximum(pts, pod)
+    return Placings(win=w, podium=pod, points=pts)

@@ -412,7 +412,7 @@ def test_snapshot_save_load_round_trip(real_snapshot, tmp_path: Path) -> None:
 def test_a_snapshot_saved_before_names_is_refused_with_the_fix(
     real_snapshot, tmp_path: Path
 ) -> None:
-    """Format 1 had no names: loading it names `f1 refresh` instead of a KeyError."""
+    """Formats 1 and 2 had no names: loading them names `f1 refresh`, not a KeyError."""
     import json
 
     real_snapshot.save(tmp_path / "snap")
@@ -420,7 +420,7 @@ def test_a_snapshot_saved_before_names_is_refused_with_the_fix(
     meta = json.loads((tmp_path / "snap" / "snapshot.json").read_text())
     meta["format"] = 1
     (tmp_path / "snap" / "snapshot.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="format 1 is not 2; run `f1 refresh`"):
+    with pytest.raises(ValueError, match="format 1 is not 3; run `f1 refresh`"):
         FeatureSnapshot.load(tmp_path / "snap")
 
 

@@ -357,13 +357,20 @@ class FeatureSnapshot:
     def entries(self, ctx: EventContext) -> list[Entry]:
         """The entry list and pre-qualifying practice for a known event (fresh copies of a
         per-event cache, so callers may change them)."""
+        return [
+            Entry(e.driver_id, e.constructor_id, dict(e.practice), dict(e.laps))
+            for e in self.shared_entries(ctx)
+        ]
+
+    def shared_entries(self, ctx: EventContext) -> tuple[Entry, ...]:
+        """``entries`` without the copies (the request path: copying 20 entries twice per
+        request was 8 % of the front's CPU). Read only: never change what it returns."""
         memo = self.memo.setdefault("entries", {})
         key = (ctx.season, ctx.round, ctx.race_id)
         if key not in memo:
-            memo[key] = self._entries(ctx)
-        return [
-            Entry(e.driver_id, e.constructor_id, dict(e.practice), dict(e.laps)) for e in memo[key]
-        ]
+            memo[key] = tuple(self._entries(ctx))
+        shared: tuple[Entry, ...] = memo[key]
+        return shared
 
     def _entries(self, ctx: EventContext) -> list[Entry]:
         """The entry list and pre-qualifying practice for a known event.
@@ -413,7 +420,7 @@ class FeatureSnapshot:
         its laps replace the driver's laps from the data in every session.
         """
         known = ctx.race_id is not None
-        entries = self.entries(ctx) if known else []
+        entries = list(self.shared_entries(ctx)) if known else []
         laps = self.field_laps(ctx) if known else {}
         pos = {e.driver_id: i for i, e in enumerate(entries)}
         for g in given or ():

@@ -18,9 +18,14 @@ def test_cpu_delta_is_per_process() -> None:
 
 
 def test_tree_sums_cover_children() -> None:
-    code = "import time\nt=time.time()\nwhile time.time()-t<0.6: pass\ntime.sleep(30)"
-    child = subprocess.Popen([sys.executable, "-c", code])
+    code = (
+        "import time\nt=time.time()\nwhile time.time()-t<0.6: pass\n"
+        "print('up', flush=True)\ntime.sleep(30)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
+        # measured once the child runs Python: right after the fork its RSS is a few KiB
+        assert child.stdout is not None and child.stdout.readline().strip() == "up"
         me = os.getpid()
         pids = {p.pid for p in proctree.tree(me)}
         assert {me, child.pid} <= pids

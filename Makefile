@@ -90,16 +90,22 @@ container: build ## Build the Bento and its Docker image f1-predictor:$(VERSION)
 	cd "$${TMPDIR:-/tmp}" && $(CURDIR)/$(BIN)/bentoml containerize f1-predictor:latest -t f1-predictor:$(VERSION)
 
 clean: ## Remove the venvs and caches (the model store is left alone)
-	rm -rf $(VENV) $(TOOLS) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVE_VENV) $(TOOLS) .cache .pytest_cache .mypy_cache .ruff_cache
 
 # ----------------------------------------------------------- benchmark (issue 6)
 # hey and wrk (load generators) from Debian's packages (bench-deps); py-spy (optional profile) in .tools.
 BENCH_ARGS ?=
 
-bench: install bench-deps ## Benchmark the Bento beside the original design and the plain limit (~8 min): BENCHMARKS.md
+SERVE_VENV := .venv-serve
+$(SERVE_VENV)/.synced: $(UV) pyproject.toml uv.lock
+	UV_PROJECT_ENVIRONMENT=$(SERVE_VENV) $(UV) sync --frozen --no-default-groups --python $(PYTHON)
+	@touch $@
+
+bench: install bench-deps $(SERVE_VENV)/.synced ## Benchmark the Bento beside the original design and the plain limit (~8 min): BENCHMARKS.md
 	@[ -x $(TOOLS)/bin/py-spy ] || $(TOOLS)/bin/pip install --quiet --disable-pip-version-check py-spy \
 	  || echo "py-spy not installed: the report will have no profile"
-	PY_SPY=$(CURDIR)/$(TOOLS)/bin/py-spy $(BIN)/python -m bench.run --label "make bench" $(BENCH_ARGS)
+	F1_BENCH_SERVE_BIN=$(CURDIR)/$(SERVE_VENV)/bin PY_SPY=$(CURDIR)/$(TOOLS)/bin/py-spy \
+	  $(BIN)/python -m bench.run --label "make bench" $(BENCH_ARGS)
 
 bench-quick: install bench-deps ## Prove the benchmark harness works (~1 min, tiny runs; output in bench/results/tmp)
 	$(BIN)/python -m bench.run --quick --label "make bench-quick" $(BENCH_ARGS)

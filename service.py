@@ -163,7 +163,7 @@ async def _bad_parameter(_: Request, exc: RequestValidationError) -> JSONRespons
 @bentoml.service(
     name="F1Predictor",
     traffic={"timeout": 30},
-    workers=1,
+    workers=settings.front_workers,
     tracing=TRACING,
     # RequestIdMiddleware writes the access line (with the request id it echoes)
     logging={"access": {"enabled": False}},

@@ -17,6 +17,11 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+SERVE_BIN = Path(os.environ.get("F1_BENCH_SERVE_BIN") or BIN)
+"""Where the Bento and the plain server run from: `make bench` points this at a venv with
+the serving dependencies only (what the Bento installs: no scikit-learn, matplotlib...),
+so memory and start-up are those of what ships. The original design needs scikit-learn
+and runs from the project's venv."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,7 @@ class ServerSpec:
     def argv(self, port: int) -> list[str]:
         if self.name == "bento":
             return [
-                str(BIN / "bentoml"),
+                str(SERVE_BIN / "bentoml"),
                 "serve",
                 "service:F1Predictor",
                 "--host",
@@ -37,7 +42,8 @@ class ServerSpec:
                 str(port),
             ]
         module = {"original": "bench.original_server", "plain": "bench.plain_server"}[self.name]
-        return [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)]
+        python = sys.executable if self.name == "original" else str(SERVE_BIN / "python")
+        return [python, "-m", module, "--host", "127.0.0.1", "--port", str(port)]
 
 
 SERVERS: dict[str, ServerSpec] = {

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
         256, description="Prediction requests in flight before new ones get 503 + Retry-After."
     )
 
+    front_workers: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Processes of the front service (each ~240 MiB; the model "
+        "services stay one each: concurrent requests are merged into one call per stage).",
+    )
     model_timeout_s: float = Field(
         3.0,
         gt=0,

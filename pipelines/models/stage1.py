@@ -10,13 +10,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 
 from pipelines.features.spec import STAGE1
 from pipelines.models.pole import PoleParams
+
+if TYPE_CHECKING:  # LightGBM (and SciPy) load only where a model is fitted or loaded:
+    import lightgbm as lgb  # not in the front service, not in BentoML's arbiter
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Stage1Model:
 
     @classmethod
     def fit(cls, x: np.ndarray, y_gap: np.ndarray, config: Stage1Config) -> Stage1Model:
+        import lightgbm as lgb
+
         y = np.clip(y_gap, 0.0, config.target_clip)
         boosters = []
         for m in config.members:
@@ -104,6 +108,8 @@ class Stage1Model:
 
     @classmethod
     def load(cls, path: Path) -> Stage1Model:
+        import lightgbm as lgb
+
         config = cls.load_config(path)
         boosters = [
             lgb.Booster(model_file=str(path / f"booster_{i}.txt"))

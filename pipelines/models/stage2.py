@@ -6,12 +6,14 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 
 from pipelines.features.spec import STAGE2, STAGE2_MONOTONE
+
+if TYPE_CHECKING:  # LightGBM (and SciPy) load only where a model is fitted or loaded:
+    import lightgbm as lgb  # not in the front service, not in BentoML's arbiter
 
 
 def group_softmax(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -91,6 +93,8 @@ class Stage2Model:
             params["objective"] = race_softmax_objective(groups)
         elif config.objective != "binary":
             raise ValueError(f"unknown Stage-2 objective {config.objective!r}")
+        import lightgbm as lgb
+
         ds = lgb.Dataset(x, label=y_win, feature_name=list(STAGE2.names))
         return cls(config, lgb.train(params, ds, num_boost_round=config.n_estimators))
 
@@ -119,6 +123,8 @@ class Stage2Model:
     @classmethod
     def load(cls, path: Path) -> Stage2Model:
         config = Stage2Config(**json.loads((path / "config.json").read_text()))
+        import lightgbm as lgb
+
         booster = lgb.Booster(model_file=str(path / "booster.txt"))
         STAGE2.check(booster.feature_name(), None, str(path))
         return cls(config, booster)

@@ -113,11 +113,11 @@ class Stage1:
         self.predictor = store.open_stage1(Path(self.model.path), str(self.model.tag))
 
     @bentoml.api(**BATCH)
-    def predict_gap(self, rows: np.ndarray) -> np.ndarray:
+    async def predict_gap(self, rows: np.ndarray) -> np.ndarray:
         return self.predictor.predict_gap(rows)
 
     @bentoml.api(**BATCH)
-    def explain_gap(self, rows: np.ndarray) -> np.ndarray:
+    async def explain_gap(self, rows: np.ndarray) -> np.ndarray:
         """(rows, features + 1): contributions to the unclipped gap, the base last."""
         return self.predictor.explain_gap(rows)
 
@@ -133,11 +133,11 @@ class Stage2:
         self.predictor = store.open_stage2(Path(self.model.path), str(self.model.tag))
 
     @bentoml.api(**BATCH)
-    def predict_logit(self, rows: np.ndarray) -> np.ndarray:
+    async def predict_logit(self, rows: np.ndarray) -> np.ndarray:
         return self.predictor.logit(rows)
 
     @bentoml.api(**BATCH)
-    def explain_logit(self, rows: np.ndarray) -> np.ndarray:
+    async def explain_logit(self, rows: np.ndarray) -> np.ndarray:
         """(rows, features + 1): contributions to the logit, the base last."""
         return self.predictor.explain_logit(rows)
 

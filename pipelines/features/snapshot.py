@@ -99,26 +99,14 @@ class EventField:
     entries: list[Entry]
     laps: dict[str, dict[str, float]] = field(default_factory=dict)
     """session -> driver -> best lap (s); reserve drivers' FP1 laps included."""
+    as_in_data: bool = False
+    """The event's field exactly as the data has it (nothing given changed a car or a
+    lap): its feature rows are a function of the event alone, so they are memoised."""
 
     def index(self, driver_ids: Sequence[str]) -> np.ndarray:
         """Positions of these drivers in ``entries``."""
         pos = {e.driver_id: i for i, e in enumerate(self.entries)}
         return np.array([pos[d] for d in driver_ids], dtype=np.int64)
-
-    def key(self) -> tuple[Any, ...]:
-        """A hashable summary of everything the rows depend on (memo key)."""
-        return (
-            tuple(
-                (
-                    e.driver_id,
-                    e.constructor_id,
-                    tuple(sorted(e.practice.items())),
-                    tuple(sorted(e.laps.items())),
-                )
-                for e in self.entries
-            ),
-            tuple(sorted((s, tuple(sorted(v.items()))) for s, v in self.laps.items())),
-        )
 
 
 FRAME_NAMES = (
@@ -423,19 +411,24 @@ class FeatureSnapshot:
         entries = list(self.shared_entries(ctx)) if known else []
         laps = self.field_laps(ctx) if known else {}
         pos = {e.driver_id: i for i, e in enumerate(entries)}
+        as_in_data = known and all(
+            g.driver_id in pos and _same_car(g, entries[pos[g.driver_id]]) for g in given or ()
+        )
         for g in given or ():
             if g.driver_id in pos:
-                entries[pos[g.driver_id]] = g
+                entries[pos[g.driver_id]] = g  # a given grid slot or time travels with it
             else:
                 pos[g.driver_id] = len(entries)
                 entries.append(g)
-            for session in laps.values():
-                session.pop(g.driver_id, None)
-        for e in given or ():
-            for s, t in e.practice.items():
-                if not math.isnan(t):
-                    laps.setdefault(s, {})[e.driver_id] = t
-        return EventField(entries, laps)
+            if not as_in_data:
+                for session in laps.values():
+                    session.pop(g.driver_id, None)
+        if not as_in_data:
+            for e in given or ():
+                for s, t in e.practice.items():
+                    if not math.isnan(t):
+                        laps.setdefault(s, {})[e.driver_id] = t
+        return EventField(entries, laps, as_in_data=as_in_data)
 
     # ----------------------------------------------------------- resolution
 
@@ -458,8 +451,9 @@ class FeatureSnapshot:
     def stage1_rows(self, ctx: EventContext, fld: EventField) -> np.ndarray:
         """Stage-1 rows for every car of the field (columns ``STAGE1.names``), memoised:
         a pure function of the snapshot and these inputs (a copy is returned)."""
-        key = (_ctx_key(ctx), fld.key())
-        return self._memo_rows("stage1", key, lambda: self._stage1(ctx, fld))
+        if not fld.as_in_data:  # laps from a request: building a memo key cost more
+            return self._stage1(ctx, fld)  # than the rows, and such bodies rarely repeat
+        return self._memo_rows("stage1", _ctx_key(ctx), lambda: self._stage1(ctx, fld))
 
     def _memo_rows(self, name: str, key: Any, build: Any) -> np.ndarray:
         memo = self.memo.setdefault(name, {})
@@ -629,6 +623,16 @@ def _names_frame(t: Tables) -> pd.DataFrame:
             pd.DataFrame({"kind": kind, "id": f[col].astype(str), "name": f["name"].astype(str)})
         )
     return pd.concat(parts, ignore_index=True)
+
+
+def _same_car(a: Entry, b: Entry) -> bool:
+    """Same driver, team and laps: what Stage-1's rows read of an entry."""
+    return (a.driver_id, a.constructor_id, a.practice, a.laps) == (
+        b.driver_id,
+        b.constructor_id,
+        b.practice,
+        b.laps,
+    )
 
 
 def _ctx_key(ctx: EventContext) -> tuple[Any, ...]:

@@ -578,3 +578,26 @@ def test_stage_data_rows_match_sources(synthetic_tables) -> None:
     assert len(s2.y) == n_starters
     assert s2.meta.groupby("race_id")["win"].sum().tolist() == [1.0] * len(tree.races)
     assert s1.seasons(2024, 2024).meta["season"].unique().tolist() == [2024]
+
+
+def test_event_field_knows_when_it_is_the_datas(synthetic_tables) -> None:
+    """Rows of a field exactly as in the data are memoised by event; a request's own laps
+    make another field (computed, not memoised), and a given grid slot always travels
+    with its entry."""
+    tree, tables = synthetic_tables
+    snap = FeatureSnapshot.build(tables)
+    ctx = snap.event_by_id(tree.race(2023, 1).race_id)
+    plain = snap.event_field(ctx)
+    assert plain.as_in_data
+    data = {e.driver_id: e for e in plain.entries}
+    d = max(data, key=lambda k: min(data[k].practice.values()))  # the slowest in practice
+    same = Entry(d, data[d].constructor_id, dict(data[d].practice), dict(data[d].laps), grid=2.0)
+    with_grid = snap.event_field(ctx, [same])
+    assert with_grid.as_in_data and with_grid.entries[with_grid.index([d])[0]].grid == 2.0
+    np.testing.assert_array_equal(snap.stage1_rows(ctx, with_grid), snap.stage1_rows(ctx, plain))
+    faster = {s: t - 5.0 for s, t in data[d].practice.items()}
+    own = snap.event_field(ctx, [Entry(d, data[d].constructor_id, faster)])
+    assert not own.as_in_data
+    i = own.index([d])[0]
+    assert snap.stage1_rows(ctx, own)[i, STAGE1.pos["p_best_gap"]] == 0.0  # now the fastest
+    assert snap.stage1_rows(ctx, plain)[i, STAGE1.pos["p_best_gap"]] > 0.0

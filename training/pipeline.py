@@ -25,7 +25,7 @@ from pipelines.models.stage1 import Stage1Config, Stage1Model
 from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
-from training.evaluate import served_predictions
+from training.evaluate import EventHook, served_predictions
 from training.metrics import stage1_metrics, stage2_metrics
 
 
@@ -103,7 +103,8 @@ def _pole_log_loss(meta: pd.DataFrame, prob: np.ndarray) -> float:
 
 
 def _winner_log_loss(meta: pd.DataFrame, prob: np.ndarray) -> float:
-    return float(stage2_metrics(meta, prob)["winner_log_loss"])
+    ll = stage2_metrics(meta, prob)["winner_log_loss"]
+    return math.inf if ll is None else float(ll)
 
 
 # ----------------------------------------------------------------------- tuning
@@ -212,47 +213,130 @@ def tune(
 # ------------------------------------------------------------------- evaluation
 
 
-def evaluate_test(
+def stage1_predictors(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(time s, gap %) per Stage-1 predictor in a scored frame: the model, then the
+    baselines (columns ``<name>:time`` and ``<name>:gap``)."""
+    out = {"model": (frame["pred_time"].to_numpy(float), frame["pred_gap"].to_numpy(float))}
+    for name in baselines.STAGE1_BASELINES:
+        out[name] = (frame[f"{name}:time"].to_numpy(float), frame[f"{name}:gap"].to_numpy(float))
+    return out
+
+
+def stage2_predictors(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Win probability per Stage-2 predictor in a scored frame (``prob``, ``<name>:prob``)."""
+    out = {"model": frame["prob"].to_numpy(float)}
+    for name in baselines.STAGE2_BASELINES:
+        out[name] = frame[f"{name}:prob"].to_numpy(float)
+    return out
+
+
+def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Metrics of every predictor on the scored frames (the whole frame: a season, or
+    one race's rows for per-race tables)."""
+    f1, post_f, pre_f = preds["stage1"], preds["stage2"], preds["stage2_chained"]
+    s1 = {k: stage1_metrics(f1, t, g) for k, (t, g) in stage1_predictors(f1).items()}
+    post = {k: stage2_metrics(post_f, p) for k, p in stage2_predictors(post_f).items()}
+    pre = {k: stage2_metrics(pre_f, p) for k, p in stage2_predictors(pre_f).items()}
+    q = preds["stage1"]
+    stage1: dict[str, Any] = {
+        "test": s1.pop("model"),
+        "pole_mae_s": _event_pole_mae(q, q["pred_pole"].to_numpy()) if len(q) else None,
+    }
+    stage2: dict[str, Any] = {"test": post.pop("model"), "test_chained": pre.pop("model")}
+    stage1["baselines"] = {k: {"test": v} for k, v in s1.items()}
+    stage2["baselines"] = {k: {"test": v, "test_chained": pre[k]} for k, v in post.items()}
+    return {"stage1": stage1, "stage2": stage2}
+
+
+def score_test(
+    tables: Tables,
     snap: FeatureSnapshot,
     s1: StageData,
     s2: StageData,
     p: Protocol,
     cfg1: Stage1Config,
     cfg2: Stage2Config,
+    on_event: EventHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Fit on seasons <= valid, score the test season: the model through the served
-    path (pre- and post-qualifying requests), every baseline on the same rows."""
-    tr1, te1 = s1.seasons(p.train_from, p.valid_season), s1.seasons(p.test_season, p.test_season)
-    tr2, te2 = s2.seasons(p.train_from, p.valid_season), s2.seasons(p.test_season, p.test_season)
-    m1 = fit_stage1(tr1, cfg1)
-    m2 = Stage2Model.fit(tr2.x, tr2.y, cfg2, tr2.meta["race_id"].to_numpy())
-    served = served_predictions(snap, m1, m2, te1, te2)
-    q = served["stage1"]
-    stage1 = {
-        "test": stage1_metrics(q, q["pred_time"].to_numpy(), q["pred_gap"].to_numpy()),
-        "pole_mae_s": _event_pole_mae(q, q["pred_pole"].to_numpy()),
-        "test_rows_not_served": len(te1.meta) - len(q),
-    }
+    path (pre- and post-qualifying requests), every baseline on the same rows (fed the
+    same grid). Returns the metrics and the scored rows (one column per predictor)."""
+    fit1, te1 = s1.seasons(p.train_from, p.valid_season), s1.seasons(p.test_season, p.test_season)
+    fit2, te2 = s2.seasons(p.train_from, p.valid_season), s2.seasons(p.test_season, p.test_season)
+    tr1, va1 = (
+        s1.seasons(p.train_from, p.valid_season - 1),
+        s1.seasons(p.valid_season, p.valid_season),
+    )
+    tr2, va2 = (
+        s2.seasons(p.train_from, p.valid_season - 1),
+        s2.seasons(p.valid_season, p.valid_season),
+    )
+    m1 = fit_stage1(fit1, cfg1)
+    m2 = Stage2Model.fit(fit2.x, fit2.y, cfg2, fit2.meta["race_id"].to_numpy())
+    served = served_predictions(snap, m1, m2, te1, te2, on_event)
 
-    base1: dict[str, Any] = {}
-    bt, bg = baselines.practice_ratio(tr1, te1)
-    base1["practice_ratio"] = {"test": stage1_metrics(te1.meta, bt, bg)}
     default_pole = pole_predictions(snap, te1.meta, PoleParams())
-    qt, qg = baselines.quick_lgbm_gap(tr1, te1, default_pole)
-    base1["quick_lgbm_gap"] = {"test": stage1_metrics(te1.meta, qt, qg)}
+    cols1: dict[str, np.ndarray] = {}
+    for name, (bt, bg) in baselines.stage1_baselines(
+        tables, fit1, tr1, va1, te1, default_pole
+    ).items():
+        cols1[f"{name}:time"], cols1[f"{name}:gap"] = bt, bg
+    keys = ["race_id", "driver_id"]
+    based = te1.meta[keys].assign(**cols1)
+    q = served.stage1.merge(based, on=keys, how="left")
 
-    stage2 = {
-        "test": stage2_metrics(served["stage2"], served["stage2"]["prob"].to_numpy()),
-        "test_chained": stage2_metrics(
-            served["stage2_chained"], served["stage2_chained"]["prob"].to_numpy()
-        ),
+    b2 = baselines.Stage2Baselines.fit(fit2, tr2, va2)
+    frames = {}
+    for name, frame, x in (
+        ("stage2", served.stage2, served.x2),
+        ("stage2_chained", served.stage2_chained, served.x2_chained),
+    ):
+        probs = b2.predict(frame["flow_grid"].to_numpy(float), x, frame["race_id"].to_numpy())
+        frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
+    preds = {"stage1": q, **frames}
+    evaluation = score(preds)
+    evaluation["stage1"]["test_rows_not_served"] = len(te1.meta) - len(q)
+    return evaluation, preds
+
+
+@dataclass
+class Scored:
+    """The shared protocol's outcome: chosen settings, tuning log, test-season metrics
+    and scored rows."""
+
+    cfg1: Stage1Config
+    cfg2: Stage2Config
+    tuning: dict[str, Any]
+    evaluation: dict[str, Any]
+    predictions: dict[str, pd.DataFrame]
+
+
+def tune_and_score(
+    tables: Tables,
+    snap: FeatureSnapshot,
+    s1: StageData,
+    s2: StageData,
+    p: Protocol,
+    step: Step,
+    on_event: EventHook | None = None,
+) -> Scored:
+    """The protocol ``f1 train``/``f1 evaluate`` and ``f1 backtest`` share: tune on the
+    validation season (models fitted on the seasons before it), refit on seasons <=
+    validation, score the test season through the served path beside the baselines."""
+    check_seasons(s1, s2, p)
+    cfg1, cfg2, tuning = tune(snap, s1, s2, p, step)
+    evaluation, preds = score_test(tables, snap, s1, s2, p, cfg1, cfg2, on_event)
+    evaluation["protocol"] = {
+        "train_seasons": [p.train_from, p.valid_season - 1],
+        "valid_season": p.valid_season,
+        "test_season": p.test_season,
+        "test_fit_seasons": [p.train_from, p.valid_season],
+        "baseline_seasons": {
+            "early_stopped": [p.train_from, p.valid_season - 1],
+            "others": [p.train_from, p.valid_season],
+        },
     }
-    base2 = {
-        name: {"test": stage2_metrics(te2.meta, pb)}
-        for name, pb in baselines.stage2_baselines(tr2, te2).items()
-    }
-    preds = {"stage1": served["stage1"], "stage2": served["stage2"]}
-    return {"stage1": stage1 | {"baselines": base1}, "stage2": stage2 | {"baselines": base2}}, preds
+    return Scored(cfg1, cfg2, tuning, evaluation, preds)
 
 
 # --------------------------------------------------------------------- pipeline
@@ -269,23 +353,19 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     s2 = stage2_data(snap, tables, p.train_from)
     check_seasons(s1, s2, p)
     say(f"datasets: stage-1 {len(s1.y)} rows, stage-2 {len(s2.y)} rows")
-    cfg1, cfg2, tuning = tune(snap, s1, s2, p, say)
-    evaluation, preds = evaluate_test(snap, s1, s2, p, cfg1, cfg2)
+    sc = tune_and_score(tables, snap, s1, s2, p, say)
     say("test season scored")
     full1 = s1.seasons(p.train_from, p.test_season)
     full2 = s2.seasons(p.train_from, p.test_season)
-    stage1 = fit_stage1(full1, cfg1)
-    stage2 = Stage2Model.fit(full2.x, full2.y, cfg2, full2.meta["race_id"].to_numpy())
+    stage1 = fit_stage1(full1, sc.cfg1)
+    stage2 = Stage2Model.fit(full2.x, full2.y, sc.cfg2, full2.meta["race_id"].to_numpy())
     say("final models refitted on all seasons")
-    evaluation["protocol"] = {
-        "train_seasons": [p.train_from, p.valid_season - 1],
-        "valid_season": p.valid_season,
-        "test_season": p.test_season,
-        "test_fit_seasons": [p.train_from, p.valid_season],
+    evaluation = sc.evaluation
+    evaluation["protocol"] |= {
         "serving_fit_seasons": [p.train_from, p.test_season],
         "rows": {"stage1": len(full1.y), "stage2": len(full2.y)},
     }
-    evaluation["tuning"] = tuning
+    evaluation["tuning"] = sc.tuning
     secs = time.perf_counter() - t0
     evaluation["training_seconds"] = round(secs, 1)
-    return TrainResult(snap, stage1, stage2, evaluation, preds)
+    return TrainResult(snap, stage1, stage2, evaluation, sc.predictions)

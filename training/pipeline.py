@@ -22,7 +22,13 @@ from pipelines.f1db.parse import Tables
 from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.pole import PoleParams, estimate_pole
 from pipelines.models.stage1 import Stage1Config, Stage1Model
-from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
+from pipelines.models.stage2 import (
+    Stage2Config,
+    Stage2Model,
+    fit_linear,
+    group_softmax,
+    linear_design,
+)
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
 from training.evaluate import EventHook, served_predictions
@@ -124,26 +130,98 @@ STAGE1_GRID: dict[str, list[Any]] = {
 }
 STAGE2_GRID: dict[str, list[Any]] = {
     "objective": ["race_softmax", "binary"],
-    "num_leaves": [3, 7],
-    "n_estimators": [50, 100, 300],
-    "min_child_samples": [20, 50],
+    "num_leaves": [2, 3, 5],
+    "n_estimators": [50, 100, 200],
+    "min_child_samples": [50],
 }
+"""Small boosters only: with ~20 winners a season, bigger ones overfit (backtests)."""
+STACK_GRID = [0.0, 0.3, 0.5, 0.7, 1.0]
+"""Weight of the booster against the linear conditional logit (see ``Stage2Model``)."""
+TEMP_GRID = [0.8, 0.9, 1.0, 1.1, 1.25]
+STAGE2_FOLDS = 3
+"""Stage-2 settings are chosen on this many seasons up to the validation one (each
+predicted by models fitted on the seasons before it): a season has ~20 winners, too
+few to choose a temperature on."""
 POLE_GRID: dict[str, list[Any]] = {"window": [20, 40, 80], "shrink": [1.0, 3.0, 10.0, 1e9]}
 TAU_GRID = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
-TEMP_GRID = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0]
+
+
+def stage2_folds(p: Protocol) -> list[int]:
+    """The seasons Stage-2 is tuned on: the validation season and those before it, each
+    with at least one training season before it."""
+    first = max(p.valid_season - STAGE2_FOLDS + 1, p.train_from + 1)
+    return list(range(first, p.valid_season + 1))
+
+
+class PooledWinnerLoss:
+    """Winner log loss over the races of several validation seasons, fast enough to
+    scan every (weight, temperature) pair: rows sorted by race once."""
+
+    def __init__(self, meta: pd.DataFrame) -> None:
+        g = meta["race_id"].to_numpy()
+        self.order = np.argsort(g, kind="stable")
+        g = g[self.order]
+        y = meta["win"].to_numpy(float)[self.order]
+        self.starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        self.race = np.repeat(np.arange(len(self.starts)), np.diff(np.r_[self.starts, len(g)]))
+        wins = np.add.reduceat(y, self.starts)
+        self.ok = wins == 1  # races with one classified winner
+        self.y = y
+
+    def __call__(self, score: np.ndarray) -> float:
+        s = np.asarray(score, dtype=float)[self.order]
+        s = s - np.maximum.reduceat(s, self.starts)[self.race]
+        lse = np.log(np.add.reduceat(np.exp(s), self.starts))
+        s_win = np.add.reduceat(s * self.y, self.starts)
+        return float(np.mean((lse - s_win)[self.ok]))
+
+
+def tune_stage2(
+    s2: StageData, p: Protocol, step: Step
+) -> tuple[Stage2Config, list[dict[str, Any]]]:
+    """Booster settings, stacking weight and temperature with the lowest winner log loss
+    pooled over ``stage2_folds`` (each season predicted by models fitted before it)."""
+    folds = []
+    for v in stage2_folds(p):
+        tr, va = s2.seasons(p.train_from, v - 1), s2.seasons(v, v)
+        coef = np.asarray(fit_linear(tr.x, tr.y, tr.meta["race_id"].to_numpy()))
+        folds.append((tr, va, linear_design(va.x) @ coef))
+    pooled = PooledWinnerLoss(pd.concat([va.meta for _tr, va, _l in folds], ignore_index=True))
+    lin = np.concatenate([lin for _tr, _va, lin in folds])
+    log: list[dict[str, Any]] = []
+    best: tuple[float, Stage2Config] | None = None
+    for obj, nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
+        cfg = Stage2Config(objective=obj, num_leaves=nl, n_estimators=ne, min_child_samples=mc)
+        raw = np.concatenate(
+            [
+                Stage2Model.fit(tr.x, tr.y, cfg, tr.meta["race_id"].to_numpy()).raw_score(va.x)
+                for tr, va, _l in folds
+            ]
+        )
+        ll, w, t = min(
+            (pooled((w * raw + (1.0 - w) * lin) / t), w, t) for w in STACK_GRID for t in TEMP_GRID
+        )
+        log.append(
+            {"objective": obj, "num_leaves": nl, "n_estimators": ne, "min_child_samples": mc,
+             "stack_weight": w, "temperature": t, "valid_winner_log_loss": ll}
+        )  # fmt: skip
+        if best is None or ll < best[0]:
+            best = (ll, replace(cfg, stack_weight=w, temperature=t))
+        step(
+            f"stage-2 {obj} leaves={nl} trees={ne}: w={w} T={t}: valid log loss {ll:.3f} "
+            f"({len(folds)} seasons)"
+        )
+    assert best is not None
+    return best[1], log
 
 
 def tune(
     snap: FeatureSnapshot, s1: StageData, s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage1Config, Stage2Config, dict[str, Any]]:
-    """Choose settings on the validation season (models fitted on earlier seasons)."""
+    """Choose settings on the validation season(s) (models fitted on earlier seasons)."""
     tr1, va1 = (
         s1.seasons(p.train_from, p.valid_season - 1),
         s1.seasons(p.valid_season, p.valid_season),
-    )
-    tr2, va2 = (
-        s2.seasons(p.train_from, p.valid_season - 1),
-        s2.seasons(p.valid_season, p.valid_season),
     )
     log: dict[str, Any] = {"stage1": [], "stage2": [], "pole": []}
 
@@ -180,34 +258,13 @@ def tune(
     tau = min(taus)[1]
     cfg1 = replace(cfg1, pole=best_pole[1], pole_tau=tau)
 
-    best2: tuple[float, Stage2Config] | None = None
-    g2 = va2.meta["race_id"].to_numpy()
-    for obj, nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
-        cfg2 = Stage2Config(objective=obj, num_leaves=nl, n_estimators=ne, min_child_samples=mc)
-        model = Stage2Model.fit(tr2.x, tr2.y, cfg2, tr2.meta["race_id"].to_numpy())
-        raw = model.raw_score(va2.x)
-        ll, temp = min(
-            (_winner_log_loss(va2.meta, group_softmax(raw / t, g2)), t) for t in TEMP_GRID
-        )
-        log["stage2"].append(
-            {
-                "objective": obj,
-                "num_leaves": nl,
-                "n_estimators": ne,
-                "min_child_samples": mc,
-                "temperature": temp,
-                "valid_winner_log_loss": ll,
-            }
-        )
-        if best2 is None or ll < best2[0]:
-            best2 = (ll, replace(cfg2, temperature=temp))
-        step(f"stage-2 {obj} leaves={nl} trees={ne} min_child={mc}: valid log loss {ll:.3f}")
-    assert best2 is not None
+    cfg2, log["stage2"] = tune_stage2(s2, p, step)
+    log["stage2_folds"] = stage2_folds(p)
     log["chosen"] = {
         "stage1": cfg1.__dict__ | {"pole": cfg1.pole.__dict__},
-        "stage2": best2[1].__dict__,
+        "stage2": {k: v for k, v in cfg2.__dict__.items() if not k.startswith("linear")},
     }
-    return cfg1, best2[1], log
+    return cfg1, cfg2, log
 
 
 # ------------------------------------------------------------------- evaluation

@@ -175,3 +175,28 @@ def test_cli_backtest_writes_the_reports(
     assert "trained on 2019-2022" in " ".join(result.output.split())
     bad = CliRunner().invoke(app, ["backtest", "--season", "2030"])
     assert bad.exit_code == 1 and "Traceback" not in bad.output
+
+
+@pytest.mark.slow
+def test_real_backtest_of_one_season(real_tables, small_grids, tmp_path: Path) -> None:
+    """2024 on real data (2019-2025 parsed; reduced tuning grid): trained on 2021-2023 only,
+    every 2024 event scored in both modes, the reports written."""
+    res = backtest(real_tables, 2024, 2021)
+    ev = res.evaluation
+    p = ev["protocol"]
+    assert p["test_fit_seasons"] == [2021, 2023] and p["valid_season"] == 2023
+    n = int((real_tables.races["season"] == 2024).sum())
+    assert len(res.races) == n == ev["stage2"]["test"]["races"] == ev["stage1"]["test"]["events"]
+    assert set(res.predictions["stage1"]["season"]) == {2024}
+    # better than chance in both modes; the per-race numbers are the season's
+    uniform = ev["stage2"]["baselines"]["uniform"]["test"]["winner_log_loss"]
+    for key in ("test", "test_chained"):
+        assert ev["stage2"][key]["winner_log_loss"] < uniform
+    per = [r["stage1"]["model"]["gap_pct_mae"] for r in res.races]
+    size = res.predictions["stage1"].groupby("race_id").size()
+    rows = [size[r["race_id"]] for r in res.races]
+    assert ev["stage1"]["test"]["gap_pct_mae"] == pytest.approx(np.average(per, weights=rows))
+    paths = write_backtest(2024, ev, res.races, tmp_path)
+    assert all(path.stat().st_size > 0 for path in paths)
+    md = (tmp_path / "backtest-2024.md").read_text()
+    assert "2021-2023" in md and md.count("\n| ") >= n

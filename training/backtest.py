@@ -144,7 +144,7 @@ def backtest(
         "kind": "backtest",
         "events": int(t.races["season"].eq(season).sum()),
     }
-    ev["tuning"] = {"chosen": sc.tuning.get("chosen")}
+    ev["tuning"] = {k: sc.tuning.get(k) for k in ("chosen", "stage2_folds")}
     ev["seconds"] = round(time.perf_counter() - t0, 1)
     return BacktestResult(season, ev, per_race(t, sc.predictions), sc.predictions)
 

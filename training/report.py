@@ -48,15 +48,42 @@ def _table(stage: dict[str, Any], keys: list[str], which: str = "test") -> list[
     return lines
 
 
+def _span(seasons: Any) -> str:
+    if isinstance(seasons, list | tuple) and len(seasons) == 2:
+        return f"{seasons[0]}-{seasons[1]}" if seasons[0] != seasons[1] else str(seasons[0])
+    return str(seasons)
+
+
+def _folds(ev: dict[str, Any]) -> str:
+    folds = ev.get("tuning", {}).get("stage2_folds") or []
+    return ", ".join(str(f) for f in folds) if folds else "the validation season"
+
+
+def _baseline_seasons(p: dict[str, Any]) -> str:
+    b = p.get("baseline_seasons")
+    if not b:
+        return ""
+    return (
+        f"Baselines: the quick LightGBMs trained on {_span(b['early_stopped'])} and "
+        f"early-stopped on {p.get('valid_season')} (as NOTES.md made them), the others "
+        f"fitted on {_span(b['others'])}; all scored on the same rows as the model."
+    )
+
+
 def markdown(ev: dict[str, Any]) -> str:
     p = ev.get("protocol", {})
     lines = [
         "# Evaluation (held-out test season)",
         "",
+        "Made by `f1 evaluate` (`f1 train` writes the same report). "
         f"Protocol: settings tuned on {p.get('valid_season')} with models fitted on "
-        f"{p.get('train_seasons')}; the test season {p.get('test_season')} is scored by "
-        f"models refitted on {p.get('test_fit_seasons')} (baselines fitted the same way). "
-        f"Served models are refitted on {p.get('serving_fit_seasons')}. Data: F1DB (CC-BY-4.0).",
+        f"{_span(p.get('train_seasons'))} (Stage-2's on {_folds(ev)}, each season predicted "
+        "by models fitted on the seasons before it); the test season "
+        f"{p.get('test_season')} is scored by models refitted on "
+        f"{_span(p.get('test_fit_seasons'))}, through the served two-stage flow. "
+        f"{_baseline_seasons(p)} Served models are refitted on "
+        f"{_span(p.get('serving_fit_seasons'))}. Nothing is tuned on the test season. "
+        "Data: F1DB (CC-BY-4.0).",
         "",
         "## Stage-1: qualifying time",
         "",
@@ -191,12 +218,10 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
         "",
         f"Made by `f1 backtest --season {season}`. Seasons: form history from "
         f"{p['history_from']}; settings tuned on {p['valid_season']} with models fitted on "
-        f"{p['train_seasons'][0]}-{p['train_seasons'][1]}; the models that forecast "
-        f"{season} were refitted on {p['test_fit_seasons'][0]}-{p['test_fit_seasons'][1]} "
-        f"(the quick LightGBMs: trained on {p['baseline_seasons']['early_stopped'][0]}-"
-        f"{p['baseline_seasons']['early_stopped'][1]}, early-stopped on {p['valid_season']}; "
-        f"the other baselines fitted on {p['baseline_seasons']['others'][0]}-"
-        f"{p['baseline_seasons']['others'][1]}). Every one of the {p['events']} events was "
+        f"{_span(p['train_seasons'])} (Stage-2's on {_folds(ev)}, each predicted by models "
+        f"fitted on the seasons before it); the models that forecast {season} were refitted "
+        f"on {_span(p['test_fit_seasons'])}. {_baseline_seasons(p)} "
+        f"Every one of the {p['events']} events was "
         "asked through the served two-stage flow (`TwoStage`) with the data as of that "
         "event: before qualifying (event only, Stage-1's grid chained into Stage-2) and "
         "after it (real grid and qualifying times given). Data: F1DB (CC-BY-4.0).",

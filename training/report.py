@@ -292,6 +292,7 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     def series(stage: str, who: str, k: str) -> tuple[list[int], list[float]]:
         xs, ys = [], []
@@ -312,12 +313,13 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
         for w in who:
             xs, ys = series(stage, w, k)
             style = {"lw": 2.2, "color": "black"} if w == "model" else {"lw": 1.2, "alpha": 0.8}
-            mean = f" (mean {np.mean(ys):.3f})" if ys else ""
+            mean = f" (mean of races {np.mean(ys):.3f})" if ys else ""
             ax.plot(xs, ys, marker="o", ms=3.5, label=f"{w}{mean}", **style)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     axes[-1].set_xlabel(f"round of {season}")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"Backtest {season}: per race, model vs baselines", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -201,7 +201,8 @@ class Stage2Model:
         """The linear conditional logit's log-odds (0 when it was not fitted)."""
         if not self.config.linear_coef:
             return np.zeros(len(x))
-        return linear_design(x) @ np.asarray(self.config.linear_coef, dtype=float)
+        rows = np.asarray(x, dtype=float)  # a frame with the STAGE2 columns works too
+        return linear_design(rows) @ np.asarray(self.config.linear_coef, dtype=float)
 
     def logit(self, x: np.ndarray) -> np.ndarray:
         """Win log-odds: booster and linear part stacked, then the tuned temperature

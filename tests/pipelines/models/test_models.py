@@ -324,6 +324,9 @@ def test_stacked_logit_is_the_weighted_sum(stacked) -> None:
     assert len(model.config.linear_coef) == len(LINEAR_TERMS)
     expected = (0.5 * model.raw_score(x) + 0.5 * model.linear_score(x)) / 1.1
     np.testing.assert_allclose(model.logit(x), expected)
+    # a frame with the STAGE2 columns (the benchmark's original design passes one)
+    frame = pd.DataFrame(x, columns=list(STAGE2.names))
+    np.testing.assert_allclose(model.logit(frame), expected)
     # without a linear part (older models, w = 1) the booster alone
     plain = Stage2Model(Stage2Config(temperature=1.1), model.booster)
     np.testing.assert_allclose(plain.logit(x), model.raw_score(x) / 1.1)

@@ -156,9 +156,15 @@ def targets(ev: dict[str, Any]) -> list[tuple[str, float | None, float | None, b
     lg = s2["baselines"]["logistic_grid"]
     out = [
         ("gap MAE % below practice ratio", s1["test"].get("gap_pct_mae"), pr),
-        ("winner log loss below logistic on grid", s2["test"].get("winner_log_loss"),
-         lg["test"].get("winner_log_loss")),
-        ("before qualifying: winner log loss below logistic on Stage-1's grid",
-         s2["test_chained"].get("winner_log_loss"), lg["test_chained"].get("winner_log_loss")),
-    ]  # fmt: skip
+        (
+            "winner log loss below logistic on grid",
+            s2["test"].get("winner_log_loss"),
+            lg["test"].get("winner_log_loss"),
+        ),
+        (
+            "before qualifying: winner log loss below logistic on Stage-1's grid",
+            s2["test_chained"].get("winner_log_loss"),
+            lg["test_chained"].get("winner_log_loss"),
+        ),
+    ]
     return [(w, m, b, m is not None and b is not None and m < b) for w, m, b in out]

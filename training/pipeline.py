@@ -202,9 +202,16 @@ def tune_stage2(
             (pooled((w * raw + (1.0 - w) * lin) / t), w, t) for w in STACK_GRID for t in TEMP_GRID
         )
         log.append(
-            {"objective": obj, "num_leaves": nl, "n_estimators": ne, "min_child_samples": mc,
-             "stack_weight": w, "temperature": t, "valid_winner_log_loss": ll}
-        )  # fmt: skip
+            {
+                "objective": obj,
+                "num_leaves": nl,
+                "n_estimators": ne,
+                "min_child_samples": mc,
+                "stack_weight": w,
+                "temperature": t,
+                "valid_winner_log_loss": ll,
+            }
+        )
         if best is None or ll < best[0]:
             best = (ll, replace(cfg, stack_weight=w, temperature=t))
         step(

@@ -35,13 +35,36 @@ def test_quick_lgbm_is_the_recipe_of_the_notes() -> None:
     assert baselines.QUICK_EARLY_STOPPING == 200
     assert baselines.ROLL_CLIP == 7.0
     notes = [
-        "fp1_gap", "fp1_rank", "fp2_gap", "fp2_rank", "fp3_gap", "fp3_rank",
-        "best_gap", "best_rank", "last_gap", "last_rank", "sessions_run", "practice_laps",
-        "team_best_gap", "teammate_diff",
-        "d_gap_mean1", "d_gap_mean3", "d_gap_mean5", "d_pos_mean5",
-        "t_gap_mean1", "t_gap_mean3", "t_gap_mean5", "d_minus_t_mean5",
-        "circuit", "circuit_type", "course_length", "turns", "sprint", "season", "round",
-    ]  # fmt: skip
+        "fp1_gap",
+        "fp1_rank",
+        "fp2_gap",
+        "fp2_rank",
+        "fp3_gap",
+        "fp3_rank",
+        "best_gap",
+        "best_rank",
+        "last_gap",
+        "last_rank",
+        "sessions_run",
+        "practice_laps",
+        "team_best_gap",
+        "teammate_diff",
+        "d_gap_mean1",
+        "d_gap_mean3",
+        "d_gap_mean5",
+        "d_pos_mean5",
+        "t_gap_mean1",
+        "t_gap_mean3",
+        "t_gap_mean5",
+        "d_minus_t_mean5",
+        "circuit",
+        "circuit_type",
+        "course_length",
+        "turns",
+        "sprint",
+        "season",
+        "round",
+    ]
     assert sorted(QUICK_FEATURES) == sorted(notes)
 
 

@@ -43,6 +43,7 @@ RESERVE = ("liam-lawson", "red-bull", 40, "LAW")
 """A test driver: runs in FP1 of the first round of each season, never races."""
 
 CIRCUITS: dict[str, tuple[str, float]] = {"bahrain": ("RACE", 5.412), "monaco": ("STREET", 3.337)}
+TURNS = {"bahrain": 15, "monaco": 19}
 POINTS = [25.0, 18.0, 15.0, 12.0]
 
 
@@ -197,6 +198,7 @@ def _write_race(root: Path, spec: RaceSpec, cum_d: dict[str, float], cum_c: dict
         f"circuitLayoutId: {spec.circuit_id}-1",
         f"circuitType: {kind}",
         f"courseLength: {length}",
+        f"turns: {TURNS[spec.circuit_id]}",
         "laps: 57",
     ]
     if spec.is_sprint and spec.season >= 2024:

@@ -1,17 +1,213 @@
-"""The honest baselines of NOTES.md, fitted and scored with the same protocol as the model."""
+"""The honest baselines of NOTES.md, in one place: ``f1 evaluate`` and ``f1 backtest``
+both fit and score them here, on the same rows as the model.
+
+Seasons (``Protocol``: S = test season): a baseline with something to stop early on
+(the two quick LightGBMs) is trained on seasons <= S-2 with early stopping on S-1,
+exactly as NOTES.md made its "quick LightGBM" row; the others have nothing to tune and
+are fitted on seasons <= S-1, the data the model's test fit sees.
+
+Stage-1 (qualifying):
+- ``practice_ratio``: the driver's best pre-qualifying practice lap x the layout's
+  median qualifying/practice ratio.
+- ``quick_lgbm_gap``: NOTES.md's "quick LightGBM on gap-to-pole", with its own features
+  (``quick_features``, computed here from the tables, point in time) and parameters
+  (``QUICK_LGBM_PARAMS``).
+
+Stage-2 (race winner; probabilities normalised per race):
+- ``uniform``, ``pole_sitter`` (whoever starts first wins), ``logistic_grid`` (logistic
+  regression on log(grid slot)), ``quick_lgbm`` (LightGBM on the grid and the model's
+  form features, NOTES.md's Stage-1 parameters with a binary objective).
+Before qualifying (the chained mode) they are fed Stage-1's grid, as the model is.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from pipelines.features.spec import STAGE1
-from pipelines.models.stage2 import group_softmax
+from pipelines.f1db.parse import Tables, team_lineage
+from pipelines.features.history import pre_quali_practice
 from training.datasets import StageData
 
-PRACTICE_COLS = [i for i, f in enumerate(STAGE1.names) if f.startswith("p_")]
+# ---------------------------------------------------------------- quick LightGBM
+
+QUICK_LGBM_PARAMS: dict[str, Any] = {
+    "objective": "l1",
+    "learning_rate": 0.03,
+    "num_leaves": 15,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "seed": 0,
+    "num_threads": 1,
+    "verbosity": -1,
+    "deterministic": True,
+}
+"""NOTES.md: objective l1, learning_rate 0.03, num_leaves 15, min_data_in_leaf 40,
+feature_fraction 0.8, bagging 0.8 every iteration, lambda_l2 1."""
+QUICK_EARLY_STOPPING = 200
+"""Rounds without improvement on the validation season (S-1) before stopping."""
+QUICK_MAX_ROUNDS = 5000
+ROLL_CLIP = 7.0
+"""Qualifying gaps are clipped at 7 % in the rolling means."""
+
+QUICK_PRACTICE = ("fp1", "fp2", "fp3")
+QUICK_CATEGORICAL = ("circuit", "circuit_type")
+QUICK_FEATURES: tuple[str, ...] = (
+    *(f"{s}_{k}" for s in QUICK_PRACTICE for k in ("gap", "rank")),
+    "best_gap",
+    "best_rank",
+    "last_gap",
+    "last_rank",
+    "sessions_run",
+    "practice_laps",
+    "team_best_gap",
+    "teammate_diff",
+    "d_gap_mean1",
+    "d_gap_mean3",
+    "d_gap_mean5",
+    "d_pos_mean5",
+    "t_gap_mean1",
+    "t_gap_mean3",
+    "t_gap_mean5",
+    "d_minus_t_mean5",
+    *QUICK_CATEGORICAL,
+    "course_length",
+    "turns",
+    "sprint",
+    "season",
+    "round",
+)
+"""NOTES.md's list: fp1/fp2/fp3 gap and rank; best and last practice gap and rank;
+sessions run; practice laps; team's best practice gap; teammate practice difference;
+driver's mean gap over the previous 1/3/5 events and mean position over 5; team's mean
+gap over the previous 1/3/5 events; driver minus team mean over 5; circuit and circuit
+type (categorical), course length, turns, sprint, season, round."""
+
+
+def _practice_block(t: Tables) -> pd.DataFrame:
+    """Per (race, driver): the pre-qualifying practice features of the quick LightGBM."""
+    p = pre_quali_practice(t).dropna(subset=["time_s"])
+    order = {s: i for i, s in enumerate(("fp1", "fp2", "fp3", "sq"))}
+    p = p.assign(
+        gap=(p["time_s"] / p.groupby(["race_id", "session"])["time_s"].transform("min") - 1.0)
+        * 100.0,
+        rank=p.groupby(["race_id", "session"])["time_s"].rank(method="min"),
+        k=p["session"].map(order),
+    ).sort_values(["race_id", "driver_id", "k"])
+    keys = ["race_id", "driver_id"]
+    wide = p[p["session"].isin(QUICK_PRACTICE)].pivot_table(
+        index=keys, columns="session", values=["gap", "rank"], aggfunc="min"
+    )
+    wide.columns = [f"{s}_{v}" for v, s in wide.columns]
+    g = p.groupby(keys)
+    out = pd.DataFrame(
+        {
+            "best_gap": g["gap"].min(),
+            "best_rank": g["rank"].min(),
+            "last_gap": g["gap"].last(),
+            "last_rank": g["rank"].last(),
+            "sessions_run": g["session"].nunique().astype(float),
+            "practice_laps": g["laps"].sum(min_count=1),
+        }
+    ).join(wide)
+    return out.reset_index()
+
+
+def _rolling_prev(s: pd.Series, by: pd.Series, n: int) -> pd.Series:
+    """Mean of the previous ``n`` values per key (the current one excluded)."""
+    return s.groupby(by).transform(lambda v: v.shift(1).rolling(n, min_periods=1).mean())
+
+
+def quick_features(t: Tables, rows: pd.DataFrame) -> pd.DataFrame:
+    """The quick LightGBM's features for ``rows`` (race_id, driver_id, constructor_id):
+    practice from sessions held before qualifying, form from earlier events only."""
+    races = t.races.set_index("race_id")
+    lineage = team_lineage(t.constructors)
+    # form: every qualifying session in the tables, in date order
+    q = t.qualifying.dropna(subset=["best_s"])[
+        ["race_id", "driver_id", "constructor_id", "best_s", "position"]
+    ]
+    q = q.assign(
+        date=q["race_id"].map(races["date"]),
+        gap=((q["best_s"] / q.groupby("race_id")["best_s"].transform("min") - 1.0) * 100.0).clip(
+            upper=ROLL_CLIP
+        ),
+        team=q["constructor_id"].map(lambda c: lineage.get(c, c)),
+    ).sort_values(["date", "race_id"], kind="stable")
+    form = q[["race_id", "driver_id"]].copy()
+    for n in (1, 3, 5):
+        form[f"d_gap_mean{n}"] = _rolling_prev(q["gap"], q["driver_id"], n)
+    form["d_pos_mean5"] = _rolling_prev(q["position"].astype(float), q["driver_id"], 5)
+    team = (
+        q.groupby(["team", "race_id"], as_index=False)
+        .agg(gap=("gap", "mean"), date=("date", "first"))
+        .sort_values(["date", "race_id"], kind="stable")
+    )
+    for n in (1, 3, 5):
+        team[f"t_gap_mean{n}"] = _rolling_prev(team["gap"], team["team"], n)
+    form = form.merge(q[["race_id", "driver_id", "team"]], on=["race_id", "driver_id"]).merge(
+        team.drop(columns=["gap", "date"]), on=["team", "race_id"], how="left"
+    )
+    form["d_minus_t_mean5"] = form["d_gap_mean5"] - form["t_gap_mean5"]
+
+    out = rows[["race_id", "driver_id", "constructor_id"]].reset_index(drop=True)
+    out = out.merge(_practice_block(t), on=["race_id", "driver_id"], how="left")
+    out = out.merge(form.drop(columns=["team"]), on=["race_id", "driver_id"], how="left")
+    # team's best practice gap and the teammate difference, over the rows' teams
+    tb = out.groupby(["race_id", "constructor_id"])["best_gap"]
+    out["team_best_gap"] = tb.transform("min")
+    total, count = tb.transform("sum"), tb.transform("count")
+    own = out["best_gap"].notna()
+    mates = count - own
+    mate_mean = (total - out["best_gap"].fillna(0.0)) / mates.where(mates > 0)
+    out["teammate_diff"] = out["best_gap"] - mate_mean
+    ev = races.loc[out["race_id"]]
+    out["circuit"] = ev["circuit_id"].to_numpy()
+    out["circuit_type"] = ev["circuit_type"].to_numpy()
+    out["course_length"] = ev["course_length"].to_numpy(float)
+    out["turns"] = ev["turns"].to_numpy(float) if "turns" in ev else math.nan
+    out["sprint"] = ev["is_sprint"].to_numpy(float)
+    out["season"] = ev["season"].to_numpy(float)
+    out["round"] = ev["round"].to_numpy(float)
+    for c in QUICK_FEATURES:
+        if c not in out:
+            out[c] = math.nan
+    frame = out[list(QUICK_FEATURES)].copy()
+    for c, source in (("circuit", "circuit_id"), ("circuit_type", "circuit_type")):
+        levels = sorted(races[source].astype(str).unique())  # the same codes in every split
+        frame[c] = pd.Categorical(frame[c].astype(str), categories=levels)
+    return frame
+
+
+def fit_quick_lgbm(
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    x_valid: pd.DataFrame,
+    y_valid: np.ndarray,
+    params: dict[str, Any],
+) -> lgb.Booster:
+    """NOTES.md's recipe: the given parameters, early stopping on the validation season."""
+    train = lgb.Dataset(x_train, label=y_train, free_raw_data=True)
+    valid = lgb.Dataset(x_valid, label=y_valid, reference=train)
+    return lgb.train(
+        params,
+        train,
+        num_boost_round=QUICK_MAX_ROUNDS,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(QUICK_EARLY_STOPPING, verbose=False)],
+    )
+
+
+# ----------------------------------------------------------------------- stage-1
 
 
 def _per_event_gap(pred_time: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -38,16 +234,42 @@ def practice_ratio(train: StageData, test: StageData) -> tuple[np.ndarray, np.nd
 
 
 def quick_lgbm_gap(
-    train: StageData, test: StageData, pole: np.ndarray
+    tables: Tables, train: StageData, valid: StageData, test: StageData, pole: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Default LightGBM on the practice features, predicting the gap to pole."""
-    model = lgb.LGBMRegressor(verbosity=-1, n_jobs=1, random_state=0)
-    model.fit(train.x[:, PRACTICE_COLS], np.clip(train.y, 0, 7))
-    gap = np.clip(model.predict(test.x[:, PRACTICE_COLS]), 0, None)
-    return pole * (1 + gap / 100.0), gap
+    """NOTES.md's quick LightGBM on the gap to pole: trained on ``train`` (<= S-2),
+    early-stopped on ``valid`` (S-1); time = the pole estimate x (1 + gap)."""
+    feats = quick_features(tables, pd.concat([train.meta, valid.meta, test.meta]))
+    n_tr, n_va = len(train.y), len(valid.y)
+    booster = fit_quick_lgbm(
+        feats.iloc[:n_tr], train.y, feats.iloc[n_tr : n_tr + n_va], valid.y, QUICK_LGBM_PARAMS
+    )
+    gap = np.clip(booster.predict(feats.iloc[n_tr + n_va :], num_threads=1), 0.0, None)
+    gap = np.asarray(gap, dtype=float)
+    return pole * (1.0 + gap / 100.0), gap
 
 
-def _normalise(p: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def stage1_baselines(
+    tables: Tables,
+    fit: StageData,
+    train: StageData,
+    valid: StageData,
+    test: StageData,
+    pole: np.ndarray,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(predicted time s, predicted gap %) per test row, per Stage-1 baseline. ``fit`` =
+    seasons <= S-1, ``train`` = <= S-2, ``valid`` = S-1; ``pole``: a pole-lap estimate per
+    test row (the quick LightGBM predicts gaps)."""
+    return {
+        "practice_ratio": practice_ratio(fit, test),
+        "quick_lgbm_gap": quick_lgbm_gap(tables, train, valid, test, pole),
+    }
+
+
+# ----------------------------------------------------------------------- stage-2
+
+
+def normalise(p: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per-race shares (uniform where a race has no mass)."""
     out = np.empty_like(p, dtype=float)
     for g in np.unique(groups):
         m = groups == g
@@ -55,23 +277,52 @@ def _normalise(p: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
-def stage2_baselines(train: StageData, test: StageData) -> dict[str, np.ndarray]:
-    """Uniform, pole-sitter wins, logistic on grid, quick LightGBM on grid + form."""
-    groups = test.meta["race_id"].to_numpy()
-    grid = test.meta["grid"].to_numpy()
-    out: dict[str, np.ndarray] = {}
-    out["uniform"] = _normalise(np.ones(len(groups)), groups)
-    best = pd.Series(grid).groupby(groups).transform("min").to_numpy()
-    out["pole_sitter"] = _normalise((grid == best).astype(float), groups)
-    lr = LogisticRegression()
-    lr.fit(train.meta[["grid"]].to_numpy(), train.y)
-    out["logistic_grid"] = _normalise(
-        np.asarray(lr.predict_proba(test.meta[["grid"]].to_numpy()), dtype=float)[:, 1], groups
-    )
-    gb = lgb.LGBMClassifier(verbosity=-1, n_jobs=1, random_state=0)
-    gb.fit(train.x, train.y)
-    out["quick_lgbm"] = _normalise(np.asarray(gb.predict_proba(test.x), dtype=float)[:, 1], groups)
-    return out
+def _log_grid(grid: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(grid, dtype=float), 1.0, None)).reshape(-1, 1)
+
+
+@dataclass
+class Stage2Baselines:
+    """The Stage-2 baselines, fitted once and asked twice: with the real grid (after
+    qualifying) and with Stage-1's grid and gaps (before it)."""
+
+    logistic: LogisticRegression
+    quick: lgb.Booster
+
+    @classmethod
+    def fit(cls, fit: StageData, train: StageData, valid: StageData) -> Stage2Baselines:
+        """``fit`` = seasons <= S-1 (logistic), ``train`` <= S-2 and ``valid`` = S-1 (the
+        quick LightGBM, early-stopped)."""
+        lr = LogisticRegression()
+        lr.fit(_log_grid(fit.meta["grid"].to_numpy()), fit.y)
+        params = QUICK_LGBM_PARAMS | {"objective": "binary"}
+        names = [f"f{i}" for i in range(train.x.shape[1])]
+        quick = fit_quick_lgbm(
+            pd.DataFrame(train.x, columns=names),
+            train.y,
+            pd.DataFrame(valid.x, columns=names),
+            valid.y,
+            params,
+        )
+        return cls(lr, quick)
+
+    def predict(self, grid: np.ndarray, x: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
+        """Win probability per row (normalised per race) for each baseline, given each
+        row's grid slot and Stage-2 feature row."""
+        grid = np.asarray(grid, dtype=float)
+        out: dict[str, np.ndarray] = {}
+        out["uniform"] = normalise(np.ones(len(groups)), groups)
+        best = pd.Series(grid).groupby(groups).transform("min").to_numpy()
+        out["pole_sitter"] = normalise((grid == best).astype(float), groups)
+        p = np.asarray(self.logistic.predict_proba(_log_grid(grid)), dtype=float)[:, 1]
+        out["logistic_grid"] = normalise(p, groups)
+        q = np.asarray(self.quick.predict(x, num_threads=1), dtype=float)
+        out["quick_lgbm"] = normalise(q, groups)
+        return out
+
+
+STAGE1_BASELINES = ("practice_ratio", "quick_lgbm_gap")
+STAGE2_BASELINES = ("uniform", "pole_sitter", "logistic_grid", "quick_lgbm")
 
 
 PODIUM_SLOTS = 20
@@ -115,12 +366,3 @@ def _scale_to(p: np.ndarray, total: float) -> np.ndarray:
         p[over] = 1.0
         capped |= over
     return p
-
-
-__all__ = [
-    "group_softmax",
-    "podium_by_grid",
-    "practice_ratio",
-    "quick_lgbm_gap",
-    "stage2_baselines",
-]

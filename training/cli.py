@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from pipelines.settings import Settings, get_settings, resolve_data_dir
@@ -34,14 +41,13 @@ def _fail(msg: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(settings: Settings) -> Tables:
+def _load(settings: Settings, min_season: int | None = None) -> Tables:
     from pipelines.f1db.parse import DataError, load_tables
 
     data_dir = resolve_data_dir(settings)
+    first = settings.history_from if min_season is None else min_season
     try:
-        return load_tables(
-            data_dir, settings.cache_dir, min_season=settings.history_from, progress=True
-        )
+        return load_tables(data_dir, settings.cache_dir, min_season=first, progress=True)
     except DataError as exc:
         raise _fail(str(exc)) from exc
 
@@ -148,6 +154,81 @@ def evaluate() -> None:
         console.print(f"wrote {p}")
 
 
+BACKTEST_HELP = (
+    "Walk-forward backtest of a season with models trained only on earlier seasons.\n\n"
+    "Tunes on SEASON-1 (models fitted on the seasons before it), refits on seasons up to "
+    "SEASON-1, then asks every event of SEASON through the served two-stage flow before "
+    "qualifying and after it, beside every baseline. "
+    "Writes reports/backtest-SEASON.{json,md,png}."
+)
+
+
+@app.command(help=BACKTEST_HELP)
+def backtest(
+    season: int = typer.Option(..., help="The season to forecast, e.g. 2022."),
+    train_from: int | None = typer.Option(
+        None,
+        help="First training season (default: F1_TRAIN_FROM, moved earlier to leave 3 "
+        "tuning seasons before SEASON-1).",
+    ),
+    history_from: int | None = typer.Option(
+        None, help="First season of form history (default: two before --train-from)."
+    ),
+) -> None:
+    """Walk-forward backtest of a season (``BACKTEST_HELP``)."""
+    from training import pipeline
+    from training.backtest import backtest as run_backtest
+    from training.backtest import backtest_seasons
+    from training.pipeline import TrainingError
+    from training.report import write_backtest
+
+    s = get_settings()
+    hist, train = backtest_seasons(season, s.train_from, s.history_from)
+    if train_from is not None:
+        train = train_from
+        hist = min(hist, train_from - 2)
+    if history_from is not None:
+        hist = history_from
+    t0 = time.perf_counter()
+    tables = _load(s, hist)
+    n_events = int((tables.races["season"] == season).sum())
+    n_tune = sum(
+        int(np.prod([len(v) for v in grid.values()]))
+        for grid in (pipeline.STAGE1_GRID, pipeline.STAGE2_GRID)
+    )
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"backtest {season}", total=n_tune + n_events + 2)
+
+        def step(msg: str) -> None:
+            bar.update(task, description=msg, advance=1)
+
+        def on_event(ctx: Any) -> None:
+            bar.update(task, description=f"{season} round {ctx.round}: {ctx.circuit_id}", advance=1)
+
+        try:
+            res = run_backtest(tables, season, train, step, on_event)
+        except TrainingError as exc:
+            raise _fail(str(exc)) from exc
+    paths = write_backtest(season, res.evaluation, res.races, s.reports_dir)
+    _print_summary(res.evaluation)
+    p = res.evaluation["protocol"]
+    console.print(
+        f"trained on {p['test_fit_seasons'][0]}-{p['test_fit_seasons'][1]} (tuned on "
+        f"{p['valid_season']}, form history from {p['history_from']}) in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
+    for path in paths:
+        console.print(f"wrote {path}")
+
+
 def _print_summary(ev: dict[str, Any]) -> None:
     from training.report import PODIUM_KEYS, S1_KEYS, S2_KEYS, fmt
 
@@ -160,9 +241,14 @@ def _print_summary(ev: dict[str, Any]) -> None:
         for k in keys[1:]:
             tab.add_column(k, justify="right")
         rows = [("model", m_stage["test"])]
-        if "test_chained" in m_stage:
-            rows.append(("model, before qualifying", m_stage["test_chained"]))
         rows += [(k, v["test"]) for k, v in m_stage["baselines"].items()]
+        if "test_chained" in m_stage:
+            rows.append(("before qualifying: model", m_stage["test_chained"]))
+            rows += [
+                (f"before qualifying: {k}", v["test_chained"])
+                for k, v in m_stage["baselines"].items()
+                if "test_chained" in v
+            ]
         for name, m in rows:
             tab.add_row(name, *(fmt(m.get(k)) for k in keys[1:]))
         console.print(tab)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from pipelines.features.snapshot import Entry, FeatureSnapshot
+from pipelines.features.snapshot import Entry, EventContext, FeatureSnapshot
 from pipelines.models.placings import podium_probability
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
@@ -41,14 +43,23 @@ def _post_quali_entries(rows: pd.DataFrame) -> list[Entry]:
     return out
 
 
+EventHook = Callable[[EventContext], None]
+
+
 async def _season(
-    snap: FeatureSnapshot, flow: TwoStage, s1_meta: pd.DataFrame, s2_meta: pd.DataFrame
+    snap: FeatureSnapshot,
+    flow: TwoStage,
+    s1_meta: pd.DataFrame,
+    s2_meta: pd.DataFrame,
+    on_event: EventHook | None = None,
 ) -> tuple[list[Forecast], list[Forecast]]:
     pre, post = [], []
     times = s1_meta.set_index(["race_id", "driver_id"])["best_s"]
     for race_id, rows in s2_meta.groupby("race_id", sort=True):
         ctx = snap.event_by_id(int(race_id))
         assert ctx is not None
+        if on_event is not None:
+            on_event(ctx)
         fld = snap.event_field(ctx)
         pre.append(await flow.full(ctx, fld, np.arange(len(fld.entries))))
         starters = rows.assign(
@@ -68,9 +79,17 @@ async def _season(
     return pre, post
 
 
-def _by_driver(forecasts: list[Forecast], stage: str) -> pd.DataFrame:
-    rows = []
+def _by_driver(
+    snap: FeatureSnapshot, forecasts: list[Forecast], stage: str
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per forecast driver; for the race stage also the Stage-2 feature rows
+    the flow built (grid and gaps as given to Stage-2), for baselines fed the same."""
+    rows, xs = [], []
     for fc in forecasts:
+        if stage == "race":
+            assert fc.race is not None
+            x2 = snap.stage2_rows(fc.ctx, fc.field.entries, fc.race.grid, fc.race.q_gap)
+            xs.append(x2[fc.rows])
         for i in fc.rows:
             e = fc.field.entries[i]
             rec = {"race_id": fc.ctx.race_id, "driver_id": e.driver_id}
@@ -82,9 +101,14 @@ def _by_driver(forecasts: list[Forecast], stage: str) -> pd.DataFrame:
                 }
             else:
                 assert fc.race is not None
-                rec |= {"prob": fc.race.win_prob[i], "logit": fc.race.logit[i]}
+                rec |= {
+                    "prob": fc.race.win_prob[i],
+                    "logit": fc.race.logit[i],
+                    "flow_grid": fc.race.grid[i],
+                }
             rows.append(rec)
-    return pd.DataFrame(rows)
+    x = np.vstack(xs) if xs else np.empty((0, 0))
+    return pd.DataFrame(rows), x
 
 
 def renormalise(prob: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -102,24 +126,47 @@ def podium_over_starters(logit: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass
+class Served:
+    """What the served flow said about a season, row-aligned with the scored rows.
+
+    ``stage1``: the Stage-1 rows (drivers with a qualifying lap) with the forecast made
+    before qualifying (``pred_gap``, ``pred_time``, ``pred_pole``). ``stage2`` (after
+    qualifying: real grid and times given) and ``stage2_chained`` (before it: Stage-1's
+    grid): the starters with ``prob`` (renormalised over the starters), ``podium_prob``
+    (Plackett-Luce over the starters) and
+    ``flow_grid``, the slot Stage-2 was given; ``x2``/``x2_chained`` are those Stage-2
+    feature rows (what a baseline fed "the same grid" reads).
+    """
+
+    stage1: pd.DataFrame
+    stage2: pd.DataFrame
+    stage2_chained: pd.DataFrame
+    x2: np.ndarray
+    x2_chained: np.ndarray
+
+
 def served_predictions(
     snap: FeatureSnapshot,
     s1: Stage1Model,
     s2: Stage2Model,
     te1: StageData,
     te2: StageData,
-) -> dict[str, pd.DataFrame]:
-    """Stage-1 rows with the served gap/time, Stage-2 rows with the served win and
-    podium probabilities before qualifying (``stage2_chained``) and after it
-    (``stage2``)."""
+    on_event: EventHook | None = None,
+) -> Served:
+    """Every event of the test rows asked through ``TwoStage`` before and after qualifying
+    (``on_event`` is told each event as it is asked: progress)."""
     flow = TwoStage.local(snap, s1, s2)
-    pre, post = asyncio.run(_season(snap, flow, te1.meta, te2.meta))
-    q = te1.meta.merge(_by_driver(pre, "quali"), on=["race_id", "driver_id"], how="inner")
-    out = {"stage1": q}
-    for name, fcs in (("stage2_chained", pre), ("stage2", post)):
-        m = te2.meta.merge(_by_driver(fcs, "race"), on=["race_id", "driver_id"], how="inner")
+    pre, post = asyncio.run(_season(snap, flow, te1.meta, te2.meta, on_event))
+    quali, _ = _by_driver(snap, pre, "quali")
+    q = te1.meta.merge(quali, on=["race_id", "driver_id"], how="inner")
+    out: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
+    for name, fcs in (("chained", pre), ("post", post)):
+        race, x = _by_driver(snap, fcs, "race")
+        race["_x"] = np.arange(len(race))
+        m = te2.meta.merge(race, on=["race_id", "driver_id"], how="inner")
         groups = m["race_id"].to_numpy()
         m["prob"] = renormalise(m["prob"].to_numpy(float), groups)
         m["podium_prob"] = podium_over_starters(m["logit"].to_numpy(float), groups)
-        out[name] = m
-    return out
+        out[name] = (m.drop(columns=["_x"]), x[m["_x"].to_numpy()])
+    return Served(q, out["post"][0], out["chained"][0], out["post"][1], out["chained"][1])

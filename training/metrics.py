@@ -15,7 +15,7 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
     dry = meta["dry"].to_numpy(bool)
     rhos = []
     for _, idx in meta.groupby("race_id").indices.items():
-        if len(idx) > 2:
+        if len(idx) > 2 and np.ptp(pred_gap[idx]) > 0:  # a constant forecast ranks nothing
             rho = spearmanr(pred_gap[idx], meta["gap_pct"].to_numpy()[idx]).statistic
             if not math.isnan(rho):
                 rhos.append(rho)
@@ -47,9 +47,9 @@ def stage2_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
     return {
         "season": int(meta["season"].iloc[0]) if len(meta) else None,
         "races": len(top1),
-        "top1": float(np.mean(top1)),
-        "winner_log_loss": float(np.mean(ll)),
-        "brier": float(np.mean((prob - y) ** 2)),
+        "top1": float(np.mean(top1)) if top1 else None,
+        "winner_log_loss": float(np.mean(ll)) if ll else None,
+        "brier": float(np.mean((prob - y) ** 2)) if len(y) else None,
     }
 
 

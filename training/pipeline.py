@@ -22,10 +22,16 @@ from pipelines.f1db.parse import Tables
 from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.pole import PoleParams, estimate_pole
 from pipelines.models.stage1 import Stage1Config, Stage1Model
-from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
+from pipelines.models.stage2 import (
+    Stage2Config,
+    Stage2Model,
+    fit_linear,
+    group_softmax,
+    linear_design,
+)
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
-from training.evaluate import served_predictions
+from training.evaluate import EventHook, served_predictions
 from training.metrics import podium_metrics, stage1_metrics, stage2_metrics
 
 
@@ -103,7 +109,8 @@ def _pole_log_loss(meta: pd.DataFrame, prob: np.ndarray) -> float:
 
 
 def _winner_log_loss(meta: pd.DataFrame, prob: np.ndarray) -> float:
-    return float(stage2_metrics(meta, prob)["winner_log_loss"])
+    ll = stage2_metrics(meta, prob)["winner_log_loss"]
+    return math.inf if ll is None else float(ll)
 
 
 # ----------------------------------------------------------------------- tuning
@@ -123,26 +130,105 @@ STAGE1_GRID: dict[str, list[Any]] = {
 }
 STAGE2_GRID: dict[str, list[Any]] = {
     "objective": ["race_softmax", "binary"],
-    "num_leaves": [3, 7],
-    "n_estimators": [50, 100, 300],
-    "min_child_samples": [20, 50],
+    "num_leaves": [2, 3, 5],
+    "n_estimators": [50, 100, 200],
+    "min_child_samples": [50],
 }
+"""Small boosters only: with ~20 winners a season, bigger ones overfit (backtests)."""
+STACK_GRID = [0.0, 0.3, 0.5, 0.7, 1.0]
+"""Weight of the booster against the linear conditional logit (see ``Stage2Model``)."""
+TEMP_GRID = [0.8, 0.9, 1.0, 1.1, 1.25]
+STAGE2_FOLDS = 3
+"""Stage-2 settings are chosen on this many seasons up to the validation one (each
+predicted by models fitted on the seasons before it): a season has ~20 winners, too
+few to choose a temperature on."""
 POLE_GRID: dict[str, list[Any]] = {"window": [20, 40, 80], "shrink": [1.0, 3.0, 10.0, 1e9]}
 TAU_GRID = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
-TEMP_GRID = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0]
+
+
+def stage2_folds(p: Protocol) -> list[int]:
+    """The seasons Stage-2 is tuned on: the validation season and those before it, each
+    with at least one training season before it."""
+    first = max(p.valid_season - STAGE2_FOLDS + 1, p.train_from + 1)
+    return list(range(first, p.valid_season + 1))
+
+
+class PooledWinnerLoss:
+    """Winner log loss over the races of several validation seasons, fast enough to
+    scan every (weight, temperature) pair: rows sorted by race once."""
+
+    def __init__(self, meta: pd.DataFrame) -> None:
+        g = meta["race_id"].to_numpy()
+        self.order = np.argsort(g, kind="stable")
+        g = g[self.order]
+        y = meta["win"].to_numpy(float)[self.order]
+        self.starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        self.race = np.repeat(np.arange(len(self.starts)), np.diff(np.r_[self.starts, len(g)]))
+        wins = np.add.reduceat(y, self.starts)
+        self.ok = wins == 1  # races with one classified winner
+        self.y = y
+
+    def __call__(self, score: np.ndarray) -> float:
+        s = np.asarray(score, dtype=float)[self.order]
+        s = s - np.maximum.reduceat(s, self.starts)[self.race]
+        lse = np.log(np.add.reduceat(np.exp(s), self.starts))
+        s_win = np.add.reduceat(s * self.y, self.starts)
+        return float(np.mean((lse - s_win)[self.ok]))
+
+
+def tune_stage2(
+    s2: StageData, p: Protocol, step: Step
+) -> tuple[Stage2Config, list[dict[str, Any]]]:
+    """Booster settings, stacking weight and temperature with the lowest winner log loss
+    pooled over ``stage2_folds`` (each season predicted by models fitted before it)."""
+    folds = []
+    for v in stage2_folds(p):
+        tr, va = s2.seasons(p.train_from, v - 1), s2.seasons(v, v)
+        coef = np.asarray(fit_linear(tr.x, tr.y, tr.meta["race_id"].to_numpy()))
+        folds.append((tr, va, linear_design(va.x) @ coef))
+    pooled = PooledWinnerLoss(pd.concat([va.meta for _tr, va, _l in folds], ignore_index=True))
+    lin = np.concatenate([lin for _tr, _va, lin in folds])
+    log: list[dict[str, Any]] = []
+    best: tuple[float, Stage2Config] | None = None
+    for obj, nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
+        cfg = Stage2Config(objective=obj, num_leaves=nl, n_estimators=ne, min_child_samples=mc)
+        raw = np.concatenate(
+            [
+                Stage2Model.fit(tr.x, tr.y, cfg, tr.meta["race_id"].to_numpy()).raw_score(va.x)
+                for tr, va, _l in folds
+            ]
+        )
+        ll, w, t = min(
+            (pooled((w * raw + (1.0 - w) * lin) / t), w, t) for w in STACK_GRID for t in TEMP_GRID
+        )
+        log.append(
+            {
+                "objective": obj,
+                "num_leaves": nl,
+                "n_estimators": ne,
+                "min_child_samples": mc,
+                "stack_weight": w,
+                "temperature": t,
+                "valid_winner_log_loss": ll,
+            }
+        )
+        if best is None or ll < best[0]:
+            best = (ll, replace(cfg, stack_weight=w, temperature=t))
+        step(
+            f"stage-2 {obj} leaves={nl} trees={ne}: w={w} T={t}: valid log loss {ll:.3f} "
+            f"({len(folds)} seasons)"
+        )
+    assert best is not None
+    return best[1], log
 
 
 def tune(
     snap: FeatureSnapshot, s1: StageData, s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage1Config, Stage2Config, dict[str, Any]]:
-    """Choose settings on the validation season (models fitted on earlier seasons)."""
+    """Choose settings on the validation season(s) (models fitted on earlier seasons)."""
     tr1, va1 = (
         s1.seasons(p.train_from, p.valid_season - 1),
         s1.seasons(p.valid_season, p.valid_season),
-    )
-    tr2, va2 = (
-        s2.seasons(p.train_from, p.valid_season - 1),
-        s2.seasons(p.valid_season, p.valid_season),
     )
     log: dict[str, Any] = {"stage1": [], "stage2": [], "pole": []}
 
@@ -179,90 +265,152 @@ def tune(
     tau = min(taus)[1]
     cfg1 = replace(cfg1, pole=best_pole[1], pole_tau=tau)
 
-    best2: tuple[float, Stage2Config] | None = None
-    g2 = va2.meta["race_id"].to_numpy()
-    for obj, nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
-        cfg2 = Stage2Config(objective=obj, num_leaves=nl, n_estimators=ne, min_child_samples=mc)
-        model = Stage2Model.fit(tr2.x, tr2.y, cfg2, tr2.meta["race_id"].to_numpy())
-        raw = model.raw_score(va2.x)
-        ll, temp = min(
-            (_winner_log_loss(va2.meta, group_softmax(raw / t, g2)), t) for t in TEMP_GRID
-        )
-        log["stage2"].append(
-            {
-                "objective": obj,
-                "num_leaves": nl,
-                "n_estimators": ne,
-                "min_child_samples": mc,
-                "temperature": temp,
-                "valid_winner_log_loss": ll,
-            }
-        )
-        if best2 is None or ll < best2[0]:
-            best2 = (ll, replace(cfg2, temperature=temp))
-        step(f"stage-2 {obj} leaves={nl} trees={ne} min_child={mc}: valid log loss {ll:.3f}")
-    assert best2 is not None
+    cfg2, log["stage2"] = tune_stage2(s2, p, step)
+    log["stage2_folds"] = stage2_folds(p)
     log["chosen"] = {
         "stage1": cfg1.__dict__ | {"pole": cfg1.pole.__dict__},
-        "stage2": best2[1].__dict__,
+        "stage2": {k: v for k, v in cfg2.__dict__.items() if not k.startswith("linear")},
     }
-    return cfg1, best2[1], log
+    return cfg1, cfg2, log
 
 
 # ------------------------------------------------------------------- evaluation
 
 
-def evaluate_test(
+def stage1_predictors(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(time s, gap %) per Stage-1 predictor in a scored frame: the model, then the
+    baselines (columns ``<name>:time`` and ``<name>:gap``)."""
+    out = {"model": (frame["pred_time"].to_numpy(float), frame["pred_gap"].to_numpy(float))}
+    for name in baselines.STAGE1_BASELINES:
+        out[name] = (frame[f"{name}:time"].to_numpy(float), frame[f"{name}:gap"].to_numpy(float))
+    return out
+
+
+def stage2_predictors(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Win probability per Stage-2 predictor in a scored frame (``prob``, ``<name>:prob``)."""
+    out = {"model": frame["prob"].to_numpy(float)}
+    for name in baselines.STAGE2_BASELINES:
+        out[name] = frame[f"{name}:prob"].to_numpy(float)
+    return out
+
+
+def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Metrics of every predictor on the scored frames (the whole frame: a season, or
+    one race's rows for per-race tables)."""
+    f1, post_f, pre_f = preds["stage1"], preds["stage2"], preds["stage2_chained"]
+    s1 = {k: stage1_metrics(f1, t, g) for k, (t, g) in stage1_predictors(f1).items()}
+    post = {k: stage2_metrics(post_f, p) for k, p in stage2_predictors(post_f).items()}
+    pre = {k: stage2_metrics(pre_f, p) for k, p in stage2_predictors(pre_f).items()}
+    q = preds["stage1"]
+    stage1: dict[str, Any] = {
+        "test": s1.pop("model"),
+        "pole_mae_s": _event_pole_mae(q, q["pred_pole"].to_numpy()) if len(q) else None,
+    }
+    stage2: dict[str, Any] = {"test": post.pop("model"), "test_chained": pre.pop("model")}
+    stage1["baselines"] = {k: {"test": v} for k, v in s1.items()}
+    stage2["baselines"] = {k: {"test": v, "test_chained": pre[k]} for k, v in post.items()}
+    return {"stage1": stage1, "stage2": stage2}
+
+
+def score_test(
+    tables: Tables,
     snap: FeatureSnapshot,
     s1: StageData,
     s2: StageData,
     p: Protocol,
     cfg1: Stage1Config,
     cfg2: Stage2Config,
+    on_event: EventHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Fit on seasons <= valid, score the test season: the model through the served
-    path (pre- and post-qualifying requests), every baseline on the same rows."""
-    tr1, te1 = s1.seasons(p.train_from, p.valid_season), s1.seasons(p.test_season, p.test_season)
-    tr2, te2 = s2.seasons(p.train_from, p.valid_season), s2.seasons(p.test_season, p.test_season)
-    m1 = fit_stage1(tr1, cfg1)
-    m2 = Stage2Model.fit(tr2.x, tr2.y, cfg2, tr2.meta["race_id"].to_numpy())
-    served = served_predictions(snap, m1, m2, te1, te2)
-    q = served["stage1"]
-    stage1 = {
-        "test": stage1_metrics(q, q["pred_time"].to_numpy(), q["pred_gap"].to_numpy()),
-        "pole_mae_s": _event_pole_mae(q, q["pred_pole"].to_numpy()),
-        "test_rows_not_served": len(te1.meta) - len(q),
-    }
+    path (pre- and post-qualifying requests), every baseline on the same rows (fed the
+    same grid). Returns the metrics and the scored rows (one column per predictor)."""
+    fit1, te1 = s1.seasons(p.train_from, p.valid_season), s1.seasons(p.test_season, p.test_season)
+    fit2, te2 = s2.seasons(p.train_from, p.valid_season), s2.seasons(p.test_season, p.test_season)
+    tr1, va1 = (
+        s1.seasons(p.train_from, p.valid_season - 1),
+        s1.seasons(p.valid_season, p.valid_season),
+    )
+    tr2, va2 = (
+        s2.seasons(p.train_from, p.valid_season - 1),
+        s2.seasons(p.valid_season, p.valid_season),
+    )
+    m1 = fit_stage1(fit1, cfg1)
+    m2 = Stage2Model.fit(fit2.x, fit2.y, cfg2, fit2.meta["race_id"].to_numpy())
+    served = served_predictions(snap, m1, m2, te1, te2, on_event)
 
-    base1: dict[str, Any] = {}
-    bt, bg = baselines.practice_ratio(tr1, te1)
-    base1["practice_ratio"] = {"test": stage1_metrics(te1.meta, bt, bg)}
     default_pole = pole_predictions(snap, te1.meta, PoleParams())
-    qt, qg = baselines.quick_lgbm_gap(tr1, te1, default_pole)
-    base1["quick_lgbm_gap"] = {"test": stage1_metrics(te1.meta, qt, qg)}
+    cols1: dict[str, np.ndarray] = {}
+    for name, (bt, bg) in baselines.stage1_baselines(
+        tables, fit1, tr1, va1, te1, default_pole
+    ).items():
+        cols1[f"{name}:time"], cols1[f"{name}:gap"] = bt, bg
+    keys = ["race_id", "driver_id"]
+    based = te1.meta[keys].assign(**cols1)
+    q = served.stage1.merge(based, on=keys, how="left")
 
-    stage2 = {
-        "test": stage2_metrics(served["stage2"], served["stage2"]["prob"].to_numpy()),
-        "test_chained": stage2_metrics(
-            served["stage2_chained"], served["stage2_chained"]["prob"].to_numpy()
-        ),
-    }
-    base2 = {
-        name: {"test": stage2_metrics(te2.meta, pb)}
-        for name, pb in baselines.stage2_baselines(tr2, te2).items()
-    }
-    podium_base = baselines.podium_by_grid(tr2, te2)
-    stage2["podium"] = {
-        "test": podium_metrics(served["stage2"], served["stage2"]["podium_prob"].to_numpy()),
+    b2 = baselines.Stage2Baselines.fit(fit2, tr2, va2)
+    frames = {}
+    for name, frame, x in (
+        ("stage2", served.stage2, served.x2),
+        ("stage2_chained", served.stage2_chained, served.x2_chained),
+    ):
+        probs = b2.predict(frame["flow_grid"].to_numpy(float), x, frame["race_id"].to_numpy())
+        frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
+    podium_base = baselines.podium_by_grid(fit2, te2)
+    base_col = te2.meta[keys].assign(podium_base=podium_base)
+    frames["stage2"] = frames["stage2"].merge(base_col, on=keys, how="left")
+    preds = {"stage1": q, **frames}
+    evaluation = score(preds)
+    evaluation["stage1"]["test_rows_not_served"] = len(te1.meta) - len(q)
+    evaluation["stage2"]["podium"] = {
+        "test": podium_metrics(frames["stage2"], frames["stage2"]["podium_prob"].to_numpy()),
         "test_chained": podium_metrics(
-            served["stage2_chained"], served["stage2_chained"]["podium_prob"].to_numpy()
+            frames["stage2_chained"], frames["stage2_chained"]["podium_prob"].to_numpy()
         ),
         "baselines": {"grid_slot": {"test": podium_metrics(te2.meta, podium_base)}},
     }
-    base_col = te2.meta[["race_id", "driver_id"]].assign(podium_base=podium_base)
-    s2 = served["stage2"].merge(base_col, on=["race_id", "driver_id"], how="left")
-    preds = {"stage1": served["stage1"], "stage2": s2}
-    return {"stage1": stage1 | {"baselines": base1}, "stage2": stage2 | {"baselines": base2}}, preds
+    return evaluation, preds
+
+
+@dataclass
+class Scored:
+    """The shared protocol's outcome: chosen settings, tuning log, test-season metrics
+    and scored rows."""
+
+    cfg1: Stage1Config
+    cfg2: Stage2Config
+    tuning: dict[str, Any]
+    evaluation: dict[str, Any]
+    predictions: dict[str, pd.DataFrame]
+
+
+def tune_and_score(
+    tables: Tables,
+    snap: FeatureSnapshot,
+    s1: StageData,
+    s2: StageData,
+    p: Protocol,
+    step: Step,
+    on_event: EventHook | None = None,
+) -> Scored:
+    """The protocol ``f1 train``/``f1 evaluate`` and ``f1 backtest`` share: tune on the
+    validation season (models fitted on the seasons before it), refit on seasons <=
+    validation, score the test season through the served path beside the baselines."""
+    check_seasons(s1, s2, p)
+    cfg1, cfg2, tuning = tune(snap, s1, s2, p, step)
+    evaluation, preds = score_test(tables, snap, s1, s2, p, cfg1, cfg2, on_event)
+    evaluation["protocol"] = {
+        "train_seasons": [p.train_from, p.valid_season - 1],
+        "valid_season": p.valid_season,
+        "test_season": p.test_season,
+        "test_fit_seasons": [p.train_from, p.valid_season],
+        "baseline_seasons": {
+            "early_stopped": [p.train_from, p.valid_season - 1],
+            "others": [p.train_from, p.valid_season],
+        },
+    }
+    return Scored(cfg1, cfg2, tuning, evaluation, preds)
 
 
 # --------------------------------------------------------------------- pipeline
@@ -279,23 +427,19 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     s2 = stage2_data(snap, tables, p.train_from)
     check_seasons(s1, s2, p)
     say(f"datasets: stage-1 {len(s1.y)} rows, stage-2 {len(s2.y)} rows")
-    cfg1, cfg2, tuning = tune(snap, s1, s2, p, say)
-    evaluation, preds = evaluate_test(snap, s1, s2, p, cfg1, cfg2)
+    sc = tune_and_score(tables, snap, s1, s2, p, say)
     say("test season scored")
     full1 = s1.seasons(p.train_from, p.test_season)
     full2 = s2.seasons(p.train_from, p.test_season)
-    stage1 = fit_stage1(full1, cfg1)
-    stage2 = Stage2Model.fit(full2.x, full2.y, cfg2, full2.meta["race_id"].to_numpy())
+    stage1 = fit_stage1(full1, sc.cfg1)
+    stage2 = Stage2Model.fit(full2.x, full2.y, sc.cfg2, full2.meta["race_id"].to_numpy())
     say("final models refitted on all seasons")
-    evaluation["protocol"] = {
-        "train_seasons": [p.train_from, p.valid_season - 1],
-        "valid_season": p.valid_season,
-        "test_season": p.test_season,
-        "test_fit_seasons": [p.train_from, p.valid_season],
+    evaluation = sc.evaluation
+    evaluation["protocol"] |= {
         "serving_fit_seasons": [p.train_from, p.test_season],
         "rows": {"stage1": len(full1.y), "stage2": len(full2.y)},
     }
-    evaluation["tuning"] = tuning
+    evaluation["tuning"] = sc.tuning
     secs = time.perf_counter() - t0
     evaluation["training_seconds"] = round(secs, 1)
-    return TrainResult(snap, stage1, stage2, evaluation, preds)
+    return TrainResult(snap, stage1, stage2, evaluation, sc.predictions)

@@ -31,22 +31,43 @@ def _json_safe(v: Any) -> Any:
 
 def fmt(v: Any) -> str:
     if v is None:
-        return "inf"
+        return "n/a"
     if isinstance(v, float):
         return "inf" if math.isinf(v) else f"{v:.3f}"
     return str(v)
 
 
-def _table(stage: dict[str, Any], keys: list[str]) -> list[str]:
-    """Model and baselines, one row each, on the test season."""
+def _table(stage: dict[str, Any], keys: list[str], which: str = "test") -> list[str]:
+    """Model and baselines, one row each, on the test season (``which``: "test", or
+    "test_chained" for the forecast made before qualifying)."""
     lines = ["| predictor | " + " | ".join(keys[1:]) + " |", "|---|" + "---|" * (len(keys) - 1)]
-    rows = [("**model**", stage["test"])]
-    if "test_chained" in stage:
-        rows.append(("**model, before qualifying** (Stage-1's grid)", stage["test_chained"]))
-    rows += [(k, v["test"]) for k, v in stage["baselines"].items()]
+    rows = [("**model**", stage[which])]
+    rows += [(k, v[which]) for k, v in stage["baselines"].items() if which in v]
     for name, m in rows:
         lines.append(f"| {name} | " + " | ".join(fmt(m.get(k)) for k in keys[1:]) + " |")
     return lines
+
+
+def _span(seasons: Any) -> str:
+    if isinstance(seasons, list | tuple) and len(seasons) == 2:
+        return f"{seasons[0]}-{seasons[1]}" if seasons[0] != seasons[1] else str(seasons[0])
+    return str(seasons)
+
+
+def _folds(ev: dict[str, Any]) -> str:
+    folds = ev.get("tuning", {}).get("stage2_folds") or []
+    return ", ".join(str(f) for f in folds) if folds else "the validation season"
+
+
+def _baseline_seasons(p: dict[str, Any]) -> str:
+    b = p.get("baseline_seasons")
+    if not b:
+        return ""
+    return (
+        f"Baselines: the quick LightGBMs trained on {_span(b['early_stopped'])} and "
+        f"early-stopped on {p.get('valid_season')} (as NOTES.md made them), the others "
+        f"fitted on {_span(b['others'])}; all scored on the same rows as the model."
+    )
 
 
 def markdown(ev: dict[str, Any]) -> str:
@@ -54,10 +75,15 @@ def markdown(ev: dict[str, Any]) -> str:
     lines = [
         "# Evaluation (held-out test season)",
         "",
+        "Made by `f1 evaluate` (`f1 train` writes the same report). "
         f"Protocol: settings tuned on {p.get('valid_season')} with models fitted on "
-        f"{p.get('train_seasons')}; the test season {p.get('test_season')} is scored by "
-        f"models refitted on {p.get('test_fit_seasons')} (baselines fitted the same way). "
-        f"Served models are refitted on {p.get('serving_fit_seasons')}. Data: F1DB (CC-BY-4.0).",
+        f"{_span(p.get('train_seasons'))} (Stage-2's on {_folds(ev)}, each season predicted "
+        "by models fitted on the seasons before it); the test season "
+        f"{p.get('test_season')} is scored by models refitted on "
+        f"{_span(p.get('test_fit_seasons'))}, through the served two-stage flow. "
+        f"{_baseline_seasons(p)} Served models are refitted on "
+        f"{_span(p.get('serving_fit_seasons'))}. Nothing is tuned on the test season. "
+        "Data: F1DB (CC-BY-4.0).",
         "",
         "## Stage-1: qualifying time",
         "",
@@ -73,13 +99,22 @@ def markdown(ev: dict[str, Any]) -> str:
         "",
         "## Stage-2: race winner",
         "",
-        "Scored through the served path: after qualifying (the real grid and qualifying "
-        "times given, as in POST /predict_race) and before it (Stage-1's grid chained into "
-        "Stage-2, as in POST /predict_full with the event only). Baselines use the real grid.",
+        "Scored through the served path, twice per race. After qualifying "
+        "(`stage2.test`): the real grid and qualifying times given, as in POST "
+        "/predict_race; the baselines read the real grid.",
         "",
     ]
     s2 = ev["stage2"]
     lines += _table(s2, S2_KEYS)
+    if "test_chained" in s2:
+        lines += [
+            "",
+            "Before qualifying (`stage2.test_chained`): the event only, Stage-1's grid and "
+            "gaps chained into Stage-2, as in POST /predict_full; the baselines are fed "
+            "Stage-1's grid too.",
+            "",
+            *_table(s2, S2_KEYS, "test_chained"),
+        ]
     if "podium" in s2:
         lines += [
             "",
@@ -105,6 +140,13 @@ def markdown(ev: dict[str, Any]) -> str:
     lines.append(
         f"| stage-2 winner_log_loss | <= 0.95 | {fmt(v)} | {'yes' if v is not None and v <= 0.95 else 'no'} |"
     )
+    chained = s2.get("test_chained", {}).get("winner_log_loss")
+    lg = s2["baselines"].get("logistic_grid", {}).get("test_chained", {}).get("winner_log_loss")
+    if chained is not None and lg is not None:
+        lines.append(
+            f"| stage-2 winner_log_loss before qualifying | < logistic on Stage-1's grid "
+            f"({fmt(lg)}) | {fmt(chained)} | {'yes' if chained < lg else 'no'} |"
+        )
     pole_top1 = s2["baselines"].get("pole_sitter", {}).get("test", {}).get("top1")
     t1 = s2["test"].get("top1")
     lines.append(
@@ -210,3 +252,140 @@ def write_report(ev: dict[str, Any], preds: dict[str, pd.DataFrame], out: Path) 
     md = out / "evaluation.md"
     md.write_text(markdown(ev))
     return [js, md, *figures(preds, out)]
+
+
+# ------------------------------------------------------------------------ backtest
+
+BT_S1 = ("model", "practice_ratio", "quick_lgbm_gap")
+BT_S2 = ("model", "logistic_grid", "quick_lgbm", "pole_sitter", "uniform")
+
+
+def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any]]) -> str:
+    from training.backtest import targets
+
+    p = ev["protocol"]
+    ch = ev.get("tuning", {}).get("chosen") or {}
+    lines = [
+        f"# Backtest {season} (walk-forward, trained only on seasons before {season})",
+        "",
+        f"Made by `f1 backtest --season {season}`. Seasons: form history from "
+        f"{p['history_from']}; settings tuned on {p['valid_season']} with models fitted on "
+        f"{_span(p['train_seasons'])} (Stage-2's on {_folds(ev)}, each predicted by models "
+        f"fitted on the seasons before it); the models that forecast {season} were refitted "
+        f"on {_span(p['test_fit_seasons'])}. {_baseline_seasons(p)} "
+        f"Every one of the {p['events']} events was "
+        "asked through the served two-stage flow (`TwoStage`) with the data as of that "
+        "event: before qualifying (event only, Stage-1's grid chained into Stage-2) and "
+        "after it (real grid and qualifying times given). Data: F1DB (CC-BY-4.0).",
+        "",
+        "## Season",
+        "",
+        "### Stage-1: qualifying (forecast before qualifying)",
+        "",
+        *_table(ev["stage1"], S1_KEYS),
+        "",
+        f"Pole-lap MAE of the model: {fmt(ev['stage1'].get('pole_mae_s'))} s; dry events "
+        f"{ev['stage1']['test'].get('dry_events')} of {ev['stage1']['test'].get('events')}.",
+        "",
+        "### Stage-2: race winner after qualifying (real grid)",
+        "",
+        *_table(ev["stage2"], S2_KEYS),
+        "",
+        "### Stage-2: race winner before qualifying (Stage-1's grid, baselines too)",
+        "",
+        *_table(ev["stage2"], S2_KEYS, "test_chained"),
+        "",
+        "## Targets (issue 12: every backtest season)",
+        "",
+        "| target | model | baseline | met |",
+        "|---|---|---|---|",
+    ]
+    for what, m, b, ok in targets(ev):
+        lines.append(f"| {what} | {fmt(m)} | {fmt(b)} | {'yes' if ok else 'no'} |")
+    lines += [
+        "",
+        "## Per race",
+        "",
+        "Gap MAE in % of the pole lap; winner log loss = -log P(winner); `pre` = before "
+        "qualifying. Stage-1 columns: model / practice ratio / quick LightGBM.",
+        "",
+        "| rd | grand prix | dry | gap MAE % m / pr / q | Spearman m | winner | "
+        "log loss m / logistic / quick | pre: m / logistic | top-1 m / pre m |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def get(r: dict[str, Any], stage: str, who: str, k: str) -> str:
+        return fmt(r.get(stage, {}).get(who, {}).get(k))
+
+    for r in races:
+        lines.append(
+            f"| {r['round']} | {r['grand_prix_id']} | {'yes' if r.get('dry') else 'no'} | "
+            + " / ".join(get(r, "stage1", w, "gap_pct_mae") for w in BT_S1)
+            + f" | {get(r, 'stage1', 'model', 'spearman')} | {r.get('winner') or 'n/a'} | "
+            + " / ".join(get(r, "stage2", w, "winner_log_loss") for w in BT_S2[:3])
+            + " | "
+            + " / ".join(get(r, "stage2_chained", w, "winner_log_loss") for w in BT_S2[:2])
+            + f" | {get(r, 'stage2', 'model', 'top1')} / "
+            f"{get(r, 'stage2_chained', 'model', 'top1')} |"
+        )
+    lines += [
+        "",
+        f"Settings chosen on {p['valid_season']}: `{json.dumps(_json_safe(ch))}`.",
+        "",
+        f"Figure: `backtest-{season}.png` (per race: gap MAE and winner log loss, model "
+        "vs baselines).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    def series(stage: str, who: str, k: str) -> tuple[list[int], list[float]]:
+        xs, ys = [], []
+        for r in races:
+            v = r.get(stage, {}).get(who, {}).get(k)
+            if v is not None and math.isfinite(v):
+                xs.append(r["round"])
+                ys.append(v)
+        return xs, ys
+
+    panels = [
+        ("stage1", "gap_pct_mae", BT_S1, "gap-to-pole MAE (%), forecast before qualifying"),
+        ("stage2", "winner_log_loss", BT_S2[:3], "winner log loss, after qualifying"),
+        ("stage2_chained", "winner_log_loss", BT_S2[:2], "winner log loss, before qualifying"),
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 9.5), sharex=True)
+    for ax, (stage, k, who, title) in zip(axes, panels, strict=True):
+        for w in who:
+            xs, ys = series(stage, w, k)
+            style = {"lw": 2.2, "color": "black"} if w == "model" else {"lw": 1.2, "alpha": 0.8}
+            mean = f" (mean of races {np.mean(ys):.3f})" if ys else ""
+            ax.plot(xs, ys, marker="o", ms=3.5, label=f"{w}{mean}", **style)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[-1].set_xlabel(f"round of {season}")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"Backtest {season}: per race, model vs baselines", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_backtest(
+    season: int, ev: dict[str, Any], races: list[dict[str, Any]], out: Path
+) -> list[Path]:
+    """reports/backtest-S.{json,md,png}; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    js = out / f"backtest-{season}.json"
+    js.write_text(json.dumps(_json_safe({"season": season, **ev, "races": races}), indent=2))
+    md = out / f"backtest-{season}.md"
+    md.write_text(backtest_markdown(season, ev, races))
+    return [js, md, backtest_figure(season, races, out / f"backtest-{season}.png")]

@@ -24,7 +24,7 @@ import yaml
 
 from pipelines.f1db.laptime import parse_time
 
-PARSER_VERSION = "4"
+PARSER_VERSION = "5"  # 5: races.turns
 
 SESSION_FILES: dict[str, str] = {
     "fp1": "free-practice-1-results.yml",
@@ -295,6 +295,7 @@ def _parse_tree(
                     "circuit_type": str(race.get("circuitType") or "UNKNOWN"),
                     "course_length": float(race.get("courseLength") or math.nan),
                     "laps": float(race.get("laps") or math.nan),
+                    "turns": float(race.get("turns") or math.nan),
                     "is_sprint": is_sprint,
                     "has_quali": q_path.exists(),
                     "has_results": rr_path.exists(),
@@ -453,6 +454,7 @@ _COLUMNS: dict[str, list[str]] = {
         "circuit_type",
         "course_length",
         "laps",
+        "turns",
         "is_sprint",
         "has_quali",
         "has_results",

@@ -1,10 +1,20 @@
-"""Stage-2: a monotone LightGBM win classifier, softmax per race."""
+"""Stage-2: a monotone LightGBM win classifier stacked with a linear conditional logit,
+softmax per race.
+
+The win log-odds of a car are ``(w * booster + (1 - w) * linear) / T``: the boosted
+trees on every Stage-2 feature, and a linear conditional logit (per-race softmax
+likelihood) on a few robust terms (``LINEAR_TERMS``: log grid slot, qualifying gap,
+teammate gap, championship share, win form). The weight ``w`` and the temperature ``T``
+are chosen on validation seasons. Both parts are monotone: a worse grid slot or a slower
+qualifying lap never raises a car's log-odds.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +24,82 @@ from pipelines.features.spec import STAGE2, STAGE2_MONOTONE
 
 if TYPE_CHECKING:  # LightGBM (and SciPy) load only where a model is fitted or loaded:
     import lightgbm as lgb  # not in the front service, not in BentoML's arbiter
+
+
+@dataclass(frozen=True)
+class Term:
+    """One input of the linear part: a Stage-2 feature, optionally logged, NaN filled,
+    clipped (monotone transforms, so the feature's monotone constraint carries over)."""
+
+    feature: str
+    log: bool = False
+    fill: float = 0.0
+    lo: float = -math.inf
+    hi: float = math.inf
+
+    @property
+    def name(self) -> str:
+        return f"log_{self.feature}" if self.log else self.feature
+
+
+LINEAR_TERMS: tuple[Term, ...] = (
+    Term("grid", log=True, fill=20.0, lo=1.0),
+    Term("q_gap_pct", fill=3.0, lo=0.0, hi=3.0),
+    Term("q_tm_gap", fill=0.0, lo=-2.0, hi=2.0),
+    Term("d_champ_share"),
+    Term("c_champ_points"),
+    Term("d_win_ewm"),
+    Term("t_win_ewm"),
+)
+LINEAR_L2 = 1.0
+"""Ridge penalty on the standardised coefficients of the linear part."""
+
+
+def linear_design(x: np.ndarray) -> np.ndarray:
+    """The linear part's inputs (one column per ``LINEAR_TERMS`` entry) from Stage-2 rows."""
+    cols = []
+    for t in LINEAR_TERMS:
+        v = np.asarray(x[:, STAGE2.pos[t.feature]], dtype=float)
+        v = np.clip(np.where(np.isnan(v), t.fill, v), t.lo, t.hi)
+        cols.append(np.log(v) if t.log else v)
+    return np.column_stack(cols) if cols else np.empty((len(x), 0))
+
+
+def fit_linear(x: np.ndarray, y_win: np.ndarray, groups: np.ndarray) -> list[float]:
+    """Conditional logit (per-race softmax likelihood, ridge on standardised inputs) on
+    ``linear_design(x)``; coefficients of monotone-decreasing terms are kept <= 0.
+    Races without exactly one winner are left out. Returns raw-scale coefficients."""
+    from scipy.optimize import minimize
+
+    a = linear_design(x)
+    order = np.argsort(groups, kind="stable")
+    a, y, g = a[order], np.asarray(y_win, dtype=float)[order], np.asarray(groups)[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    race = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(g)]))
+    keep = (np.add.reduceat(y, starts) == 1)[race]
+    a, y, g = a[keep], y[keep], g[keep]
+    if not len(y):
+        return [0.0] * len(LINEAR_TERMS)
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    race = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(g)]))
+    mean, scale = a.mean(axis=0), a.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    z = (a - mean) / scale
+
+    def nll(b: np.ndarray) -> tuple[float, np.ndarray]:
+        s = z @ b
+        s = s - np.maximum.reduceat(s, starts)[race]
+        e = np.exp(s)
+        tot = np.add.reduceat(e, starts)
+        p = e / tot[race]
+        loss = -float(np.sum(y * (s - np.log(tot[race])))) + LINEAR_L2 * float(b @ b)
+        grad = -(z.T @ (y - p)) + 2.0 * LINEAR_L2 * b
+        return loss, grad
+
+    sign = {n: c for n, c in zip(STAGE2.names, STAGE2_MONOTONE, strict=True)}
+    bounds = [(None, 0.0) if sign[t.feature] < 0 else (None, None) for t in LINEAR_TERMS]
+    res = minimize(nll, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds)
+    return [float(c) for c in res.x / scale]
 
 
 def group_softmax(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -61,7 +147,15 @@ class Stage2Config:
     learning_rate: float = 0.03
     min_child_samples: int = 30
     temperature: float = 1.0
-    """Per-race softmax temperature on the booster's log-odds, tuned on validation."""
+    """Per-race softmax temperature on the stacked log-odds, tuned on validation."""
+    stack_weight: float = 1.0
+    """Weight of the booster's log-odds; the linear conditional logit gets 1 - w."""
+    linear_terms: list[str] = field(default_factory=list)
+    linear_coef: list[float] = field(default_factory=list)
+    """The fitted linear part (names of ``LINEAR_TERMS`` and raw-scale coefficients)."""
+    linear_mean: list[float] = field(default_factory=list)
+    """Each linear term's mean over the training rows: explanations measure a car's
+    linear contributions from the average car, like the booster's."""
 
 
 class Stage2Model:
@@ -84,6 +178,7 @@ class Stage2Model:
             "monotone_constraints": STAGE2_MONOTONE,
             "monotone_constraints_method": "advanced",
             "feature_fraction": 0.9,
+            "feature_pre_filter": False,  # tiny data: a stump, not "no features" (fatal)
             "seed": 7,
             "num_threads": 1,
             "verbosity": -1,
@@ -96,20 +191,54 @@ class Stage2Model:
         import lightgbm as lgb
 
         ds = lgb.Dataset(x, label=y_win, feature_name=list(STAGE2.names))
-        return cls(config, lgb.train(params, ds, num_boost_round=config.n_estimators))
+        booster = lgb.train(params, ds, num_boost_round=config.n_estimators)
+        if config.stack_weight < 1.0:
+            config = replace(
+                config,
+                linear_terms=[t.name for t in LINEAR_TERMS],
+                linear_coef=fit_linear(x, y_win, groups),
+                linear_mean=[float(v) for v in linear_design(np.asarray(x)).mean(axis=0)],
+            )
+        return cls(config, booster)
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
+        """The booster's log-odds alone."""
         return np.asarray(self.booster.predict(x, raw_score=True, num_threads=1))
 
+    def linear_score(self, x: np.ndarray) -> np.ndarray:
+        """The linear conditional logit's log-odds (0 when it was not fitted)."""
+        if not self.config.linear_coef:
+            return np.zeros(len(x))
+        rows = np.asarray(x, dtype=float)  # a frame with the STAGE2 columns works too
+        return linear_design(rows) @ np.asarray(self.config.linear_coef, dtype=float)
+
     def logit(self, x: np.ndarray) -> np.ndarray:
-        """Win log-odds, calibrated by the tuned temperature (softmax per race next)."""
-        return self.raw_score(x) / self.config.temperature
+        """Win log-odds: booster and linear part stacked, then the tuned temperature
+        (softmax per race next)."""
+        w = self.config.stack_weight
+        score = self.raw_score(x) if w >= 1.0 else w * self.raw_score(x)
+        if w < 1.0:
+            score = score + (1.0 - w) * self.linear_score(x)
+        return score / self.config.temperature
 
     def explain_logit(self, x: np.ndarray) -> np.ndarray:
-        """Per-feature contributions to ``logit`` (LightGBM's ``pred_contrib`` over the
-        temperature): (rows, features + 1), the base value last; a row sums to the
-        driver's logit."""
+        """Per-feature contributions to ``logit``: (rows, features + 1), the base value
+        last; a row sums to the driver's logit. The booster's part is LightGBM's
+        ``pred_contrib``; the linear part's is each term's coefficient times the car's
+        distance from the training mean, on the feature the term reads; both weighted
+        as in ``logit`` and over the temperature."""
+        w = self.config.stack_weight
         contrib = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1))
+        contrib = w * contrib if w < 1.0 else contrib
+        if w < 1.0 and self.config.linear_coef:
+            coef = np.asarray(self.config.linear_coef, dtype=float)
+            design = linear_design(np.asarray(x, dtype=float))
+            mean = np.asarray(self.config.linear_mean or np.zeros(len(coef)), dtype=float)
+            for j, term in enumerate(LINEAR_TERMS):
+                contrib[:, STAGE2.pos[term.feature]] += (
+                    (1.0 - w) * coef[j] * (design[:, j] - mean[j])
+                )
+            contrib[:, -1] += (1.0 - w) * float(coef @ mean)
         return np.asarray(contrib / self.config.temperature, dtype=float)
 
     def win_probability(self, x: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -127,4 +256,10 @@ class Stage2Model:
 
         booster = lgb.Booster(model_file=str(path / "booster.txt"))
         STAGE2.check(booster.feature_name(), None, str(path))
+        terms = [t.name for t in LINEAR_TERMS]
+        if config.linear_coef and config.linear_terms != terms:
+            raise ValueError(
+                f"model '{path}' has a linear part on {config.linear_terms}, the code's terms "
+                f"are {terms}. Run `f1 train` to train models for this code."
+            )
         return cls(config, booster)

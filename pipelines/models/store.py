@@ -219,10 +219,27 @@ def check_features(model: bentoml.Model, spec: FeatureSpec) -> None:
         raise StoreError(str(exc)) from exc
 
 
+METRICS_GUIDE = {
+    "stage1.metrics.test": "test season: Stage-1 forecast made before qualifying (practice "
+    "and form only), as /predict_quali and /predict_full give it",
+    "stage2.metrics.test": "test season, after qualifying: the real grid and qualifying "
+    "times given, as in /predict_race",
+    "stage2.metrics.test_chained": "test season, before qualifying: the event only, "
+    "Stage-1's grid and gaps chained into Stage-2, as in /predict_full without grid "
+    "positions (the forecast most users get)",
+    "baselines": "the simple predictors of the same rows: 'test' with the real grid, "
+    "'test_chained' fed Stage-1's grid",
+    "winner_log_loss": "mean -log P(actual winner) per race (lower is better); 'inf' when "
+    "a predictor gave the winner zero probability",
+}
+"""What each held-out metric block of /model_info means."""
+
+
 def model_info(
     tags: dict[str, str], stage1_meta: dict[str, Any], stage2_meta: dict[str, Any]
 ) -> dict[str, Any]:
-    """The /model_info answer: versions, features and held-out metrics of both stages."""
+    """The /model_info answer: versions, features and held-out metrics of both stages
+    (Stage-2's after qualifying, ``test``, and before it, ``test_chained``)."""
     return {
         "model_versions": tags,
         "stage1": {
@@ -239,6 +256,7 @@ def model_info(
         },
         "training_seasons": stage1_meta.get("training_seasons"),
         "evaluation_protocol": stage2_meta.get("protocol", {}),
+        "metrics_guide": METRICS_GUIDE,
         "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
     }
 

@@ -135,6 +135,10 @@ def test_get_routes(client: TestClient, pinned_env: dict[str, str]) -> None:
     assert info["stage2"]["feature_names"] == list(STAGE2.names)
     assert info["stage1"]["metrics"]["test"]["season"] == 2025
     assert "winner_log_loss" in info["stage2"]["metrics"]["test"]
+    chained = info["stage2"]["metrics"]["test_chained"]  # before qualifying (/predict_full)
+    assert chained["season"] == 2025 and "winner_log_loss" in chained
+    assert "test_chained" in info["stage2"]["metrics"]["baselines"]["logistic_grid"]
+    assert "stage2.metrics.test_chained" in info["metrics_guide"]
     assert set(info["stage2"]["metrics"]["baselines"]) >= {
         "uniform",
         "pole_sitter",

@@ -221,3 +221,26 @@ def test_trained_models_serve_through_the_store_and_cli(
     for e in snap.entries(snap.event_by_round(2025, 24)):
         assert snap.driver_name(e.driver_id) in result.output
     assert "Max Verstappen" in result.output and "Red Bull" in result.output
+
+
+def test_stage2_is_tuned_on_up_to_three_seasons() -> None:
+    from training.pipeline import stage2_folds
+
+    assert stage2_folds(Protocol(2014, 2024, 2025)) == [2022, 2023, 2024]
+    assert stage2_folds(Protocol(2021, 2024, 2025)) == [2022, 2023, 2024]
+    assert stage2_folds(Protocol(2022, 2024, 2025)) == [2023, 2024]  # each needs a season before
+
+
+def test_pooled_winner_loss_is_the_metric() -> None:
+    from pipelines.models.stage2 import group_softmax
+    from training.pipeline import PooledWinnerLoss
+
+    rng = np.random.default_rng(4)
+    races = np.repeat([7, 3, 11, 5], 6)
+    perm = rng.permutation(len(races))  # rows of a race need not be adjacent
+    win = np.zeros(len(races))
+    win[[0, 8, 14]] = 1.0  # race 5 has no classified winner: left out by both
+    meta = pd.DataFrame({"race_id": races[perm], "win": win[perm], "season": 2024})
+    score = rng.normal(size=len(races))
+    expected = stage2_metrics(meta, group_softmax(score, meta["race_id"].to_numpy()))
+    assert PooledWinnerLoss(meta)(score) == pytest.approx(expected["winner_log_loss"])

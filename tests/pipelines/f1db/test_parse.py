@@ -22,7 +22,7 @@ from pipelines.f1db.parse import (
     sessions_before_qualifying,
     team_lineage,
 )
-from tests.conftest import DRIVERS, REAL_DATA, RESERVE, SyntheticTree, fmt_lap
+from tests.conftest import DRIVERS, REAL_DATA, RESERVE, TURNS, SyntheticTree, fmt_lap
 from training.datasets import grid_slots
 
 # ------------------------------------------------------------------------ parsing
@@ -55,6 +55,7 @@ def test_race_rows_match_race_files(synthetic_tree: SyntheticTree) -> None:
         assert (row["season"], row["round"]) == (spec.season, spec.round)
         assert row["date"] == pd.Timestamp(spec.date)
         assert row["circuit_id"] == spec.circuit_id
+        assert row["turns"] == TURNS[spec.circuit_id]
         assert bool(row["is_sprint"]) == spec.is_sprint
         assert bool(row["has_quali"]) and bool(row["has_results"])
     # the calendar is in date order

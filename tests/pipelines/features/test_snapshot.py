@@ -601,3 +601,25 @@ def test_event_field_knows_when_it_is_the_datas(synthetic_tables) -> None:
     i = own.index([d])[0]
     assert snap.stage1_rows(ctx, own)[i, STAGE1.pos["p_best_gap"]] == 0.0  # now the fastest
     assert snap.stage1_rows(ctx, plain)[i, STAGE1.pos["p_best_gap"]] > 0.0
+
+
+def test_pole_reference_is_the_fastest_session() -> None:
+    """A wet (slow) final practice does not set the pole estimate's reference."""
+    laps = {"fp1": {"a": 80.2, "b": 80.5}, "fp2": {"a": 79.6}, "fp3": {"a": 88.0, "b": math.nan}}
+    assert FeatureSnapshot.pole_reference(laps) == ("fp2", 79.6)
+    assert FeatureSnapshot.pole_reference({"sq": {"a": 70.0}}) == ("sq", 70.0)
+    session, lap = FeatureSnapshot.pole_reference({"fp1": {"a": math.nan}})
+    assert session is None and math.isnan(lap)
+
+
+def test_pole_history_uses_the_same_reference_rule(synthetic_tables) -> None:
+    tree, tables = synthetic_tables
+    snap = FeatureSnapshot.build(tables)
+    hist = snap.pole_history(10**6)
+    assert len(hist) == len(tree.races)
+    for r, (_, h) in zip(sorted(tree.races, key=lambda r: r.date), hist.iterrows(), strict=True):
+        bests = {s: min(t for t, _l in r.practice[s].values()) for s in r.before_quali}
+        fastest = min(bests, key=bests.__getitem__)
+        assert (h["session"], h["ref"]) == (fastest, pytest.approx(bests[fastest]))
+        pole = min(r.best_quali(d) for d in r.quali)
+        assert h["ratio"] == pytest.approx(pole / bests[fastest])

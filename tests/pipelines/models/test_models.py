@@ -311,3 +311,137 @@ def test_estimate_pole_fallbacks() -> None:
     assert estimate_pole(empty, "fp3", 90.0, "a", params, 4.0) == pytest.approx(4.0 * 17.5)
     # nothing known
     assert math.isnan(estimate_pole(empty, None, math.nan, None, params))
+
+
+# ------------------------------------------------------- Stage-2: the linear part
+
+
+def _linear_races(rng: np.random.Generator, races: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """Fields whose winner follows a known conditional logit on log(grid) and form."""
+    x = np.full((races * FIELD, N2), np.nan)
+    x[:, 0] = np.tile(np.arange(1, FIELD + 1), races)
+    win = STAGE2.names.index("d_win_ewm")
+    x[:, win] = rng.uniform(0, 1, races * FIELD)
+    score = -2.0 * np.log(x[:, 0]) + 1.5 * x[:, win]
+    y = np.zeros(races * FIELD)
+    for r in range(races):
+        s = score[r * FIELD : (r + 1) * FIELD]
+        p = np.exp(s - s.max())
+        y[r * FIELD + rng.choice(FIELD, p=p / p.sum())] = 1.0
+    return x, y
+
+
+def test_fit_linear_recovers_a_conditional_logit() -> None:
+    from pipelines.models.stage2 import LINEAR_TERMS, fit_linear
+
+    rng = np.random.default_rng(21)
+    x, y = _linear_races(rng, races=400)
+    groups = np.repeat(np.arange(400), FIELD)
+    coef = dict(zip([t.name for t in LINEAR_TERMS], fit_linear(x, y, groups), strict=True))
+    assert coef["log_grid"] == pytest.approx(-2.0, abs=0.4)
+    assert coef["d_win_ewm"] == pytest.approx(1.5, abs=0.6)
+    assert abs(coef["t_win_ewm"]) < 1e-6  # a constant (missing) input learns nothing
+
+
+def test_fit_linear_keeps_monotone_terms_non_positive() -> None:
+    """Adversarial labels (the back of the grid wins): the grid term stays <= 0."""
+    from pipelines.models.stage2 import LINEAR_TERMS, fit_linear
+
+    rng = np.random.default_rng(22)
+    x, _ = _linear_races(rng)
+    y = np.zeros(len(x))
+    y[np.arange(80) * FIELD + FIELD - 1] = 1.0  # always the last slot
+    coef = dict(zip([t.name for t in LINEAR_TERMS], fit_linear(x, y, GROUPS_80), strict=True))
+    assert coef["log_grid"] <= 0.0
+    assert coef["q_gap_pct"] <= 0.0 and coef["q_tm_gap"] <= 0.0
+
+
+GROUPS_80 = np.repeat(np.arange(80), FIELD)
+
+
+@pytest.fixture(scope="module")
+def stacked() -> tuple[Stage2Model, np.ndarray]:
+    rng = np.random.default_rng(23)
+    x, y = _linear_races(rng)
+    cfg = Stage2Config(n_estimators=30, min_child_samples=10, stack_weight=0.5, temperature=1.1)
+    return Stage2Model.fit(x, y, cfg, GROUPS_80), x
+
+
+def test_stacked_logit_is_the_weighted_sum(stacked) -> None:
+    from pipelines.models.stage2 import LINEAR_TERMS
+
+    model, x = stacked
+    assert model.config.linear_terms == [t.name for t in LINEAR_TERMS]
+    assert len(model.config.linear_coef) == len(LINEAR_TERMS)
+    expected = (0.5 * model.raw_score(x) + 0.5 * model.linear_score(x)) / 1.1
+    np.testing.assert_allclose(model.logit(x), expected)
+    # a frame with the STAGE2 columns (the benchmark's original design passes one)
+    frame = pd.DataFrame(x, columns=list(STAGE2.names))
+    np.testing.assert_allclose(model.logit(frame), expected)
+    # without a linear part (older models, w = 1) the booster alone
+    plain = Stage2Model(Stage2Config(temperature=1.1), model.booster)
+    np.testing.assert_allclose(plain.logit(x), model.raw_score(x) / 1.1)
+
+
+def test_stacked_logit_never_rises_with_a_worse_grid_or_slower_lap(stacked) -> None:
+    model, x = stacked
+    for row in x[:: FIELD * 4]:
+        sweep = np.tile(row, (20, 1))
+        sweep[:, 0] = np.arange(1, 21)
+        assert (np.diff(model.logit(sweep)) <= 1e-12).all()
+        sweep = np.tile(row, (30, 1))
+        sweep[:, 1] = np.linspace(0, 4, 30)
+        assert (np.diff(model.logit(sweep)) <= 1e-12).all()
+
+
+def test_stacked_save_load_and_a_changed_linear_part_is_refused(stacked, tmp_path: Path) -> None:
+    import json
+
+    model, x = stacked
+    model.save(tmp_path / "m")
+    loaded = Stage2Model.load(tmp_path / "m")
+    assert loaded.config == model.config
+    np.testing.assert_array_equal(loaded.logit(x), model.logit(x))
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["linear_terms"] = ["log_grid", "something_else"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="linear part"):
+        Stage2Model.load(tmp_path / "m")
+
+
+def test_stage2_config_of_an_older_model_loads_as_booster_only(stage2, tmp_path: Path) -> None:
+    """Models saved before the linear part existed: no stack keys, the booster alone."""
+    import json
+
+    model, x = stage2
+    model.save(tmp_path / "old")
+    cfg = json.loads((tmp_path / "old" / "config.json").read_text())
+    for k in ("stack_weight", "linear_terms", "linear_coef"):
+        cfg.pop(k)
+    (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
+    old = Stage2Model.load(tmp_path / "old")
+    np.testing.assert_allclose(old.logit(x), model.raw_score(x) / model.config.temperature)
+
+
+def test_a_stacked_stage2_explains_its_whole_logit() -> None:
+    """With the linear conditional logit stacked in (weight < 1), the contributions still
+    add up to the logit the service serves: booster and linear part both explained."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(240, N2))
+    x[:, STAGE2.pos["grid"]] = np.tile(np.arange(1.0, 21.0), 12)
+    groups = np.repeat(np.arange(12), 20)
+    y = np.zeros(240)
+    y[np.arange(12) * 20 + rng.integers(0, 3, size=12)] = 1.0
+    cfg = replace(
+        Stage2Config(n_estimators=20, min_child_samples=5), stack_weight=0.6, temperature=1.3
+    )
+    model = Stage2Model.fit(x, y, cfg, groups)
+    assert model.config.linear_coef and model.config.linear_mean
+    contrib = model.explain_logit(x)
+    np.testing.assert_allclose(contrib.sum(axis=1), model.logit(x), atol=1e-9)
+    # the linear part shows on the features its terms read (grid among them)
+    booster_only = np.asarray(model.booster.predict(x, pred_contrib=True)) * 0.6 / 1.3
+    moved = np.abs(contrib - booster_only).max(axis=0)
+    assert moved[STAGE2.pos["grid"]] > 1e-6

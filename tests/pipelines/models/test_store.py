@@ -16,7 +16,11 @@ from tests.conftest import STORE_HOME, store_models
 
 EVALUATION = {
     "stage1": {"test": {"season": 2025, "mae_s": 0.5, "spearman": 0.8}},
-    "stage2": {"test": {"season": 2025, "top1": 0.6, "winner_log_loss": float("inf")}},
+    "stage2": {
+        "test": {"season": 2025, "top1": 0.6, "winner_log_loss": float("inf")},
+        "test_chained": {"season": 2025, "top1": 0.4, "winner_log_loss": 1.5},
+        "baselines": {"logistic_grid": {"test": {"top1": 0.5}, "test_chained": {"top1": 0.3}}},
+    },
     "protocol": {"train_seasons": [2021, 2023], "valid_season": 2024, "test_season": 2025},
 }
 
@@ -73,6 +77,25 @@ def test_metadata_describes_the_models(empty_store, tiny_models) -> None:
     assert md1["features_tag"] == md2["features_tag"] == tags.features
     latest = snap.meta["latest_event"]
     assert mdf["data_latest_event"]["round"] == latest["round"]
+
+
+def test_model_info_shows_both_stage2_modes(empty_store, tiny_models) -> None:
+    """/model_info: Stage-2's test season after qualifying and before it (chained),
+    beside the baselines in both modes, and what each block means."""
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
+    info = store.model_info(
+        {"stage1": tags.stage1, "stage2": tags.stage2},
+        bentoml.models.get(tags.stage1).info.metadata,
+        bentoml.models.get(tags.stage2).info.metadata,
+    )
+    m2 = info["stage2"]["metrics"]
+    assert m2["test"]["top1"] == 0.6
+    assert m2["test_chained"] == {"season": 2025, "top1": 0.4, "winner_log_loss": 1.5}
+    assert m2["baselines"]["logistic_grid"]["test_chained"]["top1"] == 0.3
+    guide = info["metrics_guide"]
+    assert "real grid" in guide["stage2.metrics.test"]
+    assert "before qualifying" in guide["stage2.metrics.test_chained"]
 
 
 def test_retraining_adds_versions_and_moves_latest(empty_store, tiny_models) -> None:

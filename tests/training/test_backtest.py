@@ -1,0 +1,202 @@
+"""`f1 backtest`: the walk-forward protocol on a synthetic tree (fast) and real data (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.f1db.parse import load_tables
+from pipelines.serving.orchestrator import TwoStage
+from tests.conftest import SyntheticTree, write_f1db_tree
+from training import cli, pipeline
+from training.backtest import backtest, backtest_seasons, per_race, tables_through, targets
+from training.cli import app
+from training.metrics import stage2_metrics
+from training.report import write_backtest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SEASONS = (2019, 2020, 2021, 2022, 2023)
+ROUNDS = 8
+
+
+@pytest.fixture
+def small_grids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One candidate per tuning dimension: the same code path, a handful of fits."""
+    for name in ("STAGE1_GRID", "STAGE2_GRID", "POLE_GRID"):
+        grid = getattr(pipeline, name)
+        monkeypatch.setattr(pipeline, name, {k: list(v)[:1] for k, v in grid.items()})
+    monkeypatch.setattr(pipeline, "TAU_GRID", [0.3])
+    monkeypatch.setattr(pipeline, "TEMP_GRID", [1.0])
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[SyntheticTree, Any]:
+    root = tmp_path_factory.mktemp("bt")
+    t = write_f1db_tree(root / "f1db", seasons=SEASONS, rounds=ROUNDS)
+    return t, load_tables(t.root, root / "cache", min_season=2000)
+
+
+def test_default_seasons_leave_three_tuning_seasons() -> None:
+    assert backtest_seasons(2014, 2014, 2012) == (2008, 2010)
+    assert backtest_seasons(2017, 2014, 2012) == (2011, 2013)
+    assert backtest_seasons(2022, 2014, 2012) == (2012, 2014)
+    assert backtest_seasons(2025, 2014, 2012) == (2012, 2014)
+
+
+def test_tables_through_drops_later_seasons(tree) -> None:
+    _t, tables = tree
+    cut = tables_through(tables, 2021)
+    assert set(cut.races["season"]) == {2019, 2020, 2021}
+    keep = set(cut.races["race_id"])
+    for name in ("sessions", "practice", "qualifying", "grid", "results", "driver_standings"):
+        assert set(getattr(cut, name)["race_id"]) <= keep, name
+    assert set(cut.entrants["season"]) == {2019, 2020, 2021}
+
+
+def test_backtest_fits_only_earlier_seasons_and_asks_every_event_twice(
+    tree, small_grids, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, tables = tree
+    fitted: list[set[int]] = []
+    real_fit = pipeline.fit_stage1
+
+    def spy_fit(data, cfg):
+        fitted.append(set(data.meta["season"]))
+        return real_fit(data, cfg)
+
+    monkeypatch.setattr(pipeline, "fit_stage1", spy_fit)
+    calls: list[tuple[int | None, bool]] = []
+    real_full = TwoStage.full
+
+    async def spy_full(self, ctx, fld, rows):
+        calls.append((ctx.round, any(e.grid is not None for e in fld.entries)))
+        return await real_full(self, ctx, fld, rows)
+
+    monkeypatch.setattr(TwoStage, "full", spy_full)
+    seen: list[int] = []
+    res = backtest(tables, 2022, 2019, on_event=lambda ctx: seen.append(ctx.round))
+
+    assert fitted and all(max(s) <= 2021 for s in fitted)  # nothing from 2022 on
+    assert {2019, 2020} <= set().union(*fitted)
+    # every event of the season, before qualifying (no grid given) and after (real grid)
+    assert seen == list(range(1, ROUNDS + 1))
+    assert sorted(calls) == sorted([(r, False) for r in seen] + [(r, True) for r in seen])
+    p = res.evaluation["protocol"]
+    assert p["test_season"] == 2022 and p["valid_season"] == 2021
+    assert p["train_seasons"] == [2019, 2020] and p["test_fit_seasons"] == [2019, 2021]
+    assert p["events"] == ROUNDS and p["history_from"] == 2019
+    # one record per race with every predictor in both modes
+    assert [r["round"] for r in res.races] == list(range(1, ROUNDS + 1))
+    for r in res.races:
+        assert set(r["stage1"]) == {"model", "practice_ratio", "quick_lgbm_gap"}
+        for mode in ("stage2", "stage2_chained"):
+            assert set(r[mode]) == {
+                "model",
+                "uniform",
+                "pole_sitter",
+                "logistic_grid",
+                "quick_lgbm",
+            }
+        race = spec.race(2022, r["round"])
+        assert r["winner"] == next(d for d, pos, _ in race.results if pos == "1")
+    # the season's winner log loss is the mean of the races'
+    for mode, key in (("stage2", "test"), ("stage2_chained", "test_chained")):
+        per = [r[mode]["model"]["winner_log_loss"] for r in res.races]
+        season = res.evaluation["stage2"][key]["winner_log_loss"]
+        assert season == pytest.approx(np.mean(per))
+
+
+def test_a_later_season_changes_nothing(tree, small_grids) -> None:
+    """Walk-forward: the backtest of 2022 is the same with or without 2023 in the data."""
+    _spec, tables = tree
+    a = backtest(tables, 2022, 2019)
+    b = backtest(tables_through(tables, 2022), 2022, 2019)
+    assert json.dumps(a.races, sort_keys=True) == json.dumps(b.races, sort_keys=True)
+
+
+def test_backtest_of_a_season_not_in_the_data_is_an_error(tree, small_grids) -> None:
+    _spec, tables = tree
+    with pytest.raises(pipeline.TrainingError, match="no season 2030"):
+        backtest(tables, 2030, 2019)
+    with pytest.raises(pipeline.TrainingError, match="too few seasons"):
+        backtest(tables, 2021, 2020)  # one training season before the validation one
+
+
+def test_report_files(tree, small_grids, tmp_path: Path) -> None:
+    _spec, tables = tree
+    res = backtest(tables, 2023, 2019)
+    paths = write_backtest(2023, res.evaluation, res.races, tmp_path)
+    assert sorted(p.name for p in paths) == [
+        "backtest-2023.json",
+        "backtest-2023.md",
+        "backtest-2023.png",
+    ]
+    assert (tmp_path / "backtest-2023.png").read_bytes()[:8] == PNG_MAGIC
+    js = json.loads((tmp_path / "backtest-2023.json").read_text())
+    assert js["season"] == 2023 and len(js["races"]) == ROUNDS
+    assert js["stage2"]["test_chained"]["season"] == 2023
+    assert set(js["stage2"]["baselines"]["logistic_grid"]) == {"test", "test_chained"}
+    md = (tmp_path / "backtest-2023.md").read_text()
+    assert "f1 backtest --season 2023" in md
+    assert "2019-2022" in md  # the seasons that trained it
+    for what, _m, _b, _ok in targets(res.evaluation):
+        assert what in md
+
+
+def test_per_race_metrics_match_the_season_functions(tree, small_grids) -> None:
+    _spec, tables = tree
+    res = backtest(tables, 2023, 2019)
+    post = res.predictions["stage2"]
+    for r in per_race(tables, res.predictions):
+        rows = post[post["race_id"] == r["race_id"]]
+        m = stage2_metrics(rows, rows["logistic_grid:prob"].to_numpy())
+        assert r["stage2"]["logistic_grid"]["winner_log_loss"] == pytest.approx(
+            m["winner_log_loss"]
+        )
+
+
+def test_cli_backtest_writes_the_reports(
+    tree, small_grids, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clear_settings
+) -> None:
+    spec, _tables = tree
+    monkeypatch.setenv("F1_DATA_DIR", str(spec.root))
+    monkeypatch.setenv("F1_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("F1_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setattr(cli.console, "_width", 250)
+    result = CliRunner().invoke(app, ["backtest", "--season", "2023", "--train-from", "2019"])
+    assert result.exit_code == 0, result.output
+    for ext in ("json", "md", "png"):
+        assert (tmp_path / "reports" / f"backtest-2023.{ext}").stat().st_size > 0
+    assert "trained on 2019-2022" in " ".join(result.output.split())
+    bad = CliRunner().invoke(app, ["backtest", "--season", "2030"])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+
+
+@pytest.mark.slow
+def test_real_backtest_of_one_season(real_tables, small_grids, tmp_path: Path) -> None:
+    """2024 on real data (2019-2025 parsed; reduced tuning grid): trained on 2021-2023 only,
+    every 2024 event scored in both modes, the reports written."""
+    res = backtest(real_tables, 2024, 2021)
+    ev = res.evaluation
+    p = ev["protocol"]
+    assert p["test_fit_seasons"] == [2021, 2023] and p["valid_season"] == 2023
+    n = int((real_tables.races["season"] == 2024).sum())
+    assert len(res.races) == n == ev["stage2"]["test"]["races"] == ev["stage1"]["test"]["events"]
+    assert set(res.predictions["stage1"]["season"]) == {2024}
+    # better than chance in both modes; the per-race numbers are the season's
+    uniform = ev["stage2"]["baselines"]["uniform"]["test"]["winner_log_loss"]
+    for key in ("test", "test_chained"):
+        assert ev["stage2"][key]["winner_log_loss"] < uniform
+    per = [r["stage1"]["model"]["gap_pct_mae"] for r in res.races]
+    size = res.predictions["stage1"].groupby("race_id").size()
+    rows = [size[r["race_id"]] for r in res.races]
+    assert ev["stage1"]["test"]["gap_pct_mae"] == pytest.approx(np.average(per, weights=rows))
+    paths = write_backtest(2024, ev, res.races, tmp_path)
+    assert all(path.stat().st_size > 0 for path in paths)
+    md = (tmp_path / "backtest-2024.md").read_text()
+    assert "2021-2023" in md and md.count("\n| ") >= n

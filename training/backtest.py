@@ -1,0 +1,170 @@
+"""Walk-forward backtest of one season, through the code the service runs.
+
+``backtest(tables, S)`` runs the training protocol shifted by one season
+(``pipeline.tune_and_score``, the code path of ``f1 train``/``f1 evaluate``): settings
+tuned on S-1 with models fitted on seasons before it, refitted on seasons <= S-1, then
+every event of S asked through ``TwoStage`` (the orchestrator the Bento runs) before
+qualifying (the event only: Stage-1 chained into Stage-2) and after it (the real grid
+and qualifying times given). Nothing from S or later is fitted on, and every feature
+of an event reads only history strictly before it; the tables are also cut after S, so
+no later season exists for the run at all.
+
+Early seasons: a backtest of S needs training seasons before S, so by default it
+trains from ``min(F1_TRAIN_FROM, S-4)`` (three seasons to tune on) with form history
+from two seasons earlier (``backtest_seasons``); the report names them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from pipelines.f1db.parse import Tables
+from pipelines.features.snapshot import FeatureSnapshot
+from training.datasets import stage1_data, stage2_data
+from training.evaluate import EventHook
+from training.metrics import stage1_metrics, stage2_metrics
+from training.pipeline import (
+    Protocol,
+    Step,
+    TrainingError,
+    stage1_predictors,
+    stage2_predictors,
+    tune_and_score,
+)
+
+MIN_TUNE_SEASONS = 3
+"""Seasons fitted on while tuning, when the configured training start leaves fewer."""
+WARMUP_SEASONS = 2
+"""Seasons of form history before the first training season."""
+
+
+def backtest_seasons(season: int, train_from: int, history_from: int) -> tuple[int, int]:
+    """(history_from, train_from) for a backtest of ``season``: the configured ones, moved
+    earlier when they leave fewer than ``MIN_TUNE_SEASONS`` before the validation season."""
+    train = min(train_from, season - 1 - MIN_TUNE_SEASONS)
+    return min(history_from, train - WARMUP_SEASONS), train
+
+
+def tables_through(t: Tables, season: int) -> Tables:
+    """The tables without any season after ``season``."""
+    keep = set(t.races.loc[t.races["season"] <= season, "race_id"])
+    out = {}
+    for name in Tables.table_names():
+        frame = getattr(t, name)
+        if name == "races":
+            frame = frame[frame["race_id"].isin(keep)]
+        elif name == "entrants":
+            frame = frame[frame["season"] <= season]
+        elif "race_id" in frame.columns:
+            frame = frame[frame["race_id"].isin(keep)]
+        out[name] = frame.reset_index(drop=True)
+    return Tables(**out, content_hash=t.content_hash)
+
+
+@dataclass
+class BacktestResult:
+    season: int
+    evaluation: dict[str, Any]
+    """Season metrics in the shape of ``reports/evaluation.json`` (+ protocol, tuning)."""
+    races: list[dict[str, Any]]
+    """Per race: event, winner, pole-sitter, and every predictor's metrics."""
+    predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+    """Every predictor's metrics on each race's rows (the season functions, per race)."""
+    races = t.races.set_index("race_id")
+    q, post, pre = preds["stage1"], preds["stage2"], preds["stage2_chained"]
+    q_at = q.groupby("race_id").indices
+    post_at = post.groupby("race_id").indices
+    pre_at = pre.groupby("race_id").indices
+    out = []
+    for race_id in sorted(set(q_at) | set(post_at), key=lambda r: races.loc[r, "date"]):
+        r = races.loc[race_id]
+        rec: dict[str, Any] = {
+            "round": int(r["round"]),
+            "race_id": int(race_id),
+            "grand_prix_id": str(r["grand_prix_id"]),
+            "date": pd.Timestamp(r["date"]).date().isoformat(),
+        }
+        if race_id in q_at:
+            rows = q.iloc[q_at[race_id]]
+            rec["dry"] = bool(rows["dry"].iloc[0])
+            rec["pole_sitter"] = str(rows.loc[rows["gap_pct"].idxmin(), "driver_id"])
+            rec["stage1"] = {
+                k: _pick(stage1_metrics(rows, tm, gp), ("gap_pct_mae", "mae_s", "spearman"))
+                for k, (tm, gp) in stage1_predictors(rows).items()
+            }
+        for name, frame, at in (("stage2", post, post_at), ("stage2_chained", pre, pre_at)):
+            if race_id not in at:
+                continue
+            rows = frame.iloc[at[race_id]]
+            won = rows.loc[rows["win"] == 1, "driver_id"]
+            rec["winner"] = str(won.iloc[0]) if len(won) else None
+            rec[name] = {
+                k: _pick(stage2_metrics(rows, pb), ("winner_log_loss", "top1", "brier"))
+                for k, pb in stage2_predictors(rows).items()
+            }
+        out.append(rec)
+    return out
+
+
+def _pick(m: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: m.get(k) for k in keys}
+
+
+def backtest(
+    tables: Tables,
+    season: int,
+    train_from: int,
+    step: Step | None = None,
+    on_event: EventHook | None = None,
+) -> BacktestResult:
+    """Tune on ``season``-1, fit on seasons < ``season``, ask every event of ``season``
+    through the served flow; score the model and every baseline per race and overall."""
+    say = step or (lambda _msg: None)
+    t0 = time.perf_counter()
+    t = tables_through(tables, season)
+    have = sorted(set(t.races["season"]))
+    if season not in have:
+        raise TrainingError(f"no season {season} in the data (seasons {have[0]}-{have[-1]})")
+    p = Protocol(train_from=train_from, valid_season=season - 1, test_season=season)
+    snap = FeatureSnapshot.build(t)
+    s1 = stage1_data(snap, t, p.train_from)
+    s2 = stage2_data(snap, t, p.train_from)
+    say(f"datasets: stage-1 {len(s1.y)} rows, stage-2 {len(s2.y)} rows")
+    sc = tune_and_score(t, snap, s1, s2, p, say, on_event)
+    ev = sc.evaluation
+    ev["protocol"] |= {
+        "history_from": int(min(have)),
+        "kind": "backtest",
+        "events": int(t.races["season"].eq(season).sum()),
+    }
+    ev["tuning"] = {k: sc.tuning.get(k) for k in ("chosen", "stage2_folds")}
+    ev["seconds"] = round(time.perf_counter() - t0, 1)
+    return BacktestResult(season, ev, per_race(t, sc.predictions), sc.predictions)
+
+
+def targets(ev: dict[str, Any]) -> list[tuple[str, float | None, float | None, bool]]:
+    """The issue's backtest targets: (what, model, baseline, met)."""
+    s1, s2 = ev["stage1"], ev["stage2"]
+    pr = s1["baselines"]["practice_ratio"]["test"].get("gap_pct_mae")
+    lg = s2["baselines"]["logistic_grid"]
+    out = [
+        ("gap MAE % below practice ratio", s1["test"].get("gap_pct_mae"), pr),
+        (
+            "winner log loss below logistic on grid",
+            s2["test"].get("winner_log_loss"),
+            lg["test"].get("winner_log_loss"),
+        ),
+        (
+            "before qualifying: winner log loss below logistic on Stage-1's grid",
+            s2["test_chained"].get("winner_log_loss"),
+            lg["test_chained"].get("winner_log_loss"),
+        ),
+    ]
+    return [(w, m, b, m is not None and b is not None and m < b) for w, m, b in out]

@@ -124,7 +124,7 @@ class Stage1:
 
 @bentoml.service(name="f1_stage2", **MODEL_SERVICE)
 class Stage2:
-    """Monotone LightGBM win classifier: rows -> calibrated log-odds (softmax per race)."""
+    """Monotone LightGBM + linear conditional logit: rows -> calibrated win log-odds."""
 
     model = bentoml.models.BentoModel(settings.stage2_model)
 

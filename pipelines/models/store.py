@@ -249,7 +249,8 @@ def model_info(
             "metrics": stage1_meta.get("metrics", {}),
         },
         "stage2": {
-            "description": "Monotone LightGBM win classifier, softmax per race",
+            "description": "Monotone LightGBM stacked with a linear conditional logit, "
+            "softmax per race (podium and points: Plackett-Luce on the same strengths)",
             "feature_count": len(stage2_meta.get("feature_names", [])),
             "feature_names": stage2_meta.get("feature_names", []),
             "metrics": stage2_meta.get("metrics", {}),

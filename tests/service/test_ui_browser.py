@@ -110,3 +110,34 @@ def test_the_page_shows_the_apis_forecast_and_explains_a_driver(browser: Any, se
     SCREENSHOT.parent.mkdir(exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def keyed_server(
+    pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A server that wants an API key, CORS off: the page must still work (same origin)."""
+    from tests.service.conftest import start_server, stop_server
+
+    log = tmp_path_factory.mktemp("ui-keyed") / "serve.log"
+    proc, url = start_server("service:F1Predictor", pinned_env | {"F1_API_KEY": "ui-key-789"}, log)
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+
+
+def test_the_page_works_with_an_api_key_typed_in(browser: Any, keyed_server: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{keyed_server}/ui")
+    # no key yet: the calendar loads (public), the forecast is refused and the page says so
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "HTTP 401"))
+    key = browser.find_element(By.ID, "apikey")
+    key.send_keys("ui-key-789")
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", key)
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Click a driver"))
+    assert browser.find_elements(By.CSS_SELECTOR, "#grid tbody tr")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -127,16 +128,26 @@ def placings(strength: np.ndarray, keys: Sequence[str], win: np.ndarray | None =
 
     ``keys`` (driver ids) fix the order the field is computed in, so the numbers do
     not depend on how the field is listed. ``win`` defaults to the softmax; pass the
-    caller's own softmax to keep the ordering exact against it.
+    caller's own softmax to keep the ordering exact against it. Memoised on the
+    strengths and keys (~1 ms per 20-car field: every request about the same field
+    asks it again).
     """
     s = np.asarray(strength, dtype=float)
+    soft, pod, pts = (v.copy() for v in _podium_points(s.tobytes(), tuple(keys)))
+    w = soft if win is None else np.asarray(win, dtype=float)
+    pod = np.maximum(pod, w)
+    pts = np.maximum(pts, pod)
+    return Placings(win=w, podium=pod, points=pts)
+
+
+@lru_cache(maxsize=2048)
+def _podium_points(
+    strength: bytes, keys: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Softmax, podium and top-10 in the keys' order (bit-identical however listed)."""
+    s = np.frombuffer(strength, dtype=float)
     order = sorted(range(len(s)), key=lambda i: keys[i])
     back = np.empty(len(s), dtype=int)
     back[order] = np.arange(len(s))
     sc = s[order]
-    w = weights(sc)[back] if win is None else np.asarray(win, dtype=float)
-    pod = podium_probability(sc)[back]
-    pts = top_k_probability(sc, POINTS)[back]
-    pod = np.maximum(pod, w)
-    pts = np.maximum(pts, pod)
-    return Placings(win=w, podium=pod, points=pts)
+    return weights(sc)[back], podium_probability(sc)[back], top_k_probability(sc, POINTS)[back]

@@ -160,3 +160,16 @@ def test_numbers_do_not_depend_on_how_the_field_is_listed() -> None:
         got = dict(zip([keys[i] for i in perm], getattr(b, name).tolist(), strict=True))
         want = dict(zip(keys, getattr(a, name).tolist(), strict=True))
         assert got == want, name  # bit for bit
+
+
+def test_memoised_answers_cannot_be_changed_by_a_caller() -> None:
+    """The same field asked twice gets the memoised numbers; a caller writing into its
+    answer does not change the next one."""
+    s = np.array([1.2, 0.3, -0.5, 0.0, 2.1])
+    keys = ["a", "b", "c", "d", "e"]
+    first = placings(s, keys)
+    first.podium[:] = -1.0
+    first.points[:] = -1.0
+    again = placings(s.copy(), list(keys))
+    assert (again.podium >= again.win).all() and again.podium.sum() == pytest.approx(3.0)
+    assert again.points.sum() == pytest.approx(5.0)

@@ -103,8 +103,16 @@ def wrk_command(
     """A time-bounded load on ``url`` (loopback only), one wrk thread."""
     if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
         raise HeyError(f"refusing to load anything but loopback: {url}")
-    return [wrk_path(), "-t1", f"-c{concurrency}", f"-d{max(1, round(duration_s))}s",
-            f"--timeout={timeout_s}s", "-s", str(script), url]  # fmt: skip
+    return [
+        wrk_path(),
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={timeout_s}s",
+        "-s",
+        str(script),
+        url,
+    ]
 
 
 def parse_output(text: str) -> HeyResult:
@@ -146,5 +154,6 @@ def run_wrk(command: list[str], max_wall_s: float) -> HeyRun:
     text = out.decode("utf-8", "replace")
     if proc.returncode != 0:
         raise HeyError(f"wrk exited with {proc.returncode}: {text[-500:]}")
-    return HeyRun(parse_output(text), text, usage.ru_utime, usage.ru_stime,
-                  time.monotonic() - t0, command)  # fmt: skip
+    return HeyRun(
+        parse_output(text), text, usage.ru_utime, usage.ru_stime, time.monotonic() - t0, command
+    )

@@ -108,11 +108,6 @@ def _pole_log_loss(meta: pd.DataFrame, prob: np.ndarray) -> float:
     return float(np.mean(ll))
 
 
-def _winner_log_loss(meta: pd.DataFrame, prob: np.ndarray) -> float:
-    ll = stage2_metrics(meta, prob)["winner_log_loss"]
-    return math.inf if ll is None else float(ll)
-
-
 # ----------------------------------------------------------------------- tuning
 
 

@@ -86,7 +86,7 @@ def resolve_request(
         fld = snap.event_field(ctx)
         return Resolved(ctx, fld, np.arange(len(fld.entries)), warnings)
 
-    data_entries = {e.driver_id: e for e in snap.shared_entries(ctx)} if known else {}
+    data_entries = {e.driver_id: e for e in snap.entries(ctx)} if known else {}
     entries: list[Entry] = []
     seen: dict[str, int] = {}
     unused: set[str] = set()

@@ -70,17 +70,41 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def worker_pid(server_pid: int, service_name: str) -> int:
+    """The pid of a BentoML worker process (``--service-name NAME``) under the server."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        is_worker = ppid == server_pid and b"--service-name" in args
+        if is_worker and args[args.index(b"--service-name") + 1].decode() == service_name:
+            return int(entry.name)
+    raise LookupError(f"no {service_name} worker under pid {server_pid}")
+
+
 @pytest.fixture(scope="session")
 def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("serve") / "serve.log"
 
 
 @pytest.fixture(scope="session")
-def server(pinned_env: dict[str, str], server_log: Path) -> Iterator[str]:
-    """`bentoml serve service:F1Predictor` on a free port, as users run it."""
-    log = server_log
-    proc, url = start_server("service:F1Predictor", pinned_env, log)
+def served(
+    pinned_env: dict[str, str], server_log: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`bentoml serve service:F1Predictor` on a free port, as users run it: (process, url)."""
+    proc, url = start_server("service:F1Predictor", pinned_env, server_log)
     try:
-        yield url
+        yield proc, url
     finally:
         stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def server(served: tuple[subprocess.Popen[bytes], str]) -> str:
+    """The URL of the session's server."""
+    return served[1]

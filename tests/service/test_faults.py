@@ -15,26 +15,9 @@ import httpx
 import pytest
 
 from tests.conftest import STORE_HOME
-from tests.service.conftest import ROOT, free_port, start_server, stop_server
+from tests.service.conftest import ROOT, free_port, start_server, stop_server, worker_pid
 
 pytestmark = pytest.mark.slow
-
-
-def _worker_pid(server_pid: int, service_name: str) -> int:
-    """The pid of a BentoML worker process (``--service-name NAME``) under the server."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        is_worker = ppid == server_pid and b"--service-name" in args
-        if is_worker and args[args.index(b"--service-name") + 1].decode() == service_name:
-            return int(entry.name)
-    raise LookupError(f"no {service_name} worker under pid {server_pid}")
 
 
 def test_killed_model_service_restarts_and_callers_get_clean_errors(
@@ -42,7 +25,7 @@ def test_killed_model_service_restarts_and_callers_get_clean_errors(
 ) -> None:
     proc, url = start_server("service:F1Predictor", pinned_env, tmp_path / "serve.log")
     try:
-        victim = _worker_pid(proc.pid, "f1_stage1")
+        victim = worker_pid(proc.pid, "f1_stage1")
         statuses: list[int | str] = []
         ready_seen: list[int] = []
         ready_at: list[float] = []
@@ -81,7 +64,7 @@ def test_killed_model_service_restarts_and_callers_get_clean_errors(
         assert set(statuses) <= {200, 503}, sorted(set(map(str, statuses)))
         assert 503 in ready_seen, "readyz never reported the dead model service"
         assert ready_seen[-1] == 200 and statuses[-1] == 200, "did not recover"
-        new = _worker_pid(proc.pid, "f1_stage1")
+        new = worker_pid(proc.pid, "f1_stage1")
         assert new != victim
         down = [t for t, r in zip(ready_at, ready_seen, strict=True) if r != 200]
         back = min(
@@ -102,7 +85,7 @@ def test_a_hung_model_service_is_a_prompt_503_not_a_30_s_wait(
     come back once it runs again."""
     env = pinned_env | {"F1_MODEL_TIMEOUT_S": "1.5"}
     proc, url = start_server("service:F1Predictor", env, tmp_path / "serve.log")
-    victim = _worker_pid(proc.pid, "f1_stage1")
+    victim = worker_pid(proc.pid, "f1_stage1")
     body = {"event": {"season": 2025, "round": 5}}
     try:
         assert httpx.post(f"{url}/predict_full", json=body, timeout=30).status_code == 200

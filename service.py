@@ -110,6 +110,7 @@ class Stage1:
 
     def __init__(self) -> None:
         _logs("f1_stage1")
+        store.import_lightgbm_lean()  # this process predicts from numpy rows only
         self.predictor = store.open_stage1(Path(self.model.path), str(self.model.tag))
 
     @bentoml.api(**BATCH)
@@ -130,6 +131,7 @@ class Stage2:
 
     def __init__(self) -> None:
         _logs("f1_stage2")
+        store.import_lightgbm_lean()
         self.predictor = store.open_stage2(Path(self.model.path), str(self.model.tag))
 
     @bentoml.api(**BATCH)
@@ -301,6 +303,9 @@ class F1Predictor:
                 key: {"tag": str(m.tag), "created": m.creation_time.isoformat()}
                 for key, m in refs.items()
             },
+            # this process's merged calls; F1_FRONT_WORKERS processes each count their own
+            # (/metrics sums BentoML's batch histograms over all of them)
+            "front_workers": settings.front_workers,
             "batching": {
                 name: {
                     "calls": co.calls,

@@ -47,11 +47,13 @@ class Settings(BaseSettings):
     )
 
     front_workers: int = Field(
-        1,
+        2,
         ge=1,
         le=8,
-        description="Processes of the front service (each ~240 MiB; the model "
-        "services stay one each: concurrent requests are merged into one call per stage).",
+        description="Processes of the front service, where a request's CPU goes (each "
+        "~240 MiB; the model services stay one each: concurrent requests are merged into "
+        "one call per stage). 2 uses both cores of a laptop (issue 14, BENCHMARKS.md); 1 "
+        "where a replica gets less than a core (deploy/k8s).",
     )
     model_timeout_s: float = Field(
         3.0,

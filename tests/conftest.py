@@ -401,7 +401,7 @@ def real_tables(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def real_snapshot(real_tables):
-    from pipelines.features import FeatureSnapshot
+    from pipelines.features.snapshot import FeatureSnapshot
 
     return FeatureSnapshot.build(real_tables)
 
@@ -490,7 +490,8 @@ def empty_store() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def tiny_models(synthetic_tables):
     """A feature snapshot from the synthetic tables and two quickly fitted models."""
-    from pipelines.features import STAGE1, STAGE2, FeatureSnapshot
+    from pipelines.features.snapshot import FeatureSnapshot
+    from pipelines.features.spec import STAGE1, STAGE2
     from pipelines.models.stage1 import Stage1Config, Stage1Model
     from pipelines.models.stage2 import Stage2Config, Stage2Model
 

@@ -7,13 +7,12 @@ last row dated strictly before a day, so a feature never sees its own event's re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipelines.f1db.parse import Tables
+from pipelines.features.event import day_number
 from pipelines.features.spec import PRACTICE_SESSIONS
 
 GAP_CLIP = 5.0
@@ -34,34 +33,6 @@ DRIVER_STATE = [
 ]
 TEAM_STATE = ["t_q_gap_ewm", "t_points_ewm", "t_win_ewm"]
 STAND_STATE = ["points", "position"]
-
-
-def day_number(ts: pd.Timestamp | Any) -> int:
-    """Days since the epoch: the time axis of every history."""
-    return int(pd.Timestamp(ts).value // 86_400_000_000_000)
-
-
-@dataclass(frozen=True)
-class PoleHistory:
-    """Past events with a pole lap, oldest first, as arrays (what the estimate reads)."""
-
-    session: np.ndarray
-    layout: np.ndarray
-    ratio: np.ndarray
-    pole_s: np.ndarray
-
-    @classmethod
-    def from_frame(cls, history: pd.DataFrame) -> PoleHistory:
-        return cls(
-            history["session"].to_numpy(object),
-            history["layout_id"].to_numpy(object),
-            history["ratio"].to_numpy(float),
-            history["pole_s"].to_numpy(float),
-        )
-
-    def head(self, n: int) -> PoleHistory:
-        """The first ``n`` events (history is sorted by day, so: those before a day)."""
-        return PoleHistory(self.session[:n], self.layout[:n], self.ratio[:n], self.pole_s[:n])
 
 
 class History:

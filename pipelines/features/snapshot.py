@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +25,17 @@ import numpy as np
 import pandas as pd
 
 from pipelines.f1db.parse import Tables, iter_race_rounds, team_lineage
+from pipelines.features.event import Entry, EventContext, EventField, PoleHistory, day_number
 from pipelines.features.history import (
     DRIVER_STATE,
     STAND_STATE,
     TEAM_STATE,
     History,
-    PoleHistory,
     build_driver_state,
     build_event_frame,
     build_leader_state,
     build_standings_state,
     build_team_state,
-    day_number,
     driver_events,
     pre_quali_practice,
 )
@@ -46,67 +44,6 @@ from pipelines.features.spec import PRACTICE_SESSIONS, STAGE1, STAGE2
 SNAPSHOT_FORMAT = 3
 """2: an ``outcomes`` frame (actual results, for /ui); 3: a ``names`` frame
 (driver and team names for the answers)."""
-
-
-@dataclass
-class EventContext:
-    """What is known about an event before its weekend (no results)."""
-
-    season: int
-    date: pd.Timestamp
-    round: int | None = None
-    race_id: int | None = None
-    circuit_id: str | None = None
-    layout_id: str | None = None
-    circuit_type: str | None = None
-    course_length: float = math.nan
-    is_sprint: bool = False
-    grand_prix_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "season": self.season,
-            "round": self.round,
-            "date": self.date.date().isoformat(),
-            "circuit_id": self.circuit_id,
-            "race_id": self.race_id,
-            "is_sprint": self.is_sprint,
-        }
-
-
-@dataclass
-class Entry:
-    """One driver at one event, with whatever is known before qualifying."""
-
-    driver_id: str
-    constructor_id: str | None = None
-    practice: dict[str, float] = field(default_factory=dict)
-    laps: dict[str, float] = field(default_factory=dict)
-    grid: float | None = None
-    quali_time: float | None = None
-
-
-@dataclass
-class EventField:
-    """Every car at an event and every lap set before its qualifying: what each
-    driver's features are relative to (ranks, teammates, the session's best lap).
-
-    For an event in the data: its entry list and practice, with the drivers a request
-    gives merged in (a given driver replaces the data's entry; one not entered joins).
-    For an event not in the data: the request's drivers.
-    """
-
-    entries: list[Entry]
-    laps: dict[str, dict[str, float]] = field(default_factory=dict)
-    """session -> driver -> best lap (s); reserve drivers' FP1 laps included."""
-    as_in_data: bool = False
-    """The event's field exactly as the data has it (nothing given changed a car or a
-    lap): its feature rows are a function of the event alone, so they are memoised."""
-
-    def index(self, driver_ids: Sequence[str]) -> np.ndarray:
-        """Positions of these drivers in ``entries``."""
-        pos = {e.driver_id: i for i, e in enumerate(self.entries)}
-        return np.array([pos[d] for d in driver_ids], dtype=np.int64)
 
 
 FRAME_NAMES = (

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from pipelines.features.history import PoleHistory, day_number
-from pipelines.features.snapshot import EventContext, FeatureSnapshot
+from pipelines.features.event import EventContext, PoleHistory, day_number
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipelines.features.snapshot import FeatureSnapshot
 
 
 @dataclass

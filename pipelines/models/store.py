@@ -14,20 +14,25 @@ import math
 import platform
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 
-from pipelines.features.snapshot import SNAPSHOT_FORMAT, FeatureSnapshot
 from pipelines.features.spec import STAGE1, STAGE2, FeatureMismatch, FeatureSpec
 from pipelines.models.stage1 import Stage1Config, Stage1Model
 from pipelines.models.stage2 import Stage2Model
+
+if TYPE_CHECKING:
+    # pandas comes with it: imported where a snapshot is opened, so that BentoML's
+    # arbiter and the model services, which import this module, never load pandas
+    from pipelines.features.snapshot import FeatureSnapshot
 
 STAGE1_NAME = "f1_stage1"
 STAGE2_NAME = "f1_stage2"
@@ -292,6 +297,8 @@ def get_model(tag: str) -> bentoml.Model:
 
 def open_snapshot(path: Path, tag: str) -> FeatureSnapshot:
     """The snapshot stored under a model folder; unreadable -> StoreError with the fix."""
+    from pipelines.features.snapshot import FeatureSnapshot
+
     try:
         return FeatureSnapshot.load(path / "snapshot")
     except (OSError, ValueError, KeyError) as exc:
@@ -319,6 +326,24 @@ def open_stage2(path: Path, tag: str) -> Stage2Model:
         return Stage2Model.load(path / "model")
     except (OSError, ValueError, KeyError, TypeError, lgb_error()) as exc:
         raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+
+
+def import_lightgbm_lean() -> None:
+    """Import LightGBM for a process that only predicts from numpy rows (a model
+    service): without its optional pandas and scikit-learn integrations (DataFrame
+    input, the sklearn estimators), which would load pandas and pyarrow, ~70 MiB per
+    process, for nothing. A no-op where lightgbm or pandas is imported already."""
+    if "lightgbm" in sys.modules or "pandas" in sys.modules:
+        return
+    blocked = [name for name in ("pandas", "sklearn") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # importing it raises ImportError
+    try:
+        import lightgbm  # noqa: F401
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, "") is None:
+                del sys.modules[name]
 
 
 def lgb_error() -> type[Exception]:
@@ -373,6 +398,8 @@ def has_models() -> bool:
         check_features(bentoml.models.get(f"{STAGE2_NAME}:latest"), STAGE2)
     except StoreError:
         return False
+    from pipelines.features.snapshot import SNAPSHOT_FORMAT, FeatureSnapshot
+
     snap = Path(bentoml.models.get(f"{FEATURES_NAME}:latest").path) / "snapshot"
     return FeatureSnapshot.format_of(snap) == SNAPSHOT_FORMAT
 

@@ -4,8 +4,8 @@ page at /ui needs beside the forecasts. Never an input to a prediction."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from pipelines.features.snapshot import EventContext, FeatureSnapshot
 from pipelines.serving.errors import ApiError
 from pipelines.serving.schemas import (
     Calendar,
@@ -14,6 +14,10 @@ from pipelines.serving.schemas import (
     QualifyingResult,
     RaceResult,
 )
+
+if TYPE_CHECKING:
+    from pipelines.features.event import EventContext
+    from pipelines.features.snapshot import FeatureSnapshot
 
 
 def summary(snap: FeatureSnapshot, ctx: EventContext) -> EventSummary:

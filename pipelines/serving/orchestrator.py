@@ -19,16 +19,19 @@ import dataclasses
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
+from pipelines.features.event import Entry, EventContext, EventField
 from pipelines.models.placings import placings
 from pipelines.models.pole import PoleParams, pole_estimate
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model, group_softmax
 from pipelines.serving.errors import RequestError
+
+if TYPE_CHECKING:
+    from pipelines.features.snapshot import FeatureSnapshot
 
 RowsFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
 T = TypeVar("T")

@@ -9,15 +9,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
+from pipelines.features.event import Entry, EventContext, EventField
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import check_given_grid
 from pipelines.serving.schemas import DriverInput, EventInput
 from pipelines.serving.text import quote
+
+if TYPE_CHECKING:
+    from pipelines.features.snapshot import FeatureSnapshot
 
 
 @dataclass
@@ -34,6 +37,8 @@ def resolve_event(
     snap: FeatureSnapshot, event: EventInput | None, warnings: list[str]
 ) -> EventContext:
     """The event to predict: given, else the next one in the calendar, else a blank one."""
+    import pandas as pd  # with the snapshot: loaded already in the process that calls this
+
     if event is None:
         ctx = snap.next_event()
         if ctx is not None:

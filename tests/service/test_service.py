@@ -13,7 +13,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from pipelines.features import STAGE1, STAGE2
+from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.serving.schemas import EXAMPLES, QualiRequest, RaceRequest
 from tests.conftest import REAL_DATA
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.features import STAGE1, STAGE2
+from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
 from tests.conftest import slice_tables, store_models
 from training.datasets import StageData

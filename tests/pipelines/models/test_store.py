@@ -9,7 +9,7 @@ import bentoml
 import numpy as np
 import pytest
 
-from pipelines.features import STAGE1, STAGE2
+from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
 from pipelines.models.stage2 import Stage2Model
 from tests.conftest import STORE_HOME, store_models

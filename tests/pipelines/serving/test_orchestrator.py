@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.features import Entry
+from pipelines.features.event import Entry
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import (
     TwoStage,

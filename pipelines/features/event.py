@@ -1,0 +1,110 @@
+"""What an event and its field are, as serving passes them around (no pandas here).
+
+The feature snapshot (``snapshot``) builds and reads history with pandas; everything a
+request carries from resolution to the models is defined here, in plain Python and
+numpy, so that a process that never loads the snapshot (BentoML's arbiter, the model
+services) never imports pandas (~80 MiB per process; issue 14).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass
+class EventContext:
+    """What is known about an event before its weekend (no results)."""
+
+    season: int
+    date: pd.Timestamp
+    round: int | None = None
+    race_id: int | None = None
+    circuit_id: str | None = None
+    layout_id: str | None = None
+    circuit_type: str | None = None
+    course_length: float = math.nan
+    is_sprint: bool = False
+    grand_prix_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "season": self.season,
+            "round": self.round,
+            "date": self.date.date().isoformat(),
+            "circuit_id": self.circuit_id,
+            "race_id": self.race_id,
+            "is_sprint": self.is_sprint,
+        }
+
+
+@dataclass
+class Entry:
+    """One driver at one event, with whatever is known before qualifying."""
+
+    driver_id: str
+    constructor_id: str | None = None
+    practice: dict[str, float] = field(default_factory=dict)
+    laps: dict[str, float] = field(default_factory=dict)
+    grid: float | None = None
+    quali_time: float | None = None
+
+
+@dataclass
+class EventField:
+    """Every car at an event and every lap set before its qualifying: what each
+    driver's features are relative to (ranks, teammates, the session's best lap).
+
+    For an event in the data: its entry list and practice, with the drivers a request
+    gives merged in (a given driver replaces the data's entry; one not entered joins).
+    For an event not in the data: the request's drivers.
+    """
+
+    entries: list[Entry]
+    laps: dict[str, dict[str, float]] = field(default_factory=dict)
+    """session -> driver -> best lap (s); reserve drivers' FP1 laps included."""
+    as_in_data: bool = False
+    """The event's field exactly as the data has it (nothing given changed a car or a
+    lap): its feature rows are a function of the event alone, so they are memoised."""
+
+    def index(self, driver_ids: Sequence[str]) -> np.ndarray:
+        """Positions of these drivers in ``entries``."""
+        pos = {e.driver_id: i for i, e in enumerate(self.entries)}
+        return np.array([pos[d] for d in driver_ids], dtype=np.int64)
+
+
+def day_number(ts: pd.Timestamp | Any) -> int:
+    """Days since the epoch: the time axis of every history."""
+    import pandas as pd  # only where the snapshot is, so already imported
+
+    return int(pd.Timestamp(ts).value // 86_400_000_000_000)
+
+
+@dataclass(frozen=True)
+class PoleHistory:
+    """Past events with a pole lap, oldest first, as arrays (what the estimate reads)."""
+
+    session: np.ndarray
+    layout: np.ndarray
+    ratio: np.ndarray
+    pole_s: np.ndarray
+
+    @classmethod
+    def from_frame(cls, history: pd.DataFrame) -> PoleHistory:
+        return cls(
+            history["session"].to_numpy(object),
+            history["layout_id"].to_numpy(object),
+            history["ratio"].to_numpy(float),
+            history["pole_s"].to_numpy(float),
+        )
+
+    def head(self, n: int) -> PoleHistory:
+        """The first ``n`` events (history is sorted by day, so: those before a day)."""
+        return PoleHistory(self.session[:n], self.layout[:n], self.ratio[:n], self.pole_s[:n])

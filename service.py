@@ -32,6 +32,7 @@ from pipelines.models import store
 from pipelines.serving import events, ui
 from pipelines.serving.coalesce import Coalescer
 from pipelines.serving.errors import ApiError, StageUnavailable
+from pipelines.serving.heap import freeze_startup_heap
 from pipelines.serving.logs import quiet_client_errors, use_json_logs
 from pipelines.serving.middleware import (
     ApiKeyMiddleware,
@@ -112,6 +113,7 @@ class Stage1:
         _logs("f1_stage1")
         store.import_lightgbm_lean()  # this process predicts from numpy rows only
         self.predictor = store.open_stage1(Path(self.model.path), str(self.model.tag))
+        freeze_startup_heap()
 
     @bentoml.api(**BATCH)
     async def predict_gap(self, rows: np.ndarray) -> np.ndarray:
@@ -133,6 +135,7 @@ class Stage2:
         _logs("f1_stage2")
         store.import_lightgbm_lean()
         self.predictor = store.open_stage2(Path(self.model.path), str(self.model.tag))
+        freeze_startup_heap()
 
     @bentoml.api(**BATCH)
     async def predict_logit(self, rows: np.ndarray) -> np.ndarray:
@@ -200,6 +203,7 @@ class F1Predictor:
             explain2=self._deadline("stage-2", self.explain2_rows),
         )
         self.started = time.time()
+        freeze_startup_heap()  # no full-heap GC pauses under load (the c=64 tail)
         self.tags = {
             "features": str(self.features.tag),
             "stage1": str(self.stage1_model.tag),

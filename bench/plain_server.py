@@ -31,6 +31,7 @@ from bench.common import (
     warn_header,
 )
 from pipelines.serving.errors import RequestError
+from pipelines.serving.heap import freeze_startup_heap
 
 
 def create_app(loaded: Loaded | None = None) -> Starlette:
@@ -78,7 +79,9 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=3102)
     args = ap.parse_args()
-    serve(create_app(), args.host, args.port, access_log=False)
+    app = create_app()
+    freeze_startup_heap()  # as the Bento's processes do
+    serve(app, args.host, args.port, access_log=False)
 
 
 if __name__ == "__main__":

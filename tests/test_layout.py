@@ -71,3 +71,15 @@ def test_the_bentos_requirements_have_no_training_libraries() -> None:
     }
     assert {"bentoml", "lightgbm", "pandas", "pydantic"} <= pins
     assert not pins & {"scikit-learn", "matplotlib", "typer"}, pins & {"scikit-learn"}
+
+
+@pytest.mark.parametrize("module", ["bentoml", "fastapi", "numpy", "lightgbm", "pandas"])
+def test_the_installed_dependencies_are_byte_compiled(module: str) -> None:
+    # Python writes no .pyc where PYTHONDONTWRITEBYTECODE is set (CI, containers): without
+    # compiled files from the install, each of the Bento's processes compiled every module
+    # at every start (cold start 10 s instead of 4; `uv sync --compile-bytecode`)
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None
+    assert Path(importlib.util.cache_from_source(spec.origin)).is_file(), f"{module} not compiled"

@@ -88,7 +88,12 @@ def full_response(loaded: Loaded, res: Resolved, fc: Forecast, t0: float) -> Ful
 
 
 def serve(app: Any, host: str, port: int, access_log: bool) -> None:
-    """One uvicorn worker (``workers=1``), loopback by default."""
+    """One uvicorn worker (``workers=1``), loopback by default, on asyncio's own loop.
+
+    Not uvloop (which uvicorn would pick, being installed): a single saturated process on
+    uvloop starves some connections, p99 0.41 s and max 1.9 s at c=64 with jittered
+    bodies against 0.25 s / 0.26 s on asyncio, for the same throughput (measured
+    2026-12-02, bench/analysis.md). The comparison servers get their better loop."""
     import uvicorn
 
     uvicorn.run(
@@ -96,6 +101,7 @@ def serve(app: Any, host: str, port: int, access_log: bool) -> None:
         host=host,
         port=port,
         workers=1,
+        loop="asyncio",
         access_log=access_log,
         log_level="info" if access_log else "warning",
     )

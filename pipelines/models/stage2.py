@@ -256,15 +256,22 @@ class Stage2Model:
 
     @classmethod
     def load(cls, path: Path) -> Stage2Model:
-        config = Stage2Config(**json.loads((path / "config.json").read_text()))
+        config = cls.load_config(path)
         import lightgbm as lgb
 
         booster = lgb.Booster(model_file=str(path / "booster.txt"))
         STAGE2.check(booster.feature_name(), None, str(path))
+        return cls(config, booster)
+
+    @staticmethod
+    def load_config(path: Path) -> Stage2Config:
+        """The saved configuration; ValueError if its linear part is on other terms than
+        the code's (a model trained before ``LINEAR_TERMS`` changed)."""
+        config = Stage2Config(**json.loads((path / "config.json").read_text()))
         terms = [t.name for t in LINEAR_TERMS]
         if config.linear_coef and config.linear_terms != terms:
             raise ValueError(
                 f"model '{path}' has a linear part on {config.linear_terms}, the code's terms "
                 f"are {terms}. Run `f1 train` to train models for this code."
             )
-        return cls(config, booster)
+        return config

@@ -388,15 +388,17 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 
 
 def has_models() -> bool:
-    """The three models are stored, the latest two match this code's features and the
-    latest snapshot this code's format (else `f1 train --if-missing` trains anew)."""
+    """The three models are stored, the latest two match this code's features (and
+    Stage-2's linear terms), the latest snapshot this code's format (else `f1 train --if-missing` trains anew)."""
     names = {m.tag.name for m in bentoml.models.list()}
     if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
         return False
+    stage2 = bentoml.models.get(f"{STAGE2_NAME}:latest")
     try:
         check_features(bentoml.models.get(f"{STAGE1_NAME}:latest"), STAGE1)
-        check_features(bentoml.models.get(f"{STAGE2_NAME}:latest"), STAGE2)
-    except StoreError:
+        check_features(stage2, STAGE2)
+        Stage2Model.load_config(Path(stage2.path) / "model")
+    except (StoreError, ValueError, OSError):
         return False
     from pipelines.features.snapshot import SNAPSHOT_FORMAT, FeatureSnapshot
 

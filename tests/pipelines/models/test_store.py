@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
-from pipelines.models.stage2 import Stage2Model
+from pipelines.models.stage2 import LINEAR_TERMS, Stage2Model
 from tests.conftest import STORE_HOME, store_models
 
 EVALUATION = {
@@ -236,3 +236,22 @@ def test_a_snapshot_of_another_format_makes_if_missing_retrain(empty_store, tiny
     doc = json.loads(meta.read_text())
     meta.write_text(json.dumps(doc | {"format": doc["format"] - 1}))
     assert not store.has_models()
+
+
+def test_a_stage2_on_other_linear_terms_makes_if_missing_retrain(empty_store, tiny_models) -> None:
+    """A model saved before Stage-2's linear terms changed cannot be loaded by this code:
+    `make serve` (f1 train --if-missing) must train anew instead of failing at start-up."""
+    import json
+
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
+    assert store.has_models()
+    cfg_path = Path(bentoml.models.get(tags.stage2).path) / "model" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    older = [t.name for t in LINEAR_TERMS][:-1]  # as saved before a term was added
+    cfg_path.write_text(
+        json.dumps(cfg | {"linear_terms": older, "linear_coef": [0.1] * len(older)})
+    )
+    assert not store.has_models()
+    with pytest.raises(store.StoreError, match="f1 train"):
+        store.open_stage2(Path(bentoml.models.get(tags.stage2).path), tags.stage2)

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             slices.append({"slice": i, "requests": r.requests, "ok": r.ok,
                            "errors": r.failures_by_kind(), "rps": r.ok_rps,
                            "p99_ms": r.pct_ms(99), "rss_mib": rss / 2**20})  # fmt: skip
-            print(f"[soak] {i + 1}/{n_slices}: {r.ok_rps:.0f} req/s, p99 {r.pct_ms(99)} ms, "
+            print(f"[soak] {i + 1}/{n_slices}: {r.ok_rps:.0f} req/s, p99 {r.pct_ms(99):.1f} ms, "
                   f"errors {r.failures_by_kind() or 0}, RSS {rss / 2**20:.0f} MiB", flush=True)  # fmt: skip
         rss_end = proctree.rss_bytes(server.pid)
     finally:

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(256 * 1024, description="Largest accepted request body.")
     max_in_flight: int = Field(
-        256, description="Prediction requests in flight before new ones get 503 + Retry-After."
+        256,
+        description="Prediction requests in flight per front process before new ones get "
+        "503 + Retry-After.",
     )
 
     front_workers: int = Field(

@@ -85,8 +85,11 @@ def podium_probability(strength: np.ndarray) -> np.ndarray:
     return np.clip(p, 0.0, 1.0)
 
 
-def top_k_probability(strength: np.ndarray, k: int) -> np.ndarray:
-    """P(finishing in the top ``k``) per car (sums to min(k, N)); see the module doc."""
+def top_k_probability(strength: np.ndarray, k: int, skip_below: float = 1e-16) -> np.ndarray:
+    """P(finishing in the top ``k``) per car (sums to min(k, N)); see the module doc.
+
+    ``skip_below``: the error allowed for not running the recursion on the earliest
+    nodes (0: run it on every node)."""
     w = weights(strength)
     n = len(w)
     if k >= n:
@@ -102,25 +105,36 @@ def top_k_probability(strength: np.ndarray, k: int) -> np.ndarray:
     t = np.exp(u)
     wt = w[:, None] * t[None, :]
     stay = np.exp(-wt)  # P(car j not arrived by t)
+    dens = wt * stay  # dt = t du; times P(fewer than k others by t), below
+    # Before t_low that last factor is 1 within skip_below in the sum (k others arrived by t:
+    # at most t^k / k!, the weights summing to 1), so the recursion, the costly part,
+    # runs on the later nodes only (~50 of ~240 for a 20-car field and k = 10).
+    t_low = (skip_below * math.factorial(k) * (k + 1)) ** (1.0 / (k + 1))
+    late = int(np.searchsorted(t, t_low))
+    dens[:, late:] *= _fewer_than_k_others(wt[:, late:], stay[:, late:], k)
+    return np.clip(STEP * dens.sum(axis=1), 0.0, 1.0)
+
+
+def _fewer_than_k_others(wt: np.ndarray, stay: np.ndarray, k: int) -> np.ndarray:
+    """(car, node): P(fewer than ``k`` of the other cars arrived by the node's time)."""
+    n, tn = wt.shape
     come = -np.expm1(-wt)  # P(car j arrived by t), accurate for small w t
     # truncated Poisson-binomial counts (0..k-1 arrivals) of the first j cars (pre)
     # and of the cars from j on (suf): leaving car i out is pre[i] * suf[i + 1]
-    tn = len(t)
+    stay3, come3 = stay[:, :, None], come[:, :, None]
     pre = np.zeros((n + 1, tn, k))
     pre[0, :, 0] = 1.0
     for j in range(n):
-        pre[j + 1] = pre[j] * stay[j][:, None]
-        pre[j + 1, :, 1:] += pre[j, :, :-1] * come[j][:, None]
+        np.multiply(pre[j], stay3[j], out=pre[j + 1])
+        pre[j + 1, :, 1:] += pre[j, :, :-1] * come3[j]
     suf = np.zeros((n + 1, tn, k))
     suf[n, :, 0] = 1.0
     for j in range(n - 1, -1, -1):
-        suf[j] = suf[j + 1] * stay[j][:, None]
-        suf[j, :, 1:] += suf[j + 1, :, :-1] * come[j][:, None]
+        np.multiply(suf[j + 1], stay3[j], out=suf[j])
+        suf[j, :, 1:] += suf[j + 1, :, :-1] * come3[j]
     # P(fewer than k others by t) = sum_a pre_i[a] * P(suf_{i+1} <= k - 1 - a)
     below = np.cumsum(suf[1:], axis=2)[:, :, ::-1]
-    fewer = np.einsum("ita,ita->it", pre[:n], below)
-    dens = wt * stay * fewer  # dt = t du
-    return np.clip(STEP * dens.sum(axis=1), 0.0, 1.0)
+    return np.einsum("ita,ita->it", pre[:n], below)
 
 
 def placings(strength: np.ndarray, keys: Sequence[str], win: np.ndarray | None = None) -> Placings:
@@ -129,7 +143,7 @@ def placings(strength: np.ndarray, keys: Sequence[str], win: np.ndarray | None =
     ``keys`` (driver ids) fix the order the field is computed in, so the numbers do
     not depend on how the field is listed. ``win`` defaults to the softmax; pass the
     caller's own softmax to keep the ordering exact against it. Memoised on the
-    strengths and keys (~1 ms per 20-car field: every request about the same field
+    strengths and keys (~0.45 ms per 20-car field: every request about the same field
     asks it again).
     """
     s = np.asarray(strength, dtype=float)

@@ -173,3 +173,15 @@ def test_memoised_answers_cannot_be_changed_by_a_caller() -> None:
     again = placings(s.copy(), list(keys))
     assert (again.podium >= again.win).all() and again.podium.sum() == pytest.approx(3.0)
     assert again.points.sum() == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("spread", [0.3, 2.0, 8.0, 60.0])
+@pytest.mark.parametrize("n,k", [(4, 1), (8, 3), (20, 10), (22, 10), (24, 23)])
+def test_top_k_skipping_the_early_nodes_changes_nothing_measurable(
+    spread: float, n: int, k: int
+) -> None:
+    # the recursion is skipped where fewer than k others have surely arrived (the
+    # speed-up of the uncached path, issue 14); against running it on every node
+    s = np.random.default_rng(20261202 + n * k).normal(0.0, spread, n)
+    full = top_k_probability(s, k, skip_below=0.0)
+    np.testing.assert_allclose(top_k_probability(s, k), full, rtol=0, atol=1e-15)

@@ -395,9 +395,45 @@ class FeatureSnapshot:
         return np.array(hit, copy=True)
 
     def _form(self, entries: Sequence[Entry], day: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each car's driver and team form before ``day`` (NaN rows where unknown)."""
-        teams = [self.lineage.get(e.constructor_id or "", e.constructor_id or "") for e in entries]
-        return self.driver.many([e.driver_id for e in entries], day), self.team.many(teams, day)
+        """Each car's driver and team form before ``day`` (NaN rows where unknown).
+
+        Memoised (read-only arrays) on the day and the cars: a request's own laps change
+        the practice features, never the form, so jittered bodies about one event share
+        it (both stages ask)."""
+        key = (day, tuple((e.driver_id, e.constructor_id) for e in entries))
+        memo = self.memo.setdefault("form", {})
+        hit = memo.get(key)
+        if hit is None:
+            teams = [
+                self.lineage.get(e.constructor_id or "", e.constructor_id or "") for e in entries
+            ]
+            d = self.driver.many([e.driver_id for e in entries], day)
+            tm = self.team.many(teams, day)
+            d.setflags(write=False)
+            tm.setflags(write=False)
+            if len(memo) >= 2048:
+                memo.clear()
+            hit = memo[key] = (d, tm)
+        return hit
+
+    def _standings(
+        self, entries: Sequence[Entry], day: int, season: int
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Championship standings before ``day`` in ``season``: each car's driver and
+        constructor (points, position) and the leader's points; memoised like ``_form``."""
+        key = (day, season, tuple((e.driver_id, e.constructor_id) for e in entries))
+        memo = self.memo.setdefault("standings", {})
+        hit = memo.get(key)
+        if hit is None:
+            ds = self.dstand.many([e.driver_id for e in entries], day, season=season)
+            cs = self.cstand.many([e.constructor_id or "" for e in entries], day, season=season)
+            lead = self.leader.before(str(season), day, season=season)
+            ds.setflags(write=False)
+            cs.setflags(write=False)
+            if len(memo) >= 2048:
+                memo.clear()
+            hit = memo[key] = (ds, cs, float(lead[0]) if lead is not None else 0.0)
+        return hit
 
     def _stage1(self, ctx: EventContext, fld: EventField) -> np.ndarray:
         entries = fld.entries
@@ -479,13 +515,10 @@ class FeatureSnapshot:
         rows["d_q_gap_ewm"] = d[:, col("q_gap_ewm")]
         rows["t_points_ewm"] = tm[:, self.team.col("t_points_ewm")]
         rows["t_win_ewm"] = tm[:, self.team.col("t_win_ewm")]
-        ds = self.dstand.many([e.driver_id for e in entries], day, season=ctx.season)
+        ds, cs, leader = self._standings(entries, day, ctx.season)
         rows["d_champ_points"] = np.nan_to_num(ds[:, 0], nan=0.0)
         rows["d_champ_pos"] = ds[:, 1]
-        lead = self.leader.before(str(ctx.season), day, season=ctx.season)
-        leader = float(lead[0]) if lead is not None else 0.0
         rows["d_champ_share"] = rows["d_champ_points"] / leader if leader > 0 else 0.0
-        cs = self.cstand.many([e.constructor_id or "" for e in entries], day, season=ctx.season)
         rows["c_champ_points"] = np.nan_to_num(cs[:, 0], nan=0.0)
         rows["c_champ_pos"] = cs[:, 1]
         return rows.x

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pipelines.f1db.parse import Tables
-from pipelines.features.event import Entry, EventContext, EventField
+from pipelines.features.event import Entry, EventContext, EventField, day_number
 from pipelines.features.history import History
 from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.features.spec import STAGE1, STAGE2
@@ -603,6 +603,35 @@ def test_event_field_knows_when_it_is_the_datas(synthetic_tables) -> None:
     i = own.index([d])[0]
     assert snap.stage1_rows(ctx, own)[i, STAGE1.pos["p_best_gap"]] == 0.0  # now the fastest
     assert snap.stage1_rows(ctx, plain)[i, STAGE1.pos["p_best_gap"]] > 0.0
+
+
+def test_memoised_form_is_per_day_and_field_and_never_written(synthetic_tables) -> None:
+    """Form and standings are memoised on the day and the cars (a request's own laps do
+    not change them): another day or another car list gets its own, a repeated one the
+    same values as a snapshot that never memoised, and the shared arrays are read-only."""
+    tree, tables = synthetic_tables
+    snap = FeatureSnapshot.build(tables)
+    fresh = FeatureSnapshot.build(tables)
+    early, late = (
+        snap.event_by_id(r.race_id) for r in sorted(tree.races, key=lambda r: r.date)[-2:]
+    )
+    entries = snap.event_field(late).entries
+    q = np.zeros(len(entries))
+    grid = np.arange(1.0, len(entries) + 1)
+    first = snap.stage2_rows(late, entries, grid, q)
+    snap.stage2_rows(early, entries, grid, q + 0.1)  # another day, same cars
+    swapped = [Entry(entries[0].driver_id, entries[1].constructor_id), *entries[1:]]
+    snap.stage2_rows(late, swapped, grid, q + 0.2)  # same day, another car list
+    again = snap.stage2_rows(late, entries, grid, q + 0.3)
+    expected = fresh._stage2(late, entries, grid, q + 0.3)
+    np.testing.assert_array_equal(again, expected)
+    form = [STAGE2.pos[n] for n in STAGE2.names if n not in ("grid", "q_gap_pct", "q_tm_gap")]
+    np.testing.assert_array_equal(again[:, form], first[:, form])
+    assert not np.array_equal(
+        snap.stage2_rows(early, entries, grid, q)[:, form], first[:, form], equal_nan=True
+    )  # the form moved between the two days
+    d, tm = snap._form(entries, day_number(late.date))
+    assert not d.flags.writeable and not tm.flags.writeable
 
 
 def test_pole_reference_is_the_fastest_session() -> None:

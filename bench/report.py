@@ -235,12 +235,14 @@ def _floor(results: dict[str, Any]) -> list[str]:
         "stage2_raw_score": "Stage-2 raw_score",
         "parse_and_resolve": "parse the JSON body + resolve_request",
         "numpy_features_both_stages": "numpy features, both stages (stage1_rows + stage2_rows)",
+        "numpy_features_both_stages_no_memo": "numpy features, both stages, the drivers' own laps jittered (no memo hit)",
         "pole_estimate": "pole-lap estimate, as served (pipelines.models.pole.pole_estimate)",
         "pole_history": "FeatureSnapshot.pole_history",
         "estimate_pole": "models.estimate_pole (pandas)",
         "response_models_and_json": "response: pydantic models + JSON (FullResponse)",
         "dataframe_plus_columntransformer_stage1": "original design: DataFrame + ColumnTransformer, one stage",
         "in_process_request_plain_path": "a whole request in-process: parse, resolve, both stages, JSON (plain path, no HTTP)",
+        "in_process_request_jittered_laps": "the same with the drivers' own laps jittered per request (no memo hit)",
     }
     rows = [
         f"One {floor.get('rows', '?')}-driver /predict_full request, in-process, no server:",

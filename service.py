@@ -217,7 +217,9 @@ class F1Predictor:
 
         async def guarded(rows: np.ndarray) -> np.ndarray:
             try:
-                return np.asarray(await asyncio.wait_for(call(rows), settings.model_timeout_s))
+                async with asyncio.timeout(settings.model_timeout_s):  # no task per call
+                    out = await call(rows)
+                return np.asarray(out)
             except TimeoutError as exc:
                 logger.error(
                     "%s model service: no answer in %.1f s", stage, settings.model_timeout_s

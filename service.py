@@ -203,12 +203,12 @@ class F1Predictor:
             explain2=self._deadline("stage-2", self.explain2_rows),
         )
         self.started = time.time()
-        freeze_startup_heap()  # no full-heap GC pauses under load (the c=64 tail)
         self.tags = {
             "features": str(self.features.tag),
             "stage1": str(self.stage1_model.tag),
             "stage2": str(self.stage2_model.tag),
         }
+        freeze_startup_heap()  # no full-heap GC pauses under load (the c=64 tail)
 
     @staticmethod
     def _deadline(stage: str, call: RowsFn) -> RowsFn:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,8 @@ SNAPSHOT_FORMAT = 3
 """2: an ``outcomes`` frame (actual results, for /ui); 3: a ``names`` frame
 (driver and team names for the answers)."""
 
+
+T = TypeVar("T")
 
 FRAME_NAMES = (
     "events",
@@ -224,10 +226,7 @@ class FeatureSnapshot:
     def _context(self, i: int) -> EventContext:
         """The calendar row as an EventContext (a fresh copy of a memoised one: building
         it from a pandas row costs more than everything else a request needs)."""
-        memo = self.memo.setdefault("context", {})
-        if i not in memo:
-            memo[i] = self._build_context(i)
-        return dataclasses.replace(memo[i])
+        return dataclasses.replace(self._memo("context", i, lambda: self._build_context(i)))
 
     def _build_context(self, i: int) -> EventContext:
         r = self.events.iloc[i]
@@ -283,12 +282,8 @@ class FeatureSnapshot:
         """The entry list and pre-qualifying practice for a known event, from a per-event
         cache shared by every request (copying it was 8 % of the front's CPU): read only,
         never change what it returns."""
-        memo = self.memo.setdefault("entries", {})
         key = (ctx.season, ctx.round, ctx.race_id)
-        if key not in memo:
-            memo[key] = tuple(self._entries(ctx))
-        shared: tuple[Entry, ...] = memo[key]
-        return shared
+        return self._memo("entries", key, lambda: tuple(self._entries(ctx)))
 
     def _entries(self, ctx: EventContext) -> list[Entry]:
         """The entry list and pre-qualifying practice for a known event.
@@ -321,15 +316,16 @@ class FeatureSnapshot:
     def field_laps(self, ctx: EventContext) -> dict[str, dict[str, float]]:
         """Every best lap set in each pre-qualifying session of a known event, by driver
         (reserves included); a fresh copy of a per-event cache."""
-        memo = self.memo.setdefault("field", {})
         key = ctx.race_id or -1
-        if key not in memo:
+
+        def build() -> dict[str, dict[str, float]]:
             laps: dict[str, dict[str, float]] = {}
             for d, _c, s, t, _l in self._practice.get(key, []):
                 if not math.isnan(t):
                     laps.setdefault(s, {})[d] = t
-            memo[key] = laps
-        return {s: dict(v) for s, v in memo[key].items()}
+            return laps
+
+        return {s: dict(v) for s, v in self._memo("field", key, build).items()}
 
     def event_field(self, ctx: EventContext, given: Sequence[Entry] | None = None) -> EventField:
         """The event's field with the ``given`` entries merged in (see ``EventField``).
@@ -385,14 +381,19 @@ class FeatureSnapshot:
             return self._stage1(ctx, fld)  # than the rows, and such bodies rarely repeat
         return self._memo_rows("stage1", _ctx_key(ctx), lambda: self._stage1(ctx, fld))
 
-    def _memo_rows(self, name: str, key: Any, build: Any) -> np.ndarray:
+    def _memo_rows(self, name: str, key: Any, build: Callable[[], np.ndarray]) -> np.ndarray:
+        return np.array(self._memo(name, key, build), copy=True)
+
+    def _memo(self, name: str, key: Any, build: Callable[[], T]) -> T:
+        """``build()``, kept per snapshot under ``key`` (a pure function of both); each
+        memo is cleared when it reaches 2048 entries."""
         memo = self.memo.setdefault(name, {})
         hit = memo.get(key)
         if hit is None:
             if len(memo) >= 2048:
                 memo.clear()
             hit = memo[key] = build()
-        return np.array(hit, copy=True)
+        return cast(T, hit)
 
     def _form(self, entries: Sequence[Entry], day: int) -> tuple[np.ndarray, np.ndarray]:
         """Each car's driver and team form before ``day`` (NaN rows where unknown).
@@ -400,40 +401,33 @@ class FeatureSnapshot:
         Memoised (read-only arrays) on the day and the cars: a request's own laps change
         the practice features, never the form, so jittered bodies about one event share
         it (both stages ask)."""
-        key = (day, tuple((e.driver_id, e.constructor_id) for e in entries))
-        memo = self.memo.setdefault("form", {})
-        hit = memo.get(key)
-        if hit is None:
+
+        def build() -> tuple[np.ndarray, np.ndarray]:
             teams = [
                 self.lineage.get(e.constructor_id or "", e.constructor_id or "") for e in entries
             ]
-            d = self.driver.many([e.driver_id for e in entries], day)
-            tm = self.team.many(teams, day)
-            d.setflags(write=False)
-            tm.setflags(write=False)
-            if len(memo) >= 2048:
-                memo.clear()
-            hit = memo[key] = (d, tm)
-        return hit
+            d, tm = _read_only(
+                self.driver.many([e.driver_id for e in entries], day), self.team.many(teams, day)
+            )
+            return d, tm
+
+        return self._memo("form", (day, _cars(entries)), build)
 
     def _standings(
         self, entries: Sequence[Entry], day: int, season: int
     ) -> tuple[np.ndarray, np.ndarray, float]:
         """Championship standings before ``day`` in ``season``: each car's driver and
         constructor (points, position) and the leader's points; memoised like ``_form``."""
-        key = (day, season, tuple((e.driver_id, e.constructor_id) for e in entries))
-        memo = self.memo.setdefault("standings", {})
-        hit = memo.get(key)
-        if hit is None:
-            ds = self.dstand.many([e.driver_id for e in entries], day, season=season)
-            cs = self.cstand.many([e.constructor_id or "" for e in entries], day, season=season)
+
+        def build() -> tuple[np.ndarray, np.ndarray, float]:
+            ds, cs = _read_only(
+                self.dstand.many([e.driver_id for e in entries], day, season=season),
+                self.cstand.many([e.constructor_id or "" for e in entries], day, season=season),
+            )
             lead = self.leader.before(str(season), day, season=season)
-            ds.setflags(write=False)
-            cs.setflags(write=False)
-            if len(memo) >= 2048:
-                memo.clear()
-            hit = memo[key] = (ds, cs, float(lead[0]) if lead is not None else 0.0)
-        return hit
+            return ds, cs, float(lead[0]) if lead is not None else 0.0
+
+        return self._memo("standings", (day, season, _cars(entries)), build)
 
     def _stage1(self, ctx: EventContext, fld: EventField) -> np.ndarray:
         entries = fld.entries
@@ -591,6 +585,17 @@ def _names_frame(t: Tables) -> pd.DataFrame:
             pd.DataFrame({"kind": kind, "id": f[col].astype(str), "name": f["name"].astype(str)})
         )
     return pd.concat(parts, ignore_index=True)
+
+
+def _cars(entries: Sequence[Entry]) -> tuple[tuple[str, str | None], ...]:
+    """A field's cars as a memo key: what form and standings look-ups depend on."""
+    return tuple((e.driver_id, e.constructor_id) for e in entries)
+
+
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
 
 
 def _same_car(a: Entry, b: Entry) -> bool:

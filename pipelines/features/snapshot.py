@@ -482,7 +482,7 @@ class FeatureSnapshot:
         or Stage-1's) plus form (memoised like ``stage1_rows``)."""
         key = (
             _ctx_key(ctx),
-            tuple((e.driver_id, e.constructor_id) for e in entries),
+            _cars(entries),
             np.asarray(grid, dtype=float).tobytes(),
             np.asarray(q_gap, dtype=float).tobytes(),
         )

@@ -226,7 +226,7 @@ class FeatureSnapshot:
     def _context(self, i: int) -> EventContext:
         """The calendar row as an EventContext (a fresh copy of a memoised one: building
         it from a pandas row costs more than everything else a request needs)."""
-        return dataclasses.replace(self._memo("context", i, lambda: self._build_context(i)))
+        return dataclasses.replace(self.cached("context", i, lambda: self._build_context(i)))
 
     def _build_context(self, i: int) -> EventContext:
         r = self.events.iloc[i]
@@ -283,7 +283,7 @@ class FeatureSnapshot:
         cache shared by every request (copying it was 8 % of the front's CPU): read only,
         never change what it returns."""
         key = (ctx.season, ctx.round, ctx.race_id)
-        return self._memo("entries", key, lambda: tuple(self._entries(ctx)))
+        return self.cached("entries", key, lambda: tuple(self._entries(ctx)))
 
     def _entries(self, ctx: EventContext) -> list[Entry]:
         """The entry list and pre-qualifying practice for a known event.
@@ -325,7 +325,7 @@ class FeatureSnapshot:
                     laps.setdefault(s, {})[d] = t
             return laps
 
-        return {s: dict(v) for s, v in self._memo("field", key, build).items()}
+        return {s: dict(v) for s, v in self.cached("field", key, build).items()}
 
     def event_field(self, ctx: EventContext, given: Sequence[Entry] | None = None) -> EventField:
         """The event's field with the ``given`` entries merged in (see ``EventField``).
@@ -382,15 +382,15 @@ class FeatureSnapshot:
         return self._memo_rows("stage1", _ctx_key(ctx), lambda: self._stage1(ctx, fld))
 
     def _memo_rows(self, name: str, key: Any, build: Callable[[], np.ndarray]) -> np.ndarray:
-        return np.array(self._memo(name, key, build), copy=True)
+        return np.array(self.cached(name, key, build), copy=True)
 
-    def _memo(self, name: str, key: Any, build: Callable[[], T]) -> T:
-        """``build()``, kept per snapshot under ``key`` (a pure function of both); each
-        memo is cleared when it reaches 2048 entries."""
+    def cached(self, name: str, key: Any, build: Callable[[], T]) -> T:
+        """``build()``, kept per snapshot under ``key`` (callers make it a pure function
+        of the snapshot and the key); each memo is cleared when it reaches 4096 entries."""
         memo = self.memo.setdefault(name, {})
         hit = memo.get(key)
         if hit is None:
-            if len(memo) >= 2048:
+            if len(memo) >= 4096:
                 memo.clear()
             hit = memo[key] = build()
         return cast(T, hit)
@@ -411,7 +411,7 @@ class FeatureSnapshot:
             )
             return d, tm
 
-        return self._memo("form", (day, _cars(entries)), build)
+        return self.cached("form", (day, _cars(entries)), build)
 
     def _standings(
         self, entries: Sequence[Entry], day: int, season: int
@@ -427,7 +427,7 @@ class FeatureSnapshot:
             lead = self.leader.before(str(season), day, season=season)
             return ds, cs, float(lead[0]) if lead is not None else 0.0
 
-        return self._memo("standings", (day, season, _cars(entries)), build)
+        return self.cached("standings", (day, season, _cars(entries)), build)
 
     def _stage1(self, ctx: EventContext, fld: EventField) -> np.ndarray:
         entries = fld.entries

@@ -79,11 +79,12 @@ def pole_estimate(
     session, ref = snapshot.pole_reference(laps)
     day = day_number(ctx.date)
     key = (day, session, ref, ctx.layout_id, params.window, params.shrink, ctx.course_length)
-    memo = snapshot.memo.setdefault("pole", {})
-    if key not in memo:
-        if len(memo) > 4096:
-            memo.clear()
-        memo[key] = estimate_pole(
-            snapshot.pole_arrays(day), session, ref, ctx.layout_id, params, ctx.course_length
+    return float(
+        snapshot.cached(
+            "pole",
+            key,
+            lambda: estimate_pole(
+                snapshot.pole_arrays(day), session, ref, ctx.layout_id, params, ctx.course_length
+            ),
         )
-    return float(memo[key])
+    )

@@ -5,8 +5,9 @@ The win log-odds of a car are ``(w * booster + (1 - w) * linear) / T``: the boos
 trees on every Stage-2 feature, and a linear conditional logit (per-race softmax
 likelihood) on a few robust terms (``LINEAR_TERMS``: log grid slot, qualifying gap,
 teammate gap, championship share, win form, recent finishing positions, team points
-form). The weight ``w`` and the temperature ``T`` are chosen on validation seasons. Both parts are monotone: a worse grid slot or a slower
-qualifying lap never raises a car's log-odds.
+form). The weight ``w`` and the temperature ``T`` are chosen on validation seasons. Both
+parts are monotone: a worse grid slot or a slower qualifying lap never raises a car's
+log-odds.
 """
 
 from __future__ import annotations

@@ -389,7 +389,8 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 
 def has_models() -> bool:
     """The three models are stored, the latest two match this code's features (and
-    Stage-2's linear terms), the latest snapshot this code's format (else `f1 train --if-missing` trains anew)."""
+    Stage-2's linear terms), the latest snapshot this code's format (else `f1 train
+    --if-missing` trains anew)."""
     names = {m.tag.name for m in bentoml.models.list()}
     if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
         return False

@@ -9,16 +9,30 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 
+def stage1_events(meta: pd.DataFrame, pred_gap: np.ndarray) -> dict[str, np.ndarray]:
+    """Per event (in race-id order): the sum and count of absolute gap errors, and the
+    rank correlation of predicted and actual gaps (NaN where it ranks nothing). The
+    season's gap MAE and Spearman are built from these, and so are their intervals
+    (``training.uncertainty``)."""
+    err = np.abs(np.asarray(pred_gap, dtype=float) - meta["gap_pct"].to_numpy())
+    at = meta.groupby("race_id").indices
+    err_sum, n, rho = [], [], []
+    for _, idx in sorted(at.items()):
+        err_sum.append(float(err[idx].sum()))
+        n.append(len(idx))
+        r = math.nan
+        if len(idx) > 2 and np.ptp(pred_gap[idx]) > 0:  # a constant forecast ranks nothing
+            r = float(spearmanr(pred_gap[idx], meta["gap_pct"].to_numpy()[idx]).statistic)
+        rho.append(r)
+    return {"err_sum": np.array(err_sum), "n": np.array(n, dtype=float), "rho": np.array(rho)}
+
+
 def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarray) -> dict:
     """MAE in seconds (all, dry, median), gap-to-pole MAE in %, mean per-event Spearman."""
     err = np.abs(pred_time - meta["best_s"].to_numpy())
     dry = meta["dry"].to_numpy(bool)
-    rhos = []
-    for _, idx in meta.groupby("race_id").indices.items():
-        if len(idx) > 2 and np.ptp(pred_gap[idx]) > 0:  # a constant forecast ranks nothing
-            rho = spearmanr(pred_gap[idx], meta["gap_pct"].to_numpy()[idx]).statistic
-            if not math.isnan(rho):
-                rhos.append(rho)
+    ev = stage1_events(meta, pred_gap)
+    rhos = ev["rho"][~np.isnan(ev["rho"])]
     return {
         "season": int(meta["season"].iloc[0]) if len(meta) else None,
         "events": int(meta["race_id"].nunique()),
@@ -26,17 +40,18 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
         "mae_s": float(np.nanmean(err)),
         "mae_dry_s": float(np.nanmean(err[dry])) if dry.any() else None,
         "median_ae_s": float(np.nanmedian(err)),
-        "gap_pct_mae": float(np.mean(np.abs(pred_gap - meta["gap_pct"].to_numpy()))),
-        "spearman": float(np.mean(rhos)) if rhos else None,
+        "gap_pct_mae": float(ev["err_sum"].sum() / ev["n"].sum()) if len(meta) else math.nan,
+        "spearman": float(np.mean(rhos)) if len(rhos) else None,
         "dry_events": int(meta.loc[dry, "race_id"].nunique()),
     }
 
 
-def stage2_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
-    """Top-1 (ties at the max share the credit), winner log loss, Brier per driver."""
+def stage2_events(meta: pd.DataFrame, prob: np.ndarray) -> dict[str, np.ndarray]:
+    """Per race with one classified winner (in race-id order): top-1 credit (ties at the
+    max share it) and the winner's log loss."""
     y = meta["win"].to_numpy()
     top1, ll = [], []
-    for _, idx in meta.groupby("race_id").indices.items():
+    for _, idx in sorted(meta.groupby("race_id").indices.items()):
         p, yy = prob[idx], y[idx]
         if yy.sum() != 1:
             continue  # no classified winner recorded
@@ -44,13 +59,32 @@ def stage2_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
         top1.append(float(at_max[yy == 1][0]) / at_max.sum())
         pw = float(p[yy == 1][0])
         ll.append(-math.log(pw) if pw > 0 else math.inf)
+    return {"top1": np.array(top1), "winner_log_loss": np.array(ll)}
+
+
+def stage2_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
+    """Top-1 (ties at the max share the credit), winner log loss, Brier per driver."""
+    y = meta["win"].to_numpy()
+    ev = stage2_events(meta, prob)
+    n = len(ev["top1"])
     return {
         "season": int(meta["season"].iloc[0]) if len(meta) else None,
-        "races": len(top1),
-        "top1": float(np.mean(top1)) if top1 else None,
-        "winner_log_loss": float(np.mean(ll)) if ll else None,
+        "races": n,
+        "top1": float(np.mean(ev["top1"])) if n else None,
+        "winner_log_loss": float(np.mean(ev["winner_log_loss"])) if n else None,
         "brier": float(np.mean((prob - y) ** 2)) if len(y) else None,
     }
+
+
+def pole_win_share(meta: pd.DataFrame) -> float | None:
+    """Share of races (with one classified winner) won from the best grid slot: how much
+    a season rewarded the pole-sitter, which no model fitted on other seasons knows."""
+    won = []
+    for _, idx in meta.groupby("race_id").indices.items():
+        y, grid = meta["win"].to_numpy()[idx], meta["grid"].to_numpy(float)[idx]
+        if y.sum() == 1:
+            won.append(float(grid[y == 1][0] == np.nanmin(grid)))
+    return float(np.mean(won)) if won else None
 
 
 def podium_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:

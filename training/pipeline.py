@@ -32,7 +32,8 @@ from pipelines.models.stage2 import (
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
 from training.evaluate import EventHook, served_predictions
-from training.metrics import podium_metrics, stage1_metrics, stage2_metrics
+from training.metrics import podium_metrics, pole_win_share, stage1_metrics, stage2_metrics
+from training.uncertainty import stage1_intervals, stage2_intervals
 
 
 class TrainingError(RuntimeError):
@@ -304,6 +305,13 @@ def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
     stage2: dict[str, Any] = {"test": post.pop("model"), "test_chained": pre.pop("model")}
     stage1["baselines"] = {k: {"test": v} for k, v in s1.items()}
     stage2["baselines"] = {k: {"test": v, "test_chained": pre[k]} for k, v in post.items()}
+    stage1["intervals"] = stage1_intervals(
+        f1, {k: g for k, (_t, g) in stage1_predictors(f1).items()}
+    )
+    stage2["intervals"] = {
+        "test": stage2_intervals(post_f, stage2_predictors(post_f)),
+        "test_chained": stage2_intervals(pre_f, stage2_predictors(pre_f)),
+    }
     return {"stage1": stage1, "stage2": stage2}
 
 
@@ -358,6 +366,13 @@ def score_test(
     preds = {"stage1": q, **frames}
     evaluation = score(preds)
     evaluation["stage1"]["test_rows_not_served"] = len(te1.meta) - len(q)
+    evaluation["stage2"]["pole_win_share"] = {
+        "test": pole_win_share(te2.meta),
+        "fit_seasons": pole_win_share(fit2.meta),
+        "by_fit_season": {
+            int(season): pole_win_share(rows) for season, rows in fit2.meta.groupby("season")
+        },
+    }
     evaluation["stage2"]["podium"] = {
         "test": podium_metrics(frames["stage2"], frames["stage2"]["podium_prob"].to_numpy()),
         "test_chained": podium_metrics(

@@ -70,6 +70,82 @@ def _baseline_seasons(p: dict[str, Any]) -> str:
     )
 
 
+def _iv(v: list[float] | None) -> str:
+    return "n/a" if not v else f"[{v[0]:.3f}, {v[1]:.3f}]"
+
+
+def _intervals(ev: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(title, intervals block) of each scored flow that has them."""
+    s2 = ev.get("stage2", {}).get("intervals") or {}
+    blocks = [
+        ("stage-1", ev.get("stage1", {}).get("intervals")),
+        ("stage-2 after qualifying", s2.get("test")),
+        ("stage-2 before qualifying", s2.get("test_chained")),
+    ]
+    return [(title, b) for title, b in blocks if b]
+
+
+def intervals_section(ev: dict[str, Any]) -> list[str]:
+    """The "how sure" table: each metric's interval and paired differences to baselines."""
+    blocks = _intervals(ev)
+    if not blocks:
+        return []
+    first = blocks[0][1]
+    lines = [
+        "",
+        f"## How sure: {first['level']:.0%} intervals",
+        "",
+        f"The season's events resampled with replacement ({first['resamples']} times, seed "
+        f"{first['seed']}; `training/uncertainty.py`): each metric's interval, and the "
+        "model's difference to each baseline on the same resamples (paired), with the share "
+        "of resamples in which the model is better. A target or a baseline inside these "
+        "intervals is within the luck of which races the season had.",
+        "",
+        "| metric | model | interval | model - baseline [interval], model better in |",
+        "|---|---|---|---|",
+    ]
+    for title, block in blocks:
+        for metric, rec in block["metrics"].items():
+            vs = "; ".join(
+                f"{name} {d['diff']:+.3f} {_iv(d['interval'])}, {d['better_share']:.0%}"
+                for name, d in rec["vs"].items()
+            )
+            lines.append(
+                f"| {title} {metric} | {fmt(rec['model'])} | {_iv(rec['interval'])} | {vs} |"
+            )
+    return lines
+
+
+def _pole_line(s2: dict[str, Any], season: str) -> list[str]:
+    """How much the scored season rewarded the pole-sitter, against the fitted seasons."""
+    pw = s2.get("pole_win_share") or {}
+    if pw.get("test") is None or pw.get("fit_seasons") is None:
+        return []
+    return [
+        "",
+        f"The pole-sitter won {pw['test']:.0%} of {season}'s races, against "
+        f"{pw['fit_seasons']:.0%} in the seasons the model was fitted on"
+        + _season_range(pw.get("by_fit_season") or {})
+        + ".",
+    ]
+
+
+def _season_range(by_season: dict[Any, float | None]) -> str:
+    """ " (from x % in S1 to y % in S2)" over the seasons that have a share."""
+    have = {k: v for k, v in by_season.items() if v is not None}
+    if not have:
+        return ""
+    lo, hi = min(have, key=lambda k: have[k]), max(have, key=lambda k: have[k])
+    return f" (from {have[lo]:.0%} in {lo} to {have[hi]:.0%} in {hi})"
+
+
+def _target_interval(ev: dict[str, Any], title: str, metric: str) -> str:
+    for t, block in _intervals(ev):
+        if t == title and metric in block["metrics"]:
+            return _iv(block["metrics"][metric]["interval"])
+    return "n/a"
+
+
 def markdown(ev: dict[str, Any]) -> str:
     p = ev.get("protocol", {})
     lines = [
@@ -106,6 +182,7 @@ def markdown(ev: dict[str, Any]) -> str:
     ]
     s2 = ev["stage2"]
     lines += _table(s2, S2_KEYS)
+    lines += _pole_line(s2, "the test season")
     if "test_chained" in s2:
         lines += [
             "",
@@ -129,28 +206,41 @@ def markdown(ev: dict[str, Any]) -> str:
             "",
         ]
         lines += _table(s2["podium"], PODIUM_KEYS)
-    lines += ["", "## Targets", "", "| metric | target | reached | met |", "|---|---|---|---|"]
+    lines += intervals_section(ev)
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| metric | target | reached | 90 % interval | met |",
+        "|---|---|---|---|---|",
+    ]
     for k, tgt in S1_TARGETS.items():
         v = s1["test"].get(k)
         ok = v is not None and (v >= tgt if k == "spearman" else v <= tgt)
         lines.append(
-            f"| stage-1 {k} | {'>=' if k == 'spearman' else '<='} {tgt} | {fmt(v)} | {'yes' if ok else 'no'} |"
+            f"| stage-1 {k} | {'>=' if k == 'spearman' else '<='} {tgt} | {fmt(v)} | "
+            f"{_target_interval(ev, 'stage-1', k)} | {'yes' if ok else 'no'} |"
         )
     v = s2["test"].get("winner_log_loss")
     lines.append(
-        f"| stage-2 winner_log_loss | <= 0.95 | {fmt(v)} | {'yes' if v is not None and v <= 0.95 else 'no'} |"
+        f"| stage-2 winner_log_loss | <= 0.95 | {fmt(v)} | "
+        f"{_target_interval(ev, 'stage-2 after qualifying', 'winner_log_loss')} | "
+        f"{'yes' if v is not None and v <= 0.95 else 'no'} |"
     )
     chained = s2.get("test_chained", {}).get("winner_log_loss")
     lg = s2["baselines"].get("logistic_grid", {}).get("test_chained", {}).get("winner_log_loss")
     if chained is not None and lg is not None:
         lines.append(
             f"| stage-2 winner_log_loss before qualifying | < logistic on Stage-1's grid "
-            f"({fmt(lg)}) | {fmt(chained)} | {'yes' if chained < lg else 'no'} |"
+            f"({fmt(lg)}) | {fmt(chained)} | "
+            f"{_target_interval(ev, 'stage-2 before qualifying', 'winner_log_loss')} | "
+            f"{'yes' if chained < lg else 'no'} |"
         )
     pole_top1 = s2["baselines"].get("pole_sitter", {}).get("test", {}).get("top1")
     t1 = s2["test"].get("top1")
     lines.append(
         f"| stage-2 top1 | >= pole-sitter ({fmt(pole_top1)}) | {fmt(t1)} | "
+        f"{_target_interval(ev, 'stage-2 after qualifying', 'top1')} | "
         f"{'yes' if t1 is not None and pole_top1 is not None and t1 >= pole_top1 else 'no'} |"
     )
     lines += [
@@ -290,10 +380,13 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
         "### Stage-2: race winner after qualifying (real grid)",
         "",
         *_table(ev["stage2"], S2_KEYS),
+        *_pole_line(ev["stage2"], str(season)),
         "",
         "### Stage-2: race winner before qualifying (Stage-1's grid, baselines too)",
         "",
         *_table(ev["stage2"], S2_KEYS, "test_chained"),
+        "",
+        *intervals_section(ev)[1:],
         "",
         "## Targets (issue 12: every backtest season)",
         "",

@@ -234,6 +234,9 @@ METRICS_GUIDE = {
     "positions (the forecast most users get)",
     "baselines": "the simple predictors of the same rows: 'test' with the real grid, "
     "'test_chained' fed Stage-1's grid",
+    "intervals": "90 % intervals from resampling the test season's events (seeded): "
+    "each metric's, and the model's paired difference to each baseline with the share "
+    "of resamples in which the model is better",
     "winner_log_loss": "mean -log P(actual winner) per race (lower is better); 'inf' when "
     "a predictor gave the winner zero probability",
 }

@@ -130,3 +130,18 @@ def test_podium_log_loss_is_finite_for_certain_misses() -> None:
     meta = pd.DataFrame({"race_id": [1] * 4, "season": 2025, "podium": [1, 1, 1, 0]})
     m = podium_metrics(meta, np.array([1.0, 1.0, 0.0, 1.0]))
     assert math.isfinite(m["log_loss"]) and m["log_loss"] > 10
+
+
+def test_pole_win_share_counts_wins_from_the_best_slot() -> None:
+    from training.metrics import pole_win_share
+
+    meta = pd.DataFrame(
+        {
+            "race_id": [1, 1, 2, 2, 3, 3, 4, 4],
+            # race 3: the pole-sitter started from the pit lane, slot 2 is the best one
+            "grid": [1, 2, 1, 2, 20, 2, 1, 2],
+            "win": [1, 0, 0, 1, 0, 1, 0, 0],  # race 4: no classified winner
+        }
+    )
+    assert pole_win_share(meta) == pytest.approx(2 / 3)
+    assert pole_win_share(meta[meta["race_id"] == 4]) is None

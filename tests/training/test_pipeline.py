@@ -83,6 +83,23 @@ def test_evaluation_has_every_metric(trained) -> None:
         assert set(PODIUM_KEYS) <= set(m) and m["season"] == 2025
         assert 0 < m["brier"] < 0.25 and 0 < m["log_loss"] < 1.0
     assert set(podium["baselines"]) == {"grid_slot"}
+    # intervals: of the reported values, paired with every finite baseline
+    iv1 = ev["stage1"]["intervals"]["metrics"]
+    for k in ("gap_pct_mae", "spearman"):
+        assert iv1[k]["model"] == pytest.approx(ev["stage1"]["test"][k])
+        lo, hi = iv1[k]["interval"]
+        assert lo <= iv1[k]["model"] <= hi and lo < hi
+        assert set(iv1[k]["vs"]) == {"practice_ratio", "quick_lgbm_gap"}
+    for flow in ("test", "test_chained"):
+        iv2 = ev["stage2"]["intervals"][flow]["metrics"]
+        for k in ("winner_log_loss", "top1"):
+            assert iv2[k]["model"] == pytest.approx(ev["stage2"][flow][k])
+        assert set(iv2["winner_log_loss"]["vs"]) == {"uniform", "logistic_grid", "quick_lgbm"}
+        assert 0.0 <= iv2["top1"]["vs"]["pole_sitter"]["better_share"] <= 1.0
+    pw = ev["stage2"]["pole_win_share"]
+    assert pw["test"] == pytest.approx(ev["stage2"]["baselines"]["pole_sitter"]["test"]["top1"])
+    assert 0.2 < pw["fit_seasons"] < 0.9
+    assert sorted(pw["by_fit_season"]) == list(range(2021, 2025))  # fitted on 2021-2024
     p = ev["protocol"]
     assert p["test_season"] == 2025 and p["valid_season"] == 2024
     assert p["train_seasons"] == [2021, 2023]
@@ -178,6 +195,8 @@ def test_write_report(trained, tmp_path: Path) -> None:
     podium = trained.evaluation["stage2"]["podium"]
     assert "## Stage-2: podium" in md and "| grid_slot |" in md
     assert f"{podium['test']['brier']:.3f} | {podium['test']['log_loss']:.3f}" in md
+    assert "## How sure: 90% intervals" in md
+    assert "| stage-1 gap_pct_mae |" in md and "| stage-2 before qualifying top1 |" in md
     assert ev["stage2"]["podium"]["baselines"]["grid_slot"]["test"]["brier"] == pytest.approx(
         podium["baselines"]["grid_slot"]["test"]["brier"]
     )

@@ -1,0 +1,130 @@
+"""How much of a season's score is the season: intervals from resampling its events.
+
+A season has ~20 races. One other winner moves top-1 by 0.05 and the winner log loss by
+~0.1, so a score a little above a target, or a little below a baseline, may be the luck
+of which races were run. Resampling the season's events with replacement (a fixed seed:
+reports reproduce) gives each metric a 90 % interval and, on the same resamples, the
+interval of the model's difference to each baseline (paired: both scored on the same
+races, so the season's character cancels out).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.metrics import stage1_events, stage2_events
+
+RESAMPLES = 2000
+SEED = 0
+LEVEL = 0.9
+
+Stat = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
+"""A season metric from per-event arrays, for each resample (rows of event indices)."""
+
+
+def _gap_mae(ev: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+    return np.asarray(ev["err_sum"][idx].sum(axis=1) / ev["n"][idx].sum(axis=1))
+
+
+def _spearman(ev: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+    rho = ev["rho"][idx]
+    ok = ~np.isnan(rho)
+    total = np.where(ok, rho, 0.0).sum(axis=1)
+    count = ok.sum(axis=1)
+    return np.asarray(np.where(count > 0, total / np.maximum(count, 1), np.nan))
+
+
+def _mean_of(key: str) -> Stat:
+    def stat(ev: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+        return np.asarray(ev[key][idx].mean(axis=1))
+
+    return stat
+
+
+STAGE1_STATS: dict[str, tuple[Stat, int]] = {
+    "gap_pct_mae": (_gap_mae, -1),
+    "spearman": (_spearman, 1),
+}
+"""Season metric -> (statistic, +1 if higher is better else -1)."""
+STAGE2_STATS: dict[str, tuple[Stat, int]] = {
+    "winner_log_loss": (_mean_of("winner_log_loss"), -1),
+    "top1": (_mean_of("top1"), 1),
+}
+
+
+def resamples(n_events: int, n: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """(n, n_events) event indices drawn with replacement: the same draws for every
+    predictor of a season, so differences are paired."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n_events, size=(n, n_events))
+
+
+def interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
+    """The central ``level`` interval of the finite resampled values (None if none)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return None
+    lo, hi = np.quantile(v, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return [float(lo), float(hi)]
+
+
+def compare(
+    events: Mapping[str, dict[str, np.ndarray]],
+    stats: Mapping[str, tuple[Stat, int]],
+    n: int = RESAMPLES,
+    seed: int = SEED,
+) -> dict[str, Any]:
+    """Per metric: the model's value and interval, and per baseline the paired
+    difference (model - baseline) with its interval and the share of resamples where
+    the model is better. ``events``: per predictor (``model`` first), per-event arrays
+    of the same events."""
+    model = events["model"]
+    n_events = len(next(iter(model.values())))
+    out: dict[str, Any] = {}
+    if n_events == 0:
+        return out
+    idx = resamples(n_events, n, seed)
+    all_rows = np.arange(n_events)[None, :]
+    for metric, (stat, sign) in stats.items():
+        m = stat(model, idx)
+        rec: dict[str, Any] = {
+            "model": float(stat(model, all_rows)[0]),
+            "interval": interval(m),
+            "vs": {},
+        }
+        for name, ev in events.items():
+            if name == "model":
+                continue
+            base = float(stat(ev, all_rows)[0])
+            if not math.isfinite(base):
+                continue  # e.g. the pole-sitter rule's infinite log loss: nothing to pair
+            diff = m - stat(ev, idx)
+            rec["vs"][name] = {
+                "diff": float(rec["model"] - base),
+                "interval": interval(diff),
+                "better_share": float(np.mean(sign * diff > 0)),
+            }
+        out[metric] = rec
+    return out
+
+
+def _described(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {"level": LEVEL, "resamples": RESAMPLES, "seed": SEED, "metrics": metrics}
+
+
+def stage1_intervals(frame: pd.DataFrame, gaps: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Intervals of a scored Stage-1 season: ``gaps`` = predicted gap per predictor
+    (``model`` first) on the rows of ``frame``."""
+    return _described(compare({k: stage1_events(frame, g) for k, g in gaps.items()}, STAGE1_STATS))
+
+
+def stage2_intervals(frame: pd.DataFrame, probs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Intervals of a scored Stage-2 season: ``probs`` = win probability per predictor
+    (``model`` first) on the rows of ``frame``."""
+    return _described(compare({k: stage2_events(frame, p) for k, p in probs.items()}, STAGE2_STATS))

@@ -150,6 +150,17 @@ def commit() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _create(name: str, metadata: dict[str, Any]) -> Iterator[bentoml.Model]:
+    """``bentoml.models.create``, with its staging folder removed once the version is
+    stored: BentoML removes it only when the Model object is collected, which never
+    happens when a signal held over the save is acted on (death by SIGTERM)."""
+    with bentoml.models.create(name, labels=LABELS, metadata=_plain(metadata)) as model:
+        staging = Path(model.path)
+        yield model
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 def save_all(
     snapshot: FeatureSnapshot,
     stage1: Stage1Model,
@@ -168,9 +179,7 @@ def save_all(
     }
 
     def create(stack: contextlib.ExitStack, name: str, extra: dict[str, Any]) -> bentoml.Model:
-        return stack.enter_context(
-            bentoml.models.create(name, labels=LABELS, metadata=_plain(common | extra))
-        )
+        return stack.enter_context(_create(name, common | extra))
 
     with commit(), contextlib.ExitStack() as stack:
         feat = create(stack, FEATURES_NAME, {"kind": "feature_snapshot"})
@@ -282,7 +291,7 @@ def save_snapshot(snapshot: FeatureSnapshot) -> str:
     }
     with (
         commit(),
-        bentoml.models.create(FEATURES_NAME, labels=LABELS, metadata=_plain(meta)) as feat,
+        _create(FEATURES_NAME, meta) as feat,
     ):
         snapshot.save(Path(feat.path) / "snapshot")
     return str(feat.tag)

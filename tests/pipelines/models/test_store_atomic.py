@@ -151,20 +151,28 @@ def _ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _saver(n: int, label: str, ctrl_c_ignored: bool = False) -> subprocess.Popen[str]:
+def _saver(
+    n: int, label: str, ctrl_c_ignored: bool = False, tmp: Path | None = None
+) -> subprocess.Popen[str]:
     """A writer saving n times; ``ctrl_c_ignored``: started as a CI job is (SIGINT
-    inherited as SIG_IGN)."""
+    inherited as SIG_IGN). ``tmp``: its TMPDIR (BentoML stages each version in a temp
+    folder; a writer killed mid-save leaves it behind, so killed ones stage in the
+    test's own tmp path, not the machine's /tmp)."""
     env = os.environ | {"BENTOML_HOME": str(STORE_HOME)}
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     return subprocess.Popen([sys.executable, "-c", SAVER, str(n), label], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_ignore_ctrl_c if ctrl_c_ignored else None)  # fmt: skip
 
 
-def test_killed_writers_never_leave_the_store_broken(empty_store: Path, tiny_models: Any) -> None:
+def test_killed_writers_never_leave_the_store_broken(
+    empty_store: Path, tiny_models: Any, tmp_path: Path
+) -> None:
     snap, s1, s2 = tiny_models
     store.save_all(snap, s1, s2, {}, [2023, 2024])
     for delay in (0.0, 0.05, 0.11, 0.23):
-        proc = _saver(50, "killed")
+        proc = _saver(50, "killed", tmp=tmp_path)
         assert proc.stdout is not None and proc.stdout.readline().startswith("saved")
         time.sleep(delay)  # somewhere inside a later save
         proc.send_signal(signal.SIGKILL)
@@ -181,14 +189,15 @@ def _assert_matching_sets() -> None:
 
 
 def test_sigterm_to_a_writer_started_with_ctrl_c_ignored_is_all_or_none(
-    empty_store: Path, tiny_models: Any
+    empty_store: Path, tiny_models: Any, tmp_path: Path
 ) -> None:
     """`f1 train` started as CI starts jobs (SIGINT ignored): Ctrl-C does nothing, and a
-    SIGTERM mid-save still lets the save finish first: no repair needed afterwards."""
+    SIGTERM mid-save still lets the save finish first: no repair needed afterwards, and
+    no staging folder left in the temp dir."""
     snap, s1, s2 = tiny_models
     store.save_all(snap, s1, s2, {}, [2023, 2024])
     for delay in (0.0, 0.07, 0.19):
-        proc = _saver(200, "ci", ctrl_c_ignored=True)
+        proc = _saver(200, "ci", ctrl_c_ignored=True, tmp=tmp_path)
         assert proc.stdout is not None and proc.stdout.readline().startswith("saved")
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)  # ignored: the writer carries on
@@ -200,6 +209,7 @@ def test_sigterm_to_a_writer_started_with_ctrl_c_ignored_is_all_or_none(
         assert proc.returncode == -signal.SIGTERM, err[-2000:]
         assert "Traceback" not in err, err[-2000:]
         assert store.repair_store() == [], "SIGTERM left a half-written version"
+        assert not list(tmp_path.glob("bentoml-model-*")), "SIGTERM left staging folders"
         _assert_matching_sets()
         _assert_consistent()
     assert len(_versions("f1_stage1")) > 4, "the writers never got to save"

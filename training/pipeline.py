@@ -21,7 +21,7 @@ import pandas as pd
 from pipelines.f1db.parse import Tables
 from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.pole import PoleParams, estimate_pole
-from pipelines.models.stage1 import Stage1Config, Stage1Model
+from pipelines.models.stage1 import Stage1Config, Stage1Model, blank_team_form
 from pipelines.models.stage2 import (
     Stage2Config,
     Stage2Model,
@@ -32,7 +32,13 @@ from pipelines.models.stage2 import (
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
 from training.evaluate import EventHook, served_predictions
-from training.metrics import podium_metrics, pole_win_share, stage1_metrics, stage2_metrics
+from training.metrics import (
+    podium_metrics,
+    pole_win_share,
+    stage1_events,
+    stage1_metrics,
+    stage2_metrics,
+)
 from training.uncertainty import stage1_intervals, stage2_intervals
 
 
@@ -116,7 +122,8 @@ def fit_stage1(data: StageData, cfg: Stage1Config) -> Stage1Model:
     """Fit Stage-1 on ``data``, on its dry events only when the config says so."""
     if cfg.dry_only:
         data = data.select(data.meta["dry"].to_numpy(bool))
-    return Stage1Model.fit(data.x, data.y, cfg)
+    teams = data.meta["race_id"].astype(str) + "/" + data.meta["constructor_id"].astype(str)
+    return Stage1Model.fit(data.x, data.y, cfg, teams.to_numpy())
 
 
 STAGE1_GRID: dict[str, list[Any]] = {
@@ -341,6 +348,10 @@ def score_test(
     m1 = fit_stage1(fit1, cfg1)
     m2 = Stage2Model.fit(fit2.x, fit2.y, cfg2, fit2.meta["race_id"].to_numpy())
     served = served_predictions(snap, m1, m2, te1, te2, on_event)
+    new_team = new_team_check(m1, te1)
+    if cfg1.new_team_share > 0:  # the same check for the same settings fitted without it
+        plain = fit_stage1(fit1, replace(cfg1, new_team_share=0.0))
+        new_team["fitted_without_blanked_teams"] = new_team_check(plain, te1)
 
     default_pole = pole_predictions(snap, te1.meta, PoleParams())
     cols1: dict[str, np.ndarray] = {}
@@ -366,6 +377,7 @@ def score_test(
     preds = {"stage1": q, **frames}
     evaluation = score(preds)
     evaluation["stage1"]["test_rows_not_served"] = len(te1.meta) - len(q)
+    evaluation["stage1"]["new_team"] = new_team
     evaluation["stage2"]["pole_win_share"] = {
         "test": pole_win_share(te2.meta),
         "fit_seasons": pole_win_share(fit2.meta),
@@ -381,6 +393,25 @@ def score_test(
         "baselines": {"grid_slot": {"test": podium_metrics(te2.meta, podium_base)}},
     }
     return evaluation, preds
+
+
+def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
+    """Stage-1 for teams without history: every row's team form blanked, as serving
+    leaves a new entrant's, against the same rows as they are (gap MAE %, Spearman, and
+    how far the blanking moves the predicted gaps on average)."""
+    every = np.arange(len(data.y))
+    gap = model.predict_gap(data.x)
+    blank = model.predict_gap(blank_team_form(data.x, every, 1.0, 0))
+    out: dict[str, Any] = {}
+    for name, g in (("as_they_are", gap), ("without_team_form", blank)):
+        ev = stage1_events(data.meta, g)
+        rho = ev["rho"][~np.isnan(ev["rho"])]
+        out[name] = {
+            "gap_pct_mae": float(ev["err_sum"].sum() / max(ev["n"].sum(), 1.0)),
+            "spearman": float(np.mean(rho)) if len(rho) else None,
+        }
+    out["mean_shift_pct"] = float(np.mean(blank - gap)) if len(gap) else None
+    return out
 
 
 @dataclass

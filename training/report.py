@@ -116,6 +116,33 @@ def intervals_section(ev: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _new_team_line(s1: dict[str, Any]) -> list[str]:
+    """Stage-1 for a team without history (a new entrant), from ``new_team_check``."""
+    nt = s1.get("new_team")
+    if not nt:
+        return []
+    a, b = nt["as_they_are"], nt["without_team_form"]
+    return [
+        "",
+        "A team without history (a new entrant: every car's team form blanked, as serving "
+        f"leaves it): gap MAE {fmt(b['gap_pct_mae'])} % and Spearman {fmt(b['spearman'])}, "
+        f"against {fmt(a['gap_pct_mae'])} % and {fmt(a['spearman'])} for the same cars as "
+        f"they are; predicted gaps move by {nt['mean_shift_pct']:+.3f} % on average."
+        + _plain_fit(nt.get("fitted_without_blanked_teams")),
+    ]
+
+
+def _plain_fit(nt: dict[str, Any] | None) -> str:
+    if not nt:
+        return ""
+    a, b = nt["as_they_are"], nt["without_team_form"]
+    return (
+        " Fitted without blanked teams (`new_team_share` 0), the same settings give "
+        f"{fmt(b['gap_pct_mae'])} % without team form against {fmt(a['gap_pct_mae'])} % as "
+        f"they are, moving by {nt['mean_shift_pct']:+.3f} %."
+    )
+
+
 def _pole_line(s2: dict[str, Any], season: str) -> list[str]:
     """How much the scored season rewarded the pole-sitter, against the fitted seasons."""
     pw = s2.get("pole_win_share") or {}
@@ -172,6 +199,7 @@ def markdown(ev: dict[str, Any]) -> str:
         "lap beat the best pre-qualifying practice lap (F1DB does not label wet sessions): "
         f"{s1['test'].get('dry_events')} of {s1['test'].get('events')} events. Spearman is the "
         "mean per-event rank correlation of predicted and actual gaps.",
+        *_new_team_line(s1),
         "",
         "## Stage-2: race winner",
         "",
@@ -376,6 +404,7 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
         "",
         f"Pole-lap MAE of the model: {fmt(ev['stage1'].get('pole_mae_s'))} s; dry events "
         f"{ev['stage1']['test'].get('dry_events')} of {ev['stage1']['test'].get('events')}.",
+        *_new_team_line(ev["stage1"]),
         "",
         "### Stage-2: race winner after qualifying (real grid)",
         "",

@@ -114,6 +114,8 @@ STAGE1 = FeatureSpec(
     ),
     revision=2,  # 2: practice rank and teammate gap relative to the event's whole field
 )
+STAGE1_TEAM_FORM = ("t_q_gap_ewm", "t_points_ewm", "d_vs_team_gap")
+"""The Stage-1 features a team without history lacks (a new entrant: NaN in serving)."""
 STAGE2 = FeatureSpec(
     "stage-2",
     (

@@ -236,6 +236,8 @@ def check_features(model: bentoml.Model, spec: FeatureSpec) -> None:
 METRICS_GUIDE = {
     "stage1.metrics.test": "test season: Stage-1 forecast made before qualifying (practice "
     "and form only), as /predict_quali and /predict_full give it",
+    "stage1.metrics.new_team": "test season with every car's team form blanked, as for a "
+    "new entrant without history, beside the same cars as they are",
     "stage2.metrics.test": "test season, after qualifying: the real grid and qualifying "
     "times given, as in /predict_race",
     "stage2.metrics.test_chained": "test season, before qualifying: the event only, "

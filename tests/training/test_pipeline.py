@@ -96,6 +96,14 @@ def test_evaluation_has_every_metric(trained) -> None:
             assert iv2[k]["model"] == pytest.approx(ev["stage2"][flow][k])
         assert set(iv2["winner_log_loss"]["vs"]) == {"uniform", "logistic_grid", "quick_lgbm"}
         assert 0.0 <= iv2["top1"]["vs"]["pole_sitter"]["better_share"] <= 1.0
+    # a team without history: the model as served, on the same rows, team form blanked
+    nt = ev["stage1"]["new_team"]
+    assert ev["stage1"]["test_rows_not_served"] == 0
+    assert nt["as_they_are"]["gap_pct_mae"] == pytest.approx(ev["stage1"]["test"]["gap_pct_mae"])
+    assert nt["without_team_form"]["gap_pct_mae"] != nt["as_they_are"]["gap_pct_mae"]
+    plain = nt["fitted_without_blanked_teams"]  # the counterfactual: another fit
+    assert plain["as_they_are"]["gap_pct_mae"] != nt["as_they_are"]["gap_pct_mae"]
+    assert "fitted_without_blanked_teams" not in plain
     pw = ev["stage2"]["pole_win_share"]
     assert pw["test"] == pytest.approx(ev["stage2"]["baselines"]["pole_sitter"]["test"]["top1"])
     assert 0.2 < pw["fit_seasons"] < 0.9

@@ -654,3 +654,23 @@ def test_pole_history_uses_the_same_reference_rule(synthetic_tables) -> None:
         assert (h["session"], h["ref"]) == (fastest, pytest.approx(bests[fastest]))
         pole = min(r.best_quali(d) for d in r.quali)
         assert h["ratio"] == pytest.approx(pole / bests[fastest])
+
+
+def test_a_team_without_history_lacks_exactly_the_team_form(real_snapshot) -> None:
+    """Stage-1 is fitted with ``STAGE1_TEAM_FORM`` blanked for some teams, to stand for a
+    new entrant: those must be the features serving leaves empty for one."""
+    from pipelines.features.spec import STAGE1, STAGE1_TEAM_FORM
+
+    ctx = real_snapshot.event_by_round(2025, 8)
+    known = real_snapshot.entries(ctx)[0]
+    new = Entry(driver_id=known.driver_id, constructor_id="a-team-never-seen")
+    new.practice, new.laps = dict(known.practice), dict(known.laps)
+    fld = real_snapshot.event_field(ctx, [new])
+    x_new = real_snapshot.stage1_rows(ctx, fld)[fld.index([known.driver_id])][0]
+    fld_known = real_snapshot.event_field(ctx)
+    x_known = real_snapshot.stage1_rows(ctx, fld_known)[fld_known.index([known.driver_id])][0]
+    differs = {n for n, a, b in zip(STAGE1.names, x_new, x_known, strict=True)
+               if not (a == b or (math.isnan(a) and math.isnan(b)))}  # fmt: skip
+    assert differs - {"p_tm_gap"} == set(STAGE1_TEAM_FORM)  # no teammate in the new team
+    for name in STAGE1_TEAM_FORM:
+        assert math.isnan(x_new[STAGE1.pos[name]]) and not math.isnan(x_known[STAGE1.pos[name]])

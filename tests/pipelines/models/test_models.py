@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.features.spec import STAGE1, STAGE2, STAGE2_MONOTONE
+from pipelines.features.spec import STAGE1, STAGE1_TEAM_FORM, STAGE2, STAGE2_MONOTONE
 from pipelines.models.pole import PoleParams, estimate_pole
-from pipelines.models.stage1 import Stage1Config, Stage1Model
+from pipelines.models.stage1 import Stage1Config, Stage1Model, blank_team_form
 from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
 
 N1, N2 = len(STAGE1), len(STAGE2)
@@ -445,3 +446,53 @@ def test_a_stacked_stage2_explains_its_whole_logit() -> None:
     booster_only = np.asarray(model.booster.predict(x, pred_contrib=True)) * 0.6 / 1.3
     moved = np.abs(contrib - booster_only).max(axis=0)
     assert moved[STAGE2.pos["grid"]] > 1e-6
+
+
+TEAM_COLS = [STAGE1.pos[n] for n in STAGE1_TEAM_FORM]
+
+
+def _two_cars_per_team(events: int, teams: int) -> np.ndarray:
+    return np.repeat([f"{e}/{t}" for e in range(events) for t in range(teams)], 2)
+
+
+def test_blank_team_form_blanks_both_cars_of_picked_teams_only() -> None:
+    rng = np.random.default_rng(3)
+    keys = _two_cars_per_team(20, 10)
+    x = rng.normal(size=(len(keys), N1))
+    out = blank_team_form(x, keys, 0.3, seed=0)
+    blank = np.isnan(out[:, TEAM_COLS])
+    assert (blank.all(axis=1) == blank.any(axis=1)).all()  # all team-form columns or none
+    picked = blank.all(axis=1)
+    assert (picked[0::2] == picked[1::2]).all()  # both cars of a team at an event
+    assert 0.2 < picked.mean() < 0.4
+    others = [i for i in range(N1) if i not in TEAM_COLS]
+    np.testing.assert_array_equal(out[:, others], x[:, others])
+    assert not np.isnan(x).any()  # the input is left alone
+    np.testing.assert_array_equal(np.isnan(blank_team_form(x, keys, 0.3, seed=0)), np.isnan(out))
+    assert not np.isnan(blank_team_form(x, keys, 0.0, seed=0)).any()
+
+
+def test_a_team_without_history_is_predicted_from_its_practice() -> None:
+    """The gap is practice plus team form, which follows practice: fitted without blanked
+    teams, a missing team form sends a car wherever LightGBM's default for an unseen NaN
+    goes; fitted with them, the model falls back on practice."""
+    rng = np.random.default_rng(5)
+    keys = _two_cars_per_team(100, 10)
+    n = len(keys)
+    x = np.full((n, N1), np.nan)
+    practice = rng.uniform(0.0, 3.0, n)
+    team = practice + rng.normal(scale=0.2, size=n)
+    x[:, STAGE1.pos["p_best_gap"]] = practice
+    for name in STAGE1_TEAM_FORM:
+        x[:, STAGE1.pos[name]] = team
+    y = 0.5 * practice + 0.5 * team + rng.normal(scale=0.05, size=n)
+    cfg = Stage1Config(n_estimators=150, min_child_samples=10)
+    new_team = x.copy()
+    new_team[:, TEAM_COLS] = np.nan
+    errors = {}
+    for share in (0.0, 0.1):
+        model = Stage1Model.fit(x, y, replace(cfg, new_team_share=share), keys)
+        errors[share] = float(np.mean(np.abs(model.raw_gap(new_team) - y)))
+        known = float(np.mean(np.abs(model.raw_gap(x) - y)))
+        assert known < 0.2, share  # teams with history are predicted as before
+    assert errors[0.1] < 0.5 * errors[0.0], errors

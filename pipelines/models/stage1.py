@@ -135,6 +135,7 @@ class Stage1Model:
         """The settings alone (the front service needs the pole estimate, not the trees)."""
         raw = json.loads((path / "config.json").read_text())
         raw["pole"] = PoleParams(**raw["pole"])
+        raw.setdefault("new_team_share", 0.0)  # saved before the field: fitted without it
         return Stage1Config(**raw)
 
     @classmethod

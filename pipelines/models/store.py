@@ -403,18 +403,22 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 
 def has_models() -> bool:
     """The three models are stored, the latest two match this code's features (and
-    Stage-2's linear terms), the latest snapshot this code's format (else `f1 train
-    --if-missing` trains anew)."""
+    Stage-2's linear terms, Stage-1's new-entrant blanking), the latest snapshot this
+    code's format (else `f1 train --if-missing` trains anew)."""
     names = {m.tag.name for m in bentoml.models.list()}
     if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
         return False
+    stage1 = bentoml.models.get(f"{STAGE1_NAME}:latest")
     stage2 = bentoml.models.get(f"{STAGE2_NAME}:latest")
     try:
-        check_features(bentoml.models.get(f"{STAGE1_NAME}:latest"), STAGE1)
+        check_features(stage1, STAGE1)
         check_features(stage2, STAGE2)
         Stage2Model.load_config(Path(stage2.path) / "model")
-    except (StoreError, ValueError, OSError):
+        cfg1 = Stage1Model.load_config(Path(stage1.path) / "model")
+    except (StoreError, ValueError, OSError, TypeError):
         return False
+    if cfg1.new_team_share != Stage1Config().new_team_share:
+        return False  # fitted before new entrants were trained for
     from pipelines.features.snapshot import SNAPSHOT_FORMAT, FeatureSnapshot
 
     snap = Path(bentoml.models.get(f"{FEATURES_NAME}:latest").path) / "snapshot"

@@ -11,6 +11,7 @@ import pytest
 
 from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
+from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import LINEAR_TERMS, Stage2Model
 from tests.conftest import STORE_HOME, store_models
 
@@ -255,3 +256,23 @@ def test_a_stage2_on_other_linear_terms_makes_if_missing_retrain(empty_store, ti
     assert not store.has_models()
     with pytest.raises(store.StoreError, match="f1 train"):
         store.open_stage2(Path(bentoml.models.get(tags.stage2).path), tags.stage2)
+
+
+def test_a_stage1_fitted_without_new_entrants_makes_if_missing_retrain(
+    empty_store, tiny_models
+) -> None:
+    """A Stage-1 saved before it was fitted with blanked teams (its config has no
+    ``new_team_share``) still loads, says it was fitted without them, and `make serve`
+    trains anew so that what is served is what the README measured."""
+    import json
+
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
+    assert store.has_models()
+    folder = Path(bentoml.models.get(tags.stage1).path) / "model"
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["new_team_share"], cfg["new_team_seed"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert Stage1Model.load_config(folder).new_team_share == 0.0
+    assert not store.has_models()
+    assert store.open_stage1(folder.parent, tags.stage1) is not None  # still serves

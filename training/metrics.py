@@ -27,12 +27,21 @@ def stage1_events(meta: pd.DataFrame, pred_gap: np.ndarray) -> dict[str, np.ndar
     return {"err_sum": np.array(err_sum), "n": np.array(n, dtype=float), "rho": np.array(rho)}
 
 
+def gap_and_spearman(meta: pd.DataFrame, pred_gap: np.ndarray) -> dict[str, float | None]:
+    """Gap-to-pole MAE in % over the rows and the mean per-event Spearman."""
+    ev = stage1_events(meta, pred_gap)
+    rhos = ev["rho"][~np.isnan(ev["rho"])]
+    return {
+        "gap_pct_mae": float(ev["err_sum"].sum() / ev["n"].sum()) if len(meta) else math.nan,
+        "spearman": float(np.mean(rhos)) if len(rhos) else None,
+    }
+
+
 def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarray) -> dict:
     """MAE in seconds (all, dry, median), gap-to-pole MAE in %, mean per-event Spearman."""
     err = np.abs(pred_time - meta["best_s"].to_numpy())
     dry = meta["dry"].to_numpy(bool)
-    ev = stage1_events(meta, pred_gap)
-    rhos = ev["rho"][~np.isnan(ev["rho"])]
+    gs = gap_and_spearman(meta, pred_gap)
     return {
         "season": int(meta["season"].iloc[0]) if len(meta) else None,
         "events": int(meta["race_id"].nunique()),
@@ -40,8 +49,8 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
         "mae_s": float(np.nanmean(err)),
         "mae_dry_s": float(np.nanmean(err[dry])) if dry.any() else None,
         "median_ae_s": float(np.nanmedian(err)),
-        "gap_pct_mae": float(ev["err_sum"].sum() / ev["n"].sum()) if len(meta) else math.nan,
-        "spearman": float(np.mean(rhos)) if len(rhos) else None,
+        "gap_pct_mae": gs["gap_pct_mae"],
+        "spearman": gs["spearman"],
         "dry_events": int(meta.loc[dry, "race_id"].nunique()),
     }
 

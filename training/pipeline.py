@@ -33,9 +33,9 @@ from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
 from training.evaluate import EventHook, served_predictions
 from training.metrics import (
+    gap_and_spearman,
     podium_metrics,
     pole_win_share,
-    stage1_events,
     stage1_metrics,
     stage2_metrics,
 )
@@ -401,17 +401,12 @@ def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
     how far the blanking moves the predicted gaps on average)."""
     every = np.arange(len(data.y))
     gap = model.predict_gap(data.x)
-    blank = model.predict_gap(blank_team_form(data.x, every, 1.0, 0))
-    out: dict[str, Any] = {}
-    for name, g in (("as_they_are", gap), ("without_team_form", blank)):
-        ev = stage1_events(data.meta, g)
-        rho = ev["rho"][~np.isnan(ev["rho"])]
-        out[name] = {
-            "gap_pct_mae": float(ev["err_sum"].sum() / max(ev["n"].sum(), 1.0)),
-            "spearman": float(np.mean(rho)) if len(rho) else None,
-        }
-    out["mean_shift_pct"] = float(np.mean(blank - gap)) if len(gap) else None
-    return out
+    blank = model.predict_gap(blank_team_form(data.x, every, 1.0, 0))  # share 1: every row
+    return {
+        "as_they_are": gap_and_spearman(data.meta, gap),
+        "without_team_form": gap_and_spearman(data.meta, blank),
+        "mean_shift_pct": float(np.mean(blank - gap)) if len(gap) else None,
+    }
 
 
 @dataclass

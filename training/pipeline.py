@@ -21,7 +21,7 @@ import pandas as pd
 from pipelines.f1db.parse import Tables
 from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.pole import PoleParams, estimate_pole
-from pipelines.models.stage1 import Stage1Config, Stage1Model, blank_team_form
+from pipelines.models.stage1 import Stage1Config, Stage1Model, without_team_form
 from pipelines.models.stage2 import (
     Stage2Config,
     Stage2Model,
@@ -399,9 +399,8 @@ def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
     """Stage-1 for teams without history: every row's team form blanked, as serving
     leaves a new entrant's, against the same rows as they are (gap MAE %, Spearman, and
     how far the blanking moves the predicted gaps on average)."""
-    every = np.arange(len(data.y))
     gap = model.predict_gap(data.x)
-    blank = model.predict_gap(blank_team_form(data.x, every, 1.0, 0))  # share 1: every row
+    blank = model.predict_gap(without_team_form(data.x))
     return {
         "as_they_are": gap_and_spearman(data.meta, gap),
         "without_team_form": gap_and_spearman(data.meta, blank),

@@ -56,10 +56,16 @@ def blank_team_form(x: np.ndarray, teams: np.ndarray, share: float, seed: int) -
     picked team at a picked event, as a new entrant looks to serving."""
     keys, inverse = np.unique(np.asarray(teams).astype(str), return_inverse=True)
     picked = np.random.default_rng(seed).random(len(keys)) < share
+    return without_team_form(x, picked[inverse])
+
+
+def without_team_form(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """A copy of Stage-1 rows with ``STAGE1_TEAM_FORM`` set to NaN in ``rows`` (a boolean
+    mask; every row when None): how a team without history looks to serving."""
     out = np.array(x, dtype=float, copy=True)
-    rows = picked[inverse]
+    at = slice(None) if rows is None else rows
     for name in STAGE1_TEAM_FORM:
-        out[rows, STAGE1.pos[name]] = np.nan
+        out[at, STAGE1.pos[name]] = np.nan
     return out
 
 

@@ -33,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pipelines.f1db.parse import Tables, team_lineage
 from pipelines.features.history import pre_quali_practice
+from pipelines.features.spec import STAGE2, STAGE2_UNBOOSTED
 from training.datasets import StageData
 
 # ---------------------------------------------------------------- quick LightGBM
@@ -277,6 +278,12 @@ def normalise(p: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
+def _quick_x(x: np.ndarray) -> np.ndarray:
+    """Stage-2 rows as the quick LightGBM reads them: grid and form, not the inputs that
+    only steer the model's log-odds (``STAGE2_UNBOOSTED``)."""
+    return np.delete(np.asarray(x), [STAGE2.pos[n] for n in STAGE2_UNBOOSTED], axis=1)
+
+
 def _log_grid(grid: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(grid, dtype=float), 1.0, None)).reshape(-1, 1)
 
@@ -296,11 +303,12 @@ class Stage2Baselines:
         lr = LogisticRegression()
         lr.fit(_log_grid(fit.meta["grid"].to_numpy()), fit.y)
         params = QUICK_LGBM_PARAMS | {"objective": "binary"}
-        names = [f"f{i}" for i in range(train.x.shape[1])]
+        tx, vx = _quick_x(train.x), _quick_x(valid.x)
+        names = [f"f{i}" for i in range(tx.shape[1])]
         quick = fit_quick_lgbm(
-            pd.DataFrame(train.x, columns=names),
+            pd.DataFrame(tx, columns=names),
             train.y,
-            pd.DataFrame(valid.x, columns=names),
+            pd.DataFrame(vx, columns=names),
             valid.y,
             params,
         )
@@ -316,7 +324,7 @@ class Stage2Baselines:
         out["pole_sitter"] = normalise((grid == best).astype(float), groups)
         p = np.asarray(self.logistic.predict_proba(_log_grid(grid)), dtype=float)[:, 1]
         out["logistic_grid"] = normalise(p, groups)
-        q = np.asarray(self.quick.predict(x, num_threads=1), dtype=float)
+        q = np.asarray(self.quick.predict(_quick_x(x), num_threads=1), dtype=float)
         out["quick_lgbm"] = normalise(q, groups)
         return out
 

@@ -272,7 +272,7 @@ def tune(
     log["stage2_folds"] = stage2_folds(p)
     log["chosen"] = {
         "stage1": cfg1.__dict__ | {"pole": cfg1.pole.__dict__},
-        "stage2": {k: v for k, v in cfg2.__dict__.items() if not k.startswith("linear")},
+        "stage2": {k: v for k, v in cfg2.__dict__.items() if not k.startswith(("linear", "grid_"))},
     }
     return cfg1, cfg2, log
 
@@ -376,6 +376,13 @@ def score_test(
     frames["stage2"] = frames["stage2"].merge(base_col, on=keys, how="left")
     preds = {"stage1": q, **frames}
     evaluation = score(preds)
+    evaluation["stage2"]["rules_reset"] = rules_reset_check(
+        m2,
+        {
+            "test": (frames["stage2"], served.x2),
+            "test_chained": (frames["stage2_chained"], served.x2_chained),
+        },
+    )
     evaluation["stage1"]["test_rows_not_served"] = len(te1.meta) - len(q)
     evaluation["stage1"]["new_team"] = new_team
     evaluation["stage2"]["pole_win_share"] = {
@@ -406,6 +413,35 @@ def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
         "without_team_form": gap_and_spearman(data.meta, blank),
         "mean_shift_pct": float(np.mean(blank - gap)) if len(gap) else None,
     }
+
+
+def rules_reset_check(
+    model: Stage2Model, scored: dict[str, tuple[pd.DataFrame, np.ndarray]]
+) -> dict[str, Any]:
+    """Stage-2 on the races it leans on the grid for (early under new technical rules):
+    per mode, those races scored as served, as the same model without the lean, and by
+    the logistic on the same grid. ``races`` 0 when the season has none."""
+    plain = Stage2Model(replace(model.config, reset_weight=0.0), model.booster)
+    out: dict[str, Any] = {
+        "reset_weight": model.config.reset_weight,
+        "reset_races": model.config.reset_races,
+    }
+    for name, (frame, x) in scored.items():
+        race = frame["race_id"].to_numpy()
+        rows = np.isin(race, np.unique(race[model.reset_share(x) > 0]))
+        f = frame[rows]
+        if not len(f):
+            out[name] = {"races": 0}
+            continue
+        g = race[rows]
+        out[name] = {
+            "races": len(np.unique(g)),
+            "rounds": sorted(int(r) for r in f["round"].unique()),
+            "model": stage2_metrics(f, f["prob"].to_numpy(float)),
+            "without_reset": stage2_metrics(f, group_softmax(plain.logit(x[rows]), g)),
+            "logistic_grid": stage2_metrics(f, f["logistic_grid:prob"].to_numpy(float)),
+        }
+    return out
 
 
 @dataclass

@@ -157,6 +157,32 @@ def _pole_line(s2: dict[str, Any], season: str) -> list[str]:
     ]
 
 
+def _rules_reset_line(s2: dict[str, Any]) -> list[str]:
+    """Stage-2 on the races it leans on the grid for, from ``rules_reset_check``."""
+    rr = s2.get("rules_reset")
+    if not rr:
+        return []
+    lean = (
+        "Under new technical rules the win log-odds lean on a grid-only logit: a share of "
+        f"{rr['reset_weight']:g} at the first race, falling linearly to none after "
+        f"{rr['reset_races']:g} races."
+    )
+    parts = []
+    for name, when in (("test", "after qualifying"), ("test_chained", "before qualifying")):
+        r = rr.get(name) or {}
+        if not r.get("races"):
+            continue
+        parts.append(
+            f"{when}, rounds {', '.join(str(x) for x in r['rounds'])}: winner log loss "
+            f"{fmt(r['model']['winner_log_loss'])}, without the lean "
+            f"{fmt(r['without_reset']['winner_log_loss'])}, logistic on the same grid "
+            f"{fmt(r['logistic_grid']['winner_log_loss'])}"
+        )
+    if not parts:
+        return ["", lean + " This season has no such race."]
+    return ["", lean + " On those races: " + "; ".join(parts) + "."]
+
+
 def _season_range(by_season: dict[Any, float | None]) -> str:
     """ " (from x % in S1 to y % in S2)" over the seasons that have a share."""
     have = {k: v for k, v in by_season.items() if v is not None}
@@ -211,6 +237,7 @@ def markdown(ev: dict[str, Any]) -> str:
     s2 = ev["stage2"]
     lines += _table(s2, S2_KEYS)
     lines += _pole_line(s2, "the test season")
+    lines += _rules_reset_line(s2)
     if "test_chained" in s2:
         lines += [
             "",
@@ -410,6 +437,7 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
         "",
         *_table(ev["stage2"], S2_KEYS),
         *_pole_line(ev["stage2"], str(season)),
+        *_rules_reset_line(ev["stage2"]),
         "",
         "### Stage-2: race winner before qualifying (Stage-1's grid, baselines too)",
         "",

@@ -39,7 +39,7 @@ from pipelines.features.history import (
     driver_events,
     pre_quali_practice,
 )
-from pipelines.features.spec import PRACTICE_SESSIONS, STAGE1, STAGE2
+from pipelines.features.spec import PRACTICE_SESSIONS, RULES_RESETS, STAGE1, STAGE2
 
 SNAPSHOT_FORMAT = 3
 """2: an ``outcomes`` frame (actual results, for /ui); 3: a ``names`` frame
@@ -73,6 +73,10 @@ class FeatureSnapshot:
         ev = frames["events"].sort_values(["date", "round"]).reset_index(drop=True)
         self.events = ev
         self._by_id = {int(r): i for i, r in enumerate(ev["race_id"])}
+        self._first_season = int(ev["season"].min()) if len(ev) else 0
+        held = ev[ev["has_results"].astype(bool)]
+        self._held_season = held["season"].to_numpy(int)
+        self._held_day = np.array([day_number(d) for d in held["date"]], dtype=int)
         self._by_round = {
             (int(s), int(r)): i
             for i, (s, r) in enumerate(zip(ev["season"], ev["round"], strict=True))
@@ -254,6 +258,17 @@ class FeatureSnapshot:
     def season_events(self, season: int) -> list[EventContext]:
         """The season's calendar, in round order."""
         return [self._context(i) for i, s in enumerate(self.events["season"]) if s == season]
+
+    def rules_races(self, ctx: EventContext) -> float:
+        """Races held (in the data) under the technical rules of ``ctx``'s season before
+        its date: 0 at the first race after a reset (``RULES_RESETS``), and for every
+        event of a reset season the data has no race of; NaN when the rules era began
+        before the data does (its length is not known) or before the first reset."""
+        start = max((s for s in RULES_RESETS if s <= ctx.season), default=None)
+        if start is None or start < self._first_season:
+            return math.nan
+        day = day_number(ctx.date)
+        return float(np.count_nonzero((self._held_season >= start) & (self._held_day < day)))
 
     def has_results(self, ctx: EventContext) -> bool:
         i = self._by_id.get(ctx.race_id or -1)
@@ -515,6 +530,7 @@ class FeatureSnapshot:
         rows["d_champ_share"] = rows["d_champ_points"] / leader if leader > 0 else 0.0
         rows["c_champ_points"] = np.nan_to_num(cs[:, 0], nan=0.0)
         rows["c_champ_pos"] = cs[:, 1]
+        rows["c_rules_races"] = self.rules_races(ctx)
         return rows.x
 
     # ------------------------------------------------------------------ pole

@@ -134,9 +134,18 @@ STAGE2 = FeatureSpec(
         "d_champ_share",
         "c_champ_points",
         "c_champ_pos",
+        "c_rules_races",
     ),
-    revision=2,  # 2: championship share of the season's real leader, not the request's
+    revision=3,  # 3: races run under the current technical rules (the reset blend)
 )
+STAGE2_UNBOOSTED = ("c_rules_races",)
+"""Stage-2 inputs the booster is not fitted on (left out of its inputs): they steer how
+the log-odds are used (``Stage2Model.reset_share``), not what they are."""
+RULES_RESETS = (2009, 2014, 2017, 2022, 2026)
+"""Seasons whose technical rules were rewritten (aero and KERS, hybrid turbo engines, wide
+cars, ground effect, the 2026 engines and active aero): known years in advance, so a
+feature may use them. The order of the field before such a season says little about the
+order after it."""
 STAGE2_MONOTONE = STAGE2.vector({"grid": -1, "q_gap_pct": -1, "q_tm_gap": -1})
 """Win probability never rises with a worse grid slot or a slower qualifying lap."""
 
@@ -169,6 +178,7 @@ LABELS: Mapping[str, str] = {
     "grid": "starting position",
     "q_gap_pct": "qualifying gap to pole",
     "q_tm_gap": "qualifying gap to the teammate",
+    "c_rules_races": "races run under the current technical rules",
     # race form and the championship
     "d_r_pos_ewm": "driver's recent finishing positions",
     "d_win_ewm": "driver's recent wins",

@@ -8,6 +8,11 @@ teammate gap, championship share, win form, recent finishing positions, team poi
 form). The weight ``w`` and the temperature ``T`` are chosen on validation seasons. Both
 parts are monotone: a worse grid slot or a slower qualifying lap never raises a car's
 log-odds.
+
+After a rewrite of the technical rules (``RULES_RESETS``) the form both parts read is
+about cars that no longer race: for the first ``reset_races`` races under new rules the
+log-odds lean on a grid-only conditional logit instead (all of it at the first race, a
+share falling linearly to none by race ``reset_races + 1``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines.features.spec import STAGE2, STAGE2_MONOTONE
+from pipelines.features.spec import STAGE2, STAGE2_MONOTONE, STAGE2_UNBOOSTED
 
 if TYPE_CHECKING:  # LightGBM (and SciPy) load only where a model is fitted or loaded:
     import lightgbm as lgb  # not in the front service, not in BentoML's arbiter
@@ -57,27 +62,45 @@ LINEAR_TERMS: tuple[Term, ...] = (
 """The last two (recent finishing positions, team points form; no monotone sign) lowered
 the winner log loss before and after qualifying in the 2014, 2017 and 2022 backtests and
 on the validation season 2024 (each tuned and fitted on earlier seasons only)."""
+BOOSTED = tuple(n for n in STAGE2.names if n not in STAGE2_UNBOOSTED)
+"""The Stage-2 features the booster is fitted on (all but ``STAGE2_UNBOOSTED``)."""
+_BOOSTED_AT = np.array([STAGE2.pos[n] for n in BOOSTED])
+
+
+def boosted_columns(x: np.ndarray) -> np.ndarray:
+    """The booster's inputs (``BOOSTED``) from Stage-2 rows (an array or a frame)."""
+    return np.asarray(x, dtype=float)[:, _BOOSTED_AT]
+
+
+GRID_TERMS: tuple[Term, ...] = (LINEAR_TERMS[0],)
+"""The grid-only conditional logit the log-odds lean on after a rules reset (the
+project's "logistic on log(grid)" baseline, fitted per race)."""
 LINEAR_L2 = 1.0
 """Ridge penalty on the standardised coefficients of the linear part."""
 
 
-def linear_design(x: np.ndarray) -> np.ndarray:
-    """The linear part's inputs (one column per ``LINEAR_TERMS`` entry) from Stage-2 rows."""
+def linear_design(x: np.ndarray, terms: tuple[Term, ...] = LINEAR_TERMS) -> np.ndarray:
+    """The linear part's inputs (one column per entry of ``terms``) from Stage-2 rows."""
     cols = []
-    for t in LINEAR_TERMS:
+    for t in terms:
         v = np.asarray(x[:, STAGE2.pos[t.feature]], dtype=float)
         v = np.clip(np.where(np.isnan(v), t.fill, v), t.lo, t.hi)
         cols.append(np.log(v) if t.log else v)
     return np.column_stack(cols) if cols else np.empty((len(x), 0))
 
 
-def fit_linear(x: np.ndarray, y_win: np.ndarray, groups: np.ndarray) -> list[float]:
+def fit_linear(
+    x: np.ndarray,
+    y_win: np.ndarray,
+    groups: np.ndarray,
+    terms: tuple[Term, ...] = LINEAR_TERMS,
+) -> list[float]:
     """Conditional logit (per-race softmax likelihood, ridge on standardised inputs) on
-    ``linear_design(x)``; coefficients of monotone-decreasing terms are kept <= 0.
+    ``linear_design(x, terms)``; coefficients of monotone-decreasing terms are kept <= 0.
     Races without exactly one winner are left out. Returns raw-scale coefficients."""
     from scipy.optimize import minimize
 
-    a = linear_design(x)
+    a = linear_design(x, terms)
     order = np.argsort(groups, kind="stable")
     a, y, g = a[order], np.asarray(y_win, dtype=float)[order], np.asarray(groups)[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
@@ -85,7 +108,7 @@ def fit_linear(x: np.ndarray, y_win: np.ndarray, groups: np.ndarray) -> list[flo
     keep = (np.add.reduceat(y, starts) == 1)[race]
     a, y, g = a[keep], y[keep], g[keep]
     if not len(y):
-        return [0.0] * len(LINEAR_TERMS)
+        return [0.0] * len(terms)
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     race = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(g)]))
     mean, scale = a.mean(axis=0), a.std(axis=0)
@@ -103,7 +126,7 @@ def fit_linear(x: np.ndarray, y_win: np.ndarray, groups: np.ndarray) -> list[flo
         return loss, grad
 
     sign = {n: c for n, c in zip(STAGE2.names, STAGE2_MONOTONE, strict=True)}
-    bounds = [(None, 0.0) if sign[t.feature] < 0 else (None, None) for t in LINEAR_TERMS]
+    bounds = [(None, 0.0) if sign[t.feature] < 0 else (None, None) for t in terms]
     res = minimize(nll, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds)
     return [float(c) for c in res.x / scale]
 
@@ -162,6 +185,15 @@ class Stage2Config:
     linear_mean: list[float] = field(default_factory=list)
     """Each linear term's mean over the training rows: explanations measure a car's
     linear contributions from the average car, like the booster's."""
+    reset_weight: float = 1.0
+    """Share of the log-odds taken from the grid-only logit at the first race under new
+    technical rules (``c_rules_races`` = 0)."""
+    reset_races: float = 4.0
+    """Races under new rules over which that share falls linearly to 0. Weight 1 over 4
+    races: chosen on the three resets in the data (2014, 2017, 2022; see README)."""
+    grid_coef: list[float] = field(default_factory=list)
+    grid_mean: list[float] = field(default_factory=list)
+    """The fitted grid-only conditional logit (``GRID_TERMS``) and its terms' means."""
 
 
 class Stage2Model:
@@ -181,7 +213,7 @@ class Stage2Model:
             "num_leaves": config.num_leaves,
             "learning_rate": config.learning_rate,
             "min_data_in_leaf": config.min_child_samples,
-            "monotone_constraints": STAGE2_MONOTONE,
+            "monotone_constraints": [int(STAGE2_MONOTONE[i]) for i in _BOOSTED_AT],
             "monotone_constraints_method": "advanced",
             "feature_fraction": 0.9,
             "feature_pre_filter": False,  # tiny data: a stump, not "no features" (fatal)
@@ -196,8 +228,13 @@ class Stage2Model:
             raise ValueError(f"unknown Stage-2 objective {config.objective!r}")
         import lightgbm as lgb
 
-        ds = lgb.Dataset(x, label=y_win, feature_name=list(STAGE2.names))
+        ds = lgb.Dataset(boosted_columns(x), label=y_win, feature_name=list(BOOSTED))
         booster = lgb.train(params, ds, num_boost_round=config.n_estimators)
+        config = replace(
+            config,
+            grid_coef=fit_linear(x, y_win, groups, GRID_TERMS),
+            grid_mean=[float(v) for v in linear_design(np.asarray(x), GRID_TERMS).mean(axis=0)],
+        )
         if config.stack_weight < 1.0:
             config = replace(
                 config,
@@ -209,7 +246,7 @@ class Stage2Model:
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
         """The booster's log-odds alone."""
-        return np.asarray(self.booster.predict(x, raw_score=True, num_threads=1))
+        return np.asarray(self.booster.predict(boosted_columns(x), raw_score=True, num_threads=1))
 
     def linear_score(self, x: np.ndarray) -> np.ndarray:
         """The linear conditional logit's log-odds (0 when it was not fitted)."""
@@ -218,14 +255,37 @@ class Stage2Model:
         rows = np.asarray(x, dtype=float)  # a frame with the STAGE2 columns works too
         return linear_design(rows) @ np.asarray(self.config.linear_coef, dtype=float)
 
+    def grid_score(self, x: np.ndarray) -> np.ndarray:
+        """The grid-only conditional logit's log-odds (0 when it was not fitted)."""
+        if not self.config.grid_coef:
+            return np.zeros(len(x))
+        rows = np.asarray(x, dtype=float)
+        return linear_design(rows, GRID_TERMS) @ np.asarray(self.config.grid_coef, dtype=float)
+
+    def reset_share(self, x: np.ndarray) -> np.ndarray:
+        """Per row, the share of the log-odds taken from the grid-only logit: the
+        configured weight at the first race under new rules, falling linearly to 0 over
+        ``reset_races`` races; 0 without a fitted grid logit or a known rules era."""
+        c = self.config
+        n = np.asarray(x, dtype=float)[:, STAGE2.pos["c_rules_races"]]
+        if not c.grid_coef or c.reset_weight <= 0.0 or c.reset_races <= 0.0:
+            return np.zeros(len(n))
+        with np.errstate(invalid="ignore"):
+            share = c.reset_weight * np.clip(1.0 - n / c.reset_races, 0.0, 1.0)
+        return np.where(np.isnan(share), 0.0, share)
+
     def logit(self, x: np.ndarray) -> np.ndarray:
-        """Win log-odds: booster and linear part stacked, then the tuned temperature
-        (softmax per race next)."""
+        """Win log-odds: booster and linear part stacked, then the tuned temperature,
+        leaning on the grid-only logit early under new rules (softmax per race next)."""
         w = self.config.stack_weight
         score = self.raw_score(x) if w >= 1.0 else w * self.raw_score(x)
         if w < 1.0:
             score = score + (1.0 - w) * self.linear_score(x)
-        return score / self.config.temperature
+        score = score / self.config.temperature
+        share = self.reset_share(x)
+        if share.any():
+            score = (1.0 - share) * score + share * self.grid_score(x)
+        return np.asarray(score, dtype=float)
 
     def explain_logit(self, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions to ``logit``: (rows, features + 1), the base value
@@ -234,7 +294,12 @@ class Stage2Model:
         distance from the training mean, on the feature the term reads; both weighted
         as in ``logit`` and over the temperature."""
         w = self.config.stack_weight
-        contrib = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1))
+        tree = np.asarray(
+            self.booster.predict(boosted_columns(x), pred_contrib=True, num_threads=1)
+        )
+        contrib = np.zeros((len(tree), len(STAGE2) + 1))
+        contrib[:, _BOOSTED_AT] = tree[:, :-1]
+        contrib[:, -1] = tree[:, -1]
         contrib = w * contrib if w < 1.0 else contrib
         if w < 1.0 and self.config.linear_coef:
             coef = np.asarray(self.config.linear_coef, dtype=float)
@@ -245,7 +310,19 @@ class Stage2Model:
                     (1.0 - w) * coef[j] * (design[:, j] - mean[j])
                 )
             contrib[:, -1] += (1.0 - w) * float(coef @ mean)
-        return np.asarray(contrib / self.config.temperature, dtype=float)
+        contrib = contrib / self.config.temperature
+        share = self.reset_share(x)
+        if share.any():
+            contrib = contrib * (1.0 - share)[:, None]
+            gcoef = np.asarray(self.config.grid_coef, dtype=float)
+            gdesign = linear_design(np.asarray(x, dtype=float), GRID_TERMS)
+            gmean = np.asarray(self.config.grid_mean or np.zeros(len(gcoef)), dtype=float)
+            for j, term in enumerate(GRID_TERMS):
+                contrib[:, STAGE2.pos[term.feature]] += (
+                    share * gcoef[j] * (gdesign[:, j] - gmean[j])
+                )
+            contrib[:, -1] += share * float(gcoef @ gmean)
+        return np.asarray(contrib, dtype=float)
 
     def win_probability(self, x: np.ndarray, groups: np.ndarray) -> np.ndarray:
         return group_softmax(self.logit(x), groups)
@@ -261,7 +338,7 @@ class Stage2Model:
         import lightgbm as lgb
 
         booster = lgb.Booster(model_file=str(path / "booster.txt"))
-        STAGE2.check(booster.feature_name(), None, str(path))
+        STAGE2.check([*booster.feature_name(), *STAGE2_UNBOOSTED], None, str(path))
         return cls(config, booster)
 
     @staticmethod

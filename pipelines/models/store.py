@@ -243,6 +243,10 @@ METRICS_GUIDE = {
     "stage2.metrics.test_chained": "test season, before qualifying: the event only, "
     "Stage-1's grid and gaps chained into Stage-2, as in /predict_full without grid "
     "positions (the forecast most users get)",
+    "stage2.metrics.rules_reset": "the test season's races early under new technical "
+    "rules, where the win log-odds lean on a grid-only logit (share 'reset_weight' at the "
+    "first race, none after 'reset_races'): as served, without the lean, and the logistic "
+    "on the same grid ('races' 0: the season has none)",
     "baselines": "the simple predictors of the same rows: 'test' with the real grid, "
     "'test_chained' fed Stage-1's grid",
     "intervals": "90 % intervals from resampling the test season's events (seeded): "

@@ -139,6 +139,8 @@ def test_get_routes(client: TestClient, pinned_env: dict[str, str]) -> None:
     assert chained["season"] == 2025 and "winner_log_loss" in chained
     assert "test_chained" in info["stage2"]["metrics"]["baselines"]["logistic_grid"]
     assert "stage2.metrics.test_chained" in info["metrics_guide"]
+    assert info["stage2"]["metrics"]["rules_reset"]["test"] == {"races": 0}  # none in 2025
+    assert "stage2.metrics.rules_reset" in info["metrics_guide"]
     assert set(info["stage2"]["metrics"]["baselines"]) >= {
         "uniform",
         "pole_sitter",

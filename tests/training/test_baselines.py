@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from pipelines.f1db.parse import Tables
+from pipelines.features.spec import STAGE2
 from tests.conftest import copy_tables, write_f1db_tree
 from training import baselines
 from training.baselines import (
@@ -159,7 +160,8 @@ def _races(n_races: int, n: int, season: int, rng: np.random.Generator) -> Stage
     y = np.zeros(n_races * n)
     for r in range(n_races):  # the front rows win most
         y[r * n + min(int(rng.exponential(1.0)), n - 1)] = 1.0
-    x = np.c_[grid, rng.normal(size=(n_races * n, 3))]
+    x = rng.normal(size=(n_races * n, len(STAGE2)))
+    x[:, STAGE2.pos["grid"]] = grid
     return _stage(x, y, season, races, grid)
 
 
@@ -190,6 +192,11 @@ def test_stage2_baselines_are_what_they_say() -> None:
     moved = b.predict(other, te.x, groups)
     assert (moved["pole_sitter"][other == 1] == 1).all()
     np.testing.assert_allclose(moved["logistic_grid"][:10], lg[::-1])
+    # the quick LightGBM reads grid and form only, not what steers the model's blend
+    assert b.quick.num_feature() == len(STAGE2) - 1
+    x = te.x.copy()
+    x[:, STAGE2.pos["c_rules_races"]] = 0.0
+    np.testing.assert_array_equal(b.predict(grid, x, groups)["quick_lgbm"], out["quick_lgbm"])
 
 
 def test_stage1_baselines_use_the_notes_seasons(tree, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -104,6 +104,9 @@ def test_evaluation_has_every_metric(trained) -> None:
     plain = nt["fitted_without_blanked_teams"]  # the counterfactual: another fit
     assert plain["as_they_are"]["gap_pct_mae"] != nt["as_they_are"]["gap_pct_mae"]
     assert "fitted_without_blanked_teams" not in plain
+    rr = ev["stage2"]["rules_reset"]  # 2025: no race early under new rules
+    assert (rr["reset_weight"], rr["reset_races"]) == (1.0, 4.0)
+    assert rr["test"] == rr["test_chained"] == {"races": 0}
     pw = ev["stage2"]["pole_win_share"]
     assert pw["test"] == pytest.approx(ev["stage2"]["baselines"]["pole_sitter"]["test"]["top1"])
     assert 0.2 < pw["fit_seasons"] < 0.9
@@ -271,3 +274,43 @@ def test_pooled_winner_loss_is_the_metric() -> None:
     score = rng.normal(size=len(races))
     expected = stage2_metrics(meta, group_softmax(score, meta["race_id"].to_numpy()))
     assert PooledWinnerLoss(meta)(score) == pytest.approx(expected["winner_log_loss"])
+
+
+def test_rules_reset_check_scores_the_leaning_races_three_ways() -> None:
+    """Only the races early under new rules; as served, without the lean, and the
+    logistic on the same grid; a scored season without such races says so."""
+    from dataclasses import replace
+
+    from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
+    from training.pipeline import rules_reset_check
+
+    rng = np.random.default_rng(4)
+    races, field = 40, 10
+    groups = np.repeat(np.arange(races), field)
+    x = np.full((races * field, len(STAGE2)), np.nan)
+    x[:, STAGE2.pos["grid"]] = np.tile(np.arange(1.0, field + 1), races)
+    x[:, STAGE2.pos["d_win_ewm"]] = rng.uniform(size=len(x))
+    y = np.zeros(len(x))
+    y[np.arange(races) * field + np.minimum(rng.geometric(0.5, races) - 1, field - 1)] = 1.0
+    cfg = Stage2Config(n_estimators=20, min_child_samples=5, stack_weight=0.5)
+    model = Stage2Model.fit(x, y, cfg, groups)
+
+    xs = x[: 3 * field].copy()  # three scored races: rules races 0, 2 and 50
+    xs[:, STAGE2.pos["c_rules_races"]] = np.repeat([0.0, 2.0, 50.0], field)
+    g = groups[: 3 * field] + 100
+    frame = pd.DataFrame(
+        {"race_id": g, "season": 2026, "round": np.repeat([1, 3, 9], field), "win": y[: 3 * field]}
+    )
+    frame["prob"] = group_softmax(model.logit(xs), g)
+    frame["logistic_grid:prob"] = group_softmax(-np.log(xs[:, STAGE2.pos["grid"]]), g)
+    rr = rules_reset_check(model, {"test": (frame, xs), "test_chained": (frame.iloc[20:], xs[20:])})
+    t = rr["test"]
+    assert t["races"] == 2 and t["rounds"] == [1, 3]
+    lean = frame.iloc[:20]
+    assert t["model"] == stage2_metrics(lean, lean["prob"].to_numpy())
+    plain = Stage2Model(replace(model.config, reset_weight=0.0), model.booster)
+    without = stage2_metrics(lean, group_softmax(plain.logit(xs[:20]), g[:20]))
+    assert t["without_reset"] == without
+    assert without["winner_log_loss"] != t["model"]["winner_log_loss"]
+    assert t["logistic_grid"] == stage2_metrics(lean, lean["logistic_grid:prob"].to_numpy())
+    assert rr["test_chained"] == {"races": 0}

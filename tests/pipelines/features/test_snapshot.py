@@ -674,3 +674,38 @@ def test_a_team_without_history_lacks_exactly_the_team_form(real_snapshot) -> No
     assert differs - {"p_tm_gap"} == set(STAGE1_TEAM_FORM)  # no teammate in the new team
     for name in STAGE1_TEAM_FORM:
         assert math.isnan(x_new[STAGE1.pos[name]]) and not math.isnan(x_known[STAGE1.pos[name]])
+
+
+# ------------------------------------------------------------------ rules eras
+
+
+def test_rules_races_count_the_races_held_under_the_current_rules(real_snapshot) -> None:
+    """0 at the first race after a reset, one more per race held since; the reset
+    seasons in the data start from 0, later seasons keep counting from the reset."""
+    s = real_snapshot
+    r22 = [s.rules_races(c) for c in s.season_events(2022)]
+    assert len(r22) == 22 and r22 == [float(i) for i in range(22)]
+    n22_24 = sum(len(s.season_events(y)) for y in (2022, 2023, 2024))
+    assert s.rules_races(s.event_by_round(2025, 1)) == float(n22_24)
+    assert s.rules_races(s.event_by_round(2025, 6)) == float(n22_24 + 5)
+
+
+def test_rules_races_of_events_the_data_has_not(real_snapshot) -> None:
+    """A 2026 race (new rules, no 2026 results in the data) is the first under them
+    whatever its date; an era that began before the data is unknown (NaN)."""
+    s = real_snapshot
+    for day in ("2026-03-08", "2026-11-29"):
+        ctx = EventContext(season=2026, date=pd.Timestamp(day), circuit_id="monza")
+        assert s.rules_races(ctx) == 0.0
+    first = int(s.events["season"].min())
+    assert first == 2019  # the fixture's data starts inside the 2017 era
+    assert math.isnan(s.rules_races(s.event_by_round(2019, 2)))
+    assert math.isnan(s.rules_races(s.event_by_round(2021, 22)))
+
+
+def test_stage2_rows_carry_the_rules_races(real_snapshot) -> None:
+    ctx = real_snapshot.event_by_round(2022, 3)
+    fld = real_snapshot.event_field(ctx)
+    n = len(fld.entries)
+    x = real_snapshot.stage2_rows(ctx, fld.entries, np.arange(1.0, n + 1), np.zeros(n))
+    assert (x[:, STAGE2.pos["c_rules_races"]] == 2.0).all()

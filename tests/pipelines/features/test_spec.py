@@ -50,7 +50,7 @@ def test_check_names_every_difference() -> None:
 
 def test_stage_specs() -> None:
     assert len(STAGE1) == len(set(STAGE1.names)) == 21
-    assert len(STAGE2) == len(set(STAGE2.names)) == 15
+    assert len(STAGE2) == len(set(STAGE2.names)) == 16
     neg = [n for n, c in zip(STAGE2.names, STAGE2_MONOTONE, strict=True) if c == -1]
     assert neg == ["grid", "q_gap_pct", "q_tm_gap"]
 

@@ -37,6 +37,7 @@ def stage2(request) -> tuple[Stage2Model, np.ndarray]:
     rng = np.random.default_rng(12)
     x = rng.normal(size=(RACES * FIELD, N2))
     x[:, 0] = np.tile(np.arange(1, FIELD + 1), RACES)  # grid slots 1..20 in every race
+    x[:, STAGE2.pos["c_rules_races"]] = 50.0  # well into a rules era: no reset blend
     # adversarial labels: the winner tends to start at the *back*, so only the monotone
     # constraint keeps the model from learning that a worse slot helps
     y = np.zeros(RACES * FIELD)
@@ -155,6 +156,7 @@ def test_stage2_objectives_learn_the_winner() -> None:
     """Both objectives pick up a real signal: the car with the best form wins."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(RACES * FIELD, N2))
+    x[:, STAGE2.pos["c_rules_races"]] = np.nan  # no known rules reset
     form = STAGE2.names.index("d_win_ewm")
     y = np.zeros(RACES * FIELD)
     y[np.arange(RACES) * FIELD + np.argmax(x[:, form].reshape(RACES, FIELD), axis=1)] = 1.0
@@ -410,6 +412,41 @@ def test_stacked_save_load_and_a_changed_linear_part_is_refused(stacked, tmp_pat
         Stage2Model.load(tmp_path / "m")
 
 
+def _at_rules_races(x: np.ndarray, n: float) -> np.ndarray:
+    out = np.array(x, copy=True)
+    out[:, STAGE2.pos["c_rules_races"]] = n
+    return out
+
+
+def test_the_booster_never_reads_the_rules_races(stacked) -> None:
+    """Fitted without the column: the trees cannot tell a reset season apart."""
+    model, x = stacked
+    for n in (0.0, 2.0, 50.0):
+        np.testing.assert_array_equal(model.raw_score(_at_rules_races(x, n)), model.raw_score(x))
+    assert "c_rules_races" not in model.booster.feature_name()
+    assert model.explain_logit(x)[:, STAGE2.pos["c_rules_races"]].tolist() == [0.0] * len(x)
+
+
+def test_after_a_rules_reset_the_logit_leans_on_the_grid(stacked) -> None:
+    """All grid at the first race under new rules, 3/4 at the second, none from the
+    fifth on (and none when the rules era is unknown)."""
+    model, x = stacked
+    c = model.config
+    assert (c.reset_weight, c.reset_races, len(c.grid_coef)) == (1.0, 4.0, 1)
+    assert c.grid_coef[0] < 0.0  # the fields' winners follow -2 log(grid)
+    full, grid = model.logit(x), model.grid_score(x)  # x: era unknown (NaN)
+    np.testing.assert_allclose(model.logit(_at_rules_races(x, 50.0)), full)
+    np.testing.assert_allclose(model.logit(_at_rules_races(x, 4.0)), full)
+    np.testing.assert_allclose(model.logit(_at_rules_races(x, 0.0)), grid)
+    np.testing.assert_allclose(model.logit(_at_rules_races(x, 1.0)), 0.25 * full + 0.75 * grid)
+    for n in (0.0, 1.0, 3.0, 50.0):
+        xn = _at_rules_races(x, n)
+        np.testing.assert_allclose(model.explain_logit(xn).sum(axis=1), model.logit(xn), atol=1e-9)
+        sweep = np.tile(xn[0], (20, 1))
+        sweep[:, 0] = np.arange(1, 21)
+        assert (np.diff(model.logit(sweep)) <= 1e-12).all()
+
+
 def test_stage2_config_of_an_older_model_loads_as_booster_only(stage2, tmp_path: Path) -> None:
     """Models saved before the linear part existed: no stack keys, the booster alone."""
     import json
@@ -432,6 +469,7 @@ def test_a_stacked_stage2_explains_its_whole_logit() -> None:
     rng = np.random.default_rng(5)
     x = rng.normal(size=(240, N2))
     x[:, STAGE2.pos["grid"]] = np.tile(np.arange(1.0, 21.0), 12)
+    x[:, STAGE2.pos["c_rules_races"]] = 50.0  # well into a rules era: no reset blend
     groups = np.repeat(np.arange(12), 20)
     y = np.zeros(240)
     y[np.arange(12) * 20 + rng.integers(0, 3, size=12)] = 1.0
@@ -443,7 +481,8 @@ def test_a_stacked_stage2_explains_its_whole_logit() -> None:
     contrib = model.explain_logit(x)
     np.testing.assert_allclose(contrib.sum(axis=1), model.logit(x), atol=1e-9)
     # the linear part shows on the features its terms read (grid among them)
-    booster_only = np.asarray(model.booster.predict(x, pred_contrib=True)) * 0.6 / 1.3
+    trees = Stage2Model(replace(model.config, stack_weight=1.0, temperature=1.0), model.booster)
+    booster_only = trees.explain_logit(x) * 0.6 / 1.3
     moved = np.abs(contrib - booster_only).max(axis=0)
     assert moved[STAGE2.pos["grid"]] > 1e-6
 

@@ -245,7 +245,7 @@ def real_flow(trained) -> TwoStage:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("season", "rnd"), [(2025, 8), (2024, 5), (2023, 1)])
+@pytest.mark.parametrize(("season", "rnd"), [(2025, 8), (2024, 5), (2023, 1), (2022, 2)])
 def test_contributions_add_up_to_the_raw_outputs_on_real_rows(
     real_flow: TwoStage, trained, season: int, rnd: int
 ) -> None:
@@ -276,3 +276,27 @@ def test_contributions_add_up_to_the_raw_outputs_on_real_rows(
         assert re_.base + sum(c.value for c in re_.contributions) == pytest.approx(
             fc.race.logit[i], abs=1e-6
         )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("rnd", "share"), [(1, 1.0), (3, 0.5), (6, 0.0)])
+def test_early_races_under_new_rules_lean_on_the_grid(
+    real_flow: TwoStage, trained, rnd: int, share: float
+) -> None:
+    """2022's new rules, through the served flow: the first race forecast from the grid
+    alone, the third half and half, the sixth by the full model."""
+    from dataclasses import replace
+
+    from pipelines.models.stage2 import Stage2Model
+
+    snap, m2 = trained.snapshot, trained.stage2
+    ctx = snap.event_by_round(2022, rnd)
+    fld = snap.event_field(ctx)
+    fc = run(real_flow.full(ctx, fld, np.arange(len(fld.entries))))
+    assert fc.race is not None
+    x2 = snap.stage2_rows(ctx, fld.entries, fc.race.grid, fc.race.q_gap)
+    plain = Stage2Model(replace(m2.config, reset_weight=0.0), m2.booster)
+    expected = (1.0 - share) * plain.logit(x2) + share * m2.grid_score(x2)
+    np.testing.assert_allclose(fc.race.logit, expected, rtol=0, atol=1e-12)
+    if share:
+        assert not np.allclose(fc.race.logit, plain.logit(x2))

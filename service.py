@@ -187,6 +187,9 @@ class F1Predictor:
         _logs("F1Predictor")
         self.snapshot = store.open_snapshot(Path(self.features.path), str(self.features.tag))
         cfg = store.open_stage1_config(Path(self.stage1_model.path), str(self.stage1_model.tag))
+        self.lean = store.open_stage2_config(
+            Path(self.stage2_model.path), str(self.stage2_model.tag)
+        )
         # concurrent requests share one call per stage (a hop costs more than the model);
         # bound lazily: the remote clients learn their endpoints after __init__
         self.stage1_rows = Coalescer(lambda rows: self.stage1.to_async.predict_gap(rows))
@@ -257,7 +260,9 @@ class F1Predictor:
     ) -> tuple[Resolved, Forecast]:
         """Resolve and run the flow; explanations only when asked, and only for the
         stages the endpoint answers with (``explain_quali``: Stage-1's are shown)."""
-        res = resolve_request(self.snapshot, request.event, request.drivers)
+        res = resolve_request(
+            self.snapshot, request.event, request.drivers, self.lean if race else None
+        )
         explain = request.explain
         fc = await self.flow.quali(res.ctx, res.field, res.rows, explain and explain_quali)
         if race:

@@ -127,7 +127,7 @@ def create_app(loaded: Loaded | None = None) -> FastAPI:
     async def predict_full(request: QualiRequest, response: Response) -> FullResponse:
         t0 = time.perf_counter()
         try:
-            res = resolve(loaded, request)
+            res = resolve(loaded, request, race=True)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)  # type: ignore[return-value]
         fc = await pipe.flow.full(res.ctx, res.field, res.rows, request.explain)

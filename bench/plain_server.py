@@ -42,7 +42,7 @@ def create_app(loaded: Loaded | None = None) -> Starlette:
         t0 = time.perf_counter()
         try:
             req = parse_quali(await request.body())
-            res = resolve(loaded, req)
+            res = resolve(loaded, req, race=True)
         except ValidationError as exc:
             return JSONResponse(validation_body(exc), status_code=422)
         except RequestError as exc:

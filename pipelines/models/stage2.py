@@ -196,6 +196,19 @@ class Stage2Config:
     """The fitted grid-only conditional logit (``GRID_TERMS``) and its terms' means."""
 
 
+def reset_share_at(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray:
+    """The share of the log-odds taken from the grid-only logit after ``rules_races``
+    races under the current technical rules: ``reset_weight`` at the first, falling
+    linearly to 0 over ``reset_races`` races; 0 without a fitted grid logit or when the
+    count is unknown (NaN)."""
+    n = np.asarray(rules_races, dtype=float)
+    if not config.grid_coef or config.reset_weight <= 0.0 or config.reset_races <= 0.0:
+        return np.zeros(n.shape)
+    with np.errstate(invalid="ignore"):
+        share = config.reset_weight * np.clip(1.0 - n / config.reset_races, 0.0, 1.0)
+    return np.where(np.isnan(share), 0.0, share)
+
+
 class Stage2Model:
     """Monotone LightGBM win classifier; per-race softmax makes a field sum to 1."""
 
@@ -263,16 +276,11 @@ class Stage2Model:
         return linear_design(rows, GRID_TERMS) @ np.asarray(self.config.grid_coef, dtype=float)
 
     def reset_share(self, x: np.ndarray) -> np.ndarray:
-        """Per row, the share of the log-odds taken from the grid-only logit: the
-        configured weight at the first race under new rules, falling linearly to 0 over
-        ``reset_races`` races; 0 without a fitted grid logit or a known rules era."""
-        c = self.config
-        n = np.asarray(x, dtype=float)[:, STAGE2.pos["c_rules_races"]]
-        if not c.grid_coef or c.reset_weight <= 0.0 or c.reset_races <= 0.0:
-            return np.zeros(len(n))
-        with np.errstate(invalid="ignore"):
-            share = c.reset_weight * np.clip(1.0 - n / c.reset_races, 0.0, 1.0)
-        return np.where(np.isnan(share), 0.0, share)
+        """Per row, the share of the log-odds taken from the grid-only logit
+        (``reset_share_at`` of the row's ``c_rules_races``)."""
+        return reset_share_at(
+            self.config, np.asarray(x, dtype=float)[:, STAGE2.pos["c_rules_races"]]
+        )
 
     def logit(self, x: np.ndarray) -> np.ndarray:
         """Win log-odds: booster and linear part stacked, then the tuned temperature,

@@ -27,7 +27,7 @@ import bentoml
 
 from pipelines.features.spec import STAGE1, STAGE2, FeatureMismatch, FeatureSpec
 from pipelines.models.stage1 import Stage1Config, Stage1Model
-from pipelines.models.stage2 import Stage2Model
+from pipelines.models.stage2 import Stage2Config, Stage2Model
 
 if TYPE_CHECKING:
     # pandas comes with it: imported where a snapshot is opened, so that BentoML's
@@ -335,6 +335,13 @@ def open_stage1(path: Path, tag: str) -> Stage1Model:
 def open_stage1_config(path: Path, tag: str) -> Stage1Config:
     try:
         return Stage1Model.load_config(path / "model")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+
+
+def open_stage2_config(path: Path, tag: str) -> Stage2Config:
+    try:
+        return Stage2Model.load_config(path / "model")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
 

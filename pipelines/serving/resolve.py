@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipelines.features.event import Entry, EventContext, EventField
+from pipelines.models.stage2 import Stage2Config, reset_share_at
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import check_given_grid
 from pipelines.serving.schemas import DriverInput, EventInput
@@ -76,9 +77,38 @@ def resolve_event(
 
 
 def resolve_request(
+    snap: FeatureSnapshot,
+    event: EventInput | None,
+    drivers: Sequence[DriverInput] | None,
+    lean: Stage2Config | None = None,
+) -> Resolved:
+    """Event, field, requested drivers and warnings for a request (raises RequestError).
+    With ``lean`` (Stage-2's settings, for a win forecast), also says when that forecast
+    leans on the grid after new technical rules."""
+    res = _resolve(snap, event, drivers)
+    note = None if lean is None else rules_reset_warning(snap, res.ctx, lean)
+    if note:
+        res.warnings.append(note)
+    return res
+
+
+def rules_reset_warning(snap: FeatureSnapshot, ctx: EventContext, lean: Stage2Config) -> str | None:
+    """The warning for a win forecast early under new technical rules (``c_rules_races``),
+    None when Stage-2 does not lean on the grid for this event."""
+    n = snap.rules_races(ctx)
+    share = float(reset_share_at(lean, np.array(n)))
+    if share <= 0.0:
+        return None
+    return (
+        f"{ctx.season}: {n:.0f} race(s) under the current technical rules in the data: the "
+        f"win forecast takes {share:.0%} of its log-odds from the grid alone (form from "
+        "before the rules changed says little about the new order)"
+    )
+
+
+def _resolve(
     snap: FeatureSnapshot, event: EventInput | None, drivers: Sequence[DriverInput] | None
 ) -> Resolved:
-    """Event, field, requested drivers and warnings for a request (raises RequestError)."""
     warnings: list[str] = []
     ctx = resolve_event(snap, event, warnings)
     known = ctx.race_id is not None

@@ -493,3 +493,25 @@ def test_a_failing_explainer_is_a_503_naming_the_stage_and_spares_plain_requests
     assert err.value.headers["Retry-After"]
     plain = asyncio.run(svc.predict_race(RaceRequest.model_validate(body), ctx=None))
     assert len(plain) == 20 and all(p.explanation is None for p in plain)
+
+
+def test_a_win_forecast_under_new_rules_says_it_leans_on_the_grid(client: TestClient) -> None:
+    """2026 (new technical rules, no 2026 race in the data): the win forecast is the
+    grid-only logit's, and the answer says so; qualifying and a 2025 race do not."""
+    body = EXAMPLES["custom_field"]
+    full = client.post("/predict_full", json=body)
+    assert full.status_code == 200, full.text
+    note = "2026: 0 race(s) under the current technical rules in the data"
+    assert note in full.headers["x-f1-warnings"]
+    assert any(w.startswith(note) and "100%" in w for w in full.json()["metadata"]["warnings"])
+    race = client.post("/predict_race", json={k: v for k, v in body.items() if k != "session_type"})
+    assert race.status_code == 200, race.text
+    assert note in race.headers["x-f1-warnings"]
+    # the grid alone: the probabilities fall with the grid slot, whatever the form
+    preds = sorted(race.json(), key=lambda p: p["grid_position"])
+    wins = [p["win_probability"] for p in preds]
+    assert wins == sorted(wins, reverse=True) and wins[0] > wins[-1]
+    quali = client.post("/predict_quali", json=body)
+    assert "technical rules" not in quali.headers.get("x-f1-warnings", "")
+    known = client.post("/predict_race", json=EXAMPLES["race_with_grid"])
+    assert "technical rules" not in known.headers.get("x-f1-warnings", "")

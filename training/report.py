@@ -183,6 +183,31 @@ def _rules_reset_line(s2: dict[str, Any]) -> list[str]:
     return ["", lean + " On those races: " + "; ".join(parts) + "."]
 
 
+SEASON_START = 4
+"""Rounds that make "the start of a season" in the backtest reports (form is oldest then)."""
+
+
+def _season_start_line(races: list[dict[str, Any]]) -> list[str]:
+    """Winner log loss of the model and the grid logistic over the season's first races,
+    before and after qualifying: where last season's form weighs most."""
+    first = [r for r in races if r["round"] <= SEASON_START]
+
+    def mean(stage: str, who: str) -> float | None:
+        v = [r[stage][who]["winner_log_loss"] for r in first if r.get(stage)]
+        v = [x for x in v if x is not None]
+        return float(np.mean(v)) if v else None
+
+    if not first:
+        return []
+    return [
+        "",
+        f"The season's first {SEASON_START} races, winner log loss model / logistic on the "
+        f"same grid: after qualifying {fmt(mean('stage2', 'model'))} / "
+        f"{fmt(mean('stage2', 'logistic_grid'))}, before qualifying "
+        f"{fmt(mean('stage2_chained', 'model'))} / {fmt(mean('stage2_chained', 'logistic_grid'))}.",
+    ]
+
+
 def _season_range(by_season: dict[Any, float | None]) -> str:
     """ " (from x % in S1 to y % in S2)" over the seasons that have a share."""
     have = {k: v for k, v in by_season.items() if v is not None}
@@ -438,6 +463,7 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
         *_table(ev["stage2"], S2_KEYS),
         *_pole_line(ev["stage2"], str(season)),
         *_rules_reset_line(ev["stage2"]),
+        *_season_start_line(races),
         "",
         "### Stage-2: race winner before qualifying (Stage-1's grid, baselines too)",
         "",

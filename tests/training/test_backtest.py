@@ -146,6 +146,13 @@ def test_report_files(tree, small_grids, tmp_path: Path) -> None:
     assert "2019-2022" in md  # the seasons that trained it
     for what, _m, _b, _ok in targets(res.evaluation):
         assert what in md
+    # the season's start, where last season's form weighs most: the first races' means
+    first = [r for r in res.races if r["round"] <= 4]
+    assert first and len(first) < len(res.races)
+    after = np.mean([r["stage2"]["model"]["winner_log_loss"] for r in first])
+    before = np.mean([r["stage2_chained"]["logistic_grid"]["winner_log_loss"] for r in first])
+    line = next(x for x in md.splitlines() if x.startswith("The season's first 4 races"))
+    assert f"after qualifying {after:.3f} / " in line and line.endswith(f" / {before:.3f}.")
 
 
 def test_per_race_metrics_match_the_season_functions(tree, small_grids) -> None:

@@ -277,13 +277,13 @@ def predict(
     pre-qualifying data (drivers and teams by their F1DB names)."""
     from pipelines.models import store
     from pipelines.serving.orchestrator import TwoStage, run
+    from pipelines.serving.resolve import rules_reset_warning
 
     s = get_settings()
     try:
         snap = store.load_snapshot(s.features_model)
-        flow = TwoStage.local(
-            snap, store.load_stage1(s.stage1_model), store.load_stage2(s.stage2_model)
-        )
+        stage2 = store.load_stage2(s.stage2_model)
+        flow = TwoStage.local(snap, store.load_stage1(s.stage1_model), stage2)
     except store.StoreError as exc:
         raise _fail(str(exc)) from exc
     ctx = snap.event_by_round(season, round_)
@@ -323,6 +323,9 @@ def predict(
             f"{race.points_prob[i]:.3f}",
         )
     console.print(tab)
+    note = rules_reset_warning(snap, ctx, stage2.config)
+    if note:
+        console.print(f"note: {note}")
 
 
 @app.command()

@@ -172,9 +172,26 @@ def test_predict_prints_a_full_field(empty_store, tiny_models, synthetic_tree, f
         assert e.driver_id not in result.output
     assert "Red-Bull" in result.output and "Mclaren" in result.output  # the tree's team names
     assert "P(podium)" in result.output and "P(points)" in result.output
+    assert "technical rules" not in result.output  # the tree's era began before its data
     missing = runner.invoke(app, ["predict", "--season", "2024", "--round", "99"])
     assert missing.exit_code == 1
     assert "round=99" in _flat(missing.output)
+
+
+def test_predict_says_when_the_win_forecast_leans_on_the_grid(
+    empty_store, tiny_models, synthetic_tree, f1_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were 2024 a season of new technical rules, its first races would lean on the grid,
+    and the table would be followed by the note the API sends as a warning."""
+    snap, s1, s2 = tiny_models
+    store.save_all(snap, s1, s2, {}, [2021, 2025])
+    monkeypatch.setattr("pipelines.features.snapshot.RULES_RESETS", (2024,))
+    for rnd, races, share in ((1, 0, "100%"), (2, 1, "75%")):
+        result = runner.invoke(app, ["predict", "--season", "2024", "--round", str(rnd)])
+        assert result.exit_code == 0, result.output
+        out = _flat(result.output)
+        assert f"note: 2024: {races} race(s) under the current technical rules" in out
+        assert f"takes {share} of its log-odds from the grid alone" in out
 
 
 def test_refresh_adds_only_a_snapshot(

@@ -172,6 +172,10 @@ async def _bad_parameter(_: Request, exc: RequestValidationError) -> JSONRespons
     tracing=TRACING,
     # RequestIdMiddleware writes the access line (with the request id it echoes)
     logging={"access": {"enabled": False}},
+    # readiness is __is_ready__'s (each model service's /readyz, bounded to 1.5 s):
+    # BentoML's own dependency probe could hang /readyz until the traffic timeout (30 s,
+    # then a 500) when a model service died while it was asked (1 kill in ~15 here)
+    runner_probe={"enabled": False},
 )
 @bentoml.asgi_app(web, path="/")
 class F1Predictor:

@@ -515,3 +515,12 @@ def test_a_win_forecast_under_new_rules_says_it_leans_on_the_grid(client: TestCl
     assert "technical rules" not in quali.headers.get("x-f1-warnings", "")
     known = client.post("/predict_race", json=EXAMPLES["race_with_grid"])
     assert "technical rules" not in known.headers.get("x-f1-warnings", "")
+
+
+def test_readiness_is_the_services_own_bounded_probe(service_module: Any) -> None:
+    """BentoML's dependency probe is off (it could hang /readyz for the 30 s traffic
+    timeout when a model service died mid-probe); __is_ready__ asks both model services."""
+    cfg = service_module.F1Predictor.config
+    assert cfg["runner_probe"] == {"enabled": False}
+    assert cfg["traffic"]["timeout"] == 30
+    assert callable(service_module.F1Predictor.inner.__is_ready__)

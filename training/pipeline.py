@@ -23,10 +23,13 @@ from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.pole import PoleParams, estimate_pole
 from pipelines.models.stage1 import Stage1Config, Stage1Model, without_team_form
 from pipelines.models.stage2 import (
+    GRID_TERMS,
     Stage2Config,
     Stage2Model,
     fit_linear,
+    grid_lean,
     group_softmax,
+    lean_on_grid,
     linear_design,
 )
 from training import baselines
@@ -183,14 +186,18 @@ def tune_stage2(
     s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage2Config, list[dict[str, Any]]]:
     """Booster settings, stacking weight and temperature with the lowest winner log loss
-    pooled over ``stage2_folds`` (each season predicted by models fitted before it)."""
+    pooled over ``stage2_folds`` (each season predicted by models fitted before it),
+    scored as served: early under new rules, leaning on the grid (``lean_on_grid``)."""
     folds = []
     for v in stage2_folds(p):
         tr, va = s2.seasons(p.train_from, v - 1), s2.seasons(v, v)
-        coef = np.asarray(fit_linear(tr.x, tr.y, tr.meta["race_id"].to_numpy()))
-        folds.append((tr, va, linear_design(va.x) @ coef))
-    pooled = PooledWinnerLoss(pd.concat([va.meta for _tr, va, _l in folds], ignore_index=True))
-    lin = np.concatenate([lin for _tr, _va, lin in folds])
+        races = tr.meta["race_id"].to_numpy()
+        coef = np.asarray(fit_linear(tr.x, tr.y, races))
+        lean = grid_lean(Stage2Config(grid_coef=fit_linear(tr.x, tr.y, races, GRID_TERMS)), va.x)
+        folds.append((tr, va, linear_design(va.x) @ coef, lean))
+    pooled = PooledWinnerLoss(pd.concat([f[1].meta for f in folds], ignore_index=True))
+    lin = np.concatenate([f[2] for f in folds])
+    share, grid = (np.concatenate([f[3][i] for f in folds]) for i in (0, 1))
     log: list[dict[str, Any]] = []
     best: tuple[float, Stage2Config] | None = None
     for obj, nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
@@ -198,11 +205,13 @@ def tune_stage2(
         raw = np.concatenate(
             [
                 Stage2Model.fit(tr.x, tr.y, cfg, tr.meta["race_id"].to_numpy()).raw_score(va.x)
-                for tr, va, _l in folds
+                for tr, va, *_ in folds
             ]
         )
         ll, w, t = min(
-            (pooled((w * raw + (1.0 - w) * lin) / t), w, t) for w in STACK_GRID for t in TEMP_GRID
+            (pooled(lean_on_grid((w * raw + (1.0 - w) * lin) / t, share, grid)), w, t)
+            for w in STACK_GRID
+            for t in TEMP_GRID
         )
         log.append(
             {

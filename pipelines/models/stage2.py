@@ -209,6 +209,23 @@ def reset_share_at(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(share), 0.0, share)
 
 
+def grid_lean(config: Stage2Config, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per Stage-2 row, the share of the log-odds taken from the grid-only logit
+    (``reset_share_at`` of its ``c_rules_races``) and that logit's log-odds."""
+    rows = np.asarray(x, dtype=float)
+    share = reset_share_at(config, rows[:, STAGE2.pos["c_rules_races"]])
+    if not share.any():
+        return share, np.zeros(len(rows))
+    coef = np.asarray(config.grid_coef, dtype=float)
+    return share, linear_design(rows, GRID_TERMS) @ coef
+
+
+def lean_on_grid(score: np.ndarray, share: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The served log-odds: ``score`` (stacked, over the temperature) with ``share`` of
+    each row's taken from the grid-only logit ``grid`` instead."""
+    return np.asarray(score if not share.any() else (1.0 - share) * score + share * grid)
+
+
 class Stage2Model:
     """Monotone LightGBM win classifier; per-race softmax makes a field sum to 1."""
 
@@ -289,11 +306,7 @@ class Stage2Model:
         score = self.raw_score(x) if w >= 1.0 else w * self.raw_score(x)
         if w < 1.0:
             score = score + (1.0 - w) * self.linear_score(x)
-        score = score / self.config.temperature
-        share = self.reset_share(x)
-        if share.any():
-            score = (1.0 - share) * score + share * self.grid_score(x)
-        return np.asarray(score, dtype=float)
+        return lean_on_grid(score / self.config.temperature, *grid_lean(self.config, x))
 
     def explain_logit(self, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions to ``logit``: (rows, features + 1), the base value

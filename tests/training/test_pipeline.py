@@ -314,3 +314,46 @@ def test_rules_reset_check_scores_the_leaning_races_three_ways() -> None:
     assert without["winner_log_loss"] != t["model"]["winner_log_loss"]
     assert t["logistic_grid"] == stage2_metrics(lean, lean["logistic_grid:prob"].to_numpy())
     assert rr["test_chained"] == {"races": 0}
+
+
+def test_stage2_tuning_scores_races_under_new_rules_as_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Validation races that are the first under new rules are scored by the grid-only
+    logit, as the service answers them: the logged loss is that logit's, whatever the
+    booster (and not the booster's once the rules are old)."""
+    from pipelines.models.stage2 import GRID_TERMS, fit_linear, group_softmax, linear_design
+    from training import pipeline as pl
+
+    monkeypatch.setattr(pl, "STAGE2_GRID", {"objective": ["binary"], "num_leaves": [3],
+                                            "n_estimators": [30], "min_child_samples": [5]})  # fmt: skip
+    monkeypatch.setattr(pl, "STACK_GRID", [1.0])
+    monkeypatch.setattr(pl, "TEMP_GRID", [1.0])
+    rng = np.random.default_rng(9)
+    field, per_season, seasons = 10, 30, [2021, 2022, 2023]
+    n = field * per_season * len(seasons)
+    x = np.full((n, len(STAGE2)), np.nan)
+    x[:, STAGE2.pos["grid"]] = np.tile(np.arange(1.0, field + 1), n // field)
+    x[:, STAGE2.pos["d_win_ewm"]] = rng.uniform(size=n)
+    races = np.repeat(np.arange(n // field), field)
+    y = np.zeros(n)
+    y[np.arange(n // field) * field + rng.integers(0, 4, n // field)] = 1.0
+    season = np.repeat(seasons, field * per_season)
+    meta = pd.DataFrame({"race_id": races, "season": season, "win": y})
+    p = Protocol(train_from=2021, valid_season=2023, test_season=2024)
+
+    def logged(rules_races: float) -> float:
+        xs = x.copy()
+        xs[:, STAGE2.pos["c_rules_races"]] = rules_races
+        _cfg, log = pl.tune_stage2(StageData(xs, y, meta), p, lambda _m: None)
+        return float(log[0]["valid_winner_log_loss"])
+
+    folds = [(season < v, season == v) for v in pl.stage2_folds(p)]
+    grid_only = []
+    for tr, va in folds:
+        coef = np.asarray(fit_linear(x[tr], y[tr], races[tr], GRID_TERMS))
+        grid_only.append(group_softmax(linear_design(x[va], GRID_TERMS) @ coef, races[va]))
+    va_all = np.concatenate([va.nonzero()[0] for _tr, va in folds])
+    expected = stage2_metrics(meta.iloc[va_all], np.concatenate(grid_only))["winner_log_loss"]
+    assert logged(0.0) == pytest.approx(expected)
+    assert logged(50.0) != pytest.approx(expected)

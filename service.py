@@ -174,7 +174,7 @@ async def _bad_parameter(_: Request, exc: RequestValidationError) -> JSONRespons
     logging={"access": {"enabled": False}},
     # readiness is __is_ready__'s (each model service's /readyz, bounded to 1.5 s):
     # BentoML's own dependency probe could hang /readyz until the traffic timeout (30 s,
-    # then a 500) when a model service died while it was asked (1 kill in ~15 here)
+    # then a 500) when a model service died while it was asked (tests/service/test_faults)
     runner_probe={"enabled": False},
 )
 @bentoml.asgi_app(web, path="/")

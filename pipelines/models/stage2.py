@@ -209,15 +209,20 @@ def reset_share_at(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(share), 0.0, share)
 
 
+def grid_logit(config: Stage2Config, x: np.ndarray) -> np.ndarray:
+    """The grid-only conditional logit's log-odds (0 when it was not fitted)."""
+    rows = np.asarray(x, dtype=float)
+    if not config.grid_coef:
+        return np.zeros(len(rows))
+    return linear_design(rows, GRID_TERMS) @ np.asarray(config.grid_coef, dtype=float)
+
+
 def grid_lean(config: Stage2Config, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per Stage-2 row, the share of the log-odds taken from the grid-only logit
     (``reset_share_at`` of its ``c_rules_races``) and that logit's log-odds."""
     rows = np.asarray(x, dtype=float)
     share = reset_share_at(config, rows[:, STAGE2.pos["c_rules_races"]])
-    if not share.any():
-        return share, np.zeros(len(rows))
-    coef = np.asarray(config.grid_coef, dtype=float)
-    return share, linear_design(rows, GRID_TERMS) @ coef
+    return share, grid_logit(config, rows) if share.any() else np.zeros(len(rows))
 
 
 def lean_on_grid(score: np.ndarray, share: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -287,10 +292,7 @@ class Stage2Model:
 
     def grid_score(self, x: np.ndarray) -> np.ndarray:
         """The grid-only conditional logit's log-odds (0 when it was not fitted)."""
-        if not self.config.grid_coef:
-            return np.zeros(len(x))
-        rows = np.asarray(x, dtype=float)
-        return linear_design(rows, GRID_TERMS) @ np.asarray(self.config.grid_coef, dtype=float)
+        return grid_logit(self.config, x)
 
     def reset_share(self, x: np.ndarray) -> np.ndarray:
         """Per row, the share of the log-odds taken from the grid-only logit

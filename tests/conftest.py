@@ -449,6 +449,96 @@ def slice_tables(t, min_season: int):
     return out
 
 
+UNDER_WAY_SEASON = 2026
+"""The season ``season_under_way`` adds to the real data: the next one, with new rules."""
+
+
+def write_season_under_way(root: Path, real: Path, results: int = 2) -> Path:
+    """The real F1DB tree (linked, never modified) plus the season after its last, as an
+    F1DB release shows a season under way: the whole calendar (2025's, a year on), the
+    entry list (Kick Sauber renamed Audi, a new Cadillac team of Perez and Bottas), the
+    practice, qualifying, grid, results and standings of the first ``results`` rounds
+    (2025's, re-dated, Cadillac's cars at the back) and the practice alone of the round
+    after them."""
+    last = max(int(p.name) for p in (real / "seasons").iterdir() if p.name.isdigit())
+    assert last + 1 == UNDER_WAY_SEASON, f"the data now ends in {last}: update the fixture"
+    root.mkdir(parents=True, exist_ok=True)
+    for item in real.iterdir():
+        if item.name != "seasons":
+            (root / item.name).symlink_to(item)
+    (root / "seasons").mkdir()
+    for item in (real / "seasons").iterdir():
+        (root / "seasons" / item.name).symlink_to(item)
+    src, dst = real / "seasons" / str(last), root / "seasons" / str(UNDER_WAY_SEASON)
+    entrants = yaml.safe_load((src / "entrants.yml").read_text())
+    for team in entrants:
+        if team["constructorId"] == "kick-sauber":
+            team["constructorId"], team["entrantId"] = "audi", "audi-revolut-f1-team"
+    entrants.append(
+        {
+            **{k: v for k, v in entrants[0].items() if k != "drivers"},
+            "entrantId": "cadillac-formula-1-team",
+            "constructorId": "cadillac",
+            "drivers": [
+                {"driverId": "sergio-perez", "rounds": "1-24"},
+                {"driverId": "valtteri-bottas", "rounds": "1-24"},
+            ],
+        }
+    )
+    _dump(dst / "entrants.yml", entrants)
+    shift = timedelta(days=357)  # same weekday, a year on
+    practice = ("free-practice-1", "free-practice-2", "free-practice-3", "sprint-qualifying")
+    for i, race_dir in enumerate(sorted((src / "races").iterdir())):
+        race = yaml.safe_load((race_dir / "race.yml").read_text())
+        race["id"] = 90_000 + i
+        for key, value in list(race.items()):
+            if (key == "date" or key.endswith("Date")) and isinstance(value, date):
+                race[key] = value + shift
+        out = dst / "races" / race_dir.name
+        _dump(out / "race.yml", race)
+        if i > results:
+            continue
+        for f in race_dir.glob("*.yml"):
+            held = i < results or f.name.startswith(practice)
+            if f.name != "race.yml" and held:
+                rows = yaml.safe_load(f.read_text().replace("kick-sauber", "audi"))
+                _dump(out / f.name, _with_cadillac(f.name, rows))
+    return root
+
+
+CADILLAC = (("sergio-perez", 11), ("valtteri-bottas", 77))
+
+
+def _with_cadillac(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A session's or a race's rows with Cadillac's two cars appended at the back: a copy
+    of the last row, re-labelled (a race retirement; no points)."""
+    if not rows or name in ("fastest-laps.yml", "pit-stops.yml", "driver-of-the-day-results.yml"):
+        return rows
+    last = rows[-1]
+    ints = [r["position"] for r in rows if isinstance(r.get("position"), int)]
+    extra = []
+    if "constructorId" in last and "driverId" not in last:  # constructor standings
+        extra.append({**last, "constructorId": "cadillac", "position": max(ints) + 1, "points": 0})
+    else:
+        for k, (driver, number) in enumerate(CADILLAC, start=1):
+            row = {**last, "driverId": driver, "position": max(ints, default=0) + k}
+            row |= {"driverNumber": number} if "driverNumber" in last else {}
+            row |= {"constructorId": "cadillac"} if "constructorId" in last else {}
+            row |= {"points": 0} if "points" in last else {}
+            if name.endswith("race-results.yml"):
+                row |= {"position": "DNF", "reasonRetired": "Hydraulics", "points": None}
+            extra.append(row)
+    return rows + extra
+
+
+@pytest.fixture(scope="session")
+def season_under_way(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``write_season_under_way`` on the real data, once per session."""
+    return write_season_under_way(
+        tmp_path_factory.mktemp("f1db-under-way") / "f1db", require_real_data()
+    )
+
+
 # ------------------------------------------------------------------- model store
 
 

@@ -107,8 +107,6 @@ class FeatureSnapshot:
             self._latest_number[int(n)] = str(d)
         ent = frames["entrants"]
         self._entrants = ent
-        self.known_drivers = set(frames["driver_state"]["driver_id"]) | set(ent["driver_id"])
-        self.known_teams = set(lin["constructor_id"]) | set(ent["constructor_id"])
         names = frames["names"]
         self._names: dict[tuple[str, str], str] = {
             (str(k), str(i)): str(n)
@@ -427,6 +425,16 @@ class FeatureSnapshot:
             return d, tm
 
         return self.cached("form", (day, _cars(entries)), build)
+
+    def has_form(
+        self, ctx: EventContext, entries: Sequence[Entry]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Whether each car's driver, and its team (by lineage), has a result in the data
+        before the event; where not (a rookie's or a new team's first race, an id F1DB
+        does not know) the form features are empty. Reads the memoised form both stages
+        use, so it costs a serving request nothing."""
+        d, tm = self._form(entries, day_number(ctx.date))
+        return ~np.isnan(d).all(axis=1), ~np.isnan(tm).all(axis=1)
 
     def _standings(
         self, entries: Sequence[Entry], day: int, season: int

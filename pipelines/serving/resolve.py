@@ -119,14 +119,20 @@ def _resolve(
                 "required: the event is not in the data, so there is no entry list to use",
             )
         fld = snap.event_field(ctx)
-        return Resolved(ctx, fld, np.arange(len(fld.entries)), warnings)
+        rows = np.arange(len(fld.entries))
+        warnings.extend(_no_form_warnings(snap, ctx, fld, rows, None))
+        return Resolved(ctx, fld, rows, warnings)
 
     data_entries = {e.driver_id: e for e in snap.entries(ctx)} if known else {}
     entries: list[Entry] = []
     seen: dict[str, int] = {}
     unused: set[str] = set()
+    numbered: set[int] = set()  # no driver raced with the number given: warned already
     for i, d in enumerate(drivers):
         driver_id = _resolve_driver(snap, d.driver_id, ctx.season, i, warnings)
+        if driver_id is None:
+            driver_id = f"car-{d.driver_id}"
+            numbered.add(i)
         if driver_id in seen:
             raise RequestError(
                 ["drivers", i, "driver_id"],
@@ -136,10 +142,6 @@ def _resolve(
         from_data = data_entries.get(driver_id)
         team = d.constructor_id or (from_data.constructor_id if from_data else None)
         team = team or snap.latest_team(driver_id)
-        if team is None:
-            warnings.append(f"drivers[{i}]: no team known for '{driver_id}': team form unknown")
-        elif team not in snap.known_teams:
-            warnings.append(f"drivers[{i}]: team '{team}' has no history in the data")
         e = Entry(driver_id=driver_id, constructor_id=team)
         given = d.practice.as_dict() if d.practice else {}
         if given:
@@ -164,22 +166,67 @@ def _resolve(
     fld = snap.event_field(ctx, entries)
     if any(e.grid is not None for e in entries):
         check_given_grid(fld.entries, [seen.get(e.driver_id, -1) for e in fld.entries])
-    return Resolved(ctx, fld, fld.index([e.driver_id for e in entries]), warnings)
+    rows = fld.index([e.driver_id for e in entries])
+    warnings.extend(_no_form_warnings(snap, ctx, fld, rows, numbered))
+    return Resolved(ctx, fld, rows, warnings)
+
+
+def _no_form_warnings(
+    snap: FeatureSnapshot,
+    ctx: EventContext,
+    fld: EventField,
+    rows: np.ndarray,
+    numbered: set[int] | None,
+) -> list[str]:
+    """Warnings for the asked drivers whose driver or team has no result in the data
+    before the event (``FeatureSnapshot.has_form``: their form features are empty).
+    ``numbered``: None for the data's entry list (one line per kind), else the request's
+    indexes already warned about (a car number no driver raced with)."""
+    driver_ok, team_ok = snap.has_form(ctx, fld.entries)
+    out: list[str] = []
+    if numbered is None:
+        new_drivers = [fld.entries[r].driver_id for r in rows if not driver_ok[r]]
+        new_teams = sorted({str(fld.entries[r].constructor_id) for r in rows if not team_ok[r]})
+        if new_drivers:
+            out.append(
+                "no results in the data before this event for driver(s) "
+                + ", ".join(quote(d) for d in new_drivers)
+                + ": predicted without their form"
+            )
+        if new_teams:
+            out.append(
+                "no results in the data before this event for team(s) "
+                + ", ".join(quote(t) for t in new_teams)
+                + ": predicted without the team's form"
+            )
+        return out
+    for i, r in enumerate(rows):
+        e = fld.entries[r]
+        if i not in numbered and not driver_ok[r]:
+            out.append(
+                f"drivers[{i}]: driver {quote(e.driver_id)} has no results in the data "
+                "before this event: predicted without form"
+            )
+        if e.constructor_id is None:
+            out.append(f"drivers[{i}]: no team known for {quote(e.driver_id)}: team form unknown")
+        elif not team_ok[r]:
+            out.append(
+                f"drivers[{i}]: team {quote(e.constructor_id)} has no results in the data "
+                "before this event: team form unknown"
+            )
+    return out
 
 
 def _resolve_driver(
     snap: FeatureSnapshot, raw: str | int, season: int, i: int, warnings: list[str]
-) -> str:
+) -> str | None:
+    """The F1DB id of a driver given by id or by car number; None (with a warning) for a
+    number no driver raced with."""
     if isinstance(raw, int):
         found = snap.driver_for_number(raw, season)
         if found is None:
             warnings.append(
                 f"drivers[{i}]: no driver raced with number {raw}: predicted without history"
             )
-            return f"car-{raw}"
         return found
-    if raw not in snap.known_drivers:
-        warnings.append(
-            f"drivers[{i}]: driver '{raw}' has no history in the data: predicted without form"
-        )
     return raw

@@ -1,4 +1,5 @@
-"""Request resolution: the warning a win forecast carries early under new rules."""
+"""Request resolution: the warnings a forecast carries early under new rules and for a
+driver or team without results before the event."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from pipelines.models.stage2 import Stage2Config
 from pipelines.serving.resolve import resolve_request, rules_reset_warning
-from pipelines.serving.schemas import EventInput
+from pipelines.serving.schemas import DriverInput, EventInput
 
 LEAN = Stage2Config(grid_coef=[-1.0], grid_mean=[2.0])
 
@@ -38,3 +39,56 @@ def test_no_warning_without_a_grid_logit_or_for_qualifying(real_snapshot) -> Non
     assert [w for w in with_lean if "technical rules" in w] == [
         rules_reset_warning(real_snapshot, ctx, LEAN)
     ]
+
+
+# ------------------------------------------------------------- no form before the event
+
+
+def _no_form(warnings: list[str]) -> list[str]:
+    return [w for w in warnings if "no results in the data before this event" in w]
+
+
+def test_the_entry_list_names_the_drivers_without_results_before_the_event(real_snapshot) -> None:
+    """Point in time: 2025's three rookies are named at their first race, not at the
+    second; the data's own entry list gets one line for them."""
+    first = resolve_request(real_snapshot, EventInput(season=2025, round=1), None).warnings
+    assert _no_form(first) == [
+        'no results in the data before this event for driver(s) "kimi-antonelli", '
+        '"gabriel-bortoleto", "isack-hadjar": predicted without their form'
+    ]
+    second = resolve_request(real_snapshot, EventInput(season=2025, round=2), None).warnings
+    assert _no_form(second) == []
+
+
+def test_given_drivers_and_teams_without_results_are_named_by_index(real_snapshot) -> None:
+    """A team new to the data (Cadillac in 2026) is warned about, a renamed one that
+    carries its predecessor's results (Audi, Sauber's lineage) is not; an id F1DB does
+    not know gets the driver and no-team lines; a car number no one raced with its own
+    line instead of the driver one; text from the request is quoted."""
+    event = EventInput(season=2026, circuit_id="monza", date="2026-09-06")
+    unused = next(n for n in range(100) if real_snapshot.driver_for_number(n, 2026) is None)
+    drivers = [
+        DriverInput(driver_id="sergio-perez", constructor_id="cadillac"),
+        DriverInput(driver_id="nico-hulkenberg", constructor_id="audi"),
+        DriverInput(driver_id="jane-doe"),
+        DriverInput(driver_id=unused),
+        DriverInput(driver_id="max-verstappen"),
+    ]
+    warnings = resolve_request(real_snapshot, event, drivers).warnings
+    assert sorted(w for w in warnings if w.startswith("drivers[")) == [
+        'drivers[0]: team "cadillac" has no results in the data before this event: '
+        "team form unknown",
+        'drivers[2]: driver "jane-doe" has no results in the data before this event: '
+        "predicted without form",
+        'drivers[2]: no team known for "jane-doe": team form unknown',
+        f"drivers[3]: no driver raced with number {unused}: predicted without history",
+        f'drivers[3]: no team known for "car-{unused}": team form unknown',
+    ]
+
+
+def test_a_driver_has_no_results_before_his_first_event(real_snapshot) -> None:
+    """The same driver, asked about his first race and his second (given by id)."""
+    asked = [DriverInput(driver_id="kimi-antonelli")]
+    for rnd, expected in ((1, 1), (2, 0)):
+        warnings = resolve_request(real_snapshot, EventInput(season=2025, round=rnd), asked)
+        assert len(_no_form(warnings.warnings)) == expected

@@ -1,0 +1,88 @@
+"""The season the service is judged on next, end to end: `f1 refresh` on data showing a
+season under way (``write_season_under_way``), then `bentoml serve` with the trained
+models and that snapshot, asked as users ask before the next race."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import STORE_HOME, UNDER_WAY_SEASON
+from tests.service.conftest import ROOT, start_server, stop_server
+
+pytestmark = pytest.mark.slow
+S = UNDER_WAY_SEASON
+
+
+@pytest.fixture(scope="module")
+def refreshed(season_under_way: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`f1 refresh` as users run it after new results: the new f1_features tag."""
+    import bentoml
+
+    env = os.environ | {"F1_DATA_DIR": str(season_under_way), "BENTOML_HOME": str(STORE_HOME),
+                        "F1_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}  # fmt: skip
+    f1 = str(Path(sys.executable).parent / "f1")
+    out = subprocess.run([f1, "refresh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    made = [m for m in bentoml.models.list("f1_features")
+            if (m.info.metadata.get("data_latest_event") or {}).get("season") == S]  # fmt: skip
+    assert len(made) == 1
+    return str(made[0].tag)
+
+
+@pytest.fixture(scope="module")
+def server(
+    refreshed: str, pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    env = pinned_env | {"F1_FEATURES_MODEL": refreshed}
+    proc, url = start_server("service:F1Predictor", env,
+                             tmp_path_factory.mktemp("under-way") / "serve.log")  # fmt: skip
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+
+
+def test_health_reports_the_new_results(server: str, refreshed: str) -> None:
+    h = httpx.get(f"{server}/health", timeout=10).json()
+    assert h["models"]["features"]["tag"] == refreshed
+    latest = h["data"]["latest_event"]
+    assert (latest["season"], latest["round"]) == (S, 2)
+
+
+def test_the_next_race_is_forecast_with_the_field_and_the_lean(server: str) -> None:
+    """No event given: the next one after the results (round 3), its 22 entrants, two
+    races under the new rules in the data, so half the win log-odds from the grid."""
+    r = httpx.post(f"{server}/predict_full", json={}, timeout=30)
+    assert r.status_code == 200
+    body = r.json()
+    meta = body["metadata"]
+    assert (meta["event"]["season"], meta["event"]["round"]) == (S, 3)
+    warnings = " | ".join(meta["warnings"])
+    assert f"the next event in the calendar, {S} round 3" in warnings
+    assert "2 race(s) under the current technical rules" in warnings and "takes 50%" in warnings
+    assert "no results in the data before this event" not in warnings  # Cadillac has raced
+    race = body["race_winner_predictions"]
+    assert len(race) == 22
+    assert sum(p["win_probability"] for p in race) == pytest.approx(1.0, abs=1e-6)
+    teams = {p["driver_id"]: (p["constructor_id"], p["constructor_name"]) for p in race}
+    assert teams["sergio-perez"][0] == "cadillac" and teams["nico-hulkenberg"] == ("audi", "Audi")
+    quali = body["qualifying_predictions"]
+    assert all(q["predicted_time"] is not None for q in quali)  # practice laps in the data
+
+
+def test_the_first_race_is_the_grids_and_names_the_new_team(server: str) -> None:
+    r = httpx.post(f"{server}/predict_race", json={"event": {"season": S, "round": 1}},
+                   timeout=30)  # fmt: skip
+    assert r.status_code == 200
+    header = r.headers["x-f1-warnings"]
+    assert "0 race(s) under the current technical rules" in header and "takes 100%" in header
+    assert 'team(s) "cadillac"' in header
+    assert len(r.json()) == 22

@@ -120,7 +120,7 @@ def _resolve(
             )
         fld = snap.event_field(ctx)
         rows = np.arange(len(fld.entries))
-        warnings.extend(_no_form_warnings(snap, ctx, fld, rows, None))
+        warnings.extend(_no_practice_warning(fld) + _no_form_warnings(snap, ctx, fld, rows, None))
         return Resolved(ctx, fld, rows, warnings)
 
     data_entries = {e.driver_id: e for e in snap.entries(ctx)} if known else {}
@@ -167,8 +167,19 @@ def _resolve(
     if any(e.grid is not None for e in entries):
         check_given_grid(fld.entries, [seen.get(e.driver_id, -1) for e in fld.entries])
     rows = fld.index([e.driver_id for e in entries])
-    warnings.extend(_no_form_warnings(snap, ctx, fld, rows, numbered))
+    warnings.extend(_no_practice_warning(fld) + _no_form_warnings(snap, ctx, fld, rows, numbered))
     return Resolved(ctx, fld, rows, warnings)
+
+
+def _no_practice_warning(fld: EventField) -> list[str]:
+    """The warning for a field without a single practice lap (an event days ahead, before
+    its first session): Stage-1 then reads form alone, a much weaker forecast."""
+    if any(e.practice for e in fld.entries):
+        return []
+    return [
+        "no practice laps for this event (none in the data yet, none given): the "
+        "qualifying gaps and the grid come from form alone"
+    ]
 
 
 def _no_form_warnings(

@@ -86,3 +86,13 @@ def test_the_first_race_is_the_grids_and_names_the_new_team(server: str) -> None
     assert "0 race(s) under the current technical rules" in header and "takes 100%" in header
     assert 'team(s) "cadillac"' in header
     assert len(r.json()) == 22
+
+
+def test_a_race_days_ahead_is_forecast_from_form_and_says_so(server: str) -> None:
+    """Round 4: in the calendar, no practice in the data yet."""
+    r = httpx.post(f"{server}/predict_full", json={"event": {"season": S, "round": 4}},
+                   timeout=30)  # fmt: skip
+    assert r.status_code == 200
+    warnings = r.json()["metadata"]["warnings"]
+    assert any(w.startswith("no practice laps for this event") for w in warnings)
+    assert len(r.json()["race_winner_predictions"]) == 22

@@ -92,3 +92,15 @@ def test_a_driver_has_no_results_before_his_first_event(real_snapshot) -> None:
     for rnd, expected in ((1, 1), (2, 0)):
         warnings = resolve_request(real_snapshot, EventInput(season=2025, round=rnd), asked)
         assert len(_no_form(warnings.warnings)) == expected
+
+
+def test_a_field_without_practice_laps_is_said_to_be_forecast_from_form(real_snapshot) -> None:
+    def no_practice(event: EventInput, drivers: list[DriverInput] | None) -> bool:
+        warnings = resolve_request(real_snapshot, event, drivers).warnings
+        return any(w.startswith("no practice laps for this event") for w in warnings)
+
+    ahead = EventInput(season=2026, circuit_id="monza", date="2026-09-06")
+    assert no_practice(ahead, [DriverInput(driver_id="max-verstappen")])
+    timed = DriverInput.model_validate({"driver_id": "max-verstappen", "practice": {"fp1": 81.2}})
+    assert not no_practice(ahead, [timed])
+    assert not no_practice(EventInput(season=2025, round=8), None)

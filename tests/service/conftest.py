@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -68,6 +69,16 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@contextmanager
+def serving(env_extra: dict[str, str], log: Path) -> Iterator[str]:
+    """`bentoml serve service:F1Predictor` with ``env_extra`` for the block: its URL."""
+    proc, url = start_server("service:F1Predictor", env_extra, log)
+    try:
+        yield url
+    finally:
+        stop_server(proc)
 
 
 def worker_pid(server_pid: int, service_name: str) -> int:

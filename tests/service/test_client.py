@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pipelines.client import AsyncF1Client, F1APIError, F1Client
-from tests.service.conftest import start_server, stop_server
+from tests.service.conftest import serving
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +26,8 @@ def keyed_server(
     pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     log: Path = tmp_path_factory.mktemp("keyed") / "serve.log"
-    proc, url = start_server("service:F1Predictor", pinned_env | {"F1_API_KEY": KEY}, log)
-    try:
+    with serving(pinned_env | {"F1_API_KEY": KEY}, log) as url:
         yield url
-    finally:
-        stop_server(proc)
 
 
 @pytest.fixture

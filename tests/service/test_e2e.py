@@ -18,7 +18,7 @@ import pytest
 from pipelines.client import AsyncF1Client, F1APIError, F1Client
 from pipelines.serving.schemas import EXAMPLES
 from tests.conftest import STORE_HOME
-from tests.service.conftest import ROOT, start_server, stop_server
+from tests.service.conftest import ROOT, serving, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -187,12 +187,8 @@ def locked_server(pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathF
     """A server with an API key and a small in-flight limit (overload at small scale)."""
     env = pinned_env | {"F1_API_KEY": "test-key-123", "F1_MAX_IN_FLIGHT": "4",
                         "F1_CORS_ORIGINS": '["https://app.example"]'}  # fmt: skip
-    proc, url = start_server("service:F1Predictor", env,
-                             tmp_path_factory.mktemp("locked") / "serve.log")  # fmt: skip
-    try:
+    with serving(env, tmp_path_factory.mktemp("locked") / "serve.log") as url:
         yield url
-    finally:
-        stop_server(proc)
 
 
 def test_api_key_guards_predictions_but_not_probes(locked_server: str) -> None:

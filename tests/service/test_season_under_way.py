@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import STORE_HOME, UNDER_WAY_SEASON
-from tests.service.conftest import ROOT, start_server, stop_server
+from tests.service.conftest import ROOT, serving
 
 pytestmark = pytest.mark.slow
 S = UNDER_WAY_SEASON
@@ -42,12 +42,8 @@ def server(
     refreshed: str, pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     env = pinned_env | {"F1_FEATURES_MODEL": refreshed}
-    proc, url = start_server("service:F1Predictor", env,
-                             tmp_path_factory.mktemp("under-way") / "serve.log")  # fmt: skip
-    try:
+    with serving(env, tmp_path_factory.mktemp("under-way") / "serve.log") as url:
         yield url
-    finally:
-        stop_server(proc)
 
 
 def test_health_reports_the_new_results(server: str, refreshed: str) -> None:

@@ -117,14 +117,11 @@ def keyed_server(
     pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A server that wants an API key, CORS off: the page must still work (same origin)."""
-    from tests.service.conftest import start_server, stop_server
+    from tests.service.conftest import serving
 
     log = tmp_path_factory.mktemp("ui-keyed") / "serve.log"
-    proc, url = start_server("service:F1Predictor", pinned_env | {"F1_API_KEY": "ui-key-789"}, log)
-    try:
+    with serving(pinned_env | {"F1_API_KEY": "ui-key-789"}, log) as url:
         yield url
-    finally:
-        stop_server(proc)
 
 
 def test_the_page_works_with_an_api_key_typed_in(browser: Any, keyed_server: str) -> None:

@@ -277,7 +277,8 @@ def predict(
     pre-qualifying data (drivers and teams by their F1DB names)."""
     from pipelines.models import store
     from pipelines.serving.orchestrator import TwoStage, run
-    from pipelines.serving.resolve import rules_reset_warning
+    from pipelines.serving.resolve import resolve_request
+    from pipelines.serving.schemas import EventInput
 
     s = get_settings()
     try:
@@ -286,10 +287,11 @@ def predict(
         flow = TwoStage.local(snap, store.load_stage1(s.stage1_model), stage2)
     except store.StoreError as exc:
         raise _fail(str(exc)) from exc
-    ctx = snap.event_by_round(season, round_)
-    if ctx is None:
+    if snap.event_by_round(season, round_) is None:
         raise _fail(f"no event season={season} round={round_} in the feature snapshot")
-    fld = snap.event_field(ctx)
+    # the API's resolution of the event: the same field and the same warnings
+    res = resolve_request(snap, EventInput(season=season, round=round_), None, stage2.config)
+    ctx, fld = res.ctx, res.field
     if not fld.entries:
         raise _fail(f"no entry list for {season} round {round_}")
     fc = run(flow.full(ctx, fld, np.arange(len(fld.entries))))
@@ -323,9 +325,8 @@ def predict(
             f"{race.points_prob[i]:.3f}",
         )
     console.print(tab)
-    note = rules_reset_warning(snap, ctx, stage2.config)
-    if note:
-        console.print(f"note: {note}")
+    for note in res.warnings:
+        console.print(f"note: {note}", markup=False, highlight=False)
 
 
 @app.command()

@@ -194,6 +194,20 @@ def test_predict_says_when_the_win_forecast_leans_on_the_grid(
         assert f"takes {share} of its log-odds from the grid alone" in out
 
 
+def test_predict_prints_the_apis_warnings(empty_store, tiny_models, synthetic_tree, f1_env) -> None:
+    """The first event of the data: no one has results before it, as the API says."""
+    snap, s1, s2 = tiny_models
+    store.save_all(snap, s1, s2, {}, [2021, 2025])
+    first = min(synthetic_tree.seasons)
+    result = runner.invoke(app, ["predict", "--season", str(first), "--round", "1"])
+    assert result.exit_code == 0, result.output
+    out = _flat(result.output)
+    assert "note: no results in the data before this event for driver(s)" in out
+    assert "note: no results in the data before this event for team(s)" in out
+    later = runner.invoke(app, ["predict", "--season", str(first), "--round", "2"])
+    assert "no results in the data" not in _flat(later.output)
+
+
 def test_refresh_adds_only_a_snapshot(
     synthetic_tree: SyntheticTree, empty_store, tiny_models, f1_env, monkeypatch
 ) -> None:

@@ -432,7 +432,7 @@ class FeatureSnapshot:
         """Whether each car's driver, and its team (by lineage), has a result in the data
         before the event; where not (a rookie's or a new team's first race, an id F1DB
         does not know) the form features are empty. Reads the memoised form both stages
-        use, so it costs a serving request nothing."""
+        use: no history look-up of its own."""
         d, tm = self._form(entries, day_number(ctx.date))
         return ~np.isnan(d).all(axis=1), ~np.isnan(tm).all(axis=1)
 

@@ -13,6 +13,11 @@ Stage-1 (qualifying):
   (``quick_features``, computed here from the tables, point in time) and parameters
   (``QUICK_LGBM_PARAMS``).
 
+A weekend ahead (no practice in the data yet), Stage-1 has one baseline of its own:
+- ``recent_form``: each driver's recent qualifying gap to pole (the form feature
+  ``d_q_gap_ewm``; a driver without one gets the field's median), x the same pole
+  estimate as the model's.
+
 Stage-2 (race winner; probabilities normalised per race):
 - ``uniform``, ``pole_sitter`` (whoever starts first wins), ``logistic_grid`` (logistic
   regression on log(grid slot)), ``quick_lgbm`` (LightGBM on the grid and the model's
@@ -33,7 +38,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pipelines.f1db.parse import Tables, team_lineage
 from pipelines.features.history import pre_quali_practice
-from pipelines.features.spec import STAGE2, STAGE2_UNBOOSTED
+from pipelines.features.spec import STAGE1, STAGE2, STAGE2_UNBOOSTED
 from training.datasets import StageData
 
 # ---------------------------------------------------------------- quick LightGBM
@@ -264,6 +269,15 @@ def stage1_baselines(
         "practice_ratio": practice_ratio(fit, test),
         "quick_lgbm_gap": quick_lgbm_gap(tables, train, valid, test, pole),
     }
+
+
+def recent_form_gap(test: StageData) -> np.ndarray:
+    """Before practice: each driver's recent qualifying gap (%) to pole (``d_q_gap_ewm``,
+    point in time), the field's median for a driver without one (times: a pole estimate
+    x (1 + gap), as for the quick LightGBM)."""
+    gap = test.x[:, STAGE1.pos["d_q_gap_ewm"]].astype(float)
+    med = pd.Series(gap).groupby(test.meta["race_id"].to_numpy()).transform("median")
+    return np.where(np.isnan(gap), med.to_numpy(float), gap)
 
 
 # ----------------------------------------------------------------------- stage-2

@@ -249,6 +249,10 @@ def _print_summary(ev: dict[str, Any]) -> None:
                 for k, v in m_stage["baselines"].items()
                 if "test_chained" in v
             ]
+        ahead = m_stage.get("before_practice") or {}
+        if "model" in ahead:
+            rows.append(("a weekend ahead: model", ahead["model"]))
+            rows += [(f"a weekend ahead: {k}", v) for k, v in ahead["baselines"].items()]
         for name, m in rows:
             tab.add_row(name, *(fmt(m.get(k)) for k in keys[1:]))
         console.print(tab)

@@ -2,7 +2,9 @@
 
 Each event is asked the way a user asks the service: before qualifying (the event
 only: Stage-1 chained into Stage-2) and after it (the real grid and qualifying times
-given). The numbers in the README and /model_info come from here.
+given), and a weekend ahead (the event's entry list without a practice lap, as the
+service sees the next event while F1DB has only the races before it). The numbers in
+the README and /model_info come from here.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.features.snapshot import Entry, EventContext, FeatureSnapshot
+from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
 from pipelines.models.placings import podium_probability
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
@@ -46,14 +48,21 @@ def _post_quali_entries(rows: pd.DataFrame) -> list[Entry]:
 EventHook = Callable[[EventContext], None]
 
 
+def before_practice(fld: EventField) -> EventField:
+    """The field as the service sees an event whose practice is not in the data yet: the
+    same cars, not a lap."""
+    cars = [Entry(driver_id=e.driver_id, constructor_id=e.constructor_id) for e in fld.entries]
+    return EventField(cars, {}, as_in_data=False)
+
+
 async def _season(
     snap: FeatureSnapshot,
     flow: TwoStage,
     s1_meta: pd.DataFrame,
     s2_meta: pd.DataFrame,
     on_event: EventHook | None = None,
-) -> tuple[list[Forecast], list[Forecast]]:
-    pre, post = [], []
+) -> tuple[list[Forecast], list[Forecast], list[Forecast]]:
+    ahead, pre, post = [], [], []
     times = s1_meta.set_index(["race_id", "driver_id"])["best_s"]
     for race_id, rows in s2_meta.groupby("race_id", sort=True):
         ctx = snap.event_by_id(int(race_id))
@@ -62,6 +71,7 @@ async def _season(
             on_event(ctx)
         fld = snap.event_field(ctx)
         pre.append(await flow.full(ctx, fld, np.arange(len(fld.entries))))
+        ahead.append(await flow.full(ctx, before_practice(fld), np.arange(len(fld.entries))))
         starters = rows.assign(
             best_s=[times.get((race_id, d), math.nan) for d in rows["driver_id"]]
         )
@@ -76,7 +86,7 @@ async def _season(
                 )
         fld2 = snap.event_field(ctx, given)
         post.append(await flow.full(ctx, fld2, fld2.index([g.driver_id for g in given])))
-    return pre, post
+    return ahead, pre, post
 
 
 def _by_driver(
@@ -136,7 +146,8 @@ class Served:
     grid): the starters with ``prob`` (renormalised over the starters), ``podium_prob``
     (Plackett-Luce over the starters) and
     ``flow_grid``, the slot Stage-2 was given; ``x2``/``x2_chained`` are those Stage-2
-    feature rows (what a baseline fed "the same grid" reads).
+    feature rows (what a baseline fed "the same grid" reads). ``*_ahead``: the same
+    before-qualifying forecasts made without any practice (``before_practice``).
     """
 
     stage1: pd.DataFrame
@@ -144,6 +155,9 @@ class Served:
     stage2_chained: pd.DataFrame
     x2: np.ndarray
     x2_chained: np.ndarray
+    stage1_ahead: pd.DataFrame
+    stage2_ahead: pd.DataFrame
+    x2_ahead: np.ndarray
 
 
 def served_predictions(
@@ -155,13 +169,15 @@ def served_predictions(
     on_event: EventHook | None = None,
 ) -> Served:
     """Every event of the test rows asked through ``TwoStage`` before and after qualifying
-    (``on_event`` is told each event as it is asked: progress)."""
+    and a weekend ahead (``on_event`` is told each event as it is asked: progress)."""
     flow = TwoStage.local(snap, s1, s2)
-    pre, post = asyncio.run(_season(snap, flow, te1.meta, te2.meta, on_event))
-    quali, _ = _by_driver(snap, pre, "quali")
-    q = te1.meta.merge(quali, on=["race_id", "driver_id"], how="inner")
+    ahead, pre, post = asyncio.run(_season(snap, flow, te1.meta, te2.meta, on_event))
+    q, q_ahead = (
+        te1.meta.merge(_by_driver(snap, fcs, "quali")[0], on=["race_id", "driver_id"])
+        for fcs in (pre, ahead)
+    )
     out: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
-    for name, fcs in (("chained", pre), ("post", post)):
+    for name, fcs in (("chained", pre), ("post", post), ("ahead", ahead)):
         race, x = _by_driver(snap, fcs, "race")
         race["_x"] = np.arange(len(race))
         m = te2.meta.merge(race, on=["race_id", "driver_id"], how="inner")
@@ -169,4 +185,13 @@ def served_predictions(
         m["prob"] = renormalise(m["prob"].to_numpy(float), groups)
         m["podium_prob"] = podium_over_starters(m["logit"].to_numpy(float), groups)
         out[name] = (m.drop(columns=["_x"]), x[m["_x"].to_numpy()])
-    return Served(q, out["post"][0], out["chained"][0], out["post"][1], out["chained"][1])
+    return Served(
+        q,
+        out["post"][0],
+        out["chained"][0],
+        out["post"][1],
+        out["chained"][1],
+        q_ahead,
+        out["ahead"][0],
+        out["ahead"][1],
+    )

@@ -34,7 +34,7 @@ from pipelines.models.stage2 import (
 )
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
-from training.evaluate import EventHook, served_predictions
+from training.evaluate import EventHook, Served, served_predictions
 from training.metrics import (
     gap_and_spearman,
     podium_metrics,
@@ -121,12 +121,13 @@ def _pole_log_loss(meta: pd.DataFrame, prob: np.ndarray) -> float:
 # ----------------------------------------------------------------------- tuning
 
 
-def fit_stage1(data: StageData, cfg: Stage1Config) -> Stage1Model:
-    """Fit Stage-1 on ``data``, on its dry events only when the config says so."""
+def fit_stage1(data: StageData, cfg: Stage1Config, form: bool = True) -> Stage1Model:
+    """Fit Stage-1 on ``data``, on its dry events only when the config says so (``form``
+    False: without the form-only ensemble, for scores of the main one)."""
     if cfg.dry_only:
         data = data.select(data.meta["dry"].to_numpy(bool))
     teams = data.meta["race_id"].astype(str) + "/" + data.meta["constructor_id"].astype(str)
-    return Stage1Model.fit(data.x, data.y, cfg, teams.to_numpy())
+    return Stage1Model.fit(data.x, data.y, cfg, teams.to_numpy(), form=form)
 
 
 STAGE1_GRID: dict[str, list[Any]] = {
@@ -247,7 +248,7 @@ def tune(
     best1: tuple[float, Stage1Config] | None = None
     for dry, nl, ne in itertools.product(*STAGE1_GRID.values()):
         cfg = Stage1Config(num_leaves=nl, n_estimators=ne, dry_only=dry)
-        gap = fit_stage1(tr1, cfg).predict_gap(va1.x)
+        gap = fit_stage1(tr1, cfg, form=False).predict_gap(va1.x)
         mae = float(np.mean(np.abs(gap - va1.y)))
         log["stage1"].append(
             {"dry_only": dry, "num_leaves": nl, "n_estimators": ne, "valid_gap_pct_mae": mae}
@@ -271,7 +272,7 @@ def tune(
         f"valid MAE {best_pole[0]:.3f} s"
     )
 
-    gap_va = fit_stage1(tr1, cfg1).predict_gap(va1.x)
+    gap_va = fit_stage1(tr1, cfg1, form=False).predict_gap(va1.x)
     groups = va1.meta["race_id"].to_numpy()
     taus = [(_pole_log_loss(va1.meta, group_softmax(-gap_va / t, groups)), t) for t in TAU_GRID]
     tau = min(taus)[1]
@@ -359,7 +360,7 @@ def score_test(
     served = served_predictions(snap, m1, m2, te1, te2, on_event)
     new_team = new_team_check(m1, te1)
     if cfg1.new_team_share > 0:  # the same check for the same settings fitted without it
-        plain = fit_stage1(fit1, replace(cfg1, new_team_share=0.0))
+        plain = fit_stage1(fit1, replace(cfg1, new_team_share=0.0), form=False)
         new_team["fitted_without_blanked_teams"] = new_team_check(plain, te1)
 
     default_pole = pole_predictions(snap, te1.meta, PoleParams())
@@ -385,6 +386,9 @@ def score_test(
     frames["stage2"] = frames["stage2"].merge(base_col, on=keys, how="left")
     preds = {"stage1": q, **frames}
     evaluation = score(preds)
+    ahead1, ahead2 = before_practice_check(served, te1, b2)
+    evaluation["stage1"]["before_practice"] = ahead1
+    evaluation["stage2"]["before_practice"] = ahead2
     evaluation["stage2"]["rules_reset"] = rules_reset_check(
         m2,
         {
@@ -409,6 +413,35 @@ def score_test(
         "baselines": {"grid_slot": {"test": podium_metrics(te2.meta, podium_base)}},
     }
     return evaluation, preds
+
+
+def before_practice_check(
+    served: Served, te1: StageData, b2: baselines.Stage2Baselines
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both stages a weekend ahead (the event's cars without a practice lap, as the next
+    event looks while F1DB holds only the races before it), as served, beside the
+    baselines fed the same: Stage-1 against each driver's recent qualifying gap (times
+    from the model's pole estimate), Stage-2 (Stage-1's grid chained) against the
+    Stage-2 baselines on that grid."""
+    keys = ["race_id", "driver_id"]
+    form = te1.meta[keys].assign(form_gap=baselines.recent_form_gap(te1))
+    rows = form.merge(served.stage1_ahead, on=keys)
+    gap = rows["form_gap"].to_numpy(float)
+    pole = rows["pred_pole"].to_numpy(float)
+    stage1 = {
+        "model": stage1_metrics(
+            rows, rows["pred_time"].to_numpy(float), rows["pred_gap"].to_numpy(float)
+        ),
+        "pole_mae_s": _event_pole_mae(rows, pole) if len(rows) else None,
+        "baselines": {"recent_form": stage1_metrics(rows, pole * (1.0 + gap / 100.0), gap)},
+    }
+    f = served.stage2_ahead
+    probs = b2.predict(f["flow_grid"].to_numpy(float), served.x2_ahead, f["race_id"].to_numpy())
+    stage2 = {
+        "model": stage2_metrics(f, f["prob"].to_numpy(float)),
+        "baselines": {k: stage2_metrics(f, v) for k, v in probs.items()},
+    }
+    return stage1, stage2
 
 
 def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:

@@ -183,6 +183,39 @@ def _rules_reset_line(s2: dict[str, Any]) -> list[str]:
     return ["", lean + " On those races: " + "; ".join(parts) + "."]
 
 
+def before_practice_section(ev: dict[str, Any], level: str = "##") -> list[str]:
+    """Both stages a weekend ahead, from ``before_practice_check``: the forecast for the
+    next event while the data holds only the races before it (no practice lap)."""
+    s1 = ev["stage1"].get("before_practice") or {}
+    s2 = ev["stage2"].get("before_practice") or {}
+    if "model" not in s1 or "model" not in s2:
+        return []
+
+    def table(block: dict[str, Any], keys: list[str]) -> list[str]:
+        shim = {
+            "x": block["model"],
+            "baselines": {k: {"x": v} for k, v in block["baselines"].items()},
+        }
+        return _table(shim, keys, "x")
+
+    return [
+        "",
+        f"{level} A weekend ahead (no practice in the data yet)",
+        "",
+        "Every event asked again with its cars and no practice lap, as the service sees the "
+        "next event while F1DB holds only the races before it (`/predict_full` days before "
+        "the weekend). Stage-1 beside `recent_form` (each driver's recent qualifying gap, "
+        "times from the model's pole estimate, which without practice is the layout's last "
+        f"pole: pole-lap MAE {fmt(s1.get('pole_mae_s'))} s); Stage-2 on Stage-1's grid, "
+        "the baselines fed the same grid (`stage1.before_practice`, "
+        "`stage2.before_practice`).",
+        "",
+        *table(s1, S1_KEYS),
+        "",
+        *table(s2, S2_KEYS),
+    ]
+
+
 SEASON_START = 4
 """Rounds that make "the start of a season" in the backtest reports (form is oldest then)."""
 
@@ -272,6 +305,7 @@ def markdown(ev: dict[str, Any]) -> str:
             "",
             *_table(s2, S2_KEYS, "test_chained"),
         ]
+    lines += before_practice_section(ev)
     if "podium" in s2:
         lines += [
             "",
@@ -468,6 +502,7 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
         "### Stage-2: race winner before qualifying (Stage-1's grid, baselines too)",
         "",
         *_table(ev["stage2"], S2_KEYS, "test_chained"),
+        *before_practice_section(ev, "###"),
         "",
         *intervals_section(ev)[1:],
         "",

@@ -116,6 +116,11 @@ STAGE1 = FeatureSpec(
 )
 STAGE1_TEAM_FORM = ("t_q_gap_ewm", "t_points_ewm", "d_vs_team_gap")
 """The Stage-1 features a team without history lacks (a new entrant: NaN in serving)."""
+STAGE1_PRACTICE = tuple(n for n in STAGE1.names if n.startswith("p_"))
+"""The Stage-1 features from the event's own practice: NaN (counts 0) for an event whose
+practice is not in the data yet, as for a forecast made days before the weekend."""
+STAGE1_PRACTICE_COUNTS = ("p_laps", "p_n_sessions")
+"""Of those, the counts: 0 without practice, not NaN."""
 STAGE2 = FeatureSpec(
     "stage-2",
     (

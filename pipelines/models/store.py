@@ -247,6 +247,12 @@ METRICS_GUIDE = {
     "rules, where the win log-odds lean on a grid-only logit (share 'reset_weight' at the "
     "first race, none after 'reset_races'): as served, without the lean, and the logistic "
     "on the same grid ('races' 0: the season has none)",
+    "stage1.metrics.before_practice": "test season, a weekend ahead: every event asked with "
+    "its cars and no practice lap, as the next event looks while the data holds only the "
+    "races before it (/predict_full days before the weekend), beside 'recent_form' (each "
+    "driver's recent qualifying gap)",
+    "stage2.metrics.before_practice": "the same forecasts a weekend ahead, Stage-1's grid "
+    "chained into Stage-2, the baselines fed that grid",
     "baselines": "the simple predictors of the same rows: 'test' with the real grid, "
     "'test_chained' fed Stage-1's grid",
     "intervals": "90 % intervals from resampling the test season's events (seeded): "
@@ -414,8 +420,8 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 
 def has_models() -> bool:
     """The three models are stored, the latest two match this code's features (and
-    Stage-2's linear terms, Stage-1's new-entrant blanking), the latest snapshot this
-    code's format (else `f1 train --if-missing` trains anew)."""
+    Stage-2's linear terms, Stage-1's new-entrant blanking and form-only ensemble), the
+    latest snapshot this code's format (else `f1 train --if-missing` trains anew)."""
     names = {m.tag.name for m in bentoml.models.list()}
     if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
         return False
@@ -428,8 +434,9 @@ def has_models() -> bool:
         cfg1 = Stage1Model.load_config(Path(stage1.path) / "model")
     except (StoreError, ValueError, OSError, TypeError):
         return False
-    if cfg1.new_team_share != Stage1Config().new_team_share:
-        return False  # fitted before new entrants were trained for
+    fresh = Stage1Config()
+    if (cfg1.new_team_share, cfg1.form_model) != (fresh.new_team_share, fresh.form_model):
+        return False  # fitted before new entrants (or fields without practice) were trained for
     from pipelines.features.snapshot import SNAPSHOT_FORMAT, FeatureSnapshot
 
     snap = Path(bentoml.models.get(f"{FEATURES_NAME}:latest").path) / "snapshot"

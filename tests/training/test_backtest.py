@@ -58,23 +58,24 @@ def test_tables_through_drops_later_seasons(tree) -> None:
     assert set(cut.entrants["season"]) == {2019, 2020, 2021}
 
 
-def test_backtest_fits_only_earlier_seasons_and_asks_every_event_twice(
+def test_backtest_fits_only_earlier_seasons_and_asks_every_event_three_ways(
     tree, small_grids, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec, tables = tree
     fitted: list[set[int]] = []
     real_fit = pipeline.fit_stage1
 
-    def spy_fit(data, cfg):
+    def spy_fit(data, cfg, form=True):
         fitted.append(set(data.meta["season"]))
-        return real_fit(data, cfg)
+        return real_fit(data, cfg, form)
 
     monkeypatch.setattr(pipeline, "fit_stage1", spy_fit)
-    calls: list[tuple[int | None, bool]] = []
+    calls: list[tuple[int | None, bool, bool]] = []
     real_full = TwoStage.full
 
     async def spy_full(self, ctx, fld, rows):
-        calls.append((ctx.round, any(e.grid is not None for e in fld.entries)))
+        laps = bool(fld.laps) or any(e.practice for e in fld.entries)
+        calls.append((ctx.round, any(e.grid is not None for e in fld.entries), laps))
         return await real_full(self, ctx, fld, rows)
 
     monkeypatch.setattr(TwoStage, "full", spy_full)
@@ -83,9 +84,14 @@ def test_backtest_fits_only_earlier_seasons_and_asks_every_event_twice(
 
     assert fitted and all(max(s) <= 2021 for s in fitted)  # nothing from 2022 on
     assert {2019, 2020} <= set().union(*fitted)
-    # every event of the season, before qualifying (no grid given) and after (real grid)
+    # every event of the season, before qualifying (no grid given), after it (real grid)
+    # and a weekend ahead (no grid, not a practice lap)
     assert seen == list(range(1, ROUNDS + 1))
-    assert sorted(calls) == sorted([(r, False) for r in seen] + [(r, True) for r in seen])
+    assert sorted(calls) == sorted(
+        [(r, False, True) for r in seen]
+        + [(r, True, True) for r in seen]
+        + [(r, False, False) for r in seen]
+    )
     p = res.evaluation["protocol"]
     assert p["test_season"] == 2022 and p["valid_season"] == 2021
     assert p["train_seasons"] == [2019, 2020] and p["test_fit_seasons"] == [2019, 2021]
@@ -109,6 +115,12 @@ def test_backtest_fits_only_earlier_seasons_and_asks_every_event_twice(
         per = [r[mode]["model"]["winner_log_loss"] for r in res.races]
         season = res.evaluation["stage2"][key]["winner_log_loss"]
         assert season == pytest.approx(np.mean(per))
+    # a weekend ahead: both stages scored on every event, beside their baselines
+    ahead1 = res.evaluation["stage1"]["before_practice"]
+    ahead2 = res.evaluation["stage2"]["before_practice"]
+    assert ahead1["model"]["events"] == ROUNDS == ahead2["model"]["races"]
+    assert set(ahead1["baselines"]) == {"recent_form"}
+    assert set(ahead2["baselines"]) == {"uniform", "pole_sitter", "logistic_grid", "quick_lgbm"}
 
 
 def test_a_later_season_changes_nothing(tree, small_grids) -> None:
@@ -144,6 +156,8 @@ def test_report_files(tree, small_grids, tmp_path: Path) -> None:
     md = (tmp_path / "backtest-2023.md").read_text()
     assert "f1 backtest --season 2023" in md
     assert "2019-2022" in md  # the seasons that trained it
+    assert "### A weekend ahead (no practice in the data yet)" in md
+    assert js["stage1"]["before_practice"]["model"]["events"] == ROUNDS
     for what, _m, _b, _ok in targets(res.evaluation):
         assert what in md
     # the season's start, where last season's form weighs most: the first races' means

@@ -17,7 +17,7 @@ from tests.conftest import slice_tables, store_models
 from training.datasets import StageData
 from training.metrics import podium_metrics, stage2_metrics
 from training.pipeline import Protocol, TrainingError, check_seasons, run
-from training.report import PODIUM_KEYS, S1_KEYS, S2_KEYS, write_report
+from training.report import PODIUM_KEYS, S1_KEYS, S2_KEYS, fmt, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PROTOCOL = Protocol(train_from=2021, valid_season=2024, test_season=2025)
@@ -208,6 +208,17 @@ def test_write_report(trained, tmp_path: Path) -> None:
     assert f"{podium['test']['brier']:.3f} | {podium['test']['log_loss']:.3f}" in md
     assert "## How sure: 90% intervals" in md
     assert "| stage-1 gap_pct_mae |" in md and "| stage-2 before qualifying top1 |" in md
+    # a weekend ahead: both stages, the model and its baselines, every test event
+    ahead1 = trained.evaluation["stage1"]["before_practice"]
+    ahead2 = trained.evaluation["stage2"]["before_practice"]
+    assert ahead1["model"]["events"] == trained.evaluation["stage1"]["test"]["events"]
+    assert ahead2["model"]["races"] == trained.evaluation["stage2"]["test"]["races"]
+    assert ev["stage1"]["before_practice"]["model"]["gap_pct_mae"] == pytest.approx(
+        ahead1["model"]["gap_pct_mae"]
+    )
+    assert "## A weekend ahead (no practice in the data yet)" in md
+    assert "| recent_form |" in md
+    assert f"| **model** | {fmt(ahead1['model']['season'])} | {fmt(ahead1['model']['mae_s'])}" in md
     assert ev["stage2"]["podium"]["baselines"]["grid_slot"]["test"]["brier"] == pytest.approx(
         podium["baselines"]["grid_slot"]["test"]["brier"]
     )

@@ -10,9 +10,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.features.spec import STAGE1, STAGE1_TEAM_FORM, STAGE2, STAGE2_MONOTONE
+from pipelines.features.spec import (
+    STAGE1,
+    STAGE1_PRACTICE,
+    STAGE1_PRACTICE_COUNTS,
+    STAGE1_TEAM_FORM,
+    STAGE2,
+    STAGE2_MONOTONE,
+)
 from pipelines.models.pole import PoleParams, estimate_pole
-from pipelines.models.stage1 import Stage1Config, Stage1Model, blank_team_form
+from pipelines.models.stage1 import (
+    Stage1Config,
+    Stage1Model,
+    blank_team_form,
+    no_practice,
+    without_practice,
+)
 from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
 
 N1, N2 = len(STAGE1), len(STAGE2)
@@ -80,7 +93,8 @@ def test_stage1_learns_the_signal(stage1) -> None:
     model, _x = stage1
     assert len(model.boosters) == len(model.config.members)
     test = np.zeros((3, N1))
-    test[:, 4] = [-1.0, 0.0, 2.0]
+    test[:, 4] = [-1.0, 0.0, 2.0]  # p_best_gap
+    test[:, STAGE1.pos["p_n_sessions"]] = 1.0  # cars that ran practice: the main ensemble
     gap = model.predict_gap(test)
     assert (gap >= 0).all()
     assert gap[0] < gap[1] < gap[2]
@@ -244,10 +258,9 @@ def test_models_are_saved_as_text_not_pickles(stage1, stage2, tmp_path: Path) ->
     stage1[0].save(tmp_path / "a")
     stage2[0].save(tmp_path / "b")
     files = sorted(p.name for p in [*tmp_path.glob("a/*"), *tmp_path.glob("b/*")])
-    assert (
-        files
-        == ["booster.txt", "booster_0.txt", "booster_1.txt", "booster_2.txt"] + ["config.json"] * 2
-    )
+    members = ["booster_0.txt", "booster_1.txt", "booster_2.txt"]
+    form = ["form_" + m for m in members]  # Stage-1's form-only ensemble
+    assert files == ["booster.txt", *members, "config.json", "config.json", *form]
     for p in [*tmp_path.glob("*/*")]:
         p.read_text()  # plain text, no pickles
 
@@ -535,3 +548,83 @@ def test_a_team_without_history_is_predicted_from_its_practice() -> None:
         known = float(np.mean(np.abs(model.raw_gap(x) - y)))
         assert known < 0.2, share  # teams with history are predicted as before
     assert errors[0.1] < 0.5 * errors[0.0], errors
+
+
+# ------------------------------------------------- Stage-1 without any practice
+
+
+def _weekends(events: int, field: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stage-1 rows whose gap is the car's pace: practice measures it closely, form
+    loosely; 2 % of the rows are cars that ran no practice and were slow (a reserve
+    standing in), the only practice-less rows a real training set holds."""
+    rng = np.random.default_rng(seed)
+    n = events * field
+    pace = rng.uniform(0.0, 3.0, n)
+    x = np.full((n, N1), np.nan)
+    for name in STAGE1_PRACTICE:
+        x[:, STAGE1.pos[name]] = pace + rng.normal(scale=0.1, size=n)
+    x[:, STAGE1.pos["p_laps"]] = 60.0
+    x[:, STAGE1.pos["p_n_sessions"]] = 3.0
+    x[:, STAGE1.pos["d_q_gap_ewm"]] = pace + rng.normal(scale=0.3, size=n)
+    y = pace + rng.normal(scale=0.05, size=n)
+    reserve = rng.random(n) < 0.02
+    x = without_practice(x, reserve)
+    y[reserve] = 4.0 + rng.normal(scale=0.1, size=int(reserve.sum()))
+    return x, y
+
+
+def test_without_practice_is_how_serving_builds_a_car_with_no_laps() -> None:
+    x, _y = _weekends(2, 10, seed=1)
+    blank = without_practice(x)
+    assert no_practice(blank).all() and not no_practice(x[:3]).any()
+    for name in STAGE1_PRACTICE:
+        col = blank[:, STAGE1.pos[name]]
+        assert (col == 0).all() if name in STAGE1_PRACTICE_COUNTS else np.isnan(col).all()
+    others = [i for i, n in enumerate(STAGE1.names) if n not in STAGE1_PRACTICE]
+    np.testing.assert_array_equal(blank[:, others], x[:, others])
+
+
+def test_a_field_without_practice_is_predicted_from_form() -> None:
+    """Fitted on rows where missing practice means a slow stand-in, the main ensemble
+    sends a whole field without practice to the back; the form-only ensemble predicts
+    it from form, and leaves every car with practice exactly as the main one does."""
+    x, y = _weekends(60, 20, seed=2)
+    cfg = Stage1Config(n_estimators=150, min_child_samples=10)
+    with_form = Stage1Model.fit(x, y, cfg)
+    main_only = Stage1Model.fit(x, y, cfg, form=False)
+    assert len(with_form.form_boosters) == len(cfg.members) and not main_only.form_boosters
+    tx, ty = _weekends(10, 20, seed=3)
+    ran = ~no_practice(tx)
+    np.testing.assert_array_equal(with_form.raw_gap(tx[ran]), main_only.raw_gap(tx[ran]))
+    ahead = without_practice(tx[ran])
+    err_form = float(np.mean(np.abs(with_form.predict_gap(ahead) - ty[ran])))
+    err_main = float(np.mean(np.abs(main_only.predict_gap(ahead) - ty[ran])))
+    assert err_form < 0.5 and err_form < 0.5 * err_main, (err_form, err_main)
+    # one model, two ensembles: rows are routed by their own practice, not the field's
+    mixed = tx.copy()
+    mixed[:5] = without_practice(mixed[:5])
+    np.testing.assert_array_equal(with_form.raw_gap(mixed)[:5], with_form.raw_gap(mixed[:5]))
+    np.testing.assert_array_equal(
+        with_form.raw_gap(mixed)[5:][ran[5:]], main_only.raw_gap(mixed[5:][ran[5:]])
+    )
+    contrib = with_form.explain_gap(mixed)
+    np.testing.assert_allclose(contrib.sum(axis=1), with_form.raw_gap(mixed), atol=1e-9)
+    assert (np.abs(contrib[:5, [STAGE1.pos[n] for n in STAGE1_PRACTICE]]) < 1e-12).all()
+
+
+def test_stage1_save_load_keeps_the_form_only_ensemble(tmp_path: Path) -> None:
+    import json
+
+    x, y = _weekends(20, 10, seed=4)
+    model = Stage1Model.fit(x, y, Stage1Config(n_estimators=20, min_child_samples=5))
+    model.save(tmp_path / "m1")
+    loaded = Stage1Model.load(tmp_path / "m1")
+    ahead = without_practice(x)
+    np.testing.assert_array_equal(loaded.raw_gap(ahead), model.raw_gap(ahead))
+    np.testing.assert_array_equal(loaded.raw_gap(x), model.raw_gap(x))
+    # a model saved before the form-only ensemble loads without it, and says so
+    cfg = json.loads((tmp_path / "m1" / "config.json").read_text())
+    del cfg["form_model"]
+    (tmp_path / "m1" / "config.json").write_text(json.dumps(cfg))
+    old = Stage1Model.load(tmp_path / "m1")
+    assert not old.config.form_model and not old.form_boosters

@@ -276,3 +276,24 @@ def test_a_stage1_fitted_without_new_entrants_makes_if_missing_retrain(
     assert Stage1Model.load_config(folder).new_team_share == 0.0
     assert not store.has_models()
     assert store.open_stage1(folder.parent, tags.stage1) is not None  # still serves
+
+
+def test_a_stage1_without_the_form_only_ensemble_makes_if_missing_retrain(
+    empty_store, tiny_models
+) -> None:
+    """A Stage-1 saved before the form-only ensemble (no ``form_model`` in its config, no
+    form boosters) still loads and serves, and `make serve` trains anew."""
+    import json
+
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
+    folder = Path(bentoml.models.get(tags.stage1).path) / "model"
+    assert store.has_models() and sorted(folder.glob("form_booster_*.txt"))
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["form_model"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    for f in folder.glob("form_booster_*.txt"):
+        f.unlink()
+    assert not store.has_models()
+    loaded = store.open_stage1(folder.parent, tags.stage1)
+    assert loaded is not None and not loaded.form_boosters

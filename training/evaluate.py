@@ -55,6 +55,12 @@ def before_practice(fld: EventField) -> EventField:
     return EventField(cars, {}, as_in_data=False)
 
 
+async def _ahead(snap: FeatureSnapshot, flow: TwoStage, ctx: EventContext) -> Forecast:
+    """The event asked a weekend ahead: its cars, not a lap."""
+    fld = before_practice(snap.event_field(ctx))
+    return await flow.full(ctx, fld, np.arange(len(fld.entries)))
+
+
 async def _season(
     snap: FeatureSnapshot,
     flow: TwoStage,
@@ -71,7 +77,7 @@ async def _season(
             on_event(ctx)
         fld = snap.event_field(ctx)
         pre.append(await flow.full(ctx, fld, np.arange(len(fld.entries))))
-        ahead.append(await flow.full(ctx, before_practice(fld), np.arange(len(fld.entries))))
+        ahead.append(await _ahead(snap, flow, ctx))
         starters = rows.assign(
             best_s=[times.get((race_id, d), math.nan) for d in rows["driver_id"]]
         )
@@ -172,26 +178,45 @@ def served_predictions(
     and a weekend ahead (``on_event`` is told each event as it is asked: progress)."""
     flow = TwoStage.local(snap, s1, s2)
     ahead, pre, post = asyncio.run(_season(snap, flow, te1.meta, te2.meta, on_event))
-    q, q_ahead = (
-        te1.meta.merge(_by_driver(snap, fcs, "quali")[0], on=["race_id", "driver_id"])
-        for fcs in (pre, ahead)
+    q, q_ahead = (_quali_rows(snap, fcs, te1) for fcs in (pre, ahead))
+    (s2_post, x2), (s2_pre, x2_pre), (s2_ahead, x2_ahead) = (
+        _race_rows(snap, fcs, te2) for fcs in (post, pre, ahead)
     )
-    out: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
-    for name, fcs in (("chained", pre), ("post", post), ("ahead", ahead)):
-        race, x = _by_driver(snap, fcs, "race")
-        race["_x"] = np.arange(len(race))
-        m = te2.meta.merge(race, on=["race_id", "driver_id"], how="inner")
-        groups = m["race_id"].to_numpy()
-        m["prob"] = renormalise(m["prob"].to_numpy(float), groups)
-        m["podium_prob"] = podium_over_starters(m["logit"].to_numpy(float), groups)
-        out[name] = (m.drop(columns=["_x"]), x[m["_x"].to_numpy()])
-    return Served(
-        q,
-        out["post"][0],
-        out["chained"][0],
-        out["post"][1],
-        out["chained"][1],
-        q_ahead,
-        out["ahead"][0],
-        out["ahead"][1],
-    )
+    return Served(q, s2_post, s2_pre, x2, x2_pre, q_ahead, s2_ahead, x2_ahead)
+
+
+def ahead_predictions(
+    snap: FeatureSnapshot, s1: Stage1Model, s2: Stage2Model, te1: StageData, te2: StageData
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Only the weekend-ahead forecasts (``Served.stage1_ahead``/``stage2_ahead``): for
+    the same season asked of other models (Stage-1 without its form-only ensemble)."""
+    flow = TwoStage.local(snap, s1, s2)
+
+    async def ask() -> list[Forecast]:
+        out = []
+        for race_id in sorted(te2.meta["race_id"].unique()):
+            ctx = snap.event_by_id(int(race_id))
+            assert ctx is not None
+            out.append(await _ahead(snap, flow, ctx))
+        return out
+
+    ahead = asyncio.run(ask())
+    return _quali_rows(snap, ahead, te1), _race_rows(snap, ahead, te2)[0]
+
+
+def _quali_rows(snap: FeatureSnapshot, forecasts: list[Forecast], te1: StageData) -> pd.DataFrame:
+    return te1.meta.merge(_by_driver(snap, forecasts, "quali")[0], on=["race_id", "driver_id"])
+
+
+def _race_rows(
+    snap: FeatureSnapshot, forecasts: list[Forecast], te2: StageData
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The starters' rows with the win probability renormalised over them, Plackett-Luce
+    podium odds, and the Stage-2 feature rows the flow built (row-aligned)."""
+    race, x = _by_driver(snap, forecasts, "race")
+    race["_x"] = np.arange(len(race))
+    m = te2.meta.merge(race, on=["race_id", "driver_id"], how="inner")
+    groups = m["race_id"].to_numpy()
+    m["prob"] = renormalise(m["prob"].to_numpy(float), groups)
+    m["podium_prob"] = podium_over_starters(m["logit"].to_numpy(float), groups)
+    return m.drop(columns=["_x"]), x[m["_x"].to_numpy()]

@@ -34,7 +34,7 @@ from pipelines.models.stage2 import (
 )
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
-from training.evaluate import EventHook, Served, served_predictions
+from training.evaluate import EventHook, Served, ahead_predictions, served_predictions
 from training.metrics import (
     gap_and_spearman,
     podium_metrics,
@@ -386,7 +386,11 @@ def score_test(
     frames["stage2"] = frames["stage2"].merge(base_col, on=keys, how="left")
     preds = {"stage1": q, **frames}
     evaluation = score(preds)
-    ahead1, ahead2 = before_practice_check(served, te1, b2)
+    without = None
+    if m1.form_boosters:  # the same season a weekend ahead as before the form-only ensemble
+        main_only = Stage1Model(replace(m1.config, form_model=False), m1.boosters)
+        without = ahead_predictions(snap, main_only, m2, te1, te2)
+    ahead1, ahead2 = before_practice_check(served, te1, b2, without)
     evaluation["stage1"]["before_practice"] = ahead1
     evaluation["stage2"]["before_practice"] = ahead2
     evaluation["stage2"]["rules_reset"] = rules_reset_check(
@@ -416,13 +420,17 @@ def score_test(
 
 
 def before_practice_check(
-    served: Served, te1: StageData, b2: baselines.Stage2Baselines
+    served: Served,
+    te1: StageData,
+    b2: baselines.Stage2Baselines,
+    without: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both stages a weekend ahead (the event's cars without a practice lap, as the next
     event looks while F1DB holds only the races before it), as served, beside the
     baselines fed the same: Stage-1 against each driver's recent qualifying gap (times
     from the model's pole estimate), Stage-2 (Stage-1's grid chained) against the
-    Stage-2 baselines on that grid."""
+    Stage-2 baselines on that grid. ``without``: the same forecasts by Stage-1 without
+    its form-only ensemble (``ahead_predictions``), scored as ``without_form_model``."""
     keys = ["race_id", "driver_id"]
     form = te1.meta[keys].assign(form_gap=baselines.recent_form_gap(te1))
     rows = form.merge(served.stage1_ahead, on=keys)
@@ -441,6 +449,12 @@ def before_practice_check(
         "model": stage2_metrics(f, f["prob"].to_numpy(float)),
         "baselines": {k: stage2_metrics(f, v) for k, v in probs.items()},
     }
+    if without is not None:
+        q0, f0 = without
+        stage1["without_form_model"] = stage1_metrics(
+            q0, q0["pred_time"].to_numpy(float), q0["pred_gap"].to_numpy(float)
+        )
+        stage2["without_form_model"] = stage2_metrics(f0, f0["prob"].to_numpy(float))
     return stage1, stage2
 
 

@@ -213,6 +213,20 @@ def before_practice_section(ev: dict[str, Any], level: str = "##") -> list[str]:
         *table(s1, S1_KEYS),
         "",
         *table(s2, S2_KEYS),
+        *_without_form_line(s1, s2),
+    ]
+
+
+def _without_form_line(s1: dict[str, Any], s2: dict[str, Any]) -> list[str]:
+    a, b = s1.get("without_form_model"), s2.get("without_form_model")
+    if not a or not b:
+        return []
+    return [
+        "",
+        "Without the form-only ensemble (Stage-1's main ensemble predicting every car, as "
+        f"before it existed): gap MAE {fmt(a['gap_pct_mae'])} %, Spearman "
+        f"{fmt(a['spearman'])}, MAE {fmt(a['mae_s'])} s; winner log loss "
+        f"{fmt(b['winner_log_loss'])}, top-1 {fmt(b['top1'])}.",
     ]
 
 

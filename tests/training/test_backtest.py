@@ -85,12 +85,13 @@ def test_backtest_fits_only_earlier_seasons_and_asks_every_event_three_ways(
     assert fitted and all(max(s) <= 2021 for s in fitted)  # nothing from 2022 on
     assert {2019, 2020} <= set().union(*fitted)
     # every event of the season, before qualifying (no grid given), after it (real grid)
-    # and a weekend ahead (no grid, not a practice lap)
+    # and a weekend ahead (no grid, not a practice lap: asked of the served Stage-1 and of
+    # its main ensemble alone)
     assert seen == list(range(1, ROUNDS + 1))
     assert sorted(calls) == sorted(
         [(r, False, True) for r in seen]
         + [(r, True, True) for r in seen]
-        + [(r, False, False) for r in seen]
+        + [(r, False, False) for r in seen] * 2
     )
     p = res.evaluation["protocol"]
     assert p["test_season"] == 2022 and p["valid_season"] == 2021
@@ -120,6 +121,9 @@ def test_backtest_fits_only_earlier_seasons_and_asks_every_event_three_ways(
     ahead2 = res.evaluation["stage2"]["before_practice"]
     assert ahead1["model"]["events"] == ROUNDS == ahead2["model"]["races"]
     assert set(ahead1["baselines"]) == {"recent_form"}
+    # and the same forecasts by Stage-1 without its form-only ensemble, beside them
+    assert ahead1["without_form_model"]["rows"] == ahead1["model"]["rows"]
+    assert ahead2["without_form_model"]["races"] == ROUNDS
     assert set(ahead2["baselines"]) == {"uniform", "pole_sitter", "logistic_grid", "quick_lgbm"}
 
 

@@ -250,7 +250,8 @@ METRICS_GUIDE = {
     "stage1.metrics.before_practice": "test season, a weekend ahead: every event asked with "
     "its cars and no practice lap, as the next event looks while the data holds only the "
     "races before it (/predict_full days before the weekend), beside 'recent_form' (each "
-    "driver's recent qualifying gap)",
+    "driver's recent qualifying gap) and 'without_form_model' (Stage-1's main ensemble "
+    "predicting every car, as before the form-only ensemble)",
     "stage2.metrics.before_practice": "the same forecasts a weekend ahead, Stage-1's grid "
     "chained into Stage-2, the baselines fed that grid",
     "baselines": "the simple predictors of the same rows: 'test' with the real grid, "

@@ -129,20 +129,22 @@ class Stage1Model:
             return cls(config, boosters)
         return cls(config, boosters, _fit_members(without_practice(x), y, config))
 
-    def _rows_by_ensemble(self, x: np.ndarray) -> np.ndarray | None:
-        """The rows for the form-only ensemble (None: every row to the main one)."""
+    def _routed(self, x: np.ndarray, contrib: bool) -> np.ndarray:
+        """Each row by the ensemble that predicts it: the form-only one for a car without
+        a practice lap (when fitted), the main one otherwise (rows are independent)."""
         if not self.form_boosters:
-            return None
-        rows = no_practice(x)
-        return rows if rows.any() else None
+            return _mean_predict(self.boosters, x, contrib)
+        form = no_practice(x)
+        width = len(STAGE1) + 1 if contrib else None
+        out = np.empty((len(x), width) if width else len(x), dtype=float)
+        for rows, boosters in ((~form, self.boosters), (form, self.form_boosters)):
+            if rows.any():
+                out[rows] = _mean_predict(boosters, x[rows], contrib)
+        return out
 
     def raw_gap(self, x: np.ndarray) -> np.ndarray:
         """The ensemble's mean prediction (gap to pole %), before it is floored at 0."""
-        out = _mean_predict(self.boosters, x)
-        rows = self._rows_by_ensemble(x)
-        if rows is not None:
-            out[rows] = _mean_predict(self.form_boosters, x[rows])
-        return out
+        return self._routed(x, contrib=False)
 
     def predict_gap(self, x: np.ndarray) -> np.ndarray:
         return np.clip(self.raw_gap(x), 0.0, None)
@@ -151,11 +153,7 @@ class Stage1Model:
         """Per-feature contributions to ``raw_gap`` (LightGBM's ``pred_contrib``, averaged
         over the ensemble that predicts the row): (rows, features + 1), the base value
         last; a row sums to the driver's ``raw_gap``."""
-        out = _mean_predict(self.boosters, x, contrib=True)
-        rows = self._rows_by_ensemble(x)
-        if rows is not None:
-            out[rows] = _mean_predict(self.form_boosters, x[rows], contrib=True)
-        return out
+        return self._routed(x, contrib=True)
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)

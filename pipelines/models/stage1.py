@@ -132,9 +132,9 @@ class Stage1Model:
     def _routed(self, x: np.ndarray, contrib: bool) -> np.ndarray:
         """Each row by the ensemble that predicts it: the form-only one for a car without
         a practice lap (when fitted), the main one otherwise (rows are independent)."""
-        if not self.form_boosters:
+        form = no_practice(x) if self.form_boosters else np.zeros(len(x), dtype=bool)
+        if not form.any():  # the usual case: every car has practice
             return _mean_predict(self.boosters, x, contrib)
-        form = no_practice(x)
         width = len(STAGE1) + 1 if contrib else None
         out = np.empty((len(x), width) if width else len(x), dtype=float)
         for rows, boosters in ((~form, self.boosters), (form, self.form_boosters)):

@@ -131,7 +131,9 @@ class Stage1Model:
 
     def _routed(self, x: np.ndarray, contrib: bool) -> np.ndarray:
         """Each row by the ensemble that predicts it: the form-only one for a car without
-        a practice lap (when fitted), the main one otherwise (rows are independent)."""
+        a practice lap (when fitted), the main one otherwise (rows are independent).
+        ``x`` may be a DataFrame of the columns (the benchmark's original design)."""
+        x = np.asarray(x, dtype=float)
         form = no_practice(x) if self.form_boosters else np.zeros(len(x), dtype=bool)
         if not form.any():  # the usual case: every car has practice
             return _mean_predict(self.boosters, x, contrib)

@@ -222,7 +222,9 @@ def test_write_report(trained, tmp_path: Path) -> None:
     assert "Without the form-only ensemble (Stage-1's main ensemble predicting every car" in md
     assert f"gap MAE {fmt(without['gap_pct_mae'])} %" in md
     assert "| recent_form |" in md
-    assert f"| **model** | {fmt(ahead1['model']['season'])} | {fmt(ahead1['model']['mae_s'])}" in md
+    assert (
+        f"| **model** | {fmt(ahead1['model']['mae_s'])} | {fmt(ahead1['model']['mae_dry_s'])}" in md
+    )
     assert ev["stage2"]["podium"]["baselines"]["grid_slot"]["test"]["brier"] == pytest.approx(
         podium["baselines"]["grid_slot"]["test"]["brier"]
     )

@@ -92,3 +92,31 @@ def test_a_race_days_ahead_is_forecast_from_form_and_says_so(server: str) -> Non
     warnings = r.json()["metadata"]["warnings"]
     assert any(w.startswith("no practice laps for this event") for w in warnings)
     assert len(r.json()["race_winner_predictions"]) == 22
+
+
+def _practice_weights(server: str, rnd: int) -> list[float]:
+    """Each car's largest practice-feature contribution to its predicted gap (0 where no
+    practice feature is among its listed contributions)."""
+    body = {"event": {"season": S, "round": rnd}, "explain": True}
+    r = httpx.post(f"{server}/predict_quali", json=body, timeout=30)
+    assert r.status_code == 200
+    return [
+        max(
+            (
+                abs(c["value"])
+                for c in q["explanation"]["contributions"]
+                if c["feature"][:2] == "p_"
+            ),
+            default=0.0,
+        )
+        for q in r.json()
+    ]
+
+
+def test_a_field_without_practice_is_the_form_only_ensembles(server: str) -> None:
+    """Round 4's cars have no practice lap: the form-only ensemble answers them, so no
+    practice feature moves their gap; round 3's, with practice, lean on it."""
+    ahead = _practice_weights(server, 4)
+    assert len(ahead) == 22 and max(ahead) < 1e-9
+    with_laps = _practice_weights(server, 3)
+    assert sum(w > 0.05 for w in with_laps) >= 11

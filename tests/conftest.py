@@ -594,7 +594,9 @@ def tiny_models(synthetic_tables):
     groups = np.repeat(np.arange(10), 20)
     y2 = np.zeros(200)
     y2[np.arange(10) * 20 + np.argmin(x2[:, 0].reshape(10, 20), axis=1)] = 1.0
-    s2 = Stage2Model.fit(x2, y2, Stage2Config(n_estimators=10, min_child_samples=5), groups)
+    places = x2[:, 0].reshape(10, 20).argsort(axis=1).argsort(axis=1).ravel() + 1.0
+    cfg2 = Stage2Config(n_estimators=10, min_child_samples=5)
+    s2 = Stage2Model.fit(x2, y2, cfg2, groups, ranks=places)
     return FeatureSnapshot.build(tables), s1, s2
 
 

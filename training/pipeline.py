@@ -183,6 +183,16 @@ class PooledWinnerLoss:
         return float(np.mean((lse - s_win)[self.ok]))
 
 
+def races_of(d: StageData) -> np.ndarray:
+    """Stage-2 rows' race ids (the fields whose win probabilities sum to 1)."""
+    return d.meta["race_id"].to_numpy()
+
+
+def places_of(d: StageData) -> np.ndarray:
+    """Stage-2 rows' finishing positions (NaN: not classified), what Stage-2 learns from."""
+    return d.meta["position"].to_numpy(float)
+
+
 def tune_stage2(
     s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage2Config, list[dict[str, Any]]]:
@@ -190,10 +200,11 @@ def tune_stage2(
     pooled over ``stage2_folds`` (each season predicted by models fitted before it),
     scored as served: early under new rules, leaning on the grid (``lean_on_grid``)."""
     folds = []
+    depth, decay = Stage2Config().rank_depth, Stage2Config().rank_decay
     for v in stage2_folds(p):
         tr, va = s2.seasons(p.train_from, v - 1), s2.seasons(v, v)
-        races = tr.meta["race_id"].to_numpy()
-        coef = np.asarray(fit_linear(tr.x, tr.y, races))
+        races, places = races_of(tr), places_of(tr)
+        coef = np.asarray(fit_linear(tr.x, tr.y, races, ranks=places, depth=depth, decay=decay))
         lean = grid_lean(Stage2Config(grid_coef=fit_linear(tr.x, tr.y, races, GRID_TERMS)), va.x)
         folds.append((tr, va, linear_design(va.x) @ coef, lean))
     pooled = PooledWinnerLoss(pd.concat([f[1].meta for f in folds], ignore_index=True))
@@ -205,7 +216,7 @@ def tune_stage2(
         cfg = Stage2Config(objective=obj, num_leaves=nl, n_estimators=ne, min_child_samples=mc)
         raw = np.concatenate(
             [
-                Stage2Model.fit(tr.x, tr.y, cfg, tr.meta["race_id"].to_numpy()).raw_score(va.x)
+                Stage2Model.fit(tr.x, tr.y, cfg, races_of(tr), ranks=places_of(tr)).raw_score(va.x)
                 for tr, va, *_ in folds
             ]
         )
@@ -356,7 +367,7 @@ def score_test(
         s2.seasons(p.valid_season, p.valid_season),
     )
     m1 = fit_stage1(fit1, cfg1)
-    m2 = Stage2Model.fit(fit2.x, fit2.y, cfg2, fit2.meta["race_id"].to_numpy())
+    m2 = Stage2Model.fit(fit2.x, fit2.y, cfg2, races_of(fit2), ranks=places_of(fit2))
     served = served_predictions(snap, m1, m2, te1, te2, on_event)
     new_team = new_team_check(m1, te1)
     if cfg1.new_team_share > 0:  # the same check for the same settings fitted without it
@@ -559,7 +570,7 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     full1 = s1.seasons(p.train_from, p.test_season)
     full2 = s2.seasons(p.train_from, p.test_season)
     stage1 = fit_stage1(full1, sc.cfg1)
-    stage2 = Stage2Model.fit(full2.x, full2.y, sc.cfg2, full2.meta["race_id"].to_numpy())
+    stage2 = Stage2Model.fit(full2.x, full2.y, sc.cfg2, races_of(full2), ranks=places_of(full2))
     say("final models refitted on all seasons")
     evaluation = sc.evaluation
     evaluation["protocol"] |= {

@@ -7,7 +7,11 @@ likelihood) on a few robust terms (``LINEAR_TERMS``: log grid slot, qualifying g
 teammate gap, championship share, win form, recent finishing positions, team points
 form). The weight ``w`` and the temperature ``T`` are chosen on validation seasons. Both
 parts are monotone: a worse grid slot or a slower qualifying lap never raises a car's
-log-odds.
+log-odds. Both learn from each training race's first three finishers, as Plackett-Luce
+choices (the winner from the field, second from the rest, third from the rest again:
+``RankStages``), not from its winner alone: a season has ~20 winners, and the cars that
+finish second and third say which strengths the field had, as the podium and points odds
+(``placings``) already read them.
 
 After a rewrite of the technical rules (``RULES_RESETS``) the form both parts read is
 about cars that no longer race: for the first ``reset_races`` races under new rules the
@@ -17,6 +21,7 @@ share falling linearly to none by race ``reset_races + 1``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -77,6 +82,11 @@ GRID_TERMS: tuple[Term, ...] = (LINEAR_TERMS[0],)
 project's "logistic on log(grid)" baseline, fitted per race)."""
 LINEAR_L2 = 1.0
 """Ridge penalty on the standardised coefficients of the linear part."""
+RANK_DEPTH = 3
+RANK_DECAY = 1.0
+"""Stage-2's booster and linear part learn from each training race's first three
+finishers (Plackett-Luce), not its winner alone: three choices per race instead of one
+(see ``RankStages``; chosen on the backtests, README)."""
 
 
 def linear_design(x: np.ndarray, terms: tuple[Term, ...] = LINEAR_TERMS) -> np.ndarray:
@@ -89,40 +99,117 @@ def linear_design(x: np.ndarray, terms: tuple[Term, ...] = LINEAR_TERMS) -> np.n
     return np.column_stack(cols) if cols else np.empty((len(x), 0))
 
 
+@dataclass(frozen=True)
+class RankStages:
+    """The choices of each race's first finishers, as a Plackett-Luce ("exploded") logit
+    sees them: the winner chosen from the field, second from the rest, and so on.
+
+    ``rows`` lists, stage after stage, the training rows still in the running (those not
+    yet placed: a car that was not classified stays in every stage); ``starts`` where each
+    stage begins in it, ``seg`` each entry's stage, ``weight`` each stage's weight in the
+    likelihood and ``chosen`` 1 for the entry that took the place. A race's stages stop at
+    the first place that is not held by exactly one car.
+    """
+
+    rows: np.ndarray
+    starts: np.ndarray
+    seg: np.ndarray
+    weight: np.ndarray
+    chosen: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        groups: np.ndarray,
+        ranks: np.ndarray,
+        depth: int = 1,
+        decay: float = 1.0,
+    ) -> RankStages:
+        """Stages for the first ``depth`` places of each race (``groups``), place ``j``
+        weighted ``decay ** (j - 1)``; ``ranks`` are finishing positions (NaN: not
+        classified). ``depth`` 1 is the winner's softmax (the conditional logit)."""
+        g = np.asarray(groups)
+        r = np.asarray(ranks, dtype=float)
+        rows: list[np.ndarray] = []
+        weight: list[float] = []
+        chosen: list[np.ndarray] = []
+        order = np.argsort(g, kind="stable")
+        bounds = np.flatnonzero(np.r_[True, g[order][1:] != g[order][:-1], True])
+        for lo, hi in itertools.pairwise(bounds):
+            ix = order[lo:hi]
+            rr = r[ix]
+            for place in range(1, depth + 1):
+                took = rr == place
+                if int(took.sum()) != 1:
+                    break
+                left = ~(rr < place)  # NaN (not classified) compares False: still running
+                rows.append(ix[left])
+                chosen.append(took[left].astype(float))
+                weight.append(decay ** (place - 1))
+        if not rows:
+            empty = np.empty(0, dtype=int)
+            return cls(empty, empty, empty, np.empty(0), np.empty(0))
+        sizes = np.array([len(v) for v in rows])
+        return cls(
+            rows=np.concatenate(rows),
+            starts=np.r_[0, np.cumsum(sizes)[:-1]],
+            seg=np.repeat(np.arange(len(rows)), sizes),
+            weight=np.asarray(weight, dtype=float),
+            chosen=np.concatenate(chosen),
+        )
+
+    def softmax(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per entry, its probability of taking its stage's place, and per stage the
+        chosen entry's log-probability, from per-row ``scores``."""
+        s = np.asarray(scores, dtype=float)[self.rows]
+        s = s - np.maximum.reduceat(s, self.starts)[self.seg]
+        e = np.exp(s)
+        tot = np.add.reduceat(e, self.starts)
+        p = e / tot[self.seg]
+        return p, np.add.reduceat(s * self.chosen, self.starts) - np.log(tot)
+
+    def per_row(self, values: np.ndarray, n: int) -> np.ndarray:
+        """Per-entry ``values``, weighted by their stage's weight, summed per row."""
+        return np.bincount(self.rows, weights=self.weight[self.seg] * values, minlength=n)
+
+
+def finish_ranks(y_win: np.ndarray, ranks: np.ndarray | None) -> np.ndarray:
+    """Finishing positions to fit on: ``ranks``, or the win labels alone (the winner 1,
+    the others unplaced) when the positions are not given."""
+    if ranks is not None:
+        return np.asarray(ranks, dtype=float)
+    return np.where(np.asarray(y_win, dtype=float) == 1.0, 1.0, np.nan)
+
+
 def fit_linear(
     x: np.ndarray,
     y_win: np.ndarray,
     groups: np.ndarray,
     terms: tuple[Term, ...] = LINEAR_TERMS,
+    ranks: np.ndarray | None = None,
+    depth: int = 1,
+    decay: float = 1.0,
 ) -> list[float]:
     """Conditional logit (per-race softmax likelihood, ridge on standardised inputs) on
     ``linear_design(x, terms)``; coefficients of monotone-decreasing terms are kept <= 0.
-    Races without exactly one winner are left out. Returns raw-scale coefficients."""
+    With finishing positions (``ranks``) and ``depth`` > 1, the likelihood is Plackett-
+    Luce's over each race's first ``depth`` places (``RankStages``). Races without exactly
+    one winner are left out. Returns raw-scale coefficients."""
     from scipy.optimize import minimize
 
     a = linear_design(x, terms)
-    order = np.argsort(groups, kind="stable")
-    a, y, g = a[order], np.asarray(y_win, dtype=float)[order], np.asarray(groups)[order]
-    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    race = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(g)]))
-    keep = (np.add.reduceat(y, starts) == 1)[race]
-    a, y, g = a[keep], y[keep], g[keep]
-    if not len(y):
+    st = RankStages.of(groups, finish_ranks(y_win, ranks), depth, decay)
+    if not len(st.rows):
         return [0.0] * len(terms)
-    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    race = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(g)]))
-    mean, scale = a.mean(axis=0), a.std(axis=0)
+    used = a[np.unique(st.rows)]
+    mean, scale = used.mean(axis=0), used.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     z = (a - mean) / scale
 
     def nll(b: np.ndarray) -> tuple[float, np.ndarray]:
-        s = z @ b
-        s = s - np.maximum.reduceat(s, starts)[race]
-        e = np.exp(s)
-        tot = np.add.reduceat(e, starts)
-        p = e / tot[race]
-        loss = -float(np.sum(y * (s - np.log(tot[race])))) + LINEAR_L2 * float(b @ b)
-        grad = -(z.T @ (y - p)) + 2.0 * LINEAR_L2 * b
+        p, logp = st.softmax(z @ b)
+        loss = -float(st.weight @ logp) + LINEAR_L2 * float(b @ b)
+        grad = -(z.T @ st.per_row(st.chosen - p, len(z))) + 2.0 * LINEAR_L2 * b
         return loss, grad
 
     sign = {n: c for n, c in zip(STAGE2.names, STAGE2_MONOTONE, strict=True)}
@@ -144,24 +231,26 @@ def group_softmax(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 def race_softmax_objective(
     groups: np.ndarray,
+    ranks: np.ndarray,
+    depth: int = 1,
+    decay: float = 1.0,
 ) -> Callable[[np.ndarray, lgb.Dataset], tuple[np.ndarray, np.ndarray]]:
-    """Gradient and Hessian of the per-race softmax log loss (the conditional logit).
+    """Gradient and Hessian of the per-race softmax log loss (the conditional logit), or
+    with ``depth`` > 1 of Plackett-Luce's over the first ``depth`` places (``RankStages``).
 
     Each race's winner competes only with that race's field, which is the question asked;
     a per-driver binary loss instead spends capacity on races that are not comparable.
     """
-    index = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    st = RankStages.of(groups, ranks, depth, decay)
 
     def objective(preds: np.ndarray, ds: lgb.Dataset) -> tuple[np.ndarray, np.ndarray]:
-        y = np.asarray(ds.get_label())
-        grad = np.empty_like(preds)
-        hess = np.empty_like(preds)
-        for ix in index:
-            e = np.exp(preds[ix] - preds[ix].max())
-            p = e / e.sum()
-            grad[ix] = p - y[ix]
-            hess[ix] = np.maximum(p * (1.0 - p), 1e-6)
-        return grad, hess
+        n = len(preds)
+        if not len(st.rows):
+            return np.zeros(n), np.full(n, 1e-6)
+        p, _ = st.softmax(preds)
+        grad = st.per_row(p - st.chosen, n)
+        hess = st.per_row(p * (1.0 - p), n)
+        return grad, np.maximum(hess, 1e-6)
 
     return objective
 
@@ -194,6 +283,11 @@ class Stage2Config:
     grid_coef: list[float] = field(default_factory=list)
     grid_mean: list[float] = field(default_factory=list)
     """The fitted grid-only conditional logit (``GRID_TERMS``) and its terms' means."""
+    rank_depth: int = RANK_DEPTH
+    """Places of each training race the booster and the linear part are fitted on
+    (Plackett-Luce over the first ``rank_depth`` finishers; 1: the winner alone)."""
+    rank_decay: float = RANK_DECAY
+    """Weight of place ``j`` in that likelihood: ``rank_decay ** (j - 1)``."""
 
 
 def reset_share_at(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray:
@@ -240,9 +334,20 @@ class Stage2Model:
 
     @classmethod
     def fit(
-        cls, x: np.ndarray, y_win: np.ndarray, config: Stage2Config, groups: np.ndarray
+        cls,
+        x: np.ndarray,
+        y_win: np.ndarray,
+        config: Stage2Config,
+        groups: np.ndarray,
+        ranks: np.ndarray | None = None,
     ) -> Stage2Model:
-        """``groups`` (race ids) define the fields whose probabilities sum to 1."""
+        """``groups`` (race ids) define the fields whose probabilities sum to 1; ``ranks``
+        (finishing positions, NaN: not classified) let the booster and the linear part
+        learn from the first ``config.rank_depth`` places (without them: the winner)."""
+        places = finish_ranks(y_win, ranks)
+        if ranks is None:  # the winners alone: say so in the saved configuration
+            config = replace(config, rank_depth=1)
+        depth = config.rank_depth
         params: dict[str, Any] = {
             "objective": "binary",
             "num_leaves": config.num_leaves,
@@ -258,7 +363,7 @@ class Stage2Model:
             "deterministic": True,
         }
         if config.objective == "race_softmax":
-            params["objective"] = race_softmax_objective(groups)
+            params["objective"] = race_softmax_objective(groups, places, depth, config.rank_decay)
         elif config.objective != "binary":
             raise ValueError(f"unknown Stage-2 objective {config.objective!r}")
         import lightgbm as lgb
@@ -274,7 +379,9 @@ class Stage2Model:
             config = replace(
                 config,
                 linear_terms=[t.name for t in LINEAR_TERMS],
-                linear_coef=fit_linear(x, y_win, groups),
+                linear_coef=fit_linear(
+                    x, y_win, groups, ranks=places, depth=depth, decay=config.rank_decay
+                ),
                 linear_mean=[float(v) for v in linear_design(np.asarray(x)).mean(axis=0)],
             )
         return cls(config, booster)
@@ -368,7 +475,9 @@ class Stage2Model:
     def load_config(path: Path) -> Stage2Config:
         """The saved configuration; ValueError if its linear part is on other terms than
         the code's (a model trained before ``LINEAR_TERMS`` changed)."""
-        config = Stage2Config(**json.loads((path / "config.json").read_text()))
+        raw = json.loads((path / "config.json").read_text())
+        raw.setdefault("rank_depth", 1)  # saved before Stage-2 learnt from the first places
+        config = Stage2Config(**raw)
         terms = [t.name for t in LINEAR_TERMS]
         if config.linear_coef and config.linear_terms != terms:
             raise ValueError(

@@ -280,6 +280,7 @@ def model_info(
         },
         "stage2": {
             "description": "Monotone LightGBM stacked with a linear conditional logit, "
+            "both fitted on each training race's first three finishers (Plackett-Luce), "
             "softmax per race (podium and points: Plackett-Luce on the same strengths)",
             "feature_count": len(stage2_meta.get("feature_names", [])),
             "feature_names": stage2_meta.get("feature_names", []),
@@ -431,13 +432,16 @@ def has_models() -> bool:
     try:
         check_features(stage1, STAGE1)
         check_features(stage2, STAGE2)
-        Stage2Model.load_config(Path(stage2.path) / "model")
+        cfg2 = Stage2Model.load_config(Path(stage2.path) / "model")
         cfg1 = Stage1Model.load_config(Path(stage1.path) / "model")
     except (StoreError, ValueError, OSError, TypeError):
         return False
     fresh = Stage1Config()
     if (cfg1.new_team_share, cfg1.form_model) != (fresh.new_team_share, fresh.form_model):
         return False  # fitted before new entrants (or fields without practice) were trained for
+    fresh2 = Stage2Config()
+    if (cfg2.rank_depth, cfg2.rank_decay) != (fresh2.rank_depth, fresh2.rank_decay):
+        return False  # fitted on other places of each race (the winner alone, before)
     from pipelines.features.snapshot import SNAPSHOT_FORMAT, FeatureSnapshot
 
     snap = Path(bentoml.models.get(f"{FEATURES_NAME}:latest").path) / "snapshot"

@@ -297,3 +297,23 @@ def test_a_stage1_without_the_form_only_ensemble_makes_if_missing_retrain(
     assert not store.has_models()
     loaded = store.open_stage1(folder.parent, tags.stage1)
     assert loaded is not None and not loaded.form_boosters
+
+
+def test_a_stage2_fitted_on_winners_alone_makes_if_missing_retrain(
+    empty_store, tiny_models
+) -> None:
+    """A Stage-2 saved before it learnt from each race's first places (no ``rank_depth``
+    in its config) still loads, reads as fitted on the winner alone, and `make serve`
+    trains anew."""
+    import json
+
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
+    assert store.has_models()
+    folder = Path(bentoml.models.get(tags.stage2).path) / "model"
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["rank_depth"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert Stage2Model.load_config(folder).rank_depth == 1
+    assert not store.has_models()
+    assert store.open_stage2(folder.parent, tags.stage2) is not None  # still serves

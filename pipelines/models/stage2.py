@@ -7,11 +7,11 @@ likelihood) on a few robust terms (``LINEAR_TERMS``: log grid slot, qualifying g
 teammate gap, championship share, win form, recent finishing positions, team points
 form). The weight ``w`` and the temperature ``T`` are chosen on validation seasons. Both
 parts are monotone: a worse grid slot or a slower qualifying lap never raises a car's
-log-odds. Both learn from each training race's first three finishers, as Plackett-Luce
-choices (the winner from the field, second from the rest, third from the rest again:
-``RankStages``), not from its winner alone: a season has ~20 winners, and the cars that
-finish second and third say which strengths the field had, as the podium and points odds
-(``placings``) already read them.
+log-odds. The linear part (and the booster, with the per-race loss) learns from each
+training race's first three finishers, as Plackett-Luce choices (the winner from the
+field, second from the rest, third from the rest again: ``RankStages``), not from its
+winner alone: a season has ~20 winners, and the cars that finish second and third say
+which strengths the field had, as the podium and points odds (``placings``) read them.
 
 After a rewrite of the technical rules (``RULES_RESETS``) the form both parts read is
 about cars that no longer race: for the first ``reset_races`` races under new rules the

@@ -279,9 +279,10 @@ def model_info(
             "metrics": stage1_meta.get("metrics", {}),
         },
         "stage2": {
-            "description": "Monotone LightGBM stacked with a linear conditional logit, "
-            "both fitted on each training race's first three finishers (Plackett-Luce), "
-            "softmax per race (podium and points: Plackett-Luce on the same strengths)",
+            "description": "Monotone LightGBM stacked with a linear conditional logit fitted "
+            "on each training race's first three finishers (Plackett-Luce; the booster too "
+            "when its loss is per race), softmax per race (podium and points: Plackett-Luce "
+            "on the same strengths)",
             "feature_count": len(stage2_meta.get("feature_names", [])),
             "feature_names": stage2_meta.get("feature_names", []),
             "metrics": stage2_meta.get("metrics", {}),

@@ -356,7 +356,8 @@ def test_stage2_tuning_scores_races_under_new_rules_as_served(
     y = np.zeros(n)
     y[np.arange(n // field) * field + rng.integers(0, 4, n // field)] = 1.0
     season = np.repeat(seasons, field * per_season)
-    meta = pd.DataFrame({"race_id": races, "season": season, "win": y})
+    position = np.where(y == 1.0, 1.0, np.nan)  # the winners' places (the rest unplaced)
+    meta = pd.DataFrame({"race_id": races, "season": season, "win": y, "position": position})
     p = Protocol(train_from=2021, valid_season=2023, test_season=2024)
 
     def logged(rules_races: float) -> float:

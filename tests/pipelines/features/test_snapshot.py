@@ -579,6 +579,13 @@ def test_stage_data_rows_match_sources(synthetic_tables) -> None:
     n_starters = sum(1 for r in tree.races for _d, p, _pts in r.results if p != "DNS")
     assert len(s2.y) == n_starters
     assert s2.meta.groupby("race_id")["win"].sum().tolist() == [1.0] * len(tree.races)
+    # each starter's finishing position (NaN: not classified), what Stage-2 learns its first
+    # places from, is the race's own
+    for r in tree.races:
+        got = s2.meta[s2.meta["race_id"] == r.race_id].set_index("driver_id")["position"]
+        want = {d: float(p) if p.isdigit() else np.nan for d, p, _pts in r.results if p != "DNS"}
+        assert got.to_dict() == pytest.approx(want, nan_ok=True)
+    assert ((s2.meta["position"] == 1) == (s2.meta["win"] == 1)).all()
     assert s1.seasons(2024, 2024).meta["season"].unique().tolist() == [2024]
 
 

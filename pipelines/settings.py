@@ -30,6 +30,17 @@ class Settings(BaseSettings):
     train_from: int = Field(2014, description="First season used as training rows.")
     valid_season: int = Field(2024, description="Season used to tune settings.")
     test_season: int = Field(2025, description="Held-out season the report is about.")
+    stage2_rank_depth: int | None = Field(
+        None,
+        ge=1,
+        description="Places of each training race Stage-2 learns from (Plackett-Luce; 1: "
+        "the winner alone). Unset: the code's choice (3). For reproducing the comparison.",
+    )
+    stage2_rank_decay: float | None = Field(
+        None,
+        gt=0,
+        description="Weight of place j in that likelihood, decay ** (j - 1). Unset: 1.",
+    )
 
     stage1_model: str = Field("f1_stage1:latest", description="Stage-1 model tag to serve.")
     stage2_model: str = Field("f1_stage2:latest", description="Stage-2 model tag to serve.")

@@ -17,7 +17,7 @@ from two seasons earlier (``backtest_seasons``); the report names them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -123,16 +123,20 @@ def backtest(
     train_from: int,
     step: Step | None = None,
     on_event: EventHook | None = None,
+    base: Protocol | None = None,
 ) -> BacktestResult:
     """Tune on ``season``-1, fit on seasons < ``season``, ask every event of ``season``
-    through the served flow; score the model and every baseline per race and overall."""
+    through the served flow; score the model and every baseline per race and overall.
+    ``base`` gives the protocol's other choices (Stage-2's training places)."""
     say = step or (lambda _msg: None)
     t0 = time.perf_counter()
     t = tables_through(tables, season)
     have = sorted(set(t.races["season"]))
     if season not in have:
         raise TrainingError(f"no season {season} in the data (seasons {have[0]}-{have[-1]})")
-    p = Protocol(train_from=train_from, valid_season=season - 1, test_season=season)
+    p = replace(
+        base or Protocol(), train_from=train_from, valid_season=season - 1, test_season=season
+    )
     snap = FeatureSnapshot.build(t)
     s1 = stage1_data(snap, t, p.train_from)
     s2 = stage2_data(snap, t, p.train_from)

@@ -94,7 +94,7 @@ def _train(s: Settings) -> TrainResult:
     from training.pipeline import Protocol, TrainingError, run
 
     tables = _load(s)
-    proto = Protocol(s.train_from, s.valid_season, s.test_season)
+    proto = Protocol.of(s)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -214,7 +214,7 @@ def backtest(
             bar.update(task, description=f"{season} round {ctx.round}: {ctx.circuit_id}", advance=1)
 
         try:
-            res = run_backtest(tables, season, train, step, on_event)
+            res = run_backtest(tables, season, train, step, on_event, pipeline.Protocol.of(s))
         except TrainingError as exc:
             raise _fail(str(exc)) from exc
     paths = write_backtest(season, res.evaluation, res.races, s.reports_dir)

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,8 @@ from pipelines.models.pole import PoleParams, estimate_pole
 from pipelines.models.stage1 import Stage1Config, Stage1Model, without_team_form
 from pipelines.models.stage2 import (
     GRID_TERMS,
+    RANK_DECAY,
+    RANK_DEPTH,
     Stage2Config,
     Stage2Model,
     fit_linear,
@@ -31,6 +33,7 @@ from pipelines.models.stage2 import (
     group_softmax,
     lean_on_grid,
     linear_design,
+    stage2_places,
 )
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
@@ -44,6 +47,9 @@ from training.metrics import (
 )
 from training.uncertainty import stage1_intervals, stage2_intervals
 
+if TYPE_CHECKING:
+    from pipelines.settings import Settings
+
 
 class TrainingError(RuntimeError):
     """Training cannot run on this data (the message says what is missing)."""
@@ -54,6 +60,17 @@ class Protocol:
     train_from: int = 2014
     valid_season: int = 2024
     test_season: int = 2025
+    rank_depth: int = RANK_DEPTH
+    """Places of each training race Stage-2 learns from (``Stage2Config.rank_depth``)."""
+    rank_decay: float = RANK_DECAY
+    """Their weights' decay (``Stage2Config.rank_decay``)."""
+
+    @classmethod
+    def of(cls, s: Settings) -> Protocol:
+        """The settings' protocol: its seasons, and Stage-2's training places from
+        ``F1_STAGE2_RANK_DEPTH`` / ``_DECAY`` when set, else the code's."""
+        depth, decay = stage2_places(s)
+        return cls(s.train_from, s.valid_season, s.test_season, depth, decay)
 
 
 @dataclass
@@ -200,7 +217,7 @@ def tune_stage2(
     pooled over ``stage2_folds`` (each season predicted by models fitted before it),
     scored as served: early under new rules, leaning on the grid (``lean_on_grid``)."""
     folds = []
-    depth, decay = Stage2Config().rank_depth, Stage2Config().rank_decay
+    depth, decay = p.rank_depth, p.rank_decay
     for v in stage2_folds(p):
         tr, va = s2.seasons(p.train_from, v - 1), s2.seasons(v, v)
         races, places = races_of(tr), places_of(tr)
@@ -213,7 +230,14 @@ def tune_stage2(
     log: list[dict[str, Any]] = []
     best: tuple[float, Stage2Config] | None = None
     for obj, nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
-        cfg = Stage2Config(objective=obj, num_leaves=nl, n_estimators=ne, min_child_samples=mc)
+        cfg = Stage2Config(
+            objective=obj,
+            num_leaves=nl,
+            n_estimators=ne,
+            min_child_samples=mc,
+            rank_depth=depth,
+            rank_decay=decay,
+        )
         raw = np.concatenate(
             [
                 Stage2Model.fit(tr.x, tr.y, cfg, races_of(tr), ranks=places_of(tr)).raw_score(va.x)

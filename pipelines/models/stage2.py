@@ -36,6 +36,8 @@ from pipelines.features.spec import STAGE2, STAGE2_MONOTONE, STAGE2_UNBOOSTED
 if TYPE_CHECKING:  # LightGBM (and SciPy) load only where a model is fitted or loaded:
     import lightgbm as lgb  # not in the front service, not in BentoML's arbiter
 
+    from pipelines.settings import Settings
+
 
 @dataclass(frozen=True)
 class Term:
@@ -88,6 +90,14 @@ RANK_DECAY = 1.0
 race's first three finishers (Plackett-Luce), not its winner alone: three choices per race
 instead of one, weighted alike (see ``RankStages``; chosen on the backtests 2014-2024 over
 two places, three weighted 1, 1/2, 1/4, five halving and four: README)."""
+
+
+def stage2_places(s: Settings) -> tuple[int, float]:
+    """The places of each training race Stage-2 is to learn from, and their decay:
+    ``F1_STAGE2_RANK_DEPTH`` / ``_DECAY`` when set (to reproduce the comparison that chose
+    them), else ``RANK_DEPTH`` / ``RANK_DECAY``."""
+    depth = RANK_DEPTH if s.stage2_rank_depth is None else s.stage2_rank_depth
+    return depth, RANK_DECAY if s.stage2_rank_decay is None else s.stage2_rank_decay
 
 
 def linear_design(x: np.ndarray, terms: tuple[Term, ...] = LINEAR_TERMS) -> np.ndarray:

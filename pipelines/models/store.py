@@ -27,7 +27,7 @@ import bentoml
 
 from pipelines.features.spec import STAGE1, STAGE2, FeatureMismatch, FeatureSpec
 from pipelines.models.stage1 import Stage1Config, Stage1Model
-from pipelines.models.stage2 import Stage2Config, Stage2Model
+from pipelines.models.stage2 import Stage2Config, Stage2Model, stage2_places
 
 if TYPE_CHECKING:
     # pandas comes with it: imported where a snapshot is opened, so that BentoML's
@@ -440,8 +440,9 @@ def has_models() -> bool:
     fresh = Stage1Config()
     if (cfg1.new_team_share, cfg1.form_model) != (fresh.new_team_share, fresh.form_model):
         return False  # fitted before new entrants (or fields without practice) were trained for
-    fresh2 = Stage2Config()
-    if (cfg2.rank_depth, cfg2.rank_decay) != (fresh2.rank_depth, fresh2.rank_decay):
+    from pipelines.settings import get_settings
+
+    if (cfg2.rank_depth, cfg2.rank_decay) != stage2_places(get_settings()):
         return False  # fitted on other places of each race (the winner alone, before)
     from pipelines.features.snapshot import SNAPSHOT_FORMAT, FeatureSnapshot
 

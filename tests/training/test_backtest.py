@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.f1db.parse import load_tables
+from pipelines.models.stage2 import RANK_DEPTH
 from pipelines.serving.orchestrator import TwoStage
 from tests.conftest import SyntheticTree, write_f1db_tree
 from training import cli, pipeline
@@ -200,6 +201,30 @@ def test_cli_backtest_writes_the_reports(
     assert "trained on 2019-2022" in " ".join(result.output.split())
     bad = CliRunner().invoke(app, ["backtest", "--season", "2030"])
     assert bad.exit_code == 1 and "Traceback" not in bad.output
+    chosen = json.loads((tmp_path / "reports" / "backtest-2023.json").read_text())
+    assert chosen["tuning"]["chosen"]["stage2"]["rank_depth"] == RANK_DEPTH
+
+
+def test_cli_backtest_fits_stage2_on_the_places_the_settings_ask(
+    tree, small_grids, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clear_settings
+) -> None:
+    """``F1_STAGE2_RANK_DEPTH=1`` reproduces the winners-alone column of the comparison
+    that chose three places (README) with the same command; a depth of 0 is refused."""
+    spec, _tables = tree
+    monkeypatch.setenv("F1_DATA_DIR", str(spec.root))
+    monkeypatch.setenv("F1_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("F1_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("F1_STAGE2_RANK_DEPTH", "1")
+    result = CliRunner().invoke(app, ["backtest", "--season", "2023", "--train-from", "2019"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "reports" / "backtest-2023.json").read_text())
+    assert doc["tuning"]["chosen"]["stage2"]["rank_depth"] == 1
+
+    from pipelines.settings import Settings
+
+    monkeypatch.setenv("F1_STAGE2_RANK_DEPTH", "0")
+    with pytest.raises(ValueError, match="stage2_rank_depth"):
+        Settings()
 
 
 @pytest.mark.slow

@@ -317,3 +317,22 @@ def test_a_stage2_fitted_on_winners_alone_makes_if_missing_retrain(
     assert Stage2Model.load_config(folder).rank_depth == 1
     assert not store.has_models()
     assert store.open_stage2(folder.parent, tags.stage2) is not None  # still serves
+
+
+def test_a_stage2_on_other_places_than_the_settings_ask_makes_if_missing_retrain(
+    empty_store, tiny_models, monkeypatch: pytest.MonkeyPatch, clear_settings
+) -> None:
+    """With ``F1_STAGE2_RANK_DEPTH`` set (to reproduce the winners-alone comparison), the
+    stored Stage-2 fitted on three places is not what is asked for: `make serve` retrains;
+    unset again, it is."""
+    from pipelines.settings import get_settings
+
+    snap, s1, s2 = tiny_models
+    store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
+    assert store.has_models()
+    monkeypatch.setenv("F1_STAGE2_RANK_DEPTH", "1")
+    get_settings.cache_clear()
+    assert not store.has_models()
+    monkeypatch.delenv("F1_STAGE2_RANK_DEPTH")
+    get_settings.cache_clear()
+    assert store.has_models()

@@ -26,8 +26,10 @@ from pipelines.models.stage2 import (
     GRID_TERMS,
     RANK_DECAY,
     RANK_DEPTH,
+    RankStages,
     Stage2Config,
     Stage2Model,
+    finish_ranks,
     fit_linear,
     grid_lean,
     group_softmax,
@@ -179,25 +181,15 @@ def stage2_folds(p: Protocol) -> list[int]:
 
 class PooledWinnerLoss:
     """Winner log loss over the races of several validation seasons, fast enough to
-    scan every (weight, temperature) pair: rows sorted by race once."""
+    scan every (weight, temperature) pair: the races' winner stages (``RankStages``,
+    races with one classified winner) built once."""
 
     def __init__(self, meta: pd.DataFrame) -> None:
-        g = meta["race_id"].to_numpy()
-        self.order = np.argsort(g, kind="stable")
-        g = g[self.order]
-        y = meta["win"].to_numpy(float)[self.order]
-        self.starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-        self.race = np.repeat(np.arange(len(self.starts)), np.diff(np.r_[self.starts, len(g)]))
-        wins = np.add.reduceat(y, self.starts)
-        self.ok = wins == 1  # races with one classified winner
-        self.y = y
+        wins = finish_ranks(meta["win"].to_numpy(float), None)
+        self.stages = RankStages.of(meta["race_id"].to_numpy(), wins)
 
     def __call__(self, score: np.ndarray) -> float:
-        s = np.asarray(score, dtype=float)[self.order]
-        s = s - np.maximum.reduceat(s, self.starts)[self.race]
-        lse = np.log(np.add.reduceat(np.exp(s), self.starts))
-        s_win = np.add.reduceat(s * self.y, self.starts)
-        return float(np.mean((lse - s_win)[self.ok]))
+        return float(-np.mean(self.stages.softmax(score)[1]))
 
 
 def races_of(d: StageData) -> np.ndarray:

@@ -10,7 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-S1_KEYS = ["season", "mae_s", "mae_dry_s", "median_ae_s", "gap_pct_mae", "spearman"]
+S1_KEYS = [
+    "season",
+    "mae_s",
+    "mae_dry_s",
+    "median_ae_s",
+    "gap_pct_mae",
+    "spearman",
+    "gap_pct_mae_dry",
+    "spearman_dry",
+]
 S2_KEYS = ["season", "top1", "winner_log_loss", "brier"]
 PODIUM_KEYS = ["season", "brier", "log_loss", "top3_hits"]
 
@@ -295,7 +304,9 @@ def markdown(ev: dict[str, Any]) -> str:
         "",
         f"Pole-lap MAE of the model: {fmt(s1.get('pole_mae_s'))} s. 'dry' = events whose pole "
         "lap beat the best pre-qualifying practice lap (F1DB does not label wet sessions): "
-        f"{s1['test'].get('dry_events')} of {s1['test'].get('events')} events. Spearman is the "
+        f"{s1['test'].get('dry_events')} of {s1['test'].get('events')} events; "
+        "`gap_pct_mae_dry` and `spearman_dry` are scored on those alone (a wet qualifying "
+        "spreads the field by more than anything known before it says). Spearman is the "
         "mean per-event rank correlation of predicted and actual gaps.",
         *_new_team_line(s1),
         "",
@@ -503,7 +514,8 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
         *_table(ev["stage1"], S1_KEYS),
         "",
         f"Pole-lap MAE of the model: {fmt(ev['stage1'].get('pole_mae_s'))} s; dry events "
-        f"{ev['stage1']['test'].get('dry_events')} of {ev['stage1']['test'].get('events')}.",
+        f"{ev['stage1']['test'].get('dry_events')} of {ev['stage1']['test'].get('events')} "
+        "(the pole lap beat the best practice lap; `_dry` columns: those alone).",
         *_new_team_line(ev["stage1"]),
         "",
         "### Stage-2: race winner after qualifying (real grid)",

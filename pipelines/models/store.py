@@ -261,6 +261,9 @@ METRICS_GUIDE = {
     "of resamples in which the model is better",
     "winner_log_loss": "mean -log P(actual winner) per race (lower is better); 'inf' when "
     "a predictor gave the winner zero probability",
+    "gap_pct_mae_dry": "Stage-1's gap-to-pole MAE (%) over the dry events alone (pole lap "
+    "faster than the best practice lap; F1DB records no weather), likewise "
+    "'spearman_dry': how much of the season's score its wet qualifying sessions are",
 }
 """What each held-out metric block of /model_info means."""
 

@@ -86,6 +86,11 @@ def test_stage1_metrics_hand_made() -> None:
     # per-event Spearman: +1 and -1 (event 3 has too few rows), mean 0
     assert m["spearman"] == pytest.approx(0.0)
     assert m["dry_events"] == 2
+    # the dry events alone (1 and 3): event 2, reversed and wet, is left out of both
+    dry_rows = meta["dry"].to_numpy(bool)
+    assert m["gap_pct_mae_dry"] == pytest.approx(gap_err[dry_rows].mean())
+    assert m["gap_pct_mae_dry"] < m["gap_pct_mae"]
+    assert m["spearman_dry"] == pytest.approx(1.0)
 
 
 def test_stage1_spearman_is_per_event_not_pooled() -> None:
@@ -102,6 +107,7 @@ def test_stage1_metrics_without_dry_events() -> None:
     meta = _s1().assign(dry=False)
     m = stage1_metrics(meta, meta["best_s"].to_numpy(), meta["gap_pct"].to_numpy())
     assert m["mae_dry_s"] is None
+    assert m["gap_pct_mae_dry"] is None and m["spearman_dry"] is None
     assert m["mae_s"] == 0.0
     assert m["spearman"] == pytest.approx(1.0)
 

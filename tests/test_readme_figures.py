@@ -1,0 +1,110 @@
+"""The README's quality tables say what the committed reports say.
+
+Every figure in "How well it predicts" is to come from `f1 evaluate` or `f1 backtest`;
+a report regenerated without the README (or the other way round) fails here, naming
+the row and the column.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+REPORTS = ROOT / "reports"
+
+
+def _table(header_start: str) -> list[list[str]]:
+    """The rows (cells, bold marks dropped) of the README table whose header begins so."""
+    lines = README.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[at + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.replace("**", "").strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isinf(v)):
+        return "inf"
+    return f"{v:.3f}"
+
+
+def _evaluation() -> dict[str, Any]:
+    return json.loads((REPORTS / "evaluation.json").read_text())
+
+
+def test_the_2025_stage1_table_is_the_evaluation_report() -> None:
+    s1 = _evaluation()["stage1"]
+    sources = {
+        "model": s1["test"],
+        "best practice lap x circuit ratio": s1["baselines"]["practice_ratio"]["test"],
+        "quick LightGBM on gap-to-pole (NOTES.md recipe)": s1["baselines"]["quick_lgbm_gap"][
+            "test"
+        ],
+    }
+    keys = [
+        "mae_s",
+        "mae_dry_s",
+        "median_ae_s",
+        "gap_pct_mae",
+        "spearman",
+        "gap_pct_mae_dry",
+        "spearman_dry",
+    ]
+    rows = _table("| Stage-1 (before qualifying) |")
+    assert [r[0] for r in rows] == list(sources)
+    for name, *cells in rows:
+        assert cells == [_fmt(sources[name][k]) for k in keys], name
+
+
+def test_the_2025_stage2_table_is_the_evaluation_report() -> None:
+    s2 = _evaluation()["stage2"]
+    b = s2["baselines"]
+    sources = {
+        "model": (s2["test"], s2["test_chained"]),
+        "uniform": (b["uniform"]["test"], b["uniform"]["test_chained"]),
+        "pole-sitter wins": (b["pole_sitter"]["test"], b["pole_sitter"]["test_chained"]),
+        "logistic on log(grid)": (b["logistic_grid"]["test"], b["logistic_grid"]["test_chained"]),
+        "quick LightGBM grid + form": (b["quick_lgbm"]["test"], b["quick_lgbm"]["test_chained"]),
+    }
+    keys = ["top1", "winner_log_loss", "brier"]
+    rows = _table("| Stage-2 | top-1 after quali |")
+    assert [r[0] for r in rows] == list(sources)
+    for name, *cells in rows:
+        after, before = sources[name]
+        assert cells == [_fmt(after[k]) for k in keys] + [_fmt(before[k]) for k in keys], name
+
+
+@pytest.mark.parametrize("season", [2009, 2014, 2016, 2017, 2019, 2021, 2022, 2023, 2024])
+def test_the_backtest_table_is_each_backtest_report(season: int) -> None:
+    ev = json.loads((REPORTS / f"backtest-{season}.json").read_text())
+    s1, s2 = ev["stage1"], ev["stage2"]
+    b1, b2 = s1["baselines"], s2["baselines"]
+    want = [
+        [
+            s1["test"]["gap_pct_mae"],
+            b1["practice_ratio"]["test"]["gap_pct_mae"],
+            b1["quick_lgbm_gap"]["test"]["gap_pct_mae"],
+        ],
+        [
+            s2["test"]["winner_log_loss"],
+            b2["logistic_grid"]["test"]["winner_log_loss"],
+            b2["quick_lgbm"]["test"]["winner_log_loss"],
+        ],
+        [
+            s2["test_chained"]["winner_log_loss"],
+            b2["logistic_grid"]["test_chained"]["winner_log_loss"],
+            b2["quick_lgbm"]["test_chained"]["winner_log_loss"],
+        ],
+    ]
+    rows = {r[0].split(" ")[0]: r[1:] for r in _table("| season | gap MAE %: model /")}
+    cells = [[v.strip() for v in c.split("/")] for c in rows[str(season)]]
+    assert cells == [[_fmt(v) for v in group] for group in want]

@@ -108,3 +108,59 @@ def test_the_backtest_table_is_each_backtest_report(season: int) -> None:
     rows = {r[0].split(" ")[0]: r[1:] for r in _table("| season | gap MAE %: model /")}
     cells = [[v.strip() for v in c.split("/")] for c in rows[str(season)]]
     assert cells == [[_fmt(v) for v in group] for group in want]
+
+
+def _ahead(season: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    path = REPORTS / ("evaluation.json" if season is None else f"backtest-{season}.json")
+    ev = json.loads(path.read_text())
+    return ev["stage1"]["before_practice"], ev["stage2"]["before_practice"]
+
+
+@pytest.mark.parametrize("season", [2009, 2014, 2016, 2017, 2019, 2021, 2022, 2023, 2024, None])
+def test_the_weekend_ahead_table_is_the_reports(season: int | None) -> None:
+    s1, s2 = _ahead(season)
+    want = [
+        [
+            s1["without_form_model"]["gap_pct_mae"],
+            s1["model"]["gap_pct_mae"],
+            s1["baselines"]["recent_form"]["gap_pct_mae"],
+        ],
+        [s1["model"]["spearman"], s1["baselines"]["recent_form"]["spearman"]],
+        [
+            s2["without_form_model"]["winner_log_loss"],
+            s2["model"]["winner_log_loss"],
+            s2["baselines"]["logistic_grid"]["winner_log_loss"],
+            s2["baselines"]["quick_lgbm"]["winner_log_loss"],
+        ],
+    ]
+    rows = {r[0].split(" ")[0]: r[1:] for r in _table("| season, a weekend ahead |")}
+    cells = [[v.strip() for v in c.split("/")] for c in rows[str(season or 2025)]]
+    assert cells == [[_fmt(v) for v in group] for group in want]
+
+
+def test_the_podium_table_is_the_evaluation_report() -> None:
+    pod = _evaluation()["stage2"]["podium"]
+    sources = [pod["test"], pod["test_chained"], pod["baselines"]["grid_slot"]["test"]]
+    rows = _table("| Stage-2 podium (top 3) |")
+    assert len(rows) == len(sources)
+    for (name, *cells), src in zip(rows, sources, strict=True):
+        assert cells == [_fmt(src[k]) for k in ("brier", "log_loss", "top3_hits")], name
+
+
+def test_the_how_sure_table_is_the_evaluation_report() -> None:
+    ev = _evaluation()
+    s1 = ev["stage1"]["intervals"]["metrics"]
+    s2 = ev["stage2"]["intervals"]
+    sources = {
+        "gap-to-pole MAE %": s1["gap_pct_mae"],
+        "Spearman": s1["spearman"],
+        "log loss after quali": s2["test"]["metrics"]["winner_log_loss"],
+        "top-1 after quali": s2["test"]["metrics"]["top1"],
+        "log loss before quali": s2["test_chained"]["metrics"]["winner_log_loss"],
+    }
+    rows = _table("| 2025 | model | 90 % interval |")
+    assert [r[0] for r in rows] == list(sources)
+    for name, model, band, *_ in rows:
+        src = sources[name]
+        lo, hi = src["interval"]
+        assert (model, band) == (_fmt(src["model"]), f"{_fmt(lo)}-{_fmt(hi)}"), name

@@ -77,6 +77,12 @@ class FeatureSnapshot:
         held = ev[ev["has_results"].astype(bool)]
         self._held_season = held["season"].to_numpy(int)
         self._held_day = np.array([day_number(d) for d in held["date"]], dtype=int)
+        self._by_place = {
+            (int(s), str(c), pd.Timestamp(d).date().isoformat()): i
+            for i, (s, c, d) in enumerate(
+                zip(ev["season"], ev["circuit_id"], ev["date"], strict=True)
+            )
+        }
         self._by_round = {
             (int(s), int(r)): i
             for i, (s, r) in enumerate(zip(ev["season"], ev["round"], strict=True))
@@ -276,6 +282,12 @@ class FeatureSnapshot:
         """Actual qualifying and race results of an event (empty before it is run)."""
         o = self.frames["outcomes"]
         return o[o["race_id"] == race_id]
+
+    def event_on(self, season: int, circuit_id: str, day: pd.Timestamp) -> EventContext | None:
+        """The calendar's event of ``season`` at ``circuit_id`` on ``day`` (its race
+        date), or None: an event named by circuit and date may be one the data has."""
+        i = self._by_place.get((season, circuit_id, pd.Timestamp(day).date().isoformat()))
+        return None if i is None else self._context(i)
 
     def circuit_event(self, season: int, circuit_id: str, day: pd.Timestamp) -> EventContext:
         """Context for an event not in the data, from the circuit's last visit."""

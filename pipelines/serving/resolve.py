@@ -65,8 +65,12 @@ def resolve_event(
                 f"season {event.season} round {event.round} is not in the data (seasons "
                 f"{lo}-{hi}); give circuit_id and date for an event that is not",
             )
+        _check_same_event(ctx, event)
         return ctx
     assert event.circuit_id is not None and event.date is not None
+    known = snap.event_on(event.season, event.circuit_id, pd.Timestamp(event.date))
+    if known is not None:  # the data's event, named by circuit and date: its entry list
+        return known
     ctx = snap.circuit_event(event.season, event.circuit_id, pd.Timestamp(event.date))
     if not snap.known_circuit(event.circuit_id):
         warnings.append(
@@ -74,6 +78,24 @@ def resolve_event(
             "and no lap time can be predicted without practice laps"
         )
     return ctx
+
+
+def _check_same_event(ctx: EventContext, event: EventInput) -> None:
+    """A ``circuit_id`` or ``date`` given beside ``round`` must be that round's: otherwise
+    the answer would be for another event than the caller meant."""
+    if event.circuit_id is not None and event.circuit_id != ctx.circuit_id:
+        raise RequestError(
+            ["event", "circuit_id"],
+            f"season {ctx.season} round {ctx.round} is at {quote(str(ctx.circuit_id))}, not "
+            f"{quote(event.circuit_id)}; give the round alone, or circuit_id and date alone",
+        )
+    day = None if ctx.date is None else ctx.date.date()
+    if event.date is not None and event.date != day:
+        raise RequestError(
+            ["event", "date"],
+            f"season {ctx.season} round {ctx.round} is raced on {day}, not "
+            f"{event.date.isoformat()}; give the round alone, or circuit_id and date alone",
+        )
 
 
 def resolve_request(

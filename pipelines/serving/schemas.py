@@ -131,7 +131,8 @@ class DriverInput(BaseModel):
 
 
 class EventInput(BaseModel):
-    """An event in the data (season + round) or one that is not (season + circuit + date)."""
+    """An event in the data (season + round) or one that is not (season + circuit + race
+    date in that season; the data's event when it has one there on that date)."""
 
     model_config = ConfigDict(extra="forbid")
     season: int = Field(..., ge=1950, le=2100, description="Championship year.", examples=[2025])
@@ -154,6 +155,11 @@ class EventInput(BaseModel):
             raise ValueError("give either 'round', or both 'circuit_id' and 'date'")
         if self.date is not None and not 1950 <= self.date.year <= 2100:
             raise ValueError("date must be between 1950 and 2100")
+        if self.date is not None and self.date.year != self.season:
+            raise ValueError(
+                f"date {self.date.isoformat()} is not in season {self.season} (a season is "
+                "one calendar year)"
+            )
         return self
 
 

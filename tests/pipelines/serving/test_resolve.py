@@ -4,8 +4,10 @@ driver or team without results before the event."""
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from pipelines.models.stage2 import Stage2Config
+from pipelines.serving.errors import RequestError
 from pipelines.serving.resolve import resolve_request, rules_reset_warning
 from pipelines.serving.schemas import DriverInput, EventInput
 
@@ -104,3 +106,45 @@ def test_a_field_without_practice_laps_is_said_to_be_forecast_from_form(real_sna
     timed = DriverInput.model_validate({"driver_id": "max-verstappen", "practice": {"fp1": 81.2}})
     assert not no_practice(ahead, [timed])
     assert not no_practice(EventInput(season=2025, round=8), None)
+
+
+# ------------------------------------------------------------- which event is meant
+
+
+def test_an_event_in_the_data_named_by_circuit_and_date_is_that_event(real_snapshot) -> None:
+    """Monaco 2025 given as circuit + race date is round 8, with its entry list and
+    practice (it was read as an unknown event: no entry list, a 422 without drivers)."""
+    by_round = resolve_request(real_snapshot, EventInput(season=2025, round=8), None)
+    by_place = resolve_request(
+        real_snapshot, EventInput(season=2025, circuit_id="monaco", date="2025-05-25"), None
+    )
+    assert (by_place.ctx.round, by_place.ctx.race_id) == (8, by_round.ctx.race_id)
+    assert by_place.field.entries == by_round.field.entries
+    assert any(e.practice for e in by_place.field.entries)
+    # a day later at the same circuit is not that event: an event the data does not have
+    other = EventInput(season=2025, circuit_id="monaco", date="2025-05-26")
+    assert (
+        resolve_request(real_snapshot, other, [DriverInput(driver_id="lando-norris")]).ctx.race_id
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "loc"),
+    [
+        ({"circuit_id": "spa-francorchamps"}, ["event", "circuit_id"]),
+        ({"date": "2025-05-26"}, ["event", "date"]),
+    ],
+)
+def test_a_circuit_or_date_beside_a_round_must_be_that_rounds(real_snapshot, extra, loc) -> None:
+    event = EventInput(season=2025, round=8, **extra)
+    with pytest.raises(RequestError) as err:
+        resolve_request(real_snapshot, event, None)
+    assert err.value.loc == loc and "round 8" in err.value.msg
+    same = EventInput(season=2025, round=8, circuit_id="monaco", date="2025-05-25")
+    assert resolve_request(real_snapshot, same, None).ctx.round == 8
+
+
+def test_a_date_outside_its_season_is_refused() -> None:
+    with pytest.raises(ValidationError, match="not in season 2026"):
+        EventInput(season=2026, circuit_id="monaco", date="2025-06-07")

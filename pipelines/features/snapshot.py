@@ -77,6 +77,7 @@ class FeatureSnapshot:
         held = ev[ev["has_results"].astype(bool)]
         self._held_season = held["season"].to_numpy(int)
         self._held_day = np.array([day_number(d) for d in held["date"]], dtype=int)
+        self._calendar_day = np.sort([day_number(d) for d in ev["date"]]).astype(int)
         self._by_place = {
             (int(s), str(c), pd.Timestamp(d).date().isoformat()): i
             for i, (s, c, d) in enumerate(
@@ -273,6 +274,19 @@ class FeatureSnapshot:
             return math.nan
         day = day_number(ctx.date)
         return float(np.count_nonzero((self._held_season >= start) & (self._held_day < day)))
+
+    def results_behind(self, ctx: EventContext) -> tuple[int, int] | None:
+        """For an event after the latest results: how many calendar events between them
+        have no results in the data, and how many days the latest results are before it.
+        None for an event on or before the latest results (its form is up to date)."""
+        if not len(self._held_day):
+            return None
+        last, day = int(self._held_day.max()), day_number(ctx.date)
+        if day <= last:
+            return None
+        cal = self._calendar_day
+        between = int(np.searchsorted(cal, day, "left") - np.searchsorted(cal, last, "right"))
+        return between, day - last
 
     def has_results(self, ctx: EventContext) -> bool:
         i = self._by_id.get(ctx.race_id or -1)

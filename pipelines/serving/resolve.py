@@ -143,6 +143,7 @@ def _resolve(
         fld = snap.event_field(ctx)
         rows = np.arange(len(fld.entries))
         warnings.extend(_no_practice_warning(fld) + _no_form_warnings(snap, ctx, fld, rows, None))
+        warnings.extend(_stale_data_warning(snap, ctx))
         return Resolved(ctx, fld, rows, warnings)
 
     data_entries = {e.driver_id: e for e in snap.entries(ctx)} if known else {}
@@ -190,7 +191,35 @@ def _resolve(
         check_given_grid(fld.entries, [seen.get(e.driver_id, -1) for e in fld.entries])
     rows = fld.index([e.driver_id for e in entries])
     warnings.extend(_no_practice_warning(fld) + _no_form_warnings(snap, ctx, fld, rows, numbered))
+    warnings.extend(_stale_data_warning(snap, ctx))
     return Resolved(ctx, fld, rows, warnings)
+
+
+STALE_DAYS = 120
+"""Latest results further than this before an event (longer than the winter break): its
+form and standings are said to be that old."""
+
+
+def _stale_data_warning(snap: FeatureSnapshot, ctx: EventContext) -> list[str]:
+    """The warning for an event the data's results stop well short of: form and
+    standings are as of the latest results, whatever happened since."""
+    behind = snap.results_behind(ctx)
+    if behind is None:
+        return []
+    missing, days = behind
+    last = snap.meta.get("latest_event") or {}
+    latest = f"{last.get('season')} round {last.get('round')}, {last.get('date')}"
+    if missing:
+        return [
+            f"{missing} event(s) of the calendar before this one have no results in the data "
+            f"(latest results: {latest}): form and standings are as of then"
+        ]
+    if days > STALE_DAYS:
+        return [
+            f"the data's latest results ({latest}) are {days} days before this event: form "
+            "and standings are as of then"
+        ]
+    return []
 
 
 def _no_practice_warning(fld: EventField) -> list[str]:

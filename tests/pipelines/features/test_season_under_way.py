@@ -80,3 +80,25 @@ def test_training_rows_take_the_rounds_held_and_nothing_after(under_way) -> None
     assert set(rules[s2.meta["round"].to_numpy() == 1]) == {0.0}
     assert set(rules[s2.meta["round"].to_numpy() == 2]) == {1.0}
     assert np.isfinite(s1.y).all() and s2.y.sum() == 2  # one winner per race held
+
+
+def test_an_event_past_results_missing_from_the_data_is_said_to_read_old_form(under_way) -> None:
+    """Round 5 while the data has results for rounds 1-2: rounds 3 and 4 are missing, and
+    the answer says its form and standings stop at round 2; the next event (round 3) and
+    the rounds with results say nothing of it."""
+    from pipelines.serving.resolve import resolve_request
+    from pipelines.serving.schemas import EventInput
+
+    _, snap = under_way
+
+    def stale(rnd: int) -> list[str]:
+        ws = resolve_request(snap, EventInput(season=S, round=rnd), None).warnings
+        return [w for w in ws if "form and standings are as of then" in w]
+
+    assert stale(5) == [
+        "2 event(s) of the calendar before this one have no results in the data (latest "
+        f"results: {S} round 2, {snap.meta['latest_event']['date']}): form and standings "
+        "are as of then"
+    ]
+    assert stale(4)[0].startswith("1 event(s)")
+    assert stale(3) == stale(2) == stale(1) == []

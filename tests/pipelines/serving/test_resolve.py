@@ -148,3 +148,22 @@ def test_a_circuit_or_date_beside_a_round_must_be_that_rounds(real_snapshot, ext
 def test_a_date_outside_its_season_is_refused() -> None:
     with pytest.raises(ValidationError, match="not in season 2026"):
         EventInput(season=2026, circuit_id="monaco", date="2025-06-07")
+
+
+def test_an_event_long_after_the_latest_results_says_how_old_its_form_is(real_snapshot) -> None:
+    """The data ends with 2025's last race (7 December): the first race of 2026, after the
+    winter break, says nothing; an event in June says its form is 182 days old."""
+
+    def stale(date: str) -> list[str]:
+        event = EventInput(season=2026, circuit_id="monaco", date=date)
+        ws = resolve_request(real_snapshot, event, [DriverInput(driver_id="lando-norris")])
+        return [w for w in ws.warnings if "form and standings are as of then" in w]
+
+    assert stale("2026-03-08") == []
+    assert stale("2026-06-07") == [
+        "the data's latest results (2025 round 24, 2025-12-07) are 182 days before this "
+        "event: form and standings are as of then"
+    ]
+    assert stale("2026-06-07") != stale("2026-07-07")  # the age is the event's own
+    past = resolve_request(real_snapshot, EventInput(season=2025, round=8), None).warnings
+    assert not [w for w in past if "as of then" in w]

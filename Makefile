@@ -39,7 +39,7 @@ install: system-deps $(VENV)/.synced ## Create .venv with the locked dependencie
 train: install ## Train, evaluate and store both models and the feature snapshot
 	$(BIN)/f1 train
 
-serve: install ## Set everything up (train if the store is empty) and serve on :$(PORT)
+serve: install ## Set everything up (train if the store is empty, new features if the data changed) and serve on :$(PORT)
 	$(BIN)/f1 train --if-missing
 	$(BIN)/bentoml serve service:F1Predictor --port $(PORT)
 

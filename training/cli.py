@@ -125,6 +125,7 @@ def train(
     s = get_settings()
     if if_missing and store.has_models():
         console.print("models already in the store; skipping training (run `f1 train` to retrain)")
+        _refresh_if_data_changed(s)
         return
     t0 = time.perf_counter()
     res = _train(s)
@@ -261,15 +262,39 @@ def _print_summary(ev: dict[str, Any]) -> None:
 @app.command()
 def refresh() -> None:
     """Rebuild only the feature snapshot from the current data (a new f1_features version)."""
+    _refresh(get_settings())
+
+
+def _refresh(s: Settings) -> None:
     from pipelines.features.snapshot import FeatureSnapshot
     from pipelines.models import store
 
-    s = get_settings()
     tables = _load(s)
     snap = FeatureSnapshot.build(tables)
     tag = store.save_snapshot(snap)
     latest = snap.meta.get("latest_event")
     console.print(f"saved {tag} (latest event with results: {latest})")
+
+
+def _refresh_if_data_changed(s: Settings) -> None:
+    """Stored models, but data newer than their feature snapshot (a later F1DB release:
+    results since, the next event's practice): a new snapshot, so that `make serve`
+    forecasts from the data it is given. The models are kept (`f1 train` refits them)."""
+    from pipelines.f1db.parse import DataError, data_hash
+    from pipelines.models import store
+
+    try:
+        current = data_hash(resolve_data_dir(s), s.history_from)
+    except DataError:
+        return  # no data here: serve the stored snapshot as it is
+    stored = store.snapshot_data_hash()
+    if stored == current:
+        return
+    console.print(
+        f"the data changed since the stored feature snapshot ({(stored or '?')[:12]} -> "
+        f"{current[:12]}): refreshing it"
+    )
+    _refresh(s)
 
 
 @app.command()

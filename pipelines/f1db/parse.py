@@ -533,9 +533,7 @@ def load_tables(
     progress: bool = False,
 ) -> Tables:
     """Parse (or load from cache) every season >= ``min_season`` of the F1DB tree."""
-    seasons = [s for s in available_seasons(data_dir) if s >= min_season]
-    if not seasons:
-        raise DataError(f"{data_dir / 'seasons'}: no season >= {min_season}")
+    seasons = _seasons_from(data_dir, min_season)
     key = content_hash(data_dir, seasons)
     if cache_dir is not None:
         path = _cache_path(cache_dir, key)
@@ -546,6 +544,19 @@ def load_tables(
     if cache_dir is not None:
         _write_cache(_cache_path(cache_dir, key), tables)
     return tables
+
+
+def _seasons_from(data_dir: Path, min_season: int) -> list[int]:
+    seasons = [s for s in available_seasons(data_dir) if s >= min_season]
+    if not seasons:
+        raise DataError(f"{data_dir / 'seasons'}: no season >= {min_season}")
+    return seasons
+
+
+def data_hash(data_dir: Path, min_season: int = 2012) -> str:
+    """The content hash ``load_tables`` gives the tables of this tree (and a snapshot
+    built from them records): equal hashes, the same data. ~0.5 s on the real tree."""
+    return content_hash(data_dir, _seasons_from(data_dir, min_season))
 
 
 def _parse_with_progress(data_dir: Path, seasons: list[int]) -> Tables:

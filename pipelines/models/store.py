@@ -325,6 +325,15 @@ def get_model(tag: str) -> bentoml.Model:
         ) from exc
 
 
+def snapshot_data_hash() -> str | None:
+    """The data hash of the latest stored feature snapshot (None without one)."""
+    try:
+        model = bentoml.models.get(f"{FEATURES_NAME}:latest")
+    except bentoml.exceptions.NotFound:
+        return None
+    return str(model.info.metadata.get("data_hash") or "") or None
+
+
 def open_snapshot(path: Path, tag: str) -> FeatureSnapshot:
     """The snapshot stored under a model folder; unreadable -> StoreError with the fix."""
     from pipelines.features.snapshot import FeatureSnapshot

@@ -223,3 +223,31 @@ def test_refresh_adds_only_a_snapshot(
     latest = store.get_model(f"{store.FEATURES_NAME}:latest")
     assert str(latest.tag) != tags.features
     assert str(latest.tag) in _flat(result.output)
+
+
+def test_train_if_missing_refreshes_a_snapshot_older_than_the_data(
+    synthetic_tree: SyntheticTree, empty_store, tiny_models, f1_env, monkeypatch
+) -> None:
+    """`make serve` with models stored: the data as it was -> nothing to do; a newer
+    F1DB (a file changed) -> a new f1_features snapshot, the models kept."""
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, {}, [2021, 2025])
+    monkeypatch.setenv("F1_DATA_DIR", str(synthetic_tree.root))
+
+    def features() -> list[str]:
+        return sorted(str(m.tag) for m in store_models() if m.tag.name == store.FEATURES_NAME)
+
+    same = runner.invoke(app, ["train", "--if-missing"])
+    assert same.exit_code == 0, same.output
+    assert "skipping training" in _flat(same.output) and "refreshing" not in same.output
+    assert features() == [tags.features]
+
+    race = synthetic_tree.race_dir(2024, 2) / "race-results.yml"
+    race.write_text(race.read_text() + "# a correction in a later release\n")
+    newer = runner.invoke(app, ["train", "--if-missing"])
+    assert newer.exit_code == 0, newer.output
+    assert "the data changed since the stored feature snapshot" in _flat(newer.output)
+    assert len(features()) == 2
+    assert {str(m.tag) for m in store_models()} >= {tags.stage1, tags.stage2}
+    again = runner.invoke(app, ["train", "--if-missing"])
+    assert "refreshing" not in again.output and len(features()) == 2

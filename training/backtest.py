@@ -133,7 +133,12 @@ def backtest(
     t = tables_through(tables, season)
     have = sorted(set(t.races["season"]))
     if season not in have:
-        raise TrainingError(f"no season {season} in the data (seasons {have[0]}-{have[-1]})")
+        where = (
+            f"its latest is {have[-1]}"
+            if season > have[-1]
+            else f"seasons {have[0]}-{have[-1]} were read"
+        )
+        raise TrainingError(f"no season {season} in the data ({where})")
     p = replace(
         base or Protocol(), train_from=train_from, valid_season=season - 1, test_season=season
     )

@@ -334,6 +334,48 @@ def stage2_predictors(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
+def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+    """Every predictor's metrics on each race's rows (the season functions, per race)."""
+    races = t.races.set_index("race_id")
+    q, post, pre = preds["stage1"], preds["stage2"], preds["stage2_chained"]
+    q_at = q.groupby("race_id").indices
+    post_at = post.groupby("race_id").indices
+    pre_at = pre.groupby("race_id").indices
+    out = []
+    for race_id in sorted(set(q_at) | set(post_at), key=lambda r: races.loc[r, "date"]):
+        r = races.loc[race_id]
+        rec: dict[str, Any] = {
+            "round": int(r["round"]),
+            "race_id": int(race_id),
+            "grand_prix_id": str(r["grand_prix_id"]),
+            "date": pd.Timestamp(r["date"]).date().isoformat(),
+        }
+        if race_id in q_at:
+            rows = q.iloc[q_at[race_id]]
+            rec["dry"] = bool(rows["dry"].iloc[0])
+            rec["pole_sitter"] = str(rows.loc[rows["gap_pct"].idxmin(), "driver_id"])
+            rec["stage1"] = {
+                k: _pick(stage1_metrics(rows, tm, gp), ("gap_pct_mae", "mae_s", "spearman"))
+                for k, (tm, gp) in stage1_predictors(rows).items()
+            }
+        for name, frame, at in (("stage2", post, post_at), ("stage2_chained", pre, pre_at)):
+            if race_id not in at:
+                continue
+            rows = frame.iloc[at[race_id]]
+            won = rows.loc[rows["win"] == 1, "driver_id"]
+            rec["winner"] = str(won.iloc[0]) if len(won) else None
+            rec[name] = {
+                k: _pick(stage2_metrics(rows, pb), ("winner_log_loss", "top1", "brier"))
+                for k, pb in stage2_predictors(rows).items()
+            }
+        out.append(rec)
+    return out
+
+
+def _pick(m: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: m.get(k) for k in keys}
+
+
 def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Metrics of every predictor on the scored frames (the whole frame: a season, or
     one race's rows for per-race tables)."""
@@ -594,6 +636,7 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
         "rows": {"stage1": len(full1.y), "stage2": len(full2.y)},
     }
     evaluation["tuning"] = sc.tuning
+    evaluation["races"] = per_race(tables, sc.predictions)
     secs = time.perf_counter() - t0
     evaluation["training_seconds"] = round(secs, 1)
     return TrainResult(snap, stage1, stage2, evaluation, sc.predictions)

@@ -382,6 +382,8 @@ def markdown(ev: dict[str, Any]) -> str:
         f"{_target_interval(ev, 'stage-2 after qualifying', 'top1')} | "
         f"{'yes' if t1 is not None and pole_top1 is not None and t1 >= pole_top1 else 'no'} |"
     )
+    if ev.get("races"):
+        lines += ["", "## Per race (test season)", "", *per_race_section(ev["races"])]
     lines += [
         "",
         "Figures: `stage1_gap.png` (predicted vs actual gap to pole), "
@@ -489,6 +491,35 @@ BT_S1 = ("model", "practice_ratio", "quick_lgbm_gap")
 BT_S2 = ("model", "logistic_grid", "quick_lgbm", "pole_sitter", "uniform")
 
 
+def per_race_section(races: list[dict[str, Any]]) -> list[str]:
+    """Every race of the season: gap MAE and Spearman, winner, log loss and top-1, model
+    beside the baselines (``pipeline.per_race``), in backtests and the test season alike."""
+    lines = [
+        "Gap MAE in % of the pole lap; winner log loss = -log P(winner); `pre` = before "
+        "qualifying. Stage-1 columns: model / practice ratio / quick LightGBM.",
+        "",
+        "| rd | grand prix | dry | gap MAE % m / pr / q | Spearman m | winner | "
+        "log loss m / logistic / quick | pre: m / logistic | top-1 m / pre m |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def get(r: dict[str, Any], stage: str, who: str, k: str) -> str:
+        return fmt(r.get(stage, {}).get(who, {}).get(k))
+
+    for r in races:
+        lines.append(
+            f"| {r['round']} | {r['grand_prix_id']} | {'yes' if r.get('dry') else 'no'} | "
+            + " / ".join(get(r, "stage1", w, "gap_pct_mae") for w in BT_S1)
+            + f" | {get(r, 'stage1', 'model', 'spearman')} | {r.get('winner') or 'n/a'} | "
+            + " / ".join(get(r, "stage2", w, "winner_log_loss") for w in BT_S2[:3])
+            + " | "
+            + " / ".join(get(r, "stage2_chained", w, "winner_log_loss") for w in BT_S2[:2])
+            + f" | {get(r, 'stage2', 'model', 'top1')} / "
+            f"{get(r, 'stage2_chained', 'model', 'top1')} |"
+        )
+    return lines
+
+
 def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any]]) -> str:
     from training.backtest import targets
 
@@ -539,32 +570,7 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
     ]
     for what, m, b, ok in targets(ev):
         lines.append(f"| {what} | {fmt(m)} | {fmt(b)} | {'yes' if ok else 'no'} |")
-    lines += [
-        "",
-        "## Per race",
-        "",
-        "Gap MAE in % of the pole lap; winner log loss = -log P(winner); `pre` = before "
-        "qualifying. Stage-1 columns: model / practice ratio / quick LightGBM.",
-        "",
-        "| rd | grand prix | dry | gap MAE % m / pr / q | Spearman m | winner | "
-        "log loss m / logistic / quick | pre: m / logistic | top-1 m / pre m |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-
-    def get(r: dict[str, Any], stage: str, who: str, k: str) -> str:
-        return fmt(r.get(stage, {}).get(who, {}).get(k))
-
-    for r in races:
-        lines.append(
-            f"| {r['round']} | {r['grand_prix_id']} | {'yes' if r.get('dry') else 'no'} | "
-            + " / ".join(get(r, "stage1", w, "gap_pct_mae") for w in BT_S1)
-            + f" | {get(r, 'stage1', 'model', 'spearman')} | {r.get('winner') or 'n/a'} | "
-            + " / ".join(get(r, "stage2", w, "winner_log_loss") for w in BT_S2[:3])
-            + " | "
-            + " / ".join(get(r, "stage2_chained", w, "winner_log_loss") for w in BT_S2[:2])
-            + f" | {get(r, 'stage2', 'model', 'top1')} / "
-            f"{get(r, 'stage2_chained', 'model', 'top1')} |"
-        )
+    lines += ["", "## Per race", "", *per_race_section(races)]
     lines += [
         "",
         f"Settings chosen on {p['valid_season']}: `{json.dumps(_json_safe(ch))}`.",

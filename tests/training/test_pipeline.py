@@ -228,6 +228,18 @@ def test_write_report(trained, tmp_path: Path) -> None:
     assert ev["stage2"]["podium"]["baselines"]["grid_slot"]["test"]["brier"] == pytest.approx(
         podium["baselines"]["grid_slot"]["test"]["brier"]
     )
+    # every test race, one row each, its numbers those of the season's own functions
+    races = ev["races"]
+    assert len(races) == trained.evaluation["stage1"]["test"]["events"]
+    assert [r["round"] for r in races] == sorted(r["round"] for r in races)
+    gap = [r["stage1"]["model"]["gap_pct_mae"] for r in races]
+    rows = trained.predictions["stage1"].groupby("race_id").size().sort_index()
+    by_id = {r["race_id"]: g for r, g in zip(races, gap, strict=True)}
+    pooled = sum(by_id[i] * n for i, n in rows.items()) / rows.sum()
+    assert pooled == pytest.approx(trained.evaluation["stage1"]["test"]["gap_pct_mae"])
+    assert "## Per race (test season)" in md
+    last = races[-1]
+    assert f"| {last['round']} | {last['grand_prix_id']} |" in md
 
 
 def test_report_json_has_no_infinity(tmp_path: Path) -> None:

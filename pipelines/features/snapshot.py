@@ -78,6 +78,13 @@ class FeatureSnapshot:
         self._held_season = held["season"].to_numpy(int)
         self._held_day = np.array([day_number(d) for d in held["date"]], dtype=int)
         self._calendar_day = np.sort([day_number(d) for d in ev["date"]]).astype(int)
+        self._circuits: dict[str, tuple[str, str, float]] = {}
+        """Each circuit's latest calendar event's layout, type and lap length (the latest
+        row wins: ``ev`` is in date order), read per request without pandas."""
+        for c, lay, typ, km in zip(
+            ev["circuit_id"], ev["layout_id"], ev["circuit_type"], ev["course_length"], strict=True
+        ):
+            self._circuits[str(c)] = (str(lay), str(typ), float(km))
         self._by_place = {
             (int(s), str(c), pd.Timestamp(d).date().isoformat()): i
             for i, (s, c, d) in enumerate(
@@ -305,17 +312,14 @@ class FeatureSnapshot:
 
     def circuit_event(self, season: int, circuit_id: str, day: pd.Timestamp) -> EventContext:
         """Context for an event not in the data, from the circuit's last visit."""
-        ev = self.events[self.events["circuit_id"] == circuit_id]
         ctx = EventContext(season=season, date=pd.Timestamp(day), circuit_id=circuit_id)
-        if len(ev):
-            r = ev.iloc[-1]
-            ctx.layout_id = str(r["layout_id"])
-            ctx.circuit_type = str(r["circuit_type"])
-            ctx.course_length = float(r["course_length"])
+        last = self._circuits.get(circuit_id)
+        if last is not None:
+            ctx.layout_id, ctx.circuit_type, ctx.course_length = last
         return ctx
 
     def known_circuit(self, circuit_id: str) -> bool:
-        return bool((self.events["circuit_id"] == circuit_id).any())
+        return circuit_id in self._circuits
 
     def entries(self, ctx: EventContext) -> tuple[Entry, ...]:
         """The entry list and pre-qualifying practice for a known event, from a per-event

@@ -716,3 +716,21 @@ def test_stage2_rows_carry_the_rules_races(real_snapshot) -> None:
     n = len(fld.entries)
     x = real_snapshot.stage2_rows(ctx, fld.entries, np.arange(1.0, n + 1), np.zeros(n))
     assert (x[:, STAGE2.pos["c_rules_races"]] == 2.0).all()
+
+
+def test_an_event_not_in_the_data_reads_its_circuit_from_the_latest_visit(real_snapshot) -> None:
+    """Layout, type and lap length of every circuit's latest calendar event (looked up
+    without pandas per request), and nothing for a circuit the data lacks."""
+    ev = real_snapshot.events
+    for circuit, rows in ev.groupby("circuit_id", sort=False):
+        last = rows.iloc[-1]
+        ctx = real_snapshot.circuit_event(2026, str(circuit), pd.Timestamp("2026-06-07"))
+        assert (ctx.layout_id, ctx.circuit_type, ctx.course_length) == (
+            str(last["layout_id"]),
+            str(last["circuit_type"]),
+            float(last["course_length"]),
+        ), circuit
+        assert real_snapshot.known_circuit(str(circuit))
+    assert not real_snapshot.known_circuit("atlantis")
+    nowhere = real_snapshot.circuit_event(2026, "atlantis", pd.Timestamp("2026-06-07"))
+    assert nowhere.layout_id is None and nowhere.circuit_id == "atlantis"

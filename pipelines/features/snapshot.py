@@ -77,6 +77,7 @@ class FeatureSnapshot:
         held = ev[ev["has_results"].astype(bool)]
         self._held_season = held["season"].to_numpy(int)
         self._held_day = np.array([day_number(d) for d in held["date"]], dtype=int)
+        self._last_held_day = int(self._held_day.max()) if len(self._held_day) else None
         self._calendar_day = np.sort([day_number(d) for d in ev["date"]]).astype(int)
         self._circuits: dict[str, tuple[str, str, float]] = {}
         """Each circuit's latest calendar event's layout, type and lap length (the latest
@@ -286,9 +287,9 @@ class FeatureSnapshot:
         """For an event after the latest results: how many calendar events between them
         have no results in the data, and how many days the latest results are before it.
         None for an event on or before the latest results (its form is up to date)."""
-        if not len(self._held_day):
+        if self._last_held_day is None:
             return None
-        last, day = int(self._held_day.max()), day_number(ctx.date)
+        last, day = self._last_held_day, day_number(ctx.date)
         if day <= last:
             return None
         cal = self._calendar_day

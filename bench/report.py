@@ -357,8 +357,9 @@ def render(results: dict[str, Any], notes: str | None = None) -> str:
         "with identical answers (checked before timing), measured in one run on one machine "
         "with [hey](https://packages.debian.org/bookworm/hey) (one fixed body) and "
         "[wrk](https://packages.debian.org/bookworm/wrk) (`jitter_*`: a new body every "
-        "request) on loopback, scenario by "
-        "scenario, alternating the servers.",
+        "request; `next_*` the same for an event the data does not have, the next "
+        "season's Monaco by circuit and date, as users ask before F1DB has it) on "
+        "loopback, scenario by scenario, alternating the servers.",
         "",
         f"- Date: {results.get('started_at', '?')} (UTC), {_f(results.get('wall_s'), 0)} s in all",
         f"- Command: `{results.get('label') or results.get('command', '?')}`"

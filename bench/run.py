@@ -40,6 +40,12 @@ ENDPOINT_BODY = {"/predict_full": "full_20_drivers", "/predict_quali": "quali_1_
 JITTER = "jitter"
 """The body kind of scenarios whose every request carries the 20 drivers' own practice
 laps, jittered per request by wrk (bench/wrk.py): no cache can answer them."""
+NEXT = "next"
+"""Jittered like ``JITTER``, for an event the data does not have (``NEXT_EVENT``): what
+users send for the next season's races before F1DB has them."""
+NEXT_EVENT: dict[str, Any] = {"season": 2026, "circuit_id": "monaco", "date": "2026-06-07"}
+WRK_BODIES = (JITTER, NEXT)
+"""Body kinds sent by wrk (a new body every request); the others by hey (one body)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ SCENARIOS = {
         Scenario("jitter_c1_fresh", "/predict_full", 1, 5, False, JITTER),
         Scenario("jitter_c64", "/predict_full", 64, 15, True, JITTER),
         Scenario("jitter_c1_after_burst", "/predict_full", 1, 5, False, JITTER),
+        Scenario("next_c1_fresh", "/predict_full", 1, 5, False, NEXT),
+        Scenario("next_c64", "/predict_full", 64, 15, True, NEXT),
     )
 }
 GROUPS: list[list[str]] = [
@@ -77,6 +85,8 @@ GROUPS: list[list[str]] = [
     ["quali_c64", "quali_c1_after_burst"],
     ["jitter_c1_fresh"],
     ["jitter_c64", "jitter_c1_after_burst"],
+    ["next_c1_fresh"],
+    ["next_c64"],
 ]
 """Each group runs on one server, then on the next: a burst and its after-burst check
 stay together, and the servers alternate between groups."""
@@ -237,7 +247,7 @@ def run_scenario(
     from bench.servers import batch_delta, batch_histograms
 
     url = f"{srv.url}{sc.endpoint}"
-    if sc.body == JITTER:
+    if sc.body in WRK_BODIES:
         cmd = wrk.wrk_command(url, body_file, sc.concurrency, sc.duration_s)
     else:
         cmd = hey.hey_command(url, body_file, sc.concurrency, sc.duration_s)
@@ -247,7 +257,7 @@ def run_scenario(
     busy0 = proctree.machine_busy_seconds()
     sampler = proctree.RssSampler(srv.pid) if sc.load else contextlib.nullcontext()
     with sampler:
-        load = wrk.run_wrk if sc.body == JITTER else hey.run_hey
+        load = wrk.run_wrk if sc.body in WRK_BODIES else hey.run_hey
         run = load(cmd, max_wall_s=sc.duration_s + 60)
     busy = proctree.machine_busy_seconds() - busy0
     own1 = proctree.cpu_by_pid(srv.pid)
@@ -333,7 +343,7 @@ def run_group(
             run_scenario(
                 sc,
                 srv,
-                bodies[JITTER if sc.body == JITTER else sc.endpoint],
+                bodies[sc.body if sc.body in WRK_BODIES else sc.endpoint],
                 others,
                 srv.spec.name == "bento",
             )
@@ -616,12 +626,15 @@ def main(argv: list[str] | None = None) -> int:
     bodies = {"/predict_full": tmp / "full.json", "/predict_quali": tmp / "quali.json"}
     bodies["/predict_full"].write_text(json.dumps(FULL_BODY))
     bodies["/predict_quali"].write_text(json.dumps(QUALI_BODY))
-    if any(s.body == JITTER for s in scenarios.values()):
+    next_body = {"event": NEXT_EVENT, "drivers": practice_body["drivers"]}
+    if any(s.body in WRK_BODIES for s in scenarios.values()):
         wrk_path()  # fail early when wrk is missing
         bodies[JITTER] = jitter_script(practice_body, tmp / "jitter.lua")
+        bodies[NEXT] = jitter_script(next_body, tmp / "next.lua")
     requests = {
         "full_20_drivers": ("/predict_full", FULL_BODY),
         "quali_1_driver": ("/predict_quali", QUALI_BODY),
+        "next_season_20_drivers": ("/predict_full", next_body),
         **{
             f"example_{k}": ("/predict_full", v)
             for k, v in EXAMPLES.items()
@@ -654,6 +667,7 @@ def main(argv: list[str] | None = None) -> int:
             "full_20_drivers": FULL_BODY,
             "quali_1_driver": QUALI_BODY,
             "full_20_drivers_own_laps_jittered": practice_body,
+            "next_season_20_drivers_own_laps_jittered": next_body,
         },
         "scenario_order": [n for g in groups for n in g],
         "servers": {},

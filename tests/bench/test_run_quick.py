@@ -42,7 +42,7 @@ def test_quick_benchmark_end_to_end(pinned_env: dict[str, str], tmp_path: Path) 
         "--stage2-tag",
         pinned_env["F1_STAGE2_MODEL"],
         "--scenarios",
-        "full_c1_fresh,full_c64,full_c1_after_burst,jitter_c64",
+        "full_c1_fresh,full_c64,full_c1_after_burst,jitter_c64,next_c64",
         "--out-dir",
         str(out),
         "--markdown",
@@ -58,11 +58,14 @@ def test_quick_benchmark_end_to_end(pinned_env: dict[str, str], tmp_path: Path) 
     got = {(s["scenario"], s["server"]) for s in results["scenarios"]}
     assert got == {
         (sc, srv)
-        for sc in ("full_c1_fresh", "full_c64", "full_c1_after_burst", "jitter_c64")
+        for sc in ("full_c1_fresh", "full_c64", "full_c1_after_burst", "jitter_c64", "next_c64")
         for srv in ("bento", "original", "plain")
     }
-    jitter = [s for s in results["scenarios"] if s["scenario"] == "jitter_c64"]
+    jitter = [s for s in results["scenarios"] if s["scenario"] in ("jitter_c64", "next_c64")]
     assert all(s["hey_command"].split()[0].endswith("wrk") for s in jitter)
+    # the next season's event (not in the data): answered, by every server alike
+    assert all(s["hey"]["failed"] == 0 for s in jitter if s["scenario"] == "next_c64")
+    assert "next_season_20_drivers" in json.dumps(results["identity"])
     floor = results["floor"]
     assert floor["in_process_request_jittered_laps"]["mean_us"] > 0
     assert floor["numpy_features_both_stages_no_memo"]["mean_us"] > 0

@@ -29,7 +29,21 @@ def test_the_script_carries_every_drivers_laps_and_jitters_them(tmp_path: Path) 
     assert 'id = "max-verstappen", sessions = {{"fp1", 72.500}, {"fp3", 71.200}}' in lua
     assert 'id = "lando-norris", sessions = {{"fp2", 71.900}}' in lua
     assert "math.random()" in lua and "math.randomseed(7 +" in lua
-    assert "local season, round = 2025, 8" in lua
+    assert """local event = '{"season": 2025, "round": 8}'""" in lua
+
+
+def test_an_event_not_in_the_data_goes_as_given(tmp_path: Path) -> None:
+    """The next season's event (circuit and date) is sent as the request names it."""
+    body = BODY | {"event": {"season": 2026, "circuit_id": "monaco", "date": "2026-06-07"}}
+    lua = jitter_script(body, tmp_path / "n.lua").read_text()
+    assert (
+        """local event = '{"season": 2026, "circuit_id": "monaco", "date": "2026-06-07"}'""" in lua
+    )
+    assert 'string.format(\'{"event": %s, "drivers": [%s]}\', event,' in lua
+    with pytest.raises(ValueError, match="not embeddable"):
+        jitter_script(
+            BODY | {"event": {"season": 2026, "circuit_id": "o'hare"}}, tmp_path / "x.lua"
+        )
 
 
 def test_the_summary_line_becomes_a_result() -> None:

@@ -123,6 +123,8 @@ def train(
     from pipelines.models import store
 
     s = get_settings()
+    for tag in store.repair():
+        console.print(f"removed {tag}: a save that never finished")
     if if_missing and store.has_models():
         console.print("models already in the store; skipping training (run `f1 train` to retrain)")
         _refresh_if_data_changed(s)

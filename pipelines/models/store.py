@@ -112,12 +112,36 @@ def _deferred_signals() -> Iterator[None]:
             signal.raise_signal(caught[0])
 
 
-def repair_store() -> list[str]:
-    """Remove half-written versions of our models (a crash inside BentoML's copy).
+COMPLETE = ".f1-complete"
+"""Written into a version's folder once BentoML has copied all of it into the store."""
+MARKED = "f1_complete_marker"
+"""Metadata flag of a version saved with ``COMPLETE`` (versions saved before it have none,
+and are judged by their model.yaml alone)."""
 
-    BentoML copies a model straight into its final folder; a version without its
-    model.yaml never finished and would break `bentoml models list`.
-    """
+
+def _complete(version: Path) -> bool:
+    """A stored version BentoML finished copying. BentoML copies a model straight into its
+    final folder, files in directory order: a writer killed mid-copy (SIGKILL, power loss)
+    can leave model.yaml beside an empty or missing model file, so a version saved with
+    the marker is complete only with it."""
+    info = version / "model.yaml"
+    if not info.exists():
+        return False
+    if (version / COMPLETE).exists():
+        return True
+    import yaml
+
+    try:
+        doc = yaml.safe_load(info.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    meta = doc.get("metadata") if isinstance(doc, dict) else None
+    return isinstance(meta, dict) and not meta.get(MARKED)
+
+
+def repair_store() -> list[str]:
+    """Remove half-written versions of our models (a crash inside BentoML's copy), which
+    would break `bentoml models list` or be served as `latest`."""
     removed = []
     root = Path(store_home()) / "models"
     for name in MANAGED:
@@ -125,7 +149,7 @@ def repair_store() -> list[str]:
         if not folder.is_dir():
             continue
         for version in folder.iterdir():
-            if version.is_dir() and not (version / "model.yaml").exists():
+            if version.is_dir() and not _complete(version):
                 shutil.rmtree(version, ignore_errors=True)
                 removed.append(f"{name}:{version.name}")
         latest = folder / "latest"
@@ -135,19 +159,32 @@ def repair_store() -> list[str]:
 
 
 @contextlib.contextmanager
-def commit() -> Iterator[None]:
-    """One writer at a time (file lock), no half-written model (signals held), and a
-    clean store to start from (repair)."""
+def _locked() -> Iterator[None]:
+    """One writer at a time: the store's file lock."""
     home = Path(store_home())
     home.mkdir(parents=True, exist_ok=True)
     with (home / ".f1-store.lock").open("a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            with _deferred_signals():
-                repair_store()
-                yield
+            yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def commit() -> Iterator[None]:
+    """One writer at a time (file lock), no half-written model (signals held), and a
+    clean store to start from (repair)."""
+    with _locked(), _deferred_signals():
+        repair_store()
+        yield
+
+
+def repair() -> list[str]:
+    """``repair_store`` under the lock: before reading the store for serving (`make
+    serve` after a writer was killed mid-save), as every save does first."""
+    with _locked():
+        return repair_store()
 
 
 @contextlib.contextmanager
@@ -155,10 +192,12 @@ def _create(name: str, metadata: dict[str, Any]) -> Iterator[bentoml.Model]:
     """``bentoml.models.create``, with its staging folder removed once the version is
     stored: BentoML removes it only when the Model object is collected, which never
     happens when a signal held over the save is acted on (death by SIGTERM)."""
-    with bentoml.models.create(name, labels=LABELS, metadata=_plain(metadata)) as model:
+    marked = _plain(metadata) | {MARKED: True}
+    with bentoml.models.create(name, labels=LABELS, metadata=marked) as model:
         staging = Path(model.path)
         yield model
     shutil.rmtree(staging, ignore_errors=True)
+    (Path(bentoml.models.get(model.tag).path) / COMPLETE).touch()  # the copy is whole
 
 
 def save_all(

@@ -251,3 +251,19 @@ def test_train_if_missing_refreshes_a_snapshot_older_than_the_data(
     assert {str(m.tag) for m in store_models()} >= {tags.stage1, tags.stage2}
     again = runner.invoke(app, ["train", "--if-missing"])
     assert "refreshing" not in again.output and len(features()) == 2
+
+
+def test_train_if_missing_first_removes_a_save_that_never_finished(
+    synthetic_tree: SyntheticTree, empty_store, tiny_models, f1_env, monkeypatch
+) -> None:
+    """`make serve` after a writer was killed mid-save: the half-written version goes
+    before anything reads the store, so `latest` is never a broken version."""
+    snap, s1, s2 = tiny_models
+    store.save_all(snap, s1, s2, {}, [2021, 2025])
+    monkeypatch.setenv("F1_DATA_DIR", str(synthetic_tree.root))
+    half = Path(store.store_home()) / "models" / store.STAGE1_NAME / "killedmidcopy"
+    (half / "model").mkdir(parents=True)
+    result = runner.invoke(app, ["train", "--if-missing"])
+    assert result.exit_code == 0, result.output
+    assert f"removed {store.STAGE1_NAME}:killedmidcopy" in _flat(result.output)
+    assert not half.exists() and "skipping training" in _flat(result.output)

@@ -136,6 +136,34 @@ def test_repair_removes_half_written_versions(empty_store: Path, tiny_models: An
     _assert_consistent()
 
 
+def test_a_copy_cut_short_after_its_model_yaml_is_removed(
+    empty_store: Path, tiny_models: Any
+) -> None:
+    """BentoML copies a version into the store file by file: killed mid-copy, model.yaml
+    can stand beside an empty model file (seen in CI: a 0-byte entrants.parquet). Without
+    the marker a finished save writes, such a version is half-written; a version saved
+    before markers existed (no flag in its metadata) is judged by model.yaml alone."""
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, {}, [2023, 2024])
+    for tag in (tags.features, tags.stage1, tags.stage2):
+        assert (Path(bentoml.models.get(tag).path) / store.COMPLETE).exists()
+    second = store.save_all(snap, s1, s2, {}, [2023, 2024])
+    cut = Path(bentoml.models.get(second.features).path)
+    (cut / store.COMPLETE).unlink()
+    for f in (cut / "snapshot").glob("*.parquet"):
+        f.write_bytes(b"")  # the copy stopped here
+    old = Path(bentoml.models.get(tags.stage1).path)  # as saved before markers
+    (old / store.COMPLETE).unlink()
+    info = old / "model.yaml"
+    info.write_text(info.read_text().replace(f"  {store.MARKED}: true\n", ""))
+    assert store.MARKED not in info.read_text()
+
+    assert store.repair_store() == [f"f1_features:{second.features.split(':')[1]}"]
+    assert not cut.exists() and old.exists()
+    assert str(bentoml.models.get("f1_features:latest").tag) == tags.features
+    _assert_consistent()
+
+
 SAVER = textwrap.dedent("""
     import sys
     from pipelines.models import store

@@ -89,7 +89,7 @@ def _check_same_event(ctx: EventContext, event: EventInput) -> None:
             f"season {ctx.season} round {ctx.round} is at {quote(str(ctx.circuit_id))}, not "
             f"{quote(event.circuit_id)}; give the round alone, or circuit_id and date alone",
         )
-    day = None if ctx.date is None else ctx.date.date()
+    day = ctx.date.date()
     if event.date is not None and event.date != day:
         raise RequestError(
             ["event", "date"],

@@ -208,6 +208,7 @@ class F1Predictor:
             cfg.pole_tau,
             explain1=self._deadline("stage-1", self.explain1_rows),
             explain2=self._deadline("stage-2", self.explain2_rows),
+            finish=self.lean.finish_rate,
         )
         self.started = time.time()
         self.tags = {
@@ -289,8 +290,8 @@ class F1Predictor:
     async def predict_race(
         self, request: RaceRequest, /, ctx: bentoml.Context
     ) -> list[RacePrediction]:
-        """Win, podium and points probabilities over the field (sum to 1, 3 and 10); a
-        missing grid position comes from Stage-1."""
+        """Win, podium and points probabilities over the field (sum to 1, and a little
+        under 3 and 10: cars may retire); a missing grid position comes from Stage-1."""
         _, fc = await self._forecast(request, True, ctx, explain_quali=False)
         return race_predictions(fc)
 

@@ -76,6 +76,7 @@ class OriginalPipeline:
             s1.config.pole_tau,
             explain1=self.explain1,
             explain2=self.explain2,
+            finish=loaded.stage2.config.finish_rate,
         )
 
     async def stage1(self, x1: np.ndarray) -> np.ndarray:

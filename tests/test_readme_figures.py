@@ -132,13 +132,22 @@ def test_the_weekend_ahead_table_is_the_reports(season: int | None) -> None:
     assert cells == [[_fmt(v) for v in group] for group in want]
 
 
-def test_the_podium_table_is_the_evaluation_report() -> None:
-    pod = _evaluation()["stage2"]["podium"]
+@pytest.mark.parametrize(
+    ("what", "header", "hits"),
+    [
+        ("podium", "| Stage-2 podium (top 3) |", "top3_hits"),
+        ("points", "| Stage-2 points (top 10) |", "top10_hits"),
+    ],
+)
+def test_the_podium_and_points_tables_are_the_evaluation_report(
+    what: str, header: str, hits: str
+) -> None:
+    pod = _evaluation()["stage2"][what]
     sources = [pod["test"], pod["test_chained"], pod["baselines"]["grid_slot"]["test"]]
-    rows = _table("| Stage-2 podium (top 3) |")
+    rows = _table(header)
     assert len(rows) == len(sources)
     for (name, *cells), src in zip(rows, sources, strict=True):
-        assert cells == [_fmt(src[k]) for k in ("brier", "log_loss", "top3_hits")], name
+        assert cells == [_fmt(src[k]) for k in ("brier", "log_loss", hits)], name
 
 
 def test_the_how_sure_table_is_the_evaluation_report() -> None:

@@ -351,13 +351,16 @@ PODIUM_SLOTS = 20
 """Slots past this (pit-lane starters, back of a 22-26 car grid) share one frequency."""
 
 
-def podium_by_grid(train: StageData, test: StageData, prior: float = 2.0) -> np.ndarray:
+def podium_by_grid(
+    train: StageData, test: StageData, prior: float = 2.0, flag: str = "podium", k: int = 3
+) -> np.ndarray:
     """P(podium | grid slot): the training seasons' podium frequency of each slot
     (shrunk towards the overall rate by ``prior`` starts), scaled per race to sum to 3
-    (capped at 1, the excess spread over the others)."""
+    (capped at 1, the excess spread over the others). With ``flag="points"`` and
+    ``k=10``, the same for a top-10 finish."""
     tm = train.meta
     slot = np.minimum(tm["grid"].to_numpy(float), PODIUM_SLOTS)
-    podium = tm["podium"].to_numpy(float)
+    podium = tm[flag].to_numpy(float)
     overall = float(podium.mean())
     freq = {}
     for s in range(1, PODIUM_SLOTS + 1):
@@ -369,7 +372,7 @@ def podium_by_grid(train: StageData, test: StageData, prior: float = 2.0) -> np.
     out = np.empty(len(raw))
     for g in np.unique(groups):
         m = groups == g
-        out[m] = _scale_to(raw[m], min(3.0, float(m.sum())))
+        out[m] = _scale_to(raw[m], min(float(k), float(m.sum())))
     return out
 
 

@@ -233,11 +233,13 @@ def backtest(
 
 
 def _print_summary(ev: dict[str, Any]) -> None:
-    from training.report import PODIUM_KEYS, S1_KEYS, S2_KEYS, fmt
+    from training.report import PODIUM_KEYS, POINTS_KEYS, S1_KEYS, S2_KEYS, fmt
 
     tables = [("stage1", ev["stage1"], S1_KEYS), ("stage2", ev["stage2"], S2_KEYS)]
     if "podium" in ev["stage2"]:
         tables.append(("stage2 podium", ev["stage2"]["podium"], PODIUM_KEYS))
+    if "points" in ev["stage2"]:
+        tables.append(("stage2 points (top 10)", ev["stage2"]["points"], POINTS_KEYS))
     for stage, m_stage, keys in tables:
         tab = Table(title=f"{stage} on test season {m_stage['test']['season']}")
         tab.add_column("predictor")

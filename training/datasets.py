@@ -138,6 +138,7 @@ def stage2_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
                     "grid": rows["slot"].to_numpy(float),
                     "win": (rows["position"] == 1).to_numpy(float),
                     "podium": (rows["position"] <= 3).to_numpy(float),
+                    "points": (rows["position"] <= 10).to_numpy(float),
                     "position": rows["position"].to_numpy(float),
                 }
             )

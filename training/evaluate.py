@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
-from pipelines.models.placings import podium_probability
+from pipelines.models.placings import PODIUM, POINTS, classified_top_k
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from pipelines.serving.orchestrator import Forecast, TwoStage
@@ -133,13 +133,16 @@ def renormalise(prob: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return np.where(s > 0, prob / s, 0.0)
 
 
-def podium_over_starters(logit: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Podium probabilities over the scored cars of each race: Plackett-Luce on their
-    logits (a non-starter drops out of the order; the rest keep their strengths)."""
-    out = np.empty(len(logit), dtype=float)
+def placings_over_starters(
+    logit: np.ndarray, groups: np.ndarray, finish: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Podium and points (top 10) probabilities over the scored cars of each race:
+    Plackett-Luce on their logits, the others than the winner classified at ``finish``
+    (a non-starter drops out of the order; the rest keep their strengths)."""
+    podium, points = np.empty(len(logit), dtype=float), np.empty(len(logit), dtype=float)
     for _, idx in pd.Series(groups).groupby(groups).indices.items():
-        out[idx] = podium_probability(logit[idx])
-    return out
+        podium[idx], points[idx] = classified_top_k(logit[idx], (PODIUM, POINTS), finish)
+    return podium, points
 
 
 @dataclass
@@ -150,7 +153,7 @@ class Served:
     before qualifying (``pred_gap``, ``pred_time``, ``pred_pole``). ``stage2`` (after
     qualifying: real grid and times given) and ``stage2_chained`` (before it: Stage-1's
     grid): the starters with ``prob`` (renormalised over the starters), ``podium_prob``
-    (Plackett-Luce over the starters) and
+    and ``points_prob`` (Plackett-Luce over the starters) and
     ``flow_grid``, the slot Stage-2 was given; ``x2``/``x2_chained`` are those Stage-2
     feature rows (what a baseline fed "the same grid" reads). ``*_ahead``: the same
     before-qualifying forecasts made without any practice (``before_practice``).
@@ -180,7 +183,7 @@ def served_predictions(
     ahead, pre, post = asyncio.run(_season(snap, flow, te1.meta, te2.meta, on_event))
     q, q_ahead = (_quali_rows(snap, fcs, te1) for fcs in (pre, ahead))
     (s2_post, x2), (s2_pre, x2_pre), (s2_ahead, x2_ahead) = (
-        _race_rows(snap, fcs, te2) for fcs in (post, pre, ahead)
+        _race_rows(snap, fcs, te2, s2.config.finish_rate) for fcs in (post, pre, ahead)
     )
     return Served(q, s2_post, s2_pre, x2, x2_pre, q_ahead, s2_ahead, x2_ahead)
 
@@ -201,7 +204,7 @@ def ahead_predictions(
         return out
 
     ahead = asyncio.run(ask())
-    return _quali_rows(snap, ahead, te1), _race_rows(snap, ahead, te2)[0]
+    return _quali_rows(snap, ahead, te1), _race_rows(snap, ahead, te2, s2.config.finish_rate)[0]
 
 
 def _quali_rows(snap: FeatureSnapshot, forecasts: list[Forecast], te1: StageData) -> pd.DataFrame:
@@ -209,7 +212,7 @@ def _quali_rows(snap: FeatureSnapshot, forecasts: list[Forecast], te1: StageData
 
 
 def _race_rows(
-    snap: FeatureSnapshot, forecasts: list[Forecast], te2: StageData
+    snap: FeatureSnapshot, forecasts: list[Forecast], te2: StageData, finish: float
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The starters' rows with the win probability renormalised over them, Plackett-Luce
     podium odds, and the Stage-2 feature rows the flow built (row-aligned)."""
@@ -218,5 +221,7 @@ def _race_rows(
     m = te2.meta.merge(race, on=["race_id", "driver_id"], how="inner")
     groups = m["race_id"].to_numpy()
     m["prob"] = renormalise(m["prob"].to_numpy(float), groups)
-    m["podium_prob"] = podium_over_starters(m["logit"].to_numpy(float), groups)
+    m["podium_prob"], m["points_prob"] = placings_over_starters(
+        m["logit"].to_numpy(float), groups, finish
+    )
     return m.drop(columns=["_x"]), x[m["_x"].to_numpy()]

@@ -106,24 +106,25 @@ def pole_win_share(meta: pd.DataFrame) -> float | None:
     return float(np.mean(won)) if won else None
 
 
-def podium_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
-    """Podium (top 3) probabilities against the ``podium`` flags, per starter: Brier,
-    binary log loss (mean over starters of -[y log p + (1 - y) log(1 - p)]) and the share
-    of each race's podium found in its three most likely cars."""
-    y = meta["podium"].to_numpy(float)
+def placing_metrics(meta: pd.DataFrame, prob: np.ndarray, flag: str = "podium", k: int = 3) -> dict:
+    """Top-``k`` probabilities (podium: 3, ``points``: 10) against the ``flag`` column,
+    per starter: Brier, binary log loss (mean over starters of -[y log p + (1 - y)
+    log(1 - p)]) and the share of each race's top ``k`` found in its ``k`` most likely
+    cars (``top<k>_hits``, races with ``k`` classified finishers)."""
+    y = meta[flag].to_numpy(float)
     p = np.clip(np.asarray(prob, dtype=float), 1e-15, 1.0 - 1e-15)
     hits = []
     for _, idx in meta.groupby("race_id").indices.items():
         yy = y[idx]
-        if yy.sum() != 3:
-            continue  # fewer than three classified finishers recorded
-        top3 = np.argsort(-np.asarray(prob)[idx], kind="stable")[:3]
-        hits.append(float(yy[top3].sum()) / 3.0)
+        if yy.sum() != k:
+            continue  # fewer than k classified finishers recorded
+        top = np.argsort(-np.asarray(prob)[idx], kind="stable")[:k]
+        hits.append(float(yy[top].sum()) / k)
     return {
         "season": int(meta["season"].iloc[0]) if len(meta) else None,
         "races": len(hits),
         "rows": len(meta),
         "brier": float(np.mean((np.asarray(prob, dtype=float) - y) ** 2)),
         "log_loss": float(-np.mean(y * np.log(p) + (1.0 - y) * np.log(1.0 - p))),
-        "top3_hits": float(np.mean(hits)) if hits else None,
+        f"top{k}_hits": float(np.mean(hits)) if hits else None,
     }

@@ -42,7 +42,7 @@ from training.datasets import StageData, stage1_data, stage2_data
 from training.evaluate import EventHook, Served, ahead_predictions, served_predictions
 from training.metrics import (
     gap_and_spearman,
-    podium_metrics,
+    placing_metrics,
     pole_win_share,
     stage1_metrics,
     stage2_metrics,
@@ -207,7 +207,8 @@ def tune_stage2(
 ) -> tuple[Stage2Config, list[dict[str, Any]]]:
     """Booster settings, stacking weight and temperature with the lowest winner log loss
     pooled over ``stage2_folds`` (each season predicted by models fitted before it),
-    scored as served: early under new rules, leaning on the grid (``lean_on_grid``)."""
+    scored as served: early under new rules, leaning on the grid (``lean_on_grid``).
+    The podium and points odds' ``finish_rate`` is measured on the same seasons."""
     folds = []
     depth, decay = p.rank_depth, p.rank_decay
     for v in stage2_folds(p):
@@ -216,7 +217,8 @@ def tune_stage2(
         coef = np.asarray(fit_linear(tr.x, tr.y, races, ranks=places, depth=depth, decay=decay))
         lean = grid_lean(Stage2Config(grid_coef=fit_linear(tr.x, tr.y, races, GRID_TERMS)), va.x)
         folds.append((tr, va, linear_design(va.x) @ coef, lean))
-    pooled = PooledWinnerLoss(pd.concat([f[1].meta for f in folds], ignore_index=True))
+    pooled_meta = pd.concat([f[1].meta for f in folds], ignore_index=True)
+    pooled = PooledWinnerLoss(pooled_meta)
     lin = np.concatenate([f[2] for f in folds])
     share, grid = (np.concatenate([f[3][i] for f in folds]) for i in (0, 1))
     log: list[dict[str, Any]] = []
@@ -259,7 +261,14 @@ def tune_stage2(
             f"({len(folds)} seasons)"
         )
     assert best is not None
-    return best[1], log
+    return replace(best[1], finish_rate=finish_rate(pooled_meta)), log
+
+
+def finish_rate(meta: pd.DataFrame) -> float:
+    """Share of the starters in ``meta`` classified (a finishing position): how often a
+    car other than the winner is, for the podium and points odds (``placings``)."""
+    pos = meta["position"].to_numpy(float)
+    return float(np.mean(~np.isnan(pos))) if len(pos) else 1.0
 
 
 def tune(
@@ -451,7 +460,8 @@ def score_test(
         probs = b2.predict(frame["flow_grid"].to_numpy(float), x, frame["race_id"].to_numpy())
         frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
     podium_base = baselines.podium_by_grid(fit2, te2)
-    base_col = te2.meta[keys].assign(podium_base=podium_base)
+    points_base = baselines.podium_by_grid(fit2, te2, flag="points", k=10)
+    base_col = te2.meta[keys].assign(podium_base=podium_base, points_base=points_base)
     frames["stage2"] = frames["stage2"].merge(base_col, on=keys, how="left")
     preds = {"stage1": q, **frames}
     evaluation = score(preds)
@@ -478,13 +488,16 @@ def score_test(
             int(season): pole_win_share(rows) for season, rows in fit2.meta.groupby("season")
         },
     }
-    evaluation["stage2"]["podium"] = {
-        "test": podium_metrics(frames["stage2"], frames["stage2"]["podium_prob"].to_numpy()),
-        "test_chained": podium_metrics(
-            frames["stage2_chained"], frames["stage2_chained"]["podium_prob"].to_numpy()
-        ),
-        "baselines": {"grid_slot": {"test": podium_metrics(te2.meta, podium_base)}},
-    }
+    for what, k, base in (("podium", 3, podium_base), ("points", 10, points_base)):
+        col = f"{what}_prob"
+        evaluation["stage2"][what] = {
+            "test": placing_metrics(frames["stage2"], frames["stage2"][col].to_numpy(), what, k),
+            "test_chained": placing_metrics(
+                frames["stage2_chained"], frames["stage2_chained"][col].to_numpy(), what, k
+            ),
+            "baselines": {"grid_slot": {"test": placing_metrics(te2.meta, base, what, k)}},
+            "finish_rate": m2.config.finish_rate,
+        }
     return evaluation, preds
 
 

@@ -22,6 +22,7 @@ S1_KEYS = [
 ]
 S2_KEYS = ["season", "top1", "winner_log_loss", "brier"]
 PODIUM_KEYS = ["season", "brier", "log_loss", "top3_hits"]
+POINTS_KEYS = ["season", "brier", "log_loss", "top10_hits"]
 
 S1_TARGETS = {"gap_pct_mae": 0.45, "mae_dry_s": 0.40, "spearman": 0.80}
 
@@ -332,19 +333,29 @@ def markdown(ev: dict[str, Any]) -> str:
         ]
     lines += before_practice_section(ev)
     if "podium" in s2:
+        finish = s2["podium"].get("finish_rate")
+        classified = (
+            f", every car but the winner classified with probability {fmt(finish)} (the "
+            "share of starters classified in Stage-2's tuning seasons)"
+            if finish is not None
+            else ""
+        )
         lines += [
             "",
-            "## Stage-2: podium",
+            "## Stage-2: podium and points",
             "",
-            "Podium (top 3) probabilities from Plackett-Luce on Stage-2's strengths, over "
-            "each race's starters. `brier`: mean squared error per starter; `log_loss`: "
-            "binary log loss per starter (mean of -[y log p + (1-y) log(1-p)]); "
-            "`top3_hits`: share of each podium found among the three most likely cars. "
-            "Baseline `grid_slot`: each grid slot's podium frequency in the training "
-            "seasons, scaled per race to sum to 3.",
+            "Podium (top 3) and points (top 10) probabilities from Plackett-Luce on "
+            f"Stage-2's strengths{classified}, over each race's starters. `brier`: mean "
+            "squared error per starter; `log_loss`: binary log loss per starter (mean of "
+            "-[y log p + (1-y) log(1-p)]); `top3_hits` / `top10_hits`: share of each "
+            "race's top 3 / top 10 found among its three / ten most likely cars. Baseline "
+            "`grid_slot`: each grid slot's podium (top-10) frequency in the training "
+            "seasons, scaled per race to sum to 3 (10).",
             "",
         ]
         lines += _table(s2["podium"], PODIUM_KEYS)
+        if "points" in s2:
+            lines += ["", "Points (top 10):", "", *_table(s2["points"], POINTS_KEYS)]
     lines += intervals_section(ev)
     lines += [
         "",
@@ -388,7 +399,7 @@ def markdown(ev: dict[str, Any]) -> str:
         "",
         "Figures: `stage1_gap.png` (predicted vs actual gap to pole), "
         "`stage2_calibration.png` (win-probability calibration), "
-        "`stage2_podium_calibration.png` (podium-probability calibration, model and "
+        "`stage2_podium_calibration.png` (podium and points calibration, model and "
         "grid-slot baseline).",
         "",
     ]
@@ -432,27 +443,31 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
 
     if "podium_prob" in s2:
         pbins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0001])
-        y = s2["podium"].to_numpy(float)
-        fig, ax = plt.subplots(figsize=(5.5, 5))
-        ax.plot([0, 1], [0, 1], color="grey", lw=1)
-        curves = [
-            ("model (Plackett-Luce)", "podium_prob", "o"),
-            ("baseline: podium rate by grid slot", "podium_base", "s"),
-        ]
-        for name, col, marker in curves:
-            if col not in s2:
-                continue
-            mp, fr, n = calibration_bins(s2[col].to_numpy(float), y, pbins)
-            ax.plot(mp, fr, marker=marker, label=name, alpha=0.85)
-            if col == "podium_prob":
-                for x, yy, k in zip(mp, fr, n, strict=True):
-                    ax.annotate(
-                        str(k), (x, yy), textcoords="offset points", xytext=(4, -10), fontsize=7
-                    )
-        ax.set_xlabel("predicted podium probability")
-        ax.set_ylabel("observed podium frequency")
-        ax.set_title(f"Stage-2 podium calibration, test season {int(s2['season'].iloc[0])}")
-        ax.legend(loc="upper left", fontsize=8)
+        panels = [("podium", "podium")]
+        if "points_prob" in s2 and "points" in s2:
+            panels.append(("points", "points (top 10)"))
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
+        for ax, (what, label) in zip(axes[0], panels, strict=True):
+            y = s2[what].to_numpy(float)
+            ax.plot([0, 1], [0, 1], color="grey", lw=1)
+            curves = [
+                ("model (Plackett-Luce)", f"{what}_prob", "o"),
+                (f"baseline: {label} rate by grid slot", f"{what}_base", "s"),
+            ]
+            for name, col, marker in curves:
+                if col not in s2:
+                    continue
+                mp, fr, n = calibration_bins(s2[col].to_numpy(float), y, pbins)
+                ax.plot(mp, fr, marker=marker, label=name, alpha=0.85)
+                if col == f"{what}_prob":
+                    for x, yy, k in zip(mp, fr, n, strict=True):
+                        ax.annotate(
+                            str(k), (x, yy), textcoords="offset points", xytext=(4, -10), fontsize=7
+                        )
+            ax.set_xlabel(f"predicted {label} probability")
+            ax.set_ylabel(f"observed {label} frequency")
+            ax.set_title(f"Stage-2 {label} calibration, test season {int(s2['season'].iloc[0])}")
+            ax.legend(loc="upper left", fontsize=8)
         fig.tight_layout()
         paths.append(out / "stage2_podium_calibration.png")
         fig.savefig(paths[-1], dpi=110)

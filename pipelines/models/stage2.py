@@ -300,6 +300,10 @@ class Stage2Config:
     on (Plackett-Luce over the first ``rank_depth`` finishers; 1: the winner alone)."""
     rank_decay: float = RANK_DECAY
     """Weight of place ``j`` in that likelihood: ``rank_decay ** (j - 1)``."""
+    finish_rate: float = 1.0
+    """The chance a car other than the winner is classified, for the podium and points
+    odds (``placings``): the share of starters classified in the tuning seasons (measured,
+    not tuned; 1 in models saved before it, as every car was then assumed to finish)."""
 
 
 def reset_share_at(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray:

@@ -63,7 +63,8 @@ class QualiOut:
 @dataclass
 class RaceOut:
     """Stage-2 over the field: the grid and gaps it was given, logits, and the win,
-    podium and points (top 10) probabilities (Plackett-Luce on the logits)."""
+    podium and points (top 10) probabilities (Plackett-Luce on the logits, cars other
+    than the winner classified at Stage-2's finish rate)."""
 
     grid: np.ndarray
     q_gap: np.ndarray
@@ -168,13 +169,18 @@ def check_given_grid(entries: Sequence[Entry], given_at: Sequence[int]) -> None:
 
 
 def race_outputs(
-    grid: np.ndarray, q_gap: np.ndarray, logit: np.ndarray, ids: Sequence[str]
+    grid: np.ndarray,
+    q_gap: np.ndarray,
+    logit: np.ndarray,
+    ids: Sequence[str],
+    finish: float = 1.0,
 ) -> RaceOut:
     """Win probability = the softmax over the field; podium and points from the same
-    strengths (Plackett-Luce), computed in an order fixed by driver id."""
+    strengths (Plackett-Luce, every car but the winner classified with probability
+    ``finish``), computed in an order fixed by driver id."""
     logit = np.asarray(logit, dtype=float)
     win = group_softmax(logit, np.zeros(len(logit), dtype=int))
-    pl = placings(logit, ids, win=win)
+    pl = placings(logit, ids, win=win, finish=finish)
     return RaceOut(grid, q_gap, logit, win, pl.podium, pl.points)
 
 
@@ -184,6 +190,7 @@ class TwoStage:
     ``stage1``/``stage2`` give one number per row (gap %, logit); the optional
     ``explain1``/``explain2`` give each row's contributions to it, (features + 1)
     columns with the base value last, and are called only for ``explain=True``.
+    ``finish``: Stage-2's ``finish_rate``, for the podium and points odds.
     """
 
     def __init__(
@@ -195,6 +202,7 @@ class TwoStage:
         pole_tau: float,
         explain1: RowsFn | None = None,
         explain2: RowsFn | None = None,
+        finish: float = 1.0,
     ) -> None:
         self.snapshot = snapshot
         self.stage1 = stage1
@@ -203,6 +211,7 @@ class TwoStage:
         self.pole_tau = pole_tau
         self.explain1 = explain1
         self.explain2 = explain2
+        self.finish = finish
 
     @classmethod
     def local(cls, snapshot: FeatureSnapshot, s1: Stage1Model, s2: Stage2Model) -> TwoStage:
@@ -220,7 +229,17 @@ class TwoStage:
         async def explain2(rows: np.ndarray) -> np.ndarray:
             return s2.explain_logit(rows)
 
-        return cls(snapshot, stage1, stage2, s1.config.pole, s1.config.pole_tau, explain1, explain2)
+        c1 = s1.config
+        return cls(
+            snapshot,
+            stage1,
+            stage2,
+            c1.pole,
+            c1.pole_tau,
+            explain1,
+            explain2,
+            finish=s2.config.finish_rate,
+        )
 
     @staticmethod
     async def _with_contrib(
@@ -262,7 +281,8 @@ class TwoStage:
         logit, contrib = await self._with_contrib(
             self.stage2, self.explain2, x2, "stage-2", explain
         )
-        fc.race = race_outputs(grid, q_gap, logit, [e.driver_id for e in fc.field.entries])
+        ids = [e.driver_id for e in fc.field.entries]
+        fc.race = race_outputs(grid, q_gap, logit, ids, self.finish)
         fc.race.contrib = contrib
         return fc
 

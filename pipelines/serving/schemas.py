@@ -291,13 +291,14 @@ class RacePrediction(BaseModel):
     podium_probability: float = Field(
         ...,
         description="Probability of finishing in the top 3 (Plackett-Luce on the win "
-        "strengths over the whole field: sums to 3 over a field of 3 or more).",
+        "strengths over the whole field, every car but the winner classified at the "
+        "training seasons' rate: sums to a little under 3, as cars may retire).",
         examples=[0.62],
     )
     points_probability: float = Field(
         ...,
-        description="Probability of finishing in the top 10, the points (sums to "
-        "min(10, N) over the field); win <= podium <= points.",
+        description="Probability of finishing in the top 10, the points (the same model: "
+        "sums to a little under min(10, N) over the field); win <= podium <= points.",
         examples=[0.93],
     )
     predicted_rank: int = Field(..., description="Rank by win probability, 1..N.")

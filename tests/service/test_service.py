@@ -406,8 +406,9 @@ def test_podium_and_points_over_the_field_and_per_driver(client: TestClient) -> 
     field = client.post("/predict_race", json=event).json()
     n = len(field)
     assert n == 20
-    assert sum(p["podium_probability"] for p in field) == pytest.approx(3.0, abs=1e-6)
-    assert sum(p["points_probability"] for p in field) == pytest.approx(10.0, abs=1e-6)
+    # the winner and at most 2 (9) others classified: a little under 3 (10), cars retire
+    assert 2.99 < sum(p["podium_probability"] for p in field) < 3.0
+    assert 9.9 < sum(p["points_probability"] for p in field) < 10.0
     for p in field:
         assert 0 <= p["win_probability"] <= p["podium_probability"] <= p["points_probability"] <= 1
     # a driver's numbers are the field's, whoever else is asked

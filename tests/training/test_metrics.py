@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from training.metrics import podium_metrics, stage1_metrics, stage2_metrics
+from training.metrics import placing_metrics, stage1_metrics, stage2_metrics
 
 
 def _s2(races: list[tuple[int, list[float], int | None]]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -123,7 +123,7 @@ def test_podium_metrics_by_hand() -> None:
         }
     )
     prob = np.array([0.9, 0.8, 0.7, 0.6, 0.9, 0.8, 0.7, 0.6])
-    m = podium_metrics(meta, prob)
+    m = placing_metrics(meta, prob)
     y = meta["podium"].to_numpy(float)
     assert m["season"] == 2025 and m["races"] == 2 and m["rows"] == 8
     assert m["brier"] == pytest.approx(np.mean((prob - y) ** 2))
@@ -132,9 +132,20 @@ def test_podium_metrics_by_hand() -> None:
     assert m["top3_hits"] == pytest.approx((1.0 + 2 / 3) / 2)
 
 
+def test_points_metrics_count_the_top_ten() -> None:
+    """A 12-car race: the ten most likely are nine of the ten that scored."""
+    scored = [1] * 9 + [0, 1, 0]
+    meta = pd.DataFrame({"race_id": [1] * 12, "season": 2025, "points": scored})
+    prob = np.linspace(0.99, 0.4, 12)
+    m = placing_metrics(meta, prob, "points", 10)
+    assert m["top10_hits"] == pytest.approx(0.9)
+    assert "top3_hits" not in m
+    assert m["brier"] == pytest.approx(np.mean((prob - np.array(scored, float)) ** 2))
+
+
 def test_podium_log_loss_is_finite_for_certain_misses() -> None:
     meta = pd.DataFrame({"race_id": [1] * 4, "season": 2025, "podium": [1, 1, 1, 0]})
-    m = podium_metrics(meta, np.array([1.0, 1.0, 0.0, 1.0]))
+    m = placing_metrics(meta, np.array([1.0, 1.0, 0.0, 1.0]))
     assert math.isfinite(m["log_loss"]) and m["log_loss"] > 10
 
 

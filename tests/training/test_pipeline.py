@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 
 from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
+from pipelines.models.placings import classified_top_k
 from tests.conftest import slice_tables, store_models
 from training.datasets import StageData
-from training.metrics import podium_metrics, stage2_metrics
+from training.metrics import placing_metrics, stage2_metrics
 from training.pipeline import Protocol, TrainingError, check_seasons, run
-from training.report import PODIUM_KEYS, S1_KEYS, S2_KEYS, fmt, write_report
+from training.report import PODIUM_KEYS, POINTS_KEYS, S1_KEYS, S2_KEYS, fmt, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PROTOCOL = Protocol(train_from=2021, valid_season=2024, test_season=2025)
@@ -134,15 +135,46 @@ def test_predictions_cover_the_test_season(trained, real_tables) -> None:
     again = stage2_metrics(s2, s2["prob"].to_numpy())
     for k in S2_KEYS:
         assert again[k] == pytest.approx(trained.evaluation["stage2"]["test"][k])
-    # podium: three per race over the starters, never below the win probability, and
-    # three podium finishers recorded per race
-    np.testing.assert_allclose(s2.groupby("race_id")["podium_prob"].sum(), 3.0, atol=1e-9)
+    # podium and points over the starters: the winner and at most 2 (9) classified
+    # others, so a little under 3 (10) per race as cars may retire; never below the win
+    # probability; three podium finishers recorded per race
+    finish = trained.stage2.config.finish_rate
+    assert 0.7 < finish < 1.0
+    podium_sum = s2.groupby("race_id")["podium_prob"].sum()
+    points_sum = s2.groupby("race_id")["points_prob"].sum()
+    assert ((podium_sum < 3.0) & (podium_sum > 2.99)).all()
+    assert ((points_sum < 10.0) & (points_sum > 9.9)).all()
     np.testing.assert_allclose(s2.groupby("race_id")["podium_base"].sum(), 3.0, atol=1e-9)
+    np.testing.assert_allclose(s2.groupby("race_id")["points_base"].sum(), 10.0, atol=1e-9)
     assert (s2["podium_prob"] >= s2["prob"] - 1e-12).all()
+    assert (s2["points_prob"] >= s2["podium_prob"] - 1e-12).all()
     assert (s2.groupby("race_id")["podium"].sum() == 3).all()
-    pod = podium_metrics(s2, s2["podium_prob"].to_numpy())
+    pod = placing_metrics(s2, s2["podium_prob"].to_numpy())
     for k in PODIUM_KEYS:
         assert pod[k] == pytest.approx(trained.evaluation["stage2"]["podium"]["test"][k])
+    pts = placing_metrics(s2, s2["points_prob"].to_numpy(), "points", 10)
+    for k in POINTS_KEYS:
+        assert pts[k] == pytest.approx(trained.evaluation["stage2"]["points"]["test"][k])
+    assert trained.evaluation["stage2"]["points"]["finish_rate"] == finish
+
+
+@pytest.mark.slow
+def test_the_finish_rate_is_the_tuning_seasons_share_of_classified_starters(
+    trained, real_tables
+) -> None:
+    from training.datasets import stage2_data
+
+    folds = trained.evaluation["tuning"]["stage2_folds"]
+    assert folds == [2022, 2023, 2024]
+    meta = stage2_data(trained.snapshot, real_tables, folds[0]).meta
+    rows = meta[meta["season"].isin(folds)]
+    share = float(rows["position"].notna().mean())
+    assert trained.stage2.config.finish_rate == pytest.approx(share, abs=1e-12)
+    # the served flow reads it: a podium over a field is the classified model's
+    s2 = trained.predictions["stage2"]
+    race = s2[s2["race_id"] == s2["race_id"].iloc[0]]
+    want = classified_top_k(race["logit"].to_numpy(float), (3,), share)[0]
+    np.testing.assert_allclose(race["podium_prob"].to_numpy(float), want, atol=1e-12)
 
 
 @pytest.mark.slow

@@ -47,3 +47,19 @@ def test_shrinkage_and_slots_past_the_last_share_one_rate() -> None:
     assert p[1] == pytest.approx(p[2])  # slots 2 and 3: two podiums in two starts each
     assert p[0] < p[1]  # slot 1: one in two
     assert p[3] == pytest.approx(p[0])  # slots 24 and 25 pooled: one in two, like slot 1
+
+
+def test_the_points_rate_by_slot_sums_to_ten_per_race() -> None:
+    """The same baseline for a top-10 finish: slots 1-10 always score in training."""
+    rows = [
+        {"race_id": r, "season": 2020, "grid": g, "points": float(g <= 10)}
+        for r in range(30)
+        for g in range(1, 21)
+    ]
+    meta = pd.DataFrame(rows)
+    train = StageData(np.zeros((len(meta), 1)), np.zeros(len(meta)), meta)
+    test = _data([[(g, 0) for g in range(1, 21)], [(g, 0) for g in (1, 4, 12)]])
+    p = podium_by_grid(train, test, prior=0.0, flag="points", k=10)
+    np.testing.assert_allclose(p[:10], 1.0)
+    np.testing.assert_allclose(p[10:20], 0.0, atol=1e-12)
+    np.testing.assert_allclose(p[20:], 1.0)  # three starters: all of them score

@@ -11,6 +11,7 @@ import pytest
 
 from pipelines.models.placings import (
     MAX_SPREAD,
+    classified_top_k,
     placings,
     podium_probability,
     top_k_probability,
@@ -185,3 +186,99 @@ def test_top_k_skipping_the_early_nodes_changes_nothing_measurable(
     s = np.random.default_rng(20261202 + n * k).normal(0.0, spread, n)
     full = top_k_probability(s, k, skip_below=0.0)
     np.testing.assert_allclose(top_k_probability(s, k), full, rtol=0, atol=1e-15)
+
+
+# ------------------------------------------------- cars other than the winner may retire
+
+
+def _enumerated_classified(strength: np.ndarray, k: int, finish: float) -> np.ndarray:
+    """P(among the first k classified) by summing over every finishing order and every
+    classification of the cars behind the winner (the winner is always classified)."""
+    w = weights(strength)
+    n = len(w)
+    out = np.zeros(n)
+    for order in itertools.permutations(range(n)):
+        p = 1.0
+        for at, i in enumerate(order):
+            p *= w[i] / w[list(order[at:])].sum()
+        for flags in itertools.product((False, True), repeat=n - 1):
+            q = p * math.prod(finish if f else 1.0 - finish for f in flags)
+            classified = [order[0]] + [c for c, f in zip(order[1:], flags, strict=True) if f]
+            out[classified[:k]] += q
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("scale", [0.3, 2.0, 8.0, 25.0])
+@pytest.mark.parametrize("finish", [0.5, 0.85, 1.0])
+def test_classified_places_equal_every_order_and_retirement_enumerated(
+    n: int, scale: float, finish: float
+) -> None:
+    s = np.random.default_rng([n, int(scale * 10), int(finish * 100)]).normal(scale=scale, size=n)
+    ks = list(range(0, n + 2))
+    for k, got in zip(ks, classified_top_k(s, ks, finish), strict=True):
+        np.testing.assert_allclose(got, _enumerated_classified(s, k, finish), atol=1e-12)
+
+
+def test_classified_places_hand_computed() -> None:
+    """Two cars, weights 3:1, each non-winner classified 0.8: the podium is the winner
+    plus the other if classified: A 3/4 + 1/4 * 0.8 = 0.95, B 1/4 + 3/4 * 0.8 = 0.85."""
+    pod, first = classified_top_k(np.log([3.0, 1.0]), (3, 1), 0.8)
+    np.testing.assert_allclose(pod, [0.95, 0.85], atol=1e-12)
+    np.testing.assert_allclose(first, [0.75, 0.25], atol=1e-12)
+
+
+def test_every_car_classified_is_plain_plackett_luce() -> None:
+    s = np.random.default_rng(8).normal(scale=2.0, size=20)
+    pod, pts = classified_top_k(s, (3, 10), 1.0)
+    np.testing.assert_allclose(pod, podium_probability(s), atol=1e-12)
+    np.testing.assert_allclose(pts, top_k_probability(s, 10), atol=1e-12)
+
+
+def test_retirements_take_places_from_the_favourites_and_give_them_to_the_rest() -> None:
+    s = np.linspace(3.0, -3.0, 20)
+    pod1, pts1 = classified_top_k(s, (3, 10), 1.0)
+    pod, pts = classified_top_k(s, (3, 10), 0.85)
+    win = weights(s)
+    assert pod[0] < pod1[0] and pts[0] < pts1[0]  # the favourite may retire
+    assert pod[-1] > pod1[-1] and pts[-1] > pts1[-1]  # the back of the field gains
+    assert (pod >= win - 1e-15).all() and (pts >= pod - 1e-15).all()
+    # sums: the winner plus the classified others, at most 2 (9) of them
+    assert 2.99 < pod.sum() < 3.0 and 9.99 < pts.sum() < 10.0
+    # a stronger car is at least as likely to be on the podium and in the points
+    assert (np.diff(pod) <= 1e-12).all() and (np.diff(pts) <= 1e-12).all()
+
+
+def test_monte_carlo_agrees_with_the_classified_numbers() -> None:
+    """Gumbel-max orders with each car behind the winner classified at 0.85."""
+    rng = np.random.default_rng(12)
+    s = rng.normal(scale=1.5, size=14)
+    samples = 100_000
+    order = np.argsort(-(s[None, :] + rng.gumbel(size=(samples, len(s)))), axis=1)
+    kept = rng.random((samples, len(s))) < 0.85
+    kept[:, 0] = True  # the winner (first in each order) is classified
+    classified = np.cumsum(kept, axis=1)  # places among the classified, by order
+    pod = np.zeros(len(s))
+    pts = np.zeros(len(s))
+    rows = np.arange(samples)[:, None]
+    np.add.at(pod, order, (kept & (classified <= 3)).astype(float)[rows, np.arange(len(s))])
+    np.add.at(pts, order, (kept & (classified <= 10)).astype(float)[rows, np.arange(len(s))])
+    got_pod, got_pts = classified_top_k(s, (3, 10), 0.85)
+    np.testing.assert_allclose(got_pod, pod / samples, atol=0.006)
+    np.testing.assert_allclose(got_pts, pts / samples, atol=0.006)
+
+
+def test_placings_use_the_finish_rate_and_memoise_it_apart() -> None:
+    s = np.array([1.2, 0.3, -0.5, 0.0, 2.1])
+    keys = ["a", "b", "c", "d", "e"]
+    every = placings(s, keys)
+    some = placings(s, keys, finish=0.85)
+    np.testing.assert_allclose(some.win, every.win)
+    assert some.podium.sum() < every.podium.sum() == pytest.approx(3.0)
+    np.testing.assert_allclose(some.podium, classified_top_k(s, (3,), 0.85)[0], atol=1e-15)
+
+
+@pytest.mark.parametrize("finish", [0.0, -0.1, 1.5])
+def test_a_finish_rate_outside_zero_to_one_is_refused(finish: float) -> None:
+    with pytest.raises(ValueError, match="finish"):
+        classified_top_k(np.zeros(4), (3,), finish)

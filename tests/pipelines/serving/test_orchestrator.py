@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from pipelines.features.event import Entry
+from pipelines.models.placings import classified_top_k
+from pipelines.models.stage2 import Stage2Model
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import (
     TwoStage,
@@ -222,6 +226,25 @@ def test_race_outputs_on_a_bigger_field() -> None:
     assert out.points_prob.sum() == pytest.approx(10.0, abs=1e-9)
     assert (np.diff(out.podium_prob) < 0).all() and (np.diff(out.points_prob) < 0).all()
     assert (out.win_prob <= out.podium_prob).all() and (out.podium_prob <= out.points_prob).all()
+
+
+def test_race_outputs_classify_at_stage2s_finish_rate(tiny_models) -> None:
+    """Cars other than the winner may retire: the flow passes Stage-2's finish rate to
+    the podium and points odds; the win probabilities do not move."""
+    snap, s1, s2 = tiny_models
+    ctx = snap.event_by_round(2024, 2)
+    fld = snap.event_field(ctx)
+    rows = np.arange(len(fld.entries))
+    every = run(TwoStage.local(snap, s1, s2).full(ctx, fld, rows)).race
+    s2r = Stage2Model(replace(s2.config, finish_rate=0.85), s2.booster)
+    some = run(TwoStage.local(snap, s1, s2r).full(ctx, fld, rows)).race
+    assert every is not None and some is not None
+    np.testing.assert_array_equal(some.win_prob, every.win_prob)
+    want = classified_top_k(some.logit, (3, 10), 0.85)
+    np.testing.assert_allclose(some.podium_prob, want[0], atol=1e-12)
+    np.testing.assert_allclose(some.points_prob, want[1], atol=1e-12)
+    assert some.podium_prob.sum() < every.podium_prob.sum()
+    assert some.podium_prob.max() < every.podium_prob.max()  # the favourite may retire
 
 
 def test_forecast_carries_f1db_names(tiny_models) -> None:

@@ -165,7 +165,7 @@ def classified_top_k(strength: np.ndarray, ks: Sequence[int], finish: float) -> 
     n = len(w)
     if n == 1:
         return [np.ones(1) if k >= 1 else np.zeros(1) for k in ks]
-    h = _classified_weights(n, ks, finish)  # [k, a]: a = 0..n (n: padding, never used)
+    h = _classified_weights(n, tuple(ks), float(finish))  # [k, a]: a = 0..n
     lo = math.log(1e-18 / w.max())  # below: every car's integrand < 1e-18
     # above: every car has arrived (each but exp(-50)); with retirements a car can take a
     # place however late it arrives, so the weakest car sets the end
@@ -178,25 +178,27 @@ def classified_top_k(strength: np.ndarray, ks: Sequence[int], finish: float) -> 
     tn = len(t)
     # pre[j][a]: P(a of cars 0..j-1 arrived); suf[j][k, a]: E[h_k(a + arrivals of cars
     # j..n-1)]. Leaving car i out: E[h_k(others arrived)] = sum_a pre[i][a] suf[i+1][k, a]
+    # (pre[j] is 0 past count j, and suf[j] is read only up to count j - 1: the loops
+    # touch those counts alone)
     pre = np.zeros((n + 1, n + 1, tn))
     pre[0, 0] = 1.0
     for j in range(n):
-        np.multiply(pre[j], stay[j], out=pre[j + 1])
-        pre[j + 1, 1:] += pre[j, :-1] * come[j]
-    suf = np.empty((n + 1, len(ks), n + 1, tn))
+        np.multiply(pre[j, : j + 1], stay[j], out=pre[j + 1, : j + 1])
+        pre[j + 1, 1 : j + 2] += pre[j, : j + 1] * come[j]
+    suf = np.zeros((n + 1, len(ks), n + 1, tn))
     suf[n] = h[:, :, None]
-    for j in range(n - 1, -1, -1):
-        np.multiply(suf[j + 1], stay[j], out=suf[j])
-        suf[j, :, :-1] += suf[j + 1, :, 1:] * come[j]
-        suf[j, :, -1] += suf[j + 1, :, -1] * come[j]  # padding: never reached
+    for j in range(n - 1, 0, -1):
+        np.multiply(suf[j + 1, :, :j], stay[j], out=suf[j, :, :j])
+        suf[j, :, :j] += suf[j + 1, :, 1 : j + 1] * come[j]
     expect = np.einsum("iat,ikat->kit", pre[:n], suf[1:])
     out = STEP * np.einsum("it,kit->ki", dens, expect)
     return [np.clip(row, 0.0, 1.0) for row in out]
 
 
-def _classified_weights(n: int, ks: Sequence[int], finish: float) -> np.ndarray:
+@lru_cache(maxsize=256)
+def _classified_weights(n: int, ks: tuple[int, ...], finish: float) -> np.ndarray:
     """[k, a] for a = 0..n: h_k(a) of the module doc (a car arriving after ``a`` others
-    takes a top-k place)."""
+    takes a top-k place). Memoised: the same for every field of a size (read-only)."""
     # binom[m, c] = P(Binomial(m, finish) = c), m = 0..n
     binom = np.zeros((n + 1, n + 1))
     binom[0, 0] = 1.0
@@ -211,6 +213,7 @@ def _classified_weights(n: int, ks: Sequence[int], finish: float) -> np.ndarray:
         h[r, 0] = 1.0
         if k >= 2:
             h[r, 1:] = finish * cdf[:n, min(k - 2, n)]
+    h.flags.writeable = False
     return h
 
 

@@ -300,6 +300,12 @@ METRICS_GUIDE = {
     "of resamples in which the model is better",
     "winner_log_loss": "mean -log P(actual winner) per race (lower is better); 'inf' when "
     "a predictor gave the winner zero probability",
+    "stage2.metrics.podium": "test season: podium (top 3) probabilities per starter (Brier, "
+    "binary log loss, share of each podium among the three most likely cars), after "
+    "qualifying ('test') and before it ('test_chained'), beside each grid slot's podium "
+    "rate; 'finish_rate': the chance a car other than the winner is classified in the "
+    "placings model, measured on the tuning seasons; 'stage2.metrics.points': the same "
+    "for the top 10",
     "gap_pct_mae_dry": "Stage-1's gap-to-pole MAE (%) over the dry events alone (pole lap "
     "faster than the best practice lap; F1DB records no weather), likewise "
     "'spearman_dry': how much of the season's score its wet qualifying sessions are",
@@ -324,7 +330,8 @@ def model_info(
             "description": "Monotone LightGBM stacked with a linear conditional logit fitted "
             "on each training race's first three finishers (Plackett-Luce; the booster too "
             "when its loss is per race), softmax per race (podium and points: Plackett-Luce "
-            "on the same strengths)",
+            "on the same strengths, cars other than the winner classified at the "
+            "training seasons' rate)",
             "feature_count": len(stage2_meta.get("feature_names", [])),
             "feature_names": stage2_meta.get("feature_names", []),
             "metrics": stage2_meta.get("metrics", {}),

@@ -448,11 +448,16 @@ def test_names_in_every_answer(client: TestClient) -> None:
     assert {p["constructor_name"] for p in quali} == {"Red Bull", "McLaren", "Ferrari"}
 
 
-def test_model_info_reports_podium_metrics(client: TestClient) -> None:
-    podium = client.get("/model_info").json()["stage2"]["metrics"]["podium"]
-    assert podium["test"]["season"] == 2025
-    assert {"brier", "log_loss"} <= set(podium["test"])
+def test_model_info_reports_podium_and_points_metrics(client: TestClient) -> None:
+    info = client.get("/model_info").json()
+    podium, points = (info["stage2"]["metrics"][k] for k in ("podium", "points"))
+    assert podium["test"]["season"] == points["test"]["season"] == 2025
+    assert {"brier", "log_loss", "top3_hits"} <= set(podium["test"])
+    assert {"brier", "log_loss", "top10_hits"} <= set(points["test_chained"])
     assert {"brier", "log_loss"} <= set(podium["baselines"]["grid_slot"]["test"])
+    assert {"brier", "log_loss"} <= set(points["baselines"]["grid_slot"]["test"])
+    assert 0.7 < podium["finish_rate"] == points["finish_rate"] < 1.0
+    assert "classified" in info["metrics_guide"]["stage2.metrics.podium"]
 
 
 def test_openapi_declares_the_new_fields(client: TestClient) -> None:

@@ -282,3 +282,16 @@ def test_placings_use_the_finish_rate_and_memoise_it_apart() -> None:
 def test_a_finish_rate_outside_zero_to_one_is_refused(finish: float) -> None:
     with pytest.raises(ValueError, match="finish"):
         classified_top_k(np.zeros(4), (3,), finish)
+
+
+def test_classified_places_stay_finite_for_extreme_strengths() -> None:
+    """Cars 300 behind (clipped at MAX_SPREAD) stretch the integral to the weakest car's
+    arrival: still finite, ordered, and each car classified at most ``finish``."""
+    s = np.array([80.0, 79.5, 0.0, -40.0, -300.0, -300.0, 5.0])
+    pod, pts = classified_top_k(s, (3, 10), 0.85)
+    assert np.isfinite(pod).all() and np.isfinite(pts).all()
+    win = weights(s)
+    # seven cars: everyone classified scores, so points = win + (1 - win) * 0.85
+    np.testing.assert_allclose(pts, win + (1.0 - win) * 0.85, atol=1e-12)
+    assert pod[0] == pytest.approx(win[0] + (1.0 - win[0]) * 0.85, abs=1e-9)
+    assert 2.99 < pod.sum() < 3.0

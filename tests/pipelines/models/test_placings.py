@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,15 +25,20 @@ def _keys(n: int) -> list[str]:
     return [f"d{i:02d}" for i in range(n)]
 
 
-def _enumerated(strength: np.ndarray, k: int) -> np.ndarray:
-    """P(top k) by summing the probability of every finishing order."""
+def _orders(strength: np.ndarray) -> Iterator[tuple[tuple[int, ...], float]]:
+    """Every finishing order with its Plackett-Luce probability."""
     w = weights(strength)
-    n = len(w)
-    out = np.zeros(n)
-    for order in itertools.permutations(range(n)):
+    for order in itertools.permutations(range(len(w))):
         p = 1.0
         for at, i in enumerate(order):
             p *= w[i] / w[list(order[at:])].sum()
+        yield order, p
+
+
+def _enumerated(strength: np.ndarray, k: int) -> np.ndarray:
+    """P(top k) by summing the probability of every finishing order."""
+    out = np.zeros(len(strength))
+    for order, p in _orders(strength):
         out[list(order[:k])] += p
     return out
 
@@ -194,13 +200,9 @@ def test_top_k_skipping_the_early_nodes_changes_nothing_measurable(
 def _enumerated_classified(strength: np.ndarray, k: int, finish: float) -> np.ndarray:
     """P(among the first k classified) by summing over every finishing order and every
     classification of the cars behind the winner (the winner is always classified)."""
-    w = weights(strength)
-    n = len(w)
+    n = len(strength)
     out = np.zeros(n)
-    for order in itertools.permutations(range(n)):
-        p = 1.0
-        for at, i in enumerate(order):
-            p *= w[i] / w[list(order[at:])].sum()
+    for order, p in _orders(strength):
         for flags in itertools.product((False, True), repeat=n - 1):
             q = p * math.prod(finish if f else 1.0 - finish for f in flags)
             classified = [order[0]] + [c for c, f in zip(order[1:], flags, strict=True) if f]

@@ -266,9 +266,10 @@ def tune_stage2(
 
 def finish_rate(meta: pd.DataFrame) -> float:
     """Share of the starters in ``meta`` classified (a finishing position): how often a
-    car other than the winner is, for the podium and points odds (``placings``)."""
-    pos = meta["position"].to_numpy(float)
-    return float(np.mean(~np.isnan(pos))) if len(pos) else 1.0
+    car other than the winner is, for the podium and points odds (``placings``). 1 when
+    no starter has a position (the data records none: nothing to measure)."""
+    classified = ~np.isnan(meta["position"].to_numpy(float))
+    return float(classified.mean()) if classified.any() else 1.0
 
 
 def tune(

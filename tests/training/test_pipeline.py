@@ -17,7 +17,7 @@ from pipelines.models.placings import classified_top_k
 from tests.conftest import slice_tables, store_models
 from training.datasets import StageData
 from training.metrics import placing_metrics, stage2_metrics
-from training.pipeline import Protocol, TrainingError, check_seasons, run
+from training.pipeline import Protocol, TrainingError, check_seasons, finish_rate, run
 from training.report import PODIUM_KEYS, POINTS_KEYS, S1_KEYS, S2_KEYS, fmt, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,6 +27,14 @@ PROTOCOL = Protocol(train_from=2021, valid_season=2024, test_season=2025)
 def _data(seasons: list[int]) -> StageData:
     meta = pd.DataFrame({"season": seasons, "race_id": range(len(seasons))})
     return StageData(np.zeros((len(seasons), 3)), np.zeros(len(seasons)), meta)
+
+
+def test_finish_rate_is_the_share_of_classified_starters() -> None:
+    meta = pd.DataFrame({"position": [1.0, 2.0, np.nan, 3.0, np.nan, 4.0, 5.0, 6.0]})
+    assert finish_rate(meta) == pytest.approx(6 / 8)
+    # positions not recorded at all (or no starter): nothing measured, all classified
+    assert finish_rate(pd.DataFrame({"position": [np.nan, np.nan]})) == 1.0
+    assert finish_rate(pd.DataFrame({"position": []}, dtype=float)) == 1.0
 
 
 def test_check_seasons_accepts_the_minimum() -> None:

@@ -143,7 +143,12 @@ def test_the_podium_and_points_tables_are_the_evaluation_report(
     what: str, header: str, hits: str
 ) -> None:
     pod = _evaluation()["stage2"][what]
-    sources = [pod["test"], pod["test_chained"], pod["baselines"]["grid_slot"]["test"]]
+    sources = [
+        pod["test"],
+        pod["test_chained"],
+        pod["before_practice"]["model"],
+        pod["baselines"]["grid_slot"]["test"],
+    ]
     rows = _table(header)
     assert len(rows) == len(sources)
     for (name, *cells), src in zip(rows, sources, strict=True):

@@ -466,6 +466,7 @@ def score_test(
     frames["stage2"] = frames["stage2"].merge(base_col, on=keys, how="left")
     preds = {"stage1": q, **frames}
     evaluation = score(preds)
+    preds["stage2_ahead"] = served.stage2_ahead  # a weekend ahead (scored below)
     without = None
     if m1.form_boosters:  # the same season a weekend ahead as before the form-only ensemble
         main_only = Stage1Model(replace(m1.config, form_model=False), m1.boosters)
@@ -496,6 +497,12 @@ def score_test(
             "test_chained": placing_metrics(
                 frames["stage2_chained"], frames["stage2_chained"][col].to_numpy(), what, k
             ),
+            "before_practice": {  # a weekend ahead, as ``stage2.before_practice``
+                "model": placing_metrics(
+                    served.stage2_ahead, served.stage2_ahead[col].to_numpy(), what, k
+                ),
+                "baselines": {},
+            },
             "baselines": {"grid_slot": {"test": placing_metrics(te2.meta, base, what, k)}},
             "finish_rate": m2.config.finish_rate,
         }

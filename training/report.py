@@ -58,6 +58,25 @@ def _table(stage: dict[str, Any], keys: list[str], which: str = "test") -> list[
     return lines
 
 
+def _placings_elsewhere(s2: dict[str, Any]) -> list[str]:
+    """The model's podium and points scores before qualifying and a weekend ahead."""
+    out = []
+    for what in ("podium", "points"):
+        block = s2.get(what) or {}
+        for key, label in (
+            ("test_chained", "before qualifying"),
+            ("before_practice", "a weekend ahead"),
+        ):
+            m = block.get(key)
+            m = m.get("model") if isinstance(m, dict) and "model" in m else m
+            if m:
+                out.append(
+                    f"- {what}, {label}: Brier {fmt(m.get('brier'))}, log loss "
+                    f"{fmt(m.get('log_loss'))}"
+                )
+    return out
+
+
 def _span(seasons: Any) -> str:
     if isinstance(seasons, list | tuple) and len(seasons) == 2:
         return f"{seasons[0]}-{seasons[1]}" if seasons[0] != seasons[1] else str(seasons[0])
@@ -356,6 +375,7 @@ def markdown(ev: dict[str, Any]) -> str:
         lines += _table(s2["podium"], PODIUM_KEYS)
         if "points" in s2:
             lines += ["", "Points (top 10):", "", *_table(s2["points"], POINTS_KEYS)]
+        lines += ["", *_placings_elsewhere(s2)]
     lines += intervals_section(ev)
     lines += [
         "",

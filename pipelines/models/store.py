@@ -302,7 +302,8 @@ METRICS_GUIDE = {
     "a predictor gave the winner zero probability",
     "stage2.metrics.podium": "test season: podium (top 3) probabilities per starter (Brier, "
     "binary log loss, share of each podium among the three most likely cars), after "
-    "qualifying ('test') and before it ('test_chained'), beside each grid slot's podium "
+    "qualifying ('test'), before it ('test_chained') and a weekend ahead "
+    "('before_practice'), beside each grid slot's podium "
     "rate; 'finish_rate': the chance a car other than the winner is classified in the "
     "placings model, measured on the tuning seasons; 'stage2.metrics.points': the same "
     "for the top 10",

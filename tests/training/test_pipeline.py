@@ -164,6 +164,12 @@ def test_predictions_cover_the_test_season(trained, real_tables) -> None:
     for k in POINTS_KEYS:
         assert pts[k] == pytest.approx(trained.evaluation["stage2"]["points"]["test"][k])
     assert trained.evaluation["stage2"]["points"]["finish_rate"] == finish
+    ahead = trained.predictions["stage2_ahead"]
+    for what, k in (("podium", 3), ("points", 10)):
+        got = trained.evaluation["stage2"][what]["before_practice"]["model"]
+        want = placing_metrics(ahead, ahead[f"{what}_prob"].to_numpy(), what, k)
+        assert got == pytest.approx(want)
+        assert got["races"] == trained.evaluation["stage2"][what]["test"]["races"]
 
 
 @pytest.mark.slow
@@ -257,6 +263,12 @@ def test_write_report(trained, tmp_path: Path) -> None:
         ahead1["model"]["gap_pct_mae"]
     )
     assert "## A weekend ahead (no practice in the data yet)" in md
+    for what in ("podium", "points"):
+        ahead_pl = ev["stage2"][what]["before_practice"]["model"]
+        assert (
+            f"- {what}, a weekend ahead: Brier {fmt(ahead_pl['brier'])}, log loss "
+            f"{fmt(ahead_pl['log_loss'])}" in md
+        )
     without = ahead1["without_form_model"]
     assert without["rows"] == ahead1["model"]["rows"]
     assert "Without the form-only ensemble (Stage-1's main ensemble predicting every car" in md

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import math
 import platform
 import shutil
@@ -482,8 +483,9 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 
 def has_models() -> bool:
     """The three models are stored, the latest two match this code's features (and
-    Stage-2's linear terms, Stage-1's new-entrant blanking and form-only ensemble), the
-    latest snapshot this code's format (else `f1 train --if-missing` trains anew)."""
+    Stage-2's linear terms and measured finish rate, Stage-1's new-entrant blanking and
+    form-only ensemble), the latest snapshot this code's format (else `f1 train
+    --if-missing` trains anew)."""
     names = {m.tag.name for m in bentoml.models.list()}
     if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
         return False
@@ -494,8 +496,11 @@ def has_models() -> bool:
         check_features(stage2, STAGE2)
         cfg2 = Stage2Model.load_config(Path(stage2.path) / "model")
         cfg1 = Stage1Model.load_config(Path(stage1.path) / "model")
+        raw2 = json.loads((Path(stage2.path) / "model" / "config.json").read_text())
     except (StoreError, ValueError, OSError, TypeError):
         return False
+    if "finish_rate" not in raw2:
+        return False  # saved before the podium and points odds let cars retire
     fresh = Stage1Config()
     if (cfg1.new_team_share, cfg1.form_model) != (fresh.new_team_share, fresh.form_model):
         return False  # fitted before new entrants (or fields without practice) were trained for

@@ -336,3 +336,22 @@ def test_a_stage2_on_other_places_than_the_settings_ask_makes_if_missing_retrain
     monkeypatch.delenv("F1_STAGE2_RANK_DEPTH")
     get_settings.cache_clear()
     assert store.has_models()
+
+
+def test_a_stage2_saved_before_cars_could_retire_makes_if_missing_retrain(
+    empty_store, tiny_models
+) -> None:
+    """A Stage-2 saved before the finish rate was measured serves every car as
+    classified (it still loads: finish rate 1); `make serve` trains anew to measure it."""
+    import json
+
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
+    assert store.has_models()
+    cfg_path = Path(bentoml.models.get(tags.stage2).path) / "model" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    assert "finish_rate" in cfg
+    cfg_path.write_text(json.dumps({k: v for k, v in cfg.items() if k != "finish_rate"}))
+    assert not store.has_models()
+    loaded = store.open_stage2_config(Path(bentoml.models.get(tags.stage2).path), tags.stage2)
+    assert loaded.finish_rate == 1.0

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
-from pipelines.models.placings import PODIUM, POINTS, classified_top_k
+from pipelines.models.placings import placings
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from pipelines.serving.orchestrator import Forecast, TwoStage
@@ -134,14 +134,16 @@ def renormalise(prob: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def placings_over_starters(
-    logit: np.ndarray, groups: np.ndarray, finish: float
+    logit: np.ndarray, groups: np.ndarray, ids: np.ndarray, finish: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Podium and points (top 10) probabilities over the scored cars of each race:
-    Plackett-Luce on their logits, the others than the winner classified at ``finish``
-    (a non-starter drops out of the order; the rest keep their strengths)."""
+    """Podium and points (top 10) probabilities over the scored cars of each race, by
+    the served function (``placings``: Plackett-Luce on their logits, the others than
+    the winner classified at ``finish``; a non-starter drops out of the order, the rest
+    keep their strengths)."""
     podium, points = np.empty(len(logit), dtype=float), np.empty(len(logit), dtype=float)
     for _, idx in pd.Series(groups).groupby(groups).indices.items():
-        podium[idx], points[idx] = classified_top_k(logit[idx], (PODIUM, POINTS), finish)
+        pl = placings(logit[idx], [str(d) for d in ids[idx]], finish=finish)
+        podium[idx], points[idx] = pl.podium, pl.points
     return podium, points
 
 
@@ -222,6 +224,6 @@ def _race_rows(
     groups = m["race_id"].to_numpy()
     m["prob"] = renormalise(m["prob"].to_numpy(float), groups)
     m["podium_prob"], m["points_prob"] = placings_over_starters(
-        m["logit"].to_numpy(float), groups, finish
+        m["logit"].to_numpy(float), groups, m["driver_id"].to_numpy(), finish
     )
     return m.drop(columns=["_x"]), x[m["_x"].to_numpy()]

@@ -172,3 +172,56 @@ def test_the_how_sure_table_is_the_evaluation_report() -> None:
         src = sources[name]
         lo, hi = src["interval"]
         assert (model, band) == (_fmt(src["model"]), f"{_fmt(lo)}-{_fmt(hi)}"), name
+
+
+def test_the_finish_rate_quoted_is_the_evaluated_models() -> None:
+    """The podium section quotes the share of starters classified that the served and
+    evaluated Stage-2 uses (both fitted with the same tuning seasons)."""
+    s2 = _evaluation()["stage2"]
+    rate = s2["podium"]["finish_rate"]
+    assert (
+        rate
+        == s2["points"]["finish_rate"]
+        == _evaluation()["tuning"]["chosen"]["stage2"]["finish_rate"]
+    )
+    text = " ".join(README.split())  # the README wraps its lines anywhere
+    assert f"({_fmt(rate)} for the served model" in text
+    assert f"(measured, not tuned: {_fmt(rate)} for 2025 and the served model" in text
+
+
+def test_the_cars_retire_paragraph_is_the_reports() -> None:
+    """ "S before -> now (grid slot; points model vs grid slot)" per season: every figure
+    after the arrow is the season's report (a backtest's, or 2025's evaluation)."""
+    import re
+
+    text = " ".join(README.split())
+    start = text.index("**Cars retire.**")
+    para = text[start : text.index("Better after qualifying", start)]
+    found = re.findall(
+        r"(\d{4})(?: \(test\)|, looked at afterwards,)? ([\d.]+) -> ([\d.]+) \(([\d.]+); "
+        r"([\d.]+) vs ([\d.]+)\)",
+        para,
+    )
+    assert [int(f[0]) for f in found] == [
+        2009,
+        2014,
+        2016,
+        2017,
+        2019,
+        2021,
+        2022,
+        2023,
+        2024,
+        2025,
+    ]
+    for season, _before, now, slot, pts, pts_slot in found:
+        path = "evaluation.json" if season == "2025" else f"backtest-{season}.json"
+        s2 = json.loads((REPORTS / path).read_text())["stage2"]
+        pod, points = s2["podium"], s2["points"]
+        want = [
+            pod["test"]["log_loss"],
+            pod["baselines"]["grid_slot"]["test"]["log_loss"],
+            points["test"]["log_loss"],
+            points["baselines"]["grid_slot"]["test"]["log_loss"],
+        ]
+        assert [now, slot, pts, pts_slot] == [_fmt(v) for v in want], season

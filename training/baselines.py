@@ -351,13 +351,13 @@ PODIUM_SLOTS = 20
 """Slots past this (pit-lane starters, back of a 22-26 car grid) share one frequency."""
 
 
-def podium_by_grid(
+def placing_by_grid(
     train: StageData, test: StageData, prior: float = 2.0, flag: str = "podium", k: int = 3
 ) -> np.ndarray:
-    """P(podium | grid slot): the training seasons' podium frequency of each slot
-    (shrunk towards the overall rate by ``prior`` starts), scaled per race to sum to 3
-    (capped at 1, the excess spread over the others). With ``flag="points"`` and
-    ``k=10``, the same for a top-10 finish."""
+    """P(top ``k`` | grid slot): the training seasons' frequency of the ``flag`` finish
+    (podium, k = 3; ``points``, k = 10) from each slot, shrunk towards the overall rate
+    by ``prior`` starts, scaled per race to sum to k (capped at 1, the excess spread
+    over the others)."""
     tm = train.meta
     slot = np.minimum(tm["grid"].to_numpy(float), PODIUM_SLOTS)
     podium = tm[flag].to_numpy(float)

@@ -460,8 +460,8 @@ def score_test(
     ):
         probs = b2.predict(frame["flow_grid"].to_numpy(float), x, frame["race_id"].to_numpy())
         frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
-    podium_base = baselines.podium_by_grid(fit2, te2)
-    points_base = baselines.podium_by_grid(fit2, te2, flag="points", k=10)
+    podium_base = baselines.placing_by_grid(fit2, te2)
+    points_base = baselines.placing_by_grid(fit2, te2, flag="points", k=10)
     base_col = te2.meta[keys].assign(podium_base=podium_base, points_base=points_base)
     frames["stage2"] = frames["stage2"].merge(base_col, on=keys, how="left")
     preds = {"stage1": q, **frames}

@@ -491,7 +491,12 @@ class Stage2Model:
     def load_config(path: Path) -> Stage2Config:
         """The saved configuration; ValueError if its linear part is on other terms than
         the code's (a model trained before ``LINEAR_TERMS`` changed)."""
-        raw = json.loads((path / "config.json").read_text())
+        return Stage2Model.config_from(json.loads((path / "config.json").read_text()), path)
+
+    @staticmethod
+    def config_from(saved: dict[str, Any], path: Path) -> Stage2Config:
+        """``load_config`` of an already read ``config.json`` (``saved``, not modified)."""
+        raw = dict(saved)
         raw.setdefault("rank_depth", 1)  # saved before Stage-2 learnt from the first places
         config = Stage2Config(**raw)
         terms = [t.name for t in LINEAR_TERMS]

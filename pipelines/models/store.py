@@ -494,9 +494,9 @@ def has_models() -> bool:
     try:
         check_features(stage1, STAGE1)
         check_features(stage2, STAGE2)
-        cfg2 = Stage2Model.load_config(Path(stage2.path) / "model")
-        cfg1 = Stage1Model.load_config(Path(stage1.path) / "model")
         raw2 = json.loads((Path(stage2.path) / "model" / "config.json").read_text())
+        cfg2 = Stage2Model.config_from(raw2, Path(stage2.path) / "model")
+        cfg1 = Stage1Model.load_config(Path(stage1.path) / "model")
     except (StoreError, ValueError, OSError, TypeError):
         return False
     if "finish_rate" not in raw2:

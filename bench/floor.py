@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Loaded, full_response, local_flow, parse_quali, resolve
+from pipelines.models.placings import PODIUM, POINTS, classified_top_k
 from pipelines.models.pole import pole_estimate
 from pipelines.serving.orchestrator import race_grid, run
 
@@ -122,6 +123,15 @@ def measure(
         f = loop.run_until_complete(flow.full(r.ctx, r.field, r.rows))
         full_response(loaded, r, f, t0).model_dump_json()
 
+    # podium and points of a field whose strengths no memo has seen (the served finish rate)
+    strength = np.asarray(fc.race.logit if fc.race is not None else np.zeros(len(fld.entries)))
+    finish = s2.config.finish_rate
+    moves = np.random.default_rng(20261203).uniform(-0.05, 0.05, (iterations + 1, len(strength)))
+    fresh = iter(strength + moves)
+
+    def placings_fresh() -> None:
+        classified_top_k(next(fresh), (PODIUM, POINTS), finish)
+
     steps = {
         "model_floor": (models, iterations),
         "stage1_predict_gap": (lambda: s1.predict_gap(x1), iterations),
@@ -132,6 +142,7 @@ def measure(
             lambda: pole_estimate(snap, ctx, fld.laps, s1.config.pole),
             few,
         ),
+        "placings_fresh_field": (placings_fresh, iterations),
         "response_models_and_json": (response, few),
         "dataframe_plus_columntransformer_stage1": (
             lambda: orig.pre1.transform(feature_frame(x1, STAGE1.names)),

@@ -239,6 +239,7 @@ def _floor(results: dict[str, Any]) -> list[str]:
         "pole_estimate": "pole-lap estimate, as served (pipelines.models.pole.pole_estimate)",
         "pole_history": "FeatureSnapshot.pole_history",
         "estimate_pole": "models.estimate_pole (pandas)",
+        "placings_fresh_field": "podium and points odds of a field no memo has seen (cars retire)",
         "response_models_and_json": "response: pydantic models + JSON (FullResponse)",
         "dataframe_plus_columntransformer_stage1": "original design: DataFrame + ColumnTransformer, one stage",
         "in_process_request_plain_path": "a whole request in-process: parse, resolve, both stages, JSON (plain path, no HTTP)",

@@ -147,6 +147,7 @@ def test_the_podium_and_points_tables_are_the_evaluation_report(
         pod["test"],
         pod["test_chained"],
         pod["before_practice"]["model"],
+        pod["baselines"]["every_car_classified"]["test"],
         pod["baselines"]["grid_slot"]["test"],
     ]
     rows = _table(header)
@@ -190,8 +191,9 @@ def test_the_finish_rate_quoted_is_the_evaluated_models() -> None:
 
 
 def test_the_cars_retire_paragraph_is_the_reports() -> None:
-    """ "S before -> now (grid slot; points model vs grid slot)" per season: every figure
-    after the arrow is the season's report (a backtest's, or 2025's evaluation)."""
+    """ "S every car classified -> cars retire (grid slot; points model vs grid slot)" per
+    season: every figure is the season's report (a backtest's, or 2025's evaluation),
+    and so are the counts of seasons the change made better."""
     import re
 
     text = " ".join(README.split())
@@ -214,14 +216,37 @@ def test_the_cars_retire_paragraph_is_the_reports() -> None:
         2024,
         2025,
     ]
-    for season, _before, now, slot, pts, pts_slot in found:
+    better = {"test": 0, "test_chained": 0}
+    for season, before, now, slot, pts, pts_slot in found:
         path = "evaluation.json" if season == "2025" else f"backtest-{season}.json"
         s2 = json.loads((REPORTS / path).read_text())["stage2"]
         pod, points = s2["podium"], s2["points"]
+        every = pod["baselines"]["every_car_classified"]
         want = [
+            every["test"]["log_loss"],
             pod["test"]["log_loss"],
             pod["baselines"]["grid_slot"]["test"]["log_loss"],
             points["test"]["log_loss"],
             points["baselines"]["grid_slot"]["test"]["log_loss"],
         ]
-        assert [now, slot, pts, pts_slot] == [_fmt(v) for v in want], season
+        assert [before, now, slot, pts, pts_slot] == [_fmt(v) for v in want], season
+        if season != "2025":
+            for which in better:
+                better[which] += pod[which]["log_loss"] < every[which]["log_loss"]
+    # "Better after qualifying in seven of nine backtests and before qualifying in all nine"
+    assert better == {"test": 7, "test_chained": 9}
+    assert "Better after qualifying in seven of nine backtests and before qualifying in all" in text
+
+
+def test_the_points_odds_before_cars_could_retire_are_the_report() -> None:
+    """ "barely better than a coin (2025 log loss X per starter against 0.693 for even odds
+    on every car and Y for the grid slot's rate": the baseline kept in the report for it."""
+    points = _evaluation()["stage2"]["points"]
+    every = points["baselines"]["every_car_classified"]["test"]["log_loss"]
+    slot = points["baselines"]["grid_slot"]["test"]["log_loss"]
+    assert slot < every < math.log(2) < every + 0.05  # "barely better than a coin"
+    text = " ".join(README.split())
+    assert (
+        f"(2025 log loss {_fmt(every)} per starter against {_fmt(math.log(2))} for even odds "
+        f"on every car and {_fmt(slot)} for the grid slot's rate" in text
+    )

@@ -39,7 +39,13 @@ from pipelines.models.stage2 import (
 )
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
-from training.evaluate import EventHook, Served, ahead_predictions, served_predictions
+from training.evaluate import (
+    EventHook,
+    Served,
+    ahead_predictions,
+    placings_over_starters,
+    served_predictions,
+)
 from training.metrics import (
     gap_and_spearman,
     placing_metrics,
@@ -490,8 +496,17 @@ def score_test(
             int(season): pole_win_share(rows) for season, rows in fit2.meta.groupby("season")
         },
     }
+    # the same strengths with every car classified (plain Plackett-Luce, as served before
+    # the finish rate): what letting cars retire changes, reproduced by this command
+    every = {
+        name: placings_over_starters(
+            f["logit"].to_numpy(float), f["race_id"].to_numpy(), f["driver_id"].to_numpy(), 1.0
+        )
+        for name, f in frames.items()
+    }
     for what, k, base in (("podium", 3, podium_base), ("points", 10, points_base)):
         col = f"{what}_prob"
+        at = 0 if what == "podium" else 1
         evaluation["stage2"][what] = {
             "test": placing_metrics(frames["stage2"], frames["stage2"][col].to_numpy(), what, k),
             "test_chained": placing_metrics(
@@ -503,7 +518,13 @@ def score_test(
                 ),
                 "baselines": {},
             },
-            "baselines": {"grid_slot": {"test": placing_metrics(te2.meta, base, what, k)}},
+            "baselines": {
+                "grid_slot": {"test": placing_metrics(te2.meta, base, what, k)},
+                "every_car_classified": {
+                    which: placing_metrics(frames[name], every[name][at], what, k)
+                    for which, name in (("test", "stage2"), ("test_chained", "stage2_chained"))
+                },
+            },
             "finish_rate": m2.config.finish_rate,
         }
     return evaluation, preds

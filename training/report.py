@@ -369,7 +369,10 @@ def markdown(ev: dict[str, Any]) -> str:
             "-[y log p + (1-y) log(1-p)]); `top3_hits` / `top10_hits`: share of each "
             "race's top 3 / top 10 found among its three / ten most likely cars. Baseline "
             "`grid_slot`: each grid slot's podium (top-10) frequency in the training "
-            "seasons, scaled per race to sum to 3 (10).",
+            "seasons, scaled per race to sum to 3 (10). `every_car_classified`: the "
+            "model's own strengths with every car classified (plain Plackett-Luce, the "
+            "odds served before the finish rate), to show what letting cars retire "
+            "changes.",
             "",
         ]
         lines += _table(s2["podium"], PODIUM_KEYS)

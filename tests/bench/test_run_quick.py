@@ -69,6 +69,7 @@ def test_quick_benchmark_end_to_end(pinned_env: dict[str, str], tmp_path: Path) 
     floor = results["floor"]
     assert floor["in_process_request_jittered_laps"]["mean_us"] > 0
     assert floor["numpy_features_both_stages_no_memo"]["mean_us"] > 0
+    assert floor["placings_fresh_field"]["mean_us"] > 0
     for s in results["scenarios"]:
         assert s["hey"]["requests"] > 0
         assert s["hey"]["failed"] == 0, s

@@ -91,7 +91,15 @@ def test_evaluation_has_every_metric(trained) -> None:
     for m in (podium["test"], podium["test_chained"], podium["baselines"]["grid_slot"]["test"]):
         assert set(PODIUM_KEYS) <= set(m) and m["season"] == 2025
         assert 0 < m["brier"] < 0.25 and 0 < m["log_loss"] < 1.0
-    assert set(podium["baselines"]) == {"grid_slot"}
+    assert set(podium["baselines"]) == {"grid_slot", "every_car_classified"}
+    # the same strengths with every car classified: the same cars most likely (both
+    # orders follow the strengths), other odds
+    for what, hits in (("podium", "top3_hits"), ("points", "top10_hits")):
+        block = ev["stage2"][what]
+        for flow in ("test", "test_chained"):
+            every = block["baselines"]["every_car_classified"][flow]
+            assert every[hits] == block[flow][hits]
+            assert every["log_loss"] != block[flow]["log_loss"]
     # intervals: of the reported values, paired with every finite baseline
     iv1 = ev["stage1"]["intervals"]["metrics"]
     for k in ("gap_pct_mae", "spearman"):

@@ -1,5 +1,6 @@
 """Plackett-Luce placings: hand-computed fields, edge cases, sums, orderings, and the
-quadrature against every finishing order enumerated and against Monte Carlo."""
+quadrature against every finishing order (and classification) enumerated and against
+Monte Carlo."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from pipelines.models.placings import (
     MAX_SPREAD,
     classified_top_k,
     placings,
-    podium_probability,
-    top_k_probability,
     weights,
 )
 from pipelines.models.stage2 import group_softmax
@@ -35,6 +34,11 @@ def _orders(strength: np.ndarray) -> Iterator[tuple[tuple[int, ...], float]]:
         yield order, p
 
 
+def _top_k(strength: np.ndarray, k: int) -> np.ndarray:
+    """P(top k) with every car classified: plain Plackett-Luce."""
+    return classified_top_k(strength, (k,), 1.0)[0]
+
+
 def _enumerated(strength: np.ndarray, k: int) -> np.ndarray:
     """P(top k) by summing the probability of every finishing order."""
     out = np.zeros(len(strength))
@@ -51,7 +55,7 @@ def test_weights_are_the_softmax() -> None:
 def test_hand_computed_top_two_of_three() -> None:
     """Weights 2:1:1. A misses the top two only if B and C both beat it:
     P = 2 * (1/4)(1/3) = 1/6. B is last if A then C (1/2 * 1/2) or C then A (1/4 * 2/3)."""
-    p = top_k_probability(np.log([2.0, 1.0, 1.0]), 2)
+    p = _top_k(np.log([2.0, 1.0, 1.0]), 2)
     np.testing.assert_allclose(p, [5 / 6, 7 / 12, 7 / 12], atol=1e-12)
 
 
@@ -60,8 +64,8 @@ def test_hand_computed_podium_of_four() -> None:
     = 1/20. B is last in the orders of A, C, D: 2(1/12) + 2(1/20) + 2(1/40) = 19/60."""
     s = np.log([3.0, 1.0, 1.0, 1.0])
     expected = [19 / 20, 41 / 60, 41 / 60, 41 / 60]
-    np.testing.assert_allclose(podium_probability(s), expected, atol=1e-15)
-    np.testing.assert_allclose(top_k_probability(s, 3), expected, atol=1e-12)
+    np.testing.assert_allclose(_top_k(s, 3), expected, atol=1e-12)
+    np.testing.assert_allclose(placings(s, _keys(4)).podium, expected, atol=1e-12)
 
 
 def test_equal_strengths_share_evenly() -> None:
@@ -86,16 +90,16 @@ def test_tiny_fields_everyone_is_on_the_podium(n: int) -> None:
 def test_ten_or_fewer_cars_all_score() -> None:
     p = placings(np.linspace(-3, 3, 10), _keys(10))
     np.testing.assert_array_equal(p.points, np.ones(10))
-    assert top_k_probability(np.zeros(5), 0).tolist() == [0.0] * 5
+    assert _top_k(np.zeros(5), 0).tolist() == [0.0] * 5
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("scale", [0.3, 2.0, 8.0, 25.0])
 def test_quadrature_equals_every_order_enumerated(n: int, scale: float) -> None:
     s = np.random.default_rng([n, int(scale * 10)]).normal(scale=scale, size=n)
-    for k in range(1, n + 1):
-        np.testing.assert_allclose(top_k_probability(s, k), _enumerated(s, k), atol=1e-12)
-    np.testing.assert_allclose(podium_probability(s), _enumerated(s, 3), atol=1e-14)
+    ks = list(range(1, n + 1))
+    for k, got in zip(ks, classified_top_k(s, ks, 1.0), strict=True):
+        np.testing.assert_allclose(got, _enumerated(s, k), atol=1e-12)
 
 
 @pytest.mark.parametrize("n", list(range(1, 31)))
@@ -117,8 +121,9 @@ def test_sums_and_orderings_over_any_field(n: int) -> None:
 
 def test_top_k_sums_for_every_k() -> None:
     s = np.random.default_rng(3).normal(scale=3.0, size=22)
-    for k in range(1, 23):
-        assert top_k_probability(s, k).sum() == pytest.approx(min(k, 22), abs=1e-9)
+    ks = list(range(1, 23))
+    for k, p in zip(ks, classified_top_k(s, ks, 1.0), strict=True):
+        assert p.sum() == pytest.approx(min(k, 22), abs=1e-9)
 
 
 def test_monte_carlo_agrees_with_the_exact_numbers() -> None:
@@ -130,8 +135,9 @@ def test_monte_carlo_agrees_with_the_exact_numbers() -> None:
     rank = np.argsort(order, axis=1)
     mc_podium = (rank < 3).mean(axis=0)
     mc_points = (rank < 10).mean(axis=0)
-    np.testing.assert_allclose(podium_probability(s), mc_podium, atol=0.006)
-    np.testing.assert_allclose(top_k_probability(s, 10), mc_points, atol=0.006)
+    pod, pts = classified_top_k(s, (3, 10), 1.0)
+    np.testing.assert_allclose(pod, mc_podium, atol=0.006)
+    np.testing.assert_allclose(pts, mc_points, atol=0.006)
 
 
 def test_extreme_strengths_stay_finite_and_exact() -> None:
@@ -182,18 +188,6 @@ def test_memoised_answers_cannot_be_changed_by_a_caller() -> None:
     assert again.points.sum() == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize("spread", [0.3, 2.0, 8.0, 60.0])
-@pytest.mark.parametrize("n,k", [(4, 1), (8, 3), (20, 10), (22, 10), (24, 23)])
-def test_top_k_skipping_the_early_nodes_changes_nothing_measurable(
-    spread: float, n: int, k: int
-) -> None:
-    # the recursion is skipped where fewer than k others have surely arrived (the
-    # speed-up of the uncached path, issue 14); against running it on every node
-    s = np.random.default_rng(20261202 + n * k).normal(0.0, spread, n)
-    full = top_k_probability(s, k, skip_below=0.0)
-    np.testing.assert_allclose(top_k_probability(s, k), full, rtol=0, atol=1e-15)
-
-
 # ------------------------------------------------- cars other than the winner may retire
 
 
@@ -228,13 +222,6 @@ def test_classified_places_hand_computed() -> None:
     pod, first = classified_top_k(np.log([3.0, 1.0]), (3, 1), 0.8)
     np.testing.assert_allclose(pod, [0.95, 0.85], atol=1e-12)
     np.testing.assert_allclose(first, [0.75, 0.25], atol=1e-12)
-
-
-def test_every_car_classified_is_plain_plackett_luce() -> None:
-    s = np.random.default_rng(8).normal(scale=2.0, size=20)
-    pod, pts = classified_top_k(s, (3, 10), 1.0)
-    np.testing.assert_allclose(pod, podium_probability(s), atol=1e-12)
-    np.testing.assert_allclose(pts, top_k_probability(s, 10), atol=1e-12)
 
 
 def test_retirements_take_places_from_the_favourites_and_give_them_to_the_rest() -> None:

@@ -235,6 +235,29 @@ def test_the_cars_retire_paragraph_is_the_reports() -> None:
                 better[which] += pod[which]["log_loss"] < every[which]["log_loss"]
     # "Better after qualifying in seven of nine backtests and before qualifying in all nine"
     assert better == {"test": 7, "test_chained": 9}
+    # "the podium odds now beat the grid slot's history by log loss in every season (by
+    # Brier in all but 2024), the points odds by both in every backtest (2025: ... the
+    # grid slot is ahead by 0.002-0.004)"
+    beat: dict[tuple[str, str], set[int]] = {}
+    for season, *_ in found:
+        path = "evaluation.json" if season == "2025" else f"backtest-{season}.json"
+        s2 = json.loads((REPORTS / path).read_text())["stage2"]
+        for what in ("podium", "points"):
+            model, slot_m = s2[what]["test"], s2[what]["baselines"]["grid_slot"]["test"]
+            for k in ("brier", "log_loss"):
+                if model[k] < slot_m[k]:
+                    beat.setdefault((what, k), set()).add(int(season))
+                elif season == "2025" and what == "points":
+                    assert 0.0015 <= model[k] - slot_m[k] < 0.0045, k
+    assert (
+        "the podium odds now beat the grid slot's history by log loss in every season (by "
+        "Brier in all but 2024), the points odds by both in every backtest (2025: by Brier "
+        "and log loss the grid slot is ahead by 0.002-0.004)" in text
+    )
+    seasons = {int(f[0]) for f in found}
+    assert beat[("podium", "log_loss")] == seasons
+    assert beat[("podium", "brier")] == seasons - {2024}
+    assert beat[("points", "log_loss")] == beat[("points", "brier")] == seasons - {2025}
     assert "Better after qualifying in seven of nine backtests and before qualifying in all" in text
 
 

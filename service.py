@@ -33,6 +33,7 @@ from pipelines.serving import events, ui
 from pipelines.serving.coalesce import Coalescer
 from pipelines.serving.errors import ApiError, StageUnavailable
 from pipelines.serving.heap import freeze_startup_heap
+from pipelines.serving.hops import call_with_one_retry
 from pipelines.serving.logs import quiet_client_errors, use_json_logs
 from pipelines.serving.middleware import (
     ApiKeyMiddleware,
@@ -221,12 +222,20 @@ class F1Predictor:
     @staticmethod
     def _deadline(stage: str, call: RowsFn) -> RowsFn:
         """A model-service call with its own deadline: a hung or dead service is a prompt
-        503 + Retry-After for the caller (the model itself takes under a millisecond)."""
+        503 + Retry-After for the caller (the model itself takes under a millisecond); a
+        call that met a stale keep-alive connection is sent once more (``hops``)."""
+
+        def retried(exc: BaseException) -> None:
+            logger.warning(
+                "%s model service: the connection closed under the call (%s): sent again",
+                stage,
+                type(exc).__name__,
+            )
 
         async def guarded(rows: np.ndarray) -> np.ndarray:
             try:
                 async with asyncio.timeout(settings.model_timeout_s):  # no task per call
-                    out = await call(rows)
+                    out = await call_with_one_retry(call, rows, retried)
                 return np.asarray(out)
             except TimeoutError as exc:
                 logger.error(

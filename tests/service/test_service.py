@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 import math
 from pathlib import Path
@@ -506,6 +507,32 @@ def test_a_failing_explainer_is_a_503_naming_the_stage_and_spares_plain_requests
     assert err.value.headers["Retry-After"]
     plain = asyncio.run(svc.predict_race(RaceRequest.model_validate(body), ctx=None))
     assert len(plain) == 20 and all(p.explanation is None for p in plain)
+
+
+def test_a_call_that_met_a_closing_connection_is_sent_again_with_a_warning(
+    svc: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The model service closed the keep-alive connection the call picked (CI saw one
+    such 503): the call goes out once more and the request is answered as usual."""
+    import aiohttp
+
+    real = svc.stage2_rows.fn
+    failures = [aiohttp.ClientOSError(None, "Can not write request body")]
+
+    async def closing_once(rows: np.ndarray) -> np.ndarray:
+        if failures:
+            raise failures.pop()
+        return np.asarray(await real(rows))
+
+    body = RaceRequest.model_validate({"event": {"season": 2025, "round": 8}})
+    want = asyncio.run(svc.predict_race(body, ctx=None))
+    monkeypatch.setattr(svc.stage2_rows, "fn", closing_once)
+    with caplog.at_level(logging.WARNING, logger="f1.service"):
+        got = asyncio.run(svc.predict_race(body, ctx=None))
+    assert not failures and [p.model_dump() for p in got] == [p.model_dump() for p in want]
+    said = [r for r in caplog.records if r.name == "f1.service"]
+    assert [r.levelno for r in said] == [logging.WARNING]
+    assert "stage-2" in said[0].getMessage() and "sent again" in said[0].getMessage()
 
 
 def test_a_win_forecast_under_new_rules_says_it_leans_on_the_grid(client: TestClient) -> None:

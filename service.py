@@ -15,6 +15,7 @@ deployment can pin an earlier version to roll back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from pipelines.serving import events, ui
 from pipelines.serving.coalesce import Coalescer
 from pipelines.serving.errors import ApiError, StageUnavailable
 from pipelines.serving.heap import freeze_startup_heap
-from pipelines.serving.hops import call_with_one_retry
+from pipelines.serving.hops import once_more_if_stale
 from pipelines.serving.logs import quiet_client_errors, use_json_logs
 from pipelines.serving.middleware import (
     ApiKeyMiddleware,
@@ -235,7 +236,7 @@ class F1Predictor:
         async def guarded(rows: np.ndarray) -> np.ndarray:
             try:
                 async with asyncio.timeout(settings.model_timeout_s):  # no task per call
-                    out = await call_with_one_retry(call, rows, retried)
+                    out = await once_more_if_stale(lambda: call(rows), retried)
                 return np.asarray(out)
             except TimeoutError as exc:
                 logger.error(
@@ -259,7 +260,8 @@ class F1Predictor:
             if probe is None:  # composed in-process (tests): nothing to probe
                 continue
             try:
-                if not await asyncio.wait_for(probe(1), timeout=1.5):
+                ask = functools.partial(probe, 1)
+                if not await asyncio.wait_for(once_more_if_stale(ask), timeout=1.5):
                     return False
             except Exception:
                 return False

@@ -5,18 +5,19 @@ while the service's uvicorn closes them after 5 s of quiet (its default; BentoML
 no setting for a dependency). A call made just as the service closes the connection it
 picked fails before any answer: "Can not write request body" / "Server disconnected"
 (seen in CI: one request of ~240 answered 503 in the quick benchmark, after a pause of a
-few seconds). A model call is a pure function of its rows, so such a call is sent once
-more, on a new connection; a second failure, or any other error, is the caller's.
+few seconds). A model call is a pure function of its rows (and a readiness probe reads
+only), so such a call is sent once more, on a new connection; a second failure, or any
+other error, is the caller's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import aiohttp
-import numpy as np
 
-RowsFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
+T = TypeVar("T")
 
 
 def stale_connection(exc: BaseException) -> bool:
@@ -25,16 +26,16 @@ def stale_connection(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ClientConnectionError) and not isinstance(exc, TimeoutError)
 
 
-async def call_with_one_retry(
-    call: RowsFn, rows: np.ndarray, on_retry: Callable[[BaseException], None] | None = None
-) -> np.ndarray:
-    """``await call(rows)``, once more if the first attempt met a stale connection
+async def once_more_if_stale(
+    call: Callable[[], Awaitable[T]], on_retry: Callable[[BaseException], None] | None = None
+) -> T:
+    """``await call()``, once more if the first attempt met a stale connection
     (``on_retry`` is told the error first: a warning, not an error, in the logs)."""
     try:
-        return await call(rows)
+        return await call()
     except Exception as exc:
         if not stale_connection(exc):
             raise
         if on_retry is not None:
             on_retry(exc)
-    return await call(rows)
+    return await call()

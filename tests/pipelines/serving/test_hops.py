@@ -8,7 +8,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from pipelines.serving.hops import call_with_one_retry, stale_connection
+from pipelines.serving.hops import once_more_if_stale, stale_connection
 
 ROWS = np.arange(6.0).reshape(3, 2)
 
@@ -39,7 +39,7 @@ def _closing() -> list[BaseException]:
 @pytest.mark.parametrize("exc", _closing(), ids=lambda e: type(e).__name__)
 def test_a_stale_connection_is_sent_once_more_and_said(exc: BaseException) -> None:
     svc, told = Service([exc]), []
-    out = asyncio.run(call_with_one_retry(svc, ROWS, told.append))
+    out = asyncio.run(once_more_if_stale(lambda: svc(ROWS), told.append))
     np.testing.assert_array_equal(out, [1.0, 5.0, 9.0])
     assert svc.calls == 2 and told == [exc]
 
@@ -48,7 +48,7 @@ def test_a_second_failure_is_the_callers() -> None:
     first, second = _closing()[:2]
     svc = Service([first, second])
     with pytest.raises(aiohttp.ServerDisconnectedError):
-        asyncio.run(call_with_one_retry(svc, ROWS))
+        asyncio.run(once_more_if_stale(lambda: svc(ROWS)))
     assert svc.calls == 2
 
 
@@ -65,11 +65,13 @@ def test_a_second_failure_is_the_callers() -> None:
 def test_anything_else_is_not_sent_again(exc: BaseException) -> None:
     svc = Service([exc])
     with pytest.raises(type(exc)):
-        asyncio.run(call_with_one_retry(svc, ROWS))
+        asyncio.run(once_more_if_stale(lambda: svc(ROWS)))
     assert svc.calls == 1 and not stale_connection(exc)
 
 
 def test_a_healthy_call_is_made_once() -> None:
     svc = Service([])
-    np.testing.assert_array_equal(asyncio.run(call_with_one_retry(svc, ROWS)), [1.0, 5.0, 9.0])
+    np.testing.assert_array_equal(
+        asyncio.run(once_more_if_stale(lambda: svc(ROWS))), [1.0, 5.0, 9.0]
+    )
     assert svc.calls == 1

@@ -217,6 +217,7 @@ def test_the_cars_retire_paragraph_is_the_reports() -> None:
         2025,
     ]
     better = {"test": 0, "test_chained": 0}
+    beat: dict[tuple[str, str], set[int]] = {}
     for season, before, now, slot, pts, pts_slot in found:
         path = "evaluation.json" if season == "2025" else f"backtest-{season}.json"
         s2 = json.loads((REPORTS / path).read_text())["stage2"]
@@ -233,15 +234,6 @@ def test_the_cars_retire_paragraph_is_the_reports() -> None:
         if season != "2025":
             for which in better:
                 better[which] += pod[which]["log_loss"] < every[which]["log_loss"]
-    # "Better after qualifying in seven of nine backtests and before qualifying in all nine"
-    assert better == {"test": 7, "test_chained": 9}
-    # "the podium odds now beat the grid slot's history by log loss in every season (by
-    # Brier in all but 2024), the points odds by both in every backtest (2025: ... the
-    # grid slot is ahead by 0.002-0.004)"
-    beat: dict[tuple[str, str], set[int]] = {}
-    for season, *_ in found:
-        path = "evaluation.json" if season == "2025" else f"backtest-{season}.json"
-        s2 = json.loads((REPORTS / path).read_text())["stage2"]
         for what in ("podium", "points"):
             model, slot_m = s2[what]["test"], s2[what]["baselines"]["grid_slot"]["test"]
             for k in ("brier", "log_loss"):
@@ -249,6 +241,11 @@ def test_the_cars_retire_paragraph_is_the_reports() -> None:
                     beat.setdefault((what, k), set()).add(int(season))
                 elif season == "2025" and what == "points":
                     assert 0.0015 <= model[k] - slot_m[k] < 0.0045, k
+    # "Better after qualifying in seven of nine backtests and before qualifying in all nine"
+    assert better == {"test": 7, "test_chained": 9}
+    # "the podium odds now beat the grid slot's history by log loss in every season (by
+    # Brier in all but 2024), the points odds by both in every backtest (2025: ... the
+    # grid slot is ahead by 0.002-0.004)"
     assert (
         "the podium odds now beat the grid slot's history by log loss in every season (by "
         "Brier in all but 2024), the points odds by both in every backtest (2025: by Brier "

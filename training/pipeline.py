@@ -499,14 +499,22 @@ def score_test(
     # the same strengths with every car classified (plain Plackett-Luce, as served before
     # the finish rate): what letting cars retire changes, reproduced by this command
     every = {
-        name: placings_over_starters(
-            f["logit"].to_numpy(float), f["race_id"].to_numpy(), f["driver_id"].to_numpy(), 1.0
+        name: dict(
+            zip(
+                ("podium", "points"),
+                placings_over_starters(
+                    f["logit"].to_numpy(float),
+                    f["race_id"].to_numpy(),
+                    f["driver_id"].to_numpy(),
+                    1.0,
+                ),
+                strict=True,
+            )
         )
         for name, f in frames.items()
     }
     for what, k, base in (("podium", 3, podium_base), ("points", 10, points_base)):
         col = f"{what}_prob"
-        at = 0 if what == "podium" else 1
         evaluation["stage2"][what] = {
             "test": placing_metrics(frames["stage2"], frames["stage2"][col].to_numpy(), what, k),
             "test_chained": placing_metrics(
@@ -521,7 +529,7 @@ def score_test(
             "baselines": {
                 "grid_slot": {"test": placing_metrics(te2.meta, base, what, k)},
                 "every_car_classified": {
-                    which: placing_metrics(frames[name], every[name][at], what, k)
+                    which: placing_metrics(frames[name], every[name][what], what, k)
                     for which, name in (("test", "stage2"), ("test_chained", "stage2_chained"))
                 },
             },

@@ -304,9 +304,9 @@ METRICS_GUIDE = {
     "stage2.metrics.podium": "test season: podium (top 3) probabilities per starter (Brier, "
     "binary log loss, share of each podium among the three most likely cars), after "
     "qualifying ('test'), before it ('test_chained') and a weekend ahead "
-    "('before_practice'), beside each grid slot's podium "
-    "rate and the same strengths with every car classified ('every_car_classified', "
-    "the odds before cars could retire); 'finish_rate': the chance a car other than the winner is classified in the "
+    "('before_practice'), beside each grid slot's podium rate and the same strengths "
+    "with every car classified ('every_car_classified', the odds before cars could "
+    "retire); 'finish_rate': the chance a car other than the winner is classified in the "
     "placings model, measured on the tuning seasons; 'stage2.metrics.points': the same "
     "for the top 10",
     "gap_pct_mae_dry": "Stage-1's gap-to-pole MAE (%) over the dry events alone (pole lap "

@@ -273,14 +273,16 @@ def test_a_finish_rate_outside_zero_to_one_is_refused(finish: float) -> None:
         classified_top_k(np.zeros(4), (3,), finish)
 
 
-def test_classified_places_stay_finite_for_extreme_strengths() -> None:
+def test_classified_places_stay_finite_and_exact_for_extreme_strengths() -> None:
     """Cars 300 behind (clipped at MAX_SPREAD) stretch the integral to the weakest car's
-    arrival: still finite, ordered, and each car classified at most ``finish``."""
-    s = np.array([80.0, 79.5, 0.0, -40.0, -300.0, -300.0, 5.0])
-    pod, pts = classified_top_k(s, (3, 10), 0.85)
-    assert np.isfinite(pod).all() and np.isfinite(pts).all()
+    arrival: still finite and equal to every order and retirement enumerated (k < N, the
+    integral), and for k >= N the closed form (each car classified at most ``finish``)."""
+    s = np.array([80.0, 79.5, 0.0, -40.0, -300.0, 5.0])
+    ks = (1, 2, 3, 5, 10)
+    got = classified_top_k(s, ks, 0.85)
+    for k, p in zip(ks, got, strict=True):
+        assert np.isfinite(p).all()
+        np.testing.assert_allclose(p, _enumerated_classified(s, k, 0.85), atol=1e-12)
     win = weights(s)
-    # seven cars: everyone classified scores, so points = win + (1 - win) * 0.85
-    np.testing.assert_allclose(pts, win + (1.0 - win) * 0.85, atol=1e-12)
-    assert pod[0] == pytest.approx(win[0] + (1.0 - win[0]) * 0.85, abs=1e-9)
-    assert 2.99 < pod.sum() < 3.0
+    np.testing.assert_allclose(got[-1], win + (1.0 - win) * 0.85, atol=1e-15)
+    assert 2.99 < got[2].sum() < 3.0

@@ -1,8 +1,9 @@
-"""The README's quality tables say what the committed reports say.
+"""The quality tables of the README and of docs/model-quality.md say what the committed
+reports say.
 
-Every figure in "How well it predicts" is to come from `f1 evaluate` or `f1 backtest`;
-a report regenerated without the README (or the other way round) fails here, naming
-the row and the column.
+Every figure in the README's "How well it predicts" and in its details page is to come
+from `f1 evaluate` or `f1 backtest`; a report regenerated without them (or the other way
+round) fails here, naming the row and the column.
 """
 
 from __future__ import annotations
@@ -18,13 +19,25 @@ from training.report import S1_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+DETAILS = (ROOT / "docs" / "model-quality.md").read_text()
+"""The details page of "How well it predicts": the tables and figures moved out of the README."""
+TEXT = " ".join(f"{README}\n{DETAILS}".split())
+"""Both, as one line of prose: they wrap their lines anywhere."""
 REPORTS = ROOT / "reports"
 
 
 def _table(header_start: str) -> list[list[str]]:
-    """The rows (cells, bold marks dropped) of the README table whose header begins so."""
-    lines = README.splitlines()
-    at = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    """The rows (cells, bold marks dropped) of the table whose header begins so, in the
+    README or its details page (exactly one of them)."""
+    found = [
+        (doc, i)
+        for doc in (README, DETAILS)
+        for i, line in enumerate(doc.splitlines())
+        if line.startswith(header_start)
+    ]
+    assert len(found) == 1, f"{header_start!r}: {len(found)} tables"
+    doc, at = found[0]
+    lines = doc.splitlines()
     rows = []
     for line in lines[at + 2 :]:
         if not line.startswith("|"):
@@ -185,7 +198,7 @@ def test_the_finish_rate_quoted_is_the_evaluated_models() -> None:
         == s2["points"]["finish_rate"]
         == _evaluation()["tuning"]["chosen"]["stage2"]["finish_rate"]
     )
-    text = " ".join(README.split())  # the README wraps its lines anywhere
+    text = TEXT
     assert f"({_fmt(rate)} for the served model" in text
     assert f"(measured, not tuned: {_fmt(rate)} for 2025 and the served model" in text
 
@@ -196,8 +209,8 @@ def test_the_cars_retire_paragraph_is_the_reports() -> None:
     and so are the counts of seasons the change made better."""
     import re
 
-    text = " ".join(README.split())
-    start = text.index("**Cars retire.**")
+    text = TEXT
+    start = text.index("## Cars retire")
     para = text[start : text.index("Better after qualifying", start)]
     found = re.findall(
         r"(\d{4})(?: \(test\)|, looked at afterwards,)? ([\d.]+) -> ([\d.]+) \(([\d.]+); "
@@ -265,7 +278,7 @@ def test_the_points_odds_before_cars_could_retire_are_the_report() -> None:
     every = points["baselines"]["every_car_classified"]["test"]["log_loss"]
     slot = points["baselines"]["grid_slot"]["test"]["log_loss"]
     assert slot < every < math.log(2) < every + 0.05  # "barely better than a coin"
-    text = " ".join(README.split())
+    text = TEXT
     assert (
         f"(2025 log loss {_fmt(every)} per starter against {_fmt(math.log(2))} for even odds "
         f"on every car and {_fmt(slot)} for the grid slot's rate" in text

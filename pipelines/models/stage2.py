@@ -89,7 +89,7 @@ RANK_DECAY = 1.0
 """Stage-2's linear part (and its booster with the per-race loss) learns from each training
 race's first three finishers (Plackett-Luce), not its winner alone: three choices per race
 instead of one, weighted alike (see ``RankStages``; chosen on the backtests 2014-2024 over
-two places, three weighted 1, 1/2, 1/4, five halving and four: README)."""
+two places, three weighted 1, 1/2, 1/4, five halving and four: docs/model-quality.md)."""
 
 
 def stage2_places(s: Settings) -> tuple[int, float]:
@@ -291,7 +291,8 @@ class Stage2Config:
     technical rules (``c_rules_races`` = 0)."""
     reset_races: float = 4.0
     """Races under new rules over which that share falls linearly to 0. Weight 1 over 4
-    races: chosen on the three resets in the data (2014, 2017, 2022; see README)."""
+    races: chosen on the three resets in the data (2014, 2017, 2022; see
+    docs/model-quality.md)."""
     grid_coef: list[float] = field(default_factory=list)
     grid_mean: list[float] = field(default_factory=list)
     """The fitted grid-only conditional logit (``GRID_TERMS``) and its terms' means."""

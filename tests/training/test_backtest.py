@@ -212,7 +212,8 @@ def test_cli_backtest_fits_stage2_on_the_places_the_settings_ask(
     tree, small_grids, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clear_settings
 ) -> None:
     """``F1_STAGE2_RANK_DEPTH=1`` reproduces the winners-alone column of the comparison
-    that chose three places (README) with the same command; a depth of 0 is refused."""
+    that chose three places (docs/model-quality.md) with the same command; a depth of 0
+    is refused."""
     spec, _tables = tree
     monkeypatch.setenv("F1_DATA_DIR", str(spec.root))
     monkeypatch.setenv("F1_CACHE_DIR", str(tmp_path / "cache"))

@@ -135,6 +135,15 @@ def _resolve(
     ctx = resolve_event(snap, event, warnings)
     known = ctx.race_id is not None
     if drivers is None:
+        if not known and event is None:  # "{}" once the data's calendar has run out
+            last = snap.meta.get("latest_event")
+            latest = f"{last['season']} round {last['round']}" if last else "none"
+            raise RequestError(
+                ["drivers"],
+                "required: no event was given and the data has no event after its latest "
+                f"results ({latest}), so there is no entry list to use; give an event in "
+                "the data, or the drivers",
+            )
         if not known:
             raise RequestError(
                 ["drivers"],

@@ -262,9 +262,12 @@ def test_any_unknown_field_name_is_a_warning_in_a_valid_header(
 
 def test_empty_object_uses_the_defaults_and_says_what_is_missing(client: TestClient) -> None:
     """{} asks for the next event; the data has no event after its last results, so there
-    is no entry list: a 422 naming `drivers`, not a 500."""
+    is no entry list: a 422 naming `drivers` and saying why (no event was given, the
+    calendar has run out at the latest results), not a 500."""
     r = client.post("/predict_full", json={})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "drivers"]
+    msg = r.json()["detail"][0]["msg"]
+    assert "no event was given" in msg and "2025 round 24" in msg, msg
 
 
 @pytest.mark.parametrize("raw", [b'{"drivers": [{"driver_id": "x", "practice": {"fp1": NaN}}]}',

@@ -322,6 +322,13 @@ class FeatureSnapshot:
     def known_circuit(self, circuit_id: str) -> bool:
         return circuit_id in self._circuits
 
+    def similar_circuits(self, circuit_id: str) -> list[str]:
+        """Known circuit ids spelt like ``circuit_id`` (a typo's likely meaning), closest
+        first; only asked for an id the data does not know."""
+        import difflib
+
+        return difflib.get_close_matches(circuit_id, list(self._circuits), n=2, cutoff=0.75)
+
     def entries(self, ctx: EventContext) -> tuple[Entry, ...]:
         """The entry list and pre-qualifying practice for a known event, from a per-event
         cache shared by every request (copying it was 8 % of the front's CPU): read only,

@@ -73,9 +73,11 @@ def resolve_event(
         return known
     ctx = snap.circuit_event(event.season, event.circuit_id, pd.Timestamp(event.date))
     if not snap.known_circuit(event.circuit_id):
+        near = snap.similar_circuits(event.circuit_id)
         warnings.append(
             f"circuit {quote(event.circuit_id)} is not in the data: circuit features are unknown "
             "and no lap time can be predicted without practice laps"
+            + (f" (did you mean {' or '.join(quote(c) for c in near)}?)" if near else "")
         )
     return ctx
 

@@ -146,7 +146,10 @@ class EventInput(BaseModel):
         if v is None:
             return None
         if not isinstance(v, str) or not _ID_RE.match(v.strip()):
-            raise ValueError("expected an F1DB circuit id such as 'monaco'")
+            raise ValueError(
+                "expected an F1DB circuit id (lower-case letters, digits and hyphens) such as "
+                "'monaco' or 'yas-marina'"
+            )
         return v.strip()
 
     @model_validator(mode="after")

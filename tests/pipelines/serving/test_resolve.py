@@ -130,6 +130,30 @@ def test_an_event_in_the_data_named_by_circuit_and_date_is_that_event(real_snaps
 
 
 @pytest.mark.parametrize(
+    ("circuit", "meant"),
+    [("silverston", '"silverstone"'), ("yas-marin", '"yas-marina"'), ("atlantis", None)],
+)
+def test_an_unknown_circuit_is_forecast_with_a_warning_naming_a_likely_typo(
+    real_snapshot, circuit: str, meant: str | None
+) -> None:
+    """A circuit the data does not know may be a new venue (forecast, warned) or a typo:
+    the warning then names the known id spelt like it."""
+    event = EventInput(season=2026, circuit_id=circuit, date="2026-07-05")
+    res = resolve_request(real_snapshot, event, [DriverInput(driver_id="lando-norris")])
+    (w,) = [w for w in res.warnings if w.startswith(f'circuit "{circuit}" is not in the data')]
+    assert ("did you mean" in w) == (meant is not None), w
+    if meant is not None:
+        assert w.endswith(f"(did you mean {meant}?)"), w
+
+
+def test_a_malformed_circuit_id_is_refused_saying_what_an_id_looks_like() -> None:
+    with pytest.raises(ValidationError, match="lower-case letters, digits and hyphens"):
+        EventInput.model_validate(
+            {"season": 2026, "circuit_id": "Albert Park", "date": "2026-03-08"}
+        )
+
+
+@pytest.mark.parametrize(
     ("extra", "loc"),
     [
         ({"circuit_id": "spa-francorchamps"}, ["event", "circuit_id"]),

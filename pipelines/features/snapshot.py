@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,10 @@ FRAME_NAMES = (
     "outcomes",
     "names",
 )
+
+
+IdKind = Literal["circuit", "driver", "constructor"]
+"""The kinds of F1DB id a request names."""
 
 
 class FeatureSnapshot:
@@ -322,13 +326,6 @@ class FeatureSnapshot:
     def known_circuit(self, circuit_id: str) -> bool:
         return circuit_id in self._circuits
 
-    def similar_circuits(self, circuit_id: str) -> list[str]:
-        """Known circuit ids spelt like ``circuit_id`` (a typo's likely meaning), closest
-        first; only asked for an id the data does not know."""
-        import difflib
-
-        return difflib.get_close_matches(circuit_id, list(self._circuits), n=2, cutoff=0.75)
-
     def entries(self, ctx: EventContext) -> tuple[Entry, ...]:
         """The entry list and pre-qualifying practice for a known event, from a per-event
         cache shared by every request (copying it was 8 % of the front's CPU): read only,
@@ -422,6 +419,18 @@ class FeatureSnapshot:
     def constructor_name(self, constructor_id: str | None) -> str | None:
         """F1DB's name for a constructor ("Red Bull"); None for an id not in F1DB."""
         return self._names.get(("constructor", constructor_id or ""))
+
+    def similar_ids(self, kind: IdKind, given: str) -> list[str]:
+        """F1DB ids of ``kind`` spelt like ``given`` (a typo's likely meaning), closest
+        first; only asked for an id the data does not know."""
+        import difflib
+
+        def known() -> list[str]:
+            if kind == "circuit":
+                return sorted(self._circuits)
+            return sorted(i for k, i in self._names if k == kind)
+
+        return difflib.get_close_matches(given, self.cached("ids", kind, known), 2, 0.75)
 
     # -------------------------------------------------------------- features
 

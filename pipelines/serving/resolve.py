@@ -21,7 +21,7 @@ from pipelines.serving.schemas import DriverInput, EventInput
 from pipelines.serving.text import quote
 
 if TYPE_CHECKING:
-    from pipelines.features.snapshot import FeatureSnapshot
+    from pipelines.features.snapshot import FeatureSnapshot, IdKind
 
 
 @dataclass
@@ -73,11 +73,10 @@ def resolve_event(
         return known
     ctx = snap.circuit_event(event.season, event.circuit_id, pd.Timestamp(event.date))
     if not snap.known_circuit(event.circuit_id):
-        near = snap.similar_circuits(event.circuit_id)
         warnings.append(
             f"circuit {quote(event.circuit_id)} is not in the data: circuit features are unknown "
             "and no lap time can be predicted without practice laps"
-            + (f" (did you mean {' or '.join(quote(c) for c in near)}?)" if near else "")
+            + _did_you_mean(snap, "circuit", event.circuit_id)
         )
     return ctx
 
@@ -279,6 +278,11 @@ def _no_form_warnings(
             out.append(
                 f"drivers[{i}]: driver {quote(e.driver_id)} has no results in the data "
                 "before this event: predicted without form"
+                + (
+                    ""
+                    if snap.driver_name(e.driver_id)
+                    else _did_you_mean(snap, "driver", e.driver_id)
+                )
             )
         if e.constructor_id is None:
             out.append(f"drivers[{i}]: no team known for {quote(e.driver_id)}: team form unknown")
@@ -286,8 +290,19 @@ def _no_form_warnings(
             out.append(
                 f"drivers[{i}]: team {quote(e.constructor_id)} has no results in the data "
                 "before this event: team form unknown"
+                + (
+                    ""
+                    if snap.constructor_name(e.constructor_id)
+                    else _did_you_mean(snap, "constructor", e.constructor_id)
+                )
             )
     return out
+
+
+def _did_you_mean(snap: FeatureSnapshot, kind: IdKind, given: str) -> str:
+    """ " (did you mean "x"?)" for an id F1DB does not know but spells like ``given``."""
+    near = snap.similar_ids(kind, given)
+    return f" (did you mean {' or '.join(quote(c) for c in near)}?)" if near else ""
 
 
 def _resolve_driver(

@@ -422,7 +422,7 @@ class FeatureSnapshot:
 
     def similar_ids(self, kind: IdKind, given: str) -> list[str]:
         """F1DB ids of ``kind`` spelt like ``given`` (a typo's likely meaning), closest
-        first; only asked for an id the data does not know."""
+        first; none when ``given`` is one (a known id means what it says)."""
         import difflib
 
         def known() -> list[str]:
@@ -430,7 +430,8 @@ class FeatureSnapshot:
                 return sorted(self._circuits)
             return sorted(i for k, i in self._names if k == kind)
 
-        return difflib.get_close_matches(given, self.cached("ids", kind, known), 2, 0.75)
+        ids = self.cached("ids", kind, known)
+        return [] if given in ids else difflib.get_close_matches(given, ids, 2, 0.75)
 
     # -------------------------------------------------------------- features
 

@@ -278,11 +278,7 @@ def _no_form_warnings(
             out.append(
                 f"drivers[{i}]: driver {quote(e.driver_id)} has no results in the data "
                 "before this event: predicted without form"
-                + (
-                    ""
-                    if snap.driver_name(e.driver_id)
-                    else _did_you_mean(snap, "driver", e.driver_id)
-                )
+                + _did_you_mean(snap, "driver", e.driver_id)
             )
         if e.constructor_id is None:
             out.append(f"drivers[{i}]: no team known for {quote(e.driver_id)}: team form unknown")
@@ -290,17 +286,14 @@ def _no_form_warnings(
             out.append(
                 f"drivers[{i}]: team {quote(e.constructor_id)} has no results in the data "
                 "before this event: team form unknown"
-                + (
-                    ""
-                    if snap.constructor_name(e.constructor_id)
-                    else _did_you_mean(snap, "constructor", e.constructor_id)
-                )
+                + _did_you_mean(snap, "constructor", e.constructor_id)
             )
     return out
 
 
 def _did_you_mean(snap: FeatureSnapshot, kind: IdKind, given: str) -> str:
-    """ " (did you mean "x"?)" for an id F1DB does not know but spells like ``given``."""
+    """ " (did you mean "x"?)" for an id F1DB does not know but spells like ``given``;
+    "" for an id it knows or spells like nothing it knows."""
     near = snap.similar_ids(kind, given)
     return f" (did you mean {' or '.join(quote(c) for c in near)}?)" if near else ""
 

@@ -14,7 +14,7 @@ import yaml
 from pipelines.f1db.parse import Tables
 from pipelines.features.event import Entry, EventContext, EventField, day_number
 from pipelines.features.history import History
-from pipelines.features.snapshot import FeatureSnapshot
+from pipelines.features.snapshot import FeatureSnapshot, IdKind
 from pipelines.features.spec import STAGE1, STAGE2
 from tests.conftest import REAL_DATA, copy_tables
 from training.datasets import stage1_data, stage2_data
@@ -734,3 +734,20 @@ def test_an_event_not_in_the_data_reads_its_circuit_from_the_latest_visit(real_s
     assert not real_snapshot.known_circuit("atlantis")
     nowhere = real_snapshot.circuit_event(2026, "atlantis", pd.Timestamp("2026-06-07"))
     assert nowhere.layout_id is None and nowhere.circuit_id == "atlantis"
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "want"),
+    [
+        ("driver", "max-verstapen", ["max-verstappen"]),
+        ("driver", "max-verstappen", []),  # a known id means what it says
+        ("constructor", "ferari", ["ferrari"]),
+        ("circuit", "monzza", ["monza"]),
+        ("circuit", "atlantis", []),  # like nothing known: a new venue, not a typo
+    ],
+)
+def test_similar_ids_name_the_known_id_a_typo_likely_means(
+    real_snapshot, kind: IdKind, given: str, want: list[str]
+) -> None:
+    got = real_snapshot.similar_ids(kind, given)
+    assert (got[:1] if want else got) == want, got

@@ -198,9 +198,8 @@ def test_the_finish_rate_quoted_is_the_evaluated_models() -> None:
         == s2["points"]["finish_rate"]
         == _evaluation()["tuning"]["chosen"]["stage2"]["finish_rate"]
     )
-    text = TEXT
-    assert f"({_fmt(rate)} for the served model" in text
-    assert f"(measured, not tuned: {_fmt(rate)} for 2025 and the served model" in text
+    assert f"({_fmt(rate)} for the served model" in TEXT
+    assert f"(measured, not tuned: {_fmt(rate)} for 2025 and the served model" in TEXT
 
 
 def test_the_cars_retire_paragraph_is_the_reports() -> None:
@@ -209,9 +208,8 @@ def test_the_cars_retire_paragraph_is_the_reports() -> None:
     and so are the counts of seasons the change made better."""
     import re
 
-    text = TEXT
-    start = text.index("## Cars retire")
-    para = text[start : text.index("Better after qualifying", start)]
+    start = TEXT.index("## Cars retire")
+    para = TEXT[start : TEXT.index("Better after qualifying", start)]
     found = re.findall(
         r"(\d{4})(?: \(test\)|, looked at afterwards,)? ([\d.]+) -> ([\d.]+) \(([\d.]+); "
         r"([\d.]+) vs ([\d.]+)\)",
@@ -262,13 +260,13 @@ def test_the_cars_retire_paragraph_is_the_reports() -> None:
     assert (
         "the podium odds now beat the grid slot's history by log loss in every season (by "
         "Brier in all but 2024), the points odds by both in every backtest (2025: by Brier "
-        "and log loss the grid slot is ahead by 0.002-0.004)" in text
+        "and log loss the grid slot is ahead by 0.002-0.004)" in TEXT
     )
     seasons = {int(f[0]) for f in found}
     assert beat[("podium", "log_loss")] == seasons
     assert beat[("podium", "brier")] == seasons - {2024}
     assert beat[("points", "log_loss")] == beat[("points", "brier")] == seasons - {2025}
-    assert "Better after qualifying in seven of nine backtests and before qualifying in all" in text
+    assert "Better after qualifying in seven of nine backtests and before qualifying in all" in TEXT
 
 
 def test_the_points_odds_before_cars_could_retire_are_the_report() -> None:
@@ -278,8 +276,7 @@ def test_the_points_odds_before_cars_could_retire_are_the_report() -> None:
     every = points["baselines"]["every_car_classified"]["test"]["log_loss"]
     slot = points["baselines"]["grid_slot"]["test"]["log_loss"]
     assert slot < every < math.log(2) < every + 0.05  # "barely better than a coin"
-    text = TEXT
     assert (
         f"(2025 log loss {_fmt(every)} per starter against {_fmt(math.log(2))} for even odds "
-        f"on every car and {_fmt(slot)} for the grid slot's rate" in text
+        f"on every car and {_fmt(slot)} for the grid slot's rate" in TEXT
     )

@@ -353,6 +353,10 @@ def stage2_predictors(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
     """Every predictor's metrics on each race's rows (the season functions, per race)."""
     races = t.races.set_index("race_id")
+    # pole = qualifying's first place: not always the fastest lap of qualifying (Q3 run on
+    # race fuel in 2008-09, a wet Q3 after a dry Q2)
+    first = t.qualifying[t.qualifying["position"] == 1]
+    poles = dict(zip(first["race_id"], first["driver_id"].astype(str), strict=False))
     q, post, pre = preds["stage1"], preds["stage2"], preds["stage2_chained"]
     q_at = q.groupby("race_id").indices
     post_at = post.groupby("race_id").indices
@@ -369,7 +373,8 @@ def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
         if race_id in q_at:
             rows = q.iloc[q_at[race_id]]
             rec["dry"] = bool(rows["dry"].iloc[0])
-            rec["pole_sitter"] = str(rows.loc[rows["gap_pct"].idxmin(), "driver_id"])
+            fastest = str(rows.loc[rows["gap_pct"].idxmin(), "driver_id"])
+            rec["pole_sitter"] = poles.get(race_id, fastest)
             rec["stage1"] = {
                 k: _pick(stage1_metrics(rows, tm, gp), ("gap_pct_mae", "mae_s", "spearman"))
                 for k, (tm, gp) in stage1_predictors(rows).items()

@@ -181,7 +181,9 @@ def test_per_race_metrics_match_the_season_functions(tree, small_grids) -> None:
     _spec, tables = tree
     res = backtest(tables, 2023, 2019)
     post = res.predictions["stage2"]
+    first = tables.qualifying[tables.qualifying["position"] == 1].set_index("race_id")
     for r in per_race(tables, res.predictions):
+        assert r["pole_sitter"] == first.loc[r["race_id"], "driver_id"]
         rows = post[post["race_id"] == r["race_id"]]
         m = stage2_metrics(rows, rows["logistic_grid:prob"].to_numpy())
         assert r["stage2"]["logistic_grid"]["winner_log_loss"] == pytest.approx(
@@ -246,6 +248,10 @@ def test_real_backtest_of_one_season(real_tables, small_grids, tmp_path: Path) -
     uniform = ev["stage2"]["baselines"]["uniform"]["test"]["winner_log_loss"]
     for key in ("test", "test_chained"):
         assert ev["stage2"][key]["winner_log_loss"] < uniform
+    # the pole-sitter is qualifying's first place: at Bahrain, Leclerc's Q2 lap (1:29.165)
+    # was the session's fastest, Verstappen's Q3 lap (1:29.179) took pole
+    bahrain = res.races[0]
+    assert bahrain["grand_prix_id"] == "bahrain" and bahrain["pole_sitter"] == "max-verstappen"
     per = [r["stage1"]["model"]["gap_pct_mae"] for r in res.races]
     size = res.predictions["stage1"].groupby("race_id").size()
     rows = [size[r["race_id"]] for r in res.races]

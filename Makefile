@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help install system-deps browser-deps bench-deps train serve test test-fast lint evaluate fuzz requirements build container clean
+.PHONY: help install system-deps browser-deps bench-deps train serve test test-fast lint evaluate reports fuzz requirements build container clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ serve: install ## Set everything up (train if the store is empty, new features i
 
 evaluate: install ## Write reports/evaluation.{json,md} and figures
 	$(BIN)/f1 evaluate
+
+BACKTESTS ?= 2009 2014 2016 2017 2019 2021 2022 2023 2024
+
+reports: install ## Rewrite every report the README quotes: f1 evaluate, then f1 backtest of each season in BACKTESTS (~12 min)
+	$(BIN)/f1 evaluate
+	@for s in $(BACKTESTS); do $(BIN)/f1 backtest --season $$s || exit 1; done
 
 browser-deps: ## Install Debian's Chromium and ChromeDriver (the /ui browser test), when missing
 	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \

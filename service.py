@@ -193,6 +193,7 @@ class F1Predictor:
         _logs("F1Predictor")
         self.snapshot = store.open_snapshot(Path(self.features.path), str(self.features.tag))
         cfg = store.open_stage1_config(Path(self.stage1_model.path), str(self.stage1_model.tag))
+        self.practice_first = cfg.practice_model
         self.lean = store.open_stage2_config(
             Path(self.stage2_model.path), str(self.stage2_model.tag)
         )
@@ -276,8 +277,9 @@ class F1Predictor:
     ) -> tuple[Resolved, Forecast]:
         """Resolve and run the flow; explanations only when asked, and only for the
         stages the endpoint answers with (``explain_quali``: Stage-1's are shown)."""
+        lean = self.lean if race else None
         res = resolve_request(
-            self.snapshot, request.event, request.drivers, self.lean if race else None
+            self.snapshot, request.event, request.drivers, lean, self.practice_first
         )
         explain = request.explain
         fc = await self.flow.quali(res.ctx, res.field, res.rows, explain and explain_quali)

@@ -70,7 +70,8 @@ def validation_body(exc: ValidationError) -> dict[str, Any]:
 def resolve(loaded: Loaded, req: QualiRequest, race: bool = False) -> Resolved:
     """As the Bento resolves it (``race``: for a win forecast, with its warnings)."""
     lean = loaded.stage2.config if race else None
-    return resolve_request(loaded.snapshot, req.event, req.drivers, lean)
+    first = loaded.stage1.config.practice_model
+    return resolve_request(loaded.snapshot, req.event, req.drivers, lean, first)
 
 
 def warn_header(res: Resolved) -> dict[str, str]:

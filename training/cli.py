@@ -316,14 +316,15 @@ def predict(
     s = get_settings()
     try:
         snap = store.load_snapshot(s.features_model)
-        stage2 = store.load_stage2(s.stage2_model)
-        flow = TwoStage.local(snap, store.load_stage1(s.stage1_model), stage2)
+        stage1, stage2 = store.load_stage1(s.stage1_model), store.load_stage2(s.stage2_model)
+        flow = TwoStage.local(snap, stage1, stage2)
     except store.StoreError as exc:
         raise _fail(str(exc)) from exc
     if snap.event_by_round(season, round_) is None:
         raise _fail(f"no event season={season} round={round_} in the feature snapshot")
     # the API's resolution of the event: the same field and the same warnings
-    res = resolve_request(snap, EventInput(season=season, round=round_), None, stage2.config)
+    event = EventInput(season=season, round=round_)
+    res = resolve_request(snap, event, None, stage2.config, stage1.config.practice_model)
     ctx, fld = res.ctx, res.field
     if not fld.entries:
         raise _fail(f"no entry list for {season} round {round_}")

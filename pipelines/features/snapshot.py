@@ -540,6 +540,7 @@ class FeatureSnapshot:
         rows["c_street"] = 1.0 if ctx.circuit_type == "STREET" else 0.0
         rows["c_sprint"] = 1.0 if ctx.is_sprint else 0.0
         rows["c_length_km"] = ctx.course_length
+        rows["c_rules_races"] = self.rules_races(ctx)
         return rows.x
 
     def stage2_rows(

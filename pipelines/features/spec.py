@@ -111,11 +111,25 @@ STAGE1 = FeatureSpec(
         "c_street",
         "c_sprint",
         "c_length_km",
+        "c_rules_races",
     ),
-    revision=2,  # 2: practice rank and teammate gap relative to the event's whole field
+    revision=3,  # 3: races under the current rules (routing); 2: practice rank field-wide
 )
 STAGE1_TEAM_FORM = ("t_q_gap_ewm", "t_points_ewm", "d_vs_team_gap")
 """The Stage-1 features a team without history lacks (a new entrant: NaN in serving)."""
+STAGE1_FORM = (
+    "d_q_gap_ewm",
+    "d_q_gap_last",
+    "d_q_pos_ewm",
+    "d_points_ewm",
+    *STAGE1_TEAM_FORM,
+)
+"""The Stage-1 features read from the cars' earlier results: at the first race under new
+technical rules they are about cars that no longer race (the practice-only ensemble
+predicts those rows without them). A driver's experience (``d_n_events``) is not."""
+STAGE1_UNBOOSTED = ("c_rules_races",)
+"""Stage-1 inputs no booster is fitted on: they route a row to an ensemble
+(``Stage1Model``), they are not a pace signal."""
 STAGE1_PRACTICE = tuple(n for n in STAGE1.names if n.startswith("p_"))
 """The Stage-1 features from the event's own practice: NaN (counts 0) for an event whose
 practice is not in the data yet, as for a forecast made days before the weekend."""

@@ -16,9 +16,11 @@ import numpy as np
 
 from pipelines.features.spec import (
     STAGE1,
+    STAGE1_FORM,
     STAGE1_PRACTICE,
     STAGE1_PRACTICE_COUNTS,
     STAGE1_TEAM_FORM,
+    STAGE1_UNBOOSTED,
 )
 from pipelines.models.pole import PoleParams
 
@@ -60,6 +62,38 @@ class Stage1Config:
     few drivers who skipped it and put such fields 1.2-2.8 % off the pole (gap MAE,
     `f1 evaluate` and backtests 2009-2024), worse than each driver's recent qualifying
     gap alone; with it, 0.55-1.34 %."""
+    practice_model: bool = True
+    """Also fit a practice-only ensemble (the same settings on every row with its form,
+    ``STAGE1_FORM``, blanked) for the first race under new technical rules
+    (``c_rules_races`` 0), where every car's form is about a car that no longer races.
+    Asked with its practice, the main ensemble put 2009's Ferraris and McLarens in front
+    and the Brawns out of the top ten; see docs/model-quality.md, "New technical rules"."""
+
+
+BOOSTED = tuple(n for n in STAGE1.names if n not in STAGE1_UNBOOSTED)
+"""The Stage-1 features the boosters are fitted on (all but ``STAGE1_UNBOOSTED``)."""
+_BOOSTED_AT = np.array([STAGE1.pos[n] for n in BOOSTED])
+
+
+def boosted_columns(x: np.ndarray) -> np.ndarray:
+    """The boosters' inputs (``BOOSTED``) from Stage-1 rows."""
+    return np.asarray(x, dtype=float)[:, _BOOSTED_AT]
+
+
+def first_under_new_rules(x: np.ndarray) -> np.ndarray:
+    """Which Stage-1 rows are of the first race under new technical rules (no race held
+    under them before it: ``c_rules_races`` 0; NaN, rules older than the data, is not)."""
+    return np.asarray(x[:, STAGE1.pos["c_rules_races"]] == 0, dtype=bool)
+
+
+def without_form(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """A copy of Stage-1 rows with ``STAGE1_FORM`` set to NaN in ``rows`` (every row when
+    None): the practice-only ensemble's view of a car."""
+    out = np.array(x, dtype=float, copy=True)
+    at = slice(None) if rows is None else rows
+    for name in STAGE1_FORM:
+        out[at, STAGE1.pos[name]] = np.nan
+    return out
 
 
 def blank_team_form(x: np.ndarray, teams: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -98,17 +132,20 @@ def no_practice(x: np.ndarray) -> np.ndarray:
 
 class Stage1Model:
     """Ensemble of LightGBM regressors on the gap to pole (%), plus a pole-lap estimate;
-    cars without a practice lap are predicted by a form-only ensemble when fitted."""
+    cars without a practice lap are predicted by a form-only ensemble, cars at the first
+    race under new rules by a practice-only one, when fitted."""
 
     def __init__(
         self,
         config: Stage1Config,
         boosters: Sequence[lgb.Booster],
         form_boosters: Sequence[lgb.Booster] = (),
+        practice_boosters: Sequence[lgb.Booster] = (),
     ) -> None:
         self.config = config
         self.boosters = list(boosters)
         self.form_boosters = list(form_boosters)
+        self.practice_boosters = list(practice_boosters)
 
     @classmethod
     def fit(
@@ -121,26 +158,41 @@ class Stage1Model:
     ) -> Stage1Model:
         """``teams``: one (event, team) key per row; with it, ``config.new_team_share`` of
         the pairs are fitted as a team without history (``blank_team_form``). ``form``
-        False skips the form-only ensemble (tuning scores the main one alone)."""
+        False skips the form-only and practice-only ensembles (tuning scores the main one
+        alone)."""
         y = np.clip(y_gap, 0.0, config.target_clip)
+        practice_x = without_form(x) if form and config.practice_model else None
         if teams is not None and config.new_team_share > 0:
             x = blank_team_form(x, teams, config.new_team_share, config.new_team_seed)
         boosters = _fit_members(x, y, config)
-        if not (form and config.form_model):
+        if not form:
             return cls(config, boosters)
-        return cls(config, boosters, _fit_members(without_practice(x), y, config))
+        return cls(
+            config,
+            boosters,
+            _fit_members(without_practice(x), y, config) if config.form_model else (),
+            _fit_members(practice_x, y, config) if practice_x is not None else (),
+        )
 
     def _routed(self, x: np.ndarray, contrib: bool) -> np.ndarray:
         """Each row by the ensemble that predicts it: the form-only one for a car without
-        a practice lap (when fitted), the main one otherwise (rows are independent).
-        ``x`` may be a DataFrame of the columns (the benchmark's original design)."""
+        a practice lap, the practice-only one for a car with practice at the first race
+        under new rules (each when fitted), the main one otherwise (rows are
+        independent). ``x`` may be a DataFrame of the columns (the benchmark's original
+        design)."""
         x = np.asarray(x, dtype=float)
-        form = no_practice(x) if self.form_boosters else np.zeros(len(x), dtype=bool)
-        if not form.any():  # the usual case: every car has practice
+        none = np.zeros(len(x), dtype=bool)
+        form = no_practice(x) if self.form_boosters else none
+        practice = first_under_new_rules(x) & ~form if self.practice_boosters else none
+        if not (form.any() or practice.any()):  # the usual case
             return _mean_predict(self.boosters, x, contrib)
         width = len(STAGE1) + 1 if contrib else None
         out = np.empty((len(x), width) if width else len(x), dtype=float)
-        for rows, boosters in ((~form, self.boosters), (form, self.form_boosters)):
+        for rows, boosters in (
+            (~(form | practice), self.boosters),
+            (form, self.form_boosters),
+            (practice, self.practice_boosters),
+        ):
             if rows.any():
                 out[rows] = _mean_predict(boosters, x[rows], contrib)
         return out
@@ -164,6 +216,8 @@ class Stage1Model:
             b.save_model(str(path / f"booster_{i}.txt"))
         for i, b in enumerate(self.form_boosters):
             b.save_model(str(path / f"form_booster_{i}.txt"))
+        for i, b in enumerate(self.practice_boosters):
+            b.save_model(str(path / f"practice_booster_{i}.txt"))
         (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
 
     @staticmethod
@@ -173,6 +227,7 @@ class Stage1Model:
         raw["pole"] = PoleParams(**raw["pole"])
         raw.setdefault("new_team_share", 0.0)  # saved before the field: fitted without it
         raw.setdefault("form_model", False)  # saved before the form-only ensemble
+        raw.setdefault("practice_model", False)  # saved before the practice-only one
         return Stage1Config(**raw)
 
     @classmethod
@@ -188,9 +243,13 @@ class Stage1Model:
             lgb.Booster(model_file=str(path / f"form_booster_{i}.txt"))
             for i in range(len(config.members) if config.form_model else 0)
         ]
-        for b in boosters + form:
-            STAGE1.check(b.feature_name(), None, str(path))
-        return cls(config, boosters, form)
+        practice = [
+            lgb.Booster(model_file=str(path / f"practice_booster_{i}.txt"))
+            for i in range(len(config.members) if config.practice_model else 0)
+        ]
+        for b in boosters + form + practice:
+            STAGE1.check([*b.feature_name(), *STAGE1_UNBOOSTED], None, str(path))
+        return cls(config, boosters, form, practice)
 
 
 def _fit_members(x: np.ndarray, y: np.ndarray, config: Stage1Config) -> list[lgb.Booster]:
@@ -214,7 +273,9 @@ def _fit_members(x: np.ndarray, y: np.ndarray, config: Stage1Config) -> list[lgb
         }
         if "alpha" in m:
             params["alpha"] = m["alpha"]
-        ds = lgb.Dataset(x, label=y, feature_name=list(STAGE1.names), free_raw_data=True)
+        ds = lgb.Dataset(
+            boosted_columns(x), label=y, feature_name=list(BOOSTED), free_raw_data=True
+        )
         boosters.append(lgb.train(params, ds, num_boost_round=config.n_estimators))
     return boosters
 
@@ -222,7 +283,15 @@ def _fit_members(x: np.ndarray, y: np.ndarray, config: Stage1Config) -> list[lgb
 def _mean_predict(
     boosters: Sequence[lgb.Booster], x: np.ndarray, contrib: bool = False
 ) -> np.ndarray:
+    xb = boosted_columns(x)
     preds = [
-        np.asarray(b.predict(x, pred_contrib=contrib, num_threads=1), dtype=float) for b in boosters
+        np.asarray(b.predict(xb, pred_contrib=contrib, num_threads=1), dtype=float)
+        for b in boosters
     ]
-    return np.asarray(np.mean(preds, axis=0), dtype=float)
+    mean = np.asarray(np.mean(preds, axis=0), dtype=float)
+    if not contrib:
+        return mean
+    out = np.zeros((len(x), len(STAGE1) + 1))  # an unboosted input contributes nothing
+    out[:, _BOOSTED_AT] = mean[:, :-1]
+    out[:, -1] = mean[:, -1]
+    return out

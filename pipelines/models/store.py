@@ -484,9 +484,9 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 
 def has_models() -> bool:
     """The three models are stored, the latest two match this code's features (and
-    Stage-2's linear terms and measured finish rate, Stage-1's new-entrant blanking and
-    form-only ensemble), the latest snapshot this code's format (else `f1 train
-    --if-missing` trains anew)."""
+    Stage-2's linear terms and measured finish rate, Stage-1's new-entrant blanking,
+    form-only and practice-only ensembles), the latest snapshot this code's format (else
+    `f1 train --if-missing` trains anew)."""
     names = {m.tag.name for m in bentoml.models.list()}
     if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
         return False
@@ -503,8 +503,10 @@ def has_models() -> bool:
     if "finish_rate" not in raw2:
         return False  # saved before the podium and points odds let cars retire
     fresh = Stage1Config()
-    if (cfg1.new_team_share, cfg1.form_model) != (fresh.new_team_share, fresh.form_model):
-        return False  # fitted before new entrants (or fields without practice) were trained for
+    settings1 = (cfg1.new_team_share, cfg1.form_model, cfg1.practice_model)
+    if settings1 != (fresh.new_team_share, fresh.form_model, fresh.practice_model):
+        return False  # fitted before new entrants (fields without practice, the first race
+        # under new rules) were trained for
     from pipelines.settings import get_settings
 
     if (cfg2.rank_depth, cfg2.rank_decay) != stage2_places(get_settings()):

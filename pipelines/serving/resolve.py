@@ -104,15 +104,34 @@ def resolve_request(
     event: EventInput | None,
     drivers: Sequence[DriverInput] | None,
     lean: Stage2Config | None = None,
+    practice_first: bool = False,
 ) -> Resolved:
     """Event, field, requested drivers and warnings for a request (raises RequestError).
     With ``lean`` (Stage-2's settings, for a win forecast), also says when that forecast
-    leans on the grid after new technical rules."""
+    leans on the grid after new technical rules; with ``practice_first`` (Stage-1 has a
+    practice-only ensemble), when the qualifying forecast reads practice alone."""
     res = _resolve(snap, event, drivers)
-    note = None if lean is None else rules_reset_warning(snap, res.ctx, lean)
-    if note:
-        res.warnings.append(note)
+    notes = [
+        new_rules_quali_warning(snap, res.ctx, res.field) if practice_first else None,
+        None if lean is None else rules_reset_warning(snap, res.ctx, lean),
+    ]
+    res.warnings.extend(n for n in notes if n)
     return res
+
+
+def new_rules_quali_warning(
+    snap: FeatureSnapshot, ctx: EventContext, fld: EventField
+) -> str | None:
+    """The warning for a qualifying forecast at the first race under new technical rules
+    (``c_rules_races`` 0), which Stage-1's practice-only ensemble makes for every car with
+    a practice lap; None otherwise."""
+    if snap.rules_races(ctx) != 0 or not any(e.practice for e in fld.entries):
+        return None
+    return (
+        f"{ctx.season}: the first race under new technical rules in the data: the "
+        "qualifying gaps of cars with a practice lap come from practice alone (form from "
+        "before the rules changed is about cars that no longer race)"
+    )
 
 
 def rules_reset_warning(snap: FeatureSnapshot, ctx: EventContext, lean: Stage2Config) -> str | None:

@@ -718,6 +718,17 @@ def test_stage2_rows_carry_the_rules_races(real_snapshot) -> None:
     assert (x[:, STAGE2.pos["c_rules_races"]] == 2.0).all()
 
 
+@pytest.mark.parametrize(("rnd", "races"), [(1, 0.0), (2, 1.0)])
+def test_stage1_rows_carry_the_rules_races(real_snapshot, rnd: int, races: float) -> None:
+    """Stage-1 reads the same count (its practice-only ensemble answers the first race
+    under new rules); 2021, an era older than the fixture's data, is NaN."""
+    col = STAGE1.pos["c_rules_races"]
+    ctx = real_snapshot.event_by_round(2022, rnd)
+    assert (real_snapshot.stage1_rows(ctx, real_snapshot.event_field(ctx))[:, col] == races).all()
+    ctx = real_snapshot.event_by_round(2021, rnd)
+    assert np.isnan(real_snapshot.stage1_rows(ctx, real_snapshot.event_field(ctx))[:, col]).all()
+
+
 def test_an_event_not_in_the_data_reads_its_circuit_from_the_latest_visit(real_snapshot) -> None:
     """Layout, type and lap length of every circuit's latest calendar event (looked up
     without pandas per request), and nothing for a circuit the data lacks."""

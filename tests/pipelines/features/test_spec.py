@@ -8,8 +8,12 @@ import pytest
 from pipelines.features.spec import (
     LABELS,
     STAGE1,
+    STAGE1_FORM,
+    STAGE1_PRACTICE,
+    STAGE1_UNBOOSTED,
     STAGE2,
     STAGE2_MONOTONE,
+    STAGE2_UNBOOSTED,
     FeatureMismatch,
     FeatureSpec,
     label,
@@ -49,7 +53,12 @@ def test_check_names_every_difference() -> None:
 
 
 def test_stage_specs() -> None:
-    assert len(STAGE1) == len(set(STAGE1.names)) == 21
+    assert len(STAGE1) == len(set(STAGE1.names)) == 22
+    # the inputs that only route or steer are in the specs (the feature code builds them)
+    assert set(STAGE1_UNBOOSTED) <= set(STAGE1.names)
+    assert set(STAGE2_UNBOOSTED) <= set(STAGE2.names)
+    assert set(STAGE1_FORM) <= set(STAGE1.names) and "d_n_events" not in STAGE1_FORM
+    assert not set(STAGE1_FORM) & {*STAGE1_PRACTICE, *STAGE1_UNBOOSTED}
     assert len(STAGE2) == len(set(STAGE2.names)) == 16
     neg = [n for n, c in zip(STAGE2.names, STAGE2_MONOTONE, strict=True) if c == -1]
     assert neg == ["grid", "q_gap_pct", "q_tm_gap"]

@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.features.spec import (
     STAGE1,
+    STAGE1_FORM,
     STAGE1_PRACTICE,
     STAGE1_PRACTICE_COUNTS,
     STAGE1_TEAM_FORM,
@@ -23,7 +24,10 @@ from pipelines.models.stage1 import (
     Stage1Config,
     Stage1Model,
     blank_team_form,
+    boosted_columns,
+    first_under_new_rules,
     no_practice,
+    without_form,
     without_practice,
 )
 from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
@@ -200,8 +204,9 @@ def _below_pole(stage1: tuple[Stage1Model, np.ndarray]) -> Stage1Model:
     _model, x = stage1
     y = np.nan_to_num(x[:, 4])
     params = {"objective": "l2", "num_leaves": 7, "verbosity": -1, "num_threads": 1}
+    xb = boosted_columns(x)
     boosters = [
-        lgb.train(params | {"seed": s}, lgb.Dataset(x, label=y + s - 1.0), num_boost_round=20)
+        lgb.train(params | {"seed": s}, lgb.Dataset(xb, label=y + s - 1.0), num_boost_round=20)
         for s in (0, 1)
     ]
     return Stage1Model(Stage1Config(), boosters)
@@ -211,7 +216,7 @@ def test_stage1_raw_gap_is_the_unclipped_ensemble_mean(stage1) -> None:
     model = _below_pole(stage1)
     x = stage1[1]
     raw = model.raw_gap(x)
-    members = np.mean([b.predict(x) for b in model.boosters], axis=0)
+    members = np.mean([b.predict(boosted_columns(x)) for b in model.boosters], axis=0)
     np.testing.assert_allclose(raw, members, rtol=0, atol=1e-12)
     assert (raw < 0).sum() > 30, "rows below pole, or this test does not bite"
     np.testing.assert_array_equal(model.predict_gap(x), np.clip(raw, 0.0, None))
@@ -260,7 +265,8 @@ def test_models_are_saved_as_text_not_pickles(stage1, stage2, tmp_path: Path) ->
     files = sorted(p.name for p in [*tmp_path.glob("a/*"), *tmp_path.glob("b/*")])
     members = ["booster_0.txt", "booster_1.txt", "booster_2.txt"]
     form = ["form_" + m for m in members]  # Stage-1's form-only ensemble
-    assert files == ["booster.txt", *members, "config.json", "config.json", *form]
+    practice = ["practice_" + m for m in members]  # and its practice-only one
+    assert files == ["booster.txt", *members, "config.json", "config.json", *form, *practice]
     for p in [*tmp_path.glob("*/*")]:
         p.read_text()  # plain text, no pickles
 
@@ -729,3 +735,77 @@ def test_stage1_save_load_keeps_the_form_only_ensemble(tmp_path: Path) -> None:
     (tmp_path / "m1" / "config.json").write_text(json.dumps(cfg))
     old = Stage1Model.load(tmp_path / "m1")
     assert not old.config.form_model and not old.form_boosters
+
+
+# ------------------------------------ Stage-1 at the first race under new rules
+
+
+def _rules(x: np.ndarray, races: float) -> np.ndarray:
+    out = x.copy()
+    out[:, STAGE1.pos["c_rules_races"]] = races
+    return out
+
+
+def test_the_first_race_under_new_rules_is_predicted_from_practice() -> None:
+    """Rows of the first race under new rules (``c_rules_races`` 0) go to the
+    practice-only ensemble: their form (about cars that no longer race) moves nothing;
+    every other row, a later race or rules older than the data (NaN), is the main
+    ensemble's, and a car without practice the form-only one's."""
+    x, y = _weekends(60, 20, seed=5)
+    cfg = Stage1Config(n_estimators=150, min_child_samples=10)
+    model = Stage1Model.fit(x, y, cfg)
+    main_only = Stage1Model.fit(x, y, cfg, form=False)
+    assert len(model.practice_boosters) == len(cfg.members) and not main_only.practice_boosters
+    tx, _ty = _weekends(10, 20, seed=6)
+    ran = ~no_practice(tx)
+    first, later = _rules(tx[ran], 0.0), _rules(tx[ran], 1.0)
+    assert first_under_new_rules(first).all() and not first_under_new_rules(later).any()
+    assert not first_under_new_rules(tx).any()  # NaN: rules older than the data
+    for rows in (later, tx[ran]):
+        np.testing.assert_array_equal(model.raw_gap(rows), main_only.raw_gap(rows))
+    stale = first.copy()
+    stale[:, STAGE1.pos["d_q_gap_ewm"]] += 2.0  # last season's car was slow
+    np.testing.assert_array_equal(model.raw_gap(stale), model.raw_gap(first))
+    assert not np.array_equal(main_only.raw_gap(stale), main_only.raw_gap(first))
+    np.testing.assert_array_equal(model.raw_gap(first), model.raw_gap(without_form(first)))
+    # without practice, the form-only ensemble still answers (form is all there is)
+    ahead = _rules(without_practice(tx[ran][:5]), 0.0)
+    np.testing.assert_array_equal(model.raw_gap(ahead), model.raw_gap(_rules(ahead, 1.0)))
+    # explanations: form contributes nothing on those rows; rows still sum to the gap
+    mixed = np.vstack([first[:5], later[:5]])
+    contrib = model.explain_gap(mixed)
+    np.testing.assert_allclose(contrib.sum(axis=1), model.raw_gap(mixed), atol=1e-9)
+    form_cols = [STAGE1.pos[n] for n in STAGE1_FORM]
+    assert (np.abs(contrib[:5][:, form_cols]) < 1e-12).all()
+    assert (np.abs(contrib[5:][:, form_cols]) > 0).any()
+
+
+def test_the_rules_count_routes_and_is_not_a_model_input() -> None:
+    """``c_rules_races`` steers which ensemble answers; no booster is fitted on it, so
+    within an ensemble it moves nothing and explains nothing."""
+    x, y = _weekends(30, 10, seed=7)
+    model = Stage1Model.fit(x, y, Stage1Config(n_estimators=30, min_child_samples=5))
+    for b in model.boosters + model.form_boosters + model.practice_boosters:
+        assert "c_rules_races" not in b.feature_name()
+        assert len(b.feature_name()) == N1 - 1
+    rows = _rules(x[:20], 3.0)
+    np.testing.assert_array_equal(model.raw_gap(rows), model.raw_gap(_rules(x[:20], 40.0)))
+    assert (model.explain_gap(_rules(x[:20], 0.0))[:, STAGE1.pos["c_rules_races"]] == 0).all()
+
+
+def test_stage1_save_load_keeps_the_practice_only_ensemble(tmp_path: Path) -> None:
+    import json
+
+    x, y = _weekends(20, 10, seed=8)
+    model = Stage1Model.fit(x, y, Stage1Config(n_estimators=20, min_child_samples=5))
+    model.save(tmp_path / "m1")
+    loaded = Stage1Model.load(tmp_path / "m1")
+    first = _rules(x, 0.0)
+    np.testing.assert_array_equal(loaded.raw_gap(first), model.raw_gap(first))
+    # a model saved before the practice-only ensemble loads without it, and says so
+    cfg = json.loads((tmp_path / "m1" / "config.json").read_text())
+    del cfg["practice_model"]
+    (tmp_path / "m1" / "config.json").write_text(json.dumps(cfg))
+    old = Stage1Model.load(tmp_path / "m1")
+    assert not old.config.practice_model and not old.practice_boosters
+    np.testing.assert_array_equal(old.raw_gap(first), model.raw_gap(_rules(x, 1.0)))

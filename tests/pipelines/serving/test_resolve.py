@@ -43,6 +43,44 @@ def test_no_warning_without_a_grid_logit_or_for_qualifying(real_snapshot) -> Non
     ]
 
 
+def _practice_alone(warnings: list[str]) -> list[str]:
+    return [w for w in warnings if "come from practice alone" in w]
+
+
+@pytest.mark.parametrize(("rnd", "warned"), [(1, True), (2, False)])
+def test_the_first_race_under_new_rules_says_qualifying_reads_practice(
+    real_snapshot, rnd: int, warned: bool
+) -> None:
+    """With a practice-only Stage-1, the first race under new rules (2022 round 1, its
+    practice in the data) says so; the second race, or a Stage-1 without it, does not."""
+    event = EventInput(season=2022, round=rnd)
+    notes = _practice_alone(resolve_request(real_snapshot, event, None, None, True).warnings)
+    assert notes == (
+        [
+            "2022: the first race under new technical rules in the data: the qualifying "
+            "gaps of cars with a practice lap come from practice alone (form from before "
+            "the rules changed is about cars that no longer race)"
+        ]
+        if warned
+        else []
+    )
+    assert not _practice_alone(resolve_request(real_snapshot, event, None, LEAN).warnings)
+
+
+def test_a_2026_event_reads_practice_alone_once_laps_are_given(real_snapshot) -> None:
+    """Every 2026 event is the first under its rules while the data ends in 2025: without
+    a lap the forecast is form's (the no-practice warning), with laps it is practice's."""
+    event = EventInput(season=2026, circuit_id="monza", date="2026-09-06")
+    cars = [{"driver_id": "max-verstappen"}, {"driver_id": "lando-norris"}]
+    no_laps = [DriverInput.model_validate(c) for c in cars]
+    ahead = resolve_request(real_snapshot, event, no_laps, None, True).warnings
+    assert not _practice_alone(ahead) and any("no practice laps" in w for w in ahead)
+    laps = [DriverInput.model_validate(cars[0] | {"practice": {"fp3": "1:19.9"}}), no_laps[1]]
+    given = resolve_request(real_snapshot, event, laps, LEAN, True).warnings
+    assert len(_practice_alone(given)) == 1 and "2026" in _practice_alone(given)[0]
+    assert any("takes 100% of its log-odds from the grid" in w for w in given)
+
+
 # ------------------------------------------------------------- no form before the event
 
 

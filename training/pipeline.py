@@ -21,7 +21,13 @@ import pandas as pd
 from pipelines.f1db.parse import Tables
 from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.pole import PoleParams, estimate_pole
-from pipelines.models.stage1 import Stage1Config, Stage1Model, without_team_form
+from pipelines.models.stage1 import (
+    Stage1Config,
+    Stage1Model,
+    first_under_new_rules,
+    no_practice,
+    without_team_form,
+)
 from pipelines.models.stage2 import (
     GRID_TERMS,
     RANK_DECAY,
@@ -449,6 +455,7 @@ def score_test(
     m2 = Stage2Model.fit(fit2.x, fit2.y, cfg2, races_of(fit2), ranks=places_of(fit2))
     served = served_predictions(snap, m1, m2, te1, te2, on_event)
     new_team = new_team_check(m1, te1)
+    new_rules = new_rules_check(m1, te1)
     if cfg1.new_team_share > 0:  # the same check for the same settings fitted without it
         plain = fit_stage1(fit1, replace(cfg1, new_team_share=0.0), form=False)
         new_team["fitted_without_blanked_teams"] = new_team_check(plain, te1)
@@ -494,6 +501,7 @@ def score_test(
     )
     evaluation["stage1"]["test_rows_not_served"] = len(te1.meta) - len(q)
     evaluation["stage1"]["new_team"] = new_team
+    evaluation["stage1"]["new_rules"] = new_rules
     evaluation["stage2"]["pole_win_share"] = {
         "test": pole_win_share(te2.meta),
         "fit_seasons": pole_win_share(fit2.meta),
@@ -580,6 +588,25 @@ def before_practice_check(
         )
         stage2["without_form_model"] = stage2_metrics(f0, f0["prob"].to_numpy(float))
     return stage1, stage2
+
+
+def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
+    """Stage-1 at the first race under new technical rules: the cars with practice as
+    served (the practice-only ensemble) and by the main ensemble alone, form read as it
+    is (gap MAE %, Spearman). ``rows`` 0 when the season has no such race."""
+    rows = first_under_new_rules(data.x) & ~no_practice(data.x)
+    if not (model.practice_boosters and rows.any()):
+        return {"rows": 0}
+    main = Stage1Model(
+        replace(model.config, form_model=False, practice_model=False), model.boosters
+    )
+    meta, x = data.meta[rows], data.x[rows]
+    return {
+        "rows": int(rows.sum()),
+        "rounds": sorted(int(r) for r in meta["round"].unique()),
+        "served": gap_and_spearman(meta, model.predict_gap(x)),
+        "main_ensemble": gap_and_spearman(meta, main.predict_gap(x)),
+    }
 
 
 def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:

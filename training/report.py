@@ -161,6 +161,23 @@ def _new_team_line(s1: dict[str, Any]) -> list[str]:
     ]
 
 
+def _new_rules_line(s1: dict[str, Any]) -> list[str]:
+    """Stage-1 at the first race under new technical rules, from ``new_rules_check``."""
+    nr = s1.get("new_rules") or {}
+    if not nr.get("rows"):
+        return []
+    a, b = nr["served"], nr["main_ensemble"]
+    rounds = ", ".join(str(r) for r in nr["rounds"])
+    return [
+        "",
+        f"At the first race under new technical rules (round {rounds}) the cars with practice "
+        "are forecast by the practice-only ensemble, their form being about cars that no "
+        f"longer race: gap MAE {fmt(a['gap_pct_mae'])} % and Spearman {fmt(a['spearman'])} "
+        f"there, against {fmt(b['gap_pct_mae'])} % and {fmt(b['spearman'])} by the main "
+        "ensemble reading that form.",
+    ]
+
+
 def _plain_fit(nt: dict[str, Any] | None) -> str:
     if not nt:
         return ""
@@ -329,6 +346,7 @@ def markdown(ev: dict[str, Any]) -> str:
         "spreads the field by more than anything known before it says). Spearman is the "
         "mean per-event rank correlation of predicted and actual gaps.",
         *_new_team_line(s1),
+        *_new_rules_line(s1),
         "",
         "## Stage-2: race winner",
         "",
@@ -586,6 +604,7 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
         f"{ev['stage1']['test'].get('dry_events')} of {ev['stage1']['test'].get('events')} "
         "(the pole lap beat the best practice lap; `_dry` columns: those alone).",
         *_new_team_line(ev["stage1"]),
+        *_new_rules_line(ev["stage1"]),
         "",
         "### Stage-2: race winner after qualifying (real grid)",
         "",

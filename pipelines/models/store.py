@@ -278,6 +278,9 @@ METRICS_GUIDE = {
     "and form only), as /predict_quali and /predict_full give it",
     "stage1.metrics.new_team": "test season with every car's team form blanked, as for a "
     "new entrant without history, beside the same cars as they are",
+    "stage1.metrics.new_rules": "the test season's first race under new technical rules: its "
+    "cars with practice as served (the practice-only ensemble) and by the main ensemble "
+    "reading their form ('rows' 0: the season has none)",
     "stage2.metrics.test": "test season, after qualifying: the real grid and qualifying "
     "times given, as in /predict_race",
     "stage2.metrics.test_chained": "test season, before qualifying: the event only, "

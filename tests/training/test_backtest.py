@@ -136,6 +136,25 @@ def test_a_later_season_changes_nothing(tree, small_grids) -> None:
     assert json.dumps(a.races, sort_keys=True) == json.dumps(b.races, sort_keys=True)
 
 
+def test_the_first_race_under_new_rules_is_scored_both_ways(
+    tree, small_grids, tmp_path: Path
+) -> None:
+    """2022 (new rules) opens with the practice-only Stage-1; its report gives those
+    cars by it and by the main ensemble; 2023 has no such race and no such line."""
+    _spec, tables = tree
+    res = backtest(tables, 2022, 2019)
+    nr = res.evaluation["stage1"]["new_rules"]
+    rows = res.predictions["stage1"]
+    assert nr["rounds"] == [1] and nr["rows"] == int((rows["round"] == 1).sum()) > 0
+    assert nr["served"]["gap_pct_mae"] != nr["main_ensemble"]["gap_pct_mae"]
+    write_backtest(2022, res.evaluation, res.races, tmp_path)
+    md = (tmp_path / "backtest-2022.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("At the first race under new"))
+    assert f"gap MAE {nr['served']['gap_pct_mae']:.3f} %" in line
+    later = backtest(tables, 2023, 2019).evaluation["stage1"]["new_rules"]
+    assert later == {"rows": 0}
+
+
 def test_backtest_of_a_season_not_in_the_data_is_an_error(tree, small_grids) -> None:
     _spec, tables = tree
     last = int(tables.races["season"].max())

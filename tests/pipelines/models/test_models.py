@@ -691,16 +691,23 @@ def test_without_practice_is_how_serving_builds_a_car_with_no_laps() -> None:
     np.testing.assert_array_equal(blank[:, others], x[:, others])
 
 
-def test_a_field_without_practice_is_predicted_from_form() -> None:
+@pytest.fixture(scope="module")
+def weekends_fitted() -> tuple[Stage1Model, Stage1Model, np.ndarray, np.ndarray]:
+    """Stage-1 fitted on ``_weekends`` with its form-only and practice-only ensembles and
+    without them (the main ensemble alone), and other weekends to ask."""
+    x, y = _weekends(60, 20, seed=2)
+    cfg = Stage1Config(n_estimators=150, min_child_samples=10)
+    model, main_only = Stage1Model.fit(x, y, cfg), Stage1Model.fit(x, y, cfg, form=False)
+    assert len(model.form_boosters) == len(model.practice_boosters) == len(cfg.members)
+    assert not (main_only.form_boosters or main_only.practice_boosters)
+    return model, main_only, *_weekends(10, 20, seed=3)
+
+
+def test_a_field_without_practice_is_predicted_from_form(weekends_fitted) -> None:
     """Fitted on rows where missing practice means a slow stand-in, the main ensemble
     sends a whole field without practice to the back; the form-only ensemble predicts
     it from form, and leaves every car with practice exactly as the main one does."""
-    x, y = _weekends(60, 20, seed=2)
-    cfg = Stage1Config(n_estimators=150, min_child_samples=10)
-    with_form = Stage1Model.fit(x, y, cfg)
-    main_only = Stage1Model.fit(x, y, cfg, form=False)
-    assert len(with_form.form_boosters) == len(cfg.members) and not main_only.form_boosters
-    tx, ty = _weekends(10, 20, seed=3)
+    with_form, main_only, tx, ty = weekends_fitted
     ran = ~no_practice(tx)
     np.testing.assert_array_equal(with_form.raw_gap(tx[ran]), main_only.raw_gap(tx[ran]))
     ahead = without_practice(tx[ran])
@@ -719,22 +726,36 @@ def test_a_field_without_practice_is_predicted_from_form() -> None:
     assert (np.abs(contrib[:5, [STAGE1.pos[n] for n in STAGE1_PRACTICE]]) < 1e-12).all()
 
 
-def test_stage1_save_load_keeps_the_form_only_ensemble(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flag", "ensemble", "rows_for_it"),
+    [
+        ("form_model", "form_boosters", without_practice),
+        ("practice_model", "practice_boosters", lambda x: _rules(x, 0.0)),
+    ],
+)
+def test_stage1_save_load_keeps_each_ensemble(tmp_path: Path, flag, ensemble, rows_for_it) -> None:
+    """The form-only and the practice-only ensembles are saved and loaded with the main
+    one; a model saved before either existed loads without it (its config says so) and
+    answers those rows by the main ensemble, as before."""
     import json
 
     x, y = _weekends(20, 10, seed=4)
     model = Stage1Model.fit(x, y, Stage1Config(n_estimators=20, min_child_samples=5))
     model.save(tmp_path / "m1")
     loaded = Stage1Model.load(tmp_path / "m1")
-    ahead = without_practice(x)
-    np.testing.assert_array_equal(loaded.raw_gap(ahead), model.raw_gap(ahead))
+    rows = rows_for_it(x)
+    assert getattr(loaded, ensemble)
+    np.testing.assert_array_equal(loaded.raw_gap(rows), model.raw_gap(rows))
     np.testing.assert_array_equal(loaded.raw_gap(x), model.raw_gap(x))
-    # a model saved before the form-only ensemble loads without it, and says so
     cfg = json.loads((tmp_path / "m1" / "config.json").read_text())
-    del cfg["form_model"]
+    del cfg[flag]
     (tmp_path / "m1" / "config.json").write_text(json.dumps(cfg))
     old = Stage1Model.load(tmp_path / "m1")
-    assert not old.config.form_model and not old.form_boosters
+    assert not getattr(old.config, flag) and not getattr(old, ensemble)
+    kept = {"form_boosters": model.form_boosters, "practice_boosters": model.practice_boosters}
+    without = Stage1Model(model.config, model.boosters, **(kept | {ensemble: []}))
+    np.testing.assert_array_equal(old.raw_gap(rows), without.raw_gap(rows))
+    assert not np.array_equal(old.raw_gap(rows), model.raw_gap(rows))
 
 
 # ------------------------------------ Stage-1 at the first race under new rules
@@ -746,17 +767,12 @@ def _rules(x: np.ndarray, races: float) -> np.ndarray:
     return out
 
 
-def test_the_first_race_under_new_rules_is_predicted_from_practice() -> None:
+def test_the_first_race_under_new_rules_is_predicted_from_practice(weekends_fitted) -> None:
     """Rows of the first race under new rules (``c_rules_races`` 0) go to the
     practice-only ensemble: their form (about cars that no longer race) moves nothing;
     every other row, a later race or rules older than the data (NaN), is the main
     ensemble's, and a car without practice the form-only one's."""
-    x, y = _weekends(60, 20, seed=5)
-    cfg = Stage1Config(n_estimators=150, min_child_samples=10)
-    model = Stage1Model.fit(x, y, cfg)
-    main_only = Stage1Model.fit(x, y, cfg, form=False)
-    assert len(model.practice_boosters) == len(cfg.members) and not main_only.practice_boosters
-    tx, _ty = _weekends(10, 20, seed=6)
+    model, main_only, tx, _ty = weekends_fitted
     ran = ~no_practice(tx)
     first, later = _rules(tx[ran], 0.0), _rules(tx[ran], 1.0)
     assert first_under_new_rules(first).all() and not first_under_new_rules(later).any()
@@ -791,21 +807,3 @@ def test_the_rules_count_routes_and_is_not_a_model_input() -> None:
     rows = _rules(x[:20], 3.0)
     np.testing.assert_array_equal(model.raw_gap(rows), model.raw_gap(_rules(x[:20], 40.0)))
     assert (model.explain_gap(_rules(x[:20], 0.0))[:, STAGE1.pos["c_rules_races"]] == 0).all()
-
-
-def test_stage1_save_load_keeps_the_practice_only_ensemble(tmp_path: Path) -> None:
-    import json
-
-    x, y = _weekends(20, 10, seed=8)
-    model = Stage1Model.fit(x, y, Stage1Config(n_estimators=20, min_child_samples=5))
-    model.save(tmp_path / "m1")
-    loaded = Stage1Model.load(tmp_path / "m1")
-    first = _rules(x, 0.0)
-    np.testing.assert_array_equal(loaded.raw_gap(first), model.raw_gap(first))
-    # a model saved before the practice-only ensemble loads without it, and says so
-    cfg = json.loads((tmp_path / "m1" / "config.json").read_text())
-    del cfg["practice_model"]
-    (tmp_path / "m1" / "config.json").write_text(json.dumps(cfg))
-    old = Stage1Model.load(tmp_path / "m1")
-    assert not old.config.practice_model and not old.practice_boosters
-    np.testing.assert_array_equal(old.raw_gap(first), model.raw_gap(_rules(x, 1.0)))

@@ -183,7 +183,7 @@ class Stage1Model:
         x = np.asarray(x, dtype=float)
         none = np.zeros(len(x), dtype=bool)
         form = no_practice(x) if self.form_boosters else none
-        practice = first_under_new_rules(x) & ~form if self.practice_boosters else none
+        practice = first_under_new_rules(x) & ~no_practice(x) if self.practice_boosters else none
         if not (form.any() or practice.any()):  # the usual case
             return _mean_predict(self.boosters, x, contrib)
         width = len(STAGE1) + 1 if contrib else None

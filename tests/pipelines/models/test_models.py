@@ -787,6 +787,9 @@ def test_the_first_race_under_new_rules_is_predicted_from_practice(weekends_fitt
     # without practice, the form-only ensemble still answers (form is all there is)
     ahead = _rules(without_practice(tx[ran][:5]), 0.0)
     np.testing.assert_array_equal(model.raw_gap(ahead), model.raw_gap(_rules(ahead, 1.0)))
+    # and without a form-only ensemble, the main one: never the practice-only one
+    no_form = Stage1Model(model.config, model.boosters, (), model.practice_boosters)
+    np.testing.assert_array_equal(no_form.raw_gap(ahead), main_only.raw_gap(ahead))
     # explanations: form contributes nothing on those rows; rows still sum to the gap
     mixed = np.vstack([first[:5], later[:5]])
     contrib = model.explain_gap(mixed)

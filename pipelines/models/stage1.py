@@ -86,14 +86,19 @@ def first_under_new_rules(x: np.ndarray) -> np.ndarray:
     return np.asarray(x[:, STAGE1.pos["c_rules_races"]] == 0, dtype=bool)
 
 
-def without_form(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """A copy of Stage-1 rows with ``STAGE1_FORM`` set to NaN in ``rows`` (every row when
-    None): the practice-only ensemble's view of a car."""
+def _blanked(x: np.ndarray, names: Sequence[str], rows: np.ndarray | None) -> np.ndarray:
+    """A copy of Stage-1 rows with the features ``names`` set to NaN in ``rows`` (a
+    boolean mask; every row when None)."""
     out = np.array(x, dtype=float, copy=True)
     at = slice(None) if rows is None else rows
-    for name in STAGE1_FORM:
+    for name in names:
         out[at, STAGE1.pos[name]] = np.nan
     return out
+
+
+def without_form(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Stage-1 rows with ``STAGE1_FORM`` blanked: the practice-only ensemble's view."""
+    return _blanked(x, STAGE1_FORM, rows)
 
 
 def blank_team_form(x: np.ndarray, teams: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -106,13 +111,9 @@ def blank_team_form(x: np.ndarray, teams: np.ndarray, share: float, seed: int) -
 
 
 def without_team_form(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """A copy of Stage-1 rows with ``STAGE1_TEAM_FORM`` set to NaN in ``rows`` (a boolean
-    mask; every row when None): how a team without history looks to serving."""
-    out = np.array(x, dtype=float, copy=True)
-    at = slice(None) if rows is None else rows
-    for name in STAGE1_TEAM_FORM:
-        out[at, STAGE1.pos[name]] = np.nan
-    return out
+    """Stage-1 rows with ``STAGE1_TEAM_FORM`` blanked: how a team without history looks
+    to serving."""
+    return _blanked(x, STAGE1_TEAM_FORM, rows)
 
 
 def without_practice(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:

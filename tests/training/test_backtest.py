@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from pipelines.f1db.parse import load_tables
 from pipelines.models.stage2 import RANK_DEPTH
 from pipelines.serving.orchestrator import TwoStage
-from tests.conftest import SyntheticTree, write_f1db_tree
+from pipelines.settings import PROJECT_ROOT
+from tests.conftest import SyntheticTree, require_real_data, write_f1db_tree
 from training import cli, pipeline
 from training.backtest import backtest, backtest_seasons, per_race, tables_through, targets
 from training.cli import app
@@ -279,3 +280,22 @@ def test_real_backtest_of_one_season(real_tables, small_grids, tmp_path: Path) -
     assert all(path.stat().st_size > 0 for path in paths)
     md = (tmp_path / "backtest-2024.md").read_text()
     assert "2021-2023" in md and md.count("\n| ") >= n
+
+
+@pytest.mark.slow
+def test_the_committed_backtest_report_is_what_the_code_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clear_settings
+) -> None:
+    """The reports the README quotes are this code's output: `f1 backtest --season 2009`
+    on the real data (new rules, Stage-2's lean and Stage-1's first race; ~15 s) writes
+    the committed reports/backtest-2009.md byte for byte. A change to the models or
+    features fails here until `make reports` rewrites the reports (and the README's
+    tables follow them: tests/test_readme_figures.py)."""
+    monkeypatch.setenv("F1_DATA_DIR", str(require_real_data()))
+    monkeypatch.setenv("F1_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("F1_REPORTS_DIR", str(tmp_path / "reports"))
+    result = CliRunner().invoke(app, ["backtest", "--season", "2009"])
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "reports" / "backtest-2009.md").read_text()
+    committed = (PROJECT_ROOT / "reports" / "backtest-2009.md").read_text()
+    assert written == committed, "reports/ are stale: run `make reports`"

@@ -96,9 +96,9 @@ def _blanked(x: np.ndarray, names: Sequence[str], rows: np.ndarray | None) -> np
     return out
 
 
-def without_form(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+def without_form(x: np.ndarray) -> np.ndarray:
     """Stage-1 rows with ``STAGE1_FORM`` blanked: the practice-only ensemble's view."""
-    return _blanked(x, STAGE1_FORM, rows)
+    return _blanked(x, STAGE1_FORM, None)
 
 
 def blank_team_form(x: np.ndarray, teams: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -182,9 +182,9 @@ class Stage1Model:
         independent). ``x`` may be a DataFrame of the columns (the benchmark's original
         design)."""
         x = np.asarray(x, dtype=float)
-        none = np.zeros(len(x), dtype=bool)
-        form = no_practice(x) if self.form_boosters else none
-        practice = first_under_new_rules(x) & ~no_practice(x) if self.practice_boosters else none
+        none, laps = np.zeros(len(x), dtype=bool), ~no_practice(x)
+        form = ~laps if self.form_boosters else none
+        practice = first_under_new_rules(x) & laps if self.practice_boosters else none
         if not (form.any() or practice.any()):  # the usual case
             return _mean_predict(self.boosters, x, contrib)
         width = len(STAGE1) + 1 if contrib else None

@@ -82,6 +82,7 @@ def stage1_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
                 "best_s": rows["best_s"].to_numpy(),
                 "pole_s": pole,
                 "gap_pct": (rows["best_s"].to_numpy() / pole - 1.0) * 100.0,
+                "q_pos": rows["position"].to_numpy(float),
                 "ref_session": session,
                 "ref_lap": ref,
                 "best_practice_s": [min(e.practice.values(), default=math.nan) for e in entries],

@@ -114,6 +114,7 @@ def _by_driver(
                     "pred_gap": fc.quali.gap_pct[i],
                     "pred_time": fc.quali.time_s[i],
                     "pred_pole": fc.quali.pole_s,
+                    "pole_prob": fc.quali.pole_prob[i],
                 }
             else:
                 assert fc.race is not None
@@ -152,7 +153,8 @@ class Served:
     """What the served flow said about a season, row-aligned with the scored rows.
 
     ``stage1``: the Stage-1 rows (drivers with a qualifying lap) with the forecast made
-    before qualifying (``pred_gap``, ``pred_time``, ``pred_pole``). ``stage2`` (after
+    before qualifying (``pred_gap``, ``pred_time``, ``pred_pole``, and ``pole_prob``, the
+    served pole odds over the entry list). ``stage2`` (after
     qualifying: real grid and times given) and ``stage2_chained`` (before it: Stage-1's
     grid): the starters with ``prob`` (renormalised over the starters), ``podium_prob``
     and ``points_prob`` (Plackett-Luce over the starters) and

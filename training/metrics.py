@@ -65,6 +65,35 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
     }
 
 
+def pole_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
+    """Pole probabilities (``probability_score`` of /predict_quali) against who took pole
+    (qualifying's first place, ``q_pos``): per event with a pole-sitter among the rows,
+    the log loss of the pole-sitter and top-1 (ties at the max share it); Brier per car.
+    The served odds are over the whole entry list; they are renormalised over the cars
+    that set a qualifying lap (the scored rows), as the win odds are over the starters."""
+    p = np.asarray(prob, dtype=float)
+    is_pole = meta["q_pos"].to_numpy(float) == 1.0
+    top1, ll, sq = [], [], []
+    for _, idx in sorted(meta.groupby("race_id").indices.items()):
+        pp, yy = p[idx], is_pole[idx]
+        if yy.sum() != 1 or pp.sum() <= 0:
+            continue  # the pole-sitter set no time in the rows, or nothing to score
+        pp = pp / pp.sum()
+        at_max = np.isclose(pp, pp.max())
+        top1.append(float(at_max[yy][0]) / at_max.sum())
+        pw = float(pp[yy][0])
+        ll.append(-math.log(pw) if pw > 0 else math.inf)
+        sq.extend((pp - yy) ** 2)
+    n = len(top1)
+    return {
+        "season": int(meta["season"].iloc[0]) if len(meta) else None,
+        "events": n,
+        "log_loss": float(np.mean(ll)) if n else None,
+        "top1": float(np.mean(top1)) if n else None,
+        "brier": float(np.mean(sq)) if n else None,
+    }
+
+
 def stage2_events(meta: pd.DataFrame, prob: np.ndarray) -> dict[str, np.ndarray]:
     """Per race with one classified winner (in race-id order): top-1 credit (ties at the
     max share it) and the winner's log loss."""

@@ -23,6 +23,7 @@ S1_KEYS = [
 S2_KEYS = ["season", "top1", "winner_log_loss", "brier"]
 PODIUM_KEYS = ["season", "brier", "log_loss", "top3_hits"]
 POINTS_KEYS = ["season", "brier", "log_loss", "top10_hits"]
+POLE_KEYS = ["season", "events", "log_loss", "top1", "brier"]
 
 S1_TARGETS = {"gap_pct_mae": 0.45, "mae_dry_s": 0.40, "spearman": 0.80}
 
@@ -229,6 +230,35 @@ def _rules_reset_line(s2: dict[str, Any]) -> list[str]:
     return ["", lean + " On those races: " + "; ".join(parts) + "."]
 
 
+def pole_section(s1: dict[str, Any], level: str = "##") -> list[str]:
+    """The served pole odds scored (``stage1.pole``): before qualifying, and a weekend
+    ahead."""
+    pole = s1.get("pole")
+    if not pole:
+        return []
+    lines = [
+        "",
+        f"{level} Pole: who takes it (`probability_score` of /predict_quali)",
+        "",
+        "Qualifying's first place against the odds given before qualifying, over the cars "
+        "that set a lap: the model's (Stage-1's gaps through a temperature of "
+        f"{fmt(pole.get('temperature'))} %, chosen on the tuning seasons) beside an even "
+        "chance and each baseline's gaps through the same temperature (`stage1.pole`); "
+        "log loss = -log P(pole-sitter) per event.",
+        "",
+        *_table(pole, POLE_KEYS),
+    ]
+    ahead = pole.get("before_practice")
+    if ahead:
+        lines += [
+            "",
+            "A weekend ahead, no practice lap (`stage1.pole.before_practice`):",
+            "",
+            *_table(ahead, POLE_KEYS),
+        ]
+    return lines
+
+
 def before_practice_section(ev: dict[str, Any], level: str = "##") -> list[str]:
     """Both stages a weekend ahead, from ``before_practice_check``: the forecast for the
     next event while the data holds only the races before it (no practice lap)."""
@@ -347,6 +377,7 @@ def markdown(ev: dict[str, Any]) -> str:
         "mean per-event rank correlation of predicted and actual gaps.",
         *_new_team_line(s1),
         *_new_rules_line(s1),
+        *pole_section(s1),
         "",
         "## Stage-2: race winner",
         "",
@@ -605,6 +636,7 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
         "(the pole lap beat the best practice lap; `_dry` columns: those alone).",
         *_new_team_line(ev["stage1"]),
         *_new_rules_line(ev["stage1"]),
+        *pole_section(ev["stage1"], "###"),
         "",
         "### Stage-2: race winner after qualifying (real grid)",
         "",

@@ -281,6 +281,11 @@ METRICS_GUIDE = {
     "stage1.metrics.new_rules": "the test season's first race under new technical rules: its "
     "cars with practice as served (the practice-only ensemble) and by the main ensemble "
     "reading their form ('rows' 0: the season has none)",
+    "stage1.metrics.pole": "test season: the pole odds of /predict_quali ("
+    "'probability_score') against qualifying's first place, over the cars that set a lap: "
+    "per event the pole-sitter's log loss and top-1, Brier per car; before qualifying "
+    "('test') and a weekend ahead ('before_practice'), beside an even chance and the "
+    "baselines' gaps through the model's 'temperature' (chosen on the tuning seasons)",
     "stage2.metrics.test": "test season, after qualifying: the real grid and qualifying "
     "times given, as in /predict_race",
     "stage2.metrics.test_chained": "test season, before qualifying: the event only, "

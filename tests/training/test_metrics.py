@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from training.metrics import placing_metrics, stage1_metrics, stage2_metrics
+from training.metrics import placing_metrics, pole_metrics, stage1_metrics, stage2_metrics
 
 
 def _s2(races: list[tuple[int, list[float], int | None]]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -162,3 +162,27 @@ def test_pole_win_share_counts_wins_from_the_best_slot() -> None:
     )
     assert pole_win_share(meta) == pytest.approx(2 / 3)
     assert pole_win_share(meta[meta["race_id"] == 4]) is None
+
+
+def test_pole_metrics_by_hand() -> None:
+    # event 1: the second car took pole (0.3); event 2: odds 0.4/0.4 over the cars with a
+    # lap (a car without one had 0.2): renormalised to a tie, the pole-sitter in it;
+    # event 3: the pole-sitter set no lap in the rows, not scored
+    meta = pd.DataFrame(
+        {
+            "race_id": [1, 1, 1, 2, 2, 3, 3],
+            "season": 2025,
+            "q_pos": [2.0, 1.0, 3.0, 1.0, 2.0, 2.0, 3.0],
+        }
+    )
+    prob = np.array([0.5, 0.3, 0.2, 0.4, 0.4, 0.6, 0.4])
+    m = pole_metrics(meta, prob)
+    assert m["season"] == 2025 and m["events"] == 2
+    assert m["log_loss"] == pytest.approx((-math.log(0.3) - math.log(0.5)) / 2)
+    assert m["top1"] == pytest.approx((0.0 + 0.5) / 2)
+    sq = [0.5**2, 0.7**2, 0.2**2, 0.5**2, 0.5**2]
+    assert m["brier"] == pytest.approx(sum(sq) / 5)
+    # a certain miss is an infinite log loss, no event at all is no score
+    assert pole_metrics(meta.iloc[:3], np.array([1.0, 0.0, 0.0]))["log_loss"] == math.inf
+    none = pole_metrics(meta.iloc[5:], prob[5:])
+    assert none["events"] == 0 and none["log_loss"] is None

@@ -15,6 +15,7 @@ from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
 from pipelines.models.placings import classified_top_k
 from tests.conftest import slice_tables, store_models
+from training import pipeline
 from training.datasets import StageData
 from training.metrics import placing_metrics, stage2_metrics
 from training.pipeline import Protocol, TrainingError, check_seasons, finish_rate, run
@@ -121,6 +122,19 @@ def test_evaluation_has_every_metric(trained) -> None:
     plain = nt["fitted_without_blanked_teams"]  # the counterfactual: another fit
     assert plain["as_they_are"]["gap_pct_mae"] != nt["as_they_are"]["gap_pct_mae"]
     assert "fitted_without_blanked_teams" not in plain
+    # the served pole odds: every event's pole-sitter set a lap; better than even odds
+    pole = ev["stage1"]["pole"]
+    assert pole["temperature"] == ev["tuning"]["chosen"]["stage1"]["pole_tau"]
+    assert pole["temperature"] in pipeline.TAU_GRID
+    for block, names in (
+        (pole, {"uniform", "practice_ratio", "quick_lgbm_gap"}),
+        (pole["before_practice"], {"uniform", "recent_form"}),
+    ):
+        assert set(block["baselines"]) == names
+        assert block["test"]["events"] == ev["stage1"]["test"]["events"]
+        even = block["baselines"]["uniform"]["test"]
+        assert block["test"]["log_loss"] < even["log_loss"]
+        assert 0.0 <= block["test"]["top1"] <= 1.0 and block["test"]["brier"] < even["brier"]
     rr = ev["stage2"]["rules_reset"]  # 2025: no race early under new rules
     assert (rr["reset_weight"], rr["reset_races"]) == (1.0, 4.0)
     assert rr["test"] == rr["test_chained"] == {"races": 0}
@@ -271,6 +285,10 @@ def test_write_report(trained, tmp_path: Path) -> None:
         ahead1["model"]["gap_pct_mae"]
     )
     assert "## A weekend ahead (no practice in the data yet)" in md
+    pole = trained.evaluation["stage1"]["pole"]
+    assert "## Pole: who takes it (`probability_score` of /predict_quali)" in md
+    assert f"| **model** | {pole['test']['events']} | {fmt(pole['test']['log_loss'])} |" in md
+    assert ev["stage1"]["pole"]["test"]["log_loss"] == pytest.approx(pole["test"]["log_loss"])
     for what in ("podium", "points"):
         ahead_pl = ev["stage2"][what]["before_practice"]["model"]
         assert (

@@ -212,6 +212,7 @@ class F1Predictor:
             explain1=self._deadline("stage-1", self.explain1_rows),
             explain2=self._deadline("stage-2", self.explain2_rows),
             finish=self.lean.finish_rate,
+            pole_tau_ahead=cfg.pole_tau_ahead,
         )
         self.started = time.time()
         self.tags = {

@@ -145,6 +145,23 @@ def test_the_weekend_ahead_table_is_the_reports(season: int | None) -> None:
     assert cells == [[_fmt(v) for v in group] for group in want]
 
 
+@pytest.mark.parametrize("season", [2009, 2014, 2016, 2017, 2019, 2021, 2022, 2023, 2024, None])
+def test_the_pole_odds_table_is_the_reports(season: int | None) -> None:
+    path = REPORTS / ("evaluation.json" if season is None else f"backtest-{season}.json")
+    pole = json.loads(path.read_text())["stage1"]["pole"]
+    base = {k: v["test"] for k, v in pole["baselines"].items()}
+    ahead = pole["before_practice"]
+    want = [
+        [pole["test"]["log_loss"]]
+        + [base[k]["log_loss"] for k in ("uniform", "practice_ratio", "quick_lgbm_gap")],
+        [pole["test"]["top1"]] + [base[k]["top1"] for k in ("practice_ratio", "quick_lgbm_gap")],
+        [ahead["test"]["log_loss"], ahead["baselines"]["recent_form"]["test"]["log_loss"]],
+    ]
+    rows = {r[0].split(" ")[0]: r[1:] for r in _table("| season, pole odds |")}
+    cells = [[v.strip() for v in c.split("/")] for c in rows[str(season or 2025)]]
+    assert cells == [[_fmt(v) for v in group] for group in want]
+
+
 @pytest.mark.parametrize(
     ("what", "header", "hits"),
     [
@@ -280,3 +297,18 @@ def test_the_points_odds_before_cars_could_retire_are_the_report() -> None:
         f"(2025 log loss {_fmt(every)} per starter against {_fmt(math.log(2))} for even odds "
         f"on every car and {_fmt(slot)} for the grid slot's rate" in TEXT
     )
+
+
+def test_the_readme_pole_odds_are_the_evaluation_report() -> None:
+    pole = _evaluation()["stage1"]["pole"]
+    base = {k: v["test"] for k, v in pole["baselines"].items()}
+    ahead = pole["before_practice"]
+    said = (
+        f"2025 log loss {_fmt(pole['test']['log_loss'])} before qualifying against "
+        f"{_fmt(base['uniform']['log_loss'])} for an even chance, "
+        f"{_fmt(base['practice_ratio']['log_loss'])} for the practice-ratio rule's gaps and "
+        f"{_fmt(base['quick_lgbm_gap']['log_loss'])} for the quick LightGBM's (through the "
+        f"same temperature), {_fmt(ahead['test']['log_loss'])} a weekend ahead against "
+        f"{_fmt(ahead['baselines']['recent_form']['test']['log_loss'])} for recent form"
+    )
+    assert said in TEXT

@@ -25,6 +25,7 @@ from pipelines.models.stage1 import (
     Stage1Model,
     first_under_new_rules,
     no_practice,
+    without_practice,
     without_team_form,
 )
 from pipelines.models.stage2 import (
@@ -274,14 +275,24 @@ def finish_rate(meta: pd.DataFrame) -> float:
     return float(classified.mean()) if classified.any() else 1.0
 
 
-def tune_pole_tau(s1: StageData, cfg1: Stage1Config, folds: list[int], train_from: int) -> float:
+def tune_pole_tau(
+    s1: StageData, cfg1: Stage1Config, folds: list[int], train_from: int, ahead: bool = False
+) -> float:
     """The temperature turning Stage-1's gaps into pole odds, chosen on the pooled events
     of several validation seasons (each forecast by Stage-1 fitted on the seasons before
-    it): one season's ~22 poles chose anything from 0.15 to 0.4."""
+    it): one season's ~22 poles chose anything from 0.15 to 0.4. ``ahead``: for a field
+    without a practice lap (the form-only ensemble's gaps, spread otherwise)."""
     metas, gaps = [], []
     for v in folds:
         va = s1.seasons(v, v)
-        gaps.append(fit_stage1(s1.seasons(train_from, v - 1), cfg1, form=False).predict_gap(va.x))
+        if ahead:  # the field without a lap: the form-only ensemble's gaps
+            cfg = replace(cfg1, practice_model=False)
+            m = fit_stage1(s1.seasons(train_from, v - 1), cfg, form=True)
+            gaps.append(m.predict_gap(without_practice(va.x)))
+        else:
+            gaps.append(
+                fit_stage1(s1.seasons(train_from, v - 1), cfg1, form=False).predict_gap(va.x)
+            )
         metas.append(va.meta)
     meta, gap = pd.concat(metas, ignore_index=True), np.concatenate(gaps)
     groups = meta["race_id"].to_numpy()
@@ -329,7 +340,8 @@ def tune(
     )
 
     tau = tune_pole_tau(s1, cfg1, stage2_folds(p), p.train_from)
-    cfg1 = replace(cfg1, pole=best_pole[1], pole_tau=tau)
+    tau_ahead = tune_pole_tau(s1, cfg1, stage2_folds(p), p.train_from, ahead=True)
+    cfg1 = replace(cfg1, pole=best_pole[1], pole_tau=tau, pole_tau_ahead=tau_ahead)
 
     cfg2, log["stage2"] = tune_stage2(s2, p, step)
     log["stage2_folds"] = stage2_folds(p)
@@ -497,6 +509,7 @@ def score_test(
     tau = m1.config.pole_tau
     evaluation["stage1"]["pole"] = {
         "temperature": tau,
+        "temperature_ahead": m1.config.pole_tau_ahead,
         **pole_odds(q, {n: q[f"{n}:gap"].to_numpy(float) for n in baselines.STAGE1_BASELINES}, tau),
     }
     ahead = _ahead_rows(served, te1)

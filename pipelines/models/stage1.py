@@ -49,6 +49,9 @@ class Stage1Config:
     pole: PoleParams = field(default_factory=PoleParams)
     pole_tau: float = 0.3
     """Temperature (in gap %) turning predicted gaps into pole probabilities."""
+    pole_tau_ahead: float | None = None
+    """The same for a field without a practice lap (the form-only ensemble's gaps);
+    None: ``pole_tau``."""
     new_team_share: float = 0.1
     """Share of (event, team) pairs fitted with the team's form blanked, as a team without
     history has it: otherwise LightGBM learns what a missing team form means from the two

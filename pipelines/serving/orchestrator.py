@@ -26,7 +26,7 @@ import numpy as np
 from pipelines.features.event import Entry, EventContext, EventField
 from pipelines.models.placings import placings
 from pipelines.models.pole import PoleParams, pole_estimate
-from pipelines.models.stage1 import Stage1Model
+from pipelines.models.stage1 import Stage1Model, no_practice
 from pipelines.models.stage2 import Stage2Model, group_softmax
 from pipelines.serving.errors import RequestError
 
@@ -191,6 +191,8 @@ class TwoStage:
     ``explain1``/``explain2`` give each row's contributions to it, (features + 1)
     columns with the base value last, and are called only for ``explain=True``.
     ``finish``: Stage-2's ``finish_rate``, for the podium and points odds.
+    ``pole_tau``/``pole_tau_ahead``: the temperatures of the pole odds, for a field with
+    practice laps and for one without any (None: ``pole_tau``).
     """
 
     def __init__(
@@ -203,12 +205,14 @@ class TwoStage:
         explain1: RowsFn | None = None,
         explain2: RowsFn | None = None,
         finish: float = 1.0,
+        pole_tau_ahead: float | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.stage1 = stage1
         self.stage2 = stage2
         self.pole = pole
         self.pole_tau = pole_tau
+        self.pole_tau_ahead = pole_tau if pole_tau_ahead is None else pole_tau_ahead
         self.explain1 = explain1
         self.explain2 = explain2
         self.finish = finish
@@ -239,6 +243,7 @@ class TwoStage:
             explain1,
             explain2,
             finish=s2.config.finish_rate,
+            pole_tau_ahead=c1.pole_tau_ahead,
         )
 
     @staticmethod
@@ -263,7 +268,10 @@ class TwoStage:
         gap, contrib = await self._with_contrib(self.stage1, self.explain1, x1, "stage-1", explain)
         pole = pole_estimate(self.snapshot, ctx, fld.laps, self.pole)
         ids = [e.driver_id for e in fld.entries]
-        q = quali_outputs(gap, pole, self.pole_tau, ids)
+        # a field without a practice lap is forecast by the form-only ensemble, whose
+        # gaps have a temperature of their own
+        tau = self.pole_tau_ahead if no_practice(x1).all() else self.pole_tau
+        q = quali_outputs(gap, pole, tau, ids)
         q.contrib = contrib
         snap = self.snapshot
         return Forecast(

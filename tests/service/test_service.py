@@ -142,6 +142,10 @@ def test_get_routes(client: TestClient, pinned_env: dict[str, str]) -> None:
     assert "stage2.metrics.test_chained" in info["metrics_guide"]
     assert info["stage2"]["metrics"]["rules_reset"]["test"] == {"races": 0}  # none in 2025
     assert "stage2.metrics.rules_reset" in info["metrics_guide"]
+    pole = info["stage1"]["metrics"]["pole"]  # the odds /predict_quali serves, scored
+    assert pole["test"]["season"] == 2025 and "uniform" in pole["baselines"]
+    assert pole["test"]["log_loss"] < pole["baselines"]["uniform"]["test"]["log_loss"]
+    assert "stage1.metrics.pole" in info["metrics_guide"]
     assert set(info["stage2"]["metrics"]["baselines"]) >= {
         "uniform",
         "pole_sitter",

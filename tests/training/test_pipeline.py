@@ -126,6 +126,8 @@ def test_evaluation_has_every_metric(trained) -> None:
     pole = ev["stage1"]["pole"]
     assert pole["temperature"] == ev["tuning"]["chosen"]["stage1"]["pole_tau"]
     assert pole["temperature"] in pipeline.TAU_GRID
+    assert pole["temperature_ahead"] == ev["tuning"]["chosen"]["stage1"]["pole_tau_ahead"]
+    assert pole["temperature_ahead"] in pipeline.TAU_GRID
     for block, names in (
         (pole, {"uniform", "practice_ratio", "quick_lgbm_gap"}),
         (pole["before_practice"], {"uniform", "recent_form"}),

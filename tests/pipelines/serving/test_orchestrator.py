@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipelines.features.event import Entry
+from pipelines.features.event import Entry, EventField
 from pipelines.models.placings import classified_top_k
 from pipelines.models.stage2 import Stage2Model
 from pipelines.serving.errors import RequestError
@@ -186,6 +186,24 @@ def test_a_flow_without_explainers_says_so(tiny_models) -> None:
     run(flow.full(ctx, fld, np.arange(len(fld.entries))))  # fine without explaining
     with pytest.raises(RuntimeError, match="no stage-1 explainer"):
         run(flow.quali(ctx, fld, np.arange(len(fld.entries)), explain=True))
+
+
+def test_a_field_without_practice_has_its_own_pole_temperature(tiny_models) -> None:
+    snap, s1, s2 = tiny_models
+    base = TwoStage.local(snap, s1, s2)
+    flow = TwoStage(snap, base.stage1, base.stage2, base.pole, 0.3, pole_tau_ahead=2.0)
+    ctx = snap.event_by_round(2024, 2)
+    with_laps = snap.event_field(ctx)
+    cars = [
+        Entry(driver_id=e.driver_id, constructor_id=e.constructor_id) for e in with_laps.entries
+    ]
+    for fld, tau in ((with_laps, 0.3), (EventField(cars, {}, as_in_data=False), 2.0)):
+        q = run(flow.quali(ctx, fld, np.arange(len(fld.entries)))).quali
+        want = np.exp(-(q.gap_pct - q.gap_pct.min()) / tau)
+        np.testing.assert_allclose(q.pole_prob, want / want.sum())
+    # without a temperature of its own, a field without laps takes the other one
+    same = TwoStage(snap, base.stage1, base.stage2, base.pole, 0.3)
+    assert same.pole_tau_ahead == 0.3
 
 
 def test_explainer_of_the_wrong_shape_is_refused(tiny_models) -> None:

@@ -77,6 +77,7 @@ class OriginalPipeline:
             explain1=self.explain1,
             explain2=self.explain2,
             finish=loaded.stage2.config.finish_rate,
+            pole_tau_ahead=s1.config.pole_tau_ahead,
         )
 
     async def stage1(self, x1: np.ndarray) -> np.ndarray:

@@ -285,7 +285,8 @@ METRICS_GUIDE = {
     "'probability_score') against qualifying's first place, over the cars that set a lap: "
     "per event the pole-sitter's log loss and top-1, Brier per car; before qualifying "
     "('test') and a weekend ahead ('before_practice'), beside an even chance and the "
-    "baselines' gaps through the model's 'temperature' (chosen on the tuning seasons)",
+    "baselines' gaps through the model's 'temperature' ('temperature_ahead' for a field "
+    "without a practice lap; both chosen on the tuning seasons)",
     "stage2.metrics.test": "test season, after qualifying: the real grid and qualifying "
     "times given, as in /predict_race",
     "stage2.metrics.test_chained": "test season, before qualifying: the event only, "

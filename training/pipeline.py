@@ -275,31 +275,31 @@ def finish_rate(meta: pd.DataFrame) -> float:
     return float(classified.mean()) if classified.any() else 1.0
 
 
-def tune_pole_tau(
-    s1: StageData, cfg1: Stage1Config, folds: list[int], train_from: int, ahead: bool = False
-) -> float:
-    """The temperature turning Stage-1's gaps into pole odds, chosen on the pooled events
-    of several validation seasons (each forecast by Stage-1 fitted on the seasons before
-    it): one season's ~22 poles chose anything from 0.15 to 0.4. ``ahead``: for a field
-    without a practice lap (the form-only ensemble's gaps, spread otherwise)."""
-    metas, gaps = [], []
+def tune_pole_taus(
+    s1: StageData, cfg1: Stage1Config, folds: list[int], train_from: int
+) -> tuple[float, float]:
+    """The temperatures turning Stage-1's gaps into pole odds, for a field with practice
+    and for one without a lap (the form-only ensemble's gaps, spread otherwise), each
+    chosen on the pooled events of several validation seasons, every season forecast by
+    Stage-1 as served (all its ensembles) fitted on the seasons before it: one season's
+    ~22 poles chose anything from 0.15 to 0.4."""
+    metas, gaps, ahead = [], [], []
     for v in folds:
         va = s1.seasons(v, v)
-        if ahead:  # the field without a lap: the form-only ensemble's gaps
-            cfg = replace(cfg1, practice_model=False)
-            m = fit_stage1(s1.seasons(train_from, v - 1), cfg, form=True)
-            gaps.append(m.predict_gap(without_practice(va.x)))
-        else:
-            gaps.append(
-                fit_stage1(s1.seasons(train_from, v - 1), cfg1, form=False).predict_gap(va.x)
-            )
+        m = fit_stage1(s1.seasons(train_from, v - 1), cfg1)
+        gaps.append(m.predict_gap(va.x))
+        ahead.append(m.predict_gap(without_practice(va.x)))
         metas.append(va.meta)
-    meta, gap = pd.concat(metas, ignore_index=True), np.concatenate(gaps)
+    meta = pd.concat(metas, ignore_index=True)
     groups = meta["race_id"].to_numpy()
-    scored = [
-        (pole_metrics(meta, group_softmax(-gap / t, groups))["log_loss"], t) for t in TAU_GRID
-    ]
-    return min(scored)[1]
+
+    def best(gap: np.ndarray) -> float:
+        scored = [
+            (pole_metrics(meta, group_softmax(-gap / t, groups))["log_loss"], t) for t in TAU_GRID
+        ]
+        return min(scored)[1]
+
+    return best(np.concatenate(gaps)), best(np.concatenate(ahead))
 
 
 def tune(
@@ -339,8 +339,7 @@ def tune(
         f"valid MAE {best_pole[0]:.3f} s"
     )
 
-    tau = tune_pole_tau(s1, cfg1, stage2_folds(p), p.train_from)
-    tau_ahead = tune_pole_tau(s1, cfg1, stage2_folds(p), p.train_from, ahead=True)
+    tau, tau_ahead = tune_pole_taus(s1, cfg1, stage2_folds(p), p.train_from)
     cfg1 = replace(cfg1, pole=best_pole[1], pole_tau=tau, pole_tau_ahead=tau_ahead)
 
     cfg2, log["stage2"] = tune_stage2(s2, p, step)
@@ -514,7 +513,9 @@ def score_test(
     }
     ahead = _ahead_rows(served, te1)
     evaluation["stage1"]["pole"]["before_practice"] = pole_odds(
-        ahead, {"recent_form": ahead["form_gap"].to_numpy(float)}, tau
+        ahead,
+        {"recent_form": ahead["form_gap"].to_numpy(float)},
+        tau if m1.config.pole_tau_ahead is None else m1.config.pole_tau_ahead,
     )
     evaluation["stage1"]["before_practice"] = ahead1
     evaluation["stage2"]["before_practice"] = ahead2

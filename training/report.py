@@ -252,9 +252,9 @@ def pole_section(s1: dict[str, Any], level: str = "##") -> list[str]:
     if ahead:
         lines += [
             "",
-            "A weekend ahead, no practice lap (`stage1.pole.before_practice`; the form-only "
-            "ensemble's gaps, their own temperature chosen likewise: "
-            f"{fmt(pole.get('temperature_ahead'))} %):",
+            "A weekend ahead, no practice lap (`stage1.pole.before_practice`): the form-only "
+            "ensemble's gaps through a temperature of their own, chosen likewise "
+            f"({fmt(pole.get('temperature_ahead'))} %), the baseline's through it too:",
             "",
             *_table(ahead, POLE_KEYS),
         ]

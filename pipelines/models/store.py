@@ -494,7 +494,8 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 def has_models() -> bool:
     """The three models are stored, the latest two match this code's features (and
     Stage-2's linear terms and measured finish rate, Stage-1's new-entrant blanking,
-    form-only and practice-only ensembles), the latest snapshot this code's format (else
+    form-only and practice-only ensembles, pole temperatures), the latest snapshot this
+    code's format (else
     `f1 train --if-missing` trains anew)."""
     names = {m.tag.name for m in bentoml.models.list()}
     if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
@@ -511,6 +512,9 @@ def has_models() -> bool:
         return False
     if "finish_rate" not in raw2:
         return False  # saved before the podium and points odds let cars retire
+    raw1 = json.loads((Path(stage1.path) / "model" / "config.json").read_text())
+    if "pole_tau_ahead" not in raw1:
+        return False  # pole odds tuned on one season, before they were scored
     fresh = Stage1Config()
     settings1 = (cfg1.new_team_share, cfg1.form_model, cfg1.practice_model)
     if settings1 != (fresh.new_team_share, fresh.form_model, fresh.practice_model):

@@ -299,6 +299,26 @@ def test_a_stage1_without_the_form_only_ensemble_makes_if_missing_retrain(
     assert loaded is not None and not loaded.form_boosters
 
 
+def test_a_stage1_with_one_pole_temperature_makes_if_missing_retrain(
+    empty_store, tiny_models
+) -> None:
+    """A Stage-1 saved before the pole odds were scored (no ``pole_tau_ahead``: one
+    temperature, chosen on one season) still loads and serves with that one, and `make
+    serve` trains anew so that the odds served are those the reports score."""
+    import json
+
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
+    assert store.has_models()
+    folder = Path(bentoml.models.get(tags.stage1).path) / "model"
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["pole_tau_ahead"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert not store.has_models()
+    loaded = store.open_stage1(folder.parent, tags.stage1)
+    assert loaded is not None and loaded.config.pole_tau_ahead is None
+
+
 def test_a_stage2_fitted_on_winners_alone_makes_if_missing_retrain(
     empty_store, tiny_models
 ) -> None:

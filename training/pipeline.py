@@ -588,14 +588,13 @@ def _ahead_rows(served: Served, te1: StageData) -> pd.DataFrame:
 
 def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> dict[str, Any]:
     """The served pole odds (``pole_prob``) scored beside an even chance for every car
-    and each baseline's gaps turned into odds by the model's temperature ``tau`` (a
-    baseline without a gap for a car puts it at the event's slowest)."""
+    and each baseline's gaps (every car has one: the baselines fill their own gaps)
+    turned into odds by the model's temperature ``tau``."""
     groups = frame["race_id"].to_numpy()
     n = pd.Series(groups).groupby(groups).transform("size").to_numpy(float)
     odds = {"uniform": 1.0 / n}
     for name, gap in gaps.items():
-        worst = pd.Series(gap).groupby(groups).transform("max").to_numpy(float)
-        odds[name] = group_softmax(-np.where(np.isnan(gap), worst, gap) / tau, groups)
+        odds[name] = group_softmax(-gap / tau, groups)
     return {
         "test": pole_metrics(frame, frame["pole_prob"].to_numpy(float)),
         "baselines": {k: {"test": pole_metrics(frame, v)} for k, v in odds.items()},

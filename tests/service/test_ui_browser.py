@@ -83,16 +83,16 @@ def test_the_page_shows_the_apis_forecast_and_explains_a_driver(browser: Any, se
     for row, q in zip(rows, quali, strict=True):
         r = race[q["driver_id"]]
         cell = {c: row.find_element(By.CSS_SELECTOR, f"td.{c}") for c in
-                ("grid", "driver", "gap", "win", "podium", "points", "quali")}  # fmt: skip
+                ("grid", "driver", "gap", "pole", "win", "podium", "points", "quali")}  # fmt: skip
         assert cell["grid"].text == str(q["grid_position_estimate"])
         assert cell["driver"].text == (q.get("driver_name") or q["driver_id"])
         assert cell["gap"].text == f"+{q['predicted_gap_to_pole_pct']:.3f}%"
-        for kind in ("win", "podium", "points"):
+        shown = {"pole": q["probability_score"]}
+        shown |= {kind: r[f"{kind}_probability"] for kind in ("win", "podium", "points")}
+        for kind, p in shown.items():
             bar = cell[kind].find_element(By.CSS_SELECTOR, ".bar")
-            assert float(bar.get_attribute("data-value")) == pytest.approx(
-                r[f"{kind}_probability"], rel=1e-12
-            )
-            assert bar.text == _pct(r[f"{kind}_probability"])
+            assert float(bar.get_attribute("data-value")) == pytest.approx(p, rel=1e-12)
+            assert bar.text == _pct(p)
         assert cell["quali"].text == str(actual_q.get(q["driver_id"], "–"))
 
     # a driver's row opens their explanation: the API's contributions, label by label

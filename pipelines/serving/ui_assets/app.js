@@ -103,6 +103,7 @@ function render() {
       el("td", { class: "team" }, q.constructor_name || q.constructor_id || ""),
       el("td", { class: "num lap" }, q.predicted_time == null ? "–" : q.predicted_time.toFixed(3)),
       el("td", { class: "num gap" }, `+${q.predicted_gap_to_pole_pct.toFixed(3)}%`),
+      el("td", { class: "pole" }, bar("pole", q.probability_score)),
       el("td", { class: "win" }, bar("win", r.win_probability)),
       el("td", { class: "podium" }, bar("podium", r.podium_probability)),
       el("td", { class: "points" }, bar("points", r.points_probability)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import bentoml
 import numpy as np
@@ -258,21 +259,29 @@ def test_a_stage2_on_other_linear_terms_makes_if_missing_retrain(empty_store, ti
         store.open_stage2(Path(bentoml.models.get(tags.stage2).path), tags.stage2)
 
 
+def _stored_without(tiny_models, stage: str, *keys: str) -> tuple[Any, Path]:
+    """Store the tiny models, then drop ``keys`` from one stage's saved config, as a
+    model saved before they existed: the tags and that model's folder."""
+    import json
+
+    snap, s1, s2 = tiny_models
+    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
+    assert store.has_models()
+    folder = Path(bentoml.models.get(getattr(tags, stage)).path) / "model"
+    cfg = json.loads((folder / "config.json").read_text())
+    for key in keys:
+        del cfg[key]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return tags, folder
+
+
 def test_a_stage1_fitted_without_new_entrants_makes_if_missing_retrain(
     empty_store, tiny_models
 ) -> None:
     """A Stage-1 saved before it was fitted with blanked teams (its config has no
     ``new_team_share``) still loads, says it was fitted without them, and `make serve`
     trains anew so that what is served is what the README measured."""
-    import json
-
-    snap, s1, s2 = tiny_models
-    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
-    assert store.has_models()
-    folder = Path(bentoml.models.get(tags.stage1).path) / "model"
-    cfg = json.loads((folder / "config.json").read_text())
-    del cfg["new_team_share"], cfg["new_team_seed"]
-    (folder / "config.json").write_text(json.dumps(cfg))
+    tags, folder = _stored_without(tiny_models, "stage1", "new_team_share", "new_team_seed")
     assert Stage1Model.load_config(folder).new_team_share == 0.0
     assert not store.has_models()
     assert store.open_stage1(folder.parent, tags.stage1) is not None  # still serves
@@ -283,15 +292,8 @@ def test_a_stage1_without_the_form_only_ensemble_makes_if_missing_retrain(
 ) -> None:
     """A Stage-1 saved before the form-only ensemble (no ``form_model`` in its config, no
     form boosters) still loads and serves, and `make serve` trains anew."""
-    import json
-
-    snap, s1, s2 = tiny_models
-    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
-    folder = Path(bentoml.models.get(tags.stage1).path) / "model"
-    assert store.has_models() and sorted(folder.glob("form_booster_*.txt"))
-    cfg = json.loads((folder / "config.json").read_text())
-    del cfg["form_model"]
-    (folder / "config.json").write_text(json.dumps(cfg))
+    tags, folder = _stored_without(tiny_models, "stage1", "form_model")
+    assert sorted(folder.glob("form_booster_*.txt"))
     for f in folder.glob("form_booster_*.txt"):
         f.unlink()
     assert not store.has_models()
@@ -305,15 +307,7 @@ def test_a_stage1_with_one_pole_temperature_makes_if_missing_retrain(
     """A Stage-1 saved before the pole odds were scored (no ``pole_tau_ahead``: one
     temperature, chosen on one season) still loads and serves with that one, and `make
     serve` trains anew so that the odds served are those the reports score."""
-    import json
-
-    snap, s1, s2 = tiny_models
-    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
-    assert store.has_models()
-    folder = Path(bentoml.models.get(tags.stage1).path) / "model"
-    cfg = json.loads((folder / "config.json").read_text())
-    del cfg["pole_tau_ahead"]
-    (folder / "config.json").write_text(json.dumps(cfg))
+    tags, folder = _stored_without(tiny_models, "stage1", "pole_tau_ahead")
     assert not store.has_models()
     loaded = store.open_stage1(folder.parent, tags.stage1)
     assert loaded is not None and loaded.config.pole_tau_ahead is None
@@ -325,15 +319,7 @@ def test_a_stage2_fitted_on_winners_alone_makes_if_missing_retrain(
     """A Stage-2 saved before it learnt from each race's first places (no ``rank_depth``
     in its config) still loads, reads as fitted on the winner alone, and `make serve`
     trains anew."""
-    import json
-
-    snap, s1, s2 = tiny_models
-    tags = store.save_all(snap, s1, s2, EVALUATION, [2021, 2025])
-    assert store.has_models()
-    folder = Path(bentoml.models.get(tags.stage2).path) / "model"
-    cfg = json.loads((folder / "config.json").read_text())
-    del cfg["rank_depth"]
-    (folder / "config.json").write_text(json.dumps(cfg))
+    tags, folder = _stored_without(tiny_models, "stage2", "rank_depth")
     assert Stage2Model.load_config(folder).rank_depth == 1
     assert not store.has_models()
     assert store.open_stage2(folder.parent, tags.stage2) is not None  # still serves

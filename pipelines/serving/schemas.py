@@ -277,7 +277,11 @@ class QualiPrediction(BaseModel):
     )
     predicted_gap_to_pole_pct: float = Field(..., description="Predicted gap to pole, in %.")
     grid_position_estimate: int = Field(..., description="Predicted qualifying position, 1..N.")
-    probability_score: float = Field(..., description="Estimated probability of pole (sums to 1).")
+    probability_score: float = Field(
+        ...,
+        description="Estimated probability of pole, over the event's whole field (sums to 1 "
+        "there); how good these odds have been: /model_info, stage1.metrics.pole.",
+    )
     explanation: Explanation | None = Field(
         None,
         description="Stage-1's explanation of the gap to pole (unit 'gap %'); only when "

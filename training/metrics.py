@@ -67,30 +67,24 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
 
 def pole_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
     """Pole probabilities (``probability_score`` of /predict_quali) against who took pole
-    (qualifying's first place, ``q_pos``): per event with a pole-sitter among the rows,
-    the log loss of the pole-sitter and top-1 (ties at the max share it); Brier per car.
-    The served odds are over the whole entry list; they are renormalised over the cars
-    that set a qualifying lap (the scored rows), as the win odds are over the starters."""
+    (qualifying's first place, ``q_pos``), scored as the win odds are (``stage2_events``:
+    per event with the pole-sitter among the rows, log loss and top-1; Brier per car of
+    those events). The served odds are over the whole entry list; they are renormalised
+    over the cars that set a qualifying lap (the scored rows)."""
+    groups = meta["race_id"].to_numpy()
     p = np.asarray(prob, dtype=float)
-    is_pole = meta["q_pos"].to_numpy(float) == 1.0
-    top1, ll, sq = [], [], []
-    for _, idx in sorted(meta.groupby("race_id").indices.items()):
-        pp, yy = p[idx], is_pole[idx]
-        if yy.sum() != 1 or pp.sum() <= 0:
-            continue  # the pole-sitter set no time in the rows, or nothing to score
-        pp = pp / pp.sum()
-        at_max = np.isclose(pp, pp.max())
-        top1.append(float(at_max[yy][0]) / at_max.sum())
-        pw = float(pp[yy][0])
-        ll.append(-math.log(pw) if pw > 0 else math.inf)
-        sq.extend((pp - yy) ** 2)
-    n = len(top1)
+    total = pd.Series(p).groupby(groups).transform("sum").to_numpy()
+    p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 0.0)
+    pole = (meta["q_pos"].to_numpy(float) == 1.0).astype(float)
+    ev = stage2_events(meta.assign(win=pole), p)
+    scored = pd.Series(pole).groupby(groups).transform("sum").to_numpy() == 1.0
+    n = len(ev["top1"])
     return {
         "season": int(meta["season"].iloc[0]) if len(meta) else None,
         "events": n,
-        "log_loss": float(np.mean(ll)) if n else None,
-        "top1": float(np.mean(top1)) if n else None,
-        "brier": float(np.mean(sq)) if n else None,
+        "log_loss": float(np.mean(ev["winner_log_loss"])) if n else None,
+        "top1": float(np.mean(ev["top1"])) if n else None,
+        "brier": float(np.mean((p[scored] - pole[scored]) ** 2)) if n else None,
     }
 
 

@@ -631,7 +631,9 @@ def served_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     cache = tmp_path_factory.mktemp("service-cache")
     res = run(load_tables(require_real_data(), cache))
-    tags = store.save_all(res.snapshot, res.stage1, res.stage2, res.evaluation, [2014, 2025])
+    tags = store.save_all(
+        res.snapshot, res.stage1, res.stage2, res.evaluation, [2014, 2025], res.stage1_through
+    )
     return {"tags": tags, "evaluation": res.evaluation}
 
 

@@ -132,7 +132,12 @@ def train(
     t0 = time.perf_counter()
     res = _train(s)
     tags = store.save_all(
-        res.snapshot, res.stage1, res.stage2, res.evaluation, [s.train_from, s.test_season]
+        res.snapshot,
+        res.stage1,
+        res.stage2,
+        res.evaluation,
+        [s.train_from, s.test_season],
+        res.stage1_through,
     )
     if report:
         from training.report import write_report
@@ -265,18 +270,39 @@ def _print_summary(ev: dict[str, Any]) -> None:
 
 @app.command()
 def refresh() -> None:
-    """Rebuild only the feature snapshot from the current data (a new f1_features version)."""
+    """Rebuild the feature snapshot from the current data (a new f1_features version) and,
+    when the data holds a qualifying newer than Stage-1's, refit Stage-1 on it (a new
+    f1_stage1 version, its settings kept): the service forecasts each event as `f1
+    evaluate` scores it."""
     _refresh(get_settings())
 
 
 def _refresh(s: Settings) -> None:
     from pipelines.features.snapshot import FeatureSnapshot
     from pipelines.models import store
+    from training.datasets import stage1_data
+    from training.pipeline import fit_stage1, last_event, latest_qualifying, refit_due
 
     tables = _load(s)
     snap = FeatureSnapshot.build(tables)
-    tag = store.save_snapshot(snap)
     latest = snap.meta.get("latest_event")
+    stored = store.stage1_fitted_through()
+    if stored is not None:
+        through, seasons, cfg = stored
+        if refit_due(through, seasons, latest_qualifying(tables)):
+            data = stage1_data(snap, tables, seasons[0] if seasons else s.train_from)
+            now = last_event(data)
+            if now is not None:
+                with console.status("refitting Stage-1 on the results since its last fit"):
+                    model = fit_stage1(data, cfg)
+                tags = store.save_refit(snap, model, now)
+                console.print(
+                    f"saved {tags.features} and {tags.stage1}: Stage-1 refitted on qualifying "
+                    f"through {now['season']} round {now['round']} (latest event with "
+                    f"results: {latest})"
+                )
+                return
+    tag = store.save_snapshot(snap)
     console.print(f"saved {tag} (latest event with results: {latest})")
 
 

@@ -46,6 +46,9 @@ def _post_quali_entries(rows: pd.DataFrame) -> list[Entry]:
 
 
 EventHook = Callable[[EventContext], None]
+Stage1For = Callable[[EventContext], Stage1Model]
+"""The Stage-1 the service holds when an event is asked: refitted before each event of a
+season on every earlier one (``InSeason`` in ``training.pipeline``)."""
 
 
 def before_practice(fld: EventField) -> EventField:
@@ -63,7 +66,7 @@ async def _ahead(snap: FeatureSnapshot, flow: TwoStage, ctx: EventContext) -> Fo
 
 async def _season(
     snap: FeatureSnapshot,
-    flow: TwoStage,
+    flow_for: Callable[[EventContext], TwoStage],
     s1_meta: pd.DataFrame,
     s2_meta: pd.DataFrame,
     on_event: EventHook | None = None,
@@ -75,6 +78,7 @@ async def _season(
         assert ctx is not None
         if on_event is not None:
             on_event(ctx)
+        flow = flow_for(ctx)
         fld = snap.event_field(ctx)
         pre.append(await flow.full(ctx, fld, np.arange(len(fld.entries))))
         ahead.append(await _ahead(snap, flow, ctx))
@@ -180,11 +184,16 @@ def served_predictions(
     te1: StageData,
     te2: StageData,
     on_event: EventHook | None = None,
+    s1_for: Stage1For | None = None,
 ) -> Served:
     """Every event of the test rows asked through ``TwoStage`` before and after qualifying
-    and a weekend ahead (``on_event`` is told each event as it is asked: progress)."""
-    flow = TwoStage.local(snap, s1, s2)
-    ahead, pre, post = asyncio.run(_season(snap, flow, te1.meta, te2.meta, on_event))
+    and a weekend ahead (``on_event`` is told each event as it is asked: progress), each
+    by ``s1_for(event)`` when given, else by ``s1``."""
+
+    def flow_for(ctx: EventContext) -> TwoStage:
+        return TwoStage.local(snap, s1 if s1_for is None else s1_for(ctx), s2)
+
+    ahead, pre, post = asyncio.run(_season(snap, flow_for, te1.meta, te2.meta, on_event))
     q, q_ahead = (_quali_rows(snap, fcs, te1) for fcs in (pre, ahead))
     (s2_post, x2), (s2_pre, x2_pre), (s2_ahead, x2_ahead) = (
         _race_rows(snap, fcs, te2, s2.config.finish_rate) for fcs in (post, pre, ahead)
@@ -193,18 +202,17 @@ def served_predictions(
 
 
 def ahead_predictions(
-    snap: FeatureSnapshot, s1: Stage1Model, s2: Stage2Model, te1: StageData, te2: StageData
+    snap: FeatureSnapshot, s1_for: Stage1For, s2: Stage2Model, te1: StageData, te2: StageData
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Only the weekend-ahead forecasts (``Served.stage1_ahead``/``stage2_ahead``): for
     the same season asked of other models (Stage-1 without its form-only ensemble)."""
-    flow = TwoStage.local(snap, s1, s2)
 
     async def ask() -> list[Forecast]:
         out = []
         for race_id in sorted(te2.meta["race_id"].unique()):
             ctx = snap.event_by_id(int(race_id))
             assert ctx is not None
-            out.append(await _ahead(snap, flow, ctx))
+            out.append(await _ahead(snap, TwoStage.local(snap, s1_for(ctx), s2), ctx))
         return out
 
     ahead = asyncio.run(ask())

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.f1db.parse import Tables
-from pipelines.features.snapshot import FeatureSnapshot
+from pipelines.features.snapshot import EventContext, FeatureSnapshot
 from pipelines.models.pole import PoleParams, estimate_pole
 from pipelines.models.stage1 import (
     Stage1Config,
@@ -95,6 +95,8 @@ class TrainResult:
     stage2: Stage2Model
     evaluation: dict[str, Any]
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
+    stage1_through: dict[str, int] | None = None
+    """The latest event Stage-1 was fitted on (``last_event``)."""
 
 
 Step = Callable[[str], None]
@@ -150,6 +152,75 @@ def fit_stage1(data: StageData, cfg: Stage1Config, form: bool = True) -> Stage1M
         data = data.select(data.meta["dry"].to_numpy(bool))
     teams = data.meta["race_id"].astype(str) + "/" + data.meta["constructor_id"].astype(str)
     return Stage1Model.fit(data.x, data.y, cfg, teams.to_numpy(), form=form)
+
+
+def last_event(data: StageData) -> dict[str, int] | None:
+    """The latest event among ``data``'s rows: season, round and race id (None if none)."""
+    if not len(data.meta):
+        return None
+    last = data.meta.sort_values(["season", "round"]).iloc[-1]
+    return {
+        "season": int(last["season"]),
+        "round": int(last["round"]),
+        "race_id": int(last["race_id"]),
+    }
+
+
+def latest_qualifying(t: Tables) -> tuple[int, int] | None:
+    """(season, round) of the latest event with a qualifying lap in the data."""
+    raced = t.races[t.races["race_id"].isin(t.qualifying.dropna(subset=["best_s"])["race_id"])]
+    if raced.empty:
+        return None
+    last = raced.sort_values(["season", "round"]).iloc[-1]
+    return int(last["season"]), int(last["round"])
+
+
+def refit_due(
+    through: dict[str, int] | None, training_seasons: list[int], latest: tuple[int, int] | None
+) -> bool:
+    """Whether the data's latest qualifying (``latest_qualifying``) is newer than a
+    Stage-1 fitted through ``through`` (a model saved before that was recorded: through
+    the end of its last training season)."""
+    if latest is None:
+        return False
+    if through is None:
+        return bool(training_seasons) and latest[0] > training_seasons[-1]
+    return latest > (through["season"], through["round"])
+
+
+def known_before(data: StageData, first_season: int, season: int, rnd: int) -> StageData:
+    """The rows of ``data`` known before round ``rnd`` of ``season``: every earlier season
+    from ``first_season`` and the season's earlier rounds (their qualifying is over)."""
+    s = data.meta["season"].to_numpy()
+    r = data.meta["round"].to_numpy()
+    return data.select((s >= first_season) & ((s < season) | ((s == season) & (r < rnd))))
+
+
+@dataclass
+class InSeason:
+    """Stage-1 as the service holds it during a season: fitted on the seasons before it,
+    then refitted before each event on every earlier event too (``f1 refresh`` refits the
+    stored one when new results come in). Refitting on the season so far lowered the gap
+    MAE in seven of the nine backtests 2009-2024 (tied in the other two, with two sets of
+    bagging seeds), most under new technical rules: the new cars' practice says more of
+    their qualifying than the old cars' did (docs/model-quality.md)."""
+
+    data: StageData
+    first_season: int
+    cfg: Stage1Config
+    first: Stage1Model
+    """The model fitted before the season (an event with no earlier one in the data)."""
+    _fitted: dict[int, Stage1Model] = field(default_factory=dict)
+
+    def model(self, season: int, rnd: int) -> Stage1Model:
+        """The Stage-1 for round ``rnd`` of ``season`` (fitted once, then reused)."""
+        rows = known_before(self.data, self.first_season, season, rnd)
+        later = int((rows.meta["season"].to_numpy() == season).sum())
+        if later == 0:
+            return self.first
+        if later not in self._fitted:
+            self._fitted[later] = fit_stage1(rows, self.cfg)
+        return self._fitted[later]
 
 
 STAGE1_GRID: dict[str, list[Any]] = {
@@ -454,8 +525,10 @@ def score_test(
     on_event: EventHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Fit on seasons <= valid, score the test season: the model through the served
-    path (pre- and post-qualifying requests), every baseline on the same rows (fed the
-    same grid). Returns the metrics and the scored rows (one column per predictor)."""
+    path (pre- and post-qualifying requests; Stage-1 refitted before each event on the
+    season's earlier ones, ``InSeason``, as ``f1 refresh`` refits the served one), every
+    baseline on the same rows (fed the same grid). Returns the metrics and the scored rows
+    (one column per predictor)."""
     fit1, te1 = s1.seasons(p.train_from, p.valid_season), s1.seasons(p.test_season, p.test_season)
     fit2, te2 = s2.seasons(p.train_from, p.valid_season), s2.seasons(p.test_season, p.test_season)
     tr1, va1 = (
@@ -468,7 +541,12 @@ def score_test(
     )
     m1 = fit_stage1(fit1, cfg1)
     m2 = Stage2Model.fit(fit2.x, fit2.y, cfg2, races_of(fit2), ranks=places_of(fit2))
-    served = served_predictions(snap, m1, m2, te1, te2, on_event)
+    in_season = InSeason(s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
+
+    def stage1_for(ctx: EventContext) -> Stage1Model:
+        return in_season.model(ctx.season, int(ctx.round or 0))
+
+    served = served_predictions(snap, m1, m2, te1, te2, on_event, stage1_for)
     new_team = new_team_check(m1, te1)
     new_rules = new_rules_check(m1, te1)
     if cfg1.new_team_share > 0:  # the same check for the same settings fitted without it
@@ -502,7 +580,11 @@ def score_test(
     preds["stage2_ahead"] = served.stage2_ahead  # a weekend ahead (scored below)
     without = None
     if m1.form_boosters:  # the same season a weekend ahead as before the form-only ensemble
-        main_only = Stage1Model(replace(m1.config, form_model=False), m1.boosters)
+
+        def main_only(ctx: EventContext) -> Stage1Model:
+            m = stage1_for(ctx)
+            return Stage1Model(replace(m.config, form_model=False), m.boosters)
+
         without = ahead_predictions(snap, main_only, m2, te1, te2)
     ahead1, ahead2 = before_practice_check(served, te1, b2, without)
     tau = m1.config.pole_tau
@@ -755,7 +837,7 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     say(f"datasets: stage-1 {len(s1.y)} rows, stage-2 {len(s2.y)} rows")
     sc = tune_and_score(tables, snap, s1, s2, p, say)
     say("test season scored")
-    full1 = s1.seasons(p.train_from, p.test_season)
+    full1 = s1.seasons(p.train_from, 9999)  # Stage-1: every result known (InSeason)
     full2 = s2.seasons(p.train_from, p.test_season)
     stage1 = fit_stage1(full1, sc.cfg1)
     stage2 = Stage2Model.fit(full2.x, full2.y, sc.cfg2, races_of(full2), ranks=places_of(full2))
@@ -769,4 +851,4 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     evaluation["races"] = per_race(tables, sc.predictions)
     secs = time.perf_counter() - t0
     evaluation["training_seconds"] = round(secs, 1)
-    return TrainResult(snap, stage1, stage2, evaluation, sc.predictions)
+    return TrainResult(snap, stage1, stage2, evaluation, sc.predictions, last_event(full1))

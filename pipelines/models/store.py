@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import bentoml
 
@@ -207,8 +207,10 @@ def save_all(
     stage2: Stage2Model,
     evaluation: dict[str, Any],
     training_seasons: list[int],
+    fitted_through: dict[str, int] | None = None,
 ) -> SavedTags:
-    """Save the three models as new versions, all or none."""
+    """Save the three models as new versions, all or none (``fitted_through``: the latest
+    event Stage-1 was fitted on, which ``f1 refresh`` refits it beyond)."""
     common = {
         "data_hash": snapshot.meta.get("data_hash", ""),
         "data_latest_event": snapshot.meta.get("latest_event"),
@@ -232,6 +234,7 @@ def save_all(
                 "kind": "stage1_gap_to_pole_ensemble",
                 **_features(STAGE1),
                 "metrics": evaluation.get("stage1", {}),
+                "fitted_through": fitted_through,
                 **links,
             },
         )
@@ -337,6 +340,7 @@ def model_info(
             "feature_count": len(stage1_meta.get("feature_names", [])),
             "feature_names": stage1_meta.get("feature_names", []),
             "metrics": stage1_meta.get("metrics", {}),
+            "fitted_through": stage1_meta.get("fitted_through"),
         },
         "stage2": {
             "description": "Monotone LightGBM stacked with a linear conditional logit fitted "
@@ -371,6 +375,61 @@ def save_snapshot(snapshot: FeatureSnapshot) -> str:
     ):
         snapshot.save(Path(feat.path) / "snapshot")
     return str(feat.tag)
+
+
+def save_refit(
+    snapshot: FeatureSnapshot, stage1: Stage1Model, fitted_through: dict[str, int]
+) -> SavedTags:
+    """``f1 refresh`` with results newer than Stage-1's: a new ``f1_features`` version and
+    a new ``f1_stage1`` version refitted on them, both or neither. The refit keeps the
+    latest Stage-1's settings and held-out metrics (the evaluation refits it before each
+    event of the test season the same way) and records what it was fitted through."""
+    base = bentoml.models.get(f"{STAGE1_NAME}:latest")
+    old = {k: v for k, v in base.info.metadata.items() if k != MARKED}
+    stamp = {
+        "data_hash": snapshot.meta.get("data_hash", ""),
+        "data_latest_event": snapshot.meta.get("latest_event"),
+        "library_versions": library_versions(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
+    }
+    with commit(), contextlib.ExitStack() as stack:
+        feat = stack.enter_context(_create(FEATURES_NAME, stamp | {"kind": "feature_snapshot"}))
+        snapshot.save(Path(feat.path) / "snapshot")
+        meta = (
+            old
+            | stamp
+            | {
+                "fitted_through": fitted_through,
+                "refit_of": str(base.tag),
+                "features_tag": str(feat.tag),
+            }
+        )
+        m1 = stack.enter_context(_create(STAGE1_NAME, meta))
+        stage1.save(Path(m1.path) / "model")
+        stage2 = bentoml.models.get(f"{STAGE2_NAME}:latest")
+        tags = SavedTags(str(feat.tag), str(m1.tag), str(stage2.tag))
+    return tags
+
+
+def stage1_fitted_through() -> tuple[dict[str, int] | None, list[int], Stage1Config] | None:
+    """The latest Stage-1's latest fitted event (None for a model saved before it was
+    recorded), training seasons and settings; None without a stored Stage-1."""
+    try:
+        model = bentoml.models.get(f"{STAGE1_NAME}:latest")
+    except bentoml.exceptions.NotFound:
+        return None
+    meta = model.info.metadata
+    cfg = open_stage1_config(Path(model.path), str(model.tag))
+    through = meta.get("fitted_through")
+    seasons = meta.get("training_seasons")
+    return (
+        {str(k): int(cast(int, v)) for k, v in through.items()}
+        if isinstance(through, dict)
+        else None,
+        [int(cast(int, v)) for v in seasons] if isinstance(seasons, list) else [],
+        cfg,
+    )
 
 
 def get_model(tag: str) -> bentoml.Model:

@@ -21,8 +21,9 @@ S = UNDER_WAY_SEASON
 
 
 @pytest.fixture(scope="module")
-def refreshed(season_under_way: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """`f1 refresh` as users run it after new results: the new f1_features tag."""
+def refreshed(season_under_way: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`f1 refresh` as users run it after new results: the new f1_features and (refitted
+    on the two new rounds) f1_stage1 tags."""
     import bentoml
 
     env = os.environ | {"F1_DATA_DIR": str(season_under_way), "BENTOML_HOME": str(STORE_HOME),
@@ -34,23 +35,46 @@ def refreshed(season_under_way: Path, tmp_path_factory: pytest.TempPathFactory) 
     made = [m for m in bentoml.models.list("f1_features")
             if (m.info.metadata.get("data_latest_event") or {}).get("season") == S]  # fmt: skip
     assert len(made) == 1
-    return str(made[0].tag)
+    refit = [m for m in bentoml.models.list("f1_stage1")
+             if (m.info.metadata.get("fitted_through") or {}).get("season") == S]  # fmt: skip
+    assert len(refit) == 1, "f1 refresh did not refit Stage-1 on the new results"
+    return {"features": str(made[0].tag), "stage1": str(refit[0].tag)}
 
 
 @pytest.fixture(scope="module")
 def server(
-    refreshed: str, pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    refreshed: dict[str, str], pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    env = pinned_env | {"F1_FEATURES_MODEL": refreshed}
+    env = pinned_env | {
+        "F1_FEATURES_MODEL": refreshed["features"],
+        "F1_STAGE1_MODEL": refreshed["stage1"],
+    }
     with serving(env, tmp_path_factory.mktemp("under-way") / "serve.log") as url:
         yield url
 
 
-def test_health_reports_the_new_results(server: str, refreshed: str) -> None:
+def test_health_reports_the_new_results(server: str, refreshed: dict[str, str]) -> None:
     h = httpx.get(f"{server}/health", timeout=10).json()
-    assert h["models"]["features"]["tag"] == refreshed
+    assert h["models"]["features"]["tag"] == refreshed["features"]
     latest = h["data"]["latest_event"]
     assert (latest["season"], latest["round"]) == (S, 2)
+
+
+def test_stage1_is_refitted_on_the_seasons_results_so_far(
+    server: str, refreshed: dict[str, str], pinned_env: dict[str, str]
+) -> None:
+    """The served Stage-1 is the one `f1 refresh` refitted through round 2 with the trained
+    one's settings and held-out metrics, as `f1 evaluate` scores it (``InSeason``)."""
+    import bentoml
+
+    info = httpx.get(f"{server}/model_info", timeout=10).json()
+    assert info["model_versions"]["stage1"] == refreshed["stage1"]
+    through = info["stage1"]["fitted_through"]
+    assert (through["season"], through["round"]) == (S, 2)
+    new = bentoml.models.get(refreshed["stage1"]).info.metadata
+    old = bentoml.models.get(pinned_env["F1_STAGE1_MODEL"]).info.metadata
+    assert new["refit_of"] == pinned_env["F1_STAGE1_MODEL"]
+    assert new["metrics"] == old["metrics"] and (old["fitted_through"]["season"]) == S - 1
 
 
 def test_the_next_race_is_forecast_with_the_field_and_the_lean(server: str) -> None:

@@ -225,6 +225,39 @@ def test_refresh_adds_only_a_snapshot(
     assert str(latest.tag) in _flat(result.output)
 
 
+def test_refresh_refits_stage1_on_a_newer_qualifying(
+    synthetic_tree: SyntheticTree, empty_store, tiny_models, f1_env, monkeypatch
+) -> None:
+    """Stage-1 fitted through an earlier event than the data's latest qualifying: `f1
+    refresh` stores a snapshot and a Stage-1 refitted with the same settings, recording
+    what it was fitted through and what it replaced; run again, nothing more to refit."""
+    snap, s1, s2 = tiny_models
+    first = synthetic_tree.races[0]
+    last = max(synthetic_tree.races, key=lambda r: (r.season, r.round))
+    through = {"season": first.season, "round": first.round, "race_id": 1}
+    tags = store.save_all(snap, s1, s2, {}, [first.season, first.season], through)
+    monkeypatch.setenv("F1_DATA_DIR", str(synthetic_tree.root))
+    result = runner.invoke(app, ["refresh"])
+    assert result.exit_code == 0, result.output
+    stage1 = sorted(str(m.tag) for m in store_models() if m.tag.name == store.STAGE1_NAME)
+    assert len(stage1) == 2 and tags.stage1 in stage1
+    new = store.get_model(f"{store.STAGE1_NAME}:latest")
+    meta = new.info.metadata
+    assert (meta["fitted_through"]["season"], meta["fitted_through"]["round"]) == (
+        last.season,
+        last.round,
+    )
+    assert meta["refit_of"] == tags.stage1
+    assert meta["features_tag"] == str(store.get_model(f"{store.FEATURES_NAME}:latest").tag)
+    refit = store.load_stage1(str(new.tag))
+    assert refit.config == s1.config
+    assert "Stage-1 refitted" in _flat(result.output) and str(new.tag) in _flat(result.output)
+    again = runner.invoke(app, ["refresh"])
+    assert again.exit_code == 0, again.output
+    assert "Stage-1 refitted" not in _flat(again.output)
+    assert len([m for m in store_models() if m.tag.name == store.STAGE1_NAME]) == 2
+
+
 def test_train_if_missing_refreshes_a_snapshot_older_than_the_data(
     synthetic_tree: SyntheticTree, empty_store, tiny_models, f1_env, monkeypatch
 ) -> None:

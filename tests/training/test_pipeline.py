@@ -247,6 +247,11 @@ def test_final_models_predict_on_the_snapshot(trained) -> None:
     back = x2.copy()
     back[0, 0] = n + 1.0
     assert trained.stage2.win_probability(back, np.zeros(n, int))[0] <= p[0]
+    # Stage-1 is served fitted through the latest qualifying in the data (``InSeason``)
+    assert trained.stage1_through["season"] == 2025
+    assert trained.stage1_through["round"] == int(
+        snap.events["round"][snap.events["season"] == 2025].max()
+    )
 
 
 @pytest.mark.slow
@@ -467,3 +472,98 @@ def test_stage2_tuning_scores_races_under_new_rules_as_served(
     expected = stage2_metrics(meta.iloc[va_all], np.concatenate(grid_only))["winner_log_loss"]
     assert logged(0.0) == pytest.approx(expected)
     assert logged(50.0) != pytest.approx(expected)
+
+
+# ------------------------------------------------------- Stage-1 during a season
+
+
+def _season_rows(seed: int = 0) -> StageData:
+    """Two seasons of four events, twelve cars each: practice-like columns that say most
+    of the gap (a tiny real-shaped Stage-1 table, no event under new rules)."""
+    rng = np.random.default_rng(seed)
+    metas, xs = [], []
+    race = 0
+    for season in (2020, 2021):
+        for rnd in (1, 2, 3, 4):
+            race += 1
+            x = rng.normal(size=(12, len(STAGE1)))
+            x[:, STAGE1.pos["c_rules_races"]] = 10.0
+            metas.append(
+                pd.DataFrame(
+                    {
+                        "race_id": race,
+                        "season": season,
+                        "round": rnd,
+                        "driver_id": [f"d{i}" for i in range(12)],
+                        "constructor_id": [f"t{i // 2}" for i in range(12)],
+                        "dry": True,
+                    }
+                )
+            )
+            xs.append(x)
+    x = np.vstack(xs)
+    y = np.abs(x[:, 0]) + 0.1 * rng.normal(size=len(x))
+    return StageData(x, y, pd.concat(metas, ignore_index=True))
+
+
+CFG_TINY = pipeline.Stage1Config(n_estimators=15, num_leaves=3, min_child_samples=5)
+
+
+def test_known_before_is_the_earlier_seasons_and_rounds() -> None:
+    d = _season_rows()
+    rows = pipeline.known_before(d, 2020, 2021, 3)
+    keys = set(zip(rows.meta["season"], rows.meta["round"], strict=True))
+    assert keys == {(2020, 1), (2020, 2), (2020, 3), (2020, 4), (2021, 1), (2021, 2)}
+    assert len(pipeline.known_before(d, 2021, 2021, 1).y) == 0
+
+
+def test_in_season_stage1_learns_from_earlier_events_only() -> None:
+    """Change the future (the event itself and later ones): the model for round 3 does not
+    move; change an earlier event of the season: it does."""
+    d = _season_rows()
+    first = pipeline.fit_stage1(d.seasons(2020, 2020), CFG_TINY)
+    at = d.meta["season"].eq(2021).to_numpy()
+    probe = d.x[at]
+
+    def model_for(data: StageData, rnd: int) -> np.ndarray:
+        ins = pipeline.InSeason(data, 2020, CFG_TINY, first)
+        return ins.model(2021, rnd).predict_gap(probe)
+
+    base = model_for(d, 3)
+    np.testing.assert_allclose(base, pipeline.fit_stage1(pipeline.known_before(d, 2020, 2021, 3),
+                                                         CFG_TINY).predict_gap(probe))  # fmt: skip
+    future = StageData(d.x, d.y.copy(), d.meta)
+    future.y[(at & d.meta["round"].ge(3).to_numpy())] += 5.0
+    np.testing.assert_array_equal(model_for(future, 3), base)
+    past = StageData(d.x, d.y.copy(), d.meta)
+    past.y[(at & d.meta["round"].eq(2).to_numpy())] += 5.0
+    assert not np.allclose(model_for(past, 3), base)
+    ins = pipeline.InSeason(d, 2020, CFG_TINY, first)
+    assert ins.model(2021, 1) is first  # nothing of the season known yet
+    assert ins.model(2021, 2) is ins.model(2021, 2)  # fitted once
+
+
+@pytest.mark.parametrize(
+    ("through", "seasons", "latest", "due"),
+    [
+        ({"season": 2025, "round": 24}, [2014, 2025], (2025, 24), False),
+        ({"season": 2025, "round": 24}, [2014, 2025], (2026, 1), True),
+        ({"season": 2026, "round": 2}, [2014, 2025], (2026, 2), False),
+        ({"season": 2026, "round": 2}, [2014, 2025], (2026, 3), True),
+        (None, [2014, 2025], (2025, 24), False),  # saved before it was recorded
+        (None, [2014, 2025], (2026, 1), True),
+        (None, [], (2026, 1), False),
+        ({"season": 2025, "round": 24}, [2014, 2025], None, False),
+    ],
+)
+def test_refit_is_due_after_a_newer_qualifying(through, seasons, latest, due) -> None:
+    assert pipeline.refit_due(through, seasons, latest) is due
+
+
+def test_latest_qualifying_and_last_event(synthetic_tables) -> None:
+    tree, tables = synthetic_tables
+    last = max((s.season, s.round) for s in tree.races)
+    assert pipeline.latest_qualifying(tables) == last
+    d = _season_rows()
+    assert pipeline.last_event(d) == {"season": 2021, "round": 4, "race_id": 8}
+    assert pipeline.last_event(d.select(np.zeros(len(d.y), dtype=bool))) is None

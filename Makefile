@@ -48,7 +48,7 @@ evaluate: install ## Write reports/evaluation.{json,md} and figures
 
 BACKTESTS ?= 2009 2014 2016 2017 2019 2021 2022 2023 2024
 
-reports: install ## Rewrite every report the README quotes: f1 evaluate, then f1 backtest of each season in BACKTESTS (~4 min)
+reports: install ## Rewrite every report the README quotes: f1 evaluate, then f1 backtest of each season in BACKTESTS (~8 min)
 	$(BIN)/f1 evaluate
 	@for s in $(BACKTESTS); do $(BIN)/f1 backtest --season $$s || exit 1; done
 

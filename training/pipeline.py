@@ -201,9 +201,9 @@ class InSeason:
     """Stage-1 as the service holds it during a season: fitted on the seasons before it,
     then refitted before each event on every earlier event too (``f1 refresh`` refits the
     stored one when new results come in). Refitting on the season so far lowered the gap
-    MAE in seven of the nine backtests 2009-2024 (tied in the other two, with two sets of
-    bagging seeds), most under new technical rules: the new cars' practice says more of
-    their qualifying than the old cars' did (docs/model-quality.md)."""
+    MAE in seven of the nine backtests 2009-2024 (the other two within 0.001; likewise
+    with other bagging seeds), most under new technical rules, where a few races of the
+    new cars say more than the old cars' history (docs/model-quality.md)."""
 
     data: StageData
     first_season: int
@@ -837,7 +837,7 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     say(f"datasets: stage-1 {len(s1.y)} rows, stage-2 {len(s2.y)} rows")
     sc = tune_and_score(tables, snap, s1, s2, p, say)
     say("test season scored")
-    full1 = s1.seasons(p.train_from, 9999)  # Stage-1: every result known (InSeason)
+    full1 = s1.select(s1.meta["season"].to_numpy() >= p.train_from)  # all known (InSeason)
     full2 = s2.seasons(p.train_from, p.test_season)
     stage1 = fit_stage1(full1, sc.cfg1)
     stage2 = Stage2Model.fit(full2.x, full2.y, sc.cfg2, races_of(full2), ranks=places_of(full2))

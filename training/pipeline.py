@@ -742,7 +742,9 @@ def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
 def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
     """Stage-1 for teams without history: every row's team form blanked, as serving
     leaves a new entrant's, against the same rows as they are (gap MAE %, Spearman, and
-    how far the blanking moves the predicted gaps on average)."""
+    how far the blanking moves the predicted gaps on average). ``score_test`` asks it of
+    the Stage-1 fitted before the season (as served at the season's first event, when a
+    new team is new), beside the same settings fitted without blanking."""
     gap = model.predict_gap(data.x)
     blank = model.predict_gap(without_team_form(data.x))
     return {

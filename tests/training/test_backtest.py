@@ -65,10 +65,14 @@ def test_backtest_fits_only_earlier_seasons_and_asks_every_event_three_ways(
 ) -> None:
     spec, tables = tree
     fitted: list[set[int]] = []
+    rounds_2022: list[int] = []
     real_fit = pipeline.fit_stage1
 
     def spy_fit(data, cfg, form=True):
         fitted.append(set(data.meta["season"]))
+        in_test = data.meta["season"].to_numpy() == 2022
+        if in_test.any():
+            rounds_2022.append(int(data.meta["round"].to_numpy()[in_test].max()))
         return real_fit(data, cfg, form)
 
     monkeypatch.setattr(pipeline, "fit_stage1", spy_fit)
@@ -84,8 +88,11 @@ def test_backtest_fits_only_earlier_seasons_and_asks_every_event_three_ways(
     seen: list[int] = []
     res = backtest(tables, 2022, 2019, on_event=lambda ctx: seen.append(ctx.round))
 
-    assert fitted and all(max(s) <= 2021 for s in fitted)  # nothing from 2022 on
+    assert fitted and all(max(s) <= 2022 for s in fitted)  # nothing after 2022
     assert {2019, 2020} <= set().union(*fitted)
+    # Stage-1 refitted before each event but the first on the season's earlier rounds
+    # (``InSeason``: which rows each refit may see is tested in test_pipeline.py)
+    assert sorted(rounds_2022) == list(range(1, ROUNDS))
     # every event of the season, before qualifying (no grid given), after it (real grid)
     # and a weekend ahead (no grid, not a practice lap: asked of the served Stage-1 and of
     # its main ensemble alone)

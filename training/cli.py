@@ -395,16 +395,20 @@ def models() -> None:
     from pipelines.models import store
 
     tab = Table(title=f"model store: {store.store_home()}")
-    for col in ("tag", "created", "data hash", "latest event"):
+    for col in ("tag", "created", "data hash", "latest event", "fitted through"):
         tab.add_column(col)
     rows = list(store.list_versions())
     for m in rows:
         md = m.info.metadata
+        through = md.get("fitted_through")  # Stage-1's latest qualifying (f1 refresh refits)
         tab.add_row(
             str(m.tag),
             m.creation_time.isoformat(timespec="seconds"),
             str(md.get("data_hash", ""))[:12],
             str(md.get("data_latest_event") or ""),
+            "{} round {}".format(*(through.get(k) for k in ("season", "round")))
+            if isinstance(through, dict)
+            else "",
         )
     console.print(tab if rows else "no models yet: run `f1 train`")
 

@@ -252,6 +252,8 @@ def test_refresh_refits_stage1_on_a_newer_qualifying(
     refit = store.load_stage1(str(new.tag))
     assert refit.config == s1.config
     assert "Stage-1 refitted" in _flat(result.output) and str(new.tag) in _flat(result.output)
+    listed = runner.invoke(app, ["models"], terminal_width=250)
+    assert f"{last.season} round {last.round}" in _flat(listed.output)
     again = runner.invoke(app, ["refresh"])
     assert again.exit_code == 0, again.output
     assert "Stage-1 refitted" not in _flat(again.output)

@@ -48,8 +48,9 @@ evaluate: install ## Write reports/evaluation.{json,md} and figures
 
 BACKTESTS ?= 2009 2014 2016 2017 2019 2021 2022 2023 2024
 
-reports: install ## Rewrite every report the README quotes: f1 evaluate, then f1 backtest of each season in BACKTESTS (~8 min)
+reports: install ## Rewrite every report the README quotes: f1 evaluate, f1 hindsight, then f1 backtest of each season in BACKTESTS (~10 min)
 	$(BIN)/f1 evaluate
+	$(BIN)/f1 hindsight
 	@for s in $(BACKTESTS); do $(BIN)/f1 backtest --season $$s || exit 1; done
 
 browser-deps: ## Install Debian's Chromium and ChromeDriver (the /ui browser test), when missing

@@ -312,3 +312,24 @@ def test_the_readme_pole_odds_are_the_evaluation_report() -> None:
         f"{_fmt(ahead['baselines']['recent_form']['test']['log_loss'])} for recent form"
     )
     assert said in TEXT
+
+
+def test_the_hindsight_figures_are_the_hindsight_report() -> None:
+    """`f1 hindsight`'s bound, as the README and its details page quote it."""
+    h = json.loads((REPORTS / "hindsight.json").read_text())
+    s1, s2 = h["stage1"]["test"], h["stage2"]
+    assert h["season"] == _evaluation()["protocol"]["test_season"]
+    assert (
+        f"gap MAE {_fmt(s1['gap_pct_mae'])} %, Spearman {_fmt(s1['spearman'])}, winner log loss "
+        f"after qualifying {_fmt(s2['test']['winner_log_loss'])}, top-1 {_fmt(s2['test']['top1'])}"
+        in TEXT
+    )
+    assert (
+        f"They score a gap MAE of {_fmt(s1['gap_pct_mae'])} % and a Spearman of "
+        f"{_fmt(s1['spearman'])}" in TEXT
+    )
+    assert (
+        f"log loss after qualifying of {_fmt(s2['test']['winner_log_loss'])} and top-1 "
+        f"{_fmt(s2['test']['top1'])}" in TEXT
+    )
+    assert f"(before qualifying {_fmt(s2['test_chained']['winner_log_loss'])}, served" in TEXT

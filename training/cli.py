@@ -162,6 +162,63 @@ def evaluate() -> None:
         console.print(f"wrote {p}")
 
 
+@app.command()
+def hindsight() -> None:
+    """How far the test season's targets are from hindsight: every test-season event
+    forecast by models fitted on every other event, later ones included (a bound, not a
+    forecast). Writes reports/hindsight.json."""
+    from training import pipeline
+    from training.hindsight import hindsight as run_hindsight
+    from training.pipeline import TrainingError
+    from training.report import write_hindsight
+
+    s = get_settings()
+    t0 = time.perf_counter()
+    tables = _load(s)
+    proto = pipeline.Protocol.of(s)
+    n_events = int((tables.races["season"] == proto.test_season).sum())
+    n_tune = sum(
+        int(np.prod([len(v) for v in grid.values()]))
+        for grid in (pipeline.STAGE1_GRID, pipeline.STAGE2_GRID)
+    )
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("hindsight", total=n_tune + n_events + 2)
+
+        def step(msg: str) -> None:
+            bar.update(task, description=msg, advance=1)
+
+        def on_event(ctx: Any) -> None:
+            bar.update(task, description=f"round {ctx.round}: refitting without it", advance=1)
+
+        try:
+            found = run_hindsight(tables, proto, step, on_event)
+        except TrainingError as exc:
+            raise _fail(str(exc)) from exc
+    path = write_hindsight(found, s.reports_dir)
+    tab = Table(title=f"{found['season']}, each event by models fitted on all others")
+    for col in ("metric", "hindsight"):
+        tab.add_column(col)
+    s1, s2 = found["stage1"]["test"], found["stage2"]
+    for name, v in (
+        ("gap-to-pole MAE %", s1["gap_pct_mae"]),
+        ("Spearman", s1["spearman"]),
+        ("winner log loss after quali", s2["test"]["winner_log_loss"]),
+        ("top-1 after quali", s2["test"]["top1"]),
+        ("winner log loss before quali", s2["test_chained"]["winner_log_loss"]),
+    ):
+        tab.add_row(name, "-" if v is None else f"{v:.3f}")
+    console.print(tab)
+    console.print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
+
+
 BACKTEST_HELP = (
     "Walk-forward backtest of a season with models trained only on earlier seasons.\n\n"
     "Tunes on SEASON-1 (models fitted on the seasons before it), refits on seasons up to "

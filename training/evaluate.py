@@ -185,13 +185,15 @@ def served_predictions(
     te2: StageData,
     on_event: EventHook | None = None,
     s1_for: Stage1For | None = None,
+    s2_for: Callable[[EventContext], Stage2Model] | None = None,
 ) -> Served:
     """Every event of the test rows asked through ``TwoStage`` before and after qualifying
     and a weekend ahead (``on_event`` is told each event as it is asked: progress), each
-    by ``s1_for(event)`` when given, else by ``s1``."""
+    by ``s1_for(event)`` / ``s2_for(event)`` when given, else by ``s1`` / ``s2``."""
 
     def flow_for(ctx: EventContext) -> TwoStage:
-        return TwoStage.local(snap, s1 if s1_for is None else s1_for(ctx), s2)
+        one = s1 if s1_for is None else s1_for(ctx)
+        return TwoStage.local(snap, one, s2 if s2_for is None else s2_for(ctx))
 
     ahead, pre, post = asyncio.run(_season(snap, flow_for, te1.meta, te2.meta, on_event))
     q, q_ahead = (_quali_rows(snap, fcs, te1) for fcs in (pre, ahead))

@@ -716,6 +716,14 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
     return path
 
 
+def write_hindsight(found: dict[str, Any], out_dir: Path) -> Path:
+    """``reports/hindsight.json`` (``f1 hindsight``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "hindsight.json"
+    path.write_text(json.dumps(_json_safe(found), indent=2))
+    return path
+
+
 def write_backtest(
     season: int, ev: dict[str, Any], races: list[dict[str, Any]], out: Path
 ) -> list[Path]:

@@ -1,0 +1,97 @@
+"""What hindsight reaches on the test season: a bound, not a forecast.
+
+Every event of the test season is asked through the served flow (``TwoStage``, as ``f1
+evaluate`` asks it) of models fitted on every *other* event from the first training
+season to the end of the test season, the later ones included, with the settings ``f1
+evaluate`` tunes. Such models know the season's car order and form from its future, which
+no forecast can; where even they miss a target, the target asks for something these
+features and learners cannot know (the weather, a season's luck), not for better tuning.
+``f1 hindsight`` writes ``reports/hindsight.json``; the README and docs/model-quality.md
+quote it beside ``f1 evaluate``'s figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from pipelines.f1db.parse import Tables
+from pipelines.features.snapshot import EventContext, FeatureSnapshot
+from pipelines.models.stage1 import Stage1Model
+from pipelines.models.stage2 import Stage2Model
+from training.datasets import StageData, stage1_data, stage2_data
+from training.evaluate import EventHook, served_predictions
+from training.metrics import stage1_metrics, stage2_metrics
+from training.pipeline import (
+    Protocol,
+    Step,
+    check_seasons,
+    fit_stage1,
+    places_of,
+    races_of,
+    tune,
+)
+
+
+def without_event(data: StageData, race_id: int | None) -> StageData:
+    """Every row of ``data`` but those of the event ``race_id``."""
+    return data.select(data.meta["race_id"].to_numpy() != race_id)
+
+
+def hindsight(
+    tables: Tables,
+    protocol: Protocol | None = None,
+    step: Step | None = None,
+    on_event: EventHook | None = None,
+) -> dict[str, Any]:
+    """The test season's metrics with each event forecast by models fitted on all other
+    events of ``[train_from, test season]`` (``without_event``): Stage-1 before qualifying
+    and Stage-2 after it (real grid) and before it (Stage-1's grid), as ``f1 evaluate``
+    scores them (``stage1.test``, ``stage2.test``, ``stage2.test_chained``)."""
+    p = protocol or Protocol()
+    say = step or (lambda _msg: None)
+    snap = FeatureSnapshot.build(tables)
+    s1 = stage1_data(snap, tables, p.train_from)
+    s2 = stage2_data(snap, tables, p.train_from)
+    check_seasons(s1, s2, p)
+    cfg1, cfg2, _log = tune(snap, s1, s2, p, say)
+    all1, all2 = s1.seasons(p.train_from, p.test_season), s2.seasons(p.train_from, p.test_season)
+    te1, te2 = s1.seasons(p.test_season, p.test_season), s2.seasons(p.test_season, p.test_season)
+
+    fitted1: dict[int | None, Stage1Model] = {}
+    fitted2: dict[int | None, Stage2Model] = {}
+
+    def stage1_for(ctx: EventContext) -> Stage1Model:
+        if ctx.race_id not in fitted1:
+            fitted1[ctx.race_id] = fit_stage1(without_event(all1, ctx.race_id), cfg1)
+        return fitted1[ctx.race_id]
+
+    def stage2_for(ctx: EventContext) -> Stage2Model:
+        if ctx.race_id not in fitted2:
+            d = without_event(all2, ctx.race_id)
+            fitted2[ctx.race_id] = Stage2Model.fit(d.x, d.y, cfg2, races_of(d), ranks=places_of(d))
+        return fitted2[ctx.race_id]
+
+    first = snap.event_by_id(int(te2.meta["race_id"].min()))
+    assert first is not None
+    served = served_predictions(
+        snap, stage1_for(first), stage2_for(first), te1, te2, on_event, stage1_for, stage2_for
+    )
+    q = served.stage1
+    return {
+        "season": p.test_season,
+        "fitted_on": [p.train_from, p.test_season],
+        "what": "each event forecast by models fitted on every other event of these "
+        "seasons, the later ones included: a bound on what these features and learners "
+        "could know of the season, not a forecast",
+        "stage1": {
+            "test": stage1_metrics(q, q["pred_time"].to_numpy(float), q["pred_gap"].to_numpy(float))
+        },
+        "stage2": {
+            "test": stage2_metrics(served.stage2, served.stage2["prob"].to_numpy(float)),
+            "test_chained": stage2_metrics(
+                served.stage2_chained, served.stage2_chained["prob"].to_numpy(float)
+            ),
+        },
+        "settings": {"stage1": asdict(cfg1), "stage2": asdict(cfg2)},
+    }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,39 @@ err = Console(stderr=True)
 def _fail(msg: str, code: int = 1) -> typer.Exit:
     err.print(f"[bold red]error:[/] {msg}")
     return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _season_bar(
+    title: str, tables: Tables, season: int
+) -> Iterator[tuple[Callable[[str], None], Callable[[Any], None]]]:
+    """A progress bar over tuning (one step per candidate setting) and then each event of
+    ``season``: yields the ``step`` and ``on_event`` hooks the protocol reports to."""
+    from training import pipeline
+
+    n_events = int((tables.races["season"] == season).sum())
+    n_tune = sum(
+        int(np.prod([len(v) for v in grid.values()]))
+        for grid in (pipeline.STAGE1_GRID, pipeline.STAGE2_GRID)
+    )
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(title, total=n_tune + n_events + 2)
+
+        def step(msg: str) -> None:
+            bar.update(task, description=msg, advance=1)
+
+        def on_event(ctx: Any) -> None:
+            bar.update(task, description=f"{season} round {ctx.round}: {ctx.circuit_id}", advance=1)
+
+        yield step, on_event
 
 
 def _load(settings: Settings, min_season: int | None = None) -> Tables:
@@ -176,28 +211,7 @@ def hindsight() -> None:
     t0 = time.perf_counter()
     tables = _load(s)
     proto = pipeline.Protocol.of(s)
-    n_events = int((tables.races["season"] == proto.test_season).sum())
-    n_tune = sum(
-        int(np.prod([len(v) for v in grid.values()]))
-        for grid in (pipeline.STAGE1_GRID, pipeline.STAGE2_GRID)
-    )
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("hindsight", total=n_tune + n_events + 2)
-
-        def step(msg: str) -> None:
-            bar.update(task, description=msg, advance=1)
-
-        def on_event(ctx: Any) -> None:
-            bar.update(task, description=f"round {ctx.round}: refitting without it", advance=1)
-
+    with _season_bar("hindsight", tables, proto.test_season) as (step, on_event):
         try:
             found = run_hindsight(tables, proto, step, on_event)
         except TrainingError as exc:
@@ -256,28 +270,7 @@ def backtest(
         hist = history_from
     t0 = time.perf_counter()
     tables = _load(s, hist)
-    n_events = int((tables.races["season"] == season).sum())
-    n_tune = sum(
-        int(np.prod([len(v) for v in grid.values()]))
-        for grid in (pipeline.STAGE1_GRID, pipeline.STAGE2_GRID)
-    )
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"backtest {season}", total=n_tune + n_events + 2)
-
-        def step(msg: str) -> None:
-            bar.update(task, description=msg, advance=1)
-
-        def on_event(ctx: Any) -> None:
-            bar.update(task, description=f"{season} round {ctx.round}: {ctx.circuit_id}", advance=1)
-
+    with _season_bar(f"backtest {season}", tables, season) as (step, on_event):
         try:
             res = run_backtest(tables, season, train, step, on_event, pipeline.Protocol.of(s))
         except TrainingError as exc:

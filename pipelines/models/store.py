@@ -201,6 +201,17 @@ def _create(name: str, metadata: dict[str, Any]) -> Iterator[bentoml.Model]:
     (Path(bentoml.models.get(model.tag).path) / COMPLETE).touch()  # the copy is whole
 
 
+def _stamp(snapshot: FeatureSnapshot) -> dict[str, Any]:
+    """What every saved version records of its data, libraries and time."""
+    return {
+        "data_hash": snapshot.meta.get("data_hash", ""),
+        "data_latest_event": snapshot.meta.get("latest_event"),
+        "library_versions": library_versions(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
+    }
+
+
 def save_all(
     snapshot: FeatureSnapshot,
     stage1: Stage1Model,
@@ -211,14 +222,7 @@ def save_all(
 ) -> SavedTags:
     """Save the three models as new versions, all or none (``fitted_through``: the latest
     event Stage-1 was fitted on, which ``f1 refresh`` refits it beyond)."""
-    common = {
-        "data_hash": snapshot.meta.get("data_hash", ""),
-        "data_latest_event": snapshot.meta.get("latest_event"),
-        "training_seasons": training_seasons,
-        "library_versions": library_versions(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
-    }
+    common = _stamp(snapshot) | {"training_seasons": training_seasons}
 
     def create(stack: contextlib.ExitStack, name: str, extra: dict[str, Any]) -> bentoml.Model:
         return stack.enter_context(_create(name, common | extra))
@@ -361,14 +365,7 @@ def model_info(
 
 def save_snapshot(snapshot: FeatureSnapshot) -> str:
     """A new ``f1_features`` version only (``f1 refresh``), models untouched."""
-    meta = {
-        "kind": "feature_snapshot",
-        "data_hash": snapshot.meta.get("data_hash", ""),
-        "data_latest_event": snapshot.meta.get("latest_event"),
-        "library_versions": library_versions(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
-    }
+    meta = {"kind": "feature_snapshot", **_stamp(snapshot)}
     with (
         commit(),
         _create(FEATURES_NAME, meta) as feat,
@@ -386,13 +383,7 @@ def save_refit(
     event of the test season the same way) and records what it was fitted through."""
     base = bentoml.models.get(f"{STAGE1_NAME}:latest")
     old = {k: v for k, v in base.info.metadata.items() if k != MARKED}
-    stamp = {
-        "data_hash": snapshot.meta.get("data_hash", ""),
-        "data_latest_event": snapshot.meta.get("latest_event"),
-        "library_versions": library_versions(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data_credit": "F1DB (https://github.com/f1db/f1db), CC-BY-4.0",
-    }
+    stamp = _stamp(snapshot)
     with commit(), contextlib.ExitStack() as stack:
         feat = stack.enter_context(_create(FEATURES_NAME, stamp | {"kind": "feature_snapshot"}))
         snapshot.save(Path(feat.path) / "snapshot")

@@ -49,6 +49,8 @@ EventHook = Callable[[EventContext], None]
 Stage1For = Callable[[EventContext], Stage1Model]
 """The Stage-1 the service holds when an event is asked: refitted before each event of a
 season on every earlier one (``InSeason`` in ``training.pipeline``)."""
+Stage2For = Callable[[EventContext], Stage2Model]
+"""Likewise for Stage-2 (``f1 hindsight``: fitted without the event asked)."""
 
 
 def before_practice(fld: EventField) -> EventField:
@@ -185,7 +187,7 @@ def served_predictions(
     te2: StageData,
     on_event: EventHook | None = None,
     s1_for: Stage1For | None = None,
-    s2_for: Callable[[EventContext], Stage2Model] | None = None,
+    s2_for: Stage2For | None = None,
 ) -> Served:
     """Every event of the test rows asked through ``TwoStage`` before and after qualifying
     and a weekend ahead (``on_event`` is told each event as it is asked: progress), each

@@ -47,6 +47,7 @@ def test_cli_hindsight_writes_the_report(
     small_grids,  # noqa: F811
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    clear_settings,
 ) -> None:
     spec, _tables = tree
     for k, v in {
@@ -59,13 +60,7 @@ def test_cli_hindsight_writes_the_report(
         "F1_TEST_SEASON": "2023",
     }.items():
         monkeypatch.setenv(k, v)
-    from pipelines.settings import get_settings
-
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["hindsight"], terminal_width=200)
-    finally:
-        get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["hindsight"])
     assert result.exit_code == 0, result.output
     js = json.loads((tmp_path / "reports" / "hindsight.json").read_text())
     assert js["season"] == 2023 and "later ones included" in js["what"]

@@ -46,7 +46,7 @@ from pipelines.serving.middleware import (
 )
 from pipelines.serving.openapi import SWAGGER_HTML, merge_spec
 from pipelines.serving.orchestrator import Forecast, RowsFn, TwoStage
-from pipelines.serving.resolve import Resolved, resolve_request
+from pipelines.serving.resolve import FittedOn, Resolved, resolve_request
 from pipelines.serving.responses import full_response, quali_predictions, race_predictions
 from pipelines.serving.schemas import (
     Calendar,
@@ -197,6 +197,8 @@ class F1Predictor:
         self.lean = store.open_stage2_config(
             Path(self.stage2_model.path), str(self.stage2_model.tag)
         )
+        # past events the models were fitted on are answered with a warning saying so
+        self.fitted = FittedOn.of(self.stage1_model.info.metadata, self.stage2_model.info.metadata)
         # concurrent requests share one call per stage (a hop costs more than the model);
         # bound lazily: the remote clients learn their endpoints after __init__
         self.stage1_rows = Coalescer(lambda rows: self.stage1.to_async.predict_gap(rows))
@@ -280,7 +282,7 @@ class F1Predictor:
         stages the endpoint answers with (``explain_quali``: Stage-1's are shown)."""
         lean = self.lean if race else None
         res = resolve_request(
-            self.snapshot, request.event, request.drivers, lean, self.practice_first
+            self.snapshot, request.event, request.drivers, lean, self.practice_first, self.fitted
         )
         explain = request.explain
         fc = await self.flow.quali(res.ctx, res.field, res.rows, explain and explain_quali)

@@ -218,17 +218,28 @@ def hindsight() -> None:
             raise _fail(str(exc)) from exc
     path = write_hindsight(found, s.reports_dir)
     tab = Table(title=f"{found['season']}, each event by models fitted on all others")
-    for col in ("metric", "hindsight"):
+    for col in ("metric", "hindsight", "fitted on it too, as served"):
         tab.add_column(col)
-    s1, s2 = found["stage1"]["test"], found["stage2"]
-    for name, v in (
-        ("gap-to-pole MAE %", s1["gap_pct_mae"]),
-        ("Spearman", s1["spearman"]),
-        ("winner log loss after quali", s2["test"]["winner_log_loss"]),
-        ("top-1 after quali", s2["test"]["top1"]),
-        ("winner log loss before quali", s2["test_chained"]["winner_log_loss"]),
-    ):
-        tab.add_row(name, "-" if v is None else f"{v:.3f}")
+
+    def rows(block: dict[str, Any]) -> list[float | None]:
+        s1, s2 = block["stage1"]["test"], block["stage2"]
+        return [
+            s1["gap_pct_mae"],
+            s1["spearman"],
+            s2["test"]["winner_log_loss"],
+            s2["test"]["top1"],
+            s2["test_chained"]["winner_log_loss"],
+        ]
+
+    names = (
+        "gap-to-pole MAE %",
+        "Spearman",
+        "winner log loss after quali",
+        "top-1 after quali",
+        "winner log loss before quali",
+    )
+    for name, v, w in zip(names, rows(found), rows(found["served_in_sample"]), strict=True):
+        tab.add_row(name, *("-" if x is None else f"{x:.3f}" for x in (v, w)))
     console.print(tab)
     console.print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
 
@@ -386,7 +397,7 @@ def predict(
     pre-qualifying data (drivers and teams by their F1DB names)."""
     from pipelines.models import store
     from pipelines.serving.orchestrator import TwoStage, run
-    from pipelines.serving.resolve import resolve_request
+    from pipelines.serving.resolve import FittedOn, resolve_request
     from pipelines.serving.schemas import EventInput
 
     s = get_settings()
@@ -394,13 +405,17 @@ def predict(
         snap = store.load_snapshot(s.features_model)
         stage1, stage2 = store.load_stage1(s.stage1_model), store.load_stage2(s.stage2_model)
         flow = TwoStage.local(snap, stage1, stage2)
+        fitted = FittedOn.of(
+            store.get_model(s.stage1_model).info.metadata,
+            store.get_model(s.stage2_model).info.metadata,
+        )
     except store.StoreError as exc:
         raise _fail(str(exc)) from exc
     if snap.event_by_round(season, round_) is None:
         raise _fail(f"no event season={season} round={round_} in the feature snapshot")
     # the API's resolution of the event: the same field and the same warnings
     event = EventInput(season=season, round=round_)
-    res = resolve_request(snap, event, None, stage2.config, stage1.config.practice_model)
+    res = resolve_request(snap, event, None, stage2.config, stage1.config.practice_model, fitted)
     ctx, fld = res.ctx, res.field
     if not fld.entries:
         raise _fail(f"no entry list for {season} round {round_}")

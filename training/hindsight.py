@@ -8,6 +8,10 @@ no forecast can; where even they miss a target, the target asks for something th
 features and learners cannot know (the weather, a season's luck), not for better tuning.
 ``f1 hindsight`` writes ``reports/hindsight.json``; the README and docs/model-quality.md
 quote it beside ``f1 evaluate``'s figures.
+
+It also asks each event of models fitted on *every* event, that one included, as the
+served models are (``served_in_sample``): what the service answers about a past event
+of its training data (with a warning saying so), which looks better than any forecast.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pipelines.features.snapshot import EventContext, FeatureSnapshot
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from training.datasets import StageData, stage1_data, stage2_data
-from training.evaluate import EventHook, served_predictions
+from training.evaluate import EventHook, Served, served_predictions
 from training.metrics import stage1_metrics, stage2_metrics
 from training.pipeline import (
     Protocol,
@@ -77,13 +81,33 @@ def hindsight(
     served = served_predictions(
         snap, stage1_for(first), stage2_for(first), te1, te2, on_event, stage1_for, stage2_for
     )
-    q = served.stage1
+    say("every event asked of models fitted without it")
+    every1 = fit_stage1(all1, cfg1)
+    every2 = Stage2Model.fit(all2.x, all2.y, cfg2, races_of(all2), ranks=places_of(all2))
+    in_sample = served_predictions(snap, every1, every2, te1, te2)
+    say("every event asked of models fitted on all of them, as served")
     return {
         "season": p.test_season,
         "fitted_on": [p.train_from, p.test_season],
         "what": "each event forecast by models fitted on every other event of these "
         "seasons, the later ones included: a bound on what these features and learners "
         "could know of the season, not a forecast",
+        **_scores(served),
+        "served_in_sample": {
+            "what": "each event asked of models fitted on every event of these seasons, "
+            "that one included, as the served models are: what the service answers about "
+            "a past event of its training data, which knows how the event went",
+            **_scores(in_sample),
+        },
+        "settings": {"stage1": asdict(cfg1), "stage2": asdict(cfg2)},
+    }
+
+
+def _scores(served: Served) -> dict[str, Any]:
+    """Stage-1 before qualifying, Stage-2 after it and before it, as ``f1 evaluate``
+    scores them (``stage1.test``, ``stage2.test``, ``stage2.test_chained``)."""
+    q = served.stage1
+    return {
         "stage1": {
             "test": stage1_metrics(q, q["pred_time"].to_numpy(float), q["pred_gap"].to_numpy(float))
         },
@@ -93,5 +117,4 @@ def hindsight(
                 served.stage2_chained, served.stage2_chained["prob"].to_numpy(float)
             ),
         },
-        "settings": {"stage1": asdict(cfg1), "stage2": asdict(cfg2)},
     }

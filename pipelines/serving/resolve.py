@@ -7,9 +7,9 @@ resolution, driver resolution and warnings are identical on every path.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,67 @@ class Resolved:
     field: EventField
     rows: np.ndarray
     warnings: list[str] = dataclasses.field(default_factory=list)
+    fitted_on_event: bool = False
+    """The served models were fitted on this event's own results (``fitted_on_warning``)."""
+
+
+@dataclass(frozen=True)
+class FittedOn:
+    """The events the served models were fitted on: Stage-1 those from ``first_season``
+    through the event ``stage1_through`` (season, round), Stage-2 the seasons
+    ``first_season``-``stage2_last``. A past event among them is answered by models that
+    know how it went: not the forecast they would have made before it."""
+
+    first_season: int
+    stage1_through: tuple[int, int]
+    stage2_last: int
+
+    @classmethod
+    def of(cls, stage1_meta: Mapping[str, Any], stage2_meta: Mapping[str, Any]) -> FittedOn | None:
+        """From the stored models' metadata (``training_seasons``, Stage-1's
+        ``fitted_through``; a Stage-1 saved without it was fitted through its last
+        training season); None when the metadata does not say."""
+        seasons1 = stage1_meta.get("training_seasons")
+        seasons2 = stage2_meta.get("training_seasons")
+        if not (
+            seasons1 and seasons2 and isinstance(seasons1, list) and isinstance(seasons2, list)
+        ):
+            return None
+        through = stage1_meta.get("fitted_through")
+        if isinstance(through, dict) and {"season", "round"} <= through.keys():
+            last1 = (int(through["season"]), int(through["round"]))
+        else:
+            last1 = (int(seasons1[-1]), LAST_ROUND)
+        return cls(int(seasons1[0]), last1, int(seasons2[-1]))
+
+
+LAST_ROUND = 10**6
+"""A round after any season's last."""
+
+
+def fitted_on_warning(ctx: EventContext, fitted: FittedOn | None, race: bool) -> str | None:
+    """The warning for an event in the data whose own qualifying (Stage-1) or race
+    (Stage-2, when ``race``: a win forecast is asked) the served models were fitted on;
+    None for any other event. Such an answer has seen the outcome: it looks better than a
+    forecast would have been (held-out figures: /model_info)."""
+    if fitted is None or ctx.race_id is None or ctx.round is None:
+        return None
+    if ctx.season < fitted.first_season:
+        return None
+    stage1 = (ctx.season, ctx.round) <= fitted.stage1_through
+    stage2 = race and ctx.season <= fitted.stage2_last
+    if not (stage1 or stage2):
+        return None
+    s1_season, s1_round = fitted.stage1_through
+    last1 = f"{s1_season}" if s1_round >= LAST_ROUND else f"{s1_season} round {s1_round}"
+    which = [f"Stage-1 fitted through {last1}"] if stage1 else []
+    if stage2:
+        which.append(f"Stage-2 on {fitted.first_season}-{fitted.stage2_last}")
+    return (
+        f"{ctx.season} round {ctx.round} is in the served models' training data "
+        f"({', '.join(which)}): this answer knows how the event went, so it is not the "
+        "forecast they would have made before it; held-out figures: /model_info"
+    )
 
 
 def resolve_event(
@@ -105,17 +166,23 @@ def resolve_request(
     drivers: Sequence[DriverInput] | None,
     lean: Stage2Config | None = None,
     practice_first: bool = False,
+    fitted: FittedOn | None = None,
 ) -> Resolved:
     """Event, field, requested drivers and warnings for a request (raises RequestError).
     With ``lean`` (Stage-2's settings, for a win forecast), also says when that forecast
     leans on the grid after new technical rules; with ``practice_first`` (Stage-1 has a
-    practice-only ensemble), when the qualifying forecast reads practice alone."""
+    practice-only ensemble), when the qualifying forecast reads practice alone; with
+    ``fitted`` (what the served models were fitted on), when they were fitted on the
+    event itself."""
     res = _resolve(snap, event, drivers)
+    seen = fitted_on_warning(res.ctx, fitted, race=lean is not None)
     notes = [
+        seen,
         new_rules_quali_warning(snap, res.ctx, res.field) if practice_first else None,
         None if lean is None else rules_reset_warning(snap, res.ctx, lean),
     ]
     res.warnings.extend(n for n in notes if n)
+    res.fitted_on_event = seen is not None
     return res
 
 

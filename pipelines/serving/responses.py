@@ -114,6 +114,7 @@ def full_response(
             event=res.ctx.to_dict(),
             model_versions=model_versions,
             warnings=res.warnings,
+            fitted_on_event=res.fitted_on_event,
             inference_ms=round((time.perf_counter() - started) * 1000.0, 3),
         ),
     )

@@ -321,6 +321,12 @@ class Metadata(BaseModel):
     event: dict[str, Any] = Field(..., description="The event predicted.")
     model_versions: dict[str, str] = Field(..., description="Tags of the models used.")
     warnings: list[str] = Field(default_factory=list)
+    fitted_on_event: bool = Field(
+        False,
+        description="True when the served models were fitted on this event's own results "
+        "(a past event in their training data): the answer knows how it went, so it is "
+        "not the forecast they would have made before it (a warning says so too).",
+    )
     inference_ms: float = Field(..., description="Server time spent on this request.")
 
 

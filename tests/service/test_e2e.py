@@ -55,6 +55,10 @@ def test_sdk_round_trip(server: str, pinned_env: dict[str, str]) -> None:
         full = f1.predict_full(EXAMPLES["known_event"])
         assert full.metadata.model_versions["stage1"] == pinned_env["F1_STAGE1_MODEL"]
         assert full.metadata.inference_ms > 0
+        # 2025 round 8 is in the served models' training data: flagged, and said
+        assert full.metadata.fitted_on_event
+        assert any("knows how the event went" in w for w in full.metadata.warnings)
+        assert not f1.predict_full(EXAMPLES["custom_field"]).metadata.fitted_on_event  # 2026
         quali = f1.predict_quali(EXAMPLES["custom_field"])
         assert {q.driver_id for q in quali} == {"max-verstappen", "lando-norris", "charles-leclerc"}
         race = f1.predict_race(EXAMPLES["race_with_grid"])

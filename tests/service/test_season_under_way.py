@@ -89,6 +89,7 @@ def test_the_next_race_is_forecast_with_the_field_and_the_lean(server: str) -> N
     assert f"the next event in the calendar, {S} round 3" in warnings
     assert "2 race(s) under the current technical rules" in warnings and "takes 50%" in warnings
     assert "no results in the data before this event" not in warnings  # Cadillac has raced
+    assert not meta["fitted_on_event"] and "training data" not in warnings  # after round 2
     race = body["race_winner_predictions"]
     assert len(race) == 22
     assert sum(p["win_probability"] for p in race) == pytest.approx(1.0, abs=1e-6)
@@ -105,6 +106,9 @@ def test_the_first_race_is_the_grids_and_names_the_new_team(server: str) -> None
     header = r.headers["x-f1-warnings"]
     assert "0 race(s) under the current technical rules" in header and "takes 100%" in header
     assert 'team(s) "cadillac"' in header
+    # Stage-1 was refitted on rounds 1-2 (Stage-2 only on 2014-2025): the answer says so
+    assert f"{S} round 1 is in the served models' training data (Stage-1 fitted through {S} " \
+        "round 2): this answer knows how the event went" in header  # fmt: skip
     assert len(r.json()) == 22
 
 

@@ -22,7 +22,8 @@ def test_each_event_is_forecast_by_models_fitted_on_every_other_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One Stage-1 and one Stage-2 per test-season event: every event of 2019-2023 but
-    that one (the later ones included: hindsight), scored as `f1 evaluate` scores."""
+    that one (the later ones included: hindsight), scored as `f1 evaluate` scores; and one
+    fitted on every event, as served (``served_in_sample``)."""
     _spec, tables = tree
     left_out: list[set[tuple[int, int]]] = []
     real_fit = hs.fit_stage1
@@ -34,12 +35,16 @@ def test_each_event_is_forecast_by_models_fitted_on_every_other_one(
 
     monkeypatch.setattr(hs, "fit_stage1", spy_fit)
     found = hs.hindsight(tables, PROTOCOL)
-    assert sorted(left_out) == sorted({(2023, r)} for r in range(1, ROUNDS + 1))
+    assert sorted(map(sorted, left_out)) == [[]] + [[(2023, r)] for r in range(1, ROUNDS + 1)]
     assert found["season"] == 2023 and found["fitted_on"] == [2019, 2023]
-    assert found["stage1"]["test"]["events"] == ROUNDS
-    for mode in ("test", "test_chained"):
-        m = found["stage2"][mode]
-        assert m["races"] == ROUNDS and 0.0 <= m["top1"] <= 1.0 and m["winner_log_loss"] > 0
+    for block in (found, found["served_in_sample"]):
+        assert block["stage1"]["test"]["events"] == ROUNDS
+        for mode in ("test", "test_chained"):
+            m = block["stage2"][mode]
+            assert m["races"] == ROUNDS and 0.0 <= m["top1"] <= 1.0 and m["winner_log_loss"] > 0
+    # models that saw the event answer it otherwise than models that did not
+    seen, unseen = found["served_in_sample"]["stage1"]["test"], found["stage1"]["test"]
+    assert seen["gap_pct_mae"] != unseen["gap_pct_mae"]
 
 
 def test_cli_hindsight_writes_the_report(
@@ -66,3 +71,8 @@ def test_cli_hindsight_writes_the_report(
     assert js["season"] == 2023 and "later ones included" in js["what"]
     out = "".join(result.output.split())  # rich wraps at its own width
     assert "gap-to-poleMAE%" in out and "reports/hindsight.json" in out
+    assert (
+        "fitted on it too" in js["served_in_sample"]["what"]
+        or "that one included" in (js["served_in_sample"]["what"])
+    )
+    assert "fittedonittoo,asserved" in out

@@ -8,7 +8,13 @@ from pydantic import ValidationError
 
 from pipelines.models.stage2 import Stage2Config
 from pipelines.serving.errors import RequestError
-from pipelines.serving.resolve import resolve_request, rules_reset_warning
+from pipelines.serving.resolve import (
+    LAST_ROUND,
+    FittedOn,
+    fitted_on_warning,
+    resolve_request,
+    rules_reset_warning,
+)
 from pipelines.serving.schemas import DriverInput, EventInput
 
 LEAN = Stage2Config(grid_coef=[-1.0], grid_mean=[2.0])
@@ -260,3 +266,62 @@ def test_an_event_long_after_the_latest_results_says_how_old_its_form_is(real_sn
     assert stale("2026-06-07") != stale("2026-07-07")  # the age is the event's own
     past = resolve_request(real_snapshot, EventInput(season=2025, round=8), None).warnings
     assert not [w for w in past if "as of then" in w]
+
+
+# ------------------------------------------- events the served models were fitted on
+
+SERVED = FittedOn(first_season=2014, stage1_through=(2025, 24), stage2_last=2025)
+
+
+def test_fitted_on_is_read_from_the_models_metadata() -> None:
+    meta1 = {"training_seasons": [2014, 2025], "fitted_through": {"season": 2026, "round": 2}}
+    got = FittedOn.of(meta1, {"training_seasons": [2014, 2025]})
+    assert got == FittedOn(2014, (2026, 2), 2025)
+    # a Stage-1 saved before fitted_through was recorded: through its last training season
+    old = FittedOn.of({"training_seasons": [2014, 2024]}, {"training_seasons": [2014, 2024]})
+    assert old == FittedOn(2014, (2024, LAST_ROUND), 2024)
+    assert FittedOn.of({}, {"training_seasons": [2014, 2025]}) is None
+
+
+@pytest.mark.parametrize(
+    ("season", "rnd", "fitted", "race", "says"),
+    [
+        (2025, 8, SERVED, True, "Stage-1 fitted through 2025 round 24, Stage-2 on 2014-2025"),
+        (2025, 8, SERVED, False, "Stage-1 fitted through 2025 round 24)"),
+        (2021, 1, SERVED, True, "Stage-1 fitted through 2025 round 24, Stage-2 on 2014-2025"),
+        (2021, 5, FittedOn(2022, (2025, 24), 2025), True, None),  # before the first season
+        (2025, 8, None, True, None),  # metadata silent
+        # Stage-1 refitted through 2025 round 5, Stage-2 fitted through 2024
+        (2025, 5, FittedOn(2014, (2025, 5), 2024), False, "(Stage-1 fitted through 2025 round 5)"),
+        (2025, 6, FittedOn(2014, (2025, 5), 2024), True, None),
+        (2024, 24, FittedOn(2014, (2024, LAST_ROUND), 2024), False, "fitted through 2024)"),
+    ],
+)
+def test_an_event_the_models_were_fitted_on_says_so(
+    real_snapshot, season: int, rnd: int, fitted: FittedOn | None, race: bool, says: str | None
+) -> None:
+    """A past event in the models' training data is answered by models that know how it
+    went: the warning says which stage saw it; an event after (or before) does not warn."""
+    ctx = real_snapshot.event_by_round(season, rnd)
+    note = fitted_on_warning(ctx, fitted, race)
+    if says is None:
+        assert note is None
+    else:
+        assert note is not None and f"{season} round {rnd} is in the served" in note
+        assert says in note and "knows how the event went" in note
+
+
+def test_only_events_in_the_data_can_have_been_fitted_on(real_snapshot) -> None:
+    """A made-up event (not in the data) was never a training row, whatever its date;
+    the data's own event named by circuit and date was."""
+    made_up = EventInput(season=2025, circuit_id="monza", date="2025-06-01")
+    drivers = [DriverInput.model_validate({"driver_id": "max-verstappen"})]
+    res = resolve_request(real_snapshot, made_up, drivers, LEAN, False, SERVED)
+    assert not res.fitted_on_event and not any("training data" in w for w in res.warnings)
+    monaco = real_snapshot.event_by_round(2025, 8)
+    named = EventInput(season=2025, circuit_id=monaco.circuit_id, date=monaco.date.date())
+    res = resolve_request(real_snapshot, named, None, LEAN, False, SERVED)
+    assert res.fitted_on_event
+    assert [w for w in res.warnings if "training data" in w] == [
+        fitted_on_warning(monaco, SERVED, True)
+    ]

@@ -21,7 +21,7 @@ from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from pipelines.serving import responses
 from pipelines.serving.orchestrator import Forecast, TwoStage
-from pipelines.serving.resolve import Resolved, resolve_request
+from pipelines.serving.resolve import FittedOn, Resolved, resolve_request
 from pipelines.serving.schemas import FullResponse, QualiRequest
 from pipelines.serving.text import warnings_header
 from pipelines.settings import get_settings
@@ -34,6 +34,8 @@ class Loaded:
     stage2: Stage2Model
     tags: dict[str, str]
     """Resolved tags (``name:version``), as the Bento reports them in metadata."""
+    fitted: FittedOn | None = None
+    """What the models were fitted on, from their metadata (as the Bento reads it)."""
 
 
 def load_models() -> Loaded:
@@ -49,6 +51,10 @@ def load_models() -> Loaded:
         stage1=store.load_stage1(tags["stage1"]),
         stage2=store.load_stage2(tags["stage2"]),
         tags=tags,
+        fitted=FittedOn.of(
+            store.get_model(tags["stage1"]).info.metadata,
+            store.get_model(tags["stage2"]).info.metadata,
+        ),
     )
 
 
@@ -71,7 +77,7 @@ def resolve(loaded: Loaded, req: QualiRequest, race: bool = False) -> Resolved:
     """As the Bento resolves it (``race``: for a win forecast, with its warnings)."""
     lean = loaded.stage2.config if race else None
     first = loaded.stage1.config.practice_model
-    return resolve_request(loaded.snapshot, req.event, req.drivers, lean, first)
+    return resolve_request(loaded.snapshot, req.event, req.drivers, lean, first, loaded.fitted)
 
 
 def warn_header(res: Resolved) -> dict[str, str]:

@@ -333,3 +333,18 @@ def test_the_hindsight_figures_are_the_hindsight_report() -> None:
         f"{_fmt(s2['test']['top1'])}" in TEXT
     )
     assert f"(before qualifying {_fmt(s2['test_chained']['winner_log_loss'])}, served" in TEXT
+
+
+def test_the_in_sample_figures_are_the_hindsight_report() -> None:
+    """What the served models say of their own training events (`f1 hindsight`'s
+    ``served_in_sample``), as the README and its details page quote it."""
+    h = json.loads((REPORTS / "hindsight.json").read_text())["served_in_sample"]
+    s1, s2 = h["stage1"]["test"], h["stage2"]
+    said = (
+        f"gap MAE {_fmt(s1['gap_pct_mae'])} %, Spearman {_fmt(s1['spearman'])}, winner log loss "
+        f"after qualifying {_fmt(s2['test']['winner_log_loss'])}, top-1 "
+        f"{_fmt(s2['test']['top1'])}, before qualifying "
+        f"{_fmt(s2['test_chained']['winner_log_loss'])}"
+    )
+    assert " ".join(README.split()).count(said) == 1
+    assert " ".join(DETAILS.split()).count(said) == 1

@@ -81,7 +81,8 @@ async function predict() {
     state.results = results;
     render();
     const warnings = forecast.metadata.warnings || [];
-    status(warnings.length ? `Note: ${warnings.join(" | ")}` : "Click a driver to see why.");
+    const notes = warnings.length ? `Note: ${warnings.join(" | ")}. ` : "";
+    status(`${notes}Click a driver to see why.`);
   } catch (err) {
     $("#grid").hidden = true;
     status(err.message, true);

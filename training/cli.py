@@ -201,7 +201,8 @@ def evaluate() -> None:
 def hindsight() -> None:
     """How far the test season's targets are from hindsight: every test-season event
     forecast by models fitted on every other event, later ones included (a bound, not a
-    forecast). Writes reports/hindsight.json."""
+    forecast), and by models fitted on it too, as the served ones are (what the service
+    answers about a past event). Writes reports/hindsight.json."""
     from training import pipeline
     from training.hindsight import hindsight as run_hindsight
     from training.pipeline import TrainingError

@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipelines.f1db.parse import Tables
 from pipelines.features.snapshot import EventContext, FeatureSnapshot
-from pipelines.models.pole import PoleParams, estimate_pole
+from pipelines.models.pole import PoleParams, estimate_pole, season_start
 from pipelines.models.stage1 import (
     Stage1Config,
     Stage1Model,
@@ -133,6 +133,7 @@ def pole_predictions(snap: FeatureSnapshot, meta: pd.DataFrame, params: PolePara
             r["layout_id"],
             params,
             float(r["course_length"]),
+            season_start(int(r["season"])),
         )
     return out
 

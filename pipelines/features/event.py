@@ -95,6 +95,7 @@ class PoleHistory:
     layout: np.ndarray
     ratio: np.ndarray
     pole_s: np.ndarray
+    day: np.ndarray
 
     @classmethod
     def from_frame(cls, history: pd.DataFrame) -> PoleHistory:
@@ -103,8 +104,11 @@ class PoleHistory:
             history["layout_id"].to_numpy(object),
             history["ratio"].to_numpy(float),
             history["pole_s"].to_numpy(float),
+            history["day"].to_numpy(np.int64),
         )
 
     def head(self, n: int) -> PoleHistory:
         """The first ``n`` events (history is sorted by day, so: those before a day)."""
-        return PoleHistory(self.session[:n], self.layout[:n], self.ratio[:n], self.pole_s[:n])
+        return PoleHistory(
+            self.session[:n], self.layout[:n], self.ratio[:n], self.pole_s[:n], self.day[:n]
+        )

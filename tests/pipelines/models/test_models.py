@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.features.event import PoleHistory
 from pipelines.features.spec import (
     STAGE1,
     STAGE1_FORM,
@@ -19,7 +20,13 @@ from pipelines.features.spec import (
     STAGE2,
     STAGE2_MONOTONE,
 )
-from pipelines.models.pole import PoleParams, estimate_pole
+from pipelines.models.pole import (
+    PACE_SHRINK,
+    PoleParams,
+    estimate_pole,
+    last_visit_pole,
+    season_pace,
+)
 from pipelines.models.stage1 import (
     Stage1Config,
     Stage1Model,
@@ -333,6 +340,52 @@ def test_estimate_pole_fallbacks() -> None:
     assert estimate_pole(empty, "fp3", 90.0, "a", params, 4.0) == pytest.approx(4.0 * 17.5)
     # nothing known
     assert math.isnan(estimate_pole(empty, None, math.nan, None, params))
+
+
+def test_no_practice_a_wet_last_visit_is_read_from_its_practice() -> None:
+    """The layout's last qualifying ran 10 % slower than its practice (the wet), where the
+    other events ran 1 % faster: its lap says nothing of the cars, what its practice
+    implied at the typical ratio does; a dry last visit is taken as it was."""
+    hist = _history(
+        [
+            ("b", "fp3", 100.0, 99.0, 1),
+            ("c", "fp3", 100.0, 99.0, 2),
+            ("a", "fp3", 90.0, 99.0, 3),  # ratio 1.10
+        ]
+    )
+    params = PoleParams()
+    assert estimate_pole(hist, None, math.nan, "a", params) == pytest.approx(90.0 * 0.99)
+    assert last_visit_pole(PoleHistory.from_frame(hist), "b", 40) == pytest.approx(99.0)
+    assert math.isnan(last_visit_pole(PoleHistory.from_frame(hist), "zz", 40))
+
+
+def test_no_practice_the_seasons_pace_so_far_scales_the_last_pole() -> None:
+    """Two events of the season (from day 10) each 2 % slower than their layout's last
+    pole said: the next layout's last pole is scaled by 1 + 0.02 x 2 / (2 + PACE_SHRINK);
+    the season's first event (nothing from day 10 yet) and a caller without a season start
+    are not scaled."""
+    hist = _history(
+        [
+            ("a", "fp3", 100.0, 99.0, 1),
+            ("b", "fp3", 100.0, 99.0, 2),
+            ("c", "fp3", 100.0, 99.0, 3),
+            ("a", "fp3", 101.0, 99.0 * 1.02, 10),  # the season's round 1: 2 % slower
+            ("b", "fp3", 101.0, 99.0 * 1.02, 11),  # round 2
+        ]
+    )
+    params = PoleParams()
+    scale = 1.0 + 0.02 * 2 / (2 + PACE_SHRINK)
+    assert estimate_pole(hist, None, math.nan, "c", params, season_start=10) == pytest.approx(
+        99.0 * scale
+    )
+    assert estimate_pole(hist, None, math.nan, "c", params) == pytest.approx(99.0)
+    assert estimate_pole(hist, None, math.nan, "c", params, season_start=12) == pytest.approx(99.0)
+    arrays = PoleHistory.from_frame(hist)
+    assert season_pace(arrays, 10, 40) == pytest.approx(scale)
+    # with practice the pace plays no part: the practice lap says how fast the cars are
+    assert estimate_pole(hist, "fp3", 100.0, "c", params, season_start=10) == pytest.approx(
+        estimate_pole(hist, "fp3", 100.0, "c", params)
+    )
 
 
 # ------------------------------------------------------- Stage-2: the linear part

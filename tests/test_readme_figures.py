@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -348,3 +349,21 @@ def test_the_in_sample_figures_are_the_hindsight_report() -> None:
     )
     assert " ".join(README.split()).count(said) == 1
     assert " ".join(DETAILS.split()).count(said) == 1
+
+
+def test_the_weekend_ahead_pole_figures_are_the_reports() -> None:
+    """docs/model-quality.md's pole-lap MAE a weekend ahead, before -> now for each season
+    (the "now" read from the reports: `stage1.before_practice.pole_mae_s`), and 2025's MAE."""
+    start = TEXT.index("the pole-lap MAE a weekend ahead (`stage1.before_practice`")
+    span = TEXT[start : TEXT.index(" s: lower in all ten", start)]
+    pairs = re.findall(r"(\d{4}) (\d+\.\d{3}) -> (\d+\.\d{3})", span)
+    assert [int(s) for s, _b, _n in pairs] == [2009, 2014, 2016, 2017, 2019, 2021, 2022,
+                                                2023, 2024, 2025]  # fmt: skip
+    for season, before, now in pairs:
+        path = "evaluation.json" if season == "2025" else f"backtest-{season}.json"
+        ahead = json.loads((REPORTS / path).read_text())["stage1"]["before_practice"]
+        assert now == _fmt(ahead["pole_mae_s"]), season
+        assert float(now) < float(before), season  # "lower in all ten"
+    model = _evaluation()["stage1"]["before_practice"]["model"]
+    assert f"MAE 2.658 -> {_fmt(model['mae_s'])} s, dry events 0.870 -> " in TEXT
+    assert f"-> {_fmt(model['mae_dry_s'])} s)" in TEXT

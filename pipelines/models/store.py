@@ -310,6 +310,10 @@ METRICS_GUIDE = {
     "predicting every car, as before the form-only ensemble)",
     "stage2.metrics.before_practice": "the same forecasts a weekend ahead, Stage-1's grid "
     "chained into Stage-2, the baselines fed that grid",
+    "training_seasons": "the seasons the served models were fitted on (Stage-1 through "
+    "'stage1.fitted_through', Stage-2 through the last): an answer about one of those "
+    "events knows how it went (a warning, and metadata.fitted_on_event in /predict_full); "
+    "the metrics here are forecasts made before each event by models fitted without it",
     "baselines": "the simple predictors of the same rows: 'test' with the real grid, "
     "'test_chained' fed Stage-1's grid",
     "intervals": "90 % intervals from resampling the test season's events (seeded): "

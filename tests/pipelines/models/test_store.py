@@ -98,6 +98,9 @@ def test_model_info_shows_both_stage2_modes(empty_store, tiny_models) -> None:
     guide = info["metrics_guide"]
     assert "real grid" in guide["stage2.metrics.test"]
     assert "before qualifying" in guide["stage2.metrics.test_chained"]
+    # the fitted seasons, and that an answer about one of their events is in-sample
+    assert info["training_seasons"] == [2021, 2025]
+    assert "knows how it went" in guide["training_seasons"]
 
 
 def test_retraining_adds_versions_and_moves_latest(empty_store, tiny_models) -> None:

@@ -96,6 +96,8 @@ class PoleHistory:
     ratio: np.ndarray
     pole_s: np.ndarray
     day: np.ndarray
+    course_length: np.ndarray
+    """km (NaN where F1DB does not give it)."""
 
     @classmethod
     def from_frame(cls, history: pd.DataFrame) -> PoleHistory:
@@ -105,10 +107,16 @@ class PoleHistory:
             history["ratio"].to_numpy(float),
             history["pole_s"].to_numpy(float),
             history["day"].to_numpy(np.int64),
+            history["course_length"].to_numpy(float),
         )
 
     def head(self, n: int) -> PoleHistory:
         """The first ``n`` events (history is sorted by day, so: those before a day)."""
         return PoleHistory(
-            self.session[:n], self.layout[:n], self.ratio[:n], self.pole_s[:n], self.day[:n]
+            self.session[:n],
+            self.layout[:n],
+            self.ratio[:n],
+            self.pole_s[:n],
+            self.day[:n],
+            self.course_length[:n],
         )

@@ -616,9 +616,11 @@ class FeatureSnapshot:
                 laps = {s: {"": getattr(r, f"best_{s}")} for s in PRACTICE_SESSIONS}
                 s, ref = self.pole_reference(laps)  # the same rule as for the event asked
                 if s is not None:
-                    rows.append((r.layout_id, s, ref, r.pole_s, r.pole_s / ref, r.day))
+                    row = (r.layout_id, s, ref, r.pole_s, r.pole_s / ref, r.day)
+                    rows.append((*row, r.course_length))
             self._pole_hist = pd.DataFrame(
-                rows, columns=["layout_id", "session", "ref", "pole_s", "ratio", "day"]
+                rows,
+                columns=["layout_id", "session", "ref", "pole_s", "ratio", "day", "course_length"],
             )
         h = self._pole_hist
         return h[h["day"].to_numpy() < before_day]

@@ -21,6 +21,7 @@ from pipelines.features.spec import (
     STAGE2_MONOTONE,
 )
 from pipelines.models.pole import (
+    DEFAULT_PACE,
     PACE_SHRINK,
     PoleParams,
     estimate_pole,
@@ -281,11 +282,15 @@ def test_models_are_saved_as_text_not_pickles(stage1, stage2, tmp_path: Path) ->
 # ------------------------------------------------------------------ pole lap
 
 
-def _history(rows: list[tuple[str, str, float, float, int]]) -> pd.DataFrame:
-    """(layout, session, ref lap, pole lap, day) -> pole_history-shaped frame."""
+def _history(
+    rows: list[tuple[str, str, float, float, int]], km: list[float] | None = None
+) -> pd.DataFrame:
+    """(layout, session, ref lap, pole lap, day) [+ course lengths] -> pole_history-shaped
+    frame."""
     df = pd.DataFrame(rows, columns=["layout_id", "session", "ref", "pole_s", "day"])
     df["ratio"] = df["pole_s"] / df["ref"]
-    return df[["layout_id", "session", "ref", "pole_s", "ratio", "day"]]
+    df["course_length"] = km if km is not None else math.nan
+    return df[["layout_id", "session", "ref", "pole_s", "ratio", "day", "course_length"]]
 
 
 def test_estimate_pole_from_practice_ratio() -> None:
@@ -333,11 +338,21 @@ def test_estimate_pole_fallbacks() -> None:
     # no practice: the layout's last pole
     assert estimate_pole(hist, None, math.nan, "a", params) == 88.5
     assert estimate_pole(hist, "fp1", math.nan, "a", params) == 88.5
-    # no practice, layout never visited: course length at the typical pace
-    assert estimate_pole(hist, None, math.nan, "zz", params, 5.0) == pytest.approx(5.0 * 17.5)
+    # no practice, layout never visited, no length known before: the default pace
+    assert estimate_pole(hist, None, math.nan, "zz", params, 5.0) == pytest.approx(
+        5.0 * DEFAULT_PACE
+    )
+    # ... with the past layouts' lengths: the median pace of their poles (s/km)
+    known = _history(
+        [("a", "fp3", 90.0, 80.0, 1), ("b", "fp3", 90.0, 90.0, 2), ("c", "fp3", 90.0, 66.0, 3)],
+        km=[5.0, 5.0, 3.0],  # 16, 18 and 22 s/km
+    )
+    assert estimate_pole(known, None, math.nan, "zz", params, 4.0) == pytest.approx(4.0 * 18.0)
+    one = PoleParams(window=1)  # the latest event's pace alone
+    assert estimate_pole(known, None, math.nan, "zz", one, 4.0) == pytest.approx(4.0 * 22.0)
     # a practice lap but no history at all: no ratio to apply, use the course length
     empty = hist.iloc[0:0]
-    assert estimate_pole(empty, "fp3", 90.0, "a", params, 4.0) == pytest.approx(4.0 * 17.5)
+    assert estimate_pole(empty, "fp3", 90.0, "a", params, 4.0) == pytest.approx(4.0 * DEFAULT_PACE)
     # nothing known
     assert math.isnan(estimate_pole(empty, None, math.nan, None, params))
 

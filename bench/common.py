@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -39,22 +40,19 @@ class Loaded:
 
 
 def load_models() -> Loaded:
-    """The three models named by the ``F1_*_MODEL`` settings, from the active store."""
+    """The three models named by the ``F1_*_MODEL`` settings, from the active store (each
+    looked up once: its tag, files and metadata)."""
     s = get_settings()
-    tags = {
-        "features": str(store.get_model(s.features_model).tag),
-        "stage1": str(store.get_model(s.stage1_model).tag),
-        "stage2": str(store.get_model(s.stage2_model).tag),
-    }
+    feat, m1, m2 = (
+        store.get_model(tag) for tag in (s.features_model, s.stage1_model, s.stage2_model)
+    )
+    tags = {"features": str(feat.tag), "stage1": str(m1.tag), "stage2": str(m2.tag)}
     return Loaded(
-        snapshot=store.load_snapshot(tags["features"]),
-        stage1=store.load_stage1(tags["stage1"]),
-        stage2=store.load_stage2(tags["stage2"]),
+        snapshot=store.open_snapshot(Path(feat.path), tags["features"]),
+        stage1=store.open_stage1(Path(m1.path), tags["stage1"]),
+        stage2=store.open_stage2(Path(m2.path), tags["stage2"]),
         tags=tags,
-        fitted=FittedOn.of(
-            store.get_model(tags["stage1"]).info.metadata,
-            store.get_model(tags["stage2"]).info.metadata,
-        ),
+        fitted=FittedOn.of(m1.info.metadata, m2.info.metadata),
     )
 
 

@@ -404,12 +404,11 @@ def predict(
     s = get_settings()
     try:
         snap = store.load_snapshot(s.features_model)
-        stage1, stage2 = store.load_stage1(s.stage1_model), store.load_stage2(s.stage2_model)
+        m1, m2 = store.get_model(s.stage1_model), store.get_model(s.stage2_model)
+        stage1 = store.open_stage1(Path(m1.path), str(m1.tag))
+        stage2 = store.open_stage2(Path(m2.path), str(m2.tag))
         flow = TwoStage.local(snap, stage1, stage2)
-        fitted = FittedOn.of(
-            store.get_model(s.stage1_model).info.metadata,
-            store.get_model(s.stage2_model).info.metadata,
-        )
+        fitted = FittedOn.of(m1.info.metadata, m2.info.metadata)
     except store.StoreError as exc:
         raise _fail(str(exc)) from exc
     if snap.event_by_round(season, round_) is None:

@@ -1,0 +1,198 @@
+"""The prediction log's table and the SQL that writes and reads it (SQLAlchemy Core).
+
+One row per distinct answer: the same event, inputs, data and models answered again
+only adds to ``count``. SQLite by default (a file beside the model store), PostgreSQL
+when ``F1_LEDGER_URL`` names one; Alembic migrates either on start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+metadata = sa.MetaData()
+
+forecasts = sa.Table(
+    "forecasts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("key", sa.String(64), nullable=False, unique=True),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("count", sa.Integer(), nullable=False),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("stages", sa.String(8), nullable=False),
+    sa.Column("season", sa.Integer(), nullable=False),
+    sa.Column("round", sa.Integer()),
+    sa.Column("race_id", sa.Integer()),
+    sa.Column("circuit_id", sa.String(64)),
+    sa.Column("event_date", sa.Date()),
+    sa.Column("has_inputs", sa.Boolean(), nullable=False),
+    sa.Column("inputs", sa.JSON()),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("data_saw_qualifying", sa.Boolean(), nullable=False),
+    sa.Column("fitted_on_event", sa.Boolean(), nullable=False),
+    sa.Column("data_hash", sa.String(64)),
+    sa.Column("models", sa.JSON(), nullable=False),
+    sa.Column("pole_s", sa.Float()),
+    sa.Column("field", sa.JSON(), nullable=False),
+    sa.Index("ix_forecasts_event", "season", "round"),
+)
+"""``stages``: "quali" or "race" (win, podium and points odds too). ``kind``:
+"weekend_ahead" (no practice lap of the event in the data) or "before_qualifying".
+``field``: one object per car of the event (gap, grid, pole and race odds)."""
+
+RETENTION_BATCH = 500
+"""Rows deleted per statement by ``delete_older``: short statements never hold up writes."""
+
+
+def engine_url(url: str) -> sa.URL:
+    """A SQLAlchemy URL from what users have: ``postgresql://`` (libpq's form, as hosted
+    databases give it) runs on psycopg 3; any other URL is taken as it is."""
+    u = make_url(url)
+    if u.drivername in ("postgres", "postgresql"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for /health and the logs."""
+    return engine_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str, timeout_s: float) -> Engine:
+    """An engine whose every wait is bounded by ``timeout_s`` (connect, lock, statement)."""
+    u = engine_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database:
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(u, connect_args={"timeout": timeout_s})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            cur.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            cur.close()
+
+        return engine
+    ms = int(timeout_s * 1000)
+    args: dict[str, Any] = {}
+    if u.get_backend_name() == "postgresql":
+        args = {
+            "connect_timeout": max(1, int(timeout_s)),
+            "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+        }
+    return sa.create_engine(u, connect_args=args, pool_pre_ping=True, pool_size=2)
+
+
+@contextlib.contextmanager
+def _migration_lock(conn: Connection) -> Iterator[None]:
+    """One migration at a time, whichever process or replica starts first."""
+    backend = conn.engine.url.get_backend_name()
+    if backend == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7201034)"))
+        yield
+        return
+    db = conn.engine.url.database
+    if backend != "sqlite" or not db or db == ":memory:":
+        yield
+        return
+    with open(f"{db}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest version (Alembic), under a lock."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn, _migration_lock(conn):
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _insert(conn: Connection) -> Any:
+    if conn.engine.url.get_backend_name() == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(forecasts)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(forecasts)
+
+
+def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert new answers; an answer already stored adds its count and moves ``last_at``."""
+    if not rows:
+        return
+    ins = _insert(conn)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["key"],
+        set_={
+            "count": forecasts.c.count + ins.excluded.count,
+            "last_at": sa.func.max(forecasts.c.last_at, ins.excluded.last_at)
+            if conn.engine.url.get_backend_name() == "sqlite"
+            else sa.func.greatest(forecasts.c.last_at, ins.excluded.last_at),
+            "request_id": ins.excluded.request_id,
+        },
+    )
+    conn.execute(stmt, list(rows))
+
+
+def delete_older(conn: Connection, days: float, now: datetime) -> int:
+    """Delete one batch of rows last seen more than ``days`` ago; the number deleted."""
+    cut = now - timedelta(days=days)
+    ids = sa.select(forecasts.c.id).where(forecasts.c.last_at < cut).limit(RETENTION_BATCH)
+    res = conn.execute(sa.delete(forecasts).where(forecasts.c.id.in_(ids.scalar_subquery())))
+    return int(res.rowcount or 0)
+
+
+def scoreable(conn: Connection, season: int) -> list[dict[str, Any]]:
+    """A season's forecasts that may enter the track record: the whole field from the
+    data alone, win odds included, made before the data or the models saw the event's
+    qualifying; oldest first."""
+    f = forecasts.c
+    q = (
+        sa.select(forecasts)
+        .where(
+            f.season == season,
+            f.round.is_not(None),
+            f.stages == "race",
+            f.has_inputs.is_(False),
+            f.fitted_on_event.is_(False),
+            f.data_saw_qualifying.is_(False),
+        )
+        .order_by(f.last_at, f.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def event_forecasts(conn: Connection, season: int, rnd: int) -> list[dict[str, Any]]:
+    """Every recorded forecast of one event, oldest first."""
+    f = forecasts.c
+    q = sa.select(forecasts).where(f.season == season, f.round == rnd).order_by(f.last_at, f.id)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def totals(conn: Connection) -> tuple[int, int]:
+    """(rows, answers) stored."""
+    row = conn.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(forecasts.c.count), 0))
+    ).one()
+    return int(row[0]), int(row[1])

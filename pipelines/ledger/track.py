@@ -1,0 +1,170 @@
+"""The track record: each recorded pre-event forecast of a season scored against what
+happened, beside uniform odds and the pole-sitter."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from pipelines.features.snapshot import FeatureSnapshot
+
+Kind = Literal["weekend_ahead", "before_qualifying"]
+KINDS: tuple[Kind, ...] = ("weekend_ahead", "before_qualifying")
+
+
+class ScoredEvent(BaseModel):
+    """One event's last recorded forecast of one kind, against the result."""
+
+    season: int
+    round: int
+    name: str
+    kind: Kind = Field(
+        description="weekend_ahead: the data held no practice of the event; "
+        "before_qualifying: it did."
+    )
+    forecast_at: datetime = Field(description="When the forecast was last given (UTC).")
+    model_versions: dict[str, str]
+    data_hash: str | None
+    winner: str | None = Field(description="Who won the race.")
+    winner_probability: float | None = Field(
+        description="The recorded win probability of the car that won."
+    )
+    winner_log_loss: float | None = Field(description="-ln(winner_probability).")
+    top1: bool | None = Field(description="The forecast's favourite won.")
+    favourite: str | None = Field(description="The car with the highest win probability.")
+    pole_sitter: str | None
+    gap_pct_mae: float | None = Field(
+        description="Mean absolute error of the predicted gap to pole (%), over the cars "
+        "that set a qualifying time."
+    )
+    spearman: float | None = Field(
+        description="Rank correlation of predicted and actual qualifying gaps."
+    )
+    field_size: int
+
+
+class KindSummary(BaseModel):
+    """A season's figures for one kind of forecast."""
+
+    events: int
+    winner_log_loss: float | None
+    top1: float | None
+    gap_pct_mae: float | None
+    spearman: float | None
+    uniform_log_loss: float | None = Field(description="Uniform odds over each field.")
+    uniform_top1: float | None
+    pole_sitter_top1: float | None = Field(description="How often the pole-sitter won.")
+
+
+class TrackRecord(BaseModel):
+    season: int
+    events: list[ScoredEvent]
+    summary: dict[str, KindSummary]
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    ra = pd.Series(a).rank().to_numpy()
+    rb = pd.Series(b).rank().to_numpy()
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def event_name(grand_prix_id: str | None, circuit_id: str | None) -> str:
+    gp = (grand_prix_id or circuit_id or "event").replace("-", " ").title()
+    return f"{gp} Grand Prix"
+
+
+def score(rec: dict[str, Any], outcomes: pd.DataFrame, name: str) -> ScoredEvent:
+    """One recorded forecast (a ``forecasts`` row) against the event's outcomes."""
+    cars = rec["field"]
+    win = {c["driver_id"]: c.get("win") for c in cars}
+    gap = {c["driver_id"]: c.get("gap_pct") for c in cars}
+    won = outcomes.loc[outcomes["r_pos"] == 1.0, "driver_id"]
+    pole = outcomes.loc[outcomes["q_pos"] == 1.0, "driver_id"]
+    winner = str(won.iloc[0]) if len(won) else None
+    p = win.get(winner) if winner is not None else None
+    p = float(p) if p is not None else (0.0 if winner is not None else None)
+    best = max(cars, key=lambda c: (c.get("win") or 0.0, c["driver_id"]))
+    favourite = str(best["driver_id"]) if cars else None
+    timed = outcomes[outcomes["q_time_s"].notna() & outcomes["driver_id"].isin(gap.keys())]
+    mae = rho = None
+    if len(timed):
+        t = timed["q_time_s"].to_numpy(float)
+        actual = (t / t.min() - 1.0) * 100.0
+        pred = np.array([gap[d] if gap[d] is not None else np.nan for d in timed["driver_id"]])
+        ok = ~np.isnan(pred)
+        if ok.any():
+            mae = float(np.abs(pred[ok] - actual[ok]).mean())
+            rho = _spearman(pred[ok], actual[ok])
+    return ScoredEvent(
+        season=rec["season"],
+        round=rec["round"],
+        name=name,
+        kind=rec["kind"],
+        forecast_at=rec["last_at"],
+        model_versions=rec["models"],
+        data_hash=rec["data_hash"],
+        winner=winner,
+        winner_probability=p,
+        winner_log_loss=(-math.log(p) if p else None) if p is not None else None,
+        top1=None if winner is None else favourite == winner,
+        favourite=favourite,
+        pole_sitter=str(pole.iloc[0]) if len(pole) else None,
+        gap_pct_mae=mae,
+        spearman=rho,
+        field_size=len(cars),
+    )
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    v = [x for x in values if x is not None]
+    return float(np.mean(v)) if v else None
+
+
+def summarise(events: Sequence[ScoredEvent]) -> KindSummary:
+    with_winner = [e for e in events if e.winner is not None]
+    return KindSummary(
+        events=len(events),
+        winner_log_loss=_mean([e.winner_log_loss for e in with_winner]),
+        top1=_mean([float(bool(e.top1)) for e in with_winner]),
+        gap_pct_mae=_mean([e.gap_pct_mae for e in events]),
+        spearman=_mean([e.spearman for e in events]),
+        uniform_log_loss=_mean([math.log(e.field_size) for e in with_winner if e.field_size]),
+        uniform_top1=_mean([1.0 / e.field_size for e in with_winner if e.field_size]),
+        pole_sitter_top1=_mean(
+            [float(e.pole_sitter == e.winner) for e in with_winner if e.pole_sitter]
+        ),
+    )
+
+
+def track_record(
+    season: int, records: Sequence[dict[str, Any]], snap: FeatureSnapshot
+) -> TrackRecord:
+    """Score, for each event of ``season`` with results in ``snap``, the last recorded
+    forecast of each kind (``records``: ``db.scoreable`` rows, oldest first)."""
+    last: dict[tuple[int, str], dict[str, Any]] = {}
+    for rec in records:
+        last[(rec["round"], rec["kind"])] = rec
+    events = []
+    for (rnd, _), rec in sorted(last.items(), key=lambda kv: (kv[0][0], KINDS.index(kv[0][1]))):
+        ctx = snap.event_by_round(season, rnd)
+        if ctx is None or ctx.race_id is None or not snap.has_results(ctx):
+            continue
+        if rec["race_id"] is not None and rec["race_id"] != ctx.race_id:
+            continue  # the calendar changed under the record
+        name = event_name(ctx.grand_prix_id, ctx.circuit_id)
+        events.append(score(rec, snap.outcomes(ctx.race_id), name))
+    summary = {k: summarise([e for e in events if e.kind == k]) for k in KINDS}
+    return TrackRecord(season=season, events=events, summary=summary)
+
+
+def _date(x: Any) -> date | None:
+    return x if isinstance(x, date) else None

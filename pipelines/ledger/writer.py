@@ -1,0 +1,261 @@
+"""The log's writer: the request path appends an answer to a bounded buffer; a thread
+writes the buffer to the database, retrying while it is down, and flushes it at exit."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pipelines.features.event import EventContext
+from pipelines.ledger import db
+from pipelines.ledger.record import Answer, EventKey, answer_key, row
+from pipelines.serving.orchestrator import Forecast
+
+logger = logging.getLogger("f1.ledger")
+
+LOG_EVERY_S = 60.0
+"""A failing database or an overflowing buffer is logged at most this often."""
+RETENTION_EVERY_S = 3600.0
+
+
+class Counters(Protocol):
+    """Where the writer reports its counts (Prometheus in the service)."""
+
+    def written(self, n: int) -> None: ...
+    def dropped(self, n: int) -> None: ...
+    def pending(self, n: int) -> None: ...
+
+
+class NoCounters:
+    def written(self, n: int) -> None:
+        pass
+
+    def dropped(self, n: int) -> None:
+        pass
+
+    def pending(self, n: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Served:
+    """What every answer of this process was made with."""
+
+    models: Mapping[str, str]
+    data_hash: str | None
+    saw_qualifying: Callable[[EventContext], bool]
+    """Whether the served data holds the event's qualifying."""
+
+
+class Ledger:
+    """A bounded buffer of answers and the thread that writes it.
+
+    ``max_pending`` distinct answers wait at most; a repeat of a waiting answer only
+    adds to its count, a new one past the bound is dropped (and counted).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        served: Served,
+        *,
+        max_pending: int = 10_000,
+        interval_s: float = 0.5,
+        timeout_s: float = 5.0,
+        retention_days: float | None = None,
+        counters: Counters | None = None,
+    ) -> None:
+        self.url = url
+        self.served = served
+        self.max_pending = max_pending
+        self.interval_s = interval_s
+        self.retention_days = retention_days
+        self.counters: Counters = counters or NoCounters()
+        self.engine = db.make_engine(url, timeout_s)
+        self._pending: dict[EventKey, Answer] = {}
+        self._waiting = 0  # answers in _pending, repeats included
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._migrated = False
+        self._last_log: dict[str, float] = {}
+        self._last_retention = 0.0
+        self.written = 0
+        self.dropped = 0
+        self.last_error: str | None = None
+        self.last_write: datetime | None = None
+
+    # ------------------------------------------------------------ request path
+
+    def record(
+        self,
+        fc: Forecast,
+        inputs: str | None,
+        request_id: str | None,
+        fitted_on_event: bool,
+    ) -> None:
+        """Queue an answer (never blocks on the database)."""
+        key = answer_key(fc, inputs)
+        now = datetime.now(UTC)
+        with self._lock:
+            waiting = self._pending.get(key)
+            if waiting is not None:
+                waiting.count += 1
+                waiting.last_at = now
+                waiting.request_id = request_id
+            elif len(self._pending) < self.max_pending:
+                self._pending[key] = Answer(fc, inputs, request_id, fitted_on_event, now, now)
+            else:
+                self.dropped += 1
+                self.counters.dropped(1)
+                self._log_at_most_every("overflow", "prediction log buffer full: answer dropped")
+                return
+            self._waiting += 1
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def pending(self) -> int:
+        return self._waiting
+
+    def state(self) -> dict[str, Any]:
+        """For /health: where the log goes and how it is keeping up."""
+        return {
+            "url": db.redacted(self.url),
+            "ok": self.last_error is None,
+            "pending": self.pending,
+            "written": self.written,
+            "dropped": self.dropped,
+            "last_write": self.last_write.isoformat() if self.last_write else None,
+            "last_error": self.last_error,
+        }
+
+    # ------------------------------------------------------------ writer thread
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="f1-ledger", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float = 10.0) -> int:
+        """Write what waits (for up to ``timeout_s``) and stop; the answers left unwritten."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        else:
+            self._drain(time.monotonic() + timeout_s)
+        left = self.pending
+        if left:
+            logger.error("prediction log: %d answer(s) not written at shutdown", left)
+        self.engine.dispose()
+        return left
+
+    def flush(self) -> bool:
+        """Write what waits now; False if the database refused."""
+        return self._flush_once()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            delay = self.interval_s if failures == 0 else min(5.0, self.interval_s * 2**failures)
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            failures = 0 if self._flush_once() else failures + 1
+            if failures == 0:
+                self._retain()
+        self._drain(time.monotonic() + 8.0)
+
+    def _drain(self, deadline: float) -> None:
+        while self.pending and time.monotonic() < deadline:
+            if not self._flush_once():
+                time.sleep(0.2)
+
+    def _flush_once(self) -> bool:
+        with self._lock:
+            batch, self._pending = self._pending, {}
+            answers, self._waiting = self._waiting, 0
+        self.counters.pending(0 if not batch else answers)
+        if not batch:
+            return True
+        try:
+            if not self._migrated:
+                db.migrate(self.engine)
+                self._migrated = True
+            s = self.served
+            rows = [
+                row(a, s.models, s.data_hash, s.saw_qualifying(a.forecast.ctx))
+                for a in batch.values()
+            ]
+            with self.engine.begin() as conn:
+                db.upsert(conn, rows)
+        except Exception as exc:
+            self._put_back(batch)
+            self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            self._log_at_most_every(
+                "write",
+                "prediction log: database unavailable, %d answer(s) waiting (%s)",
+                self.pending,
+                self.last_error,
+            )
+            return False
+        self.written += answers
+        self.counters.written(answers)
+        self.counters.pending(self.pending)
+        self.last_error = None
+        self.last_write = datetime.now(UTC)
+        return True
+
+    def _put_back(self, batch: dict[EventKey, Answer]) -> None:
+        """Return a batch that could not be written, newest repeats merged in."""
+        lost = 0
+        with self._lock:
+            for key, a in batch.items():
+                newer = self._pending.get(key)
+                if newer is not None:
+                    newer.count += a.count
+                    newer.first_at = a.first_at
+                elif len(self._pending) < self.max_pending:
+                    self._pending[key] = a
+                else:
+                    lost += a.count
+                    continue
+                self._waiting += a.count
+            self.dropped += lost
+        if lost:
+            self.counters.dropped(lost)
+        self.counters.pending(self.pending)
+
+    def _retain(self) -> None:
+        if self.retention_days is None:
+            return
+        now = time.monotonic()
+        if now - self._last_retention < RETENTION_EVERY_S and self._last_retention:
+            return
+        self._last_retention = now
+        try:
+            while True:
+                with self.engine.begin() as conn:
+                    n = db.delete_older(conn, self.retention_days, datetime.now(UTC))
+                if n < db.RETENTION_BATCH:
+                    break
+        except Exception as exc:
+            self._log_at_most_every("retention", "prediction log: retention failed (%s)", exc)
+
+    def _log_at_most_every(self, what: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get(what, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._last_log[what] = now
+            logger.warning(msg, *args)
+
+
+def answer_inputs(fc: Forecast, drivers_json: str | None) -> str | None:
+    """The caller's inputs to keep: None when the field is the data's own."""
+    return None if fc.field.as_in_data else drivers_json

@@ -120,7 +120,9 @@ def data_download(
         None, help="F1DB release tag, e.g. v2025.24.0 (default: F1_F1DB_TAG, else the latest)."
     ),
     dest: Path | None = typer.Option(
-        None, help="Target folder (default: F1_DATA_DIR, else ~/.local/share/f1-predictor/f1db)."
+        None,
+        help="Target folder (default: F1_DATA_DIR, else $XDG_DATA_HOME/f1-predictor/f1db, "
+        "~/.local/share/f1-predictor/f1db when XDG_DATA_HOME is unset).",
     ),
 ) -> None:
     """Fetch F1DB's source archive for a release (the latest unless pinned) and unpack its

@@ -256,6 +256,8 @@ def download_f1db(
     _validate_tag(tag)
     dest = Path(dest)
     url = archive_url(tag, repo_url)
+    # The folders this call creates, deepest first: removed again if it fails.
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Next to dest, so the final renames stay on one filesystem (and are atomic).
@@ -263,6 +265,7 @@ def download_f1db(
     except OSError as exc:
         raise DownloadError(f"cannot write into {dest.parent}: {_one_line(exc)}") from exc
     keep_workdir = False
+    ok = False
     try:
         archive = workdir / "archive.tar.gz"
         try:
@@ -277,7 +280,19 @@ def download_f1db(
             # If even the restore failed, the old data lives in workdir: don't delete it.
             keep_workdir = (workdir / "previous").exists()
             raise
+        ok = True
     finally:
         if not keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+        if not ok:
+            _remove_empty(created)
     return dest
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

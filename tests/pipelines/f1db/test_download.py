@@ -272,11 +272,15 @@ def test_invalid_tag_rejected_before_any_request(
 
 
 def test_fresh_dest_absent_after_failure(server: FakeGitHub, tmp_path: Path) -> None:
-    """With no previous data, a failure must not leave an empty or partial dest behind."""
+    """With no previous data, a failure must not leave an empty or partial dest behind,
+    nor the folders made to hold it; folders that were there stay, empty or not."""
     parent = tmp_path / "data"
     parent.mkdir()
     with pytest.raises(DownloadError):
         download_f1db("v2.0.0", parent / "f1db", server.repo_url, progress=False)
+    assert list(parent.iterdir()) == []
+    with pytest.raises(DownloadError):
+        download_f1db("v2.0.0", parent / "new" / "deeper" / "f1db", server.repo_url)
     assert list(parent.iterdir()) == []
 
 
@@ -410,10 +414,8 @@ def _downloaded(home: Path) -> Path:
 
 
 def _left_in(home: Path) -> list[str]:
-    """Everything a download left under the data home (an empty parent folder aside)."""
-    return sorted(
-        p.relative_to(home).as_posix() for p in home.rglob("*") if p.name != "f1-predictor"
-    )
+    """Everything a download left under the data home."""
+    return sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
 
 
 def test_cli_download_fetches_the_latest_release_by_default(

@@ -506,18 +506,20 @@ def shutdown_problems(
     graceful: int | None,
     requests: float,
     before: float = 0.0,
-    drained_first: bool = False,
+    drained: float = 0.0,
 ) -> list[str]:
-    """Does SIGTERM-to-SIGKILL hold every step? ``window`` counts from the first step (the
-    preStop sleep ``before`` on Kubernetes); ``requests`` is how long a request can last;
-    ``drained_first``: the platform stops traffic and lets requests end before SIGTERM."""
+    """Does a stop cut no request, and does SIGTERM-to-SIGKILL hold every step? ``window``
+    counts from the first step (the preStop sleep ``before`` on Kubernetes); ``requests`` is
+    how long a request can last; ``drained``: how long the platform sends no new request and
+    lets those in flight end before SIGTERM (BentoML stops its model services at once on
+    SIGTERM, so only a drain protects a request that still has to call them)."""
     problems: list[str] = []
     if graceful is None:
         return [f"{platform}: {GRACEFUL_FLAG} is not set (BentoML then waits without limit)"]
-    if not drained_first and graceful < requests:
+    if drained < requests and graceful < requests:
         problems.append(
-            f"{platform}: BentoML stops requests after {graceful} s, but one may last "
-            f"{requests:g} s (the front's traffic timeout)"
+            f"{platform}: a request may be cut: drained {drained:g} s before SIGTERM, BentoML "
+            f"waits {graceful} s after it, and a request may last {requests:g} s"
         )
     need = before + graceful + FLUSH_S + MARGIN_S
     if window < need:
@@ -537,11 +539,13 @@ def pre_stop_sleep(container: Doc) -> float:
 
 
 def k8s_shutdown(dep: Doc) -> dict[str, Any]:
+    """The pod leaves the Service's endpoints when its preStop sleep starts: that drains."""
     c = api_container(dep)
     pod = dep["spec"]["template"]["spec"]
     return {
         "window": float(pod.get("terminationGracePeriodSeconds", 30)),
         "before": pre_stop_sleep(c),
+        "drained": pre_stop_sleep(c),
         "graceful": graceful_timeout(c.get("args")),
     }
 
@@ -553,15 +557,19 @@ def compose_shutdown(doc: Doc) -> dict[str, Any]:
     return {
         "window": duration_s(api.get("stop_grace_period", "10s")),
         "before": 0.0,
+        "drained": 0.0,
         "graceful": graceful_timeout(args),
     }
 
 
 def ecs_shutdown(task: Doc) -> dict[str, Any]:
+    """ECS sends SIGTERM once the load balancer has drained the target (its deregistration
+    delay, a target group setting the docs give)."""
     c = ecs_container(task)
     return {
         "window": float(c.get("stopTimeout", 30)),
         "before": 0.0,
+        "drained": ecs_deregistration_delay(),
         "graceful": graceful_timeout(c.get("command")),
     }
 
@@ -594,6 +602,15 @@ def markdown_table(section: str) -> list[dict[str, str]]:
 def seconds_in(cell: str) -> float:
     m = re.search(r"(\d+(?:\.\d+)?) s\b", cell)
     return float(m.group(1)) if m else 0.0
+
+
+def ecs_deregistration_delay() -> float:
+    """The target group's deregistration delay in the ECS recipe of the docs."""
+    m = re.search(
+        r"deregistration_delay\.timeout_seconds`? to (\d+)", doc_section("AWS ECS on Fargate")
+    )
+    assert m, "the ECS recipe sets no deregistration_delay.timeout_seconds"
+    return float(m.group(1))
 
 
 def cloud_run_graceful() -> int | None:
@@ -946,27 +963,20 @@ def platform_shutdowns() -> dict[str, dict[str, Any]]:
         "Kubernetes": k8s_shutdown(only("Deployment")),
         "Docker Compose": compose_shutdown(compose()),
         "ECS on Fargate": ecs_shutdown(ecs_task()),
+        # SIGTERM goes mostly to instances that get no traffic (scale-in): drained already
         "Cloud Run": {
             "window": CLOUD_RUN_WINDOW_S,
             "before": 0.0,
+            "drained": float("inf"),
             "graceful": cloud_run_graceful(),
         },
     }
 
 
-DRAINED_FIRST = {"Cloud Run": True}
-"""Cloud Run sends SIGTERM to instances that get no traffic (scale-in, old revisions): no
-request is in flight then, so its 10 s only have to hold the exit."""
-
-
 @pytest.mark.parametrize("platform", list(platform_shutdowns()))
 def test_shutdown_window_holds_requests_and_exit(platform: str) -> None:
     cfg = platform_shutdowns()[platform]
-    problems = shutdown_problems(
-        platform, **cfg, requests=front_traffic_timeout(),
-        drained_first=DRAINED_FIRST.get(platform, False),
-    )  # fmt: skip
-    assert problems == []
+    assert shutdown_problems(platform, **cfg, requests=front_traffic_timeout()) == []
 
 
 def _k8s(path: list[str | int], value: Any) -> Callable[[], dict[str, Any]]:
@@ -981,14 +991,17 @@ def _k8s(path: list[str | int], value: Any) -> Callable[[], dict[str, Any]]:
 @pytest.mark.parametrize(
     ("broken", "expected"),
     [
-        # the original 30 s: preStop 5 + 30 s of requests + flush did not fit
+        # the original 30 s: the preStop sleep, the wait and the exit did not fit
         (_k8s(["spec", "template", "spec", "terminationGracePeriodSeconds"], 30), "to SIGKILL"),
         (_k8s([*CONTAINER, "args"], []), "is not set"),
-        (_k8s([*CONTAINER, "args"], [GRACEFUL_FLAG, "20"]), "stops requests after 20 s"),
-        (_k8s([*CONTAINER, "lifecycle", "preStop", "exec", "command"], ["sleep", "15"]), "15 s"),
+        (_k8s([*CONTAINER, "args"], [GRACEFUL_FLAG, "20"]), "to SIGKILL"),
+        # the original 5 s sleep: a request still calling the model services at SIGTERM fails
+        (_k8s([*CONTAINER, "lifecycle", "preStop", "exec", "command"], ["sleep", "5"]), "cut"),
         (lambda: {**compose_shutdown(compose()), "window": 30.0}, "to SIGKILL"),
+        (lambda: {**compose_shutdown(compose()), "graceful": 20}, "cut"),
         (lambda: {**ecs_shutdown(ecs_task()), "window": 30.0}, "to SIGKILL"),
         (lambda: {**ecs_shutdown(ecs_task()), "graceful": None}, "is not set"),
+        (lambda: {**ecs_shutdown(ecs_task()), "drained": 5.0, "graceful": 10}, "cut"),
     ],
 )
 def test_shutdown_rules_catch_a_broken_copy(
@@ -1000,10 +1013,10 @@ def test_shutdown_rules_catch_a_broken_copy(
 
 def test_cloud_run_rules_catch_a_long_wait() -> None:
     """Cloud Run's 10 s are fixed: BentoML's wait must be set and leave room for the exit."""
-    requests = front_traffic_timeout()
-    late = shutdown_problems("Cloud Run", CLOUD_RUN_WINDOW_S, 9, requests, drained_first=True)
+    requests, idle = front_traffic_timeout(), float("inf")
+    late = shutdown_problems("Cloud Run", CLOUD_RUN_WINDOW_S, 9, requests, drained=idle)
     assert any("to SIGKILL" in p for p in late), late
-    unset = shutdown_problems("Cloud Run", CLOUD_RUN_WINDOW_S, None, requests, drained_first=True)
+    unset = shutdown_problems("Cloud Run", CLOUD_RUN_WINDOW_S, None, requests, drained=idle)
     assert any("is not set" in p for p in unset), unset
 
 
@@ -1035,9 +1048,11 @@ def test_docs_shutdown_table_matches_the_recipes() -> None:
     assert set(rows) == set(expected)
     for name, cfg in expected.items():
         row = rows[name]
+        drained = row["Drained before SIGTERM"]
         said = {
             "window": seconds_in(row["SIGKILL after SIGTERM or preStop"]),
             "before": seconds_in(row["preStop sleep"]),
+            "drained": float("inf") if "idle" in drained else seconds_in(drained),
             "graceful": seconds_in(row["BentoML waits for requests"]),
             "exit": seconds_in(row["Left for the exit"]),
         }

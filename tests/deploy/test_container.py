@@ -701,7 +701,8 @@ def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 @pytest.mark.container
 @pytest.mark.timeout(2400)
 def test_image_serves_and_becomes_healthy(request: pytest.FixtureRequest) -> None:
-    """`bentoml containerize`, `docker run`, /readyz, /predict_full, health status, user."""
+    """`bentoml containerize`, `docker run` as the platforms run it (read-only root, UID 1034,
+    the image's own volumes), /readyz, /predict_full, health status, volume owners."""
     reason = docker_unavailable()
     if reason is not None:
         pytest.skip(reason)
@@ -726,11 +727,13 @@ def test_image_serves_and_becomes_healthy(request: pytest.FixtureRequest) -> Non
         assert "/readyz" in " ".join(config["Healthcheck"]["Test"])
         assert f"{PORT}/tcp" in config["ExposedPorts"]
         assert "OMP_NUM_THREADS=1" in config["Env"]
+        assert sorted(config["Volumes"]) == sorted(mounted_paths())
 
         env_args = [a for k, v in pinned.items() for a in ("-e", f"{k}={v}")]
         run = _docker(
-            "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{PORT}", *env_args, image
-        )
+            "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{PORT}", "--read-only",
+            "--user", str(uid), "-e", "F1_FRONT_WORKERS=1", *env_args, image,
+        )  # fmt: skip
         assert run.returncode == 0, run.stderr
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -748,6 +751,9 @@ def test_image_serves_and_becomes_healthy(request: pytest.FixtureRequest) -> Non
         assert r.status_code == 200, r.text
         assert r.json()["metadata"]["model_versions"]["stage2"] == pinned["F1_STAGE2_MODEL"]
         assert _docker("exec", name, "id", "-u").stdout.strip() == str(uid)
+        # fresh volumes took the image's owner and mode, as ECS task volumes do
+        owners = _docker("exec", name, "stat", "-c", "%n %u %a", "/tmp", "/home/bentoml/runtime")
+        assert owners.stdout.split("\n")[:2] == ["/tmp 0 1777", f"/home/bentoml/runtime {uid} 755"]
         # the HEALTHCHECK itself (first run after --interval=30s)
         deadline = time.monotonic() + 120
         health = ""
@@ -760,5 +766,5 @@ def test_image_serves_and_becomes_healthy(request: pytest.FixtureRequest) -> Non
             "inspect", "--format", "{{json .State.Health}}", name
         ).stdout
     finally:
-        _docker("rm", "-f", name)
+        _docker("rm", "-f", "-v", name)
         _docker("rmi", "-f", image)

@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help install system-deps browser-deps bench-deps train serve test test-fast lint evaluate reports fuzz requirements build container clean
+.PHONY: help install system-deps browser-deps bench-deps compose-deps train serve test test-fast lint evaluate reports fuzz requirements build container clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -67,7 +67,14 @@ bench-deps: ## Install the load generators hey and wrk (Debian packages), when m
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey wrk; fi; \
 	fi
 
-test: install browser-deps bench-deps ## Run the whole test suite (slow end-to-end, browser and benchmark-harness tests included)
+compose-deps: ## Install Debian's docker-compose (validates docker-compose.yml without an engine), when no compose is there
+	@if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then \
+	  echo "installing docker-compose"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; fi; \
+	fi
+
+test: install browser-deps bench-deps compose-deps ## Run the whole test suite (slow end-to-end, browser and benchmark-harness tests included)
 	$(BIN)/pytest
 
 test-fast: install ## Run the tests, without the slow end-to-end ones

@@ -1,15 +1,12 @@
-"""What the two baseline servers share with each other and with the Bento.
-
-Both load the same stored models (``pipelines.models.store``, tags from the same ``F1_*``
-settings the Bento reads), resolve requests with ``pipelines.serving.resolve``, run the
-same two-stage flow (``pipelines.serving.orchestrator.TwoStage``) with the models
-called in-process, and build the answers with ``pipelines.serving.responses``, so their
-JSON equals the Bento's except ``metadata.inference_ms``.
-"""
+"""What the two baseline servers share with the Bento: the same stored models, request
+resolution, two-stage flow and response builders, so their JSON equals the Bento's
+except ``metadata.inference_ms``."""
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from pipelines.models import store
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from pipelines.serving import responses
+from pipelines.serving.heap import freeze_startup_heap
 from pipelines.serving.orchestrator import Forecast, TwoStage
 from pipelines.serving.resolve import FittedOn, Resolved, resolve_request
 from pipelines.serving.schemas import FullResponse, QualiRequest
@@ -36,12 +34,10 @@ class Loaded:
     tags: dict[str, str]
     """Resolved tags (``name:version``), as the Bento reports them in metadata."""
     fitted: FittedOn | None = None
-    """What the models were fitted on, from their metadata (as the Bento reads it)."""
 
 
 def load_models() -> Loaded:
-    """The three models named by the ``F1_*_MODEL`` settings, from the active store (each
-    looked up once: its tag, files and metadata)."""
+    """The three models named by the ``F1_*_MODEL`` settings, from the active store."""
     s = get_settings()
     feat, m1, m2 = (
         store.get_model(tag) for tag in (s.features_model, s.stage1_model, s.stage2_model)
@@ -94,21 +90,20 @@ def full_response(loaded: Loaded, res: Resolved, fc: Forecast, t0: float) -> Ful
     return responses.full_response(res, fc, loaded.tags, t0)
 
 
-def serve(app: Any, host: str, port: int, access_log: bool) -> None:
-    """One uvicorn worker (``workers=1``), loopback by default, on asyncio's own loop.
-
-    Not uvloop (which uvicorn would pick, being installed): a single saturated process on
-    uvloop starves some connections, p99 0.41 s and max 1.9 s at c=64 with jittered
-    bodies against 0.25 s / 0.26 s on asyncio, for the same throughput (measured
-    2026-12-02, bench/analysis.md). The comparison servers get their better loop."""
+def serve(create_app: Callable[[], Any], port: int, access_log: bool, freeze: bool) -> None:
+    """Serve ``create_app()`` (``--host``, ``--port``) from one uvicorn worker on asyncio's own
+    loop: a single saturated process on uvloop starves some connections (bench/analysis.md).
+    ``freeze``: freeze the start-up heap, as the Bento's processes do."""
     import uvicorn
 
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=port)
+    args = ap.parse_args()
+    app = create_app()
+    if freeze:
+        freeze_startup_heap()
+    level = "info" if access_log else "warning"
     uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        workers=1,
-        loop="asyncio",
-        access_log=access_log,
-        log_level="info" if access_log else "warning",
+        app, host=args.host, port=args.port, loop="asyncio", access_log=access_log, log_level=level
     )

@@ -1,9 +1,6 @@
-"""In-process floors for one 20-driver request: the models alone, and each step around them.
-
-Timed in this process (no server, no HTTP) over many iterations, on the same stored
-models the servers use. ``model_floor`` is the issue's "model floor": Stage-1
-``predict_gap`` + Stage-2 ``raw_score`` on the request's feature rows.
-"""
+"""In-process floors for one 20-driver request, timed with no server and no HTTP: the
+models alone (``model_floor``: Stage-1 ``predict_gap`` + Stage-2 ``raw_score``) and each
+step around them."""
 
 from __future__ import annotations
 
@@ -31,11 +28,13 @@ def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
         fn()
         samples.append(time.perf_counter() - t0)
     samples.sort()
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    mean, p50 = statistics.fmean(samples), samples[len(samples) // 2]
     return {
         "iterations": iterations,
-        "mean_us": statistics.fmean(samples) * 1e6,
-        "p50_us": samples[len(samples) // 2] * 1e6,
-        "p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e6,
+        "mean_us": mean * 1e6,
+        "p50_us": p50 * 1e6,
+        "p99_us": p99 * 1e6,
     }
 
 
@@ -132,29 +131,25 @@ def measure(
     def placings_fresh() -> None:
         classified_top_k(next(fresh), (PODIUM, POINTS), finish)
 
-    steps = {
+    def original_stage1() -> None:
+        orig.pre1.transform(feature_frame(x1, STAGE1.names))
+
+    steps: dict[str, tuple[Callable[[], Any], int]] = {
         "model_floor": (models, iterations),
         "stage1_predict_gap": (lambda: s1.predict_gap(x1), iterations),
         "stage2_raw_score": (lambda: s2.raw_score(x2), iterations),
         "parse_and_resolve": (lambda: resolve(loaded, parse_quali(body)), few),
         "numpy_features_both_stages": (features, iterations),
-        "pole_estimate": (
-            lambda: pole_estimate(snap, ctx, fld.laps, s1.config.pole),
-            few,
-        ),
+        "pole_estimate": (lambda: pole_estimate(snap, ctx, fld.laps, s1.config.pole), few),
         "placings_fresh_field": (placings_fresh, iterations),
         "response_models_and_json": (response, few),
-        "dataframe_plus_columntransformer_stage1": (
-            lambda: orig.pre1.transform(feature_frame(x1, STAGE1.names)),
-            few,
-        ),
+        "dataframe_plus_columntransformer_stage1": (original_stage1, few),
         "in_process_request_plain_path": (whole, few),
         "numpy_features_both_stages_no_memo": (features_no_memo, few),
         "in_process_request_jittered_laps": (whole_jittered, few),
     }
     out: dict[str, Any] = {"rows": len(fld.entries)}
-    for name, (fn, n) in steps.items():
-        out[name] = _time(fn, n)
+    out.update((name, _time(fn, n)) for name, (fn, n) in steps.items())
     out["check"] = {"gap_finite": bool(np.isfinite(s1.predict_gap(x1)).all())}
     loop.close()
     return out

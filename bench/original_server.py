@@ -1,19 +1,15 @@
-"""The original architecture, rebuilt: FastAPI under one uvicorn worker, per request a
-pandas DataFrame of the feature rows, a scikit-learn preprocessing pipeline (a
-``ColumnTransformer`` fitted once at startup on a sample of feature rows) and each
-stage's ``predict`` on the transformed DataFrame.
+"""The original architecture, rebuilt: FastAPI, one uvicorn worker with its defaults
+(access log on), per request a pandas DataFrame of the feature rows through a fitted
+scikit-learn ``ColumnTransformer`` before each stage's ``predict``.
 
-The transformers only cast to float (trees need no scaling, and an identity transform
-keeps the answers equal to the Bento's), but every request pays the DataFrame and
-ColumnTransformer work the original design paid. uvicorn runs with its defaults, as
-the original container did (``uvicorn src.serve.app:app``: access log on).
+The transformers only cast to float, so the answers equal the Bento's, but every request
+pays the DataFrame and ColumnTransformer work the original design paid.
 
     python -m bench.original_server --port 3101
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +22,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from bench.common import Loaded, full_response, load_models, quali_json, resolve, warn_header
+from bench import common
+from bench.common import Loaded
 from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import TwoStage
@@ -80,21 +77,23 @@ class OriginalPipeline:
             pole_tau_ahead=s1.config.pole_tau_ahead,
         )
 
+    def frame1(self, x1: np.ndarray) -> pd.DataFrame:
+        return self.pre1.transform(feature_frame(x1, STAGE1.names))[list(STAGE1.names)]
+
+    def frame2(self, x2: np.ndarray) -> pd.DataFrame:
+        return self.pre2.transform(feature_frame(x2, STAGE2.names))[list(STAGE2.names)]
+
     async def stage1(self, x1: np.ndarray) -> np.ndarray:
-        frame = self.pre1.transform(feature_frame(x1, STAGE1.names))
-        return self.loaded.stage1.predict_gap(frame[list(STAGE1.names)])
+        return self.loaded.stage1.predict_gap(self.frame1(x1))
 
     async def stage2(self, x2: np.ndarray) -> np.ndarray:
-        frame = self.pre2.transform(feature_frame(x2, STAGE2.names))
-        return self.loaded.stage2.logit(frame[list(STAGE2.names)])
+        return self.loaded.stage2.logit(self.frame2(x2))
 
     async def explain1(self, x1: np.ndarray) -> np.ndarray:
-        frame = self.pre1.transform(feature_frame(x1, STAGE1.names))
-        return self.loaded.stage1.explain_gap(frame[list(STAGE1.names)].to_numpy())
+        return self.loaded.stage1.explain_gap(self.frame1(x1).to_numpy())
 
     async def explain2(self, x2: np.ndarray) -> np.ndarray:
-        frame = self.pre2.transform(feature_frame(x2, STAGE2.names))
-        return self.loaded.stage2.explain_logit(frame[list(STAGE2.names)].to_numpy())
+        return self.loaded.stage2.explain_logit(self.frame2(x2).to_numpy())
 
     def _fit(self, n: int) -> None:
         """Fit the transformers once, on the feature rows of the last ``n`` events."""
@@ -121,7 +120,7 @@ class OriginalPipeline:
 
 
 def create_app(loaded: Loaded | None = None) -> FastAPI:
-    loaded = loaded or load_models()
+    loaded = loaded or common.load_models()
     pipe = OriginalPipeline(loaded)
     app = FastAPI(title="F1 Prediction API (original architecture)")
 
@@ -129,21 +128,21 @@ def create_app(loaded: Loaded | None = None) -> FastAPI:
     async def predict_full(request: QualiRequest, response: Response) -> FullResponse:
         t0 = time.perf_counter()
         try:
-            res = resolve(loaded, request, race=True)
+            res = common.resolve(loaded, request, race=True)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)  # type: ignore[return-value]
         fc = await pipe.flow.full(res.ctx, res.field, res.rows, request.explain)
-        response.headers.update(warn_header(res))
-        return full_response(loaded, res, fc, t0)
+        response.headers.update(common.warn_header(res))
+        return common.full_response(loaded, res, fc, t0)
 
     @app.post("/predict_quali")
     async def predict_quali(request: QualiRequest) -> Any:
         try:
-            res = resolve(loaded, request)
+            res = common.resolve(loaded, request)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
         fc = await pipe.flow.quali(res.ctx, res.field, res.rows, request.explain)
-        return JSONResponse(quali_json(fc), headers=warn_header(res))
+        return JSONResponse(common.quali_json(fc), headers=common.warn_header(res))
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:
@@ -152,15 +151,5 @@ def create_app(loaded: Loaded | None = None) -> FastAPI:
     return app
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=3101)
-    args = ap.parse_args()
-    from bench.common import serve
-
-    serve(create_app(), args.host, args.port, access_log=True)
-
-
 if __name__ == "__main__":
-    main()
+    common.serve(create_app, 3101, access_log=True, freeze=False)

@@ -12,6 +12,8 @@ from typing import Any
 
 import psutil
 
+GONE = (psutil.NoSuchProcess, psutil.AccessDenied)
+
 
 def tree(pid: int) -> list[psutil.Process]:
     """The process and all its descendants (BentoML: the arbiter and one per service)."""
@@ -26,55 +28,33 @@ def rss_bytes(pid: int) -> int:
     """Sum of RSS over the tree (shared pages counted once per process, as `ps` would)."""
     total = 0
     for p in tree(pid):
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        with contextlib.suppress(*GONE):
             total += p.memory_info().rss
     return total
 
 
 def pss_bytes(pid: int) -> int | None:
     """Sum of PSS over the tree (shared pages split between processes); None if unreadable."""
-    total = 0
     try:
-        for p in tree(pid):
-            total += p.memory_full_info().pss
-    except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+        return sum(p.memory_full_info().pss for p in tree(pid))
+    except (*GONE, AttributeError):
         return None
-    return total
 
 
 def cpu_by_pid(*pids: int) -> dict[int, float]:
     """User + system CPU seconds of each live process of the trees rooted at ``pids``."""
     out: dict[int, float] = {}
-    for root in pids:
-        for p in tree(root):
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                t = p.cpu_times()
-                out[p.pid] = t.user + t.system
+    for p in (p for root in pids for p in tree(root)):
+        with contextlib.suppress(*GONE):
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
     return out
 
 
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU used between two ``cpu_by_pid`` snapshots: per process, so a process missing
-    from one snapshot (exited, or not listed) never turns its whole past into a delta;
-    one that appeared in between counts from zero."""
-    return sum(max(0.0, t - before.get(pid, 0.0)) for pid, t in after.items())
-
-
-def process_names(pid: int) -> dict[int, str]:
-    """A readable name per process of the tree (BentoML: the service a worker runs)."""
-    out = {}
-    for p in tree(pid):
-        try:
-            argv = p.cmdline()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if "--service-name" in argv[:-1]:
-            out[p.pid] = argv[argv.index("--service-name") + 1]
-        elif p.pid == pid:
-            out[p.pid] = "main" if len(tree(pid)) == 1 else "arbiter"
-        else:
-            out[p.pid] = p.name()
-    return out
+    """CPU used between two ``cpu_by_pid`` snapshots, per process: one missing from a
+    snapshot never turns its whole past into a delta; a new one counts from zero."""
+    return sum(cpu_delta_by_name(before, after, {}).values())
 
 
 def cpu_delta_by_name(
@@ -87,9 +67,21 @@ def cpu_delta_by_name(
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of the live processes of the tree."""
-    return sum(cpu_by_pid(pid).values())
+def process_names(pid: int) -> dict[int, str]:
+    """A readable name per process of the tree (BentoML: the service a worker runs)."""
+    procs, out = tree(pid), {}
+    for p in procs:
+        try:
+            argv = p.cmdline()
+        except GONE:
+            continue
+        if "--service-name" in argv[:-1]:
+            out[p.pid] = argv[argv.index("--service-name") + 1]
+        elif p.pid == pid:
+            out[p.pid] = "main" if len(procs) == 1 else "arbiter"
+        else:
+            out[p.pid] = p.name()
+    return out
 
 
 def process_count(pid: int) -> int:
@@ -107,17 +99,13 @@ class RssSampler:
     """Samples the tree's RSS sum in a thread; keeps the peak (memory under load)."""
 
     def __init__(self, pid: int, every_s: float = 0.25) -> None:
-        self.pid = pid
-        self.every_s = every_s
-        self.peak = 0
-        self.samples = 0
+        self.pid, self.every_s, self.peak = pid, every_s, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, rss_bytes(self.pid))
-            self.samples += 1
             self._stop.wait(self.every_s)
 
     def __enter__(self) -> RssSampler:
@@ -132,10 +120,8 @@ class RssSampler:
 def machine_info() -> dict[str, Any]:
     cpu_model = "unknown"
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+        models = [ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln]
+        cpu_model = models[0].split(":", 1)[1].strip() if models else cpu_model
     return {
         "nproc": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)),
@@ -157,14 +143,11 @@ def other_busy_cores(exclude: list[int], window_s: float = 2.0) -> float:
     return max(0.0, (b1 - b0) - cpu_delta(o0, o1)) / window_s
 
 
-def wait_quiet(
-    exclude: list[int], threshold_cores: float, max_wait_s: float
-) -> tuple[float, float]:
-    """Wait (bounded) until the rest of the machine uses < ``threshold_cores``.
-
+def wait_quiet(exclude: list[int], threshold: float, max_wait_s: float) -> tuple[float, float]:
+    """Wait (bounded) until the rest of the machine uses < ``threshold`` cores.
     Returns (the last measure, seconds waited)."""
     t0 = time.monotonic()
     busy = other_busy_cores(exclude)
-    while busy >= threshold_cores and time.monotonic() - t0 < max_wait_s:
+    while busy >= threshold and time.monotonic() - t0 < max_wait_s:
         busy = other_busy_cores(exclude)
     return busy, time.monotonic() - t0

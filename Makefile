@@ -60,11 +60,11 @@ browser-deps: ## Install Debian's Chromium and ChromeDriver (the /ui browser tes
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi; \
 	fi
 
-bench-deps: ## Install the load generators hey and wrk (Debian packages), when missing
-	@if ! command -v hey >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then \
-	  echo "installing hey and wrk"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey wrk; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey wrk; fi; \
+bench-deps: ## Install the load generator wrk (Debian package), when missing
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  echo "installing wrk"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; fi; \
 	fi
 
 test: install browser-deps bench-deps ## Run the whole test suite (slow end-to-end, browser and benchmark-harness tests included)
@@ -102,8 +102,8 @@ container: build ## Build the Bento and its Docker image f1-predictor:$(VERSION)
 clean: ## Remove the venvs and caches (the model store is left alone)
 	rm -rf $(VENV) $(SERVE_VENV) $(TOOLS) .cache .pytest_cache .mypy_cache .ruff_cache
 
-# ----------------------------------------------------------- benchmark (issue 6)
-# hey and wrk (load generators) from Debian's packages (bench-deps); py-spy (optional profile) in .tools.
+# ------------------------------------------------------------------- benchmark
+# wrk (the load generator) from Debian's package (bench-deps); py-spy (optional profile) in .tools.
 BENCH_ARGS ?=
 
 SERVE_VENV := .venv-serve

@@ -7,6 +7,7 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,26 +96,23 @@ def machine_busy_seconds() -> float:
     return sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq"))
 
 
-class RssSampler:
-    """Samples the tree's RSS sum in a thread; keeps the peak (memory under load)."""
+@contextlib.contextmanager
+def rss_peak(pid: int, every_s: float = 0.25) -> Iterator[list[int]]:
+    """Samples the tree's RSS sum in a thread while the block runs; yields ``[peak]``."""
+    peak, stop = [0], threading.Event()
 
-    def __init__(self, pid: int, every_s: float = 0.25) -> None:
-        self.pid, self.every_s, self.peak = pid, every_s, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_bytes(pid))
+            stop.wait(every_s)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(self.pid))
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def machine_info() -> dict[str, Any]:
@@ -143,11 +141,13 @@ def other_busy_cores(exclude: list[int], window_s: float = 2.0) -> float:
     return max(0.0, (b1 - b0) - cpu_delta(o0, o1)) / window_s
 
 
-def wait_quiet(exclude: list[int], threshold: float, max_wait_s: float) -> tuple[float, float]:
-    """Wait (bounded) until the rest of the machine uses < ``threshold`` cores.
+def wait_quiet(
+    exclude: list[int], threshold_cores: float, max_wait_s: float
+) -> tuple[float, float]:
+    """Wait (bounded) until the rest of the machine uses < ``threshold_cores``.
     Returns (the last measure, seconds waited)."""
     t0 = time.monotonic()
     busy = other_busy_cores(exclude)
-    while busy >= threshold and time.monotonic() - t0 < max_wait_s:
+    while busy >= threshold_cores and time.monotonic() - t0 < max_wait_s:
         busy = other_busy_cores(exclude)
     return busy, time.monotonic() - t0

@@ -15,37 +15,30 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-# A sample belongs to every category one of its frames matches (inclusive time).
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "model (lightgbm predict)": ("lightgbm/",),
-    "pandas": ("pandas/",),
-    "scikit-learn": ("sklearn/",),
-    "project features (pipelines/features/)": ("pipelines/features/",),
-    "project serving code (pipelines/serving/)": ("pipelines/serving/",),
-    "pole estimate (pipelines estimate_pole)": ("estimate_pole (",),
-    "pydantic validation/serialisation": ("pydantic/", "pydantic_core"),
-    # py-spy shortens namespace-package paths (opentelemetry/trace/__init__.py -> trace/...)
-    "OpenTelemetry tracing": (
-        "opentelemetry",
-        "OpenTelemetry",
-        "Tracer.",
-        "Span.",
-        "(trace/",
-        "_semconv",
-        "(asgi/__init__.py",
-        "(context/",
-    ),
-    "Prometheus metrics": ("prometheus_client/",),
-    "logging (access log)": ("logging/__init__.py", "access.py", "/logging/"),
-    "inter-service client (aiohttp/httpx)": ("aiohttp/", "httpx/", "httpcore/"),
-    "pickle (de)serialisation": ("pickle", "_pickle", "serde.py"),
-    "BentoML API layer (_bentoml_impl/_bentoml_sdk)": ("_bentoml_impl/", "_bentoml_sdk/"),
-    "BentoML batching dispatcher": ("dispatcher.py",),
-    "HTTP server (uvicorn/h11/httptools)": ("uvicorn/", "h11/", "httptools"),
-    "ASGI framework (starlette/fastapi)": ("starlette/", "fastapi/"),
-    "asyncio event loop": ("asyncio/",),
-    "json": ("json/",),
+CATEGORIES: dict[str, str] = {
+    "model (lightgbm predict)": "lightgbm/",
+    "pandas": "pandas/",
+    "scikit-learn": "sklearn/",
+    "project features (pipelines/features/)": "pipelines/features/",
+    "project serving code (pipelines/serving/)": "pipelines/serving/",
+    "pole estimate (pipelines estimate_pole)": "estimate_pole",
+    "pydantic validation/serialisation": "pydantic/ pydantic_core",
+    "OpenTelemetry tracing": "opentelemetry OpenTelemetry Tracer. Span. (trace/ _semconv "
+    "(asgi/__init__.py (context/",
+    "Prometheus metrics": "prometheus_client/",
+    "logging (access log)": "logging/__init__.py access.py /logging/",
+    "inter-service client (aiohttp/httpx)": "aiohttp/ httpx/ httpcore/",
+    "pickle (de)serialisation": "pickle _pickle serde.py",
+    "BentoML API layer (_bentoml_impl/_bentoml_sdk)": "_bentoml_impl/ _bentoml_sdk/",
+    "BentoML batching dispatcher": "dispatcher.py",
+    "HTTP server (uvicorn/h11/httptools)": "uvicorn/ h11/ httptools",
+    "ASGI framework (starlette/fastapi)": "starlette/ fastapi/",
+    "asyncio event loop": "asyncio/",
+    "json": "json/",
 }
+"""Space-separated needles per category. A sample counts in every category one of its
+frames matches (inclusive time). py-spy shortens namespace-package paths:
+opentelemetry/trace/__init__.py shows as trace/__init__.py."""
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
@@ -81,7 +74,7 @@ def summarise(text: str, seconds: float, rate: int, top: int = 12) -> dict[str, 
     for frames, n in stacks:
         joined = ";".join(frames)
         for cat, needles in CATEGORIES.items():
-            if any(needle in joined for needle in needles):
+            if any(needle in joined for needle in needles.split()):
                 cats[cat] += n
         if frames:
             leaves[_short(frames[-1])] += n

@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,11 @@ LOG_DIR = BENCH / "results" / "tmp" / "logs"
 
 FULL_BODY: dict[str, Any] = {"event": {"season": 2025, "round": 8}}
 """Monaco 2025: the event's 20-driver entry list from the data."""
-QUALI_BODY: dict[str, Any] = {
-    "event": {"season": 2025, "round": 8},
-    "drivers": [{"driver_id": "max-verstappen"}],
-}
-NEXT_EVENT: dict[str, Any] = {"season": 2026, "circuit_id": "monaco", "date": "2026-06-07"}
+QUALI_BODY = {"event": {"season": 2025, "round": 8}, "drivers": [{"driver_id": "max-verstappen"}]}
+NEXT_EVENT = {"season": 2026, "circuit_id": "monaco", "date": "2026-06-07"}
 """An event the data does not have: what users send for next season's races."""
+PACKAGES = ("bentoml", "lightgbm", "numpy", "pandas", "scikit-learn", "fastapi", "starlette")
+PACKAGES += ("uvicorn", "pydantic")
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,6 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-# ------------------------------------------------------------------------ setup
-
-
 def git_info() -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
@@ -108,20 +105,12 @@ def git_info() -> dict[str, Any]:
             return ""
 
     paths = ["service.py", "pipelines", "bench", "bentofile.yaml"]
-    status = git("status", "--porcelain", "--untracked-files=all", "--", *paths)
-    dirty = [
-        ln[3:] for ln in status.splitlines() if ln[3:] and not ln[3:].startswith("bench/results")
-    ]
+    changed = git("status", "--porcelain", "--untracked-files=all", "--", *paths).splitlines()
+    dirty = [ln[3:] for ln in changed if ln[3:] and not ln[3:].startswith("bench/results")]
     return {"commit": git("rev-parse", "--short", "HEAD").strip() or "unknown", "dirty": dirty}
 
 
-PACKAGES = ("bentoml", "lightgbm", "numpy", "pandas", "scikit-learn", "fastapi", "starlette")
-PACKAGES += ("uvicorn", "pydantic")
-
-
 def versions() -> dict[str, str]:
-    from importlib import metadata
-
     from bench.load import wrk_version
 
     out = {}
@@ -140,18 +129,14 @@ def ensure_models(store: Path, train: bool) -> None:
         subprocess.run([str(f1), "train", "--if-missing", "--no-report"], cwd=ROOT, check=True)
 
 
-def server_env(store: Path, given: dict[str, str | None]) -> dict[str, str]:
+def server_env(store: Path, pins: dict[str, str | None]) -> dict[str, str]:
     """What every server gets: the store, the resolved model tags, one thread for OpenMP."""
     from pipelines.models import store as models
 
     env = {"BENTOML_HOME": str(store)}
-    for key, name in (
-        ("FEATURES", "f1_features"),
-        ("STAGE1", "f1_stage1"),
-        ("STAGE2", "f1_stage2"),
-    ):
-        tag = given.get(key.lower()) or f"{name}:latest"
-        env[f"F1_{key}_MODEL"] = str(models.get_model(tag).tag)
+    for key in ("features", "stage1", "stage2"):
+        tag = pins.get(key) or f"f1_{key}:latest"
+        env[f"F1_{key.upper()}_MODEL"] = str(models.get_model(tag).tag)
     return env | {k: os.environ[k] for k in ("OMP_NUM_THREADS", "BENTOML_DO_NOT_TRACK")}
 
 
@@ -174,33 +159,33 @@ def check_identity(servers: dict[str, Any], requests: dict[str, tuple[str, Any]]
                 check | {"status": r.status_code, "identical": not diff, "difference": diff}
             )
     bad = [f"{c['server']} {c['request']}: {c['difference']}" for c in checks if c["difference"]]
-    summary = "NO: " + "; ".join(bad) if bad else f"yes: {len(requests)} requests, every server's "
-    summary += "" if bad else f"JSON equal to the {ref_name}'s except metadata.inference_ms"
+    ok = f"yes: {len(requests)} requests, every server's JSON equal to the {ref_name}'s"
+    summary = "NO: " + "; ".join(bad) if bad else ok + " except metadata.inference_ms"
     return {"reference": ref_name, "checks": checks, "identical": not bad, "summary": summary}
 
 
 def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dict[str, Any]:
-    """One wrk run on one server, with its CPU, the rest of the machine's and (Bento)
-    the batch sizes."""
+    """One wrk run on one server: its answers, its CPU, the rest of the machine's CPU and
+    (Bento) the batch sizes."""
     from bench import load, proctree
     from bench.servers import batch_delta, batch_histograms
 
     cmd = load.command(f"{srv.url}{sc.endpoint}", script, sc.concurrency, sc.duration_s)
-    metrics = srv.spec.name == "bento"
-    before = batch_histograms(srv.get_text("/metrics")) if metrics else {}
+    bento = srv.spec.name == "bento"
+    before = batch_histograms(srv.get_text("/metrics")) if bento else {}
     harness = [os.getpid(), *(o.pid for o in others)]
     own0, ours0 = proctree.cpu_by_pid(srv.pid), proctree.cpu_by_pid(*harness)
     busy0 = proctree.machine_busy_seconds()
-    sampler = proctree.RssSampler(srv.pid) if sc.load else contextlib.nullcontext()
-    with sampler:
+    with proctree.rss_peak(srv.pid) if sc.load else contextlib.nullcontext([0]) as peak:
         run = load.run(cmd, max_wall_s=sc.duration_s + 60)
     busy = proctree.machine_busy_seconds() - busy0
     own1 = proctree.cpu_by_pid(srv.pid)
-    cpu = proctree.cpu_delta(own0, own1)
+    cpu, ours = (
+        proctree.cpu_delta(own0, own1),
+        proctree.cpu_delta(ours0, proctree.cpu_by_pid(*harness)),
+    )
     by_process = proctree.cpu_delta_by_name(own0, own1, proctree.process_names(srv.pid))
-    ours = proctree.cpu_delta(ours0, proctree.cpu_by_pid(*harness))
-    res, wall = run.result, run.wall_s
-    n = res["responses"]
+    res, wall, n = run.result, run.wall_s, run.result["responses"]
     out: dict[str, Any] = {
         "scenario": sc.name,
         "server": srv.spec.name,
@@ -224,15 +209,15 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
         "idle_servers_and_harness_cpu_s": ours,
         "other_cpu_cores": max(0.0, busy - cpu - run.cpu_s - ours) / wall if wall else None,
     }
-    if isinstance(sampler, proctree.RssSampler):
-        out["rss_peak_mib"] = sampler.peak / 2**20
-    if metrics:
+    if sc.load:
+        out["rss_peak_mib"] = peak[0] / 2**20
+    if bento:
         out["batch"] = batch_delta(before, batch_histograms(srv.get_text("/metrics")))
     p50, p99 = (f"{v:6.1f}" if v is not None else "   n/a" for v in (out["p50_ms"], out["p99_ms"]))
-    cpu_ms, wrk_cores = out["server_cpu_ms_per_request"] or 0, run.cpu()["cores_used"]
     log(
         f"  {sc.name:<22} {srv.spec.name:<9} c={sc.concurrency:<3} {res['ok_rps']:8.1f} req/s  "
-        f"p50 {p50}  p99 {p99}  failed {res['failed']}  cpu {cpu_ms:.2f} ms/req  wrk {wrk_cores:.2f} cores"
+        f"p50 {p50}  p99 {p99}  failed {res['failed']}  "
+        f"cpu {out['server_cpu_ms_per_request'] or 0:.2f} ms/req  wrk {run.cpu()['cores_used']:.2f} cores"
     )
     return out
 
@@ -291,6 +276,7 @@ def run_group(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, with the defaults that depend on ``--quick`` filled in."""
     ap = argparse.ArgumentParser(
         prog="python -m bench.run",
         description="Benchmark the Bento beside the original architecture and the plain limit; "
@@ -299,7 +285,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add = ap.add_argument
     add("--quick", action="store_true", help="harness check: 1 s runs, c <= 4, numbers meaningless")
     add("--servers", default="bento,original,plain", help="a comma-separated subset")
-    add("--scenarios", default=None, help=f"a comma-separated subset of {','.join(SCENARIOS)}")
+    add("--scenarios", default=",".join(SCENARIOS), help="a comma-separated subset")
     add("--c1-seconds", type=float, default=5.0, help="one-at-a-time runs (default 5)")
     add("--load-seconds", type=float, default=15.0, help="c=16/64 runs (default 15)")
     add("--store", type=Path, default=None, help="BENTOML_HOME (default bench/.bentoml_home)")
@@ -317,254 +303,209 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quiet-budget", type=float, default=180.0, help="seconds for waits and retries")
     add("--allow-mismatch", action="store_true", help="time the servers even if answers differ")
     add("--label", default=None, help="how the run was started (e.g. 'make bench')")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    quick = args.quick
+    args.out_dir = args.out_dir or BENCH / "results" / ("tmp" if quick else "")
+    args.markdown = args.markdown or (args.out_dir if quick else ROOT) / "BENCHMARKS.md"
+    args.floor_iterations = args.floor_iterations or (200 if quick else 3000)
+    args.quiet_cores = args.quiet_cores if args.quiet_cores is not None else 0 if quick else 0.25
+    args.retries = args.retries if args.retries is not None else 0 if quick else 2
+    args.profile = args.profile == "yes" or (args.profile == "auto" and not quick)
+    if args.store is None and args.no_train and os.environ.get("BENTOML_HOME"):
+        args.store = Path(os.environ["BENTOML_HOME"])
+    args.store = (args.store or DEFAULT_STORE).resolve()
+    return args
 
 
-def choose_scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
-    def sized(s: Scenario) -> Scenario:
-        if args.quick:
+class Bench:
+    """One run: its options, its plan, the running servers and the results."""
+
+    def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
+        from bench.servers import SERVERS
+
+        self.args, self.started = args, datetime.now(UTC)
+        self.names = [s.strip() for s in args.servers.split(",") if s.strip()]
+        if not self.names or any(s not in SERVERS for s in self.names):
+            raise SystemExit(f"unknown servers: {self.names} (choose from {', '.join(SERVERS)})")
+        keep = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+        if bad := [s for s in keep if s not in SCENARIOS]:
+            raise SystemExit(f"unknown scenarios: {bad}")
+        self.scenarios = {k: self.sized(s) for k, s in SCENARIOS.items() if k in keep}
+        self.quiet = Quiet(args.quiet_cores, args.busy_cores, args.retries, args.quiet_budget)
+        self.running: dict[str, Any] = {}
+        command = shlex.join([os.path.relpath(sys.executable, ROOT), "-m", "bench.run", *argv])
+        self.results: dict[str, Any] = {
+            "schema": 2,
+            "started_at": self.started.isoformat(timespec="seconds"),
+            "quick": args.quick,
+            "label": args.label,
+            "command": command,
+            "scenario_order": [n for g in GROUPS for n in g if n in self.scenarios],
+            "servers": {},
+            "scenarios": [],
+        }
+
+    def sized(self, s: Scenario) -> Scenario:
+        if self.args.quick:
             return replace(s, concurrency=QUICK_CONCURRENCY[s.concurrency], duration_s=1.0)
-        return replace(s, duration_s=args.load_seconds if s.load else args.c1_seconds)
+        return replace(s, duration_s=self.args.load_seconds if s.load else self.args.c1_seconds)
 
-    keep = [s.strip() for s in (args.scenarios or ",".join(SCENARIOS)).split(",") if s.strip()]
-    if bad := [s for s in keep if s not in SCENARIOS]:
-        raise SystemExit(f"unknown scenarios: {bad}")
-    return {k: sized(s) for k, s in SCENARIOS.items() if k in keep}
+    def prepare(self) -> None:
+        """The store, the models, the servers' environment, the floors, wrk's scripts and
+        the identity check's requests."""
+        args, store = self.args, self.args.store
+        os.environ["BENTOML_HOME"] = str(store)  # before anything imports bentoml
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+        from bench import floor, load, proctree
 
+        load.wrk_path()  # fail early when wrk is missing
+        if self.quiet.threshold > 0:
+            busy, waited = proctree.wait_quiet([], self.quiet.threshold, 90)
+            log(f"rest of the machine: {busy:.2f} cores busy (waited {waited:.0f} s)")
+        machine = proctree.machine_info()
+        log(f"machine: {machine}")
+        ensure_models(store, train=not args.no_train)
+        pins = {"features": args.features_tag, "stage1": args.stage1_tag, "stage2": args.stage2_tag}
+        env = server_env(store, pins)
+        tags = {k: env[f"F1_{k.upper()}_MODEL"] for k in ("features", "stage1", "stage2")}
+        log(f"models: {tags} from {store}")
+        os.environ.update(env)
+        from pipelines.serving.schemas import EXAMPLES
+        from pipelines.settings import get_settings
 
-def floors(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The in-process floors (no server running yet) and the jittered-body template."""
-    from bench import floor
-    from bench.common import load_models
+        get_settings.cache_clear()
+        floor_res, practice = floor.measure_served(FULL_BODY, args.floor_iterations, log)
+        nxt = {"event": NEXT_EVENT, "drivers": practice["drivers"]}
+        tmp = Path(tempfile.mkdtemp(prefix="f1-bench-"))
+        self.scripts = {
+            "/predict_full": load.script(FULL_BODY, tmp / "full.lua"),
+            "/predict_quali": load.script(QUALI_BODY, tmp / "quali.lua"),
+            "jitter": load.script(practice, tmp / "jitter.lua", jitter=True),
+            "next": load.script(nxt, tmp / "next.lua", jitter=True),
+        }
+        examples = {f"example_{k}": v for k, v in EXAMPLES.items() if k != "race_with_grid"}
+        self.requests = {
+            "full_20_drivers": ("/predict_full", FULL_BODY),
+            "quali_1_driver": ("/predict_quali", QUALI_BODY),
+            "next_season_20_drivers": ("/predict_full", nxt),
+            **{name: ("/predict_full", body) for name, body in examples.items()},
+        }
+        self.results |= {
+            "machine": machine,
+            "git": git_info(),
+            "versions": versions(),
+            "models": tags,
+            "server_env": {k: v for k, v in env.items() if not k.startswith("F1_")},
+            "requests": {
+                "full_20_drivers": FULL_BODY,
+                "quali_1_driver": QUALI_BODY,
+                "full_20_drivers_own_laps_jittered": practice,
+                "next_season_20_drivers_own_laps_jittered": nxt,
+            },
+            "floor": floor_res,
+        }
 
-    loaded = load_models()
-    iters = args.floor_iterations or (200 if args.quick else 3000)
-    log(f"floor: {iters} iterations")
-    practice = floor.with_practice(loaded.snapshot, FULL_BODY)
-    res = floor.measure(loaded, json.dumps(FULL_BODY).encode(), iters, practice_body=practice)
-    log(
-        f"  model floor {res['model_floor']['mean_us']:.0f} us, whole request in-process "
-        f"{res['in_process_request_plain_path']['mean_us']:.0f} us (memo hits), "
-        f"{res['in_process_request_jittered_laps']['mean_us']:.0f} us (jittered laps)"
-    )
-    return res, practice
+    def start(self) -> None:
+        """Cold starts one at a time (nothing else starting), then all stay up; --quick
+        starts them together (its cold starts are not measurements)."""
+        from bench import proctree
+        from bench.servers import SERVERS, launch
 
-
-def start_servers(names: list[str], env: dict[str, str], quick: bool) -> dict[str, Any]:
-    """Cold starts one at a time (nothing else starting), then all stay up; --quick
-    starts them together (its cold starts are not measurements)."""
-    from bench.servers import SERVERS, launch
-
-    running: dict[str, Any] = {}
-    try:
-        for name in names:
+        for name in self.names:
             log(f"starting {name}: {shlex.join(SERVERS[name].argv(0))}")
-            running[name] = launch(SERVERS[name], env, LOG_DIR)
-            if not quick:
-                running[name].wait_ready()
-        for srv in running.values():
-            if srv.cold_start_s is None:
-                srv.wait_ready()
-    except BaseException:
-        for srv in running.values():
+            self.running[name] = launch(SERVERS[name], os.environ.copy(), LOG_DIR)
+            if not self.args.quick:
+                self.running[name].wait_ready()
+        for name, srv in self.running.items():
+            cold, n = srv.cold_start_s or srv.wait_ready(), proctree.process_count(srv.pid)
+            log(f"  {name} ready in {cold:.1f} s ({n} processes)")
+            info = {"description": srv.spec.description, "cold_start_s": cold, "processes": n}
+            self.results["servers"][name] = info | {"cold_start_alone": not self.args.quick}
+
+    def measure(self) -> None:
+        """Identity, memory at rest, the scenario groups and the profile."""
+        import httpx
+
+        from bench import proctree
+        from bench.profile import profile_server
+
+        args, results, running = self.args, self.results, self.running
+        ident = results["identity"] = check_identity(running, self.requests)
+        log(f"identical answers: {ident['summary']}")
+        if not ident["identical"] and not args.allow_mismatch:
+            raise RuntimeError("the servers' answers differ; not timing (--allow-mismatch)")
+        with httpx.Client(timeout=30) as client:
+            for srv in running.values():
+                for path, body in (
+                    self.requests["full_20_drivers"],
+                    self.requests["quali_1_driver"],
+                ):
+                    for _ in range(5 if args.quick else 30):
+                        client.post(f"{srv.url}{path}", json=body).raise_for_status()
+        time.sleep(1 if args.quick else 3)
+        for name, srv in running.items():
+            info, pss = results["servers"][name], proctree.pss_bytes(srv.pid)
+            info["rss_rest_mib"] = proctree.rss_bytes(srv.pid) / 2**20
+            info["pss_rest_mib"] = None if pss is None else pss / 2**20
+            log(f"  {name} at rest: RSS {info['rss_rest_mib']:.0f} MiB")
+        for group in GROUPS:
+            todo = [self.scenarios[n] for n in group if n in self.scenarios]
+            for name, srv in running.items() if todo else ():
+                others = [o for n, o in running.items() if n != name]
+                for rec in run_group(todo, srv, self.scripts, others, self.quiet):
+                    results["scenarios"].append(rec)
+                    if rec["scenario"] == "full_c64" and "rss_peak_mib" in rec:
+                        results["servers"][name]["rss_load_peak_mib"] = rec["rss_peak_mib"]
+        results["quiet"] = asdict(self.quiet)
+        results["profile"] = {"skipped": "not requested" if not args.profile else "no Bento"}
+        if "bento" in running and args.profile:
+            log(f"profiling the Bento under c=64 for {args.profile_seconds:.0f} s (py-spy)")
+            script, seconds = self.scripts["/predict_full"], args.profile_seconds
+            results["profile"] = profile_server(running["bento"], script, seconds, LOG_DIR)
+
+    def stop(self) -> None:
+        if "bento" in self.running:
+            with contextlib.suppress(Exception):
+                (LOG_DIR / "bento-metrics.txt").write_text(
+                    self.running["bento"].get_text("/metrics")
+                )
+        for srv in self.running.values():
             srv.stop()
-        raise
-    return running
 
+    def write(self) -> None:
+        from bench import report
 
-@dataclass
-class Plan:
-    """What one run measures: its scenarios, the identity check's requests, wrk's scripts."""
-
-    scenarios: dict[str, Scenario]
-    requests: dict[str, tuple[str, Any]]
-    scripts: dict[str, Path]
-    quiet: Quiet
-
-
-def measure(
-    args: argparse.Namespace, plan: Plan, running: dict[str, Any], results: dict[str, Any]
-) -> None:
-    """Identity, memory at rest, the scenario groups and the profile, into ``results``."""
-    from bench import proctree
-    from bench.profile import profile_server
-
-    for name, srv in running.items():
-        n = proctree.process_count(srv.pid)
-        log(f"  {name} ready in {srv.cold_start_s:.1f} s ({n} processes)")
-        info = {"description": srv.spec.description, "cold_start_s": srv.cold_start_s}
-        results["servers"][name] = info | {"processes": n, "cold_start_alone": not args.quick}
-    requests = plan.requests
-    ident = results["identity"] = check_identity(running, requests)
-    log(f"identical answers: {ident['summary']}")
-    if not ident["identical"] and not args.allow_mismatch:
-        raise RuntimeError("the servers' answers differ; not timing (--allow-mismatch)")
-    import httpx
-
-    with httpx.Client(timeout=30) as client:
-        for srv in running.values():
-            for path, body in (requests["full_20_drivers"], requests["quali_1_driver"]):
-                for _ in range(5 if args.quick else 30):
-                    client.post(f"{srv.url}{path}", json=body).raise_for_status()
-    time.sleep(1 if args.quick else 3)
-    for name, srv in running.items():
-        info, pss = results["servers"][name], proctree.pss_bytes(srv.pid)
-        info["rss_rest_mib"] = proctree.rss_bytes(srv.pid) / 2**20
-        info["pss_rest_mib"] = None if pss is None else pss / 2**20
-        log(f"  {name} at rest: RSS {info['rss_rest_mib']:.0f} MiB")
-    for group in GROUPS:
-        todo = [plan.scenarios[n] for n in group if n in plan.scenarios]
-        for name, srv in running.items() if todo else ():
-            others = [o for n, o in running.items() if n != name]
-            for rec in run_group(todo, srv, plan.scripts, others, plan.quiet):
-                results["scenarios"].append(rec)
-                if rec["scenario"] == "full_c64" and "rss_peak_mib" in rec:
-                    results["servers"][name]["rss_load_peak_mib"] = rec["rss_peak_mib"]
-    results["quiet"] = asdict(plan.quiet)
-    want = args.profile == "yes" or (args.profile == "auto" and not args.quick)
-    if "bento" in running and want:
-        log(f"profiling the Bento under c=64 for {args.profile_seconds:.0f} s (py-spy)")
-        script = plan.scripts["/predict_full"]
-        results["profile"] = profile_server(running["bento"], script, args.profile_seconds, LOG_DIR)
-    else:
-        results["profile"] = {"skipped": "not requested" if not want else "no Bento"}
+        args, results = self.args, self.results
+        results["wall_s"] = (datetime.now(UTC) - self.started).total_seconds()
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        results["targets"] = report.evaluate_targets(results)
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        path = args.out_dir / f"{'quick-' if args.quick else ''}{self.started:%Y%m%dT%H%M%SZ}.json"
+        text = json.dumps(results, indent=1) + "\n"
+        path.write_text(text)
+        (args.out_dir / "latest.json").write_text(text)
+        report.write(results, args.markdown, None if args.quick else report.NOTES)
+        log(f"wrote {path}, {args.markdown} ({results['wall_s']:.0f} s)")
+        for t in results["targets"]:
+            met = "n/a" if t["met"] is None else "met" if t["met"] else "NOT met"
+            log(f"  target: {t['target']}: {t['value']} -> {met}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = datetime.now(UTC)
-    from bench.servers import SERVERS
-
-    names = [s.strip() for s in args.servers.split(",") if s.strip()]
-    if not names or any(s not in SERVERS for s in names):
-        raise SystemExit(f"unknown servers: {names} (choose from {', '.join(SERVERS)})")
-    scenarios = choose_scenarios(args)
-    out_dir = args.out_dir or (BENCH / "results" / "tmp" if args.quick else BENCH / "results")
-    markdown = args.markdown or (
-        out_dir / "BENCHMARKS.md" if args.quick else ROOT / "BENCHMARKS.md"
-    )
-    results: dict[str, Any] = {"schema": 2, "started_at": started.isoformat(timespec="seconds")}
-    plan = prepare(args, argv, scenarios, results)
-    exit_code, running = 0, {}
+    argv = sys.argv[1:] if argv is None else argv
+    bench = Bench(parse_args(argv), argv)
+    bench.prepare()
     try:
-        running = start_servers(names, os.environ.copy(), args.quick)
-        measure(args, plan, running, results)
+        bench.start()
+        bench.measure()
     except Exception as exc:
-        exit_code = 1
-        results["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"FAILED: {results['error']}")
+        bench.results["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"FAILED: {bench.results['error']}")
     finally:
-        if "bento" in running:
-            with contextlib.suppress(Exception):
-                (LOG_DIR / "bento-metrics.txt").write_text(running["bento"].get_text("/metrics"))
-        for srv in running.values():
-            srv.stop()
-    write_results(args, results, started, out_dir, markdown)
-    return exit_code
-
-
-def prepare(
-    args: argparse.Namespace,
-    argv: list[str] | None,
-    scenarios: dict[str, Scenario],
-    results: dict[str, Any],
-) -> Plan:
-    """The store, the models, the servers' environment, the floors and wrk's scripts;
-    what the results say about them."""
-    # The store must be chosen before anything imports bentoml.
-    if args.store is None and args.no_train and os.environ.get("BENTOML_HOME"):
-        args.store = Path(os.environ["BENTOML_HOME"])
-    store = (args.store or DEFAULT_STORE).resolve()
-    os.environ["BENTOML_HOME"] = str(store)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    from bench import load, proctree
-
-    load.wrk_path()  # fail early when wrk is missing
-    quiet = Quiet(
-        threshold=args.quiet_cores if args.quiet_cores is not None else (0 if args.quick else 0.25),
-        busy=args.busy_cores,
-        retries=args.retries if args.retries is not None else (0 if args.quick else 2),
-        budget_s=args.quiet_budget,
-    )
-    if quiet.threshold > 0:
-        busy, waited = proctree.wait_quiet([], quiet.threshold, 90)
-        log(f"rest of the machine: {busy:.2f} cores busy (waited {waited:.0f} s)")
-    machine = proctree.machine_info()
-    log(f"machine: {machine}")
-    ensure_models(store, train=not args.no_train)
-    pins = {"features": args.features_tag, "stage1": args.stage1_tag, "stage2": args.stage2_tag}
-    env = server_env(store, pins)
-    tags = {k: env[f"F1_{k.upper()}_MODEL"] for k in ("features", "stage1", "stage2")}
-    log(f"models: {tags} from {store}")
-    os.environ.update(env)
-    from pipelines.serving.schemas import EXAMPLES
-    from pipelines.settings import get_settings
-
-    get_settings.cache_clear()
-    floor_res, practice_body = floors(args)
-    tmp = Path(tempfile.mkdtemp(prefix="f1-bench-"))
-    next_body = {"event": NEXT_EVENT, "drivers": practice_body["drivers"]}
-    scripts = {
-        "/predict_full": load.script(FULL_BODY, tmp / "full.lua"),
-        "/predict_quali": load.script(QUALI_BODY, tmp / "quali.lua"),
-        "jitter": load.script(practice_body, tmp / "jitter.lua", jitter=True),
-        "next": load.script(next_body, tmp / "next.lua", jitter=True),
-    }
-    examples = [(f"example_{k}", v) for k, v in EXAMPLES.items() if k != "race_with_grid"]
-    requests = {
-        "full_20_drivers": ("/predict_full", FULL_BODY),
-        "quali_1_driver": ("/predict_quali", QUALI_BODY),
-        "next_season_20_drivers": ("/predict_full", next_body),
-        **{name: ("/predict_full", body) for name, body in examples},
-    }
-    own_argv = [os.path.relpath(sys.executable, ROOT), "-m", "bench.run"]
-    own_argv += argv if argv is not None else sys.argv[1:]
-    results |= {
-        "quick": args.quick,
-        "label": args.label,
-        "command": shlex.join(own_argv),
-        "machine": machine,
-        "git": git_info(),
-        "versions": versions(),
-        "models": tags,
-        "server_env": {k: v for k, v in env.items() if not k.startswith("F1_")},
-        "requests": {
-            "full_20_drivers": FULL_BODY,
-            "quali_1_driver": QUALI_BODY,
-            "full_20_drivers_own_laps_jittered": practice_body,
-            "next_season_20_drivers_own_laps_jittered": next_body,
-        },
-        "scenario_order": [n for g in GROUPS for n in g if n in scenarios],
-        "servers": {},
-        "scenarios": [],
-        "floor": floor_res,
-    }
-    return Plan(scenarios, requests, scripts, quiet)
-
-
-def write_results(
-    args: argparse.Namespace,
-    results: dict[str, Any],
-    started: datetime,
-    out_dir: Path,
-    markdown: Path,
-) -> None:
-    from bench import report
-
-    results["wall_s"] = (datetime.now(UTC) - started).total_seconds()
-    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    results["targets"] = report.evaluate_targets(results)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{'quick-' if args.quick else ''}{started:%Y%m%dT%H%M%SZ}.json"
-    text = json.dumps(results, indent=1) + "\n"
-    path.write_text(text)
-    (out_dir / "latest.json").write_text(text)
-    report.write(results, markdown, None if args.quick else report.NOTES)
-    log(f"wrote {path}, {markdown} ({results['wall_s']:.0f} s)")
-    for t in results["targets"]:
-        met = "n/a" if t["met"] is None else "met" if t["met"] else "NOT met"
-        log(f"  target: {t['target']}: {t['value']} -> {met}")
+        bench.stop()
+    bench.write()
+    return 1 if "error" in bench.results else 0
 
 
 if __name__ == "__main__":

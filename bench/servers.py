@@ -34,7 +34,7 @@ class ServerSpec:
         if self.name == "bento":
             return [str(SERVE_BIN / "bentoml"), "serve", "service:F1Predictor", *where]
         python = sys.executable if self.name == "original" else str(SERVE_BIN / "python")
-        return [python, "-m", f"bench.{self.name}_server", *where]
+        return [python, "-m", "bench.baselines", self.name, *where]
 
 
 SERVERS: dict[str, ServerSpec] = {

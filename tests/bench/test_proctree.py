@@ -37,7 +37,11 @@ def test_tree_sums_cover_children() -> None:
         time.sleep(1.0)
         used = proctree.cpu_delta(before, proctree.cpu_by_pid(me))
         assert 0.0 <= used < 2.0
-        assert proctree.cpu_seconds(me) >= proctree.cpu_seconds(child.pid) > 0.0
+        assert sum(proctree.cpu_by_pid(me).values()) >= sum(proctree.cpu_by_pid(child.pid).values())
+        assert sum(proctree.cpu_by_pid(child.pid).values()) > 0.0
+        with proctree.rss_peak(me, every_s=0.05) as peak:
+            time.sleep(0.3)
+        assert peak[0] >= proctree.rss_bytes(child.pid) > 1_000_000
     finally:
         child.kill()
         child.wait()

@@ -28,15 +28,9 @@ def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
-    samples.sort()
-    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    mean, p50 = statistics.fmean(samples), samples[len(samples) // 2]
-    return {
-        "iterations": iterations,
-        "mean_us": mean * 1e6,
-        "p50_us": p50 * 1e6,
-        "p99_us": p99 * 1e6,
-    }
+    us = sorted(t * 1e6 for t in samples)
+    stats = {"mean_us": statistics.fmean(us), "p50_us": us[len(us) // 2]}
+    return {"iterations": iterations, **stats, "p99_us": us[min(len(us) - 1, len(us) * 99 // 100)]}
 
 
 def with_practice(snap: Any, body: dict[str, Any]) -> dict[str, Any]:

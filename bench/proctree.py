@@ -85,10 +85,6 @@ def process_names(pid: int) -> dict[int, str]:
     return out
 
 
-def process_count(pid: int) -> int:
-    return len(tree(pid))
-
-
 def machine_busy_seconds() -> float:
     """CPU seconds this machine ran something, all cores, since boot (user, nice, system,
     irq, softirq; not idle, iowait or steal; guest time is already in user)."""

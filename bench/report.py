@@ -133,6 +133,7 @@ def headline(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str
     missed = "; ".join(t["target"] for t in targets if t["met"] is False)
     started = results.get("started_at", "?")[:19].replace("-", "").replace(":", "")
     return fig | dict(
+        c64=get("full_c64", "concurrency") or get("jitter_c64", "concurrency") or 64,
         errors=f"{sum(b['failed'] for b in bento):,}",
         requests=f"{sum(b['requests'] for b in bento):,}",
         rss=_f(srv.get("rss_load_peak_mib"), 0),

@@ -418,7 +418,7 @@ class Bench:
             if not self.args.quick:
                 self.running[name].wait_ready()
         for name, srv in self.running.items():
-            cold, n = srv.cold_start_s or srv.wait_ready(), proctree.process_count(srv.pid)
+            cold, n = srv.cold_start_s or srv.wait_ready(), len(proctree.tree(srv.pid))
             log(f"  {name} ready in {cold:.1f} s ({n} processes)")
             info = {"description": srv.spec.description, "cold_start_s": cold, "processes": n}
             self.results["servers"][name] = info | {"cold_start_alone": not self.args.quick}

@@ -37,26 +37,15 @@ class ServerSpec:
         return [python, "-m", "bench.baselines", self.name, *where]
 
 
-SERVERS: dict[str, ServerSpec] = {
-    s.name: s
-    for s in (
-        ServerSpec(
-            "bento",
-            "`bentoml serve service:F1Predictor`: front service + Stage-1 + Stage-2 "
-            "services (one process each, plus the arbiter)",
-        ),
-        ServerSpec(
-            "original",
-            "FastAPI, 1 uvicorn worker (defaults, access log on), per request a pandas "
-            "DataFrame + scikit-learn ColumnTransformer, both models in-process",
-        ),
-        ServerSpec(
-            "plain",
-            "bare Starlette, 1 uvicorn worker, no access log, the project's numpy "
-            "features (pipelines.serving.orchestrator.TwoStage) and both models in-process",
-        ),
-    )
+DESCRIPTIONS = {
+    "bento": "`bentoml serve service:F1Predictor`: front service + Stage-1 + Stage-2 services "
+    "(one process each, plus the arbiter)",
+    "original": "FastAPI, 1 uvicorn worker (defaults, access log on), per request a pandas "
+    "DataFrame + scikit-learn ColumnTransformer, both models in-process",
+    "plain": "bare Starlette, 1 uvicorn worker, no access log, the project's numpy features "
+    "(pipelines.serving.orchestrator.TwoStage) and both models in-process",
 }
+SERVERS = {name: ServerSpec(name, text) for name, text in DESCRIPTIONS.items()}
 
 
 @dataclass
@@ -120,16 +109,9 @@ def launch(spec: ServerSpec, env: dict[str, str], log_dir: Path) -> RunningServe
         port = int(s.getsockname()[1])
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{spec.name}.log"
-    started = time.monotonic()
-    out = log.open("wb")
-    proc = subprocess.Popen(
-        spec.argv(port),
-        cwd=ROOT,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    started, out = time.monotonic(), log.open("wb")
+    kw: dict[str, Any] = {"cwd": ROOT, "env": env, "stdout": out, "stderr": subprocess.STDOUT}
+    proc = subprocess.Popen(spec.argv(port), start_new_session=True, **kw)
     return RunningServer(spec, proc, port, log, started)
 
 

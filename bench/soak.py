@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ensure_models(store, train=True)
     env = server_env(store, {}) | {"F1_LOG_FORMAT": "json"}
+    tags = {k: v for k, v in env.items() if k.endswith("_MODEL")}
     lua = load.script(FULL_BODY, Path(tempfile.mkdtemp()) / "full.lua")
     server = launch(SERVERS["bento"], os.environ | env, BENCH / "results" / "tmp" / "logs")
     slices: list[dict[str, Any]] = []
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.soak", *(argv or sys.argv[1:])]),
-        "minutes": args.minutes, "concurrency": args.concurrency, "tags": {k: v for k, v in env.items() if k.endswith("_MODEL")},
+        "minutes": args.minutes, "concurrency": args.concurrency, "tags": tags,
         "requests": requests, "errors": errors,
         "rss_start_mib": rss_start / 2**20, "rss_end_mib": rss_end / 2**20,
         "rss_growth": growth, "slices": slices, "machine": proctree.machine_info(),

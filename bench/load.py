@@ -25,9 +25,7 @@ LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = [==[%(body)s]==]
 local laps = {%(laps)s}
-function init(args)
-  math.randomseed(%(seed)d)
-end
+math.randomseed(%(seed)d)
 if #laps > 0 then
   function request()
     local v = {}

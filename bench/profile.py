@@ -110,7 +110,7 @@ def profile_server(srv: Any, script: Path, seconds: float, out_dir: Path) -> dic
     time.sleep(2)
     raws = {pid: out_dir / f"profile-{srv.spec.name}-{pid}.raw" for pid in names}
     spies = {pid: record(spy, pid, seconds, raw, rate) for pid, raw in raws.items()}
-    processes = []
+    processes: list[dict[str, Any]] = []
     for pid, sp in spies.items():
         _, err = sp.communicate(timeout=seconds + 60)
         text = raws[pid].read_text() if raws[pid].exists() else ""

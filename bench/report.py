@@ -196,8 +196,8 @@ def _resources(results: dict[str, Any]) -> str:
         cells = [LABELS[server], str(i.get("processes", "n/a")), _f(i.get("cold_start_s"))]
         cells += [_f(i.get(k), 0) for k in ("rss_rest_mib", "pss_rest_mib", "rss_load_peak_mib")]
         rows.append([*cells, _f(value(results, "full_c64", server, CPU), 2)])
-    runs = [scenario(results, n, "bento") for n in results.get("scenario_order", [])]
-    runs = [s for s in runs if s and s.get(CPU + "_by_process")]
+    order = results.get("scenario_order", [])
+    runs = [s for n in order if (s := scenario(results, n, "bento")) and s.get(CPU + "_by_process")]
     names = list(dict.fromkeys(k for s in runs for k in s[CPU + "_by_process"]))
     if not names:
         return _table(head, rows)
@@ -273,28 +273,27 @@ def _profile(results: dict[str, Any]) -> str:
             ("category (inclusive)", "categories_pct", "{}"),
             ("top functions (self)", "top_self_pct", "`{}`"),
         ):
-            if summ.get(key):
-                parts.append(
-                    _table([head, "%"], [[fmt.format(k), str(v)] for k, v in summ[key].items()])
-                )
+            if rows := [[fmt.format(k), str(v)] for k, v in (summ.get(key) or {}).items()]:
+                parts.append(_table([head, "%"], rows))
     return "\n\n".join(parts)
 
 
 def _quiet_text(results: dict[str, Any]) -> str:
-    runs = results.get("scenarios", [])
-    disturbed = [s for s in runs if s.get("disturbed")]
-    q = results.get("quiet") or {}
+    runs, q = results.get("scenarios", []), results.get("quiet") or {}
+    disturbed = sum(1 for s in runs if s.get("disturbed"))
     if not q:
         return "not watched"
     text = (
-        f"each server's run waited for the rest of the machine to use < {q.get('threshold')} "
-        f"cores and was repeated (up to {q.get('retries')} times, {_f(q.get('spent_s'), 0)} s "
-        f"spent of {_f(q.get('budget_s'), 0)}) when it used > {q.get('busy')} cores; "
-        if q.get("threshold")
-        else "not watched (quick); "
+        "not watched (quick); "
+        if not q.get("threshold")
+        else (
+            f"each server's run waited for the rest of the machine to use < {q['threshold']} cores "
+            f"and was repeated (up to {q.get('retries')} times, {_f(q.get('spent_s'), 0)} s spent of "
+            f"{_f(q.get('budget_s'), 0)}) when it used > {q.get('busy')} cores; "
+        )
     )
     if disturbed:
-        return text + f"**{len(disturbed)} of {len(runs)} runs still disturbed** (⚠ below)"
+        return text + f"**{disturbed} of {len(runs)} runs still disturbed** (⚠ below)"
     return text + f"no run disturbed (other CPU <= {q.get('busy')} cores in all {len(runs)})"
 
 

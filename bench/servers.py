@@ -110,8 +110,14 @@ def launch(spec: ServerSpec, env: dict[str, str], log_dir: Path) -> RunningServe
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{spec.name}.log"
     started, out = time.monotonic(), log.open("wb")
-    kw: dict[str, Any] = {"cwd": ROOT, "env": env, "stdout": out, "stderr": subprocess.STDOUT}
-    proc = subprocess.Popen(spec.argv(port), start_new_session=True, **kw)
+    proc = subprocess.Popen(
+        spec.argv(port),
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return RunningServer(spec, proc, port, log, started)
 
 

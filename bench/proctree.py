@@ -129,12 +129,12 @@ def machine_info() -> dict[str, Any]:
 
 def other_busy_cores(exclude: list[int], window_s: float = 2.0) -> float:
     """Cores the rest of the machine keeps busy (all CPU time minus the ``exclude`` trees
-    and this process), averaged over ``window_s``."""
+    and this process), averaged over ``window_s`` (as long as it really took)."""
     roots = [os.getpid(), *exclude]
-    b0, o0 = machine_busy_seconds(), cpu_by_pid(*roots)
+    t0, b0, o0 = time.monotonic(), machine_busy_seconds(), cpu_by_pid(*roots)
     time.sleep(window_s)
     b1, o1 = machine_busy_seconds(), cpu_by_pid(*roots)
-    return max(0.0, (b1 - b0) - cpu_delta(o0, o1)) / window_s
+    return max(0.0, (b1 - b0) - cpu_delta(o0, o1)) / (time.monotonic() - t0)
 
 
 def wait_quiet(

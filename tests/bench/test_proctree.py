@@ -55,7 +55,7 @@ def test_cpu_by_process_name() -> None:
 
 
 def test_rest_of_the_machine_is_a_fraction_of_its_cores() -> None:
-    busy = proctree.other_busy_cores([], window_s=0.3)
+    busy = proctree.other_busy_cores([], window_s=1.0)  # ticks are 10 ms: not shorter
     assert 0.0 <= busy <= (os.cpu_count() or 1) + 0.1
     busy, waited = proctree.wait_quiet([], threshold_cores=100.0, max_wait_s=5)
     assert waited < 5

@@ -29,7 +29,7 @@ system-deps: ## Install the system libraries LightGBM needs (libgomp1), when mis
 
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (CI, containers, this machine)
 # Python never caches .pyc, so every process would compile every module at each start
-# (the Bento's five processes: cold start 10 s instead of 4; issue 14).
+# (the Bento's five processes: cold start 10 s instead of 4).
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock Makefile
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
@@ -60,11 +60,11 @@ browser-deps: ## Install Debian's Chromium and ChromeDriver (the /ui browser tes
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi; \
 	fi
 
-bench-deps: ## Install the load generators hey and wrk (Debian packages), when missing
-	@if ! command -v hey >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then \
-	  echo "installing hey and wrk"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey wrk; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey wrk; fi; \
+bench-deps: ## Install the load generator wrk (Debian package), when missing
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  echo "installing wrk"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; fi; \
 	fi
 
 compose-deps: ## Install Debian's docker-compose (validates docker-compose.yml without an engine), when no compose is there
@@ -109,8 +109,8 @@ container: build ## Build the Bento and its Docker image f1-predictor:$(VERSION)
 clean: ## Remove the venvs and caches (the model store is left alone)
 	rm -rf $(VENV) $(SERVE_VENV) $(TOOLS) .cache .pytest_cache .mypy_cache .ruff_cache
 
-# ----------------------------------------------------------- benchmark (issue 6)
-# hey and wrk (load generators) from Debian's packages (bench-deps); py-spy (optional profile) in .tools.
+# ------------------------------------------------------------------- benchmark
+# wrk (the load generator) from Debian's package (bench-deps); py-spy (optional profile) in .tools.
 BENCH_ARGS ?=
 
 SERVE_VENV := .venv-serve

@@ -65,6 +65,13 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
     }
 
 
+def forecast_metrics(frame: pd.DataFrame) -> dict:
+    """``stage1_metrics`` of a scored frame's own forecast (``pred_time``, ``pred_gap``)."""
+    return stage1_metrics(
+        frame, frame["pred_time"].to_numpy(float), frame["pred_gap"].to_numpy(float)
+    )
+
+
 def pole_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
     """Pole probabilities (``probability_score`` of /predict_quali) against who took pole
     (qualifying's first place, ``q_pos``), scored as the win odds are (``stage2_events``:
@@ -116,6 +123,11 @@ def stage2_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
         "winner_log_loss": float(np.mean(ev["winner_log_loss"])) if n else None,
         "brier": float(np.mean((prob - y) ** 2)) if len(y) else None,
     }
+
+
+def win_metrics(frame: pd.DataFrame) -> dict:
+    """``stage2_metrics`` of a scored frame's own win probabilities (``prob``)."""
+    return stage2_metrics(frame, frame["prob"].to_numpy(float))
 
 
 def pole_win_share(meta: pd.DataFrame) -> float | None:

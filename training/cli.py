@@ -152,9 +152,12 @@ def _train(s: Settings) -> TrainResult:
 @app.command()
 def train(
     if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing if models exist."),
-    report: bool = typer.Option(True, help="Also write reports/evaluation.*"),
+    report: bool = typer.Option(
+        False, help="Also write reports/evaluation.* (`f1 evaluate` writes them otherwise)."
+    ),
 ) -> None:
-    """Tune, evaluate on the test season, refit on all seasons and store all three models."""
+    """Tune, evaluate on the test season, refit on all seasons and store all three models.
+    The evaluation goes into the store (/model_info), not into the tracked reports."""
     from pipelines.models import store
 
     s = get_settings()

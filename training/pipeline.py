@@ -301,20 +301,27 @@ class PooledWinnerLoss:
         return float(-np.mean(self.stages.softmax(score)[1]))
 
 
+def _candidates(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of a tuning grid's values, as keyword arguments."""
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def _named(kw: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in kw.items())
+
+
 def tune_stage1(
     train: StageData, valid: StageData, step: Step
 ) -> tuple[Stage1Config, list[dict[str, Any]]]:
     """The booster settings with the lowest validation gap MAE (main ensemble alone)."""
     log, scored = [], []
-    for dry, nl, ne in itertools.product(*STAGE1_GRID.values()):
-        cfg = Stage1Config(num_leaves=nl, n_estimators=ne, dry_only=dry)
+    for kw in _candidates(STAGE1_GRID):
+        cfg = Stage1Config(**kw)
         gap = fit_stage1(train, cfg, form=False).predict_gap(valid.x)
         mae = float(np.mean(np.abs(gap - valid.y)))
-        log.append(
-            {"dry_only": dry, "num_leaves": nl, "n_estimators": ne, "valid_gap_pct_mae": mae}
-        )
+        log.append(kw | {"valid_gap_pct_mae": mae})
         scored.append((mae, cfg))
-        step(f"stage-1 dry_only={dry} leaves={nl} trees={ne}: valid gap MAE {mae:.3f} %")
+        step(f"stage-1 {_named(kw)}: valid gap MAE {mae:.3f} %")
     return min(scored, key=lambda s: s[0])[1], log
 
 
@@ -323,10 +330,10 @@ def tune_pole(
 ) -> tuple[PoleParams, list[dict[str, Any]]]:
     """The pole-lap estimate's settings with the lowest validation MAE."""
     log, scored = [], []
-    for w, k in itertools.product(*POLE_GRID.values()):
-        pp = PoleParams(window=w, shrink=k)
+    for kw in _candidates(POLE_GRID):
+        pp = PoleParams(**kw)
         mae = _event_pole_mae(valid, pole_predictions(snap, valid, pp))
-        log.append({"window": w, "shrink": k, "valid_pole_mae_s": mae})
+        log.append(kw | {"valid_pole_mae_s": mae})
         scored.append((mae, pp))
     mae, best = min(scored, key=lambda s: s[0])
     step(f"pole lap: window={best.window} shrink={best.shrink}: valid MAE {mae:.3f} s")
@@ -351,39 +358,18 @@ def tune_stage2(
     pooled = PooledWinnerLoss(pooled_meta)
     lin = np.concatenate([f[2] for f in folds])
     share, grid = (np.concatenate([f[3][i] for f in folds]) for i in (0, 1))
-    log: list[dict[str, Any]] = []
-    scored = []
-    for obj, nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
-        cfg = Stage2Config(
-            objective=obj,
-            num_leaves=nl,
-            n_estimators=ne,
-            min_child_samples=mc,
-            rank_depth=depth,
-            rank_decay=decay,
-        )
+    log, scored = [], []
+    for kw in _candidates(STAGE2_GRID):
+        cfg = Stage2Config(**kw, rank_depth=depth, rank_decay=decay)
         raw = np.concatenate([fit_stage2(tr, cfg).raw_score(va.x) for tr, va, *_ in folds])
         ll, w, t = min(
             (pooled(lean_on_grid((w * raw + (1.0 - w) * lin) / t, share, grid)), w, t)
             for w in STACK_GRID
             for t in TEMP_GRID
         )
-        log.append(
-            {
-                "objective": obj,
-                "num_leaves": nl,
-                "n_estimators": ne,
-                "min_child_samples": mc,
-                "stack_weight": w,
-                "temperature": t,
-                "valid_winner_log_loss": ll,
-            }
-        )
+        log.append(kw | {"stack_weight": w, "temperature": t, "valid_winner_log_loss": ll})
         scored.append((ll, replace(cfg, stack_weight=w, temperature=t)))
-        step(
-            f"stage-2 {obj} leaves={nl} trees={ne}: w={w} T={t}: valid log loss {ll:.3f} "
-            f"({len(folds)} seasons)"
-        )
+        step(f"stage-2 {_named(kw)}: w={w} T={t}: valid log loss {ll:.3f} ({len(folds)} seasons)")
     best = min(scored, key=lambda s: s[0])[1]
     return replace(best, finish_rate=finish_rate(pooled_meta)), log
 
@@ -546,180 +532,160 @@ def score_test(
     m1, m2 = fit_stage1(d1.fit, cfg1), fit_stage2(d2.fit, cfg2)
     in_season = InSeason(s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
     served = served_predictions(snap, m1, m2, d1.test, d2.test, on_event, in_season.for_event)
-    b2 = baselines.Stage2Baselines.fit(d2.fit, d2.train, d2.valid)
-    grid_slot = {
-        "podium": baselines.placing_by_grid(d2.fit, d2.test),
-        "points": baselines.placing_by_grid(d2.fit, d2.test, flag="points", k=10),
-    }
-    preds = {
-        "stage1": _stage1_scored(tables, snap, d1, served),
-        **_stage2_scored(served, b2, d2.test, grid_slot),
-    }
+    t = HeldOutSeason(snap, d1, d2, in_season, m2, served)
+    preds = {"stage1": t.stage1_rows(tables), **t.stage2_rows()}
     evaluation = score(preds)
-    without = _without_form_model(snap, in_season, m2, d1.test, d2.test)
-    _score_stage1(evaluation["stage1"], preds["stage1"], served, d1, m1, without)
-    _score_stage2(evaluation["stage2"], preds, served, b2, d2, m2, without)
-    _score_placings(evaluation["stage2"], preds, served, d2.test, m2, grid_slot)
+    without = t.without_form_model()
+    evaluation["stage1"] |= t.stage1_checks(preds["stage1"], without)
+    evaluation["stage2"] |= t.stage2_checks(preds, without) | t.placings(preds)
     preds["stage2_ahead"] = served.stage2_ahead
     return evaluation, preds
-
-
-def _stage1_scored(
-    tables: Tables, snap: FeatureSnapshot, d1: Split, served: Served
-) -> pd.DataFrame:
-    """The served Stage-1 rows with each baseline's ``<name>:time`` and ``<name>:gap``."""
-    pole = pole_predictions(snap, d1.test.meta, PoleParams())
-    cols: dict[str, np.ndarray] = {}
-    for name, (bt, bg) in baselines.stage1_baselines(
-        tables, d1.fit, d1.train, d1.valid, d1.test, pole
-    ).items():
-        cols[f"{name}:time"], cols[f"{name}:gap"] = bt, bg
-    return served.stage1.merge(d1.test.meta[KEYS].assign(**cols), on=KEYS, how="left")
-
-
-def _stage2_scored(
-    served: Served,
-    b2: baselines.Stage2Baselines,
-    test: StageData,
-    grid_slot: dict[str, np.ndarray],
-) -> dict[str, pd.DataFrame]:
-    """The served Stage-2 rows after and before qualifying with each baseline's
-    ``<name>:prob``, fed the grid the model was given (and the grid-slot placings)."""
-    frames = {}
-    for name, frame, x in (
-        ("stage2", served.stage2, served.x2),
-        ("stage2_chained", served.stage2_chained, served.x2_chained),
-    ):
-        probs = b2.predict(frame["flow_grid"].to_numpy(float), x, frame["race_id"].to_numpy())
-        frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
-    slots = test.meta[KEYS].assign(podium_base=grid_slot["podium"], points_base=grid_slot["points"])
-    frames["stage2"] = frames["stage2"].merge(slots, on=KEYS, how="left")
-    return frames
 
 
 Without = tuple[pd.DataFrame, pd.DataFrame] | None
 
 
-def _without_form_model(
-    snap: FeatureSnapshot, in_season: InSeason, m2: Stage2Model, te1: StageData, te2: StageData
-) -> Without:
-    """The season a weekend ahead by Stage-1 without its form-only ensemble (None when
-    it has none)."""
-    if not in_season.first.form_boosters:
-        return None
+@dataclass
+class HeldOutSeason:
+    """The test season's models, what the served flow said, and the baselines: each
+    method scores one part."""
 
-    def main_only(ctx: EventContext) -> Stage1Model:
-        m = in_season.for_event(ctx)
-        return Stage1Model(replace(m.config, form_model=False), m.boosters)
+    snap: FeatureSnapshot
+    d1: Split
+    d2: Split
+    in_season: InSeason
+    m2: Stage2Model
+    served: Served
 
-    return ahead_predictions(snap, main_only, m2, te1, te2)
-
-
-def _score_stage1(
-    ev: dict[str, Any],
-    q: pd.DataFrame,
-    served: Served,
-    d1: Split,
-    m1: Stage1Model,
-    without: Without,
-) -> None:
-    """Stage-1's checks beyond the season's scores: the pole odds, a weekend ahead, the
-    unserved rows, a new team and new rules."""
-    tau, tau_ahead = m1.config.pole_tau, m1.config.pole_tau_ahead
-    gaps = {n: q[f"{n}:gap"].to_numpy(float) for n in baselines.STAGE1_BASELINES}
-    ev["pole"] = {"temperature": tau, "temperature_ahead": tau_ahead, **pole_odds(q, gaps, tau)}
-    ahead = _ahead_rows(served, d1.test)
-    recent = {"recent_form": ahead["form_gap"].to_numpy(float)}
-    ev["pole"]["before_practice"] = pole_odds(
-        ahead, recent, tau if tau_ahead is None else tau_ahead
-    )
-    ev["before_practice"] = _stage1_ahead(ahead, without)
-    ev["test_rows_not_served"] = len(d1.test.meta) - len(q)
-    ev["new_team"] = new_team_check(m1, d1.test)
-    if m1.config.new_team_share > 0:  # the same check for the same settings fitted without it
-        plain = fit_stage1(d1.fit, replace(m1.config, new_team_share=0.0), form=False)
-        ev["new_team"]["fitted_without_blanked_teams"] = new_team_check(plain, d1.test)
-    ev["new_rules"] = new_rules_check(m1, d1.test)
-
-
-def _score_stage2(
-    ev: dict[str, Any],
-    preds: dict[str, pd.DataFrame],
-    served: Served,
-    b2: baselines.Stage2Baselines,
-    d2: Split,
-    m2: Stage2Model,
-    without: Without,
-) -> None:
-    """Stage-2's checks beyond the season's scores: a weekend ahead, the races under new
-    rules, and how much the seasons rewarded the pole-sitter."""
-    f = served.stage2_ahead
-    probs = b2.predict(f["flow_grid"].to_numpy(float), served.x2_ahead, f["race_id"].to_numpy())
-    ev["before_practice"] = {
-        "model": win_metrics(f),
-        "baselines": {k: stage2_metrics(f, v) for k, v in probs.items()},
-    }
-    if without is not None:
-        ev["before_practice"]["without_form_model"] = win_metrics(without[1])
-    ev["rules_reset"] = rules_reset_check(
-        m2,
-        {
-            "test": (preds["stage2"], served.x2),
-            "test_chained": (preds["stage2_chained"], served.x2_chained),
-        },
-    )
-    ev["pole_win_share"] = {
-        "test": pole_win_share(d2.test.meta),
-        "fit_seasons": pole_win_share(d2.fit.meta),
-        "by_fit_season": {
-            int(season): pole_win_share(rows) for season, rows in d2.fit.meta.groupby("season")
-        },
-    }
-
-
-def _score_placings(
-    ev: dict[str, Any],
-    preds: dict[str, pd.DataFrame],
-    served: Served,
-    test: StageData,
-    m2: Stage2Model,
-    grid_slot: dict[str, np.ndarray],
-) -> None:
-    """The podium and points odds in every mode, beside the grid-slot rates and the same
-    strengths with every car classified (what letting cars retire changes)."""
-    every = {
-        name: dict(
-            zip(
-                ("podium", "points"),
-                placings_over_starters(
-                    preds[name]["logit"].to_numpy(float),
-                    preds[name]["race_id"].to_numpy(),
-                    preds[name]["driver_id"].to_numpy(),
-                    1.0,
-                ),
-                strict=True,
-            )
-        )
-        for name in ("stage2", "stage2_chained")
-    }
-
-    def scored(frame: pd.DataFrame, what: str, k: int) -> dict[str, Any]:
-        return placing_metrics(frame, frame[f"{what}_prob"].to_numpy(), what, k)
-
-    for what, k in (("podium", 3), ("points", 10)):
-        ev[what] = {
-            "test": scored(preds["stage2"], what, k),
-            "test_chained": scored(preds["stage2_chained"], what, k),
-            "before_practice": {"model": scored(served.stage2_ahead, what, k), "baselines": {}},
-            "baselines": {
-                "grid_slot": {"test": placing_metrics(test.meta, grid_slot[what], what, k)},
-                "every_car_classified": {
-                    which: placing_metrics(preds[name], every[name][what], what, k)
-                    for which, name in (("test", "stage2"), ("test_chained", "stage2_chained"))
-                },
-            },
-            "finish_rate": m2.config.finish_rate,
+    def __post_init__(self) -> None:
+        self.m1 = self.in_season.first
+        self.b2 = baselines.Stage2Baselines.fit(self.d2.fit, self.d2.train, self.d2.valid)
+        self.grid_slot = {  # each grid slot's podium (points) rate, a baseline
+            "podium": baselines.placing_by_grid(self.d2.fit, self.d2.test),
+            "points": baselines.placing_by_grid(self.d2.fit, self.d2.test, flag="points", k=10),
         }
+
+    def stage1_rows(self, tables: Tables) -> pd.DataFrame:
+        """The served Stage-1 rows with each baseline's ``<name>:time`` and ``<name>:gap``."""
+        d1 = self.d1
+        pole = pole_predictions(self.snap, d1.test.meta, PoleParams())
+        cols: dict[str, np.ndarray] = {}
+        fitted = baselines.stage1_baselines(tables, d1.fit, d1.train, d1.valid, d1.test, pole)
+        for name, (bt, bg) in fitted.items():
+            cols[f"{name}:time"], cols[f"{name}:gap"] = bt, bg
+        return self.served.stage1.merge(d1.test.meta[KEYS].assign(**cols), on=KEYS, how="left")
+
+    def stage2_rows(self) -> dict[str, pd.DataFrame]:
+        """The served Stage-2 rows after and before qualifying with each baseline's
+        ``<name>:prob`` (fed the grid the model was given) and the grid-slot placings."""
+        sv, frames = self.served, {}
+        for name, frame, x in (
+            ("stage2", sv.stage2, sv.x2),
+            ("stage2_chained", sv.stage2_chained, sv.x2_chained),
+        ):
+            grid, races = frame["flow_grid"].to_numpy(float), frame["race_id"].to_numpy()
+            probs = self.b2.predict(grid, x, races)
+            frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
+        slots = self.d2.test.meta[KEYS].assign(
+            podium_base=self.grid_slot["podium"], points_base=self.grid_slot["points"]
+        )
+        frames["stage2"] = frames["stage2"].merge(slots, on=KEYS, how="left")
+        return frames
+
+    def without_form_model(self) -> Without:
+        """The season a weekend ahead by Stage-1 without its form-only ensemble (None
+        when it has none)."""
+        if not self.m1.form_boosters:
+            return None
+
+        def main_only(ctx: EventContext) -> Stage1Model:
+            m = self.in_season.for_event(ctx)
+            return Stage1Model(replace(m.config, form_model=False), m.boosters)
+
+        return ahead_predictions(self.snap, main_only, self.m2, self.d1.test, self.d2.test)
+
+    def stage1_checks(self, q: pd.DataFrame, without: Without) -> dict[str, Any]:
+        """The pole odds, a weekend ahead, the unserved rows, a new team and new rules."""
+        cfg, test = self.m1.config, self.d1.test
+        tau, tau_ahead = cfg.pole_tau, cfg.pole_tau_ahead
+        gaps = {n: q[f"{n}:gap"].to_numpy(float) for n in baselines.STAGE1_BASELINES}
+        pole = {"temperature": tau, "temperature_ahead": tau_ahead, **pole_odds(q, gaps, tau)}
+        ahead = _ahead_rows(self.served, test)
+        recent = {"recent_form": ahead["form_gap"].to_numpy(float)}
+        pole["before_practice"] = pole_odds(ahead, recent, tau if tau_ahead is None else tau_ahead)
+        new_team = new_team_check(self.m1, test)
+        if cfg.new_team_share > 0:  # the same check for the same settings fitted without it
+            plain = fit_stage1(self.d1.fit, replace(cfg, new_team_share=0.0), form=False)
+            new_team["fitted_without_blanked_teams"] = new_team_check(plain, test)
+        return {
+            "pole": pole,
+            "before_practice": _stage1_ahead(ahead, without),
+            "test_rows_not_served": len(test.meta) - len(q),
+            "new_team": new_team,
+            "new_rules": new_rules_check(self.m1, test),
+        }
+
+    def stage2_checks(self, preds: dict[str, pd.DataFrame], without: Without) -> dict[str, Any]:
+        """A weekend ahead, the races under new rules, and the pole-sitter's wins."""
+        sv = self.served
+        f = sv.stage2_ahead
+        probs = self.b2.predict(
+            f["flow_grid"].to_numpy(float), sv.x2_ahead, f["race_id"].to_numpy()
+        )
+        ahead = {
+            "model": win_metrics(f),
+            "baselines": {k: stage2_metrics(f, v) for k, v in probs.items()},
+        }
+        if without is not None:
+            ahead["without_form_model"] = win_metrics(without[1])
+        modes = {
+            "test": (preds["stage2"], sv.x2),
+            "test_chained": (preds["stage2_chained"], sv.x2_chained),
+        }
+        fit, test = self.d2.fit.meta, self.d2.test.meta
+        return {
+            "before_practice": ahead,
+            "rules_reset": rules_reset_check(self.m2, modes),
+            "pole_win_share": {
+                "test": pole_win_share(test),
+                "fit_seasons": pole_win_share(fit),
+                "by_fit_season": {int(s): pole_win_share(r) for s, r in fit.groupby("season")},
+            },
+        }
+
+    def placings(self, preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
+        """The podium and points odds in every mode, beside the grid-slot rates and the
+        same strengths with every car classified (what letting cars retire changes)."""
+        modes = {"test": "stage2", "test_chained": "stage2_chained"}
+        every = {}
+        for name in modes.values():
+            f = preds[name]
+            logit, races = f["logit"].to_numpy(float), f["race_id"].to_numpy()
+            every[name] = placings_over_starters(logit, races, f["driver_id"].to_numpy(), 1.0)
+        out = {}
+        for at, (what, k) in enumerate((("podium", 3), ("points", 10))):
+            slot_rate = placing_metrics(self.d2.test.meta, self.grid_slot[what], what, k)
+            out[what] = {
+                **{mode: _placed(preds[name], what, k) for mode, name in modes.items()},
+                "before_practice": {
+                    "model": _placed(self.served.stage2_ahead, what, k),
+                    "baselines": {},
+                },
+                "baselines": {
+                    "grid_slot": {"test": slot_rate},
+                    "every_car_classified": {
+                        mode: placing_metrics(preds[name], every[name][at], what, k)
+                        for mode, name in modes.items()
+                    },
+                },
+                "finish_rate": self.m2.config.finish_rate,
+            }
+        return out
+
+
+def _placed(frame: pd.DataFrame, what: str, k: int) -> dict[str, Any]:
+    """``placing_metrics`` of a scored frame's own ``<what>_prob``."""
+    return placing_metrics(frame, frame[f"{what}_prob"].to_numpy(), what, k)
 
 
 def _ahead_rows(served: Served, te1: StageData) -> pd.DataFrame:

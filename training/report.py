@@ -10,16 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-S1_KEYS = [
-    "season",
-    "mae_s",
-    "mae_dry_s",
-    "median_ae_s",
-    "gap_pct_mae",
-    "spearman",
-    "gap_pct_mae_dry",
-    "spearman_dry",
-]
+S1_KEYS = ["season", "mae_s", "mae_dry_s", "median_ae_s", "gap_pct_mae", "spearman"]
+S1_KEYS += ["gap_pct_mae_dry", "spearman_dry"]
 S2_KEYS = ["season", "top1", "winner_log_loss", "brier"]
 PODIUM_KEYS = ["season", "brier", "log_loss", "top3_hits"]
 POINTS_KEYS = ["season", "brier", "log_loss", "top10_hits"]
@@ -262,19 +254,16 @@ def pole_section(s1: dict[str, Any], level: str = "##") -> list[str]:
 
 
 def before_practice_section(ev: dict[str, Any], level: str = "##") -> list[str]:
-    """Both stages a weekend ahead, from ``before_practice_check``: the forecast for the
-    next event while the data holds only the races before it (no practice lap)."""
+    """Both stages a weekend ahead (no practice lap): the forecast for the next event
+    while the data holds only the races before it."""
     s1 = ev["stage1"].get("before_practice") or {}
     s2 = ev["stage2"].get("before_practice") or {}
     if "model" not in s1 or "model" not in s2:
         return []
 
     def table(block: dict[str, Any], keys: list[str]) -> list[str]:
-        shim = {
-            "x": block["model"],
-            "baselines": {k: {"x": v} for k, v in block["baselines"].items()},
-        }
-        return _table(shim, keys, "x")
+        rows = {k: {"x": v} for k, v in block["baselines"].items()}
+        return _table({"x": block["model"], "baselines": rows}, keys, "x")
 
     return [
         "",

@@ -29,7 +29,7 @@ system-deps: ## Install the system libraries LightGBM needs (libgomp1), when mis
 
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (CI, containers, this machine)
 # Python never caches .pyc, so every process would compile every module at each start
-# (the Bento's five processes: cold start 10 s instead of 4; issue 14).
+# (BENCHMARKS.md gives the cold starts).
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock Makefile
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@

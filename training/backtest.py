@@ -17,10 +17,8 @@ from typing import Any
 import pandas as pd
 
 from pipelines.f1db.parse import Tables
-from pipelines.features.snapshot import FeatureSnapshot
-from training.datasets import stage1_data, stage2_data
 from training.evaluate import EventHook
-from training.pipeline import Protocol, Step, TrainingError, per_race, tune_and_score
+from training.pipeline import Protocol, RunData, Step, TrainingError, per_race, tune_and_score
 
 MIN_TUNE_SEASONS = 3
 """Seasons fitted on while tuning, when the configured training start leaves fewer."""
@@ -85,11 +83,9 @@ def backtest(
     p = replace(
         base or Protocol(), train_from=train_from, valid_season=season - 1, test_season=season
     )
-    snap = FeatureSnapshot.build(t)
-    s1 = stage1_data(snap, t, p.train_from)
-    s2 = stage2_data(snap, t, p.train_from)
-    say(f"datasets: stage-1 {len(s1.y)} rows, stage-2 {len(s2.y)} rows")
-    sc = tune_and_score(t, snap, s1, s2, p, say, on_event)
+    d = RunData.build(t, p.train_from)
+    say(f"datasets: stage-1 {len(d.s1.y)} rows, stage-2 {len(d.s2.y)} rows")
+    sc = tune_and_score(d, p, say, on_event)
     ev = sc.evaluation
     ev["protocol"] |= {
         "history_from": int(min(have)),

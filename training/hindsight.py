@@ -16,13 +16,21 @@ from dataclasses import asdict
 from typing import Any
 
 from pipelines.f1db.parse import Tables
-from pipelines.features.snapshot import EventContext, FeatureSnapshot
+from pipelines.features.snapshot import EventContext
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
-from training.datasets import StageData, stage1_data, stage2_data
+from training.datasets import StageData
 from training.evaluate import EventHook, Served, served_predictions
 from training.metrics import forecast_metrics, win_metrics
-from training.pipeline import Protocol, Step, check_seasons, fit_stage1, fit_stage2, tune
+from training.pipeline import (
+    Protocol,
+    RunData,
+    Step,
+    check_seasons,
+    fit_stage1,
+    fit_stage2,
+    tune,
+)
 
 
 def without_event(data: StageData, race_id: int | None) -> StageData:
@@ -40,11 +48,10 @@ def hindsight(
     events of ``[train_from, test season]``, scored as ``f1 evaluate`` scores them."""
     p = protocol or Protocol()
     say = step or (lambda _msg: None)
-    snap = FeatureSnapshot.build(tables)
-    s1 = stage1_data(snap, tables, p.train_from)
-    s2 = stage2_data(snap, tables, p.train_from)
+    d = RunData.build(tables, p.train_from)
+    snap, s1, s2 = d.snap, d.s1, d.s2
     check_seasons(s1, s2, p)
-    cfg1, cfg2, _log = tune(snap, s1, s2, p, say)
+    cfg1, cfg2, _log = tune(d, p, say)
     all1, all2 = s1.seasons(p.train_from, p.test_season), s2.seasons(p.train_from, p.test_season)
     te1, te2 = s1.seasons(p.test_season, p.test_season), s2.seasons(p.test_season, p.test_season)
 

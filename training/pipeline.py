@@ -120,6 +120,22 @@ class TrainResult:
     """The latest event Stage-1 was fitted on (``last_event``)."""
 
 
+@dataclass
+class RunData:
+    """What a run reads: the tables, their feature snapshot and both stages' rows."""
+
+    tables: Tables
+    snap: FeatureSnapshot
+    s1: StageData
+    s2: StageData
+
+    @classmethod
+    def build(cls, tables: Tables, first_season: int) -> RunData:
+        snap = FeatureSnapshot.build(tables)
+        s1, s2 = stage1_data(snap, tables, first_season), stage2_data(snap, tables, first_season)
+        return cls(tables, snap, s1, s2)
+
+
 Step = Callable[[str], None]
 KEYS = ["race_id", "driver_id"]
 
@@ -196,11 +212,7 @@ def last_event(data: StageData) -> dict[str, int] | None:
     if not len(data.meta):
         return None
     last = data.meta.sort_values(["season", "round"]).iloc[-1]
-    return {
-        "season": int(last["season"]),
-        "round": int(last["round"]),
-        "race_id": int(last["race_id"]),
-    }
+    return {k: int(last[k]) for k in ("season", "round", "race_id")}
 
 
 def latest_qualifying(t: Tables) -> tuple[int, int] | None:
@@ -406,17 +418,15 @@ def tune_pole_taus(
     return best(np.concatenate(gaps)), best(np.concatenate(ahead))
 
 
-def tune(
-    snap: FeatureSnapshot, s1: StageData, s2: StageData, p: Protocol, step: Step
-) -> tuple[Stage1Config, Stage2Config, dict[str, Any]]:
+def tune(d: RunData, p: Protocol, step: Step) -> tuple[Stage1Config, Stage2Config, dict[str, Any]]:
     """Choose settings on the validation season(s) (models fitted on earlier seasons)."""
-    d1 = Split.of(s1, p)
+    d1 = Split.of(d.s1, p)
     log: dict[str, Any] = {"stage1": [], "stage2": [], "pole": []}
     cfg1, log["stage1"] = tune_stage1(d1.train, d1.valid, step)
-    pole, log["pole"] = tune_pole(snap, d1.valid.meta, step)
-    tau, tau_ahead = tune_pole_taus(s1, cfg1, stage2_folds(p), p.train_from)
+    pole, log["pole"] = tune_pole(d.snap, d1.valid.meta, step)
+    tau, tau_ahead = tune_pole_taus(d.s1, cfg1, stage2_folds(p), p.train_from)
     cfg1 = replace(cfg1, pole=pole, pole_tau=tau, pole_tau_ahead=tau_ahead)
-    cfg2, log["stage2"] = tune_stage2(s2, p, step)
+    cfg2, log["stage2"] = tune_stage2(d.s2, p, step)
     log["stage2_folds"] = stage2_folds(p)
     log["chosen"] = {
         "stage1": cfg1.__dict__ | {"pole": cfg1.pole.__dict__},
@@ -516,10 +526,7 @@ def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
 
 
 def score_test(
-    tables: Tables,
-    snap: FeatureSnapshot,
-    s1: StageData,
-    s2: StageData,
+    d: RunData,
     p: Protocol,
     cfg1: Stage1Config,
     cfg2: Stage2Config,
@@ -528,12 +535,12 @@ def score_test(
     """Fit on seasons <= valid and score the test season through the served path
     (Stage-1 refitted before each event, ``InSeason``), every baseline on the same rows.
     Returns the metrics and the scored rows (one column per predictor)."""
-    d1, d2 = Split.of(s1, p), Split.of(s2, p)
+    d1, d2 = Split.of(d.s1, p), Split.of(d.s2, p)
     m1, m2 = fit_stage1(d1.fit, cfg1), fit_stage2(d2.fit, cfg2)
-    in_season = InSeason(s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
-    served = served_predictions(snap, m1, m2, d1.test, d2.test, on_event, in_season.for_event)
-    t = HeldOutSeason(snap, d1, d2, in_season, m2, served)
-    preds = {"stage1": t.stage1_rows(tables), **t.stage2_rows()}
+    in_season = InSeason(d.s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
+    served = served_predictions(d.snap, m1, m2, d1.test, d2.test, on_event, in_season.for_event)
+    t = HeldOutSeason(d.snap, d1, d2, in_season, m2, served)
+    preds = {"stage1": t.stage1_rows(d.tables), **t.stage2_rows()}
     evaluation = score(preds)
     without = t.without_form_model()
     evaluation["stage1"] |= t.stage1_checks(preds["stage1"], without)
@@ -796,19 +803,13 @@ class Scored:
 
 
 def tune_and_score(
-    tables: Tables,
-    snap: FeatureSnapshot,
-    s1: StageData,
-    s2: StageData,
-    p: Protocol,
-    step: Step,
-    on_event: EventHook | None = None,
+    d: RunData, p: Protocol, step: Step, on_event: EventHook | None = None
 ) -> Scored:
     """The protocol ``f1 train``, ``f1 evaluate`` and ``f1 backtest`` share: tune, refit
     through the validation season, score the test season beside the baselines."""
-    check_seasons(s1, s2, p)
-    cfg1, cfg2, tuning = tune(snap, s1, s2, p, step)
-    evaluation, preds = score_test(tables, snap, s1, s2, p, cfg1, cfg2, on_event)
+    check_seasons(d.s1, d.s2, p)
+    cfg1, cfg2, tuning = tune(d, p, step)
+    evaluation, preds = score_test(d, p, cfg1, cfg2, on_event)
     evaluation["protocol"] = {
         "train_seasons": [p.train_from, p.valid_season - 1],
         "valid_season": p.valid_season,
@@ -829,16 +830,12 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     """Snapshot, datasets, tuning, test evaluation, final refit. Pure: stores nothing."""
     p = protocol or Protocol()
     say = step or (lambda _msg: None)
-    snap = FeatureSnapshot.build(tables)
-    say("feature snapshot built")
-    s1 = stage1_data(snap, tables, p.train_from)
-    s2 = stage2_data(snap, tables, p.train_from)
-    check_seasons(s1, s2, p)
-    say(f"datasets: stage-1 {len(s1.y)} rows, stage-2 {len(s2.y)} rows")
-    sc = tune_and_score(tables, snap, s1, s2, p, say)
+    d = RunData.build(tables, p.train_from)
+    say(f"features and datasets: stage-1 {len(d.s1.y)} rows, stage-2 {len(d.s2.y)} rows")
+    sc = tune_and_score(d, p, say)
     say("test season scored")
-    full1 = s1.select(s1.meta["season"].to_numpy() >= p.train_from)  # all known (InSeason)
-    full2 = s2.seasons(p.train_from, p.test_season)
+    full1 = d.s1.select(d.s1.meta["season"].to_numpy() >= p.train_from)  # all known (InSeason)
+    full2 = d.s2.seasons(p.train_from, p.test_season)
     stage1, stage2 = fit_stage1(full1, sc.cfg1), fit_stage2(full2, sc.cfg2)
     say("final models refitted on all seasons")
     evaluation = sc.evaluation
@@ -848,4 +845,4 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     }
     evaluation["tuning"] = sc.tuning
     evaluation["races"] = per_race(tables, sc.predictions)
-    return TrainResult(snap, stage1, stage2, evaluation, sc.predictions, last_event(full1))
+    return TrainResult(d.snap, stage1, stage2, evaluation, sc.predictions, last_event(full1))

@@ -509,10 +509,7 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     ax.set_xlabel("actual gap to pole (%)")
     ax.set_ylabel("predicted gap to pole (%)")
     ax.set_title(f"Stage-1, test season {int(s1['season'].iloc[0])}")
-    fig.tight_layout()
-    paths.append(out / "stage1_gap.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out / "stage1_gap.png"))
 
     s2 = preds["stage2"]
     bins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0001])
@@ -520,15 +517,11 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="grey", lw=1)
     ax.plot(mp, fr, marker="o")
-    for x, y, k in zip(mp, fr, n, strict=True):
-        ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    _counts(ax, mp, fr, n)
     ax.set_xlabel("predicted win probability")
     ax.set_ylabel("observed win frequency")
     ax.set_title(f"Stage-2 calibration, test season {int(s2['season'].iloc[0])}")
-    fig.tight_layout()
-    paths.append(out / "stage2_calibration.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out / "stage2_calibration.png"))
 
     if "podium_prob" in s2:
         pbins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0001])
@@ -549,19 +542,28 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
                 mp, fr, n = calibration_bins(s2[col].to_numpy(float), y, pbins)
                 ax.plot(mp, fr, marker=marker, label=name, alpha=0.85)
                 if col == f"{what}_prob":
-                    for x, yy, k in zip(mp, fr, n, strict=True):
-                        ax.annotate(
-                            str(k), (x, yy), textcoords="offset points", xytext=(4, -10), fontsize=7
-                        )
+                    _counts(ax, mp, fr, n)
             ax.set_xlabel(f"predicted {label} probability")
             ax.set_ylabel(f"observed {label} frequency")
             ax.set_title(f"Stage-2 {label} calibration, test season {int(s2['season'].iloc[0])}")
             ax.legend(loc="upper left", fontsize=8)
-        fig.tight_layout()
-        paths.append(out / "stage2_podium_calibration.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(_save(fig, out / "stage2_podium_calibration.png"))
     return paths
+
+
+def _counts(ax: Any, mp: list[float], fr: list[float], n: list[int]) -> None:
+    """Each calibration point's count of predictions, beside it."""
+    for x, y, k in zip(mp, fr, n, strict=True):
+        ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def calibration_bins(
@@ -723,10 +725,7 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
     axes[-1].set_xlabel(f"round of {season}")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"Backtest {season}: per race, model vs baselines", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_hindsight(found: dict[str, Any], out_dir: Path) -> Path:

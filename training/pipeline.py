@@ -563,6 +563,9 @@ class HeldOutSeason:
     in_season: InSeason
     m2: Stage2Model
     served: Served
+    m1: Stage1Model = field(init=False)
+    b2: baselines.Stage2Baselines = field(init=False)
+    grid_slot: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
         self.m1 = self.in_season.first

@@ -35,17 +35,6 @@ SESSION_FILES: dict[str, str] = {
 }
 """Timed sessions that may precede qualifying ("sq" = sprint qualifying / shootout)."""
 
-RACE_DIR_FILES = (
-    "race.yml",
-    "qualifying-results.yml",
-    "starting-grid-positions.yml",
-    "race-results.yml",
-    "driver-standings.yml",
-    "constructor-standings.yml",
-    "sprint-race-results.yml",
-    *SESSION_FILES.values(),
-)
-
 
 class DataError(RuntimeError):
     """A problem with the F1DB source tree; the message names the file and the problem."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipelines.settings import Settings, get_settings, resolve_data_dir
+from pipelines.settings import Settings, downloaded_data_dir, get_settings, resolve_data_dir
 
 if TYPE_CHECKING:
     from pipelines.f1db.parse import Tables
@@ -87,22 +88,77 @@ def _load(settings: Settings, min_season: int | None = None) -> Tables:
         raise _fail(str(exc)) from exc
 
 
+def _fail_line(msg: str) -> typer.Exit:
+    """An error on one line whatever the terminal's width (a URL in it is not cut)."""
+    err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _download(s: Settings, tag: str | None, dest: Path, retry: str) -> Path:
+    """Fetch F1DB release ``tag`` (None: the latest) into ``dest`` with a progress bar,
+    then credit it; on failure one line that ends with ``retry`` (what to do instead)."""
+    from pipelines.f1db.download import CREDIT, DownloadError, download_f1db, latest_tag
+
+    try:
+        if tag is None:
+            tag = latest_tag(s.f1db_repo_url)
+            console.print(f"latest F1DB release: {tag}")
+        console.print(f"downloading F1DB {tag} into {dest}", highlight=False)
+        out = download_f1db(tag, dest, s.f1db_repo_url)
+    except DownloadError as exc:
+        raise _fail_line(
+            f"{exc}. Set F1_DATA_DIR to an F1DB data folder, or {retry} "
+            f"(releases: {s.f1db_repo_url.rstrip('/')}/releases)"
+        ) from exc
+    console.print(f"F1DB {tag} is in {out}. {CREDIT}", highlight=False)
+    return out
+
+
 @data_app.command("download")
 def data_download(
-    tag: str = typer.Option(..., help="F1DB release tag, e.g. v2025.24.0"),
-    dest: Path | None = typer.Option(None, help="Target folder (default: data/f1db)."),
+    tag: str | None = typer.Option(
+        None, help="F1DB release tag, e.g. v2025.24.0 (default: F1_F1DB_TAG, else the latest)."
+    ),
+    dest: Path | None = typer.Option(
+        None,
+        help="Target folder (default: F1_DATA_DIR, else $XDG_DATA_HOME/f1-predictor/f1db, "
+        "~/.local/share/f1-predictor/f1db when XDG_DATA_HOME is unset).",
+    ),
 ) -> None:
-    """Fetch F1DB's source archive for a release tag and unpack its src/data."""
-    from pipelines.f1db.download import DownloadError, download_f1db
-    from pipelines.settings import PROJECT_ROOT
-
+    """Fetch F1DB's source archive for a release (the latest unless pinned) and unpack its
+    src/data."""
     s = get_settings()
-    target = dest or s.data_dir or PROJECT_ROOT / "data" / "f1db"
-    try:
-        out = download_f1db(tag, Path(target), s.f1db_repo_url)
-    except DownloadError as exc:
-        raise _fail(str(exc)) from exc
-    console.print(f"F1DB {tag} unpacked into {out}. Use it with F1_DATA_DIR={out}")
+    target = Path(dest or s.data_dir or downloaded_data_dir())
+    out = _download(s, tag or s.f1db_tag, target, "pass a release with --tag <tag>")
+    if resolve_data_dir(s).resolve() != out.resolve():
+        console.print(f"Use it with F1_DATA_DIR={out}", highlight=False)
+
+
+def _download_if_no_data(s: Settings) -> None:
+    """No F1_DATA_DIR and no data found (a fresh clone): download F1DB into the per-user
+    folder, F1_F1DB_TAG's release or else the latest. The downloaded copy is replaced when
+    F1_F1DB_TAG pins another release than it holds."""
+    from pipelines.f1db.download import installed_tag
+
+    if s.data_dir is not None:
+        return  # the user's folder: never replaced behind their back
+    found = resolve_data_dir(s)
+    dest = downloaded_data_dir()
+    if (found / "seasons").is_dir():
+        have = installed_tag(found)
+        if s.f1db_tag is None or have == s.f1db_tag:
+            return
+        if found != dest:
+            console.print(f"F1_F1DB_TAG={s.f1db_tag} not used: training on the data in {found}")
+            return
+        console.print(
+            f"F1_F1DB_TAG={s.f1db_tag}, the downloaded copy holds {have or 'another release'}: "
+            "replacing it"
+        )
+    else:
+        which = f"release {s.f1db_tag} (F1_F1DB_TAG)" if s.f1db_tag else "the latest release"
+        console.print(f"no F1DB data found (F1_DATA_DIR unset): downloading {which}")
+    _download(s, s.f1db_tag, dest, "pin a release with F1_F1DB_TAG=<tag>")
 
 
 @data_app.command("info")
@@ -151,7 +207,11 @@ def _train(s: Settings) -> TrainResult:
 
 @app.command()
 def train(
-    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing if models exist."),
+    if_missing: bool = typer.Option(
+        False,
+        "--if-missing",
+        help="Do nothing if models exist; download F1DB first if no data is found.",
+    ),
     report: bool = typer.Option(
         False, help="Also write reports/evaluation.* (`f1 evaluate` writes them otherwise)."
     ),
@@ -167,6 +227,8 @@ def train(
         console.print("models already in the store; skipping training (run `f1 train` to retrain)")
         _refresh_if_data_changed(s)
         return
+    if if_missing:
+        _download_if_no_data(s)
     t0 = time.perf_counter()
     res = _train(s)
     tags = store.save_all(

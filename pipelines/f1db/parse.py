@@ -204,7 +204,7 @@ def available_seasons(data_dir: Path) -> list[int]:
     if not sdir.is_dir():
         raise DataError(
             f"{data_dir}: no F1DB data here (no 'seasons' folder). Set F1_DATA_DIR, or run "
-            "`f1 data download --tag <release>`."
+            "`f1 data download` (the latest release)."
         )
     years = sorted(int(p.name) for p in sdir.iterdir() if p.is_dir() and p.name.isdigit())
     if not years:

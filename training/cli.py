@@ -48,8 +48,8 @@ def _fail(msg: str, code: int = 1) -> typer.Exit:
 def _season_bar(
     title: str, tables: Tables, season: int
 ) -> Iterator[tuple[Callable[[str], None], Callable[[Any], None]]]:
-    """A progress bar over tuning (one step per candidate setting) and then each event of
-    ``season``: yields the ``step`` and ``on_event`` hooks the protocol reports to."""
+    """A progress bar over tuning and each event of ``season``: yields the ``step`` and
+    ``on_event`` hooks the protocol reports to."""
     from training import pipeline
 
     n_events = int((tables.races["season"] == season).sum())
@@ -212,9 +212,12 @@ def train(
         "--if-missing",
         help="Do nothing if models exist; download F1DB first if no data is found.",
     ),
-    report: bool = typer.Option(True, help="Also write reports/evaluation.*"),
+    report: bool = typer.Option(
+        False, help="Also write reports/evaluation.* (`f1 evaluate` writes them otherwise)."
+    ),
 ) -> None:
-    """Tune, evaluate on the test season, refit on all seasons and store all three models."""
+    """Tune, evaluate on the test season, refit on all seasons and store all three models.
+    The evaluation goes into the store (/model_info), not into the tracked reports."""
     from pipelines.models import store
 
     s = get_settings()
@@ -261,10 +264,8 @@ def evaluate() -> None:
 
 @app.command()
 def hindsight() -> None:
-    """How far the test season's targets are from hindsight: every test-season event
-    forecast by models fitted on every other event, later ones included (a bound, not a
-    forecast), and by models fitted on it too, as the served ones are (what the service
-    answers about a past event). Writes reports/hindsight.json."""
+    """The test season forecast by models fitted on every other event, later ones included
+    (a bound, not a forecast), and on it too, as served. Writes reports/hindsight.json."""
     from training import pipeline
     from training.hindsight import hindsight as run_hindsight
     from training.pipeline import TrainingError
@@ -284,24 +285,15 @@ def hindsight() -> None:
     for col in ("metric", "hindsight", "fitted on it too, as served"):
         tab.add_column(col)
 
-    def rows(block: dict[str, Any]) -> list[float | None]:
-        s1, s2 = block["stage1"]["test"], block["stage2"]
-        return [
-            s1["gap_pct_mae"],
-            s1["spearman"],
-            s2["test"]["winner_log_loss"],
-            s2["test"]["top1"],
-            s2["test_chained"]["winner_log_loss"],
-        ]
-
-    names = (
-        "gap-to-pole MAE %",
-        "Spearman",
-        "winner log loss after quali",
-        "top-1 after quali",
-        "winner log loss before quali",
-    )
-    for name, v, w in zip(names, rows(found), rows(found["served_in_sample"]), strict=True):
+    shown = {
+        "gap-to-pole MAE %": ("stage1", "test", "gap_pct_mae"),
+        "Spearman": ("stage1", "test", "spearman"),
+        "winner log loss after quali": ("stage2", "test", "winner_log_loss"),
+        "top-1 after quali": ("stage2", "test", "top1"),
+        "winner log loss before quali": ("stage2", "test_chained", "winner_log_loss"),
+    }
+    for name, (stage, mode, key) in shown.items():
+        v, w = (block[stage][mode][key] for block in (found, found["served_in_sample"]))
         tab.add_row(name, *("-" if x is None else f"{x:.3f}" for x in (v, w)))
     console.print(tab)
     console.print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
@@ -394,10 +386,8 @@ def _print_summary(ev: dict[str, Any]) -> None:
 
 @app.command()
 def refresh() -> None:
-    """Rebuild the feature snapshot from the current data (a new f1_features version) and,
-    when the data holds a qualifying newer than Stage-1's, refit Stage-1 on it (a new
-    f1_stage1 version, its settings kept): the service forecasts each event as `f1
-    evaluate` scores it."""
+    """Rebuild the feature snapshot from the current data and, when it holds a qualifying
+    newer than Stage-1's, refit Stage-1 on it (its settings kept)."""
     _refresh(get_settings())
 
 
@@ -431,9 +421,8 @@ def _refresh(s: Settings) -> None:
 
 
 def _refresh_if_data_changed(s: Settings) -> None:
-    """Stored models, but data newer than their feature snapshot (a later F1DB release:
-    results since, the next event's practice): a new snapshot, so that `make serve`
-    forecasts from the data it is given. The models are kept (`f1 train` refits them)."""
+    """A new snapshot when the data differs from the stored one's (a later F1DB release),
+    so that `make serve` forecasts from the data it is given; the models are kept."""
     from pipelines.f1db.parse import DataError, data_hash
     from pipelines.models import store
 
@@ -485,31 +474,16 @@ def predict(
     q, race = fc.quali, fc.race
     assert race is not None
     tab = Table(title=f"{season} round {round_} ({ctx.circuit_id}, {ctx.date.date()})")
-    cols = (
-        "grid",
-        "driver",
-        "team",
-        "pred. time s",
-        "gap %",
-        "P(pole)",
-        "P(win)",
-        "P(podium)",
-        "P(points)",
-    )
-    for col in cols:
+    cols = ["grid", "driver", "team", "pred. time s", "gap %"]
+    for col in [*cols, "P(pole)", "P(win)", "P(podium)", "P(points)"]:
         tab.add_column(col, justify="left" if col in ("driver", "team") else "right")
     for i in sorted(range(len(fld.entries)), key=lambda i: q.grid[i]):
         e = fld.entries[i]
+        name, team = fc.driver_names[i] or e.driver_id, fc.constructor_names[i]
+        shown = [q.time_s[i], q.gap_pct[i], q.pole_prob[i], race.win_prob[i]]
+        shown += [race.podium_prob[i], race.points_prob[i]]
         tab.add_row(
-            str(q.grid[i]),
-            fc.driver_names[i] or e.driver_id,
-            fc.constructor_names[i] or e.constructor_id or "?",
-            f"{q.time_s[i]:.3f}",
-            f"{q.gap_pct[i]:.3f}",
-            f"{q.pole_prob[i]:.3f}",
-            f"{race.win_prob[i]:.3f}",
-            f"{race.podium_prob[i]:.3f}",
-            f"{race.points_prob[i]:.3f}",
+            str(q.grid[i]), name, team or e.constructor_id or "?", *(f"{v:.3f}" for v in shown)
         )
     console.print(tab)
     for note in res.warnings:

@@ -11,9 +11,17 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from pipelines.f1db.parse import load_tables
+from pipelines.f1db.parse import data_hash, load_tables
 from pipelines.models import store
 from tests.conftest import SyntheticTree, store_models, write_f1db_tree
+from tests.pipelines.f1db.fake_github import (
+    LATEST_PATH,
+    archive_path,
+    as_fresh_clone,
+    serve_fake_github,
+    tree_tarball,
+)
+from tests.training.test_backtest import small_grids  # noqa: F401  (fixture)
 from training import cli
 from training.cli import app
 
@@ -302,3 +310,44 @@ def test_train_if_missing_first_removes_a_save_that_never_finished(
     assert result.exit_code == 0, result.output
     assert f"removed {store.STAGE1_NAME}:killedmidcopy" in _flat(result.output)
     assert not half.exists() and "skipping training" in _flat(result.output)
+
+
+def test_train_if_missing_on_a_fresh_clone_downloads_f1db_then_trains(
+    tmp_path: Path,
+    empty_store,
+    clear_settings,
+    small_grids,  # noqa: F811
+    wide,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`make serve` on a clone with no ../shared and no F1_DATA_DIR: the latest F1DB
+    release is downloaded into the per-user data folder, credited, and trained on; the next
+    run finds both the models and the data and asks the network nothing."""
+    tree = write_f1db_tree(tmp_path / "published", seasons=(2020, 2021, 2022, 2023), rounds=6)
+    with serve_fake_github() as github:
+        github.release("v2023.8.0", tree_tarball(tree.root, "f1db-2023.8.0"))
+        home = as_fresh_clone(monkeypatch, tmp_path, github.repo_url)
+        for key, value in {
+            "F1_HISTORY_FROM": "2020",
+            "F1_TRAIN_FROM": "2020",
+            "F1_VALID_SEASON": "2022",
+            "F1_TEST_SEASON": "2023",
+        }.items():
+            monkeypatch.setenv(key, value)
+        first = runner.invoke(app, ["train", "--if-missing"])
+        assert first.exit_code == 0, first.output
+        assert github.requests == [LATEST_PATH, archive_path("v2023.8.0")]
+        again = runner.invoke(app, ["train", "--if-missing"])
+        assert again.exit_code == 0, again.output
+        assert len(github.requests) == 2
+
+    data = home / "f1-predictor" / "f1db"
+    out = _flat(first.output)
+    assert "latest F1DB release: v2023.8.0" in out
+    assert "Data: F1DB (https://github.com/f1db/f1db), CC-BY-4.0" in out
+    assert "F1DB release: v2023.8.0" in (data / "SOURCE.txt").read_text()
+    # the models were fitted on the downloaded data, which is the published tree
+    assert store.snapshot_data_hash() == data_hash(data, 2020) == data_hash(tree.root, 2020)
+    names = sorted(m.tag.name for m in store_models())
+    assert names == sorted([store.FEATURES_NAME, store.STAGE1_NAME, store.STAGE2_NAME])
+    assert "skipping training" in _flat(again.output) and "downloading" not in again.output

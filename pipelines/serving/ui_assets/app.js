@@ -1,8 +1,9 @@
-// The forecast page: calls the public API (GET /events, POST /predict_full) like any client.
+// The forecast page: calls the public API (GET /events, POST /predict_full, GET /track_record)
+// like any client.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const state = { calendar: null, forecast: null, results: null };
+const state = { calendar: null, forecast: null, results: null, view: "forecast" };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -22,12 +23,13 @@ function headers(json) {
   return h;
 }
 
-async function call(method, path, body) {
+async function call(method, path, body, missingOk = false) {
   const r = await fetch(path, {
     method, headers: headers(body !== undefined),
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = await r.json().catch(() => ({}));
+  if (missingOk && r.status === 404) return null;
   if (!r.ok) {
     const where = (data.detail && data.detail[0] && data.detail[0].loc || []).join(".");
     throw new Error(`HTTP ${r.status}: ${data.error || r.statusText}${where ? ` (${where})` : ""}`);
@@ -65,7 +67,19 @@ async function loadCalendar(season) {
   roundSel.value = String((next || last).round);
 }
 
+// A past event with a forecast recorded before it shows that forecast beside the result;
+// any other event is asked of the models now.
+async function forecastFor(season, round, ev) {
+  if (ev && ev.has_results) {
+    const recorded = await call("GET", `/track_record/${season}/${round}`, undefined, true);
+    if (recorded) return { forecast: recorded, recorded: true };
+  }
+  const forecast = await call("POST", "/predict_full", { event: { season, round }, explain: true });
+  return { forecast, recorded: false };
+}
+
 async function predict() {
+  if (state.view === "track") return trackRecord();
   const season = Number($("#season").value);
   const round = Number($("#round").value);
   const ev = state.calendar.events.find((e) => e.round === round);
@@ -73,20 +87,75 @@ async function predict() {
   status("Predicting…");
   $("#explanation").hidden = true;
   try {
-    const [forecast, results] = await Promise.all([
-      call("POST", "/predict_full", { event: { season, round }, explain: true }),
+    const [answer, results] = await Promise.all([
+      forecastFor(season, round, ev),
       ev && ev.has_results ? call("GET", `/events/${season}/${round}`) : Promise.resolve(null),
     ]);
-    state.forecast = forecast;
+    state.forecast = answer.forecast;
     state.results = results;
     render();
-    const warnings = forecast.metadata.warnings || [];
-    const notes = warnings.length ? `Note: ${warnings.join(" | ")}. ` : "";
-    status(`${notes}Click a driver to see why.`);
+    if (answer.recorded) {
+      const f = answer.forecast;
+      const when = f.forecast_at.replace("T", " ").slice(0, 16);
+      status(`The forecast this service gave ${f.kind.replace("_", " ")} (${when} UTC), beside the result.`);
+    } else {
+      const warnings = answer.forecast.metadata.warnings || [];
+      const notes = warnings.length ? `Note: ${warnings.join(" | ")}. ` : "";
+      status(`${notes}Click a driver to see why.`);
+    }
   } catch (err) {
     $("#grid").hidden = true;
     status(err.message, true);
   }
+}
+
+const num = (x, digits) => (x == null ? "–" : x.toFixed(digits));
+
+async function trackRecord() {
+  const season = Number($("#season").value);
+  $("#event-title").textContent = `${season}: the track record`;
+  status("Scoring the recorded forecasts…");
+  try {
+    const tr = await call("GET", `/track_record?season=${season}`);
+    const rows = tr.events.map((e) => el("tr", { "data-round": e.round, "data-kind": e.kind },
+      el("td", { class: "num" }, e.round),
+      el("td", {}, e.name),
+      el("td", {}, e.kind.replace("_", " ")),
+      el("td", {}, e.forecast_at.slice(0, 10)),
+      el("td", { class: e.top1 ? "won" : "" }, e.favourite || "–"),
+      el("td", {}, e.winner || "–"),
+      el("td", { class: "num p-winner" }, pct(e.winner_probability)),
+      el("td", { class: "num" }, num(e.winner_log_loss, 2)),
+      el("td", { class: "num" }, e.gap_pct_mae == null ? "–" : `${e.gap_pct_mae.toFixed(3)}%`)));
+    $("#track-events tbody").replaceChildren(...rows);
+    const sums = Object.entries(tr.summary).filter(([, s]) => s.events > 0).map(([kind, s]) =>
+      el("tr", { "data-kind": kind },
+        el("td", {}, kind.replace("_", " ")),
+        el("td", { class: "num" }, s.events),
+        el("td", { class: "num" }, num(s.winner_log_loss, 2)),
+        el("td", { class: "num" }, num(s.uniform_log_loss, 2)),
+        el("td", { class: "num" }, pct(s.top1)),
+        el("td", { class: "num" }, pct(s.pole_sitter_top1)),
+        el("td", { class: "num" }, s.gap_pct_mae == null ? "–" : `${s.gap_pct_mae.toFixed(3)}%`),
+        el("td", { class: "num" }, num(s.spearman, 2))));
+    $("#track-summary tbody").replaceChildren(...sums);
+    status(tr.events.length
+      ? "Each event's last forecast recorded before its qualifying, scored against the result."
+      : "No forecast of this season was recorded before its events (the page and the API record every answer).");
+  } catch (err) {
+    status(err.message, true);
+  }
+}
+
+function show(view) {
+  state.view = view;
+  $("#view-forecast").classList.toggle("active", view === "forecast");
+  $("#view-track").classList.toggle("active", view === "track");
+  $("#round").disabled = view === "track";
+  $("#track").hidden = view !== "track";
+  $("#grid").hidden = true;
+  $("#explanation").hidden = true;
+  return predict();
 }
 
 function render() {
@@ -170,6 +239,8 @@ async function start() {
   });
   $("#round").addEventListener("change", predict);
   $("#apikey").addEventListener("change", predict);
+  $("#view-forecast").addEventListener("click", () => show("forecast"));
+  $("#view-track").addEventListener("click", () => show("track"));
 }
 
 start();

@@ -91,6 +91,24 @@ class Settings(BaseSettings):
         "is found (e.g. v2025.24.0), for a reproducible build. Unset: the latest release.",
     )
 
+    ledger_url: str | None = Field(
+        None,
+        description="The prediction log's database: postgresql://user:pass@host:port/db for "
+        "one shared by every worker and replica. Unset: a SQLite file beside the model store.",
+    )
+    ledger_retention_days: float | None = Field(
+        None, gt=0, description="Delete logged answers last given longer ago. Unset: keep all."
+    )
+    ledger_max_pending: int = Field(
+        10_000,
+        ge=1,
+        description="Distinct answers waiting for the database, per front process; past it "
+        "new ones are dropped (counted in /metrics).",
+    )
+    ledger_timeout_s: float = Field(
+        5.0, gt=0, description="Longest wait of one database call of the prediction log."
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -490,6 +490,74 @@ def predict(
         console.print(f"note: {note}", markup=False, highlight=False)
 
 
+@app.command("track-record")
+def track_record(
+    season: int = typer.Option(..., help="Season whose recorded forecasts are scored."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON /track_record gives."),
+) -> None:
+    """Score the forecasts the service recorded before each event of a season against
+    the results in the served data (the prediction log: F1_LEDGER_URL)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipelines.ledger import db
+    from pipelines.ledger.track import from_log
+    from pipelines.models import store
+
+    s = get_settings()
+    url = s.ledger_url or db.default_url(store.store_home())
+    try:
+        snap = store.load_snapshot(s.features_model)
+    except store.StoreError as exc:
+        raise _fail(str(exc)) from exc
+    engine = db.make_engine(url, s.ledger_timeout_s)
+    try:
+        tr = from_log(engine, season, snap)
+    except SQLAlchemyError as exc:
+        first = str(exc).splitlines()[0]
+        raise _fail(f"prediction log at {db.redacted(url)}: {first}") from exc
+    finally:
+        engine.dispose()
+    if as_json:
+        console.print_json(tr.model_dump_json())
+        return
+    console.print(track_table(tr))
+    console.print(summary_table(tr))
+
+
+def _f(x: float | None, fmt: str = "{:.3f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def track_table(tr: Any) -> Table:
+    """One row per scored event of the track record."""
+    tab = Table(title=f"{tr.season}: forecasts recorded before each event, scored")
+    cols = ["round", "event", "forecast", "made", "favourite", "winner", "P(winner)"]
+    for col in [*cols, "log loss", "gap MAE %", "Spearman"]:
+        tab.add_column(col, justify="right" if col in ("round", "P(winner)") else "left")
+    for e in tr.events:
+        tab.add_row(
+            str(e.round), e.name, e.kind.replace("_", " "), e.forecast_at.date().isoformat(),
+            e.favourite or "-", e.winner or "-", _f(e.winner_probability),
+            _f(e.winner_log_loss), _f(e.gap_pct_mae), _f(e.spearman),
+        )  # fmt: skip
+    return tab
+
+
+def summary_table(tr: Any) -> Table:
+    """Each kind's season figures beside uniform odds and the pole-sitter."""
+    tab = Table(title="the season")
+    cols = ["forecast", "events", "log loss", "uniform", "top-1", "uniform top-1"]
+    for col in [*cols, "pole-sitter won", "gap MAE %", "Spearman"]:
+        tab.add_column(col)
+    for kind, k in tr.summary.items():
+        tab.add_row(
+            kind.replace("_", " "), str(k.events), _f(k.winner_log_loss), _f(k.uniform_log_loss),
+            _f(k.top1), _f(k.uniform_top1), _f(k.pole_sitter_top1), _f(k.gap_pct_mae),
+            _f(k.spearman),
+        )  # fmt: skip
+    return tab
+
+
 @app.command()
 def models() -> None:
     """The stored versions of f1_features, f1_stage1 and f1_stage2."""

@@ -196,3 +196,8 @@ def totals(conn: Connection) -> tuple[int, int]:
         sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(forecasts.c.count), 0))
     ).one()
     return int(row[0]), int(row[1])
+
+
+def default_url(store_home: str) -> str:
+    """The embedded default: a SQLite file beside the model store."""
+    return f"sqlite:///{Path(store_home) / 'f1-ledger.sqlite3'}"

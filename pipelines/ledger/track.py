@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import Engine
+
+from pipelines.ledger import db
 
 if TYPE_CHECKING:
     from pipelines.features.snapshot import FeatureSnapshot
@@ -166,5 +169,9 @@ def track_record(
     return TrackRecord(season=season, events=events, summary=summary)
 
 
-def _date(x: Any) -> date | None:
-    return x if isinstance(x, date) else None
+def from_log(engine: Engine, season: int, snap: FeatureSnapshot) -> TrackRecord:
+    """The track record of ``season`` from the prediction log behind ``engine``."""
+    db.migrate(engine)
+    with engine.connect() as conn:
+        records = db.scoreable(conn, season)
+    return track_record(season, records, snap)

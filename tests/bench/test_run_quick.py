@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import STORE_HOME, in_ci
+from tests.session import STORE_HOME, in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 

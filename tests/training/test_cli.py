@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from pipelines.f1db.parse import load_tables
 from pipelines.models import store
-from tests.conftest import SyntheticTree, store_models, write_f1db_tree
+from tests.fakes import SyntheticTree, write_f1db_tree
+from tests.session import store_models
 from training import cli
 from training.cli import app
 

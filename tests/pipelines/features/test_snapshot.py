@@ -16,7 +16,8 @@ from pipelines.features.event import Entry, EventContext, EventField, day_number
 from pipelines.features.history import History
 from pipelines.features.snapshot import FeatureSnapshot, IdKind
 from pipelines.features.spec import STAGE1, STAGE2
-from tests.conftest import REAL_DATA, copy_tables
+from tests.fakes import copy_tables
+from tests.session import REAL_DATA
 from training.datasets import stage1_data, stage2_data
 
 # ------------------------------------------------------------------------ helpers

@@ -23,7 +23,7 @@ import pytest
 
 from pipelines.models import store
 from pipelines.models.stage2 import Stage2Model
-from tests.conftest import STORE_HOME
+from tests.session import STORE_HOME
 
 ROOT = Path(__file__).resolve().parents[3]
 

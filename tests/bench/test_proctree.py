@@ -40,7 +40,7 @@ def test_tree_sums_cover_children() -> None:
         assert proctree.cpu_seconds(me) >= proctree.cpu_seconds(child.pid) > 0.0
     finally:
         child.kill()
-        child.wait()
+        child.communicate()  # reaps it and closes its pipe
 
 
 def test_cpu_by_process_name() -> None:

@@ -44,11 +44,11 @@ def start_server(
     port = free_port()
     env = os.environ | env_extra | {"BENTOML_HOME": str(STORE_HOME), "OMP_NUM_THREADS": "1"}
     bentoml = str(Path(sys.executable).parent / "bentoml")
-    proc = subprocess.Popen(
-        [bentoml, "serve", target, "--port", str(port), "--host", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
+    with log.open("wb") as out:  # the server writes to its own copy of the file
+        proc = subprocess.Popen(
+            [bentoml, "serve", target, "--port", str(port), "--host", "127.0.0.1"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, timeout)

@@ -17,8 +17,8 @@ import pytest
 
 from pipelines.client import AsyncF1Client, F1APIError, F1Client
 from pipelines.serving.schemas import EXAMPLES
-from tests.conftest import STORE_HOME
-from tests.service.conftest import ROOT, serving, start_server, stop_server
+from tests.service.servers import ROOT, serving, start_server, stop_server
+from tests.session import STORE_HOME
 
 pytestmark = pytest.mark.slow
 

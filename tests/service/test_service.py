@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.serving.schemas import EXAMPLES, QualiRequest, RaceRequest
-from tests.conftest import REAL_DATA
+from tests.session import REAL_DATA
 
 pytestmark = pytest.mark.slow
 

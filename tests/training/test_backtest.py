@@ -14,7 +14,8 @@ from pipelines.f1db.parse import load_tables
 from pipelines.models.stage2 import RANK_DEPTH
 from pipelines.serving.orchestrator import TwoStage
 from pipelines.settings import PROJECT_ROOT
-from tests.conftest import SyntheticTree, require_real_data, write_f1db_tree
+from tests.fakes import SyntheticTree, write_f1db_tree
+from tests.session import require_real_data
 from training import cli, pipeline
 from training.backtest import backtest, backtest_seasons, per_race, tables_through, targets
 from training.cli import app

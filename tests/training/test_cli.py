@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pipelines.f1db.parse import data_hash, load_tables
 from pipelines.models import store
-from tests.conftest import SyntheticTree, store_models, write_f1db_tree
+from tests.fakes import SyntheticTree, write_f1db_tree
 from tests.pipelines.f1db.fake_github import (
     LATEST_PATH,
     archive_path,
@@ -21,6 +21,7 @@ from tests.pipelines.f1db.fake_github import (
     serve_fake_github,
     tree_tarball,
 )
+from tests.session import store_models
 from tests.training.test_backtest import small_grids  # noqa: F401  (fixture)
 from training import cli
 from training.cli import app

@@ -16,7 +16,8 @@ from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
 from pipelines.models.placings import classified_top_k
 from pipelines.settings import PROJECT_ROOT
-from tests.conftest import slice_tables, store_models
+from tests.fakes import slice_tables
+from tests.session import store_models
 from training import pipeline
 from training.datasets import StageData
 from training.metrics import placing_metrics, stage2_metrics

@@ -1,4 +1,4 @@
-"""The BentoML model store (a temporary BENTOML_HOME, set in conftest.py)."""
+"""The BentoML model store (a temporary BENTOML_HOME, set by tests/session.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import LINEAR_TERMS, Stage2Model
-from tests.conftest import STORE_HOME, store_models
+from tests.session import STORE_HOME, store_models
 
 EVALUATION = {
     "stage1": {"test": {"season": 2025, "mae_s": 0.5, "spearman": 0.8}},

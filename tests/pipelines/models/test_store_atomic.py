@@ -23,7 +23,7 @@ import pytest
 
 from pipelines.models import store
 from pipelines.models.stage2 import Stage2Model
-from tests.conftest import STORE_HOME
+from tests.session import STORE_HOME
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -204,7 +204,7 @@ def test_killed_writers_never_leave_the_store_broken(
         assert proc.stdout is not None and proc.stdout.readline().startswith("saved")
         time.sleep(delay)  # somewhere inside a later save
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.communicate()  # reaps it and closes its pipes
         store.repair_store()  # what the next `f1 train` does first
         _assert_consistent()
     n = len(_versions("f1_stage1"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,7 +21,7 @@ from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from pipelines.serving import responses
 from pipelines.serving.orchestrator import Forecast, TwoStage
-from pipelines.serving.resolve import FittedOn, Resolved, resolve_request
+from pipelines.serving.resolve import Resolved, ServedModels, resolve_request
 from pipelines.serving.schemas import FullResponse, QualiRequest
 from pipelines.serving.text import warnings_header
 from pipelines.settings import get_settings
@@ -35,8 +34,8 @@ class Loaded:
     stage2: Stage2Model
     tags: dict[str, str]
     """Resolved tags (``name:version``), as the Bento reports them in metadata."""
-    fitted: FittedOn | None = None
-    """What the models were fitted on, from their metadata (as the Bento reads it)."""
+    served: ServedModels
+    """What the answers' warnings say of the models (as the Bento reads it)."""
 
 
 def load_models() -> Loaded:
@@ -48,11 +47,11 @@ def load_models() -> Loaded:
     )
     tags = {"features": str(feat.tag), "stage1": str(m1.tag), "stage2": str(m2.tag)}
     return Loaded(
-        snapshot=store.open_snapshot(Path(feat.path), tags["features"]),
-        stage1=store.open_stage1(Path(m1.path), tags["stage1"]),
-        stage2=store.open_stage2(Path(m2.path), tags["stage2"]),
+        snapshot=store.open_snapshot(feat),
+        stage1=store.open_stage1(m1),
+        stage2=store.open_stage2(m2),
         tags=tags,
-        fitted=FittedOn.of(m1.info.metadata, m2.info.metadata),
+        served=ServedModels.of(m1, m2),
     )
 
 
@@ -73,9 +72,7 @@ def validation_body(exc: ValidationError) -> dict[str, Any]:
 
 def resolve(loaded: Loaded, req: QualiRequest, race: bool = False) -> Resolved:
     """As the Bento resolves it (``race``: for a win forecast, with its warnings)."""
-    lean = loaded.stage2.config if race else None
-    first = loaded.stage1.config.practice_model
-    return resolve_request(loaded.snapshot, req.event, req.drivers, lean, first, loaded.fitted)
+    return resolve_request(loaded.snapshot, req.event, req.drivers, loaded.served, race=race)
 
 
 def warn_header(res: Resolved) -> dict[str, str]:

@@ -78,7 +78,7 @@ def measure(
     flow = local_flow(loaded)
     req = parse_quali(body)
     res = resolve(loaded, req)
-    ctx, fld = res.ctx, res.field
+    ctx, fld = res.event, res.field
     fc = run(flow.full(ctx, fld, res.rows))
     x1 = snap.stage1_rows(ctx, fld)
     grid, q_gap = race_grid(fld.entries, fc.quali)
@@ -103,7 +103,7 @@ def measure(
     def whole() -> None:
         t0 = time.perf_counter()
         r = resolve(loaded, parse_quali(body))
-        f = loop.run_until_complete(flow.full(r.ctx, r.field, r.rows))
+        f = loop.run_until_complete(flow.full(r.event, r.field, r.rows))
         full_response(loaded, r, f, t0).model_dump_json()
 
     rng = random.Random(20261202)
@@ -120,7 +120,7 @@ def measure(
     def whole_jittered() -> None:
         t0 = time.perf_counter()
         r = resolve(loaded, parse_quali(next(jitter_iter)))
-        f = loop.run_until_complete(flow.full(r.ctx, r.field, r.rows))
+        f = loop.run_until_complete(flow.full(r.event, r.field, r.rows))
         full_response(loaded, r, f, t0).model_dump_json()
 
     # podium and points of a field whose strengths no memo has seen (the served finish rate)

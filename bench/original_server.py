@@ -67,17 +67,9 @@ class OriginalPipeline:
         self.pre1 = build_preprocessor(STAGE1.names)
         self.pre2 = build_preprocessor(STAGE2.names)
         self._fit(sample_events)
-        s1 = loaded.stage1
+        c1, c2 = loaded.stage1.config, loaded.stage2.config
         self.flow = TwoStage(
-            self.snapshot,
-            self.stage1,
-            self.stage2,
-            s1.config.pole,
-            s1.config.pole_tau,
-            explain1=self.explain1,
-            explain2=self.explain2,
-            finish=loaded.stage2.config.finish_rate,
-            pole_tau_ahead=s1.config.pole_tau_ahead,
+            self.snapshot, c1, c2, self.stage1, self.stage2, self.explain1, self.explain2
         )
 
     async def stage1(self, x1: np.ndarray) -> np.ndarray:
@@ -132,7 +124,7 @@ def create_app(loaded: Loaded | None = None) -> FastAPI:
             res = resolve(loaded, request, race=True)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)  # type: ignore[return-value]
-        fc = await pipe.flow.full(res.ctx, res.field, res.rows, request.explain)
+        fc = await pipe.flow.full(res.event, res.field, res.rows, request.explain)
         response.headers.update(warn_header(res))
         return full_response(loaded, res, fc, t0)
 
@@ -142,7 +134,7 @@ def create_app(loaded: Loaded | None = None) -> FastAPI:
             res = resolve(loaded, request)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        fc = await pipe.flow.quali(res.ctx, res.field, res.rows, request.explain)
+        fc = await pipe.flow.quali(res.event, res.field, res.rows, request.explain)
         return JSONResponse(quali_json(fc), headers=warn_header(res))
 
     @app.get("/readyz")

@@ -47,7 +47,7 @@ def create_app(loaded: Loaded | None = None) -> Starlette:
             return JSONResponse(validation_body(exc), status_code=422)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        fc = await flow.full(res.ctx, res.field, res.rows, req.explain)
+        fc = await flow.full(res.event, res.field, res.rows, req.explain)
         body = full_response(loaded, res, fc, t0).model_dump_json()
         return Response(body, media_type="application/json", headers=warn_header(res))
 
@@ -59,7 +59,7 @@ def create_app(loaded: Loaded | None = None) -> Starlette:
             return JSONResponse(validation_body(exc), status_code=422)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        fc = await flow.quali(res.ctx, res.field, res.rows, req.explain)
+        fc = await flow.quali(res.event, res.field, res.rows, req.explain)
         return JSONResponse(quali_json(fc), headers=warn_header(res))
 
     async def readyz(_: Request) -> Response:

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from pipelines.f1db.parse import Tables
-from pipelines.features.snapshot import EventContext, FeatureSnapshot
+from pipelines.features.event import EventContext
+from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.pole import PoleParams, estimate_pole, season_start
 from pipelines.models.stage1 import (
     Stage1Config,
@@ -35,11 +36,11 @@ from pipelines.models.stage2 import (
     RankStages,
     Stage2Config,
     Stage2Model,
+    apply_grid_lean,
     finish_ranks,
     fit_linear,
     grid_lean,
     group_softmax,
-    lean_on_grid,
     linear_design,
     stage2_places,
 )
@@ -282,7 +283,7 @@ def tune_stage2(
 ) -> tuple[Stage2Config, list[dict[str, Any]]]:
     """Booster settings, stacking weight and temperature with the lowest winner log loss
     pooled over ``stage2_folds`` (each season predicted by models fitted before it),
-    scored as served: early under new rules, leaning on the grid (``lean_on_grid``).
+    scored as served: early under new rules, with the grid lean (``apply_grid_lean``).
     The podium and points odds' ``finish_rate`` is measured on the same seasons."""
     folds = []
     depth, decay = p.rank_depth, p.rank_decay
@@ -314,7 +315,7 @@ def tune_stage2(
             ]
         )
         ll, w, t = min(
-            (pooled(lean_on_grid((w * raw + (1.0 - w) * lin) / t, share, grid)), w, t)
+            (pooled(apply_grid_lean((w * raw + (1.0 - w) * lin) / t, share, grid)), w, t)
             for w in STACK_GRID
             for t in TEMP_GRID
         )
@@ -768,7 +769,7 @@ def rules_reset_check(
     }
     for name, (frame, x) in scored.items():
         race = frame["race_id"].to_numpy()
-        rows = np.isin(race, np.unique(race[model.reset_share(x) > 0]))
+        rows = np.isin(race, np.unique(race[grid_lean(model.config, x)[0] > 0]))
         f = frame[rows]
         if not len(f):
             out[name] = {"races": 0}

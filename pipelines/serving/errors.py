@@ -13,6 +13,9 @@ from http import HTTPStatus
 from typing import Any
 
 from bentoml.exceptions import BentoMLException
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 RAISED: contextvars.ContextVar[list[ApiError] | None] = contextvars.ContextVar(
     "f1_raised", default=None
@@ -65,4 +68,21 @@ class StageUnavailable(ApiError):
             503,
             f"the {stage} model service is unavailable: try again shortly",
             headers={"Retry-After": str(retry_after_s)},
+        )
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """The GET routes' errors in the same shape: an ``ApiError`` its own body, a bad
+    query or path parameter 400 naming it."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        detail = [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))} for e in errors]
+        return JSONResponse(
+            {"error": "invalid request parameter", "detail": detail}, status_code=400
         )

@@ -10,7 +10,10 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.settings import Settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -357,3 +360,25 @@ class ErrorBodyMiddleware:
             await self.app(scope, receive, capture)
         finally:
             RAISED.reset(token)
+
+
+def add_middlewares(service: Any, settings: Settings) -> None:
+    """The front's middlewares, outermost first: CORS (so a browser also reads our own
+    401/413/503), request id, one spec at both paths, who may call, how big, how many
+    at once, what an error body may say."""
+    if settings.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        service.add_asgi_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id", "x-f1-warnings", "retry-after"],
+        )
+    service.add_asgi_middleware(RequestIdMiddleware)
+    service.add_asgi_middleware(SpecAliasMiddleware)
+    service.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    service.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    service.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)
+    service.add_asgi_middleware(ErrorBodyMiddleware)

@@ -26,6 +26,11 @@ ERROR_RESPONSES = {
 }
 
 PREDICT_PATHS = ("/predict_quali", "/predict_full", "/predict_race")
+GET_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "A query or path parameter is invalid"},
+    404: {"model": ErrorResponse, "description": "No such season or event in the data"},
+}
+"""The error responses of the GET routes that take parameters."""
 
 
 def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[str, Any]:

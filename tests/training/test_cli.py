@@ -249,7 +249,7 @@ def test_refresh_refits_stage1_on_a_newer_qualifying(
     )
     assert meta["refit_of"] == tags.stage1
     assert meta["features_tag"] == str(store.get_model(f"{store.FEATURES_NAME}:latest").tag)
-    refit = store.load_stage1(str(new.tag))
+    refit = store.open_stage1(store.get_model(str(new.tag)))
     assert refit.config == s1.config
     assert "Stage-1 refitted" in _flat(result.output) and str(new.tag) in _flat(result.output)
     listed = runner.invoke(app, ["models"], terminal_width=250)

@@ -37,7 +37,7 @@ def _ask(
 ) -> Forecast:
     given = None if drivers is None else [DriverInput(driver_id=d) for d in drivers]
     res = resolve_request(flow.snapshot, EventInput(season=season, round=rnd), given)
-    return run(flow.full(res.ctx, res.field, res.rows, explain))
+    return run(flow.full(res.event, res.field, res.rows, explain))
 
 
 def _by_driver(fc: Forecast) -> dict[str, tuple[Any, ...]]:

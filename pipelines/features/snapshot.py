@@ -1,13 +1,9 @@
-"""The feature snapshot: history and calendar as of any day, saved with the models.
+"""The feature snapshot: every driver's and team's form *after* each event, the calendar
+and each event's pre-qualifying practice, saved with the models (serving never reads the
+YAML). A feature reads only history dated strictly before its event (point in time).
 
-A ``FeatureSnapshot`` holds, for every driver and team, their form *after* each event,
-plus the calendar and each event's pre-qualifying practice. A feature for an event reads
-only history dated strictly before it (the point-in-time rule), so a snapshot built from
-the whole data tree still answers "what did we know before Monaco 2025?". Serving never
-reads the raw YAML.
-
-Here: its data and persistence (build, save, load). Its look-ups (calendar, entry lists,
-names and ids) are ``lookups.SnapshotLookups``; its feature rows ``rows.SnapshotRows``.
+Here: its data and persistence. Its look-ups (calendar, entry lists, names and ids) are
+``lookups.SnapshotLookups``; its feature rows ``rows.SnapshotRows``.
 """
 
 from __future__ import annotations

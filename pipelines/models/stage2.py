@@ -1,21 +1,14 @@
 """Stage-2: a monotone LightGBM win classifier stacked with a linear conditional logit,
 softmax per race.
 
-The win log-odds of a car are ``(w * booster + (1 - w) * linear) / T``: the boosted
-trees on every Stage-2 feature, and a linear conditional logit (per-race softmax
-likelihood) on a few robust terms (``LINEAR_TERMS``: log grid slot, qualifying gap,
-teammate gap, championship share, win form, recent finishing positions, team points
-form). The weight ``w`` and the temperature ``T`` are chosen on validation seasons. Both
-parts are monotone: a worse grid slot or a slower qualifying lap never raises a car's
-log-odds. The linear part (and the booster, with the per-race loss) learns from each
-training race's first three finishers, as Plackett-Luce choices (the winner from the
-field, second from the rest, third from the rest again: ``RankStages``), not from its
-winner alone: a season has ~20 winners, and the cars that finish second and third say
-which strengths the field had, as the podium and points odds (``placings``) read them.
-
-After a rewrite of the technical rules (``RULES_RESETS``) the form both parts read is
-about cars that no longer race. For the first ``reset_races`` races under new rules the
-log-odds lean on a grid-only conditional logit instead: the grid lean (``grid_lean``).
+A car's win log-odds are ``(w * booster + (1 - w) * linear) / T``: boosted trees on every
+Stage-2 feature and a linear conditional logit on a few robust terms (``LINEAR_TERMS``),
+``w`` and ``T`` chosen on validation seasons. Both parts are monotone in the grid slot and
+the qualifying gap. Both learn from each training race's first three finishers as
+Plackett-Luce choices (``RankStages``): the cars behind the winner also say which
+strengths the field had. Early under new technical rules (``RULES_RESETS``) the form
+they read is about cars that no longer race, so the log-odds lean on a grid-only logit
+instead (``grid_lean``).
 """
 
 from __future__ import annotations
@@ -107,15 +100,11 @@ def linear_design(x: np.ndarray, terms: tuple[Term, ...] = LINEAR_TERMS) -> np.n
 
 @dataclass(frozen=True)
 class RankStages:
-    """The choices of each race's first finishers, as a Plackett-Luce ("exploded") logit
-    sees them: the winner chosen from the field, second from the rest, and so on.
-
-    ``rows`` lists, stage after stage, the training rows still in the running (those not
-    yet placed: a car that was not classified stays in every stage); ``starts`` where each
-    stage begins in it, ``seg`` each entry's stage, ``weight`` each stage's weight in the
-    likelihood and ``chosen`` 1 for the entry that took the place. A race's stages stop at
-    the first place that is not held by exactly one car.
-    """
+    """The choices of each race's first finishers as a Plackett-Luce logit sees them: the
+    winner chosen from the field, second from the rest, and so on. ``rows``: stage after
+    stage, the rows still running (an unclassified car stays in every stage); ``starts``,
+    ``seg``: where each stage begins, each entry's stage; ``weight`` per stage; ``chosen``
+    1 for the entry that took the place. A race stops at a place not held by one car."""
 
     rows: np.ndarray
     starts: np.ndarray
@@ -242,11 +231,8 @@ def race_softmax_objective(
     decay: float = 1.0,
 ) -> Callable[[np.ndarray, lgb.Dataset], tuple[np.ndarray, np.ndarray]]:
     """Gradient and Hessian of the per-race softmax log loss (the conditional logit), or
-    with ``depth`` > 1 of Plackett-Luce's over the first ``depth`` places (``RankStages``).
-
-    Each race's winner competes only with that race's field, which is the question asked;
-    a per-driver binary loss instead spends capacity on races that are not comparable.
-    """
+    with ``depth`` > 1 of Plackett-Luce's over the first ``depth`` places (``RankStages``):
+    each race's cars compete only with that race's field, which is the question asked."""
     st = RankStages.of(groups, ranks, depth, decay)
 
     def objective(preds: np.ndarray, ds: lgb.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -451,9 +437,6 @@ class Stage2Model:
                 )
             contrib[:, -1] += share * float(gcoef @ gmean)
         return np.asarray(contrib, dtype=float)
-
-    def win_probability(self, x: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        return group_softmax(self.logit(x), groups)
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)

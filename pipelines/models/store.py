@@ -83,15 +83,10 @@ MANAGED = (FEATURES_NAME, STAGE1_NAME, STAGE2_NAME)
 
 @contextlib.contextmanager
 def _deferred_signals() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block ends, then act on them: a Ctrl-C during a
-    save waits for the save (under a second) instead of leaving half a model behind.
-
-    Acting on a held signal means putting the process's own handler back and raising
-    the signal again, so the outcome is whatever the process would have done without
-    the block (KeyboardInterrupt, death by SIGTERM, ...). A signal the process ignores
-    (SIGINT is inherited as SIG_IGN by a job started in the background of a
-    non-interactive shell, as CI runners do) stays ignored throughout: nothing to hold.
-    """
+    """Hold SIGINT/SIGTERM until the block ends, then act on them as the process would
+    have (its own handler back, the signal raised again): a Ctrl-C during a save waits
+    for the save instead of leaving half a model behind. An ignored signal stays ignored
+    (a background job of a non-interactive shell inherits SIGINT as SIG_IGN)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -499,9 +494,8 @@ def open_stage2_config(model: Stored) -> Stage2Config:
 
 def import_lightgbm_lean() -> None:
     """Import LightGBM for a process that only predicts from numpy rows (a model
-    service): without its optional pandas and scikit-learn integrations (DataFrame
-    input, the sklearn estimators), which would load pandas and pyarrow, ~70 MiB per
-    process, for nothing. A no-op where lightgbm or pandas is imported already."""
+    service): without its optional pandas and scikit-learn integrations, which would
+    load pandas and pyarrow for nothing. A no-op where either is imported already."""
     if "lightgbm" in sys.modules or "pandas" in sys.modules:
         return
     blocked = [name for name in ("pandas", "sklearn") if name not in sys.modules]
@@ -542,11 +536,8 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 
 
 def has_models() -> bool:
-    """The three models are stored, the latest two match this code's features (and
-    Stage-2's linear terms and measured finish rate, Stage-1's new-entrant blanking,
-    form-only and practice-only ensembles, pole temperatures), the latest snapshot this
-    code's format (else
-    `f1 train --if-missing` trains anew)."""
+    """The three models are stored and the latest of each is what this code trains (its
+    features, settings and snapshot format); else `f1 train --if-missing` trains anew."""
     names = {m.tag.name for m in bentoml.models.list()}
     if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
         return False

@@ -5,7 +5,7 @@
 | ``MODEL_SERVICE["runner_connection"]`` | the client a service calls a dependency with replaces its session every 100 calls or 300 s and closes the old one under calls still in flight (``_bentoml_impl/client/proxy2.py``, ``SessionManager``; 1.4.30 on) | bentoml/BentoML#5544, #5540 |
 | ``once_more_if_stale`` | that client keeps idle connections 15 s, the called service's uvicorn closes them after 5 s: a call on a just-closed one fails before any answer | bentoml/BentoML#4971 (fix proposed in #5698) |
 | ``FRONT_SERVICE["runner_probe"]`` off, ``dependencies_ready`` | /readyz asks each dependency with a 5 s timeout (``_bentoml_impl/server/app.py``): a dead model service can hold it until the traffic timeout | bentoml/BentoML#3077 (probe timeout not configurable) |
-| ``TRACING`` | every route is traced unless excluded; OpenTelemetry costs ~15 % of a process's CPU per request | a cost, not a bug: ``excluded_urls``, bentoml/BentoML#2829 |
+| ``TRACING`` | every route is traced unless excluded, at a cost per request in every process | a cost, not a bug: ``excluded_urls``, bentoml/BentoML#2829 |
 | ``fix_media_types`` | a root IO model's media type is derived from its JSON schema on every response (``_bentoml_sdk/io_models.py``, ``IOMixin.mime_type``) | none found: the schema never changes, so it is computed once |
 
 Importing this module raises on any other BentoML version: check each workaround

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 """The id of the request being handled (set by RequestIdMiddleware), for every log line."""
@@ -99,7 +99,7 @@ def quiet_client_errors() -> None:
         log.addFilter(ClientErrorFilter())
 
 
-def setup_logs(component: str, log_format: str) -> None:
+def setup_logs(component: str, log_format: Literal["json", "text"]) -> None:
     """A serving process's logs: ``f1`` at INFO (BentoML leaves the root at WARNING), a
     4xx as one access line (no ERROR with a traceback), JSON lines unless ``text``."""
     logging.getLogger("f1").setLevel(logging.INFO)

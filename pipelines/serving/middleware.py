@@ -226,13 +226,11 @@ class LoadShedMiddleware:
         self.retry_after = str(retry_after_s)
         self.paths = paths
         self.in_flight = 0
-        self.shed = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.max_in_flight:
-            self.shed += 1
             return await _json(
                 scope,
                 send,
@@ -287,14 +285,10 @@ UNAVAILABLE = "service unavailable: try again after Retry-After seconds"
 
 
 class ErrorBodyMiddleware:
-    """Rewrite 4xx/5xx JSON bodies on the API paths through ``clean_error_body``.
-
-    An error the endpoint raised (``serving.errors.ApiError``: BentoML answers it with a
-    bare status) gets its own body and headers back.
-
-    A 503 keeps a message in the project's error shape (it says what is unavailable and
-    to retry) and always carries Retry-After; any other 5xx body becomes a generic
-    message (the details are in the server log)."""
+    """Rewrite 4xx/5xx JSON bodies on the API paths through ``clean_error_body``: an
+    ``ApiError`` the endpoint raised gets its own body and headers back (BentoML answers
+    it with a bare status); a 503 keeps a message in the project's shape and always
+    carries Retry-After; any other 5xx says only that the server log has the details."""
 
     def __init__(self, app: ASGIApp, paths: frozenset[str] = PREDICT_PATHS):
         self.app = app

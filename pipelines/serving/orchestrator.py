@@ -1,15 +1,10 @@
 """The two-stage flow, written once: event field -> Stage-1 -> grid -> Stage-2.
 
-The model calls are injected (``RowsFn``: feature rows in, one number per row out):
-local models for the CLI, the evaluation and the benchmarks; the coalesced calls to
-the model services in the Bento. What is evaluated is what serves.
-
-Both stages always run on the event's whole field (``EventField``) and a request's
-drivers are picked out at the end, so a driver's gap, grid slot, logit, probabilities
-(win, podium, points) and explanations are the same whoever else the request names.
-
-Explanations (per-feature contributions) are further injected calls, made only when a
-request asks for them: a flow without ``explain=True`` makes no extra model call.
+The model calls are injected (``RowsFn``): local models for the CLI, the evaluation and
+the benchmarks, the model services in the Bento. What is evaluated is what serves. Both
+stages run on the event's whole field and a request's drivers are picked out at the end,
+so a driver's numbers are the same whoever else is asked. Explanations are further
+calls, made only when asked for.
 """
 
 from __future__ import annotations
@@ -17,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -109,14 +104,10 @@ def quali_outputs(gap_raw: np.ndarray, pole_s: float, tau: float, ids: Sequence[
 
 
 def race_grid(entries: Sequence[Entry], q: QualiOut) -> tuple[np.ndarray, np.ndarray]:
-    """Starting slots and qualifying gaps for Stage-2, over the field.
-
-    Qualifying order follows given qualifying times where present and Stage-1's
-    predicted times elsewhere (anchored on the given times when there is no pole
-    estimate). Given grid positions are kept; every other car takes the free slots in
-    qualifying order, so the slots are unique (1..N when the given ones are <= N).
-    Gaps: Stage-1's when no time is given, else from the times (given or predicted).
-    """
+    """Starting slots and qualifying gaps for Stage-2, over the field. Qualifying order
+    follows given times, else Stage-1's (anchored on the given ones without a pole
+    estimate); given grid positions are kept and every other car takes the free slots in
+    that order. Gaps: Stage-1's when no time is given, else from the times."""
     n = len(entries)
     ids = [e.driver_id for e in entries]
     given_t = np.array([np.nan if e.quali_time is None else e.quali_time for e in entries])
@@ -215,20 +206,8 @@ class TwoStage:
     @classmethod
     def local(cls, snapshot: FeatureSnapshot, s1: Stage1Model, s2: Stage2Model) -> TwoStage:
         """Both stages in this process (CLI, evaluation, benchmarks)."""
-
-        async def stage1(rows: np.ndarray) -> np.ndarray:
-            return s1.predict_gap(rows)
-
-        async def stage2(rows: np.ndarray) -> np.ndarray:
-            return s2.logit(rows)
-
-        async def explain1(rows: np.ndarray) -> np.ndarray:
-            return s1.explain_gap(rows)
-
-        async def explain2(rows: np.ndarray) -> np.ndarray:
-            return s2.explain_logit(rows)
-
-        return cls(snapshot, s1.config, s2.config, stage1, stage2, explain1, explain2)
+        calls = (s1.predict_gap, s2.logit, s1.explain_gap, s2.explain_logit)
+        return cls(snapshot, s1.config, s2.config, *(_in_process(f) for f in calls))
 
     @staticmethod
     async def _with_contrib(
@@ -285,6 +264,15 @@ class TwoStage:
         self, ctx: EventContext, fld: EventField, rows: np.ndarray, explain: bool = False
     ) -> Forecast:
         return await self.race(await self.quali(ctx, fld, rows, explain), explain)
+
+
+def _in_process(fn: Callable[[np.ndarray], np.ndarray]) -> RowsFn:
+    """A model's method as a model call."""
+
+    async def call(rows: np.ndarray) -> np.ndarray:
+        return fn(rows)
+
+    return call
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -103,21 +103,6 @@ def resolve_request(
     """Event, field, requested drivers and warnings for a request (raises RequestError).
     With the ``served`` models, also what the answer owes to them; ``race``: a win
     forecast is asked (Stage-2's warnings too)."""
-    res = _resolve(snap, event, drivers)
-    seen = fitted_on_warning(res.event, served.fitted, race) if served else None
-    notes = [seen]
-    if served is not None and served.stage1.practice_model:
-        notes.append(new_rules_quali_warning(snap, res.event, res.field))
-    if served is not None and race:
-        notes.append(rules_reset_warning(snap, res.event, served.stage2))
-    res.warnings.extend(n for n in notes if n)
-    res.fitted_on_event = seen is not None
-    return res
-
-
-def _resolve(
-    snap: FeatureSnapshot, event: EventInput | None, drivers: Sequence[DriverInput] | None
-) -> Resolved:
     warnings: list[str] = []
     ctx = resolve_event(snap, event, warnings)
     numbered: set[int] | None = None
@@ -132,7 +117,14 @@ def _resolve(
         rows = fld.index([e.driver_id for e in entries])
     warnings.extend(_no_practice_warning(fld) + _no_form_warnings(snap, ctx, fld, rows, numbered))
     warnings.extend(_stale_data_warning(snap, ctx))
-    return Resolved(ctx, fld, rows, warnings)
+    seen = fitted_on_warning(ctx, served.fitted, race) if served else None
+    notes = [seen]
+    if served is not None and served.stage1.practice_model:
+        notes.append(new_rules_quali_warning(snap, ctx, fld))
+    if served is not None and race:
+        notes.append(rules_reset_warning(snap, ctx, served.stage2))
+    warnings.extend(n for n in notes if n)
+    return Resolved(ctx, fld, rows, warnings, fitted_on_event=seen is not None)
 
 
 def resolve_event(

@@ -9,12 +9,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, cast
 
-import numpy as np
 import pandas as pd
 
 from pipelines.f1db.parse import iter_race_rounds
-from pipelines.features.event import Entry, EventContext, EventField, day_number
-from pipelines.features.spec import RULES_RESETS
+from pipelines.features.event import Entry, EventContext, EventField
 
 T = TypeVar("T")
 MEMO_SIZE = 4096
@@ -50,12 +48,6 @@ class SnapshotLookups:
 
     def _index_calendar(self, ev: pd.DataFrame) -> None:
         self._by_id = {int(r): i for i, r in enumerate(ev["race_id"])}
-        self._first_season = int(ev["season"].min()) if len(ev) else 0
-        held = ev[ev["has_results"].astype(bool)]
-        self._held_season = held["season"].to_numpy(int)
-        self._held_day = np.array([day_number(d) for d in held["date"]], dtype=int)
-        self._last_held_day = int(self._held_day.max()) if len(self._held_day) else None
-        self._calendar_day = np.sort([day_number(d) for d in ev["date"]]).astype(int)
         self._circuits: dict[str, tuple[str, str, float]] = {}
         """Each circuit's latest layout, type and lap length (``ev`` is in date order)."""
         for c, lay, typ, km in zip(
@@ -169,30 +161,6 @@ class SnapshotLookups:
 
     def known_circuit(self, circuit_id: str) -> bool:
         return circuit_id in self._circuits
-
-    def rules_races(self, ctx: EventContext) -> float:
-        """Races held (in the data) under the technical rules of ``ctx``'s season before
-        its date: 0 at the first race after a reset (``RULES_RESETS``), and for every
-        event of a reset season the data has no race of; NaN when the rules era began
-        before the data does (its length is not known) or before the first reset."""
-        start = max((s for s in RULES_RESETS if s <= ctx.season), default=None)
-        if start is None or start < self._first_season:
-            return math.nan
-        day = day_number(ctx.date)
-        return float(np.count_nonzero((self._held_season >= start) & (self._held_day < day)))
-
-    def results_behind(self, ctx: EventContext) -> tuple[int, int] | None:
-        """For an event after the latest results: how many calendar events between them
-        have no results in the data, and how many days the latest results are before it.
-        None for an event on or before the latest results (its form is up to date)."""
-        if self._last_held_day is None:
-            return None
-        last, day = self._last_held_day, day_number(ctx.date)
-        if day <= last:
-            return None
-        cal = self._calendar_day
-        between = int(np.searchsorted(cal, day, "left") - np.searchsorted(cal, last, "right"))
-        return between, day - last
 
     def has_results(self, ctx: EventContext) -> bool:
         i = self._by_id.get(ctx.race_id or -1)

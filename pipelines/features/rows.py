@@ -1,5 +1,6 @@
-"""The snapshot's feature rows: Stage-1 and Stage-2 rows for an event's field, the form
-and standings they read, and the pole-lap history.
+"""The snapshot's feature rows: Stage-1 and Stage-2 rows for an event's field, what they
+read of the time before the event (form, standings, the rules era, how old the data
+is) and the pole-lap history.
 
 Rows are relative to the event's whole field, never to the drivers a request names, and
 are plain numpy (columns filled by name: ``features.spec``). Rows of a field as the data
@@ -24,7 +25,7 @@ from pipelines.features.history import (
     build_leader_state,
 )
 from pipelines.features.lookups import SnapshotLookups
-from pipelines.features.spec import PRACTICE_SESSIONS, STAGE1, STAGE2
+from pipelines.features.spec import PRACTICE_SESSIONS, RULES_RESETS, STAGE1, STAGE2
 
 
 class SnapshotRows(SnapshotLookups):
@@ -39,6 +40,13 @@ class SnapshotRows(SnapshotLookups):
         self.cstand = History(frames["cstand"], "id", STAND_STATE)
         self._pole_hist: pd.DataFrame | None = None
         self._pole_arrays: tuple[np.ndarray, PoleHistory] | None = None
+        ev = self.events
+        self._first_season = int(ev["season"].min()) if len(ev) else 0
+        held = ev[ev["has_results"].astype(bool)]
+        self._held_season = held["season"].to_numpy(int)
+        self._held_day = np.array([day_number(d) for d in held["date"]], dtype=int)
+        self._last_held_day = int(self._held_day.max()) if len(self._held_day) else None
+        self._calendar_day = np.sort([day_number(d) for d in ev["date"]]).astype(int)
 
     def stage1_rows(self, ctx: EventContext, fld: EventField) -> np.ndarray:
         """Stage-1 rows for every car of the field (columns ``STAGE1.names``), memoised
@@ -66,6 +74,30 @@ class SnapshotRows(SnapshotLookups):
 
     def _memo_rows(self, name: str, key: Any, build: Callable[[], np.ndarray]) -> np.ndarray:
         return np.array(self.cached(name, key, build), copy=True)
+
+    def rules_races(self, ctx: EventContext) -> float:
+        """Races held (in the data) under the technical rules of ``ctx``'s season before
+        its date: 0 at the first race after a reset (``RULES_RESETS``), and for every
+        event of a reset season the data has no race of; NaN when the rules era began
+        before the data does (its length is not known) or before the first reset."""
+        start = max((s for s in RULES_RESETS if s <= ctx.season), default=None)
+        if start is None or start < self._first_season:
+            return math.nan
+        day = day_number(ctx.date)
+        return float(np.count_nonzero((self._held_season >= start) & (self._held_day < day)))
+
+    def results_behind(self, ctx: EventContext) -> tuple[int, int] | None:
+        """For an event after the latest results: how many calendar events between them
+        have no results in the data, and how many days the latest results are before it.
+        None for an event on or before the latest results (its form is up to date)."""
+        if self._last_held_day is None:
+            return None
+        last, day = self._last_held_day, day_number(ctx.date)
+        if day <= last:
+            return None
+        cal = self._calendar_day
+        between = int(np.searchsorted(cal, day, "left") - np.searchsorted(cal, last, "right"))
+        return between, day - last
 
     def has_form(
         self, ctx: EventContext, entries: Sequence[Entry]

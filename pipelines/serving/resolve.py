@@ -117,12 +117,13 @@ def resolve_request(
         rows = fld.index([e.driver_id for e in entries])
     warnings.extend(_no_practice_warning(fld) + _no_form_warnings(snap, ctx, fld, rows, numbered))
     warnings.extend(_stale_data_warning(snap, ctx))
+    rules_races = snap.rules_races(ctx)
     seen = fitted_on_warning(ctx, served.fitted, race) if served else None
     notes = [seen]
     if served is not None and served.stage1.practice_model:
-        notes.append(new_rules_quali_warning(snap, ctx, fld))
+        notes.append(new_rules_quali_warning(ctx, fld, rules_races))
     if served is not None and race:
-        notes.append(rules_reset_warning(snap, ctx, served.stage2))
+        notes.append(rules_reset_warning(ctx, served.stage2, rules_races))
     warnings.extend(n for n in notes if n)
     return Resolved(ctx, fld, rows, warnings, fitted_on_event=seen is not None)
 
@@ -298,13 +299,11 @@ def fitted_on_warning(ctx: EventContext, fitted: FittedOn | None, race: bool) ->
     )
 
 
-def new_rules_quali_warning(
-    snap: FeatureSnapshot, ctx: EventContext, fld: EventField
-) -> str | None:
+def new_rules_quali_warning(ctx: EventContext, fld: EventField, rules_races: float) -> str | None:
     """The warning for a qualifying forecast at the first race under new technical rules
-    (``c_rules_races`` 0), which Stage-1's practice-only ensemble makes for every car with
+    (``rules_races`` 0), which Stage-1's practice-only ensemble makes for every car with
     a practice lap; None otherwise."""
-    if snap.rules_races(ctx) != 0 or not any(e.practice for e in fld.entries):
+    if rules_races != 0 or not any(e.practice for e in fld.entries):
         return None
     return (
         f"{ctx.season}: the first race under new technical rules in the data: the "
@@ -313,12 +312,9 @@ def new_rules_quali_warning(
     )
 
 
-def rules_reset_warning(
-    snap: FeatureSnapshot, ctx: EventContext, stage2: Stage2Config
-) -> str | None:
-    """The warning for a win forecast early under new technical rules (``c_rules_races``),
-    None when Stage-2's grid lean takes no share for this event."""
-    n = snap.rules_races(ctx)
+def rules_reset_warning(ctx: EventContext, stage2: Stage2Config, n: float) -> str | None:
+    """The warning for a win forecast ``n`` races under new technical rules
+    (``c_rules_races``), None when Stage-2's grid lean takes no share for this event."""
     share = float(grid_lean_share(stage2, np.array(n)))
     if share <= 0.0:
         return None

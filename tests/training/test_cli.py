@@ -185,7 +185,7 @@ def test_predict_says_when_the_win_forecast_leans_on_the_grid(
     and the table would be followed by the note the API sends as a warning."""
     snap, s1, s2 = tiny_models
     store.save_all(snap, s1, s2, {}, [2021, 2025])
-    monkeypatch.setattr("pipelines.features.lookups.RULES_RESETS", (2024,))
+    monkeypatch.setattr("pipelines.features.rows.RULES_RESETS", (2024,))
     for rnd, races, share in ((1, 0, "100%"), (2, 1, "75%")):
         result = runner.invoke(app, ["predict", "--season", "2024", "--round", str(rnd)])
         assert result.exit_code == 0, result.output

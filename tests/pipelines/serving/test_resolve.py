@@ -33,7 +33,7 @@ def models(practice: bool = False, fitted: FittedOn | None = None) -> ServedMode
 )
 def test_the_warning_gives_the_share_the_grid_takes(real_snapshot, rnd: int, share) -> None:
     ctx = real_snapshot.event_by_round(2022, rnd)
-    note = rules_reset_warning(real_snapshot, ctx, LEAN)
+    note = rules_reset_warning(ctx, LEAN, real_snapshot.rules_races(ctx))
     if share is None:
         assert note is None
     else:
@@ -42,9 +42,13 @@ def test_the_warning_gives_the_share_the_grid_takes(real_snapshot, rnd: int, sha
 
 def test_no_warning_without_a_grid_logit_or_for_qualifying(real_snapshot) -> None:
     ctx = real_snapshot.event_by_round(2022, 1)
-    assert rules_reset_warning(real_snapshot, ctx, Stage2Config()) is None  # not fitted
     assert (
-        rules_reset_warning(real_snapshot, ctx, Stage2Config(grid_coef=[-1.0], reset_weight=0.0))
+        rules_reset_warning(ctx, Stage2Config(), real_snapshot.rules_races(ctx)) is None
+    )  # not fitted
+    assert (
+        rules_reset_warning(
+            ctx, Stage2Config(grid_coef=[-1.0], reset_weight=0.0), real_snapshot.rules_races(ctx)
+        )
         is None
     )
     event = EventInput(season=2022, round=1)
@@ -53,7 +57,7 @@ def test_no_warning_without_a_grid_logit_or_for_qualifying(real_snapshot) -> Non
     )
     with_lean = resolve_request(real_snapshot, event, None, models(), race=True).warnings
     assert [w for w in with_lean if "technical rules" in w] == [
-        rules_reset_warning(real_snapshot, ctx, LEAN)
+        rules_reset_warning(ctx, LEAN, real_snapshot.rules_races(ctx))
     ]
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bentoml.exceptions import BentoMLException
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 RAISED: contextvars.ContextVar[list[ApiError] | None] = contextvars.ContextVar(
     "f1_raised", default=None
@@ -74,6 +74,9 @@ class StageUnavailable(ApiError):
 def add_error_handlers(app: FastAPI) -> None:
     """The GET routes' errors in the same shape: an ``ApiError`` its own body, a bad
     query or path parameter 400 naming it."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

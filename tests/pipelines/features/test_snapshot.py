@@ -14,7 +14,8 @@ import yaml
 from pipelines.f1db.parse import Tables
 from pipelines.features.event import Entry, EventContext, EventField, day_number
 from pipelines.features.history import History
-from pipelines.features.snapshot import FeatureSnapshot, IdKind
+from pipelines.features.lookups import IdKind
+from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model

@@ -62,7 +62,7 @@ def _ask(
     if drivers is not None:
         given = [DriverInput(driver_id=d, practice=(laps or {}).get(d)) for d in drivers]
     res = resolve_request(flow.snapshot, EventInput(season=season, round=rnd), given)
-    return run(flow.full(res.ctx, res.field, res.rows, explain))
+    return run(flow.full(res.event, res.field, res.rows, explain))
 
 
 def _by_driver(fc: Forecast) -> dict[str, tuple[Any, ...]]:

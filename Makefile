@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help install system-deps browser-deps bench-deps compose-deps train serve test test-fast lint evaluate reports fuzz requirements build container clean
+.PHONY: help install system-deps browser-deps bench-deps compose-deps train serve test test-fast lint format evaluate reports fuzz requirements build container clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -84,6 +84,10 @@ lint: install ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy pipelines training service.py
+
+format: install ## Apply ruff's safe fixes, then format (ruff check --fix + ruff format)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # `make test` fuzzes with a fixed seed (same cases every run); `make fuzz` with a random one,
 # printed first: replay a failure with `make fuzz F1_FUZZ_SEED=<seed>`.

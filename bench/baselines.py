@@ -43,7 +43,7 @@ from pipelines.models.stage2 import Stage2Model
 from pipelines.serving import responses
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import Forecast, TwoStage
-from pipelines.serving.resolve import FittedOn, Resolved, resolve_request
+from pipelines.serving.resolve import Resolved, ServedModels, resolve_request
 from pipelines.serving.schemas import FullResponse, QualiRequest
 from pipelines.serving.text import warnings_header
 from pipelines.settings import get_settings
@@ -59,7 +59,7 @@ class Loaded:
     stage2: Stage2Model
     tags: dict[str, str]
     """Resolved tags (``name:version``), as the Bento reports them in metadata."""
-    fitted: FittedOn | None = None
+    served: ServedModels
 
 
 def load_models() -> Loaded:
@@ -68,11 +68,11 @@ def load_models() -> Loaded:
     feat, m1, m2 = (store.get_model(t) for t in (s.features_model, s.stage1_model, s.stage2_model))
     tags = {"features": str(feat.tag), "stage1": str(m1.tag), "stage2": str(m2.tag)}
     return Loaded(
-        snapshot=store.open_snapshot(Path(feat.path), tags["features"]),
-        stage1=store.open_stage1(Path(m1.path), tags["stage1"]),
-        stage2=store.open_stage2(Path(m2.path), tags["stage2"]),
+        snapshot=store.open_snapshot(feat),
+        stage1=store.open_stage1(m1),
+        stage2=store.open_stage2(m2),
         tags=tags,
-        fitted=FittedOn.of(m1.info.metadata, m2.info.metadata),
+        served=ServedModels.of(m1, m2),
     )
 
 
@@ -92,9 +92,7 @@ def validation_body(exc: ValidationError) -> dict[str, Any]:
 
 def resolve(loaded: Loaded, req: QualiRequest, race: bool = False) -> Resolved:
     """As the Bento resolves it (``race``: for a win forecast, with its warnings)."""
-    lean = loaded.stage2.config if race else None
-    first = loaded.stage1.config.practice_model
-    return resolve_request(loaded.snapshot, req.event, req.drivers, lean, first, loaded.fitted)
+    return resolve_request(loaded.snapshot, req.event, req.drivers, loaded.served, race=race)
 
 
 def quali_json(fc: Forecast) -> list[dict[str, Any]]:
@@ -121,7 +119,7 @@ def plain_app(loaded: Loaded | None = None) -> Starlette:
             return JSONResponse(validation_body(exc), status_code=422)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        fc = await flow.full(res.ctx, res.field, res.rows, req.explain)
+        fc = await flow.full(res.event, res.field, res.rows, req.explain)
         body = full_response(loaded, res, fc, t0).model_dump_json()
         headers = warnings_header(res.warnings)
         return Response(body, media_type="application/json", headers=headers)
@@ -134,7 +132,7 @@ def plain_app(loaded: Loaded | None = None) -> Starlette:
             return JSONResponse(validation_body(exc), status_code=422)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        fc = await flow.quali(res.ctx, res.field, res.rows, req.explain)
+        fc = await flow.quali(res.event, res.field, res.rows, req.explain)
         return JSONResponse(quali_json(fc), headers=warnings_header(res.warnings))
 
     async def readyz(_: Request) -> Response:
@@ -183,17 +181,9 @@ class OriginalPipeline:
         self.pre1 = build_preprocessor(STAGE1.names)
         self.pre2 = build_preprocessor(STAGE2.names)
         self._fit(sample_events)
-        s1 = loaded.stage1
+        c1, c2 = loaded.stage1.config, loaded.stage2.config
         self.flow = TwoStage(
-            loaded.snapshot,
-            self.stage1,
-            self.stage2,
-            s1.config.pole,
-            s1.config.pole_tau,
-            explain1=self.explain1,
-            explain2=self.explain2,
-            finish=loaded.stage2.config.finish_rate,
-            pole_tau_ahead=s1.config.pole_tau_ahead,
+            loaded.snapshot, c1, c2, self.stage1, self.stage2, self.explain1, self.explain2
         )
 
     def frame1(self, x1: np.ndarray) -> pd.DataFrame:
@@ -246,7 +236,7 @@ def original_app(loaded: Loaded | None = None) -> FastAPI:
             res = resolve(loaded, request, race=True)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)  # type: ignore[return-value]
-        fc = await flow.full(res.ctx, res.field, res.rows, request.explain)
+        fc = await flow.full(res.event, res.field, res.rows, request.explain)
         response.headers.update(warnings_header(res.warnings))
         return full_response(loaded, res, fc, t0)
 
@@ -256,7 +246,7 @@ def original_app(loaded: Loaded | None = None) -> FastAPI:
             res = resolve(loaded, request)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        fc = await flow.quali(res.ctx, res.field, res.rows, request.explain)
+        fc = await flow.quali(res.event, res.field, res.rows, request.explain)
         return JSONResponse(quali_json(fc), headers=warnings_header(res.warnings))
 
     @app.get("/readyz")

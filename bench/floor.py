@@ -68,7 +68,7 @@ def measure(
     flow = TwoStage.local(loaded.snapshot, loaded.stage1, loaded.stage2)
     req = parse_quali(body)
     res = resolve(loaded, req)
-    ctx, fld = res.ctx, res.field
+    ctx, fld = res.event, res.field
     fc = run(flow.full(ctx, fld, res.rows))
     x1 = snap.stage1_rows(ctx, fld)
     grid, q_gap = race_grid(fld.entries, fc.quali)
@@ -96,7 +96,7 @@ def measure(
     def whole(request: bytes) -> None:
         t0 = time.perf_counter()
         r = resolve(loaded, parse_quali(request))
-        f = loop.run_until_complete(flow.full(r.ctx, r.field, r.rows))
+        f = loop.run_until_complete(flow.full(r.event, r.field, r.rows))
         full_response(loaded, r, f, t0).model_dump_json()
 
     rng = random.Random(20261202)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,8 +67,8 @@ class Settings(BaseSettings):
         le=8,
         description="Processes of the front service, where a request's CPU goes (each "
         "~240 MiB; the model services stay one each: concurrent requests are merged into "
-        "one call per stage). 2 uses both cores of a laptop (issue 14, BENCHMARKS.md); 1 "
-        "where a replica gets less than a core (deploy/k8s).",
+        "one call per stage). 2 uses both cores of a laptop (BENCHMARKS.md); 1 where a "
+        "replica gets less than a core (deploy/k8s).",
     )
     model_timeout_s: float = Field(
         3.0,
@@ -76,7 +77,7 @@ class Settings(BaseSettings):
         "takes under a millisecond): past it the caller gets 503 + Retry-After.",
     )
 
-    log_format: str = Field(
+    log_format: Literal["json", "text"] = Field(
         "json", description="Server logs: 'json' (one object per line) or 'text'."
     )
 

@@ -449,25 +449,23 @@ def predict(
     pre-qualifying data (drivers and teams by their F1DB names)."""
     from pipelines.models import store
     from pipelines.serving.orchestrator import TwoStage, run
-    from pipelines.serving.resolve import FittedOn, resolve_request
+    from pipelines.serving.resolve import ServedModels, resolve_request
     from pipelines.serving.schemas import EventInput
 
     s = get_settings()
     try:
-        snap = store.load_snapshot(s.features_model)
+        snap = store.open_snapshot(store.get_model(s.features_model))
         m1, m2 = store.get_model(s.stage1_model), store.get_model(s.stage2_model)
-        stage1 = store.open_stage1(Path(m1.path), str(m1.tag))
-        stage2 = store.open_stage2(Path(m2.path), str(m2.tag))
-        flow = TwoStage.local(snap, stage1, stage2)
-        fitted = FittedOn.of(m1.info.metadata, m2.info.metadata)
+        flow = TwoStage.local(snap, store.open_stage1(m1), store.open_stage2(m2))
+        served = ServedModels.of(m1, m2)
     except store.StoreError as exc:
         raise _fail(str(exc)) from exc
     if snap.event_by_round(season, round_) is None:
         raise _fail(f"no event season={season} round={round_} in the feature snapshot")
     # the API's resolution of the event: the same field and the same warnings
     event = EventInput(season=season, round=round_)
-    res = resolve_request(snap, event, None, stage2.config, stage1.config.practice_model, fitted)
-    ctx, fld = res.ctx, res.field
+    res = resolve_request(snap, event, None, served, race=True)
+    ctx, fld = res.event, res.field
     if not fld.entries:
         raise _fail(f"no entry list for {season} round {round_}")
     fc = run(flow.full(ctx, fld, np.arange(len(fld.entries))))

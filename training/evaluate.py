@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
+from pipelines.features.event import Entry, EventContext, EventField
+from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.placings import placings
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
@@ -97,11 +98,11 @@ def _by_driver(
     for fc in forecasts:
         if stage == "race":
             assert fc.race is not None
-            x2 = snap.stage2_rows(fc.ctx, fc.field.entries, fc.race.grid, fc.race.q_gap)
+            x2 = snap.stage2_rows(fc.event, fc.field.entries, fc.race.grid, fc.race.q_gap)
             xs.append(x2[fc.rows])
         for i in fc.rows:
             e = fc.field.entries[i]
-            rec = {"race_id": fc.ctx.race_id, "driver_id": e.driver_id}
+            rec = {"race_id": fc.event.race_id, "driver_id": e.driver_id}
             if stage == "quali":
                 rec |= {
                     "pred_gap": fc.quali.gap_pct[i],

@@ -16,7 +16,8 @@ from dataclasses import asdict
 from typing import Any
 
 from pipelines.f1db.parse import Tables
-from pipelines.features.snapshot import EventContext
+from pipelines.features.event import EventContext
+from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from training.datasets import StageData

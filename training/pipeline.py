@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from pipelines.f1db.parse import Tables
-from pipelines.features.snapshot import EventContext, FeatureSnapshot
+from pipelines.features.event import EventContext
+from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.pole import PoleParams, estimate_pole, season_start
 from pipelines.models.stage1 import (
     Stage1Config,
@@ -33,11 +34,11 @@ from pipelines.models.stage2 import (
     RankStages,
     Stage2Config,
     Stage2Model,
+    apply_grid_lean,
     finish_ranks,
     fit_linear,
     grid_lean,
     group_softmax,
-    lean_on_grid,
     linear_design,
     stage2_places,
 )
@@ -356,8 +357,8 @@ def tune_stage2(
     s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage2Config, list[dict[str, Any]]]:
     """Booster settings, stacking weight and temperature with the lowest winner log loss
-    pooled over ``stage2_folds``, scored as served (leaning on the grid under new
-    rules, ``lean_on_grid``). The placings' ``finish_rate`` is measured there too."""
+    pooled over ``stage2_folds``, scored as served (with the grid lean under new rules,
+    ``apply_grid_lean``). The placings' ``finish_rate`` is measured there too."""
     folds = []
     depth, decay = p.rank_depth, p.rank_decay
     for v in stage2_folds(p):
@@ -375,7 +376,7 @@ def tune_stage2(
         cfg = Stage2Config(**kw, rank_depth=depth, rank_decay=decay)
         raw = np.concatenate([fit_stage2(tr, cfg).raw_score(va.x) for tr, va, *_ in folds])
         ll, w, t = min(
-            (pooled(lean_on_grid((w * raw + (1.0 - w) * lin) / t, share, grid)), w, t)
+            (pooled(apply_grid_lean((w * raw + (1.0 - w) * lin) / t, share, grid)), w, t)
             for w in STACK_GRID
             for t in TEMP_GRID
         )
@@ -777,7 +778,7 @@ def rules_reset_check(
     }
     for name, (frame, x) in scored.items():
         race = frame["race_id"].to_numpy()
-        rows = np.isin(race, np.unique(race[model.reset_share(x) > 0]))
+        rows = np.isin(race, np.unique(race[grid_lean(model.config, x)[0] > 0]))
         f = frame[rows]
         if not len(f):
             out[name] = {"races": 0}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines import __version__
+from pipelines.serving.middleware import PREDICT_PATHS
 from pipelines.serving.schemas import EXAMPLES, ErrorResponse
 
 API_INFO: dict[str, Any] = {
@@ -25,7 +26,11 @@ ERROR_RESPONSES = {
     "503": "Overloaded or a model service is restarting: retry after Retry-After seconds",
 }
 
-PREDICT_PATHS = ("/predict_quali", "/predict_full", "/predict_race")
+GET_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "A query or path parameter is invalid"},
+    404: {"model": ErrorResponse, "description": "No such season or event in the data"},
+}
+"""The error responses of the GET routes that take parameters."""
 
 
 def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +50,7 @@ def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[s
     err = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(err.pop("$defs", {}))
     schemas["ErrorResponse"] = err
-    for path in PREDICT_PATHS:
+    for path in sorted(PREDICT_PATHS):
         op = paths.get(path, {}).get("post")
         if not op:
             continue

@@ -44,7 +44,7 @@ def test_tree_sums_cover_children() -> None:
         assert peak[0] >= proctree.rss_bytes(child.pid) > 1_000_000
     finally:
         child.kill()
-        child.wait()
+        child.communicate()  # reaps it and closes its pipe
 
 
 def test_cpu_by_process_name() -> None:

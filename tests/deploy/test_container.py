@@ -49,7 +49,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import STORE_HOME
+from tests.session import STORE_HOME
 
 ROOT = Path(__file__).resolve().parents[2]
 BENTOFILE = ROOT / "bentofile.yaml"
@@ -706,7 +706,7 @@ def test_image_serves_and_becomes_healthy(request: pytest.FixtureRequest) -> Non
     reason = docker_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    from tests.service.conftest import free_port
+    from tests.service.servers import free_port
 
     pinned: dict[str, str] = request.getfixturevalue("pinned_env")  # trains: after the check
     env = os.environ | pinned | {"BENTOML_HOME": str(STORE_HOME)}

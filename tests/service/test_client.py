@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pipelines.client import AsyncF1Client, F1APIError, F1Client
-from tests.service.conftest import serving
+from tests.service.servers import serving
 
 pytestmark = pytest.mark.slow
 

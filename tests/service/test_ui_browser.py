@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import in_ci
+from tests.session import in_ci
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +121,7 @@ def keyed_server(
     pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A server that wants an API key, CORS off: the page must still work (same origin)."""
-    from tests.service.conftest import serving
+    from tests.service.servers import serving
 
     log = tmp_path_factory.mktemp("ui-keyed") / "serve.log"
     with serving(pinned_env | {"F1_API_KEY": "ui-key-789"}, log) as url:

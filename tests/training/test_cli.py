@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pipelines.f1db.parse import data_hash, load_tables
 from pipelines.models import store
-from tests.conftest import SyntheticTree, store_models, write_f1db_tree
+from tests.fakes import SyntheticTree, write_f1db_tree
 from tests.pipelines.f1db.fake_github import (
     LATEST_PATH,
     archive_path,
@@ -21,6 +21,7 @@ from tests.pipelines.f1db.fake_github import (
     serve_fake_github,
     tree_tarball,
 )
+from tests.session import store_models
 from tests.training.test_backtest import small_grids  # noqa: F401  (fixture)
 from training import cli
 from training.cli import app
@@ -193,7 +194,7 @@ def test_predict_says_when_the_win_forecast_leans_on_the_grid(
     and the table would be followed by the note the API sends as a warning."""
     snap, s1, s2 = tiny_models
     store.save_all(snap, s1, s2, {}, [2021, 2025])
-    monkeypatch.setattr("pipelines.features.snapshot.RULES_RESETS", (2024,))
+    monkeypatch.setattr("pipelines.features.rows.RULES_RESETS", (2024,))
     for rnd, races, share in ((1, 0, "100%"), (2, 1, "75%")):
         result = runner.invoke(app, ["predict", "--season", "2024", "--round", str(rnd)])
         assert result.exit_code == 0, result.output
@@ -257,7 +258,7 @@ def test_refresh_refits_stage1_on_a_newer_qualifying(
     )
     assert meta["refit_of"] == tags.stage1
     assert meta["features_tag"] == str(store.get_model(f"{store.FEATURES_NAME}:latest").tag)
-    refit = store.load_stage1(str(new.tag))
+    refit = store.open_stage1(store.get_model(str(new.tag)))
     assert refit.config == s1.config
     assert "Stage-1 refitted" in _flat(result.output) and str(new.tag) in _flat(result.output)
     listed = runner.invoke(app, ["models"], terminal_width=250)

@@ -16,7 +16,9 @@ from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
 from pipelines.models.placings import classified_top_k
 from pipelines.settings import PROJECT_ROOT
-from tests.conftest import slice_tables, store_models
+from tests.fakes import slice_tables
+from tests.session import store_models
+from pipelines.models.stage2 import group_softmax
 from training import pipeline
 from training.datasets import StageData
 from training.metrics import placing_metrics, stage2_metrics
@@ -247,12 +249,12 @@ def test_final_models_predict_on_the_snapshot(trained) -> None:
     n = len(entries)
     x2 = snap.stage2_rows(ctx, entries, np.arange(1.0, n + 1), gap)
     assert x2.shape == (n, len(STAGE2))
-    p = trained.stage2.win_probability(x2, np.zeros(n, int))
+    p = group_softmax(trained.stage2.logit(x2), np.zeros(n, int))
     assert p.sum() == pytest.approx(1.0)
     # the served model is monotone too: the same driver from further back never gains
     back = x2.copy()
     back[0, 0] = n + 1.0
-    assert trained.stage2.win_probability(back, np.zeros(n, int))[0] <= p[0]
+    assert group_softmax(trained.stage2.logit(back), np.zeros(n, int))[0] <= p[0]
     # Stage-1 is served fitted through the latest qualifying in the data (``InSeason``)
     assert trained.stage1_through["season"] == 2025
     assert trained.stage1_through["round"] == int(

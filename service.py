@@ -14,34 +14,28 @@ BentoML workarounds are in ``pipelines.serving.bentoml_fixes``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, cast
 
 import bentoml
 import numpy as np
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, Response
 
+from pipelines.ledger import track
+from pipelines.ledger.writer import service_ledger
 from pipelines.models import store
 from pipelines.serving import bentoml_fixes, events, status, ui
+from pipelines.serving import schemas as api
 from pipelines.serving.coalesce import Coalescer, with_deadline
 from pipelines.serving.errors import add_error_handlers
 from pipelines.serving.heap import freeze_startup_heap
 from pipelines.serving.logs import setup_logs
 from pipelines.serving.middleware import add_middlewares
-from pipelines.serving.openapi import GET_ERRORS, SWAGGER_HTML, merge_spec
+from pipelines.serving.openapi import GET_ERRORS, LEDGER_ERRORS, merge_spec
 from pipelines.serving.orchestrator import TwoStage
 from pipelines.serving.resolve import Resolved, ServedModels, resolve_request
 from pipelines.serving.responses import full_response, quali_predictions, race_predictions
-from pipelines.serving.schemas import (
-    Calendar,
-    EventResults,
-    FullResponse,
-    QualiPrediction,
-    QualiRequest,
-    RacePrediction,
-    RaceRequest,
-)
 from pipelines.serving.text import warnings_header
 from pipelines.settings import get_settings
 
@@ -99,6 +93,7 @@ class Stage2:
 
 
 web = FastAPI(title="F1 Prediction API", docs_url=None, redoc_url=None, openapi_url=None)
+web.include_router(ui.router)  # /ui, its files, /docs
 add_error_handlers(web)
 
 
@@ -146,60 +141,60 @@ class F1Predictor:
             features=self.features, stage1=self.stage1_model, stage2=self.stage2_model
         )
         self.tags = {key: str(m.tag) for key, m in self.models.items()}
+        self.ledger = service_ledger(settings, self.tags, self.snapshot)  # started
         freeze_startup_heap()  # no full-heap GC pauses under load
+
+    @bentoml.on_shutdown
+    async def flush_ledger(self) -> None:
+        """After the last request: the answers still waiting go to the database."""
+        await asyncio.to_thread(self.ledger.close, settings.ledger_flush_s)
 
     async def __is_ready__(self) -> bool:
         """Ready only while both model services answer their own /readyz promptly."""
         return await bentoml_fixes.dependencies_ready(self.stage1, self.stage2)
 
-    def _for_quali(self, request: QualiRequest, context: bentoml.Context | None) -> Resolved:
+    def _for_quali(self, request: api.QualiRequest, context: bentoml.Context | None) -> Resolved:
         """The request resolved for a qualifying forecast, its warnings also a header."""
         res = resolve_request(self.snapshot, request.event, request.drivers, self.served)
-        if context is not None:  # None: called in-process
-            context.response.headers.update(warnings_header(res.warnings))
-        return res
+        return _warned(res, context)
 
-    def _for_race(
-        self, request: QualiRequest | RaceRequest, context: bentoml.Context | None
-    ) -> Resolved:
+    def _for_race(self, request: api.Request, context: bentoml.Context | None) -> Resolved:
         """The same for a win forecast, with Stage-2's warnings too."""
         res = resolve_request(self.snapshot, request.event, request.drivers, self.served, race=True)
-        if context is not None:
-            context.response.headers.update(warnings_header(res.warnings))
-        return res
-
-    # ------------------------------------------------------------- endpoints
+        return _warned(res, context)
 
     @bentoml.api(route="/predict_quali")
     async def predict_quali(
-        self, request: QualiRequest, /, context: bentoml.Context
-    ) -> list[QualiPrediction]:
+        self, request: api.QualiRequest, /, context: bentoml.Context
+    ) -> list[api.QualiPrediction]:
         """Predicted qualifying lap, gap to pole, grid position and pole probability."""
         res = self._for_quali(request, context)
         fc = await self.flow.quali(res.event, res.field, res.rows, request.explain)
+        self.ledger.answered(request, res, fc)
         return quali_predictions(fc)
 
     @bentoml.api(route="/predict_race")
     async def predict_race(
-        self, request: RaceRequest, /, context: bentoml.Context
-    ) -> list[RacePrediction]:
+        self, request: api.RaceRequest, /, context: bentoml.Context
+    ) -> list[api.RacePrediction]:
         """Win, podium and points probabilities over the field (sum to 1, and a little
         under 3 and 10: cars may retire); a missing grid position comes from Stage-1."""
         res = self._for_race(request, context)
         fc = await self.flow.quali(res.event, res.field, res.rows)  # Stage-1 not shown
-        return race_predictions(await self.flow.race(fc, request.explain))
+        fc = await self.flow.race(fc, request.explain)
+        self.ledger.answered(request, res, fc)
+        return race_predictions(fc)
 
     @bentoml.api(route="/predict_full")
     async def predict_full(
-        self, request: QualiRequest, /, context: bentoml.Context
-    ) -> FullResponse:
+        self, request: api.QualiRequest, /, context: bentoml.Context
+    ) -> api.FullResponse:
         """Both stages: qualifying, then the race from the predicted (or given) grid."""
         t0 = time.perf_counter()
         res = self._for_race(request, context)
         fc = await self.flow.full(res.event, res.field, res.rows, request.explain)
+        self.ledger.answered(request, res, fc)
         return full_response(res, fc, self.tags, t0)
-
-    # ------------------------------------------------------------ GET routes
 
     @web.get("/")
     def index(self) -> dict[str, Any]:
@@ -208,41 +203,45 @@ class F1Predictor:
     @web.get("/health")
     def health(self) -> dict[str, Any]:
         uptime, workers = time.time() - self.started, settings.front_workers
-        return status.health(self.models, uptime, workers, self.batching, self.snapshot.meta)
+        meta, ledger = self.snapshot.meta, self.ledger.state()
+        return status.health(self.models, uptime, workers, self.batching, meta, ledger)
 
     @web.get("/model_info")
     def model_info(self) -> dict[str, Any]:
-        return store.model_info(
-            self.tags, self.stage1_model.info.metadata, self.stage2_model.info.metadata
-        )
+        meta1, meta2 = self.stage1_model.info.metadata, self.stage2_model.info.metadata
+        return store.model_info(self.tags, meta1, meta2)
 
     @web.get("/events", responses=GET_ERRORS)
-    def calendar(self, season: int | None = None) -> Calendar:
+    def calendar(self, season: int | None = None) -> api.Calendar:
         """A season's events (default: the next event's season) and the next event."""
         return events.calendar(self.snapshot, season)
 
     @web.get("/events/{season}/{round}", responses=GET_ERRORS)
-    def event_results(self, season: int, round: int) -> EventResults:
+    def event_results(self, season: int, round: int) -> api.EventResults:
         """What happened at an event: qualifying order and race classification."""
         return events.results(self.snapshot, season, round)
 
-    @web.get("/ui", include_in_schema=False)
-    def ui_page(self) -> HTMLResponse:
-        """The forecast page (no internet needed: every asset comes from here)."""
-        return HTMLResponse(ui.asset("index.html"))
+    @web.get("/track_record", responses=GET_ERRORS | LEDGER_ERRORS)
+    def track_record(self, season: int) -> track.TrackRecord:
+        """Each event with results: its last forecast from before qualifying, scored."""
+        return track.season_record(self.ledger, self.snapshot, season)
 
-    @web.get("/ui/{name}", include_in_schema=False)
-    def ui_asset(self, name: str) -> Response:
-        return Response(ui.asset(name), media_type=ui.media_type(name))
+    @web.get("/track_record/{season}/{round}", responses=GET_ERRORS | LEDGER_ERRORS)
+    def recorded(self, season: int, round: int) -> track.RecordedForecast:
+        """The event's last forecast that the track record scores, as it was answered."""
+        return track.event_record(self.ledger, self.snapshot, season, round)
 
     @web.get("/openapi.json", include_in_schema=False)
     def openapi(self) -> dict[str, Any]:
         bento = cast("bentoml.Service[Any]", self.bento_service)  # type: ignore[attr-defined]
         return merge_spec(bento.openapi_spec.asdict(), web.openapi())
 
-    @web.get("/docs", include_in_schema=False)
-    def docs(self) -> HTMLResponse:
-        return HTMLResponse(SWAGGER_HTML)
+
+def _warned(res: Resolved, context: bentoml.Context | None) -> Resolved:
+    """The answer's warnings also in a header (no context: called in-process)."""
+    if context is not None:
+        context.response.headers.update(warnings_header(res.warnings))
+    return res
 
 
 bentoml_fixes.fix_media_types(Stage1, Stage2, F1Predictor)

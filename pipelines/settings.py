@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         "is found (e.g. v2025.24.0), for a reproducible build. Unset: the latest release.",
     )
 
+    ledger: bool = Field(
+        True, description="Record every answer in the prediction log (false: record nothing)."
+    )
     ledger_url: str | None = Field(
         None,
         description="The prediction log's database: postgresql://user:pass@host:port/db for "
@@ -108,6 +111,11 @@ class Settings(BaseSettings):
     )
     ledger_timeout_s: float = Field(
         5.0, gt=0, description="Longest wait of one database call of the prediction log."
+    )
+    ledger_flush_s: float = Field(
+        3.0,
+        gt=0,
+        description="At shutdown, how long the answers still waiting may take to be written.",
     )
 
 

@@ -504,7 +504,7 @@ def track_record(
     s = get_settings()
     url = s.ledger_url or db.default_url(store.store_home())
     try:
-        snap = store.load_snapshot(s.features_model)
+        snap = store.open_snapshot(store.get_model(s.features_model))
     except store.StoreError as exc:
         raise _fail(str(exc)) from exc
     engine = db.make_engine(url, s.ledger_timeout_s)

@@ -152,7 +152,7 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
             "request_id": ins.excluded.request_id,
         },
     )
-    conn.execute(stmt, list(rows))
+    conn.execute(stmt, sorted(rows, key=lambda r: r["key"]))  # one lock order for all
 
 
 def delete_older(conn: Connection, days: float, now: datetime) -> int:

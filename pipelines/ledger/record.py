@@ -32,7 +32,7 @@ class Answer:
 
 def answer_key(fc: Forecast, inputs: str | None) -> EventKey:
     """What makes two answers the same under one data snapshot and model set."""
-    c = fc.ctx
+    c = fc.event
     return (
         fc.race is not None,
         c.season,
@@ -44,9 +44,10 @@ def answer_key(fc: Forecast, inputs: str | None) -> EventKey:
     )
 
 
-def _num(x: Any, digits: int = 6) -> float | None:
+def _num(x: Any) -> float | None:
+    """A number as answered (full precision: the track record scores exactly it)."""
     v = float(x)
-    return round(v, digits) if math.isfinite(v) else None
+    return v if math.isfinite(v) else None
 
 
 def field_rows(fc: Forecast) -> list[dict[str, Any]]:
@@ -58,7 +59,7 @@ def field_rows(fc: Forecast) -> list[dict[str, Any]]:
             "driver_id": e.driver_id,
             "constructor_id": e.constructor_id,
             "gap_pct": _num(q.gap_pct[i]),
-            "time_s": _num(q.time_s[i], 3),
+            "time_s": _num(q.time_s[i]),
             "quali_rank": int(q.grid[i]),
             "pole": _num(q.pole_prob[i]),
         }
@@ -90,11 +91,11 @@ def row(
         "count": a.count,
         "request_id": a.request_id,
         "stages": "race" if fc.race is not None else "quali",
-        "season": fc.ctx.season,
-        "round": fc.ctx.round,
-        "race_id": fc.ctx.race_id,
-        "circuit_id": fc.ctx.circuit_id,
-        "event_date": fc.ctx.date.date(),
+        "season": fc.event.season,
+        "round": fc.event.round,
+        "race_id": fc.event.race_id,
+        "circuit_id": fc.event.circuit_id,
+        "event_date": fc.event.date.date(),
         "has_inputs": a.inputs is not None,
         "inputs": None if a.inputs is None else json.loads(a.inputs),
         "kind": "before_qualifying" if practice else "weekend_ahead",
@@ -102,6 +103,6 @@ def row(
         "fitted_on_event": a.fitted_on_event,
         "data_hash": data_hash,
         "models": dict(models),
-        "pole_s": _num(fc.quali.pole_s, 3),
+        "pole_s": _num(fc.quali.pole_s),
         "field": field_rows(fc),
     }

@@ -4,19 +4,25 @@ happened, beside uniform odds and the pole-sitter."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipelines.ledger import db
+from pipelines.serving.errors import ApiError
+from pipelines.serving.schemas import QualiPrediction, RacePrediction
 
 if TYPE_CHECKING:
     from pipelines.features.snapshot import FeatureSnapshot
+    from pipelines.ledger.writer import Ledger
+
+T = TypeVar("T")
 
 Kind = Literal["weekend_ahead", "before_qualifying"]
 KINDS: tuple[Kind, ...] = ("weekend_ahead", "before_qualifying")
@@ -158,15 +164,27 @@ def track_record(
         last[(rec["round"], rec["kind"])] = rec
     events = []
     for (rnd, _), rec in sorted(last.items(), key=lambda kv: (kv[0][0], KINDS.index(kv[0][1]))):
-        ctx = snap.event_by_round(season, rnd)
-        if ctx is None or ctx.race_id is None or not snap.has_results(ctx):
+        event = snap.event_by_round(season, rnd)
+        if event is None or event.race_id is None or not snap.has_results(event):
             continue
-        if rec["race_id"] is not None and rec["race_id"] != ctx.race_id:
+        if rec["race_id"] is not None and rec["race_id"] != event.race_id:
             continue  # the calendar changed under the record
-        name = event_name(ctx.grand_prix_id, ctx.circuit_id)
-        events.append(score(rec, snap.outcomes(ctx.race_id), name))
+        name = event_name(event.grand_prix_id, event.circuit_id)
+        events.append(score(rec, snap.outcomes(event.race_id), name))
     summary = {k: summarise([e for e in events if e.kind == k]) for k in KINDS}
     return TrackRecord(season=season, events=events, summary=summary)
+
+
+def read(ledger: Ledger, query: Callable[[Engine], T]) -> T:
+    """Run a read of the log; a database that is down is a 503 that says so."""
+    try:
+        return query(ledger.engine)
+    except SQLAlchemyError as exc:
+        raise ApiError(
+            503,
+            f"the prediction log's database is unavailable ({type(exc).__name__})",
+            headers={"Retry-After": "5"},
+        ) from exc
 
 
 def from_log(engine: Engine, season: int, snap: FeatureSnapshot) -> TrackRecord:
@@ -175,3 +193,88 @@ def from_log(engine: Engine, season: int, snap: FeatureSnapshot) -> TrackRecord:
     with engine.connect() as conn:
         records = db.scoreable(conn, season)
     return track_record(season, records, snap)
+
+
+class RecordedForecast(BaseModel):
+    """The forecast recorded before an event, in /predict_full's shape (no explanations)."""
+
+    season: int
+    round: int
+    kind: Kind
+    forecast_at: datetime
+    model_versions: dict[str, str]
+    data_hash: str | None
+    qualifying_predictions: list[QualiPrediction]
+    race_winner_predictions: list[RacePrediction]
+
+
+def last_recorded(engine: Engine, season: int, rnd: int) -> dict[str, Any] | None:
+    """The last forecast of the event that may enter the track record, or None."""
+    db.migrate(engine)
+    with engine.connect() as conn:
+        records = [r for r in db.scoreable(conn, season) if r["round"] == rnd]
+    return records[-1] if records else None
+
+
+def recorded_forecast(rec: dict[str, Any], snap: FeatureSnapshot) -> RecordedForecast:
+    """A stored forecast (a ``forecasts`` row) as the API answers one."""
+    cars = rec["field"]
+    by_win = sorted(cars, key=lambda c: (-(c.get("win") or 0.0), c["driver_id"]))
+    rank = {c["driver_id"]: i + 1 for i, c in enumerate(by_win)}
+    quali, race = [], []
+    for c in cars:
+        names = {
+            "driver_id": c["driver_id"],
+            "driver_name": snap.driver_name(c["driver_id"]),
+            "constructor_id": c["constructor_id"],
+            "constructor_name": snap.constructor_name(c["constructor_id"]),
+        }
+        quali.append(
+            QualiPrediction(
+                **names,
+                predicted_time=c["time_s"],
+                predicted_gap_to_pole_pct=round(c["gap_pct"] or 0.0, 4),
+                grid_position_estimate=c["quali_rank"],
+                probability_score=c["pole"] or 0.0,
+            )
+        )
+        race.append(
+            RacePrediction(
+                **names,
+                win_probability=c["win"] or 0.0,
+                podium_probability=c["podium"] or 0.0,
+                points_probability=c["points"] or 0.0,
+                predicted_rank=rank[c["driver_id"]],
+                grid_position=c["grid"],
+            )
+        )
+    return RecordedForecast(
+        season=rec["season"],
+        round=rec["round"],
+        kind=rec["kind"],
+        forecast_at=rec["last_at"],
+        model_versions=rec["models"],
+        data_hash=rec["data_hash"],
+        qualifying_predictions=sorted(quali, key=lambda p: p.grid_position_estimate),
+        race_winner_predictions=sorted(race, key=lambda p: p.predicted_rank),
+    )
+
+
+def season_record(ledger: Ledger, snap: FeatureSnapshot, season: int) -> TrackRecord:
+    """/track_record: 404 for a season not in the data, 503 if the log is unreachable."""
+    from pipelines.serving.events import check_season
+
+    check_season(snap, season, "query")
+    return read(ledger, lambda engine: from_log(engine, season, snap))
+
+
+def event_record(ledger: Ledger, snap: FeatureSnapshot, season: int, rnd: int) -> RecordedForecast:
+    """/track_record/{season}/{round}: 404 when no such forecast was recorded."""
+    rec = read(ledger, lambda engine: last_recorded(engine, season, rnd))
+    if rec is None:
+        raise ApiError(
+            404,
+            f"no forecast of season {season} round {rnd} was recorded before its qualifying",
+            [{"loc": ["path", "round"], "msg": "no recorded forecast"}],
+        )
+    return recorded_forecast(rec, snap)

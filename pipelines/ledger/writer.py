@@ -9,12 +9,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.features.event import EventContext
 from pipelines.ledger import db
 from pipelines.ledger.record import Answer, EventKey, answer_key, row
+from pipelines.serving.logs import REQUEST_ID
 from pipelines.serving.orchestrator import Forecast
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from pipelines.features.snapshot import FeatureSnapshot
+    from pipelines.serving.resolve import Resolved
+    from pipelines.settings import Settings
 
 logger = logging.getLogger("f1.ledger")
 
@@ -69,8 +77,10 @@ class Ledger:
         timeout_s: float = 5.0,
         retention_days: float | None = None,
         counters: Counters | None = None,
+        enabled: bool = True,
     ) -> None:
         self.url = url
+        self.enabled = enabled
         self.served = served
         self.max_pending = max_pending
         self.interval_s = interval_s
@@ -86,6 +96,7 @@ class Ledger:
         self._migrated = False
         self._last_log: dict[str, float] = {}
         self._last_retention = 0.0
+        self._stop_by = 0.0
         self.written = 0
         self.dropped = 0
         self.last_error: str | None = None
@@ -101,6 +112,8 @@ class Ledger:
         fitted_on_event: bool,
     ) -> None:
         """Queue an answer (never blocks on the database)."""
+        if not self.enabled:
+            return
         key = answer_key(fc, inputs)
         now = datetime.now(UTC)
         with self._lock:
@@ -118,6 +131,11 @@ class Ledger:
                 return
             self._waiting += 1
 
+    def answered(self, request: BaseModel, res: Resolved, fc: Forecast) -> None:
+        """Queue an endpoint's answer; the request kept only where it changed the field."""
+        given = None if fc.field.as_in_data else request.model_dump_json(exclude_none=True)
+        self.record(fc, given, REQUEST_ID.get(), res.fitted_on_event)
+
     # ------------------------------------------------------------ state
 
     @property
@@ -127,6 +145,7 @@ class Ledger:
     def state(self) -> dict[str, Any]:
         """For /health: where the log goes and how it is keeping up."""
         return {
+            "enabled": self.enabled,
             "url": db.redacted(self.url),
             "ok": self.last_error is None,
             "pending": self.pending,
@@ -139,11 +158,14 @@ class Ledger:
     # ------------------------------------------------------------ writer thread
 
     def start(self) -> None:
+        if not self.enabled:
+            return
         self._thread = threading.Thread(target=self._run, name="f1-ledger", daemon=True)
         self._thread.start()
 
     def close(self, timeout_s: float = 10.0) -> int:
         """Write what waits (for up to ``timeout_s``) and stop; the answers left unwritten."""
+        self._stop_by = time.monotonic() + timeout_s
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
@@ -171,7 +193,7 @@ class Ledger:
             failures = 0 if self._flush_once() else failures + 1
             if failures == 0:
                 self._retain()
-        self._drain(time.monotonic() + 8.0)
+        self._drain(self._stop_by)
 
     def _drain(self, deadline: float) -> None:
         while self.pending and time.monotonic() < deadline:
@@ -191,7 +213,7 @@ class Ledger:
                 self._migrated = True
             s = self.served
             rows = [
-                row(a, s.models, s.data_hash, s.saw_qualifying(a.forecast.ctx))
+                row(a, s.models, s.data_hash, s.saw_qualifying(a.forecast.event))
                 for a in batch.values()
             ]
             with self.engine.begin() as conn:
@@ -259,3 +281,37 @@ class Ledger:
 def answer_inputs(fc: Forecast, drivers_json: str | None) -> str | None:
     """The caller's inputs to keep: None when the field is the data's own."""
     return None if fc.field.as_in_data else drivers_json
+
+
+def saw_qualifying(snap: FeatureSnapshot) -> Callable[[EventContext], bool]:
+    """Whether ``snap`` holds an event's qualifying (such a forecast is no test)."""
+    seen: dict[int, bool] = {}
+
+    def check(event: EventContext) -> bool:
+        if event.race_id is None:
+            return False
+        if event.race_id not in seen:
+            o = snap.outcomes(event.race_id)
+            seen[event.race_id] = bool(o["q_pos"].notna().any())
+        return seen[event.race_id]
+
+    return check
+
+
+def service_ledger(settings: Settings, tags: Mapping[str, str], snap: FeatureSnapshot) -> Ledger:
+    """The front service's log, started: ``F1_LEDGER_URL``, else SQLite beside the store."""
+    from pipelines.ledger.metrics import PrometheusCounters
+    from pipelines.models.store import store_home
+
+    served = Served(dict(tags), snap.meta.get("data_hash"), saw_qualifying(snap))
+    ledger = Ledger(
+        settings.ledger_url or db.default_url(store_home()),
+        served,
+        max_pending=settings.ledger_max_pending,
+        timeout_s=settings.ledger_timeout_s,
+        retention_days=settings.ledger_retention_days,
+        counters=PrometheusCounters(),
+        enabled=settings.ledger,
+    )
+    ledger.start()
+    return ledger

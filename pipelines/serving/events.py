@@ -34,18 +34,24 @@ def summary(snap: FeatureSnapshot, ctx: EventContext) -> EventSummary:
     )
 
 
+def check_season(snap: FeatureSnapshot, season: int, where: str) -> None:
+    """404 for a season the data does not cover."""
+    lo, hi = (int(s) for s in snap.meta.get("seasons", [0, 0]))
+    if not lo <= season <= hi:
+        raise ApiError(
+            404,
+            f"season {season} is not in the data ({lo}-{hi})",
+            [{"loc": [where, "season"], "msg": f"between {lo} and {hi}"}],
+        )
+
+
 def calendar(snap: FeatureSnapshot, season: int | None) -> Calendar:
     """A season's events (default: the next event's season, else the latest)."""
     lo, hi = (int(s) for s in snap.meta.get("seasons", [0, 0]))
     nxt = snap.next_event()
     if season is None:
         season = nxt.season if nxt is not None else hi
-    if not lo <= season <= hi:
-        raise ApiError(
-            404,
-            f"season {season} is not in the data ({lo}-{hi})",
-            [{"loc": ["query", "season"], "msg": f"between {lo} and {hi}"}],
-        )
+    check_season(snap, season, "query")
     return Calendar(
         season=season,
         seasons=list(range(lo, hi + 1)),

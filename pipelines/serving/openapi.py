@@ -31,6 +31,10 @@ GET_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such season or event in the data"},
 }
 """The error responses of the GET routes that take parameters."""
+LEDGER_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "The prediction log's database is unavailable"},
+}
+"""The routes that read the prediction log."""
 
 
 def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[str, Any]:

@@ -207,6 +207,10 @@ class RaceRequest(BaseModel):
         return _check_drivers(v)
 
 
+Request = QualiRequest | RaceRequest
+"""Either prediction request: both name an event and, optionally, the drivers."""
+
+
 class Contribution(BaseModel):
     """One feature's push on the model's output for this driver."""
 

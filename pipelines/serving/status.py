@@ -15,10 +15,12 @@ def health(
     front_workers: int,
     batching: Mapping[str, Coalescer],
     meta: Mapping[str, Any],
+    ledger: Mapping[str, Any],
 ) -> dict[str, Any]:
     """``models``: each stored model (its tag, its creation time); ``batching``: this
     process's merged calls per model call (each front worker counts its own; /metrics
-    sums BentoML's batch histograms over all); ``meta``: the feature snapshot's."""
+    sums BentoML's batch histograms over all); ``meta``: the feature snapshot's;
+    ``ledger``: the prediction log's state in this process."""
     return {
         "status": "healthy",
         "version": __version__,
@@ -37,4 +39,5 @@ def health(
             for name, co in batching.items()
         },
         "data": {key: meta.get(key) for key in ("latest_event", "data_hash", "seasons")},
+        "ledger": dict(ledger),
     }

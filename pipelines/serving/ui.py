@@ -1,11 +1,15 @@
-"""The page at /ui: a few static files shipped in the Bento, served by the front."""
+"""The page at /ui and the API docs at /docs: static files shipped in the Bento."""
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
 
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
+
 from pipelines.serving.errors import ApiError
+from pipelines.serving.openapi import SWAGGER_HTML
 
 ASSETS = Path(__file__).with_name("ui_assets")
 MEDIA = {
@@ -26,3 +30,23 @@ def asset(name: str) -> bytes:
 
 def media_type(name: str) -> str:
     return MEDIA[Path(name).suffix]
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/ui")
+def page() -> HTMLResponse:
+    """The forecast page (no internet needed: every asset comes from here)."""
+    return HTMLResponse(asset("index.html"))
+
+
+@router.get("/ui/{name}")
+def page_file(name: str) -> Response:
+    return Response(asset(name), media_type=media_type(name))
+
+
+@router.get("/docs")
+def docs() -> HTMLResponse:
+    """Swagger UI over /openapi.json."""
+    return HTMLResponse(SWAGGER_HTML)

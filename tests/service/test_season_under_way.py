@@ -4,18 +4,21 @@ models and that snapshot, asked as users ask before the next race."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fakes import UNDER_WAY_SEASON
+from tests.fakes import UNDER_WAY_SEASON, write_season_under_way
 from tests.service.servers import ROOT, serving
-from tests.session import STORE_HOME
+from tests.session import STORE_HOME, require_real_data
 
 pytestmark = pytest.mark.slow
 S = UNDER_WAY_SEASON
@@ -25,30 +28,48 @@ S = UNDER_WAY_SEASON
 def refreshed(season_under_way: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """`f1 refresh` as users run it after new results: the new f1_features and (refitted
     on the two new rounds) f1_stage1 tags."""
+    return _refresh(season_under_way, tmp_path_factory, through=2)
+
+
+def _refresh(data: Path, tmp: pytest.TempPathFactory, through: int) -> dict[str, str]:
+    """`f1 refresh` on ``data``: the f1_features and f1_stage1 it saved, whose latest
+    results (and Stage-1's latest qualifying) are round ``through`` of season S."""
     import bentoml
 
-    env = os.environ | {"F1_DATA_DIR": str(season_under_way), "BENTOML_HOME": str(STORE_HOME),
-                        "F1_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}  # fmt: skip
+    env = os.environ | {"F1_DATA_DIR": str(data), "BENTOML_HOME": str(STORE_HOME),
+                        "F1_CACHE_DIR": str(tmp.mktemp("cache"))}  # fmt: skip
     f1 = str(Path(sys.executable).parent / "f1")
     out = subprocess.run([f1, "refresh"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    at = {"season": S, "round": through}
     made = [m for m in bentoml.models.list("f1_features")
-            if (m.info.metadata.get("data_latest_event") or {}).get("season") == S]  # fmt: skip
+            if {k: (m.info.metadata.get("data_latest_event") or {}).get(k)
+                for k in ("season", "round")} == at]  # fmt: skip
     assert len(made) == 1
     refit = [m for m in bentoml.models.list("f1_stage1")
-             if (m.info.metadata.get("fitted_through") or {}).get("season") == S]  # fmt: skip
+             if m.info.metadata.get("fitted_through") == at]  # fmt: skip
     assert len(refit) == 1, "f1 refresh did not refit Stage-1 on the new results"
     return {"features": str(made[0].tag), "stage1": str(refit[0].tag)}
 
 
 @pytest.fixture(scope="module")
+def ledger_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The prediction log every server of this module writes to."""
+    return f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'f1-ledger.sqlite3'}"
+
+
+@pytest.fixture(scope="module")
 def server(
-    refreshed: dict[str, str], pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    refreshed: dict[str, str],
+    pinned_env: dict[str, str],
+    ledger_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     env = pinned_env | {
         "F1_FEATURES_MODEL": refreshed["features"],
         "F1_STAGE1_MODEL": refreshed["stage1"],
+        "F1_LEDGER_URL": ledger_url,
     }
     with serving(env, tmp_path_factory.mktemp("under-way") / "serve.log") as url:
         yield url
@@ -149,3 +170,88 @@ def test_a_field_without_practice_is_the_form_only_ensembles(server: str) -> Non
     assert len(ahead) == 22 and max(ahead) < 1e-9
     with_laps = _practice_weights(server, 3)
     assert sum(w > 0.05 for w in with_laps) >= 11
+
+
+# ------------------------------------------------------------ the track record
+
+
+@pytest.fixture(scope="module")
+def results_in(
+    refreshed: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """Rounds 3 and 4 have run: `f1 refresh` on the data with their results."""
+    root = tmp_path_factory.mktemp("f1db-later") / "f1db"
+    return _refresh(write_season_under_way(root, require_real_data(), results=4),
+                    tmp_path_factory, through=4)  # fmt: skip
+
+
+def _answers(url: str) -> int:
+    """Answers written to the prediction log at ``url``."""
+    from pipelines.ledger import db
+
+    engine = db.make_engine(url, 5.0)
+    try:
+        db.migrate(engine)
+        with engine.connect() as conn:
+            return db.totals(conn)[1]
+    finally:
+        engine.dispose()
+
+
+def test_the_track_record_scores_the_forecasts_given_before_the_results(
+    server: str,
+    ledger_url: str,
+    refreshed: dict[str, str],
+    results_in: dict[str, str],
+    pinned_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Forecasts asked before rounds 3 (practice in the data) and 4 (none) are scored,
+    once the data has their results, with exactly the probability each gave the
+    winner; an in-sample answer and one with the caller's own laps are logged, not
+    scored."""
+    before = _answers(ledger_url)
+    ask = {rnd: httpx.post(f"{server}/predict_full", json={"event": {"season": S, "round": rnd}},
+                           timeout=30).json() for rnd in (3, 4)}  # fmt: skip
+    in_sample = httpx.post(f"{server}/predict_race", json={"event": {"season": S, "round": 1}},
+                           timeout=30)  # fmt: skip
+    assert in_sample.json() and in_sample.headers["x-f1-warnings"]
+    laps = {"fp1": 80.0, "fp2": 79.5}
+    own = {"event": {"season": S, "round": 3},
+           "drivers": [{"driver_id": "max-verstappen", "practice": laps}]}  # fmt: skip
+    own_answer = httpx.post(f"{server}/predict_race", json=own, timeout=30).json()
+    deadline = time.monotonic() + 20
+    while _answers(ledger_url) < before + 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _answers(ledger_url) == before + 4  # written off the request path, soon
+    env = pinned_env | {
+        "F1_FEATURES_MODEL": results_in["features"],
+        "F1_STAGE1_MODEL": results_in["stage1"],
+        "F1_LEDGER_URL": ledger_url,
+    }
+    with serving(env, tmp_path_factory.mktemp("results-in") / "serve.log") as later:
+        record = httpx.get(f"{later}/track_record", params={"season": S}, timeout=30).json()
+        results = {rnd: httpx.get(f"{later}/events/{S}/{rnd}", timeout=10).json()
+                   for rnd in (3, 4)}  # fmt: skip
+        shown = httpx.get(f"{later}/track_record/{S}/3", timeout=10).json()
+    scored = {(e["round"], e["kind"]): e for e in record["events"]}
+    assert set(scored) == {(3, "before_qualifying"), (4, "weekend_ahead")}
+    for (rnd, _), e in scored.items():
+        won = next(r["driver_id"] for r in results[rnd]["race"] if r["position"] == 1)
+        given = {p["driver_id"]: p["win_probability"] for p in ask[rnd]["race_winner_predictions"]}
+        assert e["winner"] == won
+        assert e["winner_probability"] == given[won]
+        assert e["winner_log_loss"] == pytest.approx(-math.log(given[won]))
+        assert e["model_versions"]["stage1"] == refreshed["stage1"]  # as served then
+    own_p = {p["driver_id"]: p["win_probability"] for p in own_answer}
+    ask3 = {p["driver_id"]: p["win_probability"] for p in ask[3]["race_winner_predictions"]}
+    assert own_p["max-verstappen"] != ask3["max-verstappen"]  # the own laps moved it
+    assert record["summary"]["before_qualifying"]["events"] == 1
+    assert [p["win_probability"] for p in shown["race_winner_predictions"]] == sorted(
+        ask3.values(), reverse=True)  # fmt: skip
+    f1 = str(Path(sys.executable).parent / "f1")
+    cli_env = os.environ | env | {"BENTOML_HOME": str(STORE_HOME)}
+    out = subprocess.run([f1, "track-record", "--season", str(S), "--json"], cwd=ROOT,
+                         env=cli_env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == record

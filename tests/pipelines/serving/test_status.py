@@ -24,7 +24,8 @@ def test_health_names_the_models_the_merged_calls_and_the_data() -> None:
     asyncio.run(used(np.ones((4, 2))))
     asyncio.run(used(np.ones((2, 2))))
     meta = {"latest_event": {"season": 2025}, "data_hash": "h", "seasons": [2012, 2025], "x": 1}
-    body = health(models, 12.34, 2, {"stage1": used, "stage2": idle}, meta)
+    ledger = {"url": "sqlite:///x", "ok": True, "pending": 0}
+    body = health(models, 12.34, 2, {"stage1": used, "stage2": idle}, meta, ledger)
     assert body == {
         "status": "healthy",
         "version": __version__,
@@ -36,4 +37,5 @@ def test_health_names_the_models_the_merged_calls_and_the_data() -> None:
             "stage2": {"calls": 0, "rows": 0, "rows_per_call": None},
         },
         "data": {"latest_event": {"season": 2025}, "data_hash": "h", "seasons": [2012, 2025]},
+        "ledger": ledger,
     }

@@ -17,7 +17,6 @@ from typing import Any
 
 from pipelines.f1db.parse import Tables
 from pipelines.features.event import EventContext
-from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from training.datasets import StageData

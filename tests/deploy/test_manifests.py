@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Callable
@@ -1037,13 +1038,17 @@ def test_graceful_timeout_forms() -> None:
 
 def test_graceful_flag_exists_in_the_installed_bentoml() -> None:
     """`bentoml serve` (the image's entrypoint) takes the flag the recipes pass (hidden in
-    its --help), and hands it to uvicorn's timeout_graceful_shutdown."""
-    from bentoml_cli.cli import cli
-
-    serve = cli.get_command(None, "serve")  # type: ignore[arg-type]
-    assert serve is not None
-    flags = {opt for p in serve.params for opt in getattr(p, "opts", [])}
-    assert GRACEFUL_FLAG in flags
+    its --help), and hands it to uvicorn's timeout_graceful_shutdown. Asked in a fresh
+    interpreter: BentoML's CLI reads the configuration that earlier tests changed."""
+    probe = (
+        "from bentoml_cli.cli import cli\n"
+        "serve = cli.get_command(None, 'serve')\n"
+        "print('\\n'.join(o for p in serve.params for o in getattr(p, 'opts', [])))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert GRACEFUL_FLAG in out.stdout.split()
     import _bentoml_impl.worker.service as worker
 
     assert "timeout_graceful_shutdown=timeout_graceful_shutdown" in inspect.getsource(worker)

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
 from pipelines.models.placings import classified_top_k
+from pipelines.models.stage2 import group_softmax
 from pipelines.settings import PROJECT_ROOT
 from tests.fakes import slice_tables
 from tests.session import store_models
-from pipelines.models.stage2 import group_softmax
 from training import pipeline
 from training.datasets import StageData
 from training.metrics import placing_metrics, stage2_metrics

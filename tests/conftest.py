@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.fakes import SyntheticTree, fit_tiny_models, write_f1db_tree, write_season_under_way
+from tests.postgres import Cluster, need_pg_bin
 
 if TYPE_CHECKING:
     from pipelines.f1db.parse import Tables
@@ -65,6 +66,15 @@ def season_under_way(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``write_season_under_way`` on the real data, once per session."""
     root = tmp_path_factory.mktemp("f1db-under-way") / "f1db"
     return write_season_under_way(root, require_real_data())
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster (Debian's binaries) for the session."""
+    cluster = Cluster(need_pg_bin())
+    cluster.start()
+    yield cluster
+    cluster.remove()
 
 
 # ----------------------------------------------------------------- models

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,35 @@ def test_64_concurrent_full_predictions_all_succeed(server: str) -> None:
                     out.append(len(res.race_winner_predictions) if ok else repr(res))
             return out
 
-    calls_before = _stage1_calls(server)
+    calls_before, logged_before = _stage1_calls(server), _logged()
     results = asyncio.run(burst())
     errors = [r for r in results if r != 20]
     assert len(results) == 320 and errors == [], errors[:3]  # 20 drivers in every answer
+    # every answer is in the prediction log, by default SQLite beside the model store
+    deadline = time.monotonic() + 20
+    while _logged() < logged_before + 320 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _logged() >= logged_before + 320
+    assert httpx.get(f"{server}/health", timeout=10).json()["ledger"]["url"] == LEDGER
     # ... through fewer Stage-1 calls, counted over every process (the front workers each
     # merge their own concurrent requests; /health counts one process, /metrics all)
     assert 0 < _stage1_calls(server) - calls_before < 320
+
+
+LEDGER = f"sqlite:///{STORE_HOME / 'f1-ledger.sqlite3'}"
+
+
+def _logged() -> int:
+    """Answers in the default prediction log (the session's model store's SQLite file)."""
+    from pipelines.ledger import db
+
+    engine = db.make_engine(LEDGER, 5.0)
+    try:
+        db.migrate(engine)
+        with engine.connect() as conn:
+            return db.totals(conn)[1]
+    finally:
+        engine.dispose()
 
 
 def _stage1_calls(server: str) -> float:

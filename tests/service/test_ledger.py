@@ -9,25 +9,22 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from pipelines.ledger import db
-from tests.postgres import Cluster, need_pg_bin
+from tests.postgres import Cluster
 from tests.service.servers import serving, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pg() -> Iterator[Cluster]:
-    cluster = Cluster(need_pg_bin())
-    cluster.start()
-    yield cluster
-    cluster.remove()
+def pg_url(postgres: Cluster) -> str:
+    """This module's own database on the session's cluster."""
+    return postgres.database("faults")
 
 
 def _answers(url: str) -> int:
@@ -85,25 +82,25 @@ def _load(url: str, seconds: float, concurrency: int = 32) -> tuple[int, list[ob
 
 
 def test_a_database_stopped_under_load_fails_no_prediction_and_loses_no_answer(
-    pg: Cluster, pinned_env: dict[str, str], tmp_path: Path
+    postgres: Cluster, pg_url: str, pinned_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = pinned_env | {"F1_LEDGER_URL": pg.url, "F1_FRONT_WORKERS": "2",
+    env = pinned_env | {"F1_LEDGER_URL": pg_url, "F1_FRONT_WORKERS": "2",
                         "F1_LEDGER_TIMEOUT_S": "2"}  # fmt: skip
-    before = _answers(pg.url)
+    before = _answers(pg_url)
     with serving(env, tmp_path / "serve.log") as url:
         result: list[tuple[int, list[object]]] = []
         load = threading.Thread(target=lambda: result.append(_load(url, 24.0)))
         load.start()
         time.sleep(5)
-        pg.stop()
+        postgres.stop()
         time.sleep(10)
         health = httpx.get(f"{url}/health", timeout=10).json()["ledger"]
-        pg.start()
+        postgres.start()
         load.join()
         ok, other = result[0]
         assert other == [] and ok > 100
         assert health["ok"] is False and "hunter" not in str(health)
-        assert _wait_for(pg.url, before + ok) == before + ok
+        assert _wait_for(pg_url, before + ok) == before + ok
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
     assert "f1_ledger_written_total" in metrics and "f1_ledger_pending" in metrics
     dropped = [ln for ln in metrics.splitlines() if ln.startswith("f1_ledger_dropped_total")]
@@ -111,10 +108,10 @@ def test_a_database_stopped_under_load_fails_no_prediction_and_loses_no_answer(
 
 
 def test_sigterm_under_load_writes_every_answer_given(
-    pg: Cluster, pinned_env: dict[str, str], tmp_path: Path
+    pg_url: str, pinned_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = pinned_env | {"F1_LEDGER_URL": pg.url, "F1_FRONT_WORKERS": "2"}
-    before = _answers(pg.url)
+    env = pinned_env | {"F1_LEDGER_URL": pg_url, "F1_FRONT_WORKERS": "2"}
+    before = _answers(pg_url)
     proc, url = start_server("service:F1Predictor", env, tmp_path / "serve.log")
     try:
         result: list[tuple[int, list[object]]] = []
@@ -128,4 +125,4 @@ def test_sigterm_under_load_writes_every_answer_given(
         stop_server(proc)
     ok, _ = result[0]
     assert ok > 20
-    assert _answers(pg.url) == before + ok  # written before the server exited
+    assert _answers(pg_url) == before + ok  # written before the server exited

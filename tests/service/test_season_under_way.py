@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.fakes import UNDER_WAY_SEASON, write_season_under_way
+from tests.postgres import Cluster
 from tests.service.servers import ROOT, serving
 from tests.session import STORE_HOME, require_real_data
 
@@ -43,6 +44,7 @@ def _refresh(data: Path, tmp: pytest.TempPathFactory, through: int) -> dict[str,
     out = subprocess.run([f1, "refresh"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
     def at(event: dict[str, Any] | None) -> bool:
         return (event or {}).get("season") == S and (event or {}).get("round") == through
 
@@ -56,9 +58,10 @@ def _refresh(data: Path, tmp: pytest.TempPathFactory, through: int) -> dict[str,
 
 
 @pytest.fixture(scope="module")
-def ledger_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The prediction log every server of this module writes to."""
-    return f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'f1-ledger.sqlite3'}"
+def ledger_url(postgres: Cluster) -> str:
+    """The prediction log every server of this module writes to: PostgreSQL, as deployed
+    (the default SQLite file is tested in test_e2e)."""
+    return postgres.database("under_way")
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +209,7 @@ def test_the_track_record_scores_the_forecasts_given_before_the_results(
     refreshed: dict[str, str],
     results_in: dict[str, str],
     pinned_env: dict[str, str],
+    browser: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Forecasts asked before rounds 3 (practice in the data) and 4 (none) are scored,
@@ -236,6 +240,7 @@ def test_the_track_record_scores_the_forecasts_given_before_the_results(
         results = {rnd: httpx.get(f"{later}/events/{S}/{rnd}", timeout=10).json()
                    for rnd in (3, 4)}  # fmt: skip
         shown = httpx.get(f"{later}/track_record/{S}/3", timeout=10).json()
+        _page_shows_the_record(browser, later, record, shown)
     scored = {(e["round"], e["kind"]): e for e in record["events"]}
     assert set(scored) == {(3, "before_qualifying"), (4, "weekend_ahead")}
     for (rnd, _), e in scored.items():
@@ -257,3 +262,40 @@ def test_the_track_record_scores_the_forecasts_given_before_the_results(
                          env=cli_env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout) == record
+
+
+def _pct(p: float) -> str:
+    """The page's percentage format (app.js `pct`)."""
+    return f"{100 * p:.1f}%" if p < 0.1 else f"{100 * p:.0f}%"
+
+
+def _page_shows_the_record(
+    browser: Any, url: str, record: dict[str, Any], shown: dict[str, Any]
+) -> None:
+    """The page's Track record view lists the scored events; round 3 shows the recorded
+    forecast beside the result instead of a new answer."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{url}/ui")
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#grid tbody tr")))
+    Select(browser.find_element(By.ID, "season")).select_by_value(str(S))
+    wait.until(lambda b: "3" in [o.get_attribute("value")
+                                 for o in Select(b.find_element(By.ID, "round")).options])  # fmt: skip
+    Select(browser.find_element(By.ID, "round")).select_by_value("3")
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "before qualifying"))
+    win = {p["driver_id"]: p["win_probability"] for p in shown["race_winner_predictions"]}
+    for row in browser.find_elements(By.CSS_SELECTOR, "#grid tbody tr"):
+        bar = row.find_element(By.CSS_SELECTOR, "td.win .bar")
+        assert float(bar.get_attribute("data-value")) == win[row.get_attribute("data-driver")]
+    browser.find_element(By.ID, "view-track").click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#track-events tbody tr")))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#track-events tbody tr")
+    assert [(int(r.get_attribute("data-round")), r.get_attribute("data-kind")) for r in rows] == [
+        (e["round"], e["kind"]) for e in record["events"]
+    ]
+    for row, e in zip(rows, record["events"], strict=True):
+        assert row.find_element(By.CSS_SELECTOR, "td.p-winner").text == _pct(
+            e["winner_probability"])  # fmt: skip

@@ -9,15 +9,12 @@ reports/ui.png` rewrites the README's; a test run changes no tracked file).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-from tests.session import in_ci
 
 pytestmark = pytest.mark.slow
 
@@ -27,33 +24,6 @@ SEASON, ROUND = 2025, 8
 def _pct(p: float) -> str:
     """The page's percentage format (app.js `pct`)."""
     return f"{100 * p:.1f}%" if p < 0.1 else f"{100 * p:.0f}%"
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        msg = "Debian's chromium and chromium-driver are not installed (make browser-deps)"
-        if in_ci():
-            pytest.fail(f"{msg}; CI=true: the browser test must run", pytrace=False)
-        pytest.skip(msg)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                "--window-size=1280,1400",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):  # fmt: skip
-        opts.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=driver), options=opts)
-    drv.set_page_load_timeout(60)
-    try:
-        yield drv
-    finally:
-        drv.quit()
 
 
 def test_the_page_shows_the_apis_forecast_and_explains_a_driver(

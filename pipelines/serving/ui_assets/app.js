@@ -97,7 +97,8 @@ async function predict() {
     if (answer.recorded) {
       const f = answer.forecast;
       const when = f.forecast_at.replace("T", " ").slice(0, 16);
-      status(`The forecast this service gave ${f.kind.replace("_", " ")} (${when} UTC), beside the result.`);
+      const made = f.kind === "weekend_ahead" ? "a weekend ahead" : "before qualifying";
+      status(`The forecast this service gave ${made} (${when} UTC), beside the result.`);
     } else {
       const warnings = answer.forecast.metadata.warnings || [];
       const notes = warnings.length ? `Note: ${warnings.join(" | ")}. ` : "";

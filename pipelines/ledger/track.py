@@ -101,7 +101,7 @@ def score(rec: dict[str, Any], outcomes: pd.DataFrame, name: str) -> ScoredEvent
     winner = str(won.iloc[0]) if len(won) else None
     p = win.get(winner) if winner is not None else None
     p = float(p) if p is not None else (0.0 if winner is not None else None)
-    best = max(cars, key=lambda c: (c.get("win") or 0.0, c["driver_id"]))
+    best = min(cars, key=lambda c: (-(c.get("win") or 0.0), c["driver_id"]))  # as ranked
     favourite = str(best["driver_id"]) if cars else None
     timed = outcomes[outcomes["q_time_s"].notna() & outcomes["driver_id"].isin(gap.keys())]
     mae = rho = None

@@ -42,9 +42,11 @@ from pipelines.models.stage2 import (
     linear_design,
     stage2_places,
 )
+from pipelines.serving.orchestrator import TwoStage
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
 from training.evaluate import (
+    KEYS,
     EventHook,
     Served,
     ahead_predictions,
@@ -138,7 +140,6 @@ class RunData:
 
 
 Step = Callable[[str], None]
-KEYS = ["race_id", "driver_id"]
 
 
 def check_seasons(s1: StageData, s2: StageData, p: Protocol) -> None:
@@ -535,7 +536,11 @@ def score_test(
     d1, d2 = Split.of(d.s1, p), Split.of(d.s2, p)
     m1, m2 = fit_stage1(d1.fit, cfg1), fit_stage2(d2.fit, cfg2)
     in_season = InSeason(d.s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
-    served = served_predictions(d.snap, m1, m2, d1.test, d2.test, on_event, in_season.for_event)
+
+    def flow_for(ctx: EventContext) -> TwoStage:
+        return TwoStage.local(d.snap, in_season.for_event(ctx), m2)
+
+    served = served_predictions(d.snap, flow_for, d1.test, d2.test, cfg2.finish_rate, on_event)
     t = HeldOutSeason(d.snap, d1, d2, in_season, m2, served)
     preds = {"stage1": t.stage1_rows(d.tables), **t.stage2_rows()}
     evaluation = score(preds)
@@ -600,11 +605,13 @@ class HeldOutSeason:
     def without_form_model(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The season a weekend ahead by Stage-1 without its form-only ensemble."""
 
-        def main_only(ctx: EventContext) -> Stage1Model:
+        def main_only(ctx: EventContext) -> TwoStage:
             m = self.in_season.for_event(ctx)
-            return Stage1Model(replace(m.config, form_model=False), m.boosters)
+            m1 = Stage1Model(replace(m.config, form_model=False), m.boosters)
+            return TwoStage.local(self.snap, m1, self.m2)
 
-        return ahead_predictions(self.snap, main_only, self.m2, self.d1.test, self.d2.test)
+        finish = self.m2.config.finish_rate
+        return ahead_predictions(self.snap, main_only, self.d1.test, self.d2.test, finish)
 
     def stage1_checks(self, q: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
         """The pole odds, a weekend ahead, the unserved rows, a new team and new rules."""

@@ -17,7 +17,6 @@ Before qualifying the Stage-2 baselines are fed Stage-1's grid, as the model is.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,20 +144,13 @@ def quick_features(t: Tables, rows: pd.DataFrame) -> pd.DataFrame:
     mate_mean = (total - out["best_gap"].fillna(0.0)) / mates.where(mates > 0)
     out["teammate_diff"] = out["best_gap"] - mate_mean
     ev = races.loc[out["race_id"]]
-    out["circuit"] = ev["circuit_id"].to_numpy()
-    out["circuit_type"] = ev["circuit_type"].to_numpy()
-    out["course_length"] = ev["course_length"].to_numpy(float)
-    out["turns"] = ev["turns"].to_numpy(float) if "turns" in ev else math.nan
+    for c in ("course_length", "turns", "season", "round"):
+        out[c] = ev[c].to_numpy(float)
     out["sprint"] = ev["is_sprint"].to_numpy(float)
-    out["season"] = ev["season"].to_numpy(float)
-    out["round"] = ev["round"].to_numpy(float)
-    for c in QUICK_FEATURES:
-        if c not in out:
-            out[c] = math.nan
-    frame = out[list(QUICK_FEATURES)].copy()
+    frame = out.reindex(columns=list(QUICK_FEATURES))  # a practice session nobody ran: NaN
     for c, source in (("circuit", "circuit_id"), ("circuit_type", "circuit_type")):
         levels = sorted(races[source].astype(str).unique())  # the same codes in every split
-        frame[c] = pd.Categorical(frame[c].astype(str), categories=levels)
+        frame[c] = pd.Categorical(ev[source].astype(str).to_numpy(), categories=levels)
     return frame
 
 
@@ -185,11 +177,8 @@ def fit_quick_lgbm(
 
 
 def _per_event_gap(pred_time: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    gap = np.empty_like(pred_time)
-    for g in np.unique(groups):
-        m = groups == g
-        gap[m] = (pred_time[m] / np.nanmin(pred_time[m]) - 1.0) * 100.0
-    return gap
+    best = pd.Series(pred_time).groupby(groups).transform("min").to_numpy()
+    return np.asarray((pred_time / best - 1.0) * 100.0)
 
 
 def practice_ratio(train: StageData, test: StageData) -> tuple[np.ndarray, np.ndarray]:

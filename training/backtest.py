@@ -39,9 +39,7 @@ def tables_through(t: Tables, season: int) -> Tables:
     out = {}
     for name in Tables.table_names():
         frame = getattr(t, name)
-        if name == "races":
-            frame = frame[frame["race_id"].isin(keep)]
-        elif name == "entrants":
+        if name == "entrants":
             frame = frame[frame["season"] <= season]
         elif "race_id" in frame.columns:
             frame = frame[frame["race_id"].isin(keep)]

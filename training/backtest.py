@@ -1,12 +1,7 @@
-"""Walk-forward backtest of one season, through the code the service runs.
+"""Walk-forward backtest of season S: the training protocol shifted to test on S.
 
-``backtest(tables, S)`` runs the training protocol shifted by one season: settings tuned
-on S-1, models refitted on seasons <= S-1, then every event of S asked through
-``TwoStage`` before and after qualifying. The tables are cut after S, so no later season
-exists for the run, and every feature reads only history before its event.
-
-A backtest needs training seasons before S: by default it trains from
-``min(F1_TRAIN_FROM, S-4)`` (``backtest_seasons``); the report names them.
+Settings are tuned on S-1 and models refitted on seasons <= S-1; the tables are cut after
+S, and every event of S is asked through ``TwoStage`` before and after qualifying.
 """
 
 from __future__ import annotations
@@ -65,9 +60,8 @@ def backtest(
     on_event: EventHook | None = None,
     base: Protocol | None = None,
 ) -> BacktestResult:
-    """Tune on ``season``-1, fit on seasons < ``season``, ask every event of ``season``
-    through the served flow; score the model and every baseline per race and overall.
-    ``base`` gives the protocol's other choices (Stage-2's training places)."""
+    """Tune on ``season``-1, fit on earlier seasons, score every event of ``season`` per
+    race and overall (``base``: the protocol's other choices, Stage-2's training places)."""
     say = step or (lambda _msg: None)
     t = tables_through(tables, season)
     have = sorted(set(t.races["season"]))

@@ -1,7 +1,5 @@
-"""The baselines of NOTES.md, fitted and scored on the same rows as the model.
-
-Seasons (S = test season): the two quick LightGBMs train on seasons <= S-2 and stop
-early on S-1, as NOTES.md made them; the others are fitted on seasons <= S-1.
+"""The baselines of NOTES.md, scored on the same rows and grid as the model. The quick LightGBMs
+train on seasons <= S-2 and stop early on S-1 (S: the test season); the rest fit <= S-1.
 
 | stage | baseline | what it predicts |
 |---|---|---|
@@ -11,8 +9,6 @@ early on S-1, as NOTES.md made them; the others are fitted on seasons <= S-1.
 | 2 | ``uniform``, ``pole_sitter`` | an even chance; whoever starts first wins |
 | 2 | ``logistic_grid`` | a logistic regression on log(grid slot) |
 | 2 | ``quick_lgbm`` | LightGBM on the grid and the form features |
-
-Before qualifying the Stage-2 baselines are fed Stage-1's grid, as the model is.
 """
 
 from __future__ import annotations
@@ -219,9 +215,8 @@ def stage1_baselines(
     test: StageData,
     pole: np.ndarray,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(predicted time s, predicted gap %) per test row, per Stage-1 baseline. ``fit`` =
-    seasons <= S-1, ``train`` = <= S-2, ``valid`` = S-1; ``pole``: a pole-lap estimate per
-    test row (the quick LightGBM predicts gaps)."""
+    """(time s, gap %) per test row and Stage-1 baseline; ``fit``: seasons <= S-1, ``train``
+    <= S-2, ``valid`` S-1; ``pole``: a pole-lap estimate per row (times from gaps)."""
     return {
         "practice_ratio": practice_ratio(fit, test),
         "quick_lgbm_gap": quick_lgbm_gap(tables, train, valid, test, pole),
@@ -229,9 +224,8 @@ def stage1_baselines(
 
 
 def recent_form_gap(test: StageData) -> np.ndarray:
-    """Before practice: each driver's recent qualifying gap (%) to pole (``d_q_gap_ewm``,
-    point in time), the field's median for a driver without one (times: a pole estimate
-    x (1 + gap), as for the quick LightGBM)."""
+    """Before practice: each driver's recent qualifying gap % (``d_q_gap_ewm``), the
+    field's median for a driver without one."""
     gap = test.x[:, STAGE1.pos["d_q_gap_ewm"]].astype(float)
     med = pd.Series(gap).groupby(test.meta["race_id"].to_numpy()).transform("median")
     return np.where(np.isnan(gap), med.to_numpy(float), gap)
@@ -311,10 +305,8 @@ PODIUM_SLOTS = 20
 def placing_by_grid(
     train: StageData, test: StageData, prior: float = 2.0, flag: str = "podium", k: int = 3
 ) -> np.ndarray:
-    """P(top ``k`` | grid slot): the training seasons' frequency of the ``flag`` finish
-    (podium, k = 3; ``points``, k = 10) from each slot, shrunk towards the overall rate
-    by ``prior`` starts, scaled per race to sum to k (capped at 1, the excess spread
-    over the others)."""
+    """P(top ``k`` | grid slot): each slot's ``flag`` rate in training, shrunk to the overall
+    rate by ``prior`` starts, scaled per race to sum to k (capped at 1)."""
     tm = train.meta
     slot = np.minimum(tm["grid"].to_numpy(float), PODIUM_SLOTS)
     podium = tm[flag].to_numpy(float)

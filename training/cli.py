@@ -128,9 +128,8 @@ def data_download(
 
 
 def _download_if_no_data(s: Settings) -> None:
-    """No F1_DATA_DIR and no data found (a fresh clone): download F1DB into the per-user
-    folder, F1_F1DB_TAG's release or else the latest. The downloaded copy is replaced when
-    F1_F1DB_TAG pins another release than it holds."""
+    """No F1_DATA_DIR and no data (a fresh clone): download F1DB (F1_F1DB_TAG's release, else
+    the latest) into the per-user folder, replacing a copy of another pinned release."""
     from pipelines.f1db.download import installed_tag
 
     if s.data_dir is not None:

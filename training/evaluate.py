@@ -1,9 +1,5 @@
-"""The test season asked through the served path: ``TwoStage`` with local models.
-
-Each event is asked as a user asks the service: before qualifying (Stage-1 chained into
-Stage-2), after it (the real grid and times given), and a weekend ahead (the entry list
-without a practice lap). The README's and /model_info's numbers come from here.
-"""
+"""The test season asked through the served path (``TwoStage``), as a user asks: before
+qualifying, after it (real grid and times given) and a weekend ahead (no practice lap)."""
 
 from __future__ import annotations
 
@@ -28,9 +24,8 @@ KEYS = ["race_id", "driver_id"]
 
 
 def _post_quali_entries(rows: pd.DataFrame, listed: EventField) -> list[Entry]:
-    """The starters as a request gives them after qualifying: their real grid (unique
-    slots: pit-lane starters share one in the data), qualifying time, and the entry
-    list's team and practice (as resolution adds them)."""
+    """The starters as a request gives them after qualifying: unique real grid slots,
+    qualifying times, and the entry list's team and practice."""
     rows = rows.assign(
         key=rows["grid"].to_numpy(float),
         q=rows["best_s"].fillna(math.inf).to_numpy(float),
@@ -100,13 +95,8 @@ def placings_over_starters(
 
 @dataclass
 class Served:
-    """What the served flow said about a season, row-aligned with the scored rows.
-
-    ``stage1``: drivers with a qualifying lap, forecast before qualifying. ``stage2`` (real
-    grid) and ``stage2_chained`` (Stage-1's grid): the starters, with ``flow_grid`` the
-    slot Stage-2 was given; ``x2*``: the Stage-2 rows the flow built. ``*_ahead``: the same
-    without any practice.
-    """
+    """What the served flow said of a season's scored rows: Stage-1 before qualifying,
+    Stage-2 on the real grid and on Stage-1's (``x2*``: its rows), and a weekend ahead."""
 
     stage1: pd.DataFrame
     stage2: pd.DataFrame

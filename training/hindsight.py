@@ -1,13 +1,7 @@
 """What hindsight reaches on the test season: a bound, not a forecast.
 
-Every event of the test season is asked through the served flow of models fitted on
-every *other* event through the end of the test season, the later ones included. Such
-models know the season's car order from its future, which no forecast can. Where even
-they miss a target, the target asks for what these features cannot know (the weather,
-a season's luck).
-
-It also asks each event of models fitted on every event, that one included, as the
-served models are (``served_in_sample``): what the service answers about a past event.
+Each test event is asked of models fitted on every other event, the later ones included,
+and of models fitted on all of them as the served ones are (``served_in_sample``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""Tune on the validation season, score the test season, refit for serving.
-
-Candidate settings are fitted on the seasons before the validation one and compared on
-it. The chosen ones are refitted through the validation season and scored on the test
-season, beside the baselines. The served models are refitted through the test season.
-"""
+"""Tune on the validation season, score the test season beside the baselines, refit
+through the test season for serving."""
 
 from __future__ import annotations
 
@@ -349,8 +345,7 @@ def tune_stage2(
     s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage2Config, list[dict[str, Any]]]:
     """Booster settings, stacking weight and temperature with the lowest winner log loss
-    pooled over ``stage2_folds``, scored as served (with the grid lean under new rules,
-    ``apply_grid_lean``). The placings' ``finish_rate`` is measured there too."""
+    over ``stage2_folds`` as served (grid lean included); ``finish_rate`` measured there."""
     folds = []
     depth, decay = p.rank_depth, p.rank_decay
     for v in stage2_folds(p):
@@ -389,9 +384,8 @@ def finish_rate(meta: pd.DataFrame) -> float:
 def tune_pole_taus(
     s1: StageData, cfg1: Stage1Config, folds: list[int], train_from: int
 ) -> tuple[float, float]:
-    """The temperatures turning Stage-1's gaps into pole odds, with practice and without
-    a lap, each chosen on the pooled events of ``folds`` (one season's ~22 poles are too
-    few), every season forecast by a Stage-1 fitted on the seasons before it."""
+    """The temperatures turning Stage-1's gaps into pole odds, with practice and without,
+    chosen on the pooled ``folds``, each forecast by a Stage-1 fitted on earlier seasons."""
     metas, gaps, ahead = [], [], []
     for v in folds:
         va = s1.seasons(v, v)
@@ -530,9 +524,8 @@ def score_test(
     cfg2: Stage2Config,
     on_event: EventHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """Fit on seasons <= valid and score the test season through the served path
-    (Stage-1 refitted before each event, ``InSeason``), every baseline on the same rows.
-    Returns the metrics and the scored rows (one column per predictor)."""
+    """Fit on seasons <= valid, score the test season through the served path (``InSeason``)
+    beside every baseline: the metrics and the scored rows (a column per predictor)."""
     d1, d2 = Split.of(d.s1, p), Split.of(d.s2, p)
     m1, m2 = fit_stage1(d1.fit, cfg1), fit_stage2(d2.fit, cfg2)
     in_season = InSeason(d.s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
@@ -584,9 +577,8 @@ class HeldOutSeason:
         return self.served.stage1.merge(d1.test.meta[KEYS].assign(**cols), on=KEYS, how="left")
 
     def stage2_rows(self) -> dict[str, pd.DataFrame]:
-        """The served Stage-2 rows after and before qualifying and a weekend ahead, with
-        each baseline's ``<name>:prob`` (fed the grid the model was given), and the
-        grid-slot placings."""
+        """The served Stage-2 rows of each mode with each baseline's ``<name>:prob`` (fed the
+        model's grid), after qualifying with the grid-slot placings too."""
         sv, frames = self.served, {}
         for name, frame, x in (
             ("stage2", sv.stage2, sv.x2),
@@ -725,9 +717,8 @@ def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> d
 
 
 def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
-    """Stage-1 at the first race under new technical rules, for the cars with practice:
-    as served (the practice-only ensemble) and by the main ensemble alone. ``rows`` 0
-    when the season has no such race."""
+    """Stage-1 at the first race under new rules, cars with practice: as served (practice-only
+    ensemble) and by the main ensemble (``rows`` 0: no such race)."""
     rows = first_under_new_rules(data.x) & ~no_practice(data.x)
     if not (model.practice_boosters and rows.any()):
         return {"rows": 0}

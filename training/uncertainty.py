@@ -1,9 +1,5 @@
-"""How much of a season's score is the season: intervals from resampling its events.
-
-A season has ~20 races, so a score near a target may be the luck of which races were run.
-Resampling the events with replacement (a fixed seed) gives each metric a 90 % interval,
-and the model's paired difference to each baseline on the same resamples.
-"""
+"""How much of a season's score is the season's luck: intervals from resampling its
+events (a fixed seed), and the model's paired difference to each baseline on them."""
 
 from __future__ import annotations
 
@@ -67,9 +63,8 @@ def interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
 def compare(
     events: Mapping[str, dict[str, np.ndarray]], stats: Mapping[str, tuple[Stat, int]]
 ) -> dict[str, Any]:
-    """Per metric: the model's value and interval, and per baseline the paired difference
-    (model - baseline), its interval and the share of resamples where the model is
-    better. ``events``: per predictor (``model`` first), per-event arrays."""
+    """Per metric, of per-event arrays by predictor: the model's value and interval, and
+    per baseline the paired difference, its interval and the share the model wins."""
     model = events["model"]
     n_events = len(next(iter(model.values())))
     if n_events == 0:

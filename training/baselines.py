@@ -1,5 +1,6 @@
-"""The baselines of NOTES.md, scored on the same rows and grid as the model. The quick LightGBMs
-train on seasons <= S-2 and stop early on S-1 (S: the test season); the rest fit <= S-1.
+"""The baselines of NOTES.md, scored on the same rows and grid as the model. The quick
+LightGBMs train on seasons <= S-2 and stop early on S-1 (S: the test season); the rest
+fit on seasons <= S-1.
 
 | stage | baseline | what it predicts |
 |---|---|---|

@@ -6,14 +6,19 @@ S, and every event of S is asked through ``TwoStage`` before and after qualifyin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
-
-import pandas as pd
 
 from pipelines.f1db.parse import Tables
 from training.evaluate import EventHook
-from training.pipeline import Protocol, RunData, Step, TrainingError, per_race, tune_and_score
+from training.pipeline import (
+    Protocol,
+    RunData,
+    Scored,
+    Step,
+    TrainingError,
+    tune_and_score,
+)
 
 MIN_TUNE_SEASONS = 3
 """Seasons fitted on while tuning, when the configured training start leaves fewer."""
@@ -42,16 +47,6 @@ def tables_through(t: Tables, season: int) -> Tables:
     return Tables(**out, content_hash=t.content_hash)
 
 
-@dataclass
-class BacktestResult:
-    season: int
-    evaluation: dict[str, Any]
-    """Season metrics in the shape of ``reports/evaluation.json`` (+ protocol, tuning)."""
-    races: list[dict[str, Any]]
-    """Per race: event, winner, pole-sitter, and every predictor's metrics."""
-    predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
-
-
 def backtest(
     tables: Tables,
     season: int,
@@ -59,7 +54,7 @@ def backtest(
     step: Step | None = None,
     on_event: EventHook | None = None,
     base: Protocol | None = None,
-) -> BacktestResult:
+) -> Scored:
     """Tune on ``season``-1, fit on earlier seasons, score every event of ``season`` per
     race and overall (``base``: the protocol's other choices, Stage-2's training places)."""
     say = step or (lambda _msg: None)
@@ -84,8 +79,8 @@ def backtest(
         "kind": "backtest",
         "events": int(t.races["season"].eq(season).sum()),
     }
-    ev["tuning"] = {k: sc.tuning.get(k) for k in ("chosen", "stage2_folds")}
-    return BacktestResult(season, ev, per_race(t, sc.predictions), sc.predictions)
+    ev["tuning"] = {k: ev["tuning"].get(k) for k in ("chosen", "stage2_folds")}
+    return sc
 
 
 def targets(ev: dict[str, Any]) -> list[tuple[str, float | None, float | None, bool]]:

@@ -310,7 +310,7 @@ def backtest(
     tables = _load(s, hist)
     with _season_bar(f"backtest {season}", tables, season) as (step, on_event):
         res = run_backtest(tables, season, train, step, on_event, pipeline.Protocol.of(s))
-    paths = write_backtest(season, res.evaluation, res.races, s.reports_dir)
+    paths = write_backtest(season, res.evaluation, s.reports_dir)
     _print_summary(res.evaluation)
     p = res.evaluation["protocol"]
     console.print(

@@ -776,12 +776,11 @@ def rules_reset_check(
 
 @dataclass
 class Scored:
-    """The shared protocol's outcome: chosen settings, tuning log, test-season metrics
-    and scored rows."""
+    """The shared protocol's outcome: chosen settings, the test season's evaluation (with
+    the tuning log and each race's scores) and scored rows."""
 
     cfg1: Stage1Config
     cfg2: Stage2Config
-    tuning: dict[str, Any]
     evaluation: dict[str, Any]
     predictions: dict[str, pd.DataFrame]
 
@@ -804,7 +803,9 @@ def tune_and_score(
             "others": [p.train_from, p.valid_season],
         },
     }
-    return Scored(cfg1, cfg2, tuning, evaluation, preds)
+    evaluation["tuning"] = tuning
+    evaluation["races"] = per_race(d.tables, preds)
+    return Scored(cfg1, cfg2, evaluation, preds)
 
 
 # --------------------------------------------------------------------- pipeline
@@ -827,6 +828,4 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
         "serving_fit_seasons": [p.train_from, p.test_season],
         "rows": {"stage1": len(full1.y), "stage2": len(full2.y)},
     }
-    evaluation["tuning"] = sc.tuning
-    evaluation["races"] = per_race(tables, sc.predictions)
     return TrainResult(d.snap, stage1, stage2, evaluation, sc.predictions, last_event(full1))

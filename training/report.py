@@ -374,9 +374,9 @@ def markdown(ev: dict[str, Any]) -> str:
     )
 
 
-def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any]]) -> str:
+def backtest_markdown(season: int, ev: dict[str, Any]) -> str:
     """``reports/backtest-S.md``."""
-    p = ev["protocol"]
+    p, races = ev["protocol"], ev["races"]
     rows = [
         f"| {w} | {fmt(m)} | {fmt(b)} | {'yes' if ok else 'no'} |" for w, m, b, ok in targets(ev)
     ]
@@ -544,11 +544,8 @@ def write_hindsight(found: dict[str, Any], out: Path) -> Path:
     return _write(out / "hindsight.json", _json(found))
 
 
-def write_backtest(
-    season: int, ev: dict[str, Any], races: list[dict[str, Any]], out: Path
-) -> list[Path]:
+def write_backtest(season: int, ev: dict[str, Any], out: Path) -> list[Path]:
     """reports/backtest-S.{json,md,png}; return their paths."""
-    doc = {"season": season, **ev, "races": races}
-    js = _write(out / f"backtest-{season}.json", _json(doc))
-    md = _write(out / f"backtest-{season}.md", backtest_markdown(season, ev, races))
-    return [js, md, backtest_figure(season, races, out / f"backtest-{season}.png")]
+    js = _write(out / f"backtest-{season}.json", _json({"season": season, **ev}))
+    md = _write(out / f"backtest-{season}.md", backtest_markdown(season, ev))
+    return [js, md, backtest_figure(season, ev["races"], out / f"backtest-{season}.png")]

@@ -554,12 +554,10 @@ class HeldOutSeason:
     in_season: InSeason
     m2: Stage2Model
     served: Served
-    m1: Stage1Model = field(init=False)
     b2: baselines.Stage2Baselines = field(init=False)
     grid_slot: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.m1 = self.in_season.first
         self.b2 = baselines.Stage2Baselines.fit(self.d2.fit, self.d2.train, self.d2.valid)
         self.grid_slot = {  # each grid slot's podium (points) rate, a baseline
             "podium": baselines.placing_by_grid(self.d2.fit, self.d2.test),
@@ -607,14 +605,17 @@ class HeldOutSeason:
 
     def stage1_checks(self, q: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
         """The pole odds, a weekend ahead, the unserved rows, a new team and new rules."""
-        cfg, test = self.m1.config, self.d1.test
+        m1, test = self.in_season.first, self.d1.test
+        cfg = m1.config
         tau, tau_ahead = cfg.pole_tau, cfg.pole_tau_ahead
         gaps = {n: q[f"{n}:gap"].to_numpy(float) for n in baselines.STAGE1_BASELINES}
         pole = {"temperature": tau, "temperature_ahead": tau_ahead, **pole_odds(q, gaps, tau)}
-        ahead = _ahead_rows(self.served, test)
+        # the rows forecast a weekend ahead, with the recent_form baseline's gaps
+        form = test.meta[KEYS].assign(form_gap=baselines.recent_form_gap(test))
+        ahead = form.merge(self.served.stage1_ahead, on=KEYS)
         recent = {"recent_form": ahead["form_gap"].to_numpy(float)}
         pole["before_practice"] = pole_odds(ahead, recent, tau if tau_ahead is None else tau_ahead)
-        new_team = new_team_check(self.m1, test)
+        new_team = new_team_check(m1, test)
         if cfg.new_team_share > 0:  # the same check for the same settings fitted without it
             plain = fit_stage1(self.d1.fit, replace(cfg, new_team_share=0.0), form=False)
             new_team["fitted_without_blanked_teams"] = new_team_check(plain, test)
@@ -623,7 +624,7 @@ class HeldOutSeason:
             "before_practice": _stage1_ahead(ahead, without),
             "test_rows_not_served": len(test.meta) - len(q),
             "new_team": new_team,
-            "new_rules": new_rules_check(self.m1, test),
+            "new_rules": new_rules_check(m1, test),
         }
 
     def stage2_checks(
@@ -680,13 +681,6 @@ class HeldOutSeason:
 def _placed(frame: pd.DataFrame, what: str, k: int) -> dict[str, Any]:
     """``placing_metrics`` of a scored frame's own ``<what>_prob``."""
     return placing_metrics(frame, frame[f"{what}_prob"].to_numpy(), what, k)
-
-
-def _ahead_rows(served: Served, te1: StageData) -> pd.DataFrame:
-    """The Stage-1 rows forecast a weekend ahead, with each driver's recent qualifying gap
-    (``form_gap``, the ``recent_form`` baseline)."""
-    form = te1.meta[KEYS].assign(form_gap=baselines.recent_form_gap(te1))
-    return form.merge(served.stage1_ahead, on=KEYS)
 
 
 def _stage1_ahead(rows: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:

@@ -252,22 +252,13 @@ def _season_start(races: list[dict[str, Any]]) -> str:
     """Winner log loss of the model and the grid logistic over the season's first races,
     before and after qualifying: where last season's form weighs most."""
     first = [r for r in races if r["round"] <= SEASON_START]
-    if not first:
-        return ""
-
-    def mean(stage: str, who: str) -> float | None:
-        v = [r[stage][who]["winner_log_loss"] for r in first if r.get(stage)]
-        v = [x for x in v if x is not None]
-        return float(np.mean(v)) if v else None
-
-    return fill(
-        "season_start",
-        n=SEASON_START,
-        post=mean("stage2", "model"),
-        post_logistic=mean("stage2", "logistic_grid"),
-        pre=mean("stage2_chained", "model"),
-        pre_logistic=mean("stage2_chained", "logistic_grid"),
-    )
+    means = {}
+    for stage in ("stage2", "stage2_chained"):
+        for who in ("model", "logistic_grid"):
+            v = [r[stage][who]["winner_log_loss"] for r in first if r.get(stage)]
+            v = [x for x in v if x is not None]
+            means[f"{stage}_{who}"] = float(np.mean(v)) if v else None
+    return fill("season_start", n=SEASON_START, **means) if first else ""
 
 
 def _target_interval(ev: dict[str, Any], title: str, metric: str) -> str:

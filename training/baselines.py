@@ -268,15 +268,9 @@ class Stage2Baselines:
         quick LightGBM, early-stopped)."""
         lr = LogisticRegression()
         lr.fit(_log_grid(fit.meta["grid"].to_numpy()), fit.y)
-        params = QUICK_LGBM_PARAMS | {"objective": "binary"}
-        tx, vx = _quick_x(train.x), _quick_x(valid.x)
-        names = [f"f{i}" for i in range(tx.shape[1])]
+        tx, vx = (pd.DataFrame(_quick_x(d.x)).add_prefix("f") for d in (train, valid))
         quick = fit_quick_lgbm(
-            pd.DataFrame(tx, columns=names),
-            train.y,
-            pd.DataFrame(vx, columns=names),
-            valid.y,
-            params,
+            tx, train.y, vx, valid.y, QUICK_LGBM_PARAMS | {"objective": "binary"}
         )
         return cls(lr, quick)
 

@@ -94,14 +94,10 @@ def output(*cmd: str) -> str:
 
 def git_info() -> dict[str, Any]:
     paths = ["service.py", "pipelines", "bench", "bentofile.yaml"]
-    changed = output("git", "status", "--porcelain", "--untracked-files=all", "--", *paths)
-    dirty = [
-        ln[3:] for ln in changed.splitlines() if ln[3:] and not ln[3:].startswith("bench/results")
-    ]
-    return {
-        "commit": output("git", "rev-parse", "--short", "HEAD").strip() or "unknown",
-        "dirty": dirty,
-    }
+    status = output("git", "status", "--porcelain", "--untracked-files=all", "--", *paths)
+    dirty = [p for ln in status.splitlines() if (p := ln[3:]) and not p.startswith("bench/results")]
+    commit = output("git", "rev-parse", "--short", "HEAD").strip() or "unknown"
+    return {"commit": commit, "dirty": dirty}
 
 
 def versions() -> dict[str, str]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from pipelines.models import store
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from pipelines.serving import responses
+from pipelines.serving.coalesce import RowsFn
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import Forecast, TwoStage
 from pipelines.serving.resolve import Resolved, ServedModels, resolve_request
@@ -162,41 +163,28 @@ def feature_frame(x: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records([dict(zip(names, row, strict=True)) for row in x])
 
 
-class OriginalPipeline:
-    """Both stages the original way: DataFrame -> ColumnTransformer -> predict, as the
-    model calls of the project's one two-stage flow."""
+def original_flow(loaded: Loaded) -> TwoStage:
+    """The project's two-stage flow with every model call made the original way: a
+    DataFrame through a ColumnTransformer, then the model."""
+    s1, s2 = loaded.stage1, loaded.stage2
+    one, two = STAGE1.names, STAGE2.names
+    pre1, pre2 = build_preprocessor(one), build_preprocessor(two)
 
-    def __init__(self, loaded: Loaded) -> None:
-        self.loaded = loaded
-        self.pre1 = build_preprocessor(STAGE1.names)
-        self.pre2 = build_preprocessor(STAGE2.names)
-        c1, c2 = loaded.stage1.config, loaded.stage2.config
-        self.flow = TwoStage(
-            loaded.snapshot, c1, c2, self.stage1, self.stage2, self.explain1, self.explain2
-        )
+    def call(fn: Callable[[Any], Any], pre: Pipeline, names: Sequence[str], array: bool) -> RowsFn:
+        async def model_call(x: np.ndarray) -> np.ndarray:
+            frame = pre.transform(feature_frame(x, names))[list(names)]
+            return fn(frame.to_numpy() if array else frame)  # explainers take an array
 
-    def frame1(self, x1: np.ndarray) -> pd.DataFrame:
-        return self.pre1.transform(feature_frame(x1, STAGE1.names))[list(STAGE1.names)]
+        return model_call
 
-    def frame2(self, x2: np.ndarray) -> pd.DataFrame:
-        return self.pre2.transform(feature_frame(x2, STAGE2.names))[list(STAGE2.names)]
-
-    async def stage1(self, x1: np.ndarray) -> np.ndarray:
-        return self.loaded.stage1.predict_gap(self.frame1(x1))
-
-    async def stage2(self, x2: np.ndarray) -> np.ndarray:
-        return self.loaded.stage2.logit(self.frame2(x2))
-
-    async def explain1(self, x1: np.ndarray) -> np.ndarray:
-        return self.loaded.stage1.explain_gap(self.frame1(x1).to_numpy())
-
-    async def explain2(self, x2: np.ndarray) -> np.ndarray:
-        return self.loaded.stage2.explain_logit(self.frame2(x2).to_numpy())
+    calls = [call(s1.predict_gap, pre1, one, False), call(s2.logit, pre2, two, False)]
+    calls += [call(s1.explain_gap, pre1, one, True), call(s2.explain_logit, pre2, two, True)]
+    return TwoStage(loaded.snapshot, s1.config, s2.config, *calls)
 
 
 def original_app(loaded: Loaded | None = None) -> FastAPI:
     loaded = loaded or load_models()
-    flow = OriginalPipeline(loaded).flow
+    flow = original_flow(loaded)
     app = FastAPI(title="F1 Prediction API (original architecture)")
 
     @app.post("/predict_full")

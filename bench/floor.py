@@ -63,7 +63,7 @@ def measure(
     """Per-step costs of the /predict_full request ``body`` on the served models, with memo
     hits and, from the drivers' own laps jittered per call, without. Returns them and the
     template of the jittered requests (``"practice"``)."""
-    from bench.baselines import OriginalPipeline, feature_frame
+    from bench.baselines import build_preprocessor, feature_frame
     from pipelines.features.spec import STAGE1
 
     loaded = load_models()
@@ -77,12 +77,8 @@ def measure(
     x1 = snap.stage1_rows(ctx, fld)
     grid, q_gap = race_grid(fld.entries, fc.quali)
     x2 = snap.stage2_rows(ctx, fld.entries, grid, q_gap)
-    orig = OriginalPipeline(loaded)
+    pre1 = build_preprocessor(STAGE1.names)
     few = max(50, iterations // 10)
-
-    def models() -> None:
-        s1.predict_gap(x1)
-        s2.raw_score(x2)
 
     def features(memo: bool = True) -> None:
         if not memo:  # the per-event caches stay: a server keeps them too
@@ -110,23 +106,21 @@ def measure(
     strength = np.asarray(fc.race.logit if fc.race is not None else np.zeros(len(fld.entries)))
     moves = np.random.default_rng(20261203).uniform(-0.05, 0.05, (iterations + 1, len(strength)))
     fresh = iter(strength + moves)
-
-    def placings_fresh() -> None:
-        classified_top_k(next(fresh), (PODIUM, POINTS), s2.config.finish_rate)
-
-    def original_stage1() -> None:
-        orig.pre1.transform(feature_frame(x1, STAGE1.names))
+    top, finish = (PODIUM, POINTS), s2.config.finish_rate
 
     steps: dict[str, tuple[Callable[[], Any], int]] = {
-        "model_floor": (models, iterations),
+        "model_floor": (lambda: (s1.predict_gap(x1), s2.raw_score(x2)), iterations),
         "stage1_predict_gap": (lambda: s1.predict_gap(x1), iterations),
         "stage2_raw_score": (lambda: s2.raw_score(x2), iterations),
         "parse_and_resolve": (lambda: resolve(loaded, parse_quali(raw)), few),
         "numpy_features_both_stages": (features, iterations),
         "pole_estimate": (lambda: pole_estimate(snap, ctx, fld.laps, s1.config.pole), few),
-        "placings_fresh_field": (placings_fresh, iterations),
+        "placings_fresh_field": (lambda: classified_top_k(next(fresh), top, finish), iterations),
         "response_models_and_json": (response, few),
-        "dataframe_plus_columntransformer_stage1": (original_stage1, few),
+        "dataframe_plus_columntransformer_stage1": (
+            lambda: pre1.transform(feature_frame(x1, STAGE1.names)),
+            few,
+        ),
         "in_process_request_plain_path": (lambda: whole(raw), few),
         "numpy_features_both_stages_no_memo": (lambda: features(memo=False), few),
         "in_process_request_jittered_laps": (lambda: whole(next(jitter_iter)), few),

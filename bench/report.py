@@ -159,23 +159,21 @@ def headline(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str
 
 def _side_by_side(results: dict[str, Any]) -> str:
     servers = servers_in(results)
-    head = ["scenario", "c"]
-    for s in servers:
-        head += [f"{label(s)} req/s", f"{label(s)} p50 / p99 ms"]
+    head = ["scenario", "c"] + [
+        f"{label(s)} {x}" for s in servers for x in ("req/s", "p50 / p99 ms")
+    ]
     rows = []
     for name in results.get("scenario_order", []):
-        recs = {s: scenario(results, name, s) for s in servers}
-        if not any(recs.values()):
+        recs = [scenario(results, name, s) for s in servers]
+        if not any(recs):
             continue
-        cells = [name, str(next(r["concurrency"] for r in recs.values() if r))]
-        for r in recs.values():
+        cells = [name, str(next(r["concurrency"] for r in recs if r))]
+        for r in recs:
             cells += (
                 [_f(r["ok_rps"]), f"{_f(r['p50_ms'])} / {_f(r['p99_ms'])}"] if r else ["n/a"] * 2
             )
-        rps = {s: (r or {}).get("ok_rps") for s, r in recs.items()}
-        rows.append(
-            cells + [_x(ratio(rps.get("bento"), rps.get(o))) for o in ("original", "plain")]
-        )
+        rps = [value(results, name, s, "ok_rps") for s in ("bento", "original", "plain")]
+        rows.append(cells + [_x(ratio(rps[0], other)) for other in rps[1:]])
     return _table([*head, "Bento/Original req/s", "Bento/Plain req/s"], rows)
 
 
@@ -239,10 +237,10 @@ def _floor(results: dict[str, Any]) -> str:
     if not floor:
         return "(not measured)"
     rows = []
-    for key, label in FLOOR_STEPS.items():
+    for key, step in FLOOR_STEPS.items():
         if isinstance(v := floor.get(key), dict):
             times = [_f(v[k], 0) for k in ("mean_us", "p50_us", "p99_us")]
-            rows.append([label, *times, str(v["iterations"])])
+            rows.append([step, *times, str(v["iterations"])])
     table = _table(["step", "mean µs", "p50 µs", "p99 µs", "iterations"], rows)
     return f"One {floor.get('rows', '?')}-driver /predict_full request, in-process, no server:\n\n{table}"
 
@@ -286,19 +284,16 @@ def _profile(results: dict[str, Any]) -> str:
 
 def _quiet_text(results: dict[str, Any]) -> str:
     runs, q = results.get("scenarios", []), results.get("quiet") or {}
-    disturbed = sum(1 for s in runs if s.get("disturbed"))
     if not q:
         return "not watched"
-    text = (
-        "not watched (quick); "
-        if not q.get("threshold")
-        else (
+    text = "not watched (quick); "
+    if q.get("threshold"):
+        text = (
             f"each server's run waited for the rest of the machine to use < {q['threshold']} cores "
-            f"and was repeated (up to {q.get('retries')} times, {_f(q.get('spent_s'), 0)} s spent of "
-            f"{_f(q.get('budget_s'), 0)}) when it used > {q.get('busy')} cores; "
+            f"and was repeated (up to {q.get('retries')} times, {_f(q.get('spent_s'), 0)} s spent "
+            f"of {_f(q.get('budget_s'), 0)}) when it used > {q.get('busy')} cores; "
         )
-    )
-    if disturbed:
+    if disturbed := sum(1 for s in runs if s.get("disturbed")):
         return text + f"**{disturbed} of {len(runs)} runs still disturbed** (⚠ below)"
     return text + f"no run disturbed (other CPU <= {q.get('busy')} cores in all {len(runs)})"
 
@@ -313,14 +308,14 @@ HEY = "[hey](https://packages.debian.org/bookworm/hey)"
 
 def _facts(results: dict[str, Any]) -> str:
     m, git = results.get("machine", {}), results.get("git", {})
-    label, command = results.get("label"), results.get("command", "?")
+    how, command = results.get("label"), results.get("command", "?")
     dirty = f", uncommitted changes in {', '.join(git['dirty'])}" if git.get("dirty") else ""
     versions = (results.get("versions") or {}).items()
     requests = (results.get("requests") or {}).items()
     server_env = (results.get("server_env") or {}).items()
     facts = [
         f"Date: {results.get('started_at', '?')} (UTC), {_f(results.get('wall_s'), 0)} s in all",
-        f"Command: `{label}` (`{command}`)" if label else f"Command: `{command}`",
+        f"Command: `{how}` (`{command}`)" if how else f"Command: `{command}`",
         f"Machine: {m.get('nproc', '?')} CPUs ({m.get('cpu_model', '?')}), "
         f"{m.get('memory_gib', '?')} GiB, Linux {m.get('kernel', '?')}, Python "
         f"{m.get('python', '?')}; load average at start {m.get('loadavg_at_start', '?')}",

@@ -37,7 +37,8 @@ FULL_BODY: dict[str, Any] = {"event": {"season": 2025, "round": 8}}
 QUALI_BODY = {"event": {"season": 2025, "round": 8}, "drivers": [{"driver_id": "max-verstappen"}]}
 NEXT_EVENT = {"season": 2026, "circuit_id": "monaco", "date": "2026-06-07"}
 """An event the data does not have: what users send for next season's races."""
-PACKAGES = ("bentoml", "lightgbm", "numpy", "pandas", "scikit-learn", "fastapi", "starlette")
+PACKAGES: tuple[str, ...] = ("bentoml", "lightgbm", "numpy", "pandas", "scikit-learn", "fastapi")
+PACKAGES += ("starlette", "uvicorn", "pydantic")
 PACKAGES += ("uvicorn", "pydantic")
 
 
@@ -453,11 +454,10 @@ class Bench:
             results["profile"] = profile_server(running["bento"], script, seconds, LOG_DIR)
 
     def stop(self) -> None:
-        if "bento" in self.running:
+        """Stop the servers, keeping the Bento's last /metrics page beside the logs."""
+        if bento := self.running.get("bento"):
             with contextlib.suppress(Exception):
-                (LOG_DIR / "bento-metrics.txt").write_text(
-                    self.running["bento"].get_text("/metrics")
-                )
+                (LOG_DIR / "bento-metrics.txt").write_text(bento.get_text("/metrics"))
         for srv in self.running.values():
             srv.stop()
 

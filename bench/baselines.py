@@ -1,16 +1,10 @@
-"""The two servers the Bento is measured against, on the same stored models, resolution,
-two-stage flow and response builders: their JSON equals the Bento's but for
-``metadata.inference_ms``.
+"""The two servers the Bento is measured against. They share its models, resolution,
+two-stage flow and response builders, so their JSON equals its own but for
+``metadata.inference_ms``. Each runs one uvicorn worker on asyncio's loop (bench/analysis.md).
 
-- ``plain``, the limit: bare Starlette, the project's numpy features and both models
-  in-process; no DataFrame, no process hop, no access log.
-- ``original``, the original architecture rebuilt: FastAPI with uvicorn's defaults (access
-  log on); per request a pandas DataFrame through a fitted scikit-learn
-  ``ColumnTransformer`` before each stage's ``predict``. The transformers only cast to
-  float, so the answers stay equal, but every request pays what the original design paid.
-
-Each runs one uvicorn worker on asyncio's own loop: a single saturated process on uvloop
-starves some connections (bench/analysis.md).
+- ``plain``, the limit: bare Starlette, numpy features, both models in-process.
+- ``original``, the original architecture: FastAPI with uvicorn's defaults (access log on),
+  and per model call a pandas DataFrame through a scikit-learn ``ColumnTransformer``.
 
     python -m bench.baselines plain --port 3102
 """

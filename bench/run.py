@@ -1,12 +1,9 @@
-"""Run the serving benchmark; write bench/results/*.json and BENCHMARKS.md.
-
-Three servers on the same stored models (the Bento, the original architecture, the plain
-limit): identical answers checked first, then wrk on loopback scenario by scenario,
-alternating the servers. ``--quick`` proves the harness in about a minute (numbers
-meaningless; written under bench/results/tmp/).
+"""Run the serving benchmark: the Bento, the original architecture and the plain limit on
+the same stored models; identical answers checked first, then wrk on loopback scenario by
+scenario, alternating the servers. Writes bench/results/*.json and BENCHMARKS.md.
 
     .venv/bin/python -m bench.run            # make bench
-    .venv/bin/python -m bench.run --quick    # make bench-quick
+    .venv/bin/python -m bench.run --quick    # make bench-quick: the harness in a minute
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
     from bench.servers import batch_delta, batch_histograms
 
     cmd = load.command(f"{srv.url}{sc.endpoint}", script, sc.concurrency, sc.duration_s)
-    bento = srv.spec.name == "bento"
+    bento = srv.spec.bentoml
     before = batch_histograms(srv.get_text("/metrics")) if bento else {}
     harness = [os.getpid(), *(o.pid for o in others)]
     own0, ours0 = proctree.cpu_by_pid(srv.pid), proctree.cpu_by_pid(*harness)

@@ -35,6 +35,11 @@ class ServerSpec:
     def argv(self, port: int) -> list[str]:
         return [*self.command, "--host", "127.0.0.1", "--port", str(port)]
 
+    @property
+    def bentoml(self) -> bool:
+        """A Bento: its ``/metrics`` count the batch sizes."""
+        return self.command == COMMANDS["bento"]
+
 
 COMMANDS = {
     "bento": (str(SERVE_BIN / "bentoml"), "serve", "service:F1Predictor"),

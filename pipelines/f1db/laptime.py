@@ -9,10 +9,8 @@ _TIME_RE = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d+)?)$")
 
 
 def parse_time(value: object) -> float:
-    """Seconds as float; NaN for empty values. Raises ValueError on text that is not a time.
-
-    Accepts numbers (already seconds) and "[h:][m:]s.fff" strings.
-    """
+    """Seconds from a number or an "[h:][m:]s.fff" string; NaN for empty values.
+    Raises ValueError on text that is not a time."""
     if value is None:
         return math.nan
     if isinstance(value, bool):

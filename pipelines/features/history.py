@@ -52,9 +52,6 @@ class History:
             if hi > lo:
                 self._idx[str(keys[lo])] = (days[lo:hi], seasons[lo:hi], vals[lo:hi])
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._idx
-
     def many(self, keys: Sequence[str], day: int, season: int | None = None) -> np.ndarray:
         """``before`` for each key as rows of one matrix (NaN where nothing is known)."""
         out = np.full((len(keys), len(self.cols)), np.nan)
@@ -81,15 +78,11 @@ class History:
 # --------------------------------------------------------------- building
 
 
-def quali_frame(t: Tables, races: pd.DataFrame) -> pd.DataFrame:
-    q = t.qualifying.merge(races[["race_id", "date", "season"]], on="race_id")
-    pole = q.groupby("race_id")["best_s"].transform("min")
-    q = q.assign(pole_s=pole, gap_pct=(q["best_s"] / pole - 1.0) * 100.0)
-    return q
-
-
 def driver_events(t: Tables, races: pd.DataFrame, lineage: dict[str, str]) -> pd.DataFrame:
-    q = quali_frame(t, races)[["race_id", "driver_id", "constructor_id", "gap_pct", "position"]]
+    """Each driver's qualifying gap (%) and position and race result at each event."""
+    q = t.qualifying.merge(races[["race_id", "date", "season"]], on="race_id")
+    q["gap_pct"] = (q["best_s"] / q.groupby("race_id")["best_s"].transform("min") - 1.0) * 100.0
+    q = q[["race_id", "driver_id", "constructor_id", "gap_pct", "position"]]
     q = q.rename(columns={"position": "q_pos", "constructor_id": "q_team"})
     r = t.results[
         ["race_id", "driver_id", "constructor_id", "position", "points", "position_text"]
@@ -121,8 +114,7 @@ def build_driver_state(ev: pd.DataFrame) -> pd.DataFrame:
     out["q_gap_last"] = ev.groupby("driver_id")["gap_c"].transform(lambda s: s.ffill())
     out["q_pos_ewm"] = _ewm(ev, "driver_id", "q_pos")
     out["r_pos_ewm"] = _ewm(ev, "driver_id", "r_pos")
-    ev["points_f"] = ev["points"]
-    out["points_ewm"] = _ewm(ev, "driver_id", "points_f")
+    out["points_ewm"] = _ewm(ev, "driver_id", "points")
     out["win_ewm"] = _ewm(ev, "driver_id", "win")
     out["podium_ewm"] = _ewm(ev, "driver_id", "podium")
     out["n_events"] = ev.groupby("driver_id").cumcount() + 1.0

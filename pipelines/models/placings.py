@@ -6,12 +6,9 @@ that to the whole finishing order: the winner is drawn in proportion to ``w``, s
 place from the cars left in proportion to ``w``, and so on. Its first place *is* the
 softmax, so a driver's win, podium and points chances come from one model and agree.
 
-Not every car is classified: some retire, and Plackett-Luce alone orders every car as
-if none could (docs/model-quality.md, "Cars retire"). So every car but the winner is
-classified with probability ``finish`` (Stage-2's ``finish_rate``: the share of starters
-classified in its tuning seasons; 1 for models saved before it), independently, and the
-podium and the points are the first 3 and 10 *classified* cars. The win (the softmax:
-Stage-2 is fitted on who won, retirements included) is unchanged.
+Not every car is classified: every car but the winner is, independently, with
+probability ``finish`` (Stage-2's ``finish_rate``), and the podium and the points are
+the first 3 and 10 *classified* cars. The win (the softmax) is unchanged.
 
 Computed in the exponential-race form of Plackett-Luce: give car j an arrival time
 ``T_j ~ Exp(w_j)``; the order of arrival is Plackett-Luce. The first arrival wins; a car
@@ -143,12 +140,9 @@ def placings(
 ) -> Placings:
     """Win, podium and points probabilities over a field, ordered win <= podium <= points.
 
-    ``keys`` (driver ids) fix the order the field is computed in, so the numbers do
-    not depend on how the field is listed. ``win`` defaults to the softmax; pass the
-    caller's own softmax to keep the ordering exact against it. ``finish``: the chance
-    a car other than the winner is classified (1: every car is; module doc). Memoised
-    on the strengths, keys and ``finish`` (~0.7 ms per 20-car field: every request
-    about the same field asks it again).
+    ``keys`` (driver ids) fix the order the field is computed in. ``win`` defaults to the
+    softmax; pass the caller's own to keep the ordering exact against it. ``finish``: the
+    chance a car other than the winner is classified. Memoised on all three.
     """
     s = np.asarray(strength, dtype=float)
     soft, pod, pts = (v.copy() for v in _podium_points(s.tobytes(), tuple(keys), float(finish)))

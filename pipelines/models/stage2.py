@@ -1,14 +1,10 @@
 """Stage-2: a monotone LightGBM win classifier stacked with a linear conditional logit,
 softmax per race.
 
-A car's win log-odds are ``(w * booster + (1 - w) * linear) / T``: boosted trees on every
-Stage-2 feature and a linear conditional logit on a few robust terms (``LINEAR_TERMS``),
-``w`` and ``T`` chosen on validation seasons. Both parts are monotone in the grid slot and
-the qualifying gap. Both learn from each training race's first three finishers as
-Plackett-Luce choices (``RankStages``): the cars behind the winner also say which
-strengths the field had. Early under new technical rules (``RULES_RESETS``) the form
-they read is about cars that no longer race, so the log-odds lean on a grid-only logit
-instead (``grid_lean``).
+A car's win log-odds are ``(w * booster + (1 - w) * linear) / T``, ``w`` and ``T`` chosen
+on validation seasons. Both parts are monotone in the grid slot and the qualifying gap,
+and learn from each training race's first finishers (``RankStages``). Early under new
+technical rules the log-odds lean on a grid-only logit instead (``grid_lean``).
 """
 
 from __future__ import annotations
@@ -70,8 +66,7 @@ def boosted_columns(x: np.ndarray) -> np.ndarray:
 
 
 GRID_TERMS: tuple[Term, ...] = (LINEAR_TERMS[0],)
-"""The grid-only conditional logit of the grid lean (the "logistic on log(grid)"
-baseline, fitted per race)."""
+"""The grid lean's input: a conditional logit on log(grid)."""
 LINEAR_L2 = 1.0
 """Ridge penalty on the standardised coefficients of the linear part."""
 RANK_DEPTH = 3
@@ -288,20 +283,14 @@ def grid_lean_share(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray
     return np.where(np.isnan(share), 0.0, share)
 
 
-def grid_lean_logit(config: Stage2Config, x: np.ndarray) -> np.ndarray:
-    """The grid lean's log-odds: the grid-only conditional logit (0 when not fitted)."""
-    rows = np.asarray(x, dtype=float)
-    if not config.grid_coef:
-        return np.zeros(len(rows))
-    return linear_design(rows, GRID_TERMS) @ np.asarray(config.grid_coef, dtype=float)
-
-
 def grid_lean(config: Stage2Config, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per Stage-2 row, the grid lean's share (``grid_lean_share`` of its
-    ``c_rules_races``) and log-odds (``grid_lean_logit``)."""
+    ``c_rules_races``) and log-odds (the grid-only conditional logit; 0 at share 0)."""
     rows = np.asarray(x, dtype=float)
     share = grid_lean_share(config, rows[:, STAGE2.pos["c_rules_races"]])
-    return share, grid_lean_logit(config, rows) if share.any() else np.zeros(len(rows))
+    if not share.any():
+        return share, np.zeros(len(rows))
+    return share, linear_design(rows, GRID_TERMS) @ np.asarray(config.grid_coef, dtype=float)
 
 
 def apply_grid_lean(score: np.ndarray, share: np.ndarray, grid: np.ndarray) -> np.ndarray:

@@ -80,10 +80,8 @@ def installed_tag(folder: Path) -> str | None:
         text = (folder / "SOURCE.txt").read_text(encoding="utf-8")
     except OSError:
         return None
-    for line in text.splitlines():
-        if line.startswith("F1DB release: "):
-            return line.removeprefix("F1DB release: ").strip()
-    return None
+    found = re.search(r"^F1DB release: (.*)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else None
 
 
 def _is_valid_tag(tag: str) -> bool:

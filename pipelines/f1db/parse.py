@@ -63,9 +63,6 @@ class Tables:
         return [f.name for f in fields(cls) if f.name != "content_hash"]
 
 
-# --------------------------------------------------------------------------- reading
-
-
 def _load_yaml(path: Path) -> Any:
     try:
         with path.open("rb") as fh:
@@ -139,9 +136,6 @@ def _as_datetime(d: Any, t: Any) -> datetime | None:
     return datetime.combine(dd, tt)
 
 
-# ------------------------------------------------------------------ session order
-
-
 def sessions_before_qualifying(
     season: int,
     is_sprint: bool,
@@ -164,9 +158,6 @@ def sessions_before_qualifying(
         allowed = {"fp1", "sq"} if season >= 2024 else {"fp1"}
         return [s for s in avail if s in allowed]
     return [s for s in avail if s.startswith("fp")]
-
-
-# ------------------------------------------------------------------------- hashing
 
 
 def _source_files(data_dir: Path, seasons: list[int]) -> list[Path]:
@@ -209,9 +200,6 @@ def _seasons_from(data_dir: Path, min_season: int) -> list[int]:
     if not seasons:
         raise DataError(f"{sdir}: no season >= {min_season}")
     return seasons
-
-
-# ------------------------------------------------------------------------- parsing
 
 
 def _race_dirs(data_dir: Path, season: int) -> list[Path]:
@@ -490,9 +478,6 @@ def _frames(rows: dict[str, list[dict[str, Any]]]) -> Tables:
     return Tables(**frames)
 
 
-# --------------------------------------------------------------------------- cache
-
-
 def _write_cache(path: Path, tables: Tables) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
@@ -542,9 +527,6 @@ def _parse_with_progress(data_dir: Path, seasons: list[int]) -> Tables:
         return _parse_tree(
             data_dir, seasons, tick=lambda desc: bar.update(task, advance=1, description=desc)
         )
-
-
-# ------------------------------------------------------------------- derived facts
 
 
 def team_lineage(constructors: pd.DataFrame) -> dict[str, str]:

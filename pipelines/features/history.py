@@ -75,9 +75,6 @@ class History:
         return vals[i]
 
 
-# --------------------------------------------------------------- building
-
-
 def driver_events(t: Tables, races: pd.DataFrame, lineage: dict[str, str]) -> pd.DataFrame:
     """Each driver's qualifying gap (%) and position and race result at each event."""
     q = t.qualifying.merge(races[["race_id", "date", "season"]], on="race_id")

@@ -1,8 +1,7 @@
 """Feature names and order: one spec per stage, and rows filled by name.
 
-The spec is the contract between the feature code, the stored models and serving: a
-model records the names it was trained on, and serving refuses a model whose list
-differs from the code's (``FeatureSpec.check``), naming the difference.
+A model records the names it was trained on; serving refuses a model whose list differs
+from the code's (``FeatureSpec.check``), naming the difference.
 """
 
 from __future__ import annotations
@@ -41,13 +40,6 @@ class FeatureSpec:
     def rows(self, n: int) -> Rows:
         """``n`` empty rows (NaN: LightGBM's missing value) to fill column by name."""
         return Rows(self, np.full((n, len(self.names)), np.nan))
-
-    def vector(self, values: Mapping[str, float], default: float = 0.0) -> list[float]:
-        """A per-feature list (e.g. monotone constraints) from the named exceptions."""
-        unknown = set(values) - set(self.names)
-        if unknown:
-            raise KeyError(f"{self.stage}: no feature named {sorted(unknown)}")
-        return [values.get(n, default) for n in self.names]
 
     def check(self, stored: Sequence[str], revision: int | None, model: str) -> None:
         """Raise ``FeatureMismatch`` naming what differs between a model and the code."""
@@ -129,15 +121,12 @@ STAGE1_FORM = (
     "d_points_ewm",
     *STAGE1_TEAM_FORM,
 )
-"""The Stage-1 features read from the cars' earlier results: at the first race under new
-technical rules they are about cars that no longer race (the practice-only ensemble
-predicts those rows without them). A driver's experience (``d_n_events``) is not."""
+"""The Stage-1 features read from the cars' earlier results (about cars that no longer
+race at the first race under new technical rules)."""
 STAGE1_UNBOOSTED = ("c_rules_races",)
-"""Stage-1 inputs no booster is fitted on: they route a row to an ensemble
-(``Stage1Model``), they are not a pace signal."""
+"""Stage-1 inputs no booster is fitted on: they route a row to an ensemble."""
 STAGE1_PRACTICE = tuple(n for n in STAGE1.names if n.startswith("p_"))
-"""The Stage-1 features from the event's own practice: NaN (counts 0) for an event whose
-practice is not in the data yet, as for a forecast made days before the weekend."""
+"""The Stage-1 features from the event's own practice (missing before the weekend)."""
 STAGE1_PRACTICE_COUNTS = ("p_laps", "p_n_sessions")
 """Of those, the counts: 0 without practice, not NaN."""
 STAGE2_LABELS: Mapping[str, str] = {
@@ -167,14 +156,11 @@ STAGE2 = FeatureSpec(
     revision=3,  # 3: races run under the current technical rules (the reset blend)
 )
 STAGE2_UNBOOSTED = ("c_rules_races",)
-"""Stage-2 inputs the booster is not fitted on (left out of its inputs): they steer how
-the log-odds are used (``stage2.grid_lean``), not what they are."""
+"""Stage-2 inputs the booster is not fitted on: they steer the log-odds (``grid_lean``)."""
 RULES_RESETS = (2009, 2014, 2017, 2022, 2026)
-"""Seasons whose technical rules were rewritten (aero and KERS, hybrid turbo engines, wide
-cars, ground effect, the 2026 engines and active aero): known years in advance, so a
-feature may use them. The order of the field before such a season says little about the
-order after it."""
-STAGE2_MONOTONE = STAGE2.vector({"grid": -1, "q_gap_pct": -1, "q_tm_gap": -1})
+"""Seasons whose technical rules were rewritten (known years in advance): the order of
+the field before such a season says little about the order after it."""
+STAGE2_MONOTONE = [-1.0 if n in ("grid", "q_gap_pct", "q_tm_gap") else 0.0 for n in STAGE2.names]
 """Win probability never rises with a worse grid slot or a slower qualifying lap."""
 
 LABELS: Mapping[str, str] = {**STAGE1_LABELS, **STAGE2_LABELS}

@@ -13,6 +13,7 @@ import fcntl
 import json
 import math
 import platform
+import re
 import shutil
 import signal
 import sys
@@ -75,8 +76,6 @@ def _plain(value: Any) -> Any:
         return str(value)
     return value
 
-
-# ------------------------------------------------------------------- commits
 
 MANAGED = (FEATURES_NAME, STAGE1_NAME, STAGE2_NAME)
 
@@ -282,60 +281,14 @@ def check_features(model: bentoml.Model, spec: FeatureSpec) -> None:
         raise StoreError(str(exc)) from exc
 
 
-METRICS_GUIDE = {
-    "stage1.metrics.test": "test season: Stage-1 forecast made before qualifying (practice "
-    "and form only), as /predict_quali and /predict_full give it",
-    "stage1.metrics.new_team": "test season with every car's team form blanked, as for a "
-    "new entrant without history, beside the same cars as they are",
-    "stage1.metrics.new_rules": "the test season's first race under new technical rules: its "
-    "cars with practice as served (the practice-only ensemble) and by the main ensemble "
-    "reading their form ('rows' 0: the season has none)",
-    "stage1.metrics.pole": "test season: the pole odds of /predict_quali ("
-    "'probability_score') against qualifying's first place, over the cars that set a lap: "
-    "per event the pole-sitter's log loss and top-1, Brier per car; before qualifying "
-    "('test') and a weekend ahead ('before_practice'), beside an even chance and the "
-    "baselines' gaps through the model's 'temperature' ('temperature_ahead' for a field "
-    "without a practice lap; both chosen on the tuning seasons)",
-    "stage2.metrics.test": "test season, after qualifying: the real grid and qualifying "
-    "times given, as in /predict_race",
-    "stage2.metrics.test_chained": "test season, before qualifying: the event only, "
-    "Stage-1's grid and gaps chained into Stage-2, as in /predict_full without grid "
-    "positions (the forecast most users get)",
-    "stage2.metrics.rules_reset": "the test season's races early under new technical "
-    "rules, where the win log-odds lean on a grid-only logit (share 'reset_weight' at the "
-    "first race, none after 'reset_races'): as served, without the lean, and the logistic "
-    "on the same grid ('races' 0: the season has none)",
-    "stage1.metrics.before_practice": "test season, a weekend ahead: every event asked with "
-    "its cars and no practice lap, as the next event looks while the data holds only the "
-    "races before it (/predict_full days before the weekend), beside 'recent_form' (each "
-    "driver's recent qualifying gap) and 'without_form_model' (Stage-1's main ensemble "
-    "predicting every car, as before the form-only ensemble)",
-    "stage2.metrics.before_practice": "the same forecasts a weekend ahead, Stage-1's grid "
-    "chained into Stage-2, the baselines fed that grid",
-    "training_seasons": "the seasons the served models were fitted on (Stage-1 through "
-    "'stage1.fitted_through', Stage-2 through the last): an answer about one of those "
-    "events knows how it went (a warning, and metadata.fitted_on_event in /predict_full); "
-    "the metrics here are forecasts made before each event by models fitted without it",
-    "baselines": "the simple predictors of the same rows: 'test' with the real grid, "
-    "'test_chained' fed Stage-1's grid",
-    "intervals": "90 % intervals from resampling the test season's events (seeded): "
-    "each metric's, and the model's paired difference to each baseline with the share "
-    "of resamples in which the model is better",
-    "winner_log_loss": "mean -log P(actual winner) per race (lower is better); 'inf' when "
-    "a predictor gave the winner zero probability",
-    "stage2.metrics.podium": "test season: podium (top 3) probabilities per starter (Brier, "
-    "binary log loss, share of each podium among the three most likely cars), after "
-    "qualifying ('test'), before it ('test_chained') and a weekend ahead "
-    "('before_practice'), beside each grid slot's podium rate and the same strengths "
-    "with every car classified ('every_car_classified', the odds before cars could "
-    "retire); 'finish_rate': the chance a car other than the winner is classified in the "
-    "placings model, measured on the tuning seasons; 'stage2.metrics.points': the same "
-    "for the top 10",
-    "gap_pct_mae_dry": "Stage-1's gap-to-pole MAE (%) over the dry events alone (pole lap "
-    "faster than the best practice lap; F1DB records no weather), likewise "
-    "'spearman_dry': how much of the season's score its wet qualifying sessions are",
-}
-"""What each held-out metric block of /model_info means."""
+def _metrics_guide() -> dict[str, str]:
+    """What each held-out metric block of /model_info means: ``metrics_guide.md``'s bullets."""
+    text = Path(__file__).with_name("metrics_guide.md").read_text(encoding="utf-8")
+    bullets = re.findall(r"^- `([^`]+)`: (.+?)(?=^- |\Z)", text, re.MULTILINE | re.DOTALL)
+    return {key: " ".join(meaning.split()) for key, meaning in bullets}
+
+
+METRICS_GUIDE = _metrics_guide()
 
 
 def model_info(
@@ -401,17 +354,14 @@ def stage1_fitted_through() -> tuple[dict[str, int] | None, list[int], Stage1Con
         model = bentoml.models.get(f"{STAGE1_NAME}:latest")
     except bentoml.exceptions.NotFound:
         return None
-    meta = model.info.metadata
-    cfg = open_stage1_config(model)
-    through = meta.get("fitted_through")
-    seasons = meta.get("training_seasons")
-    return (
+    through, seasons = (model.info.metadata.get(k) for k in ("fitted_through", "training_seasons"))
+    fitted = (
         {str(k): int(cast(int, v)) for k, v in through.items()}
         if isinstance(through, dict)
-        else None,
-        [int(cast(int, v)) for v in seasons] if isinstance(seasons, list) else [],
-        cfg,
+        else None
     )
+    years = [int(cast(int, v)) for v in seasons] if isinstance(seasons, list) else []
+    return fitted, years, open_stage1_config(model)
 
 
 def get_model(tag: str) -> bentoml.Model:

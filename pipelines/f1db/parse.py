@@ -178,10 +178,7 @@ def content_hash(data_dir: Path, seasons: list[int]) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(f"parser={PARSER_VERSION};seasons={seasons}".encode())
     for path in _source_files(data_dir, seasons):
-        h.update(str(path.relative_to(data_dir)).encode())
-        h.update(b"\0")
-        h.update(path.read_bytes())
-        h.update(b"\0")
+        h.update(str(path.relative_to(data_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -208,10 +205,8 @@ def _race_dirs(data_dir: Path, season: int) -> list[Path]:
 
 def _parse_rounds(text: Any, n_rounds: int) -> list[int]:
     """F1DB entrant rounds: "1-24", "1-5,7,9-10", or empty (not a race driver)."""
-    if text is None or str(text).strip() == "":
-        return []
     out: list[int] = []
-    for part in str(text).split(","):
+    for part in str(text or "").split(","):
         part = part.strip()
         if "-" in part:
             lo, hi = part.split("-", 1)

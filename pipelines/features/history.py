@@ -109,11 +109,8 @@ def build_driver_state(ev: pd.DataFrame) -> pd.DataFrame:
     out = ev[["driver_id", "day", "season"]].copy()
     out["q_gap_ewm"] = _ewm(ev, "driver_id", "gap_c")
     out["q_gap_last"] = ev.groupby("driver_id")["gap_c"].transform(lambda s: s.ffill())
-    out["q_pos_ewm"] = _ewm(ev, "driver_id", "q_pos")
-    out["r_pos_ewm"] = _ewm(ev, "driver_id", "r_pos")
-    out["points_ewm"] = _ewm(ev, "driver_id", "points")
-    out["win_ewm"] = _ewm(ev, "driver_id", "win")
-    out["podium_ewm"] = _ewm(ev, "driver_id", "podium")
+    for col in ("q_pos", "r_pos", "points", "win", "podium"):
+        out[f"{col}_ewm"] = _ewm(ev, "driver_id", col)
     out["n_events"] = ev.groupby("driver_id").cumcount() + 1.0
     return out.reset_index(drop=True)
 

@@ -42,9 +42,8 @@ PODIUM = 3
 POINTS = 10
 """Cars scoring points in a Grand Prix (2010 on)."""
 MAX_SPREAD = 200.0
-"""Strengths more than this below the field's best are raised to it: a weight of
-e^-200 (1e-87) relative changes nothing measurable, keeps every weight above float
-underflow, and bounds the integration range."""
+"""Strengths more than this below the field's best are raised to it (a relative weight of
+1e-87 changes nothing measurable): no weight underflows, the integration range is bounded."""
 STEP = 0.2
 """Trapezoid step in log-time (error ~ exp(-pi^2 / STEP) ~ 5e-15 relative)."""
 
@@ -68,9 +67,7 @@ def weights(strength: np.ndarray) -> np.ndarray:
 
 def classified_top_k(strength: np.ndarray, ks: Sequence[int], finish: float) -> list[np.ndarray]:
     """P(among the first ``k`` classified cars) per car, for each ``k`` of ``ks``, when
-    every car but the winner is classified with probability ``finish`` (module doc).
-    The first place is the softmax whatever ``finish``; each sums to a little under
-    min(k, N) when cars may retire."""
+    every car but the winner is classified with probability ``finish`` (module doc)."""
     if not 0.0 < finish <= 1.0:
         raise ValueError(f"finish must be in (0, 1], got {finish}")
     w = weights(strength)

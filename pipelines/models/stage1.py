@@ -96,17 +96,15 @@ def without_form(x: np.ndarray) -> np.ndarray:
 
 
 def blank_team_form(x: np.ndarray, teams: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """A copy of Stage-1 rows with the team-form features (``STAGE1_TEAM_FORM``) set to
-    NaN for a seeded ``share`` of the (event, team) keys in ``teams``: both cars of a
-    picked team at a picked event, as a new entrant looks to serving."""
+    """Stage-1 rows with the team form blanked for a seeded ``share`` of the (event, team)
+    keys in ``teams`` (both cars of a picked team), as a new entrant looks to serving."""
     keys, inverse = np.unique(np.asarray(teams).astype(str), return_inverse=True)
     picked = np.random.default_rng(seed).random(len(keys)) < share
     return without_team_form(x, picked[inverse])
 
 
 def without_team_form(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Stage-1 rows with ``STAGE1_TEAM_FORM`` blanked: how a team without history looks
-    to serving."""
+    """Stage-1 rows with ``STAGE1_TEAM_FORM`` blanked, as a team without history has it."""
     return _blanked(x, STAGE1_TEAM_FORM, rows)
 
 

@@ -88,13 +88,9 @@ def _deferred_signals() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    old = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(sig)
-        # SIG_IGN: ignored before, ignored now. None: a handler set outside Python,
-        # which signal.signal could not put back; leave it alone.
-        if handler is not signal.SIG_IGN and handler is not None:
-            old[sig] = handler
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIG_IGN stays ignored; None (a handler set outside Python) could not be put back
+    old = {sig: h for sig, h in old.items() if h is not signal.SIG_IGN and h is not None}
     for sig in old:
         signal.signal(sig, lambda signum, _frame: caught.append(signum))
     try:
@@ -151,15 +147,12 @@ def repair_store() -> list[str]:
 
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
-    """One writer at a time: the store's file lock."""
+    """One writer at a time: the store's file lock (released when the file closes)."""
     home = Path(store_home())
     home.mkdir(parents=True, exist_ok=True)
     with (home / ".f1-store.lock").open("a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        yield
 
 
 @contextlib.contextmanager

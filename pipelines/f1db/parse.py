@@ -26,13 +26,8 @@ from pipelines.f1db.laptime import parse_time
 
 PARSER_VERSION = "5"  # 5: races.turns
 
-SESSION_FILES: dict[str, str] = {
-    "fp1": "free-practice-1-results.yml",
-    "fp2": "free-practice-2-results.yml",
-    "fp3": "free-practice-3-results.yml",
-    "fp4": "free-practice-4-results.yml",
-    "sq": "sprint-qualifying-results.yml",
-}
+SESSION_FILES: dict[str, str] = {f"fp{i}": f"free-practice-{i}-results.yml" for i in range(1, 5)}
+SESSION_FILES["sq"] = "sprint-qualifying-results.yml"
 """Timed sessions that may precede qualifying ("sq" = sprint qualifying / shootout)."""
 
 

@@ -21,16 +21,9 @@ GAP_CLIP = 5.0
 EWM_ALPHA = 0.3
 DNF_POSITION = 20.0
 
-DRIVER_STATE = [
-    "q_gap_ewm",
-    "q_gap_last",
-    "q_pos_ewm",
-    "r_pos_ewm",
-    "points_ewm",
-    "win_ewm",
-    "podium_ewm",
-    "n_events",
-]
+DRIVER_EWM = ("q_pos", "r_pos", "points", "win", "podium")
+"""Event columns each driver's form averages (``<column>_ewm``) beside the qualifying gap."""
+DRIVER_STATE = ["q_gap_ewm", "q_gap_last", *(f"{c}_ewm" for c in DRIVER_EWM), "n_events"]
 TEAM_STATE = ["t_q_gap_ewm", "t_points_ewm", "t_win_ewm"]
 STAND_STATE = ["points", "position"]
 
@@ -109,7 +102,7 @@ def build_driver_state(ev: pd.DataFrame) -> pd.DataFrame:
     out = ev[["driver_id", "day", "season"]].copy()
     out["q_gap_ewm"] = _ewm(ev, "driver_id", "gap_c")
     out["q_gap_last"] = ev.groupby("driver_id")["gap_c"].transform(lambda s: s.ffill())
-    for col in ("q_pos", "r_pos", "points", "win", "podium"):
+    for col in DRIVER_EWM:
         out[f"{col}_ewm"] = _ewm(ev, "driver_id", col)
     out["n_events"] = ev.groupby("driver_id").cumcount() + 1.0
     return out.reset_index(drop=True)

@@ -1,16 +1,10 @@
-"""The two servers the Bento is measured against, on the same stored models, resolution,
-two-stage flow and response builders: their JSON equals the Bento's but for
-``metadata.inference_ms``.
+"""The two servers the Bento is measured against. They share its models, resolution,
+two-stage flow and response builders, so their JSON equals its own but for
+``metadata.inference_ms``. Each runs one uvicorn worker on asyncio's loop (bench/analysis.md).
 
-- ``plain``, the limit: bare Starlette, the project's numpy features and both models
-  in-process; no DataFrame, no process hop, no access log.
-- ``original``, the original architecture rebuilt: FastAPI with uvicorn's defaults (access
-  log on); per request a pandas DataFrame through a fitted scikit-learn
-  ``ColumnTransformer`` before each stage's ``predict``. The transformers only cast to
-  float, so the answers stay equal, but every request pays what the original design paid.
-
-Each runs one uvicorn worker on asyncio's own loop: a single saturated process on uvloop
-starves some connections (bench/analysis.md).
+- ``plain``, the limit: bare Starlette, numpy features, both models in-process.
+- ``original``, the original architecture: FastAPI with uvicorn's defaults (access log on),
+  and per model call a pandas DataFrame through a scikit-learn ``ColumnTransformer``.
 
     python -m bench.baselines plain --port 3102
 """
@@ -20,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +35,7 @@ from pipelines.models import store
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
 from pipelines.serving import responses
+from pipelines.serving.coalesce import RowsFn
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import Forecast, TwoStage
 from pipelines.serving.resolve import Resolved, ServedModels, resolve_request
@@ -98,10 +94,6 @@ def quali_json(fc: Forecast) -> list[dict[str, Any]]:
     return [p.model_dump() for p in responses.quali_predictions(fc)]
 
 
-def full_response(loaded: Loaded, res: Resolved, fc: Forecast, t0: float) -> FullResponse:
-    return responses.full_response(res, fc, loaded.tags, t0)
-
-
 # ------------------------------------------------------------------------ plain
 
 
@@ -109,38 +101,30 @@ def plain_app(loaded: Loaded | None = None) -> Starlette:
     loaded = loaded or load_models()
     flow = TwoStage.local(loaded.snapshot, loaded.stage1, loaded.stage2)
 
-    async def predict_full(request: Request) -> Response:
+    async def predict(request: Request, race: bool) -> Response:
         t0 = time.perf_counter()
         try:
             req = parse_quali(await request.body())
-            res = resolve(loaded, req, race=True)
+            res = resolve(loaded, req, race=race)
         except ValidationError as exc:
             return JSONResponse(validation_body(exc), status_code=422)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        fc = await flow.full(res.event, res.field, res.rows, req.explain)
-        body = full_response(loaded, res, fc, t0).model_dump_json()
         headers = warnings_header(res.warnings)
+        if not race:
+            fc = await flow.quali(res.event, res.field, res.rows, req.explain)
+            return JSONResponse(quali_json(fc), headers=headers)
+        fc = await flow.full(res.event, res.field, res.rows, req.explain)
+        body = responses.full_response(res, fc, loaded.tags, t0).model_dump_json()
         return Response(body, media_type="application/json", headers=headers)
-
-    async def predict_quali(request: Request) -> Response:
-        try:
-            req = parse_quali(await request.body())
-            res = resolve(loaded, req)
-        except ValidationError as exc:
-            return JSONResponse(validation_body(exc), status_code=422)
-        except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
-        fc = await flow.quali(res.event, res.field, res.rows, req.explain)
-        return JSONResponse(quali_json(fc), headers=warnings_header(res.warnings))
 
     async def readyz(_: Request) -> Response:
         return Response("ok", media_type="text/plain")
 
     return Starlette(
         routes=[
-            Route("/predict_full", predict_full, methods=["POST"]),
-            Route("/predict_quali", predict_quali, methods=["POST"]),
+            Route("/predict_full", partial(predict, race=True), methods=["POST"]),
+            Route("/predict_quali", partial(predict, race=False), methods=["POST"]),
             Route("/readyz", readyz, methods=["GET"]),
         ]
     )
@@ -150,7 +134,8 @@ def plain_app(loaded: Loaded | None = None) -> Starlette:
 
 
 def build_preprocessor(names: Sequence[str]) -> Pipeline:
-    """Two column groups through float casts; output a DataFrame with the same columns."""
+    """Two column groups through float casts, outputting a DataFrame with the same columns.
+    Casts learn nothing: it is fitted on one row of zeros."""
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
@@ -159,7 +144,8 @@ def build_preprocessor(names: Sequence[str]) -> Pipeline:
     cast = [FunctionTransformer(_as_float, feature_names_out="one-to-one") for _ in range(2)]
     groups = [("pace", cast[0], names[:half]), ("form", cast[1], names[half:])]
     columns = ColumnTransformer(groups, remainder="drop", verbose_feature_names_out=False)
-    return Pipeline([("columns", columns)]).set_output(transform="pandas")
+    pipe = Pipeline([("columns", columns)]).set_output(transform="pandas")
+    return pipe.fit(feature_frame(np.zeros((1, len(names))), names))
 
 
 def _as_float(frame: pd.DataFrame) -> pd.DataFrame:
@@ -171,61 +157,28 @@ def feature_frame(x: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records([dict(zip(names, row, strict=True)) for row in x])
 
 
-class OriginalPipeline:
-    """Both stages the original way: DataFrame -> ColumnTransformer -> predict, as the
-    model calls of the project's one two-stage flow."""
+def original_flow(loaded: Loaded) -> TwoStage:
+    """The project's two-stage flow with every model call made the original way: a
+    DataFrame through a ColumnTransformer, then the model."""
+    s1, s2 = loaded.stage1, loaded.stage2
+    one, two = STAGE1.names, STAGE2.names
+    pre1, pre2 = build_preprocessor(one), build_preprocessor(two)
 
-    def __init__(self, loaded: Loaded, sample_events: int = 6) -> None:
-        self.loaded = loaded
-        self.pre1 = build_preprocessor(STAGE1.names)
-        self.pre2 = build_preprocessor(STAGE2.names)
-        self._fit(sample_events)
-        c1, c2 = loaded.stage1.config, loaded.stage2.config
-        self.flow = TwoStage(
-            loaded.snapshot, c1, c2, self.stage1, self.stage2, self.explain1, self.explain2
-        )
+    def call(fn: Callable[[Any], Any], pre: Pipeline, names: Sequence[str], array: bool) -> RowsFn:
+        async def model_call(x: np.ndarray) -> np.ndarray:
+            frame = pre.transform(feature_frame(x, names))[list(names)]
+            return fn(frame.to_numpy() if array else frame)  # explainers take an array
 
-    def frame1(self, x1: np.ndarray) -> pd.DataFrame:
-        return self.pre1.transform(feature_frame(x1, STAGE1.names))[list(STAGE1.names)]
+        return model_call
 
-    def frame2(self, x2: np.ndarray) -> pd.DataFrame:
-        return self.pre2.transform(feature_frame(x2, STAGE2.names))[list(STAGE2.names)]
-
-    async def stage1(self, x1: np.ndarray) -> np.ndarray:
-        return self.loaded.stage1.predict_gap(self.frame1(x1))
-
-    async def stage2(self, x2: np.ndarray) -> np.ndarray:
-        return self.loaded.stage2.logit(self.frame2(x2))
-
-    async def explain1(self, x1: np.ndarray) -> np.ndarray:
-        return self.loaded.stage1.explain_gap(self.frame1(x1).to_numpy())
-
-    async def explain2(self, x2: np.ndarray) -> np.ndarray:
-        return self.loaded.stage2.explain_logit(self.frame2(x2).to_numpy())
-
-    def _fit(self, n: int) -> None:
-        """Fit the transformers once, on the feature rows of the last ``n`` events."""
-        snap = self.loaded.snapshot
-        ev = snap.events[snap.events["has_results"]].tail(n)
-        f1, f2 = [], []
-        for season, rnd in zip(ev["season"], ev["round"], strict=True):
-            ctx = snap.event_by_round(int(season), int(rnd))
-            if ctx is None or not (fld := snap.event_field(ctx)).entries:
-                continue
-            x1 = snap.stage1_rows(ctx, fld)
-            gap = self.loaded.stage1.predict_gap(x1)
-            grid = np.argsort(np.argsort(gap)).astype(float) + 1.0
-            f1.append(feature_frame(x1, STAGE1.names))
-            f2.append(feature_frame(snap.stage2_rows(ctx, fld.entries, grid, gap), STAGE2.names))
-        if not f1:
-            raise RuntimeError("no event with an entry list to fit the preprocessor on")
-        self.pre1.fit(pd.concat(f1, ignore_index=True))
-        self.pre2.fit(pd.concat(f2, ignore_index=True))
+    calls = [call(s1.predict_gap, pre1, one, False), call(s2.logit, pre2, two, False)]
+    calls += [call(s1.explain_gap, pre1, one, True), call(s2.explain_logit, pre2, two, True)]
+    return TwoStage(loaded.snapshot, s1.config, s2.config, *calls)
 
 
 def original_app(loaded: Loaded | None = None) -> FastAPI:
     loaded = loaded or load_models()
-    flow = OriginalPipeline(loaded).flow
+    flow = original_flow(loaded)
     app = FastAPI(title="F1 Prediction API (original architecture)")
 
     @app.post("/predict_full")
@@ -237,7 +190,7 @@ def original_app(loaded: Loaded | None = None) -> FastAPI:
             return JSONResponse(exc.body(), status_code=exc.status)  # type: ignore[return-value]
         fc = await flow.full(res.event, res.field, res.rows, request.explain)
         response.headers.update(warnings_header(res.warnings))
-        return full_response(loaded, res, fc, t0)
+        return responses.full_response(res, fc, loaded.tags, t0)
 
     @app.post("/predict_quali")
     async def predict_quali(request: QualiRequest) -> Any:

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.baselines import Loaded, full_response, load_models, parse_quali, resolve
+from bench.baselines import load_models, parse_quali, resolve
 from bench.load import JITTER_S
 from pipelines.models.placings import PODIUM, POINTS, classified_top_k
 from pipelines.models.pole import pole_estimate
 from pipelines.serving.orchestrator import TwoStage, race_grid, run
+from pipelines.serving.responses import full_response
 
 
 def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
@@ -57,29 +58,27 @@ def jittered(body: dict[str, Any], rng: random.Random, spread_s: float = JITTER_
 
 
 def measure(
-    loaded: Loaded, body: bytes, iterations: int = 2000, practice_body: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Per-step costs of one request (``body``: the /predict_full request), with memo hits
-    and, from ``practice_body`` jittered per call, without."""
-    from bench.baselines import OriginalPipeline, feature_frame
+    body: dict[str, Any], iterations: int, log: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-step costs of the /predict_full request ``body`` on the served models, with memo
+    hits and, from the drivers' own laps jittered per call, without. Returns them and the
+    template of the jittered requests (``"practice"``)."""
+    from bench.baselines import build_preprocessor, feature_frame
     from pipelines.features.spec import STAGE1
 
-    snap = loaded.snapshot
-    flow = TwoStage.local(loaded.snapshot, loaded.stage1, loaded.stage2)
-    req = parse_quali(body)
-    res = resolve(loaded, req)
+    loaded = load_models()
+    log(f"floor: {iterations} iterations")
+    snap, s1, s2 = loaded.snapshot, loaded.stage1, loaded.stage2
+    flow = TwoStage.local(snap, s1, s2)
+    raw = json.dumps(body).encode()
+    res = resolve(loaded, parse_quali(raw))
     ctx, fld = res.event, res.field
     fc = run(flow.full(ctx, fld, res.rows))
     x1 = snap.stage1_rows(ctx, fld)
     grid, q_gap = race_grid(fld.entries, fc.quali)
     x2 = snap.stage2_rows(ctx, fld.entries, grid, q_gap)
-    s1, s2 = loaded.stage1, loaded.stage2
-    orig = OriginalPipeline(loaded)
+    pre1 = build_preprocessor(STAGE1.names)
     few = max(50, iterations // 10)
-
-    def models() -> None:
-        s1.predict_gap(x1)
-        s2.raw_score(x2)
 
     def features(memo: bool = True) -> None:
         if not memo:  # the per-event caches stay: a server keeps them too
@@ -89,7 +88,7 @@ def measure(
         snap.stage2_rows(ctx, fld.entries, grid, q_gap)
 
     def response() -> None:
-        full_response(loaded, res, fc, time.perf_counter()).model_dump_json()
+        full_response(res, fc, loaded.tags, time.perf_counter()).model_dump_json()
 
     loop = asyncio.new_event_loop()  # one loop, as in a server: no set-up per request
 
@@ -97,36 +96,32 @@ def measure(
         t0 = time.perf_counter()
         r = resolve(loaded, parse_quali(request))
         f = loop.run_until_complete(flow.full(r.event, r.field, r.rows))
-        full_response(loaded, r, f, t0).model_dump_json()
+        full_response(r, f, loaded.tags, t0).model_dump_json()
 
     rng = random.Random(20261202)
-    template = practice_body or with_practice(snap, json.loads(body))
-    jitter_bodies = [jittered(template, rng) for _ in range(few + 1)]
-    jitter_iter = iter(jitter_bodies * 2)
+    practice = with_practice(snap, body)
+    jitter_iter = iter([jittered(practice, rng) for _ in range(few + 1)] * 2)
 
     # podium and points of a field whose strengths no memo has seen (the served finish rate)
     strength = np.asarray(fc.race.logit if fc.race is not None else np.zeros(len(fld.entries)))
-    finish = s2.config.finish_rate
     moves = np.random.default_rng(20261203).uniform(-0.05, 0.05, (iterations + 1, len(strength)))
     fresh = iter(strength + moves)
-
-    def placings_fresh() -> None:
-        classified_top_k(next(fresh), (PODIUM, POINTS), finish)
-
-    def original_stage1() -> None:
-        orig.pre1.transform(feature_frame(x1, STAGE1.names))
+    top, finish = (PODIUM, POINTS), s2.config.finish_rate
 
     steps: dict[str, tuple[Callable[[], Any], int]] = {
-        "model_floor": (models, iterations),
+        "model_floor": (lambda: (s1.predict_gap(x1), s2.raw_score(x2)), iterations),
         "stage1_predict_gap": (lambda: s1.predict_gap(x1), iterations),
         "stage2_raw_score": (lambda: s2.raw_score(x2), iterations),
-        "parse_and_resolve": (lambda: resolve(loaded, parse_quali(body)), few),
+        "parse_and_resolve": (lambda: resolve(loaded, parse_quali(raw)), few),
         "numpy_features_both_stages": (features, iterations),
         "pole_estimate": (lambda: pole_estimate(snap, ctx, fld.laps, s1.config.pole), few),
-        "placings_fresh_field": (placings_fresh, iterations),
+        "placings_fresh_field": (lambda: classified_top_k(next(fresh), top, finish), iterations),
         "response_models_and_json": (response, few),
-        "dataframe_plus_columntransformer_stage1": (original_stage1, few),
-        "in_process_request_plain_path": (lambda: whole(body), few),
+        "dataframe_plus_columntransformer_stage1": (
+            lambda: pre1.transform(feature_frame(x1, STAGE1.names)),
+            few,
+        ),
+        "in_process_request_plain_path": (lambda: whole(raw), few),
         "numpy_features_both_stages_no_memo": (lambda: features(memo=False), few),
         "in_process_request_jittered_laps": (lambda: whole(next(jitter_iter)), few),
     }
@@ -134,21 +129,9 @@ def measure(
     out.update((name, _time(fn, n)) for name, (fn, n) in steps.items())
     out["check"] = {"gap_finite": bool(np.isfinite(s1.predict_gap(x1)).all())}
     loop.close()
-    return out
-
-
-def measure_served(
-    body: dict[str, Any], iterations: int, log: Callable[[str], None]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The floors of ``body`` on the served models (no server running yet), and ``body``
-    with every driver's own laps: the template of the jittered requests."""
-    loaded = load_models()
-    log(f"floor: {iterations} iterations")
-    practice = with_practice(loaded.snapshot, body)
-    res = measure(loaded, json.dumps(body).encode(), iterations, practice_body=practice)
     log(
-        f"  model floor {res['model_floor']['mean_us']:.0f} us, whole request in-process "
-        f"{res['in_process_request_plain_path']['mean_us']:.0f} us (memo hits), "
-        f"{res['in_process_request_jittered_laps']['mean_us']:.0f} us (jittered laps)"
+        f"  model floor {out['model_floor']['mean_us']:.0f} us, whole request in-process "
+        f"{out['in_process_request_plain_path']['mean_us']:.0f} us (memo hits), "
+        f"{out['in_process_request_jittered_laps']['mean_us']:.0f} us (jittered laps)"
     )
-    return res, practice
+    return out, practice

@@ -1,9 +1,7 @@
-"""The load generator: wrk (Debian package ``wrk``), one thread, with a generated Lua script.
-
-The script sends one fixed body, or a new body every request (each practice lap jittered,
-so no cache can answer). Its ``done()`` prints one ``WRK-JSON`` line: counts, socket
-errors and latency percentiles (1 µs resolution).
-"""
+"""The load generator: wrk (Debian package ``wrk``), one thread, with a Lua script made from
+bench/wrk.lua: one fixed body, or a new body every request (each practice lap jittered, so
+no cache can answer). It prints one ``WRK-JSON`` line: counts, socket errors and latency
+percentiles (1 µs resolution)."""
 
 from __future__ import annotations
 
@@ -15,40 +13,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 from typing import Any
 
 PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
 JITTER_S = 0.25
 """Each lap moves by up to +-0.25 s per request (a plausible practice spread)."""
 
-LUA = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [==[%(body)s]==]
-local laps = {%(laps)s}
-math.randomseed(%(seed)d)
-if #laps > 0 then
-  function request()
-    local v = {}
-    for i, t in ipairs(laps) do
-      v[i] = string.format("%%.3f", t + (math.random() - 0.5) * 2 * %(jitter)f)
-    end
-    return wrk.format(nil, nil, nil, string.format(wrk.body, unpack(v)))
-  end
-end
-function done(summary, latency, requests)
-  local pct = {}
-  for _, p in ipairs({%(percentiles)s}) do
-    pct[#pct + 1] = string.format('"%%d": %%.6f', p, latency:percentile(p) / 1e6)
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'WRK-JSON {"duration_s": %%.6f, "requests": %%d, "status_errors": %%d, "connect": %%d, ' ..
-    '"read": %%d, "write": %%d, "timeout": %%d, "min_s": %%.6f, "max_s": %%.6f, ' ..
-    '"mean_s": %%.6f, "percentiles_s": {%%s}}\\n',
-    summary.duration / 1e6, summary.requests, e.status, e.connect, e.read, e.write, e.timeout,
-    latency.min / 1e6, latency.max / 1e6, latency.mean / 1e6, table.concat(pct, ", ")))
-end
-"""
+LUA = Path(__file__).with_name("wrk.lua")
 
 
 class LoadError(RuntimeError):
@@ -68,8 +40,8 @@ def script(body: dict[str, Any], out: Path, jitter: bool = False, seed: int = 20
     if "]==]" in text:
         raise ValueError("body not embeddable in the Lua script")
     fill = {"body": text, "laps": ", ".join(f"{t:.3f}" for t in laps), "seed": seed}
-    fill |= {"jitter": JITTER_S, "percentiles": ", ".join(map(str, PERCENTILES))}
-    out.write_text(LUA % fill)
+    fill |= {"jitter": f"{JITTER_S:f}", "percentiles": ", ".join(map(str, PERCENTILES))}
+    out.write_text(Template(LUA.read_text()).substitute(fill))
     return out
 
 
@@ -78,15 +50,6 @@ def wrk_path() -> str:
     if not found:
         raise LoadError("wrk not found: `apt-get install wrk` (make bench-deps installs it)")
     return found
-
-
-def wrk_version() -> str:
-    """The Debian package version (``wrk -v`` exits non-zero)."""
-    cmd = ["dpkg-query", "-W", "-f=${Version}", "wrk"]
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def command(

@@ -1,8 +1,6 @@
-"""Where the time goes: py-spy on the serving processes under load, summarised.
-
-py-spy is optional (``PY_SPY`` or PATH; ``make bench`` installs it in .tools). It samples
-in an extra load run outside the timed table, as sampling costs the server CPU.
-"""
+"""Where the time goes: py-spy on the serving processes under load, summarised. py-spy is
+optional (``make bench`` installs it in .tools). It samples in an extra load run outside
+the timed table, as sampling costs the server CPU."""
 
 from __future__ import annotations
 
@@ -43,13 +41,6 @@ opentelemetry/trace/__init__.py shows as trace/__init__.py."""
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
-def py_spy_path() -> str | None:
-    given = os.environ.get("PY_SPY")
-    if given and os.access(given, os.X_OK):
-        return given
-    return shutil.which("py-spy")
-
-
 def parse_collapsed(text: str) -> list[tuple[list[str], int]]:
     """py-spy ``--format raw`` (collapsed stacks): ``frame;frame;... count`` per line."""
     stacks = []
@@ -58,11 +49,6 @@ def parse_collapsed(text: str) -> list[tuple[list[str], int]]:
         if stack and count.isdigit():
             stacks.append((stack.split(";"), int(count)))
     return stacks
-
-
-def _short(frame: str) -> str:
-    m = _FRAME.match(frame)
-    return f"{m.group('func')} ({m.group('file')})" if m else frame
 
 
 def summarise(text: str, seconds: float, rate: int, top: int = 12) -> dict[str, Any]:
@@ -76,16 +62,18 @@ def summarise(text: str, seconds: float, rate: int, top: int = 12) -> dict[str, 
         for cat, needles in CATEGORIES.items():
             if any(needle in joined for needle in needles.split()):
                 cats[cat] += n
-        if frames:
-            leaves[_short(frames[-1])] += n
+        leaf = _FRAME.match(frames[-1])
+        leaves[f"{leaf.group('func')} ({leaf.group('file')})" if leaf else frames[-1]] += n
     possible = seconds * rate
+
+    def pct(counts: list[tuple[str, int]]) -> dict[str, float]:
+        return {k: round(100.0 * v / total, 1) for k, v in counts if total}
+
     return {
         "samples": total,
         "busy_fraction_of_one_core": total / possible if possible else None,
-        "categories_pct": {k: round(100.0 * v / total, 1) for k, v in cats.most_common() if total},
-        "top_self_pct": {
-            k: round(100.0 * v / total, 1) for k, v in leaves.most_common(top) if total
-        },
+        "categories_pct": pct(cats.most_common()),
+        "top_self_pct": pct(leaves.most_common(top)),
     }
 
 
@@ -97,11 +85,12 @@ def record(py_spy: str, pid: int, seconds: float, out: Path, rate: int) -> subpr
 
 
 def profile_server(srv: Any, script: Path, seconds: float, out_dir: Path) -> dict[str, Any]:
-    """py-spy on every process of ``srv`` while wrk loads /predict_full at c=64."""
+    """py-spy (``PY_SPY`` or PATH) on every process of ``srv`` while wrk loads /predict_full
+    at c=64."""
     from bench import load, proctree
 
-    spy, rate = py_spy_path(), 100
-    if spy is None:
+    spy, rate = os.environ.get("PY_SPY"), 100
+    if not (spy and os.access(spy, os.X_OK)) and not (spy := shutil.which("py-spy")):
         return {"skipped": "py-spy not found (PY_SPY or PATH)"}
     names = proctree.process_names(srv.pid)
     out_dir.mkdir(parents=True, exist_ok=True)

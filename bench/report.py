@@ -1,8 +1,7 @@
 """BENCHMARKS.md from a results JSON (written by bench.run; re-renderable on its own).
+Results from before wrk made every load (hey sent the fixed bodies) render too.
 
     python -m bench.report [bench/results/latest.json] [-o BENCHMARKS.md]
-
-Results measured before wrk made every load (hey sent the fixed bodies) render too.
 """
 
 from __future__ import annotations
@@ -17,11 +16,13 @@ BENCH = Path(__file__).resolve().parent
 NOTES = BENCH / "analysis.md"
 TEMPLATE = BENCH / "report.md"
 """BENCHMARKS.md's text, with a ``{placeholder}`` for every figure and table."""
-LABELS = {"bento": "Bento", "original": "Original", "plain": "Plain"}
 CPU = "server_cpu_ms_per_request"
 KINDS = (("full", "the event's own data (memo hits)"), ("jitter", "own laps, jittered (no memo)"))
-"""The two request kinds the targets hold for: the fixed /predict_full body, and bodies with
-the 20 drivers' own practice laps jittered per request (no cache can answer them)."""
+"""The request kinds the targets hold for: the fixed body, and the drivers' own laps jittered."""
+
+
+def label(server: str) -> str:
+    return server.capitalize()
 
 
 def scenario(results: dict[str, Any], name: str, server: str) -> dict[str, Any] | None:
@@ -39,8 +40,17 @@ def load(s: dict[str, Any]) -> dict[str, Any]:
     return s.get("load") or s.get("hey") or {}
 
 
+def bento_loads(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [load(s) for s in results.get("scenarios", []) if s["server"] == "bento"]
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
+
+
+def vs_plain(results: dict[str, Any], name: str, key: str) -> float | None:
+    """The Bento's ``key`` in scenario ``name`` over the plain server's."""
+    return ratio(value(results, name, "bento", key), value(results, name, "plain", key))
 
 
 def _f(v: float | None, digits: int = 1, unit: str = "") -> str:
@@ -58,8 +68,8 @@ def errors_text(s: dict[str, Any]) -> str:
 
 
 def servers_in(results: dict[str, Any]) -> list[str]:
-    present = {s["server"] for s in results.get("scenarios", [])} | set(results.get("servers", {}))
-    return [s for s in LABELS if s in present]
+    runs = [s["server"] for s in results.get("scenarios", [])]
+    return list(dict.fromkeys([*results.get("servers", {}), *runs]))
 
 
 def _table(head: Sequence[str], rows: list[list[str]], align: str = "l") -> str:
@@ -82,17 +92,15 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     def check(target: str, r: float | None, limit: float, at_least: bool = False) -> None:
         add(target, _x(r), None if r is None else (r >= limit if at_least else r <= limit))
 
-    for kind, label in KINDS:
-        b64, p64 = (scenario(results, f"{kind}_c64", s) or {} for s in ("bento", "plain"))
-        b1, p1 = (scenario(results, f"{kind}_c1_fresh", s) or {} for s in ("bento", "plain"))
-        after = value(results, f"{kind}_c1_after_burst", "bento", "p50_ms")
-        rps, p99 = (ratio(b64.get(k), p64.get(k)) for k in ("ok_rps", "p99_ms"))
-        check(f"{label}: throughput at c=64 >= 1.0x plain", rps, 1.0, at_least=True)
-        check(f"{label}: p99 at c=64 <= 1.5x plain's", p99, 1.5)
-        check(f"{label}: c=1 p50 <= 2.5x plain", ratio(b1.get("p50_ms"), p1.get("p50_ms")), 2.5)
-        burst = ratio(after, b1.get("p50_ms"))
-        check(f"{label}: c=1 p50 after a c=64 burst within 10 % of fresh", burst, 1.10)
-    bento = [load(s) for s in results.get("scenarios", []) if s["server"] == "bento"]
+    for kind, text in KINDS:
+        c64, c1, after = (f"{kind}_{s}" for s in ("c64", "c1_fresh", "c1_after_burst"))
+        rps, p99 = (vs_plain(results, c64, k) for k in ("ok_rps", "p99_ms"))
+        check(f"{text}: throughput at c=64 >= 1.0x plain", rps, 1.0, at_least=True)
+        check(f"{text}: p99 at c=64 <= 1.5x plain's", p99, 1.5)
+        check(f"{text}: c=1 p50 <= 2.5x plain", vs_plain(results, c1, "p50_ms"), 2.5)
+        p50 = [value(results, name, "bento", "p50_ms") for name in (after, c1)]
+        check(f"{text}: c=1 p50 after a c=64 burst within 10 % of fresh", ratio(*p50), 1.10)
+    bento = bento_loads(results)
     errs, total = sum(b["failed"] for b in bento), sum(b["requests"] for b in bento)
     add("zero errors (every scenario)", f"{errs} failed of {total}", errs == 0 if bento else None)
     srv = results.get("servers", {}).get("bento", {})
@@ -116,18 +124,16 @@ def headline(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str
     def get(name: str, key: str, server: str = "bento") -> Any:
         return value(results, name, server, key)
 
-    def vs_plain(name: str, key: str) -> str:
-        return _x(ratio(get(name, key), get(name, key, "plain")))
-
     fig: dict[str, Any] = {}
     for kind in ("full", "jitter", "next"):
-        c64 = f"{kind}_c64"
-        fig |= {f"rps_{kind}": _f(get(c64, "ok_rps"), 0), f"x_rps_{kind}": vs_plain(c64, "ok_rps")}
-        fig |= {f"p99_{kind}": _f(get(c64, "p99_ms"), 0), f"x_p99_{kind}": vs_plain(c64, "p99_ms")}
-        fig[f"p50_{kind}"] = _f(get(f"{kind}_c1_fresh", "p50_ms"))
-        fig[f"plain_p50_{kind}"] = _f(get(f"{kind}_c1_fresh", "p50_ms", "plain"))
+        c64, c1 = f"{kind}_c64", f"{kind}_c1_fresh"
+        fig |= {f"rps_{kind}": _f(get(c64, "ok_rps"), 0), f"p99_{kind}": _f(get(c64, "p99_ms"), 0)}
+        fig[f"x_rps_{kind}"] = _x(vs_plain(results, c64, "ok_rps"))
+        fig[f"x_p99_{kind}"] = _x(vs_plain(results, c64, "p99_ms"))
+        fig[f"p50_{kind}"] = _f(get(c1, "p50_ms"))
+        fig[f"plain_p50_{kind}"] = _f(get(c1, "p50_ms", "plain"))
         fig[f"after_{kind}"] = _f(get(f"{kind}_c1_after_burst", "p50_ms"))
-    bento = [load(s) for s in results.get("scenarios", []) if s["server"] == "bento"]
+    bento = bento_loads(results)
     srv, machine = results.get("servers", {}).get("bento", {}), results.get("machine", {})
     placings = ((results.get("floor") or {}).get("placings_fresh_field") or {}).get("mean_us")
     missed = "; ".join(t["target"] for t in targets if t["met"] is False)
@@ -153,23 +159,21 @@ def headline(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str
 
 def _side_by_side(results: dict[str, Any]) -> str:
     servers = servers_in(results)
-    head = ["scenario", "c"]
-    for s in servers:
-        head += [f"{LABELS[s]} req/s", f"{LABELS[s]} p50 / p99 ms"]
+    head = ["scenario", "c"] + [
+        f"{label(s)} {x}" for s in servers for x in ("req/s", "p50 / p99 ms")
+    ]
     rows = []
     for name in results.get("scenario_order", []):
-        recs = {s: scenario(results, name, s) for s in servers}
-        if not any(recs.values()):
+        recs = [scenario(results, name, s) for s in servers]
+        if not any(recs):
             continue
-        cells = [name, str(next(r["concurrency"] for r in recs.values() if r))]
-        for r in recs.values():
+        cells = [name, str(next(r["concurrency"] for r in recs if r))]
+        for r in recs:
             cells += (
                 [_f(r["ok_rps"]), f"{_f(r['p50_ms'])} / {_f(r['p99_ms'])}"] if r else ["n/a"] * 2
             )
-        rps = {s: (r or {}).get("ok_rps") for s, r in recs.items()}
-        rows.append(
-            cells + [_x(ratio(rps.get("bento"), rps.get(o))) for o in ("original", "plain")]
-        )
+        rps = [value(results, name, s, "ok_rps") for s in ("bento", "original", "plain")]
+        rows.append(cells + [_x(ratio(rps[0], other)) for other in rps[1:]])
     return _table([*head, "Bento/Original req/s", "Bento/Plain req/s"], rows)
 
 
@@ -181,7 +185,7 @@ def _scenario_rows(results: dict[str, Any]) -> str:
         for s in filter(None, (scenario(results, name, srv) for srv in servers_in(results))):
             gen = (s.get("load_cpu") or s.get("hey_cpu") or {}).get("cores_used")
             other = _f(s.get("other_cpu_cores"), 2) + (" ⚠" if s.get("disturbed") else "")
-            cells = [name, s["endpoint"], str(s["concurrency"]), LABELS[s["server"]]]
+            cells = [name, s["endpoint"], str(s["concurrency"]), label(s["server"])]
             cells += [_f(s["ok_rps"]), _f(s["p50_ms"]), _f(s["p99_ms"]), errors_text(s)]
             rows.append([*cells, _f(s.get(CPU), 2), _f(gen, 2), other])
     return _table(head, rows, "llrlrrrl")
@@ -193,7 +197,7 @@ def _resources(results: dict[str, Any]) -> str:
     rows = []
     for server in servers_in(results):
         i = results.get("servers", {}).get(server, {})
-        cells = [LABELS[server], str(i.get("processes", "n/a")), _f(i.get("cold_start_s"))]
+        cells = [label(server), str(i.get("processes", "n/a")), _f(i.get("cold_start_s"))]
         cells += [_f(i.get(k), 0) for k in ("rss_rest_mib", "pss_rest_mib", "rss_load_peak_mib")]
         rows.append([*cells, _f(value(results, "full_c64", server, CPU), 2)])
     order = results.get("scenario_order", [])
@@ -233,10 +237,10 @@ def _floor(results: dict[str, Any]) -> str:
     if not floor:
         return "(not measured)"
     rows = []
-    for key, label in FLOOR_STEPS.items():
+    for key, step in FLOOR_STEPS.items():
         if isinstance(v := floor.get(key), dict):
             times = [_f(v[k], 0) for k in ("mean_us", "p50_us", "p99_us")]
-            rows.append([label, *times, str(v["iterations"])])
+            rows.append([step, *times, str(v["iterations"])])
     table = _table(["step", "mean µs", "p50 µs", "p99 µs", "iterations"], rows)
     return f"One {floor.get('rows', '?')}-driver /predict_full request, in-process, no server:\n\n{table}"
 
@@ -258,7 +262,7 @@ def _profile(results: dict[str, Any]) -> str:
         return f"(not recorded: {prof.get('skipped', 'py-spy not available')})"
     parts = [
         f"py-spy (`record --rate {prof.get('rate')} --nonblocking`, {prof.get('seconds')} s) on "
-        f"each process of the {LABELS.get(prof.get('server', ''), '?')} under "
+        f"each process of the {label(prof.get('server') or '?')} under "
         f"{prof.get('endpoint')} at c={prof.get('concurrency')} "
         f"({_f((prof.get('load') or {}).get('ok_rps'))} req/s under the profiler; not part of "
         "the table above). Shares are of the samples of that process; a sample counts in "
@@ -280,19 +284,16 @@ def _profile(results: dict[str, Any]) -> str:
 
 def _quiet_text(results: dict[str, Any]) -> str:
     runs, q = results.get("scenarios", []), results.get("quiet") or {}
-    disturbed = sum(1 for s in runs if s.get("disturbed"))
     if not q:
         return "not watched"
-    text = (
-        "not watched (quick); "
-        if not q.get("threshold")
-        else (
+    text = "not watched (quick); "
+    if q.get("threshold"):
+        text = (
             f"each server's run waited for the rest of the machine to use < {q['threshold']} cores "
-            f"and was repeated (up to {q.get('retries')} times, {_f(q.get('spent_s'), 0)} s spent of "
-            f"{_f(q.get('budget_s'), 0)}) when it used > {q.get('busy')} cores; "
+            f"and was repeated (up to {q.get('retries')} times, {_f(q.get('spent_s'), 0)} s spent "
+            f"of {_f(q.get('budget_s'), 0)}) when it used > {q.get('busy')} cores; "
         )
-    )
-    if disturbed:
+    if disturbed := sum(1 for s in runs if s.get("disturbed")):
         return text + f"**{disturbed} of {len(runs)} runs still disturbed** (⚠ below)"
     return text + f"no run disturbed (other CPU <= {q.get('busy')} cores in all {len(runs)})"
 
@@ -307,14 +308,14 @@ HEY = "[hey](https://packages.debian.org/bookworm/hey)"
 
 def _facts(results: dict[str, Any]) -> str:
     m, git = results.get("machine", {}), results.get("git", {})
-    label, command = results.get("label"), results.get("command", "?")
+    how, command = results.get("label"), results.get("command", "?")
     dirty = f", uncommitted changes in {', '.join(git['dirty'])}" if git.get("dirty") else ""
     versions = (results.get("versions") or {}).items()
     requests = (results.get("requests") or {}).items()
     server_env = (results.get("server_env") or {}).items()
     facts = [
         f"Date: {results.get('started_at', '?')} (UTC), {_f(results.get('wall_s'), 0)} s in all",
-        f"Command: `{label}` (`{command}`)" if label else f"Command: `{command}`",
+        f"Command: `{how}` (`{command}`)" if how else f"Command: `{command}`",
         f"Machine: {m.get('nproc', '?')} CPUs ({m.get('cpu_model', '?')}), "
         f"{m.get('memory_gib', '?')} GiB, Linux {m.get('kernel', '?')}, Python "
         f"{m.get('python', '?')}; load average at start {m.get('loadavg_at_start', '?')}",
@@ -345,7 +346,7 @@ def render(results: dict[str, Any], notes: str | None = None) -> str:
         how=how,
         facts=_facts(results),
         servers="\n".join(
-            f"- **{LABELS[s]}**: {servers.get(s, {}).get('description', '')}"
+            f"- **{label(s)}**: {servers.get(s, {}).get('description', '')}"
             for s in servers_in(results)
         ),
         side_by_side=_side_by_side(results),

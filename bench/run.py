@@ -1,18 +1,16 @@
-"""Run the serving benchmark; write bench/results/*.json and BENCHMARKS.md.
-
-Three servers on the same stored models (the Bento, the original architecture, the plain
-limit): identical answers checked first, then wrk on loopback scenario by scenario,
-alternating the servers. ``--quick`` proves the harness in about a minute (numbers
-meaningless; written under bench/results/tmp/).
+"""Run the serving benchmark: the Bento, the original architecture and the plain limit on
+the same stored models; identical answers checked first, then wrk on loopback scenario by
+scenario, alternating the servers. Writes bench/results/*.json and BENCHMARKS.md.
 
     .venv/bin/python -m bench.run            # make bench
-    .venv/bin/python -m bench.run --quick    # make bench-quick
+    .venv/bin/python -m bench.run --quick    # make bench-quick: the harness in a minute
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shlex
@@ -38,60 +36,45 @@ NEXT_EVENT = {"season": 2026, "circuit_id": "monaco", "date": "2026-06-07"}
 """An event the data does not have: what users send for next season's races."""
 PACKAGES: tuple[str, ...] = ("bentoml", "lightgbm", "numpy", "pandas", "scikit-learn", "fastapi")
 PACKAGES += ("starlette", "uvicorn", "pydantic")
+PACKAGES += ("uvicorn", "pydantic")
 
 
 @dataclass(frozen=True)
 class Scenario:
+    """``name`` starts with the body sent: "full" or "quali" (one fixed body), "jitter"
+    (the drivers' own laps jittered per request) or "next" (the same for ``NEXT_EVENT``)."""
+
     name: str
-    endpoint: str
     concurrency: int
-    body: str = "fixed"
-    """"fixed": one body; "jitter": the 20 drivers' own laps jittered per request (no cache
-    can answer); "next": the same for ``NEXT_EVENT``."""
     duration_s: float = 0.0
 
     @property
-    def load(self) -> bool:
-        """A load scenario: longer, memory sampled."""
-        return self.concurrency > 1
+    def body(self) -> str:
+        return self.name.split("_")[0]
 
     @property
-    def script(self) -> str:
-        return self.endpoint if self.body == "fixed" else self.body
+    def endpoint(self) -> str:
+        return "/predict_quali" if self.body == "quali" else "/predict_full"
+
+    @property
+    def load(self) -> bool:  # longer, memory sampled
+        return self.concurrency > 1
 
 
-SCENARIOS = {
-    s.name: s
-    for s in (
-        Scenario("full_c1_fresh", "/predict_full", 1),
-        Scenario("quali_c1_fresh", "/predict_quali", 1),
-        Scenario("full_c16", "/predict_full", 16),
-        Scenario("full_c64", "/predict_full", 64),
-        Scenario("full_c1_after_burst", "/predict_full", 1),
-        Scenario("quali_c64", "/predict_quali", 64),
-        Scenario("quali_c1_after_burst", "/predict_quali", 1),
-        Scenario("jitter_c1_fresh", "/predict_full", 1, "jitter"),
-        Scenario("jitter_c64", "/predict_full", 64, "jitter"),
-        Scenario("jitter_c1_after_burst", "/predict_full", 1, "jitter"),
-        Scenario("next_c1_fresh", "/predict_full", 1, "next"),
-        Scenario("next_c64", "/predict_full", 64, "next"),
-    )
-}
-
-
-def _groups() -> list[list[str]]:
-    """Each group runs on one server, then on the next: a burst and its after-burst check
-    stay together, and the servers alternate between groups."""
-    groups: list[list[str]] = []
-    for name in SCENARIOS:
-        if name.endswith("_after_burst"):
-            groups[-1].append(name)
-        else:
-            groups.append([name])
-    return groups
-
-
-GROUPS = _groups()
+GROUPS = [
+    [Scenario("full_c1_fresh", 1)],
+    [Scenario("quali_c1_fresh", 1)],
+    [Scenario("full_c16", 16)],
+    [Scenario("full_c64", 64), Scenario("full_c1_after_burst", 1)],
+    [Scenario("quali_c64", 64), Scenario("quali_c1_after_burst", 1)],
+    [Scenario("jitter_c1_fresh", 1)],
+    [Scenario("jitter_c64", 64), Scenario("jitter_c1_after_burst", 1)],
+    [Scenario("next_c1_fresh", 1)],
+    [Scenario("next_c64", 64)],
+]
+"""A group runs on one server, then on the next: a burst and its after-burst check stay
+together, and the servers alternate between groups."""
+SCENARIOS = {s.name: s for group in GROUPS for s in group}
 QUICK_CONCURRENCY = {1: 1, 16: 2, 64: 4}
 
 
@@ -99,28 +82,29 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def git_info() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        try:
-            cmd = ["git", *args]
-            return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=20).stdout
-        except (OSError, subprocess.SubprocessError):
-            return ""
+def output(*cmd: str) -> str:
+    """What a command prints ("" when it cannot run)."""
+    try:
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
+
+def git_info() -> dict[str, Any]:
     paths = ["service.py", "pipelines", "bench", "bentofile.yaml"]
-    changed = git("status", "--porcelain", "--untracked-files=all", "--", *paths).splitlines()
-    dirty = [ln[3:] for ln in changed if ln[3:] and not ln[3:].startswith("bench/results")]
-    return {"commit": git("rev-parse", "--short", "HEAD").strip() or "unknown", "dirty": dirty}
+    status = output("git", "status", "--porcelain", "--untracked-files=all", "--", *paths)
+    dirty = [p for ln in status.splitlines() if (p := ln[3:]) and not p.startswith("bench/results")]
+    commit = output("git", "rev-parse", "--short", "HEAD").strip() or "unknown"
+    return {"commit": commit, "dirty": dirty}
 
 
 def versions() -> dict[str, str]:
-    from bench.load import wrk_version
-
+    """The packages' versions, and wrk's Debian package version (``wrk -v`` exits non-zero)."""
     out = {}
     for pkg in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
-    return out | {"wrk": wrk_version()}
+    return out | {"wrk": output("dpkg-query", "-W", "-f=${Version}", "wrk") or "unknown"}
 
 
 def ensure_models(store: Path, train: bool) -> None:
@@ -174,7 +158,7 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
     from bench.servers import batch_delta, batch_histograms
 
     cmd = load.command(f"{srv.url}{sc.endpoint}", script, sc.concurrency, sc.duration_s)
-    bento = srv.spec.name == "bento"
+    bento = srv.spec.bentoml
     before = batch_histograms(srv.get_text("/metrics")) if bento else {}
     harness = [os.getpid(), *(o.pid for o in others)]
     own0, ours0 = proctree.cpu_by_pid(srv.pid), proctree.cpu_by_pid(*harness)
@@ -182,12 +166,9 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
     with proctree.rss_peak(srv.pid) if sc.load else contextlib.nullcontext([0]) as peak:
         run = load.run(cmd, max_wall_s=sc.duration_s + 60)
     busy = proctree.machine_busy_seconds() - busy0
-    own1 = proctree.cpu_by_pid(srv.pid)
-    cpu, ours = (
-        proctree.cpu_delta(own0, own1),
-        proctree.cpu_delta(ours0, proctree.cpu_by_pid(*harness)),
-    )
-    by_process = proctree.cpu_delta_by_name(own0, own1, proctree.process_names(srv.pid))
+    names = proctree.process_names(srv.pid)
+    by_process = proctree.cpu_delta_by_name(own0, proctree.cpu_by_pid(srv.pid), names)
+    cpu, ours = sum(by_process.values()), proctree.cpu_delta(ours0, proctree.cpu_by_pid(*harness))
     res, wall, n = run.result, run.wall_s, run.result["responses"]
     out: dict[str, Any] = {
         "scenario": sc.name,
@@ -227,20 +208,16 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
 
 @dataclass
 class Quiet:
-    """How the benchmark copes with a shared machine."""
+    """How the benchmark copes with a shared machine: before a run, wait (0: never) until
+    the rest of the machine uses fewer than ``threshold`` cores; a run beside more than
+    ``busy`` is disturbed and runs again, ``retries`` times within ``budget_s`` seconds."""
 
     threshold: float
-    """Wait before a run until the rest of the machine uses fewer cores (0: never)."""
     busy: float
-    """A run during which the rest of the machine used more cores is disturbed."""
     retries: int
     budget_s: float
-    """Total extra seconds for waiting and retries."""
     spent_s: float = 0.0
     disturbed_attempts: int = 0
-
-    def left(self) -> float:
-        return self.budget_s - self.spent_s
 
 
 def run_group(
@@ -252,12 +229,12 @@ def run_group(
     pids = [srv.pid, *(o.pid for o in others)]
     attempts: list[tuple[float, list[dict[str, Any]]]] = []
     for attempt in range(1 + quiet.retries):
-        t0 = time.monotonic()
-        if quiet.threshold > 0 and quiet.left() > 0:
-            busy, waited = proctree.wait_quiet(pids, quiet.threshold, min(60.0, quiet.left()))
+        t0, left = time.monotonic(), quiet.budget_s - quiet.spent_s
+        if quiet.threshold > 0 and left > 0:
+            busy, waited = proctree.wait_quiet(pids, quiet.threshold, min(60.0, left))
             if waited > 3:
                 log(f"  waited {waited:.0f} s for quiet ({busy:.2f} cores busy elsewhere)")
-        recs = [run_scenario(sc, srv, scripts[sc.script], others) for sc in group]
+        recs = [run_scenario(sc, srv, scripts[sc.body], others) for sc in group]
         worst = max((r.get("other_cpu_cores") or 0.0) for r in recs)
         attempts.append((worst, recs))
         if attempt > 0 or worst > quiet.busy:
@@ -265,7 +242,7 @@ def run_group(
         if worst <= quiet.busy:
             break
         quiet.disturbed_attempts += 1
-        if attempt == quiet.retries or quiet.left() <= 0:
+        if attempt == quiet.retries or quiet.spent_s >= quiet.budget_s:
             break
         log(f"  disturbed: the rest of the machine used {worst:.2f} cores; running again")
     _, best = min(attempts, key=lambda a: a[0])
@@ -320,6 +297,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def pick(text: str, known: dict[str, Any], what: str) -> list[str]:
+    """The names of a comma-separated option; exits on an unknown one."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names or any(s not in known for s in names):
+        raise SystemExit(f"unknown {what}: {text!r} (choose from {', '.join(known)})")
+    return names
+
+
+def use_store(store: Path) -> None:
+    """Point this process, and the servers it starts, at the model store (before anything
+    imports bentoml), with one OpenMP thread and no BentoML usage tracking."""
+    os.environ["BENTOML_HOME"] = str(store)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+
 class Bench:
     """One run: its options, its plan, the running servers and the results."""
 
@@ -327,13 +320,9 @@ class Bench:
         from bench.servers import SERVERS
 
         self.args, self.started = args, datetime.now(UTC)
-        self.names = [s.strip() for s in args.servers.split(",") if s.strip()]
-        if not self.names or any(s not in SERVERS for s in self.names):
-            raise SystemExit(f"unknown servers: {self.names} (choose from {', '.join(SERVERS)})")
-        keep = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-        if bad := [s for s in keep if s not in SCENARIOS]:
-            raise SystemExit(f"unknown scenarios: {bad}")
-        self.scenarios = {k: self.sized(s) for k, s in SCENARIOS.items() if k in keep}
+        self.names = pick(args.servers, SERVERS, "servers")
+        keep = pick(args.scenarios, SCENARIOS, "scenarios")
+        self.groups = [[self.sized(s) for s in g if s.name in keep] for g in GROUPS]
         self.quiet = Quiet(args.quiet_cores, args.busy_cores, args.retries, args.quiet_budget)
         self.running: dict[str, Any] = {}
         command = shlex.join([os.path.relpath(sys.executable, ROOT), "-m", "bench.run", *argv])
@@ -343,7 +332,7 @@ class Bench:
             "quick": args.quick,
             "label": args.label,
             "command": command,
-            "scenario_order": [n for g in GROUPS for n in g if n in self.scenarios],
+            "scenario_order": [s.name for g in self.groups for s in g],
             "servers": {},
             "scenarios": [],
         }
@@ -357,9 +346,7 @@ class Bench:
         """The store, the models, the servers' environment, the floors, wrk's scripts and
         the identity check's requests."""
         args, store = self.args, self.args.store
-        os.environ["BENTOML_HOME"] = str(store)  # before anything imports bentoml
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+        use_store(store)
         from bench import floor, load, proctree
 
         load.wrk_path()  # fail early when wrk is missing
@@ -378,12 +365,12 @@ class Bench:
         from pipelines.settings import get_settings
 
         get_settings.cache_clear()
-        floor_res, practice = floor.measure_served(FULL_BODY, args.floor_iterations, log)
+        floor_res, practice = floor.measure(FULL_BODY, args.floor_iterations, log)
         nxt = {"event": NEXT_EVENT, "drivers": practice["drivers"]}
         tmp = Path(tempfile.mkdtemp(prefix="f1-bench-"))
         self.scripts = {
-            "/predict_full": load.script(FULL_BODY, tmp / "full.lua"),
-            "/predict_quali": load.script(QUALI_BODY, tmp / "quali.lua"),
+            "full": load.script(FULL_BODY, tmp / "full.lua"),
+            "quali": load.script(QUALI_BODY, tmp / "quali.lua"),
             "jitter": load.script(practice, tmp / "jitter.lua", jitter=True),
             "next": load.script(nxt, tmp / "next.lua", jitter=True),
         }
@@ -438,25 +425,21 @@ class Bench:
         log(f"identical answers: {ident['summary']}")
         if not ident["identical"] and not args.allow_mismatch:
             raise RuntimeError("the servers' answers differ; not timing (--allow-mismatch)")
+        warm = [self.requests["full_20_drivers"], self.requests["quali_1_driver"]]
         with httpx.Client(timeout=30) as client:
-            for srv in running.values():
-                for path, body in (
-                    self.requests["full_20_drivers"],
-                    self.requests["quali_1_driver"],
-                ):
-                    for _ in range(5 if args.quick else 30):
-                        client.post(f"{srv.url}{path}", json=body).raise_for_status()
+            for srv, (path, body) in itertools.product(running.values(), warm):
+                for _ in range(5 if args.quick else 30):
+                    client.post(f"{srv.url}{path}", json=body).raise_for_status()
         time.sleep(1 if args.quick else 3)
         for name, srv in running.items():
             info, pss = results["servers"][name], proctree.pss_bytes(srv.pid)
             info["rss_rest_mib"] = proctree.rss_bytes(srv.pid) / 2**20
             info["pss_rest_mib"] = None if pss is None else pss / 2**20
             log(f"  {name} at rest: RSS {info['rss_rest_mib']:.0f} MiB")
-        for group in GROUPS:
-            todo = [self.scenarios[n] for n in group if n in self.scenarios]
-            for name, srv in running.items() if todo else ():
+        for group in filter(None, self.groups):
+            for name, srv in running.items():
                 others = [o for n, o in running.items() if n != name]
-                for rec in run_group(todo, srv, self.scripts, others, self.quiet):
+                for rec in run_group(group, srv, self.scripts, others, self.quiet):
                     results["scenarios"].append(rec)
                     if rec["scenario"] == "full_c64" and "rss_peak_mib" in rec:
                         results["servers"][name]["rss_load_peak_mib"] = rec["rss_peak_mib"]
@@ -464,15 +447,14 @@ class Bench:
         results["profile"] = {"skipped": "not requested" if not args.profile else "no Bento"}
         if "bento" in running and args.profile:
             log(f"profiling the Bento under c=64 for {args.profile_seconds:.0f} s (py-spy)")
-            script, seconds = self.scripts["/predict_full"], args.profile_seconds
+            script, seconds = self.scripts["full"], args.profile_seconds
             results["profile"] = profile_server(running["bento"], script, seconds, LOG_DIR)
 
     def stop(self) -> None:
-        if "bento" in self.running:
+        """Stop the servers, keeping the Bento's last /metrics page beside the logs."""
+        if bento := self.running.get("bento"):
             with contextlib.suppress(Exception):
-                (LOG_DIR / "bento-metrics.txt").write_text(
-                    self.running["bento"].get_text("/metrics")
-                )
+                (LOG_DIR / "bento-metrics.txt").write_text(bento.get_text("/metrics"))
         for srv in self.running.values():
             srv.stop()
 

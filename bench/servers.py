@@ -1,9 +1,8 @@
-"""The three servers under test: started and stopped (one process group each), probed,
-their answers compared, and the Bento's batch sizes read from ``/metrics``."""
+"""The servers under test: started and stopped (one process group each), probed, their
+answers compared, and the Bento's batch sizes read from ``/metrics``."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -11,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,27 @@ design needs scikit-learn and runs from the project's venv."""
 
 @dataclass(frozen=True)
 class ServerSpec:
+    """A server under test: its command (host and port follow) and extra environment."""
+
     name: str
     description: str
+    command: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
 
     def argv(self, port: int) -> list[str]:
-        where = ["--host", "127.0.0.1", "--port", str(port)]
-        if self.name == "bento":
-            return [str(SERVE_BIN / "bentoml"), "serve", "service:F1Predictor", *where]
-        python = sys.executable if self.name == "original" else str(SERVE_BIN / "python")
-        return [python, "-m", "bench.baselines", self.name, *where]
+        return [*self.command, "--host", "127.0.0.1", "--port", str(port)]
+
+    @property
+    def bentoml(self) -> bool:
+        """A Bento: its ``/metrics`` count the batch sizes."""
+        return self.command == COMMANDS["bento"]
 
 
+COMMANDS = {
+    "bento": (str(SERVE_BIN / "bentoml"), "serve", "service:F1Predictor"),
+    "original": (sys.executable, "-m", "bench.baselines", "original"),
+    "plain": (str(SERVE_BIN / "python"), "-m", "bench.baselines", "plain"),
+}
 DESCRIPTIONS = {
     "bento": "`bentoml serve service:F1Predictor`: front service + Stage-1 + Stage-2 services "
     "(one process each, plus the arbiter)",
@@ -45,7 +54,8 @@ DESCRIPTIONS = {
     "plain": "bare Starlette, 1 uvicorn worker, no access log, the project's numpy features "
     "(pipelines.serving.orchestrator.TwoStage) and both models in-process",
 }
-SERVERS = {name: ServerSpec(name, text) for name, text in DESCRIPTIONS.items()}
+SERVERS = {name: ServerSpec(name, text, COMMANDS[name]) for name, text in DESCRIPTIONS.items()}
+"""A variant is one more entry: another name, a command above and its own ``env``."""
 
 
 @dataclass
@@ -104,6 +114,7 @@ class RunningServer:
 
 
 def launch(spec: ServerSpec, env: dict[str, str], log_dir: Path) -> RunningServer:
+    """Start ``spec`` on a free loopback port with ``env`` and the spec's own environment."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -113,7 +124,7 @@ def launch(spec: ServerSpec, env: dict[str, str], log_dir: Path) -> RunningServe
     proc = subprocess.Popen(
         spec.argv(port),
         cwd=ROOT,
-        env=env,
+        env=env | spec.env,
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -123,9 +134,8 @@ def launch(spec: ServerSpec, env: dict[str, str], log_dir: Path) -> RunningServe
 
 def comparable(body: Any) -> Any:
     """A JSON answer without the fields that legitimately differ (server timing)."""
-    if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
-        body = json.loads(json.dumps(body))
-        body["metadata"].pop("inference_ms", None)
+    if isinstance(body, dict) and isinstance(meta := body.get("metadata"), dict):
+        return body | {"metadata": {k: v for k, v in meta.items() if k != "inference_ms"}}
     return body
 
 
@@ -144,8 +154,7 @@ def first_difference(a: Any, b: Any, path: str = "$") -> str | None:
     if type(a) is not type(b):
         return f"{path}: {type(a).__name__} != {type(b).__name__}"
     if isinstance(a, dict):
-        missing = sorted(set(a) ^ set(b))
-        if missing:
+        if missing := sorted(set(a) ^ set(b)):
             return f"{path}.{missing[0]}: missing on one side"
         pairs = [(f"{path}.{k}", a[k], b[k]) for k in sorted(a)]
     elif isinstance(a, list):

@@ -58,7 +58,12 @@ def test_no_private_name_is_imported_across_modules(path: Path) -> None:
 
 def test_the_bento_ships_service_and_pipelines_only() -> None:
     cfg = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
-    assert cfg["include"] == ["/service.py", "/pipelines/**/*.py", "/pipelines/serving/ui_assets/*"]
+    assert cfg["include"] == [
+        "/service.py",
+        "/pipelines/**/*.py",
+        "/pipelines/serving/ui_assets/*",
+        "/pipelines/models/metrics_guide.md",
+    ]
     for folder in ("/tests/", "/training/"):
         assert folder in cfg["exclude"]
 

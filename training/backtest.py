@@ -1,24 +1,24 @@
-"""Walk-forward backtest of one season, through the code the service runs.
+"""Walk-forward backtest of season S: the training protocol shifted to test on S.
 
-``backtest(tables, S)`` runs the training protocol shifted by one season: settings tuned
-on S-1, models refitted on seasons <= S-1, then every event of S asked through
-``TwoStage`` before and after qualifying. The tables are cut after S, so no later season
-exists for the run, and every feature reads only history before its event.
-
-A backtest needs training seasons before S: by default it trains from
-``min(F1_TRAIN_FROM, S-4)`` (``backtest_seasons``); the report names them.
+Settings are tuned on S-1 and models refitted on seasons <= S-1; the tables are cut after
+S, and every event of S is asked through ``TwoStage`` before and after qualifying.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
-
-import pandas as pd
 
 from pipelines.f1db.parse import Tables
 from training.evaluate import EventHook
-from training.pipeline import Protocol, RunData, Step, TrainingError, per_race, tune_and_score
+from training.pipeline import (
+    Protocol,
+    RunData,
+    Scored,
+    Step,
+    TrainingError,
+    tune_and_score,
+)
 
 MIN_TUNE_SEASONS = 3
 """Seasons fitted on while tuning, when the configured training start leaves fewer."""
@@ -39,24 +39,12 @@ def tables_through(t: Tables, season: int) -> Tables:
     out = {}
     for name in Tables.table_names():
         frame = getattr(t, name)
-        if name == "races":
-            frame = frame[frame["race_id"].isin(keep)]
-        elif name == "entrants":
+        if name == "entrants":
             frame = frame[frame["season"] <= season]
         elif "race_id" in frame.columns:
             frame = frame[frame["race_id"].isin(keep)]
         out[name] = frame.reset_index(drop=True)
     return Tables(**out, content_hash=t.content_hash)
-
-
-@dataclass
-class BacktestResult:
-    season: int
-    evaluation: dict[str, Any]
-    """Season metrics in the shape of ``reports/evaluation.json`` (+ protocol, tuning)."""
-    races: list[dict[str, Any]]
-    """Per race: event, winner, pole-sitter, and every predictor's metrics."""
-    predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def backtest(
@@ -66,10 +54,9 @@ def backtest(
     step: Step | None = None,
     on_event: EventHook | None = None,
     base: Protocol | None = None,
-) -> BacktestResult:
-    """Tune on ``season``-1, fit on seasons < ``season``, ask every event of ``season``
-    through the served flow; score the model and every baseline per race and overall.
-    ``base`` gives the protocol's other choices (Stage-2's training places)."""
+) -> Scored:
+    """Tune on ``season``-1, fit on earlier seasons, score every event of ``season`` per
+    race and overall (``base``: the protocol's other choices, Stage-2's training places)."""
     say = step or (lambda _msg: None)
     t = tables_through(tables, season)
     have = sorted(set(t.races["season"]))
@@ -92,8 +79,8 @@ def backtest(
         "kind": "backtest",
         "events": int(t.races["season"].eq(season).sum()),
     }
-    ev["tuning"] = {k: sc.tuning.get(k) for k in ("chosen", "stage2_folds")}
-    return BacktestResult(season, ev, per_race(t, sc.predictions), sc.predictions)
+    ev["tuning"] = {k: ev["tuning"].get(k) for k in ("chosen", "stage2_folds")}
+    return sc
 
 
 def targets(ev: dict[str, Any]) -> list[tuple[str, float | None, float | None, bool]]:

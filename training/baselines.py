@@ -1,7 +1,6 @@
-"""The baselines of NOTES.md, fitted and scored on the same rows as the model.
-
-Seasons (S = test season): the two quick LightGBMs train on seasons <= S-2 and stop
-early on S-1, as NOTES.md made them; the others are fitted on seasons <= S-1.
+"""The baselines of NOTES.md, scored on the same rows and grid as the model. The quick
+LightGBMs train on seasons <= S-2 and stop early on S-1 (S: the test season); the rest
+fit on seasons <= S-1.
 
 | stage | baseline | what it predicts |
 |---|---|---|
@@ -11,13 +10,10 @@ early on S-1, as NOTES.md made them; the others are fitted on seasons <= S-1.
 | 2 | ``uniform``, ``pole_sitter`` | an even chance; whoever starts first wins |
 | 2 | ``logistic_grid`` | a logistic regression on log(grid slot) |
 | 2 | ``quick_lgbm`` | LightGBM on the grid and the form features |
-
-Before qualifying the Stage-2 baselines are fed Stage-1's grid, as the model is.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,20 +141,13 @@ def quick_features(t: Tables, rows: pd.DataFrame) -> pd.DataFrame:
     mate_mean = (total - out["best_gap"].fillna(0.0)) / mates.where(mates > 0)
     out["teammate_diff"] = out["best_gap"] - mate_mean
     ev = races.loc[out["race_id"]]
-    out["circuit"] = ev["circuit_id"].to_numpy()
-    out["circuit_type"] = ev["circuit_type"].to_numpy()
-    out["course_length"] = ev["course_length"].to_numpy(float)
-    out["turns"] = ev["turns"].to_numpy(float) if "turns" in ev else math.nan
+    for c in ("course_length", "turns", "season", "round"):
+        out[c] = ev[c].to_numpy(float)
     out["sprint"] = ev["is_sprint"].to_numpy(float)
-    out["season"] = ev["season"].to_numpy(float)
-    out["round"] = ev["round"].to_numpy(float)
-    for c in QUICK_FEATURES:
-        if c not in out:
-            out[c] = math.nan
-    frame = out[list(QUICK_FEATURES)].copy()
+    frame = out.reindex(columns=list(QUICK_FEATURES))  # a practice session nobody ran: NaN
     for c, source in (("circuit", "circuit_id"), ("circuit_type", "circuit_type")):
         levels = sorted(races[source].astype(str).unique())  # the same codes in every split
-        frame[c] = pd.Categorical(frame[c].astype(str), categories=levels)
+        frame[c] = pd.Categorical(ev[source].astype(str).to_numpy(), categories=levels)
     return frame
 
 
@@ -185,11 +174,8 @@ def fit_quick_lgbm(
 
 
 def _per_event_gap(pred_time: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    gap = np.empty_like(pred_time)
-    for g in np.unique(groups):
-        m = groups == g
-        gap[m] = (pred_time[m] / np.nanmin(pred_time[m]) - 1.0) * 100.0
-    return gap
+    best = pd.Series(pred_time).groupby(groups).transform("min").to_numpy()
+    return np.asarray((pred_time / best - 1.0) * 100.0)
 
 
 def practice_ratio(train: StageData, test: StageData) -> tuple[np.ndarray, np.ndarray]:
@@ -230,9 +216,8 @@ def stage1_baselines(
     test: StageData,
     pole: np.ndarray,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(predicted time s, predicted gap %) per test row, per Stage-1 baseline. ``fit`` =
-    seasons <= S-1, ``train`` = <= S-2, ``valid`` = S-1; ``pole``: a pole-lap estimate per
-    test row (the quick LightGBM predicts gaps)."""
+    """(time s, gap %) per test row and Stage-1 baseline; ``fit``: seasons <= S-1, ``train``
+    <= S-2, ``valid`` S-1; ``pole``: a pole-lap estimate per row (times from gaps)."""
     return {
         "practice_ratio": practice_ratio(fit, test),
         "quick_lgbm_gap": quick_lgbm_gap(tables, train, valid, test, pole),
@@ -240,9 +225,8 @@ def stage1_baselines(
 
 
 def recent_form_gap(test: StageData) -> np.ndarray:
-    """Before practice: each driver's recent qualifying gap (%) to pole (``d_q_gap_ewm``,
-    point in time), the field's median for a driver without one (times: a pole estimate
-    x (1 + gap), as for the quick LightGBM)."""
+    """Before practice: each driver's recent qualifying gap % (``d_q_gap_ewm``), the
+    field's median for a driver without one."""
     gap = test.x[:, STAGE1.pos["d_q_gap_ewm"]].astype(float)
     med = pd.Series(gap).groupby(test.meta["race_id"].to_numpy()).transform("median")
     return np.where(np.isnan(gap), med.to_numpy(float), gap)
@@ -284,15 +268,9 @@ class Stage2Baselines:
         quick LightGBM, early-stopped)."""
         lr = LogisticRegression()
         lr.fit(_log_grid(fit.meta["grid"].to_numpy()), fit.y)
-        params = QUICK_LGBM_PARAMS | {"objective": "binary"}
-        tx, vx = _quick_x(train.x), _quick_x(valid.x)
-        names = [f"f{i}" for i in range(tx.shape[1])]
+        tx, vx = (pd.DataFrame(_quick_x(d.x)).add_prefix("f") for d in (train, valid))
         quick = fit_quick_lgbm(
-            pd.DataFrame(tx, columns=names),
-            train.y,
-            pd.DataFrame(vx, columns=names),
-            valid.y,
-            params,
+            tx, train.y, vx, valid.y, QUICK_LGBM_PARAMS | {"objective": "binary"}
         )
         return cls(lr, quick)
 
@@ -322,10 +300,8 @@ PODIUM_SLOTS = 20
 def placing_by_grid(
     train: StageData, test: StageData, prior: float = 2.0, flag: str = "podium", k: int = 3
 ) -> np.ndarray:
-    """P(top ``k`` | grid slot): the training seasons' frequency of the ``flag`` finish
-    (podium, k = 3; ``points``, k = 10) from each slot, shrunk towards the overall rate
-    by ``prior`` starts, scaled per race to sum to k (capped at 1, the excess spread
-    over the others)."""
+    """P(top ``k`` | grid slot): each slot's ``flag`` rate in training, shrunk to the overall
+    rate by ``prior`` starts, scaled per race to sum to k (capped at 1)."""
     tm = train.meta
     slot = np.minimum(tm["grid"].to_numpy(float), PODIUM_SLOTS)
     podium = tm[flag].to_numpy(float)

@@ -40,41 +40,40 @@ err = Console(stderr=True)
 
 
 def _fail(msg: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {msg}")
+    """An error on one line whatever the terminal's width (a URL in it is not cut)."""
+    err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
     return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _progress(title: str, total: int | None = None) -> Iterator[Callable[[str], None]]:
+    """A progress bar over ``total`` steps (a spinner if None): yields the ``step`` hook the
+    protocol reports to. A TrainingError ends the command with its message."""
+    from training.pipeline import TrainingError
+
+    counted = [BarColumn(), MofNCompleteColumn()] if total else []
+    spin, text, elapsed = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
+    with Progress(spin, text, *counted, elapsed, console=console, transient=True) as bar:
+        task = bar.add_task(title, total=total)
+        try:
+            yield lambda msg: bar.update(task, description=msg, advance=1)
+        except TrainingError as exc:
+            raise _fail(str(exc)) from exc
 
 
 @contextlib.contextmanager
 def _season_bar(
     title: str, tables: Tables, season: int
 ) -> Iterator[tuple[Callable[[str], None], Callable[[Any], None]]]:
-    """A progress bar over tuning and each event of ``season``: yields the ``step`` and
+    """``_progress`` over tuning and each event of ``season``: yields the ``step`` and
     ``on_event`` hooks the protocol reports to."""
     from training import pipeline
 
     n_events = int((tables.races["season"] == season).sum())
-    n_tune = sum(
-        int(np.prod([len(v) for v in grid.values()]))
-        for grid in (pipeline.STAGE1_GRID, pipeline.STAGE2_GRID)
-    )
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(title, total=n_tune + n_events + 2)
-
-        def step(msg: str) -> None:
-            bar.update(task, description=msg, advance=1)
-
-        def on_event(ctx: Any) -> None:
-            bar.update(task, description=f"{season} round {ctx.round}: {ctx.circuit_id}", advance=1)
-
-        yield step, on_event
+    grids = (pipeline.STAGE1_GRID, pipeline.STAGE2_GRID)
+    n_tune = sum(int(np.prod([len(v) for v in grid.values()])) for grid in grids)
+    with _progress(title, n_tune + n_events + 2) as step:
+        yield step, lambda ctx: step(f"{season} round {ctx.round}: {ctx.circuit_id}")
 
 
 def _load(settings: Settings, min_season: int | None = None) -> Tables:
@@ -86,12 +85,6 @@ def _load(settings: Settings, min_season: int | None = None) -> Tables:
         return load_tables(data_dir, settings.cache_dir, min_season=first, progress=True)
     except DataError as exc:
         raise _fail(str(exc)) from exc
-
-
-def _fail_line(msg: str) -> typer.Exit:
-    """An error on one line whatever the terminal's width (a URL in it is not cut)."""
-    err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
-    return typer.Exit(1)
 
 
 def _download(s: Settings, tag: str | None, dest: Path, retry: str) -> Path:
@@ -106,7 +99,7 @@ def _download(s: Settings, tag: str | None, dest: Path, retry: str) -> Path:
         console.print(f"downloading F1DB {tag} into {dest}", highlight=False)
         out = download_f1db(tag, dest, s.f1db_repo_url)
     except DownloadError as exc:
-        raise _fail_line(
+        raise _fail(
             f"{exc}. Set F1_DATA_DIR to an F1DB data folder, or {retry} "
             f"(releases: {s.f1db_repo_url.rstrip('/')}/releases)"
         ) from exc
@@ -135,9 +128,8 @@ def data_download(
 
 
 def _download_if_no_data(s: Settings) -> None:
-    """No F1_DATA_DIR and no data found (a fresh clone): download F1DB into the per-user
-    folder, F1_F1DB_TAG's release or else the latest. The downloaded copy is replaced when
-    F1_F1DB_TAG pins another release than it holds."""
+    """No F1_DATA_DIR and no data (a fresh clone): download F1DB (F1_F1DB_TAG's release, else
+    the latest) into the per-user folder, replacing a copy of another pinned release."""
     from pipelines.f1db.download import installed_tag
 
     if s.data_dir is not None:
@@ -182,27 +174,16 @@ def data_info() -> None:
 
 
 def _train(s: Settings) -> TrainResult:
-    from training.pipeline import Protocol, TrainingError, run
+    from training.pipeline import Protocol, run
 
     tables = _load(s)
-    proto = Protocol.of(s)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("training", total=None)
+    with _progress("training") as bar:
 
         def step(msg: str) -> None:
-            bar.update(task, description=msg)
+            bar(msg)
             console.log(msg)
 
-        try:
-            return run(tables, proto, step)
-        except TrainingError as exc:
-            raise _fail(str(exc)) from exc
+        return run(tables, Protocol.of(s), step)
 
 
 @app.command()
@@ -231,13 +212,9 @@ def train(
         _download_if_no_data(s)
     t0 = time.perf_counter()
     res = _train(s)
+    seasons = [s.train_from, s.test_season]
     tags = store.save_all(
-        res.snapshot,
-        res.stage1,
-        res.stage2,
-        res.evaluation,
-        [s.train_from, s.test_season],
-        res.stage1_through,
+        res.snapshot, res.stage1, res.stage2, res.evaluation, seasons, res.stage1_through
     )
     if report:
         from training.report import write_report
@@ -268,7 +245,6 @@ def hindsight() -> None:
     (a bound, not a forecast), and on it too, as served. Writes reports/hindsight.json."""
     from training import pipeline
     from training.hindsight import hindsight as run_hindsight
-    from training.pipeline import TrainingError
     from training.report import write_hindsight
 
     s = get_settings()
@@ -276,10 +252,7 @@ def hindsight() -> None:
     tables = _load(s)
     proto = pipeline.Protocol.of(s)
     with _season_bar("hindsight", tables, proto.test_season) as (step, on_event):
-        try:
-            found = run_hindsight(tables, proto, step, on_event)
-        except TrainingError as exc:
-            raise _fail(str(exc)) from exc
+        found = run_hindsight(tables, proto, step, on_event)
     path = write_hindsight(found, s.reports_dir)
     tab = Table(title=f"{found['season']}, each event by models fitted on all others")
     for col in ("metric", "hindsight", "fitted on it too, as served"):
@@ -324,7 +297,6 @@ def backtest(
     from training import pipeline
     from training.backtest import backtest as run_backtest
     from training.backtest import backtest_seasons
-    from training.pipeline import TrainingError
     from training.report import write_backtest
 
     s = get_settings()
@@ -337,11 +309,8 @@ def backtest(
     t0 = time.perf_counter()
     tables = _load(s, hist)
     with _season_bar(f"backtest {season}", tables, season) as (step, on_event):
-        try:
-            res = run_backtest(tables, season, train, step, on_event, pipeline.Protocol.of(s))
-        except TrainingError as exc:
-            raise _fail(str(exc)) from exc
-    paths = write_backtest(season, res.evaluation, res.races, s.reports_dir)
+        res = run_backtest(tables, season, train, step, on_event, pipeline.Protocol.of(s))
+    paths = write_backtest(season, res.evaluation, s.reports_dir)
     _print_summary(res.evaluation)
     p = res.evaluation["protocol"]
     console.print(
@@ -356,11 +325,10 @@ def backtest(
 def _print_summary(ev: dict[str, Any]) -> None:
     from training.report import PODIUM_KEYS, POINTS_KEYS, S1_KEYS, S2_KEYS, fmt
 
-    tables = [("stage1", ev["stage1"], S1_KEYS), ("stage2", ev["stage2"], S2_KEYS)]
-    if "podium" in ev["stage2"]:
-        tables.append(("stage2 podium", ev["stage2"]["podium"], PODIUM_KEYS))
-    if "points" in ev["stage2"]:
-        tables.append(("stage2 points (top 10)", ev["stage2"]["points"], POINTS_KEYS))
+    s2 = ev["stage2"]
+    tables = [("stage1", ev["stage1"], S1_KEYS), ("stage2", s2, S2_KEYS)]
+    tables += [("stage2 podium", s2["podium"], PODIUM_KEYS)]
+    tables += [("stage2 points (top 10)", s2["points"], POINTS_KEYS)]
     for stage, m_stage, keys in tables:
         tab = Table(title=f"{stage} on test season {m_stage['test']['season']}")
         tab.add_column("predictor")
@@ -375,10 +343,9 @@ def _print_summary(ev: dict[str, Any]) -> None:
                 for k, v in m_stage["baselines"].items()
                 if "test_chained" in v
             ]
-        ahead = m_stage.get("before_practice") or {}
-        if "model" in ahead:
-            rows.append(("a weekend ahead: model", ahead["model"]))
-            rows += [(f"a weekend ahead: {k}", v) for k, v in ahead["baselines"].items()]
+        ahead = m_stage["before_practice"]
+        rows.append(("a weekend ahead: model", ahead["model"]))
+        rows += [(f"a weekend ahead: {k}", v) for k, v in ahead["baselines"].items()]
         for name, m in rows:
             tab.add_row(name, *(fmt(m.get(k)) for k in keys[1:]))
         console.print(tab)

@@ -1,13 +1,7 @@
 """What hindsight reaches on the test season: a bound, not a forecast.
 
-Every event of the test season is asked through the served flow of models fitted on
-every *other* event through the end of the test season, the later ones included. Such
-models know the season's car order from its future, which no forecast can. Where even
-they miss a target, the target asks for what these features cannot know (the weather,
-a season's luck).
-
-It also asks each event of models fitted on every event, that one included, as the
-served models are (``served_in_sample``): what the service answers about a past event.
+Each test event is asked of models fitted on every other event, the later ones included,
+and of models fitted on all of them as the served ones are (``served_in_sample``).
 """
 
 from __future__ import annotations
@@ -17,9 +11,7 @@ from typing import Any
 
 from pipelines.f1db.parse import Tables
 from pipelines.features.event import EventContext
-from pipelines.models.stage1 import Stage1Model
-from pipelines.models.stage2 import Stage2Model
-from training.datasets import StageData
+from pipelines.serving.orchestrator import TwoStage
 from training.evaluate import EventHook, Served, served_predictions
 from training.metrics import forecast_metrics, win_metrics
 from training.pipeline import (
@@ -33,11 +25,6 @@ from training.pipeline import (
 )
 
 
-def without_event(data: StageData, race_id: int | None) -> StageData:
-    """Every row of ``data`` but those of the event ``race_id``."""
-    return data.select(data.meta["race_id"].to_numpy() != race_id)
-
-
 def hindsight(
     tables: Tables,
     protocol: Protocol | None = None,
@@ -49,33 +36,27 @@ def hindsight(
     p = protocol or Protocol()
     say = step or (lambda _msg: None)
     d = RunData.build(tables, p.train_from)
-    snap, s1, s2 = d.snap, d.s1, d.s2
-    check_seasons(s1, s2, p)
+    snap = d.snap
+    check_seasons(d.s1, d.s2, p)
     cfg1, cfg2, _log = tune(d, p, say)
-    all1, all2 = s1.seasons(p.train_from, p.test_season), s2.seasons(p.train_from, p.test_season)
-    te1, te2 = s1.seasons(p.test_season, p.test_season), s2.seasons(p.test_season, p.test_season)
-
-    fitted1: dict[int | None, Stage1Model] = {}
-    fitted2: dict[int | None, Stage2Model] = {}
-
-    def stage1_for(ctx: EventContext) -> Stage1Model:
-        if ctx.race_id not in fitted1:
-            fitted1[ctx.race_id] = fit_stage1(without_event(all1, ctx.race_id), cfg1)
-        return fitted1[ctx.race_id]
-
-    def stage2_for(ctx: EventContext) -> Stage2Model:
-        if ctx.race_id not in fitted2:
-            fitted2[ctx.race_id] = fit_stage2(without_event(all2, ctx.race_id), cfg2)
-        return fitted2[ctx.race_id]
-
-    first = snap.event_by_id(int(te2.meta["race_id"].min()))
-    assert first is not None
-    served = served_predictions(
-        snap, stage1_for(first), stage2_for(first), te1, te2, on_event, stage1_for, stage2_for
+    all1, all2 = (
+        d.s1.seasons(p.train_from, p.test_season),
+        d.s2.seasons(p.train_from, p.test_season),
     )
+    te1, te2 = (
+        d.s1.seasons(p.test_season, p.test_season),
+        d.s2.seasons(p.test_season, p.test_season),
+    )
+
+    def without_it(ctx: EventContext) -> TwoStage:
+        m1 = fit_stage1(all1.select(all1.meta["race_id"].to_numpy() != ctx.race_id), cfg1)
+        m2 = fit_stage2(all2.select(all2.meta["race_id"].to_numpy() != ctx.race_id), cfg2)
+        return TwoStage.local(snap, m1, m2)
+
+    served = served_predictions(snap, without_it, te1, te2, cfg2.finish_rate, on_event)
     say("every event asked of models fitted without it")
-    every1, every2 = fit_stage1(all1, cfg1), fit_stage2(all2, cfg2)
-    in_sample = served_predictions(snap, every1, every2, te1, te2)
+    every = TwoStage.local(snap, fit_stage1(all1, cfg1), fit_stage2(all2, cfg2))
+    in_sample = served_predictions(snap, lambda _ctx: every, te1, te2, cfg2.finish_rate)
     say("every event asked of models fitted on all of them, as served")
     return {
         "season": p.test_season,

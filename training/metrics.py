@@ -9,29 +9,30 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 
+def _mean(v: np.ndarray | list[float]) -> float | None:
+    return float(np.mean(v)) if len(v) else None
+
+
 def stage1_events(meta: pd.DataFrame, pred_gap: np.ndarray) -> dict[str, np.ndarray]:
     """Per event (in race-id order): the sum and count of absolute gap errors, and the
     rank correlation of predicted and actual gaps (NaN where it ranks nothing)."""
-    err = np.abs(np.asarray(pred_gap, dtype=float) - meta["gap_pct"].to_numpy())
-    at = meta.groupby("race_id").indices
+    actual = meta["gap_pct"].to_numpy()
+    err = np.abs(np.asarray(pred_gap, dtype=float) - actual)
     err_sum, n, rho = [], [], []
-    for _, idx in sorted(at.items()):
+    for _, idx in sorted(meta.groupby("race_id").indices.items()):
         err_sum.append(float(err[idx].sum()))
         n.append(len(idx))
-        r = math.nan
-        if len(idx) > 2 and np.ptp(pred_gap[idx]) > 0:  # a constant forecast ranks nothing
-            r = float(spearmanr(pred_gap[idx], meta["gap_pct"].to_numpy()[idx]).statistic)
-        rho.append(r)
+        ranks = len(idx) > 2 and np.ptp(pred_gap[idx]) > 0  # a constant forecast ranks nothing
+        rho.append(float(spearmanr(pred_gap[idx], actual[idx]).statistic) if ranks else math.nan)
     return {"err_sum": np.array(err_sum), "n": np.array(n, dtype=float), "rho": np.array(rho)}
 
 
 def gap_and_spearman(meta: pd.DataFrame, pred_gap: np.ndarray) -> dict[str, float | None]:
     """Gap-to-pole MAE in % over the rows and the mean per-event Spearman."""
     ev = stage1_events(meta, pred_gap)
-    rhos = ev["rho"][~np.isnan(ev["rho"])]
     return {
         "gap_pct_mae": float(ev["err_sum"].sum() / ev["n"].sum()) if len(meta) else math.nan,
-        "spearman": float(np.mean(rhos)) if len(rhos) else None,
+        "spearman": _mean(ev["rho"][~np.isnan(ev["rho"])]),
     }
 
 
@@ -41,11 +42,7 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
     err = np.abs(pred_time - meta["best_s"].to_numpy())
     dry = meta["dry"].to_numpy(bool)
     gs = gap_and_spearman(meta, pred_gap)
-    gs_dry = (
-        gap_and_spearman(meta[dry], np.asarray(pred_gap)[dry])
-        if dry.any()
-        else {"gap_pct_mae": None, "spearman": None}
-    )
+    gs_dry = gap_and_spearman(meta[dry], np.asarray(pred_gap)[dry]) if dry.any() else {}
     return {
         "season": int(meta["season"].iloc[0]) if len(meta) else None,
         "events": int(meta["race_id"].nunique()),
@@ -55,8 +52,8 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
         "median_ae_s": float(np.nanmedian(err)),
         "gap_pct_mae": gs["gap_pct_mae"],
         "spearman": gs["spearman"],
-        "gap_pct_mae_dry": gs_dry["gap_pct_mae"],
-        "spearman_dry": gs_dry["spearman"],
+        "gap_pct_mae_dry": gs_dry.get("gap_pct_mae"),
+        "spearman_dry": gs_dry.get("spearman"),
         "dry_events": int(meta.loc[dry, "race_id"].nunique()),
     }
 
@@ -82,8 +79,8 @@ def pole_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
     return {
         "season": int(meta["season"].iloc[0]) if len(meta) else None,
         "events": n,
-        "log_loss": float(np.mean(ev["winner_log_loss"])) if n else None,
-        "top1": float(np.mean(ev["top1"])) if n else None,
+        "log_loss": _mean(ev["winner_log_loss"]),
+        "top1": _mean(ev["top1"]),
         "brier": float(np.mean((p[scored] - pole[scored]) ** 2)) if n else None,
     }
 
@@ -108,13 +105,12 @@ def stage2_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
     """Top-1 (ties at the max share the credit), winner log loss, Brier per driver."""
     y = meta["win"].to_numpy()
     ev = stage2_events(meta, prob)
-    n = len(ev["top1"])
     return {
         "season": int(meta["season"].iloc[0]) if len(meta) else None,
-        "races": n,
-        "top1": float(np.mean(ev["top1"])) if n else None,
-        "winner_log_loss": float(np.mean(ev["winner_log_loss"])) if n else None,
-        "brier": float(np.mean((prob - y) ** 2)) if len(y) else None,
+        "races": len(ev["top1"]),
+        "top1": _mean(ev["top1"]),
+        "winner_log_loss": _mean(ev["winner_log_loss"]),
+        "brier": _mean((prob - y) ** 2),
     }
 
 
@@ -130,7 +126,7 @@ def pole_win_share(meta: pd.DataFrame) -> float | None:
         y, grid = meta["win"].to_numpy()[idx], meta["grid"].to_numpy(float)[idx]
         if y.sum() == 1:
             won.append(float(grid[y == 1][0] == np.nanmin(grid)))
-    return float(np.mean(won)) if won else None
+    return _mean(won)
 
 
 def placing_metrics(meta: pd.DataFrame, prob: np.ndarray, flag: str = "podium", k: int = 3) -> dict:
@@ -151,5 +147,5 @@ def placing_metrics(meta: pd.DataFrame, prob: np.ndarray, flag: str = "podium", 
         "rows": len(meta),
         "brier": float(np.mean((np.asarray(prob, dtype=float) - y) ** 2)),
         "log_loss": float(-np.mean(y * np.log(p) + (1.0 - y) * np.log(1.0 - p))),
-        f"top{k}_hits": float(np.mean(hits)) if hits else None,
+        f"top{k}_hits": _mean(hits),
     }

@@ -1,9 +1,5 @@
-"""Tune on the validation season, score the test season, refit for serving.
-
-Candidate settings are fitted on the seasons before the validation one and compared on
-it. The chosen ones are refitted through the validation season and scored on the test
-season, beside the baselines. The served models are refitted through the test season.
-"""
+"""Tune on the validation season, score the test season beside the baselines, refit
+through the test season for serving."""
 
 from __future__ import annotations
 
@@ -42,9 +38,11 @@ from pipelines.models.stage2 import (
     linear_design,
     stage2_places,
 )
+from pipelines.serving.orchestrator import TwoStage
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
 from training.evaluate import (
+    KEYS,
     EventHook,
     Served,
     ahead_predictions,
@@ -138,7 +136,6 @@ class RunData:
 
 
 Step = Callable[[str], None]
-KEYS = ["race_id", "driver_id"]
 
 
 def check_seasons(s1: StageData, s2: StageData, p: Protocol) -> None:
@@ -185,8 +182,8 @@ def _event_pole_mae(meta: pd.DataFrame, pole: np.ndarray) -> float:
 
 
 def fit_stage1(data: StageData, cfg: Stage1Config, form: bool = True) -> Stage1Model:
-    """Fit Stage-1 (on dry events only if the config says so). ``form`` False: the main
-    ensemble alone, as tuning scores it."""
+    """Fit Stage-1 (dry events only if the config says so; ``form`` False: no form-only
+    ensemble, as tuning scores it)."""
     if cfg.dry_only:
         data = data.select(data.meta["dry"].to_numpy(bool))
     teams = data.meta["race_id"].astype(str) + "/" + data.meta["constructor_id"].astype(str)
@@ -194,18 +191,9 @@ def fit_stage1(data: StageData, cfg: Stage1Config, form: bool = True) -> Stage1M
 
 
 def fit_stage2(data: StageData, cfg: Stage2Config) -> Stage2Model:
-    """Fit Stage-2 on the races' finishing places."""
-    return Stage2Model.fit(data.x, data.y, cfg, races_of(data), ranks=places_of(data))
-
-
-def races_of(d: StageData) -> np.ndarray:
-    """Stage-2 rows' race ids (the fields whose win probabilities sum to 1)."""
-    return d.meta["race_id"].to_numpy()
-
-
-def places_of(d: StageData) -> np.ndarray:
-    """Stage-2 rows' finishing positions (NaN: not classified)."""
-    return d.meta["position"].to_numpy(float)
+    """Fit Stage-2 on the races' finishing places (NaN: not classified)."""
+    races, places = data.meta["race_id"].to_numpy(), data.meta["position"].to_numpy(float)
+    return Stage2Model.fit(data.x, data.y, cfg, races, ranks=places)
 
 
 def last_event(data: StageData) -> dict[str, int] | None:
@@ -357,13 +345,12 @@ def tune_stage2(
     s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage2Config, list[dict[str, Any]]]:
     """Booster settings, stacking weight and temperature with the lowest winner log loss
-    pooled over ``stage2_folds``, scored as served (with the grid lean under new rules,
-    ``apply_grid_lean``). The placings' ``finish_rate`` is measured there too."""
+    over ``stage2_folds`` as served (grid lean included); ``finish_rate`` measured there."""
     folds = []
     depth, decay = p.rank_depth, p.rank_decay
     for v in stage2_folds(p):
         tr, va = s2.seasons(p.train_from, v - 1), s2.seasons(v, v)
-        races, places = races_of(tr), places_of(tr)
+        races, places = tr.meta["race_id"].to_numpy(), tr.meta["position"].to_numpy(float)
         coef = np.asarray(fit_linear(tr.x, tr.y, races, ranks=places, depth=depth, decay=decay))
         lean = grid_lean(Stage2Config(grid_coef=fit_linear(tr.x, tr.y, races, GRID_TERMS)), va.x)
         folds.append((tr, va, linear_design(va.x) @ coef, lean))
@@ -397,9 +384,8 @@ def finish_rate(meta: pd.DataFrame) -> float:
 def tune_pole_taus(
     s1: StageData, cfg1: Stage1Config, folds: list[int], train_from: int
 ) -> tuple[float, float]:
-    """The temperatures turning Stage-1's gaps into pole odds, with practice and without
-    a lap, each chosen on the pooled events of ``folds`` (one season's ~22 poles are too
-    few), every season forecast by a Stage-1 fitted on the seasons before it."""
+    """The temperatures turning Stage-1's gaps into pole odds, with practice and without,
+    chosen on the pooled ``folds``, each forecast by a Stage-1 fitted on earlier seasons."""
     metas, gaps, ahead = [], [], []
     for v in folds:
         va = s1.seasons(v, v)
@@ -463,12 +449,11 @@ def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
     # race fuel in 2008-09, a wet Q3 after a dry Q2)
     first = t.qualifying[t.qualifying["position"] == 1]
     poles = dict(zip(first["race_id"], first["driver_id"].astype(str), strict=False))
-    q, post, pre = preds["stage1"], preds["stage2"], preds["stage2_chained"]
-    q_at = q.groupby("race_id").indices
-    post_at = post.groupby("race_id").indices
-    pre_at = pre.groupby("race_id").indices
+    at = {k: preds[k].groupby("race_id").indices for k in ("stage1", "stage2", "stage2_chained")}
     out = []
-    for race_id in sorted(set(q_at) | set(post_at), key=lambda r: races.loc[r, "date"]):
+    for race_id in sorted(
+        set(at["stage1"]) | set(at["stage2"]), key=lambda r: races.loc[r, "date"]
+    ):
         r = races.loc[race_id]
         rec: dict[str, Any] = {
             "round": int(r["round"]),
@@ -476,8 +461,8 @@ def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
             "grand_prix_id": str(r["grand_prix_id"]),
             "date": pd.Timestamp(r["date"]).date().isoformat(),
         }
-        if race_id in q_at:
-            rows = q.iloc[q_at[race_id]]
+        if race_id in at["stage1"]:
+            rows = preds["stage1"].iloc[at["stage1"][race_id]]
             rec["dry"] = bool(rows["dry"].iloc[0])
             fastest = str(rows.loc[rows["gap_pct"].idxmin(), "driver_id"])
             rec["pole_sitter"] = poles.get(race_id, fastest)
@@ -485,43 +470,49 @@ def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
                 k: _pick(stage1_metrics(rows, tm, gp), ("gap_pct_mae", "mae_s", "spearman"))
                 for k, (tm, gp) in stage1_predictors(rows).items()
             }
-        for name, frame, at in (("stage2", post, post_at), ("stage2_chained", pre, pre_at)):
-            if race_id not in at:
-                continue
-            rows = frame.iloc[at[race_id]]
-            won = rows.loc[rows["win"] == 1, "driver_id"]
-            rec["winner"] = str(won.iloc[0]) if len(won) else None
-            rec[name] = {
-                k: _pick(stage2_metrics(rows, pb), ("winner_log_loss", "top1", "brier"))
-                for k, pb in stage2_predictors(rows).items()
-            }
+        for name in ("stage2", "stage2_chained"):
+            if race_id in at[name]:
+                rows = preds[name].iloc[at[name][race_id]]
+                won = rows.loc[rows["win"] == 1, "driver_id"]
+                rec["winner"] = str(won.iloc[0]) if len(won) else None
+                rec[name] = {
+                    k: _pick(stage2_metrics(rows, pb), ("winner_log_loss", "top1", "brier"))
+                    for k, pb in stage2_predictors(rows).items()
+                }
         out.append(rec)
     return out
 
 
 def _pick(m: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {k: m.get(k) for k in keys}
+    return {k: m[k] for k in keys}
+
+
+def _win_scores(frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``stage2_metrics`` of the model and of each baseline in a scored frame."""
+    scores = {k: stage2_metrics(frame, p) for k, p in stage2_predictors(frame).items()}
+    return scores.pop("model"), scores
 
 
 def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Metrics and intervals of every predictor on the scored frames."""
     f1, post_f, pre_f = preds["stage1"], preds["stage2"], preds["stage2_chained"]
-    s1 = {k: stage1_metrics(f1, t, g) for k, (t, g) in stage1_predictors(f1).items()}
-    post = {k: stage2_metrics(post_f, p) for k, p in stage2_predictors(post_f).items()}
-    pre = {k: stage2_metrics(pre_f, p) for k, p in stage2_predictors(pre_f).items()}
-    stage1: dict[str, Any] = {
+    p1 = stage1_predictors(f1)
+    s1 = {k: stage1_metrics(f1, t, g) for k, (t, g) in p1.items()}
+    (post, post_base), (pre, pre_base) = _win_scores(post_f), _win_scores(pre_f)
+    stage1 = {
         "test": s1.pop("model"),
         "pole_mae_s": _event_pole_mae(f1, f1["pred_pole"].to_numpy()) if len(f1) else None,
+        "baselines": {k: {"test": v} for k, v in s1.items()},
+        "intervals": stage1_intervals(f1, {k: g for k, (_t, g) in p1.items()}),
     }
-    stage2: dict[str, Any] = {"test": post.pop("model"), "test_chained": pre.pop("model")}
-    stage1["baselines"] = {k: {"test": v} for k, v in s1.items()}
-    stage2["baselines"] = {k: {"test": v, "test_chained": pre[k]} for k, v in post.items()}
-    stage1["intervals"] = stage1_intervals(
-        f1, {k: g for k, (_t, g) in stage1_predictors(f1).items()}
-    )
-    stage2["intervals"] = {
-        "test": stage2_intervals(post_f, stage2_predictors(post_f)),
-        "test_chained": stage2_intervals(pre_f, stage2_predictors(pre_f)),
+    stage2 = {
+        "test": post,
+        "test_chained": pre,
+        "baselines": {k: {"test": v, "test_chained": pre_base[k]} for k, v in post_base.items()},
+        "intervals": {
+            "test": stage2_intervals(post_f, stage2_predictors(post_f)),
+            "test_chained": stage2_intervals(pre_f, stage2_predictors(pre_f)),
+        },
     }
     return {"stage1": stage1, "stage2": stage2}
 
@@ -533,24 +524,23 @@ def score_test(
     cfg2: Stage2Config,
     on_event: EventHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """Fit on seasons <= valid and score the test season through the served path
-    (Stage-1 refitted before each event, ``InSeason``), every baseline on the same rows.
-    Returns the metrics and the scored rows (one column per predictor)."""
+    """Fit on seasons <= valid, score the test season through the served path (``InSeason``)
+    beside every baseline: the metrics and the scored rows (a column per predictor)."""
     d1, d2 = Split.of(d.s1, p), Split.of(d.s2, p)
     m1, m2 = fit_stage1(d1.fit, cfg1), fit_stage2(d2.fit, cfg2)
     in_season = InSeason(d.s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
-    served = served_predictions(d.snap, m1, m2, d1.test, d2.test, on_event, in_season.for_event)
+
+    def flow_for(ctx: EventContext) -> TwoStage:
+        return TwoStage.local(d.snap, in_season.for_event(ctx), m2)
+
+    served = served_predictions(d.snap, flow_for, d1.test, d2.test, cfg2.finish_rate, on_event)
     t = HeldOutSeason(d.snap, d1, d2, in_season, m2, served)
     preds = {"stage1": t.stage1_rows(d.tables), **t.stage2_rows()}
     evaluation = score(preds)
-    without = t.without_form_model()
-    evaluation["stage1"] |= t.stage1_checks(preds["stage1"], without)
-    evaluation["stage2"] |= t.stage2_checks(preds, without) | t.placings(preds)
-    preds["stage2_ahead"] = served.stage2_ahead
+    without1, without2 = t.without_form_model()
+    evaluation["stage1"] |= t.stage1_checks(preds["stage1"], without1)
+    evaluation["stage2"] |= t.stage2_checks(preds, without2) | t.placings(preds)
     return evaluation, preds
-
-
-Without = tuple[pd.DataFrame, pd.DataFrame] | None
 
 
 @dataclass
@@ -564,12 +554,10 @@ class HeldOutSeason:
     in_season: InSeason
     m2: Stage2Model
     served: Served
-    m1: Stage1Model = field(init=False)
     b2: baselines.Stage2Baselines = field(init=False)
     grid_slot: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.m1 = self.in_season.first
         self.b2 = baselines.Stage2Baselines.fit(self.d2.fit, self.d2.train, self.d2.valid)
         self.grid_slot = {  # each grid slot's podium (points) rate, a baseline
             "podium": baselines.placing_by_grid(self.d2.fit, self.d2.test),
@@ -587,12 +575,13 @@ class HeldOutSeason:
         return self.served.stage1.merge(d1.test.meta[KEYS].assign(**cols), on=KEYS, how="left")
 
     def stage2_rows(self) -> dict[str, pd.DataFrame]:
-        """The served Stage-2 rows after and before qualifying with each baseline's
-        ``<name>:prob`` (fed the grid the model was given) and the grid-slot placings."""
+        """The served Stage-2 rows of each mode with each baseline's ``<name>:prob`` (fed the
+        model's grid), after qualifying with the grid-slot placings too."""
         sv, frames = self.served, {}
         for name, frame, x in (
             ("stage2", sv.stage2, sv.x2),
             ("stage2_chained", sv.stage2_chained, sv.x2_chained),
+            ("stage2_ahead", sv.stage2_ahead, sv.x2_ahead),
         ):
             grid, races = frame["flow_grid"].to_numpy(float), frame["race_id"].to_numpy()
             probs = self.b2.predict(grid, x, races)
@@ -603,28 +592,30 @@ class HeldOutSeason:
         frames["stage2"] = frames["stage2"].merge(slots, on=KEYS, how="left")
         return frames
 
-    def without_form_model(self) -> Without:
-        """The season a weekend ahead by Stage-1 without its form-only ensemble (None
-        when it has none)."""
-        if not self.m1.form_boosters:
-            return None
+    def without_form_model(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The season a weekend ahead by Stage-1 without its form-only ensemble."""
 
-        def main_only(ctx: EventContext) -> Stage1Model:
+        def main_only(ctx: EventContext) -> TwoStage:
             m = self.in_season.for_event(ctx)
-            return Stage1Model(replace(m.config, form_model=False), m.boosters)
+            m1 = Stage1Model(replace(m.config, form_model=False), m.boosters)
+            return TwoStage.local(self.snap, m1, self.m2)
 
-        return ahead_predictions(self.snap, main_only, self.m2, self.d1.test, self.d2.test)
+        finish = self.m2.config.finish_rate
+        return ahead_predictions(self.snap, main_only, self.d1.test, self.d2.test, finish)
 
-    def stage1_checks(self, q: pd.DataFrame, without: Without) -> dict[str, Any]:
+    def stage1_checks(self, q: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
         """The pole odds, a weekend ahead, the unserved rows, a new team and new rules."""
-        cfg, test = self.m1.config, self.d1.test
+        m1, test = self.in_season.first, self.d1.test
+        cfg = m1.config
         tau, tau_ahead = cfg.pole_tau, cfg.pole_tau_ahead
         gaps = {n: q[f"{n}:gap"].to_numpy(float) for n in baselines.STAGE1_BASELINES}
         pole = {"temperature": tau, "temperature_ahead": tau_ahead, **pole_odds(q, gaps, tau)}
-        ahead = _ahead_rows(self.served, test)
+        # the rows forecast a weekend ahead, with the recent_form baseline's gaps
+        form = test.meta[KEYS].assign(form_gap=baselines.recent_form_gap(test))
+        ahead = form.merge(self.served.stage1_ahead, on=KEYS)
         recent = {"recent_form": ahead["form_gap"].to_numpy(float)}
         pole["before_practice"] = pole_odds(ahead, recent, tau if tau_ahead is None else tau_ahead)
-        new_team = new_team_check(self.m1, test)
+        new_team = new_team_check(m1, test)
         if cfg.new_team_share > 0:  # the same check for the same settings fitted without it
             plain = fit_stage1(self.d1.fit, replace(cfg, new_team_share=0.0), form=False)
             new_team["fitted_without_blanked_teams"] = new_team_check(plain, test)
@@ -633,27 +624,20 @@ class HeldOutSeason:
             "before_practice": _stage1_ahead(ahead, without),
             "test_rows_not_served": len(test.meta) - len(q),
             "new_team": new_team,
-            "new_rules": new_rules_check(self.m1, test),
+            "new_rules": new_rules_check(m1, test),
         }
 
-    def stage2_checks(self, preds: dict[str, pd.DataFrame], without: Without) -> dict[str, Any]:
+    def stage2_checks(
+        self, preds: dict[str, pd.DataFrame], without: pd.DataFrame
+    ) -> dict[str, Any]:
         """A weekend ahead, the races under new rules, and the pole-sitter's wins."""
-        sv = self.served
-        f = sv.stage2_ahead
-        probs = self.b2.predict(
-            f["flow_grid"].to_numpy(float), sv.x2_ahead, f["race_id"].to_numpy()
-        )
-        ahead = {
-            "model": win_metrics(f),
-            "baselines": {k: stage2_metrics(f, v) for k, v in probs.items()},
-        }
-        if without is not None:
-            ahead["without_form_model"] = win_metrics(without[1])
+        model, base = _win_scores(preds["stage2_ahead"])
+        ahead = {"model": model, "baselines": base, "without_form_model": win_metrics(without)}
+        sv, fit, test = self.served, self.d2.fit.meta, self.d2.test.meta
         modes = {
             "test": (preds["stage2"], sv.x2),
             "test_chained": (preds["stage2_chained"], sv.x2_chained),
         }
-        fit, test = self.d2.fit.meta, self.d2.test.meta
         return {
             "before_practice": ahead,
             "rules_reset": rules_reset_check(self.m2, modes),
@@ -679,7 +663,7 @@ class HeldOutSeason:
             out[what] = {
                 **{mode: _placed(preds[name], what, k) for mode, name in modes.items()},
                 "before_practice": {
-                    "model": _placed(self.served.stage2_ahead, what, k),
+                    "model": _placed(preds["stage2_ahead"], what, k),
                     "baselines": {},
                 },
                 "baselines": {
@@ -699,26 +683,17 @@ def _placed(frame: pd.DataFrame, what: str, k: int) -> dict[str, Any]:
     return placing_metrics(frame, frame[f"{what}_prob"].to_numpy(), what, k)
 
 
-def _ahead_rows(served: Served, te1: StageData) -> pd.DataFrame:
-    """The Stage-1 rows forecast a weekend ahead, with each driver's recent qualifying gap
-    (``form_gap``, the ``recent_form`` baseline)."""
-    form = te1.meta[KEYS].assign(form_gap=baselines.recent_form_gap(te1))
-    return form.merge(served.stage1_ahead, on=KEYS)
-
-
-def _stage1_ahead(rows: pd.DataFrame, without: Without) -> dict[str, Any]:
+def _stage1_ahead(rows: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
     """Stage-1 a weekend ahead beside each driver's recent qualifying gap (times from the
-    model's pole estimate), and without the form-only ensemble when given."""
+    model's pole estimate), and without the form-only ensemble."""
     gap = rows["form_gap"].to_numpy(float)
     pole = rows["pred_pole"].to_numpy(float)
-    out = {
+    return {
         "model": forecast_metrics(rows),
         "pole_mae_s": _event_pole_mae(rows, pole) if len(rows) else None,
         "baselines": {"recent_form": stage1_metrics(rows, pole * (1.0 + gap / 100.0), gap)},
+        "without_form_model": forecast_metrics(without),
     }
-    if without is not None:
-        out["without_form_model"] = forecast_metrics(without[0])
-    return out
 
 
 def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> dict[str, Any]:
@@ -736,9 +711,8 @@ def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> d
 
 
 def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
-    """Stage-1 at the first race under new technical rules, for the cars with practice:
-    as served (the practice-only ensemble) and by the main ensemble alone. ``rows`` 0
-    when the season has no such race."""
+    """Stage-1 at the first race under new rules, cars with practice: as served (practice-only
+    ensemble) and by the main ensemble (``rows`` 0: no such race)."""
     rows = first_under_new_rules(data.x) & ~no_practice(data.x)
     if not (model.practice_boosters and rows.any()):
         return {"rows": 0}
@@ -796,12 +770,11 @@ def rules_reset_check(
 
 @dataclass
 class Scored:
-    """The shared protocol's outcome: chosen settings, tuning log, test-season metrics
-    and scored rows."""
+    """The shared protocol's outcome: chosen settings, the test season's evaluation (with
+    the tuning log and each race's scores) and scored rows."""
 
     cfg1: Stage1Config
     cfg2: Stage2Config
-    tuning: dict[str, Any]
     evaluation: dict[str, Any]
     predictions: dict[str, pd.DataFrame]
 
@@ -824,7 +797,9 @@ def tune_and_score(
             "others": [p.train_from, p.valid_season],
         },
     }
-    return Scored(cfg1, cfg2, tuning, evaluation, preds)
+    evaluation["tuning"] = tuning
+    evaluation["races"] = per_race(d.tables, preds)
+    return Scored(cfg1, cfg2, evaluation, preds)
 
 
 # --------------------------------------------------------------------- pipeline
@@ -847,6 +822,4 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
         "serving_fit_seasons": [p.train_from, p.test_season],
         "rows": {"stage1": len(full1.y), "stage2": len(full2.y)},
     }
-    evaluation["tuning"] = sc.tuning
-    evaluation["races"] = per_race(tables, sc.predictions)
     return TrainResult(d.snap, stage1, stage2, evaluation, sc.predictions, last_event(full1))

@@ -1,14 +1,21 @@
-"""reports/evaluation.{json,md} and the two figures, from a training run's evaluation."""
+"""The reports: evaluation.{json,md}, backtest-S.{json,md,png}, hindsight.json, the figures.
+
+Their prose is in training/report.md; this module fills it with the figures.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import string
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from training.backtest import targets
 
 S1_KEYS = ["season", "mae_s", "mae_dry_s", "median_ae_s", "gap_pct_mae", "spearman"]
 S1_KEYS += ["gap_pct_mae_dry", "spearman_dry"]
@@ -18,6 +25,33 @@ POINTS_KEYS = ["season", "brier", "log_loss", "top10_hits"]
 POLE_KEYS = ["season", "events", "log_loss", "top1", "brier"]
 
 S1_TARGETS = {"gap_pct_mae": 0.45, "mae_dry_s": 0.40, "spearman": 0.80}
+SEASON_START = 4
+"""Rounds that make "the start of a season" in the backtest reports (form is oldest then)."""
+BT_S1 = ("model", "practice_ratio", "quick_lgbm_gap")
+BT_S2 = ("model", "logistic_grid", "quick_lgbm")
+"""The predictors of the per-race table and figure (Stage-2 before qualifying: two)."""
+
+_PARTS = re.split(
+    r"^<!-- (\w+) -->$", Path(__file__).with_name("report.md").read_text(), flags=re.M
+)
+PROSE = {name: text.strip("\n") for name, text in zip(_PARTS[1::2], _PARTS[2::2], strict=True)}
+"""training/report.md's parts by name."""
+
+
+class _Prose(string.Formatter):
+    """report.md's fields: a figure as ``fmt`` writes it, a list as "a, b", unless the
+    field gives a format of its own."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec:
+            return str(super().format_field(value, format_spec))
+        return ", ".join(str(v) for v in value) if isinstance(value, list) else fmt(value)
+
+
+def fill(part: str, **values: Any) -> str:
+    """A part of report.md with its ``{name}``s filled; an empty one drops out with its
+    blank lines."""
+    return re.sub(r"\n{3,}", "\n\n", _Prose().vformat(PROSE[part], (), values)).strip("\n")
 
 
 def _json_safe(v: Any) -> Any:
@@ -40,34 +74,21 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def _table(stage: dict[str, Any], keys: list[str], which: str = "test") -> list[str]:
+def _table(stage: dict[str, Any], keys: list[str], which: str = "test") -> str:
     """Model and baselines, one row each, on the test season (``which``: "test", or
     "test_chained" for the forecast made before qualifying)."""
-    lines = ["| predictor | " + " | ".join(keys[1:]) + " |", "|---|" + "---|" * (len(keys) - 1)]
     rows = [("**model**", stage[which])]
     rows += [(k, v[which]) for k, v in stage["baselines"].items() if which in v]
-    for name, m in rows:
-        lines.append(f"| {name} | " + " | ".join(fmt(m.get(k)) for k in keys[1:]) + " |")
-    return lines
-
-
-def _placings_elsewhere(s2: dict[str, Any]) -> list[str]:
-    """The model's podium and points scores before qualifying and a weekend ahead."""
-    out = []
-    for what in ("podium", "points"):
-        block = s2.get(what) or {}
-        for key, label in (
-            ("test_chained", "before qualifying"),
-            ("before_practice", "a weekend ahead"),
-        ):
-            m = block.get(key)
-            m = m.get("model") if isinstance(m, dict) and "model" in m else m
-            if m:
-                out.append(
-                    f"- {what}, {label}: Brier {fmt(m.get('brier'))}, log loss "
-                    f"{fmt(m.get('log_loss'))}"
-                )
-    return out
+    return "\n".join(
+        [
+            "| predictor | " + " | ".join(keys[1:]) + " |",
+            "|---|" + "---|" * (len(keys) - 1),
+            *(
+                f"| {name} | " + " | ".join(fmt(m.get(k)) for k in keys[1:]) + " |"
+                for name, m in rows
+            ),
+        ]
+    )
 
 
 def _span(seasons: Any) -> str:
@@ -85,10 +106,9 @@ def _baseline_seasons(p: dict[str, Any]) -> str:
     b = p.get("baseline_seasons")
     if not b:
         return ""
-    return (
-        f"Baselines: the quick LightGBMs trained on {_span(b['early_stopped'])} and "
-        f"early-stopped on {p.get('valid_season')} (as NOTES.md made them), the others "
-        f"fitted on {_span(b['others'])}; all scored on the same rows as the model."
+    early, others = _span(b["early_stopped"]), _span(b["others"])
+    return fill(
+        "baseline_seasons", early_stopped=early, others=others, valid_season=p.get("valid_season")
     )
 
 
@@ -107,219 +127,45 @@ def _intervals(ev: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(title, b) for title, b in blocks if b]
 
 
-def intervals_section(ev: dict[str, Any]) -> list[str]:
+def intervals_section(ev: dict[str, Any]) -> str:
     """The "how sure" table: each metric's interval and paired differences to baselines."""
     blocks = _intervals(ev)
     if not blocks:
-        return []
-    first = blocks[0][1]
-    lines = [
-        "",
-        f"## How sure: {first['level']:.0%} intervals",
-        "",
-        f"The season's events resampled with replacement ({first['resamples']} times, seed "
-        f"{first['seed']}; `training/uncertainty.py`): each metric's interval, and the "
-        "model's difference to each baseline on the same resamples (paired), with the share "
-        "of resamples in which the model is better. A target or a baseline inside these "
-        "intervals is within the luck of which races the season had.",
-        "",
-        "| metric | model | interval | model - baseline [interval], model better in |",
-        "|---|---|---|---|",
-    ]
+        return ""
+    rows = []
     for title, block in blocks:
         for metric, rec in block["metrics"].items():
             vs = "; ".join(
                 f"{name} {d['diff']:+.3f} {_iv(d['interval'])}, {d['better_share']:.0%}"
                 for name, d in rec["vs"].items()
             )
-            lines.append(
+            rows.append(
                 f"| {title} {metric} | {fmt(rec['model'])} | {_iv(rec['interval'])} | {vs} |"
             )
-    return lines
+    return fill("intervals", **blocks[0][1], rows="\n".join(rows))
 
 
-def _new_team_line(s1: dict[str, Any]) -> list[str]:
+def _new_team(s1: dict[str, Any]) -> str:
     """Stage-1 for a team without history (a new entrant), from ``new_team_check``."""
     nt = s1.get("new_team")
     if not nt:
-        return []
-    a, b = nt["as_they_are"], nt["without_team_form"]
-    return [
-        "",
-        "A team without history (a new entrant: every car's team form blanked, as serving "
-        f"leaves it): gap MAE {fmt(b['gap_pct_mae'])} % and Spearman {fmt(b['spearman'])}, "
-        f"against {fmt(a['gap_pct_mae'])} % and {fmt(a['spearman'])} for the same cars as "
-        f"they are; predicted gaps move by {nt['mean_shift_pct']:+.3f} % on average."
-        + _plain_fit(nt.get("fitted_without_blanked_teams")),
-    ]
+        return ""
+    plain = nt.get("fitted_without_blanked_teams")
+    return fill("new_team", **nt, plain_fit=" " + fill("plain_fit", **plain) if plain else "")
 
 
-def _new_rules_line(s1: dict[str, Any]) -> list[str]:
+def _new_rules(s1: dict[str, Any]) -> str:
     """Stage-1 at the first race under new technical rules, from ``new_rules_check``."""
     nr = s1.get("new_rules") or {}
-    if not nr.get("rows"):
-        return []
-    a, b = nr["served"], nr["main_ensemble"]
-    rounds = ", ".join(str(r) for r in nr["rounds"])
-    return [
-        "",
-        f"At the first race under new technical rules (round {rounds}) the cars with practice "
-        "are forecast by the practice-only ensemble, their form being about cars that no "
-        f"longer race: gap MAE {fmt(a['gap_pct_mae'])} % and Spearman {fmt(a['spearman'])} "
-        f"there, against {fmt(b['gap_pct_mae'])} % and {fmt(b['spearman'])} by the main "
-        "ensemble reading that form.",
-    ]
+    return fill("new_rules", **nr) if nr.get("rows") else ""
 
 
-def _plain_fit(nt: dict[str, Any] | None) -> str:
-    if not nt:
-        return ""
-    a, b = nt["as_they_are"], nt["without_team_form"]
-    return (
-        " Fitted without blanked teams (`new_team_share` 0), the same settings give "
-        f"{fmt(b['gap_pct_mae'])} % without team form against {fmt(a['gap_pct_mae'])} % as "
-        f"they are, moving by {nt['mean_shift_pct']:+.3f} %."
-    )
-
-
-def _pole_line(s2: dict[str, Any], season: str) -> list[str]:
+def _pole_wins(s2: dict[str, Any], season: str) -> str:
     """How much the scored season rewarded the pole-sitter, against the fitted seasons."""
     pw = s2.get("pole_win_share") or {}
     if pw.get("test") is None or pw.get("fit_seasons") is None:
-        return []
-    return [
-        "",
-        f"The pole-sitter won {pw['test']:.0%} of {season}'s races, against "
-        f"{pw['fit_seasons']:.0%} in the seasons the model was fitted on"
-        + _season_range(pw.get("by_fit_season") or {})
-        + ".",
-    ]
-
-
-def _rules_reset_line(s2: dict[str, Any]) -> list[str]:
-    """Stage-2 on the races it leans on the grid for, from ``rules_reset_check``."""
-    rr = s2.get("rules_reset")
-    if not rr:
-        return []
-    lean = (
-        "Under new technical rules the win log-odds lean on a grid-only logit: a share of "
-        f"{rr['reset_weight']:g} at the first race, falling linearly to none after "
-        f"{rr['reset_races']:g} races."
-    )
-    parts = []
-    for name, when in (("test", "after qualifying"), ("test_chained", "before qualifying")):
-        r = rr.get(name) or {}
-        if not r.get("races"):
-            continue
-        parts.append(
-            f"{when}, rounds {', '.join(str(x) for x in r['rounds'])}: winner log loss "
-            f"{fmt(r['model']['winner_log_loss'])}, without the lean "
-            f"{fmt(r['without_reset']['winner_log_loss'])}, logistic on the same grid "
-            f"{fmt(r['logistic_grid']['winner_log_loss'])}"
-        )
-    if not parts:
-        return ["", lean + " This season has no such race."]
-    return ["", lean + " On those races: " + "; ".join(parts) + "."]
-
-
-def pole_section(s1: dict[str, Any], level: str = "##") -> list[str]:
-    """The served pole odds scored (``stage1.pole``): before qualifying, and a weekend
-    ahead."""
-    pole = s1.get("pole")
-    if not pole:
-        return []
-    lines = [
-        "",
-        f"{level} Pole: who takes it (`probability_score` of /predict_quali)",
-        "",
-        "Qualifying's first place against the odds given before qualifying, over the cars "
-        "that set a lap: the model's (Stage-1's gaps through a temperature of "
-        f"{fmt(pole.get('temperature'))} %, chosen on the tuning seasons) beside an even "
-        "chance and each baseline's gaps through the same temperature (`stage1.pole`); "
-        "log loss = -log P(pole-sitter) per event.",
-        "",
-        *_table(pole, POLE_KEYS),
-    ]
-    ahead = pole.get("before_practice")
-    if ahead:
-        lines += [
-            "",
-            "A weekend ahead, no practice lap (`stage1.pole.before_practice`): the form-only "
-            "ensemble's gaps through a temperature of their own, chosen likewise "
-            f"({fmt(pole.get('temperature_ahead'))} %), the baseline's through it too:",
-            "",
-            *_table(ahead, POLE_KEYS),
-        ]
-    return lines
-
-
-def before_practice_section(ev: dict[str, Any], level: str = "##") -> list[str]:
-    """Both stages a weekend ahead (no practice lap): the forecast for the next event
-    while the data holds only the races before it."""
-    s1 = ev["stage1"].get("before_practice") or {}
-    s2 = ev["stage2"].get("before_practice") or {}
-    if "model" not in s1 or "model" not in s2:
-        return []
-
-    def table(block: dict[str, Any], keys: list[str]) -> list[str]:
-        rows = {k: {"x": v} for k, v in block["baselines"].items()}
-        return _table({"x": block["model"], "baselines": rows}, keys, "x")
-
-    return [
-        "",
-        f"{level} A weekend ahead (no practice in the data yet)",
-        "",
-        "Every event asked again with its cars and no practice lap, as the service sees the "
-        "next event while F1DB holds only the races before it (`/predict_full` days before "
-        "the weekend). Stage-1 beside `recent_form` (each driver's recent qualifying gap, "
-        "times from the model's pole estimate, which without practice is the layout's last "
-        f"pole: pole-lap MAE {fmt(s1.get('pole_mae_s'))} s); Stage-2 on Stage-1's grid, "
-        "the baselines fed the same grid (`stage1.before_practice`, "
-        "`stage2.before_practice`).",
-        "",
-        *table(s1, S1_KEYS),
-        "",
-        *table(s2, S2_KEYS),
-        *_without_form_line(s1, s2),
-    ]
-
-
-def _without_form_line(s1: dict[str, Any], s2: dict[str, Any]) -> list[str]:
-    a, b = s1.get("without_form_model"), s2.get("without_form_model")
-    if not a or not b:
-        return []
-    return [
-        "",
-        "Without the form-only ensemble (Stage-1's main ensemble predicting every car, as "
-        f"before it existed): gap MAE {fmt(a['gap_pct_mae'])} %, Spearman "
-        f"{fmt(a['spearman'])}, MAE {fmt(a['mae_s'])} s; winner log loss "
-        f"{fmt(b['winner_log_loss'])}, top-1 {fmt(b['top1'])}.",
-    ]
-
-
-SEASON_START = 4
-"""Rounds that make "the start of a season" in the backtest reports (form is oldest then)."""
-
-
-def _season_start_line(races: list[dict[str, Any]]) -> list[str]:
-    """Winner log loss of the model and the grid logistic over the season's first races,
-    before and after qualifying: where last season's form weighs most."""
-    first = [r for r in races if r["round"] <= SEASON_START]
-
-    def mean(stage: str, who: str) -> float | None:
-        v = [r[stage][who]["winner_log_loss"] for r in first if r.get(stage)]
-        v = [x for x in v if x is not None]
-        return float(np.mean(v)) if v else None
-
-    if not first:
-        return []
-    return [
-        "",
-        f"The season's first {SEASON_START} races, winner log loss model / logistic on the "
-        f"same grid: after qualifying {fmt(mean('stage2', 'model'))} / "
-        f"{fmt(mean('stage2', 'logistic_grid'))}, before qualifying "
-        f"{fmt(mean('stage2_chained', 'model'))} / {fmt(mean('stage2_chained', 'logistic_grid'))}.",
-    ]
+        return ""
+    return fill("pole_wins", **pw, season=season, spread=_season_range(pw["by_fit_season"] or {}))
 
 
 def _season_range(by_season: dict[Any, float | None]) -> str:
@@ -331,6 +177,90 @@ def _season_range(by_season: dict[Any, float | None]) -> str:
     return f" (from {have[lo]:.0%} in {lo} to {have[hi]:.0%} in {hi})"
 
 
+def _rules_reset(s2: dict[str, Any]) -> str:
+    """Stage-2 on the races it leans on the grid for, from ``rules_reset_check``."""
+    rr = s2.get("rules_reset")
+    if not rr:
+        return ""
+    parts = [
+        fill("rules_reset_races", **rr[name], when=when)
+        for name, when in (("test", "after qualifying"), ("test_chained", "before qualifying"))
+        if (rr.get(name) or {}).get("races")
+    ]
+    scored = (
+        "On those races: " + "; ".join(parts) + "." if parts else "This season has no such race."
+    )
+    return fill("rules_reset", **rr, scored=scored)
+
+
+def pole_section(s1: dict[str, Any], level: str = "##") -> str:
+    """The served pole odds scored (``stage1.pole``): before qualifying, and a weekend
+    ahead."""
+    pole = s1.get("pole")
+    if not pole:
+        return ""
+    ahead = pole.get("before_practice")
+    ahead_text = fill("pole_ahead", **pole, table=_table(ahead, POLE_KEYS)) if ahead else ""
+    return fill("pole", **pole, level=level, table=_table(pole, POLE_KEYS), ahead=ahead_text)
+
+
+def before_practice_section(ev: dict[str, Any], level: str = "##") -> str:
+    """Both stages a weekend ahead (no practice lap): the forecast for the next event
+    while the data holds only the races before it."""
+    s1 = ev["stage1"].get("before_practice") or {}
+    s2 = ev["stage2"].get("before_practice") or {}
+    if "model" not in s1 or "model" not in s2:
+        return ""
+
+    def table(block: dict[str, Any], keys: list[str]) -> str:
+        rows = {k: {"x": v} for k, v in block["baselines"].items()}
+        return _table({"x": block["model"], "baselines": rows}, keys, "x")
+
+    a, b = s1.get("without_form_model"), s2.get("without_form_model")
+    return fill(
+        "before_practice",
+        level=level,
+        pole_mae_s=s1.get("pole_mae_s"),
+        stage1_table=table(s1, S1_KEYS),
+        stage2_table=table(s2, S2_KEYS),
+        without_form=fill("without_form", stage1=a, stage2=b) if a and b else "",
+    )
+
+
+def _placings(s2: dict[str, Any]) -> str:
+    """The podium and points odds beside their baselines, then the other flows' scores."""
+    if "podium" not in s2:
+        return ""
+    finish = s2["podium"].get("finish_rate")
+    elsewhere = []
+    for what in ("podium", "points"):
+        block = s2.get(what) or {}
+        chained, ahead = block.get("test_chained"), block.get("before_practice") or {}
+        for when, m in (("before qualifying", chained), ("a weekend ahead", ahead.get("model"))):
+            if m:
+                elsewhere.append(fill("elsewhere", what=what, when=when, scores=m))
+    return fill(
+        "placings",
+        classified=fill("classified", finish=finish) if finish is not None else "",
+        podium_table=_table(s2["podium"], PODIUM_KEYS),
+        points=fill("points", table=_table(s2["points"], POINTS_KEYS)) if "points" in s2 else "",
+        elsewhere="\n".join(elsewhere),
+    )
+
+
+def _season_start(races: list[dict[str, Any]]) -> str:
+    """Winner log loss of the model and the grid logistic over the season's first races,
+    before and after qualifying: where last season's form weighs most."""
+    first = [r for r in races if r["round"] <= SEASON_START]
+    means = {}
+    for stage in ("stage2", "stage2_chained"):
+        for who in ("model", "logistic_grid"):
+            v = [r[stage][who]["winner_log_loss"] for r in first if r.get(stage)]
+            v = [x for x in v if x is not None]
+            means[f"{stage}_{who}"] = float(np.mean(v)) if v else None
+    return fill("season_start", n=SEASON_START, **means) if first else ""
+
+
 def _target_interval(ev: dict[str, Any], title: str, metric: str) -> str:
     for t, block in _intervals(ev):
         if t == title and metric in block["metrics"]:
@@ -338,135 +268,10 @@ def _target_interval(ev: dict[str, Any], title: str, metric: str) -> str:
     return "n/a"
 
 
-def markdown(ev: dict[str, Any]) -> str:
-    """``reports/evaluation.md``."""
+def _targets(ev: dict[str, Any]) -> str:
+    """The targets table's rows: each metric, its target, the value and its interval."""
     s1, s2 = ev["stage1"], ev["stage2"]
-    lines = [
-        *_evaluation_header(ev.get("protocol", {}), _folds(ev)),
-        *_stage1_section(s1),
-        *_stage2_section(s2),
-        *before_practice_section(ev),
-        *_placings_section(s2),
-        *intervals_section(ev),
-        *_targets_section(ev),
-    ]
-    if ev.get("races"):
-        lines += ["", "## Per race (test season)", "", *per_race_section(ev["races"])]
-    lines += [
-        "",
-        "Figures: `stage1_gap.png` (predicted vs actual gap to pole), "
-        "`stage2_calibration.png` (win-probability calibration), "
-        "`stage2_podium_calibration.png` (podium and points calibration, model and "
-        "grid-slot baseline).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _evaluation_header(p: dict[str, Any], folds: str) -> list[str]:
-    return [
-        "# Evaluation (held-out test season)",
-        "",
-        "Made by `f1 evaluate` (`f1 train --report` writes the same report). "
-        f"Protocol: settings tuned on {p.get('valid_season')} with models fitted on "
-        f"{_span(p.get('train_seasons'))} (Stage-2's on {folds}, each season predicted "
-        "by models fitted on the seasons before it); the test season "
-        f"{p.get('test_season')} is scored by models refitted on "
-        f"{_span(p.get('test_fit_seasons'))} (Stage-1 refitted before each event on the "
-        "season's earlier ones too, as `f1 refresh` refits the served one), through the "
-        "served two-stage flow. "
-        f"{_baseline_seasons(p)} Served models are refitted on "
-        f"{_span(p.get('serving_fit_seasons'))}. Nothing is tuned on the test season. "
-        "Data: F1DB (CC-BY-4.0).",
-    ]
-
-
-def _stage1_section(s1: dict[str, Any]) -> list[str]:
-    return [
-        "",
-        "## Stage-1: qualifying time",
-        "",
-        *_table(s1, S1_KEYS),
-        "",
-        f"Pole-lap MAE of the model: {fmt(s1.get('pole_mae_s'))} s. 'dry' = events whose pole "
-        "lap beat the best pre-qualifying practice lap (F1DB does not label wet sessions): "
-        f"{s1['test'].get('dry_events')} of {s1['test'].get('events')} events; "
-        "`gap_pct_mae_dry` and `spearman_dry` are scored on those alone (a wet qualifying "
-        "spreads the field by more than anything known before it says). Spearman is the "
-        "mean per-event rank correlation of predicted and actual gaps.",
-        *_new_team_line(s1),
-        *_new_rules_line(s1),
-        *pole_section(s1),
-    ]
-
-
-def _stage2_section(s2: dict[str, Any]) -> list[str]:
-    lines = [
-        "",
-        "## Stage-2: race winner",
-        "",
-        "Scored through the served path, twice per race. After qualifying "
-        "(`stage2.test`): the real grid and qualifying times given, as in POST "
-        "/predict_race; the baselines read the real grid.",
-        "",
-        *_table(s2, S2_KEYS),
-        *_pole_line(s2, "the test season"),
-        *_rules_reset_line(s2),
-    ]
-    if "test_chained" in s2:
-        lines += [
-            "",
-            "Before qualifying (`stage2.test_chained`): the event only, Stage-1's grid and "
-            "gaps chained into Stage-2, as in POST /predict_full; the baselines are fed "
-            "Stage-1's grid too.",
-            "",
-            *_table(s2, S2_KEYS, "test_chained"),
-        ]
-    return lines
-
-
-def _placings_section(s2: dict[str, Any]) -> list[str]:
-    if "podium" not in s2:
-        return []
-    finish = s2["podium"].get("finish_rate")
-    classified = (
-        f", every car but the winner classified with probability {fmt(finish)} (the "
-        "share of starters classified in Stage-2's tuning seasons)"
-        if finish is not None
-        else ""
-    )
-    lines = [
-        "",
-        "## Stage-2: podium and points",
-        "",
-        "Podium (top 3) and points (top 10) probabilities from Plackett-Luce on "
-        f"Stage-2's strengths{classified}, over each race's starters. `brier`: mean "
-        "squared error per starter; `log_loss`: binary log loss per starter (mean of "
-        "-[y log p + (1-y) log(1-p)]); `top3_hits` / `top10_hits`: share of each "
-        "race's top 3 / top 10 found among its three / ten most likely cars. Baseline "
-        "`grid_slot`: each grid slot's podium (top-10) frequency in the training "
-        "seasons, scaled per race to sum to 3 (10). `every_car_classified`: the "
-        "model's own strengths with every car classified (plain Plackett-Luce, the "
-        "odds served before the finish rate), to show what letting cars retire "
-        "changes.",
-        "",
-        *_table(s2["podium"], PODIUM_KEYS),
-    ]
-    if "points" in s2:
-        lines += ["", "Points (top 10):", "", *_table(s2["points"], POINTS_KEYS)]
-    return [*lines, "", *_placings_elsewhere(s2)]
-
-
-def _targets_section(ev: dict[str, Any]) -> list[str]:
-    """The targets table: each metric, its target, the value and its interval."""
-    s1, s2 = ev["stage1"], ev["stage2"]
-    lines = [
-        "",
-        "## Targets",
-        "",
-        "| metric | target | reached | 90 % interval | met |",
-        "|---|---|---|---|---|",
-    ]
+    lines = []
 
     def row(metric: str, target: str, v: Any, flow: str, key: str, met: bool) -> None:
         lines.append(
@@ -492,7 +297,98 @@ def _targets_section(ev: dict[str, Any]) -> list[str]:
     t1 = s2["test"].get("top1")
     met = t1 is not None and pole_top1 is not None and t1 >= pole_top1
     row("stage-2 top1", f">= pole-sitter ({fmt(pole_top1)})", t1, after, "top1", met)
-    return lines
+    return "\n".join(lines)
+
+
+def per_race_section(races: list[dict[str, Any]], title: str) -> str:
+    """Every race of the season: gap MAE and Spearman, winner, log loss and top-1, model
+    beside the baselines (``pipeline.per_race``), in backtests and the test season alike."""
+
+    def get(r: dict[str, Any], stage: str, who: str, k: str) -> str:
+        return fmt(r.get(stage, {}).get(who, {}).get(k))
+
+    rows = [
+        f"| {r['round']} | {r['grand_prix_id']} | {'yes' if r.get('dry') else 'no'} | "
+        + " / ".join(get(r, "stage1", w, "gap_pct_mae") for w in BT_S1)
+        + f" | {get(r, 'stage1', 'model', 'spearman')} | {r.get('winner') or 'n/a'} | "
+        + " / ".join(get(r, "stage2", w, "winner_log_loss") for w in BT_S2)
+        + " | "
+        + " / ".join(get(r, "stage2_chained", w, "winner_log_loss") for w in BT_S2[:2])
+        + f" | {get(r, 'stage2', 'model', 'top1')} / {get(r, 'stage2_chained', 'model', 'top1')} |"
+        for r in races
+    ]
+    return fill("per_race", title=title, rows="\n".join(rows))
+
+
+def _sections(ev: dict[str, Any], level: str, season: str) -> dict[str, Any]:
+    """What the evaluation and the backtest reports share, by the name report.md gives."""
+    s1, s2, p = ev["stage1"], ev["stage2"], ev.get("protocol", {})
+    return {
+        "valid_season": p.get("valid_season"),
+        "train_seasons": _span(p.get("train_seasons")),
+        "test_fit_seasons": _span(p.get("test_fit_seasons")),
+        "folds": _folds(ev),
+        "baseline_seasons": _baseline_seasons(p),
+        "stage1_table": _table(s1, S1_KEYS),
+        "pole_mae_s": s1.get("pole_mae_s"),
+        "dry_events": s1["test"].get("dry_events"),
+        "stage1_events": s1["test"].get("events"),
+        "new_team": _new_team(s1),
+        "new_rules": _new_rules(s1),
+        "pole": pole_section(s1, level),
+        "stage2_table": _table(s2, S2_KEYS),
+        "pole_wins": _pole_wins(s2, season),
+        "rules_reset": _rules_reset(s2),
+        "before_practice": before_practice_section(ev, level),
+        "intervals": intervals_section(ev),
+    }
+
+
+def markdown(ev: dict[str, Any]) -> str:
+    """``reports/evaluation.md``."""
+    s2, p = ev["stage2"], ev.get("protocol", {})
+    chained = "test_chained" in s2
+    return (
+        fill(
+            "evaluation",
+            **_sections(ev, "##", "the test season"),
+            test_season=p.get("test_season"),
+            serving_fit_seasons=_span(p.get("serving_fit_seasons")),
+            chained=fill("chained", table=_table(s2, S2_KEYS, "test_chained")) if chained else "",
+            placings=_placings(s2),
+            targets=_targets(ev),
+            per_race=per_race_section(ev["races"], "Per race (test season)")
+            if ev.get("races")
+            else "",
+        )
+        + "\n"
+    )
+
+
+def backtest_markdown(season: int, ev: dict[str, Any]) -> str:
+    """``reports/backtest-S.md``."""
+    p, races = ev["protocol"], ev["races"]
+    rows = [
+        f"| {w} | {fmt(m)} | {fmt(b)} | {'yes' if ok else 'no'} |" for w, m, b, ok in targets(ev)
+    ]
+    return (
+        fill(
+            "backtest",
+            **_sections(ev, "###", str(season)),
+            season=season,
+            history_from=p["history_from"],
+            events=p["events"],
+            season_start=_season_start(races),
+            chained_table=_table(ev["stage2"], S2_KEYS, "test_chained"),
+            targets="\n".join(rows),
+            per_race=per_race_section(races, "Per race"),
+            settings=json.dumps(_json_safe(ev.get("tuning", {}).get("chosen") or {})),
+        )
+        + "\n"
+    )
+
+
+# ------------------------------------------------------------------------- figures
 
 
 def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
@@ -525,11 +421,10 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
 
     if "podium_prob" in s2:
         pbins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0001])
-        panels = [("podium", "podium")]
-        if "points_prob" in s2 and "points" in s2:
-            panels.append(("points", "points (top 10)"))
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
-        for ax, (what, label) in zip(axes[0], panels, strict=True):
+        fig, axes = plt.subplots(1, 2, figsize=(11.0, 5), squeeze=False)
+        for ax, (what, label) in zip(
+            axes[0], (("podium", "podium"), ("points", "points (top 10)")), strict=True
+        ):
             y = s2[what].to_numpy(float)
             ax.plot([0, 1], [0, 1], color="grey", lw=1)
             curves = [
@@ -537,11 +432,9 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
                 (f"baseline: {label} rate by grid slot", f"{what}_base", "s"),
             ]
             for name, col, marker in curves:
-                if col not in s2:
-                    continue
                 mp, fr, n = calibration_bins(s2[col].to_numpy(float), y, pbins)
                 ax.plot(mp, fr, marker=marker, label=name, alpha=0.85)
-                if col == f"{what}_prob":
+                if marker == "o":
                     _counts(ax, mp, fr, n)
             ax.set_xlabel(f"predicted {label} probability")
             ax.set_ylabel(f"observed {label} frequency")
@@ -581,116 +474,6 @@ def calibration_bins(
     return mp, fr, n
 
 
-def write_report(ev: dict[str, Any], preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
-    """Write the JSON, the markdown and the figures into ``out``; return their paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    js = out / "evaluation.json"
-    js.write_text(json.dumps(_json_safe(ev), indent=2))
-    md = out / "evaluation.md"
-    md.write_text(markdown(ev))
-    return [js, md, *figures(preds, out)]
-
-
-# ------------------------------------------------------------------------ backtest
-
-BT_S1 = ("model", "practice_ratio", "quick_lgbm_gap")
-BT_S2 = ("model", "logistic_grid", "quick_lgbm", "pole_sitter", "uniform")
-
-
-def per_race_section(races: list[dict[str, Any]]) -> list[str]:
-    """Every race of the season: gap MAE and Spearman, winner, log loss and top-1, model
-    beside the baselines (``pipeline.per_race``), in backtests and the test season alike."""
-    lines = [
-        "Gap MAE in % of the pole lap; winner log loss = -log P(winner); `pre` = before "
-        "qualifying. Stage-1 columns: model / practice ratio / quick LightGBM.",
-        "",
-        "| rd | grand prix | dry | gap MAE % m / pr / q | Spearman m | winner | "
-        "log loss m / logistic / quick | pre: m / logistic | top-1 m / pre m |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-
-    def get(r: dict[str, Any], stage: str, who: str, k: str) -> str:
-        return fmt(r.get(stage, {}).get(who, {}).get(k))
-
-    for r in races:
-        lines.append(
-            f"| {r['round']} | {r['grand_prix_id']} | {'yes' if r.get('dry') else 'no'} | "
-            + " / ".join(get(r, "stage1", w, "gap_pct_mae") for w in BT_S1)
-            + f" | {get(r, 'stage1', 'model', 'spearman')} | {r.get('winner') or 'n/a'} | "
-            + " / ".join(get(r, "stage2", w, "winner_log_loss") for w in BT_S2[:3])
-            + " | "
-            + " / ".join(get(r, "stage2_chained", w, "winner_log_loss") for w in BT_S2[:2])
-            + f" | {get(r, 'stage2', 'model', 'top1')} / "
-            f"{get(r, 'stage2_chained', 'model', 'top1')} |"
-        )
-    return lines
-
-
-def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any]]) -> str:
-    from training.backtest import targets
-
-    p = ev["protocol"]
-    ch = ev.get("tuning", {}).get("chosen") or {}
-    lines = [
-        f"# Backtest {season} (walk-forward, trained only on seasons before {season})",
-        "",
-        f"Made by `f1 backtest --season {season}`. Seasons: form history from "
-        f"{p['history_from']}; settings tuned on {p['valid_season']} with models fitted on "
-        f"{_span(p['train_seasons'])} (Stage-2's on {_folds(ev)}, each predicted by models "
-        f"fitted on the seasons before it); the models that forecast {season} were refitted "
-        f"on {_span(p['test_fit_seasons'])} (Stage-1 before each event on {season}'s "
-        f"earlier ones too, as `f1 refresh` refits the served one). {_baseline_seasons(p)} "
-        f"Every one of the {p['events']} events was "
-        "asked through the served two-stage flow (`TwoStage`) with the data as of that "
-        "event: before qualifying (event only, Stage-1's grid chained into Stage-2) and "
-        "after it (real grid and qualifying times given). Data: F1DB (CC-BY-4.0).",
-        "",
-        "## Season",
-        "",
-        "### Stage-1: qualifying (forecast before qualifying)",
-        "",
-        *_table(ev["stage1"], S1_KEYS),
-        "",
-        f"Pole-lap MAE of the model: {fmt(ev['stage1'].get('pole_mae_s'))} s; dry events "
-        f"{ev['stage1']['test'].get('dry_events')} of {ev['stage1']['test'].get('events')} "
-        "(the pole lap beat the best practice lap; `_dry` columns: those alone).",
-        *_new_team_line(ev["stage1"]),
-        *_new_rules_line(ev["stage1"]),
-        *pole_section(ev["stage1"], "###"),
-        "",
-        "### Stage-2: race winner after qualifying (real grid)",
-        "",
-        *_table(ev["stage2"], S2_KEYS),
-        *_pole_line(ev["stage2"], str(season)),
-        *_rules_reset_line(ev["stage2"]),
-        *_season_start_line(races),
-        "",
-        "### Stage-2: race winner before qualifying (Stage-1's grid, baselines too)",
-        "",
-        *_table(ev["stage2"], S2_KEYS, "test_chained"),
-        *before_practice_section(ev, "###"),
-        "",
-        *intervals_section(ev)[1:],
-        "",
-        "## Targets (every backtest season)",
-        "",
-        "| target | model | baseline | met |",
-        "|---|---|---|---|",
-    ]
-    for what, m, b, ok in targets(ev):
-        lines.append(f"| {what} | {fmt(m)} | {fmt(b)} | {'yes' if ok else 'no'} |")
-    lines += ["", "## Per race", "", *per_race_section(races)]
-    lines += [
-        "",
-        f"Settings chosen on {p['valid_season']}: `{json.dumps(_json_safe(ch))}`.",
-        "",
-        f"Figure: `backtest-{season}.png` (per race: gap MAE and winner log loss, model "
-        "vs baselines).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib
 
@@ -709,7 +492,7 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
 
     panels = [
         ("stage1", "gap_pct_mae", BT_S1, "gap-to-pole MAE (%), forecast before qualifying"),
-        ("stage2", "winner_log_loss", BT_S2[:3], "winner log loss, after qualifying"),
+        ("stage2", "winner_log_loss", BT_S2, "winner log loss, after qualifying"),
         ("stage2_chained", "winner_log_loss", BT_S2[:2], "winner log loss, before qualifying"),
     ]
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 9.5), sharex=True)
@@ -728,21 +511,32 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
     return _save(fig, path)
 
 
-def write_hindsight(found: dict[str, Any], out_dir: Path) -> Path:
-    """``reports/hindsight.json`` (``f1 hindsight``)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "hindsight.json"
-    path.write_text(json.dumps(_json_safe(found), indent=2))
+# --------------------------------------------------------------------------- files
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
     return path
 
 
-def write_backtest(
-    season: int, ev: dict[str, Any], races: list[dict[str, Any]], out: Path
-) -> list[Path]:
+def _json(doc: dict[str, Any]) -> str:
+    return json.dumps(_json_safe(doc), indent=2)
+
+
+def write_report(ev: dict[str, Any], preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
+    """Write the JSON, the markdown and the figures into ``out``; return their paths."""
+    js, md = _write(out / "evaluation.json", _json(ev)), _write(out / "evaluation.md", markdown(ev))
+    return [js, md, *figures(preds, out)]
+
+
+def write_hindsight(found: dict[str, Any], out: Path) -> Path:
+    """``reports/hindsight.json`` (``f1 hindsight``)."""
+    return _write(out / "hindsight.json", _json(found))
+
+
+def write_backtest(season: int, ev: dict[str, Any], out: Path) -> list[Path]:
     """reports/backtest-S.{json,md,png}; return their paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    js = out / f"backtest-{season}.json"
-    js.write_text(json.dumps(_json_safe({"season": season, **ev, "races": races}), indent=2))
-    md = out / f"backtest-{season}.md"
-    md.write_text(backtest_markdown(season, ev, races))
-    return [js, md, backtest_figure(season, races, out / f"backtest-{season}.png")]
+    js = _write(out / f"backtest-{season}.json", _json({"season": season, **ev}))
+    md = _write(out / f"backtest-{season}.md", backtest_markdown(season, ev))
+    return [js, md, backtest_figure(season, ev["races"], out / f"backtest-{season}.png")]

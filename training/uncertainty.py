@@ -1,9 +1,5 @@
-"""How much of a season's score is the season: intervals from resampling its events.
-
-A season has ~20 races, so a score near a target may be the luck of which races were run.
-Resampling the events with replacement (a fixed seed) gives each metric a 90 % interval,
-and the model's paired difference to each baseline on the same resamples.
-"""
+"""How much of a season's score is the season's luck: intervals from resampling its
+events (a fixed seed), and the model's paired difference to each baseline on them."""
 
 from __future__ import annotations
 
@@ -36,21 +32,14 @@ def _spearman(ev: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
     return np.asarray(np.where(count > 0, total / np.maximum(count, 1), np.nan))
 
 
-def _mean_of(key: str) -> Stat:
-    def stat(ev: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
-        return np.asarray(ev[key][idx].mean(axis=1))
-
-    return stat
-
-
 STAGE1_STATS: dict[str, tuple[Stat, int]] = {
     "gap_pct_mae": (_gap_mae, -1),
     "spearman": (_spearman, 1),
 }
 """Season metric -> (statistic, +1 if higher is better else -1)."""
 STAGE2_STATS: dict[str, tuple[Stat, int]] = {
-    "winner_log_loss": (_mean_of("winner_log_loss"), -1),
-    "top1": (_mean_of("top1"), 1),
+    "winner_log_loss": (lambda ev, idx: np.asarray(ev["winner_log_loss"][idx].mean(axis=1)), -1),
+    "top1": (lambda ev, idx: np.asarray(ev["top1"][idx].mean(axis=1)), 1),
 }
 
 
@@ -72,33 +61,23 @@ def interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
 
 
 def compare(
-    events: Mapping[str, dict[str, np.ndarray]],
-    stats: Mapping[str, tuple[Stat, int]],
-    n: int = RESAMPLES,
-    seed: int = SEED,
+    events: Mapping[str, dict[str, np.ndarray]], stats: Mapping[str, tuple[Stat, int]]
 ) -> dict[str, Any]:
-    """Per metric: the model's value and interval, and per baseline the paired difference
-    (model - baseline), its interval and the share of resamples where the model is
-    better. ``events``: per predictor (``model`` first), per-event arrays."""
+    """Per metric, of per-event arrays by predictor: the model's value and interval, and
+    per baseline the paired difference, its interval and the share the model wins."""
     model = events["model"]
     n_events = len(next(iter(model.values())))
-    out: dict[str, Any] = {}
     if n_events == 0:
-        return out
-    idx = resamples(n_events, n, seed)
-    all_rows = np.arange(n_events)[None, :]
+        return {}
+    idx, all_rows = resamples(n_events), np.arange(n_events)[None, :]
+    out: dict[str, Any] = {}
     for metric, (stat, sign) in stats.items():
         m = stat(model, idx)
-        rec: dict[str, Any] = {
-            "model": float(stat(model, all_rows)[0]),
-            "interval": interval(m),
-            "vs": {},
-        }
+        rec: dict[str, Any] = {"model": float(stat(model, all_rows)[0]), "interval": interval(m)}
+        rec["vs"] = {}
         for name, ev in events.items():
-            if name == "model":
-                continue
             base = float(stat(ev, all_rows)[0])
-            if not math.isfinite(base):
+            if name == "model" or not math.isfinite(base):
                 continue  # e.g. the pole-sitter rule's infinite log loss: nothing to pair
             diff = m - stat(ev, idx)
             rec["vs"][name] = {

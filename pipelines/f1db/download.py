@@ -1,20 +1,13 @@
 """Fetch an F1DB release (the YAML source tree) from GitHub into a local data folder.
 
-The data folder is what ``Settings.data_dir`` points at: the contents of the repository's
-``src/data/`` (``seasons/``, ``drivers/``, ...) plus ``LICENSE`` and a ``SOURCE.txt`` that
-records where the data came from (F1DB is CC-BY-4.0, so the credit travels with the data).
-
-Without a tag, the latest release is the one GitHub's ``<repo>/releases/latest`` redirects
-to (``<repo>/releases/tag/<tag>``).
-
-The replacement is all-or-nothing: everything is downloaded and extracted into a temporary
-folder next to ``dest`` and only swapped in by renames once it is complete, so a failed or
-interrupted download never leaves a half-written data folder behind.
+The data folder (``Settings.data_dir``) holds the repository's ``src/data/``, its
+``LICENSE`` and a ``SOURCE.txt`` naming the release and the CC-BY-4.0 credit. The latest
+release is where GitHub's ``<repo>/releases/latest`` redirects. The replacement is
+all-or-nothing: the release is unpacked next to ``dest`` and swapped in by renames.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tarfile
@@ -50,11 +43,6 @@ def archive_url(tag: str, repo_url: str) -> str:
     return f"{repo_url.rstrip('/')}/archive/refs/tags/{tag}.tar.gz"
 
 
-def latest_url(repo_url: str) -> str:
-    """GitHub's latest-release page: f"{repo_url}/releases/latest"."""
-    return f"{repo_url.rstrip('/')}/releases/latest"
-
-
 def _one_line(exc: BaseException) -> str:
     """An exception's message on one line (or its type when it has none)."""
     return " ".join(str(exc).split()) or type(exc).__name__
@@ -63,7 +51,7 @@ def _one_line(exc: BaseException) -> str:
 def latest_tag(repo_url: str = DEFAULT_REPO_URL, *, timeout: float = 30.0) -> str:
     """The tag of the latest release: where ``<repo>/releases/latest`` redirects
     (``.../releases/tag/<tag>``), following at most a few hops (a renamed repository)."""
-    url = latest_url(repo_url)
+    url = f"{repo_url.rstrip('/')}/releases/latest"
     what = f"could not find the latest F1DB release at {url}"
     hop = httpx.URL(url)
     try:
@@ -92,24 +80,13 @@ def installed_tag(folder: Path) -> str | None:
         text = (folder / "SOURCE.txt").read_text(encoding="utf-8")
     except OSError:
         return None
-    for line in text.splitlines():
-        if line.startswith("F1DB release: "):
-            return line.removeprefix("F1DB release: ").strip()
-    return None
+    found = re.search(r"^F1DB release: (.*)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else None
 
 
 def _is_valid_tag(tag: str) -> bool:
     """Letters, digits, '.', '_' and '-' only: nothing that could alter the URL path."""
     return bool(tag) and _TAG_RE.fullmatch(tag) is not None and tag not in {".", ".."}
-
-
-def _validate_tag(tag: str) -> None:
-    """Reject tags that could alter the URL path (``/``, ``..``, ``?``) before any I/O."""
-    if not _is_valid_tag(tag):
-        raise DownloadError(
-            f"invalid release tag {tag!r}: expected letters, digits, '.', '_' or '-' "
-            "(e.g. 'v2025.24.0')"
-        )
 
 
 def _fetch(url: str, tag: str, target: Path, *, timeout: float, progress: bool) -> None:
@@ -148,24 +125,15 @@ def _fetch(url: str, tag: str, target: Path, *, timeout: float, progress: bool) 
         raise DownloadError(f"download of {url} failed: {_one_line(exc)}") from exc
 
 
-def _check_member(member: tarfile.TarInfo) -> None:
-    """Refuse names or links that could escape the extraction folder (belt and braces
-    on top of tarfile's ``data`` filter, which also strips modes and special files)."""
-    name = member.name
-    path = PurePosixPath(name)
-    if name.startswith(("/", "\\")) or path.is_absolute() or re.match(r"[A-Za-z]:", name):
-        raise DownloadError(f"unsafe archive member {name!r}: absolute path")
-    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
-        raise DownloadError(f"unsafe archive member {name!r}: '..' in path")
-    if member.issym() or member.islnk():
-        link = member.linkname
-        if link.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", link):
-            raise DownloadError(f"unsafe archive member {name!r}: link to absolute path {link!r}")
-        # Symlinks resolve from the member's folder, hard links from the archive root.
-        base = path.parent if member.issym() else PurePosixPath()
-        resolved = os.path.normpath((base / link).as_posix())
-        if resolved == ".." or resolved.startswith("../"):
-            raise DownloadError(f"unsafe archive member {name!r}: link {link!r} points outside")
+def _check_member(member: tarfile.TarInfo, folder: Path) -> None:
+    """Refuse a member that could land outside ``folder``: tarfile's ``data`` filter, and
+    an absolute name (which that filter would quietly make relative)."""
+    try:
+        if PurePosixPath(member.name).is_absolute():
+            raise tarfile.AbsolutePathError(member)
+        tarfile.data_filter(member, str(folder))
+    except tarfile.FilterError as exc:
+        raise DownloadError(f"unsafe archive member {member.name!r}: {_one_line(exc)}") from exc
 
 
 def _find_root(members: list[tarfile.TarInfo]) -> str:
@@ -191,7 +159,7 @@ def _unpack(archive: Path, workdir: Path) -> Path:
         with tarfile.open(archive, "r:gz") as tar:
             members = tar.getmembers()
             for member in members:
-                _check_member(member)
+                _check_member(member, extract_dir)
             root = _find_root(members)
             data_prefix = f"{root}/src/data/"
             license_name = f"{root}/LICENSE"
@@ -253,7 +221,11 @@ def download_f1db(
 
     On any failure ``dest`` is left as it was and the temporary folder is removed.
     """
-    _validate_tag(tag)
+    if not _is_valid_tag(tag):  # before any I/O
+        raise DownloadError(
+            f"invalid release tag {tag!r}: expected letters, digits, '.', '_' or '-' "
+            "(e.g. 'v2025.24.0')"
+        )
     dest = Path(dest)
     url = archive_url(tag, repo_url)
     # The folders this call creates, deepest first: removed again if it fails.

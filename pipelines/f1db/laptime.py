@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -9,10 +10,8 @@ _TIME_RE = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d+)?)$")
 
 
 def parse_time(value: object) -> float:
-    """Seconds as float; NaN for empty values. Raises ValueError on text that is not a time.
-
-    Accepts numbers (already seconds) and "[h:][m:]s.fff" strings.
-    """
+    """Seconds from a number or an "[h:][m:]s.fff" string; NaN for empty values.
+    Raises ValueError on text that is not a time."""
     if value is None:
         return math.nan
     if isinstance(value, bool):
@@ -25,15 +24,7 @@ def parse_time(value: object) -> float:
     m = _TIME_RE.match(text)
     if not m:
         raise ValueError(f"not a time: {value!r} (expected seconds or m:ss.fff)")
-    a, b, sec = m.groups()
-    parts = [int(p) for p in (a, b) if p is not None]
-    seconds = float(sec)
-    if parts and seconds >= 60:
-        raise ValueError(f"not a time: {value!r} (seconds part >= 60)")
-    if len(parts) == 2:
-        if parts[1] >= 60:
-            raise ValueError(f"not a time: {value!r} (minutes part >= 60)")
-        return parts[0] * 3600 + parts[1] * 60 + seconds
-    if len(parts) == 1:
-        return parts[0] * 60 + seconds
-    return seconds
+    parts = [float(p) for p in m.groups() if p is not None]  # [hours, minutes,] seconds
+    if any(part >= 60 for part in parts[1:]):
+        raise ValueError(f"not a time: {value!r} (a minutes or seconds part >= 60)")
+    return functools.reduce(lambda total, part: total * 60 + part, parts)

@@ -26,13 +26,8 @@ from pipelines.f1db.laptime import parse_time
 
 PARSER_VERSION = "5"  # 5: races.turns
 
-SESSION_FILES: dict[str, str] = {
-    "fp1": "free-practice-1-results.yml",
-    "fp2": "free-practice-2-results.yml",
-    "fp3": "free-practice-3-results.yml",
-    "fp4": "free-practice-4-results.yml",
-    "sq": "sprint-qualifying-results.yml",
-}
+SESSION_FILES: dict[str, str] = {f"fp{i}": f"free-practice-{i}-results.yml" for i in range(1, 5)}
+SESSION_FILES["sq"] = "sprint-qualifying-results.yml"
 """Timed sessions that may precede qualifying ("sq" = sprint qualifying / shootout)."""
 
 
@@ -61,9 +56,6 @@ class Tables:
     @classmethod
     def table_names(cls) -> list[str]:
         return [f.name for f in fields(cls) if f.name != "content_hash"]
-
-
-# --------------------------------------------------------------------------- reading
 
 
 def _load_yaml(path: Path) -> Any:
@@ -110,13 +102,9 @@ def _time(value: Any, path: Path, field: str) -> float:
 
 
 def _int_or_nan(value: Any) -> float:
-    if isinstance(value, bool):
-        return math.nan
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, str) and value.isdigit():
-        return float(value)
-    return math.nan
+    """A whole number (an int or digits) as a float; NaN for anything else ("DNF", True)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return float(value) if whole or (isinstance(value, str) and value.isdigit()) else math.nan
 
 
 def _as_date(value: Any) -> date | None:
@@ -143,9 +131,6 @@ def _as_datetime(d: Any, t: Any) -> datetime | None:
     return datetime.combine(dd, tt)
 
 
-# ------------------------------------------------------------------ session order
-
-
 def sessions_before_qualifying(
     season: int,
     is_sprint: bool,
@@ -170,9 +155,6 @@ def sessions_before_qualifying(
     return [s for s in avail if s.startswith("fp")]
 
 
-# ------------------------------------------------------------------------- hashing
-
-
 def _source_files(data_dir: Path, seasons: list[int]) -> list[Path]:
     files: list[Path] = []
     for sub in ("drivers", "constructors", "circuits"):
@@ -181,7 +163,7 @@ def _source_files(data_dir: Path, seasons: list[int]) -> list[Path]:
             files.extend(sorted(folder.glob("*.yml")))
     for season in seasons:
         sdir = data_dir / "seasons" / str(season)
-        files.extend(sorted(p for p in sdir.glob("*.yml")))
+        files.extend(sorted(sdir.glob("*.yml")))
         files.extend(sorted(sdir.glob("races/*/*.yml")))
     return files
 
@@ -191,15 +173,12 @@ def content_hash(data_dir: Path, seasons: list[int]) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(f"parser={PARSER_VERSION};seasons={seasons}".encode())
     for path in _source_files(data_dir, seasons):
-        h.update(str(path.relative_to(data_dir)).encode())
-        h.update(b"\0")
-        h.update(path.read_bytes())
-        h.update(b"\0")
+        h.update(str(path.relative_to(data_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
-def available_seasons(data_dir: Path) -> list[int]:
-    """Seasons present in the tree (folders named by year)."""
+def _seasons_from(data_dir: Path, min_season: int) -> list[int]:
+    """The seasons >= ``min_season`` in the tree (folders named by year)."""
     sdir = data_dir / "seasons"
     if not sdir.is_dir():
         raise DataError(
@@ -209,10 +188,10 @@ def available_seasons(data_dir: Path) -> list[int]:
     years = sorted(int(p.name) for p in sdir.iterdir() if p.is_dir() and p.name.isdigit())
     if not years:
         raise DataError(f"{sdir}: no season folders found")
-    return years
-
-
-# ------------------------------------------------------------------------- parsing
+    seasons = [s for s in years if s >= min_season]
+    if not seasons:
+        raise DataError(f"{sdir}: no season >= {min_season}")
+    return seasons
 
 
 def _race_dirs(data_dir: Path, season: int) -> list[Path]:
@@ -221,10 +200,8 @@ def _race_dirs(data_dir: Path, season: int) -> list[Path]:
 
 def _parse_rounds(text: Any, n_rounds: int) -> list[int]:
     """F1DB entrant rounds: "1-24", "1-5,7,9-10", or empty (not a race driver)."""
-    if text is None or str(text).strip() == "":
-        return []
     out: list[int] = []
-    for part in str(text).split(","):
+    for part in str(text or "").split(","):
         part = part.strip()
         if "-" in part:
             lo, hi = part.split("-", 1)
@@ -303,14 +280,8 @@ def _parse_race(rdir: Path, season: int, rows: dict[str, list[dict[str, Any]]]) 
 
 def _session_starts(race: dict[str, Any]) -> dict[str, datetime | None]:
     """When each timed session and qualifying started (F1DB has the times from 2024)."""
-    keys = {
-        "fp1": "freePractice1",
-        "fp2": "freePractice2",
-        "fp3": "freePractice3",
-        "fp4": "freePractice4",
-        "sq": "sprintQualifying",
-        "quali": "qualifying",
-    }
+    keys = {f"fp{i}": f"freePractice{i}" for i in range(1, 5)}
+    keys |= {"sq": "sprintQualifying", "quali": "qualifying"}
     return {s: _as_datetime(race.get(f"{k}Date"), race.get(f"{k}Time")) for s, k in keys.items()}
 
 
@@ -497,18 +468,6 @@ def _frames(rows: dict[str, list[dict[str, Any]]]) -> Tables:
     return Tables(**frames)
 
 
-# --------------------------------------------------------------------------- cache
-
-
-def _cache_path(cache_dir: Path, key: str) -> Path:
-    return cache_dir / f"tables-{key}"
-
-
-def _read_cache(path: Path, key: str) -> Tables:
-    frames = {name: pd.read_parquet(path / f"{name}.parquet") for name in Tables.table_names()}
-    return Tables(**frames, content_hash=key)
-
-
 def _write_cache(path: Path, tables: Tables) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
@@ -516,13 +475,10 @@ def _write_cache(path: Path, tables: Tables) -> None:
         for name in Tables.table_names():
             getattr(tables, name).to_parquet(tmp / f"{name}.parquet", index=False)
         os.replace(tmp, path)
-    except OSError:
+    except BaseException as exc:  # never leave the temp folder behind
         shutil.rmtree(tmp, ignore_errors=True)
-        if not path.exists():
+        if not (isinstance(exc, OSError) and path.exists()):  # not cached by another process
             raise
-    except BaseException:  # e.g. a pyarrow type error: never leave the temp folder behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_tables(
@@ -535,22 +491,15 @@ def load_tables(
     """Parse (or load from cache) every season >= ``min_season`` of the F1DB tree."""
     seasons = _seasons_from(data_dir, min_season)
     key = content_hash(data_dir, seasons)
-    if cache_dir is not None:
-        path = _cache_path(cache_dir, key)
-        if path.is_dir():
-            return _read_cache(path, key)
+    path = None if cache_dir is None else cache_dir / f"tables-{key}"
+    if path is not None and path.is_dir():
+        frames = {n: pd.read_parquet(path / f"{n}.parquet") for n in Tables.table_names()}
+        return Tables(**frames, content_hash=key)
     tables = _parse_with_progress(data_dir, seasons) if progress else _parse_tree(data_dir, seasons)
     tables.content_hash = key
-    if cache_dir is not None:
-        _write_cache(_cache_path(cache_dir, key), tables)
+    if path is not None:
+        _write_cache(path, tables)
     return tables
-
-
-def _seasons_from(data_dir: Path, min_season: int) -> list[int]:
-    seasons = [s for s in available_seasons(data_dir) if s >= min_season]
-    if not seasons:
-        raise DataError(f"{data_dir / 'seasons'}: no season >= {min_season}")
-    return seasons
 
 
 def data_hash(data_dir: Path, min_season: int = 2012) -> str:
@@ -568,9 +517,6 @@ def _parse_with_progress(data_dir: Path, seasons: list[int]) -> Tables:
         return _parse_tree(
             data_dir, seasons, tick=lambda desc: bar.update(task, advance=1, description=desc)
         )
-
-
-# ------------------------------------------------------------------- derived facts
 
 
 def team_lineage(constructors: pd.DataFrame) -> dict[str, str]:

@@ -21,16 +21,9 @@ GAP_CLIP = 5.0
 EWM_ALPHA = 0.3
 DNF_POSITION = 20.0
 
-DRIVER_STATE = [
-    "q_gap_ewm",
-    "q_gap_last",
-    "q_pos_ewm",
-    "r_pos_ewm",
-    "points_ewm",
-    "win_ewm",
-    "podium_ewm",
-    "n_events",
-]
+DRIVER_EWM = ("q_pos", "r_pos", "points", "win", "podium")
+"""Event columns each driver's form averages (``<column>_ewm``) beside the qualifying gap."""
+DRIVER_STATE = ["q_gap_ewm", "q_gap_last", *(f"{c}_ewm" for c in DRIVER_EWM), "n_events"]
 TEAM_STATE = ["t_q_gap_ewm", "t_points_ewm", "t_win_ewm"]
 STAND_STATE = ["points", "position"]
 
@@ -51,9 +44,6 @@ class History:
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(keys)], strict=True):
             if hi > lo:
                 self._idx[str(keys[lo])] = (days[lo:hi], seasons[lo:hi], vals[lo:hi])
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._idx
 
     def many(self, keys: Sequence[str], day: int, season: int | None = None) -> np.ndarray:
         """``before`` for each key as rows of one matrix (NaN where nothing is known)."""
@@ -78,18 +68,11 @@ class History:
         return vals[i]
 
 
-# --------------------------------------------------------------- building
-
-
-def quali_frame(t: Tables, races: pd.DataFrame) -> pd.DataFrame:
-    q = t.qualifying.merge(races[["race_id", "date", "season"]], on="race_id")
-    pole = q.groupby("race_id")["best_s"].transform("min")
-    q = q.assign(pole_s=pole, gap_pct=(q["best_s"] / pole - 1.0) * 100.0)
-    return q
-
-
 def driver_events(t: Tables, races: pd.DataFrame, lineage: dict[str, str]) -> pd.DataFrame:
-    q = quali_frame(t, races)[["race_id", "driver_id", "constructor_id", "gap_pct", "position"]]
+    """Each driver's qualifying gap (%) and position and race result at each event."""
+    q = t.qualifying.merge(races[["race_id", "date", "season"]], on="race_id")
+    q["gap_pct"] = (q["best_s"] / q.groupby("race_id")["best_s"].transform("min") - 1.0) * 100.0
+    q = q[["race_id", "driver_id", "constructor_id", "gap_pct", "position"]]
     q = q.rename(columns={"position": "q_pos", "constructor_id": "q_team"})
     r = t.results[
         ["race_id", "driver_id", "constructor_id", "position", "points", "position_text"]
@@ -119,12 +102,8 @@ def build_driver_state(ev: pd.DataFrame) -> pd.DataFrame:
     out = ev[["driver_id", "day", "season"]].copy()
     out["q_gap_ewm"] = _ewm(ev, "driver_id", "gap_c")
     out["q_gap_last"] = ev.groupby("driver_id")["gap_c"].transform(lambda s: s.ffill())
-    out["q_pos_ewm"] = _ewm(ev, "driver_id", "q_pos")
-    out["r_pos_ewm"] = _ewm(ev, "driver_id", "r_pos")
-    ev["points_f"] = ev["points"]
-    out["points_ewm"] = _ewm(ev, "driver_id", "points_f")
-    out["win_ewm"] = _ewm(ev, "driver_id", "win")
-    out["podium_ewm"] = _ewm(ev, "driver_id", "podium")
+    for col in DRIVER_EWM:
+        out[f"{col}_ewm"] = _ewm(ev, "driver_id", col)
     out["n_events"] = ev.groupby("driver_id").cumcount() + 1.0
     return out.reset_index(drop=True)
 

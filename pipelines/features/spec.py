@@ -1,8 +1,7 @@
 """Feature names and order: one spec per stage, and rows filled by name.
 
-The spec is the contract between the feature code, the stored models and serving: a
-model records the names it was trained on, and serving refuses a model whose list
-differs from the code's (``FeatureSpec.check``), naming the difference.
+A model records the names it was trained on; serving refuses a model whose list differs
+from the code's (``FeatureSpec.check``), naming the difference.
 """
 
 from __future__ import annotations
@@ -42,13 +41,6 @@ class FeatureSpec:
         """``n`` empty rows (NaN: LightGBM's missing value) to fill column by name."""
         return Rows(self, np.full((n, len(self.names)), np.nan))
 
-    def vector(self, values: Mapping[str, float], default: float = 0.0) -> list[float]:
-        """A per-feature list (e.g. monotone constraints) from the named exceptions."""
-        unknown = set(values) - set(self.names)
-        if unknown:
-            raise KeyError(f"{self.stage}: no feature named {sorted(unknown)}")
-        return [values.get(n, default) for n in self.names]
-
     def check(self, stored: Sequence[str], revision: int | None, model: str) -> None:
         """Raise ``FeatureMismatch`` naming what differs between a model and the code."""
         stored = list(stored)
@@ -87,89 +79,8 @@ class Rows:
         return self.x[:, self.spec.pos[name]]
 
 
-STAGE1 = FeatureSpec(
-    "stage-1",
-    (
-        "p_fp1_gap",
-        "p_fp2_gap",
-        "p_fp3_gap",
-        "p_sq_gap",
-        "p_best_gap",
-        "p_last_gap",
-        "p_mean_rank",
-        "p_laps",
-        "p_n_sessions",
-        "p_tm_gap",
-        "d_q_gap_ewm",
-        "d_q_gap_last",
-        "d_q_pos_ewm",
-        "d_n_events",
-        "d_points_ewm",
-        "t_q_gap_ewm",
-        "t_points_ewm",
-        "d_vs_team_gap",
-        "c_street",
-        "c_sprint",
-        "c_length_km",
-        "c_rules_races",
-    ),
-    revision=3,  # 3: races under the current rules (routing); 2: practice rank field-wide
-)
-STAGE1_TEAM_FORM = ("t_q_gap_ewm", "t_points_ewm", "d_vs_team_gap")
-"""The Stage-1 features a team without history lacks (a new entrant: NaN in serving)."""
-STAGE1_FORM = (
-    "d_q_gap_ewm",
-    "d_q_gap_last",
-    "d_q_pos_ewm",
-    "d_points_ewm",
-    *STAGE1_TEAM_FORM,
-)
-"""The Stage-1 features read from the cars' earlier results: at the first race under new
-technical rules they are about cars that no longer race (the practice-only ensemble
-predicts those rows without them). A driver's experience (``d_n_events``) is not."""
-STAGE1_UNBOOSTED = ("c_rules_races",)
-"""Stage-1 inputs no booster is fitted on: they route a row to an ensemble
-(``Stage1Model``), they are not a pace signal."""
-STAGE1_PRACTICE = tuple(n for n in STAGE1.names if n.startswith("p_"))
-"""The Stage-1 features from the event's own practice: NaN (counts 0) for an event whose
-practice is not in the data yet, as for a forecast made days before the weekend."""
-STAGE1_PRACTICE_COUNTS = ("p_laps", "p_n_sessions")
-"""Of those, the counts: 0 without practice, not NaN."""
-STAGE2 = FeatureSpec(
-    "stage-2",
-    (
-        "grid",
-        "q_gap_pct",
-        "q_tm_gap",
-        "d_r_pos_ewm",
-        "d_points_ewm",
-        "d_win_ewm",
-        "d_podium_ewm",
-        "d_q_gap_ewm",
-        "t_points_ewm",
-        "t_win_ewm",
-        "d_champ_points",
-        "d_champ_pos",
-        "d_champ_share",
-        "c_champ_points",
-        "c_champ_pos",
-        "c_rules_races",
-    ),
-    revision=3,  # 3: races run under the current technical rules (the reset blend)
-)
-STAGE2_UNBOOSTED = ("c_rules_races",)
-"""Stage-2 inputs the booster is not fitted on (left out of its inputs): they steer how
-the log-odds are used (``stage2.grid_lean``), not what they are."""
-RULES_RESETS = (2009, 2014, 2017, 2022, 2026)
-"""Seasons whose technical rules were rewritten (aero and KERS, hybrid turbo engines, wide
-cars, ground effect, the 2026 engines and active aero): known years in advance, so a
-feature may use them. The order of the field before such a season says little about the
-order after it."""
-STAGE2_MONOTONE = STAGE2.vector({"grid": -1, "q_gap_pct": -1, "q_tm_gap": -1})
-"""Win probability never rises with a worse grid slot or a slower qualifying lap."""
-
-LABELS: Mapping[str, str] = {
-    # Stage-1: practice at this event (gaps in % of the session's fastest lap)
+STAGE1_LABELS: Mapping[str, str] = {
+    # practice at this event (gaps in % of the session's fastest lap)
     "p_fp1_gap": "FP1 gap to the fastest",
     "p_fp2_gap": "FP2 gap to the fastest",
     "p_fp3_gap": "FP3 gap to the fastest",
@@ -193,22 +104,66 @@ LABELS: Mapping[str, str] = {
     "c_street": "street circuit",
     "c_sprint": "sprint weekend",
     "c_length_km": "lap length",
-    # Stage-2: the grid and qualifying
+    "c_rules_races": "races run under the current technical rules",
+}
+"""Stage-1's features in order, each with its label."""
+STAGE1 = FeatureSpec(
+    "stage-1",
+    tuple(STAGE1_LABELS),
+    revision=3,  # 3: races under the current rules (routing); 2: practice rank field-wide
+)
+STAGE1_TEAM_FORM = ("t_q_gap_ewm", "t_points_ewm", "d_vs_team_gap")
+"""The Stage-1 features a team without history lacks (a new entrant: NaN in serving)."""
+STAGE1_FORM = (
+    "d_q_gap_ewm",
+    "d_q_gap_last",
+    "d_q_pos_ewm",
+    "d_points_ewm",
+    *STAGE1_TEAM_FORM,
+)
+"""The Stage-1 features read from the cars' earlier results (about cars that no longer
+race at the first race under new technical rules)."""
+STAGE1_UNBOOSTED = ("c_rules_races",)
+"""Stage-1 inputs no booster is fitted on: they route a row to an ensemble."""
+STAGE1_PRACTICE = tuple(n for n in STAGE1.names if n.startswith("p_"))
+"""The Stage-1 features from the event's own practice (missing before the weekend)."""
+STAGE1_PRACTICE_COUNTS = ("p_laps", "p_n_sessions")
+"""Of those, the counts: 0 without practice, not NaN."""
+STAGE2_LABELS: Mapping[str, str] = {
+    # the grid and qualifying
     "grid": "starting position",
     "q_gap_pct": "qualifying gap to pole",
     "q_tm_gap": "qualifying gap to the teammate",
-    "c_rules_races": "races run under the current technical rules",
     # race form and the championship
     "d_r_pos_ewm": "driver's recent finishing positions",
+    "d_points_ewm": STAGE1_LABELS["d_points_ewm"],
     "d_win_ewm": "driver's recent wins",
     "d_podium_ewm": "driver's recent podiums",
+    "d_q_gap_ewm": STAGE1_LABELS["d_q_gap_ewm"],
+    "t_points_ewm": STAGE1_LABELS["t_points_ewm"],
     "t_win_ewm": "team's recent wins",
     "d_champ_points": "driver's championship points",
     "d_champ_pos": "driver's championship position",
     "d_champ_share": "driver's points against the championship leader's",
     "c_champ_points": "team's championship points",
     "c_champ_pos": "team's championship position",
+    "c_rules_races": STAGE1_LABELS["c_rules_races"],
 }
+"""Stage-2's features in order, each with its label."""
+STAGE2 = FeatureSpec(
+    "stage-2",
+    tuple(STAGE2_LABELS),
+    revision=3,  # 3: races run under the current technical rules (the reset blend)
+)
+STAGE2_UNBOOSTED = ("c_rules_races",)
+"""Stage-2 inputs the booster is not fitted on: they steer the log-odds (``grid_lean``)."""
+RULES_RESETS = (2009, 2014, 2017, 2022, 2026)
+"""Seasons whose technical rules were rewritten (known years in advance): the order of
+the field before such a season says little about the order after it."""
+STAGE2_MONOTONE = [-1.0 if n in ("grid", "q_gap_pct", "q_tm_gap") else 0.0 for n in STAGE2.names]
+"""Win probability never rises with a worse grid slot or a slower qualifying lap."""
+
+LABELS: Mapping[str, str] = {**STAGE1_LABELS, **STAGE2_LABELS}
 """What each feature means to a fan (explanations show these beside the names)."""
 
 

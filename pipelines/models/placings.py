@@ -6,12 +6,9 @@ that to the whole finishing order: the winner is drawn in proportion to ``w``, s
 place from the cars left in proportion to ``w``, and so on. Its first place *is* the
 softmax, so a driver's win, podium and points chances come from one model and agree.
 
-Not every car is classified: some retire, and Plackett-Luce alone orders every car as
-if none could (docs/model-quality.md, "Cars retire"). So every car but the winner is
-classified with probability ``finish`` (Stage-2's ``finish_rate``: the share of starters
-classified in its tuning seasons; 1 for models saved before it), independently, and the
-podium and the points are the first 3 and 10 *classified* cars. The win (the softmax:
-Stage-2 is fitted on who won, retirements included) is unchanged.
+Not every car is classified: every car but the winner is, independently, with
+probability ``finish`` (Stage-2's ``finish_rate``), and the podium and the points are
+the first 3 and 10 *classified* cars. The win (the softmax) is unchanged.
 
 Computed in the exponential-race form of Plackett-Luce: give car j an arrival time
 ``T_j ~ Exp(w_j)``; the order of arrival is Plackett-Luce. The first arrival wins; a car
@@ -45,9 +42,8 @@ PODIUM = 3
 POINTS = 10
 """Cars scoring points in a Grand Prix (2010 on)."""
 MAX_SPREAD = 200.0
-"""Strengths more than this below the field's best are raised to it: a weight of
-e^-200 (1e-87) relative changes nothing measurable, keeps every weight above float
-underflow, and bounds the integration range."""
+"""Strengths more than this below the field's best are raised to it (a relative weight of
+1e-87 changes nothing measurable): no weight underflows, the integration range is bounded."""
 STEP = 0.2
 """Trapezoid step in log-time (error ~ exp(-pi^2 / STEP) ~ 5e-15 relative)."""
 
@@ -71,9 +67,7 @@ def weights(strength: np.ndarray) -> np.ndarray:
 
 def classified_top_k(strength: np.ndarray, ks: Sequence[int], finish: float) -> list[np.ndarray]:
     """P(among the first ``k`` classified cars) per car, for each ``k`` of ``ks``, when
-    every car but the winner is classified with probability ``finish`` (module doc).
-    The first place is the softmax whatever ``finish``; each sums to a little under
-    min(k, N) when cars may retire."""
+    every car but the winner is classified with probability ``finish`` (module doc)."""
     if not 0.0 < finish <= 1.0:
         raise ValueError(f"finish must be in (0, 1], got {finish}")
     w = weights(strength)
@@ -143,12 +137,9 @@ def placings(
 ) -> Placings:
     """Win, podium and points probabilities over a field, ordered win <= podium <= points.
 
-    ``keys`` (driver ids) fix the order the field is computed in, so the numbers do
-    not depend on how the field is listed. ``win`` defaults to the softmax; pass the
-    caller's own softmax to keep the ordering exact against it. ``finish``: the chance
-    a car other than the winner is classified (1: every car is; module doc). Memoised
-    on the strengths, keys and ``finish`` (~0.7 ms per 20-car field: every request
-    about the same field asks it again).
+    ``keys`` (driver ids) fix the order the field is computed in. ``win`` defaults to the
+    softmax; pass the caller's own to keep the ordering exact against it. ``finish``: the
+    chance a car other than the winner is classified. Memoised on all three.
     """
     s = np.asarray(strength, dtype=float)
     soft, pod, pts = (v.copy() for v in _podium_points(s.tobytes(), tuple(keys), float(finish)))

@@ -35,13 +35,10 @@ def estimate_pole(
 ) -> float:
     """Pole lap (s) = best lap of the latest pre-qualifying session x typical ratio.
 
-    The ratio is the median pole/reference ratio of the last ``window`` events whose
-    reference was the same kind of session, nudged toward this layout's own past
-    ratios (shrunk by ``shrink`` pseudo-visits). Without practice: the layout's last
-    pole (``last_visit_pole``: what its practice implied, when qualifying was slower than
-    practice usually lets it be, as in the wet) times the season's pace against such
-    estimates so far (``season_pace``: events from the day ``season_start`` on), else the
-    course length at the recent poles' pace (``pace_per_km``).
+    The ratio is the median pole/reference ratio of the last ``window`` events with the
+    same kind of reference session, nudged toward this layout's own past ratios (shrunk
+    by ``shrink`` pseudo-visits). Without practice: ``last_visit_pole`` times
+    ``season_pace``, else the course length at ``pace_per_km``.
     """
     h = history if isinstance(history, PoleHistory) else PoleHistory.from_frame(history)
     n = len(h.ratio)
@@ -77,8 +74,7 @@ DEFAULT_PACE = 17.5
 
 
 def pace_per_km(h: PoleHistory, window: int) -> float:
-    """The median pole pace (s/km) of the ``window`` latest events with a known length:
-    a new layout's pole lap without practice is its length at the pace of the time."""
+    """The median pole pace (s/km) of the ``window`` latest events with a known length."""
     known = h.course_length > 0  # NaN: unknown
     pace = (h.pole_s[known] / h.course_length[known])[-window:]
     return float(np.median(pace)) if len(pace) else DEFAULT_PACE
@@ -89,11 +85,8 @@ PACE_SHRINK = 3.0
 
 
 def last_visit_pole(h: PoleHistory, layout_id: str, window: int) -> float:
-    """The pole lap of the layout's latest visit in ``h``, or, when that qualifying was
-    slower against its practice than the ``window`` latest events of the same kind of
-    reference session were (a wet or disrupted session: the lap says nothing of the
-    cars), what that practice implied at the typical ratio; NaN for a layout not in ``h``.
-    """
+    """The pole lap of the layout's latest visit in ``h`` (NaN if none), or what its
+    practice implied at the typical ratio when that qualifying was slower (in the wet)."""
     here = np.flatnonzero(h.layout == layout_id)
     if not len(here):
         return math.nan
@@ -105,9 +98,7 @@ def last_visit_pole(h: PoleHistory, layout_id: str, window: int) -> float:
 
 def season_pace(h: PoleHistory, season_start: int | None, window: int) -> float:
     """How much faster (< 1) or slower the season's poles so far were than
-    ``last_visit_pole`` would have said before each (the season's cars against last
-    year's, after new rules most of all), shrunk toward 1 by ``PACE_SHRINK``; 1 without
-    such an event (the season's first)."""
+    ``last_visit_pole`` said before each, shrunk toward 1 by ``PACE_SHRINK``."""
     if season_start is None:
         return 1.0
     first = int(np.searchsorted(h.day, season_start, side="left"))
@@ -129,8 +120,7 @@ def pole_estimate(
     laps: dict[str, dict[str, float]],
     params: PoleParams,
 ) -> float:
-    """The pole-lap estimate for an event from its field's practice laps; memoised per
-    snapshot, since these inputs fully determine it."""
+    """The pole-lap estimate for an event from its field's practice laps (memoised)."""
     session, ref = snapshot.pole_reference(laps)
     day = day_number(ctx.date)
     start = season_start(ctx.season)

@@ -6,6 +6,7 @@ stored model can be inspected and loaded without executing code.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -53,17 +54,14 @@ class Stage1Config:
     None: ``pole_tau``."""
     new_team_share: float = 0.1
     """Share of (event, team) pairs fitted with the team's form blanked, as a team without
-    history has it: otherwise LightGBM learns what missing team form means from the two
-    rows of Haas's first race (docs/model-quality.md, "A new team")."""
+    history has it (docs/model-quality.md, "A new team")."""
     new_team_seed: int = 0
     form_model: bool = True
-    """Also fit a form-only ensemble (every row's practice blanked) for cars without a
-    practice lap, as every car of the next event is while F1DB holds only the races
-    before it. The main ensemble reads missing practice as a driver who skipped it."""
+    """Also fit a form-only ensemble (practice blanked) for cars without a practice lap,
+    as every car of the next event is before its weekend."""
     practice_model: bool = True
-    """Also fit a practice-only ensemble (every row's ``STAGE1_FORM`` blanked) for the
-    first race under new technical rules (``c_rules_races`` 0), where every car's form
-    is about a car that no longer races (docs/model-quality.md, "New technical rules")."""
+    """Also fit a practice-only ensemble (``STAGE1_FORM`` blanked) for the first race
+    under new technical rules, where form is about cars that no longer race."""
 
 
 BOOSTED = tuple(n for n in STAGE1.names if n not in STAGE1_UNBOOSTED)
@@ -83,12 +81,12 @@ def first_under_new_rules(x: np.ndarray) -> np.ndarray:
 
 
 def _blanked(x: np.ndarray, names: Sequence[str], rows: np.ndarray | None) -> np.ndarray:
-    """A copy of Stage-1 rows with the features ``names`` set to NaN in ``rows`` (a
-    boolean mask; every row when None)."""
+    """A copy of Stage-1 rows with the features ``names`` missing in ``rows`` (a boolean
+    mask; every row when None): NaN, or 0 for the practice counts."""
     out = np.array(x, dtype=float, copy=True)
     at = slice(None) if rows is None else rows
     for name in names:
-        out[at, STAGE1.pos[name]] = np.nan
+        out[at, STAGE1.pos[name]] = 0.0 if name in STAGE1_PRACTICE_COUNTS else np.nan
     return out
 
 
@@ -98,33 +96,30 @@ def without_form(x: np.ndarray) -> np.ndarray:
 
 
 def blank_team_form(x: np.ndarray, teams: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """A copy of Stage-1 rows with the team-form features (``STAGE1_TEAM_FORM``) set to
-    NaN for a seeded ``share`` of the (event, team) keys in ``teams``: both cars of a
-    picked team at a picked event, as a new entrant looks to serving."""
+    """Stage-1 rows with the team form blanked for a seeded ``share`` of the (event, team)
+    keys in ``teams`` (both cars of a picked team), as a new entrant looks to serving."""
     keys, inverse = np.unique(np.asarray(teams).astype(str), return_inverse=True)
     picked = np.random.default_rng(seed).random(len(keys)) < share
     return without_team_form(x, picked[inverse])
 
 
 def without_team_form(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Stage-1 rows with ``STAGE1_TEAM_FORM`` blanked: how a team without history looks
-    to serving."""
+    """Stage-1 rows with ``STAGE1_TEAM_FORM`` blanked, as a team without history has it."""
     return _blanked(x, STAGE1_TEAM_FORM, rows)
 
 
 def without_practice(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """A copy of Stage-1 rows with no practice in ``rows`` (every row when None): the
-    practice features NaN, their counts 0."""
-    out = np.array(x, dtype=float, copy=True)
-    at = slice(None) if rows is None else rows
-    for name in STAGE1_PRACTICE:
-        out[at, STAGE1.pos[name]] = 0.0 if name in STAGE1_PRACTICE_COUNTS else np.nan
-    return out
+    """Stage-1 rows with no practice in ``rows`` (every row when None)."""
+    return _blanked(x, STAGE1_PRACTICE, rows)
 
 
 def no_practice(x: np.ndarray) -> np.ndarray:
     """Which Stage-1 rows have no practice lap at all (the form-only ensemble's rows)."""
     return np.asarray(x[:, STAGE1.pos["p_n_sessions"]] == 0, dtype=bool)
+
+
+ENSEMBLES = ("", "form_", "practice_")
+"""File prefixes of the main, form-only and practice-only ensembles' boosters."""
 
 
 class Stage1Model:
@@ -153,10 +148,8 @@ class Stage1Model:
         teams: np.ndarray | None = None,
         form: bool = True,
     ) -> Stage1Model:
-        """``teams``: one (event, team) key per row; with it, ``config.new_team_share`` of
-        the pairs are fitted as a team without history (``blank_team_form``). ``form``
-        False skips the form-only and practice-only ensembles (tuning scores the main one
-        alone)."""
+        """``teams``: one (event, team) key per row, for ``blank_team_form``. ``form``
+        False skips the form-only and practice-only ensembles."""
         y = np.clip(y_gap, 0.0, config.target_clip)
         practice_x = without_form(x) if form and config.practice_model else None
         if teams is not None and config.new_team_share > 0:
@@ -174,9 +167,7 @@ class Stage1Model:
     def _routed(self, x: np.ndarray, contrib: bool) -> np.ndarray:
         """Each row by the ensemble that predicts it: the form-only one for a car without
         a practice lap, the practice-only one for a car with practice at the first race
-        under new rules (each when fitted), the main one otherwise (rows are
-        independent). ``x`` may be a DataFrame of the columns (the benchmark's original
-        design)."""
+        under new rules (each when fitted), the main one otherwise."""
         x = np.asarray(x, dtype=float)
         none, laps = np.zeros(len(x), dtype=bool), ~no_practice(x)
         form = ~laps if self.form_boosters else none
@@ -209,12 +200,10 @@ class Stage1Model:
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        for i, b in enumerate(self.boosters):
-            b.save_model(str(path / f"booster_{i}.txt"))
-        for i, b in enumerate(self.form_boosters):
-            b.save_model(str(path / f"form_booster_{i}.txt"))
-        for i, b in enumerate(self.practice_boosters):
-            b.save_model(str(path / f"practice_booster_{i}.txt"))
+        ensembles = (self.boosters, self.form_boosters, self.practice_boosters)
+        for prefix, boosters in zip(ENSEMBLES, ensembles, strict=True):
+            for i, b in enumerate(boosters):
+                b.save_model(str(path / f"{prefix}booster_{i}.txt"))
         (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
 
     @staticmethod
@@ -232,21 +221,17 @@ class Stage1Model:
         import lightgbm as lgb
 
         config = cls.load_config(path)
-        boosters = [
-            lgb.Booster(model_file=str(path / f"booster_{i}.txt"))
-            for i in range(len(config.members))
+        members = range(len(config.members))
+        fitted = (True, config.form_model, config.practice_model)
+        ensembles = [
+            [lgb.Booster(model_file=str(path / f"{prefix}booster_{i}.txt")) for i in members]
+            if on
+            else []
+            for prefix, on in zip(ENSEMBLES, fitted, strict=True)
         ]
-        form = [
-            lgb.Booster(model_file=str(path / f"form_booster_{i}.txt"))
-            for i in range(len(config.members) if config.form_model else 0)
-        ]
-        practice = [
-            lgb.Booster(model_file=str(path / f"practice_booster_{i}.txt"))
-            for i in range(len(config.members) if config.practice_model else 0)
-        ]
-        for b in boosters + form + practice:
+        for b in itertools.chain(*ensembles):
             STAGE1.check([*b.feature_name(), *STAGE1_UNBOOSTED], None, str(path))
-        return cls(config, boosters, form, practice)
+        return cls(config, *ensembles)
 
 
 def _fit_members(x: np.ndarray, y: np.ndarray, config: Stage1Config) -> list[lgb.Booster]:
@@ -268,8 +253,6 @@ def _fit_members(x: np.ndarray, y: np.ndarray, config: Stage1Config) -> list[lgb
             "verbosity": -1,
             "deterministic": True,
         }
-        if "alpha" in m:
-            params["alpha"] = m["alpha"]
         ds = lgb.Dataset(
             boosted_columns(x), label=y, feature_name=list(BOOSTED), free_raw_data=True
         )

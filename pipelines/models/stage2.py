@@ -1,14 +1,10 @@
 """Stage-2: a monotone LightGBM win classifier stacked with a linear conditional logit,
 softmax per race.
 
-A car's win log-odds are ``(w * booster + (1 - w) * linear) / T``: boosted trees on every
-Stage-2 feature and a linear conditional logit on a few robust terms (``LINEAR_TERMS``),
-``w`` and ``T`` chosen on validation seasons. Both parts are monotone in the grid slot and
-the qualifying gap. Both learn from each training race's first three finishers as
-Plackett-Luce choices (``RankStages``): the cars behind the winner also say which
-strengths the field had. Early under new technical rules (``RULES_RESETS``) the form
-they read is about cars that no longer race, so the log-odds lean on a grid-only logit
-instead (``grid_lean``).
+A car's win log-odds are ``(w * booster + (1 - w) * linear) / T``, ``w`` and ``T`` chosen
+on validation seasons. Both parts are monotone in the grid slot and the qualifying gap,
+and learn from each training race's first finishers (``RankStages``). Early under new
+technical rules the log-odds lean on a grid-only logit instead (``grid_lean``).
 """
 
 from __future__ import annotations
@@ -70,8 +66,7 @@ def boosted_columns(x: np.ndarray) -> np.ndarray:
 
 
 GRID_TERMS: tuple[Term, ...] = (LINEAR_TERMS[0],)
-"""The grid-only conditional logit of the grid lean (the "logistic on log(grid)"
-baseline, fitted per race)."""
+"""The grid lean's input: a conditional logit on log(grid)."""
 LINEAR_L2 = 1.0
 """Ridge penalty on the standardised coefficients of the linear part."""
 RANK_DEPTH = 3
@@ -81,9 +76,8 @@ RANK_DECAY = 1.0
 
 
 def stage2_places(s: Settings) -> tuple[int, float]:
-    """The places of each training race Stage-2 is to learn from, and their decay:
-    ``F1_STAGE2_RANK_DEPTH`` / ``_DECAY`` when set (to reproduce the comparison that chose
-    them), else ``RANK_DEPTH`` / ``RANK_DECAY``."""
+    """The places of each training race Stage-2 learns from, and their decay:
+    ``F1_STAGE2_RANK_DEPTH`` / ``_DECAY`` when set, else ``RANK_DEPTH`` / ``RANK_DECAY``."""
     depth = RANK_DEPTH if s.stage2_rank_depth is None else s.stage2_rank_depth
     return depth, RANK_DECAY if s.stage2_rank_decay is None else s.stage2_rank_decay
 
@@ -185,11 +179,9 @@ def fit_linear(
     depth: int = 1,
     decay: float = 1.0,
 ) -> list[float]:
-    """Conditional logit (per-race softmax likelihood, ridge on standardised inputs) on
-    ``linear_design(x, terms)``; coefficients of monotone-decreasing terms are kept <= 0.
-    With finishing positions (``ranks``) and ``depth`` > 1, the likelihood is Plackett-
-    Luce's over each race's first ``depth`` places (``RankStages``). Races without exactly
-    one winner are left out. Returns raw-scale coefficients."""
+    """Raw-scale coefficients of the conditional logit (Plackett-Luce over the first
+    ``depth`` places with ``ranks``; ridge on standardised inputs) on ``linear_design(x,
+    terms)``, monotone-decreasing terms kept <= 0."""
     from scipy.optimize import minimize
 
     a = linear_design(x, terms)
@@ -230,9 +222,8 @@ def race_softmax_objective(
     depth: int = 1,
     decay: float = 1.0,
 ) -> Callable[[np.ndarray, lgb.Dataset], tuple[np.ndarray, np.ndarray]]:
-    """Gradient and Hessian of the per-race softmax log loss (the conditional logit), or
-    with ``depth`` > 1 of Plackett-Luce's over the first ``depth`` places (``RankStages``):
-    each race's cars compete only with that race's field, which is the question asked."""
+    """Gradient and Hessian of the per-race softmax log loss (Plackett-Luce's over the
+    first ``depth`` places): each race's cars compete only with that race's field."""
     st = RankStages.of(groups, ranks, depth, decay)
 
     def objective(preds: np.ndarray, ds: lgb.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -250,9 +241,8 @@ def race_softmax_objective(
 @dataclass
 class Stage2Config:
     objective: str = "race_softmax"
-    """"race_softmax": the per-race softmax (conditional logit) likelihood, boosted (over
-    the first ``rank_depth`` places); "binary": per-driver log loss on who won, normalised
-    per race afterwards."""
+    """"race_softmax": the per-race softmax likelihood; "binary": per-driver log loss on
+    who won, normalised per race afterwards."""
     num_leaves: int = 7
     n_estimators: int = 300
     learning_rate: float = 0.03
@@ -265,31 +255,26 @@ class Stage2Config:
     linear_coef: list[float] = field(default_factory=list)
     """The fitted linear part (names of ``LINEAR_TERMS`` and raw-scale coefficients)."""
     linear_mean: list[float] = field(default_factory=list)
-    """Each linear term's mean over the training rows: explanations measure a car's
-    linear contributions from the average car, like the booster's."""
+    """Each linear term's training mean (explanations measure from the average car)."""
     reset_weight: float = 1.0
-    """The grid lean's share of the log-odds at the first race under new technical rules
-    (``c_rules_races`` = 0)."""
+    """The grid lean's share of the log-odds at the first race under new technical rules."""
     reset_races: float = 4.0
     """Races under new rules over which that share falls linearly to 0."""
     grid_coef: list[float] = field(default_factory=list)
     grid_mean: list[float] = field(default_factory=list)
     """The grid lean's fitted logit (``GRID_TERMS``) and its terms' means."""
     rank_depth: int = RANK_DEPTH
-    """Places of each training race the linear part and the per-race booster are fitted
-    on (Plackett-Luce over the first ``rank_depth`` finishers; 1: the winner alone)."""
+    """Places of each training race Stage-2 is fitted on (1: the winner alone)."""
     rank_decay: float = RANK_DECAY
     """Weight of place ``j`` in that likelihood: ``rank_decay ** (j - 1)``."""
     finish_rate: float = 1.0
-    """The chance a car other than the winner is classified, for the podium and points
-    odds (``placings``): the share of starters classified in the tuning seasons (measured,
-    not tuned; 1 in models saved before it, as every car was then assumed to finish)."""
+    """The chance a car other than the winner is classified (``placings``): the share of
+    starters classified in the tuning seasons."""
 
 
 def grid_lean_share(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray:
-    """The grid lean's share of the log-odds after ``rules_races`` races under the current
-    technical rules: ``reset_weight`` at the first, falling linearly to 0 over
-    ``reset_races`` races; 0 without a fitted grid logit or for an unknown count (NaN)."""
+    """The grid lean's share after ``rules_races`` races under the current rules:
+    ``reset_weight`` at the first, linearly to 0 over ``reset_races``; 0 if unknown."""
     n = np.asarray(rules_races, dtype=float)
     if not config.grid_coef or config.reset_weight <= 0.0 or config.reset_races <= 0.0:
         return np.zeros(n.shape)
@@ -298,20 +283,14 @@ def grid_lean_share(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray
     return np.where(np.isnan(share), 0.0, share)
 
 
-def grid_lean_logit(config: Stage2Config, x: np.ndarray) -> np.ndarray:
-    """The grid lean's log-odds: the grid-only conditional logit (0 when not fitted)."""
-    rows = np.asarray(x, dtype=float)
-    if not config.grid_coef:
-        return np.zeros(len(rows))
-    return linear_design(rows, GRID_TERMS) @ np.asarray(config.grid_coef, dtype=float)
-
-
 def grid_lean(config: Stage2Config, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per Stage-2 row, the grid lean's share (``grid_lean_share`` of its
-    ``c_rules_races``) and log-odds (``grid_lean_logit``)."""
+    ``c_rules_races``) and log-odds (the grid-only conditional logit; 0 at share 0)."""
     rows = np.asarray(x, dtype=float)
     share = grid_lean_share(config, rows[:, STAGE2.pos["c_rules_races"]])
-    return share, grid_lean_logit(config, rows) if share.any() else np.zeros(len(rows))
+    if not share.any():
+        return share, np.zeros(len(rows))
+    return share, linear_design(rows, GRID_TERMS) @ np.asarray(config.grid_coef, dtype=float)
 
 
 def apply_grid_lean(score: np.ndarray, share: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -404,38 +383,24 @@ class Stage2Model:
     def explain_logit(self, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions to ``logit``: (rows, features + 1), the base value
         last; a row sums to the driver's logit. The booster's part is LightGBM's
-        ``pred_contrib``; the linear part's is each term's coefficient times the car's
-        distance from the training mean, on the feature the term reads; both weighted
-        as in ``logit`` and over the temperature."""
+        ``pred_contrib``, the linear parts' ``_add_linear``, weighted as in ``logit``."""
         w = self.config.stack_weight
+        rows = np.asarray(x, dtype=float)
         tree = np.asarray(
-            self.booster.predict(boosted_columns(x), pred_contrib=True, num_threads=1)
+            self.booster.predict(boosted_columns(rows), pred_contrib=True, num_threads=1)
         )
         contrib = np.zeros((len(tree), len(STAGE2) + 1))
         contrib[:, _BOOSTED_AT] = tree[:, :-1]
         contrib[:, -1] = tree[:, -1]
         contrib = w * contrib if w < 1.0 else contrib
-        if w < 1.0 and self.config.linear_coef:
-            coef = np.asarray(self.config.linear_coef, dtype=float)
-            design = linear_design(np.asarray(x, dtype=float))
-            mean = np.asarray(self.config.linear_mean or np.zeros(len(coef)), dtype=float)
-            for j, term in enumerate(LINEAR_TERMS):
-                contrib[:, STAGE2.pos[term.feature]] += (
-                    (1.0 - w) * coef[j] * (design[:, j] - mean[j])
-                )
-            contrib[:, -1] += (1.0 - w) * float(coef @ mean)
-        contrib = contrib / self.config.temperature
-        share, _ = grid_lean(self.config, x)
+        c = self.config
+        if w < 1.0 and c.linear_coef:
+            _add_linear(contrib, rows, LINEAR_TERMS, c.linear_coef, c.linear_mean, 1.0 - w)
+        contrib = contrib / c.temperature
+        share, _ = grid_lean(c, rows)
         if share.any():
             contrib = contrib * (1.0 - share)[:, None]
-            gcoef = np.asarray(self.config.grid_coef, dtype=float)
-            gdesign = linear_design(np.asarray(x, dtype=float), GRID_TERMS)
-            gmean = np.asarray(self.config.grid_mean or np.zeros(len(gcoef)), dtype=float)
-            for j, term in enumerate(GRID_TERMS):
-                contrib[:, STAGE2.pos[term.feature]] += (
-                    share * gcoef[j] * (gdesign[:, j] - gmean[j])
-                )
-            contrib[:, -1] += share * float(gcoef @ gmean)
+            _add_linear(contrib, rows, GRID_TERMS, c.grid_coef, c.grid_mean, share)
         return np.asarray(contrib, dtype=float)
 
     def save(self, path: Path) -> None:
@@ -456,12 +421,7 @@ class Stage2Model:
     def load_config(path: Path) -> Stage2Config:
         """The saved configuration; ValueError if its linear part is on other terms than
         the code's (a model trained before ``LINEAR_TERMS`` changed)."""
-        return Stage2Model.config_from(json.loads((path / "config.json").read_text()), path)
-
-    @staticmethod
-    def config_from(saved: dict[str, Any], path: Path) -> Stage2Config:
-        """``load_config`` of an already read ``config.json`` (``saved``, not modified)."""
-        raw = dict(saved)
+        raw = json.loads((path / "config.json").read_text())
         raw.setdefault("rank_depth", 1)  # saved before Stage-2 learnt from the first places
         config = Stage2Config(**raw)
         terms = [t.name for t in LINEAR_TERMS]
@@ -471,3 +431,21 @@ class Stage2Model:
                 f"are {terms}. Run `f1 train` to train models for this code."
             )
         return config
+
+
+def _add_linear(
+    contrib: np.ndarray,
+    x: np.ndarray,
+    terms: tuple[Term, ...],
+    coef: list[float],
+    mean: list[float],
+    weight: float | np.ndarray,
+) -> None:
+    """Add a linear part's contributions to ``contrib``: ``weight`` times each term's
+    coefficient times the car's distance from the training mean, on the term's feature."""
+    b = np.asarray(coef, dtype=float)
+    m = np.asarray(mean or np.zeros(len(b)), dtype=float)
+    design = linear_design(x, terms)
+    for j, term in enumerate(terms):
+        contrib[:, STAGE2.pos[term.feature]] += weight * b[j] * (design[:, j] - m[j])
+    contrib[:, -1] += weight * float(b @ m)

@@ -13,12 +13,13 @@ import fcntl
 import json
 import math
 import platform
+import re
 import shutil
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -76,28 +77,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# ------------------------------------------------------------------- commits
-
 MANAGED = (FEATURES_NAME, STAGE1_NAME, STAGE2_NAME)
 
 
 @contextlib.contextmanager
 def _deferred_signals() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block ends, then act on them as the process would
-    have (its own handler back, the signal raised again): a Ctrl-C during a save waits
-    for the save instead of leaving half a model behind. An ignored signal stays ignored
-    (a background job of a non-interactive shell inherits SIGINT as SIG_IGN)."""
+    """Hold SIGINT/SIGTERM until the block ends, then raise them again under the old
+    handlers: a Ctrl-C waits for the save. An ignored signal stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    old = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(sig)
-        # SIG_IGN: ignored before, ignored now. None: a handler set outside Python,
-        # which signal.signal could not put back; leave it alone.
-        if handler is not signal.SIG_IGN and handler is not None:
-            old[sig] = handler
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIG_IGN stays ignored; None (a handler set outside Python) could not be put back
+    old = {sig: h for sig, h in old.items() if h is not signal.SIG_IGN and h is not None}
     for sig in old:
         signal.signal(sig, lambda signum, _frame: caught.append(signum))
     try:
@@ -112,15 +105,12 @@ def _deferred_signals() -> Iterator[None]:
 COMPLETE = ".f1-complete"
 """Written into a version's folder once BentoML has copied all of it into the store."""
 MARKED = "f1_complete_marker"
-"""Metadata flag of a version saved with ``COMPLETE`` (versions saved before it have none,
-and are judged by their model.yaml alone)."""
+"""Metadata flag of a version saved with ``COMPLETE`` (older versions: model.yaml alone)."""
 
 
 def _complete(version: Path) -> bool:
-    """A stored version BentoML finished copying. BentoML copies a model straight into its
-    final folder, files in directory order: a writer killed mid-copy (SIGKILL, power loss)
-    can leave model.yaml beside an empty or missing model file, so a version saved with
-    the marker is complete only with it."""
+    """A stored version BentoML finished copying: a writer killed mid-copy can leave
+    model.yaml beside a missing model file, so a marked version needs ``COMPLETE``."""
     info = version / "model.yaml"
     if not info.exists():
         return False
@@ -157,15 +147,12 @@ def repair_store() -> list[str]:
 
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
-    """One writer at a time: the store's file lock."""
+    """One writer at a time: the store's file lock (released when the file closes)."""
     home = Path(store_home())
     home.mkdir(parents=True, exist_ok=True)
     with (home / ".f1-store.lock").open("a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        yield
 
 
 @contextlib.contextmanager
@@ -178,17 +165,15 @@ def commit() -> Iterator[None]:
 
 
 def repair() -> list[str]:
-    """``repair_store`` under the lock: before reading the store for serving (`make
-    serve` after a writer was killed mid-save), as every save does first."""
+    """``repair_store`` under the lock (before serving, as every save does first)."""
     with _locked():
         return repair_store()
 
 
 @contextlib.contextmanager
 def _create(name: str, metadata: dict[str, Any]) -> Iterator[bentoml.Model]:
-    """``bentoml.models.create``, with its staging folder removed once the version is
-    stored: BentoML removes it only when the Model object is collected, which never
-    happens when a signal held over the save is acted on (death by SIGTERM)."""
+    """``bentoml.models.create``, its staging folder removed once the version is stored
+    (BentoML removes it only when the Model is collected: never on death by SIGTERM)."""
     marked = _plain(metadata) | {MARKED: True}
     with bentoml.models.create(name, labels=LABELS, metadata=marked) as model:
         staging = Path(model.path)
@@ -208,6 +193,24 @@ def _stamp(snapshot: FeatureSnapshot) -> dict[str, Any]:
     }
 
 
+def _save_snapshot(
+    stack: contextlib.ExitStack, snapshot: FeatureSnapshot, meta: dict[str, Any]
+) -> bentoml.Model:
+    """A new ``f1_features`` version of ``snapshot`` inside the commit's ``stack``."""
+    feat = stack.enter_context(_create(FEATURES_NAME, meta | {"kind": "feature_snapshot"}))
+    snapshot.save(Path(feat.path) / "snapshot")
+    return feat
+
+
+def _save_model(
+    stack: contextlib.ExitStack, name: str, model: Stage1Model | Stage2Model, meta: dict[str, Any]
+) -> bentoml.Model:
+    """A new version ``name`` of ``model`` inside the commit's ``stack``."""
+    stored = stack.enter_context(_create(name, meta))
+    model.save(Path(stored.path) / "model")
+    return stored
+
+
 def save_all(
     snapshot: FeatureSnapshot,
     stage1: Stage1Model,
@@ -219,38 +222,33 @@ def save_all(
     """Save the three models as new versions, all or none (``fitted_through``: the latest
     event Stage-1 was fitted on, which ``f1 refresh`` refits it beyond)."""
     common = _stamp(snapshot) | {"training_seasons": training_seasons}
-
-    def create(stack: contextlib.ExitStack, name: str, extra: dict[str, Any]) -> bentoml.Model:
-        return stack.enter_context(_create(name, common | extra))
-
     with commit(), contextlib.ExitStack() as stack:
-        feat = create(stack, FEATURES_NAME, {"kind": "feature_snapshot"})
-        snapshot.save(Path(feat.path) / "snapshot")
-        links = {"features_tag": str(feat.tag)}
-        m1 = create(
+        feat = _save_snapshot(stack, snapshot, common)
+        common |= {"features_tag": str(feat.tag)}
+        m1 = _save_model(
             stack,
             STAGE1_NAME,
-            {
+            stage1,
+            common
+            | _features(STAGE1)
+            | {
                 "kind": "stage1_gap_to_pole_ensemble",
-                **_features(STAGE1),
                 "metrics": evaluation.get("stage1", {}),
                 "fitted_through": fitted_through,
-                **links,
             },
         )
-        stage1.save(Path(m1.path) / "model")
-        m2 = create(
+        m2 = _save_model(
             stack,
             STAGE2_NAME,
-            {
+            stage2,
+            common
+            | _features(STAGE2)
+            | {
                 "kind": "stage2_win_classifier",
-                **_features(STAGE2),
                 "metrics": evaluation.get("stage2", {}),
                 "protocol": evaluation.get("protocol", {}),
-                **links,
             },
         )
-        stage2.save(Path(m2.path) / "model")
         tags = SavedTags(str(feat.tag), str(m1.tag), str(m2.tag))
     return tags
 
@@ -276,60 +274,14 @@ def check_features(model: bentoml.Model, spec: FeatureSpec) -> None:
         raise StoreError(str(exc)) from exc
 
 
-METRICS_GUIDE = {
-    "stage1.metrics.test": "test season: Stage-1 forecast made before qualifying (practice "
-    "and form only), as /predict_quali and /predict_full give it",
-    "stage1.metrics.new_team": "test season with every car's team form blanked, as for a "
-    "new entrant without history, beside the same cars as they are",
-    "stage1.metrics.new_rules": "the test season's first race under new technical rules: its "
-    "cars with practice as served (the practice-only ensemble) and by the main ensemble "
-    "reading their form ('rows' 0: the season has none)",
-    "stage1.metrics.pole": "test season: the pole odds of /predict_quali ("
-    "'probability_score') against qualifying's first place, over the cars that set a lap: "
-    "per event the pole-sitter's log loss and top-1, Brier per car; before qualifying "
-    "('test') and a weekend ahead ('before_practice'), beside an even chance and the "
-    "baselines' gaps through the model's 'temperature' ('temperature_ahead' for a field "
-    "without a practice lap; both chosen on the tuning seasons)",
-    "stage2.metrics.test": "test season, after qualifying: the real grid and qualifying "
-    "times given, as in /predict_race",
-    "stage2.metrics.test_chained": "test season, before qualifying: the event only, "
-    "Stage-1's grid and gaps chained into Stage-2, as in /predict_full without grid "
-    "positions (the forecast most users get)",
-    "stage2.metrics.rules_reset": "the test season's races early under new technical "
-    "rules, where the win log-odds lean on a grid-only logit (share 'reset_weight' at the "
-    "first race, none after 'reset_races'): as served, without the lean, and the logistic "
-    "on the same grid ('races' 0: the season has none)",
-    "stage1.metrics.before_practice": "test season, a weekend ahead: every event asked with "
-    "its cars and no practice lap, as the next event looks while the data holds only the "
-    "races before it (/predict_full days before the weekend), beside 'recent_form' (each "
-    "driver's recent qualifying gap) and 'without_form_model' (Stage-1's main ensemble "
-    "predicting every car, as before the form-only ensemble)",
-    "stage2.metrics.before_practice": "the same forecasts a weekend ahead, Stage-1's grid "
-    "chained into Stage-2, the baselines fed that grid",
-    "training_seasons": "the seasons the served models were fitted on (Stage-1 through "
-    "'stage1.fitted_through', Stage-2 through the last): an answer about one of those "
-    "events knows how it went (a warning, and metadata.fitted_on_event in /predict_full); "
-    "the metrics here are forecasts made before each event by models fitted without it",
-    "baselines": "the simple predictors of the same rows: 'test' with the real grid, "
-    "'test_chained' fed Stage-1's grid",
-    "intervals": "90 % intervals from resampling the test season's events (seeded): "
-    "each metric's, and the model's paired difference to each baseline with the share "
-    "of resamples in which the model is better",
-    "winner_log_loss": "mean -log P(actual winner) per race (lower is better); 'inf' when "
-    "a predictor gave the winner zero probability",
-    "stage2.metrics.podium": "test season: podium (top 3) probabilities per starter (Brier, "
-    "binary log loss, share of each podium among the three most likely cars), after "
-    "qualifying ('test'), before it ('test_chained') and a weekend ahead "
-    "('before_practice'), beside each grid slot's podium rate and the same strengths "
-    "with every car classified ('every_car_classified', the odds before cars could "
-    "retire); 'finish_rate': the chance a car other than the winner is classified in the "
-    "placings model, measured on the tuning seasons; 'stage2.metrics.points': the same "
-    "for the top 10",
-    "gap_pct_mae_dry": "Stage-1's gap-to-pole MAE (%) over the dry events alone (pole lap "
-    "faster than the best practice lap; F1DB records no weather), likewise "
-    "'spearman_dry': how much of the season's score its wet qualifying sessions are",
-}
-"""What each held-out metric block of /model_info means."""
+def _metrics_guide() -> dict[str, str]:
+    """What each held-out metric block of /model_info means: ``metrics_guide.md``'s bullets."""
+    text = Path(__file__).with_name("metrics_guide.md").read_text(encoding="utf-8")
+    bullets = re.findall(r"^- `([^`]+)`: (.+?)(?=^- |\Z)", text, re.MULTILINE | re.DOTALL)
+    return {key: " ".join(meaning.split()) for key, meaning in bullets}
+
+
+METRICS_GUIDE = _metrics_guide()
 
 
 def model_info(
@@ -365,62 +317,44 @@ def model_info(
 
 def save_snapshot(snapshot: FeatureSnapshot) -> str:
     """A new ``f1_features`` version only (``f1 refresh``), models untouched."""
-    meta = {"kind": "feature_snapshot", **_stamp(snapshot)}
-    with (
-        commit(),
-        _create(FEATURES_NAME, meta) as feat,
-    ):
-        snapshot.save(Path(feat.path) / "snapshot")
+    with commit(), contextlib.ExitStack() as stack:
+        feat = _save_snapshot(stack, snapshot, _stamp(snapshot))
     return str(feat.tag)
 
 
 def save_refit(
     snapshot: FeatureSnapshot, stage1: Stage1Model, fitted_through: dict[str, int]
 ) -> SavedTags:
-    """``f1 refresh`` with results newer than Stage-1's: a new ``f1_features`` version and
-    a new ``f1_stage1`` version refitted on them, both or neither. The refit keeps the
-    latest Stage-1's settings and held-out metrics (the evaluation refits it before each
-    event of the test season the same way) and records what it was fitted through."""
+    """``f1 refresh`` with newer results: new ``f1_features`` and ``f1_stage1`` versions,
+    both or neither, the refit keeping the latest Stage-1's settings and metrics."""
     base = bentoml.models.get(f"{STAGE1_NAME}:latest")
     old = {k: v for k, v in base.info.metadata.items() if k != MARKED}
     stamp = _stamp(snapshot)
     with commit(), contextlib.ExitStack() as stack:
-        feat = stack.enter_context(_create(FEATURES_NAME, stamp | {"kind": "feature_snapshot"}))
-        snapshot.save(Path(feat.path) / "snapshot")
-        meta = (
-            old
-            | stamp
-            | {
-                "fitted_through": fitted_through,
-                "refit_of": str(base.tag),
-                "features_tag": str(feat.tag),
-            }
-        )
-        m1 = stack.enter_context(_create(STAGE1_NAME, meta))
-        stage1.save(Path(m1.path) / "model")
+        feat = _save_snapshot(stack, snapshot, stamp)
+        refit = {"fitted_through": fitted_through, "refit_of": str(base.tag)}
+        meta = old | stamp | refit | {"features_tag": str(feat.tag)}
+        m1 = _save_model(stack, STAGE1_NAME, stage1, meta)
         stage2 = bentoml.models.get(f"{STAGE2_NAME}:latest")
         tags = SavedTags(str(feat.tag), str(m1.tag), str(stage2.tag))
     return tags
 
 
 def stage1_fitted_through() -> tuple[dict[str, int] | None, list[int], Stage1Config] | None:
-    """The latest Stage-1's latest fitted event (None for a model saved before it was
-    recorded), training seasons and settings; None without a stored Stage-1."""
+    """The latest Stage-1's latest fitted event (None if not recorded), training seasons
+    and settings; None without a stored Stage-1."""
     try:
         model = bentoml.models.get(f"{STAGE1_NAME}:latest")
     except bentoml.exceptions.NotFound:
         return None
-    meta = model.info.metadata
-    cfg = open_stage1_config(model)
-    through = meta.get("fitted_through")
-    seasons = meta.get("training_seasons")
-    return (
+    through, seasons = (model.info.metadata.get(k) for k in ("fitted_through", "training_seasons"))
+    fitted = (
         {str(k): int(cast(int, v)) for k, v in through.items()}
         if isinstance(through, dict)
-        else None,
-        [int(cast(int, v)) for v in seasons] if isinstance(seasons, list) else [],
-        cfg,
+        else None
     )
+    years = [int(cast(int, v)) for v in seasons] if isinstance(seasons, list) else []
+    return fitted, years, open_stage1_config(model)
 
 
 def get_model(tag: str) -> bentoml.Model:
@@ -469,10 +403,9 @@ def _open(
 def open_snapshot(model: Stored) -> FeatureSnapshot:
     from pipelines.features.snapshot import FeatureSnapshot
 
-    def load(path: Path) -> FeatureSnapshot:
-        return FeatureSnapshot.load(path / "snapshot")
-
-    return _open(model, load, "feature snapshot", "f1 refresh")
+    return _open(
+        model, lambda p: FeatureSnapshot.load(p / "snapshot"), "feature snapshot", "f1 refresh"
+    )
 
 
 def open_stage1(model: Stored) -> Stage1Model:
@@ -493,9 +426,8 @@ def open_stage2_config(model: Stored) -> Stage2Config:
 
 
 def import_lightgbm_lean() -> None:
-    """Import LightGBM for a process that only predicts from numpy rows (a model
-    service): without its optional pandas and scikit-learn integrations, which would
-    load pandas and pyarrow for nothing. A no-op where either is imported already."""
+    """Import LightGBM without its pandas and scikit-learn integrations, for a model
+    service that predicts from numpy rows. A no-op where either is imported already."""
     if "lightgbm" in sys.modules or "pandas" in sys.modules:
         return
     blocked = [name for name in ("pandas", "sklearn") if name not in sys.modules]
@@ -538,43 +470,33 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 def has_models() -> bool:
     """The three models are stored and the latest of each is what this code trains (its
     features, settings and snapshot format); else `f1 train --if-missing` trains anew."""
-    names = {m.tag.name for m in bentoml.models.list()}
-    if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
+    if not set(MANAGED) <= {m.tag.name for m in bentoml.models.list()}:
         return False
-    stage1 = bentoml.models.get(f"{STAGE1_NAME}:latest")
-    stage2 = bentoml.models.get(f"{STAGE2_NAME}:latest")
+    feat, stage1, stage2 = (bentoml.models.get(f"{name}:latest") for name in MANAGED)
     try:
         check_features(stage1, STAGE1)
         check_features(stage2, STAGE2)
-        raw2 = json.loads((Path(stage2.path) / "model" / "config.json").read_text())
-        cfg2 = Stage2Model.config_from(raw2, Path(stage2.path) / "model")
-        cfg1 = Stage1Model.load_config(Path(stage1.path) / "model")
+        cfg2 = Stage2Model.load_config(Path(stage2.path) / "model")
+        saved = [
+            json.loads((Path(m.path) / "model" / "config.json").read_text())
+            for m in (stage1, stage2)
+        ]
     except (StoreError, ValueError, OSError, TypeError):
         return False
-    if "finish_rate" not in raw2:
-        return False  # saved before the podium and points odds let cars retire
-    raw1 = json.loads((Path(stage1.path) / "model" / "config.json").read_text())
-    if "pole_tau_ahead" not in raw1:
-        return False  # pole odds tuned on one season, before they were scored
-    fresh = Stage1Config()
-    settings1 = (cfg1.new_team_share, cfg1.form_model, cfg1.practice_model)
-    if settings1 != (fresh.new_team_share, fresh.form_model, fresh.practice_model):
-        return False  # fitted before new entrants (fields without practice, the first race
-        # under new rules) were trained for
+    for raw, config in zip(saved, (Stage1Config, Stage2Config), strict=True):
+        if not {f.name for f in fields(config)} <= set(raw):
+            return False  # saved before one of this code's settings existed
     from pipelines.settings import get_settings
 
     if (cfg2.rank_depth, cfg2.rank_decay) != stage2_places(get_settings()):
-        return False  # fitted on other places of each race (the winner alone, before)
+        return False  # fitted on other places of each race than the settings ask
     from pipelines.features.snapshot import SNAPSHOT_FORMAT, FeatureSnapshot
 
-    snap = Path(bentoml.models.get(f"{FEATURES_NAME}:latest").path) / "snapshot"
-    return FeatureSnapshot.format_of(snap) == SNAPSHOT_FORMAT
+    return FeatureSnapshot.format_of(Path(feat.path) / "snapshot") == SNAPSHOT_FORMAT
 
 
 def list_versions() -> Iterator[bentoml.Model]:
-    models = [
-        m for m in bentoml.models.list() if m.tag.name in {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME}
-    ]
+    models = [m for m in bentoml.models.list() if m.tag.name in MANAGED]
     yield from sorted(models, key=lambda m: (m.tag.name, m.creation_time), reverse=True)
 
 

@@ -50,7 +50,7 @@ def test_side_by_side_table_has_the_numbers_and_the_ratios(results: dict[str, An
 def test_every_scenario_row_has_rps_latency_and_errors(results: dict[str, Any]) -> None:
     md = report.render(results).split("## Every scenario")[1].split("## Resources")[0]
     for s in results["scenarios"]:
-        row = _row(md, s["scenario"], report.LABELS[s["server"]])
+        row = _row(md, s["scenario"], report.label(s["server"]))
         assert row[4] == f"{s['ok_rps']:,.1f}"
         p50 = "n/a" if s["p50_ms"] is None else f"{s['p50_ms']:,.1f}"
         assert row[5] == p50

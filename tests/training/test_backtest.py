@@ -18,9 +18,10 @@ from tests.fakes import SyntheticTree, write_f1db_tree
 from tests.session import require_real_data
 from tests.training.committed import STALE, assert_same
 from training import cli, pipeline
-from training.backtest import backtest, backtest_seasons, per_race, tables_through, targets
+from training.backtest import backtest, backtest_seasons, tables_through, targets
 from training.cli import app
 from training.metrics import stage2_metrics
+from training.pipeline import per_race
 from training.report import write_backtest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -109,8 +110,8 @@ def test_backtest_fits_only_earlier_seasons_and_asks_every_event_three_ways(
     assert p["train_seasons"] == [2019, 2020] and p["test_fit_seasons"] == [2019, 2021]
     assert p["events"] == ROUNDS and p["history_from"] == 2019
     # one record per race with every predictor in both modes
-    assert [r["round"] for r in res.races] == list(range(1, ROUNDS + 1))
-    for r in res.races:
+    assert [r["round"] for r in res.evaluation["races"]] == list(range(1, ROUNDS + 1))
+    for r in res.evaluation["races"]:
         assert set(r["stage1"]) == {"model", "practice_ratio", "quick_lgbm_gap"}
         for mode in ("stage2", "stage2_chained"):
             assert set(r[mode]) == {
@@ -124,7 +125,7 @@ def test_backtest_fits_only_earlier_seasons_and_asks_every_event_three_ways(
         assert r["winner"] == next(d for d, pos, _ in race.results if pos == "1")
     # the season's winner log loss is the mean of the races'
     for mode, key in (("stage2", "test"), ("stage2_chained", "test_chained")):
-        per = [r[mode]["model"]["winner_log_loss"] for r in res.races]
+        per = [r[mode]["model"]["winner_log_loss"] for r in res.evaluation["races"]]
         season = res.evaluation["stage2"][key]["winner_log_loss"]
         assert season == pytest.approx(np.mean(per))
     # a weekend ahead: both stages scored on every event, beside their baselines
@@ -143,7 +144,8 @@ def test_a_later_season_changes_nothing(tree, small_grids) -> None:
     _spec, tables = tree
     a = backtest(tables, 2022, 2019)
     b = backtest(tables_through(tables, 2022), 2022, 2019)
-    assert json.dumps(a.races, sort_keys=True) == json.dumps(b.races, sort_keys=True)
+    a_races, b_races = a.evaluation["races"], b.evaluation["races"]
+    assert json.dumps(a_races, sort_keys=True) == json.dumps(b_races, sort_keys=True)
 
 
 def test_the_first_race_under_new_rules_is_scored_both_ways(
@@ -157,7 +159,7 @@ def test_the_first_race_under_new_rules_is_scored_both_ways(
     rows = res.predictions["stage1"]
     assert nr["rounds"] == [1] and nr["rows"] == int((rows["round"] == 1).sum()) > 0
     assert nr["served"]["gap_pct_mae"] != nr["main_ensemble"]["gap_pct_mae"]
-    write_backtest(2022, res.evaluation, res.races, tmp_path)
+    write_backtest(2022, res.evaluation, tmp_path)
     md = (tmp_path / "backtest-2022.md").read_text()
     line = next(x for x in md.splitlines() if x.startswith("At the first race under new"))
     assert f"gap MAE {nr['served']['gap_pct_mae']:.3f} %" in line
@@ -179,7 +181,7 @@ def test_backtest_of_a_season_not_in_the_data_is_an_error(tree, small_grids) -> 
 def test_report_files(tree, small_grids, tmp_path: Path) -> None:
     _spec, tables = tree
     res = backtest(tables, 2023, 2019)
-    paths = write_backtest(2023, res.evaluation, res.races, tmp_path)
+    paths = write_backtest(2023, res.evaluation, tmp_path)
     assert sorted(p.name for p in paths) == [
         "backtest-2023.json",
         "backtest-2023.md",
@@ -198,8 +200,8 @@ def test_report_files(tree, small_grids, tmp_path: Path) -> None:
     for what, _m, _b, _ok in targets(res.evaluation):
         assert what in md
     # the season's start, where last season's form weighs most: the first races' means
-    first = [r for r in res.races if r["round"] <= 4]
-    assert first and len(first) < len(res.races)
+    first = [r for r in res.evaluation["races"] if r["round"] <= 4]
+    assert first and len(first) < len(res.evaluation["races"])
     after = np.mean([r["stage2"]["model"]["winner_log_loss"] for r in first])
     before = np.mean([r["stage2_chained"]["logistic_grid"]["winner_log_loss"] for r in first])
     line = next(x for x in md.splitlines() if x.startswith("The season's first 4 races"))
@@ -271,7 +273,8 @@ def test_real_backtest_of_one_season(real_tables, small_grids, tmp_path: Path) -
     p = ev["protocol"]
     assert p["test_fit_seasons"] == [2021, 2023] and p["valid_season"] == 2023
     n = int((real_tables.races["season"] == 2024).sum())
-    assert len(res.races) == n == ev["stage2"]["test"]["races"] == ev["stage1"]["test"]["events"]
+    races = ev["races"]
+    assert len(races) == n == ev["stage2"]["test"]["races"] == ev["stage1"]["test"]["events"]
     assert set(res.predictions["stage1"]["season"]) == {2024}
     # better than chance in both modes; the per-race numbers are the season's
     uniform = ev["stage2"]["baselines"]["uniform"]["test"]["winner_log_loss"]
@@ -279,13 +282,13 @@ def test_real_backtest_of_one_season(real_tables, small_grids, tmp_path: Path) -
         assert ev["stage2"][key]["winner_log_loss"] < uniform
     # the pole-sitter is qualifying's first place: at Bahrain, Leclerc's Q2 lap (1:29.165)
     # was the session's fastest, Verstappen's Q3 lap (1:29.179) took pole
-    bahrain = res.races[0]
+    bahrain = races[0]
     assert bahrain["grand_prix_id"] == "bahrain" and bahrain["pole_sitter"] == "max-verstappen"
-    per = [r["stage1"]["model"]["gap_pct_mae"] for r in res.races]
+    per = [r["stage1"]["model"]["gap_pct_mae"] for r in races]
     size = res.predictions["stage1"].groupby("race_id").size()
-    rows = [size[r["race_id"]] for r in res.races]
+    rows = [size[r["race_id"]] for r in races]
     assert ev["stage1"]["test"]["gap_pct_mae"] == pytest.approx(np.average(per, weights=rows))
-    paths = write_backtest(2024, ev, res.races, tmp_path)
+    paths = write_backtest(2024, ev, tmp_path)
     assert all(path.stat().st_size > 0 for path in paths)
     md = (tmp_path / "backtest-2024.md").read_text()
     assert "2021-2023" in md and md.count("\n| ") >= n

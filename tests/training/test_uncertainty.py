@@ -137,9 +137,9 @@ def test_the_report_section_names_every_flow_and_baseline() -> None:
             }
         },
     }
-    text = "\n".join(intervals_section(ev))
+    text = intervals_section(ev)
     assert "## How sure: 90% intervals" in text
     assert "| stage-2 after qualifying winner_log_loss |" in text
     assert "| stage-2 before qualifying top1 |" in text
     assert "uniform -" in text and "100%" in text
-    assert intervals_section({"stage1": {}, "stage2": {}}) == []
+    assert intervals_section({"stage1": {}, "stage2": {}}) == ""

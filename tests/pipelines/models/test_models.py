@@ -38,7 +38,7 @@ from pipelines.models.stage1 import (
     without_form,
     without_practice,
 )
-from pipelines.models.stage2 import Stage2Config, Stage2Model, grid_lean_logit, group_softmax
+from pipelines.models.stage2 import Stage2Config, Stage2Model, grid_lean, group_softmax
 
 N1, N2 = len(STAGE1), len(STAGE2)
 
@@ -622,7 +622,8 @@ def test_after_a_rules_reset_the_logit_leans_on_the_grid(stacked) -> None:
     c = model.config
     assert (c.reset_weight, c.reset_races, len(c.grid_coef)) == (1.0, 4.0, 1)
     assert c.grid_coef[0] < 0.0  # the fields' winners follow -2 log(grid)
-    full, grid = model.logit(x), grid_lean_logit(c, x)  # x: era unknown (NaN)
+    full = model.logit(x)  # x: era unknown (NaN)
+    grid = grid_lean(c, _at_rules_races(x, 0.0))[1]  # the grid-only logit, at full share
     np.testing.assert_allclose(model.logit(_at_rules_races(x, 50.0)), full)
     np.testing.assert_allclose(model.logit(_at_rules_races(x, 4.0)), full)
     np.testing.assert_allclose(model.logit(_at_rules_races(x, 0.0)), grid)

@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.features.event import Entry, EventField
 from pipelines.models.placings import classified_top_k
-from pipelines.models.stage2 import Stage2Model, grid_lean_logit
+from pipelines.models.stage2 import GRID_TERMS, Stage2Model, linear_design
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import (
     TwoStage,
@@ -340,7 +340,8 @@ def test_early_races_under_new_rules_lean_on_the_grid(
     assert fc.race is not None
     x2 = snap.stage2_rows(ctx, fld.entries, fc.race.grid, fc.race.q_gap)
     plain = Stage2Model(replace(m2.config, reset_weight=0.0), m2.booster)
-    expected = (1.0 - share) * plain.logit(x2) + share * grid_lean_logit(m2.config, x2)
+    grid = linear_design(x2, GRID_TERMS) @ np.asarray(m2.config.grid_coef)  # the grid-only logit
+    expected = (1.0 - share) * plain.logit(x2) + share * grid
     np.testing.assert_allclose(fc.race.logit, expected, rtol=0, atol=1e-12)
     if share:
         assert not np.allclose(fc.race.logit, plain.logit(x2))

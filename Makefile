@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help install system-deps browser-deps bench-deps compose-deps train serve test test-fast lint format evaluate reports fuzz requirements build container clean
+.PHONY: help install system-deps browser-deps bench-deps compose-deps pg-deps train serve test test-fast lint format evaluate reports fuzz requirements build container clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -20,11 +20,14 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Debian packages, as root or through sudo
+APT_INSTALL = s=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$s apt-get update -qq && \
+	$$s env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
 system-deps: ## Install the system libraries LightGBM needs (libgomp1), when missing
 	@if ! ldconfig -p 2>/dev/null | grep -q libgomp.so.1; then \
 	  echo "installing libgomp1"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libgomp1; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq libgomp1; fi; \
+	  $(APT_INSTALL) libgomp1; \
 	fi
 
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (CI, containers, this machine)
@@ -56,25 +59,28 @@ reports: install ## Rewrite every report the README quotes: f1 evaluate, f1 hind
 browser-deps: ## Install Debian's Chromium and ChromeDriver (the /ui browser test), when missing
 	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
 	  echo "installing chromium and chromium-driver"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi; \
+	  $(APT_INSTALL) chromium chromium-driver; \
 	fi
 
 bench-deps: ## Install the load generator wrk (Debian package), when missing
 	@if ! command -v wrk >/dev/null 2>&1; then \
 	  echo "installing wrk"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; fi; \
+	  $(APT_INSTALL) wrk; \
 	fi
 
 compose-deps: ## Install Debian's docker-compose (validates docker-compose.yml without an engine), when no compose is there
 	@if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then \
 	  echo "installing docker-compose"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; fi; \
+	  $(APT_INSTALL) docker-compose; \
 	fi
 
-test: install browser-deps bench-deps compose-deps ## Run the whole test suite (slow end-to-end, browser and benchmark-harness tests included)
+pg-deps: ## Install Debian's PostgreSQL (the prediction log's tests start throwaway clusters), when missing
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  echo "installing postgresql"; \
+	  $(APT_INSTALL) postgresql; \
+	fi
+
+test: install browser-deps bench-deps compose-deps pg-deps ## Run the whole test suite (slow end-to-end, browser and benchmark-harness tests included)
 	$(BIN)/pytest
 
 test-fast: install ## Run the tests, without the slow end-to-end ones

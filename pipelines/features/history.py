@@ -65,7 +65,7 @@ class History:
         i = int(np.searchsorted(days, day, side="left")) - 1
         if i < 0 or (season is not None and seasons[i] != season):
             return None
-        return vals[i]
+        return np.asarray(vals[i])
 
 
 def driver_events(t: Tables, races: pd.DataFrame, lineage: dict[str, str]) -> pd.DataFrame:

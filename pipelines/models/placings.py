@@ -62,7 +62,7 @@ def weights(strength: np.ndarray) -> np.ndarray:
     s = np.asarray(strength, dtype=float)
     s = np.maximum(s - s.max(), -MAX_SPREAD)
     w = np.exp(s)
-    return w / w.sum()
+    return np.asarray(w / w.sum())
 
 
 def classified_top_k(strength: np.ndarray, ks: Sequence[int], finish: float) -> list[np.ndarray]:

@@ -190,7 +190,7 @@ class Stage1Model:
         return self._routed(x, contrib=False)
 
     def predict_gap(self, x: np.ndarray) -> np.ndarray:
-        return np.clip(self.raw_gap(x), 0.0, None)
+        return np.asarray(np.clip(self.raw_gap(x), 0.0, None))
 
     def explain_gap(self, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions to ``raw_gap`` (LightGBM's ``pred_contrib``, averaged

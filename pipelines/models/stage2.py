@@ -369,7 +369,7 @@ class Stage2Model:
         if not self.config.linear_coef:
             return np.zeros(len(x))
         rows = np.asarray(x, dtype=float)  # a frame with the STAGE2 columns works too
-        return linear_design(rows) @ np.asarray(self.config.linear_coef, dtype=float)
+        return np.asarray(linear_design(rows) @ np.asarray(self.config.linear_coef, dtype=float))
 
     def logit(self, x: np.ndarray) -> np.ndarray:
         """Win log-odds: booster and linear part stacked, then the tuned temperature,

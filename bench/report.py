@@ -19,10 +19,12 @@ TEMPLATE = BENCH / "report.md"
 CPU = "server_cpu_ms_per_request"
 KINDS = (("full", "the event's own data (memo hits)"), ("jitter", "own laps, jittered (no memo)"))
 """The request kinds the targets hold for: the fixed body, and the drivers' own laps jittered."""
+LEDGER_OFF = "bento_ledger_off"
+"""The Bento with its prediction log off: the log's cost is the Bento's ratio to it."""
 
 
 def label(server: str) -> str:
-    return server.capitalize()
+    return server.replace("_", " ").capitalize()
 
 
 def scenario(results: dict[str, Any], name: str, server: str) -> dict[str, Any] | None:
@@ -48,9 +50,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def vs_plain(results: dict[str, Any], name: str, key: str) -> float | None:
-    """The Bento's ``key`` in scenario ``name`` over the plain server's."""
-    return ratio(value(results, name, "bento", key), value(results, name, "plain", key))
+def vs_plain(results: dict[str, Any], name: str, key: str, other: str = "plain") -> float | None:
+    """The Bento's ``key`` in scenario ``name`` over the plain server's (or ``other``'s)."""
+    return ratio(value(results, name, "bento", key), value(results, name, other, key))
 
 
 def _f(v: float | None, digits: int = 1, unit: str = "") -> str:
@@ -82,8 +84,9 @@ def _table(head: Sequence[str], rows: list[list[str]], align: str = "l") -> str:
 
 
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The Bento's targets (ratios to the 1-worker plain server in the same run, for both
-    request kinds), each with its value and met / not met (None: unknown)."""
+    """The Bento's targets (ratios to the 1-worker plain server, and to itself with the
+    prediction log off, in the same run, for both request kinds), each with its value and
+    met / not met (None: unknown)."""
     out: list[dict[str, Any]] = []
 
     def add(target: str, value: str, met: bool | None) -> None:
@@ -100,6 +103,9 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         check(f"{text}: c=1 p50 <= 2.5x plain", vs_plain(results, c1, "p50_ms"), 2.5)
         p50 = [value(results, name, "bento", "p50_ms") for name in (after, c1)]
         check(f"{text}: c=1 p50 after a c=64 burst within 10 % of fresh", ratio(*p50), 1.10)
+        rps, p99 = (vs_plain(results, c64, k, LEDGER_OFF) for k in ("ok_rps", "p99_ms"))
+        check(f"{text}: prediction log on, throughput at c=64 >= 0.95x off", rps, 0.95, True)
+        check(f"{text}: prediction log on, p99 at c=64 <= 1.1x off", p99, 1.1)
     bento = bento_loads(results)
     errs, total = sum(b["failed"] for b in bento), sum(b["requests"] for b in bento)
     add("zero errors (every scenario)", f"{errs} failed of {total}", errs == 0 if bento else None)
@@ -130,6 +136,8 @@ def headline(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str
         fig |= {f"rps_{kind}": _f(get(c64, "ok_rps"), 0), f"p99_{kind}": _f(get(c64, "p99_ms"), 0)}
         fig[f"x_rps_{kind}"] = _x(vs_plain(results, c64, "ok_rps"))
         fig[f"x_p99_{kind}"] = _x(vs_plain(results, c64, "p99_ms"))
+        fig[f"log_rps_{kind}"] = _x(vs_plain(results, c64, "ok_rps", LEDGER_OFF))
+        fig[f"log_p99_{kind}"] = _x(vs_plain(results, c64, "p99_ms", LEDGER_OFF))
         fig[f"p50_{kind}"] = _f(get(c1, "p50_ms"))
         fig[f"plain_p50_{kind}"] = _f(get(c1, "p50_ms", "plain"))
         fig[f"after_{kind}"] = _f(get(f"{kind}_c1_after_burst", "p50_ms"))
@@ -138,6 +146,8 @@ def headline(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str
     placings = ((results.get("floor") or {}).get("placings_fresh_field") or {}).get("mean_us")
     missed = "; ".join(t["target"] for t in targets if t["met"] is False)
     started = results.get("started_at", "?")[:19].replace("-", "").replace(":", "")
+    log = results.get("ledger") or {}
+    (rows0, n0), (rows, n) = log.get("before") or (None, None), log.get("after") or (None, None)
     return fig | dict(
         c64=get("full_c64", "concurrency") or get("jitter_c64", "concurrency") or 64,
         errors=f"{sum(b['failed'] for b in bento):,}",
@@ -151,6 +161,11 @@ def headline(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str
         nproc=machine.get("nproc", "?"),
         cpu_model=machine.get("cpu_model", "?"),
         stamp=("quick-" if results.get("quick") else "") + started + "Z",
+        log_answers=_f(n, 0),
+        log_rows=_f(rows, 0),
+        log_added=_f(None if n is None or n0 is None else n - n0, 0),
+        log_new_rows=_f(None if rows is None or rows0 is None else rows - rows0, 0),
+        log_dropped=_f(log.get("dropped"), 0),
     )
 
 

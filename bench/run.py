@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -116,6 +117,23 @@ def ensure_models(store: Path, train: bool) -> None:
         subprocess.run([str(f1), "train", "--if-missing", "--no-report"], cwd=ROOT, check=True)
 
 
+def ledger_totals(store: Path) -> list[int]:
+    """[rows, answers] in the prediction log the Bento keeps beside the store (none: 0)."""
+    from sqlalchemy.engine import make_url
+
+    from pipelines.ledger import db
+
+    url = db.default_url(str(store))
+    if not Path(make_url(url).database or "").exists():
+        return [0, 0]
+    engine = db.make_engine(url, 10.0)
+    try:
+        with engine.connect() as conn:
+            return list(db.totals(conn))
+    finally:
+        engine.dispose()
+
+
 def server_env(store: Path, pins: dict[str, str | None]) -> dict[str, str]:
     """What every server gets: the store, the resolved model tags, one thread for OpenMP."""
     from pipelines.models import store as models
@@ -199,7 +217,7 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
         out["batch"] = batch_delta(before, batch_histograms(srv.get_text("/metrics")))
     p50, p99 = (f"{v:6.1f}" if v is not None else "   n/a" for v in (out["p50_ms"], out["p99_ms"]))
     log(
-        f"  {sc.name:<22} {srv.spec.name:<9} c={sc.concurrency:<3} {res['ok_rps']:8.1f} req/s  "
+        f"  {sc.name:<22} {srv.spec.name:<16} c={sc.concurrency:<3} {res['ok_rps']:8.1f} req/s  "
         f"p50 {p50}  p99 {p99}  failed {res['failed']}  "
         f"cpu {out['server_cpu_ms_per_request'] or 0:.2f} ms/req  wrk {run.cpu()['cores_used']:.2f} cores"
     )
@@ -264,7 +282,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add = ap.add_argument
     add("--quick", action="store_true", help="harness check: 1 s runs, c <= 4, numbers meaningless")
-    add("--servers", default="bento,original,plain", help="a comma-separated subset")
+    add("--servers", default="bento,bento_ledger_off,original,plain", help="comma-separated")
     add("--scenarios", default=",".join(SCENARIOS), help="a comma-separated subset")
     add("--c1-seconds", type=float, default=5.0, help="one-at-a-time runs (default 5)")
     add("--load-seconds", type=float, default=15.0, help="c=16/64 runs (default 15)")
@@ -307,8 +325,11 @@ def pick(text: str, known: dict[str, Any], what: str) -> list[str]:
 
 def use_store(store: Path) -> None:
     """Point this process, and the servers it starts, at the model store (before anything
-    imports bentoml), with one OpenMP thread and no BentoML usage tracking."""
+    imports bentoml), with one OpenMP thread and no BentoML usage tracking. The Bento's
+    prediction log is on, as shipped: SQLite beside the store."""
     os.environ["BENTOML_HOME"] = str(store)
+    for key in ("F1_LEDGER", "F1_LEDGER_URL"):
+        os.environ.pop(key, None)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
@@ -356,6 +377,8 @@ class Bench:
         machine = proctree.machine_info()
         log(f"machine: {machine}")
         ensure_models(store, train=not args.no_train)
+        if "bento" in self.names:
+            self.results["ledger"] = {"before": ledger_totals(store)}
         pins = {"features": args.features_tag, "stage1": args.stage1_tag, "stage2": args.stage2_tag}
         env = server_env(store, pins)
         tags = {k: env[f"F1_{k.upper()}_MODEL"] for k in ("features", "stage1", "stage2")}
@@ -439,7 +462,8 @@ class Bench:
         for group in filter(None, self.groups):
             for name, srv in running.items():
                 others = [o for n, o in running.items() if n != name]
-                for rec in run_group(group, srv, self.scripts, others, self.quiet):
+                mine = [s for s in group if srv.spec.runs(s.name)]
+                for rec in run_group(mine, srv, self.scripts, others, self.quiet) if mine else []:
                     results["scenarios"].append(rec)
                     if rec["scenario"] == "full_c64" and "rss_peak_mib" in rec:
                         results["servers"][name]["rss_load_peak_mib"] = rec["rss_peak_mib"]
@@ -451,12 +475,23 @@ class Bench:
             results["profile"] = profile_server(running["bento"], script, seconds, LOG_DIR)
 
     def stop(self) -> None:
-        """Stop the servers, keeping the Bento's last /metrics page beside the logs."""
+        """Stop the servers, keeping the Bento's last /metrics page beside the logs; then
+        count its prediction log (it writes what waits as it stops)."""
+        metrics = ""
         if bento := self.running.get("bento"):
             with contextlib.suppress(Exception):
-                (LOG_DIR / "bento-metrics.txt").write_text(bento.get_text("/metrics"))
+                metrics = bento.get_text("/metrics")
+                (LOG_DIR / "bento-metrics.txt").write_text(metrics)
         for srv in self.running.values():
             srv.stop()
+        if bento:
+            ledger = self.results["ledger"]
+            dropped = re.findall(r"^f1_ledger_dropped_total(?:\{.*\})? (\S+)$", metrics, re.M)
+            ledger["dropped"] = sum(map(float, dropped)) if metrics else None
+            try:
+                ledger["after"] = ledger_totals(self.args.store)
+            except Exception as exc:
+                ledger["error"] = f"{type(exc).__name__}: {exc}"
 
     def write(self) -> None:
         from bench import report

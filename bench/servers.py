@@ -31,9 +31,14 @@ class ServerSpec:
     description: str
     command: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    scenarios: tuple[str, ...] = ()
+    """The scenarios it runs (empty: every one)."""
 
     def argv(self, port: int) -> list[str]:
         return [*self.command, "--host", "127.0.0.1", "--port", str(port)]
+
+    def runs(self, scenario: str) -> bool:
+        return not self.scenarios or scenario in self.scenarios
 
     @property
     def bentoml(self) -> bool:
@@ -56,6 +61,14 @@ DESCRIPTIONS = {
 }
 SERVERS = {name: ServerSpec(name, text, COMMANDS[name]) for name, text in DESCRIPTIONS.items()}
 """A variant is one more entry: another name, a command above and its own ``env``."""
+LEDGER_OFF = ("full_c1_fresh", "full_c64", "jitter_c1_fresh", "jitter_c64")
+SERVERS["bento_ledger_off"] = ServerSpec(
+    "bento_ledger_off",
+    "the Bento with its prediction log off (`F1_LEDGER=false`), in " + ", ".join(LEDGER_OFF),
+    COMMANDS["bento"],
+    {"F1_LEDGER": "false"},
+    LEDGER_OFF,
+)
 
 
 @dataclass

@@ -226,3 +226,70 @@ def test_comparable_drops_only_the_timing() -> None:
     assert first_difference([1, 2], [1]) == "$: 2 items != 1"
     assert first_difference({"a": 1}, {"b": 1}) == "$.a: missing on one side"
     assert first_difference(1, 1.0) == "$: int != float"
+
+
+# ------------------------------------------------------------ prediction log
+
+
+@pytest.fixture(scope="module")
+def ledger_results() -> dict[str, Any]:
+    """A quick run with the Bento's prediction log on and off (``bento_ledger_off``)."""
+    return json.loads((DATA / "results_ledger.json").read_text())
+
+
+LOG_TARGETS = {
+    "full": "the event's own data (memo hits): prediction log on",
+    "jitter": "own laps, jittered (no memo): prediction log on",
+}
+
+
+def test_prediction_log_targets_follow_the_numbers(ledger_results: dict[str, Any]) -> None:
+    targets = {t["target"]: t for t in report.evaluate_targets(ledger_results)}
+    for kind, text in LOG_TARGETS.items():
+        on = report.scenario(ledger_results, f"{kind}_c64", "bento")
+        off = report.scenario(ledger_results, f"{kind}_c64", "bento_ledger_off")
+        assert on and off
+        rps, p99 = on["ok_rps"] / off["ok_rps"], on["p99_ms"] / off["p99_ms"]
+        t = targets[f"{text}, throughput at c=64 >= 0.95x off"]
+        assert (t["value"], t["met"]) == (f"{rps:.2f}x", rps >= 0.95)
+        t = targets[f"{text}, p99 at c=64 <= 1.1x off"]
+        assert (t["value"], t["met"]) == (f"{p99:.2f}x", p99 <= 1.1)
+    md = report.render(ledger_results)
+    assert _row(md.split("## Targets")[1], f"{LOG_TARGETS['full']}, p99 at c=64 <= 1.1x off")
+
+
+@pytest.mark.parametrize(
+    ("rps_on", "p99_on", "rps_met", "p99_met"),
+    [(950.0, 110.0, True, True), (949.0, 111.0, False, False), (1200.0, 80.0, True, True)],
+)
+def test_prediction_log_targets_at_their_bounds(
+    ledger_results: dict[str, Any], rps_on: float, p99_on: float, rps_met: bool, p99_met: bool
+) -> None:
+    r = copy.deepcopy(ledger_results)
+    for s in r["scenarios"]:
+        if s["scenario"] in ("full_c64", "jitter_c64"):
+            on = s["server"] == "bento"
+            s["ok_rps"], s["p99_ms"] = (rps_on, p99_on) if on else (1000.0, 100.0)
+    got = {t["target"]: t["met"] for t in report.evaluate_targets(r)}
+    for text in LOG_TARGETS.values():
+        assert got[f"{text}, throughput at c=64 >= 0.95x off"] is rps_met
+        assert got[f"{text}, p99 at c=64 <= 1.1x off"] is p99_met
+    r["scenarios"] = [s for s in r["scenarios"] if s["server"] != "bento_ledger_off"]
+    got = {t["target"]: t["met"] for t in report.evaluate_targets(r)}
+    assert got[f"{LOG_TARGETS['jitter']}, p99 at c=64 <= 1.1x off"] is None
+
+
+def test_what_it_means_reports_the_prediction_log(ledger_results: dict[str, Any]) -> None:
+    r = copy.deepcopy(ledger_results)
+    rows, answers = r["ledger"]["after"]
+    r["ledger"]["before"] = [rows - 300, answers - 2000]
+    head = report.render(r).split("## How it was measured")[0]
+    assert f"the log holds {answers:,} answers in {rows:,} rows." in head
+    assert "This run added\n  2,000 answers in 300 new rows." in head
+    on, off = (report.scenario(r, "jitter_c64", s) for s in ("bento", "bento_ledger_off"))
+    assert on and off
+    assert f"{on['ok_rps'] / off['ok_rps']:.2f}x the req/s it answers with it off" in head
+    assert f"and {on['p99_ms'] / off['p99_ms']:.2f}x the p99 with it off" in head
+    assert "Bento ledger off" in report.render(r).split("## Side by side")[1]
+    old = report.render(dict(r, ledger=None)).split("## How it was measured")[0]
+    assert "the log holds n/a answers in n/a rows" in old

@@ -57,7 +57,21 @@ def test_quick_benchmark_end_to_end(pinned_env: dict[str, str], tmp_path: Path) 
         (sc, srv)
         for sc in ("full_c1_fresh", "full_c64", "full_c1_after_burst", "jitter_c64", "next_c64")
         for srv in ("bento", "original", "plain")
-    }
+    } | {(sc, "bento_ledger_off") for sc in ("full_c1_fresh", "full_c64", "jitter_c64")}
+    # the Bento's log (SQLite beside the store) holds every answer it gave, the ledger-off
+    # Bento's none: at most c in flight per run beyond wrk's count, and the warm-up and
+    # identity requests; every jittered answer is a new row
+    bento = [s for s in results["scenarios"] if s["server"] == "bento"]
+    served = sum(s["load"]["requests"] for s in bento)
+    in_flight = sum(s["concurrency"] for s in bento)
+    log = results["ledger"]
+    added = log["after"][1] - log["before"][1]
+    assert served <= added <= served + in_flight + 50, log
+    jittered = sum(
+        s["load"]["requests"] for s in bento if s["scenario"] in ("jitter_c64", "next_c64")
+    )
+    assert log["after"][0] - log["before"][0] >= jittered, log
+    assert log["dropped"] == 0
     jitter = [s for s in results["scenarios"] if s["scenario"] in ("jitter_c64", "next_c64")]
     assert all(s["load_command"].split()[0].endswith("wrk") for s in results["scenarios"])
     # the next season's event (not in the data): answered, by every server alike

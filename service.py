@@ -22,8 +22,7 @@ import bentoml
 import numpy as np
 from fastapi import FastAPI
 
-from pipelines.ledger import track
-from pipelines.ledger.writer import service_ledger
+from pipelines.ledger.schemas import RecordedForecast, TrackRecord
 from pipelines.models import store
 from pipelines.serving import bentoml_fixes, events, status, ui
 from pipelines.serving import schemas as api
@@ -141,6 +140,8 @@ class F1Predictor:
             features=self.features, stage1=self.stage1_model, stage2=self.stage2_model
         )
         self.tags = {key: str(m.tag) for key, m in self.models.items()}
+        from pipelines.ledger.writer import service_ledger  # SQLAlchemy: in the front only
+
         self.ledger = service_ledger(settings, self.tags, self.snapshot)  # started
         freeze_startup_heap()  # no full-heap GC pauses under load
 
@@ -222,14 +223,14 @@ class F1Predictor:
         return events.results(self.snapshot, season, round)
 
     @web.get("/track_record", responses=GET_ERRORS | LEDGER_ERRORS)
-    def track_record(self, season: int) -> track.TrackRecord:
+    def track_record(self, season: int) -> TrackRecord:
         """Each event with results: its last forecast from before qualifying, scored."""
-        return track.season_record(self.ledger, self.snapshot, season)
+        return self.ledger.track_record(self.snapshot, season)
 
     @web.get("/track_record/{season}/{round}", responses=GET_ERRORS | LEDGER_ERRORS)
-    def recorded(self, season: int, round: int) -> track.RecordedForecast:
+    def recorded(self, season: int, round: int) -> RecordedForecast:
         """The event's last forecast that the track record scores, as it was answered."""
-        return track.event_record(self.ledger, self.snapshot, season, round)
+        return self.ledger.recorded(self.snapshot, season, round)
 
     @web.get("/openapi.json", include_in_schema=False)
     def openapi(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.features.event import EventContext
-from pipelines.ledger import db
+from pipelines.ledger import db, track
 from pipelines.ledger.record import Answer, EventKey, answer_key, row
 from pipelines.serving.logs import REQUEST_ID
 from pipelines.serving.orchestrator import Forecast
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from pipelines.features.snapshot import FeatureSnapshot
+    from pipelines.ledger.schemas import RecordedForecast, TrackRecord
     from pipelines.serving.resolve import Resolved
     from pipelines.settings import Settings
 
@@ -135,6 +136,16 @@ class Ledger:
         """Queue an endpoint's answer; the request kept only where it changed the field."""
         given = None if fc.field.as_in_data else request.model_dump_json(exclude_none=True)
         self.record(fc, given, REQUEST_ID.get(), res.fitted_on_event)
+
+    # ------------------------------------------------------------ reads
+
+    def track_record(self, snap: FeatureSnapshot, season: int) -> TrackRecord:
+        """/track_record: the season's recorded forecasts, scored (404, 503 as errors)."""
+        return track.season_record(self, snap, season)
+
+    def recorded(self, snap: FeatureSnapshot, season: int, rnd: int) -> RecordedForecast:
+        """/track_record/{season}/{round}: the event's recorded forecast."""
+        return track.event_record(self, snap, season, rnd)
 
     # ------------------------------------------------------------ state
 

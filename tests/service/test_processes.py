@@ -1,4 +1,4 @@
-"""What runs inside the served process tree (issue 14): read from /proc, not assumed."""
+"""What runs inside the served process tree: read from /proc, not assumed."""
 
 from __future__ import annotations
 
@@ -35,11 +35,11 @@ def test_every_service_process_runs_uvloop_and_parses_http_in_c(
 def test_processes_without_the_snapshot_never_load_pandas(
     served: tuple[subprocess.Popen[bytes], str], service: str
 ) -> None:
-    # pandas + pyarrow are ~70-85 MiB per process; only the front (which opens the feature
-    # snapshot) needs them. That saving pays for the second front worker (issue 14).
+    # pandas + pyarrow are ~70-85 MiB per process, SQLAlchemy ~30 MiB; only the front (which
+    # opens the feature snapshot and writes the prediction log) needs them.
     pid = served[0].pid if service == "arbiter" else worker_pid(served[0].pid, service)
     maps = _mapped(pid)
-    for lib in ("/pandas/", "/pyarrow/", "/sklearn/"):
+    for lib in ("/pandas/", "/pyarrow/", "/sklearn/", "/sqlalchemy/"):
         assert lib not in maps, f"{service} loaded {lib.strip('/')}"
     if service != "arbiter":
         assert "/lightgbm/" in maps  # the models are loaded there, just without pandas

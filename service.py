@@ -40,6 +40,7 @@ from pipelines.serving.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ErrorBodyMiddleware,
+    JsonBodyMiddleware,
     LoadShedMiddleware,
     RequestIdMiddleware,
     SpecAliasMiddleware,
@@ -407,7 +408,8 @@ def fix_media_types(*services: Any) -> None:
 fix_media_types(Stage1, Stage2, F1Predictor)
 _front = cast("bentoml.Service[F1Predictor]", F1Predictor)  # the decorators make it one
 # outermost first: CORS (so a browser also reads our own 401/413/503), request id, one
-# spec at both paths, who may call, how big, how many at once, what an error body may say
+# spec at both paths, who may call, JSON bodies only, how big, how many at once, what an error
+# body may say
 if settings.cors_origins:
     _front.add_asgi_middleware(
         CORSMiddleware,
@@ -419,6 +421,7 @@ if settings.cors_origins:
 _front.add_asgi_middleware(RequestIdMiddleware)
 _front.add_asgi_middleware(SpecAliasMiddleware)
 _front.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+_front.add_asgi_middleware(JsonBodyMiddleware)
 _front.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 _front.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)
 _front.add_asgi_middleware(ErrorBodyMiddleware)

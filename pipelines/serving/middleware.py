@@ -357,3 +357,33 @@ class ErrorBodyMiddleware:
             await self.app(scope, receive, capture)
         finally:
             RAISED.reset(token)
+
+
+class JsonBodyMiddleware:
+    """Prediction bodies are JSON: a POST declaring another Content-Type gets 415.
+
+    BentoML parses a multipart or form body by its own rules (a multipart one without a
+    boundary was a 500); the schema declares application/json only. A request that
+    declares no Content-Type is read as JSON, as before.
+    """
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = PREDICT_PATHS):
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        declared = _header(scope, b"content-type")
+        media = (declared or "").split(";", 1)[0].strip().lower()
+        if scope.get("method") != "POST" or declared is None or media == "application/json":
+            return await self.app(scope, receive, send)
+        await _json(
+            scope,
+            send,
+            415,
+            {
+                "error": "send the body as JSON (Content-Type: application/json)",
+                "detail": [{"loc": ["header", "content-type"], "msg": "expected application/json"}],
+            },
+        )

@@ -284,7 +284,9 @@ class QualiRequest(BaseModel):
     event: EventInput | None = Field(None, description="Default: the next event in the calendar.")
     drivers: list[DriverInput] | None = _drivers_field()
     session_type: Literal["qualifying"] = Field(
-        "qualifying", description="Only 'qualifying'.", json_schema_extra={"enum": ["qualifying"]}
+        "qualifying",
+        description="Only 'qualifying'.",
+        json_schema_extra={"enum": ["qualifying"]},  # OpenAPI 3.0 has no "const"
     )
     explain: bool = _explain_field()
 

@@ -42,6 +42,7 @@ from pipelines.serving.middleware import (
     ErrorBodyMiddleware,
     JsonBodyMiddleware,
     LoadShedMiddleware,
+    NotFoundBodyMiddleware,
     RequestIdMiddleware,
     SpecAliasMiddleware,
 )
@@ -54,6 +55,7 @@ from pipelines.serving.schemas import (
     ErrorResponse,
     EventResults,
     FullResponse,
+    IntParam,
     QualiPrediction,
     QualiRequest,
     RacePrediction,
@@ -366,12 +368,12 @@ class F1Predictor:
         )
 
     @web.get("/events", responses=GET_ERRORS)
-    def calendar(self, season: int | None = None) -> Calendar:
+    def calendar(self, season: IntParam | None = None) -> Calendar:
         """A season's events (default: the next event's season) and the next event."""
         return events.calendar(self.snapshot, season)
 
     @web.get("/events/{season}/{round}", responses=GET_ERRORS)
-    def event_results(self, season: int, round: int) -> EventResults:
+    def event_results(self, season: IntParam, round: IntParam) -> EventResults:
         """What happened at an event: qualifying order and race classification."""
         return events.results(self.snapshot, season, round)
 
@@ -408,8 +410,8 @@ def fix_media_types(*services: Any) -> None:
 fix_media_types(Stage1, Stage2, F1Predictor)
 _front = cast("bentoml.Service[F1Predictor]", F1Predictor)  # the decorators make it one
 # outermost first: CORS (so a browser also reads our own 401/413/503), request id, one
-# spec at both paths, who may call, JSON bodies only, how big, how many at once, what an error
-# body may say
+# spec at both paths, a JSON 404, who may call, JSON bodies only, how big, how many at once,
+# what an error body may say
 if settings.cors_origins:
     _front.add_asgi_middleware(
         CORSMiddleware,
@@ -420,6 +422,7 @@ if settings.cors_origins:
     )
 _front.add_asgi_middleware(RequestIdMiddleware)
 _front.add_asgi_middleware(SpecAliasMiddleware)
+_front.add_asgi_middleware(NotFoundBodyMiddleware)
 _front.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
 _front.add_asgi_middleware(JsonBodyMiddleware)
 _front.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -387,3 +387,35 @@ class JsonBodyMiddleware:
                 "detail": [{"loc": ["header", "content-type"], "msg": "expected application/json"}],
             },
         )
+
+
+class NotFoundBodyMiddleware:
+    """A path no route serves answers 404 in the API's error shape (JSON), not the
+    router's plain "Not Found". A path parameter holding "/" (/events/2025/8%2F1) ends
+    there too, where the document promises an ErrorResponse. The path is not echoed."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        replaced = False
+
+        async def send_json_404(msg: Message) -> None:
+            nonlocal replaced
+            if msg["type"] == "http.response.start" and msg["status"] == 404:
+                media = dict(msg.get("headers", [])).get(b"content-type", b"")
+                replaced = media.startswith(b"text/plain")
+            if not replaced:
+                return await send(msg)
+            if msg["type"] == "http.response.body" and not msg.get("more_body", False):
+                await _json(
+                    scope,
+                    send,
+                    404,
+                    {"error": "no such path",
+                     "detail": [{"loc": ["path"], "msg": "no route serves this path"}]},
+                )  # fmt: skip
+
+        await self.app(scope, receive, send_json_404)

@@ -148,6 +148,20 @@ def _date(value: Any) -> Date | None:
     raise ValueError("expected a date as 'YYYY-MM-DD' text")
 
 
+_INT_TEXT_RE = re.compile(r"-?[0-9]+")
+
+
+def _int_text(value: Any) -> Any:
+    """A URL's integer (a query or path parameter): decimal digits, not "8.0" or " 8"."""
+    if isinstance(value, str) and not _INT_TEXT_RE.fullmatch(value):
+        raise ValueError("expected an integer (decimal digits)")
+    return value
+
+
+IntParam = Annotated[int, BeforeValidator(_int_text)]
+"""An integer query or path parameter, as strict as the JSON body's integers."""
+
+
 class PracticeTimes(BaseModel):
     """Best laps in the sessions held before qualifying (seconds or "1:29.374")."""
 

@@ -20,7 +20,10 @@ def errors_name_the_field(ctx: Any, response: Any, case: Any) -> bool | None:
     405 is left out: the coverage phase also sends methods the document does not declare
     (TRACE, PUT ...), answered by the web framework's router, not by the API."""
     if 400 <= response.status_code < 500 and response.status_code != 405:
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            raise AssertionError(f"a {response.status_code} body that is not JSON") from None
         assert isinstance(body.get("error"), str) and body["error"], body
         for leak in LEAKS:
             assert leak not in response.text, f"error body leaks {leak!r}"

@@ -358,6 +358,24 @@ def test_both_documents_publish_the_request_models_as_validated(
     ]
 
 
+@pytest.mark.parametrize(
+    ("url", "loc"),
+    [("/events/2025/8.0", ["path", "round"]), ("/events/2025.0/8", ["path", "season"]),
+     ("/events/%208/8", ["path", "season"]), ("/events?season=2025.0", ["query", "season"])],
+)  # fmt: skip
+def test_an_integer_in_the_url_is_digits_only(client: TestClient, url: str, loc: list[str]) -> None:
+    r = client.get(url)
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"][0]["loc"] == loc
+    assert client.get("/events/2025/8").status_code == 200
+
+
+def test_a_path_no_route_serves_is_a_json_404(client: TestClient) -> None:
+    for url in ("/events/2025/8%2F1", "/nowhere", "/predict_full/x"):
+        r = client.get(url)
+        assert r.status_code == 404 and r.json()["error"] == "no such path", (url, r.text)
+
+
 def test_a_body_declared_as_another_media_type_is_415(client: TestClient) -> None:
     for media in ("multipart/form-data", "application/x-www-form-urlencoded", "text/plain"):
         r = client.post("/predict_full", content=b'{"event": {"season": 2025, "round": 8}}',

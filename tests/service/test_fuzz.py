@@ -82,33 +82,38 @@ JSON = "application/json"
 
 FOUND: list[tuple[str, str, Any, str]] = [
     # user text (an unknown field's name) copied into a response header: 500
-    ("header-text-surrogates", "/predict_race",
+    ("header-text-surrogates", "POST /predict_race",
      {"drivers": [{"\u00c2L\ud9dc\udfff\u00ed": None, "driver_id": 0}]}, JSON),
-    ("unicode-circuit-id", "/predict_quali",
+    ("unicode-circuit-id", "POST /predict_quali",
      {"event": {"season": 2026, "circuit_id": "東京", "date": "2026-06-07"},
       "drivers": [{"driver_id": 1}]}, JSON),
     # an unknown field named with CR/LF: the server dropped the connection
-    ("crlf-field-name-quali", "/predict_quali", CRLF_DRIVER, JSON),
-    ("crlf-field-name-race", "/predict_race", CRLF_DRIVER, JSON),
+    ("crlf-field-name-quali", "POST /predict_quali", CRLF_DRIVER, JSON),
+    ("crlf-field-name-race", "POST /predict_race", CRLF_DRIVER, JSON),
     # no drivers and an event without round, circuit or date: a proper ErrorResponse
-    ("empty-drivers-null-event", "/predict_full",
+    ("empty-drivers-null-event", "POST /predict_full",
      {"drivers": [], "event": {"season": 2025, "round": None, "circuit_id": None,
                                "date": None}}, JSON),
     # values of another type than the schema's, once converted by pydantic's lax mode: 200
-    ("explain-0-full", "/predict_full", {"event": MONACO, "explain": 0}, JSON),
-    ("explain-0-quali", "/predict_quali", {"event": MONACO, "explain": 0}, JSON),
-    ("explain-0-race", "/predict_race", {"event": MONACO, "explain": 0}, JSON),
+    ("explain-0-full", "POST /predict_full", {"event": MONACO, "explain": 0}, JSON),
+    ("explain-0-quali", "POST /predict_quali", {"event": MONACO, "explain": 0}, JSON),
+    ("explain-0-race", "POST /predict_race", {"event": MONACO, "explain": 0}, JSON),
+    ("round-8.0-in-path", "GET /events/2025/8.0", None, JSON),
     # a lap as an integer too large for a float: OverflowError in the validator, a 500
-    ("huge-integer-lap", "/predict_quali",
+    ("huge-integer-lap", "POST /predict_quali",
      {"drivers": [{"driver_id": 1, "practice": {"fp1": 10**400}}]}, JSON),
     # a body declared as multipart (no boundary): BentoML's form parser, a 500
-    ("multipart-no-boundary", "/predict_full", {"event": MONACO}, "multipart/form-data"),
-    ("multipart-no-boundary-race", "/predict_race", {"event": MONACO}, "multipart/form-data"),
+    ("multipart-no-boundary", "POST /predict_full", {"event": MONACO}, "multipart/form-data"),
+    ("multipart-no-boundary-race", "POST /predict_race", {"event": MONACO},
+     "multipart/form-data"),
+    # a path parameter holding "/": no route, the router's plain-text 404
+    ("slash-in-path-parameter", "GET /events/2025/8%2F1", None, JSON),
 ]  # fmt: skip
 
 MUST_BE_4XX = {"empty-drivers-null-event", "explain-0-full", "explain-0-quali",
-               "explain-0-race", "huge-integer-lap", "multipart-no-boundary",
-               "multipart-no-boundary-race"}  # fmt: skip
+               "explain-0-race", "round-8.0-in-path", "huge-integer-lap",
+               "multipart-no-boundary", "multipart-no-boundary-race",
+               "slash-in-path-parameter"}  # fmt: skip
 
 
 def _assert_proper_answer(r: httpx.Response) -> None:
@@ -134,15 +139,17 @@ def _assert_proper_answer(r: httpx.Response) -> None:
             assert warnings.isascii() and "\r" not in warnings and "\n" not in warnings
 
 
-@pytest.mark.parametrize(("name", "path", "body", "content_type"), FOUND,
+@pytest.mark.parametrize(("name", "request_line", "body", "content_type"), FOUND,
                          ids=[c[0] for c in FOUND])  # fmt: skip
 def test_every_case_found_so_far(
-    server: str, name: str, path: str, body: Any, content_type: str
+    server: str, name: str, request_line: str, body: Any, content_type: str
 ) -> None:
-    """Sent as JSON text (ensure_ascii: a lone surrogate becomes a valid \\u escape)."""
-    raw = json.dumps(body, ensure_ascii=True).encode()
-    r = httpx.post(f"{server}{path}", content=raw, timeout=30,
-                   headers={"content-type": content_type})  # fmt: skip
+    """A body is sent as JSON text (ensure_ascii: a lone surrogate becomes a valid \\u
+    escape); the path as written (percent escapes kept)."""
+    method, path = request_line.split(" ", 1)
+    raw = None if body is None else json.dumps(body, ensure_ascii=True).encode()
+    headers = {} if body is None else {"content-type": content_type}
+    r = httpx.request(method, f"{server}{path}", content=raw, headers=headers, timeout=30)
     _assert_proper_answer(r)
     if name in MUST_BE_4XX:
         assert 400 <= r.status_code < 500, r.status_code

@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help install system-deps browser-deps bench-deps train serve test test-fast lint evaluate reports fuzz requirements build container clean
+.PHONY: help install system-deps browser-deps bench-deps compose-deps train serve test test-fast lint format evaluate reports fuzz requirements build container clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ system-deps: ## Install the system libraries LightGBM needs (libgomp1), when mis
 
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (CI, containers, this machine)
 # Python never caches .pyc, so every process would compile every module at each start
-# (the Bento's five processes: cold start 10 s instead of 4; issue 14).
+# (the Bento's five processes: cold start 10 s instead of 4).
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock Makefile
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
@@ -60,14 +60,21 @@ browser-deps: ## Install Debian's Chromium and ChromeDriver (the /ui browser tes
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi; \
 	fi
 
-bench-deps: ## Install the load generators hey and wrk (Debian packages), when missing
-	@if ! command -v hey >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then \
-	  echo "installing hey and wrk"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey wrk; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey wrk; fi; \
+bench-deps: ## Install the load generator wrk (Debian package), when missing
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  echo "installing wrk"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; fi; \
 	fi
 
-test: install browser-deps bench-deps ## Run the whole test suite (slow end-to-end, browser and benchmark-harness tests included)
+compose-deps: ## Install Debian's docker-compose (validates docker-compose.yml without an engine), when no compose is there
+	@if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then \
+	  echo "installing docker-compose"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; fi; \
+	fi
+
+test: install browser-deps bench-deps compose-deps ## Run the whole test suite (slow end-to-end, browser and benchmark-harness tests included)
 	$(BIN)/pytest
 
 test-fast: install ## Run the tests, without the slow end-to-end ones
@@ -77,6 +84,10 @@ lint: install ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy pipelines training service.py
+
+format: install ## Apply ruff's safe fixes, then format (ruff check --fix + ruff format)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # `make test` fuzzes with a fixed seed (same cases every run); `make fuzz` with a random one,
 # printed first: replay a failure with `make fuzz F1_FUZZ_SEED=<seed>`.
@@ -102,8 +113,8 @@ container: build ## Build the Bento and its Docker image f1-predictor:$(VERSION)
 clean: ## Remove the venvs and caches (the model store is left alone)
 	rm -rf $(VENV) $(SERVE_VENV) $(TOOLS) .cache .pytest_cache .mypy_cache .ruff_cache
 
-# ----------------------------------------------------------- benchmark (issue 6)
-# hey and wrk (load generators) from Debian's packages (bench-deps); py-spy (optional profile) in .tools.
+# ------------------------------------------------------------------- benchmark
+# wrk (the load generator) from Debian's package (bench-deps); py-spy (optional profile) in .tools.
 BENCH_ARGS ?=
 
 SERVE_VENV := .venv-serve

@@ -1,4 +1,1 @@
-"""The serving benchmark (issue 6): the Bento beside two baselines, measured with hey.
-
-``python -m bench.run --help`` (or ``make bench`` / ``make bench-quick``).
-"""
+"""The serving benchmark: the Bento beside two baselines, loaded with wrk (bench/README.md)."""

@@ -1,9 +1,6 @@
-"""In-process floors for one 20-driver request: the models alone, and each step around them.
-
-Timed in this process (no server, no HTTP) over many iterations, on the same stored
-models the servers use. ``model_floor`` is the issue's "model floor": Stage-1
-``predict_gap`` + Stage-2 ``raw_score`` on the request's feature rows.
-"""
+"""In-process floors for one 20-driver request, timed with no server and no HTTP: the
+models alone (``model_floor``: Stage-1 ``predict_gap`` + Stage-2 ``raw_score``) and each
+step around them."""
 
 from __future__ import annotations
 
@@ -17,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Loaded, full_response, local_flow, parse_quali, resolve
+from bench.baselines import Loaded, full_response, load_models, parse_quali, resolve
+from bench.load import JITTER_S
 from pipelines.models.placings import PODIUM, POINTS, classified_top_k
 from pipelines.models.pole import pole_estimate
-from pipelines.serving.orchestrator import race_grid, run
+from pipelines.serving.orchestrator import TwoStage, race_grid, run
 
 
 def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
@@ -30,13 +28,9 @@ def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
-    samples.sort()
-    return {
-        "iterations": iterations,
-        "mean_us": statistics.fmean(samples) * 1e6,
-        "p50_us": samples[len(samples) // 2] * 1e6,
-        "p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e6,
-    }
+    us = sorted(t * 1e6 for t in samples)
+    stats = {"mean_us": statistics.fmean(us), "p50_us": us[len(us) // 2]}
+    return {"iterations": iterations, **stats, "p99_us": us[min(len(us) - 1, len(us) * 99 // 100)]}
 
 
 def with_practice(snap: Any, body: dict[str, Any]) -> dict[str, Any]:
@@ -52,17 +46,13 @@ def with_practice(snap: Any, body: dict[str, Any]) -> dict[str, Any]:
     return {"event": dict(ev), "drivers": drivers}
 
 
-def jittered(body: dict[str, Any], rng: random.Random, spread_s: float = 0.25) -> bytes:
+def jittered(body: dict[str, Any], rng: random.Random, spread_s: float = JITTER_S) -> bytes:
     """The body with every lap moved by up to +-``spread_s`` (a new body every call)."""
-    drivers = [
-        {
-            **d,
-            "practice": {
-                s: round(t + rng.uniform(-spread_s, spread_s), 3) for s, t in d["practice"].items()
-            },
-        }
-        for d in body["drivers"]
-    ]
+
+    def move(laps: dict[str, float]) -> dict[str, float]:
+        return {s: round(t + rng.uniform(-spread_s, spread_s), 3) for s, t in laps.items()}
+
+    drivers = [{**d, "practice": move(d["practice"])} for d in body["drivers"]]
     return json.dumps({**body, "drivers": drivers}).encode()
 
 
@@ -71,14 +61,14 @@ def measure(
 ) -> dict[str, Any]:
     """Per-step costs of one request (``body``: the /predict_full request), with memo hits
     and, from ``practice_body`` jittered per call, without."""
-    from bench.original_server import OriginalPipeline, feature_frame
+    from bench.baselines import OriginalPipeline, feature_frame
     from pipelines.features.spec import STAGE1
 
     snap = loaded.snapshot
-    flow = local_flow(loaded)
+    flow = TwoStage.local(loaded.snapshot, loaded.stage1, loaded.stage2)
     req = parse_quali(body)
     res = resolve(loaded, req)
-    ctx, fld = res.ctx, res.field
+    ctx, fld = res.event, res.field
     fc = run(flow.full(ctx, fld, res.rows))
     x1 = snap.stage1_rows(ctx, fld)
     grid, q_gap = race_grid(fld.entries, fc.quali)
@@ -91,7 +81,10 @@ def measure(
         s1.predict_gap(x1)
         s2.raw_score(x2)
 
-    def features() -> None:
+    def features(memo: bool = True) -> None:
+        if not memo:  # the per-event caches stay: a server keeps them too
+            snap.memo.pop("stage1", None)
+            snap.memo.pop("stage2", None)
         snap.stage1_rows(ctx, fld)
         snap.stage2_rows(ctx, fld.entries, grid, q_gap)
 
@@ -100,28 +93,16 @@ def measure(
 
     loop = asyncio.new_event_loop()  # one loop, as in a server: no set-up per request
 
-    def whole() -> None:
+    def whole(request: bytes) -> None:
         t0 = time.perf_counter()
-        r = resolve(loaded, parse_quali(body))
-        f = loop.run_until_complete(flow.full(r.ctx, r.field, r.rows))
+        r = resolve(loaded, parse_quali(request))
+        f = loop.run_until_complete(flow.full(r.event, r.field, r.rows))
         full_response(loaded, r, f, t0).model_dump_json()
 
     rng = random.Random(20261202)
     template = practice_body or with_practice(snap, json.loads(body))
     jitter_bodies = [jittered(template, rng) for _ in range(few + 1)]
     jitter_iter = iter(jitter_bodies * 2)
-
-    def features_no_memo() -> None:  # the per-event caches stay: a server keeps them too
-        snap.memo.pop("stage1", None)
-        snap.memo.pop("stage2", None)
-        snap.stage1_rows(ctx, fld)
-        snap.stage2_rows(ctx, fld.entries, grid, q_gap)
-
-    def whole_jittered() -> None:
-        t0 = time.perf_counter()
-        r = resolve(loaded, parse_quali(next(jitter_iter)))
-        f = loop.run_until_complete(flow.full(r.ctx, r.field, r.rows))
-        full_response(loaded, r, f, t0).model_dump_json()
 
     # podium and points of a field whose strengths no memo has seen (the served finish rate)
     strength = np.asarray(fc.race.logit if fc.race is not None else np.zeros(len(fld.entries)))
@@ -132,29 +113,42 @@ def measure(
     def placings_fresh() -> None:
         classified_top_k(next(fresh), (PODIUM, POINTS), finish)
 
-    steps = {
+    def original_stage1() -> None:
+        orig.pre1.transform(feature_frame(x1, STAGE1.names))
+
+    steps: dict[str, tuple[Callable[[], Any], int]] = {
         "model_floor": (models, iterations),
         "stage1_predict_gap": (lambda: s1.predict_gap(x1), iterations),
         "stage2_raw_score": (lambda: s2.raw_score(x2), iterations),
         "parse_and_resolve": (lambda: resolve(loaded, parse_quali(body)), few),
         "numpy_features_both_stages": (features, iterations),
-        "pole_estimate": (
-            lambda: pole_estimate(snap, ctx, fld.laps, s1.config.pole),
-            few,
-        ),
+        "pole_estimate": (lambda: pole_estimate(snap, ctx, fld.laps, s1.config.pole), few),
         "placings_fresh_field": (placings_fresh, iterations),
         "response_models_and_json": (response, few),
-        "dataframe_plus_columntransformer_stage1": (
-            lambda: orig.pre1.transform(feature_frame(x1, STAGE1.names)),
-            few,
-        ),
-        "in_process_request_plain_path": (whole, few),
-        "numpy_features_both_stages_no_memo": (features_no_memo, few),
-        "in_process_request_jittered_laps": (whole_jittered, few),
+        "dataframe_plus_columntransformer_stage1": (original_stage1, few),
+        "in_process_request_plain_path": (lambda: whole(body), few),
+        "numpy_features_both_stages_no_memo": (lambda: features(memo=False), few),
+        "in_process_request_jittered_laps": (lambda: whole(next(jitter_iter)), few),
     }
     out: dict[str, Any] = {"rows": len(fld.entries)}
-    for name, (fn, n) in steps.items():
-        out[name] = _time(fn, n)
+    out.update((name, _time(fn, n)) for name, (fn, n) in steps.items())
     out["check"] = {"gap_finite": bool(np.isfinite(s1.predict_gap(x1)).all())}
     loop.close()
     return out
+
+
+def measure_served(
+    body: dict[str, Any], iterations: int, log: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The floors of ``body`` on the served models (no server running yet), and ``body``
+    with every driver's own laps: the template of the jittered requests."""
+    loaded = load_models()
+    log(f"floor: {iterations} iterations")
+    practice = with_practice(loaded.snapshot, body)
+    res = measure(loaded, json.dumps(body).encode(), iterations, practice_body=practice)
+    log(
+        f"  model floor {res['model_floor']['mean_us']:.0f} us, whole request in-process "
+        f"{res['in_process_request_plain_path']['mean_us']:.0f} us (memo hits), "
+        f"{res['in_process_request_jittered_laps']['mean_us']:.0f} us (jittered laps)"
+    )
+    return res, practice

@@ -7,10 +7,13 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+GONE = (psutil.NoSuchProcess, psutil.AccessDenied)
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -26,55 +29,33 @@ def rss_bytes(pid: int) -> int:
     """Sum of RSS over the tree (shared pages counted once per process, as `ps` would)."""
     total = 0
     for p in tree(pid):
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        with contextlib.suppress(*GONE):
             total += p.memory_info().rss
     return total
 
 
 def pss_bytes(pid: int) -> int | None:
     """Sum of PSS over the tree (shared pages split between processes); None if unreadable."""
-    total = 0
     try:
-        for p in tree(pid):
-            total += p.memory_full_info().pss
-    except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+        return sum(p.memory_full_info().pss for p in tree(pid))
+    except (*GONE, AttributeError):
         return None
-    return total
 
 
 def cpu_by_pid(*pids: int) -> dict[int, float]:
     """User + system CPU seconds of each live process of the trees rooted at ``pids``."""
     out: dict[int, float] = {}
-    for root in pids:
-        for p in tree(root):
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                t = p.cpu_times()
-                out[p.pid] = t.user + t.system
+    for p in (p for root in pids for p in tree(root)):
+        with contextlib.suppress(*GONE):
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
     return out
 
 
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU used between two ``cpu_by_pid`` snapshots: per process, so a process missing
-    from one snapshot (exited, or not listed) never turns its whole past into a delta;
-    one that appeared in between counts from zero."""
-    return sum(max(0.0, t - before.get(pid, 0.0)) for pid, t in after.items())
-
-
-def process_names(pid: int) -> dict[int, str]:
-    """A readable name per process of the tree (BentoML: the service a worker runs)."""
-    out = {}
-    for p in tree(pid):
-        try:
-            argv = p.cmdline()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if "--service-name" in argv[:-1]:
-            out[p.pid] = argv[argv.index("--service-name") + 1]
-        elif p.pid == pid:
-            out[p.pid] = "main" if len(tree(pid)) == 1 else "arbiter"
-        else:
-            out[p.pid] = p.name()
-    return out
+    """CPU used between two ``cpu_by_pid`` snapshots, per process: one missing from a
+    snapshot never turns its whole past into a delta; a new one counts from zero."""
+    return sum(cpu_delta_by_name(before, after, {}).values())
 
 
 def cpu_delta_by_name(
@@ -87,13 +68,21 @@ def cpu_delta_by_name(
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of the live processes of the tree."""
-    return sum(cpu_by_pid(pid).values())
-
-
-def process_count(pid: int) -> int:
-    return len(tree(pid))
+def process_names(pid: int) -> dict[int, str]:
+    """A readable name per process of the tree (BentoML: the service a worker runs)."""
+    procs, out = tree(pid), {}
+    for p in procs:
+        try:
+            argv = p.cmdline()
+        except GONE:
+            continue
+        if "--service-name" in argv[:-1]:
+            out[p.pid] = argv[argv.index("--service-name") + 1]
+        elif p.pid == pid:
+            out[p.pid] = "main" if len(procs) == 1 else "arbiter"
+        else:
+            out[p.pid] = p.name()
+    return out
 
 
 def machine_busy_seconds() -> float:
@@ -103,39 +92,30 @@ def machine_busy_seconds() -> float:
     return sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq"))
 
 
-class RssSampler:
-    """Samples the tree's RSS sum in a thread; keeps the peak (memory under load)."""
+@contextlib.contextmanager
+def rss_peak(pid: int, every_s: float = 0.25) -> Iterator[list[int]]:
+    """Samples the tree's RSS sum in a thread while the block runs; yields ``[peak]``."""
+    peak, stop = [0], threading.Event()
 
-    def __init__(self, pid: int, every_s: float = 0.25) -> None:
-        self.pid = pid
-        self.every_s = every_s
-        self.peak = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_bytes(pid))
+            stop.wait(every_s)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(self.pid))
-            self.samples += 1
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def machine_info() -> dict[str, Any]:
     cpu_model = "unknown"
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+        models = [ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln]
+        cpu_model = models[0].split(":", 1)[1].strip() if models else cpu_model
     return {
         "nproc": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)),
@@ -149,19 +129,18 @@ def machine_info() -> dict[str, Any]:
 
 def other_busy_cores(exclude: list[int], window_s: float = 2.0) -> float:
     """Cores the rest of the machine keeps busy (all CPU time minus the ``exclude`` trees
-    and this process), averaged over ``window_s``."""
+    and this process), averaged over ``window_s`` (as long as it really took)."""
     roots = [os.getpid(), *exclude]
-    b0, o0 = machine_busy_seconds(), cpu_by_pid(*roots)
+    t0, b0, o0 = time.monotonic(), machine_busy_seconds(), cpu_by_pid(*roots)
     time.sleep(window_s)
     b1, o1 = machine_busy_seconds(), cpu_by_pid(*roots)
-    return max(0.0, (b1 - b0) - cpu_delta(o0, o1)) / window_s
+    return max(0.0, (b1 - b0) - cpu_delta(o0, o1)) / (time.monotonic() - t0)
 
 
 def wait_quiet(
     exclude: list[int], threshold_cores: float, max_wait_s: float
 ) -> tuple[float, float]:
     """Wait (bounded) until the rest of the machine uses < ``threshold_cores``.
-
     Returns (the last measure, seconds waited)."""
     t0 = time.monotonic()
     busy = other_busy_cores(exclude)

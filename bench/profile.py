@@ -1,8 +1,7 @@
 """Where the time goes: py-spy on the serving processes under load, summarised.
 
-py-spy is optional (``PY_SPY=/path/to/py-spy`` or on PATH; ``make bench`` installs it
-in .tools). It samples only while profiling, in an extra load run that is not part of
-the timed table (sampling costs the server CPU).
+py-spy is optional (``PY_SPY`` or PATH; ``make bench`` installs it in .tools). It samples
+in an extra load run outside the timed table, as sampling costs the server CPU.
 """
 
 from __future__ import annotations
@@ -11,41 +10,35 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-# A sample belongs to every category one of its frames matches (inclusive time).
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "model (lightgbm predict)": ("lightgbm/",),
-    "pandas": ("pandas/",),
-    "scikit-learn": ("sklearn/",),
-    "project features (pipelines/features/)": ("pipelines/features/",),
-    "project serving code (pipelines/serving/)": ("pipelines/serving/",),
-    "pole estimate (pipelines estimate_pole)": ("estimate_pole (",),
-    "pydantic validation/serialisation": ("pydantic/", "pydantic_core"),
-    # py-spy shortens namespace-package paths (opentelemetry/trace/__init__.py -> trace/...)
-    "OpenTelemetry tracing": (
-        "opentelemetry",
-        "OpenTelemetry",
-        "Tracer.",
-        "Span.",
-        "(trace/",
-        "_semconv",
-        "(asgi/__init__.py",
-        "(context/",
-    ),
-    "Prometheus metrics": ("prometheus_client/",),
-    "logging (access log)": ("logging/__init__.py", "access.py", "/logging/"),
-    "inter-service client (aiohttp/httpx)": ("aiohttp/", "httpx/", "httpcore/"),
-    "pickle (de)serialisation": ("pickle", "_pickle", "serde.py"),
-    "BentoML API layer (_bentoml_impl/_bentoml_sdk)": ("_bentoml_impl/", "_bentoml_sdk/"),
-    "BentoML batching dispatcher": ("dispatcher.py",),
-    "HTTP server (uvicorn/h11/httptools)": ("uvicorn/", "h11/", "httptools"),
-    "ASGI framework (starlette/fastapi)": ("starlette/", "fastapi/"),
-    "asyncio event loop": ("asyncio/",),
-    "json": ("json/",),
+CATEGORIES: dict[str, str] = {
+    "model (lightgbm predict)": "lightgbm/",
+    "pandas": "pandas/",
+    "scikit-learn": "sklearn/",
+    "project features (pipelines/features/)": "pipelines/features/",
+    "project serving code (pipelines/serving/)": "pipelines/serving/",
+    "pole estimate (pipelines estimate_pole)": "estimate_pole",
+    "pydantic validation/serialisation": "pydantic/ pydantic_core",
+    "OpenTelemetry tracing": "opentelemetry OpenTelemetry Tracer. Span. (trace/ _semconv "
+    "(asgi/__init__.py (context/",
+    "Prometheus metrics": "prometheus_client/",
+    "logging (access log)": "logging/__init__.py access.py /logging/",
+    "inter-service client (aiohttp/httpx)": "aiohttp/ httpx/ httpcore/",
+    "pickle (de)serialisation": "pickle _pickle serde.py",
+    "BentoML API layer (_bentoml_impl/_bentoml_sdk)": "_bentoml_impl/ _bentoml_sdk/",
+    "BentoML batching dispatcher": "dispatcher.py",
+    "HTTP server (uvicorn/h11/httptools)": "uvicorn/ h11/ httptools",
+    "ASGI framework (starlette/fastapi)": "starlette/ fastapi/",
+    "asyncio event loop": "asyncio/",
+    "json": "json/",
 }
+"""Space-separated needles per category. A sample counts in every category one of its
+frames matches (inclusive time). py-spy shortens namespace-package paths:
+opentelemetry/trace/__init__.py shows as trace/__init__.py."""
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
@@ -57,47 +50,19 @@ def py_spy_path() -> str | None:
     return shutil.which("py-spy")
 
 
-def record_command(py_spy: str, pid: int, seconds: float, out: Path, rate: int = 100) -> list[str]:
-    return [
-        py_spy,
-        "record",
-        "--pid",
-        str(pid),
-        "--duration",
-        f"{max(1, round(seconds))}",
-        "--rate",
-        str(rate),
-        "--format",
-        "raw",
-        "--output",
-        str(out),
-        "--nonblocking",
-    ]
-
-
-def dump_command(py_spy: str, pid: int) -> list[str]:
-    return [py_spy, "dump", "--pid", str(pid), "--nonblocking"]
-
-
 def parse_collapsed(text: str) -> list[tuple[list[str], int]]:
     """py-spy ``--format raw`` (collapsed stacks): ``frame;frame;... count`` per line."""
     stacks = []
     for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        stacks.append((stack.split(";"), int(count)))
+        stack, _, count = line.strip().rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
     return stacks
 
 
 def _short(frame: str) -> str:
     m = _FRAME.match(frame)
-    if not m:
-        return frame
-    return f"{m.group('func')} ({m.group('file')})"
+    return f"{m.group('func')} ({m.group('file')})" if m else frame
 
 
 def summarise(text: str, seconds: float, rate: int, top: int = 12) -> dict[str, Any]:
@@ -109,7 +74,7 @@ def summarise(text: str, seconds: float, rate: int, top: int = 12) -> dict[str, 
     for frames, n in stacks:
         joined = ";".join(frames)
         for cat, needles in CATEGORIES.items():
-            if any(needle in joined for needle in needles):
+            if any(needle in joined for needle in needles.split()):
                 cats[cat] += n
         if frames:
             leaves[_short(frames[-1])] += n
@@ -124,12 +89,42 @@ def summarise(text: str, seconds: float, rate: int, top: int = 12) -> dict[str, 
     }
 
 
-def run_record(
-    py_spy: str, pid: int, seconds: float, out: Path, rate: int = 100
-) -> subprocess.Popen[bytes]:
-    """Start ``py-spy record`` in the background (caller waits)."""
-    return subprocess.Popen(
-        record_command(py_spy, pid, seconds, out, rate),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+def record(py_spy: str, pid: int, seconds: float, out: Path, rate: int) -> subprocess.Popen[bytes]:
+    """Start ``py-spy record`` (collapsed stacks) in the background; the caller waits."""
+    cmd = [py_spy, "record", "--pid", str(pid), "--duration", f"{max(1, round(seconds))}"]
+    cmd += ["--rate", str(rate), "--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def profile_server(srv: Any, script: Path, seconds: float, out_dir: Path) -> dict[str, Any]:
+    """py-spy on every process of ``srv`` while wrk loads /predict_full at c=64."""
+    from bench import load, proctree
+
+    spy, rate = py_spy_path(), 100
+    if spy is None:
+        return {"skipped": "py-spy not found (PY_SPY or PATH)"}
+    names = proctree.process_names(srv.pid)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = load.command(f"{srv.url}/predict_full", script, 64, seconds + 4)
+    loader = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(2)
+    raws = {pid: out_dir / f"profile-{srv.spec.name}-{pid}.raw" for pid in names}
+    spies = {pid: record(spy, pid, seconds, raw, rate) for pid, raw in raws.items()}
+    processes: list[dict[str, Any]] = []
+    for pid, sp in spies.items():
+        _, err = sp.communicate(timeout=seconds + 60)
+        text = raws[pid].read_text() if raws[pid].exists() else ""
+        summary = summarise(text, seconds, rate)
+        error = None if text else err.decode(errors="replace")[-500:]
+        processes.append({"pid": pid, "name": names[pid], "summary": summary, "error": error})
+    res = load.parse(loader.communicate(timeout=seconds + 60)[0])
+    processes.sort(key=lambda r: -(r["summary"].get("samples") or 0))
+    return {
+        "server": srv.spec.name,
+        "endpoint": "/predict_full",
+        "concurrency": 64,
+        "seconds": seconds,
+        "rate": rate,
+        "load": {"ok_rps": res["ok_rps"], "p99_ms": load.pct_ms(res, 99), "failed": res["failed"]},
+        "processes": processes,
+    }

@@ -1,10 +1,9 @@
-"""Run the serving benchmark of issue 6 and write bench/results/*.json and BENCHMARKS.md.
+"""Run the serving benchmark; write bench/results/*.json and BENCHMARKS.md.
 
-Three servers on the same stored models (the Bento, the original architecture, the
-plain limit), identical answers checked first, then hey on loopback scenario by
-scenario, alternating the servers. ``--quick`` proves the harness in well under a
-minute (tiny durations and concurrency; numbers meaningless; written under
-bench/results/tmp/ so the committed results stay untouched).
+Three servers on the same stored models (the Bento, the original architecture, the plain
+limit): identical answers checked first, then wrk on loopback scenario by scenario,
+alternating the servers. ``--quick`` proves the harness in about a minute (numbers
+meaningless; written under bench/results/tmp/).
 
     .venv/bin/python -m bench.run            # make bench
     .venv/bin/python -m bench.run --quick    # make bench-quick
@@ -23,29 +22,22 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 DEFAULT_STORE = BENCH / ".bentoml_home"
+LOG_DIR = BENCH / "results" / "tmp" / "logs"
 
 FULL_BODY: dict[str, Any] = {"event": {"season": 2025, "round": 8}}
 """Monaco 2025: the event's 20-driver entry list from the data."""
-QUALI_BODY: dict[str, Any] = {
-    "event": {"season": 2025, "round": 8},
-    "drivers": [{"driver_id": "max-verstappen"}],
-}
-ENDPOINT_BODY = {"/predict_full": "full_20_drivers", "/predict_quali": "quali_1_driver"}
-JITTER = "jitter"
-"""The body kind of scenarios whose every request carries the 20 drivers' own practice
-laps, jittered per request by wrk (bench/wrk.py): no cache can answer them."""
-NEXT = "next"
-"""Jittered like ``JITTER``, for an event the data does not have (``NEXT_EVENT``): what
-users send for the next season's races before F1DB has them."""
-NEXT_EVENT: dict[str, Any] = {"season": 2026, "circuit_id": "monaco", "date": "2026-06-07"}
-WRK_BODIES = (JITTER, NEXT)
-"""Body kinds sent by wrk (a new body every request); the others by hey (one body)."""
+QUALI_BODY = {"event": {"season": 2025, "round": 8}, "drivers": [{"driver_id": "max-verstappen"}]}
+NEXT_EVENT = {"season": 2026, "circuit_id": "monaco", "date": "2026-06-07"}
+"""An event the data does not have: what users send for next season's races."""
+PACKAGES: tuple[str, ...] = ("bentoml", "lightgbm", "numpy", "pandas", "scikit-learn", "fastapi")
+PACKAGES += ("starlette", "uvicorn", "pydantic")
 
 
 @dataclass(frozen=True)
@@ -53,55 +45,54 @@ class Scenario:
     name: str
     endpoint: str
     concurrency: int
-    duration_s: float
-    load: bool
-    """A load scenario: memory sampled, batch metrics read."""
     body: str = "fixed"
-    """"fixed": one body, sent by hey; "jitter": a new body every request, sent by wrk."""
+    """"fixed": one body; "jitter": the 20 drivers' own laps jittered per request (no cache
+    can answer); "next": the same for ``NEXT_EVENT``."""
+    duration_s: float = 0.0
+
+    @property
+    def load(self) -> bool:
+        """A load scenario: longer, memory sampled."""
+        return self.concurrency > 1
+
+    @property
+    def script(self) -> str:
+        return self.endpoint if self.body == "fixed" else self.body
 
 
 SCENARIOS = {
     s.name: s
     for s in (
-        Scenario("full_c1_fresh", "/predict_full", 1, 5, False),
-        Scenario("quali_c1_fresh", "/predict_quali", 1, 5, False),
-        Scenario("full_c16", "/predict_full", 16, 15, True),
-        Scenario("full_c64", "/predict_full", 64, 15, True),
-        Scenario("full_c1_after_burst", "/predict_full", 1, 5, False),
-        Scenario("quali_c64", "/predict_quali", 64, 15, True),
-        Scenario("quali_c1_after_burst", "/predict_quali", 1, 5, False),
-        Scenario("jitter_c1_fresh", "/predict_full", 1, 5, False, JITTER),
-        Scenario("jitter_c64", "/predict_full", 64, 15, True, JITTER),
-        Scenario("jitter_c1_after_burst", "/predict_full", 1, 5, False, JITTER),
-        Scenario("next_c1_fresh", "/predict_full", 1, 5, False, NEXT),
-        Scenario("next_c64", "/predict_full", 64, 15, True, NEXT),
+        Scenario("full_c1_fresh", "/predict_full", 1),
+        Scenario("quali_c1_fresh", "/predict_quali", 1),
+        Scenario("full_c16", "/predict_full", 16),
+        Scenario("full_c64", "/predict_full", 64),
+        Scenario("full_c1_after_burst", "/predict_full", 1),
+        Scenario("quali_c64", "/predict_quali", 64),
+        Scenario("quali_c1_after_burst", "/predict_quali", 1),
+        Scenario("jitter_c1_fresh", "/predict_full", 1, "jitter"),
+        Scenario("jitter_c64", "/predict_full", 64, "jitter"),
+        Scenario("jitter_c1_after_burst", "/predict_full", 1, "jitter"),
+        Scenario("next_c1_fresh", "/predict_full", 1, "next"),
+        Scenario("next_c64", "/predict_full", 64, "next"),
     )
 }
-GROUPS: list[list[str]] = [
-    ["full_c1_fresh"],
-    ["quali_c1_fresh"],
-    ["full_c16"],
-    ["full_c64", "full_c1_after_burst"],
-    ["quali_c64", "quali_c1_after_burst"],
-    ["jitter_c1_fresh"],
-    ["jitter_c64", "jitter_c1_after_burst"],
-    ["next_c1_fresh"],
-    ["next_c64"],
-]
-"""Each group runs on one server, then on the next: a burst and its after-burst check
-stay together, and the servers alternate between groups."""
 
+
+def _groups() -> list[list[str]]:
+    """Each group runs on one server, then on the next: a burst and its after-burst check
+    stay together, and the servers alternate between groups."""
+    groups: list[list[str]] = []
+    for name in SCENARIOS:
+        if name.endswith("_after_burst"):
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    return groups
+
+
+GROUPS = _groups()
 QUICK_CONCURRENCY = {1: 1, 16: 2, 64: 4}
-
-
-def quick_scenarios(duration_s: float) -> dict[str, Scenario]:
-    return {
-        k: replace(s, concurrency=QUICK_CONCURRENCY[s.concurrency], duration_s=duration_s)
-        for k, s in SCENARIOS.items()
-    }
-
-
-# ------------------------------------------------------------------------ setup
 
 
 def log(msg: str) -> None:
@@ -111,75 +102,45 @@ def log(msg: str) -> None:
 def git_info() -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(
-                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20
-            ).stdout
+            cmd = ["git", *args]
+            return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=20).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    status = git(
-        "status",
-        "--porcelain",
-        "--untracked-files=all",
-        "--",
-        "service.py",
-        "pipelines",
-        "bench",
-        "bentofile.yaml",
-    )
-    dirty = [
-        line[3:]
-        for line in status.splitlines()
-        if len(line) > 3 and not line[3:].startswith("bench/results")
-    ]
+    paths = ["service.py", "pipelines", "bench", "bentofile.yaml"]
+    changed = git("status", "--porcelain", "--untracked-files=all", "--", *paths).splitlines()
+    dirty = [ln[3:] for ln in changed if ln[3:] and not ln[3:].startswith("bench/results")]
     return {"commit": git("rev-parse", "--short", "HEAD").strip() or "unknown", "dirty": dirty}
 
 
 def versions() -> dict[str, str]:
-    from importlib import metadata
-
-    from bench.hey import hey_version
+    from bench.load import wrk_version
 
     out = {}
-    for pkg in (
-        "bentoml",
-        "lightgbm",
-        "numpy",
-        "pandas",
-        "scikit-learn",
-        "fastapi",
-        "starlette",
-        "uvicorn",
-        "pydantic",
-    ):
+    for pkg in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
-    out["hey"] = hey_version()
-    return out
+    return out | {"wrk": wrk_version()}
 
 
 def ensure_models(store: Path, train: bool) -> None:
     from pipelines.models.store import has_models
 
-    if not train or has_models():
-        return
-    log(f"models: f1 train --if-missing --no-report (BENTOML_HOME={store})")
-    f1 = Path(sys.executable).parent / "f1"
-    cmd = [str(f1), "train", "--if-missing", "--no-report"]
-    subprocess.run(cmd, cwd=ROOT, env=os.environ.copy(), check=True)
+    if train and not has_models():
+        log(f"models: f1 train --if-missing --no-report (BENTOML_HOME={store})")
+        f1 = Path(sys.executable).parent / "f1"
+        subprocess.run([str(f1), "train", "--if-missing", "--no-report"], cwd=ROOT, check=True)
 
 
-def resolve_tags(given: dict[str, str | None]) -> dict[str, str]:
-    from pipelines.models import store
+def server_env(store: Path, pins: dict[str, str | None]) -> dict[str, str]:
+    """What every server gets: the store, the resolved model tags, one thread for OpenMP."""
+    from pipelines.models import store as models
 
-    out = {}
-    for key, name in (
-        ("features", "f1_features"),
-        ("stage1", "f1_stage1"),
-        ("stage2", "f1_stage2"),
-    ):
-        out[key] = str(store.get_model(given.get(key) or f"{name}:latest").tag)
-    return out
+    env = {"BENTOML_HOME": str(store)}
+    for key in ("features", "stage1", "stage2"):
+        tag = pins.get(key) or f"f1_{key}:latest"
+        env[f"F1_{key.upper()}_MODEL"] = str(models.get_model(tag).tag)
+    return env | {k: os.environ[k] for k in ("OMP_NUM_THREADS", "BENTOML_DO_NOT_TRACK")}
 
 
 # -------------------------------------------------------------------- measuring
@@ -187,118 +148,79 @@ def resolve_tags(given: dict[str, str | None]) -> dict[str, str]:
 
 def check_identity(servers: dict[str, Any], requests: dict[str, tuple[str, Any]]) -> dict[str, Any]:
     """Every server answers every request like the first one (minus inference_ms)."""
-    from bench.servers import comparable, first_difference
+    from bench.servers import answer_difference
 
-    ref_name = next(iter(servers))
+    ref_name, *others = servers
     checks = []
     for req_name, (path, body) in requests.items():
-        answers = {}
-        for name, srv in servers.items():
-            r = srv.post(path, body)
-            answers[name] = (r.status_code, comparable(r.json()), r.headers.get("x-f1-warnings"))
-        ref = answers[ref_name]
-        for name, ans in answers.items():
-            if name == ref_name:
-                continue
-            diff = None
-            if ans[0] != ref[0]:
-                diff = f"status {ans[0]} != {ref[0]}"
-            elif ans[2] != ref[2]:
-                diff = f"X-F1-Warnings {ans[2]!r} != {ref[2]!r}"
-            else:
-                diff = first_difference(ans[1], ref[1])
+        ref = servers[ref_name].post(path, body)
+        for name in others:
+            r = servers[name].post(path, body)
+            diff = answer_difference(r, ref)
+            check = {"request": req_name, "server": name, "reference": ref_name}
             checks.append(
-                {
-                    "request": req_name,
-                    "server": name,
-                    "reference": ref_name,
-                    "status": ans[0],
-                    "identical": diff is None,
-                    "difference": diff,
-                }
+                check | {"status": r.status_code, "identical": not diff, "difference": diff}
             )
-    ok = all(c["identical"] for c in checks)
-    n_req = len(requests)
-    summary = (
-        f"yes: {n_req} requests, every server's JSON equal to the {ref_name}'s "
-        "except metadata.inference_ms"
-        if ok
-        else "NO: "
-        + "; ".join(
-            f"{c['server']} {c['request']}: {c['difference']}" for c in checks if not c["identical"]
-        )
-    )
-    return {"reference": ref_name, "checks": checks, "identical": ok, "summary": summary}
+    bad = [f"{c['server']} {c['request']}: {c['difference']}" for c in checks if c["difference"]]
+    ok = f"yes: {len(requests)} requests, every server's JSON equal to the {ref_name}'s"
+    summary = "NO: " + "; ".join(bad) if bad else ok + " except metadata.inference_ms"
+    return {"reference": ref_name, "checks": checks, "identical": not bad, "summary": summary}
 
 
-def warm_up(srv: Any, requests: dict[str, tuple[str, Any]], n: int) -> None:
-    import httpx
-
-    with httpx.Client(timeout=30) as client:
-        for path, body in requests.values():
-            for _ in range(n):
-                client.post(f"{srv.url}{path}", json=body).raise_for_status()
-
-
-def run_scenario(
-    sc: Scenario, srv: Any, body_file: Path, others: list[Any], metrics: bool
-) -> dict[str, Any]:
-    from bench import hey, proctree, wrk
+def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dict[str, Any]:
+    """One wrk run on one server: its answers, its CPU, the rest of the machine's CPU and
+    (Bento) the batch sizes."""
+    from bench import load, proctree
     from bench.servers import batch_delta, batch_histograms
 
-    url = f"{srv.url}{sc.endpoint}"
-    if sc.body in WRK_BODIES:
-        cmd = wrk.wrk_command(url, body_file, sc.concurrency, sc.duration_s)
-    else:
-        cmd = hey.hey_command(url, body_file, sc.concurrency, sc.duration_s)
-    before = batch_histograms(srv.get_text("/metrics")) if metrics else None
-    own0 = proctree.cpu_by_pid(srv.pid)
-    others0 = proctree.cpu_by_pid(os.getpid(), *(o.pid for o in others))
+    cmd = load.command(f"{srv.url}{sc.endpoint}", script, sc.concurrency, sc.duration_s)
+    bento = srv.spec.name == "bento"
+    before = batch_histograms(srv.get_text("/metrics")) if bento else {}
+    harness = [os.getpid(), *(o.pid for o in others)]
+    own0, ours0 = proctree.cpu_by_pid(srv.pid), proctree.cpu_by_pid(*harness)
     busy0 = proctree.machine_busy_seconds()
-    sampler = proctree.RssSampler(srv.pid) if sc.load else contextlib.nullcontext()
-    with sampler:
-        load = wrk.run_wrk if sc.body in WRK_BODIES else hey.run_hey
-        run = load(cmd, max_wall_s=sc.duration_s + 60)
+    with proctree.rss_peak(srv.pid) if sc.load else contextlib.nullcontext([0]) as peak:
+        run = load.run(cmd, max_wall_s=sc.duration_s + 60)
     busy = proctree.machine_busy_seconds() - busy0
     own1 = proctree.cpu_by_pid(srv.pid)
-    cpu = proctree.cpu_delta(own0, own1)
+    cpu, ours = (
+        proctree.cpu_delta(own0, own1),
+        proctree.cpu_delta(ours0, proctree.cpu_by_pid(*harness)),
+    )
     by_process = proctree.cpu_delta_by_name(own0, own1, proctree.process_names(srv.pid))
-    ours = proctree.cpu_delta(others0, proctree.cpu_by_pid(os.getpid(), *(o.pid for o in others)))
-    after = batch_histograms(srv.get_text("/metrics")) if metrics else None
-    res = run.result
-    other = max(0.0, busy - cpu - run.cpu_s - ours)
+    res, wall, n = run.result, run.wall_s, run.result["responses"]
     out: dict[str, Any] = {
         "scenario": sc.name,
         "server": srv.spec.name,
         "endpoint": sc.endpoint,
         "concurrency": sc.concurrency,
         "duration_s": sc.duration_s,
-        "ok_rps": res.ok_rps,
-        "p50_ms": res.pct_ms(50),
-        "p99_ms": res.pct_ms(99),
-        "hey": res.to_dict(),
-        "hey_cpu": run.cpu_to_dict(),
-        "hey_command": shlex.join(cmd),
-        "hey_output": run.raw,
+        "ok_rps": res["ok_rps"],
+        "p50_ms": load.pct_ms(res, 50),
+        "p99_ms": load.pct_ms(res, 99),
+        "load": res,
+        "load_cpu": run.cpu(),
+        "load_command": shlex.join(cmd),
+        "load_output": run.output,
         "server_cpu_s": cpu,
-        "server_cpu_ms_per_request": 1000.0 * cpu / res.responses if res.responses else None,
-        "server_cpu_cores": cpu / run.wall_s if run.wall_s else None,
+        "server_cpu_ms_per_request": 1000.0 * cpu / n if n else None,
+        "server_cpu_cores": cpu / wall if wall else None,
         "server_cpu_ms_per_request_by_process": {
-            k: 1000.0 * v / res.responses for k, v in by_process.items() if res.responses
+            k: 1000.0 * v / n for k, v in by_process.items() if n
         },
         "machine_busy_s": busy,
         "idle_servers_and_harness_cpu_s": ours,
-        "other_cpu_cores": other / run.wall_s if run.wall_s else None,
+        "other_cpu_cores": max(0.0, busy - cpu - run.cpu_s - ours) / wall if wall else None,
     }
-    if sc.load and isinstance(sampler, proctree.RssSampler):
-        out["rss_peak_mib"] = sampler.peak / 2**20
-    if before is not None and after is not None:
-        out["batch"] = batch_delta(before, after)
+    if sc.load:
+        out["rss_peak_mib"] = peak[0] / 2**20
+    if bento:
+        out["batch"] = batch_delta(before, batch_histograms(srv.get_text("/metrics")))
+    p50, p99 = (f"{v:6.1f}" if v is not None else "   n/a" for v in (out["p50_ms"], out["p99_ms"]))
     log(
-        f"  {sc.name:<22} {srv.spec.name:<9} c={sc.concurrency:<3} "
-        f"{res.ok_rps:8.1f} req/s  p50 {_ms(res.pct_ms(50))}  p99 {_ms(res.pct_ms(99))}  "
-        f"failed {res.failed}  cpu {out['server_cpu_ms_per_request'] or 0:.2f} ms/req  "
-        f"hey {run.cpu_to_dict()['cores_used']:.2f} cores"
+        f"  {sc.name:<22} {srv.spec.name:<9} c={sc.concurrency:<3} {res['ok_rps']:8.1f} req/s  "
+        f"p50 {p50}  p99 {p99}  failed {res['failed']}  "
+        f"cpu {out['server_cpu_ms_per_request'] or 0:.2f} ms/req  wrk {run.cpu()['cores_used']:.2f} cores"
     )
     return out
 
@@ -322,16 +244,12 @@ class Quiet:
 
 
 def run_group(
-    group: list[Scenario],
-    srv: Any,
-    bodies: dict[str, Path],
-    others: list[Any],
-    quiet: Quiet,
-    pids: list[int],
+    group: list[Scenario], srv: Any, scripts: dict[str, Path], others: list[Any], quiet: Quiet
 ) -> list[dict[str, Any]]:
     """The group's scenarios on one server; again (bounded) if the machine was busy."""
     from bench import proctree
 
+    pids = [srv.pid, *(o.pid for o in others)]
     attempts: list[tuple[float, list[dict[str, Any]]]] = []
     for attempt in range(1 + quiet.retries):
         t0 = time.monotonic()
@@ -339,16 +257,7 @@ def run_group(
             busy, waited = proctree.wait_quiet(pids, quiet.threshold, min(60.0, quiet.left()))
             if waited > 3:
                 log(f"  waited {waited:.0f} s for quiet ({busy:.2f} cores busy elsewhere)")
-        recs = [
-            run_scenario(
-                sc,
-                srv,
-                bodies[sc.body if sc.body in WRK_BODIES else sc.endpoint],
-                others,
-                srv.spec.name == "bento",
-            )
-            for sc in group
-        ]
+        recs = [run_scenario(sc, srv, scripts[sc.script], others) for sc in group]
         worst = max((r.get("other_cpu_cores") or 0.0) for r in recs)
         attempts.append((worst, recs))
         if attempt > 0 or worst > quiet.busy:
@@ -359,416 +268,247 @@ def run_group(
         if attempt == quiet.retries or quiet.left() <= 0:
             break
         log(f"  disturbed: the rest of the machine used {worst:.2f} cores; running again")
-    worst, best = min(attempts, key=lambda a: a[0])
+    _, best = min(attempts, key=lambda a: a[0])
     for r in best:
         r["attempts"] = len(attempts)
         r["disturbed"] = (r.get("other_cpu_cores") or 0.0) > quiet.busy
     return best
 
 
-def _ms(v: float | None) -> str:
-    return "   n/a" if v is None else f"{v:6.1f}"
-
-
-def profile_bento(
-    srv: Any, body_file: Path, seconds: float, rate: int, out_dir: Path
-) -> dict[str, Any]:
-    """py-spy on every process of the Bento while hey loads /predict_full at c=64."""
-    from bench import hey, proctree
-    from bench import profile as prof
-
-    spy = prof.py_spy_path()
-    if spy is None:
-        return {"skipped": "py-spy not found (PY_SPY or PATH)"}
-    procs = proctree.tree(srv.pid)
-    names = {}
-    for p in procs:
-        cmd = " ".join(p.cmdline())
-        if "--service-name" in cmd:
-            names[p.pid] = cmd.split("--service-name", 1)[1].split()[0]
-        else:
-            names[p.pid] = "arbiter (bentoml serve)" if p.pid == srv.pid else p.name()
-    load_cmd = hey.hey_command(f"{srv.url}/predict_full", body_file, 64, seconds + 4)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    loader = subprocess.Popen(load_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(2)
-    spies = {}
-    for p in procs:
-        raw = out_dir / f"profile-{srv.spec.name}-{p.pid}.raw"
-        spies[p.pid] = (raw, prof.run_record(spy, p.pid, seconds, raw, rate))
-    results = []
-    for pid, (raw, sp) in spies.items():
-        _, err = sp.communicate(timeout=seconds + 60)
-        text = raw.read_text() if raw.exists() else ""
-        results.append(
-            {
-                "pid": pid,
-                "name": names.get(pid, "?"),
-                "summary": prof.summarise(text, seconds, rate),
-                "error": None if text else err.decode(errors="replace")[-500:],
-            }
-        )
-    out, _ = loader.communicate(timeout=seconds + 60)
-    load = hey.parse_summary(out.decode(errors="replace"))
-    results.sort(key=lambda r: -(r["summary"].get("samples") or 0))
-    return {
-        "server": srv.spec.name,
-        "endpoint": "/predict_full",
-        "concurrency": 64,
-        "seconds": seconds,
-        "rate": rate,
-        "load": {"ok_rps": load.ok_rps, "p99_ms": load.pct_ms(99), "failed": load.failed},
-        "processes": results,
-    }
-
-
 # ------------------------------------------------------------------------- main
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, with the defaults that depend on ``--quick`` filled in."""
     ap = argparse.ArgumentParser(
         prog="python -m bench.run",
-        description="Benchmark the Bento beside the original architecture and the plain limit "
-        "(issue 6); writes bench/results/<timestamp>.json, bench/results/latest.json and "
-        "BENCHMARKS.md.",
+        description="Benchmark the Bento beside the original architecture and the plain limit; "
+        "writes bench/results/<timestamp>.json, bench/results/latest.json and BENCHMARKS.md.",
     )
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="harness check: ~1 s per scenario, concurrency <= 4, results under "
-        "bench/results/tmp/ (numbers meaningless)",
-    )
-    ap.add_argument(
-        "--servers",
-        default="bento,original,plain",
-        help="comma-separated subset of bento,original,plain (default: all)",
-    )
-    ap.add_argument(
-        "--scenarios",
-        default=None,
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
-    )
-    ap.add_argument("--c1-seconds", type=float, default=5.0, help="one-at-a-time runs (default 5)")
-    ap.add_argument("--load-seconds", type=float, default=15.0, help="c=16/64 runs (default 15)")
-    ap.add_argument(
-        "--store",
-        type=Path,
-        default=None,
-        help=f"BENTOML_HOME to serve from (default: $BENTOML_HOME if --no-train, "
-        f"else {DEFAULT_STORE.relative_to(ROOT)})",
-    )
-    ap.add_argument(
-        "--no-train", action="store_true", help="do not run `f1 train --if-missing` in the store"
-    )
+    add = ap.add_argument
+    add("--quick", action="store_true", help="harness check: 1 s runs, c <= 4, numbers meaningless")
+    add("--servers", default="bento,original,plain", help="a comma-separated subset")
+    add("--scenarios", default=",".join(SCENARIOS), help="a comma-separated subset")
+    add("--c1-seconds", type=float, default=5.0, help="one-at-a-time runs (default 5)")
+    add("--load-seconds", type=float, default=15.0, help="c=16/64 runs (default 15)")
+    add("--store", type=Path, default=None, help="BENTOML_HOME (default bench/.bentoml_home)")
+    add("--no-train", action="store_true", help="no `f1 train --if-missing` in the store")
     for key in ("features", "stage1", "stage2"):
-        ap.add_argument(f"--{key}-tag", default=None, help=f"pin the {key} model (default: latest)")
-    ap.add_argument(
-        "--out-dir",
-        type=Path,
-        default=None,
-        help="results folder (default bench/results, quick: bench/results/tmp)",
-    )
-    ap.add_argument(
-        "--markdown",
-        type=Path,
-        default=None,
-        help="report path (default BENCHMARKS.md, quick: <out-dir>/BENCHMARKS.md)",
-    )
-    ap.add_argument(
-        "--profile",
-        choices=("auto", "yes", "no"),
-        default="auto",
-        help="py-spy the Bento under c=64 after the timed runs (auto: when py-spy "
-        "is found and not --quick)",
-    )
-    ap.add_argument("--profile-seconds", type=float, default=10.0)
-    ap.add_argument(
-        "--floor-iterations",
-        type=int,
-        default=None,
-        help="model-floor iterations (default 3000, quick 200)",
-    )
-    ap.add_argument(
-        "--quiet-cores",
-        type=float,
-        default=None,
-        metavar="CORES",
-        help="before each server's run, wait (bounded) until the rest of the machine uses "
-        "< CORES (default 0.25; quick: 0 = never wait)",
-    )
-    ap.add_argument(
-        "--busy-cores",
-        type=float,
-        default=0.35,
-        metavar="CORES",
-        help="a run during which the rest of the machine used more is disturbed: retried "
-        "(default 0.35)",
-    )
-    ap.add_argument(
-        "--retries", type=int, default=None, help="retries of a disturbed run (default 2, quick 0)"
-    )
-    ap.add_argument(
-        "--quiet-budget",
-        type=float,
-        default=180.0,
-        metavar="SECONDS",
-        help="total time spent waiting for quiet and retrying (default 180)",
-    )
-    ap.add_argument(
-        "--allow-mismatch",
-        action="store_true",
-        help="time the servers even if their answers differ",
-    )
-    ap.add_argument("--label", default=None, help="how the run was started (e.g. 'make bench')")
-    return ap.parse_args(argv)
+        add(f"--{key}-tag", default=None, help=f"pin the {key} model (default: latest)")
+    add("--out-dir", type=Path, default=None, help="default bench/results (quick: .../tmp)")
+    add("--markdown", type=Path, default=None, help="default BENCHMARKS.md (quick: in out-dir)")
+    add("--profile", choices=("auto", "yes", "no"), default="auto", help="py-spy the Bento at c=64")
+    add("--profile-seconds", type=float, default=10.0)
+    add("--floor-iterations", type=int, default=None, help="default 3000, quick 200")
+    add("--quiet-cores", type=float, default=None, help="wait until the rest uses fewer (0.25)")
+    add("--busy-cores", type=float, default=0.35, help="a run beside more is disturbed: retried")
+    add("--retries", type=int, default=None, help="retries of a disturbed run (default 2)")
+    add("--quiet-budget", type=float, default=180.0, help="seconds for waits and retries")
+    add("--allow-mismatch", action="store_true", help="time the servers even if answers differ")
+    add("--label", default=None, help="how the run was started (e.g. 'make bench')")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    args.out_dir = args.out_dir or BENCH / "results" / ("tmp" if quick else "")
+    args.markdown = args.markdown or (args.out_dir if quick else ROOT) / "BENCHMARKS.md"
+    args.floor_iterations = args.floor_iterations or (200 if quick else 3000)
+    args.quiet_cores = args.quiet_cores if args.quiet_cores is not None else 0 if quick else 0.25
+    args.retries = args.retries if args.retries is not None else 0 if quick else 2
+    args.profile = args.profile == "yes" or (args.profile == "auto" and not quick)
+    if args.store is None and args.no_train and os.environ.get("BENTOML_HOME"):
+        args.store = Path(os.environ["BENTOML_HOME"])
+    args.store = (args.store or DEFAULT_STORE).resolve()
+    return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    t_start = time.monotonic()
-    started = datetime.now(UTC)
-    server_names = [s.strip() for s in args.servers.split(",") if s.strip()]
-    from bench.servers import SERVERS
+class Bench:
+    """One run: its options, its plan, the running servers and the results."""
 
-    unknown = [s for s in server_names if s not in SERVERS]
-    if unknown or not server_names:
-        raise SystemExit(f"unknown servers: {unknown} (choose from {', '.join(SERVERS)})")
-    if args.quick:
-        scenarios = quick_scenarios(1.0)
-    else:
-        scenarios = {
-            k: replace(s, duration_s=args.load_seconds if s.load else args.c1_seconds)
-            for k, s in SCENARIOS.items()
-        }
-    if args.scenarios:
+    def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
+        from bench.servers import SERVERS
+
+        self.args, self.started = args, datetime.now(UTC)
+        self.names = [s.strip() for s in args.servers.split(",") if s.strip()]
+        if not self.names or any(s not in SERVERS for s in self.names):
+            raise SystemExit(f"unknown servers: {self.names} (choose from {', '.join(SERVERS)})")
         keep = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-        bad = [s for s in keep if s not in scenarios]
-        if bad:
+        if bad := [s for s in keep if s not in SCENARIOS]:
             raise SystemExit(f"unknown scenarios: {bad}")
-        scenarios = {k: v for k, v in scenarios.items() if k in keep}
-    groups = [[n for n in g if n in scenarios] for g in GROUPS]
-    groups = [g for g in groups if g]
+        self.scenarios = {k: self.sized(s) for k, s in SCENARIOS.items() if k in keep}
+        self.quiet = Quiet(args.quiet_cores, args.busy_cores, args.retries, args.quiet_budget)
+        self.running: dict[str, Any] = {}
+        command = shlex.join([os.path.relpath(sys.executable, ROOT), "-m", "bench.run", *argv])
+        self.results: dict[str, Any] = {
+            "schema": 2,
+            "started_at": self.started.isoformat(timespec="seconds"),
+            "quick": args.quick,
+            "label": args.label,
+            "command": command,
+            "scenario_order": [n for g in GROUPS for n in g if n in self.scenarios],
+            "servers": {},
+            "scenarios": [],
+        }
 
-    out_dir = args.out_dir or (BENCH / "results" / "tmp" if args.quick else BENCH / "results")
-    markdown = args.markdown or (
-        out_dir / "BENCHMARKS.md" if args.quick else ROOT / "BENCHMARKS.md"
-    )
-    log_dir = BENCH / "results" / "tmp" / "logs"
+    def sized(self, s: Scenario) -> Scenario:
+        if self.args.quick:
+            return replace(s, concurrency=QUICK_CONCURRENCY[s.concurrency], duration_s=1.0)
+        return replace(s, duration_s=self.args.load_seconds if s.load else self.args.c1_seconds)
 
-    # The store must be chosen before anything imports bentoml.
-    if args.store is not None:
-        store = args.store.resolve()
-    elif args.no_train and os.environ.get("BENTOML_HOME"):
-        store = Path(os.environ["BENTOML_HOME"]).resolve()
-    else:
-        store = DEFAULT_STORE
-    os.environ["BENTOML_HOME"] = str(store)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    def prepare(self) -> None:
+        """The store, the models, the servers' environment, the floors, wrk's scripts and
+        the identity check's requests."""
+        args, store = self.args, self.args.store
+        os.environ["BENTOML_HOME"] = str(store)  # before anything imports bentoml
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+        from bench import floor, load, proctree
 
-    from bench import proctree
-    from bench.hey import hey_path
+        load.wrk_path()  # fail early when wrk is missing
+        if self.quiet.threshold > 0:
+            busy, waited = proctree.wait_quiet([], self.quiet.threshold, 90)
+            log(f"rest of the machine: {busy:.2f} cores busy (waited {waited:.0f} s)")
+        machine = proctree.machine_info()
+        log(f"machine: {machine}")
+        ensure_models(store, train=not args.no_train)
+        pins = {"features": args.features_tag, "stage1": args.stage1_tag, "stage2": args.stage2_tag}
+        env = server_env(store, pins)
+        tags = {k: env[f"F1_{k.upper()}_MODEL"] for k in ("features", "stage1", "stage2")}
+        log(f"models: {tags} from {store}")
+        os.environ.update(env)
+        from pipelines.serving.schemas import EXAMPLES
+        from pipelines.settings import get_settings
 
-    hey_path()  # fail early when hey is missing
-    quiet = Quiet(
-        threshold=args.quiet_cores if args.quiet_cores is not None else (0 if args.quick else 0.25),
-        busy=args.busy_cores,
-        retries=args.retries if args.retries is not None else (0 if args.quick else 2),
-        budget_s=args.quiet_budget,
-    )
-    if quiet.threshold > 0:
-        busy, waited = proctree.wait_quiet([], quiet.threshold, 90)
-        log(f"rest of the machine: {busy:.2f} cores busy (waited {waited:.0f} s)")
-    machine = proctree.machine_info()
-    log(f"machine: {machine}")
-    ensure_models(store, train=not args.no_train)
-    tags = resolve_tags(
-        {"features": args.features_tag, "stage1": args.stage1_tag, "stage2": args.stage2_tag}
-    )
-    log(f"models: {tags} from {store}")
-    server_env = {
-        "BENTOML_HOME": str(store),
-        "F1_FEATURES_MODEL": tags["features"],
-        "F1_STAGE1_MODEL": tags["stage1"],
-        "F1_STAGE2_MODEL": tags["stage2"],
-        "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"],
-        "BENTOML_DO_NOT_TRACK": os.environ["BENTOML_DO_NOT_TRACK"],
-    }
-    os.environ.update(server_env)
-    env = os.environ.copy()
+        get_settings.cache_clear()
+        floor_res, practice = floor.measure_served(FULL_BODY, args.floor_iterations, log)
+        nxt = {"event": NEXT_EVENT, "drivers": practice["drivers"]}
+        tmp = Path(tempfile.mkdtemp(prefix="f1-bench-"))
+        self.scripts = {
+            "/predict_full": load.script(FULL_BODY, tmp / "full.lua"),
+            "/predict_quali": load.script(QUALI_BODY, tmp / "quali.lua"),
+            "jitter": load.script(practice, tmp / "jitter.lua", jitter=True),
+            "next": load.script(nxt, tmp / "next.lua", jitter=True),
+        }
+        examples = {f"example_{k}": v for k, v in EXAMPLES.items() if k != "race_with_grid"}
+        self.requests = {
+            "full_20_drivers": ("/predict_full", FULL_BODY),
+            "quali_1_driver": ("/predict_quali", QUALI_BODY),
+            "next_season_20_drivers": ("/predict_full", nxt),
+            **{name: ("/predict_full", body) for name, body in examples.items()},
+        }
+        self.results |= {
+            "machine": machine,
+            "git": git_info(),
+            "versions": versions(),
+            "models": tags,
+            "server_env": {k: v for k, v in env.items() if not k.startswith("F1_")},
+            "requests": {
+                "full_20_drivers": FULL_BODY,
+                "quali_1_driver": QUALI_BODY,
+                "full_20_drivers_own_laps_jittered": practice,
+                "next_season_20_drivers_own_laps_jittered": nxt,
+            },
+            "floor": floor_res,
+        }
 
-    from pipelines.serving.schemas import EXAMPLES
-    from pipelines.settings import get_settings
+    def start(self) -> None:
+        """Cold starts one at a time (nothing else starting), then all stay up; --quick
+        starts them together (its cold starts are not measurements)."""
+        from bench import proctree
+        from bench.servers import SERVERS, launch
 
-    get_settings.cache_clear()
+        for name in self.names:
+            log(f"starting {name}: {shlex.join(SERVERS[name].argv(0))}")
+            self.running[name] = launch(SERVERS[name], os.environ.copy(), LOG_DIR)
+            if not self.args.quick:
+                self.running[name].wait_ready()
+        for name, srv in self.running.items():
+            cold, n = srv.cold_start_s or srv.wait_ready(), len(proctree.tree(srv.pid))
+            log(f"  {name} ready in {cold:.1f} s ({n} processes)")
+            info = {"description": srv.spec.description, "cold_start_s": cold, "processes": n}
+            self.results["servers"][name] = info | {"cold_start_alone": not self.args.quick}
 
-    # Floors first, on a machine with no server running.
-    from bench import floor
-    from bench.common import load_models
+    def measure(self) -> None:
+        """Identity, memory at rest, the scenario groups and the profile."""
+        import httpx
 
-    loaded = load_models()
-    iters = args.floor_iterations or (200 if args.quick else 3000)
-    log(f"floor: {iters} iterations")
-    practice_body = floor.with_practice(loaded.snapshot, FULL_BODY)
-    floor_res = floor.measure(
-        loaded, json.dumps(FULL_BODY).encode(), iters, practice_body=practice_body
-    )
-    log(
-        f"  model floor {floor_res['model_floor']['mean_us']:.0f} us, whole request in-process "
-        f"{floor_res['in_process_request_plain_path']['mean_us']:.0f} us (memo hits), "
-        f"{floor_res['in_process_request_jittered_laps']['mean_us']:.0f} us (jittered laps)"
-    )
-    del loaded
+        from bench import proctree
+        from bench.profile import profile_server
 
-    from bench.wrk import jitter_script, wrk_path
-
-    tmp = Path(tempfile.mkdtemp(prefix="f1-bench-"))
-    bodies = {"/predict_full": tmp / "full.json", "/predict_quali": tmp / "quali.json"}
-    bodies["/predict_full"].write_text(json.dumps(FULL_BODY))
-    bodies["/predict_quali"].write_text(json.dumps(QUALI_BODY))
-    next_body = {"event": NEXT_EVENT, "drivers": practice_body["drivers"]}
-    if any(s.body in WRK_BODIES for s in scenarios.values()):
-        wrk_path()  # fail early when wrk is missing
-        bodies[JITTER] = jitter_script(practice_body, tmp / "jitter.lua")
-        bodies[NEXT] = jitter_script(next_body, tmp / "next.lua")
-    requests = {
-        "full_20_drivers": ("/predict_full", FULL_BODY),
-        "quali_1_driver": ("/predict_quali", QUALI_BODY),
-        "next_season_20_drivers": ("/predict_full", next_body),
-        **{
-            f"example_{k}": ("/predict_full", v)
-            for k, v in EXAMPLES.items()
-            if k != "race_with_grid"
-        },
-    }
-
-    from bench.servers import launch
-
-    running: dict[str, Any] = {}
-    results: dict[str, Any] = {
-        "schema": 1,
-        "started_at": started.isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "label": args.label,
-        "command": shlex.join(
-            [
-                os.path.relpath(sys.executable, ROOT),
-                "-m",
-                "bench.run",
-                *(argv if argv is not None else sys.argv[1:]),
-            ]
-        ),
-        "machine": machine,
-        "git": git_info(),
-        "versions": versions(),
-        "models": tags,
-        "server_env": {k: v for k, v in server_env.items() if not k.startswith("F1_")},
-        "requests": {
-            "full_20_drivers": FULL_BODY,
-            "quali_1_driver": QUALI_BODY,
-            "full_20_drivers_own_laps_jittered": practice_body,
-            "next_season_20_drivers_own_laps_jittered": next_body,
-        },
-        "scenario_order": [n for g in groups for n in g],
-        "servers": {},
-        "scenarios": [],
-        "floor": floor_res,
-    }
-    exit_code = 0
-    try:
-        # Cold starts one at a time (nothing else starting), then all stay up; --quick
-        # starts them together (its cold starts are not measurements).
-        for name in server_names:
-            spec = SERVERS[name]
-            log(f"starting {name}: {shlex.join(spec.argv(0))}")
-            running[name] = launch(spec, env, log_dir)
-            if not args.quick:
-                running[name].wait_ready()
-        for name, srv in running.items():
-            cold = srv.cold_start_s or srv.wait_ready()
-            log(f"  {name} ready in {cold:.1f} s ({proctree.process_count(srv.pid)} processes)")
-            results["servers"][name] = {
-                "description": srv.spec.description,
-                "cold_start_s": cold,
-                "processes": proctree.process_count(srv.pid),
-                "cold_start_alone": not args.quick,
-            }
-
-        ident = check_identity(running, requests)
-        results["identity"] = ident
+        args, results, running = self.args, self.results, self.running
+        ident = results["identity"] = check_identity(running, self.requests)
         log(f"identical answers: {ident['summary']}")
         if not ident["identical"] and not args.allow_mismatch:
             raise RuntimeError("the servers' answers differ; not timing (--allow-mismatch)")
-
-        for srv in running.values():
-            warm_up(
-                srv,
-                {k: requests[k] for k in ("full_20_drivers", "quali_1_driver")},
-                5 if args.quick else 30,
-            )
+        with httpx.Client(timeout=30) as client:
+            for srv in running.values():
+                for path, body in (
+                    self.requests["full_20_drivers"],
+                    self.requests["quali_1_driver"],
+                ):
+                    for _ in range(5 if args.quick else 30):
+                        client.post(f"{srv.url}{path}", json=body).raise_for_status()
         time.sleep(1 if args.quick else 3)
         for name, srv in running.items():
-            info = results["servers"][name]
+            info, pss = results["servers"][name], proctree.pss_bytes(srv.pid)
             info["rss_rest_mib"] = proctree.rss_bytes(srv.pid) / 2**20
-            pss = proctree.pss_bytes(srv.pid)
             info["pss_rest_mib"] = None if pss is None else pss / 2**20
-            log(
-                f"  {name} at rest: RSS {info['rss_rest_mib']:.0f} MiB over "
-                f"{proctree.process_count(srv.pid)} processes"
-            )
-
-        pids = [srv.pid for srv in running.values()]
-        for group in groups:
-            for name, srv in running.items():
+            log(f"  {name} at rest: RSS {info['rss_rest_mib']:.0f} MiB")
+        for group in GROUPS:
+            todo = [self.scenarios[n] for n in group if n in self.scenarios]
+            for name, srv in running.items() if todo else ():
                 others = [o for n, o in running.items() if n != name]
-                recs = run_group([scenarios[n] for n in group], srv, bodies, others, quiet, pids)
-                results["scenarios"].extend(recs)
-                for res in recs:
-                    if res["scenario"] == "full_c64" and "rss_peak_mib" in res:
-                        results["servers"][name]["rss_load_peak_mib"] = res["rss_peak_mib"]
-        results["quiet"] = asdict(quiet)
-
-        want_profile = args.profile == "yes" or (args.profile == "auto" and not args.quick)
-        if "bento" in running and want_profile:
+                for rec in run_group(todo, srv, self.scripts, others, self.quiet):
+                    results["scenarios"].append(rec)
+                    if rec["scenario"] == "full_c64" and "rss_peak_mib" in rec:
+                        results["servers"][name]["rss_load_peak_mib"] = rec["rss_peak_mib"]
+        results["quiet"] = asdict(self.quiet)
+        results["profile"] = {"skipped": "not requested" if not args.profile else "no Bento"}
+        if "bento" in running and args.profile:
             log(f"profiling the Bento under c=64 for {args.profile_seconds:.0f} s (py-spy)")
-            results["profile"] = profile_bento(
-                running["bento"], bodies["/predict_full"], args.profile_seconds, 100, log_dir
-            )
-        else:
-            results["profile"] = {"skipped": "not requested" if not want_profile else "no Bento"}
-    except Exception as exc:
-        exit_code = 1
-        results["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"FAILED: {results['error']}")
-    finally:
-        if "bento" in running:
+            script, seconds = self.scripts["/predict_full"], args.profile_seconds
+            results["profile"] = profile_server(running["bento"], script, seconds, LOG_DIR)
+
+    def stop(self) -> None:
+        if "bento" in self.running:
             with contextlib.suppress(Exception):
-                (log_dir / "bento-metrics.txt").write_text(running["bento"].get_text("/metrics"))
-        for srv in running.values():
+                (LOG_DIR / "bento-metrics.txt").write_text(
+                    self.running["bento"].get_text("/metrics")
+                )
+        for srv in self.running.values():
             srv.stop()
 
-    from bench import report
+    def write(self) -> None:
+        from bench import report
 
-    results["wall_s"] = time.monotonic() - t_start
-    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    results["targets"] = report.evaluate_targets(results)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    path = out_dir / f"{'quick-' if args.quick else ''}{stamp}.json"
-    text = json.dumps(results, indent=1, sort_keys=False) + "\n"
-    path.write_text(text)
-    (out_dir / "latest.json").write_text(text)
-    report.write(results, markdown, None if args.quick else report.NOTES)
-    log(
-        f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}, "
-        f"{markdown} ({results['wall_s']:.0f} s)"
-    )
-    for t in results["targets"]:
-        log(
-            f"  target: {t['target']}: {t['value']} -> "
-            f"{'n/a' if t['met'] is None else 'met' if t['met'] else 'NOT met'}"
-        )
-    return exit_code
+        args, results = self.args, self.results
+        results["wall_s"] = (datetime.now(UTC) - self.started).total_seconds()
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        results["targets"] = report.evaluate_targets(results)
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        path = args.out_dir / f"{'quick-' if args.quick else ''}{self.started:%Y%m%dT%H%M%SZ}.json"
+        text = json.dumps(results, indent=1) + "\n"
+        path.write_text(text)
+        (args.out_dir / "latest.json").write_text(text)
+        report.write(results, args.markdown, None if args.quick else report.NOTES)
+        log(f"wrote {path}, {args.markdown} ({results['wall_s']:.0f} s)")
+        for t in results["targets"]:
+            met = "n/a" if t["met"] is None else "met" if t["met"] else "NOT met"
+            log(f"  target: {t['target']}: {t['value']} -> {met}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    bench = Bench(parse_args(argv), argv)
+    bench.prepare()
+    try:
+        bench.start()
+        bench.measure()
+    except Exception as exc:
+        bench.results["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"FAILED: {bench.results['error']}")
+    finally:
+        bench.stop()
+    bench.write()
+    return 1 if "error" in bench.results else 0
 
 
 if __name__ == "__main__":

@@ -1,80 +1,51 @@
-"""Starting, probing and stopping the three servers under test (one process group each)."""
+"""The three servers under test: started and stopped (one process group each), probed,
+their answers compared, and the Bento's batch sizes read from ``/metrics``."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-SERVE_BIN = Path(os.environ.get("F1_BENCH_SERVE_BIN") or BIN)
-"""Where the Bento and the plain server run from: `make bench` points this at a venv with
-the serving dependencies only (what the Bento installs: no scikit-learn, matplotlib...),
-so memory and start-up are those of what ships. The original design needs scikit-learn
-and runs from the project's venv."""
+SERVE_BIN = Path(os.environ.get("F1_BENCH_SERVE_BIN") or Path(sys.executable).parent)
+"""Where the Bento and the plain server run from. `make bench` points it at a venv with the
+serving dependencies only, so memory and start-up are those of what ships. The original
+design needs scikit-learn and runs from the project's venv."""
 
 
 @dataclass(frozen=True)
 class ServerSpec:
     name: str
-    label: str
     description: str
 
     def argv(self, port: int) -> list[str]:
+        where = ["--host", "127.0.0.1", "--port", str(port)]
         if self.name == "bento":
-            return [
-                str(SERVE_BIN / "bentoml"),
-                "serve",
-                "service:F1Predictor",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ]
-        module = {"original": "bench.original_server", "plain": "bench.plain_server"}[self.name]
+            return [str(SERVE_BIN / "bentoml"), "serve", "service:F1Predictor", *where]
         python = sys.executable if self.name == "original" else str(SERVE_BIN / "python")
-        return [python, "-m", module, "--host", "127.0.0.1", "--port", str(port)]
+        return [python, "-m", "bench.baselines", self.name, *where]
 
 
-SERVERS: dict[str, ServerSpec] = {
-    s.name: s
-    for s in (
-        ServerSpec(
-            "bento",
-            "Bento",
-            "`bentoml serve service:F1Predictor`: front service + Stage-1 + Stage-2 "
-            "services (one process each, plus the arbiter)",
-        ),
-        ServerSpec(
-            "original",
-            "Original",
-            "FastAPI, 1 uvicorn worker (defaults, access log on), per request a pandas "
-            "DataFrame + scikit-learn ColumnTransformer, both models in-process",
-        ),
-        ServerSpec(
-            "plain",
-            "Plain",
-            "bare Starlette, 1 uvicorn worker, no access log, the project's numpy "
-            "features (pipelines.serving.orchestrator.TwoStage) and both models in-process",
-        ),
-    )
+DESCRIPTIONS = {
+    "bento": "`bentoml serve service:F1Predictor`: front service + Stage-1 + Stage-2 services "
+    "(one process each, plus the arbiter)",
+    "original": "FastAPI, 1 uvicorn worker (defaults, access log on), per request a pandas "
+    "DataFrame + scikit-learn ColumnTransformer, both models in-process",
+    "plain": "bare Starlette, 1 uvicorn worker, no access log, the project's numpy features "
+    "(pipelines.serving.orchestrator.TwoStage) and both models in-process",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+SERVERS = {name: ServerSpec(name, text) for name, text in DESCRIPTIONS.items()}
 
 
 @dataclass
@@ -85,7 +56,6 @@ class RunningServer:
     log: Path
     started_at: float
     cold_start_s: float | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -95,30 +65,27 @@ class RunningServer:
     def pid(self) -> int:
         return self.proc.pid
 
-    def wait_ready(self, timeout_s: float = 120.0, poll_s: float = 0.05) -> float:
+    def wait_ready(self, timeout_s: float = 120.0) -> float:
         """Seconds from launch to the first ``/readyz`` 200 (the cold start)."""
-        deadline = self.started_at + timeout_s
         with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
+            while time.monotonic() < self.started_at + timeout_s:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{self.spec.name} exited with {self.proc.returncode}; "
-                        f"log tail:\n{tail(self.log)}"
-                    )
+                    tail = self.log.read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{self.spec.name} exited: {self.proc.returncode}\n{tail}")
                 try:
                     if client.get(f"{self.url}/readyz").status_code == 200:
                         self.cold_start_s = time.monotonic() - self.started_at
                         return self.cold_start_s
                 except httpx.HTTPError:
                     pass
-                time.sleep(poll_s)
-        raise TimeoutError(f"{self.spec.name} not ready after {timeout_s:.0f} s:\n{tail(self.log)}")
+                time.sleep(0.05)
+        raise TimeoutError(f"{self.spec.name} not ready after {timeout_s:.0f} s (see {self.log})")
 
-    def post(self, path: str, body: dict[str, Any], timeout_s: float = 30.0) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", json=body, timeout=timeout_s)
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=body, timeout=30.0)
 
-    def get_text(self, path: str, timeout_s: float = 10.0) -> str:
-        r = httpx.get(f"{self.url}{path}", timeout=timeout_s)
+    def get_text(self, path: str) -> str:
+        r = httpx.get(f"{self.url}{path}", timeout=10.0)
         r.raise_for_status()
         return r.text
 
@@ -136,30 +103,22 @@ class RunningServer:
             pass
 
 
-def tail(path: Path, n: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""
-
-
 def launch(spec: ServerSpec, env: dict[str, str], log_dir: Path) -> RunningServer:
-    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{spec.name}.log"
-    started = time.monotonic()
+    started, out = time.monotonic(), log.open("wb")
     proc = subprocess.Popen(
         spec.argv(port),
         cwd=ROOT,
         env=env,
-        stdout=log.open("wb"),
+        stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     return RunningServer(spec, proc, port, log, started)
-
-
-# ------------------------------------------------------------------ comparisons
 
 
 def comparable(body: Any) -> Any:
@@ -170,58 +129,45 @@ def comparable(body: Any) -> Any:
     return body
 
 
+def answer_difference(a: httpx.Response, b: httpx.Response) -> str | None:
+    """How answer ``a`` differs from ``b``: status, warnings header, JSON (None: alike)."""
+    if a.status_code != b.status_code:
+        return f"status {a.status_code} != {b.status_code}"
+    warn_a, warn_b = a.headers.get("x-f1-warnings"), b.headers.get("x-f1-warnings")
+    if warn_a != warn_b:
+        return f"X-F1-Warnings {warn_a!r} != {warn_b!r}"
+    return first_difference(comparable(a.json()), comparable(b.json()))
+
+
 def first_difference(a: Any, b: Any, path: str = "$") -> str | None:
     """Where two JSON values differ (None when equal)."""
     if type(a) is not type(b):
         return f"{path}: {type(a).__name__} != {type(b).__name__}"
     if isinstance(a, dict):
-        for k in sorted(set(a) | set(b)):
-            if k not in a or k not in b:
-                return f"{path}.{k}: missing on one side"
-            d = first_difference(a[k], b[k], f"{path}.{k}")
-            if d:
-                return d
-        return None
-    if isinstance(a, list):
+        missing = sorted(set(a) ^ set(b))
+        if missing:
+            return f"{path}.{missing[0]}: missing on one side"
+        pairs = [(f"{path}.{k}", a[k], b[k]) for k in sorted(a)]
+    elif isinstance(a, list):
         if len(a) != len(b):
             return f"{path}: {len(a)} items != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            d = first_difference(x, y, f"{path}[{i}]")
-            if d:
-                return d
-        return None
-    return None if a == b else f"{path}: {a!r} != {b!r}"
+        pairs = [(f"{path}[{i}]", x, y) for i, (x, y) in enumerate(zip(a, b, strict=True))]
+    else:
+        return None if a == b else f"{path}: {a!r} != {b!r}"
+    return next((d for p, x, y in pairs if (d := first_difference(x, y, p))), None)
 
 
-# ---------------------------------------------------------------------- metrics
-
-BATCH_METRIC = "bentoml_service_adaptive_batch_size"
+_BATCH = re.compile(r"^bentoml_service_adaptive_batch_size_(sum|count)\{(.*)\} (\S+)$", re.M)
 
 
 def batch_histograms(metrics_text: str) -> dict[str, dict[str, float]]:
     """``{service.method: {"sum": s, "count": n}}`` from a Prometheus text exposition."""
     out: dict[str, dict[str, float]] = {}
-    for line in metrics_text.splitlines():
-        if not line.startswith(BATCH_METRIC + "_sum") and not line.startswith(
-            BATCH_METRIC + "_count"
-        ):
-            continue
-        name, _, rest = line.partition("{")
-        labels_text, _, value = rest.rpartition("}")
-        labels = dict(_labels(labels_text))
+    for kind, labels_text, value in _BATCH.findall(metrics_text):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', labels_text))
         key = f"{labels.get('runner_name', '?')}.{labels.get('method_name', '?')}"
-        kind = "sum" if name.endswith("_sum") else "count"
-        out.setdefault(key, {"sum": 0.0, "count": 0.0})[kind] += float(value.strip())
+        out.setdefault(key, {"sum": 0.0, "count": 0.0})[kind] += float(value)
     return out
-
-
-def _labels(text: str) -> list[tuple[str, str]]:
-    pairs = []
-    for part in text.split('",'):
-        k, _, v = part.partition("=")
-        if k:
-            pairs.append((k.strip(), v.strip().strip('"')))
-    return pairs
 
 
 def batch_delta(
@@ -232,9 +178,6 @@ def batch_delta(
     for key, a in after.items():
         b = before.get(key, {"sum": 0.0, "count": 0.0})
         calls, batches = a["sum"] - b["sum"], a["count"] - b["count"]
-        out[key] = {
-            "batches": batches,
-            "calls": calls,
-            "mean_batch_size": calls / batches if batches > 0 else None,
-        }
+        mean = calls / batches if batches > 0 else None
+        out[key] = {"batches": batches, "calls": calls, "mean_batch_size": mean}
     return out

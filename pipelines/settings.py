@@ -5,8 +5,10 @@ Nothing here touches the disk at import time: paths are resolved by functions.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,8 +67,8 @@ class Settings(BaseSettings):
         le=8,
         description="Processes of the front service, where a request's CPU goes (each "
         "~240 MiB; the model services stay one each: concurrent requests are merged into "
-        "one call per stage). 2 uses both cores of a laptop (issue 14, BENCHMARKS.md); 1 "
-        "where a replica gets less than a core (deploy/k8s).",
+        "one call per stage). 2 uses both cores of a laptop (BENCHMARKS.md); 1 where a "
+        "replica gets less than a core (deploy/k8s).",
     )
     model_timeout_s: float = Field(
         3.0,
@@ -75,12 +77,19 @@ class Settings(BaseSettings):
         "takes under a millisecond): past it the caller gets 503 + Retry-After.",
     )
 
-    log_format: str = Field(
+    log_format: Literal["json", "text"] = Field(
         "json", description="Server logs: 'json' (one object per line) or 'text'."
     )
 
     f1db_repo_url: str = Field(
-        "https://github.com/f1db/f1db", description="Where `f1 data download` fetches from."
+        "https://github.com/f1db/f1db",
+        description="Where F1DB is downloaded from: <url>/releases/latest names the latest "
+        "release, <url>/archive/refs/tags/<tag>.tar.gz holds it (a mirror, a test server).",
+    )
+    f1db_tag: str | None = Field(
+        None,
+        description="F1DB release that `make serve` and `f1 data download` fetch when no data "
+        "is found (e.g. v2025.24.0), for a reproducible build. Unset: the latest release.",
     )
 
 
@@ -90,12 +99,23 @@ def get_settings() -> Settings:
     return Settings()
 
 
+SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "f1db"
+"""The team's copy of F1DB beside the checkout (tests and CI read it)."""
+
+
+def downloaded_data_dir() -> Path:
+    """Where F1DB goes when downloaded without F1_DATA_DIR: a per-user data folder,
+    ``$XDG_DATA_HOME/f1-predictor/f1db`` (default ``~/.local/share/f1-predictor/f1db``)."""
+    home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(home) / "f1-predictor" / "f1db"
+
+
 def resolve_data_dir(settings: Settings | None = None) -> Path:
-    """``F1_DATA_DIR`` if set, else ``../shared/f1db`` when present, else ``data/f1db``."""
+    """``F1_DATA_DIR`` if set, else ``../shared/f1db`` when present, else the downloaded
+    copy (``downloaded_data_dir``, which may not exist yet)."""
     s = settings or get_settings()
     if s.data_dir is not None:
         return Path(s.data_dir)
-    shared = PROJECT_ROOT.parent / "shared" / "f1db"
-    if (shared / "seasons").is_dir():
-        return shared
-    return PROJECT_ROOT / "data" / "f1db"
+    if (SHARED_DATA_DIR / "seasons").is_dir():
+        return SHARED_DATA_DIR
+    return downloaded_data_dir()

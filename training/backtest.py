@@ -1,38 +1,24 @@
 """Walk-forward backtest of one season, through the code the service runs.
 
-``backtest(tables, S)`` runs the training protocol shifted by one season
-(``pipeline.tune_and_score``, the code path of ``f1 train``/``f1 evaluate``): settings
-tuned on S-1 with models fitted on seasons before it, refitted on seasons <= S-1, then
-every event of S asked through ``TwoStage`` (the orchestrator the Bento runs) before
-qualifying (the event only: Stage-1 chained into Stage-2) and after it (the real grid
-and qualifying times given). Nothing from S or later is fitted on, and every feature
-of an event reads only history strictly before it; the tables are also cut after S, so
-no later season exists for the run at all.
+``backtest(tables, S)`` runs the training protocol shifted by one season: settings tuned
+on S-1, models refitted on seasons <= S-1, then every event of S asked through
+``TwoStage`` before and after qualifying. The tables are cut after S, so no later season
+exists for the run, and every feature reads only history before its event.
 
-Early seasons: a backtest of S needs training seasons before S, so by default it
-trains from ``min(F1_TRAIN_FROM, S-4)`` (three seasons to tune on) with form history
-from two seasons earlier (``backtest_seasons``); the report names them.
+A backtest needs training seasons before S: by default it trains from
+``min(F1_TRAIN_FROM, S-4)`` (``backtest_seasons``); the report names them.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
 from pipelines.f1db.parse import Tables
-from pipelines.features.snapshot import FeatureSnapshot
-from training.datasets import stage1_data, stage2_data
 from training.evaluate import EventHook
-from training.pipeline import (
-    Protocol,
-    Step,
-    TrainingError,
-    per_race,
-    tune_and_score,
-)
+from training.pipeline import Protocol, RunData, Step, TrainingError, per_race, tune_and_score
 
 MIN_TUNE_SEASONS = 3
 """Seasons fitted on while tuning, when the configured training start leaves fewer."""
@@ -85,7 +71,6 @@ def backtest(
     through the served flow; score the model and every baseline per race and overall.
     ``base`` gives the protocol's other choices (Stage-2's training places)."""
     say = step or (lambda _msg: None)
-    t0 = time.perf_counter()
     t = tables_through(tables, season)
     have = sorted(set(t.races["season"]))
     if season not in have:
@@ -98,11 +83,9 @@ def backtest(
     p = replace(
         base or Protocol(), train_from=train_from, valid_season=season - 1, test_season=season
     )
-    snap = FeatureSnapshot.build(t)
-    s1 = stage1_data(snap, t, p.train_from)
-    s2 = stage2_data(snap, t, p.train_from)
-    say(f"datasets: stage-1 {len(s1.y)} rows, stage-2 {len(s2.y)} rows")
-    sc = tune_and_score(t, snap, s1, s2, p, say, on_event)
+    d = RunData.build(t, p.train_from)
+    say(f"datasets: stage-1 {len(d.s1.y)} rows, stage-2 {len(d.s2.y)} rows")
+    sc = tune_and_score(d, p, say, on_event)
     ev = sc.evaluation
     ev["protocol"] |= {
         "history_from": int(min(have)),
@@ -110,12 +93,11 @@ def backtest(
         "events": int(t.races["season"].eq(season).sum()),
     }
     ev["tuning"] = {k: sc.tuning.get(k) for k in ("chosen", "stage2_folds")}
-    ev["seconds"] = round(time.perf_counter() - t0, 1)
     return BacktestResult(season, ev, per_race(t, sc.predictions), sc.predictions)
 
 
 def targets(ev: dict[str, Any]) -> list[tuple[str, float | None, float | None, bool]]:
-    """The issue's backtest targets: (what, model, baseline, met)."""
+    """The targets every backtest season is held to: (what, model, baseline, met)."""
     s1, s2 = ev["stage1"], ev["stage2"]
     pr = s1["baselines"]["practice_ratio"]["test"].get("gap_pct_mae")
     lg = s2["baselines"]["logistic_grid"]

@@ -1,28 +1,18 @@
-"""The honest baselines of NOTES.md, in one place: ``f1 evaluate`` and ``f1 backtest``
-both fit and score them here, on the same rows as the model.
+"""The baselines of NOTES.md, fitted and scored on the same rows as the model.
 
-Seasons (``Protocol``: S = test season): a baseline with something to stop early on
-(the two quick LightGBMs) is trained on seasons <= S-2 with early stopping on S-1,
-exactly as NOTES.md made its "quick LightGBM" row; the others have nothing to tune and
-are fitted on seasons <= S-1, the data the model's test fit sees.
+Seasons (S = test season): the two quick LightGBMs train on seasons <= S-2 and stop
+early on S-1, as NOTES.md made them; the others are fitted on seasons <= S-1.
 
-Stage-1 (qualifying):
-- ``practice_ratio``: the driver's best pre-qualifying practice lap x the layout's
-  median qualifying/practice ratio.
-- ``quick_lgbm_gap``: NOTES.md's "quick LightGBM on gap-to-pole", with its own features
-  (``quick_features``, computed here from the tables, point in time) and parameters
-  (``QUICK_LGBM_PARAMS``).
+| stage | baseline | what it predicts |
+|---|---|---|
+| 1 | ``practice_ratio`` | best practice lap x the layout's median quali/practice ratio |
+| 1 | ``quick_lgbm_gap`` | NOTES.md's quick LightGBM on the gap to pole (``quick_features``) |
+| 1, a weekend ahead | ``recent_form`` | the driver's recent qualifying gap x the pole estimate |
+| 2 | ``uniform``, ``pole_sitter`` | an even chance; whoever starts first wins |
+| 2 | ``logistic_grid`` | a logistic regression on log(grid slot) |
+| 2 | ``quick_lgbm`` | LightGBM on the grid and the form features |
 
-A weekend ahead (no practice in the data yet), Stage-1 has one baseline of its own:
-- ``recent_form``: each driver's recent qualifying gap to pole (the form feature
-  ``d_q_gap_ewm``; a driver without one gets the field's median), x the same pole
-  estimate as the model's.
-
-Stage-2 (race winner; probabilities normalised per race):
-- ``uniform``, ``pole_sitter`` (whoever starts first wins), ``logistic_grid`` (logistic
-  regression on log(grid slot)), ``quick_lgbm`` (LightGBM on the grid and the model's
-  form features, NOTES.md's Stage-1 parameters with a binary objective).
-Before qualifying (the chained mode) they are fed Stage-1's grid, as the model is.
+Before qualifying the Stage-2 baselines are fed Stage-1's grid, as the model is.
 """
 
 from __future__ import annotations
@@ -57,8 +47,7 @@ QUICK_LGBM_PARAMS: dict[str, Any] = {
     "verbosity": -1,
     "deterministic": True,
 }
-"""NOTES.md: objective l1, learning_rate 0.03, num_leaves 15, min_data_in_leaf 40,
-feature_fraction 0.8, bagging 0.8 every iteration, lambda_l2 1."""
+"""NOTES.md's parameters."""
 QUICK_EARLY_STOPPING = 200
 """Rounds without improvement on the validation season (S-1) before stopping."""
 QUICK_MAX_ROUNDS = 5000
@@ -69,34 +58,13 @@ QUICK_PRACTICE = ("fp1", "fp2", "fp3")
 QUICK_CATEGORICAL = ("circuit", "circuit_type")
 QUICK_FEATURES: tuple[str, ...] = (
     *(f"{s}_{k}" for s in QUICK_PRACTICE for k in ("gap", "rank")),
-    "best_gap",
-    "best_rank",
-    "last_gap",
-    "last_rank",
-    "sessions_run",
-    "practice_laps",
-    "team_best_gap",
-    "teammate_diff",
-    "d_gap_mean1",
-    "d_gap_mean3",
-    "d_gap_mean5",
-    "d_pos_mean5",
-    "t_gap_mean1",
-    "t_gap_mean3",
-    "t_gap_mean5",
-    "d_minus_t_mean5",
+    *("best_gap", "best_rank", "last_gap", "last_rank", "sessions_run", "practice_laps"),
+    *("team_best_gap", "teammate_diff", "d_gap_mean1", "d_gap_mean3", "d_gap_mean5"),
+    *("d_pos_mean5", "t_gap_mean1", "t_gap_mean3", "t_gap_mean5", "d_minus_t_mean5"),
     *QUICK_CATEGORICAL,
-    "course_length",
-    "turns",
-    "sprint",
-    "season",
-    "round",
+    *("course_length", "turns", "sprint", "season", "round"),
 )
-"""NOTES.md's list: fp1/fp2/fp3 gap and rank; best and last practice gap and rank;
-sessions run; practice laps; team's best practice gap; teammate practice difference;
-driver's mean gap over the previous 1/3/5 events and mean position over 5; team's mean
-gap over the previous 1/3/5 events; driver minus team mean over 5; circuit and circuit
-type (categorical), course length, turns, sprint, season, round."""
+"""NOTES.md's feature list."""
 
 
 def _practice_block(t: Tables) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipelines.settings import Settings, get_settings, resolve_data_dir
+from pipelines.settings import Settings, downloaded_data_dir, get_settings, resolve_data_dir
 
 if TYPE_CHECKING:
     from pipelines.f1db.parse import Tables
@@ -47,8 +48,8 @@ def _fail(msg: str, code: int = 1) -> typer.Exit:
 def _season_bar(
     title: str, tables: Tables, season: int
 ) -> Iterator[tuple[Callable[[str], None], Callable[[Any], None]]]:
-    """A progress bar over tuning (one step per candidate setting) and then each event of
-    ``season``: yields the ``step`` and ``on_event`` hooks the protocol reports to."""
+    """A progress bar over tuning and each event of ``season``: yields the ``step`` and
+    ``on_event`` hooks the protocol reports to."""
     from training import pipeline
 
     n_events = int((tables.races["season"] == season).sum())
@@ -87,22 +88,77 @@ def _load(settings: Settings, min_season: int | None = None) -> Tables:
         raise _fail(str(exc)) from exc
 
 
+def _fail_line(msg: str) -> typer.Exit:
+    """An error on one line whatever the terminal's width (a URL in it is not cut)."""
+    err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _download(s: Settings, tag: str | None, dest: Path, retry: str) -> Path:
+    """Fetch F1DB release ``tag`` (None: the latest) into ``dest`` with a progress bar,
+    then credit it; on failure one line that ends with ``retry`` (what to do instead)."""
+    from pipelines.f1db.download import CREDIT, DownloadError, download_f1db, latest_tag
+
+    try:
+        if tag is None:
+            tag = latest_tag(s.f1db_repo_url)
+            console.print(f"latest F1DB release: {tag}")
+        console.print(f"downloading F1DB {tag} into {dest}", highlight=False)
+        out = download_f1db(tag, dest, s.f1db_repo_url)
+    except DownloadError as exc:
+        raise _fail_line(
+            f"{exc}. Set F1_DATA_DIR to an F1DB data folder, or {retry} "
+            f"(releases: {s.f1db_repo_url.rstrip('/')}/releases)"
+        ) from exc
+    console.print(f"F1DB {tag} is in {out}. {CREDIT}", highlight=False)
+    return out
+
+
 @data_app.command("download")
 def data_download(
-    tag: str = typer.Option(..., help="F1DB release tag, e.g. v2025.24.0"),
-    dest: Path | None = typer.Option(None, help="Target folder (default: data/f1db)."),
+    tag: str | None = typer.Option(
+        None, help="F1DB release tag, e.g. v2025.24.0 (default: F1_F1DB_TAG, else the latest)."
+    ),
+    dest: Path | None = typer.Option(
+        None,
+        help="Target folder (default: F1_DATA_DIR, else $XDG_DATA_HOME/f1-predictor/f1db, "
+        "~/.local/share/f1-predictor/f1db when XDG_DATA_HOME is unset).",
+    ),
 ) -> None:
-    """Fetch F1DB's source archive for a release tag and unpack its src/data."""
-    from pipelines.f1db.download import DownloadError, download_f1db
-    from pipelines.settings import PROJECT_ROOT
-
+    """Fetch F1DB's source archive for a release (the latest unless pinned) and unpack its
+    src/data."""
     s = get_settings()
-    target = dest or s.data_dir or PROJECT_ROOT / "data" / "f1db"
-    try:
-        out = download_f1db(tag, Path(target), s.f1db_repo_url)
-    except DownloadError as exc:
-        raise _fail(str(exc)) from exc
-    console.print(f"F1DB {tag} unpacked into {out}. Use it with F1_DATA_DIR={out}")
+    target = Path(dest or s.data_dir or downloaded_data_dir())
+    out = _download(s, tag or s.f1db_tag, target, "pass a release with --tag <tag>")
+    if resolve_data_dir(s).resolve() != out.resolve():
+        console.print(f"Use it with F1_DATA_DIR={out}", highlight=False)
+
+
+def _download_if_no_data(s: Settings) -> None:
+    """No F1_DATA_DIR and no data found (a fresh clone): download F1DB into the per-user
+    folder, F1_F1DB_TAG's release or else the latest. The downloaded copy is replaced when
+    F1_F1DB_TAG pins another release than it holds."""
+    from pipelines.f1db.download import installed_tag
+
+    if s.data_dir is not None:
+        return  # the user's folder: never replaced behind their back
+    found = resolve_data_dir(s)
+    dest = downloaded_data_dir()
+    if (found / "seasons").is_dir():
+        have = installed_tag(found)
+        if s.f1db_tag is None or have == s.f1db_tag:
+            return
+        if found != dest:
+            console.print(f"F1_F1DB_TAG={s.f1db_tag} not used: training on the data in {found}")
+            return
+        console.print(
+            f"F1_F1DB_TAG={s.f1db_tag}, the downloaded copy holds {have or 'another release'}: "
+            "replacing it"
+        )
+    else:
+        which = f"release {s.f1db_tag} (F1_F1DB_TAG)" if s.f1db_tag else "the latest release"
+        console.print(f"no F1DB data found (F1_DATA_DIR unset): downloading {which}")
+    _download(s, s.f1db_tag, dest, "pin a release with F1_F1DB_TAG=<tag>")
 
 
 @data_app.command("info")
@@ -151,10 +207,17 @@ def _train(s: Settings) -> TrainResult:
 
 @app.command()
 def train(
-    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing if models exist."),
-    report: bool = typer.Option(True, help="Also write reports/evaluation.*"),
+    if_missing: bool = typer.Option(
+        False,
+        "--if-missing",
+        help="Do nothing if models exist; download F1DB first if no data is found.",
+    ),
+    report: bool = typer.Option(
+        False, help="Also write reports/evaluation.* (`f1 evaluate` writes them otherwise)."
+    ),
 ) -> None:
-    """Tune, evaluate on the test season, refit on all seasons and store all three models."""
+    """Tune, evaluate on the test season, refit on all seasons and store all three models.
+    The evaluation goes into the store (/model_info), not into the tracked reports."""
     from pipelines.models import store
 
     s = get_settings()
@@ -164,6 +227,8 @@ def train(
         console.print("models already in the store; skipping training (run `f1 train` to retrain)")
         _refresh_if_data_changed(s)
         return
+    if if_missing:
+        _download_if_no_data(s)
     t0 = time.perf_counter()
     res = _train(s)
     tags = store.save_all(
@@ -199,10 +264,8 @@ def evaluate() -> None:
 
 @app.command()
 def hindsight() -> None:
-    """How far the test season's targets are from hindsight: every test-season event
-    forecast by models fitted on every other event, later ones included (a bound, not a
-    forecast), and by models fitted on it too, as the served ones are (what the service
-    answers about a past event). Writes reports/hindsight.json."""
+    """The test season forecast by models fitted on every other event, later ones included
+    (a bound, not a forecast), and on it too, as served. Writes reports/hindsight.json."""
     from training import pipeline
     from training.hindsight import hindsight as run_hindsight
     from training.pipeline import TrainingError
@@ -222,24 +285,15 @@ def hindsight() -> None:
     for col in ("metric", "hindsight", "fitted on it too, as served"):
         tab.add_column(col)
 
-    def rows(block: dict[str, Any]) -> list[float | None]:
-        s1, s2 = block["stage1"]["test"], block["stage2"]
-        return [
-            s1["gap_pct_mae"],
-            s1["spearman"],
-            s2["test"]["winner_log_loss"],
-            s2["test"]["top1"],
-            s2["test_chained"]["winner_log_loss"],
-        ]
-
-    names = (
-        "gap-to-pole MAE %",
-        "Spearman",
-        "winner log loss after quali",
-        "top-1 after quali",
-        "winner log loss before quali",
-    )
-    for name, v, w in zip(names, rows(found), rows(found["served_in_sample"]), strict=True):
+    shown = {
+        "gap-to-pole MAE %": ("stage1", "test", "gap_pct_mae"),
+        "Spearman": ("stage1", "test", "spearman"),
+        "winner log loss after quali": ("stage2", "test", "winner_log_loss"),
+        "top-1 after quali": ("stage2", "test", "top1"),
+        "winner log loss before quali": ("stage2", "test_chained", "winner_log_loss"),
+    }
+    for name, (stage, mode, key) in shown.items():
+        v, w = (block[stage][mode][key] for block in (found, found["served_in_sample"]))
         tab.add_row(name, *("-" if x is None else f"{x:.3f}" for x in (v, w)))
     console.print(tab)
     console.print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
@@ -332,10 +386,8 @@ def _print_summary(ev: dict[str, Any]) -> None:
 
 @app.command()
 def refresh() -> None:
-    """Rebuild the feature snapshot from the current data (a new f1_features version) and,
-    when the data holds a qualifying newer than Stage-1's, refit Stage-1 on it (a new
-    f1_stage1 version, its settings kept): the service forecasts each event as `f1
-    evaluate` scores it."""
+    """Rebuild the feature snapshot from the current data and, when it holds a qualifying
+    newer than Stage-1's, refit Stage-1 on it (its settings kept)."""
     _refresh(get_settings())
 
 
@@ -369,9 +421,8 @@ def _refresh(s: Settings) -> None:
 
 
 def _refresh_if_data_changed(s: Settings) -> None:
-    """Stored models, but data newer than their feature snapshot (a later F1DB release:
-    results since, the next event's practice): a new snapshot, so that `make serve`
-    forecasts from the data it is given. The models are kept (`f1 train` refits them)."""
+    """A new snapshot when the data differs from the stored one's (a later F1DB release),
+    so that `make serve` forecasts from the data it is given; the models are kept."""
     from pipelines.f1db.parse import DataError, data_hash
     from pipelines.models import store
 
@@ -398,56 +449,39 @@ def predict(
     pre-qualifying data (drivers and teams by their F1DB names)."""
     from pipelines.models import store
     from pipelines.serving.orchestrator import TwoStage, run
-    from pipelines.serving.resolve import FittedOn, resolve_request
+    from pipelines.serving.resolve import ServedModels, resolve_request
     from pipelines.serving.schemas import EventInput
 
     s = get_settings()
     try:
-        snap = store.load_snapshot(s.features_model)
+        snap = store.open_snapshot(store.get_model(s.features_model))
         m1, m2 = store.get_model(s.stage1_model), store.get_model(s.stage2_model)
-        stage1 = store.open_stage1(Path(m1.path), str(m1.tag))
-        stage2 = store.open_stage2(Path(m2.path), str(m2.tag))
-        flow = TwoStage.local(snap, stage1, stage2)
-        fitted = FittedOn.of(m1.info.metadata, m2.info.metadata)
+        flow = TwoStage.local(snap, store.open_stage1(m1), store.open_stage2(m2))
+        served = ServedModels.of(m1, m2)
     except store.StoreError as exc:
         raise _fail(str(exc)) from exc
     if snap.event_by_round(season, round_) is None:
         raise _fail(f"no event season={season} round={round_} in the feature snapshot")
     # the API's resolution of the event: the same field and the same warnings
     event = EventInput(season=season, round=round_)
-    res = resolve_request(snap, event, None, stage2.config, stage1.config.practice_model, fitted)
-    ctx, fld = res.ctx, res.field
+    res = resolve_request(snap, event, None, served, race=True)
+    ctx, fld = res.event, res.field
     if not fld.entries:
         raise _fail(f"no entry list for {season} round {round_}")
     fc = run(flow.full(ctx, fld, np.arange(len(fld.entries))))
     q, race = fc.quali, fc.race
     assert race is not None
     tab = Table(title=f"{season} round {round_} ({ctx.circuit_id}, {ctx.date.date()})")
-    cols = (
-        "grid",
-        "driver",
-        "team",
-        "pred. time s",
-        "gap %",
-        "P(pole)",
-        "P(win)",
-        "P(podium)",
-        "P(points)",
-    )
-    for col in cols:
+    cols = ["grid", "driver", "team", "pred. time s", "gap %"]
+    for col in [*cols, "P(pole)", "P(win)", "P(podium)", "P(points)"]:
         tab.add_column(col, justify="left" if col in ("driver", "team") else "right")
     for i in sorted(range(len(fld.entries)), key=lambda i: q.grid[i]):
         e = fld.entries[i]
+        name, team = fc.driver_names[i] or e.driver_id, fc.constructor_names[i]
+        shown = [q.time_s[i], q.gap_pct[i], q.pole_prob[i], race.win_prob[i]]
+        shown += [race.podium_prob[i], race.points_prob[i]]
         tab.add_row(
-            str(q.grid[i]),
-            fc.driver_names[i] or e.driver_id,
-            fc.constructor_names[i] or e.constructor_id or "?",
-            f"{q.time_s[i]:.3f}",
-            f"{q.gap_pct[i]:.3f}",
-            f"{q.pole_prob[i]:.3f}",
-            f"{race.win_prob[i]:.3f}",
-            f"{race.podium_prob[i]:.3f}",
-            f"{race.points_prob[i]:.3f}",
+            str(q.grid[i]), name, team or e.constructor_id or "?", *(f"{v:.3f}" for v in shown)
         )
     console.print(tab)
     for note in res.warnings:

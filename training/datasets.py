@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from pipelines.f1db.parse import Tables
+from pipelines.features.event import Entry, EventContext, EventField
 from pipelines.features.history import day_number
-from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
+from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.features.spec import STAGE1, STAGE2
 
 

@@ -1,10 +1,8 @@
-"""The test season scored through the served path: ``TwoStage`` with local models.
+"""The test season asked through the served path: ``TwoStage`` with local models.
 
-Each event is asked the way a user asks the service: before qualifying (the event
-only: Stage-1 chained into Stage-2) and after it (the real grid and qualifying times
-given), and a weekend ahead (the event's entry list without a practice lap, as the
-service sees the next event while F1DB has only the races before it). The numbers in
-the README and /model_info come from here.
+Each event is asked as a user asks the service: before qualifying (Stage-1 chained into
+Stage-2), after it (the real grid and times given), and a weekend ahead (the entry list
+without a practice lap). The README's and /model_info's numbers come from here.
 """
 
 from __future__ import annotations
@@ -17,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.features.snapshot import Entry, EventContext, EventField, FeatureSnapshot
+from pipelines.features.event import Entry, EventContext, EventField
+from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.placings import placings
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
@@ -25,32 +24,29 @@ from pipelines.serving.orchestrator import Forecast, TwoStage
 from training.datasets import StageData
 
 
-def _post_quali_entries(rows: pd.DataFrame) -> list[Entry]:
-    """The starters with their real grid (unique slots: pit-lane starters share one in
-    the data, behind the grid) and qualifying time, as a request would give them."""
+def _post_quali_entries(rows: pd.DataFrame, listed: EventField) -> list[Entry]:
+    """The starters as a request gives them after qualifying: their real grid (unique
+    slots: pit-lane starters share one in the data), qualifying time, and the entry
+    list's team and practice (as resolution adds them)."""
     rows = rows.assign(
         key=rows["grid"].to_numpy(float),
         q=rows["best_s"].fillna(math.inf).to_numpy(float),
     ).sort_values(["key", "q", "driver_id"])
+    known = {e.driver_id: e for e in reversed(listed.entries)}  # the first listing wins
     out = []
     for slot, r in enumerate(rows.itertuples(index=False), start=1):
-        t = float(r.best_s)
-        out.append(
-            Entry(
-                driver_id=str(r.driver_id),
-                grid=float(slot),
-                quali_time=None if math.isnan(t) else t,
-            )
-        )
+        t = None if math.isnan(r.best_s) else float(r.best_s)
+        e = Entry(driver_id=str(r.driver_id), grid=float(slot), quali_time=t)
+        if (k := known.get(e.driver_id)) is not None:
+            e.constructor_id, e.practice, e.laps = k.constructor_id, dict(k.practice), dict(k.laps)
+        out.append(e)
     return out
 
 
 EventHook = Callable[[EventContext], None]
 Stage1For = Callable[[EventContext], Stage1Model]
-"""The Stage-1 the service holds when an event is asked: refitted before each event of a
-season on every earlier one (``InSeason`` in ``training.pipeline``)."""
+"""The Stage-1 that answers an event (``InSeason``: refitted before each event)."""
 Stage2For = Callable[[EventContext], Stage2Model]
-"""Likewise for Stage-2 (``f1 hindsight``: fitted without the event asked)."""
 
 
 def before_practice(fld: EventField) -> EventField:
@@ -87,15 +83,7 @@ async def _season(
         starters = rows.assign(
             best_s=[times.get((race_id, d), math.nan) for d in rows["driver_id"]]
         )
-        given = _post_quali_entries(starters)
-        for g in given:  # the entry list's team and practice, as resolution does
-            known = next((e for e in fld.entries if e.driver_id == g.driver_id), None)
-            if known is not None:
-                g.constructor_id, g.practice, g.laps = (
-                    known.constructor_id,
-                    dict(known.practice),
-                    dict(known.laps),
-                )
+        given = _post_quali_entries(starters, fld)
         fld2 = snap.event_field(ctx, given)
         post.append(await flow.full(ctx, fld2, fld2.index([g.driver_id for g in given])))
     return ahead, pre, post
@@ -104,17 +92,17 @@ async def _season(
 def _by_driver(
     snap: FeatureSnapshot, forecasts: list[Forecast], stage: str
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per forecast driver; for the race stage also the Stage-2 feature rows
-    the flow built (grid and gaps as given to Stage-2), for baselines fed the same."""
+    """One row per forecast driver; for the race stage also the Stage-2 rows the flow
+    built, for baselines fed the same grid."""
     rows, xs = [], []
     for fc in forecasts:
         if stage == "race":
             assert fc.race is not None
-            x2 = snap.stage2_rows(fc.ctx, fc.field.entries, fc.race.grid, fc.race.q_gap)
+            x2 = snap.stage2_rows(fc.event, fc.field.entries, fc.race.grid, fc.race.q_gap)
             xs.append(x2[fc.rows])
         for i in fc.rows:
             e = fc.field.entries[i]
-            rec = {"race_id": fc.ctx.race_id, "driver_id": e.driver_id}
+            rec = {"race_id": fc.event.race_id, "driver_id": e.driver_id}
             if stage == "quali":
                 rec |= {
                     "pred_gap": fc.quali.gap_pct[i],
@@ -143,10 +131,8 @@ def renormalise(prob: np.ndarray, groups: np.ndarray) -> np.ndarray:
 def placings_over_starters(
     logit: np.ndarray, groups: np.ndarray, ids: np.ndarray, finish: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Podium and points (top 10) probabilities over the scored cars of each race, by
-    the served function (``placings``: Plackett-Luce on their logits, the others than
-    the winner classified at ``finish``; a non-starter drops out of the order, the rest
-    keep their strengths)."""
+    """Podium and points probabilities over the scored cars of each race, by the served
+    ``placings`` (a non-starter drops out; the rest keep their strengths)."""
     podium, points = np.empty(len(logit), dtype=float), np.empty(len(logit), dtype=float)
     for _, idx in pd.Series(groups).groupby(groups).indices.items():
         pl = placings(logit[idx], [str(d) for d in ids[idx]], finish=finish)
@@ -158,15 +144,11 @@ def placings_over_starters(
 class Served:
     """What the served flow said about a season, row-aligned with the scored rows.
 
-    ``stage1``: the Stage-1 rows (drivers with a qualifying lap) with the forecast made
-    before qualifying (``pred_gap``, ``pred_time``, ``pred_pole``, and ``pole_prob``, the
-    served pole odds over the entry list). ``stage2`` (after
-    qualifying: real grid and times given) and ``stage2_chained`` (before it: Stage-1's
-    grid): the starters with ``prob`` (renormalised over the starters), ``podium_prob``
-    and ``points_prob`` (Plackett-Luce over the starters) and
-    ``flow_grid``, the slot Stage-2 was given; ``x2``/``x2_chained`` are those Stage-2
-    feature rows (what a baseline fed "the same grid" reads). ``*_ahead``: the same
-    before-qualifying forecasts made without any practice (``before_practice``).
+    ``stage1``: drivers with a qualifying lap, forecast before qualifying (``pred_gap``,
+    ``pred_time``, ``pred_pole``, ``pole_prob``). ``stage2`` (real grid) and
+    ``stage2_chained`` (Stage-1's grid): the starters with ``prob``, ``podium_prob``,
+    ``points_prob`` and ``flow_grid``, the slot Stage-2 was given; ``x2*`` are the
+    Stage-2 rows the flow built. ``*_ahead``: the same without any practice.
     """
 
     stage1: pd.DataFrame
@@ -189,9 +171,9 @@ def served_predictions(
     s1_for: Stage1For | None = None,
     s2_for: Stage2For | None = None,
 ) -> Served:
-    """Every event of the test rows asked through ``TwoStage`` before and after qualifying
-    and a weekend ahead (``on_event`` is told each event as it is asked: progress), each
-    by ``s1_for(event)`` / ``s2_for(event)`` when given, else by ``s1`` / ``s2``."""
+    """Every event of the test rows asked through ``TwoStage`` in the three ways, by
+    ``s1_for(event)`` / ``s2_for(event)`` when given, else by ``s1`` / ``s2``
+    (``on_event``: told each event as it is asked)."""
 
     def flow_for(ctx: EventContext) -> TwoStage:
         one = s1 if s1_for is None else s1_for(ctx)
@@ -208,8 +190,8 @@ def served_predictions(
 def ahead_predictions(
     snap: FeatureSnapshot, s1_for: Stage1For, s2: Stage2Model, te1: StageData, te2: StageData
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Only the weekend-ahead forecasts (``Served.stage1_ahead``/``stage2_ahead``): for
-    the same season asked of other models (Stage-1 without its form-only ensemble)."""
+    """Only the weekend-ahead forecasts (``Served.stage1_ahead``/``stage2_ahead``), for
+    the same season asked of other models."""
 
     async def ask() -> list[Forecast]:
         out = []

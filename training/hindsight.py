@@ -1,17 +1,13 @@
 """What hindsight reaches on the test season: a bound, not a forecast.
 
-Every event of the test season is asked through the served flow (``TwoStage``, as ``f1
-evaluate`` asks it) of models fitted on every *other* event from the first training
-season to the end of the test season, the later ones included, with the settings ``f1
-evaluate`` tunes. Such models know the season's car order and form from its future, which
-no forecast can; where even they miss a target, the target asks for something these
-features and learners cannot know (the weather, a season's luck), not for better tuning.
-``f1 hindsight`` writes ``reports/hindsight.json``; the README and docs/model-quality.md
-quote it beside ``f1 evaluate``'s figures.
+Every event of the test season is asked through the served flow of models fitted on
+every *other* event through the end of the test season, the later ones included. Such
+models know the season's car order from its future, which no forecast can. Where even
+they miss a target, the target asks for what these features cannot know (the weather,
+a season's luck).
 
-It also asks each event of models fitted on *every* event, that one included, as the
-served models are (``served_in_sample``): what the service answers about a past event
-of its training data (with a warning saying so), which looks better than any forecast.
+It also asks each event of models fitted on every event, that one included, as the
+served models are (``served_in_sample``): what the service answers about a past event.
 """
 
 from __future__ import annotations
@@ -20,19 +16,19 @@ from dataclasses import asdict
 from typing import Any
 
 from pipelines.f1db.parse import Tables
-from pipelines.features.snapshot import EventContext, FeatureSnapshot
+from pipelines.features.event import EventContext
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import Stage2Model
-from training.datasets import StageData, stage1_data, stage2_data
+from training.datasets import StageData
 from training.evaluate import EventHook, Served, served_predictions
-from training.metrics import stage1_metrics, stage2_metrics
+from training.metrics import forecast_metrics, win_metrics
 from training.pipeline import (
     Protocol,
+    RunData,
     Step,
     check_seasons,
     fit_stage1,
-    places_of,
-    races_of,
+    fit_stage2,
     tune,
 )
 
@@ -49,16 +45,13 @@ def hindsight(
     on_event: EventHook | None = None,
 ) -> dict[str, Any]:
     """The test season's metrics with each event forecast by models fitted on all other
-    events of ``[train_from, test season]`` (``without_event``): Stage-1 before qualifying
-    and Stage-2 after it (real grid) and before it (Stage-1's grid), as ``f1 evaluate``
-    scores them (``stage1.test``, ``stage2.test``, ``stage2.test_chained``)."""
+    events of ``[train_from, test season]``, scored as ``f1 evaluate`` scores them."""
     p = protocol or Protocol()
     say = step or (lambda _msg: None)
-    snap = FeatureSnapshot.build(tables)
-    s1 = stage1_data(snap, tables, p.train_from)
-    s2 = stage2_data(snap, tables, p.train_from)
+    d = RunData.build(tables, p.train_from)
+    snap, s1, s2 = d.snap, d.s1, d.s2
     check_seasons(s1, s2, p)
-    cfg1, cfg2, _log = tune(snap, s1, s2, p, say)
+    cfg1, cfg2, _log = tune(d, p, say)
     all1, all2 = s1.seasons(p.train_from, p.test_season), s2.seasons(p.train_from, p.test_season)
     te1, te2 = s1.seasons(p.test_season, p.test_season), s2.seasons(p.test_season, p.test_season)
 
@@ -72,8 +65,7 @@ def hindsight(
 
     def stage2_for(ctx: EventContext) -> Stage2Model:
         if ctx.race_id not in fitted2:
-            d = without_event(all2, ctx.race_id)
-            fitted2[ctx.race_id] = Stage2Model.fit(d.x, d.y, cfg2, races_of(d), ranks=places_of(d))
+            fitted2[ctx.race_id] = fit_stage2(without_event(all2, ctx.race_id), cfg2)
         return fitted2[ctx.race_id]
 
     first = snap.event_by_id(int(te2.meta["race_id"].min()))
@@ -82,8 +74,7 @@ def hindsight(
         snap, stage1_for(first), stage2_for(first), te1, te2, on_event, stage1_for, stage2_for
     )
     say("every event asked of models fitted without it")
-    every1 = fit_stage1(all1, cfg1)
-    every2 = Stage2Model.fit(all2.x, all2.y, cfg2, races_of(all2), ranks=places_of(all2))
+    every1, every2 = fit_stage1(all1, cfg1), fit_stage2(all2, cfg2)
     in_sample = served_predictions(snap, every1, every2, te1, te2)
     say("every event asked of models fitted on all of them, as served")
     return {
@@ -106,15 +97,10 @@ def hindsight(
 def _scores(served: Served) -> dict[str, Any]:
     """Stage-1 before qualifying, Stage-2 after it and before it, as ``f1 evaluate``
     scores them (``stage1.test``, ``stage2.test``, ``stage2.test_chained``)."""
-    q = served.stage1
     return {
-        "stage1": {
-            "test": stage1_metrics(q, q["pred_time"].to_numpy(float), q["pred_gap"].to_numpy(float))
-        },
+        "stage1": {"test": forecast_metrics(served.stage1)},
         "stage2": {
-            "test": stage2_metrics(served.stage2, served.stage2["prob"].to_numpy(float)),
-            "test_chained": stage2_metrics(
-                served.stage2_chained, served.stage2_chained["prob"].to_numpy(float)
-            ),
+            "test": win_metrics(served.stage2),
+            "test_chained": win_metrics(served.stage2_chained),
         },
     }

@@ -11,9 +11,7 @@ from scipy.stats import spearmanr
 
 def stage1_events(meta: pd.DataFrame, pred_gap: np.ndarray) -> dict[str, np.ndarray]:
     """Per event (in race-id order): the sum and count of absolute gap errors, and the
-    rank correlation of predicted and actual gaps (NaN where it ranks nothing). The
-    season's gap MAE and Spearman are built from these, and so are their intervals
-    (``training.uncertainty``)."""
+    rank correlation of predicted and actual gaps (NaN where it ranks nothing)."""
     err = np.abs(np.asarray(pred_gap, dtype=float) - meta["gap_pct"].to_numpy())
     at = meta.groupby("race_id").indices
     err_sum, n, rho = [], [], []
@@ -39,9 +37,7 @@ def gap_and_spearman(meta: pd.DataFrame, pred_gap: np.ndarray) -> dict[str, floa
 
 def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarray) -> dict:
     """MAE in seconds (all, dry, median), gap-to-pole MAE in %, mean per-event Spearman;
-    the last two also over the dry events alone (``_dry``): one wet qualifying spreads a
-    field by seconds that no pre-qualifying data foretells (F1DB records no weather), so
-    the split says how much of a season's score such sessions are."""
+    the last two also over the dry events alone (F1DB records no weather)."""
     err = np.abs(pred_time - meta["best_s"].to_numpy())
     dry = meta["dry"].to_numpy(bool)
     gs = gap_and_spearman(meta, pred_gap)
@@ -65,12 +61,16 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
     }
 
 
+def forecast_metrics(frame: pd.DataFrame) -> dict:
+    """``stage1_metrics`` of a scored frame's own forecast (``pred_time``, ``pred_gap``)."""
+    return stage1_metrics(
+        frame, frame["pred_time"].to_numpy(float), frame["pred_gap"].to_numpy(float)
+    )
+
+
 def pole_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
-    """Pole probabilities (``probability_score`` of /predict_quali) against who took pole
-    (qualifying's first place, ``q_pos``), scored as the win odds are (``stage2_events``:
-    per event with the pole-sitter among the rows, log loss and top-1; Brier per car of
-    those events). The served odds are over the whole entry list; they are renormalised
-    over the cars that set a qualifying lap (the scored rows)."""
+    """Pole odds against who took pole (``q_pos`` 1), scored as the win odds are; the
+    odds are renormalised over the cars that set a qualifying lap."""
     groups = meta["race_id"].to_numpy()
     p = np.asarray(prob, dtype=float)
     total = pd.Series(p).groupby(groups).transform("sum").to_numpy()
@@ -118,9 +118,13 @@ def stage2_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
     }
 
 
+def win_metrics(frame: pd.DataFrame) -> dict:
+    """``stage2_metrics`` of a scored frame's own win probabilities (``prob``)."""
+    return stage2_metrics(frame, frame["prob"].to_numpy(float))
+
+
 def pole_win_share(meta: pd.DataFrame) -> float | None:
-    """Share of races (with one classified winner) won from the best grid slot: how much
-    a season rewarded the pole-sitter, which no model fitted on other seasons knows."""
+    """Share of races (with one classified winner) won from the best grid slot."""
     won = []
     for _, idx in meta.groupby("race_id").indices.items():
         y, grid = meta["win"].to_numpy()[idx], meta["grid"].to_numpy(float)[idx]
@@ -130,10 +134,8 @@ def pole_win_share(meta: pd.DataFrame) -> float | None:
 
 
 def placing_metrics(meta: pd.DataFrame, prob: np.ndarray, flag: str = "podium", k: int = 3) -> dict:
-    """Top-``k`` probabilities (podium: 3, ``points``: 10) against the ``flag`` column,
-    per starter: Brier, binary log loss (mean over starters of -[y log p + (1 - y)
-    log(1 - p)]) and the share of each race's top ``k`` found in its ``k`` most likely
-    cars (``top<k>_hits``, races with ``k`` classified finishers)."""
+    """Top-``k`` odds against the ``flag`` column, per starter: Brier, binary log loss,
+    and the share of each race's top ``k`` found in its ``k`` most likely cars."""
     y = meta[flag].to_numpy(float)
     p = np.clip(np.asarray(prob, dtype=float), 1e-15, 1.0 - 1e-15)
     hits = []

@@ -1,15 +1,13 @@
-"""Tune on the validation season, report on the test season, refit for serving.
+"""Tune on the validation season, score the test season, refit for serving.
 
-Protocol: candidate settings are fitted on seasons < valid and compared on the
-validation season; the chosen settings are refitted on seasons <= valid and scored
-on the test season (next to the baselines, fitted the same way); the models saved
-for serving are refitted on every season through the test season.
+Candidate settings are fitted on the seasons before the validation one and compared on
+it. The chosen ones are refitted through the validation season and scored on the test
+season, beside the baselines. The served models are refitted through the test season.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -18,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from pipelines.f1db.parse import Tables
-from pipelines.features.snapshot import EventContext, FeatureSnapshot
+from pipelines.features.event import EventContext
+from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.models.pole import PoleParams, estimate_pole, season_start
 from pipelines.models.stage1 import (
     Stage1Config,
@@ -35,11 +34,11 @@ from pipelines.models.stage2 import (
     RankStages,
     Stage2Config,
     Stage2Model,
+    apply_grid_lean,
     finish_ranks,
     fit_linear,
     grid_lean,
     group_softmax,
-    lean_on_grid,
     linear_design,
     stage2_places,
 )
@@ -53,12 +52,14 @@ from training.evaluate import (
     served_predictions,
 )
 from training.metrics import (
+    forecast_metrics,
     gap_and_spearman,
     placing_metrics,
     pole_metrics,
     pole_win_share,
     stage1_metrics,
     stage2_metrics,
+    win_metrics,
 )
 from training.uncertainty import stage1_intervals, stage2_intervals
 
@@ -82,10 +83,31 @@ class Protocol:
 
     @classmethod
     def of(cls, s: Settings) -> Protocol:
-        """The settings' protocol: its seasons, and Stage-2's training places from
-        ``F1_STAGE2_RANK_DEPTH`` / ``_DECAY`` when set, else the code's."""
+        """The settings' seasons, and Stage-2's training places (``stage2_places``)."""
         depth, decay = stage2_places(s)
         return cls(s.train_from, s.valid_season, s.test_season, depth, decay)
+
+
+@dataclass
+class Split:
+    """One stage's rows as the protocol cuts them."""
+
+    fit: StageData
+    """Seasons through the validation one: the test season's models."""
+    train: StageData
+    """Seasons before the validation one: the tuning candidates."""
+    valid: StageData
+    test: StageData
+
+    @classmethod
+    def of(cls, d: StageData, p: Protocol) -> Split:
+        v, t = p.valid_season, p.test_season
+        return cls(
+            d.seasons(p.train_from, v),
+            d.seasons(p.train_from, v - 1),
+            d.seasons(v, v),
+            d.seasons(t, t),
+        )
 
 
 @dataclass
@@ -99,7 +121,24 @@ class TrainResult:
     """The latest event Stage-1 was fitted on (``last_event``)."""
 
 
+@dataclass
+class RunData:
+    """What a run reads: the tables, their feature snapshot and both stages' rows."""
+
+    tables: Tables
+    snap: FeatureSnapshot
+    s1: StageData
+    s2: StageData
+
+    @classmethod
+    def build(cls, tables: Tables, first_season: int) -> RunData:
+        snap = FeatureSnapshot.build(tables)
+        s1, s2 = stage1_data(snap, tables, first_season), stage2_data(snap, tables, first_season)
+        return cls(tables, snap, s1, s2)
+
+
 Step = Callable[[str], None]
+KEYS = ["race_id", "driver_id"]
 
 
 def check_seasons(s1: StageData, s2: StageData, p: Protocol) -> None:
@@ -125,9 +164,8 @@ def pole_predictions(snap: FeatureSnapshot, meta: pd.DataFrame, params: PolePara
     out = np.empty(len(meta))
     for _, idx in meta.groupby("race_id").indices.items():
         r = meta.iloc[idx[0]]
-        hist = snap.pole_arrays(int(r["day"]))
         out[idx] = estimate_pole(
-            hist,
+            snap.pole_arrays(int(r["day"])),
             r["ref_session"],
             float(r["ref_lap"]),
             r["layout_id"],
@@ -143,16 +181,31 @@ def _event_pole_mae(meta: pd.DataFrame, pole: np.ndarray) -> float:
     return float(ev.groupby("race_id")["err"].first().mean())
 
 
-# ----------------------------------------------------------------------- tuning
+# ----------------------------------------------------------------------- fitting
 
 
 def fit_stage1(data: StageData, cfg: Stage1Config, form: bool = True) -> Stage1Model:
-    """Fit Stage-1 on ``data``, on its dry events only when the config says so (``form``
-    False: without the form-only ensemble, for scores of the main one)."""
+    """Fit Stage-1 (on dry events only if the config says so). ``form`` False: the main
+    ensemble alone, as tuning scores it."""
     if cfg.dry_only:
         data = data.select(data.meta["dry"].to_numpy(bool))
     teams = data.meta["race_id"].astype(str) + "/" + data.meta["constructor_id"].astype(str)
     return Stage1Model.fit(data.x, data.y, cfg, teams.to_numpy(), form=form)
+
+
+def fit_stage2(data: StageData, cfg: Stage2Config) -> Stage2Model:
+    """Fit Stage-2 on the races' finishing places."""
+    return Stage2Model.fit(data.x, data.y, cfg, races_of(data), ranks=places_of(data))
+
+
+def races_of(d: StageData) -> np.ndarray:
+    """Stage-2 rows' race ids (the fields whose win probabilities sum to 1)."""
+    return d.meta["race_id"].to_numpy()
+
+
+def places_of(d: StageData) -> np.ndarray:
+    """Stage-2 rows' finishing positions (NaN: not classified)."""
+    return d.meta["position"].to_numpy(float)
 
 
 def last_event(data: StageData) -> dict[str, int] | None:
@@ -160,11 +213,7 @@ def last_event(data: StageData) -> dict[str, int] | None:
     if not len(data.meta):
         return None
     last = data.meta.sort_values(["season", "round"]).iloc[-1]
-    return {
-        "season": int(last["season"]),
-        "round": int(last["round"]),
-        "race_id": int(last["race_id"]),
-    }
+    return {k: int(last[k]) for k in ("season", "round", "race_id")}
 
 
 def latest_qualifying(t: Tables) -> tuple[int, int] | None:
@@ -179,9 +228,8 @@ def latest_qualifying(t: Tables) -> tuple[int, int] | None:
 def refit_due(
     through: dict[str, int] | None, training_seasons: list[int], latest: tuple[int, int] | None
 ) -> bool:
-    """Whether the data's latest qualifying (``latest_qualifying``) is newer than a
-    Stage-1 fitted through ``through`` (a model saved before that was recorded: through
-    the end of its last training season)."""
+    """Whether the data's latest qualifying is newer than a Stage-1 fitted through
+    ``through`` (None, saved before that was recorded: its last training season)."""
     if latest is None:
         return False
     if through is None:
@@ -191,7 +239,7 @@ def refit_due(
 
 def known_before(data: StageData, first_season: int, season: int, rnd: int) -> StageData:
     """The rows of ``data`` known before round ``rnd`` of ``season``: every earlier season
-    from ``first_season`` and the season's earlier rounds (their qualifying is over)."""
+    from ``first_season`` and the season's earlier rounds."""
     s = data.meta["season"].to_numpy()
     r = data.meta["round"].to_numpy()
     return data.select((s >= first_season) & ((s < season) | ((s == season) & (r < rnd))))
@@ -199,12 +247,8 @@ def known_before(data: StageData, first_season: int, season: int, rnd: int) -> S
 
 @dataclass
 class InSeason:
-    """Stage-1 as the service holds it during a season: fitted on the seasons before it,
-    then refitted before each event on every earlier event too (``f1 refresh`` refits the
-    stored one when new results come in). Refitting on the season so far lowered the gap
-    MAE in seven of the nine backtests 2009-2024 (the other two within 0.001; likewise
-    with other bagging seeds), most under new technical rules, where a few races of the
-    new cars say more than the old cars' history (docs/model-quality.md)."""
+    """Stage-1 as served during a season: refitted before each event on every earlier
+    one, as ``f1 refresh`` refits the stored model (docs/model-quality.md)."""
 
     data: StageData
     first_season: int
@@ -223,6 +267,11 @@ class InSeason:
             self._fitted[later] = fit_stage1(rows, self.cfg)
         return self._fitted[later]
 
+    def for_event(self, ctx: EventContext) -> Stage1Model:
+        return self.model(ctx.season, int(ctx.round or 0))
+
+
+# ----------------------------------------------------------------------- tuning
 
 STAGE1_GRID: dict[str, list[Any]] = {
     "dry_only": [False, True],
@@ -235,14 +284,13 @@ STAGE2_GRID: dict[str, list[Any]] = {
     "n_estimators": [50, 100, 200],
     "min_child_samples": [50],
 }
-"""Small boosters only: with ~20 winners a season, bigger ones overfit (backtests)."""
+"""Small boosters only: a season has ~20 winners, and bigger ones overfit."""
 STACK_GRID = [0.0, 0.3, 0.5, 0.7, 1.0]
 """Weight of the booster against the linear conditional logit (see ``Stage2Model``)."""
 TEMP_GRID = [0.8, 0.9, 1.0, 1.1, 1.25]
 STAGE2_FOLDS = 3
-"""Stage-2 settings are chosen on this many seasons up to the validation one (each
-predicted by models fitted on the seasons before it): a season has ~20 winners, too
-few to choose a temperature on."""
+"""Stage-2 is tuned on this many seasons up to the validation one: one season's ~20
+winners are too few to choose a temperature on."""
 POLE_GRID: dict[str, list[Any]] = {"window": [20, 40, 80], "shrink": [1.0, 3.0, 10.0, 1e9]}
 TAU_GRID = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
 
@@ -255,9 +303,8 @@ def stage2_folds(p: Protocol) -> list[int]:
 
 
 class PooledWinnerLoss:
-    """Winner log loss over the races of several validation seasons, fast enough to
-    scan every (weight, temperature) pair: the races' winner stages (``RankStages``,
-    races with one classified winner) built once."""
+    """Winner log loss over the races of several seasons, fast enough to scan every
+    (weight, temperature) pair: the races' winner stages are built once."""
 
     def __init__(self, meta: pd.DataFrame) -> None:
         wins = finish_ranks(meta["win"].to_numpy(float), None)
@@ -267,23 +314,51 @@ class PooledWinnerLoss:
         return float(-np.mean(self.stages.softmax(score)[1]))
 
 
-def races_of(d: StageData) -> np.ndarray:
-    """Stage-2 rows' race ids (the fields whose win probabilities sum to 1)."""
-    return d.meta["race_id"].to_numpy()
+def _candidates(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of a tuning grid's values, as keyword arguments."""
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def places_of(d: StageData) -> np.ndarray:
-    """Stage-2 rows' finishing positions (NaN: not classified), what Stage-2 learns from."""
-    return d.meta["position"].to_numpy(float)
+def _named(kw: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in kw.items())
+
+
+def tune_stage1(
+    train: StageData, valid: StageData, step: Step
+) -> tuple[Stage1Config, list[dict[str, Any]]]:
+    """The booster settings with the lowest validation gap MAE (main ensemble alone)."""
+    log, scored = [], []
+    for kw in _candidates(STAGE1_GRID):
+        cfg = Stage1Config(**kw)
+        gap = fit_stage1(train, cfg, form=False).predict_gap(valid.x)
+        mae = float(np.mean(np.abs(gap - valid.y)))
+        log.append(kw | {"valid_gap_pct_mae": mae})
+        scored.append((mae, cfg))
+        step(f"stage-1 {_named(kw)}: valid gap MAE {mae:.3f} %")
+    return min(scored, key=lambda s: s[0])[1], log
+
+
+def tune_pole(
+    snap: FeatureSnapshot, valid: pd.DataFrame, step: Step
+) -> tuple[PoleParams, list[dict[str, Any]]]:
+    """The pole-lap estimate's settings with the lowest validation MAE."""
+    log, scored = [], []
+    for kw in _candidates(POLE_GRID):
+        pp = PoleParams(**kw)
+        mae = _event_pole_mae(valid, pole_predictions(snap, valid, pp))
+        log.append(kw | {"valid_pole_mae_s": mae})
+        scored.append((mae, pp))
+    mae, best = min(scored, key=lambda s: s[0])
+    step(f"pole lap: window={best.window} shrink={best.shrink}: valid MAE {mae:.3f} s")
+    return best, log
 
 
 def tune_stage2(
     s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage2Config, list[dict[str, Any]]]:
     """Booster settings, stacking weight and temperature with the lowest winner log loss
-    pooled over ``stage2_folds`` (each season predicted by models fitted before it),
-    scored as served: early under new rules, leaning on the grid (``lean_on_grid``).
-    The podium and points odds' ``finish_rate`` is measured on the same seasons."""
+    pooled over ``stage2_folds``, scored as served (with the grid lean under new rules,
+    ``apply_grid_lean``). The placings' ``finish_rate`` is measured there too."""
     folds = []
     depth, decay = p.rank_depth, p.rank_decay
     for v in stage2_folds(p):
@@ -296,53 +371,25 @@ def tune_stage2(
     pooled = PooledWinnerLoss(pooled_meta)
     lin = np.concatenate([f[2] for f in folds])
     share, grid = (np.concatenate([f[3][i] for f in folds]) for i in (0, 1))
-    log: list[dict[str, Any]] = []
-    best: tuple[float, Stage2Config] | None = None
-    for obj, nl, ne, mc in itertools.product(*STAGE2_GRID.values()):
-        cfg = Stage2Config(
-            objective=obj,
-            num_leaves=nl,
-            n_estimators=ne,
-            min_child_samples=mc,
-            rank_depth=depth,
-            rank_decay=decay,
-        )
-        raw = np.concatenate(
-            [
-                Stage2Model.fit(tr.x, tr.y, cfg, races_of(tr), ranks=places_of(tr)).raw_score(va.x)
-                for tr, va, *_ in folds
-            ]
-        )
+    log, scored = [], []
+    for kw in _candidates(STAGE2_GRID):
+        cfg = Stage2Config(**kw, rank_depth=depth, rank_decay=decay)
+        raw = np.concatenate([fit_stage2(tr, cfg).raw_score(va.x) for tr, va, *_ in folds])
         ll, w, t = min(
-            (pooled(lean_on_grid((w * raw + (1.0 - w) * lin) / t, share, grid)), w, t)
+            (pooled(apply_grid_lean((w * raw + (1.0 - w) * lin) / t, share, grid)), w, t)
             for w in STACK_GRID
             for t in TEMP_GRID
         )
-        log.append(
-            {
-                "objective": obj,
-                "num_leaves": nl,
-                "n_estimators": ne,
-                "min_child_samples": mc,
-                "stack_weight": w,
-                "temperature": t,
-                "valid_winner_log_loss": ll,
-            }
-        )
-        if best is None or ll < best[0]:
-            best = (ll, replace(cfg, stack_weight=w, temperature=t))
-        step(
-            f"stage-2 {obj} leaves={nl} trees={ne}: w={w} T={t}: valid log loss {ll:.3f} "
-            f"({len(folds)} seasons)"
-        )
-    assert best is not None
-    return replace(best[1], finish_rate=finish_rate(pooled_meta)), log
+        log.append(kw | {"stack_weight": w, "temperature": t, "valid_winner_log_loss": ll})
+        scored.append((ll, replace(cfg, stack_weight=w, temperature=t)))
+        step(f"stage-2 {_named(kw)}: w={w} T={t}: valid log loss {ll:.3f} ({len(folds)} seasons)")
+    best = min(scored, key=lambda s: s[0])[1]
+    return replace(best, finish_rate=finish_rate(pooled_meta)), log
 
 
 def finish_rate(meta: pd.DataFrame) -> float:
-    """Share of the starters in ``meta`` classified (a finishing position): how often a
-    car other than the winner is, for the podium and points odds (``placings``). 1 when
-    no starter has a position (the data records none: nothing to measure)."""
+    """Share of the starters in ``meta`` classified: how often a car other than the
+    winner is, for the placings. 1 when the data records no position."""
     classified = ~np.isnan(meta["position"].to_numpy(float))
     return float(classified.mean()) if classified.any() else 1.0
 
@@ -350,11 +397,9 @@ def finish_rate(meta: pd.DataFrame) -> float:
 def tune_pole_taus(
     s1: StageData, cfg1: Stage1Config, folds: list[int], train_from: int
 ) -> tuple[float, float]:
-    """The temperatures turning Stage-1's gaps into pole odds, for a field with practice
-    and for one without a lap (the form-only ensemble's gaps, spread otherwise), each
-    chosen on the pooled events of several validation seasons, every season forecast by
-    Stage-1 as served (all its ensembles) fitted on the seasons before it: one season's
-    ~22 poles chose anything from 0.15 to 0.4."""
+    """The temperatures turning Stage-1's gaps into pole odds, with practice and without
+    a lap, each chosen on the pooled events of ``folds`` (one season's ~22 poles are too
+    few), every season forecast by a Stage-1 fitted on the seasons before it."""
     metas, gaps, ahead = [], [], []
     for v in folds:
         va = s1.seasons(v, v)
@@ -374,47 +419,15 @@ def tune_pole_taus(
     return best(np.concatenate(gaps)), best(np.concatenate(ahead))
 
 
-def tune(
-    snap: FeatureSnapshot, s1: StageData, s2: StageData, p: Protocol, step: Step
-) -> tuple[Stage1Config, Stage2Config, dict[str, Any]]:
+def tune(d: RunData, p: Protocol, step: Step) -> tuple[Stage1Config, Stage2Config, dict[str, Any]]:
     """Choose settings on the validation season(s) (models fitted on earlier seasons)."""
-    tr1, va1 = (
-        s1.seasons(p.train_from, p.valid_season - 1),
-        s1.seasons(p.valid_season, p.valid_season),
-    )
+    d1 = Split.of(d.s1, p)
     log: dict[str, Any] = {"stage1": [], "stage2": [], "pole": []}
-
-    best1: tuple[float, Stage1Config] | None = None
-    for dry, nl, ne in itertools.product(*STAGE1_GRID.values()):
-        cfg = Stage1Config(num_leaves=nl, n_estimators=ne, dry_only=dry)
-        gap = fit_stage1(tr1, cfg, form=False).predict_gap(va1.x)
-        mae = float(np.mean(np.abs(gap - va1.y)))
-        log["stage1"].append(
-            {"dry_only": dry, "num_leaves": nl, "n_estimators": ne, "valid_gap_pct_mae": mae}
-        )
-        if best1 is None or mae < best1[0]:
-            best1 = (mae, cfg)
-        step(f"stage-1 dry_only={dry} leaves={nl} trees={ne}: valid gap MAE {mae:.3f} %")
-    assert best1 is not None
-    cfg1 = best1[1]
-
-    best_pole: tuple[float, PoleParams] | None = None
-    for w, k in itertools.product(*POLE_GRID.values()):
-        pp = PoleParams(window=w, shrink=k)
-        mae = _event_pole_mae(va1.meta, pole_predictions(snap, va1.meta, pp))
-        log["pole"].append({"window": w, "shrink": k, "valid_pole_mae_s": mae})
-        if best_pole is None or mae < best_pole[0]:
-            best_pole = (mae, pp)
-    assert best_pole is not None
-    step(
-        f"pole lap: window={best_pole[1].window} shrink={best_pole[1].shrink}: "
-        f"valid MAE {best_pole[0]:.3f} s"
-    )
-
-    tau, tau_ahead = tune_pole_taus(s1, cfg1, stage2_folds(p), p.train_from)
-    cfg1 = replace(cfg1, pole=best_pole[1], pole_tau=tau, pole_tau_ahead=tau_ahead)
-
-    cfg2, log["stage2"] = tune_stage2(s2, p, step)
+    cfg1, log["stage1"] = tune_stage1(d1.train, d1.valid, step)
+    pole, log["pole"] = tune_pole(d.snap, d1.valid.meta, step)
+    tau, tau_ahead = tune_pole_taus(d.s1, cfg1, stage2_folds(p), p.train_from)
+    cfg1 = replace(cfg1, pole=pole, pole_tau=tau, pole_tau_ahead=tau_ahead)
+    cfg2, log["stage2"] = tune_stage2(d.s2, p, step)
     log["stage2_folds"] = stage2_folds(p)
     log["chosen"] = {
         "stage1": cfg1.__dict__ | {"pole": cfg1.pole.__dict__},
@@ -491,16 +504,14 @@ def _pick(m: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    """Metrics of every predictor on the scored frames (the whole frame: a season, or
-    one race's rows for per-race tables)."""
+    """Metrics and intervals of every predictor on the scored frames."""
     f1, post_f, pre_f = preds["stage1"], preds["stage2"], preds["stage2_chained"]
     s1 = {k: stage1_metrics(f1, t, g) for k, (t, g) in stage1_predictors(f1).items()}
     post = {k: stage2_metrics(post_f, p) for k, p in stage2_predictors(post_f).items()}
     pre = {k: stage2_metrics(pre_f, p) for k, p in stage2_predictors(pre_f).items()}
-    q = preds["stage1"]
     stage1: dict[str, Any] = {
         "test": s1.pop("model"),
-        "pole_mae_s": _event_pole_mae(q, q["pred_pole"].to_numpy()) if len(q) else None,
+        "pole_mae_s": _event_pole_mae(f1, f1["pred_pole"].to_numpy()) if len(f1) else None,
     }
     stage2: dict[str, Any] = {"test": post.pop("model"), "test_chained": pre.pop("model")}
     stage1["baselines"] = {k: {"test": v} for k, v in s1.items()}
@@ -516,163 +527,203 @@ def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
 
 
 def score_test(
-    tables: Tables,
-    snap: FeatureSnapshot,
-    s1: StageData,
-    s2: StageData,
+    d: RunData,
     p: Protocol,
     cfg1: Stage1Config,
     cfg2: Stage2Config,
     on_event: EventHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """Fit on seasons <= valid, score the test season: the model through the served
-    path (pre- and post-qualifying requests; Stage-1 refitted before each event on the
-    season's earlier ones, ``InSeason``, as ``f1 refresh`` refits the served one), every
-    baseline on the same rows (fed the same grid). Returns the metrics and the scored rows
-    (one column per predictor)."""
-    fit1, te1 = s1.seasons(p.train_from, p.valid_season), s1.seasons(p.test_season, p.test_season)
-    fit2, te2 = s2.seasons(p.train_from, p.valid_season), s2.seasons(p.test_season, p.test_season)
-    tr1, va1 = (
-        s1.seasons(p.train_from, p.valid_season - 1),
-        s1.seasons(p.valid_season, p.valid_season),
-    )
-    tr2, va2 = (
-        s2.seasons(p.train_from, p.valid_season - 1),
-        s2.seasons(p.valid_season, p.valid_season),
-    )
-    m1 = fit_stage1(fit1, cfg1)
-    m2 = Stage2Model.fit(fit2.x, fit2.y, cfg2, races_of(fit2), ranks=places_of(fit2))
-    in_season = InSeason(s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
-
-    def stage1_for(ctx: EventContext) -> Stage1Model:
-        return in_season.model(ctx.season, int(ctx.round or 0))
-
-    served = served_predictions(snap, m1, m2, te1, te2, on_event, stage1_for)
-    new_team = new_team_check(m1, te1)
-    new_rules = new_rules_check(m1, te1)
-    if cfg1.new_team_share > 0:  # the same check for the same settings fitted without it
-        plain = fit_stage1(fit1, replace(cfg1, new_team_share=0.0), form=False)
-        new_team["fitted_without_blanked_teams"] = new_team_check(plain, te1)
-
-    default_pole = pole_predictions(snap, te1.meta, PoleParams())
-    cols1: dict[str, np.ndarray] = {}
-    for name, (bt, bg) in baselines.stage1_baselines(
-        tables, fit1, tr1, va1, te1, default_pole
-    ).items():
-        cols1[f"{name}:time"], cols1[f"{name}:gap"] = bt, bg
-    keys = ["race_id", "driver_id"]
-    based = te1.meta[keys].assign(**cols1)
-    q = served.stage1.merge(based, on=keys, how="left")
-
-    b2 = baselines.Stage2Baselines.fit(fit2, tr2, va2)
-    frames = {}
-    for name, frame, x in (
-        ("stage2", served.stage2, served.x2),
-        ("stage2_chained", served.stage2_chained, served.x2_chained),
-    ):
-        probs = b2.predict(frame["flow_grid"].to_numpy(float), x, frame["race_id"].to_numpy())
-        frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
-    podium_base = baselines.placing_by_grid(fit2, te2)
-    points_base = baselines.placing_by_grid(fit2, te2, flag="points", k=10)
-    base_col = te2.meta[keys].assign(podium_base=podium_base, points_base=points_base)
-    frames["stage2"] = frames["stage2"].merge(base_col, on=keys, how="left")
-    preds = {"stage1": q, **frames}
+    """Fit on seasons <= valid and score the test season through the served path
+    (Stage-1 refitted before each event, ``InSeason``), every baseline on the same rows.
+    Returns the metrics and the scored rows (one column per predictor)."""
+    d1, d2 = Split.of(d.s1, p), Split.of(d.s2, p)
+    m1, m2 = fit_stage1(d1.fit, cfg1), fit_stage2(d2.fit, cfg2)
+    in_season = InSeason(d.s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
+    served = served_predictions(d.snap, m1, m2, d1.test, d2.test, on_event, in_season.for_event)
+    t = HeldOutSeason(d.snap, d1, d2, in_season, m2, served)
+    preds = {"stage1": t.stage1_rows(d.tables), **t.stage2_rows()}
     evaluation = score(preds)
-    preds["stage2_ahead"] = served.stage2_ahead  # a weekend ahead (scored below)
-    without = None
-    if m1.form_boosters:  # the same season a weekend ahead as before the form-only ensemble
+    without = t.without_form_model()
+    evaluation["stage1"] |= t.stage1_checks(preds["stage1"], without)
+    evaluation["stage2"] |= t.stage2_checks(preds, without) | t.placings(preds)
+    preds["stage2_ahead"] = served.stage2_ahead
+    return evaluation, preds
+
+
+Without = tuple[pd.DataFrame, pd.DataFrame] | None
+
+
+@dataclass
+class HeldOutSeason:
+    """The test season's models, what the served flow said, and the baselines: each
+    method scores one part."""
+
+    snap: FeatureSnapshot
+    d1: Split
+    d2: Split
+    in_season: InSeason
+    m2: Stage2Model
+    served: Served
+    m1: Stage1Model = field(init=False)
+    b2: baselines.Stage2Baselines = field(init=False)
+    grid_slot: dict[str, np.ndarray] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.m1 = self.in_season.first
+        self.b2 = baselines.Stage2Baselines.fit(self.d2.fit, self.d2.train, self.d2.valid)
+        self.grid_slot = {  # each grid slot's podium (points) rate, a baseline
+            "podium": baselines.placing_by_grid(self.d2.fit, self.d2.test),
+            "points": baselines.placing_by_grid(self.d2.fit, self.d2.test, flag="points", k=10),
+        }
+
+    def stage1_rows(self, tables: Tables) -> pd.DataFrame:
+        """The served Stage-1 rows with each baseline's ``<name>:time`` and ``<name>:gap``."""
+        d1 = self.d1
+        pole = pole_predictions(self.snap, d1.test.meta, PoleParams())
+        cols: dict[str, np.ndarray] = {}
+        fitted = baselines.stage1_baselines(tables, d1.fit, d1.train, d1.valid, d1.test, pole)
+        for name, (bt, bg) in fitted.items():
+            cols[f"{name}:time"], cols[f"{name}:gap"] = bt, bg
+        return self.served.stage1.merge(d1.test.meta[KEYS].assign(**cols), on=KEYS, how="left")
+
+    def stage2_rows(self) -> dict[str, pd.DataFrame]:
+        """The served Stage-2 rows after and before qualifying with each baseline's
+        ``<name>:prob`` (fed the grid the model was given) and the grid-slot placings."""
+        sv, frames = self.served, {}
+        for name, frame, x in (
+            ("stage2", sv.stage2, sv.x2),
+            ("stage2_chained", sv.stage2_chained, sv.x2_chained),
+        ):
+            grid, races = frame["flow_grid"].to_numpy(float), frame["race_id"].to_numpy()
+            probs = self.b2.predict(grid, x, races)
+            frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
+        slots = self.d2.test.meta[KEYS].assign(
+            podium_base=self.grid_slot["podium"], points_base=self.grid_slot["points"]
+        )
+        frames["stage2"] = frames["stage2"].merge(slots, on=KEYS, how="left")
+        return frames
+
+    def without_form_model(self) -> Without:
+        """The season a weekend ahead by Stage-1 without its form-only ensemble (None
+        when it has none)."""
+        if not self.m1.form_boosters:
+            return None
 
         def main_only(ctx: EventContext) -> Stage1Model:
-            m = stage1_for(ctx)
+            m = self.in_season.for_event(ctx)
             return Stage1Model(replace(m.config, form_model=False), m.boosters)
 
-        without = ahead_predictions(snap, main_only, m2, te1, te2)
-    ahead1, ahead2 = before_practice_check(served, te1, b2, without)
-    tau = m1.config.pole_tau
-    evaluation["stage1"]["pole"] = {
-        "temperature": tau,
-        "temperature_ahead": m1.config.pole_tau_ahead,
-        **pole_odds(q, {n: q[f"{n}:gap"].to_numpy(float) for n in baselines.STAGE1_BASELINES}, tau),
-    }
-    ahead = _ahead_rows(served, te1)
-    evaluation["stage1"]["pole"]["before_practice"] = pole_odds(
-        ahead,
-        {"recent_form": ahead["form_gap"].to_numpy(float)},
-        tau if m1.config.pole_tau_ahead is None else m1.config.pole_tau_ahead,
-    )
-    evaluation["stage1"]["before_practice"] = ahead1
-    evaluation["stage2"]["before_practice"] = ahead2
-    evaluation["stage2"]["rules_reset"] = rules_reset_check(
-        m2,
-        {
-            "test": (frames["stage2"], served.x2),
-            "test_chained": (frames["stage2_chained"], served.x2_chained),
-        },
-    )
-    evaluation["stage1"]["test_rows_not_served"] = len(te1.meta) - len(q)
-    evaluation["stage1"]["new_team"] = new_team
-    evaluation["stage1"]["new_rules"] = new_rules
-    evaluation["stage2"]["pole_win_share"] = {
-        "test": pole_win_share(te2.meta),
-        "fit_seasons": pole_win_share(fit2.meta),
-        "by_fit_season": {
-            int(season): pole_win_share(rows) for season, rows in fit2.meta.groupby("season")
-        },
-    }
-    # the same strengths with every car classified (plain Plackett-Luce, as served before
-    # the finish rate): what letting cars retire changes, reproduced by this command
-    every = {
-        name: dict(
-            zip(
-                ("podium", "points"),
-                placings_over_starters(
-                    f["logit"].to_numpy(float),
-                    f["race_id"].to_numpy(),
-                    f["driver_id"].to_numpy(),
-                    1.0,
-                ),
-                strict=True,
-            )
-        )
-        for name, f in frames.items()
-    }
-    for what, k, base in (("podium", 3, podium_base), ("points", 10, points_base)):
-        col = f"{what}_prob"
-        evaluation["stage2"][what] = {
-            "test": placing_metrics(frames["stage2"], frames["stage2"][col].to_numpy(), what, k),
-            "test_chained": placing_metrics(
-                frames["stage2_chained"], frames["stage2_chained"][col].to_numpy(), what, k
-            ),
-            "before_practice": {  # a weekend ahead, as ``stage2.before_practice``
-                "model": placing_metrics(
-                    served.stage2_ahead, served.stage2_ahead[col].to_numpy(), what, k
-                ),
-                "baselines": {},
-            },
-            "baselines": {
-                "grid_slot": {"test": placing_metrics(te2.meta, base, what, k)},
-                "every_car_classified": {
-                    which: placing_metrics(frames[name], every[name][what], what, k)
-                    for which, name in (("test", "stage2"), ("test_chained", "stage2_chained"))
-                },
-            },
-            "finish_rate": m2.config.finish_rate,
+        return ahead_predictions(self.snap, main_only, self.m2, self.d1.test, self.d2.test)
+
+    def stage1_checks(self, q: pd.DataFrame, without: Without) -> dict[str, Any]:
+        """The pole odds, a weekend ahead, the unserved rows, a new team and new rules."""
+        cfg, test = self.m1.config, self.d1.test
+        tau, tau_ahead = cfg.pole_tau, cfg.pole_tau_ahead
+        gaps = {n: q[f"{n}:gap"].to_numpy(float) for n in baselines.STAGE1_BASELINES}
+        pole = {"temperature": tau, "temperature_ahead": tau_ahead, **pole_odds(q, gaps, tau)}
+        ahead = _ahead_rows(self.served, test)
+        recent = {"recent_form": ahead["form_gap"].to_numpy(float)}
+        pole["before_practice"] = pole_odds(ahead, recent, tau if tau_ahead is None else tau_ahead)
+        new_team = new_team_check(self.m1, test)
+        if cfg.new_team_share > 0:  # the same check for the same settings fitted without it
+            plain = fit_stage1(self.d1.fit, replace(cfg, new_team_share=0.0), form=False)
+            new_team["fitted_without_blanked_teams"] = new_team_check(plain, test)
+        return {
+            "pole": pole,
+            "before_practice": _stage1_ahead(ahead, without),
+            "test_rows_not_served": len(test.meta) - len(q),
+            "new_team": new_team,
+            "new_rules": new_rules_check(self.m1, test),
         }
-    return evaluation, preds
+
+    def stage2_checks(self, preds: dict[str, pd.DataFrame], without: Without) -> dict[str, Any]:
+        """A weekend ahead, the races under new rules, and the pole-sitter's wins."""
+        sv = self.served
+        f = sv.stage2_ahead
+        probs = self.b2.predict(
+            f["flow_grid"].to_numpy(float), sv.x2_ahead, f["race_id"].to_numpy()
+        )
+        ahead = {
+            "model": win_metrics(f),
+            "baselines": {k: stage2_metrics(f, v) for k, v in probs.items()},
+        }
+        if without is not None:
+            ahead["without_form_model"] = win_metrics(without[1])
+        modes = {
+            "test": (preds["stage2"], sv.x2),
+            "test_chained": (preds["stage2_chained"], sv.x2_chained),
+        }
+        fit, test = self.d2.fit.meta, self.d2.test.meta
+        return {
+            "before_practice": ahead,
+            "rules_reset": rules_reset_check(self.m2, modes),
+            "pole_win_share": {
+                "test": pole_win_share(test),
+                "fit_seasons": pole_win_share(fit),
+                "by_fit_season": {int(s): pole_win_share(r) for s, r in fit.groupby("season")},
+            },
+        }
+
+    def placings(self, preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
+        """The podium and points odds in every mode, beside the grid-slot rates and the
+        same strengths with every car classified (what letting cars retire changes)."""
+        modes = {"test": "stage2", "test_chained": "stage2_chained"}
+        every = {}
+        for name in modes.values():
+            f = preds[name]
+            logit, races = f["logit"].to_numpy(float), f["race_id"].to_numpy()
+            every[name] = placings_over_starters(logit, races, f["driver_id"].to_numpy(), 1.0)
+        out = {}
+        for at, (what, k) in enumerate((("podium", 3), ("points", 10))):
+            slot_rate = placing_metrics(self.d2.test.meta, self.grid_slot[what], what, k)
+            out[what] = {
+                **{mode: _placed(preds[name], what, k) for mode, name in modes.items()},
+                "before_practice": {
+                    "model": _placed(self.served.stage2_ahead, what, k),
+                    "baselines": {},
+                },
+                "baselines": {
+                    "grid_slot": {"test": slot_rate},
+                    "every_car_classified": {
+                        mode: placing_metrics(preds[name], every[name][at], what, k)
+                        for mode, name in modes.items()
+                    },
+                },
+                "finish_rate": self.m2.config.finish_rate,
+            }
+        return out
+
+
+def _placed(frame: pd.DataFrame, what: str, k: int) -> dict[str, Any]:
+    """``placing_metrics`` of a scored frame's own ``<what>_prob``."""
+    return placing_metrics(frame, frame[f"{what}_prob"].to_numpy(), what, k)
 
 
 def _ahead_rows(served: Served, te1: StageData) -> pd.DataFrame:
     """The Stage-1 rows forecast a weekend ahead, with each driver's recent qualifying gap
     (``form_gap``, the ``recent_form`` baseline)."""
-    keys = ["race_id", "driver_id"]
-    form = te1.meta[keys].assign(form_gap=baselines.recent_form_gap(te1))
-    return form.merge(served.stage1_ahead, on=keys)
+    form = te1.meta[KEYS].assign(form_gap=baselines.recent_form_gap(te1))
+    return form.merge(served.stage1_ahead, on=KEYS)
+
+
+def _stage1_ahead(rows: pd.DataFrame, without: Without) -> dict[str, Any]:
+    """Stage-1 a weekend ahead beside each driver's recent qualifying gap (times from the
+    model's pole estimate), and without the form-only ensemble when given."""
+    gap = rows["form_gap"].to_numpy(float)
+    pole = rows["pred_pole"].to_numpy(float)
+    out = {
+        "model": forecast_metrics(rows),
+        "pole_mae_s": _event_pole_mae(rows, pole) if len(rows) else None,
+        "baselines": {"recent_form": stage1_metrics(rows, pole * (1.0 + gap / 100.0), gap)},
+    }
+    if without is not None:
+        out["without_form_model"] = forecast_metrics(without[0])
+    return out
 
 
 def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> dict[str, Any]:
-    """The served pole odds (``pole_prob``) scored beside an even chance for every car
-    and each baseline's gaps (every car has one: the baselines fill their own gaps)
-    turned into odds by the model's temperature ``tau``."""
+    """The served pole odds scored beside an even chance and each baseline's gaps turned
+    into odds at the model's temperature ``tau``."""
     groups = frame["race_id"].to_numpy()
     n = pd.Series(groups).groupby(groups).transform("size").to_numpy(float)
     odds = {"uniform": 1.0 / n}
@@ -684,47 +735,10 @@ def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> d
     }
 
 
-def before_practice_check(
-    served: Served,
-    te1: StageData,
-    b2: baselines.Stage2Baselines,
-    without: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Both stages a weekend ahead (the event's cars without a practice lap, as the next
-    event looks while F1DB holds only the races before it), as served, beside the
-    baselines fed the same: Stage-1 against each driver's recent qualifying gap (times
-    from the model's pole estimate), Stage-2 (Stage-1's grid chained) against the
-    Stage-2 baselines on that grid. ``without``: the same forecasts by Stage-1 without
-    its form-only ensemble (``ahead_predictions``), scored as ``without_form_model``."""
-    rows = _ahead_rows(served, te1)
-    gap = rows["form_gap"].to_numpy(float)
-    pole = rows["pred_pole"].to_numpy(float)
-    stage1 = {
-        "model": stage1_metrics(
-            rows, rows["pred_time"].to_numpy(float), rows["pred_gap"].to_numpy(float)
-        ),
-        "pole_mae_s": _event_pole_mae(rows, pole) if len(rows) else None,
-        "baselines": {"recent_form": stage1_metrics(rows, pole * (1.0 + gap / 100.0), gap)},
-    }
-    f = served.stage2_ahead
-    probs = b2.predict(f["flow_grid"].to_numpy(float), served.x2_ahead, f["race_id"].to_numpy())
-    stage2 = {
-        "model": stage2_metrics(f, f["prob"].to_numpy(float)),
-        "baselines": {k: stage2_metrics(f, v) for k, v in probs.items()},
-    }
-    if without is not None:
-        q0, f0 = without
-        stage1["without_form_model"] = stage1_metrics(
-            q0, q0["pred_time"].to_numpy(float), q0["pred_gap"].to_numpy(float)
-        )
-        stage2["without_form_model"] = stage2_metrics(f0, f0["prob"].to_numpy(float))
-    return stage1, stage2
-
-
 def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
-    """Stage-1 at the first race under new technical rules: the cars with practice as
-    served (the practice-only ensemble) and by the main ensemble alone, form read as it
-    is (gap MAE %, Spearman). ``rows`` 0 when the season has no such race."""
+    """Stage-1 at the first race under new technical rules, for the cars with practice:
+    as served (the practice-only ensemble) and by the main ensemble alone. ``rows`` 0
+    when the season has no such race."""
     rows = first_under_new_rules(data.x) & ~no_practice(data.x)
     if not (model.practice_boosters and rows.any()):
         return {"rows": 0}
@@ -742,10 +756,7 @@ def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
 
 def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
     """Stage-1 for teams without history: every row's team form blanked, as serving
-    leaves a new entrant's, against the same rows as they are (gap MAE %, Spearman, and
-    how far the blanking moves the predicted gaps on average). ``score_test`` asks it of
-    the Stage-1 fitted before the season (as served at the season's first event, when a
-    new team is new), beside the same settings fitted without blanking."""
+    leaves a new entrant's, against the same rows as they are."""
     gap = model.predict_gap(data.x)
     blank = model.predict_gap(without_team_form(data.x))
     return {
@@ -758,9 +769,8 @@ def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
 def rules_reset_check(
     model: Stage2Model, scored: dict[str, tuple[pd.DataFrame, np.ndarray]]
 ) -> dict[str, Any]:
-    """Stage-2 on the races it leans on the grid for (early under new technical rules):
-    per mode, those races scored as served, as the same model without the lean, and by
-    the logistic on the same grid. ``races`` 0 when the season has none."""
+    """Stage-2 on the races it leans on the grid for (early under new rules): as served,
+    without the lean, and by the logistic on the same grid. ``races`` 0 when none."""
     plain = Stage2Model(replace(model.config, reset_weight=0.0), model.booster)
     out: dict[str, Any] = {
         "reset_weight": model.config.reset_weight,
@@ -768,7 +778,7 @@ def rules_reset_check(
     }
     for name, (frame, x) in scored.items():
         race = frame["race_id"].to_numpy()
-        rows = np.isin(race, np.unique(race[model.reset_share(x) > 0]))
+        rows = np.isin(race, np.unique(race[grid_lean(model.config, x)[0] > 0]))
         f = frame[rows]
         if not len(f):
             out[name] = {"races": 0}
@@ -777,7 +787,7 @@ def rules_reset_check(
         out[name] = {
             "races": len(np.unique(g)),
             "rounds": sorted(int(r) for r in f["round"].unique()),
-            "model": stage2_metrics(f, f["prob"].to_numpy(float)),
+            "model": win_metrics(f),
             "without_reset": stage2_metrics(f, group_softmax(plain.logit(x[rows]), g)),
             "logistic_grid": stage2_metrics(f, f["logistic_grid:prob"].to_numpy(float)),
         }
@@ -797,20 +807,13 @@ class Scored:
 
 
 def tune_and_score(
-    tables: Tables,
-    snap: FeatureSnapshot,
-    s1: StageData,
-    s2: StageData,
-    p: Protocol,
-    step: Step,
-    on_event: EventHook | None = None,
+    d: RunData, p: Protocol, step: Step, on_event: EventHook | None = None
 ) -> Scored:
-    """The protocol ``f1 train``/``f1 evaluate`` and ``f1 backtest`` share: tune on the
-    validation season (models fitted on the seasons before it), refit on seasons <=
-    validation, score the test season through the served path beside the baselines."""
-    check_seasons(s1, s2, p)
-    cfg1, cfg2, tuning = tune(snap, s1, s2, p, step)
-    evaluation, preds = score_test(tables, snap, s1, s2, p, cfg1, cfg2, on_event)
+    """The protocol ``f1 train``, ``f1 evaluate`` and ``f1 backtest`` share: tune, refit
+    through the validation season, score the test season beside the baselines."""
+    check_seasons(d.s1, d.s2, p)
+    cfg1, cfg2, tuning = tune(d, p, step)
+    evaluation, preds = score_test(d, p, cfg1, cfg2, on_event)
     evaluation["protocol"] = {
         "train_seasons": [p.train_from, p.valid_season - 1],
         "valid_season": p.valid_season,
@@ -831,19 +834,13 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     """Snapshot, datasets, tuning, test evaluation, final refit. Pure: stores nothing."""
     p = protocol or Protocol()
     say = step or (lambda _msg: None)
-    t0 = time.perf_counter()
-    snap = FeatureSnapshot.build(tables)
-    say("feature snapshot built")
-    s1 = stage1_data(snap, tables, p.train_from)
-    s2 = stage2_data(snap, tables, p.train_from)
-    check_seasons(s1, s2, p)
-    say(f"datasets: stage-1 {len(s1.y)} rows, stage-2 {len(s2.y)} rows")
-    sc = tune_and_score(tables, snap, s1, s2, p, say)
+    d = RunData.build(tables, p.train_from)
+    say(f"features and datasets: stage-1 {len(d.s1.y)} rows, stage-2 {len(d.s2.y)} rows")
+    sc = tune_and_score(d, p, say)
     say("test season scored")
-    full1 = s1.select(s1.meta["season"].to_numpy() >= p.train_from)  # all known (InSeason)
-    full2 = s2.seasons(p.train_from, p.test_season)
-    stage1 = fit_stage1(full1, sc.cfg1)
-    stage2 = Stage2Model.fit(full2.x, full2.y, sc.cfg2, races_of(full2), ranks=places_of(full2))
+    full1 = d.s1.select(d.s1.meta["season"].to_numpy() >= p.train_from)  # all known (InSeason)
+    full2 = d.s2.seasons(p.train_from, p.test_season)
+    stage1, stage2 = fit_stage1(full1, sc.cfg1), fit_stage2(full2, sc.cfg2)
     say("final models refitted on all seasons")
     evaluation = sc.evaluation
     evaluation["protocol"] |= {
@@ -852,6 +849,4 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     }
     evaluation["tuning"] = sc.tuning
     evaluation["races"] = per_race(tables, sc.predictions)
-    secs = time.perf_counter() - t0
-    evaluation["training_seconds"] = round(secs, 1)
-    return TrainResult(snap, stage1, stage2, evaluation, sc.predictions, last_event(full1))
+    return TrainResult(d.snap, stage1, stage2, evaluation, sc.predictions, last_event(full1))

@@ -10,16 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-S1_KEYS = [
-    "season",
-    "mae_s",
-    "mae_dry_s",
-    "median_ae_s",
-    "gap_pct_mae",
-    "spearman",
-    "gap_pct_mae_dry",
-    "spearman_dry",
-]
+S1_KEYS = ["season", "mae_s", "mae_dry_s", "median_ae_s", "gap_pct_mae", "spearman"]
+S1_KEYS += ["gap_pct_mae_dry", "spearman_dry"]
 S2_KEYS = ["season", "top1", "winner_log_loss", "brier"]
 PODIUM_KEYS = ["season", "brier", "log_loss", "top3_hits"]
 POINTS_KEYS = ["season", "brier", "log_loss", "top10_hits"]
@@ -262,19 +254,16 @@ def pole_section(s1: dict[str, Any], level: str = "##") -> list[str]:
 
 
 def before_practice_section(ev: dict[str, Any], level: str = "##") -> list[str]:
-    """Both stages a weekend ahead, from ``before_practice_check``: the forecast for the
-    next event while the data holds only the races before it (no practice lap)."""
+    """Both stages a weekend ahead (no practice lap): the forecast for the next event
+    while the data holds only the races before it."""
     s1 = ev["stage1"].get("before_practice") or {}
     s2 = ev["stage2"].get("before_practice") or {}
     if "model" not in s1 or "model" not in s2:
         return []
 
     def table(block: dict[str, Any], keys: list[str]) -> list[str]:
-        shim = {
-            "x": block["model"],
-            "baselines": {k: {"x": v} for k, v in block["baselines"].items()},
-        }
-        return _table(shim, keys, "x")
+        rows = {k: {"x": v} for k, v in block["baselines"].items()}
+        return _table({"x": block["model"], "baselines": rows}, keys, "x")
 
     return [
         "",
@@ -350,125 +339,17 @@ def _target_interval(ev: dict[str, Any], title: str, metric: str) -> str:
 
 
 def markdown(ev: dict[str, Any]) -> str:
-    p = ev.get("protocol", {})
+    """``reports/evaluation.md``."""
+    s1, s2 = ev["stage1"], ev["stage2"]
     lines = [
-        "# Evaluation (held-out test season)",
-        "",
-        "Made by `f1 evaluate` (`f1 train` writes the same report). "
-        f"Protocol: settings tuned on {p.get('valid_season')} with models fitted on "
-        f"{_span(p.get('train_seasons'))} (Stage-2's on {_folds(ev)}, each season predicted "
-        "by models fitted on the seasons before it); the test season "
-        f"{p.get('test_season')} is scored by models refitted on "
-        f"{_span(p.get('test_fit_seasons'))} (Stage-1 refitted before each event on the "
-        "season's earlier ones too, as `f1 refresh` refits the served one), through the "
-        "served two-stage flow. "
-        f"{_baseline_seasons(p)} Served models are refitted on "
-        f"{_span(p.get('serving_fit_seasons'))}. Nothing is tuned on the test season. "
-        "Data: F1DB (CC-BY-4.0).",
-        "",
-        "## Stage-1: qualifying time",
-        "",
+        *_evaluation_header(ev.get("protocol", {}), _folds(ev)),
+        *_stage1_section(s1),
+        *_stage2_section(s2),
+        *before_practice_section(ev),
+        *_placings_section(s2),
+        *intervals_section(ev),
+        *_targets_section(ev),
     ]
-    s1 = ev["stage1"]
-    lines += _table(s1, S1_KEYS)
-    lines += [
-        "",
-        f"Pole-lap MAE of the model: {fmt(s1.get('pole_mae_s'))} s. 'dry' = events whose pole "
-        "lap beat the best pre-qualifying practice lap (F1DB does not label wet sessions): "
-        f"{s1['test'].get('dry_events')} of {s1['test'].get('events')} events; "
-        "`gap_pct_mae_dry` and `spearman_dry` are scored on those alone (a wet qualifying "
-        "spreads the field by more than anything known before it says). Spearman is the "
-        "mean per-event rank correlation of predicted and actual gaps.",
-        *_new_team_line(s1),
-        *_new_rules_line(s1),
-        *pole_section(s1),
-        "",
-        "## Stage-2: race winner",
-        "",
-        "Scored through the served path, twice per race. After qualifying "
-        "(`stage2.test`): the real grid and qualifying times given, as in POST "
-        "/predict_race; the baselines read the real grid.",
-        "",
-    ]
-    s2 = ev["stage2"]
-    lines += _table(s2, S2_KEYS)
-    lines += _pole_line(s2, "the test season")
-    lines += _rules_reset_line(s2)
-    if "test_chained" in s2:
-        lines += [
-            "",
-            "Before qualifying (`stage2.test_chained`): the event only, Stage-1's grid and "
-            "gaps chained into Stage-2, as in POST /predict_full; the baselines are fed "
-            "Stage-1's grid too.",
-            "",
-            *_table(s2, S2_KEYS, "test_chained"),
-        ]
-    lines += before_practice_section(ev)
-    if "podium" in s2:
-        finish = s2["podium"].get("finish_rate")
-        classified = (
-            f", every car but the winner classified with probability {fmt(finish)} (the "
-            "share of starters classified in Stage-2's tuning seasons)"
-            if finish is not None
-            else ""
-        )
-        lines += [
-            "",
-            "## Stage-2: podium and points",
-            "",
-            "Podium (top 3) and points (top 10) probabilities from Plackett-Luce on "
-            f"Stage-2's strengths{classified}, over each race's starters. `brier`: mean "
-            "squared error per starter; `log_loss`: binary log loss per starter (mean of "
-            "-[y log p + (1-y) log(1-p)]); `top3_hits` / `top10_hits`: share of each "
-            "race's top 3 / top 10 found among its three / ten most likely cars. Baseline "
-            "`grid_slot`: each grid slot's podium (top-10) frequency in the training "
-            "seasons, scaled per race to sum to 3 (10). `every_car_classified`: the "
-            "model's own strengths with every car classified (plain Plackett-Luce, the "
-            "odds served before the finish rate), to show what letting cars retire "
-            "changes.",
-            "",
-        ]
-        lines += _table(s2["podium"], PODIUM_KEYS)
-        if "points" in s2:
-            lines += ["", "Points (top 10):", "", *_table(s2["points"], POINTS_KEYS)]
-        lines += ["", *_placings_elsewhere(s2)]
-    lines += intervals_section(ev)
-    lines += [
-        "",
-        "## Targets",
-        "",
-        "| metric | target | reached | 90 % interval | met |",
-        "|---|---|---|---|---|",
-    ]
-    for k, tgt in S1_TARGETS.items():
-        v = s1["test"].get(k)
-        ok = v is not None and (v >= tgt if k == "spearman" else v <= tgt)
-        lines.append(
-            f"| stage-1 {k} | {'>=' if k == 'spearman' else '<='} {tgt} | {fmt(v)} | "
-            f"{_target_interval(ev, 'stage-1', k)} | {'yes' if ok else 'no'} |"
-        )
-    v = s2["test"].get("winner_log_loss")
-    lines.append(
-        f"| stage-2 winner_log_loss | <= 0.95 | {fmt(v)} | "
-        f"{_target_interval(ev, 'stage-2 after qualifying', 'winner_log_loss')} | "
-        f"{'yes' if v is not None and v <= 0.95 else 'no'} |"
-    )
-    chained = s2.get("test_chained", {}).get("winner_log_loss")
-    lg = s2["baselines"].get("logistic_grid", {}).get("test_chained", {}).get("winner_log_loss")
-    if chained is not None and lg is not None:
-        lines.append(
-            f"| stage-2 winner_log_loss before qualifying | < logistic on Stage-1's grid "
-            f"({fmt(lg)}) | {fmt(chained)} | "
-            f"{_target_interval(ev, 'stage-2 before qualifying', 'winner_log_loss')} | "
-            f"{'yes' if chained < lg else 'no'} |"
-        )
-    pole_top1 = s2["baselines"].get("pole_sitter", {}).get("test", {}).get("top1")
-    t1 = s2["test"].get("top1")
-    lines.append(
-        f"| stage-2 top1 | >= pole-sitter ({fmt(pole_top1)}) | {fmt(t1)} | "
-        f"{_target_interval(ev, 'stage-2 after qualifying', 'top1')} | "
-        f"{'yes' if t1 is not None and pole_top1 is not None and t1 >= pole_top1 else 'no'} |"
-    )
     if ev.get("races"):
         lines += ["", "## Per race (test season)", "", *per_race_section(ev["races"])]
     lines += [
@@ -480,6 +361,138 @@ def markdown(ev: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _evaluation_header(p: dict[str, Any], folds: str) -> list[str]:
+    return [
+        "# Evaluation (held-out test season)",
+        "",
+        "Made by `f1 evaluate` (`f1 train --report` writes the same report). "
+        f"Protocol: settings tuned on {p.get('valid_season')} with models fitted on "
+        f"{_span(p.get('train_seasons'))} (Stage-2's on {folds}, each season predicted "
+        "by models fitted on the seasons before it); the test season "
+        f"{p.get('test_season')} is scored by models refitted on "
+        f"{_span(p.get('test_fit_seasons'))} (Stage-1 refitted before each event on the "
+        "season's earlier ones too, as `f1 refresh` refits the served one), through the "
+        "served two-stage flow. "
+        f"{_baseline_seasons(p)} Served models are refitted on "
+        f"{_span(p.get('serving_fit_seasons'))}. Nothing is tuned on the test season. "
+        "Data: F1DB (CC-BY-4.0).",
+    ]
+
+
+def _stage1_section(s1: dict[str, Any]) -> list[str]:
+    return [
+        "",
+        "## Stage-1: qualifying time",
+        "",
+        *_table(s1, S1_KEYS),
+        "",
+        f"Pole-lap MAE of the model: {fmt(s1.get('pole_mae_s'))} s. 'dry' = events whose pole "
+        "lap beat the best pre-qualifying practice lap (F1DB does not label wet sessions): "
+        f"{s1['test'].get('dry_events')} of {s1['test'].get('events')} events; "
+        "`gap_pct_mae_dry` and `spearman_dry` are scored on those alone (a wet qualifying "
+        "spreads the field by more than anything known before it says). Spearman is the "
+        "mean per-event rank correlation of predicted and actual gaps.",
+        *_new_team_line(s1),
+        *_new_rules_line(s1),
+        *pole_section(s1),
+    ]
+
+
+def _stage2_section(s2: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Stage-2: race winner",
+        "",
+        "Scored through the served path, twice per race. After qualifying "
+        "(`stage2.test`): the real grid and qualifying times given, as in POST "
+        "/predict_race; the baselines read the real grid.",
+        "",
+        *_table(s2, S2_KEYS),
+        *_pole_line(s2, "the test season"),
+        *_rules_reset_line(s2),
+    ]
+    if "test_chained" in s2:
+        lines += [
+            "",
+            "Before qualifying (`stage2.test_chained`): the event only, Stage-1's grid and "
+            "gaps chained into Stage-2, as in POST /predict_full; the baselines are fed "
+            "Stage-1's grid too.",
+            "",
+            *_table(s2, S2_KEYS, "test_chained"),
+        ]
+    return lines
+
+
+def _placings_section(s2: dict[str, Any]) -> list[str]:
+    if "podium" not in s2:
+        return []
+    finish = s2["podium"].get("finish_rate")
+    classified = (
+        f", every car but the winner classified with probability {fmt(finish)} (the "
+        "share of starters classified in Stage-2's tuning seasons)"
+        if finish is not None
+        else ""
+    )
+    lines = [
+        "",
+        "## Stage-2: podium and points",
+        "",
+        "Podium (top 3) and points (top 10) probabilities from Plackett-Luce on "
+        f"Stage-2's strengths{classified}, over each race's starters. `brier`: mean "
+        "squared error per starter; `log_loss`: binary log loss per starter (mean of "
+        "-[y log p + (1-y) log(1-p)]); `top3_hits` / `top10_hits`: share of each "
+        "race's top 3 / top 10 found among its three / ten most likely cars. Baseline "
+        "`grid_slot`: each grid slot's podium (top-10) frequency in the training "
+        "seasons, scaled per race to sum to 3 (10). `every_car_classified`: the "
+        "model's own strengths with every car classified (plain Plackett-Luce, the "
+        "odds served before the finish rate), to show what letting cars retire "
+        "changes.",
+        "",
+        *_table(s2["podium"], PODIUM_KEYS),
+    ]
+    if "points" in s2:
+        lines += ["", "Points (top 10):", "", *_table(s2["points"], POINTS_KEYS)]
+    return [*lines, "", *_placings_elsewhere(s2)]
+
+
+def _targets_section(ev: dict[str, Any]) -> list[str]:
+    """The targets table: each metric, its target, the value and its interval."""
+    s1, s2 = ev["stage1"], ev["stage2"]
+    lines = [
+        "",
+        "## Targets",
+        "",
+        "| metric | target | reached | 90 % interval | met |",
+        "|---|---|---|---|---|",
+    ]
+
+    def row(metric: str, target: str, v: Any, flow: str, key: str, met: bool) -> None:
+        lines.append(
+            f"| {metric} | {target} | {fmt(v)} | {_target_interval(ev, flow, key)} | "
+            f"{'yes' if met else 'no'} |"
+        )
+
+    for k, tgt in S1_TARGETS.items():
+        v, up = s1["test"].get(k), k == "spearman"
+        met = v is not None and (v >= tgt if up else v <= tgt)
+        row(f"stage-1 {k}", f"{'>=' if up else '<='} {tgt}", v, "stage-1", k, met)
+    after, before = "stage-2 after qualifying", "stage-2 before qualifying"
+    v = s2["test"].get("winner_log_loss")
+    met = v is not None and v <= 0.95
+    row("stage-2 winner_log_loss", "<= 0.95", v, after, "winner_log_loss", met)
+    chained = s2.get("test_chained", {}).get("winner_log_loss")
+    lg = s2["baselines"].get("logistic_grid", {}).get("test_chained", {}).get("winner_log_loss")
+    if chained is not None and lg is not None:
+        target = f"< logistic on Stage-1's grid ({fmt(lg)})"
+        metric = "stage-2 winner_log_loss before qualifying"
+        row(metric, target, chained, before, "winner_log_loss", chained < lg)
+    pole_top1 = s2["baselines"].get("pole_sitter", {}).get("test", {}).get("top1")
+    t1 = s2["test"].get("top1")
+    met = t1 is not None and pole_top1 is not None and t1 >= pole_top1
+    row("stage-2 top1", f">= pole-sitter ({fmt(pole_top1)})", t1, after, "top1", met)
+    return lines
 
 
 def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
@@ -496,10 +509,7 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     ax.set_xlabel("actual gap to pole (%)")
     ax.set_ylabel("predicted gap to pole (%)")
     ax.set_title(f"Stage-1, test season {int(s1['season'].iloc[0])}")
-    fig.tight_layout()
-    paths.append(out / "stage1_gap.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out / "stage1_gap.png"))
 
     s2 = preds["stage2"]
     bins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0001])
@@ -507,15 +517,11 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="grey", lw=1)
     ax.plot(mp, fr, marker="o")
-    for x, y, k in zip(mp, fr, n, strict=True):
-        ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    _counts(ax, mp, fr, n)
     ax.set_xlabel("predicted win probability")
     ax.set_ylabel("observed win frequency")
     ax.set_title(f"Stage-2 calibration, test season {int(s2['season'].iloc[0])}")
-    fig.tight_layout()
-    paths.append(out / "stage2_calibration.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out / "stage2_calibration.png"))
 
     if "podium_prob" in s2:
         pbins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0001])
@@ -536,19 +542,28 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
                 mp, fr, n = calibration_bins(s2[col].to_numpy(float), y, pbins)
                 ax.plot(mp, fr, marker=marker, label=name, alpha=0.85)
                 if col == f"{what}_prob":
-                    for x, yy, k in zip(mp, fr, n, strict=True):
-                        ax.annotate(
-                            str(k), (x, yy), textcoords="offset points", xytext=(4, -10), fontsize=7
-                        )
+                    _counts(ax, mp, fr, n)
             ax.set_xlabel(f"predicted {label} probability")
             ax.set_ylabel(f"observed {label} frequency")
             ax.set_title(f"Stage-2 {label} calibration, test season {int(s2['season'].iloc[0])}")
             ax.legend(loc="upper left", fontsize=8)
-        fig.tight_layout()
-        paths.append(out / "stage2_podium_calibration.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(_save(fig, out / "stage2_podium_calibration.png"))
     return paths
+
+
+def _counts(ax: Any, mp: list[float], fr: list[float], n: list[int]) -> None:
+    """Each calibration point's count of predictions, beside it."""
+    for x, y, k in zip(mp, fr, n, strict=True):
+        ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def calibration_bins(
@@ -657,7 +672,7 @@ def backtest_markdown(season: int, ev: dict[str, Any], races: list[dict[str, Any
         "",
         *intervals_section(ev)[1:],
         "",
-        "## Targets (issue 12: every backtest season)",
+        "## Targets (every backtest season)",
         "",
         "| target | model | baseline | met |",
         "|---|---|---|---|",
@@ -710,10 +725,7 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
     axes[-1].set_xlabel(f"round of {season}")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"Backtest {season}: per race, model vs baselines", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_hindsight(found: dict[str, Any], out_dir: Path) -> Path:

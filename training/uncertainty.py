@@ -1,11 +1,8 @@
 """How much of a season's score is the season: intervals from resampling its events.
 
-A season has ~20 races. One other winner moves top-1 by 0.05 and the winner log loss by
-~0.1, so a score a little above a target, or a little below a baseline, may be the luck
-of which races were run. Resampling the season's events with replacement (a fixed seed:
-reports reproduce) gives each metric a 90 % interval and, on the same resamples, the
-interval of the model's difference to each baseline (paired: both scored on the same
-races, so the season's character cancels out).
+A season has ~20 races, so a score near a target may be the luck of which races were run.
+Resampling the events with replacement (a fixed seed) gives each metric a 90 % interval,
+and the model's paired difference to each baseline on the same resamples.
 """
 
 from __future__ import annotations
@@ -80,10 +77,9 @@ def compare(
     n: int = RESAMPLES,
     seed: int = SEED,
 ) -> dict[str, Any]:
-    """Per metric: the model's value and interval, and per baseline the paired
-    difference (model - baseline) with its interval and the share of resamples where
-    the model is better. ``events``: per predictor (``model`` first), per-event arrays
-    of the same events."""
+    """Per metric: the model's value and interval, and per baseline the paired difference
+    (model - baseline), its interval and the share of resamples where the model is
+    better. ``events``: per predictor (``model`` first), per-event arrays."""
     model = events["model"]
     n_events = len(next(iter(model.values())))
     out: dict[str, Any] = {}

@@ -4,6 +4,9 @@ The data folder is what ``Settings.data_dir`` points at: the contents of the rep
 ``src/data/`` (``seasons/``, ``drivers/``, ...) plus ``LICENSE`` and a ``SOURCE.txt`` that
 records where the data came from (F1DB is CC-BY-4.0, so the credit travels with the data).
 
+Without a tag, the latest release is the one GitHub's ``<repo>/releases/latest`` redirects
+to (``<repo>/releases/tag/<tag>``).
+
 The replacement is all-or-nothing: everything is downloaded and extracted into a temporary
 folder next to ``dest`` and only swapped in by renames once it is complete, so a failed or
 interrupted download never leaves a half-written data folder behind.
@@ -33,6 +36,8 @@ DEFAULT_REPO_URL = "https://github.com/f1db/f1db"
 CREDIT = "Data: F1DB (https://github.com/f1db/f1db), CC-BY-4.0"
 
 _TAG_RE = re.compile(r"[A-Za-z0-9._-]+")
+_RELEASE_TAG_PATH = re.compile(r"/releases/tag/([^/]+)/?$")
+_MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
 
 
@@ -45,9 +50,62 @@ def archive_url(tag: str, repo_url: str) -> str:
     return f"{repo_url.rstrip('/')}/archive/refs/tags/{tag}.tar.gz"
 
 
+def latest_url(repo_url: str) -> str:
+    """GitHub's latest-release page: f"{repo_url}/releases/latest"."""
+    return f"{repo_url.rstrip('/')}/releases/latest"
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (or its type when it has none)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def latest_tag(repo_url: str = DEFAULT_REPO_URL, *, timeout: float = 30.0) -> str:
+    """The tag of the latest release: where ``<repo>/releases/latest`` redirects
+    (``.../releases/tag/<tag>``), following at most a few hops (a renamed repository)."""
+    url = latest_url(repo_url)
+    what = f"could not find the latest F1DB release at {url}"
+    hop = httpx.URL(url)
+    try:
+        with httpx.Client(follow_redirects=False, timeout=timeout) as client:
+            for _ in range(_MAX_REDIRECTS):
+                response = client.get(hop)
+                if not response.is_redirect or response.next_request is None:
+                    raise DownloadError(
+                        f"{what}: {hop} answered HTTP {response.status_code} "
+                        "instead of redirecting to a release"
+                    )
+                hop = response.next_request.url
+                found = _RELEASE_TAG_PATH.search(hop.path)  # httpx.URL.path is decoded
+                if found is not None:
+                    if not _is_valid_tag(found.group(1)):
+                        raise DownloadError(f"{what}: it redirected to {hop}, not a usable tag")
+                    return found.group(1)
+    except httpx.HTTPError as exc:
+        raise DownloadError(f"{what}: {_one_line(exc)}") from exc
+    raise DownloadError(f"{what}: redirected {_MAX_REDIRECTS} times, never to a release tag")
+
+
+def installed_tag(folder: Path) -> str | None:
+    """The release recorded in ``folder``'s SOURCE.txt by a previous download, if any."""
+    try:
+        text = (folder / "SOURCE.txt").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("F1DB release: "):
+            return line.removeprefix("F1DB release: ").strip()
+    return None
+
+
+def _is_valid_tag(tag: str) -> bool:
+    """Letters, digits, '.', '_' and '-' only: nothing that could alter the URL path."""
+    return bool(tag) and _TAG_RE.fullmatch(tag) is not None and tag not in {".", ".."}
+
+
 def _validate_tag(tag: str) -> None:
     """Reject tags that could alter the URL path (``/``, ``..``, ``?``) before any I/O."""
-    if not tag or _TAG_RE.fullmatch(tag) is None or tag in {".", ".."}:
+    if not _is_valid_tag(tag):
         raise DownloadError(
             f"invalid release tag {tag!r}: expected letters, digits, '.', '_' or '-' "
             "(e.g. 'v2025.24.0')"
@@ -87,8 +145,7 @@ def _fetch(url: str, tag: str, target: Path, *, timeout: float, progress: bool) 
                     fh.write(chunk)
                     bar.update(task, advance=len(chunk))
     except httpx.HTTPError as exc:
-        reason = str(exc) or type(exc).__name__
-        raise DownloadError(f"download of {url} failed: {reason}") from exc
+        raise DownloadError(f"download of {url} failed: {_one_line(exc)}") from exc
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
@@ -145,7 +202,7 @@ def _unpack(archive: Path, workdir: Path) -> Path:
             ]
             tar.extractall(extract_dir, members=wanted, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DownloadError(f"could not unpack the F1DB archive: {exc}") from exc
+        raise DownloadError(f"could not unpack the F1DB archive: {_one_line(exc)}") from exc
 
     data_dir = extract_dir / root / "src" / "data"
     if not (data_dir / "seasons").is_dir():
@@ -199,22 +256,43 @@ def download_f1db(
     _validate_tag(tag)
     dest = Path(dest)
     url = archive_url(tag, repo_url)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # Next to dest, so the final renames stay on one filesystem (and are atomic).
-    workdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.download-", dir=dest.parent))
+    # The folders this call creates, deepest first: removed again if it fails.
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Next to dest, so the final renames stay on one filesystem (and are atomic).
+        workdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.download-", dir=dest.parent))
+    except OSError as exc:
+        raise DownloadError(f"cannot write into {dest.parent}: {_one_line(exc)}") from exc
     keep_workdir = False
+    ok = False
     try:
         archive = workdir / "archive.tar.gz"
-        _fetch(url, tag, archive, timeout=timeout, progress=progress)
-        new = _unpack(archive, workdir)
-        _write_source(new, tag, url)
+        try:
+            _fetch(url, tag, archive, timeout=timeout, progress=progress)
+            new = _unpack(archive, workdir)
+            _write_source(new, tag, url)
+        except OSError as exc:  # disk full, permissions: the download itself went through
+            raise DownloadError(f"could not write the F1DB data: {_one_line(exc)}") from exc
         try:
             _swap_in(new, dest, workdir / "previous")
         except DownloadError:
             # If even the restore failed, the old data lives in workdir: don't delete it.
             keep_workdir = (workdir / "previous").exists()
             raise
+        ok = True
     finally:
         if not keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+        if not ok:
+            _remove_empty(created)
     return dest
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

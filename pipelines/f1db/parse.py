@@ -35,17 +35,6 @@ SESSION_FILES: dict[str, str] = {
 }
 """Timed sessions that may precede qualifying ("sq" = sprint qualifying / shootout)."""
 
-RACE_DIR_FILES = (
-    "race.yml",
-    "qualifying-results.yml",
-    "starting-grid-positions.yml",
-    "race-results.yml",
-    "driver-standings.yml",
-    "constructor-standings.yml",
-    "sprint-race-results.yml",
-    *SESSION_FILES.values(),
-)
-
 
 class DataError(RuntimeError):
     """A problem with the F1DB source tree; the message names the file and the problem."""
@@ -215,7 +204,7 @@ def available_seasons(data_dir: Path) -> list[int]:
     if not sdir.is_dir():
         raise DataError(
             f"{data_dir}: no F1DB data here (no 'seasons' folder). Set F1_DATA_DIR, or run "
-            "`f1 data download --tag <release>`."
+            "`f1 data download` (the latest release)."
         )
     years = sorted(int(p.name) for p in sdir.iterdir() if p.is_dir() and p.name.isdigit())
     if not years:
@@ -252,150 +241,162 @@ def _parse_tree(
     for season in seasons:
         race_dirs = _race_dirs(data_dir, season)
         for rdir in race_dirs:
-            race_path = rdir / "race.yml"
-            if not race_path.exists():
-                raise DataError(f"{race_path}: missing (every race folder needs race.yml)")
-            race = _load_mapping(race_path)
-            race_id = int(_require(race, "id", race_path))
-            rnd = int(_require(race, "round", race_path))
-            try:
-                race_date = _as_date(_require(race, "date", race_path))
-            except ValueError as exc:
-                raise DataError(f"{race_path}: field 'date': {exc}") from exc
-            present = {s for s, f in SESSION_FILES.items() if (rdir / f).exists()}
-            is_sprint = (rdir / "sprint-race-results.yml").exists() or bool(
-                race.get("sprintRaceDate")
-            )
-            starts = {
-                "fp1": _as_datetime(race.get("freePractice1Date"), race.get("freePractice1Time")),
-                "fp2": _as_datetime(race.get("freePractice2Date"), race.get("freePractice2Time")),
-                "fp3": _as_datetime(race.get("freePractice3Date"), race.get("freePractice3Time")),
-                "fp4": _as_datetime(race.get("freePractice4Date"), race.get("freePractice4Time")),
-                "sq": _as_datetime(
-                    race.get("sprintQualifyingDate"), race.get("sprintQualifyingTime")
-                ),
-                "quali": _as_datetime(race.get("qualifyingDate"), race.get("qualifyingTime")),
-            }
-            before = sessions_before_qualifying(season, is_sprint, present, starts)
-            for s in sorted(present):
-                rows["sessions"].append(
-                    {"race_id": race_id, "session": s, "before_quali": s in before}
-                )
-            q_path = rdir / "qualifying-results.yml"
-            rr_path = rdir / "race-results.yml"
-            rows["races"].append(
-                {
-                    "race_id": race_id,
-                    "season": season,
-                    "round": rnd,
-                    "date": pd.Timestamp(race_date),
-                    "grand_prix_id": str(race.get("grandPrixId") or ""),
-                    "circuit_id": str(_require(race, "circuitId", race_path)),
-                    "layout_id": str(race.get("circuitLayoutId") or race["circuitId"]),
-                    "circuit_type": str(race.get("circuitType") or "UNKNOWN"),
-                    "course_length": float(race.get("courseLength") or math.nan),
-                    "laps": float(race.get("laps") or math.nan),
-                    "turns": float(race.get("turns") or math.nan),
-                    "is_sprint": is_sprint,
-                    "has_quali": q_path.exists(),
-                    "has_results": rr_path.exists(),
-                }
-            )
-            for s in present:
-                path = rdir / SESSION_FILES[s]
-                for r in _load_list(path):
-                    best = min(
-                        (
-                            t
-                            for t in (_time(r.get(k), path, k) for k in ("time", "q1", "q2", "q3"))
-                            if not math.isnan(t)
-                        ),
-                        default=math.nan,
-                    )
-                    rows["practice"].append(
-                        {
-                            "race_id": race_id,
-                            "session": s,
-                            "driver_id": str(_require(r, "driverId", path)),
-                            "constructor_id": str(r.get("constructorId") or ""),
-                            "time_s": best,
-                            "laps": _int_or_nan(r.get("laps")),
-                        }
-                    )
-            if q_path.exists():
-                for r in _load_list(q_path):
-                    qs = [_time(r.get(k), q_path, k) for k in ("q1", "q2", "q3", "time")]
-                    valid = [t for t in qs if not math.isnan(t)]
-                    rows["qualifying"].append(
-                        {
-                            "race_id": race_id,
-                            "driver_id": str(_require(r, "driverId", q_path)),
-                            "constructor_id": str(r.get("constructorId") or ""),
-                            "driver_number": _int_or_nan(r.get("driverNumber")),
-                            "position": _int_or_nan(r.get("position")),
-                            "best_s": min(valid) if valid else math.nan,
-                            "q3_s": qs[2],
-                        }
-                    )
-            g_path = rdir / "starting-grid-positions.yml"
-            if g_path.exists():
-                for r in _load_list(g_path):
-                    pos = r.get("position")
-                    rows["grid"].append(
-                        {
-                            "race_id": race_id,
-                            "driver_id": str(_require(r, "driverId", g_path)),
-                            "grid": _int_or_nan(pos),
-                            "pit_lane": str(pos) == "PL",
-                            "penalty": _int_or_nan(r.get("gridPenalty")),
-                        }
-                    )
-            if rr_path.exists():
-                for r in _load_list(rr_path):
-                    rows["results"].append(
-                        {
-                            "race_id": race_id,
-                            "driver_id": str(_require(r, "driverId", rr_path)),
-                            "constructor_id": str(r.get("constructorId") or ""),
-                            "driver_number": _int_or_nan(r.get("driverNumber")),
-                            "position": _int_or_nan(r.get("position")),
-                            "position_text": str(r.get("position") or ""),
-                            "points": float(r.get("points") or 0.0),
-                            "grid_text": str(r.get("gridPosition") or ""),
-                        }
-                    )
-            for fname, key, table in (
-                ("driver-standings.yml", "driverId", "driver_standings"),
-                ("constructor-standings.yml", "constructorId", "constructor_standings"),
-            ):
-                path = rdir / fname
-                if path.exists():
-                    for r in _load_list(path):
-                        rows[table].append(
-                            {
-                                "race_id": race_id,
-                                "id": str(_require(r, key, path)),
-                                "position": _int_or_nan(r.get("position")),
-                                "points": float(r.get("points") or 0.0),
-                            }
-                        )
+            rnd = _parse_race(rdir, season, rows)
             if tick:
                 tick(f"{season} round {rnd}")
         ent_path = data_dir / "seasons" / str(season) / "entrants.yml"
         if ent_path.exists():
-            n_rounds = len(race_dirs)
-            for ent in _load_list(ent_path):
-                for d in ent.get("drivers") or []:
-                    rounds = _parse_rounds(d.get("rounds"), n_rounds)
-                    rows["entrants"].append(
-                        {
-                            "season": season,
-                            "constructor_id": str(ent.get("constructorId") or ""),
-                            "driver_id": str(_require(d, "driverId", ent_path)),
-                            "rounds": ",".join(map(str, rounds)),
-                            "test_driver": bool(d.get("testDriver")),
-                        }
-                    )
+            rows["entrants"] += _entrant_rows(ent_path, season, len(race_dirs))
+    _add_references(data_dir, rows)
+    return _frames(rows)
+
+
+def _parse_race(rdir: Path, season: int, rows: dict[str, list[dict[str, Any]]]) -> int:
+    """Append one race folder's rows to ``rows``; return its round."""
+    race_path = rdir / "race.yml"
+    if not race_path.exists():
+        raise DataError(f"{race_path}: missing (every race folder needs race.yml)")
+    race = _load_mapping(race_path)
+    race_id = int(_require(race, "id", race_path))
+    rnd = int(_require(race, "round", race_path))
+    try:
+        race_date = _as_date(_require(race, "date", race_path))
+    except ValueError as exc:
+        raise DataError(f"{race_path}: field 'date': {exc}") from exc
+    present = [s for s, f in SESSION_FILES.items() if (rdir / f).exists()]
+    is_sprint = (rdir / "sprint-race-results.yml").exists() or bool(race.get("sprintRaceDate"))
+    before = sessions_before_qualifying(season, is_sprint, present, _session_starts(race))
+    for s in sorted(present):
+        rows["sessions"].append({"race_id": race_id, "session": s, "before_quali": s in before})
+    rows["races"].append(
+        {
+            "race_id": race_id,
+            "season": season,
+            "round": rnd,
+            "date": pd.Timestamp(race_date),
+            "grand_prix_id": str(race.get("grandPrixId") or ""),
+            "circuit_id": str(_require(race, "circuitId", race_path)),
+            "layout_id": str(race.get("circuitLayoutId") or race["circuitId"]),
+            "circuit_type": str(race.get("circuitType") or "UNKNOWN"),
+            "course_length": float(race.get("courseLength") or math.nan),
+            "laps": float(race.get("laps") or math.nan),
+            "turns": float(race.get("turns") or math.nan),
+            "is_sprint": is_sprint,
+            "has_quali": (rdir / "qualifying-results.yml").exists(),
+            "has_results": (rdir / "race-results.yml").exists(),
+        }
+    )
+    files = [(SESSION_FILES[s], "practice", _practice_row(s)) for s in present]
+    files += [
+        ("qualifying-results.yml", "qualifying", _qualifying_row),
+        ("starting-grid-positions.yml", "grid", _grid_row),
+        ("race-results.yml", "results", _result_row),
+        ("driver-standings.yml", "driver_standings", _standing_row("driverId")),
+        ("constructor-standings.yml", "constructor_standings", _standing_row("constructorId")),
+    ]
+    for name, table, row in files:
+        path = rdir / name
+        if path.exists():
+            rows[table] += [{"race_id": race_id, **row(r, path)} for r in _load_list(path)]
+    return rnd
+
+
+def _session_starts(race: dict[str, Any]) -> dict[str, datetime | None]:
+    """When each timed session and qualifying started (F1DB has the times from 2024)."""
+    keys = {
+        "fp1": "freePractice1",
+        "fp2": "freePractice2",
+        "fp3": "freePractice3",
+        "fp4": "freePractice4",
+        "sq": "sprintQualifying",
+        "quali": "qualifying",
+    }
+    return {s: _as_datetime(race.get(f"{k}Date"), race.get(f"{k}Time")) for s, k in keys.items()}
+
+
+Row = Callable[[dict[str, Any], Path], dict[str, Any]]
+
+
+def _practice_row(session: str) -> Row:
+    def row(r: dict[str, Any], path: Path) -> dict[str, Any]:
+        laps = (_time(r.get(k), path, k) for k in ("time", "q1", "q2", "q3"))
+        return {
+            "session": session,
+            "driver_id": str(_require(r, "driverId", path)),
+            "constructor_id": str(r.get("constructorId") or ""),
+            "time_s": min((t for t in laps if not math.isnan(t)), default=math.nan),
+            "laps": _int_or_nan(r.get("laps")),
+        }
+
+    return row
+
+
+def _qualifying_row(r: dict[str, Any], path: Path) -> dict[str, Any]:
+    qs = [_time(r.get(k), path, k) for k in ("q1", "q2", "q3", "time")]
+    valid = [t for t in qs if not math.isnan(t)]
+    return {
+        "driver_id": str(_require(r, "driverId", path)),
+        "constructor_id": str(r.get("constructorId") or ""),
+        "driver_number": _int_or_nan(r.get("driverNumber")),
+        "position": _int_or_nan(r.get("position")),
+        "best_s": min(valid) if valid else math.nan,
+        "q3_s": qs[2],
+    }
+
+
+def _grid_row(r: dict[str, Any], path: Path) -> dict[str, Any]:
+    pos = r.get("position")
+    return {
+        "driver_id": str(_require(r, "driverId", path)),
+        "grid": _int_or_nan(pos),
+        "pit_lane": str(pos) == "PL",
+        "penalty": _int_or_nan(r.get("gridPenalty")),
+    }
+
+
+def _result_row(r: dict[str, Any], path: Path) -> dict[str, Any]:
+    return {
+        "driver_id": str(_require(r, "driverId", path)),
+        "constructor_id": str(r.get("constructorId") or ""),
+        "driver_number": _int_or_nan(r.get("driverNumber")),
+        "position": _int_or_nan(r.get("position")),
+        "position_text": str(r.get("position") or ""),
+        "points": float(r.get("points") or 0.0),
+        "grid_text": str(r.get("gridPosition") or ""),
+    }
+
+
+def _standing_row(key: str) -> Row:
+    def row(r: dict[str, Any], path: Path) -> dict[str, Any]:
+        return {
+            "id": str(_require(r, key, path)),
+            "position": _int_or_nan(r.get("position")),
+            "points": float(r.get("points") or 0.0),
+        }
+
+    return row
+
+
+def _entrant_rows(path: Path, season: int, n_rounds: int) -> list[dict[str, Any]]:
+    """One row per driver entered by a team (the rounds they were entered for)."""
+    out = []
+    for ent in _load_list(path):
+        for d in ent.get("drivers") or []:
+            rounds = _parse_rounds(d.get("rounds"), n_rounds)
+            out.append(
+                {
+                    "season": season,
+                    "constructor_id": str(ent.get("constructorId") or ""),
+                    "driver_id": str(_require(d, "driverId", path)),
+                    "rounds": ",".join(map(str, rounds)),
+                    "test_driver": bool(d.get("testDriver")),
+                }
+            )
+    return out
+
+
+def _add_references(data_dir: Path, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """The drivers, constructors and circuits the parsed rows name (every constructor)."""
     rows["drivers"] = _reference(
         data_dir / "drivers",
         lambda d: {
@@ -424,7 +425,6 @@ def _parse_tree(
         lambda d: {"circuit_id": d["id"], "name": d.get("name"), "type": d.get("type")},
         referenced={r["circuit_id"] for r in rows["races"]},
     )
-    return _frames(rows)
 
 
 def _reference(

@@ -3,7 +3,7 @@
 The feature snapshot (``snapshot``) builds and reads history with pandas; everything a
 request carries from resolution to the models is defined here, in plain Python and
 numpy, so that a process that never loads the snapshot (BentoML's arbiter, the model
-services) never imports pandas (~80 MiB per process; issue 14).
+services) never imports pandas.
 """
 
 from __future__ import annotations
@@ -60,12 +60,9 @@ class Entry:
 @dataclass
 class EventField:
     """Every car at an event and every lap set before its qualifying: what each
-    driver's features are relative to (ranks, teammates, the session's best lap).
-
-    For an event in the data: its entry list and practice, with the drivers a request
-    gives merged in (a given driver replaces the data's entry; one not entered joins).
-    For an event not in the data: the request's drivers.
-    """
+    driver's features are relative to (ranks, teammates, the session's best lap). For an
+    event in the data, its entry list with a request's drivers merged in (replacing or
+    joining); for another event, the request's drivers."""
 
     entries: list[Entry]
     laps: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -159,7 +159,7 @@ STAGE2 = FeatureSpec(
 )
 STAGE2_UNBOOSTED = ("c_rules_races",)
 """Stage-2 inputs the booster is not fitted on (left out of its inputs): they steer how
-the log-odds are used (``Stage2Model.reset_share``), not what they are."""
+the log-odds are used (``stage2.grid_lean``), not what they are."""
 RULES_RESETS = (2009, 2014, 2017, 2022, 2026)
 """Seasons whose technical rules were rewritten (aero and KERS, hybrid turbo engines, wide
 cars, ground effect, the 2026 engines and active aero): known years in advance, so a

@@ -6,15 +6,12 @@ that to the whole finishing order: the winner is drawn in proportion to ``w``, s
 place from the cars left in proportion to ``w``, and so on. Its first place *is* the
 softmax, so a driver's win, podium and points chances come from one model and agree.
 
-Not every car is classified: some retire. Plackett-Luce alone orders every car, so it put
-a favourite on the podium ~0.95 of the time (2025 saw ~0.85) and in the points ~1.0, as
-if it could not retire (points log loss per starter 0.67 in 2025, barely better than
-even odds' 0.69).
-So every car but the winner is classified with probability ``finish`` (Stage-2's
-``finish_rate``: the share of starters classified in its tuning seasons; 1 for models
-saved before it, plain Plackett-Luce), independently, and the podium and the points are
-the first 3 and 10 *classified* cars. The win (the softmax: Stage-2 is fitted on who
-won, retirements included) is unchanged.
+Not every car is classified: some retire, and Plackett-Luce alone orders every car as
+if none could (docs/model-quality.md, "Cars retire"). So every car but the winner is
+classified with probability ``finish`` (Stage-2's ``finish_rate``: the share of starters
+classified in its tuning seasons; 1 for models saved before it), independently, and the
+podium and the points are the first 3 and 10 *classified* cars. The win (the softmax:
+Stage-2 is fitted on who won, retirements included) is unchanged.
 
 Computed in the exponential-race form of Plackett-Luce: give car j an arrival time
 ``T_j ~ Exp(w_j)``; the order of arrival is Plackett-Luce. The first arrival wins; a car

@@ -78,17 +78,14 @@ DEFAULT_PACE = 17.5
 
 def pace_per_km(h: PoleHistory, window: int) -> float:
     """The median pole pace (s/km) of the ``window`` latest events with a known length:
-    a new layout's pole lap without practice is its length at the pace the cars of the
-    time run (over 2014-2023's new layouts, a throwaway script: mean error 6.6 s, against
-    9.8 s for a fixed 17.5 s/km)."""
+    a new layout's pole lap without practice is its length at the pace of the time."""
     known = h.course_length > 0  # NaN: unknown
     pace = (h.pole_s[known] / h.course_length[known])[-window:]
     return float(np.median(pace)) if len(pace) else DEFAULT_PACE
 
 
 PACE_SHRINK = 3.0
-"""Pseudo-events pulling ``season_pace`` toward 1: one event's pace is mostly its own luck.
-(Chosen with a throwaway script over 2014-2025's events: 3 and 6 did alike, 0 worse.)"""
+"""Pseudo-events pulling ``season_pace`` toward 1: one event's pace is mostly its own luck."""
 
 
 def last_visit_pole(h: PoleHistory, layout_id: str, window: int) -> float:

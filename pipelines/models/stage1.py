@@ -37,8 +37,7 @@ class Stage1Config:
             {"objective": "l1", "seed": 3},
         ]
     )
-    """Three l1 boosters (bagging seeds differ): the target is scored by MAE, and l1
-    beat the former huber/l1/l2 mix in each of nine backtest seasons 2014-2024."""
+    """Three l1 boosters with different bagging seeds: the target is scored by MAE."""
     num_leaves: int = 15
     n_estimators: int = 400
     learning_rate: float = 0.03
@@ -54,23 +53,17 @@ class Stage1Config:
     None: ``pole_tau``."""
     new_team_share: float = 0.1
     """Share of (event, team) pairs fitted with the team's form blanked, as a team without
-    history has it: otherwise LightGBM learns what a missing team form means from the two
-    rows of Haas's first race, and a new entrant's cars came out ~0.3-0.6 % slower than
-    their practice said (backtests 2014-2024; with it, ~0.0-0.1 %, other rows unchanged)."""
+    history has it: otherwise LightGBM learns what missing team form means from the two
+    rows of Haas's first race (docs/model-quality.md, "A new team")."""
     new_team_seed: int = 0
     form_model: bool = True
-    """Also fit a form-only ensemble (the same settings on every row with its practice
-    blanked) for cars without a practice lap, as every car of the next event is while
-    F1DB holds only the races before it. The main ensemble read missing practice as the
-    few drivers who skipped it and put such fields 1.2-2.8 % off the pole (gap MAE,
-    `f1 evaluate` and backtests 2009-2024), worse than each driver's recent qualifying
-    gap alone; with it, 0.55-1.34 %."""
+    """Also fit a form-only ensemble (every row's practice blanked) for cars without a
+    practice lap, as every car of the next event is while F1DB holds only the races
+    before it. The main ensemble reads missing practice as a driver who skipped it."""
     practice_model: bool = True
-    """Also fit a practice-only ensemble (the same settings on every row with its form,
-    ``STAGE1_FORM``, blanked) for the first race under new technical rules
-    (``c_rules_races`` 0), where every car's form is about a car that no longer races.
-    Asked with its practice, the main ensemble put 2009's Ferraris and McLarens in front
-    and the Brawns out of the top ten; see docs/model-quality.md, "New technical rules"."""
+    """Also fit a practice-only ensemble (every row's ``STAGE1_FORM`` blanked) for the
+    first race under new technical rules (``c_rules_races`` 0), where every car's form
+    is about a car that no longer races (docs/model-quality.md, "New technical rules")."""
 
 
 BOOSTED = tuple(n for n in STAGE1.names if n not in STAGE1_UNBOOSTED)

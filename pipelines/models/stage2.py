@@ -1,22 +1,14 @@
 """Stage-2: a monotone LightGBM win classifier stacked with a linear conditional logit,
 softmax per race.
 
-The win log-odds of a car are ``(w * booster + (1 - w) * linear) / T``: the boosted
-trees on every Stage-2 feature, and a linear conditional logit (per-race softmax
-likelihood) on a few robust terms (``LINEAR_TERMS``: log grid slot, qualifying gap,
-teammate gap, championship share, win form, recent finishing positions, team points
-form). The weight ``w`` and the temperature ``T`` are chosen on validation seasons. Both
-parts are monotone: a worse grid slot or a slower qualifying lap never raises a car's
-log-odds. The linear part (and the booster, with the per-race loss) learns from each
-training race's first three finishers, as Plackett-Luce choices (the winner from the
-field, second from the rest, third from the rest again: ``RankStages``), not from its
-winner alone: a season has ~20 winners, and the cars that finish second and third say
-which strengths the field had, as the podium and points odds (``placings``) read them.
-
-After a rewrite of the technical rules (``RULES_RESETS``) the form both parts read is
-about cars that no longer race: for the first ``reset_races`` races under new rules the
-log-odds lean on a grid-only conditional logit instead (all of it at the first race, a
-share falling linearly to none by race ``reset_races + 1``).
+A car's win log-odds are ``(w * booster + (1 - w) * linear) / T``: boosted trees on every
+Stage-2 feature and a linear conditional logit on a few robust terms (``LINEAR_TERMS``),
+``w`` and ``T`` chosen on validation seasons. Both parts are monotone in the grid slot and
+the qualifying gap. Both learn from each training race's first three finishers as
+Plackett-Luce choices (``RankStages``): the cars behind the winner also say which
+strengths the field had. Early under new technical rules (``RULES_RESETS``) the form
+they read is about cars that no longer race, so the log-odds lean on a grid-only logit
+instead (``grid_lean``).
 """
 
 from __future__ import annotations
@@ -66,9 +58,7 @@ LINEAR_TERMS: tuple[Term, ...] = (
     Term("d_r_pos_ewm", fill=10.0),
     Term("t_points_ewm"),
 )
-"""The last two (recent finishing positions, team points form; no monotone sign) lowered
-the winner log loss before and after qualifying in the 2014, 2017 and 2022 backtests and
-on the validation season 2024 (each tuned and fitted on earlier seasons only)."""
+"""The linear part's inputs (docs/model-quality.md says why these)."""
 BOOSTED = tuple(n for n in STAGE2.names if n not in STAGE2_UNBOOSTED)
 """The Stage-2 features the booster is fitted on (all but ``STAGE2_UNBOOSTED``)."""
 _BOOSTED_AT = np.array([STAGE2.pos[n] for n in BOOSTED])
@@ -80,16 +70,14 @@ def boosted_columns(x: np.ndarray) -> np.ndarray:
 
 
 GRID_TERMS: tuple[Term, ...] = (LINEAR_TERMS[0],)
-"""The grid-only conditional logit the log-odds lean on after a rules reset (the
-project's "logistic on log(grid)" baseline, fitted per race)."""
+"""The grid-only conditional logit of the grid lean (the "logistic on log(grid)"
+baseline, fitted per race)."""
 LINEAR_L2 = 1.0
 """Ridge penalty on the standardised coefficients of the linear part."""
 RANK_DEPTH = 3
 RANK_DECAY = 1.0
-"""Stage-2's linear part (and its booster with the per-race loss) learns from each training
-race's first three finishers (Plackett-Luce), not its winner alone: three choices per race
-instead of one, weighted alike (see ``RankStages``; chosen on the backtests 2014-2024 over
-two places, three weighted 1, 1/2, 1/4, five halving and four: docs/model-quality.md)."""
+"""Stage-2 learns from each training race's first three finishers, weighted alike
+(Plackett-Luce, ``RankStages``), not from its winner alone."""
 
 
 def stage2_places(s: Settings) -> tuple[int, float]:
@@ -112,15 +100,11 @@ def linear_design(x: np.ndarray, terms: tuple[Term, ...] = LINEAR_TERMS) -> np.n
 
 @dataclass(frozen=True)
 class RankStages:
-    """The choices of each race's first finishers, as a Plackett-Luce ("exploded") logit
-    sees them: the winner chosen from the field, second from the rest, and so on.
-
-    ``rows`` lists, stage after stage, the training rows still in the running (those not
-    yet placed: a car that was not classified stays in every stage); ``starts`` where each
-    stage begins in it, ``seg`` each entry's stage, ``weight`` each stage's weight in the
-    likelihood and ``chosen`` 1 for the entry that took the place. A race's stages stop at
-    the first place that is not held by exactly one car.
-    """
+    """The choices of each race's first finishers as a Plackett-Luce logit sees them: the
+    winner chosen from the field, second from the rest, and so on. ``rows``: stage after
+    stage, the rows still running (an unclassified car stays in every stage); ``starts``,
+    ``seg``: where each stage begins, each entry's stage; ``weight`` per stage; ``chosen``
+    1 for the entry that took the place. A race stops at a place not held by one car."""
 
     rows: np.ndarray
     starts: np.ndarray
@@ -247,11 +231,8 @@ def race_softmax_objective(
     decay: float = 1.0,
 ) -> Callable[[np.ndarray, lgb.Dataset], tuple[np.ndarray, np.ndarray]]:
     """Gradient and Hessian of the per-race softmax log loss (the conditional logit), or
-    with ``depth`` > 1 of Plackett-Luce's over the first ``depth`` places (``RankStages``).
-
-    Each race's winner competes only with that race's field, which is the question asked;
-    a per-driver binary loss instead spends capacity on races that are not comparable.
-    """
+    with ``depth`` > 1 of Plackett-Luce's over the first ``depth`` places (``RankStages``):
+    each race's cars compete only with that race's field, which is the question asked."""
     st = RankStages.of(groups, ranks, depth, decay)
 
     def objective(preds: np.ndarray, ds: lgb.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -287,15 +268,13 @@ class Stage2Config:
     """Each linear term's mean over the training rows: explanations measure a car's
     linear contributions from the average car, like the booster's."""
     reset_weight: float = 1.0
-    """Share of the log-odds taken from the grid-only logit at the first race under new
-    technical rules (``c_rules_races`` = 0)."""
+    """The grid lean's share of the log-odds at the first race under new technical rules
+    (``c_rules_races`` = 0)."""
     reset_races: float = 4.0
-    """Races under new rules over which that share falls linearly to 0. Weight 1 over 4
-    races: chosen on the three resets in the data (2014, 2017, 2022; see
-    docs/model-quality.md)."""
+    """Races under new rules over which that share falls linearly to 0."""
     grid_coef: list[float] = field(default_factory=list)
     grid_mean: list[float] = field(default_factory=list)
-    """The fitted grid-only conditional logit (``GRID_TERMS``) and its terms' means."""
+    """The grid lean's fitted logit (``GRID_TERMS``) and its terms' means."""
     rank_depth: int = RANK_DEPTH
     """Places of each training race the linear part and the per-race booster are fitted
     on (Plackett-Luce over the first ``rank_depth`` finishers; 1: the winner alone)."""
@@ -307,11 +286,10 @@ class Stage2Config:
     not tuned; 1 in models saved before it, as every car was then assumed to finish)."""
 
 
-def reset_share_at(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray:
-    """The share of the log-odds taken from the grid-only logit after ``rules_races``
-    races under the current technical rules: ``reset_weight`` at the first, falling
-    linearly to 0 over ``reset_races`` races; 0 without a fitted grid logit or when the
-    count is unknown (NaN)."""
+def grid_lean_share(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray:
+    """The grid lean's share of the log-odds after ``rules_races`` races under the current
+    technical rules: ``reset_weight`` at the first, falling linearly to 0 over
+    ``reset_races`` races; 0 without a fitted grid logit or for an unknown count (NaN)."""
     n = np.asarray(rules_races, dtype=float)
     if not config.grid_coef or config.reset_weight <= 0.0 or config.reset_races <= 0.0:
         return np.zeros(n.shape)
@@ -320,8 +298,8 @@ def reset_share_at(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(share), 0.0, share)
 
 
-def grid_logit(config: Stage2Config, x: np.ndarray) -> np.ndarray:
-    """The grid-only conditional logit's log-odds (0 when it was not fitted)."""
+def grid_lean_logit(config: Stage2Config, x: np.ndarray) -> np.ndarray:
+    """The grid lean's log-odds: the grid-only conditional logit (0 when not fitted)."""
     rows = np.asarray(x, dtype=float)
     if not config.grid_coef:
         return np.zeros(len(rows))
@@ -329,16 +307,16 @@ def grid_logit(config: Stage2Config, x: np.ndarray) -> np.ndarray:
 
 
 def grid_lean(config: Stage2Config, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per Stage-2 row, the share of the log-odds taken from the grid-only logit
-    (``reset_share_at`` of its ``c_rules_races``) and that logit's log-odds."""
+    """Per Stage-2 row, the grid lean's share (``grid_lean_share`` of its
+    ``c_rules_races``) and log-odds (``grid_lean_logit``)."""
     rows = np.asarray(x, dtype=float)
-    share = reset_share_at(config, rows[:, STAGE2.pos["c_rules_races"]])
-    return share, grid_logit(config, rows) if share.any() else np.zeros(len(rows))
+    share = grid_lean_share(config, rows[:, STAGE2.pos["c_rules_races"]])
+    return share, grid_lean_logit(config, rows) if share.any() else np.zeros(len(rows))
 
 
-def lean_on_grid(score: np.ndarray, share: np.ndarray, grid: np.ndarray) -> np.ndarray:
+def apply_grid_lean(score: np.ndarray, share: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """The served log-odds: ``score`` (stacked, over the temperature) with ``share`` of
-    each row's taken from the grid-only logit ``grid`` instead."""
+    each row's taken from the grid lean's log-odds ``grid`` instead."""
     return np.asarray(score if not share.any() else (1.0 - share) * score + share * grid)
 
 
@@ -414,25 +392,14 @@ class Stage2Model:
         rows = np.asarray(x, dtype=float)  # a frame with the STAGE2 columns works too
         return linear_design(rows) @ np.asarray(self.config.linear_coef, dtype=float)
 
-    def grid_score(self, x: np.ndarray) -> np.ndarray:
-        """The grid-only conditional logit's log-odds (0 when it was not fitted)."""
-        return grid_logit(self.config, x)
-
-    def reset_share(self, x: np.ndarray) -> np.ndarray:
-        """Per row, the share of the log-odds taken from the grid-only logit
-        (``reset_share_at`` of the row's ``c_rules_races``)."""
-        return reset_share_at(
-            self.config, np.asarray(x, dtype=float)[:, STAGE2.pos["c_rules_races"]]
-        )
-
     def logit(self, x: np.ndarray) -> np.ndarray:
         """Win log-odds: booster and linear part stacked, then the tuned temperature,
-        leaning on the grid-only logit early under new rules (softmax per race next)."""
+        with the grid lean early under new rules (softmax per race next)."""
         w = self.config.stack_weight
         score = self.raw_score(x) if w >= 1.0 else w * self.raw_score(x)
         if w < 1.0:
             score = score + (1.0 - w) * self.linear_score(x)
-        return lean_on_grid(score / self.config.temperature, *grid_lean(self.config, x))
+        return apply_grid_lean(score / self.config.temperature, *grid_lean(self.config, x))
 
     def explain_logit(self, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions to ``logit``: (rows, features + 1), the base value
@@ -458,7 +425,7 @@ class Stage2Model:
                 )
             contrib[:, -1] += (1.0 - w) * float(coef @ mean)
         contrib = contrib / self.config.temperature
-        share = self.reset_share(x)
+        share, _ = grid_lean(self.config, x)
         if share.any():
             contrib = contrib * (1.0 - share)[:, None]
             gcoef = np.asarray(self.config.grid_coef, dtype=float)
@@ -470,9 +437,6 @@ class Stage2Model:
                 )
             contrib[:, -1] += share * float(gcoef @ gmean)
         return np.asarray(contrib, dtype=float)
-
-    def win_probability(self, x: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        return group_softmax(self.logit(x), groups)
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)

@@ -17,12 +17,12 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import bentoml
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     # arbiter and the model services, which import this module, never load pandas
     from pipelines.features.snapshot import FeatureSnapshot
 
+T = TypeVar("T")
 STAGE1_NAME = "f1_stage1"
 STAGE2_NAME = "f1_stage2"
 FEATURES_NAME = "f1_features"
@@ -82,15 +83,10 @@ MANAGED = (FEATURES_NAME, STAGE1_NAME, STAGE2_NAME)
 
 @contextlib.contextmanager
 def _deferred_signals() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block ends, then act on them: a Ctrl-C during a
-    save waits for the save (under a second) instead of leaving half a model behind.
-
-    Acting on a held signal means putting the process's own handler back and raising
-    the signal again, so the outcome is whatever the process would have done without
-    the block (KeyboardInterrupt, death by SIGTERM, ...). A signal the process ignores
-    (SIGINT is inherited as SIG_IGN by a job started in the background of a
-    non-interactive shell, as CI runners do) stays ignored throughout: nothing to hold.
-    """
+    """Hold SIGINT/SIGTERM until the block ends, then act on them as the process would
+    have (its own handler back, the signal raised again): a Ctrl-C during a save waits
+    for the save instead of leaving half a model behind. An ignored signal stays ignored
+    (a background job of a non-interactive shell inherits SIGINT as SIG_IGN)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -415,7 +411,7 @@ def stage1_fitted_through() -> tuple[dict[str, int] | None, list[int], Stage1Con
     except bentoml.exceptions.NotFound:
         return None
     meta = model.info.metadata
-    cfg = open_stage1_config(Path(model.path), str(model.tag))
+    cfg = open_stage1_config(model)
     through = meta.get("fitted_through")
     seasons = meta.get("training_seasons")
     return (
@@ -446,51 +442,60 @@ def snapshot_data_hash() -> str | None:
     return str(model.info.metadata.get("data_hash") or "") or None
 
 
-def open_snapshot(path: Path, tag: str) -> FeatureSnapshot:
-    """The snapshot stored under a model folder; unreadable -> StoreError with the fix."""
+class Stored(Protocol):
+    """A stored model: ``bentoml.models.get``'s answer, or a service's ``BentoModel``."""
+
+    @property
+    def tag(self) -> Any: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def info(self) -> Any: ...
+
+
+def _open(
+    model: Stored, load: Callable[[Path], T], what: str, fix: str, *errors: type[Exception]
+) -> T:
+    """``load`` of the model's folder; unreadable -> StoreError naming it and the fix."""
+    caught: tuple[type[Exception], ...] = (OSError, ValueError, KeyError, TypeError, *errors)
+    try:
+        return load(Path(model.path))
+    except caught as exc:
+        raise StoreError(f"{what} '{model.tag}' is unreadable ({exc}): run `{fix}`") from exc
+
+
+def open_snapshot(model: Stored) -> FeatureSnapshot:
     from pipelines.features.snapshot import FeatureSnapshot
 
-    try:
+    def load(path: Path) -> FeatureSnapshot:
         return FeatureSnapshot.load(path / "snapshot")
-    except (OSError, ValueError, KeyError) as exc:
-        raise StoreError(
-            f"feature snapshot '{tag}' is unreadable ({exc}): run `f1 refresh`"
-        ) from exc
+
+    return _open(model, load, "feature snapshot", "f1 refresh")
 
 
-def open_stage1(path: Path, tag: str) -> Stage1Model:
-    try:
-        return Stage1Model.load(path / "model")
-    except (OSError, ValueError, KeyError, TypeError, lgb_error()) as exc:
-        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+def open_stage1(model: Stored) -> Stage1Model:
+    return _open(model, lambda p: Stage1Model.load(p / "model"), "model", "f1 train", lgb_error())
 
 
-def open_stage1_config(path: Path, tag: str) -> Stage1Config:
-    try:
-        return Stage1Model.load_config(path / "model")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+def open_stage2(model: Stored) -> Stage2Model:
+    return _open(model, lambda p: Stage2Model.load(p / "model"), "model", "f1 train", lgb_error())
 
 
-def open_stage2_config(path: Path, tag: str) -> Stage2Config:
-    try:
-        return Stage2Model.load_config(path / "model")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+def open_stage1_config(model: Stored) -> Stage1Config:
+    """The settings alone (the front needs the pole estimate, not the trees)."""
+    return _open(model, lambda p: Stage1Model.load_config(p / "model"), "model", "f1 train")
 
 
-def open_stage2(path: Path, tag: str) -> Stage2Model:
-    try:
-        return Stage2Model.load(path / "model")
-    except (OSError, ValueError, KeyError, TypeError, lgb_error()) as exc:
-        raise StoreError(f"model '{tag}' is unreadable ({exc}): run `f1 train`") from exc
+def open_stage2_config(model: Stored) -> Stage2Config:
+    return _open(model, lambda p: Stage2Model.load_config(p / "model"), "model", "f1 train")
 
 
 def import_lightgbm_lean() -> None:
     """Import LightGBM for a process that only predicts from numpy rows (a model
-    service): without its optional pandas and scikit-learn integrations (DataFrame
-    input, the sklearn estimators), which would load pandas and pyarrow, ~70 MiB per
-    process, for nothing. A no-op where lightgbm or pandas is imported already."""
+    service): without its optional pandas and scikit-learn integrations, which would
+    load pandas and pyarrow for nothing. A no-op where either is imported already."""
     if "lightgbm" in sys.modules or "pandas" in sys.modules:
         return
     blocked = [name for name in ("pandas", "sklearn") if name not in sys.modules]
@@ -508,21 +513,6 @@ def lgb_error() -> type[Exception]:
     import lightgbm
 
     return lightgbm.basic.LightGBMError
-
-
-def load_snapshot(tag: str) -> FeatureSnapshot:
-    model = get_model(tag)
-    return open_snapshot(Path(model.path), str(model.tag))
-
-
-def load_stage1(tag: str) -> Stage1Model:
-    model = get_model(tag)
-    return open_stage1(Path(model.path), str(model.tag))
-
-
-def load_stage2(tag: str) -> Stage2Model:
-    model = get_model(tag)
-    return open_stage2(Path(model.path), str(model.tag))
 
 
 def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
@@ -546,11 +536,8 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 
 
 def has_models() -> bool:
-    """The three models are stored, the latest two match this code's features (and
-    Stage-2's linear terms and measured finish rate, Stage-1's new-entrant blanking,
-    form-only and practice-only ensembles, pole temperatures), the latest snapshot this
-    code's format (else
-    `f1 train --if-missing` trains anew)."""
+    """The three models are stored and the latest of each is what this code trains (its
+    features, settings and snapshot format); else `f1 train --if-missing` trains anew."""
     names = {m.tag.name for m in bentoml.models.list()}
     if not {STAGE1_NAME, STAGE2_NAME, FEATURES_NAME} <= names:
         return False

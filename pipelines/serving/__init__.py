@@ -1,3 +1,3 @@
 """Serving: request schemas, resolution of event and drivers, the two-stage
 orchestrator, responses, typed errors, HTTP middleware, merging of model calls,
-the OpenAPI document and server logs."""
+the OpenAPI document, server logs, the /health body and the BentoML workarounds."""

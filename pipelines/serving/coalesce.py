@@ -1,4 +1,4 @@
-"""Merge concurrent calls to a model service into one call with all their rows.
+"""Calls from the front to a model service: merged across requests, and bounded.
 
 Each hop to a model service costs far more CPU than the model itself (serialising,
 HTTP over a Unix socket, BentoML's API layer). While one call is in flight, later
@@ -10,11 +10,16 @@ so a lone request pays no added latency.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import numpy as np
 
+from pipelines.serving.errors import StageUnavailable
+
 RowsFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
+"""A model call: feature rows in, one row of output per row out."""
+logger = logging.getLogger("f1.service")
 
 
 class Coalescer:
@@ -81,3 +86,31 @@ class Coalescer:
                     start = end
         finally:
             self._draining = False
+
+
+def with_deadline(stage: str, call: RowsFn, timeout_s: float) -> RowsFn:
+    """``call`` with its own deadline: a hung or dead model service is a prompt
+    ``StageUnavailable`` (503 + Retry-After); a call that met a stale connection is sent
+    once more."""
+    from pipelines.serving.bentoml_fixes import once_more_if_stale
+
+    def retried(exc: BaseException) -> None:
+        logger.warning(
+            "%s model service: the connection closed under the call (%s): sent again",
+            stage,
+            type(exc).__name__,
+        )
+
+    async def guarded(rows: np.ndarray) -> np.ndarray:
+        try:
+            async with asyncio.timeout(timeout_s):  # no task per call
+                out = await once_more_if_stale(lambda: call(rows), retried)
+            return np.asarray(out)
+        except TimeoutError as exc:
+            logger.error("%s model service: no answer in %.1f s", stage, timeout_s)
+            raise StageUnavailable(stage) from exc
+        except Exception as exc:
+            logger.exception("%s model service call failed", stage)
+            raise StageUnavailable(stage) from exc
+
+    return guarded

@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bentoml.exceptions import BentoMLException
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 RAISED: contextvars.ContextVar[list[ApiError] | None] = contextvars.ContextVar(
     "f1_raised", default=None
@@ -65,4 +68,24 @@ class StageUnavailable(ApiError):
             503,
             f"the {stage} model service is unavailable: try again shortly",
             headers={"Retry-After": str(retry_after_s)},
+        )
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """The GET routes' errors in the same shape: an ``ApiError`` its own body, a bad
+    query or path parameter 400 naming it."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        detail = [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))} for e in errors]
+        return JSONResponse(
+            {"error": "invalid request parameter", "detail": detail}, status_code=400
         )

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 """The id of the request being handled (set by RequestIdMiddleware), for every log line."""
@@ -97,3 +97,12 @@ def quiet_client_errors() -> None:
     log = logging.getLogger(BENTOML_HTTP_LOGGER)
     if not any(isinstance(f, ClientErrorFilter) for f in log.filters):
         log.addFilter(ClientErrorFilter())
+
+
+def setup_logs(component: str, log_format: Literal["json", "text"]) -> None:
+    """A serving process's logs: ``f1`` at INFO (BentoML leaves the root at WARNING), a
+    4xx as one access line (no ERROR with a traceback), JSON lines unless ``text``."""
+    logging.getLogger("f1").setLevel(logging.INFO)
+    quiet_client_errors()
+    if log_format == "json":
+        use_json_logs(component)

@@ -10,7 +10,10 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.settings import Settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -223,13 +226,11 @@ class LoadShedMiddleware:
         self.retry_after = str(retry_after_s)
         self.paths = paths
         self.in_flight = 0
-        self.shed = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.max_in_flight:
-            self.shed += 1
             return await _json(
                 scope,
                 send,
@@ -284,14 +285,10 @@ UNAVAILABLE = "service unavailable: try again after Retry-After seconds"
 
 
 class ErrorBodyMiddleware:
-    """Rewrite 4xx/5xx JSON bodies on the API paths through ``clean_error_body``.
-
-    An error the endpoint raised (``serving.errors.ApiError``: BentoML answers it with a
-    bare status) gets its own body and headers back.
-
-    A 503 keeps a message in the project's error shape (it says what is unavailable and
-    to retry) and always carries Retry-After; any other 5xx body becomes a generic
-    message (the details are in the server log)."""
+    """Rewrite 4xx/5xx JSON bodies on the API paths through ``clean_error_body``: an
+    ``ApiError`` the endpoint raised gets its own body and headers back (BentoML answers
+    it with a bare status); a 503 keeps a message in the project's shape and always
+    carries Retry-After; any other 5xx says only that the server log has the details."""
 
     def __init__(self, app: ASGIApp, paths: frozenset[str] = PREDICT_PATHS):
         self.app = app
@@ -419,3 +416,27 @@ class NotFoundBodyMiddleware:
                 )  # fmt: skip
 
         await self.app(scope, receive, send_json_404)
+
+
+def add_middlewares(service: Any, settings: Settings) -> None:
+    """The front's middlewares, outermost first: CORS (so a browser also reads our own
+    401/413/503), request id, one spec at both paths, a JSON 404, who may call, JSON
+    bodies only, how big, how many at once, what an error body may say."""
+    if settings.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        service.add_asgi_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id", "x-f1-warnings", "retry-after"],
+        )
+    service.add_asgi_middleware(RequestIdMiddleware)
+    service.add_asgi_middleware(SpecAliasMiddleware)
+    service.add_asgi_middleware(NotFoundBodyMiddleware)
+    service.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    service.add_asgi_middleware(JsonBodyMiddleware)
+    service.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    service.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)
+    service.add_asgi_middleware(ErrorBodyMiddleware)

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pipelines import __version__
+from pipelines.serving.middleware import PREDICT_PATHS
 from pipelines.serving.schemas import EXAMPLES, ErrorResponse, QualiRequest, RaceRequest
 
 API_INFO: dict[str, Any] = {
@@ -28,13 +29,17 @@ ERROR_RESPONSES = {
     "503": "Overloaded or a model service is restarting: retry after Retry-After seconds",
 }
 
+GET_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "A query or path parameter is invalid"},
+    404: {"model": ErrorResponse, "description": "No such season or event in the data"},
+}
+"""The error responses of the GET routes that take parameters."""
 REQUESTS: dict[str, type[BaseModel]] = {
     "/predict_quali": QualiRequest,
     "/predict_full": QualiRequest,
     "/predict_race": RaceRequest,
 }
-"""The request model each prediction endpoint validates its body with."""
-PREDICT_PATHS = tuple(REQUESTS)
+"""The request model each prediction endpoint (PREDICT_PATHS) validates its body with."""
 _REF = "#/components/schemas/{model}"
 
 
@@ -61,7 +66,8 @@ def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[s
         if name not in ("HTTPValidationError", "ValidationError"):
             schemas.setdefault(name, schema)
     error_ref = _add_model(schemas, ErrorResponse)
-    for path, model in REQUESTS.items():
+    for path in sorted(PREDICT_PATHS):
+        model = REQUESTS[path]
         op = paths.get(path, {}).get("post")
         if not op:
             continue

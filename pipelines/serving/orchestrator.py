@@ -1,15 +1,10 @@
 """The two-stage flow, written once: event field -> Stage-1 -> grid -> Stage-2.
 
-The model calls are injected (``RowsFn``: feature rows in, one number per row out):
-local models for the CLI, the evaluation and the benchmarks; the coalesced calls to
-the model services in the Bento. What is evaluated is what serves.
-
-Both stages always run on the event's whole field (``EventField``) and a request's
-drivers are picked out at the end, so a driver's gap, grid slot, logit, probabilities
-(win, podium, points) and explanations are the same whoever else the request names.
-
-Explanations (per-feature contributions) are further injected calls, made only when a
-request asks for them: a flow without ``explain=True`` makes no extra model call.
+The model calls are injected (``RowsFn``): local models for the CLI, the evaluation and
+the benchmarks, the model services in the Bento. What is evaluated is what serves. Both
+stages run on the event's whole field and a request's drivers are picked out at the end,
+so a driver's numbers are the same whoever else is asked. Explanations are further
+calls, made only when asked for.
 """
 
 from __future__ import annotations
@@ -17,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,15 +20,15 @@ import numpy as np
 
 from pipelines.features.event import Entry, EventContext, EventField
 from pipelines.models.placings import placings
-from pipelines.models.pole import PoleParams, pole_estimate
-from pipelines.models.stage1 import Stage1Model, no_practice
-from pipelines.models.stage2 import Stage2Model, group_softmax
+from pipelines.models.pole import pole_estimate
+from pipelines.models.stage1 import Stage1Config, Stage1Model, no_practice
+from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
+from pipelines.serving.coalesce import RowsFn
 from pipelines.serving.errors import RequestError
 
 if TYPE_CHECKING:
     from pipelines.features.snapshot import FeatureSnapshot
 
-RowsFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
 T = TypeVar("T")
 
 
@@ -80,7 +75,7 @@ class RaceOut:
 class Forecast:
     """A prediction for a field; ``rows`` are the requested drivers' positions in it."""
 
-    ctx: EventContext
+    event: EventContext
     field: EventField
     rows: np.ndarray
     quali: QualiOut
@@ -109,14 +104,10 @@ def quali_outputs(gap_raw: np.ndarray, pole_s: float, tau: float, ids: Sequence[
 
 
 def race_grid(entries: Sequence[Entry], q: QualiOut) -> tuple[np.ndarray, np.ndarray]:
-    """Starting slots and qualifying gaps for Stage-2, over the field.
-
-    Qualifying order follows given qualifying times where present and Stage-1's
-    predicted times elsewhere (anchored on the given times when there is no pole
-    estimate). Given grid positions are kept; every other car takes the free slots in
-    qualifying order, so the slots are unique (1..N when the given ones are <= N).
-    Gaps: Stage-1's when no time is given, else from the times (given or predicted).
-    """
+    """Starting slots and qualifying gaps for Stage-2, over the field. Qualifying order
+    follows given times, else Stage-1's (anchored on the given ones without a pole
+    estimate); given grid positions are kept and every other car takes the free slots in
+    that order. Gaps: Stage-1's when no time is given, else from the times."""
     n = len(entries)
     ids = [e.driver_id for e in entries]
     given_t = np.array([np.nan if e.quali_time is None else e.quali_time for e in entries])
@@ -187,64 +178,36 @@ def race_outputs(
 class TwoStage:
     """Qualifying, then the race, for an event's field.
 
-    ``stage1``/``stage2`` give one number per row (gap %, logit); the optional
-    ``explain1``/``explain2`` give each row's contributions to it, (features + 1)
-    columns with the base value last, and are called only for ``explain=True``.
-    ``finish``: Stage-2's ``finish_rate``, for the podium and points odds.
-    ``pole_tau``/``pole_tau_ahead``: the temperatures of the pole odds, for a field with
-    practice laps and for one without any (None: ``pole_tau``).
+    The stored configurations give the pole estimate and odds (``stage1_config``) and
+    the finish rate of the podium and points odds (``stage2_config``). ``stage1`` and
+    ``stage2`` give one number per row (gap %, logit); the optional ``explain1`` and
+    ``explain2`` give each row's contributions to it, (features + 1) columns with the
+    base value last, and are called only for ``explain=True``.
     """
 
     def __init__(
         self,
         snapshot: FeatureSnapshot,
+        stage1_config: Stage1Config,
+        stage2_config: Stage2Config,
         stage1: RowsFn,
         stage2: RowsFn,
-        pole: PoleParams,
-        pole_tau: float,
         explain1: RowsFn | None = None,
         explain2: RowsFn | None = None,
-        finish: float = 1.0,
-        pole_tau_ahead: float | None = None,
     ) -> None:
         self.snapshot = snapshot
+        self.stage1_config = stage1_config
+        self.stage2_config = stage2_config
         self.stage1 = stage1
         self.stage2 = stage2
-        self.pole = pole
-        self.pole_tau = pole_tau
-        self.pole_tau_ahead = pole_tau if pole_tau_ahead is None else pole_tau_ahead
         self.explain1 = explain1
         self.explain2 = explain2
-        self.finish = finish
 
     @classmethod
     def local(cls, snapshot: FeatureSnapshot, s1: Stage1Model, s2: Stage2Model) -> TwoStage:
         """Both stages in this process (CLI, evaluation, benchmarks)."""
-
-        async def stage1(rows: np.ndarray) -> np.ndarray:
-            return s1.predict_gap(rows)
-
-        async def stage2(rows: np.ndarray) -> np.ndarray:
-            return s2.logit(rows)
-
-        async def explain1(rows: np.ndarray) -> np.ndarray:
-            return s1.explain_gap(rows)
-
-        async def explain2(rows: np.ndarray) -> np.ndarray:
-            return s2.explain_logit(rows)
-
-        c1 = s1.config
-        return cls(
-            snapshot,
-            stage1,
-            stage2,
-            c1.pole,
-            c1.pole_tau,
-            explain1,
-            explain2,
-            finish=s2.config.finish_rate,
-            pole_tau_ahead=c1.pole_tau_ahead,
-        )
+        calls = (s1.predict_gap, s2.logit, s1.explain_gap, s2.explain_logit)
+        return cls(snapshot, s1.config, s2.config, *(_in_process(f) for f in calls))
 
     @staticmethod
     async def _with_contrib(
@@ -266,11 +229,14 @@ class TwoStage:
     ) -> Forecast:
         x1 = self.snapshot.stage1_rows(ctx, fld)
         gap, contrib = await self._with_contrib(self.stage1, self.explain1, x1, "stage-1", explain)
-        pole = pole_estimate(self.snapshot, ctx, fld.laps, self.pole)
+        c1 = self.stage1_config
+        pole = pole_estimate(self.snapshot, ctx, fld.laps, c1.pole)
         ids = [e.driver_id for e in fld.entries]
         # a field without a practice lap is forecast by the form-only ensemble, whose
         # gaps have a temperature of their own
-        tau = self.pole_tau_ahead if no_practice(x1).all() else self.pole_tau
+        tau = c1.pole_tau
+        if c1.pole_tau_ahead is not None and no_practice(x1).all():
+            tau = c1.pole_tau_ahead
         q = quali_outputs(gap, pole, tau, ids)
         q.contrib = contrib
         snap = self.snapshot
@@ -285,12 +251,12 @@ class TwoStage:
 
     async def race(self, fc: Forecast, explain: bool = False) -> Forecast:
         grid, q_gap = race_grid(fc.field.entries, fc.quali)
-        x2 = self.snapshot.stage2_rows(fc.ctx, fc.field.entries, grid, q_gap)
+        x2 = self.snapshot.stage2_rows(fc.event, fc.field.entries, grid, q_gap)
         logit, contrib = await self._with_contrib(
             self.stage2, self.explain2, x2, "stage-2", explain
         )
         ids = [e.driver_id for e in fc.field.entries]
-        fc.race = race_outputs(grid, q_gap, logit, ids, self.finish)
+        fc.race = race_outputs(grid, q_gap, logit, ids, self.stage2_config.finish_rate)
         fc.race.contrib = contrib
         return fc
 
@@ -298,6 +264,15 @@ class TwoStage:
         self, ctx: EventContext, fld: EventField, rows: np.ndarray, explain: bool = False
     ) -> Forecast:
         return await self.race(await self.quali(ctx, fld, rows, explain), explain)
+
+
+def _in_process(fn: Callable[[np.ndarray], np.ndarray]) -> RowsFn:
+    """A model's method as a model call."""
+
+    async def call(rows: np.ndarray) -> np.ndarray:
+        return fn(rows)
+
+    return call
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

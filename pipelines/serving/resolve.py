@@ -1,7 +1,5 @@
-"""From a validated request to the event, its field and the requested drivers.
-
-Shared by the Bento front service, the CLI and the benchmark servers, so the event
-resolution, driver resolution and warnings are identical on every path.
+"""From a validated request to the event, its field, the requested drivers and the
+answer's warnings: one path for the Bento, the CLI and the benchmark servers.
 """
 
 from __future__ import annotations
@@ -14,26 +12,50 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipelines.features.event import Entry, EventContext, EventField
-from pipelines.models.stage2 import Stage2Config, reset_share_at
+from pipelines.models.stage1 import Stage1Config
+from pipelines.models.stage2 import Stage2Config, grid_lean_share
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import check_given_grid
 from pipelines.serving.schemas import DriverInput, EventInput
 from pipelines.serving.text import quote
 
 if TYPE_CHECKING:
-    from pipelines.features.snapshot import FeatureSnapshot, IdKind
+    from pipelines.features.lookups import IdKind
+    from pipelines.features.snapshot import FeatureSnapshot
+    from pipelines.models.store import Stored
 
 
 @dataclass
 class Resolved:
     """The event, its whole field, and where the requested drivers are in it."""
 
-    ctx: EventContext
+    event: EventContext
     field: EventField
     rows: np.ndarray
     warnings: list[str] = dataclasses.field(default_factory=list)
     fitted_on_event: bool = False
     """The served models were fitted on this event's own results (``fitted_on_warning``)."""
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """What an answer's warnings say of the served models: Stage-1's settings (its
+    practice-only ensemble), Stage-2's (its grid lean) and what they were fitted on."""
+
+    stage1: Stage1Config
+    stage2: Stage2Config
+    fitted: FittedOn | None = None
+
+    @classmethod
+    def of(cls, stage1: Stored, stage2: Stored) -> ServedModels:
+        """From the two stored models' configurations and metadata."""
+        from pipelines.models import store
+
+        return cls(
+            store.open_stage1_config(stage1),
+            store.open_stage2_config(stage2),
+            FittedOn.of(stage1.info.metadata, stage2.info.metadata),
+        )
 
 
 @dataclass(frozen=True)
@@ -70,29 +92,40 @@ LAST_ROUND = 10**6
 """A round after any season's last."""
 
 
-def fitted_on_warning(ctx: EventContext, fitted: FittedOn | None, race: bool) -> str | None:
-    """The warning for an event in the data whose own qualifying (Stage-1) or race
-    (Stage-2, when ``race``: a win forecast is asked) the served models were fitted on;
-    None for any other event. Such an answer has seen the outcome: it looks better than a
-    forecast would have been (held-out figures: /model_info)."""
-    if fitted is None or ctx.race_id is None or ctx.round is None:
-        return None
-    if ctx.season < fitted.first_season:
-        return None
-    stage1 = (ctx.season, ctx.round) <= fitted.stage1_through
-    stage2 = race and ctx.season <= fitted.stage2_last
-    if not (stage1 or stage2):
-        return None
-    s1_season, s1_round = fitted.stage1_through
-    last1 = f"{s1_season}" if s1_round >= LAST_ROUND else f"{s1_season} round {s1_round}"
-    which = [f"Stage-1 fitted through {last1}"] if stage1 else []
-    if stage2:
-        which.append(f"Stage-2 on {fitted.first_season}-{fitted.stage2_last}")
-    return (
-        f"{ctx.season} round {ctx.round} is in the served models' training data "
-        f"({', '.join(which)}): this answer knows how the event went, so it is not the "
-        "forecast they would have made before it; held-out figures: /model_info"
-    )
+def resolve_request(
+    snap: FeatureSnapshot,
+    event: EventInput | None,
+    drivers: Sequence[DriverInput] | None,
+    served: ServedModels | None = None,
+    *,
+    race: bool = False,
+) -> Resolved:
+    """Event, field, requested drivers and warnings for a request (raises RequestError).
+    With the ``served`` models, also what the answer owes to them; ``race``: a win
+    forecast is asked (Stage-2's warnings too)."""
+    warnings: list[str] = []
+    ctx = resolve_event(snap, event, warnings)
+    numbered: set[int] | None = None
+    if drivers is None:
+        fld = _data_field(snap, ctx, event)
+        rows = np.arange(len(fld.entries))
+    else:
+        entries, at, numbered = _given_entries(snap, ctx, drivers, warnings)
+        fld = snap.event_field(ctx, entries)
+        if any(e.grid is not None for e in entries):
+            check_given_grid(fld.entries, [at.get(e.driver_id, -1) for e in fld.entries])
+        rows = fld.index([e.driver_id for e in entries])
+    warnings.extend(_no_practice_warning(fld) + _no_form_warnings(snap, ctx, fld, rows, numbered))
+    warnings.extend(_stale_data_warning(snap, ctx))
+    rules_races = snap.rules_races(ctx)
+    seen = fitted_on_warning(ctx, served.fitted, race) if served else None
+    notes = [seen]
+    if served is not None and served.stage1.practice_model:
+        notes.append(new_rules_quali_warning(ctx, fld, rules_races))
+    if served is not None and race:
+        notes.append(rules_reset_warning(ctx, served.stage2, rules_races))
+    warnings.extend(n for n in notes if n)
+    return Resolved(ctx, fld, rows, warnings, fitted_on_event=seen is not None)
 
 
 def resolve_event(
@@ -160,108 +193,50 @@ def _check_same_event(ctx: EventContext, event: EventInput) -> None:
         )
 
 
-def resolve_request(
-    snap: FeatureSnapshot,
-    event: EventInput | None,
-    drivers: Sequence[DriverInput] | None,
-    lean: Stage2Config | None = None,
-    practice_first: bool = False,
-    fitted: FittedOn | None = None,
-) -> Resolved:
-    """Event, field, requested drivers and warnings for a request (raises RequestError).
-    With ``lean`` (Stage-2's settings, for a win forecast), also says when that forecast
-    leans on the grid after new technical rules; with ``practice_first`` (Stage-1 has a
-    practice-only ensemble), when the qualifying forecast reads practice alone; with
-    ``fitted`` (what the served models were fitted on), when they were fitted on the
-    event itself."""
-    res = _resolve(snap, event, drivers)
-    seen = fitted_on_warning(res.ctx, fitted, race=lean is not None)
-    notes = [
-        seen,
-        new_rules_quali_warning(snap, res.ctx, res.field) if practice_first else None,
-        None if lean is None else rules_reset_warning(snap, res.ctx, lean),
-    ]
-    res.warnings.extend(n for n in notes if n)
-    res.fitted_on_event = seen is not None
-    return res
-
-
-def new_rules_quali_warning(
-    snap: FeatureSnapshot, ctx: EventContext, fld: EventField
-) -> str | None:
-    """The warning for a qualifying forecast at the first race under new technical rules
-    (``c_rules_races`` 0), which Stage-1's practice-only ensemble makes for every car with
-    a practice lap; None otherwise."""
-    if snap.rules_races(ctx) != 0 or not any(e.practice for e in fld.entries):
-        return None
-    return (
-        f"{ctx.season}: the first race under new technical rules in the data: the "
-        "qualifying gaps of cars with a practice lap come from practice alone (form from "
-        "before the rules changed is about cars that no longer race)"
+def _data_field(snap: FeatureSnapshot, ctx: EventContext, event: EventInput | None) -> EventField:
+    """The data's field of an event asked without drivers (RequestError without one)."""
+    if ctx.race_id is not None:
+        return snap.event_field(ctx)
+    if event is None:  # "{}" once the data's calendar has run out
+        last = snap.meta.get("latest_event")
+        latest = f"{last['season']} round {last['round']}" if last else "none"
+        raise RequestError(
+            ["drivers"],
+            "required: no event was given and the data has no event after its latest "
+            f"results ({latest}), so there is no entry list to use; give an event in "
+            "the data, or the drivers",
+        )
+    raise RequestError(
+        ["drivers"],
+        "required: the event is not in the data, so there is no entry list to use",
     )
 
 
-def rules_reset_warning(snap: FeatureSnapshot, ctx: EventContext, lean: Stage2Config) -> str | None:
-    """The warning for a win forecast early under new technical rules (``c_rules_races``),
-    None when Stage-2 does not lean on the grid for this event."""
-    n = snap.rules_races(ctx)
-    share = float(reset_share_at(lean, np.array(n)))
-    if share <= 0.0:
-        return None
-    return (
-        f"{ctx.season}: {n:.0f} race(s) under the current technical rules in the data: the "
-        f"win forecast takes {share:.0%} of its log-odds from the grid alone (form from "
-        "before the rules changed says little about the new order)"
-    )
-
-
-def _resolve(
-    snap: FeatureSnapshot, event: EventInput | None, drivers: Sequence[DriverInput] | None
-) -> Resolved:
-    warnings: list[str] = []
-    ctx = resolve_event(snap, event, warnings)
+def _given_entries(
+    snap: FeatureSnapshot, ctx: EventContext, drivers: Sequence[DriverInput], warnings: list[str]
+) -> tuple[list[Entry], dict[str, int], set[int]]:
+    """The request's drivers as entries (the data's team and laps where none are given),
+    where each was asked, and the indexes given a car number no driver raced with."""
     known = ctx.race_id is not None
-    if drivers is None:
-        if not known and event is None:  # "{}" once the data's calendar has run out
-            last = snap.meta.get("latest_event")
-            latest = f"{last['season']} round {last['round']}" if last else "none"
-            raise RequestError(
-                ["drivers"],
-                "required: no event was given and the data has no event after its latest "
-                f"results ({latest}), so there is no entry list to use; give an event in "
-                "the data, or the drivers",
-            )
-        if not known:
-            raise RequestError(
-                ["drivers"],
-                "required: the event is not in the data, so there is no entry list to use",
-            )
-        fld = snap.event_field(ctx)
-        rows = np.arange(len(fld.entries))
-        warnings.extend(_no_practice_warning(fld) + _no_form_warnings(snap, ctx, fld, rows, None))
-        warnings.extend(_stale_data_warning(snap, ctx))
-        return Resolved(ctx, fld, rows, warnings)
-
     data_entries = {e.driver_id: e for e in snap.entries(ctx)} if known else {}
     entries: list[Entry] = []
-    seen: dict[str, int] = {}
+    at: dict[str, int] = {}
     unused: set[str] = set()
-    numbered: set[int] = set()  # no driver raced with the number given: warned already
+    numbered: set[int] = set()  # warned about already
     for i, d in enumerate(drivers):
         driver_id = _resolve_driver(snap, d.driver_id, ctx.season, i, warnings)
         if driver_id is None:
             driver_id = f"car-{d.driver_id}"
             numbered.add(i)
-        if driver_id in seen:
+        if driver_id in at:
             raise RequestError(
                 ["drivers", i, "driver_id"],
-                f"duplicated driver '{driver_id}' (also drivers[{seen[driver_id]}])",
+                f"duplicated driver '{driver_id}' (also drivers[{at[driver_id]}])",
             )
-        seen[driver_id] = i
+        at[driver_id] = i
         from_data = data_entries.get(driver_id)
         team = d.constructor_id or (from_data.constructor_id if from_data else None)
-        team = team or snap.latest_team(driver_id)
-        e = Entry(driver_id=driver_id, constructor_id=team)
+        e = Entry(driver_id=driver_id, constructor_id=team or snap.latest_team(driver_id))
         given = d.practice.as_dict() if d.practice else {}
         if given:
             e.practice = given
@@ -278,17 +253,76 @@ def _resolve(
             "inputs not used by the model (accepted for compatibility): "
             + ", ".join(quote(u) for u in sorted(unused))
         )
-    if known:
-        missing = [e.driver_id for e in entries if not e.practice]
-        if missing and len(missing) < len(entries):
-            warnings.append("no practice laps for: " + ", ".join(missing))
-    fld = snap.event_field(ctx, entries)
-    if any(e.grid is not None for e in entries):
-        check_given_grid(fld.entries, [seen.get(e.driver_id, -1) for e in fld.entries])
-    rows = fld.index([e.driver_id for e in entries])
-    warnings.extend(_no_practice_warning(fld) + _no_form_warnings(snap, ctx, fld, rows, numbered))
-    warnings.extend(_stale_data_warning(snap, ctx))
-    return Resolved(ctx, fld, rows, warnings)
+    missing = [e.driver_id for e in entries if not e.practice]
+    if known and missing and len(missing) < len(entries):
+        warnings.append("no practice laps for: " + ", ".join(missing))
+    return entries, at, numbered
+
+
+def _resolve_driver(
+    snap: FeatureSnapshot, raw: str | int, season: int, i: int, warnings: list[str]
+) -> str | None:
+    """The F1DB id of a driver given by id or by car number; None (with a warning) for a
+    number no driver raced with."""
+    if isinstance(raw, int):
+        found = snap.driver_for_number(raw, season)
+        if found is None:
+            warnings.append(
+                f"drivers[{i}]: no driver raced with number {raw}: predicted without history"
+            )
+        return found
+    return raw
+
+
+def fitted_on_warning(ctx: EventContext, fitted: FittedOn | None, race: bool) -> str | None:
+    """The warning for an event in the data whose own qualifying (Stage-1) or race
+    (Stage-2, when ``race``: a win forecast is asked) the served models were fitted on;
+    None for any other event. Such an answer has seen the outcome: it looks better than a
+    forecast would have been (held-out figures: /model_info)."""
+    if fitted is None or ctx.race_id is None or ctx.round is None:
+        return None
+    if ctx.season < fitted.first_season:
+        return None
+    stage1 = (ctx.season, ctx.round) <= fitted.stage1_through
+    stage2 = race and ctx.season <= fitted.stage2_last
+    if not (stage1 or stage2):
+        return None
+    s1_season, s1_round = fitted.stage1_through
+    last1 = f"{s1_season}" if s1_round >= LAST_ROUND else f"{s1_season} round {s1_round}"
+    which = [f"Stage-1 fitted through {last1}"] if stage1 else []
+    if stage2:
+        which.append(f"Stage-2 on {fitted.first_season}-{fitted.stage2_last}")
+    return (
+        f"{ctx.season} round {ctx.round} is in the served models' training data "
+        f"({', '.join(which)}): this answer knows how the event went, so it is not the "
+        "forecast they would have made before it; held-out figures: /model_info"
+    )
+
+
+def new_rules_quali_warning(ctx: EventContext, fld: EventField, rules_races: float) -> str | None:
+    """The warning for a qualifying forecast at the first race under new technical rules
+    (``rules_races`` 0), which Stage-1's practice-only ensemble makes for every car with
+    a practice lap; None otherwise."""
+    if rules_races != 0 or not any(e.practice for e in fld.entries):
+        return None
+    return (
+        f"{ctx.season}: the first race under new technical rules in the data: the "
+        "qualifying gaps of cars with a practice lap come from practice alone (form from "
+        "before the rules changed is about cars that no longer race)"
+    )
+
+
+def rules_reset_warning(ctx: EventContext, stage2: Stage2Config, n: float) -> str | None:
+    """The warning for a win forecast ``n`` races under new technical rules
+    (``c_rules_races``), None when Stage-2's grid lean takes no share for this event."""
+    share = float(grid_lean_share(stage2, np.array(n)))
+    if share <= 0.0:
+        return None
+    return (
+        f"{ctx.season}: {n:.0f} race(s) under the current technical rules in the data: the "
+        f"win forecast takes {share:.0%} of its log-odds from the grid alone (form from "
+        "before the rules changed says little about the new order)"
+    )
 
 
 STALE_DAYS = 120
@@ -382,18 +416,3 @@ def _did_you_mean(snap: FeatureSnapshot, kind: IdKind, given: str) -> str:
     "" for an id it knows or spells like nothing it knows."""
     near = snap.similar_ids(kind, given)
     return f" (did you mean {' or '.join(quote(c) for c in near)}?)" if near else ""
-
-
-def _resolve_driver(
-    snap: FeatureSnapshot, raw: str | int, season: int, i: int, warnings: list[str]
-) -> str | None:
-    """The F1DB id of a driver given by id or by car number; None (with a warning) for a
-    number no driver raced with."""
-    if isinstance(raw, int):
-        found = snap.driver_for_number(raw, season)
-        if found is None:
-            warnings.append(
-                f"drivers[{i}]: no driver raced with number {raw}: predicted without history"
-            )
-        return found
-    return raw

@@ -111,7 +111,7 @@ def full_response(
         qualifying_predictions=quali_predictions(fc),
         race_winner_predictions=race_predictions(fc),
         metadata=Metadata(
-            event=res.ctx.to_dict(),
+            event=res.event.to_dict(),
             model_versions=model_versions,
             warnings=res.warnings,
             fitted_on_event=res.fitted_on_event,

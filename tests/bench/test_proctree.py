@@ -29,7 +29,7 @@ def test_tree_sums_cover_children() -> None:
         me = os.getpid()
         pids = {p.pid for p in proctree.tree(me)}
         assert {me, child.pid} <= pids
-        assert proctree.process_count(me) >= 2
+        assert len(proctree.tree(me)) >= 2
         assert proctree.rss_bytes(me) > proctree.rss_bytes(child.pid) > 1_000_000
         before = proctree.cpu_by_pid(me)
         import time
@@ -37,10 +37,14 @@ def test_tree_sums_cover_children() -> None:
         time.sleep(1.0)
         used = proctree.cpu_delta(before, proctree.cpu_by_pid(me))
         assert 0.0 <= used < 2.0
-        assert proctree.cpu_seconds(me) >= proctree.cpu_seconds(child.pid) > 0.0
+        assert sum(proctree.cpu_by_pid(me).values()) >= sum(proctree.cpu_by_pid(child.pid).values())
+        assert sum(proctree.cpu_by_pid(child.pid).values()) > 0.0
+        with proctree.rss_peak(me, every_s=0.05) as peak:
+            time.sleep(0.3)
+        assert peak[0] >= proctree.rss_bytes(child.pid) > 1_000_000
     finally:
         child.kill()
-        child.wait()
+        child.communicate()  # reaps it and closes its pipe
 
 
 def test_cpu_by_process_name() -> None:
@@ -51,7 +55,7 @@ def test_cpu_by_process_name() -> None:
 
 
 def test_rest_of_the_machine_is_a_fraction_of_its_cores() -> None:
-    busy = proctree.other_busy_cores([], window_s=0.3)
+    busy = proctree.other_busy_cores([], window_s=1.0)  # ticks are 10 ms: not shorter
     assert 0.0 <= busy <= (os.cpu_count() or 1) + 0.1
     busy, waited = proctree.wait_quiet([], threshold_cores=100.0, max_wait_s=5)
     assert waited < 5

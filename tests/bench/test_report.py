@@ -88,7 +88,7 @@ def test_targets_met_and_not_met_on_made_up_numbers(results: dict[str, Any]) -> 
     r = copy.deepcopy(results)
     rps = {"bento": 1200.0, "original": 190.0, "plain": 1100.0}
     for s in r["scenarios"]:
-        s["hey"]["failed"] = 0
+        s["load"]["failed"] = 0
         if s["scenario"] == "full_c64":
             s["ok_rps"] = rps[s["server"]]
             s["p99_ms"] = 300.0 if s["server"] == "bento" else 180.0
@@ -111,6 +111,41 @@ def test_targets_met_and_not_met_on_made_up_numbers(results: dict[str, Any]) -> 
     r["scenarios"] = [s for s in r["scenarios"] if s["server"] != "plain"]
     got = {t["target"]: t["met"] for t in report.evaluate_targets(r)}
     assert got[f"{own}: throughput at c=64 >= 1.0x plain"] is None
+
+
+def test_what_it_means_reads_its_figures_from_the_results(results: dict[str, Any]) -> None:
+    head = report.render(results).split("## How it was measured")[0]
+    b64, p64 = (report.scenario(results, "full_c64", s) for s in ("bento", "plain"))
+    assert b64 and p64
+    assert f"the Bento answers {b64['ok_rps']:,.0f} req/s when one body repeats" in head
+    assert f"That is {b64['ok_rps'] / p64['ok_rps']:.2f}x and n/a the single-process" in head
+    p50 = report.value(results, "full_c1_fresh", "bento", "p50_ms")
+    assert f"One request at a time takes {p50:,.1f} ms with the repeated body" in head
+    cold = results["servers"]["bento"]["cold_start_s"]
+    assert f"Launch to `/readyz` takes {cold:,.1f} s." in head
+    targets = report.evaluate_targets(results)
+    assert f"{sum(1 for t in targets if t['met'])} of {len(targets)} targets are met." in head
+    assert (
+        f"`bench/results/{results['started_at'][:19].replace('-', '').replace(':', '')}Z.json`"
+        in head
+    )
+    r = copy.deepcopy(results)
+    for s in r["scenarios"]:
+        if (s["scenario"], s["server"]) == ("full_c64", "bento"):
+            s["ok_rps"] = 12345.0
+    assert "the Bento answers 12,345 req/s when one body repeats" in report.render(r)
+
+
+def test_results_measured_with_hey_render_the_same_tables(results: dict[str, Any]) -> None:
+    old = copy.deepcopy(results)
+    old["versions"] = {k: v for k, v in old["versions"].items() if k != "wrk"} | {"hey": "0.1.4"}
+    for s in old["scenarios"]:
+        s["hey"], s["hey_cpu"] = s.pop("load"), s.pop("load_cpu")
+    new_md, old_md = report.render(results), report.render(old)
+    assert report.evaluate_targets(old) == report.evaluate_targets(results)
+    assert new_md.split("## Side by side")[1] == old_md.split("## Side by side")[1]
+    assert "[hey](" in old_md.split("## Side by side")[0]
+    assert "[hey](" not in new_md
 
 
 def test_quick_results_are_flagged(results: dict[str, Any]) -> None:

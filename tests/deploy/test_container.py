@@ -1,10 +1,12 @@
 """The container image: the Dockerfile BentoML generates from bentofile.yaml, and the image itself.
 
 bentofile.yaml names a Dockerfile template (deploy/docker/Dockerfile.template) that extends
-BentoML's own template with a HEALTHCHECK on /readyz and a numeric non-root USER. The image must:
-run as a non-root user (numerically, for Kubernetes' runAsNonRoot), carry a HEALTHCHECK that
-probes /readyz without curl, install libgomp1 (LightGBM), EXPOSE 3000, start `bentoml serve`, and
-set OMP_NUM_THREADS=1.
+BentoML's own template with writable volumes, a HEALTHCHECK on /readyz and a numeric non-root
+USER. The image must: run as a non-root user (numerically, for Kubernetes' runAsNonRoot), carry a
+HEALTHCHECK that probes /readyz without curl, install libgomp1 (LightGBM), EXPOSE 3000, start
+`bentoml serve`, set OMP_NUM_THREADS=1, and declare as VOLUMEs the folders the recipes mount
+(/tmp, BENTOML_HOME), the latter made by the bentoml user: a platform without Kubernetes' fsGroup
+(ECS on Fargate) copies the image's owner into an empty volume, else mounts it root-owned 0755.
 
 * The Dockerfile is checked offline (no Docker engine): rendered from the bentofile's docker
   options (fast), and, against a trained store, from a built Bento exactly as
@@ -47,12 +49,13 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import STORE_HOME
+from tests.session import STORE_HOME
 
 ROOT = Path(__file__).resolve().parents[2]
 BENTOFILE = ROOT / "bentofile.yaml"
 TEMPLATE = ROOT / "deploy" / "docker" / "Dockerfile.template"
 DEPLOYMENT = ROOT / "deploy" / "k8s" / "deployment.yaml"
+ECS_TASK = ROOT / "deploy" / "ecs" / "task-definition.json"
 
 BASE_IMAGE = "python:3.11-slim"
 PORT = 3000
@@ -123,6 +126,43 @@ def image_env(instructions: list[Instruction]) -> dict[str, str]:
             for key, value in pairs:
                 env[key] = _expand(value, {**args, **env})
     return env
+
+
+def declared_volumes(instructions: list[Instruction]) -> list[str]:
+    """The paths of the final stage's VOLUME instructions (JSON or plain form)."""
+    paths: list[str] = []
+    for ins in final_stage(instructions):
+        if ins.keyword == "VOLUME":
+            argv = exec_form(ins.args)
+            paths += argv if argv is not None else ins.args.split()
+    return paths
+
+
+def made_for_user(instructions: list[Instruction], path: str, uid: int) -> bool:
+    """Does a RUN of the final stage create ``path`` owned by ``uid``: made while that user is
+    the USER, or chown'ed / `install -o`'ed to it?"""
+    owner = rf"(?:{uid}|bentoml)"
+    user = "root"
+    for ins in final_stage(instructions):
+        if ins.keyword == "USER":
+            user = ins.args.split(":")[0].strip()
+        elif ins.keyword == "RUN" and path in ins.args.split():
+            if re.search(r"\bmkdir\b", ins.args) and re.fullmatch(owner, user):
+                return True
+            if re.search(rf"\b(chown|install)\b.*(\s|-o\s*){owner}(:{owner})?\s", ins.args):
+                return True
+    return False
+
+
+def is_under(path: str, folder: str) -> bool:
+    return path.rstrip("/") == folder.rstrip("/") or path.startswith(folder.rstrip("/") + "/")
+
+
+def mounted_paths() -> list[str]:
+    """Where the Kubernetes pod mounts writable volumes (the ECS task mounts the same)."""
+    dep = next(d for d in yaml.safe_load_all(DEPLOYMENT.read_text(encoding="utf-8")) if d)
+    containers = dep["spec"]["template"]["spec"]["containers"]
+    return [m["mountPath"] for c in containers for m in c.get("volumeMounts", [])]
 
 
 def exec_form(args: str) -> list[str] | None:
@@ -280,6 +320,19 @@ def dockerfile_problems(text: str, entrypoint_script: str) -> list[str]:
     env = image_env(ins)
     if env.get("OMP_NUM_THREADS") != "1":
         problems.append(f"OMP_NUM_THREADS is {env.get('OMP_NUM_THREADS')!r} in the image, not '1'")
+
+    # --- writable folders of a read-only root: declared volumes, owned by the bentoml user
+    volumes = declared_volumes(ins)
+    for path in mounted_paths():
+        if path not in volumes:
+            problems.append(
+                f"{path} is not a VOLUME: ECS mounts it root-owned 0755 (VOLUME: {volumes})"
+            )
+        elif path != "/tmp" and not made_for_user(ins, path, uid):
+            problems.append(f"{path} is not created owned by the bentoml user (UID {uid})")
+    home = env.get("BENTOML_HOME", "")
+    if not any(is_under(home, v) for v in volumes):
+        problems.append(f"BENTOML_HOME {home!r} is not on a VOLUME (BentoML writes there)")
     return problems
 
 
@@ -361,6 +414,27 @@ def test_rendered_dockerfile_facts(rendered: str) -> None:
     env = image_env(ins)
     assert env["OMP_NUM_THREADS"] == "1" and env["BENTOML_DO_NOT_TRACK"] == "true"
     assert env["PATH"].startswith("/app/.venv/bin:")  # the healthcheck's `python`
+    assert declared_volumes(ins) == ["/tmp", "/home/bentoml/runtime"]
+    assert env["BENTOML_HOME"] == "/home/bentoml/runtime"
+    assert made_for_user(ins, "/home/bentoml/runtime", uid)
+
+
+def test_docs_show_the_end_of_the_rendered_dockerfile(rendered: str) -> None:
+    """docs/deployment.md quotes the last instructions of the image: they are the real ones."""
+    doc = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    block = re.search(r"```dockerfile\n(.*?)```", doc, re.DOTALL)
+    assert block, "docs/deployment.md quotes no Dockerfile"
+    shown = [(i.keyword, i.args) for i in parse_dockerfile(block.group(1))]
+    real = [(i.keyword, i.args) for i in parse_dockerfile(rendered)]
+    assert len(shown) >= 5 and shown == real[-len(shown) :]
+
+
+def test_ecs_task_mounts_the_image_volumes(rendered: str) -> None:
+    """Every task volume lands on a VOLUME of the image (else Fargate mounts it as root)."""
+    task = json.loads(ECS_TASK.read_text(encoding="utf-8"))
+    mounts = [m["containerPath"] for c in task["containerDefinitions"] for m in c["mountPoints"]]
+    assert mounts and set(mounts) <= set(declared_volumes(parse_dockerfile(rendered)))
+    assert sorted(mounts) == sorted(mounted_paths())
 
 
 def test_image_user_matches_the_kubernetes_manifest(rendered: str) -> None:
@@ -400,7 +474,7 @@ BREAKAGES: list[tuple[str, Callable[[str], str], str]] = [
     ("healthcheck-port", _sub(r"or '3000'", "or '8080'"), f"port {PORT}"),
     ("healthcheck-slow-request", _sub(r"timeout=4\)", "timeout=10)"), "below --timeout"),
     ("healthcheck-no-start-period", _sub(r" --start-period=60s", ""), "--start-period"),
-    ("user-by-name", _sub(r"^USER 1034:1034$", ""), "is a name"),
+    ("user-by-name", _sub(r"^USER 1034:1034$", "USER bentoml"), "is a name"),
     ("user-root", _sub(r"^USER 1034:1034$", "USER root"), "root"),
     ("user-uid-0", _sub(r"^USER 1034:1034$", "USER 0:0"), "root"),
     ("user-other-uid", _sub(r"^USER 1034:1034$", "USER 2000"), "not the bentoml user"),
@@ -415,6 +489,15 @@ BREAKAGES: list[tuple[str, Callable[[str], str], str]] = [
     ("cmd-overrides-serve", _append('CMD ["bash"]'), "bentoml serve"),
     ("omp-4", _sub(r"^ARG OMP_NUM_THREADS=1$", "ARG OMP_NUM_THREADS=4"), "OMP_NUM_THREADS"),
     ("omp-unset", _sub(r"^(ARG|ENV) OMP_NUM_THREADS=.*$", ""), "OMP_NUM_THREADS"),
+    ("no-volumes", _sub(r"^VOLUME .*$", ""), "/tmp is not a VOLUME"),
+    ("tmp-not-a-volume", _sub(r'^VOLUME \["/tmp", ', "VOLUME ["), "/tmp is not a VOLUME"),
+    ("runtime-not-made", _sub(r"^RUN mkdir -m 0755 /home/bentoml/runtime$", ""), "not created"),
+    (
+        "runtime-made-by-root",
+        _sub(r"^(RUN mkdir -m 0755 /home/bentoml/runtime)$", r"USER root\n\1\nUSER 1034"),
+        "not created owned by the bentoml user",
+    ),
+    ("home-off-volume", _sub(r"^ENV BENTOML_HOME=/home/bentoml/runtime$", ""), "BENTOML_HOME"),
 ]
 
 
@@ -618,11 +701,12 @@ def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 @pytest.mark.container
 @pytest.mark.timeout(2400)
 def test_image_serves_and_becomes_healthy(request: pytest.FixtureRequest) -> None:
-    """`bentoml containerize`, `docker run`, /readyz, /predict_full, health status, user."""
+    """`bentoml containerize`, `docker run` as the platforms run it (read-only root, UID 1034,
+    the image's own volumes), /readyz, /predict_full, health status, volume owners."""
     reason = docker_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    from tests.service.conftest import free_port
+    from tests.service.servers import free_port
 
     pinned: dict[str, str] = request.getfixturevalue("pinned_env")  # trains: after the check
     env = os.environ | pinned | {"BENTOML_HOME": str(STORE_HOME)}
@@ -643,11 +727,13 @@ def test_image_serves_and_becomes_healthy(request: pytest.FixtureRequest) -> Non
         assert "/readyz" in " ".join(config["Healthcheck"]["Test"])
         assert f"{PORT}/tcp" in config["ExposedPorts"]
         assert "OMP_NUM_THREADS=1" in config["Env"]
+        assert sorted(config["Volumes"]) == sorted(mounted_paths())
 
         env_args = [a for k, v in pinned.items() for a in ("-e", f"{k}={v}")]
         run = _docker(
-            "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{PORT}", *env_args, image
-        )
+            "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{PORT}", "--read-only",
+            "--user", str(uid), "-e", "F1_FRONT_WORKERS=1", *env_args, image,
+        )  # fmt: skip
         assert run.returncode == 0, run.stderr
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -665,6 +751,9 @@ def test_image_serves_and_becomes_healthy(request: pytest.FixtureRequest) -> Non
         assert r.status_code == 200, r.text
         assert r.json()["metadata"]["model_versions"]["stage2"] == pinned["F1_STAGE2_MODEL"]
         assert _docker("exec", name, "id", "-u").stdout.strip() == str(uid)
+        # fresh volumes took the image's owner and mode, as ECS task volumes do
+        owners = _docker("exec", name, "stat", "-c", "%n %u %a", "/tmp", "/home/bentoml/runtime")
+        assert owners.stdout.split("\n")[:2] == ["/tmp 0 1777", f"/home/bentoml/runtime {uid} 755"]
         # the HEALTHCHECK itself (first run after --interval=30s)
         deadline = time.monotonic() + 120
         health = ""
@@ -677,5 +766,5 @@ def test_image_serves_and_becomes_healthy(request: pytest.FixtureRequest) -> Non
             "inspect", "--format", "{{json .State.Health}}", name
         ).stdout
     finally:
-        _docker("rm", "-f", name)
+        _docker("rm", "-f", "-v", name)
         _docker("rmi", "-f", image)

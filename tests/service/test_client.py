@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,11 +20,10 @@ import httpx
 import pytest
 
 from pipelines.client import AsyncF1Client, F1APIError, F1Client, F1ConnectionError, F1Error
-from tests.service.conftest import serving
+from tests.service.servers import ROOT, free_port, serving
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "client-test-key-456"
 EVENT = {"event": {"season": 2025, "round": 8}}
 
@@ -44,10 +42,7 @@ def keyed_server(pinned_env: dict[str, str], keyed_log: Path) -> Iterator[str]:
 @pytest.fixture
 def nobody() -> str:
     """A URL where nothing listens: a port the system just handed out, then closed."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import pytest
 
 from pipelines.client import AsyncF1Client, F1APIError, F1Client
 from pipelines.serving.schemas import EXAMPLES
-from tests.conftest import STORE_HOME
-from tests.service.conftest import ROOT, serving, start_server, stop_server
+from tests.service.servers import ROOT, serving, start_server, stop_server
+from tests.session import STORE_HOME
 
 pytestmark = pytest.mark.slow
 
@@ -175,7 +175,7 @@ def test_model_tags_can_be_pinned_for_rollback(pinned_env: dict[str, str], tmp_p
     from pipelines.features.snapshot import FeatureSnapshot
     from pipelines.models import store
 
-    snap = store.load_snapshot(pinned_env["F1_FEATURES_MODEL"])
+    snap = store.open_snapshot(store.get_model(pinned_env["F1_FEATURES_MODEL"]))
     newer = store.save_snapshot(FeatureSnapshot(snap.frames, snap.meta))
     assert newer != pinned_env["F1_FEATURES_MODEL"]
     proc, url = start_server("service:F1Predictor", pinned_env, tmp_path / "pinned.log")

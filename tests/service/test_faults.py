@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import STORE_HOME
-from tests.service.conftest import ROOT, free_port, start_server, stop_server, worker_pid
+from tests.service.servers import ROOT, free_port, start_server, stop_server, worker_pid
+from tests.session import STORE_HOME
 
 pytestmark = pytest.mark.slow
 

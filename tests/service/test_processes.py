@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import worker_pid
+from tests.service.servers import worker_pid
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import STORE_HOME, UNDER_WAY_SEASON
-from tests.service.conftest import ROOT, serving
+from tests.fakes import UNDER_WAY_SEASON
+from tests.service.servers import ROOT, serving
+from tests.session import STORE_HOME
 
 pytestmark = pytest.mark.slow
 S = UNDER_WAY_SEASON

@@ -22,7 +22,7 @@ from pipelines.serving.schemas import (
     QualiRequest,
     RaceRequest,
 )
-from tests.conftest import REAL_DATA
+from tests.session import REAL_DATA
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def svc(service_module: Any) -> Any:
 
 def test_in_process_full_known_event_uses_the_entry_list(svc: Any) -> None:
     res = asyncio.run(
-        svc.predict_full(QualiRequest.model_validate(EXAMPLES["known_event"]), ctx=None)
+        svc.predict_full(QualiRequest.model_validate(EXAMPLES["known_event"]), context=None)
     )
     racers = {r["driverId"] for r in _yaml(MONACO_2025 / "race-results.yml")}
     q_ids = [p.driver_id for p in res.qualifying_predictions]
@@ -76,16 +76,18 @@ def test_service_matches_the_in_process_flow(svc: Any, pinned_env: dict[str, str
     from pipelines.models import store
     from pipelines.serving.orchestrator import TwoStage
 
-    snap = store.load_snapshot(pinned_env["F1_FEATURES_MODEL"])
-    flow = TwoStage.local(snap, store.load_stage1(pinned_env["F1_STAGE1_MODEL"]),
-                          store.load_stage2(pinned_env["F1_STAGE2_MODEL"]))  # fmt: skip
+    feat, m1, m2 = (
+        store.get_model(pinned_env[f"F1_{k}_MODEL"]) for k in ("FEATURES", "STAGE1", "STAGE2")
+    )
+    snap = store.open_snapshot(feat)
+    flow = TwoStage.local(snap, store.open_stage1(m1), store.open_stage2(m2))
     ctx = snap.event_by_round(2025, 8)
     assert ctx is not None
     fld = snap.event_field(ctx)
     fc = asyncio.run(flow.full(ctx, fld, np.arange(len(fld.entries))))
     assert fc.race is not None
     res = asyncio.run(
-        svc.predict_full(QualiRequest.model_validate(EXAMPLES["known_event"]), ctx=None)
+        svc.predict_full(QualiRequest.model_validate(EXAMPLES["known_event"]), context=None)
     )
     by_id = {p.driver_id: p for p in res.race_winner_predictions}
     for e, w, g in zip(fld.entries, fc.race.win_prob, fc.race.grid, strict=True):
@@ -97,7 +99,7 @@ def test_given_grid_is_used_by_predict_race(svc: Any) -> None:
     """Given slots are kept; the rest of the field fills the free slots behind them, and
     the probabilities are the field's (they sum to 1 over the whole field)."""
     body = EXAMPLES["race_with_grid"]
-    resp = asyncio.run(svc.predict_race(RaceRequest.model_validate(body), ctx=None))
+    resp = asyncio.run(svc.predict_race(RaceRequest.model_validate(body), context=None))
     rows = {r.driver_id: r for r in resp}
     for d in body["drivers"]:
         assert rows[d["driver_id"]].grid_position == d["grid_position"]
@@ -105,7 +107,7 @@ def test_given_grid_is_used_by_predict_race(svc: Any) -> None:
     everyone = [{"driver_id": e} for e in given_ids] + [
         {"driver_id": r.driver_id}
         for r in asyncio.run(
-            svc.predict_race(RaceRequest.model_validate({"event": body["event"]}), ctx=None)
+            svc.predict_race(RaceRequest.model_validate({"event": body["event"]}), context=None)
         )
         if r.driver_id not in given_ids
     ]
@@ -113,7 +115,7 @@ def test_given_grid_is_used_by_predict_race(svc: Any) -> None:
         d["grid_position"] = g["grid_position"]
     field = asyncio.run(
         svc.predict_race(
-            RaceRequest.model_validate({"event": body["event"], "drivers": everyone}), ctx=None
+            RaceRequest.model_validate({"event": body["event"], "drivers": everyone}), context=None
         )
     )
     assert sorted(r.grid_position for r in field) == list(range(1, len(field) + 1))
@@ -424,9 +426,9 @@ def local_models(pinned_env: dict[str, str]) -> Any:
     from pipelines.models import store
 
     return (
-        store.load_snapshot(pinned_env["F1_FEATURES_MODEL"]),
-        store.load_stage1(pinned_env["F1_STAGE1_MODEL"]),
-        store.load_stage2(pinned_env["F1_STAGE2_MODEL"]),
+        store.open_snapshot(store.get_model(pinned_env["F1_FEATURES_MODEL"])),
+        store.open_stage1(store.get_model(pinned_env["F1_STAGE1_MODEL"])),
+        store.open_stage2(store.get_model(pinned_env["F1_STAGE2_MODEL"])),
     )
 
 
@@ -597,14 +599,14 @@ def test_a_failing_explainer_is_a_503_naming_the_stage_and_spares_plain_requests
     async def broken(rows: np.ndarray) -> np.ndarray:
         raise ConnectionError("model service gone")
 
-    monkeypatch.setattr(svc.explain2_rows, "fn", broken)
+    monkeypatch.setattr(svc.batching["stage2_explain"], "fn", broken)
     body = {"event": {"season": 2025, "round": 8}}
     told = RaceRequest.model_validate(body | {"explain": True})
     with pytest.raises(StageUnavailable) as err:
-        asyncio.run(svc.predict_race(told, ctx=None))
+        asyncio.run(svc.predict_race(told, context=None))
     assert err.value.status == 503 and "stage-2" in err.value.error
     assert err.value.headers["Retry-After"]
-    plain = asyncio.run(svc.predict_race(RaceRequest.model_validate(body), ctx=None))
+    plain = asyncio.run(svc.predict_race(RaceRequest.model_validate(body), context=None))
     assert len(plain) == 20 and all(p.explanation is None for p in plain)
 
 
@@ -615,7 +617,7 @@ def test_a_call_that_met_a_closing_connection_is_sent_again_with_a_warning(
     such 503): the call goes out once more and the request is answered as usual."""
     import aiohttp
 
-    real = svc.stage2_rows.fn
+    real = svc.batching["stage2"].fn
     failures = [aiohttp.ClientOSError(None, "Can not write request body")]
 
     async def closing_once(rows: np.ndarray) -> np.ndarray:
@@ -624,10 +626,10 @@ def test_a_call_that_met_a_closing_connection_is_sent_again_with_a_warning(
         return np.asarray(await real(rows))
 
     body = RaceRequest.model_validate({"event": {"season": 2025, "round": 8}})
-    want = asyncio.run(svc.predict_race(body, ctx=None))
-    monkeypatch.setattr(svc.stage2_rows, "fn", closing_once)
+    want = asyncio.run(svc.predict_race(body, context=None))
+    monkeypatch.setattr(svc.batching["stage2"], "fn", closing_once)
     with caplog.at_level(logging.WARNING, logger="f1.service"):
-        got = asyncio.run(svc.predict_race(body, ctx=None))
+        got = asyncio.run(svc.predict_race(body, context=None))
     assert not failures and [p.model_dump() for p in got] == [p.model_dump() for p in want]
     said = [r for r in caplog.records if r.name == "f1.service"]
     assert [r.levelno for r in said] == [logging.WARNING]

@@ -2,25 +2,26 @@
 the system ChromeDriver; nothing is downloaded) against `bentoml serve`.
 
 What the page shows is checked against the API's own answer, and a screenshot is
-written to reports/ui.png (the README shows it).
+saved: into a temporary folder, or where F1_UI_SCREENSHOT says (`F1_UI_SCREENSHOT=
+reports/ui.png` rewrites the README's; a test run changes no tracked file).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import in_ci
-from tests.service.conftest import ROOT
+from tests.session import in_ci
 
 pytestmark = pytest.mark.slow
 
 SEASON, ROUND = 2025, 8
-SCREENSHOT = ROOT / "reports" / "ui.png"
 
 
 def _pct(p: float) -> str:
@@ -55,7 +56,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         drv.quit()
 
 
-def test_the_page_shows_the_apis_forecast_and_explains_a_driver(browser: Any, server: str) -> None:
+def test_the_page_shows_the_apis_forecast_and_explains_a_driver(
+    browser: Any, server: str, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -107,9 +110,10 @@ def test_the_page_shows_the_apis_forecast_and_explains_a_driver(browser: Any, se
     assert [s.find_element(By.CSS_SELECTOR, ".label").text for s in stage2] == [
         c["label"] for c in race[first["driver_id"]]["explanation"]["contributions"]
     ]
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    shot = Path(os.environ.get("F1_UI_SCREENSHOT") or tmp_path / "ui.png")
+    shot.parent.mkdir(exist_ok=True)
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +121,7 @@ def keyed_server(
     pinned_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A server that wants an API key, CORS off: the page must still work (same origin)."""
-    from tests.service.conftest import serving
+    from tests.service.servers import serving
 
     log = tmp_path_factory.mktemp("ui-keyed") / "serve.log"
     with serving(pinned_env | {"F1_API_KEY": "ui-key-789"}, log) as url:

@@ -14,7 +14,9 @@ from pipelines.f1db.parse import load_tables
 from pipelines.models.stage2 import RANK_DEPTH
 from pipelines.serving.orchestrator import TwoStage
 from pipelines.settings import PROJECT_ROOT
-from tests.conftest import SyntheticTree, require_real_data, write_f1db_tree
+from tests.fakes import SyntheticTree, write_f1db_tree
+from tests.session import require_real_data
+from tests.training.committed import STALE, assert_same
 from training import cli, pipeline
 from training.backtest import backtest, backtest_seasons, per_race, tables_through, targets
 from training.cli import app
@@ -293,16 +295,21 @@ def test_real_backtest_of_one_season(real_tables, small_grids, tmp_path: Path) -
 def test_the_committed_backtest_report_is_what_the_code_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clear_settings
 ) -> None:
-    """The reports the README quotes are this code's output: `f1 backtest --season 2009`
+    """The reports the docs quote are this code's output: `f1 backtest --season 2009`
     on the real data (new rules, Stage-2's lean and Stage-1's first race; ~15 s) writes
-    the committed reports/backtest-2009.md byte for byte. A change to the models or
-    features fails here until `make reports` rewrites the reports (and the README's
-    tables follow them: tests/test_readme_figures.py)."""
+    the committed reports/backtest-2009.md byte for byte, and its JSON but the timing.
+    A change to the models or features fails here until `make reports` rewrites the
+    reports (and the docs' figures follow them: tests/test_readme_figures.py)."""
     monkeypatch.setenv("F1_DATA_DIR", str(require_real_data()))
     monkeypatch.setenv("F1_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("F1_REPORTS_DIR", str(tmp_path / "reports"))
     result = CliRunner().invoke(app, ["backtest", "--season", "2009"])
     assert result.exit_code == 0, result.output
-    written = (tmp_path / "reports" / "backtest-2009.md").read_text()
-    committed = (PROJECT_ROOT / "reports" / "backtest-2009.md").read_text()
-    assert written == committed, "reports/ are stale: run `make reports`"
+    written = tmp_path / "reports"
+    committed = PROJECT_ROOT / "reports"
+    assert_same(
+        json.loads((committed / "backtest-2009.json").read_text()),
+        json.loads((written / "backtest-2009.json").read_text()),
+    )
+    md = (written / "backtest-2009.md").read_text()
+    assert md == (committed / "backtest-2009.md").read_text(), STALE

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.f1db.parse import Tables
 from pipelines.features.spec import STAGE2
-from tests.conftest import copy_tables, write_f1db_tree
+from tests.fakes import copy_tables, write_f1db_tree
 from training import baselines
 from training.baselines import (
     QUICK_FEATURES,
@@ -113,7 +113,7 @@ def test_quick_features_from_first_principles(tree) -> None:
 
 
 def _team(driver: str) -> str:
-    from tests.conftest import DRIVERS
+    from tests.fakes import DRIVERS
 
     return next(c for d, c, _n, _a in DRIVERS if d == driver)
 

@@ -11,9 +11,18 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from pipelines.f1db.parse import load_tables
+from pipelines.f1db.parse import data_hash, load_tables
 from pipelines.models import store
-from tests.conftest import SyntheticTree, store_models, write_f1db_tree
+from tests.fakes import SyntheticTree, write_f1db_tree
+from tests.pipelines.f1db.fake_github import (
+    LATEST_PATH,
+    archive_path,
+    as_fresh_clone,
+    serve_fake_github,
+    tree_tarball,
+)
+from tests.session import store_models
+from tests.training.test_backtest import small_grids  # noqa: F401  (fixture)
 from training import cli
 from training.cli import app
 
@@ -185,7 +194,7 @@ def test_predict_says_when_the_win_forecast_leans_on_the_grid(
     and the table would be followed by the note the API sends as a warning."""
     snap, s1, s2 = tiny_models
     store.save_all(snap, s1, s2, {}, [2021, 2025])
-    monkeypatch.setattr("pipelines.features.snapshot.RULES_RESETS", (2024,))
+    monkeypatch.setattr("pipelines.features.rows.RULES_RESETS", (2024,))
     for rnd, races, share in ((1, 0, "100%"), (2, 1, "75%")):
         result = runner.invoke(app, ["predict", "--season", "2024", "--round", str(rnd)])
         assert result.exit_code == 0, result.output
@@ -249,7 +258,7 @@ def test_refresh_refits_stage1_on_a_newer_qualifying(
     )
     assert meta["refit_of"] == tags.stage1
     assert meta["features_tag"] == str(store.get_model(f"{store.FEATURES_NAME}:latest").tag)
-    refit = store.load_stage1(str(new.tag))
+    refit = store.open_stage1(store.get_model(str(new.tag)))
     assert refit.config == s1.config
     assert "Stage-1 refitted" in _flat(result.output) and str(new.tag) in _flat(result.output)
     listed = runner.invoke(app, ["models"], terminal_width=250)
@@ -302,3 +311,44 @@ def test_train_if_missing_first_removes_a_save_that_never_finished(
     assert result.exit_code == 0, result.output
     assert f"removed {store.STAGE1_NAME}:killedmidcopy" in _flat(result.output)
     assert not half.exists() and "skipping training" in _flat(result.output)
+
+
+def test_train_if_missing_on_a_fresh_clone_downloads_f1db_then_trains(
+    tmp_path: Path,
+    empty_store,
+    clear_settings,
+    small_grids,  # noqa: F811
+    wide,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`make serve` on a clone with no ../shared and no F1_DATA_DIR: the latest F1DB
+    release is downloaded into the per-user data folder, credited, and trained on; the next
+    run finds both the models and the data and asks the network nothing."""
+    tree = write_f1db_tree(tmp_path / "published", seasons=(2020, 2021, 2022, 2023), rounds=6)
+    with serve_fake_github() as github:
+        github.release("v2023.8.0", tree_tarball(tree.root, "f1db-2023.8.0"))
+        home = as_fresh_clone(monkeypatch, tmp_path, github.repo_url)
+        for key, value in {
+            "F1_HISTORY_FROM": "2020",
+            "F1_TRAIN_FROM": "2020",
+            "F1_VALID_SEASON": "2022",
+            "F1_TEST_SEASON": "2023",
+        }.items():
+            monkeypatch.setenv(key, value)
+        first = runner.invoke(app, ["train", "--if-missing"])
+        assert first.exit_code == 0, first.output
+        assert github.requests == [LATEST_PATH, archive_path("v2023.8.0")]
+        again = runner.invoke(app, ["train", "--if-missing"])
+        assert again.exit_code == 0, again.output
+        assert len(github.requests) == 2
+
+    data = home / "f1-predictor" / "f1db"
+    out = _flat(first.output)
+    assert "latest F1DB release: v2023.8.0" in out
+    assert "Data: F1DB (https://github.com/f1db/f1db), CC-BY-4.0" in out
+    assert "F1DB release: v2023.8.0" in (data / "SOURCE.txt").read_text()
+    # the models were fitted on the downloaded data, which is the published tree
+    assert store.snapshot_data_hash() == data_hash(data, 2020) == data_hash(tree.root, 2020)
+    names = sorted(m.tag.name for m in store_models())
+    assert names == sorted([store.FEATURES_NAME, store.STAGE1_NAME, store.STAGE2_NAME])
+    assert "skipping training" in _flat(again.output) and "downloading" not in again.output

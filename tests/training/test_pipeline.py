@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,10 @@ from typer.testing import CliRunner
 from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
 from pipelines.models.placings import classified_top_k
-from tests.conftest import slice_tables, store_models
+from pipelines.models.stage2 import group_softmax
+from pipelines.settings import PROJECT_ROOT
+from tests.fakes import slice_tables
+from tests.session import store_models
 from training import pipeline
 from training.datasets import StageData
 from training.metrics import placing_metrics, stage2_metrics
@@ -245,12 +249,12 @@ def test_final_models_predict_on_the_snapshot(trained) -> None:
     n = len(entries)
     x2 = snap.stage2_rows(ctx, entries, np.arange(1.0, n + 1), gap)
     assert x2.shape == (n, len(STAGE2))
-    p = trained.stage2.win_probability(x2, np.zeros(n, int))
+    p = group_softmax(trained.stage2.logit(x2), np.zeros(n, int))
     assert p.sum() == pytest.approx(1.0)
     # the served model is monotone too: the same driver from further back never gains
     back = x2.copy()
     back[0, 0] = n + 1.0
-    assert trained.stage2.win_probability(back, np.zeros(n, int))[0] <= p[0]
+    assert group_softmax(trained.stage2.logit(back), np.zeros(n, int))[0] <= p[0]
     # Stage-1 is served fitted through the latest qualifying in the data (``InSeason``)
     assert trained.stage1_through["season"] == 2025
     assert trained.stage1_through["round"] == int(
@@ -369,6 +373,53 @@ def test_trained_models_serve_through_the_store_and_cli(
     for e in snap.entries(snap.event_by_round(2025, 24)):
         assert snap.driver_name(e.driver_id) in result.output
     assert "Max Verstappen" in result.output and "Red Bull" in result.output
+
+
+def _tracked_changes() -> str | None:
+    """`git status` of the checkout's tracked files (None outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout
+
+
+def _keys(doc: object) -> set[str]:
+    if isinstance(doc, dict):
+        return set(doc).union(*(_keys(v) for v in doc.values()))
+    if isinstance(doc, list):
+        return set().union(*(_keys(v) for v in doc))
+    return set()
+
+
+@pytest.mark.slow
+def test_training_changes_no_tracked_file(
+    trained, empty_store, clear_settings, monkeypatch, tmp_path: Path
+) -> None:
+    """`make serve` on a clean checkout trains: that stores the models and writes no
+    report (reports/ is tracked); `--report` writes one, and it holds no timing."""
+    from training.cli import app
+
+    monkeypatch.setattr(pipeline, "run", lambda *_a, **_k: trained)  # the same run, once
+    reports = tmp_path / "reports"
+    monkeypatch.setenv("F1_REPORTS_DIR", str(reports))
+    before = _tracked_changes()
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code == 0, result.output
+    assert len(store_models()) == 3
+    assert not reports.exists()
+    assert _tracked_changes() == before
+    asked = CliRunner().invoke(app, ["train", "--report"])
+    assert asked.exit_code == 0, asked.output
+    written = json.loads((reports / "evaluation.json").read_text())
+    assert written["stage2"]["test"]["season"] == 2025
+    assert not [k for k in _keys(written) if "seconds" in k]
 
 
 def test_stage2_is_tuned_on_up_to_three_seasons() -> None:

@@ -6,16 +6,28 @@ import io
 import re
 import socket
 import tarfile
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from pipelines.f1db.download import DownloadError, archive_url, download_f1db
+from pipelines.f1db.download import (
+    DownloadError,
+    archive_url,
+    download_f1db,
+    installed_tag,
+    latest_tag,
+)
+from tests.pipelines.f1db.fake_github import (
+    LATEST_PATH,
+    FakeGitHub,
+    Truncated,
+    archive_path,
+    as_fresh_clone,
+    make_tarball,
+    serve_fake_github,
+)
 
 ARCHIVE_PATH = "/f1db/f1db/archive/refs/tags/v1.0.0.tar.gz"
 RACE_YML = "round: 1\ncircuitId: melbourne\nofficialName: Australian Grand Prix\n"
@@ -30,92 +42,10 @@ F1DB_TREE: dict[str, str] = {
 }
 
 
-def make_tarball(
-    files: dict[str, str], *, symlinks: dict[str, str] | None = None, with_dirs: bool = True
-) -> bytes:
-    """A gzip tarball holding ``files`` (name -> text) and optional ``symlinks`` (name -> target)."""
-    symlinks = symlinks or {}
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        if with_dirs:  # GitHub archives list the folders too.
-            dirs = sorted(
-                {"/".join(n.split("/")[:i]) for n in files for i in range(1, n.count("/") + 1)}
-            )
-            for d in dirs:
-                if ".." in d.split("/") or d.startswith("/") or d in symlinks:
-                    continue
-                info = tarfile.TarInfo(d)
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tar.addfile(info)
-        # Links first, so a later file can try to write through one.
-        for name, target in symlinks.items():
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.SYMTYPE
-            info.linkname = target
-            tar.addfile(info)
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-@dataclass
-class FakeGitHub:
-    """Routes (path -> body bytes, or ('redirect', location)) served by a real HTTP server."""
-
-    port: int
-    routes: dict[str, bytes | tuple[str, str]] = field(default_factory=dict)
-    requests: list[str] = field(default_factory=list)
-
-    @property
-    def repo_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/f1db/f1db"
-
-
 @pytest.fixture
 def server() -> Iterator[FakeGitHub]:
-    state = FakeGitHub(port=0)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.requests.append(self.path)
-            route = state.routes.get(self.path)
-            if route is None:
-                self.send_error(404, "Not Found")
-                return
-            if isinstance(route, tuple):
-                kind, value = route
-                if kind == "redirect":
-                    self.send_response(302)
-                    self.send_header("Location", value)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                else:
-                    self.send_error(int(value), kind)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-gzip")
-            self.send_header("Content-Length", str(len(route)))
-            self.end_headers()
-            self.wfile.write(route)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve_fake_github() as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -342,11 +272,15 @@ def test_invalid_tag_rejected_before_any_request(
 
 
 def test_fresh_dest_absent_after_failure(server: FakeGitHub, tmp_path: Path) -> None:
-    """With no previous data, a failure must not leave an empty or partial dest behind."""
+    """With no previous data, a failure must not leave an empty or partial dest behind,
+    nor the folders made to hold it; folders that were there stay, empty or not."""
     parent = tmp_path / "data"
     parent.mkdir()
     with pytest.raises(DownloadError):
         download_f1db("v2.0.0", parent / "f1db", server.repo_url, progress=False)
+    assert list(parent.iterdir()) == []
+    with pytest.raises(DownloadError):
+        download_f1db("v2.0.0", parent / "new" / "deeper" / "f1db", server.repo_url)
     assert list(parent.iterdir()) == []
 
 
@@ -375,3 +309,295 @@ def test_cli_data_download_through_the_runner(
     assert missing.exit_code == 1
     assert "v9.9.9" in missing.output and "Traceback" not in missing.output
     assert (dest / "drivers/max-verstappen.yml").exists()  # the failed run left it intact
+
+
+# ------------------------------------------------------------- the latest release
+
+
+def test_latest_tag_is_where_the_latest_release_redirects(server: FakeGitHub) -> None:
+    server.release("v1.0.0", make_tarball(F1DB_TREE))
+    assert latest_tag(server.repo_url, timeout=10) == "v1.0.0"
+    assert server.requests == [LATEST_PATH]  # the release page itself is not fetched
+
+
+def test_latest_tag_follows_a_renamed_repository(server: FakeGitHub) -> None:
+    """A relative Location, and a hop through a renamed repository's own redirect."""
+    server.routes[LATEST_PATH] = ("redirect", "/f1db/renamed/releases/latest")
+    server.routes["/f1db/renamed/releases/latest"] = ("redirect", "../releases/tag/v2.0.0")
+    assert latest_tag(server.repo_url) == "v2.0.0"
+    assert server.requests == [LATEST_PATH, "/f1db/renamed/releases/latest"]
+
+
+def _closed_port() -> int:
+    """A port nothing listens on (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("route", "reason"),
+    [
+        pytest.param(None, r"answered HTTP 404 instead of redirecting", id="no-release"),
+        pytest.param(
+            ("redirect", "/f1db/f1db/releases"),
+            r"/f1db/f1db/releases answered HTTP 404 instead of redirecting",
+            id="redirect-to-nowhere",
+        ),
+        pytest.param(("redirect", LATEST_PATH), r"redirected 5 times", id="redirect-loop"),
+        pytest.param(
+            ("redirect", "/f1db/f1db/releases/tag/v1%3Fx=1"),
+            r"releases/tag/v1%3Fx=1, not a usable tag",
+            id="unusable-tag",
+        ),
+        pytest.param(("redirect", "dead-host"), r"Connection refused", id="redirect-to-dead-host"),
+    ],
+)
+def test_latest_tag_failures_say_so_in_one_line(
+    server: FakeGitHub, route: tuple[str, str] | None, reason: str
+) -> None:
+    if route == ("redirect", "dead-host"):
+        route = ("redirect", f"http://127.0.0.1:{_closed_port()}/f1db/f1db/releases/latest")
+    if route is not None:
+        server.routes[LATEST_PATH] = route
+    with pytest.raises(DownloadError) as excinfo:
+        latest_tag(server.repo_url, timeout=5)
+    message = str(excinfo.value)
+    assert message.startswith(f"could not find the latest F1DB release at {server.repo_url}/")
+    assert re.search(reason, message), message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("cut", "reason"),
+    [
+        pytest.param("connection", r"download of .*v1\.0\.0\.tar\.gz failed: ", id="body-cut"),
+        pytest.param("archive", r"could not unpack the F1DB archive: ", id="archive-cut"),
+    ],
+)
+def test_truncated_download_leaves_nothing(
+    server: FakeGitHub, old_dest: Path, cut: str, reason: str
+) -> None:
+    """The connection drops mid-body (fewer bytes than Content-Length), or the server
+    sends a gzip cut short: the old data stays, no temporary folder remains."""
+    whole = make_tarball({**F1DB_TREE, "f1db-1.0.0/src/data/big.yml": "x: 1\n" * 20000})
+    half = len(whole) // 2
+    server.routes[ARCHIVE_PATH] = Truncated(whole, half) if cut == "connection" else whole[:half]
+    before = snapshot(old_dest)
+    with pytest.raises(DownloadError, match=reason) as excinfo:
+        download_f1db("v1.0.0", old_dest, server.repo_url, progress=False, timeout=10)
+    assert "\n" not in str(excinfo.value)
+    assert snapshot(old_dest) == before
+    assert_no_temp_dirs(old_dest.parent, {"f1db"})
+
+
+def test_installed_tag_reads_source_txt(server: FakeGitHub, tmp_path: Path) -> None:
+    server.routes[ARCHIVE_PATH] = make_tarball(F1DB_TREE)
+    assert installed_tag(tmp_path / "f1db") is None
+    dest = download_f1db("v1.0.0", tmp_path / "f1db", server.repo_url, progress=False)
+    assert installed_tag(dest) == "v1.0.0"
+
+
+# ------------------------------------------- `f1 data download` and `make serve`'s download
+
+
+@pytest.fixture
+def fresh_clone(
+    server: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clear_settings: None
+) -> Path:
+    """No ../shared, no F1_DATA_DIR, F1DB fetched from ``server``; returns XDG_DATA_HOME."""
+    return as_fresh_clone(monkeypatch, tmp_path, server.repo_url)
+
+
+def _downloaded(home: Path) -> Path:
+    return home / "f1-predictor" / "f1db"
+
+
+def _left_in(home: Path) -> list[str]:
+    """Everything a download left under the data home."""
+    return sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
+
+
+def test_cli_download_fetches_the_latest_release_by_default(
+    server: FakeGitHub, fresh_clone: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.settings import resolve_data_dir
+    from training.cli import app
+
+    server.release("v1.0.0", make_tarball(F1DB_TREE))
+    result = CliRunner().invoke(app, ["data", "download"])
+    assert result.exit_code == 0, result.output
+    assert server.requests == [LATEST_PATH, ARCHIVE_PATH]
+    dest = _downloaded(fresh_clone)
+    assert (dest / "seasons/2025/races/01-australia/race.yml").read_text() == RACE_YML
+    assert "F1DB release: v1.0.0" in (dest / "SOURCE.txt").read_text()
+    out = " ".join(result.output.split())
+    assert "latest F1DB release: v1.0.0" in out
+    assert "Data: F1DB (https://github.com/f1db/f1db), CC-BY-4.0" in out
+    # found where the code looks, so no F1_DATA_DIR to set
+    assert resolve_data_dir() == dest and "F1_DATA_DIR=" not in out
+
+
+def test_cli_download_fetches_the_pinned_release(
+    server: FakeGitHub, fresh_clone: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    server.release("v2.0.0", make_tarball({"f1db-2.0.0/src/data/seasons/2026/x.yml": "a: 1\n"}))
+    server.release("v1.0.0", make_tarball(F1DB_TREE), latest=False)
+    monkeypatch.setenv("F1_F1DB_TAG", "v1.0.0")
+    result = CliRunner().invoke(app, ["data", "download"])
+    assert result.exit_code == 0, result.output
+    assert server.requests == [ARCHIVE_PATH]  # no look at the latest release
+    dest = _downloaded(fresh_clone)
+    assert "F1DB release: v1.0.0" in (dest / "SOURCE.txt").read_text()
+    assert not (dest / "seasons/2026").exists()
+
+
+def _break(server: FakeGitHub, monkeypatch: pytest.MonkeyPatch, how: str) -> str:
+    """Make the download fail in one way; return a pattern of the reason it gives."""
+    tarball = make_tarball(F1DB_TREE)
+    if how == "bad-tag":  # a pinned tag with no release
+        server.release("v1.0.0", tarball)
+        monkeypatch.setenv("F1_F1DB_TAG", "v9.9.9")
+        return r"release tag 'v9\.9\.9' not found at http://\S+/v9\.9\.9\.tar\.gz"
+    if how == "truncated":
+        server.release("v1.0.0", Truncated(tarball, len(tarball) // 2))
+        return r"download of http://\S+/v1\.0\.0\.tar\.gz failed: peer closed connection"
+    if how == "redirect-to-nowhere":
+        server.routes[LATEST_PATH] = ("redirect", "/f1db/f1db/releases")
+        return r"could not find the latest F1DB release at http://\S+: .* answered HTTP 404"
+    assert how == "no-server"
+    monkeypatch.setenv("F1_F1DB_REPO_URL", f"http://127.0.0.1:{_closed_port()}/f1db/f1db")
+    return r"could not find the latest F1DB release at http://\S+: .*Connection refused"
+
+
+@pytest.mark.parametrize("how", ["bad-tag", "truncated", "redirect-to-nowhere", "no-server"])
+@pytest.mark.parametrize(
+    ("command", "retry"),
+    [
+        pytest.param(["data", "download"], "pass a release with --tag <tag>", id="data-download"),
+        pytest.param(
+            ["train", "--if-missing"], "pin a release with F1_F1DB_TAG=<tag>", id="make-serve"
+        ),
+    ],
+)
+def test_cli_failed_download_says_what_to_do_in_one_line(
+    server: FakeGitHub,
+    fresh_clone: Path,
+    empty_store: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    retry: str,
+    how: str,
+) -> None:
+    """On an 80-column terminal: one error line naming the cause and both ways out, exit
+    1, no traceback, nothing half-written and no model trained."""
+    from typer.testing import CliRunner
+
+    from pipelines.models.store import has_models
+    from training import cli
+
+    reason = _break(server, monkeypatch, how)
+    monkeypatch.setattr(cli.err, "_width", 80)
+    result = CliRunner().invoke(cli.app, command)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.output
+    (line,) = errors
+    assert re.match(r"error: " + reason, line), line
+    assert "Set F1_DATA_DIR to an F1DB data folder, or " + retry in line
+    assert line.endswith("/f1db/f1db/releases)")
+    assert _left_in(fresh_clone) == []
+    assert not has_models()
+
+
+@pytest.fixture
+def trained_on(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """`f1 train`'s training replaced by a stop that records the data folder it was given
+    (these tests are about what is downloaded before; the tiny tree cannot be trained on)."""
+    from pipelines.settings import resolve_data_dir
+    from training import cli
+
+    seen: list[Path] = []
+
+    def stop(s: object) -> None:
+        seen.append(resolve_data_dir())
+        raise cli._fail("stopped before training")
+
+    monkeypatch.setattr(cli, "_train", stop)
+    return seen
+
+
+def test_make_serve_replaces_the_downloaded_copy_when_another_release_is_pinned(
+    server: FakeGitHub,
+    fresh_clone: Path,
+    empty_store: Path,
+    trained_on: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    server.release("v1.0.0", make_tarball(F1DB_TREE))
+    server.release("v2.0.0", make_tarball(F1DB_TREE), latest=False)
+    first = CliRunner().invoke(app, ["train", "--if-missing"])
+    dest = _downloaded(fresh_clone)
+    assert "stopped before training" in first.output and trained_on == [dest]
+    assert installed_tag(dest) == "v1.0.0"
+
+    again = CliRunner().invoke(app, ["train", "--if-missing"])  # data found: no download
+    assert server.requests == [LATEST_PATH, ARCHIVE_PATH] and "downloading" not in again.output
+
+    monkeypatch.setenv("F1_F1DB_TAG", "v2.0.0")
+    from pipelines.settings import get_settings
+
+    get_settings.cache_clear()
+    pinned = CliRunner().invoke(app, ["train", "--if-missing"])
+    assert "the downloaded copy holds v1.0.0: replacing it" in " ".join(pinned.output.split())
+    assert installed_tag(dest) == "v2.0.0" and trained_on == [dest, dest, dest]
+    assert server.requests[-1] == archive_path("v2.0.0")
+    assert _left_in(fresh_clone) != [] and not any(".download-" in p for p in _left_in(fresh_clone))
+
+
+def test_make_serve_never_downloads_over_data_it_was_given(
+    server: FakeGitHub,
+    fresh_clone: Path,
+    empty_store: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """F1_DATA_DIR set (even to an empty folder), or ../shared present with another release
+    pinned: no request, the folder untouched."""
+    from typer.testing import CliRunner
+
+    from pipelines import settings
+    from training.cli import app
+
+    server.release("v1.0.0", make_tarball(F1DB_TREE))
+    empty = tmp_path / "mine"
+    empty.mkdir()
+    monkeypatch.setenv("F1_DATA_DIR", str(empty))
+    settings.get_settings.cache_clear()
+    given = CliRunner().invoke(app, ["train", "--if-missing"])
+    assert given.exit_code == 1 and "no F1DB data here" in " ".join(given.output.split())
+    assert "f1 data download" in given.output and list(empty.iterdir()) == []
+
+    shared = tmp_path / "shared" / "f1db"
+    (shared / "seasons").mkdir(parents=True)
+    monkeypatch.delenv("F1_DATA_DIR")
+    monkeypatch.setenv("F1_F1DB_TAG", "v1.0.0")
+    monkeypatch.setattr(settings, "SHARED_DATA_DIR", shared)
+    settings.get_settings.cache_clear()
+    team = CliRunner().invoke(app, ["train", "--if-missing"])
+    assert f"F1_F1DB_TAG=v1.0.0 not used: training on the data in {shared}" in " ".join(
+        team.output.split()
+    )
+    assert server.requests == [] and _left_in(fresh_clone) == []

@@ -22,7 +22,8 @@ from pipelines.f1db.parse import (
     sessions_before_qualifying,
     team_lineage,
 )
-from tests.conftest import DRIVERS, REAL_DATA, RESERVE, TURNS, SyntheticTree, fmt_lap
+from tests.fakes import DRIVERS, RESERVE, TURNS, SyntheticTree, fmt_lap
+from tests.session import REAL_DATA
 from training.datasets import grid_slots
 
 # ------------------------------------------------------------------------ parsing

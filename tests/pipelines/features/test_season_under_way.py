@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipelines.features.spec import STAGE1, STAGE2
-from tests.conftest import UNDER_WAY_SEASON
+from tests.fakes import UNDER_WAY_SEASON
 
 S = UNDER_WAY_SEASON
 

@@ -14,12 +14,20 @@ import yaml
 from pipelines.f1db.parse import Tables
 from pipelines.features.event import Entry, EventContext, EventField, day_number
 from pipelines.features.history import History
-from pipelines.features.snapshot import FeatureSnapshot, IdKind
+from pipelines.features.lookups import IdKind
+from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.features.spec import STAGE1, STAGE2
-from tests.conftest import REAL_DATA, copy_tables
+from pipelines.models.stage1 import Stage1Model
+from pipelines.models.stage2 import Stage2Model
+from pipelines.serving.orchestrator import Forecast, TwoStage, run
+from tests.fakes import copy_tables
+from tests.session import REAL_DATA
 from training.datasets import stage1_data, stage2_data
+from training.pipeline import pole_predictions
 
 # ------------------------------------------------------------------------ helpers
+
+Models = tuple[Stage1Model, Stage2Model]
 
 
 def race_id_of(t: Tables, season: int, gp: str) -> int:
@@ -27,14 +35,17 @@ def race_id_of(t: Tables, season: int, gp: str) -> int:
     return int(r.loc[(r["season"] == season) & (r["grand_prix_id"] == gp), "race_id"].item())
 
 
-def event_features(t: Tables, race_id: int) -> dict[str, np.ndarray]:
-    """Stage-1 and Stage-2 rows for one event, through the serving and training paths."""
+def event_features(t: Tables, race_id: int, models: Models) -> dict[str, np.ndarray]:
+    """Every input of an answer about one event, and the answer, through the serving and
+    training paths: Stage-1 and Stage-2 rows, the pole history and pole-lap estimate, and
+    the whole forecast of the flow the service runs (``models``: any two fitted models)."""
     snap = FeatureSnapshot.build(t)
     ctx = snap.event_by_id(race_id)
     assert ctx is not None
     entries = snap.entries(ctx)
     n = len(entries)
-    x1 = snap.stage1_rows(ctx, snap.event_field(ctx))
+    fld = snap.event_field(ctx)
+    x1 = snap.stage1_rows(ctx, fld)
     x2 = snap.stage2_rows(
         ctx, entries, np.arange(1.0, n + 1.0), np.linspace(0.0, 2.5, n)
     )  # fixed grid and gap: only history may vary
@@ -46,7 +57,36 @@ def event_features(t: Tables, race_id: int) -> dict[str, np.ndarray]:
     )
     s1 = stage1_data(snap, only, ctx.season)
     s2 = stage2_data(snap, only, ctx.season)
-    return {"serving1": x1, "serving2": x2, "train1": s1.x, "train2": s2.x}
+    flow = TwoStage.local(snap, *models)
+    fc = run(flow.full(ctx, fld, np.arange(len(fld.entries))))
+    day = day_number(ctx.date)
+    hist = snap.pole_history(day)[["ref", "pole_s", "ratio", "day", "course_length"]]
+    return {
+        "serving1": x1,
+        "serving2": x2,
+        "train1": s1.x,
+        "train2": s2.x,
+        "pole_history": hist.to_numpy(float),
+        "pole_arrays": np.array(snap.pole_arrays(day).pole_s),
+        "pole": np.array([fc.quali.pole_s]),
+        "train_pole": pole_predictions(snap, s1.meta, models[0].config.pole),
+        "answer": answer_numbers(fc),
+    }
+
+
+def answer_numbers(fc: Forecast) -> np.ndarray:
+    """Every number of a full forecast (times, gaps, grids, logits, probabilities)."""
+    assert fc.race is not None
+    q, r = fc.quali, fc.race
+    parts = [q.gap_raw, q.time_s, q.grid, q.pole_prob, [q.pole_s], r.grid, r.q_gap, r.logit]
+    parts += [r.win_prob, r.podium_prob, r.points_prob]
+    return np.concatenate([np.asarray(p, dtype=float) for p in parts])
+
+
+BEFORE_QUALI = ("serving1", "serving2", "train1", "pole_history", "pole_arrays", "pole")
+"""What is known before the event's qualifying: none of it may read that session or later."""
+ANSWER = (*BEFORE_QUALI, "train_pole", "answer")
+"""Every input of an answer and the answer (``train2`` reads the event's own grid)."""
 
 
 def later(t: Tables, race_id: int) -> set[int]:
@@ -116,6 +156,17 @@ def alter_event_qualifying(t: Tables, race_id: int, seed: int = 1) -> Tables:
     return out
 
 
+def with_own_pole(t: Tables, race_id: int, factor: float) -> Tables:
+    """The event's own qualifying times, each ``factor`` times as long: 0.5 puts its pole
+    ratio (pole / practice lap) below every past event's, 2.0 above (a median reading it
+    would move)."""
+    out = copy_tables(t)
+    q = out.qualifying
+    m = q["race_id"] == race_id
+    q.loc[m, ["best_s", "q3_s"]] *= factor
+    return out
+
+
 def drop_later_events(t: Tables, race_id: int) -> Tables:
     """The tables as they stood on the event's race day (the event's results included)."""
     out = copy_tables(t)
@@ -153,9 +204,16 @@ LEAK_EVENTS = [
 
 
 @pytest.fixture(scope="module")
-def baseline_features(real_tables: Tables) -> dict[int, dict[str, np.ndarray]]:
+def models(tiny_models: tuple[FeatureSnapshot, Stage1Model, Stage2Model]) -> Models:
+    return tiny_models[1], tiny_models[2]
+
+
+@pytest.fixture(scope="module")
+def baseline_features(real_tables: Tables, models: Models) -> dict[int, dict[str, np.ndarray]]:
     return {
-        race_id_of(real_tables, s, gp): event_features(real_tables, race_id_of(real_tables, s, gp))
+        race_id_of(real_tables, s, gp): event_features(
+            real_tables, race_id_of(real_tables, s, gp), models
+        )
         for s, gp in LEAK_EVENTS
     }
 
@@ -174,40 +232,76 @@ def test_features_are_not_trivial(baseline_features, real_tables, season: int, g
     assert f["train1"].shape[0] >= 18 and f["train2"].shape[0] >= 18
     champ = STAGE2.names.index("d_champ_points")
     assert (f["serving2"][:, champ] > 0).any()  # none is a season opener
+    assert len(f["pole_history"]) >= 40 and len(f["pole_arrays"]) == len(f["pole_history"])
+    assert 60.0 < f["pole"][0] < 120.0 and np.isfinite(f["train_pole"]).all()
+    assert np.isfinite(f["answer"]).all() and len(f["answer"]) > 10 * x1.shape[0]
 
 
 @pytest.mark.parametrize(("season", "gp"), LEAK_EVENTS)
 def test_nothing_after_qualifying_changes_the_features(
-    baseline_features, real_tables, season: int, gp: str
+    baseline_features, real_tables, models: Models, season: int, gp: str
 ) -> None:
     rid = race_id_of(real_tables, season, gp)
     base = baseline_features[rid]
-    altered = event_features(alter_after_qualifying(real_tables, rid), rid)
-    for key in ("serving1", "serving2", "train1", "train2"):
+    altered = event_features(alter_after_qualifying(real_tables, rid), rid, models)
+    for key in (*ANSWER, "train2"):
         assert_same(base[key], altered[key], f"{season} {gp} {key}")
 
 
 @pytest.mark.parametrize(("season", "gp"), LEAK_EVENTS)
-def test_own_qualifying_and_grid_do_not_change_stage1_or_history(
-    baseline_features, real_tables, season: int, gp: str
+def test_own_qualifying_and_grid_do_not_change_the_answer_or_its_inputs(
+    baseline_features, real_tables, models: Models, season: int, gp: str
 ) -> None:
-    """Stage-2's grid and gap inputs are the event's own (given); everything else is not."""
+    """Training's Stage-2 rows read the event's own grid and gap; nothing else does."""
     rid = race_id_of(real_tables, season, gp)
     base = baseline_features[rid]
-    altered = event_features(alter_event_qualifying(real_tables, rid), rid)
-    for key in ("serving1", "serving2", "train1"):
+    altered = event_features(alter_event_qualifying(real_tables, rid), rid, models)
+    for key in ANSWER:
         assert_same(base[key], altered[key], f"{season} {gp} {key}")
 
 
 @pytest.mark.parametrize(("season", "gp"), LEAK_EVENTS)
 def test_dropping_later_events_changes_nothing(
-    baseline_features, real_tables, season: int, gp: str
+    baseline_features, real_tables, models: Models, season: int, gp: str
 ) -> None:
     rid = race_id_of(real_tables, season, gp)
     base = baseline_features[rid]
-    cut = event_features(drop_later_events(real_tables, rid), rid)
-    for key in ("serving1", "serving2", "train1", "train2"):
+    cut = event_features(drop_later_events(real_tables, rid), rid, models)
+    for key in (*ANSWER, "train2"):
         assert_same(base[key], cut[key], f"{season} {gp} {key}")
+
+
+@pytest.mark.parametrize(("season", "gp"), LEAK_EVENTS)
+def test_the_events_own_pole_does_not_move_the_answer_or_its_inputs(
+    real_tables, models: Models, season: int, gp: str
+) -> None:
+    """The event's pole far faster, then far slower, than any before: the estimate's
+    medians could miss a milder change."""
+    rid = race_id_of(real_tables, season, gp)
+    fast = event_features(with_own_pole(real_tables, rid, 0.5), rid, models)
+    slow = event_features(with_own_pole(real_tables, rid, 2.0), rid, models)
+    for key in ANSWER:
+        assert_same(fast[key], slow[key], f"{season} {gp} {key}")
+
+
+@pytest.mark.parametrize(("season", "gp"), [(2024, "spain"), (2022, "emilia-romagna")])
+def test_positive_control_a_pole_estimate_that_reads_the_events_own_pole_is_caught(
+    baseline_features, real_tables, models: Models, monkeypatch, season: int, gp: str
+) -> None:
+    """Proof that the checks above see the pole estimate: the pole history of a leaky
+    snapshot takes in the event's own day, and the event's own qualifying then moves the
+    history, the estimate and the answer."""
+    pole_history, pole_arrays = FeatureSnapshot.pole_history, FeatureSnapshot.pole_arrays
+    monkeypatch.setattr(FeatureSnapshot, "pole_history", lambda s, d: pole_history(s, d + 1))
+    monkeypatch.setattr(FeatureSnapshot, "pole_arrays", lambda s, d: pole_arrays(s, d + 1))
+    rid = race_id_of(real_tables, season, gp)
+    fast = event_features(with_own_pole(real_tables, rid, 0.5), rid, models)
+    slow = event_features(with_own_pole(real_tables, rid, 2.0), rid, models)
+    for key in ("pole_history", "pole_arrays", "pole", "train_pole", "answer"):
+        assert not np.array_equal(fast[key], slow[key], equal_nan=True), key
+    for key in ("serving1", "serving2", "train1"):  # the rows do not read the pole
+        assert_same(fast[key], slow[key], key)
+    assert len(fast["pole_history"]) == len(baseline_features[rid]["pole_history"]) + 1
 
 
 def test_post_qualifying_practice_exists_on_early_sprint_weekends(real_tables) -> None:
@@ -221,7 +315,7 @@ def test_post_qualifying_practice_exists_on_early_sprint_weekends(real_tables) -
 
 @pytest.mark.parametrize(("season", "gp"), [(2024, "spain"), (2022, "emilia-romagna")])
 def test_positive_control_earlier_qualifying_changes_the_features(
-    baseline_features, real_tables, season: int, gp: str
+    baseline_features, real_tables, models: Models, season: int, gp: str
 ) -> None:
     """Proof that the identity checks above can fail: history from before the event counts."""
     rid = race_id_of(real_tables, season, gp)
@@ -233,14 +327,33 @@ def test_positive_control_earlier_qualifying_changes_the_features(
     m = q["race_id"] == prev
     rng = np.random.default_rng(3)
     q.loc[m, "best_s"] = q.loc[m, "best_s"] * rng.uniform(1.0, 1.03, m.sum())
-    altered = event_features(out, rid)
+    altered = event_features(out, rid, models)
     base = baseline_features[rid]
     col = STAGE1.names.index("d_q_gap_ewm")
     assert not np.array_equal(base["serving1"][:, col], altered["serving1"][:, col])
     assert not np.array_equal(base["train1"], altered["train1"], equal_nan=True)
+    assert not np.array_equal(base["pole_history"], altered["pole_history"], equal_nan=True)
 
 
-def test_positive_control_pre_qualifying_practice_counts(baseline_features, real_tables) -> None:
+@pytest.mark.parametrize(("season", "gp"), [(2024, "spain"), (2022, "emilia-romagna")])
+def test_positive_control_earlier_poles_change_the_pole_estimate(
+    baseline_features, real_tables, models: Models, season: int, gp: str
+) -> None:
+    """Every qualifying before the event 2 % slower: the estimate and the answer move."""
+    rid = race_id_of(real_tables, season, gp)
+    out = copy_tables(real_tables)
+    q = out.qualifying
+    q.loc[q["race_id"].isin(set(out.races["race_id"]) - later(out, rid) - {rid}), "best_s"] *= 1.02
+    altered = event_features(out, rid, models)
+    base = baseline_features[rid]
+    for key in ("pole_history", "pole_arrays", "pole", "train_pole", "answer"):
+        assert not np.array_equal(base[key], altered[key], equal_nan=True), key
+    assert altered["pole"][0] == pytest.approx(base["pole"][0] * 1.02, rel=0.01)
+
+
+def test_positive_control_pre_qualifying_practice_counts(
+    baseline_features, real_tables, models: Models
+) -> None:
     """FP1 of a 2022 sprint weekend ran before qualifying: changing it changes the rows."""
     rid = race_id_of(real_tables, 2022, "emilia-romagna")
     out = copy_tables(real_tables)
@@ -248,7 +361,7 @@ def test_positive_control_pre_qualifying_practice_counts(baseline_features, real
     m = (p["race_id"] == rid) & (p["session"] == "fp1")
     assert m.sum() >= 18
     p.loc[m, "time_s"] = p.loc[m, "time_s"] * np.linspace(1.0, 1.02, m.sum())
-    altered = event_features(out, rid)
+    altered = event_features(out, rid, models)
     base = baseline_features[rid]
     assert not np.array_equal(base["serving1"], altered["serving1"], equal_nan=True)
     assert not np.array_equal(base["train1"], altered["train1"], equal_nan=True)

@@ -1,4 +1,4 @@
-"""The BentoML model store (a temporary BENTOML_HOME, set in conftest.py)."""
+"""The BentoML model store (a temporary BENTOML_HOME, set by tests/session.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipelines.features.spec import STAGE1, STAGE2
 from pipelines.models import store
 from pipelines.models.stage1 import Stage1Model
 from pipelines.models.stage2 import LINEAR_TERMS, Stage2Model
-from tests.conftest import STORE_HOME, store_models
+from tests.session import STORE_HOME, store_models
 
 EVALUATION = {
     "stage1": {"test": {"season": 2025, "mae_s": 0.5, "spearman": 0.8}},
@@ -40,9 +40,9 @@ def test_save_all_then_load_round_trip(empty_store, tiny_models) -> None:
     assert tags.stage2.startswith(f"{store.STAGE2_NAME}:")
     assert store.has_models()
 
-    snap2 = store.load_snapshot(f"{store.FEATURES_NAME}:latest")
-    m1 = store.load_stage1(tags.stage1)
-    m2 = store.load_stage2(f"{store.STAGE2_NAME}:latest")
+    snap2 = store.open_snapshot(store.get_model(f"{store.FEATURES_NAME}:latest"))
+    m1 = store.open_stage1(store.get_model(tags.stage1))
+    m2 = store.open_stage2(store.get_model(f"{store.STAGE2_NAME}:latest"))
     assert snap2.meta == snap.meta
     ctx = snap.event_by_round(2024, 2)
     x1 = snap.stage1_rows(ctx, snap.event_field(ctx))
@@ -51,8 +51,7 @@ def test_save_all_then_load_round_trip(empty_store, tiny_models) -> None:
     np.testing.assert_array_equal(m1.predict_gap(x1), s1.predict_gap(x1))
     rng = np.random.default_rng(0)
     x2 = rng.normal(size=(20, len(STAGE2)))
-    g = np.zeros(20, int)
-    np.testing.assert_array_equal(m2.win_probability(x2, g), s2.win_probability(x2, g))
+    np.testing.assert_array_equal(m2.logit(x2), s2.logit(x2))
 
 
 def test_metadata_describes_the_models(empty_store, tiny_models) -> None:
@@ -116,9 +115,9 @@ def test_retraining_adds_versions_and_moves_latest(empty_store, tiny_models) -> 
         assert str(bentoml.models.get(f"{name}:latest").tag) == new
         assert len([m for m in store_models() if m.tag.name == name]) == 2
         assert str(store.get_model(old).tag) == old  # the old version still loads
-    store.load_stage1(first.stage1)
-    store.load_stage2(first.stage2)
-    store.load_snapshot(first.features)
+    store.open_stage1(store.get_model(first.stage1))
+    store.open_stage2(store.get_model(first.stage2))
+    store.open_snapshot(store.get_model(first.features))
     listed = [str(m.tag) for m in store.list_versions()]
     assert set(listed) == {*vars(first).values(), *vars(second).values()}
     # newest first within each name
@@ -165,12 +164,12 @@ def test_missing_tag_names_the_tag_and_the_fix(empty_store) -> None:
     assert "f1_stage1:nosuchversion" in str(exc.value)
     assert "f1 train" in str(exc.value)
     for tag, loader in (
-        ("f1_stage1:doesnotexist", store.load_stage1),
-        ("f1_stage2:latest", store.load_stage2),
-        ("f1_features:latest", store.load_snapshot),
+        ("f1_stage1:doesnotexist", store.open_stage1),
+        ("f1_stage2:latest", store.open_stage2),
+        ("f1_features:latest", store.open_snapshot),
     ):
         with pytest.raises(store.StoreError) as exc:
-            loader(tag)
+            loader(store.get_model(tag))
         assert tag in str(exc.value)
         assert "f1 train" in str(exc.value)
 
@@ -181,7 +180,7 @@ def test_unreadable_model_is_a_store_error(empty_store, tiny_models) -> None:
     path = Path(bentoml.models.get(tags.stage2).path) / "model" / "config.json"
     path.write_text("{not json")
     with pytest.raises(store.StoreError, match="f1 train") as exc:
-        store.load_stage2(tags.stage2)
+        store.open_stage2(store.get_model(tags.stage2))
     assert tags.stage2 in str(exc.value)
 
 
@@ -259,7 +258,7 @@ def test_a_stage2_on_other_linear_terms_makes_if_missing_retrain(empty_store, ti
     )
     assert not store.has_models()
     with pytest.raises(store.StoreError, match="f1 train"):
-        store.open_stage2(Path(bentoml.models.get(tags.stage2).path), tags.stage2)
+        store.open_stage2(bentoml.models.get(tags.stage2))
 
 
 def _stored_without(tiny_models, stage: str, *keys: str) -> tuple[Any, Path]:
@@ -287,7 +286,7 @@ def test_a_stage1_fitted_without_new_entrants_makes_if_missing_retrain(
     tags, folder = _stored_without(tiny_models, "stage1", "new_team_share", "new_team_seed")
     assert Stage1Model.load_config(folder).new_team_share == 0.0
     assert not store.has_models()
-    assert store.open_stage1(folder.parent, tags.stage1) is not None  # still serves
+    assert store.open_stage1(bentoml.models.get(tags.stage1)) is not None  # still serves
 
 
 def test_a_stage1_without_the_form_only_ensemble_makes_if_missing_retrain(
@@ -300,7 +299,7 @@ def test_a_stage1_without_the_form_only_ensemble_makes_if_missing_retrain(
     for f in folder.glob("form_booster_*.txt"):
         f.unlink()
     assert not store.has_models()
-    loaded = store.open_stage1(folder.parent, tags.stage1)
+    loaded = store.open_stage1(bentoml.models.get(tags.stage1))
     assert loaded is not None and not loaded.form_boosters
 
 
@@ -310,9 +309,9 @@ def test_a_stage1_with_one_pole_temperature_makes_if_missing_retrain(
     """A Stage-1 saved before the pole odds were scored (no ``pole_tau_ahead``: one
     temperature, chosen on one season) still loads and serves with that one, and `make
     serve` trains anew so that the odds served are those the reports score."""
-    tags, folder = _stored_without(tiny_models, "stage1", "pole_tau_ahead")
+    tags, _ = _stored_without(tiny_models, "stage1", "pole_tau_ahead")
     assert not store.has_models()
-    loaded = store.open_stage1(folder.parent, tags.stage1)
+    loaded = store.open_stage1(bentoml.models.get(tags.stage1))
     assert loaded is not None and loaded.config.pole_tau_ahead is None
 
 
@@ -325,7 +324,7 @@ def test_a_stage2_fitted_on_winners_alone_makes_if_missing_retrain(
     tags, folder = _stored_without(tiny_models, "stage2", "rank_depth")
     assert Stage2Model.load_config(folder).rank_depth == 1
     assert not store.has_models()
-    assert store.open_stage2(folder.parent, tags.stage2) is not None  # still serves
+    assert store.open_stage2(bentoml.models.get(tags.stage2)) is not None  # still serves
 
 
 def test_a_stage2_on_other_places_than_the_settings_ask_makes_if_missing_retrain(
@@ -362,5 +361,5 @@ def test_a_stage2_saved_before_cars_could_retire_makes_if_missing_retrain(
     assert "finish_rate" in cfg
     cfg_path.write_text(json.dumps({k: v for k, v in cfg.items() if k != "finish_rate"}))
     assert not store.has_models()
-    loaded = store.open_stage2_config(Path(bentoml.models.get(tags.stage2).path), tags.stage2)
+    loaded = store.open_stage2_config(bentoml.models.get(tags.stage2))
     assert loaded.finish_rate == 1.0

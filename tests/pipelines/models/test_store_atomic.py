@@ -23,7 +23,7 @@ import pytest
 
 from pipelines.models import store
 from pipelines.models.stage2 import Stage2Model
-from tests.conftest import STORE_HOME
+from tests.session import STORE_HOME
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -34,11 +34,11 @@ def _versions(name: str) -> set[str]:
 
 def _assert_consistent() -> None:
     """Every stored version is complete and loads; `latest` of each is complete."""
-    for name, load in (("f1_features", store.load_snapshot), ("f1_stage1", store.load_stage1),
-                       ("f1_stage2", store.load_stage2)):  # fmt: skip
+    for name, load in (("f1_features", store.open_snapshot), ("f1_stage1", store.open_stage1),
+                       ("f1_stage2", store.open_stage2)):  # fmt: skip
         for version in _versions(name):
-            load(f"{name}:{version}")
-        load(f"{name}:latest")
+            load(store.get_model(f"{name}:{version}"))
+        load(store.get_model(f"{name}:latest"))
 
 
 @pytest.fixture
@@ -167,8 +167,8 @@ def test_a_copy_cut_short_after_its_model_yaml_is_removed(
 SAVER = textwrap.dedent("""
     import sys
     from pipelines.models import store
-    snap = store.load_snapshot("f1_features:latest")
-    s1, s2 = store.load_stage1("f1_stage1:latest"), store.load_stage2("f1_stage2:latest")
+    snap = store.open_snapshot(store.get_model("f1_features:latest"))
+    s1, s2 = store.open_stage1(store.get_model("f1_stage1:latest")), store.open_stage2(store.get_model("f1_stage2:latest"))
     for i in range(int(sys.argv[1])):
         store.save_all(snap, s1, s2, {"run": sys.argv[2]}, [2023, 2024])
         print("saved", flush=True)
@@ -204,7 +204,7 @@ def test_killed_writers_never_leave_the_store_broken(
         assert proc.stdout is not None and proc.stdout.readline().startswith("saved")
         time.sleep(delay)  # somewhere inside a later save
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.communicate()  # reaps it and closes its pipes
         store.repair_store()  # what the next `f1 train` does first
         _assert_consistent()
     n = len(_versions("f1_stage1"))

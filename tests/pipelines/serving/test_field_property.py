@@ -3,21 +3,25 @@
 For events in the data, any subset of the field gets exactly the Stage-1 gap and the
 Stage-2 logit (before the softmax) that the same drivers get in the full request, and
 so the same grid slots and probabilities (win, podium, points: they are the field's),
-the same explanations and the same names. Real data, real trained models, the request
-path (resolve -> TwoStage -> answers) the service runs.
+the same explanations and the same names. Nor does it depend on what was asked before:
+subsets asked first on a cold cache, or after a request that brought its own laps, get
+the same. Real data, real trained models, the request path (resolve -> TwoStage ->
+answers) the service runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
+from pipelines.features.snapshot import FeatureSnapshot
 from pipelines.serving.orchestrator import Forecast, TwoStage, run
 from pipelines.serving.resolve import resolve_request
 from pipelines.serving.responses import quali_predictions, race_predictions
-from pipelines.serving.schemas import DriverInput, EventInput
+from pipelines.serving.schemas import DriverInput, EventInput, PracticeTimes
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +36,33 @@ def flow(trained: Any) -> TwoStage:
     return TwoStage.local(trained.snapshot, trained.stage1, trained.stage2)
 
 
+@pytest.fixture(scope="module")
+def cold_flow(trained: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], TwoStage]:
+    """Makes flows on a fresh copy of the snapshot, nothing memoised (as a service
+    process starts)."""
+    saved = tmp_path_factory.mktemp("snapshot") / "features"
+    trained.snapshot.save(saved)
+
+    def make() -> TwoStage:
+        return TwoStage.local(FeatureSnapshot.load(saved), trained.stage1, trained.stage2)
+
+    return make
+
+
 def _ask(
-    flow: TwoStage, season: int, rnd: int, drivers: list[str] | None, explain: bool = True
+    flow: TwoStage,
+    season: int,
+    rnd: int,
+    drivers: list[str] | None,
+    explain: bool = True,
+    laps: dict[str, PracticeTimes] | None = None,
 ) -> Forecast:
-    given = None if drivers is None else [DriverInput(driver_id=d) for d in drivers]
+    """``laps``: the practice laps the request gives, by driver (others: the data's)."""
+    given = None
+    if drivers is not None:
+        given = [DriverInput(driver_id=d, practice=(laps or {}).get(d)) for d in drivers]
     res = resolve_request(flow.snapshot, EventInput(season=season, round=rnd), given)
-    return run(flow.full(res.ctx, res.field, res.rows, explain))
+    return run(flow.full(res.event, res.field, res.rows, explain))
 
 
 def _by_driver(fc: Forecast) -> dict[str, tuple[Any, ...]]:
@@ -78,6 +103,38 @@ def test_any_subset_gets_the_full_requests_numbers(flow: TwoStage, season: int, 
             assert set(got) == set(subset)
             for d in subset:
                 assert got[d] == full[d], (season, rnd, size, d)
+
+
+@pytest.mark.parametrize(("season", "rnd"), EVENTS)
+def test_subsets_asked_first_on_a_cold_cache_get_the_full_requests_numbers(
+    flow: TwoStage, cold_flow: Callable[[], TwoStage], season: int, rnd: int
+) -> None:
+    """Once asked, the full field's rows are cached: subsets asked before it, or after a
+    request with laps of its own, must compute or find the same numbers."""
+    full_fc = _ask(cold_flow(), season, rnd, None)
+    full = _by_driver(full_fc)
+    ids = sorted(full)
+    rng = np.random.default_rng([SEED, season, rnd, 1])
+    for size in SIZES:
+        subset = [str(d) for d in rng.choice(ids, size=size, replace=False)]
+        got = _by_driver(_ask(cold_flow(), season, rnd, subset))
+        for d in subset:
+            assert got[d] == full[d], ("cold", season, rnd, size, d)
+    # a request in which one driver beats the field's best lap of a session by 0.5 s
+    session, best = min((s, min(t.values())) for s, t in full_fc.field.laps.items())
+    laps = {ids[0]: PracticeTimes(**{session: best - 0.5})}
+    asked = [ids[0], *(str(d) for d in rng.choice(ids[1:], size=2, replace=False))]
+    after_laps = cold_flow()
+    own = _by_driver(_ask(after_laps, season, rnd, asked, laps=laps))
+    assert own[ids[0]][0] != full[ids[0]][0], "the request's own laps changed nothing"
+    assert _by_driver(_ask(flow, season, rnd, None)) == full  # the warm flow: all cached
+    assert own == _by_driver(_ask(flow, season, rnd, asked, laps=laps)), "cold != warm"
+    for size in SIZES:
+        subset = [str(d) for d in rng.choice(ids, size=size, replace=False)]
+        got = _by_driver(_ask(after_laps, season, rnd, subset))
+        for d in subset:
+            assert got[d] == full[d], ("after a request's own laps", season, rnd, size, d)
+    assert _by_driver(_ask(after_laps, season, rnd, None)) == full
 
 
 def test_the_issues_example_no_longer_moves(flow: TwoStage) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.features.event import Entry, EventField
 from pipelines.models.placings import classified_top_k
-from pipelines.models.stage2 import Stage2Model
+from pipelines.models.stage2 import Stage2Model, grid_lean_logit
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import (
     TwoStage,
@@ -147,7 +147,7 @@ def _counted_flow(snap, s1, s2):
     assert base.explain1 is not None and base.explain2 is not None
     e1, calls1 = _counting(base.explain1)
     e2, calls2 = _counting(base.explain2)
-    flow = TwoStage(snap, base.stage1, base.stage2, base.pole, base.pole_tau, e1, e2)
+    flow = TwoStage(snap, s1.config, s2.config, base.stage1, base.stage2, e1, e2)
     return flow, calls1, calls2
 
 
@@ -180,7 +180,7 @@ def test_explained_flow_gives_the_same_numbers(tiny_models) -> None:
 def test_a_flow_without_explainers_says_so(tiny_models) -> None:
     snap, s1, s2 = tiny_models
     base = TwoStage.local(snap, s1, s2)
-    flow = TwoStage(snap, base.stage1, base.stage2, base.pole, base.pole_tau)
+    flow = TwoStage(snap, s1.config, s2.config, base.stage1, base.stage2)
     ctx = snap.event_by_round(2024, 2)
     fld = snap.event_field(ctx)
     run(flow.full(ctx, fld, np.arange(len(fld.entries))))  # fine without explaining
@@ -191,19 +191,22 @@ def test_a_flow_without_explainers_says_so(tiny_models) -> None:
 def test_a_field_without_practice_has_its_own_pole_temperature(tiny_models) -> None:
     snap, s1, s2 = tiny_models
     base = TwoStage.local(snap, s1, s2)
-    flow = TwoStage(snap, base.stage1, base.stage2, base.pole, 0.3, pole_tau_ahead=2.0)
+    c1 = replace(s1.config, pole_tau=0.3, pole_tau_ahead=2.0)
     ctx = snap.event_by_round(2024, 2)
     with_laps = snap.event_field(ctx)
     cars = [
         Entry(driver_id=e.driver_id, constructor_id=e.constructor_id) for e in with_laps.entries
     ]
-    for fld, tau in ((with_laps, 0.3), (EventField(cars, {}, as_in_data=False), 2.0)):
-        q = run(flow.quali(ctx, fld, np.arange(len(fld.entries)))).quali
-        want = np.exp(-(q.gap_pct - q.gap_pct.min()) / tau)
-        np.testing.assert_allclose(q.pole_prob, want / want.sum())
+    no_laps = EventField(cars, {}, as_in_data=False)
     # without a temperature of its own, a field without laps takes the other one
-    same = TwoStage(snap, base.stage1, base.stage2, base.pole, 0.3)
-    assert same.pole_tau_ahead == 0.3
+    for ahead, tau_ahead in ((2.0, 2.0), (None, 0.3)):
+        flow = TwoStage(
+            snap, replace(c1, pole_tau_ahead=ahead), s2.config, base.stage1, base.stage2
+        )
+        for fld, tau in ((with_laps, 0.3), (no_laps, tau_ahead)):
+            q = run(flow.quali(ctx, fld, np.arange(len(fld.entries)))).quali
+            want = np.exp(-(q.gap_pct - q.gap_pct.min()) / tau)
+            np.testing.assert_allclose(q.pole_prob, want / want.sum())
 
 
 def test_explainer_of_the_wrong_shape_is_refused(tiny_models) -> None:
@@ -213,7 +216,7 @@ def test_explainer_of_the_wrong_shape_is_refused(tiny_models) -> None:
     async def short(rows: np.ndarray) -> np.ndarray:
         return np.zeros((len(rows), rows.shape[1]))  # no base column
 
-    flow = TwoStage(snap, base.stage1, base.stage2, base.pole, base.pole_tau, short, short)
+    flow = TwoStage(snap, s1.config, s2.config, base.stage1, base.stage2, short, short)
     ctx = snap.event_by_round(2024, 2)
     fld = snap.event_field(ctx)
     with pytest.raises(RuntimeError, match="explainer returned"):
@@ -337,7 +340,7 @@ def test_early_races_under_new_rules_lean_on_the_grid(
     assert fc.race is not None
     x2 = snap.stage2_rows(ctx, fld.entries, fc.race.grid, fc.race.q_gap)
     plain = Stage2Model(replace(m2.config, reset_weight=0.0), m2.booster)
-    expected = (1.0 - share) * plain.logit(x2) + share * m2.grid_score(x2)
+    expected = (1.0 - share) * plain.logit(x2) + share * grid_lean_logit(m2.config, x2)
     np.testing.assert_allclose(fc.race.logit, expected, rtol=0, atol=1e-12)
     if share:
         assert not np.allclose(fc.race.logit, plain.logit(x2))

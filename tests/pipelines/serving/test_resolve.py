@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from pipelines.models.stage1 import Stage1Config
 from pipelines.models.stage2 import Stage2Config
 from pipelines.serving.errors import RequestError
 from pipelines.serving.resolve import (
     LAST_ROUND,
     FittedOn,
+    ServedModels,
     fitted_on_warning,
     resolve_request,
     rules_reset_warning,
@@ -20,12 +22,18 @@ from pipelines.serving.schemas import DriverInput, EventInput
 LEAN = Stage2Config(grid_coef=[-1.0], grid_mean=[2.0])
 
 
+def models(practice: bool = False, fitted: FittedOn | None = None) -> ServedModels:
+    """Served models with a grid lean (``LEAN``), with or without Stage-1's practice-only
+    ensemble, fitted on ``fitted``."""
+    return ServedModels(Stage1Config(practice_model=practice), LEAN, fitted)
+
+
 @pytest.mark.parametrize(
     ("rnd", "share"), [(1, "100%"), (2, "75%"), (4, "25%"), (5, None), (12, None)]
 )
 def test_the_warning_gives_the_share_the_grid_takes(real_snapshot, rnd: int, share) -> None:
     ctx = real_snapshot.event_by_round(2022, rnd)
-    note = rules_reset_warning(real_snapshot, ctx, LEAN)
+    note = rules_reset_warning(ctx, LEAN, real_snapshot.rules_races(ctx))
     if share is None:
         assert note is None
     else:
@@ -34,18 +42,22 @@ def test_the_warning_gives_the_share_the_grid_takes(real_snapshot, rnd: int, sha
 
 def test_no_warning_without_a_grid_logit_or_for_qualifying(real_snapshot) -> None:
     ctx = real_snapshot.event_by_round(2022, 1)
-    assert rules_reset_warning(real_snapshot, ctx, Stage2Config()) is None  # not fitted
     assert (
-        rules_reset_warning(real_snapshot, ctx, Stage2Config(grid_coef=[-1.0], reset_weight=0.0))
+        rules_reset_warning(ctx, Stage2Config(), real_snapshot.rules_races(ctx)) is None
+    )  # not fitted
+    assert (
+        rules_reset_warning(
+            ctx, Stage2Config(grid_coef=[-1.0], reset_weight=0.0), real_snapshot.rules_races(ctx)
+        )
         is None
     )
     event = EventInput(season=2022, round=1)
     assert not any(
         "technical rules" in w for w in resolve_request(real_snapshot, event, None).warnings
     )
-    with_lean = resolve_request(real_snapshot, event, None, LEAN).warnings
+    with_lean = resolve_request(real_snapshot, event, None, models(), race=True).warnings
     assert [w for w in with_lean if "technical rules" in w] == [
-        rules_reset_warning(real_snapshot, ctx, LEAN)
+        rules_reset_warning(ctx, LEAN, real_snapshot.rules_races(ctx))
     ]
 
 
@@ -60,7 +72,9 @@ def test_the_first_race_under_new_rules_says_qualifying_reads_practice(
     """With a practice-only Stage-1, the first race under new rules (2022 round 1, its
     practice in the data) says so; the second race, or a Stage-1 without it, does not."""
     event = EventInput(season=2022, round=rnd)
-    notes = _practice_alone(resolve_request(real_snapshot, event, None, None, True).warnings)
+    notes = _practice_alone(
+        resolve_request(real_snapshot, event, None, models(practice=True)).warnings
+    )
     assert notes == (
         [
             "2022: the first race under new technical rules in the data: the qualifying "
@@ -70,7 +84,9 @@ def test_the_first_race_under_new_rules_says_qualifying_reads_practice(
         if warned
         else []
     )
-    assert not _practice_alone(resolve_request(real_snapshot, event, None, LEAN).warnings)
+    assert not _practice_alone(
+        resolve_request(real_snapshot, event, None, models(), race=True).warnings
+    )
 
 
 def test_a_2026_event_reads_practice_alone_once_laps_are_given(real_snapshot) -> None:
@@ -79,10 +95,10 @@ def test_a_2026_event_reads_practice_alone_once_laps_are_given(real_snapshot) ->
     event = EventInput(season=2026, circuit_id="monza", date="2026-09-06")
     cars = [{"driver_id": "max-verstappen"}, {"driver_id": "lando-norris"}]
     no_laps = [DriverInput.model_validate(c) for c in cars]
-    ahead = resolve_request(real_snapshot, event, no_laps, None, True).warnings
+    ahead = resolve_request(real_snapshot, event, no_laps, models(practice=True)).warnings
     assert not _practice_alone(ahead) and any("no practice laps" in w for w in ahead)
     laps = [DriverInput.model_validate(cars[0] | {"practice": {"fp3": "1:19.9"}}), no_laps[1]]
-    given = resolve_request(real_snapshot, event, laps, LEAN, True).warnings
+    given = resolve_request(real_snapshot, event, laps, models(True), race=True).warnings
     assert len(_practice_alone(given)) == 1 and "2026" in _practice_alone(given)[0]
     assert any("takes 100% of its log-odds from the grid" in w for w in given)
 
@@ -162,13 +178,13 @@ def test_an_event_in_the_data_named_by_circuit_and_date_is_that_event(real_snaps
     by_place = resolve_request(
         real_snapshot, EventInput(season=2025, circuit_id="monaco", date="2025-05-25"), None
     )
-    assert (by_place.ctx.round, by_place.ctx.race_id) == (8, by_round.ctx.race_id)
+    assert (by_place.event.round, by_place.event.race_id) == (8, by_round.event.race_id)
     assert by_place.field.entries == by_round.field.entries
     assert any(e.practice for e in by_place.field.entries)
     # a day later at the same circuit is not that event: an event the data does not have
     other = EventInput(season=2025, circuit_id="monaco", date="2025-05-26")
     assert (
-        resolve_request(real_snapshot, other, [DriverInput(driver_id="lando-norris")]).ctx.race_id
+        resolve_request(real_snapshot, other, [DriverInput(driver_id="lando-norris")]).event.race_id
         is None
     )
 
@@ -241,7 +257,7 @@ def test_a_circuit_or_date_beside_a_round_must_be_that_rounds(real_snapshot, ext
         resolve_request(real_snapshot, event, None)
     assert err.value.loc == loc and "round 8" in err.value.msg
     same = EventInput(season=2025, round=8, circuit_id="monaco", date="2025-05-25")
-    assert resolve_request(real_snapshot, same, None).ctx.round == 8
+    assert resolve_request(real_snapshot, same, None).event.round == 8
 
 
 def test_a_date_outside_its_season_is_refused() -> None:
@@ -316,11 +332,11 @@ def test_only_events_in_the_data_can_have_been_fitted_on(real_snapshot) -> None:
     the data's own event named by circuit and date was."""
     made_up = EventInput(season=2025, circuit_id="monza", date="2025-06-01")
     drivers = [DriverInput.model_validate({"driver_id": "max-verstappen"})]
-    res = resolve_request(real_snapshot, made_up, drivers, LEAN, False, SERVED)
+    res = resolve_request(real_snapshot, made_up, drivers, models(fitted=SERVED), race=True)
     assert not res.fitted_on_event and not any("training data" in w for w in res.warnings)
     monaco = real_snapshot.event_by_round(2025, 8)
     named = EventInput(season=2025, circuit_id=monaco.circuit_id, date=monaco.date.date())
-    res = resolve_request(real_snapshot, named, None, LEAN, False, SERVED)
+    res = resolve_request(real_snapshot, named, None, models(fitted=SERVED), race=True)
     assert res.fitted_on_event
     assert [w for w in res.warnings if "training data" in w] == [
         fitted_on_warning(monaco, SERVED, True)

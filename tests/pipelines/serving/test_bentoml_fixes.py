@@ -1,14 +1,24 @@
-"""A model call that met a stale keep-alive connection is sent once more; nothing else is."""
+"""The BentoML workarounds: they refuse another BentoML version; a model call that met a
+stale keep-alive connection is sent once more, nothing else is; readiness asks each
+model service; media types are computed once."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import aiohttp
 import numpy as np
 import pytest
 
-from pipelines.serving.hops import once_more_if_stale, stale_connection
+from pipelines.serving.bentoml_fixes import (
+    BENTOML_VERSION,
+    check_version,
+    dependencies_ready,
+    fix_media_types,
+    once_more_if_stale,
+    stale_connection,
+)
 
 ROWS = np.arange(6.0).reshape(3, 2)
 
@@ -75,3 +85,48 @@ def test_a_healthy_call_is_made_once() -> None:
         asyncio.run(once_more_if_stale(lambda: svc(ROWS))), [1.0, 5.0, 9.0]
     )
     assert svc.calls == 1
+
+
+def test_another_bentoml_version_is_refused_at_start() -> None:
+    check_version(BENTOML_VERSION)
+    with pytest.raises(RuntimeError, match=r"1\.4\.41 is installed"):
+        check_version("1.4.41")
+
+
+class Dependency:
+    """A model service as the front sees it: ``is_ready(timeout)`` answers, fails or hangs."""
+
+    def __init__(self, answer: bool | None, fail: BaseException | None = None) -> None:
+        self.answer, self.fail = answer, fail
+
+    async def is_ready(self, timeout: float) -> bool:
+        if self.fail is not None:
+            raise self.fail
+        if self.answer is None:
+            await asyncio.sleep(60)
+        return bool(self.answer)
+
+
+def test_ready_only_while_every_model_service_says_so() -> None:
+    def ready(*deps: object) -> bool:
+        return asyncio.run(dependencies_ready(*deps, timeout_s=0.05))
+
+    assert ready(Dependency(True), Dependency(True), object())  # in-process: nothing to ask
+    assert not ready(Dependency(True), Dependency(False))
+    assert not ready(Dependency(None), Dependency(True))  # hung: not ready, promptly
+    assert not ready(Dependency(True, RuntimeError("dead")))
+
+
+def test_media_types_are_computed_once() -> None:
+    class Spec:
+        media_type = None
+
+        def mime_type(self) -> str:
+            return "application/json"
+
+    class Api:
+        output_spec = Spec()
+
+    api = Api()
+    fix_media_types(SimpleNamespace(apis={"predict": api}))
+    assert api.output_spec.media_type == "application/json"

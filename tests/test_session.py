@@ -1,7 +1,6 @@
-"""Missing real data: skipped on a laptop, a failure under CI=true (issue 10).
+"""tests.session: missing real data is skipped on a laptop and a failure under CI=true.
 
-A fresh clone without ../shared/f1db used to pass `make test` with every real-data test
-skipped, so a CI runner that lost the data went green having tested nothing.
+Without the failure, a CI runner that lost the data would go green having tested nothing.
 """
 
 from __future__ import annotations
@@ -13,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests import conftest
+from tests import session
 
 ROOT = Path(__file__).resolve().parents[1]
 MISSING = "/nonexistent/f1db"
 PROBE_CONFTEST = """
-from tests.conftest import pytest_sessionfinish, real_tables  # the project's fixture
+pytest_plugins = ["tests.conftest"]  # the project's fixtures, real_tables among them
 """
 PROBE_TEST = """
 def test_needs_real_tables(real_tables):
@@ -64,10 +63,10 @@ def test_missing_real_data_is_skipped_without_ci(tmp_path: Path) -> None:
 @pytest.mark.parametrize("ci", ["true", "1", "TRUE"])
 def test_helper_fails_under_ci(ci: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gone = tmp_path / "no-f1db"
-    monkeypatch.setattr(conftest, "REAL_DATA", gone)
+    monkeypatch.setattr(session, "REAL_DATA", gone)
     monkeypatch.setenv("CI", ci)
     with pytest.raises(pytest.fail.Exception, match=f"not found at {gone}"):
-        conftest.require_real_data()
+        session.require_real_data()
 
 
 @pytest.mark.parametrize("ci", [None, "", "false", "0"])
@@ -75,19 +74,19 @@ def test_helper_skips_outside_ci(
     ci: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gone = tmp_path / "no-f1db"
-    monkeypatch.setattr(conftest, "REAL_DATA", gone)
+    monkeypatch.setattr(session, "REAL_DATA", gone)
     if ci is None:
         monkeypatch.delenv("CI", raising=False)
     else:
         monkeypatch.setenv("CI", ci)
     with pytest.raises(pytest.skip.Exception, match=f"not found at {gone}"):
-        conftest.require_real_data()
+        session.require_real_data()
 
 
 def test_helper_returns_the_tree_when_present(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "seasons").mkdir()
-    monkeypatch.setattr(conftest, "REAL_DATA", tmp_path)
+    monkeypatch.setattr(session, "REAL_DATA", tmp_path)
     monkeypatch.setenv("CI", "true")
-    assert conftest.require_real_data() == tmp_path
+    assert session.require_real_data() == tmp_path

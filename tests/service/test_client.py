@@ -231,19 +231,22 @@ def test_the_example_runs_against_a_server(keyed_server: str) -> None:
     assert "win" in out.stdout and "422 ['body', 'event', 'round']" in out.stdout, out.stdout
 
 
-def _readme_client_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    return [b for b in blocks if "from pipelines.client import" in b]
+def _client_examples() -> list[str]:
+    """The Python blocks of README.md and docs/api.md that use the client."""
+    blocks = []
+    for doc in (ROOT / "README.md", ROOT / "docs" / "api.md"):
+        found = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+        blocks += [b for b in found if "from pipelines.client import" in b]
+    return blocks
 
 
-def test_the_readmes_client_example_runs(
+def test_the_docs_client_examples_run(
     keyed_server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    blocks = _readme_client_blocks()
-    assert blocks, "no Python client example in README.md"
+    blocks = _client_examples()
+    assert len(blocks) >= 2, "no Python client example in README.md or docs/api.md"
     monkeypatch.setenv("F1_API_KEY", KEY)
     for code in blocks:
         exec(code.replace("http://localhost:3000", keyed_server), {})
-    printed = capsys.readouterr().out
-    assert "422 [{'loc': ['body', 'event', 'round']" in printed, printed
+        printed = capsys.readouterr().out
+        assert "422 [{'loc': ['body', 'event', 'round']" in printed, printed

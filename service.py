@@ -213,22 +213,22 @@ class F1Predictor:
         return store.model_info(self.tags, meta1, meta2)
 
     @web.get("/events", responses=GET_ERRORS)
-    def calendar(self, season: int | None = None) -> api.Calendar:
+    def calendar(self, season: api.IntParam | None = None) -> api.Calendar:
         """A season's events (default: the next event's season) and the next event."""
         return events.calendar(self.snapshot, season)
 
     @web.get("/events/{season}/{round}", responses=GET_ERRORS)
-    def event_results(self, season: int, round: int) -> api.EventResults:
+    def event_results(self, season: api.IntParam, round: api.IntParam) -> api.EventResults:
         """What happened at an event: qualifying order and race classification."""
         return events.results(self.snapshot, season, round)
 
     @web.get("/track_record", responses=GET_ERRORS | LEDGER_ERRORS)
-    def track_record(self, season: int) -> TrackRecord:
+    def track_record(self, season: api.IntParam) -> TrackRecord:
         """Each event with results: its last forecast from before qualifying, scored."""
         return self.ledger.track_record(self.snapshot, season)
 
     @web.get("/track_record/{season}/{round}", responses=GET_ERRORS | LEDGER_ERRORS)
-    def recorded(self, season: int, round: int) -> RecordedForecast:
+    def recorded(self, season: api.IntParam, round: api.IntParam) -> RecordedForecast:
         """The event's last forecast that the track record scores, as it was answered."""
         return self.ledger.recorded(self.snapshot, season, round)
 

@@ -1,13 +1,15 @@
 """Predict a weekend with the typed client. Start the server first: `make serve`.
 
 .venv/bin/python examples/client_example.py [http://localhost:3000]
+
+With no server answering it says so in one line and exits with status 1.
 """
 
 from __future__ import annotations
 
 import sys
 
-from pipelines.client import F1APIError, F1Client
+from pipelines.client import F1APIError, F1Client, F1ConnectionError
 
 
 def main(url: str = "http://localhost:3000") -> None:
@@ -54,4 +56,7 @@ def main(url: str = "http://localhost:3000") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    try:
+        main(*sys.argv[1:2])
+    except F1ConnectionError as exc:
+        sys.exit(str(exc))

@@ -356,10 +356,72 @@ class ErrorBodyMiddleware:
             RAISED.reset(token)
 
 
+class JsonBodyMiddleware:
+    """Prediction bodies are JSON: a POST declaring another Content-Type gets 415.
+
+    BentoML parses a multipart or form body by its own rules (a multipart one without a
+    boundary was a 500); the schema declares application/json only. A request that
+    declares no Content-Type is read as JSON, as before.
+    """
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = PREDICT_PATHS):
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        declared = _header(scope, b"content-type")
+        media = (declared or "").split(";", 1)[0].strip().lower()
+        if scope.get("method") != "POST" or declared is None or media == "application/json":
+            return await self.app(scope, receive, send)
+        await _json(
+            scope,
+            send,
+            415,
+            {
+                "error": "send the body as JSON (Content-Type: application/json)",
+                "detail": [{"loc": ["header", "content-type"], "msg": "expected application/json"}],
+            },
+        )
+
+
+class NotFoundBodyMiddleware:
+    """A path no route serves answers 404 in the API's error shape (JSON), not the
+    router's plain "Not Found". A path parameter holding "/" (/events/2025/8%2F1) ends
+    there too, where the document promises an ErrorResponse. The path is not echoed."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        replaced = False
+
+        async def send_json_404(msg: Message) -> None:
+            nonlocal replaced
+            if msg["type"] == "http.response.start" and msg["status"] == 404:
+                media = dict(msg.get("headers", [])).get(b"content-type", b"")
+                replaced = media.startswith(b"text/plain")
+            if not replaced:
+                return await send(msg)
+            if msg["type"] == "http.response.body" and not msg.get("more_body", False):
+                await _json(
+                    scope,
+                    send,
+                    404,
+                    {"error": "no such path",
+                     "detail": [{"loc": ["path"], "msg": "no route serves this path"}]},
+                )  # fmt: skip
+
+        await self.app(scope, receive, send_json_404)
+
+
 def add_middlewares(service: Any, settings: Settings) -> None:
     """The front's middlewares, outermost first: CORS (so a browser also reads our own
-    401/413/503), request id, one spec at both paths, who may call, how big, how many
-    at once, what an error body may say."""
+    401/413/503), request id, one spec at both paths, a JSON 404, who may call, JSON
+    bodies only, how big, how many at once, what an error body may say."""
     if settings.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
@@ -372,7 +434,9 @@ def add_middlewares(service: Any, settings: Settings) -> None:
         )
     service.add_asgi_middleware(RequestIdMiddleware)
     service.add_asgi_middleware(SpecAliasMiddleware)
+    service.add_asgi_middleware(NotFoundBodyMiddleware)
     service.add_asgi_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    service.add_asgi_middleware(JsonBodyMiddleware)
     service.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     service.add_asgi_middleware(LoadShedMiddleware, max_in_flight=settings.max_in_flight)
     service.add_asgi_middleware(ErrorBodyMiddleware)

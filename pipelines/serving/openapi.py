@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from pipelines import __version__
 from pipelines.serving.middleware import PREDICT_PATHS
-from pipelines.serving.schemas import EXAMPLES, ErrorResponse
+from pipelines.serving.schemas import EXAMPLES, ErrorResponse, QualiRequest, RaceRequest
 
 API_INFO: dict[str, Any] = {
     "title": "F1 Prediction API",
@@ -22,6 +24,7 @@ ERROR_RESPONSES = {
     "400": "Malformed body or a field that fails validation (detail names it)",
     "401": "F1_API_KEY is set and the bearer key is missing or wrong",
     "413": "Body larger than F1_MAX_BODY_BYTES",
+    "415": "Body sent with a Content-Type other than application/json",
     "422": "Well-formed but unanswerable: unknown event, duplicated driver, no entry list",
     "503": "Overloaded or a model service is restarting: retry after Retry-After seconds",
 }
@@ -35,6 +38,21 @@ LEDGER_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "The prediction log's database is unavailable"},
 }
 """The routes that read the prediction log."""
+REQUESTS: dict[str, type[BaseModel]] = {
+    "/predict_quali": QualiRequest,
+    "/predict_full": QualiRequest,
+    "/predict_race": RaceRequest,
+}
+"""The request model each prediction endpoint (PREDICT_PATHS) validates its body with."""
+_REF = "#/components/schemas/{model}"
+
+
+def _add_model(schemas: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
+    """Put a model's JSON schema (and those it refers to) in the components: a $ref."""
+    schema = model.model_json_schema(ref_template=_REF)
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+    return {"$ref": _REF.format(model=model.__name__)}
 
 
 def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[str, Any]:
@@ -51,16 +69,20 @@ def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[s
     for name, schema in get_routes.get("components", {}).get("schemas", {}).items():
         if name not in ("HTTPValidationError", "ValidationError"):
             schemas.setdefault(name, schema)
-    err = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas.update(err.pop("$defs", {}))
-    schemas["ErrorResponse"] = err
+    error_ref = _add_model(schemas, ErrorResponse)
     for path in sorted(PREDICT_PATHS):
+        model = REQUESTS[path]
         op = paths.get(path, {}).get("post")
         if not op:
             continue
         race = path == "/predict_race"
         content = op.setdefault("requestBody", {}).setdefault("content", {})
-        content.setdefault("application/json", {})["examples"] = {
+        body = content.setdefault("application/json", {})
+        # the model as the server validates it: BentoML's copy drops the top-level
+        # fields' "or null" (its first anyOf branch only), a schema stricter than the API
+        schemas.pop(f"{model.__name__}IODescriptor", None)
+        body["schema"] = _add_model(schemas, model)
+        body["examples"] = {
             name: {"value": ex}
             for name, ex in EXAMPLES.items()
             if (name == "race_with_grid") == race
@@ -69,9 +91,7 @@ def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[s
         op["responses"] = {"200": ok} | {
             code: {
                 "description": why,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
-                },
+                "content": {"application/json": {"schema": error_ref}},
             }
             for code, why in ERROR_RESPONSES.items()
         }

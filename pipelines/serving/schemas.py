@@ -8,9 +8,20 @@ from __future__ import annotations
 import math
 import re
 from datetime import date as Date
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.f1db.laptime import parse_time
 
@@ -18,40 +29,149 @@ MAX_DRIVERS = 30
 LAP_MIN_S, LAP_MAX_S = 20.0, 300.0
 """Plausible single-lap range; anything outside is a typo or a unit error."""
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# The request's two-form fields, as the published schema states them. Python checks them
+# with re.fullmatch, which (unlike re.match with "$") refuses a trailing newline, as
+# JSON Schema's ECMA-262 patterns do.
+LAP_PATTERN = r"^(?:0:[2-5][0-9]|[1-4]:[0-5][0-9])(?:\.[0-9]{1,3})?$|^5:00(?:\.0{1,3})?$"
+"""A lap as text: "m:ss.fff", from 0:20 to 5:00 (LAP_MIN_S-LAP_MAX_S)."""
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+"""An F1DB id: lower-case letters, digits and hyphens, e.g. 'max-verstappen'."""
+ID_MAX_LENGTH = 64
+DRIVER_PATTERN = r"^(?:[0-9]{1,2}|[0-9]*[a-z][a-z0-9-]*|[0-9]+-[a-z0-9-]*)$"
+"""A driver as text: an F1DB id (ID_PATTERN, not all digits) or a car number 0-99."""
+
+_LAP_RE, _ID_RE, _DRIVER_RE = map(re.compile, (LAP_PATTERN, ID_PATTERN, DRIVER_PATTERN))
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _lap(value: Any, field: str) -> float | None:
-    if value is None or value == "":
+    """Seconds (a number) or "m:ss.fff" text; nothing else (not "87.2", not a boolean)."""
+    if value is None:
         return None
-    if isinstance(value, bool):
-        raise ValueError(f"{field}: expected seconds or 'm:ss.fff', got a boolean")
-    try:
-        t = parse_time(value)
-    except ValueError as exc:
-        raise ValueError(f"{field}: {exc}") from None
-    if not math.isfinite(t):
-        raise ValueError(f"{field}: lap time must be a finite number of seconds")
-    if not LAP_MIN_S <= t <= LAP_MAX_S:
-        raise ValueError(f"{field}: {t:g} s is not a plausible lap ({LAP_MIN_S:g}-{LAP_MAX_S:g} s)")
-    return t
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{field}: lap time must be a finite number of seconds")
+        if not LAP_MIN_S <= value <= LAP_MAX_S:  # compared as given: a huge int overflows float
+            shown = f"{float(value):g}" if abs(value) < 1e9 else "that many"
+            raise ValueError(
+                f"{field}: {shown} s is not a plausible lap ({LAP_MIN_S:g}-{LAP_MAX_S:g} s)"
+            )
+        return float(value)
+    if isinstance(value, str) and _LAP_RE.fullmatch(value):
+        return parse_time(value)
+    raise ValueError(
+        f"{field}: expected seconds as a number ({LAP_MIN_S:g}-{LAP_MAX_S:g}) or 'm:ss.fff' "
+        "text (0:20.000-5:00.000)"
+    )
+
+
+def _lap_field(value: Any, info: ValidationInfo) -> float | None:
+    return _lap(value, str(info.field_name))
+
+
+Lap = Annotated[
+    float | str | None,
+    BeforeValidator(_lap_field),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": LAP_MIN_S, "maximum": LAP_MAX_S},
+                {"type": "string", "pattern": LAP_PATTERN},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+"""A lap time: seconds (a number) or "m:ss.fff" text; validated to seconds."""
+
+
+def _f1db_id(value: Any, example: str) -> str | None:
+    if value is None or (isinstance(value, str) and _ID_RE.fullmatch(value)):
+        return value
+    raise ValueError(
+        f"expected an F1DB id (lower-case letters, digits and hyphens) such as {example}"
+    )
+
+
+def _constructor_id(value: Any) -> str | None:
+    return _f1db_id(value, "'red-bull'")
+
+
+def _circuit_id(value: Any) -> str | None:
+    return _f1db_id(value, "'monaco' or 'yas-marina'")
+
+
+_ID_OR_NULL = WithJsonSchema(
+    {"anyOf": [{"type": "string", "pattern": ID_PATTERN}, {"type": "null"}]}
+)
+ConstructorId = Annotated[str | None, BeforeValidator(_constructor_id), _ID_OR_NULL]
+CircuitId = Annotated[str | None, BeforeValidator(_circuit_id), _ID_OR_NULL]
+
+
+def _driver(value: Any) -> str | int:
+    """An F1DB id, or a car number (an integer, or text of one or two digits)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= 99:
+            raise ValueError(f"car number {value if abs(value) < 1000 else '...'} is outside 0-99")
+        return value
+    if isinstance(value, str) and len(value) <= ID_MAX_LENGTH and _DRIVER_RE.fullmatch(value):
+        return int(value) if value.isdigit() else value
+    raise ValueError(
+        "expected an F1DB id (lower-case letters, digits and '-', e.g. 'max-verstappen') "
+        "or a car number 0-99"
+    )
+
+
+DriverId = Annotated[
+    str | int,
+    BeforeValidator(_driver),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": DRIVER_PATTERN, "maxLength": ID_MAX_LENGTH},
+                {"type": "integer", "minimum": 0, "maximum": 99},
+            ]
+        }
+    ),
+]
+
+
+def _date(value: Any) -> Date | None:
+    """A date object (Python callers) or "YYYY-MM-DD" text; not a timestamp or a datetime."""
+    if value is None or (isinstance(value, Date) and not isinstance(value, datetime)):
+        return value
+    if isinstance(value, str) and _DATE_RE.fullmatch(value):
+        try:
+            return Date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"not a date: {exc}") from None
+    raise ValueError("expected a date as 'YYYY-MM-DD' text")
+
+
+_INT_TEXT_RE = re.compile(r"-?[0-9]+")
+
+
+def _int_text(value: Any) -> Any:
+    """A URL's integer (a query or path parameter): decimal digits, not "8.0" or " 8"."""
+    if isinstance(value, str) and not _INT_TEXT_RE.fullmatch(value):
+        raise ValueError("expected an integer (decimal digits)")
+    return value
+
+
+IntParam = Annotated[int, BeforeValidator(_int_text)]
+"""An integer query or path parameter, as strict as the JSON body's integers."""
 
 
 class PracticeTimes(BaseModel):
     """Best laps in the sessions held before qualifying (seconds or "1:29.374")."""
 
     model_config = ConfigDict(extra="forbid")
-    fp1: float | str | None = Field(None, description="Best FP1 lap.", examples=["1:27.128"])
-    fp2: float | str | None = Field(None, description="Best FP2 lap.", examples=[87.2])
-    fp3: float | str | None = Field(None, description="Best FP3 lap.", examples=["1:26.901"])
-    sq: float | str | None = Field(
+    fp1: Lap = Field(None, description="Best FP1 lap.", examples=["1:27.128"])
+    fp2: Lap = Field(None, description="Best FP2 lap.", examples=[87.2])
+    fp3: Lap = Field(None, description="Best FP3 lap.", examples=["1:26.901"])
+    sq: Lap = Field(
         None, description="Best sprint-qualifying lap (2024+ sprint weekends: before qualifying)."
     )
-
-    @field_validator("fp1", "fp2", "fp3", "sq", mode="before")
-    @classmethod
-    def _check(cls, v: Any, info: Any) -> float | None:
-        return _lap(v, info.field_name)
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.model_dump().items() if v is not None}
@@ -65,64 +185,40 @@ class DriverInput(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow")
-    driver_id: str | int = Field(
+    driver_id: DriverId = Field(
         ...,
-        description="F1DB driver id (e.g. 'max-verstappen') or the car number raced that season.",
+        description="F1DB driver id (e.g. 'max-verstappen') or the car number raced that "
+        "season (an integer, or text of one or two digits).",
         examples=["max-verstappen", 1],
     )
-    constructor_id: str | None = Field(
+    constructor_id: ConstructorId = Field(
         None,
         description="F1DB constructor id; default: the driver's latest team.",
         examples=["red-bull"],
     )
     practice: PracticeTimes | None = Field(None, description="Pre-qualifying best laps.")
     grid_position: int | None = Field(
-        None, ge=1, le=MAX_DRIVERS, description="Starting slot, when known (/predict_race)."
+        None,
+        strict=True,
+        ge=1,
+        le=MAX_DRIVERS,
+        description="Starting slot, when known (/predict_race).",
     )
-    qualifying_time: float | str | None = Field(
+    qualifying_time: Lap = Field(
         None, description="Best qualifying lap, when known (/predict_race)."
     )
     temperature: float | None = Field(
-        None, allow_inf_nan=False, description="Accepted for compatibility; not used by the model."
+        None,
+        strict=True,
+        allow_inf_nan=False,
+        description="Accepted for compatibility; not used by the model.",
     )
     humidity: float | None = Field(
-        None, allow_inf_nan=False, description="Accepted for compatibility; not used by the model."
+        None,
+        strict=True,
+        allow_inf_nan=False,
+        description="Accepted for compatibility; not used by the model.",
     )
-
-    @field_validator("driver_id", mode="before")
-    @classmethod
-    def _driver(cls, v: Any) -> str | int:
-        if isinstance(v, bool):
-            raise ValueError("expected an F1DB id or a car number")
-        if isinstance(v, int):
-            if not 0 <= v <= 99:
-                raise ValueError(f"car number {v} is outside 0-99")
-            return v
-        if isinstance(v, str):
-            s = v.strip()
-            if s.isdigit() and s.isascii():
-                return cls._driver(int(s))
-            if not _ID_RE.match(s):
-                raise ValueError(
-                    "expected an F1DB id (lowercase letters, digits and '-', e.g. "
-                    "'max-verstappen') or a car number"
-                )
-            return s
-        raise ValueError("expected an F1DB id or a car number")
-
-    @field_validator("constructor_id", mode="before")
-    @classmethod
-    def _team(cls, v: Any) -> str | None:
-        if v is None:
-            return None
-        if not isinstance(v, str) or not _ID_RE.match(v.strip()):
-            raise ValueError("expected an F1DB constructor id such as 'red-bull'")
-        return v.strip()
-
-    @field_validator("qualifying_time", mode="before")
-    @classmethod
-    def _qtime(cls, v: Any) -> float | None:
-        return _lap(v, "qualifying_time")
 
     def extra_inputs(self) -> list[str]:
         """Inputs accepted for compatibility that the model does not use."""
@@ -130,27 +226,31 @@ class DriverInput(BaseModel):
         return unused + sorted((self.model_extra or {}).keys())
 
 
+EVENT_FORMS: list[JsonValue] = [
+    {"required": ["round"], "properties": {"round": {"type": "integer"}}},
+    {
+        "required": ["circuit_id", "date"],
+        "properties": {"circuit_id": {"type": "string"}, "date": {"type": "string"}},
+    },
+]
+"""The two ways to name an event, for the schema: a round, or a circuit and a date."""
+
+
 class EventInput(BaseModel):
     """An event in the data (season + round) or one that is not (season + circuit + race
     date in that season; the data's event when it has one there on that date)."""
 
-    model_config = ConfigDict(extra="forbid")
-    season: int = Field(..., ge=1950, le=2100, description="Championship year.", examples=[2025])
-    round: int | None = Field(None, ge=1, le=30, description="Round in the season.", examples=[8])
-    circuit_id: str | None = Field(None, description="F1DB circuit id.", examples=["monaco"])
-    date: Date | None = Field(None, description="Race date, YYYY-MM-DD.", examples=["2026-06-07"])
-
-    @field_validator("circuit_id", mode="before")
-    @classmethod
-    def _circuit(cls, v: Any) -> str | None:
-        if v is None:
-            return None
-        if not isinstance(v, str) or not _ID_RE.match(v.strip()):
-            raise ValueError(
-                "expected an F1DB circuit id (lower-case letters, digits and hyphens) such as "
-                "'monaco' or 'yas-marina'"
-            )
-        return v.strip()
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": EVENT_FORMS})
+    season: int = Field(
+        ..., strict=True, ge=1950, le=2100, description="Championship year.", examples=[2025]
+    )
+    round: int | None = Field(
+        None, strict=True, ge=1, le=30, description="Round in the season.", examples=[8]
+    )
+    circuit_id: CircuitId = Field(None, description="F1DB circuit id.", examples=["monaco"])
+    date: Annotated[Date | None, BeforeValidator(_date)] = Field(
+        None, description="Race date, YYYY-MM-DD.", examples=["2026-06-07"]
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> EventInput:
@@ -166,8 +266,8 @@ class EventInput(BaseModel):
         return self
 
 
-def _check_drivers(v: list[DriverInput] | None) -> list[DriverInput] | None:
-    if v is not None and len(v) == 0:
+def _check_drivers(v: Any) -> Any:
+    if isinstance(v, list) and len(v) == 0:
         raise ValueError("must not be empty (omit 'drivers' to use the event's entry list)")
     return v
 
@@ -178,18 +278,35 @@ EXPLAIN_DESCRIPTION = (
 )
 
 
+def _drivers_field() -> Any:
+    return Field(
+        None,
+        min_length=1,
+        max_length=MAX_DRIVERS,
+        description="The field to predict; default: the event's entry list.",
+    )
+
+
+def _explain_field() -> Any:
+    return Field(False, strict=True, description=EXPLAIN_DESCRIPTION)
+
+
 class QualiRequest(BaseModel):
     """Predict qualifying. Omit ``drivers`` for an event in the data to use its entry list."""
 
     model_config = ConfigDict(extra="forbid")
     event: EventInput | None = Field(None, description="Default: the next event in the calendar.")
-    drivers: list[DriverInput] | None = Field(None, max_length=MAX_DRIVERS)
-    session_type: Literal["qualifying"] = Field("qualifying", description="Only 'qualifying'.")
-    explain: bool = Field(False, description=EXPLAIN_DESCRIPTION)
+    drivers: list[DriverInput] | None = _drivers_field()
+    session_type: Literal["qualifying"] = Field(
+        "qualifying",
+        description="Only 'qualifying'.",
+        json_schema_extra={"enum": ["qualifying"]},  # OpenAPI 3.0 has no "const"
+    )
+    explain: bool = _explain_field()
 
-    @field_validator("drivers")
+    @field_validator("drivers", mode="before")
     @classmethod
-    def _drivers(cls, v: list[DriverInput] | None) -> list[DriverInput] | None:
+    def _drivers(cls, v: Any) -> Any:
         return _check_drivers(v)
 
 
@@ -198,12 +315,12 @@ class RaceRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     event: EventInput | None = Field(None, description="Default: the next event in the calendar.")
-    drivers: list[DriverInput] | None = Field(None, max_length=MAX_DRIVERS)
-    explain: bool = Field(False, description=EXPLAIN_DESCRIPTION)
+    drivers: list[DriverInput] | None = _drivers_field()
+    explain: bool = _explain_field()
 
-    @field_validator("drivers")
+    @field_validator("drivers", mode="before")
     @classmethod
-    def _drivers(cls, v: list[DriverInput] | None) -> list[DriverInput] | None:
+    def _drivers(cls, v: Any) -> Any:
         return _check_drivers(v)
 
 

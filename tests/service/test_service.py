@@ -15,7 +15,13 @@ import yaml
 from starlette.testclient import TestClient
 
 from pipelines.features.spec import STAGE1, STAGE2
-from pipelines.serving.schemas import EXAMPLES, QualiRequest, RaceRequest
+from pipelines.serving.schemas import (
+    DRIVER_PATTERN,
+    EXAMPLES,
+    LAP_PATTERN,
+    QualiRequest,
+    RaceRequest,
+)
 from tests.session import REAL_DATA
 
 pytestmark = pytest.mark.slow
@@ -295,6 +301,92 @@ def test_bad_input_is_a_4xx_naming_the_field(
     detail = r.json()["detail"]
     assert any(d["loc"][: len(loc)] == loc for d in detail), detail
     assert "Traceback" not in r.text
+
+
+MONACO = {"season": 2025, "round": 8}
+OTHER_TYPES = [
+    ("explain 0", {"event": MONACO, "explain": 0}, ["explain"], "boolean"),
+    ("explain 'true'", {"event": MONACO, "explain": "true"}, ["explain"], "boolean"),
+    ("season '2025'", {"event": {"season": "2025", "round": 8}}, ["event", "season"], "integer"),
+    ("round 8.0", {"event": {"season": 2025, "round": 8.0}}, ["event", "round"], "integer"),
+    ("grid_position 1.0", {"event": MONACO, "drivers": [{"driver_id": 1, "grid_position": 1.0}]},
+     ["drivers", 0, "grid_position"], "integer"),
+    ("grid_position '1'", {"event": MONACO, "drivers": [{"driver_id": 1, "grid_position": "1"}]},
+     ["drivers", 0, "grid_position"], "integer"),
+]  # fmt: skip
+"""Values the schema forbids that pydantic's lax mode used to convert (answered 200)."""
+
+
+@pytest.mark.parametrize("path", ["/predict_quali", "/predict_race", "/predict_full"])
+@pytest.mark.parametrize(
+    ("name", "body", "loc", "kind"), OTHER_TYPES, ids=[c[0] for c in OTHER_TYPES]
+)
+def test_a_value_of_another_type_is_a_400_naming_the_field(
+    client: TestClient, path: str, name: str, body: Any, loc: list[Any], kind: str
+) -> None:
+    r = client.post(path, json=body)
+    assert r.status_code == 400, r.text
+    assert [(d["loc"], d["msg"]) for d in r.json()["detail"]] == [
+        (loc, f"Input should be a valid {kind}")
+    ]
+
+
+@pytest.mark.parametrize("spec_path", ["/openapi.json", "/docs.json"])
+def test_both_documents_publish_the_request_models_as_validated(
+    client: TestClient, spec_path: str
+) -> None:
+    """The request body schema is the model's own JSON schema (what the server checks);
+    tests/pipelines/serving/test_schemas.py shows the models accept exactly that."""
+    spec = client.get(spec_path).json()
+    schemas = spec["components"]["schemas"]
+    for path, model in (("/predict_quali", QualiRequest), ("/predict_full", QualiRequest),
+                        ("/predict_race", RaceRequest)):  # fmt: skip
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"] == {"$ref": f"#/components/schemas/{model.__name__}"}, path
+        own = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, schema in {model.__name__: own, **own.pop("$defs")}.items():
+            assert schemas[name] == schema, name
+    event = schemas["EventInput"]["properties"]
+    assert event["season"]["type"] == "integer"
+    assert event["round"]["anyOf"][0]["type"] == "integer"
+    assert schemas["QualiRequest"]["properties"]["explain"]["type"] == "boolean"
+    driver = schemas["DriverInput"]["properties"]
+    assert driver["grid_position"]["anyOf"][0]["type"] == "integer"
+    assert [f.get("pattern") for f in driver["driver_id"]["anyOf"]] == [DRIVER_PATTERN, None]
+    assert [f.get("pattern") for f in driver["qualifying_time"]["anyOf"]] == [
+        None,
+        LAP_PATTERN,
+        None,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "loc"),
+    [("/events/2025/8.0", ["path", "round"]), ("/events/2025.0/8", ["path", "season"]),
+     ("/events/%208/8", ["path", "season"]), ("/events?season=2025.0", ["query", "season"])],
+)  # fmt: skip
+def test_an_integer_in_the_url_is_digits_only(client: TestClient, url: str, loc: list[str]) -> None:
+    r = client.get(url)
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"][0]["loc"] == loc
+    assert client.get("/events/2025/8").status_code == 200
+
+
+def test_a_path_no_route_serves_is_a_json_404(client: TestClient) -> None:
+    for url in ("/events/2025/8%2F1", "/nowhere", "/predict_full/x"):
+        r = client.get(url)
+        assert r.status_code == 404 and r.json()["error"] == "no such path", (url, r.text)
+
+
+def test_a_body_declared_as_another_media_type_is_415(client: TestClient) -> None:
+    for media in ("multipart/form-data", "application/x-www-form-urlencoded", "text/plain"):
+        r = client.post("/predict_full", content=b'{"event": {"season": 2025, "round": 8}}',
+                        headers={"content-type": media})  # fmt: skip
+        assert r.status_code == 415, (media, r.text)
+        assert r.json()["detail"][0]["loc"] == ["header", "content-type"]
+    ok = client.post("/predict_full", json={"event": MONACO},
+                     headers={"content-type": "application/json; charset=utf-8"})  # fmt: skip
+    assert ok.status_code == 200, ok.text
 
 
 def test_malformed_json_is_400(client: TestClient) -> None:

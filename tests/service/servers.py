@@ -95,3 +95,27 @@ def worker_pid(server_pid: int, service_name: str) -> int:
         if is_worker and args[args.index(b"--service-name") + 1].decode() == service_name:
             return int(entry.name)
     raise LookupError(f"no {service_name} worker under pid {server_pid}")
+
+
+def logged(url: str) -> int:
+    """Answers written to the prediction log at ``url``."""
+    from pipelines.ledger import db
+
+    engine = db.make_engine(url, 5.0)
+    try:
+        db.migrate(engine)
+        with engine.connect() as conn:
+            return db.totals(conn)[1]
+    finally:
+        engine.dispose()
+
+
+def wait_logged(url: str, answers: int, timeout: float = 60.0) -> int:
+    """The answers in the log once it holds ``answers`` (or ``timeout`` passed): the
+    writer works off the request path, so a test waits for it."""
+    deadline = time.monotonic() + timeout
+    got = logged(url)
+    while got < answers and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = logged(url)
+    return got

@@ -18,7 +18,7 @@ import pytest
 
 from pipelines.client import AsyncF1Client, F1APIError, F1Client
 from pipelines.serving.schemas import EXAMPLES
-from tests.service.servers import ROOT, serving, start_server, stop_server
+from tests.service.servers import ROOT, logged, serving, start_server, stop_server, wait_logged
 from tests.session import STORE_HOME
 
 pytestmark = pytest.mark.slow
@@ -84,15 +84,12 @@ def test_64_concurrent_full_predictions_all_succeed(server: str) -> None:
                     out.append(len(res.race_winner_predictions) if ok else repr(res))
             return out
 
-    calls_before, logged_before = _stage1_calls(server), _logged()
+    calls_before, logged_before = _stage1_calls(server), logged(LEDGER)
     results = asyncio.run(burst())
     errors = [r for r in results if r != 20]
     assert len(results) == 320 and errors == [], errors[:3]  # 20 drivers in every answer
     # every answer is in the prediction log, by default SQLite beside the model store
-    deadline = time.monotonic() + 20
-    while _logged() < logged_before + 320 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _logged() >= logged_before + 320
+    assert wait_logged(LEDGER, logged_before + 320, 20) >= logged_before + 320
     assert httpx.get(f"{server}/health", timeout=10).json()["ledger"]["url"] == LEDGER
     # ... through fewer Stage-1 calls, counted over every process (the front workers each
     # merge their own concurrent requests; /health counts one process, /metrics all)
@@ -100,19 +97,6 @@ def test_64_concurrent_full_predictions_all_succeed(server: str) -> None:
 
 
 LEDGER = f"sqlite:///{STORE_HOME / 'f1-ledger.sqlite3'}"
-
-
-def _logged() -> int:
-    """Answers in the default prediction log (the session's model store's SQLite file)."""
-    from pipelines.ledger import db
-
-    engine = db.make_engine(LEDGER, 5.0)
-    try:
-        db.migrate(engine)
-        with engine.connect() as conn:
-            return db.totals(conn)[1]
-    finally:
-        engine.dispose()
 
 
 def _stage1_calls(server: str) -> float:
@@ -270,7 +254,6 @@ def test_overload_sheds_with_503_then_recovers(locked_server: str) -> None:
 
 def test_logs_are_json_lines_with_the_echoed_request_id(server: str, server_log: Path) -> None:
     import json
-    import time
 
     body = {"event": {"season": 2025, "round": 3}}
     r = httpx.post(f"{server}/predict_full", json=body, timeout=30)
@@ -345,7 +328,6 @@ def test_a_rejected_body_is_one_warning_access_line_not_an_error(
     """A client's mistake (400) is logged once, at WARNING, with the field and reason; no
     ERROR record and no traceback (BentoML logs one for every invalid body)."""
     import json
-    import time
 
     rid = "bad-body-check-1"
     r = httpx.post(f"{server}/predict_full", timeout=30, headers={"X-Request-ID": rid},

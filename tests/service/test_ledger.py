@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.ledger import db
 from tests.postgres import Cluster
-from tests.service.servers import serving, start_server, stop_server
+from tests.service.servers import logged, serving, start_server, stop_server, wait_logged
 
 pytestmark = pytest.mark.slow
 
@@ -25,25 +24,6 @@ pytestmark = pytest.mark.slow
 def pg_url(postgres: Cluster) -> str:
     """This module's own database on the session's cluster."""
     return postgres.database("faults")
-
-
-def _answers(url: str) -> int:
-    engine = db.make_engine(url, 5.0)
-    try:
-        db.migrate(engine)
-        with engine.connect() as conn:
-            return db.totals(conn)[1]
-    finally:
-        engine.dispose()
-
-
-def _wait_for(url: str, answers: int, timeout: float = 60.0) -> int:
-    deadline = time.monotonic() + timeout
-    got = _answers(url)
-    while got < answers and time.monotonic() < deadline:
-        time.sleep(0.5)
-        got = _answers(url)
-    return got
 
 
 def _load(url: str, seconds: float, concurrency: int = 32) -> tuple[int, list[object]]:
@@ -86,7 +66,7 @@ def test_a_database_stopped_under_load_fails_no_prediction_and_loses_no_answer(
 ) -> None:
     env = pinned_env | {"F1_LEDGER_URL": pg_url, "F1_FRONT_WORKERS": "2",
                         "F1_LEDGER_TIMEOUT_S": "2"}  # fmt: skip
-    before = _answers(pg_url)
+    before = logged(pg_url)
     with serving(env, tmp_path / "serve.log") as url:
         result: list[tuple[int, list[object]]] = []
         load = threading.Thread(target=lambda: result.append(_load(url, 24.0)))
@@ -100,7 +80,7 @@ def test_a_database_stopped_under_load_fails_no_prediction_and_loses_no_answer(
         ok, other = result[0]
         assert other == [] and ok > 100
         assert health["ok"] is False and "hunter" not in str(health)
-        assert _wait_for(pg_url, before + ok) == before + ok
+        assert wait_logged(pg_url, before + ok) == before + ok
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
     assert "f1_ledger_written_total" in metrics and "f1_ledger_pending" in metrics
     dropped = [ln for ln in metrics.splitlines() if ln.startswith("f1_ledger_dropped_total")]
@@ -111,7 +91,7 @@ def test_sigterm_under_load_writes_every_answer_given(
     pg_url: str, pinned_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = pinned_env | {"F1_LEDGER_URL": pg_url, "F1_FRONT_WORKERS": "2"}
-    before = _answers(pg_url)
+    before = logged(pg_url)
     proc, url = start_server("service:F1Predictor", env, tmp_path / "serve.log")
     try:
         result: list[tuple[int, list[object]]] = []
@@ -125,4 +105,4 @@ def test_sigterm_under_load_writes_every_answer_given(
         stop_server(proc)
     ok, _ = result[0]
     assert ok > 20
-    assert _answers(pg_url) == before + ok  # written before the server exited
+    assert logged(pg_url) == before + ok  # written before the server exited

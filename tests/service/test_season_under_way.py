@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 
 from tests.fakes import UNDER_WAY_SEASON, write_season_under_way
 from tests.postgres import Cluster
-from tests.service.servers import ROOT, serving
+from tests.service.servers import ROOT, logged, serving, wait_logged
 from tests.session import STORE_HOME, require_real_data
 
 pytestmark = pytest.mark.slow
@@ -190,19 +189,6 @@ def results_in(
                     tmp_path_factory, through=4)  # fmt: skip
 
 
-def _answers(url: str) -> int:
-    """Answers written to the prediction log at ``url``."""
-    from pipelines.ledger import db
-
-    engine = db.make_engine(url, 5.0)
-    try:
-        db.migrate(engine)
-        with engine.connect() as conn:
-            return db.totals(conn)[1]
-    finally:
-        engine.dispose()
-
-
 def test_the_track_record_scores_the_forecasts_given_before_the_results(
     server: str,
     ledger_url: str,
@@ -216,7 +202,7 @@ def test_the_track_record_scores_the_forecasts_given_before_the_results(
     once the data has their results, with exactly the probability each gave the
     winner; an in-sample answer and one with the caller's own laps are logged, not
     scored."""
-    before = _answers(ledger_url)
+    before = logged(ledger_url)
     ask = {rnd: httpx.post(f"{server}/predict_full", json={"event": {"season": S, "round": rnd}},
                            timeout=30).json() for rnd in (3, 4)}  # fmt: skip
     in_sample = httpx.post(f"{server}/predict_race", json={"event": {"season": S, "round": 1}},
@@ -226,10 +212,7 @@ def test_the_track_record_scores_the_forecasts_given_before_the_results(
     own = {"event": {"season": S, "round": 3},
            "drivers": [{"driver_id": "max-verstappen", "practice": laps}]}  # fmt: skip
     own_answer = httpx.post(f"{server}/predict_race", json=own, timeout=30).json()
-    deadline = time.monotonic() + 20
-    while _answers(ledger_url) < before + 4 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _answers(ledger_url) == before + 4  # written off the request path, soon
+    assert wait_logged(ledger_url, before + 4, 20) == before + 4  # off the request path
     env = pinned_env | {
         "F1_FEATURES_MODEL": results_in["features"],
         "F1_STAGE1_MODEL": results_in["stage1"],

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
@@ -69,13 +70,25 @@ def redacted(url: str) -> str:
     return engine_url(url).render_as_string(hide_password=True)
 
 
+def _to_json(obj: Any) -> str:
+    return pydantic_core.to_json(obj).decode()
+
+
+JSON_CODEC: dict[str, Any] = {
+    "json_serializer": _to_json,
+    "json_deserializer": pydantic_core.from_json,
+}
+"""pydantic-core's JSON: cheap enough to log every unique answer, and every float reads
+back exactly as written."""
+
+
 def make_engine(url: str, timeout_s: float) -> Engine:
     """An engine whose every wait is bounded by ``timeout_s`` (connect, lock, statement)."""
     u = engine_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database:
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(u, connect_args={"timeout": timeout_s})
+        engine = sa.create_engine(u, connect_args={"timeout": timeout_s}, **JSON_CODEC)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _: Any) -> None:
@@ -92,7 +105,7 @@ def make_engine(url: str, timeout_s: float) -> Engine:
             "connect_timeout": max(1, int(timeout_s)),
             "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
         }
-    return sa.create_engine(u, connect_args=args, pool_pre_ping=True, pool_size=2)
+    return sa.create_engine(u, connect_args=args, pool_pre_ping=True, pool_size=2, **JSON_CODEC)
 
 
 @contextlib.contextmanager

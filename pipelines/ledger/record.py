@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import pydantic_core
+
 from pipelines.serving.orchestrator import Forecast
 
 EventKey = tuple[Any, ...]
@@ -44,34 +47,34 @@ def answer_key(fc: Forecast, inputs: str | None) -> EventKey:
     )
 
 
+def _nums(xs: Any) -> list[float | None]:
+    """Numbers as answered (full precision: the track record scores exactly them)."""
+    return [v if math.isfinite(v) else None for v in np.asarray(xs, dtype=float).tolist()]
+
+
 def _num(x: Any) -> float | None:
-    """A number as answered (full precision: the track record scores exactly it)."""
-    v = float(x)
-    return v if math.isfinite(v) else None
+    return _nums([x])[0]
 
 
 def field_rows(fc: Forecast) -> list[dict[str, Any]]:
     """Every car of the event with its forecast (race odds when the race stage ran)."""
     q, race = fc.quali, fc.race
-    out = []
-    for i, e in enumerate(fc.field.entries):
-        row: dict[str, Any] = {
-            "driver_id": e.driver_id,
-            "constructor_id": e.constructor_id,
-            "gap_pct": _num(q.gap_pct[i]),
-            "time_s": _num(q.time_s[i]),
-            "quali_rank": int(q.grid[i]),
-            "pole": _num(q.pole_prob[i]),
+    cols: dict[str, list[Any]] = {
+        "driver_id": [e.driver_id for e in fc.field.entries],
+        "constructor_id": [e.constructor_id for e in fc.field.entries],
+        "gap_pct": _nums(q.gap_pct),
+        "time_s": _nums(q.time_s),
+        "quali_rank": np.asarray(q.grid, dtype=int).tolist(),
+        "pole": _nums(q.pole_prob),
+    }
+    if race is not None:
+        cols |= {
+            "grid": np.asarray(race.grid, dtype=int).tolist(),
+            "win": _nums(race.win_prob),
+            "podium": _nums(race.podium_prob),
+            "points": _nums(race.points_prob),
         }
-        if race is not None:
-            row |= {
-                "grid": int(race.grid[i]),
-                "win": _num(race.win_prob[i]),
-                "podium": _num(race.podium_prob[i]),
-                "points": _num(race.points_prob[i]),
-            }
-        out.append(row)
-    return out
+    return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
 
 def row(
@@ -97,7 +100,7 @@ def row(
         "circuit_id": fc.event.circuit_id,
         "event_date": fc.event.date.date(),
         "has_inputs": a.inputs is not None,
-        "inputs": None if a.inputs is None else json.loads(a.inputs),
+        "inputs": None if a.inputs is None else pydantic_core.from_json(a.inputs),
         "kind": "before_qualifying" if practice else "weekend_ahead",
         "data_saw_qualifying": saw_qualifying,
         "fitted_on_event": a.fitted_on_event,

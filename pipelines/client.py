@@ -5,22 +5,17 @@ with F1Client("http://localhost:3000") as f1:
     full = f1.predict_full({"event": {"season": 2025, "round": 8}})
     print(full.race_winner_predictions[0])
 
-A request is checked locally with the server's own models first, so what the server
-would refuse (a wrong type, a field out of range) raises before anything is sent.
-Errors:
-
-- ``F1APIError``: the request was refused (status, error, detail, request id, body).
-- ``F1ConnectionError``: no server answered at the URL (nothing listening, timeout).
-
-Both derive from ``F1Error``. A server started with ``F1_API_KEY`` wants
-``Authorization: Bearer <key>`` on predictions and /model_info: pass ``token=...``, or
-leave it out and the client reads ``F1_API_KEY`` from the environment when it is created.
+A request is checked locally with the server's own models first: what the server would
+refuse raises before anything is sent. ``F1APIError`` (a refused request) and
+``F1ConnectionError`` (no server answered) derive from ``F1Error``. ``token`` is the
+server's ``F1_API_KEY``, sent as ``Authorization: Bearer``; unset, the client reads
+``F1_API_KEY`` from the environment when it is created.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -33,7 +28,7 @@ from pipelines.serving.schemas import (
     RaceRequest,
 )
 
-R = TypeVar("R", bound=BaseModel)
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 _QUALI = TypeAdapter(list[QualiPrediction])
 _RACE = TypeAdapter(list[RacePrediction])
 
@@ -47,11 +42,8 @@ class F1Error(RuntimeError):
 
 class F1APIError(F1Error):
     """The request was refused: HTTP status, the error, ``detail`` (each field and
-    reason), the server's request id and the parsed body.
-
-    A request the server would refuse (a wrong type, a value out of range) is refused
-    before it is sent: status 400, the detail the server would give, no request id.
-    """
+    reason), the server's request id and the parsed body. Refused locally: status 400,
+    the detail the server would give, no request id."""
 
     def __init__(
         self,
@@ -78,21 +70,7 @@ class F1ConnectionError(F1Error, ConnectionError):
         self.url = url
 
 
-def _token(token: str | None) -> str:
-    """The explicit token, else ``F1_API_KEY`` read now (not at import: a key exported
-    after ``import pipelines.client`` counts), else "" (no header)."""
-    if token is None:
-        token = os.environ.get(API_KEY_ENV) or ""
-    return token
-
-
-def _http_args(url: str, timeout: float, token: str | None) -> dict[str, Any]:
-    key = _token(token)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return {"base_url": url, "timeout": timeout, "headers": headers}
-
-
-def _body(req: BaseModel | dict[str, Any], model: type[R]) -> dict[str, Any]:
+def _body(req: Any, model: type[BaseModel]) -> dict[str, Any]:
     """Validate locally with the server's models, then send plain JSON."""
     try:
         obj = req if isinstance(req, model) else model.model_validate(req)
@@ -139,18 +117,25 @@ def _unreachable(url: str, exc: httpx.TransportError) -> F1ConnectionError:
     return F1ConnectionError(url, reason)
 
 
-class F1Client:
-    """Synchronous client: Pydantic models (or plain dicts) in, Pydantic models out.
+class _Client(Generic[H]):
+    """The URL and the HTTP client, with the API key as a bearer token."""
 
-    ``token``: the server's API key (``F1_API_KEY``); ``None`` reads ``F1_API_KEY``
-    from the environment. It is sent as ``Authorization: Bearer`` on every request.
-    """
+    _http_class: type[H]
 
     def __init__(
         self, url: str = DEFAULT_URL, timeout: float = 30.0, token: str | None = None
     ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(**_http_args(self.url, timeout, token))
+        if token is None:  # read now, not at import: a key exported after the import counts
+            token = os.environ.get(API_KEY_ENV) or ""
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http: H = self._http_class(base_url=self.url, timeout=timeout, headers=auth)
+
+
+class F1Client(_Client[httpx.Client]):
+    """Synchronous client: Pydantic models (or plain dicts) in, Pydantic models out."""
+
+    _http_class = httpx.Client
 
     def __enter__(self) -> F1Client:
         return self
@@ -161,32 +146,28 @@ class F1Client:
     def close(self) -> None:
         self._http.close()
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _send(self, path: str, req: Any = None, model: type[BaseModel] | None = None) -> Any:
+        body = None if model is None else _body(req, model)
         try:
-            resp = self._http.request(method, path, json=body)
+            resp = self._http.request("GET" if body is None else "POST", path, json=body)
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from None
         return _json(resp)
 
     def predict_quali(self, req: QualiRequest | dict[str, Any]) -> list[QualiPrediction]:
-        body = _body(req, QualiRequest)
-        return _QUALI.validate_python(self._send("POST", "/predict_quali", body))
+        return _QUALI.validate_python(self._send("/predict_quali", req, QualiRequest))
 
     def predict_race(self, req: RaceRequest | dict[str, Any]) -> list[RacePrediction]:
-        body = _body(req, RaceRequest)
-        return _RACE.validate_python(self._send("POST", "/predict_race", body))
+        return _RACE.validate_python(self._send("/predict_race", req, RaceRequest))
 
     def predict_full(self, req: QualiRequest | dict[str, Any]) -> FullResponse:
-        body = _body(req, QualiRequest)
-        return FullResponse.model_validate(self._send("POST", "/predict_full", body))
+        return FullResponse.model_validate(self._send("/predict_full", req, QualiRequest))
 
     def health(self) -> dict[str, Any]:
-        out: dict[str, Any] = self._send("GET", "/health")
-        return out
+        return dict(self._send("/health"))
 
     def model_info(self) -> dict[str, Any]:
-        out: dict[str, Any] = self._send("GET", "/model_info")
-        return out
+        return dict(self._send("/model_info"))
 
     def is_ready(self) -> bool:
         """True when the server answers /readyz with 200; False otherwise, also when no
@@ -197,14 +178,10 @@ class F1Client:
             return False
 
 
-class AsyncF1Client:
+class AsyncF1Client(_Client[httpx.AsyncClient]):
     """The same, for asyncio code (many requests in flight); use ``async with``."""
 
-    def __init__(
-        self, url: str = DEFAULT_URL, timeout: float = 30.0, token: str | None = None
-    ) -> None:
-        self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(**_http_args(self.url, timeout, token))
+    _http_class = httpx.AsyncClient
 
     async def __aenter__(self) -> AsyncF1Client:
         return self
@@ -215,32 +192,28 @@ class AsyncF1Client:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def _send(self, path: str, req: Any = None, model: type[BaseModel] | None = None) -> Any:
+        body = None if model is None else _body(req, model)
         try:
-            resp = await self._http.request(method, path, json=body)
+            resp = await self._http.request("GET" if body is None else "POST", path, json=body)
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from None
         return _json(resp)
 
     async def predict_quali(self, req: QualiRequest | dict[str, Any]) -> list[QualiPrediction]:
-        body = _body(req, QualiRequest)
-        return _QUALI.validate_python(await self._send("POST", "/predict_quali", body))
+        return _QUALI.validate_python(await self._send("/predict_quali", req, QualiRequest))
 
     async def predict_race(self, req: RaceRequest | dict[str, Any]) -> list[RacePrediction]:
-        body = _body(req, RaceRequest)
-        return _RACE.validate_python(await self._send("POST", "/predict_race", body))
+        return _RACE.validate_python(await self._send("/predict_race", req, RaceRequest))
 
     async def predict_full(self, req: QualiRequest | dict[str, Any]) -> FullResponse:
-        body = _body(req, QualiRequest)
-        return FullResponse.model_validate(await self._send("POST", "/predict_full", body))
+        return FullResponse.model_validate(await self._send("/predict_full", req, QualiRequest))
 
     async def health(self) -> dict[str, Any]:
-        out: dict[str, Any] = await self._send("GET", "/health")
-        return out
+        return dict(await self._send("/health"))
 
     async def model_info(self) -> dict[str, Any]:
-        out: dict[str, Any] = await self._send("GET", "/model_info")
-        return out
+        return dict(await self._send("/model_info"))
 
     async def is_ready(self) -> bool:
         """True when the server answers /readyz with 200; False otherwise."""

@@ -19,104 +19,71 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Runtime configuration; every field can be set as ``F1_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="F1_", extra="ignore")
-
-    data_dir: Path | None = Field(
-        None, description="F1DB YAML source tree (the folder holding seasons/, drivers/ ...)."
-    )
-    cache_dir: Path = Field(
-        PROJECT_ROOT / ".cache", description="Parsed-table cache (parquet, keyed by content)."
-    )
-    reports_dir: Path = Field(PROJECT_ROOT / "reports", description="Evaluation outputs.")
-    history_from: int = Field(2012, description="First season parsed (form warm-up).")
-    train_from: int = Field(2014, description="First season used as training rows.")
-    valid_season: int = Field(2024, description="Season used to tune settings.")
-    test_season: int = Field(2025, description="Held-out season the report is about.")
-    stage2_rank_depth: int | None = Field(
-        None,
-        ge=1,
-        description="Places of each training race Stage-2 learns from (Plackett-Luce; 1: "
-        "the winner alone). Unset: the code's choice (3). For reproducing the comparison.",
-    )
-    stage2_rank_decay: float | None = Field(
-        None,
-        gt=0,
-        description="Weight of place j in that likelihood, decay ** (j - 1). Unset: 1.",
+    model_config = SettingsConfigDict(
+        env_prefix="F1_", extra="ignore", use_attribute_docstrings=True
     )
 
-    stage1_model: str = Field("f1_stage1:latest", description="Stage-1 model tag to serve.")
-    stage2_model: str = Field("f1_stage2:latest", description="Stage-2 model tag to serve.")
-    features_model: str = Field("f1_features:latest", description="Feature snapshot tag to serve.")
+    data_dir: Path | None = None
+    """F1DB YAML source tree (the folder holding seasons/, drivers/ ...)."""
+    cache_dir: Path = PROJECT_ROOT / ".cache"
+    """Parsed-table cache (parquet, keyed by content)."""
+    reports_dir: Path = PROJECT_ROOT / "reports"
+    """Evaluation outputs."""
+    history_from: int = 2012
+    """First season parsed (form warm-up)."""
+    train_from: int = 2014
+    """First season used as training rows."""
+    valid_season: int = 2024
+    """Season used to tune settings."""
+    test_season: int = 2025
+    """Held-out season the report is about."""
+    stage2_rank_depth: int | None = Field(None, ge=1)
+    """Places of each training race Stage-2 learns from (Plackett-Luce; 1: the winner
+    alone). Unset: the code's choice (3)."""
+    stage2_rank_decay: float | None = Field(None, gt=0)
+    """Weight of place j in that likelihood, decay ** (j - 1). Unset: 1."""
 
-    api_key: str | None = Field(
-        None, description="If set, predictions and /model_info need 'Authorization: Bearer <key>'."
-    )
-    cors_origins: list[str] = Field(
-        default_factory=list, description="Origins allowed by CORS (empty: CORS off)."
-    )
-    max_body_bytes: int = Field(256 * 1024, description="Largest accepted request body.")
-    max_in_flight: int = Field(
-        256,
-        description="Prediction requests in flight per front process before new ones get "
-        "503 + Retry-After.",
-    )
+    stage1_model: str = "f1_stage1:latest"
+    """Stage-1 model tag to serve."""
+    stage2_model: str = "f1_stage2:latest"
+    """Stage-2 model tag to serve."""
+    features_model: str = "f1_features:latest"
+    """Feature snapshot tag to serve."""
 
-    front_workers: int = Field(
-        2,
-        ge=1,
-        le=8,
-        description="Processes of the front service, where a request's CPU goes (each "
-        "~240 MiB; the model services stay one each: concurrent requests are merged into "
-        "one call per stage). 2 uses both cores of a laptop (BENCHMARKS.md); 1 where a "
-        "replica gets less than a core (deploy/k8s).",
-    )
-    model_timeout_s: float = Field(
-        3.0,
-        gt=0,
-        description="Deadline of one call to a model service (the model itself "
-        "takes under a millisecond): past it the caller gets 503 + Retry-After.",
-    )
+    api_key: str | None = None
+    """If set, predictions and /model_info need 'Authorization: Bearer <key>'."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Origins allowed by CORS (empty: CORS off)."""
+    max_body_bytes: int = 256 * 1024
+    """Largest accepted request body."""
+    max_in_flight: int = 256
+    """Prediction requests in flight per front process before new ones get 503."""
+    front_workers: int = Field(2, ge=1, le=8)
+    """Processes of the front service, where a request's CPU goes (docs/deployment.md)."""
+    model_timeout_s: float = Field(3.0, gt=0)
+    """Deadline of one call to a model service: past it the caller gets 503."""
+    log_format: Literal["json", "text"] = "json"
+    """Server logs: 'json' (one object per line) or 'text'."""
 
-    log_format: Literal["json", "text"] = Field(
-        "json", description="Server logs: 'json' (one object per line) or 'text'."
-    )
+    f1db_repo_url: str = "https://github.com/f1db/f1db"
+    """Where F1DB is downloaded from (<url>/releases/latest; a mirror, a test server)."""
+    f1db_tag: str | None = None
+    """F1DB release fetched when no data is found (e.g. v2025.24.0). Unset: the latest."""
 
-    f1db_repo_url: str = Field(
-        "https://github.com/f1db/f1db",
-        description="Where F1DB is downloaded from: <url>/releases/latest names the latest "
-        "release, <url>/archive/refs/tags/<tag>.tar.gz holds it (a mirror, a test server).",
-    )
-    f1db_tag: str | None = Field(
-        None,
-        description="F1DB release that `make serve` and `f1 data download` fetch when no data "
-        "is found (e.g. v2025.24.0), for a reproducible build. Unset: the latest release.",
-    )
-
-    ledger: bool = Field(
-        True, description="Record every answer in the prediction log (false: record nothing)."
-    )
-    ledger_url: str | None = Field(
-        None,
-        description="The prediction log's database: postgresql://user:pass@host:port/db for "
-        "one shared by every worker and replica. Unset: a SQLite file beside the model store.",
-    )
-    ledger_retention_days: float | None = Field(
-        None, gt=0, description="Delete logged answers last given longer ago. Unset: keep all."
-    )
-    ledger_max_pending: int = Field(
-        10_000,
-        ge=1,
-        description="Distinct answers waiting for the database, per front process; past it "
-        "new ones are dropped (counted in /metrics).",
-    )
-    ledger_timeout_s: float = Field(
-        5.0, gt=0, description="Longest wait of one database call of the prediction log."
-    )
-    ledger_flush_s: float = Field(
-        3.0,
-        gt=0,
-        description="At shutdown, how long the answers still waiting may take to be written.",
-    )
+    ledger: bool = True
+    """Record every answer in the prediction log (false: record nothing)."""
+    ledger_url: str | None = None
+    """The prediction log's database (postgresql://user:pass@host:port/db, shared by every
+    worker and replica). Unset: a SQLite file beside the model store."""
+    ledger_retention_days: float | None = Field(None, gt=0)
+    """Delete logged answers last given longer ago. Unset: keep all."""
+    ledger_max_pending: int = Field(10_000, ge=1)
+    """Distinct answers waiting for the database per front process; past it new ones are
+    dropped (counted in /metrics)."""
+    ledger_timeout_s: float = Field(5.0, gt=0)
+    """Longest wait of one database call of the prediction log."""
+    ledger_flush_s: float = Field(3.0, gt=0)
+    """At shutdown, how long the answers still waiting may take to be written."""
 
 
 @lru_cache(maxsize=1)

@@ -1,21 +1,18 @@
-"""The prediction log's table and the SQL that writes and reads it (SQLAlchemy Core).
-
-One row per distinct answer: the same event, inputs, data and models answered again
-only adds to ``count``. SQLite by default (a file beside the model store), PostgreSQL
-when ``F1_LEDGER_URL`` names one; Alembic migrates either on start.
-"""
+"""The prediction log's table and the SQL that writes and reads it (SQLAlchemy Core):
+one row per distinct answer, SQLite or PostgreSQL, migrated by Alembic on start."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pydantic_core
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -88,15 +85,9 @@ def make_engine(url: str, timeout_s: float) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database:
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        # timeout: SQLite's busy wait; WAL: readers never block the writer
         engine = sa.create_engine(u, connect_args={"timeout": timeout_s}, **JSON_CODEC)
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            cur.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-            cur.close()
-
+        sa.event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA journal_mode=WAL"))
         return engine
     ms = int(timeout_s * 1000)
     args: dict[str, Any] = {}
@@ -108,60 +99,35 @@ def make_engine(url: str, timeout_s: float) -> Engine:
     return sa.create_engine(u, connect_args=args, pool_pre_ping=True, pool_size=2, **JSON_CODEC)
 
 
-@contextlib.contextmanager
-def _migration_lock(conn: Connection) -> Iterator[None]:
-    """One migration at a time, whichever process or replica starts first."""
-    backend = conn.engine.url.get_backend_name()
-    if backend == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7201034)"))
-        yield
-        return
-    db = conn.engine.url.database
-    if backend != "sqlite" or not db or db == ":memory:":
-        yield
-        return
-    with open(f"{db}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest version (Alembic), under a lock."""
+    """Bring the schema to the latest version (Alembic), one process or replica at a time."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn, _migration_lock(conn):
+    url = engine.url
+    with engine.begin() as conn, contextlib.ExitStack() as lock:
+        if url.get_backend_name() == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7201034)"))
+        elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            fcntl.flock(lock.enter_context(open(f"{url.database}.lock", "a")), fcntl.LOCK_EX)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-
-
-def _insert(conn: Connection) -> Any:
-    if conn.engine.url.get_backend_name() == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-
-        return insert(forecasts)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(forecasts)
 
 
 def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert new answers; an answer already stored adds its count and moves ``last_at``."""
     if not rows:
         return
-    ins = _insert(conn)
+    pg = conn.engine.url.get_backend_name() == "postgresql"
+    ins = (postgresql if pg else sqlite).insert(forecasts)
+    latest = sa.func.greatest if pg else sa.func.max
     stmt = ins.on_conflict_do_update(
         index_elements=["key"],
         set_={
             "count": forecasts.c.count + ins.excluded.count,
-            "last_at": sa.func.max(forecasts.c.last_at, ins.excluded.last_at)
-            if conn.engine.url.get_backend_name() == "sqlite"
-            else sa.func.greatest(forecasts.c.last_at, ins.excluded.last_at),
+            "last_at": latest(forecasts.c.last_at, ins.excluded.last_at),
             "request_id": ins.excluded.request_id,
         },
     )
@@ -176,10 +142,11 @@ def delete_older(conn: Connection, days: float, now: datetime) -> int:
     return int(res.rowcount or 0)
 
 
-def scoreable(conn: Connection, season: int) -> list[dict[str, Any]]:
+def scoreable(engine: Engine, season: int) -> list[dict[str, Any]]:
     """A season's forecasts that may enter the track record: the whole field from the
     data alone, win odds included, made before the data or the models saw the event's
-    qualifying; oldest first."""
+    qualifying; oldest first. Migrates the log first."""
+    migrate(engine)
     f = forecasts.c
     q = (
         sa.select(forecasts)
@@ -193,14 +160,8 @@ def scoreable(conn: Connection, season: int) -> list[dict[str, Any]]:
         )
         .order_by(f.last_at, f.id)
     )
-    return [dict(r._mapping) for r in conn.execute(q)]
-
-
-def event_forecasts(conn: Connection, season: int, rnd: int) -> list[dict[str, Any]]:
-    """Every recorded forecast of one event, oldest first."""
-    f = forecasts.c
-    q = sa.select(forecasts).where(f.season == season, f.round == rnd).order_by(f.last_at, f.id)
-    return [dict(r._mapping) for r in conn.execute(q)]
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
 
 
 def totals(conn: Connection) -> tuple[int, int]:

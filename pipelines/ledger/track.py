@@ -21,26 +21,18 @@ from pipelines.ledger.schemas import (
     TrackRecord,
 )
 from pipelines.serving.errors import ApiError
+from pipelines.serving.events import check_season, summary
 from pipelines.serving.schemas import QualiPrediction, RacePrediction
 
 if TYPE_CHECKING:
     from pipelines.features.snapshot import FeatureSnapshot
-    from pipelines.ledger.writer import Ledger
 
 T = TypeVar("T")
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    ra = pd.Series(a).rank().to_numpy()
-    rb = pd.Series(b).rank().to_numpy()
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def event_name(grand_prix_id: str | None, circuit_id: str | None) -> str:
-    gp = (grand_prix_id or circuit_id or "event").replace("-", " ").title()
-    return f"{gp} Grand Prix"
+def _by_win(cars: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The field as ranked: highest win probability first, ties by driver id."""
+    return sorted(cars, key=lambda c: (-(c.get("win") or 0.0), c["driver_id"]))
 
 
 def score(rec: dict[str, Any], outcomes: pd.DataFrame, name: str) -> ScoredEvent:
@@ -51,20 +43,15 @@ def score(rec: dict[str, Any], outcomes: pd.DataFrame, name: str) -> ScoredEvent
     won = outcomes.loc[outcomes["r_pos"] == 1.0, "driver_id"]
     pole = outcomes.loc[outcomes["q_pos"] == 1.0, "driver_id"]
     winner = str(won.iloc[0]) if len(won) else None
-    p = win.get(winner) if winner is not None else None
-    p = float(p) if p is not None else (0.0 if winner is not None else None)
-    best = min(cars, key=lambda c: (-(c.get("win") or 0.0), c["driver_id"]))  # as ranked
-    favourite = str(best["driver_id"]) if cars else None
+    p = None if winner is None else float(win.get(winner) or 0.0)
+    favourite = str(_by_win(cars)[0]["driver_id"]) if cars else None
     timed = outcomes[outcomes["q_time_s"].notna() & outcomes["driver_id"].isin(gap.keys())]
-    mae = rho = None
-    if len(timed):
-        t = timed["q_time_s"].to_numpy(float)
-        actual = (t / t.min() - 1.0) * 100.0
-        pred = np.array([gap[d] if gap[d] is not None else np.nan for d in timed["driver_id"]])
-        ok = ~np.isnan(pred)
-        if ok.any():
-            mae = float(np.abs(pred[ok] - actual[ok]).mean())
-            rho = _spearman(pred[ok], actual[ok])
+    pred = pd.Series([gap[d] for d in timed["driver_id"]], dtype=float)
+    actual = pd.Series((timed["q_time_s"].to_numpy(float) / timed["q_time_s"].min() - 1) * 100)
+    ok = pred.notna()
+    pred, actual = pred[ok], actual[ok]
+    mae = float((pred - actual).abs().mean()) if len(pred) else None
+    spread = len(pred) >= 3 and pred.nunique() > 1 and actual.nunique() > 1
     return ScoredEvent(
         season=rec["season"],
         round=rec["round"],
@@ -75,12 +62,12 @@ def score(rec: dict[str, Any], outcomes: pd.DataFrame, name: str) -> ScoredEvent
         data_hash=rec["data_hash"],
         winner=winner,
         winner_probability=p,
-        winner_log_loss=(-math.log(p) if p else None) if p is not None else None,
+        winner_log_loss=-math.log(p) if p else None,
         top1=None if winner is None else favourite == winner,
         favourite=favourite,
         pole_sitter=str(pole.iloc[0]) if len(pole) else None,
         gap_pct_mae=mae,
-        spearman=rho,
+        spearman=float(pred.rank().corr(actual.rank())) if spread else None,
         field_size=len(cars),
     )
 
@@ -106,31 +93,26 @@ def summarise(events: Sequence[ScoredEvent]) -> KindSummary:
     )
 
 
-def track_record(
-    season: int, records: Sequence[dict[str, Any]], snap: FeatureSnapshot
-) -> TrackRecord:
-    """Score, for each event of ``season`` with results in ``snap``, the last recorded
-    forecast of each kind (``records``: ``db.scoreable`` rows, oldest first)."""
-    last: dict[tuple[int, str], dict[str, Any]] = {}
-    for rec in records:
-        last[(rec["round"], rec["kind"])] = rec
-    events = []
+def from_log(engine: Engine, season: int, snap: FeatureSnapshot) -> TrackRecord:
+    """Score, for each event of ``season`` with results in ``snap``, the last forecast of
+    each kind in the prediction log behind ``engine``."""
+    last = {(r["round"], r["kind"]): r for r in db.scoreable(engine, season)}  # oldest first
+    scored = []
     for (rnd, _), rec in sorted(last.items(), key=lambda kv: (kv[0][0], KINDS.index(kv[0][1]))):
         event = snap.event_by_round(season, rnd)
-        if event is None or event.race_id is None or not snap.has_results(event):
-            continue
-        if rec["race_id"] is not None and rec["race_id"] != event.race_id:
-            continue  # the calendar changed under the record
-        name = event_name(event.grand_prix_id, event.circuit_id)
-        events.append(score(rec, snap.outcomes(event.race_id), name))
-    summary = {k: summarise([e for e in events if e.kind == k]) for k in KINDS}
-    return TrackRecord(season=season, events=events, summary=summary)
+        if event is None or event.race_id is None or rec["race_id"] not in (None, event.race_id):
+            continue  # not in the data, or the calendar changed under the record
+        about = summary(snap, event)
+        if about.has_results:
+            scored.append(score(rec, snap.outcomes(event.race_id), about.name))
+    by_kind = {k: summarise([e for e in scored if e.kind == k]) for k in KINDS}
+    return TrackRecord(season=season, events=scored, summary=by_kind)
 
 
-def read(ledger: Ledger, query: Callable[[Engine], T]) -> T:
+def read(query: Callable[[], T]) -> T:
     """Run a read of the log; a database that is down is a 503 that says so."""
     try:
-        return query(ledger.engine)
+        return query()
     except SQLAlchemyError as exc:
         raise ApiError(
             503,
@@ -139,29 +121,26 @@ def read(ledger: Ledger, query: Callable[[Engine], T]) -> T:
         ) from exc
 
 
-def from_log(engine: Engine, season: int, snap: FeatureSnapshot) -> TrackRecord:
-    """The track record of ``season`` from the prediction log behind ``engine``."""
-    db.migrate(engine)
-    with engine.connect() as conn:
-        records = db.scoreable(conn, season)
-    return track_record(season, records, snap)
+def season_record(engine: Engine, snap: FeatureSnapshot, season: int) -> TrackRecord:
+    """/track_record: 404 for a season not in the data, 503 if the log is unreachable."""
+    check_season(snap, season, "query")
+    return read(lambda: from_log(engine, season, snap))
 
 
-def last_recorded(engine: Engine, season: int, rnd: int) -> dict[str, Any] | None:
-    """The last forecast of the event that may enter the track record, or None."""
-    db.migrate(engine)
-    with engine.connect() as conn:
-        records = [r for r in db.scoreable(conn, season) if r["round"] == rnd]
-    return records[-1] if records else None
-
-
-def recorded_forecast(rec: dict[str, Any], snap: FeatureSnapshot) -> RecordedForecast:
-    """A stored forecast (a ``forecasts`` row) as the API answers one."""
-    cars = rec["field"]
-    by_win = sorted(cars, key=lambda c: (-(c.get("win") or 0.0), c["driver_id"]))
-    rank = {c["driver_id"]: i + 1 for i, c in enumerate(by_win)}
+def event_record(engine: Engine, snap: FeatureSnapshot, season: int, rnd: int) -> RecordedForecast:
+    """/track_record/{season}/{round}: the event's last scoreable forecast as the API
+    answers one, else 404."""
+    recs = [r for r in read(lambda: db.scoreable(engine, season)) if r["round"] == rnd]
+    if not recs:
+        raise ApiError(
+            404,
+            f"no forecast of season {season} round {rnd} was recorded before its qualifying",
+            [{"loc": ["path", "round"], "msg": "no recorded forecast"}],
+        )
+    rec = recs[-1]
+    rank = {c["driver_id"]: i + 1 for i, c in enumerate(_by_win(rec["field"]))}
     quali, race = [], []
-    for c in cars:
+    for c in rec["field"]:
         names = {
             "driver_id": c["driver_id"],
             "driver_name": snap.driver_name(c["driver_id"]),
@@ -197,23 +176,3 @@ def recorded_forecast(rec: dict[str, Any], snap: FeatureSnapshot) -> RecordedFor
         qualifying_predictions=sorted(quali, key=lambda p: p.grid_position_estimate),
         race_winner_predictions=sorted(race, key=lambda p: p.predicted_rank),
     )
-
-
-def season_record(ledger: Ledger, snap: FeatureSnapshot, season: int) -> TrackRecord:
-    """/track_record: 404 for a season not in the data, 503 if the log is unreachable."""
-    from pipelines.serving.events import check_season
-
-    check_season(snap, season, "query")
-    return read(ledger, lambda engine: from_log(engine, season, snap))
-
-
-def event_record(ledger: Ledger, snap: FeatureSnapshot, season: int, rnd: int) -> RecordedForecast:
-    """/track_record/{season}/{round}: 404 when no such forecast was recorded."""
-    rec = read(ledger, lambda engine: last_recorded(engine, season, rnd))
-    if rec is None:
-        raise ApiError(
-            404,
-            f"no forecast of season {season} round {rnd} was recorded before its qualifying",
-            [{"loc": ["path", "round"], "msg": "no recorded forecast"}],
-        )
-    return recorded_forecast(rec, snap)

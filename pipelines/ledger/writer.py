@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from pipelines.features.event import EventContext
 from pipelines.ledger import db, track
@@ -32,23 +33,33 @@ LOG_EVERY_S = 60.0
 RETENTION_EVERY_S = 3600.0
 
 
-class Counters(Protocol):
+def _ignore(n: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Counters:
     """Where the writer reports its counts (Prometheus in the service)."""
 
-    def written(self, n: int) -> None: ...
-    def dropped(self, n: int) -> None: ...
-    def pending(self, n: int) -> None: ...
+    written: Callable[[int], None] = _ignore
+    dropped: Callable[[int], None] = _ignore
+    pending: Callable[[int], None] = _ignore
 
 
-class NoCounters:
-    def written(self, n: int) -> None:
-        pass
+@lru_cache(maxsize=1)
+def prometheus_counters() -> Counters:
+    """``f1_ledger_written_total``, ``f1_ledger_dropped_total``, ``f1_ledger_pending`` in
+    /metrics (BentoML merges every worker's)."""
+    # imported late: BentoML points prometheus_client at its multiprocess folder at start
+    import prometheus_client as prom
 
-    def dropped(self, n: int) -> None:
-        pass
-
-    def pending(self, n: int) -> None:
-        pass
+    return Counters(
+        prom.Counter("f1_ledger_written", "Answers written to the prediction log.").inc,
+        prom.Counter("f1_ledger_dropped", "Answers dropped: the log's buffer was full.").inc,
+        prom.Gauge(
+            "f1_ledger_pending", "Answers waiting for the database.", multiprocess_mode="livesum"
+        ).set,
+    )
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,7 @@ class Ledger:
         interval_s: float = 0.5,
         timeout_s: float = 5.0,
         retention_days: float | None = None,
-        counters: Counters | None = None,
+        counters: Counters = Counters(),
         enabled: bool = True,
     ) -> None:
         self.url = url
@@ -86,10 +97,10 @@ class Ledger:
         self.max_pending = max_pending
         self.interval_s = interval_s
         self.retention_days = retention_days
-        self.counters: Counters = counters or NoCounters()
+        self.counters = counters
         self.engine = db.make_engine(url, timeout_s)
         self._pending: dict[EventKey, Answer] = {}
-        self._waiting = 0  # answers in _pending, repeats included
+        self.pending = 0  # answers waiting, repeats included
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -102,8 +113,6 @@ class Ledger:
         self.dropped = 0
         self.last_error: str | None = None
         self.last_write: datetime | None = None
-
-    # ------------------------------------------------------------ request path
 
     def record(
         self,
@@ -130,28 +139,20 @@ class Ledger:
                 self.counters.dropped(1)
                 self._log_at_most_every("overflow", "prediction log buffer full: answer dropped")
                 return
-            self._waiting += 1
+            self.pending += 1
 
     def answered(self, request: BaseModel, res: Resolved, fc: Forecast) -> None:
         """Queue an endpoint's answer; the request kept only where it changed the field."""
         given = None if fc.field.as_in_data else request.model_dump_json(exclude_none=True)
         self.record(fc, given, REQUEST_ID.get(), res.fitted_on_event)
 
-    # ------------------------------------------------------------ reads
-
     def track_record(self, snap: FeatureSnapshot, season: int) -> TrackRecord:
         """/track_record: the season's recorded forecasts, scored (404, 503 as errors)."""
-        return track.season_record(self, snap, season)
+        return track.season_record(self.engine, snap, season)
 
     def recorded(self, snap: FeatureSnapshot, season: int, rnd: int) -> RecordedForecast:
         """/track_record/{season}/{round}: the event's recorded forecast."""
-        return track.event_record(self, snap, season, rnd)
-
-    # ------------------------------------------------------------ state
-
-    @property
-    def pending(self) -> int:
-        return self._waiting
+        return track.event_record(self.engine, snap, season, rnd)
 
     def state(self) -> dict[str, Any]:
         """For /health: where the log goes and how it is keeping up."""
@@ -165,8 +166,6 @@ class Ledger:
             "last_write": self.last_write.isoformat() if self.last_write else None,
             "last_error": self.last_error,
         }
-
-    # ------------------------------------------------------------ writer thread
 
     def start(self) -> None:
         if not self.enabled:
@@ -189,10 +188,6 @@ class Ledger:
         self.engine.dispose()
         return left
 
-    def flush(self) -> bool:
-        """Write what waits now; False if the database refused."""
-        return self._flush_once()
-
     def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
@@ -201,20 +196,21 @@ class Ledger:
             self._wake.clear()
             if self._stopping.is_set():
                 break
-            failures = 0 if self._flush_once() else failures + 1
+            failures = 0 if self.flush() else failures + 1
             if failures == 0:
                 self._retain()
         self._drain(self._stop_by)
 
     def _drain(self, deadline: float) -> None:
         while self.pending and time.monotonic() < deadline:
-            if not self._flush_once():
+            if not self.flush():
                 time.sleep(0.2)
 
-    def _flush_once(self) -> bool:
+    def flush(self) -> bool:
+        """Write what waits now; False if the database refused."""
         with self._lock:
             batch, self._pending = self._pending, {}
-            answers, self._waiting = self._waiting, 0
+            answers, self.pending = self.pending, 0
         self.counters.pending(0 if not batch else answers)
         if not batch:
             return True
@@ -260,7 +256,7 @@ class Ledger:
                 else:
                     lost += a.count
                     continue
-                self._waiting += a.count
+                self.pending += a.count
             self.dropped += lost
         if lost:
             self.counters.dropped(lost)
@@ -289,11 +285,6 @@ class Ledger:
             logger.warning(msg, *args)
 
 
-def answer_inputs(fc: Forecast, drivers_json: str | None) -> str | None:
-    """The caller's inputs to keep: None when the field is the data's own."""
-    return None if fc.field.as_in_data else drivers_json
-
-
 def saw_qualifying(snap: FeatureSnapshot) -> Callable[[EventContext], bool]:
     """Whether ``snap`` holds an event's qualifying (such a forecast is no test)."""
     seen: dict[int, bool] = {}
@@ -302,8 +293,7 @@ def saw_qualifying(snap: FeatureSnapshot) -> Callable[[EventContext], bool]:
         if event.race_id is None:
             return False
         if event.race_id not in seen:
-            o = snap.outcomes(event.race_id)
-            seen[event.race_id] = bool(o["q_pos"].notna().any())
+            seen[event.race_id] = bool(snap.outcomes(event.race_id)["q_pos"].notna().any())
         return seen[event.race_id]
 
     return check
@@ -311,7 +301,6 @@ def saw_qualifying(snap: FeatureSnapshot) -> Callable[[EventContext], bool]:
 
 def service_ledger(settings: Settings, tags: Mapping[str, str], snap: FeatureSnapshot) -> Ledger:
     """The front service's log, started: ``F1_LEDGER_URL``, else SQLite beside the store."""
-    from pipelines.ledger.metrics import PrometheusCounters
     from pipelines.models.store import store_home
 
     served = Served(dict(tags), snap.meta.get("data_hash"), saw_qualifying(snap))
@@ -321,7 +310,7 @@ def service_ledger(settings: Settings, tags: Mapping[str, str], snap: FeatureSna
         max_pending=settings.ledger_max_pending,
         timeout_s=settings.ledger_timeout_s,
         retention_days=settings.ledger_retention_days,
-        counters=PrometheusCounters(),
+        counters=prometheus_counters(),
         enabled=settings.ledger,
     )
     ledger.start()

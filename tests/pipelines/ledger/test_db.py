@@ -63,7 +63,7 @@ def test_an_answer_given_again_adds_to_its_count_and_moves_last_at(engine: sa.En
         db.upsert(conn, [_row(3, 5, t0 + timedelta(hours=1))])
     with engine.connect() as conn:
         assert db.totals(conn) == (2, 8)
-        rows = {r["round"]: r for r in db.event_forecasts(conn, 2030, 3)}
+    rows = {r["round"]: r for r in db.scoreable(engine, 2030)}
     assert rows[3]["count"] == 7
     assert rows[3]["last_at"].replace(tzinfo=UTC) == t0 + timedelta(hours=1)
     assert rows[3]["first_at"].replace(tzinfo=UTC) == t0
@@ -72,8 +72,7 @@ def test_an_answer_given_again_adds_to_its_count_and_moves_last_at(engine: sa.En
 def test_the_field_is_stored_whole_with_the_race_odds(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         db.upsert(conn, [_row()])
-    with engine.connect() as conn:
-        (rec,) = db.event_forecasts(conn, 2030, 3)
+    (rec,) = db.scoreable(engine, 2030)
     field = rec["field"]
     assert [c["driver_id"] for c in field] == ["alice", "bob", "carol", "dave"]
     assert sum(c["win"] for c in field) == pytest.approx(1.0, abs=1e-5)
@@ -87,11 +86,7 @@ def test_retention_deletes_only_rows_older_than_the_cut(engine: sa.Engine) -> No
         db.upsert(conn, [_row(r, 1, now - timedelta(days=r)) for r in range(1, 11)])
     with engine.begin() as conn:
         assert db.delete_older(conn, 5.5, now) == 5
-    with engine.connect() as conn:
-        left = sorted(
-            r["round"] for rnd in range(1, 11) for r in db.event_forecasts(conn, 2030, rnd)
-        )
-    assert left == [1, 2, 3, 4, 5]
+    assert sorted(r["round"] for r in db.scoreable(engine, 2030)) == [1, 2, 3, 4, 5]
 
 
 def test_only_data_alone_unseen_race_forecasts_are_scoreable(engine: sa.Engine) -> None:
@@ -103,7 +98,7 @@ def test_only_data_alone_unseen_race_forecasts_are_scoreable(engine: sa.Engine) 
     quali_only = row(Answer(forecast(5, race=False), None, "q", False, at, at), MODELS, "h", False)
     with engine.begin() as conn:
         db.upsert(conn, [*rows, quali_only])
-        assert [r["round"] for r in db.scoreable(conn, 2030)] == [1]
+    assert [r["round"] for r in db.scoreable(engine, 2030)] == [1]
 
 
 def test_postgres_urls_as_libpq_gives_them_run_on_psycopg() -> None:

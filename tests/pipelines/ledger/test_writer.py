@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.ledger import db
-from pipelines.ledger.writer import Ledger, Served
+from pipelines.ledger.writer import Counters, Ledger, Served
 from tests.pipelines.ledger.forecasts import forecast
 from tests.postgres import Cluster
 
@@ -19,6 +19,7 @@ class Counts:
     def __init__(self) -> None:
         self.w = self.d = 0
         self.p = -1
+        self.counters = Counters(self.written, self.dropped, self.pending)
 
     def written(self, n: int) -> None:
         self.w += n
@@ -42,7 +43,7 @@ def _answers(url: str) -> tuple[int, int]:
 def test_repeats_wait_as_one_row_and_are_written_with_their_count(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'l.sqlite3'}"
     counts = Counts()
-    ledger = Ledger(url, SERVED, counters=counts)
+    ledger = Ledger(url, SERVED, counters=counts.counters)
     for _ in range(5):
         ledger.record(forecast(3), None, "r", False)
     ledger.record(forecast(4), None, "r", False)
@@ -55,7 +56,9 @@ def test_repeats_wait_as_one_row_and_are_written_with_their_count(tmp_path: Path
 
 def test_past_the_bound_new_answers_are_dropped_and_counted(tmp_path: Path) -> None:
     counts = Counts()
-    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite3'}", SERVED, max_pending=2, counters=counts)
+    ledger = Ledger(
+        f"sqlite:///{tmp_path / 'l.sqlite3'}", SERVED, max_pending=2, counters=counts.counters
+    )
     for rnd in (1, 2, 3, 1):
         ledger.record(forecast(rnd), None, "r", False)
     assert (ledger.pending, ledger.dropped, counts.d) == (3, 1, 1)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,14 +24,13 @@ from pipelines.serving.responses import full_response
 
 def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
     fn()
-    samples = []
-    for _ in range(iterations):
+    us = np.empty(iterations)
+    for i in range(iterations):
         t0 = time.perf_counter()
         fn()
-        samples.append(time.perf_counter() - t0)
-    us = sorted(t * 1e6 for t in samples)
-    stats = {"mean_us": statistics.fmean(us), "p50_us": us[len(us) // 2]}
-    return {"iterations": iterations, **stats, "p99_us": us[min(len(us) - 1, len(us) * 99 // 100)]}
+        us[i] = (time.perf_counter() - t0) * 1e6
+    p50, p99 = np.percentile(us, [50, 99], method="higher")
+    return {"iterations": iterations, "mean_us": us.mean(), "p50_us": p50, "p99_us": p99}
 
 
 def with_practice(snap: Any, body: dict[str, Any]) -> dict[str, Any]:
@@ -47,11 +46,11 @@ def with_practice(snap: Any, body: dict[str, Any]) -> dict[str, Any]:
     return {"event": dict(ev), "drivers": drivers}
 
 
-def jittered(body: dict[str, Any], rng: random.Random, spread_s: float = JITTER_S) -> bytes:
-    """The body with every lap moved by up to +-``spread_s`` (a new body every call)."""
+def jittered(body: dict[str, Any], rng: random.Random) -> bytes:
+    """The body with every lap moved by up to +-``JITTER_S`` (a new body every call)."""
 
     def move(laps: dict[str, float]) -> dict[str, float]:
-        return {s: round(t + rng.uniform(-spread_s, spread_s), 3) for s, t in laps.items()}
+        return {s: round(t + rng.uniform(-JITTER_S, JITTER_S), 3) for s, t in laps.items()}
 
     drivers = [{**d, "practice": move(d["practice"])} for d in body["drivers"]]
     return json.dumps({**body, "drivers": drivers}).encode()
@@ -77,7 +76,7 @@ def measure(
     x1 = snap.stage1_rows(ctx, fld)
     grid, q_gap = race_grid(fld.entries, fc.quali)
     x2 = snap.stage2_rows(ctx, fld.entries, grid, q_gap)
-    pre1 = build_preprocessor(STAGE1.names)
+    pre1, frame1 = build_preprocessor(STAGE1.names), partial(feature_frame, x1, STAGE1.names)
     few = max(50, iterations // 10)
 
     def features(memo: bool = True) -> None:
@@ -117,10 +116,7 @@ def measure(
         "pole_estimate": (lambda: pole_estimate(snap, ctx, fld.laps, s1.config.pole), few),
         "placings_fresh_field": (lambda: classified_top_k(next(fresh), top, finish), iterations),
         "response_models_and_json": (response, few),
-        "dataframe_plus_columntransformer_stage1": (
-            lambda: pre1.transform(feature_frame(x1, STAGE1.names)),
-            few,
-        ),
+        "dataframe_plus_columntransformer_stage1": (lambda: pre1.transform(frame1()), few),
         "in_process_request_plain_path": (lambda: whole(raw), few),
         "numpy_features_both_stages_no_memo": (lambda: features(memo=False), few),
         "in_process_request_jittered_laps": (lambda: whole(next(jitter_iter)), few),

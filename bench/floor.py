@@ -1,6 +1,5 @@
-"""In-process floors for one 20-driver request, timed with no server and no HTTP: the
-models alone (``model_floor``: Stage-1 ``predict_gap`` + Stage-2 ``raw_score``) and each
-step around them."""
+"""In-process floors of one 20-driver request, no server, no HTTP: the models alone
+(``model_floor``: Stage-1 ``predict_gap`` + Stage-2 ``raw_score``) and each step around them."""
 
 from __future__ import annotations
 
@@ -31,19 +30,6 @@ def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
         us[i] = (time.perf_counter() - t0) * 1e6
     p50, p99 = np.percentile(us, [50, 99], method="higher")
     return {"iterations": iterations, "mean_us": us.mean(), "p50_us": p50, "p99_us": p99}
-
-
-def with_practice(snap: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` (an event in the data) with every entered driver and their own practice
-    laps from the data: the template the jittered requests vary."""
-    ev = body["event"]
-    ctx = snap.event_by_round(ev["season"], ev["round"])
-    drivers = [
-        {"driver_id": e.driver_id, "practice": dict(e.practice)}
-        for e in snap.event_field(ctx).entries
-        if e.practice
-    ]
-    return {"event": dict(ev), "drivers": drivers}
 
 
 def jittered(body: dict[str, Any], rng: random.Random) -> bytes:
@@ -97,8 +83,11 @@ def measure(
         f = loop.run_until_complete(flow.full(r.event, r.field, r.rows))
         full_response(r, f, loaded.tags, t0).model_dump_json()
 
+    # the template the jittered requests vary: every entered driver with their own laps
+    entries = snap.event_field(ctx).entries
+    drivers = [{"driver_id": e.driver_id, "practice": dict(e.practice)} for e in entries]
+    practice = {"event": dict(body["event"]), "drivers": [d for d in drivers if d["practice"]]}
     rng = random.Random(20261202)
-    practice = with_practice(snap, body)
     jitter_iter = iter([jittered(practice, rng) for _ in range(few + 1)] * 2)
 
     # podium and points of a field whose strengths no memo has seen (the served finish rate)

@@ -1,7 +1,6 @@
-"""The load generator: wrk (Debian package ``wrk``), one thread, with a Lua script made from
-bench/wrk.lua: one fixed body, or a new body every request (each practice lap jittered, so
-no cache can answer). It prints one ``WRK-JSON`` line: counts, socket errors and latency
-percentiles (1 µs resolution)."""
+"""The load generator: wrk (Debian package), one thread, with a script from bench/wrk.lua that
+sends one fixed body or a new one every request (laps jittered: no cache can answer). It prints
+one ``WRK-JSON`` line: counts, socket errors and latency percentiles (1 µs resolution)."""
 
 from __future__ import annotations
 
@@ -52,13 +51,11 @@ def wrk_path() -> str:
     return found
 
 
-def command(
-    url: str, lua: Path, concurrency: int, seconds: float, timeout_s: int = 20
-) -> list[str]:
+def command(url: str, lua: Path, concurrency: int, seconds: float) -> list[str]:
     """A time-bounded load on ``url`` (loopback only)."""
     if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
         raise LoadError(f"refusing to load anything but loopback: {url}")
-    flags = ["-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s}s"]
+    flags = ["-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout=20s"]
     return [wrk_path(), *flags, "-s", str(lua), url]
 
 

@@ -168,11 +168,7 @@ def figures(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str,
 
 def _side_by_side(results: dict[str, Any]) -> str:
     servers = servers_in(results)
-    head = [
-        "scenario",
-        "c",
-        *(f"{label(s)} {x}" for s in servers for x in ("req/s", "p50 / p99 ms")),
-    ]
+    cols = [f"{label(s)} {x}" for s in servers for x in ("req/s", "p50 / p99 ms")]
     rows = []
     for name in results.get("scenario_order", []):
         recs = [scenario(results, name, s) for s in servers]
@@ -180,12 +176,11 @@ def _side_by_side(results: dict[str, Any]) -> str:
             continue
         cells = [name, str(next(r["concurrency"] for r in recs if r))]
         for r in recs:
-            cells += (
-                [_f(r["ok_rps"]), f"{_f(r['p50_ms'])} / {_f(r['p99_ms'])}"] if r else ["n/a"] * 2
-            )
+            latency = f"{_f(r['p50_ms'])} / {_f(r['p99_ms'])}" if r else "n/a"
+            cells += [_f(r["ok_rps"]) if r else "n/a", latency]
         rps = [value(results, name, s, "ok_rps") for s in ("bento", "original", "plain")]
         rows.append(cells + [_f(ratio(rps[0], other), 2, "x") for other in rps[1:]])
-    return _table([*head, "Bento/Original req/s", "Bento/Plain req/s"], rows)
+    return _table(["scenario", "c", *cols, "Bento/Original req/s", "Bento/Plain req/s"], rows)
 
 
 def _scenario_rows(results: dict[str, Any]) -> str:

@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 DEFAULT_STORE = BENCH / ".bentoml_home"
@@ -88,21 +90,17 @@ def output(*cmd: str) -> str:
         return ""
 
 
-def git_info() -> dict[str, Any]:
+def provenance() -> dict[str, Any]:
+    """The commit and what changed since, the packages' versions and wrk's Debian package
+    version (``wrk -v`` exits non-zero)."""
     paths = ["service.py", "pipelines", "bench", "bentofile.yaml"]
     status = output("git", "status", "--porcelain", "--untracked-files=all", "--", *paths)
     dirty = [p for ln in status.splitlines() if (p := ln[3:]) and not p.startswith("bench/results")]
     commit = output("git", "rev-parse", "--short", "HEAD").strip() or "unknown"
-    return {"commit": commit, "dirty": dirty}
-
-
-def versions() -> dict[str, str]:
-    """The packages' versions, and wrk's Debian package version (``wrk -v`` exits non-zero)."""
-    out = {}
-    for pkg in PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[pkg] = metadata.version(pkg)
-    return out | {"wrk": output("dpkg-query", "-W", "-f=${Version}", "wrk") or "unknown"}
+    installed = {d.name.lower(): d.version for d in metadata.distributions()}
+    versions = {p: installed[p] for p in PACKAGES if p in installed}
+    wrk = output("dpkg-query", "-W", "-f=${Version}", "wrk") or "unknown"
+    return {"git": {"commit": commit, "dirty": dirty}, "versions": versions | {"wrk": wrk}}
 
 
 def ensure_models(store: Path) -> None:
@@ -149,13 +147,12 @@ def check_identity(servers: dict[str, Any], requests: dict[str, tuple[str, Any]]
     ref_name, *others = servers
     checks = []
     for req_name, (path, body) in requests.items():
-        ref = servers[ref_name].post(path, body)
-        for name in others:
-            r = servers[name].post(path, body)
+        ref, *answers = [httpx.post(s.url + path, json=body, timeout=30) for s in servers.values()]
+        for name, r in zip(others, answers, strict=True):
             diff = answer_difference(r, ref)
-            check = {"request": req_name, "server": name, "reference": ref_name}
+            rec = {"request": req_name, "server": name, "reference": ref_name}
             checks.append(
-                check | {"status": r.status_code, "identical": not diff, "difference": diff}
+                rec | {"status": r.status_code, "identical": not diff, "difference": diff}
             )
     bad = [f"{c['server']} {c['request']}: {c['difference']}" for c in checks if c["difference"]]
     ok = f"yes: {len(requests)} requests, every server's JSON equal to the {ref_name}'s"
@@ -382,8 +379,7 @@ class Bench:
         }
         self.results |= {
             "machine": machine,
-            "git": git_info(),
-            "versions": versions(),
+            **provenance(),
             "models": tags,
             "server_env": {k: v for k, v in env.items() if not k.startswith("F1_")},
             "requests": {
@@ -414,8 +410,6 @@ class Bench:
 
     def measure(self) -> None:
         """Identity, memory at rest, the scenario groups and the profile."""
-        import httpx
-
         from bench import proctree
         from bench.profile import profile_server
 

@@ -95,9 +95,6 @@ class RunningServer:
                 time.sleep(0.05)
         raise TimeoutError(f"{self.spec.name} not ready after {timeout_s:.0f} s (see {self.log})")
 
-    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", json=body, timeout=30.0)
-
     def get_text(self, path: str) -> str:
         r = httpx.get(f"{self.url}{path}", timeout=10.0)
         r.raise_for_status()

@@ -1,8 +1,6 @@
-"""The two servers beside the Bento (`python -m bench.baselines plain --port 3102`), one uvicorn
-worker each on asyncio's loop. They share its models, resolution, flow and response builders,
-so their JSON equals its own but for ``metadata.inference_ms``. ``plain``, the limit: bare
-Starlette, numpy features. ``original``: FastAPI with uvicorn's defaults (access log on), and
-per model call a pandas DataFrame through a scikit-learn ``ColumnTransformer``."""
+"""The servers beside the Bento (`python -m bench.baselines plain --port 3102`): its models, flow
+and answers. ``plain``, the limit: bare Starlette, numpy features. ``original``: FastAPI, access
+log on, a pandas DataFrame through a scikit-learn ``ColumnTransformer`` per model call."""
 
 from __future__ import annotations
 
@@ -133,8 +131,7 @@ def feature_frame(x: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
 
 
 def original_flow(loaded: Loaded) -> TwoStage:
-    """The project's two-stage flow with every model call made the original way: a
-    DataFrame through a ColumnTransformer, then the model."""
+    """The two-stage flow, every model call made the original way (DataFrame, transformer)."""
     s1, s2 = loaded.stage1, loaded.stage2
     one, two = STAGE1.names, STAGE2.names
     pre1, pre2 = build_preprocessor(one), build_preprocessor(two)

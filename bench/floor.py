@@ -45,9 +45,8 @@ def jittered(body: dict[str, Any], rng: random.Random) -> bytes:
 def measure(
     body: dict[str, Any], iterations: int, log: Callable[[str], None]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per-step costs of the /predict_full request ``body`` on the served models, with memo
-    hits and, from the drivers' own laps jittered per call, without. Returns them and the
-    template of the jittered requests (``"practice"``)."""
+    """Per-step costs of the /predict_full ``body``, with memo hits and (own laps jittered per
+    call) without; and the jittered requests' template (the drivers' own practice laps)."""
     from bench.baselines import build_preprocessor, feature_frame
     from pipelines.features.spec import STAGE1
 

@@ -92,8 +92,7 @@ class Run:
     result: dict[str, Any]
     output: str
     cpu: dict[str, float]
-    """wrk's own CPU (user + system; it shares the cores with the servers): ``cpu_s``,
-    ``wall_s`` and ``cores_used``."""
+    """wrk's own CPU (it shares the cores): ``cpu_s``, ``wall_s`` and ``cores_used``."""
 
 
 def run(cmd: list[str], max_wall_s: float) -> Run:

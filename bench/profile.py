@@ -33,9 +33,8 @@ CATEGORIES: dict[str, str] = {
     "asyncio event loop": "asyncio/",
     "json": "json/",
 }
-"""Space-separated needles per category. A sample counts in every category one of its
-frames matches (inclusive time). py-spy shortens namespace-package paths:
-opentelemetry/trace/__init__.py shows as trace/__init__.py."""
+"""Space-separated needles per category; a sample counts in every category a frame matches.
+py-spy shortens namespace-package paths: opentelemetry/trace/__init__.py is trace/__init__.py."""
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
@@ -70,8 +69,7 @@ def summarise(text: str, seconds: float, rate: int, top: int = 12) -> dict[str, 
 
 
 def profile_server(srv: Any, script: Path, seconds: float, out_dir: Path) -> dict[str, Any]:
-    """py-spy (``PY_SPY`` or PATH) on every process of ``srv`` while wrk loads /predict_full
-    at c=64."""
+    """py-spy (``PY_SPY`` or PATH) on every process of ``srv`` under wrk at c=64."""
     from bench import load, proctree
 
     spy, rate = os.environ.get("PY_SPY"), 100

@@ -71,9 +71,8 @@ def _table(head: Sequence[str], rows: list[list[str]], align: str = "l") -> str:
 
 
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The Bento's targets (ratios to the 1-worker plain server, and to itself with the
-    prediction log off, in the same run, for both request kinds), each with its value and
-    met / not met (None: unknown)."""
+    """The Bento's targets (ratios to the plain server, or to itself with its prediction log
+    off, same run, both request kinds): value and met (None: unknown)."""
     out: list[dict[str, Any]] = []
 
     def add(target: str, value: str, met: bool | None) -> None:

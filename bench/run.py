@@ -56,10 +56,6 @@ class Scenario:
     def endpoint(self) -> str:
         return "/predict_quali" if self.body == "quali" else "/predict_full"
 
-    @property
-    def load(self) -> bool:  # longer, memory sampled
-        return self.concurrency > 1
-
 
 GROUPS = [
     [Scenario("full_c1_fresh", 1)],
@@ -161,8 +157,7 @@ def check_identity(servers: dict[str, Any], requests: dict[str, tuple[str, Any]]
 
 
 def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dict[str, Any]:
-    """One wrk run on one server: its answers, its CPU, the rest of the machine's CPU and
-    (Bento) the batch sizes."""
+    """One wrk run on one server: answers, its CPU, the rest's CPU, (Bento) batch sizes."""
     from bench import load, proctree
     from bench.servers import COMMANDS, batch_delta, batch_histograms
 
@@ -172,7 +167,8 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
     harness = [os.getpid(), *(o.pid for o in others)]
     own0, ours0 = proctree.cpu_by_pid(srv.pid), proctree.cpu_by_pid(*harness)
     busy0 = proctree.machine_busy_seconds()
-    with proctree.rss_peak(srv.pid) if sc.load else contextlib.nullcontext([0]) as peak:
+    load_run = sc.concurrency > 1  # memory sampled
+    with proctree.rss_peak(srv.pid) if load_run else contextlib.nullcontext([0]) as peak:
         run = load.run(cmd, max_wall_s=sc.duration_s + 60)
     busy = proctree.machine_busy_seconds() - busy0
     names = proctree.process_names(srv.pid)
@@ -203,7 +199,7 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
         "idle_servers_and_harness_cpu_s": ours,
         "other_cpu_cores": max(0.0, busy - cpu - run.cpu["cpu_s"] - ours) / wall if wall else None,
     }
-    if sc.load:
+    if load_run:
         out["rss_peak_mib"] = peak[0] / 2**20
     if bento:
         out["batch"] = batch_delta(before, batch_histograms(srv.get_text("/metrics")))
@@ -298,9 +294,8 @@ def pick(text: str, known: dict[str, Any], what: str) -> list[str]:
 
 
 def use_store(store: Path) -> None:
-    """Point this process, and the servers it starts, at the model store (before anything
-    imports bentoml), with one OpenMP thread and no BentoML usage tracking. The Bento's
-    prediction log is on, as shipped: SQLite beside the store."""
+    """Point this process and its servers at the store (before anything imports bentoml): one
+    OpenMP thread, no usage tracking, the prediction log on as shipped (SQLite beside it)."""
     os.environ["BENTOML_HOME"] = str(store)
     for key in ("F1_LEDGER", "F1_LEDGER_URL"):
         os.environ.pop(key, None)
@@ -335,11 +330,10 @@ class Bench:
     def sized(self, s: Scenario) -> Scenario:
         if self.args.quick:
             return replace(s, concurrency=QUICK_CONCURRENCY[s.concurrency], duration_s=1.0)
-        return replace(s, duration_s=LOAD_SECONDS if s.load else C1_SECONDS)
+        return replace(s, duration_s=LOAD_SECONDS if s.concurrency > 1 else C1_SECONDS)
 
     def prepare(self) -> None:
-        """The store, the models, the servers' environment, the floors, wrk's scripts and
-        the identity check's requests."""
+        """The store, models, servers' environment, floors, wrk's scripts, identity requests."""
         args, store = self.args, self.args.store
         use_store(store)
         from bench import floor, load, proctree
@@ -392,8 +386,7 @@ class Bench:
         }
 
     def start(self) -> None:
-        """Cold starts one at a time (nothing else starting), then all stay up; --quick
-        starts them together (its cold starts are not measurements)."""
+        """Cold starts one at a time, then all stay up (--quick: together, not measured)."""
         from bench import proctree
         from bench.servers import SERVERS, launch
 

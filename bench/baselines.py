@@ -1,13 +1,6 @@
-"""The two servers the Bento is measured against. They share its models, resolution,
-two-stage flow and response builders, so their JSON equals its own but for
-``metadata.inference_ms``. Each runs one uvicorn worker on asyncio's loop (bench/analysis.md).
-
-- ``plain``, the limit: bare Starlette, numpy features, both models in-process.
-- ``original``, the original architecture: FastAPI with uvicorn's defaults (access log on),
-  and per model call a pandas DataFrame through a scikit-learn ``ColumnTransformer``.
-
-    python -m bench.baselines plain --port 3102
-"""
+"""The servers beside the Bento (`python -m bench.baselines plain --port 3102`): its models, flow
+and answers. ``plain``, the limit: bare Starlette, numpy features. ``original``: FastAPI, access
+log on, a pandas DataFrame through a scikit-learn ``ColumnTransformer`` per model call."""
 
 from __future__ import annotations
 
@@ -26,7 +19,7 @@ from fastapi import Response as FastAPIResponse
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from pipelines.features.snapshot import FeatureSnapshot
@@ -62,13 +55,8 @@ def load_models() -> Loaded:
     s = get_settings()
     feat, m1, m2 = (store.get_model(t) for t in (s.features_model, s.stage1_model, s.stage2_model))
     tags = {"features": str(feat.tag), "stage1": str(m1.tag), "stage2": str(m2.tag)}
-    return Loaded(
-        snapshot=store.open_snapshot(feat),
-        stage1=store.open_stage1(m1),
-        stage2=store.open_stage2(m2),
-        tags=tags,
-        served=ServedModels.of(m1, m2),
-    )
+    snap, one, two = store.open_snapshot(feat), store.open_stage1(m1), store.open_stage2(m2)
+    return Loaded(snap, one, two, tags, ServedModels.of(m1, m2))
 
 
 def parse_quali(body: bytes) -> QualiRequest:
@@ -76,13 +64,14 @@ def parse_quali(body: bytes) -> QualiRequest:
     return QualiRequest.model_validate_json(body or b"{}")
 
 
-def validation_body(exc: ValidationError) -> dict[str, Any]:
-    errors = json.loads(exc.json(include_url=False))
-    where = [".".join(map(str, e.get("loc", []))) for e in errors]
-    return {
-        "error": "; ".join(f"{w}: {e.get('msg', '')}" for w, e in zip(where, errors, strict=True)),
-        "detail": [{"loc": ["body", *e.get("loc", [])], "msg": e.get("msg", "")} for e in errors],
-    }
+async def error_response(_: Request, exc: Exception) -> Response:
+    """The answer to a request the models cannot serve, or (plain) to an invalid body."""
+    if isinstance(exc, RequestError):
+        return JSONResponse(exc.body(), status_code=exc.status)
+    errors = json.loads(exc.json(include_url=False)) if isinstance(exc, ValidationError) else []
+    error = "; ".join(f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg', '')}" for e in errors)
+    detail = [{"loc": ["body", *e.get("loc", [])], "msg": e.get("msg", "")} for e in errors]
+    return JSONResponse({"error": error, "detail": detail}, status_code=422)
 
 
 def resolve(loaded: Loaded, req: QualiRequest, race: bool = False) -> Resolved:
@@ -94,22 +83,14 @@ def quali_json(fc: Forecast) -> list[dict[str, Any]]:
     return [p.model_dump() for p in responses.quali_predictions(fc)]
 
 
-# ------------------------------------------------------------------------ plain
-
-
 def plain_app(loaded: Loaded | None = None) -> Starlette:
     loaded = loaded or load_models()
     flow = TwoStage.local(loaded.snapshot, loaded.stage1, loaded.stage2)
 
     async def predict(request: Request, race: bool) -> Response:
         t0 = time.perf_counter()
-        try:
-            req = parse_quali(await request.body())
-            res = resolve(loaded, req, race=race)
-        except ValidationError as exc:
-            return JSONResponse(validation_body(exc), status_code=422)
-        except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
+        req = parse_quali(await request.body())
+        res = resolve(loaded, req, race=race)
         headers = warnings_header(res.warnings)
         if not race:
             fc = await flow.quali(res.event, res.field, res.rows, req.explain)
@@ -118,19 +99,14 @@ def plain_app(loaded: Loaded | None = None) -> Starlette:
         body = responses.full_response(res, fc, loaded.tags, t0).model_dump_json()
         return Response(body, media_type="application/json", headers=headers)
 
-    async def readyz(_: Request) -> Response:
-        return Response("ok", media_type="text/plain")
-
     return Starlette(
         routes=[
             Route("/predict_full", partial(predict, race=True), methods=["POST"]),
             Route("/predict_quali", partial(predict, race=False), methods=["POST"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ]
+            Route("/readyz", lambda _: PlainTextResponse("ok"), methods=["GET"]),
+        ],
+        exception_handlers={RequestError: error_response, ValidationError: error_response},
     )
-
-
-# --------------------------------------------------------------------- original
 
 
 def build_preprocessor(names: Sequence[str]) -> Pipeline:
@@ -141,15 +117,12 @@ def build_preprocessor(names: Sequence[str]) -> Pipeline:
     from sklearn.preprocessing import FunctionTransformer
 
     names, half = list(names), len(names) // 2
-    cast = [FunctionTransformer(_as_float, feature_names_out="one-to-one") for _ in range(2)]
+    as_float = {"kw_args": {"dtype": "float64"}, "feature_names_out": "one-to-one"}
+    cast = [FunctionTransformer(pd.DataFrame.astype, **as_float) for _ in range(2)]
     groups = [("pace", cast[0], names[:half]), ("form", cast[1], names[half:])]
     columns = ColumnTransformer(groups, remainder="drop", verbose_feature_names_out=False)
     pipe = Pipeline([("columns", columns)]).set_output(transform="pandas")
     return pipe.fit(feature_frame(np.zeros((1, len(names))), names))
-
-
-def _as_float(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype("float64")
 
 
 def feature_frame(x: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
@@ -158,8 +131,7 @@ def feature_frame(x: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
 
 
 def original_flow(loaded: Loaded) -> TwoStage:
-    """The project's two-stage flow with every model call made the original way: a
-    DataFrame through a ColumnTransformer, then the model."""
+    """The two-stage flow, every model call made the original way (DataFrame, transformer)."""
     s1, s2 = loaded.stage1, loaded.stage2
     one, two = STAGE1.names, STAGE2.names
     pre1, pre2 = build_preprocessor(one), build_preprocessor(two)
@@ -180,24 +152,19 @@ def original_app(loaded: Loaded | None = None) -> FastAPI:
     loaded = loaded or load_models()
     flow = original_flow(loaded)
     app = FastAPI(title="F1 Prediction API (original architecture)")
+    app.add_exception_handler(RequestError, error_response)
 
     @app.post("/predict_full")
     async def predict_full(request: QualiRequest, response: FastAPIResponse) -> FullResponse:
         t0 = time.perf_counter()
-        try:
-            res = resolve(loaded, request, race=True)
-        except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)  # type: ignore[return-value]
+        res = resolve(loaded, request, race=True)
         fc = await flow.full(res.event, res.field, res.rows, request.explain)
         response.headers.update(warnings_header(res.warnings))
         return responses.full_response(res, fc, loaded.tags, t0)
 
     @app.post("/predict_quali")
     async def predict_quali(request: QualiRequest) -> Any:
-        try:
-            res = resolve(loaded, request)
-        except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
+        res = resolve(loaded, request)
         fc = await flow.quali(res.event, res.field, res.rows, request.explain)
         return JSONResponse(quali_json(fc), headers=warnings_header(res.warnings))
 

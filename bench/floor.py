@@ -1,15 +1,14 @@
-"""In-process floors for one 20-driver request, timed with no server and no HTTP: the
-models alone (``model_floor``: Stage-1 ``predict_gap`` + Stage-2 ``raw_score``) and each
-step around them."""
+"""In-process floors of one 20-driver request, no server, no HTTP: the models alone
+(``model_floor``: Stage-1 ``predict_gap`` + Stage-2 ``raw_score``) and each step around them."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
-import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,34 +23,20 @@ from pipelines.serving.responses import full_response
 
 def _time(fn: Callable[[], Any], iterations: int) -> dict[str, float]:
     fn()
-    samples = []
-    for _ in range(iterations):
+    us = np.empty(iterations)
+    for i in range(iterations):
         t0 = time.perf_counter()
         fn()
-        samples.append(time.perf_counter() - t0)
-    us = sorted(t * 1e6 for t in samples)
-    stats = {"mean_us": statistics.fmean(us), "p50_us": us[len(us) // 2]}
-    return {"iterations": iterations, **stats, "p99_us": us[min(len(us) - 1, len(us) * 99 // 100)]}
+        us[i] = (time.perf_counter() - t0) * 1e6
+    p50, p99 = np.percentile(us, [50, 99], method="higher")
+    return {"iterations": iterations, "mean_us": us.mean(), "p50_us": p50, "p99_us": p99}
 
 
-def with_practice(snap: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` (an event in the data) with every entered driver and their own practice
-    laps from the data: the template the jittered requests vary."""
-    ev = body["event"]
-    ctx = snap.event_by_round(ev["season"], ev["round"])
-    drivers = [
-        {"driver_id": e.driver_id, "practice": dict(e.practice)}
-        for e in snap.event_field(ctx).entries
-        if e.practice
-    ]
-    return {"event": dict(ev), "drivers": drivers}
-
-
-def jittered(body: dict[str, Any], rng: random.Random, spread_s: float = JITTER_S) -> bytes:
-    """The body with every lap moved by up to +-``spread_s`` (a new body every call)."""
+def jittered(body: dict[str, Any], rng: random.Random) -> bytes:
+    """The body with every lap moved by up to +-``JITTER_S`` (a new body every call)."""
 
     def move(laps: dict[str, float]) -> dict[str, float]:
-        return {s: round(t + rng.uniform(-spread_s, spread_s), 3) for s, t in laps.items()}
+        return {s: round(t + rng.uniform(-JITTER_S, JITTER_S), 3) for s, t in laps.items()}
 
     drivers = [{**d, "practice": move(d["practice"])} for d in body["drivers"]]
     return json.dumps({**body, "drivers": drivers}).encode()
@@ -60,9 +45,8 @@ def jittered(body: dict[str, Any], rng: random.Random, spread_s: float = JITTER_
 def measure(
     body: dict[str, Any], iterations: int, log: Callable[[str], None]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per-step costs of the /predict_full request ``body`` on the served models, with memo
-    hits and, from the drivers' own laps jittered per call, without. Returns them and the
-    template of the jittered requests (``"practice"``)."""
+    """Per-step costs of the /predict_full ``body``, with memo hits and (own laps jittered per
+    call) without; and the jittered requests' template (the drivers' own practice laps)."""
     from bench.baselines import build_preprocessor, feature_frame
     from pipelines.features.spec import STAGE1
 
@@ -77,7 +61,7 @@ def measure(
     x1 = snap.stage1_rows(ctx, fld)
     grid, q_gap = race_grid(fld.entries, fc.quali)
     x2 = snap.stage2_rows(ctx, fld.entries, grid, q_gap)
-    pre1 = build_preprocessor(STAGE1.names)
+    pre1, frame1 = build_preprocessor(STAGE1.names), partial(feature_frame, x1, STAGE1.names)
     few = max(50, iterations // 10)
 
     def features(memo: bool = True) -> None:
@@ -98,8 +82,11 @@ def measure(
         f = loop.run_until_complete(flow.full(r.event, r.field, r.rows))
         full_response(r, f, loaded.tags, t0).model_dump_json()
 
+    # the template the jittered requests vary: every entered driver with their own laps
+    entries = snap.event_field(ctx).entries
+    drivers = [{"driver_id": e.driver_id, "practice": dict(e.practice)} for e in entries]
+    practice = {"event": dict(body["event"]), "drivers": [d for d in drivers if d["practice"]]}
     rng = random.Random(20261202)
-    practice = with_practice(snap, body)
     jitter_iter = iter([jittered(practice, rng) for _ in range(few + 1)] * 2)
 
     # podium and points of a field whose strengths no memo has seen (the served finish rate)
@@ -117,10 +104,7 @@ def measure(
         "pole_estimate": (lambda: pole_estimate(snap, ctx, fld.laps, s1.config.pole), few),
         "placings_fresh_field": (lambda: classified_top_k(next(fresh), top, finish), iterations),
         "response_models_and_json": (response, few),
-        "dataframe_plus_columntransformer_stage1": (
-            lambda: pre1.transform(feature_frame(x1, STAGE1.names)),
-            few,
-        ),
+        "dataframe_plus_columntransformer_stage1": (lambda: pre1.transform(frame1()), few),
         "in_process_request_plain_path": (lambda: whole(raw), few),
         "numpy_features_both_stages_no_memo": (lambda: features(memo=False), few),
         "in_process_request_jittered_laps": (lambda: whole(next(jitter_iter)), few),

@@ -1,7 +1,6 @@
-"""The load generator: wrk (Debian package ``wrk``), one thread, with a Lua script made from
-bench/wrk.lua: one fixed body, or a new body every request (each practice lap jittered, so
-no cache can answer). It prints one ``WRK-JSON`` line: counts, socket errors and latency
-percentiles (1 µs resolution)."""
+"""The load generator: wrk (Debian package), one thread, with a script from bench/wrk.lua that
+sends one fixed body or a new one every request (laps jittered: no cache can answer). It prints
+one ``WRK-JSON`` line: counts, socket errors and latency percentiles (1 µs resolution)."""
 
 from __future__ import annotations
 
@@ -52,13 +51,11 @@ def wrk_path() -> str:
     return found
 
 
-def command(
-    url: str, lua: Path, concurrency: int, seconds: float, timeout_s: int = 20
-) -> list[str]:
+def command(url: str, lua: Path, concurrency: int, seconds: float) -> list[str]:
     """A time-bounded load on ``url`` (loopback only)."""
     if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
         raise LoadError(f"refusing to load anything but loopback: {url}")
-    flags = ["-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s}s"]
+    flags = ["-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout=20s"]
     return [wrk_path(), *flags, "-s", str(lua), url]
 
 
@@ -94,13 +91,8 @@ def pct_ms(result: dict[str, Any], p: int) -> float | None:
 class Run:
     result: dict[str, Any]
     output: str
-    cpu_s: float
-    """wrk's own CPU (user + system): it shares the cores with the servers."""
-    wall_s: float
-
-    def cpu(self) -> dict[str, float]:
-        cores = self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
-        return {"cpu_s": self.cpu_s, "wall_s": self.wall_s, "cores_used": cores}
+    cpu: dict[str, float]
+    """wrk's own CPU (it shares the cores): ``cpu_s``, ``wall_s`` and ``cores_used``."""
 
 
 def run(cmd: list[str], max_wall_s: float) -> Run:
@@ -115,4 +107,5 @@ def run(cmd: list[str], max_wall_s: float) -> Run:
     if proc.returncode != 0:
         raise LoadError(f"{cmd[0]} exited with {proc.returncode}: {out[-500:]}")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return Run(parse(out), out, cpu, wall)
+    cores = cpu / wall if wall > 0 else 0.0
+    return Run(parse(out), out, {"cpu_s": cpu, "wall_s": wall, "cores_used": cores})

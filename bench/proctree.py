@@ -52,18 +52,14 @@ def cpu_by_pid(*pids: int) -> dict[int, float]:
     return out
 
 
-def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU used between two ``cpu_by_pid`` snapshots, per process: one missing from a
-    snapshot never turns its whole past into a delta; a new one counts from zero."""
-    return sum(cpu_delta_by_name(before, after, {}).values())
-
-
-def cpu_delta_by_name(
-    before: dict[int, float], after: dict[int, float], names: dict[int, str]
+def cpu_delta(
+    before: dict[int, float], after: dict[int, float], names: dict[int, str] | None = None
 ) -> dict[str, float]:
+    """CPU used between two ``cpu_by_pid`` snapshots, per process name (default: pid). One
+    missing from a snapshot never turns its whole past into a delta; a new one counts from 0."""
     out: dict[str, float] = {}
     for pid, t in after.items():
-        name = names.get(pid, str(pid))
+        name = (names or {}).get(pid, str(pid))
         out[name] = out.get(name, 0.0) + max(0.0, t - before.get(pid, 0.0))
     return out
 
@@ -127,23 +123,17 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def other_busy_cores(exclude: list[int], window_s: float = 2.0) -> float:
-    """Cores the rest of the machine keeps busy (all CPU time minus the ``exclude`` trees
-    and this process), averaged over ``window_s`` (as long as it really took)."""
-    roots = [os.getpid(), *exclude]
-    t0, b0, o0 = time.monotonic(), machine_busy_seconds(), cpu_by_pid(*roots)
-    time.sleep(window_s)
-    b1, o1 = machine_busy_seconds(), cpu_by_pid(*roots)
-    return max(0.0, (b1 - b0) - cpu_delta(o0, o1)) / (time.monotonic() - t0)
-
-
 def wait_quiet(
-    exclude: list[int], threshold_cores: float, max_wait_s: float
+    exclude: list[int], threshold_cores: float, max_wait_s: float, window_s: float = 2.0
 ) -> tuple[float, float]:
-    """Wait (bounded) until the rest of the machine uses < ``threshold_cores``.
-    Returns (the last measure, seconds waited)."""
-    t0 = time.monotonic()
-    busy = other_busy_cores(exclude)
-    while busy >= threshold_cores and time.monotonic() - t0 < max_wait_s:
-        busy = other_busy_cores(exclude)
-    return busy, time.monotonic() - t0
+    """Wait (bounded) until the rest of the machine (all CPU time but the ``exclude`` trees and
+    this process, over ``window_s``) uses < ``threshold_cores``: (that measure, seconds waited)."""
+    roots, t0 = [os.getpid(), *exclude], time.monotonic()
+    while True:
+        t1, busy0, ours0 = time.monotonic(), machine_busy_seconds(), cpu_by_pid(*roots)
+        time.sleep(window_s)
+        busy = machine_busy_seconds() - busy0
+        ours = sum(cpu_delta(ours0, cpu_by_pid(*roots)).values())
+        busy = max(0.0, busy - ours) / (time.monotonic() - t1)
+        if busy < threshold_cores or time.monotonic() - t0 >= max_wait_s:
+            return busy, time.monotonic() - t0

@@ -1,6 +1,5 @@
-"""Where the time goes: py-spy on the serving processes under load, summarised. py-spy is
-optional (``make bench`` installs it in .tools). It samples in an extra load run outside
-the timed table, as sampling costs the server CPU."""
+"""Where the time goes: py-spy (optional; `make bench` installs it in .tools) on the serving
+processes, in an extra load run outside the timed table (sampling costs the server CPU)."""
 
 from __future__ import annotations
 
@@ -34,36 +33,28 @@ CATEGORIES: dict[str, str] = {
     "asyncio event loop": "asyncio/",
     "json": "json/",
 }
-"""Space-separated needles per category. A sample counts in every category one of its
-frames matches (inclusive time). py-spy shortens namespace-package paths:
-opentelemetry/trace/__init__.py shows as trace/__init__.py."""
+"""Space-separated needles per category; a sample counts in every category a frame matches.
+py-spy shortens namespace-package paths: opentelemetry/trace/__init__.py is trace/__init__.py."""
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
-def parse_collapsed(text: str) -> list[tuple[list[str], int]]:
-    """py-spy ``--format raw`` (collapsed stacks): ``frame;frame;... count`` per line."""
-    stacks = []
-    for line in text.splitlines():
-        stack, _, count = line.strip().rpartition(" ")
-        if stack and count.isdigit():
-            stacks.append((stack.split(";"), int(count)))
-    return stacks
-
-
 def summarise(text: str, seconds: float, rate: int, top: int = 12) -> dict[str, Any]:
-    """Total samples, share per category (inclusive) and the top leaf functions (self)."""
-    stacks = parse_collapsed(text)
-    total = sum(n for _, n in stacks)
+    """Total samples, share per category (inclusive) and the top leaf functions (self), from
+    py-spy ``--format raw`` (collapsed stacks: ``frame;frame;... count`` per line)."""
     cats: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
-    for frames, n in stacks:
-        joined = ";".join(frames)
+    for line in text.splitlines():
+        joined, _, count = line.strip().rpartition(" ")
+        if not (joined and count.isdigit()):
+            continue
         for cat, needles in CATEGORIES.items():
             if any(needle in joined for needle in needles.split()):
-                cats[cat] += n
-        leaf = _FRAME.match(frames[-1])
-        leaves[f"{leaf.group('func')} ({leaf.group('file')})" if leaf else frames[-1]] += n
+                cats[cat] += int(count)
+        leaf = joined.split(";")[-1]
+        found = _FRAME.match(leaf)
+        leaves[f"{found.group('func')} ({found.group('file')})" if found else leaf] += int(count)
+    total = sum(leaves.values())
     possible = seconds * rate
 
     def pct(counts: list[tuple[str, int]]) -> dict[str, float]:
@@ -77,16 +68,8 @@ def summarise(text: str, seconds: float, rate: int, top: int = 12) -> dict[str, 
     }
 
 
-def record(py_spy: str, pid: int, seconds: float, out: Path, rate: int) -> subprocess.Popen[bytes]:
-    """Start ``py-spy record`` (collapsed stacks) in the background; the caller waits."""
-    cmd = [py_spy, "record", "--pid", str(pid), "--duration", f"{max(1, round(seconds))}"]
-    cmd += ["--rate", str(rate), "--format", "raw", "--output", str(out), "--nonblocking"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
 def profile_server(srv: Any, script: Path, seconds: float, out_dir: Path) -> dict[str, Any]:
-    """py-spy (``PY_SPY`` or PATH) on every process of ``srv`` while wrk loads /predict_full
-    at c=64."""
+    """py-spy (``PY_SPY`` or PATH) on every process of ``srv`` under wrk at c=64."""
     from bench import load, proctree
 
     spy, rate = os.environ.get("PY_SPY"), 100
@@ -98,7 +81,12 @@ def profile_server(srv: Any, script: Path, seconds: float, out_dir: Path) -> dic
     loader = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(2)
     raws = {pid: out_dir / f"profile-{srv.spec.name}-{pid}.raw" for pid in names}
-    spies = {pid: record(spy, pid, seconds, raw, rate) for pid, raw in raws.items()}
+    record = [spy, "record", "--duration", f"{max(1, round(seconds))}", "--rate", str(rate)]
+    record += ["--format", "raw", "--nonblocking"]  # collapsed stacks
+    spies = {}
+    for pid, raw in raws.items():
+        cmd = [*record, "--pid", str(pid), "--output", str(raw)]
+        spies[pid] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     processes: list[dict[str, Any]] = []
     for pid, sp in spies.items():
         _, err = sp.communicate(timeout=seconds + 60)

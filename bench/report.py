@@ -1,8 +1,5 @@
-"""BENCHMARKS.md from a results JSON (written by bench.run; re-renderable on its own).
-Results from before wrk made every load (hey sent the fixed bodies) render too.
-
-    python -m bench.report [bench/results/latest.json] [-o BENCHMARKS.md]
-"""
+"""BENCHMARKS.md from a results JSON: bench.run writes it, and `python -m bench.report
+[bench/results/latest.json] [-o BENCHMARKS.md]` re-renders one (also those measured with hey)."""
 
 from __future__ import annotations
 
@@ -42,10 +39,6 @@ def load(s: dict[str, Any]) -> dict[str, Any]:
     return s.get("load") or s.get("hey") or {}
 
 
-def bento_loads(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return [load(s) for s in results.get("scenarios", []) if s["server"] == "bento"]
-
-
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
@@ -56,11 +49,8 @@ def vs_plain(results: dict[str, Any], name: str, key: str, other: str = "plain")
 
 
 def _f(v: float | None, digits: int = 1, unit: str = "") -> str:
+    """A figure to ``digits`` decimals with thousands separators and ``unit`` ("x": a ratio)."""
     return "n/a" if v is None else f"{v:,.{digits}f}{unit}"
-
-
-def _x(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}x"
 
 
 def errors_text(s: dict[str, Any]) -> str:
@@ -80,20 +70,19 @@ def _table(head: Sequence[str], rows: list[list[str]], align: str = "l") -> str:
     return "\n".join([f"| {' | '.join(head)} |", sep, *(f"| {' | '.join(r)} |" for r in rows)])
 
 
-# ---------------------------------------------------------------------- targets
-
-
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The Bento's targets (ratios to the 1-worker plain server, and to itself with the
-    prediction log off, in the same run, for both request kinds), each with its value and
-    met / not met (None: unknown)."""
+    """The Bento's targets (ratios to the plain server, or to itself with its prediction log
+    off, same run, both request kinds): value and met (None: unknown)."""
     out: list[dict[str, Any]] = []
 
     def add(target: str, value: str, met: bool | None) -> None:
         out.append({"target": target, "value": value, "met": met})
 
-    def check(target: str, r: float | None, limit: float, at_least: bool = False) -> None:
-        add(target, _x(r), None if r is None else (r >= limit if at_least else r <= limit))
+    def check(
+        target: str, r: float | None, limit: float, at_least: bool = False, shown: str = ""
+    ) -> None:
+        met = None if r is None else (r >= limit if at_least else r <= limit)
+        add(target, shown or _f(r, 2, "x"), met)
 
     for kind, text in KINDS:
         c64, c1, after = (f"{kind}_{s}" for s in ("c64", "c1_fresh", "c1_after_burst"))
@@ -106,26 +95,19 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rps, p99 = (vs_plain(results, c64, k, LEDGER_OFF) for k in ("ok_rps", "p99_ms"))
         check(f"{text}: prediction log on, throughput at c=64 >= 0.95x off", rps, 0.95, True)
         check(f"{text}: prediction log on, p99 at c=64 <= 1.1x off", p99, 1.1)
-    bento = bento_loads(results)
+    bento = [load(s) for s in results.get("scenarios", []) if s["server"] == "bento"]
     errs, total = sum(b["failed"] for b in bento), sum(b["requests"] for b in bento)
     add("zero errors (every scenario)", f"{errs} failed of {total}", errs == 0 if bento else None)
     srv = results.get("servers", {}).get("bento", {})
     cold, rss, pss = srv.get("cold_start_s"), srv.get("rss_load_peak_mib"), srv.get("pss_rest_mib")
-    cold_met = None if cold is None else cold <= 10
-    add("cold start (launch -> /readyz) <= 10 s", _f(cold, 1, " s"), cold_met)
-    add(
-        "whole process tree <= 1 GiB resident under load",
-        _f(rss, 0, " MiB RSS") + (f" (PSS at rest {_f(pss, 0)} MiB)" if pss else ""),
-        None if rss is None else rss <= 1024,
-    )
+    check("cold start (launch -> /readyz) <= 10 s", cold, 10, shown=_f(cold, 1, " s"))
+    rss_text = _f(rss, 0, " MiB RSS") + (f" (PSS at rest {_f(pss, 0)} MiB)" if pss else "")
+    check("whole process tree <= 1 GiB resident under load", rss, 1024, shown=rss_text)
     return out
 
 
-# ---------------------------------------------------------------- what it means
-
-
-def headline(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str, Any]:
-    """The figures of "What it means": the headline, for a reader who stops there."""
+def figures(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The template's figures: "What it means" (the headline) and the run's facts."""
 
     def get(name: str, key: str, server: str = "bento") -> Any:
         return value(results, name, server, key)
@@ -133,21 +115,24 @@ def headline(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str
     fig: dict[str, Any] = {}
     for kind in ("full", "jitter", "next"):
         c64, c1 = f"{kind}_c64", f"{kind}_c1_fresh"
-        fig |= {f"rps_{kind}": _f(get(c64, "ok_rps"), 0), f"p99_{kind}": _f(get(c64, "p99_ms"), 0)}
-        fig[f"x_rps_{kind}"] = _x(vs_plain(results, c64, "ok_rps"))
-        fig[f"x_p99_{kind}"] = _x(vs_plain(results, c64, "p99_ms"))
-        fig[f"log_rps_{kind}"] = _x(vs_plain(results, c64, "ok_rps", LEDGER_OFF))
-        fig[f"log_p99_{kind}"] = _x(vs_plain(results, c64, "p99_ms", LEDGER_OFF))
+        for key, k in (("ok_rps", "rps"), ("p99_ms", "p99")):
+            fig[f"{k}_{kind}"] = _f(get(c64, key), 0)
+            fig[f"x_{k}_{kind}"] = _f(vs_plain(results, c64, key), 2, "x")
+            fig[f"log_{k}_{kind}"] = _f(vs_plain(results, c64, key, LEDGER_OFF), 2, "x")
         fig[f"p50_{kind}"] = _f(get(c1, "p50_ms"))
         fig[f"plain_p50_{kind}"] = _f(get(c1, "p50_ms", "plain"))
         fig[f"after_{kind}"] = _f(get(f"{kind}_c1_after_burst", "p50_ms"))
-    bento = bento_loads(results)
-    srv, machine = results.get("servers", {}).get("bento", {}), results.get("machine", {})
+    bento = [load(s) for s in results.get("scenarios", []) if s["server"] == "bento"]
+    srv, git = results.get("servers", {}).get("bento", {}), results.get("git", {})
     placings = ((results.get("floor") or {}).get("placings_fresh_field") or {}).get("mean_us")
     missed = "; ".join(t["target"] for t in targets if t["met"] is False)
-    started = results.get("started_at", "?")[:19].replace("-", "").replace(":", "")
+    started = results.get("started_at", "?")
+    stamp = ("quick-" if results.get("quick") else "") + started[:19].replace("-", "")
     log = results.get("ledger") or {}
     (rows0, n0), (rows, n) = log.get("before") or (None, None), log.get("after") or (None, None)
+    how, command = results.get("label"), results.get("command", "?")
+    machine = ("nproc", "cpu_model", "memory_gib", "kernel", "python", "loadavg_at_start")
+    fig |= {k: "?" for k in machine} | results.get("machine", {})
     return fig | dict(
         c64=get("full_c64", "concurrency") or get("jitter_c64", "concurrency") or 64,
         errors=f"{sum(b['failed'] for b in bento):,}",
@@ -158,25 +143,31 @@ def headline(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str
         met=sum(1 for t in targets if t["met"]),
         n_targets=len(targets),
         missed=f" Not met: {missed}." if missed else "",
-        nproc=machine.get("nproc", "?"),
-        cpu_model=machine.get("cpu_model", "?"),
-        stamp=("quick-" if results.get("quick") else "") + started + "Z",
+        stamp=stamp.replace(":", "") + "Z",
         log_answers=_f(n, 0),
         log_rows=_f(rows, 0),
         log_added=_f(None if n is None or n0 is None else n - n0, 0),
         log_new_rows=_f(None if rows is None or rows0 is None else rows - rows0, 0),
         log_dropped=_f(log.get("dropped"), 0),
+        started_at=started,
+        wall_s=_f(results.get("wall_s"), 0),
+        command=f"`{how}` (`{command}`)" if how else f"`{command}`",
+        versions=", ".join(f"{k} {v}" for k, v in (results.get("versions") or {}).items()),
+        commit=git.get("commit", "?"),
+        dirty=f", uncommitted changes in {', '.join(git['dirty'])}" if git.get("dirty") else "",
+        models=", ".join(f"`{t}`" for t in (results.get("models") or {}).values()),
+        server_env=", ".join(f"{k}={v}" for k, v in (results.get("server_env") or {}).items()),
+        request_bodies="; ".join(
+            f"{k}: `{json.dumps(v)}`" for k, v in (results.get("requests") or {}).items()
+        ),
+        identity=results.get("identity", {}).get("summary", "not checked"),
+        quiet=_quiet_text(results),
     )
-
-
-# ----------------------------------------------------------------------- tables
 
 
 def _side_by_side(results: dict[str, Any]) -> str:
     servers = servers_in(results)
-    head = ["scenario", "c"] + [
-        f"{label(s)} {x}" for s in servers for x in ("req/s", "p50 / p99 ms")
-    ]
+    cols = [f"{label(s)} {x}" for s in servers for x in ("req/s", "p50 / p99 ms")]
     rows = []
     for name in results.get("scenario_order", []):
         recs = [scenario(results, name, s) for s in servers]
@@ -184,12 +175,11 @@ def _side_by_side(results: dict[str, Any]) -> str:
             continue
         cells = [name, str(next(r["concurrency"] for r in recs if r))]
         for r in recs:
-            cells += (
-                [_f(r["ok_rps"]), f"{_f(r['p50_ms'])} / {_f(r['p99_ms'])}"] if r else ["n/a"] * 2
-            )
+            latency = f"{_f(r['p50_ms'])} / {_f(r['p99_ms'])}" if r else "n/a"
+            cells += [_f(r["ok_rps"]) if r else "n/a", latency]
         rps = [value(results, name, s, "ok_rps") for s in ("bento", "original", "plain")]
-        rows.append(cells + [_x(ratio(rps[0], other)) for other in rps[1:]])
-    return _table([*head, "Bento/Original req/s", "Bento/Plain req/s"], rows)
+        rows.append(cells + [_f(ratio(rps[0], other), 2, "x") for other in rps[1:]])
+    return _table(["scenario", "c", *cols, "Bento/Original req/s", "Bento/Plain req/s"], rows)
 
 
 def _scenario_rows(results: dict[str, Any]) -> str:
@@ -233,17 +223,13 @@ FLOOR_STEPS = {
     "stage2_raw_score": "Stage-2 raw_score",
     "parse_and_resolve": "parse the JSON body + resolve_request",
     "numpy_features_both_stages": "numpy features, both stages (stage1_rows + stage2_rows)",
-    "numpy_features_both_stages_no_memo": "numpy features, both stages, the drivers' own laps "
-    "jittered (no memo hit)",
+    "numpy_features_both_stages_no_memo": "numpy features, both stages, jittered laps (no memo)",
     "pole_estimate": "pole-lap estimate, as served (pipelines.models.pole.pole_estimate)",
     "placings_fresh_field": "podium and points odds of a field no memo has seen (cars retire)",
     "response_models_and_json": "response: pydantic models + JSON (FullResponse)",
-    "dataframe_plus_columntransformer_stage1": "original design: DataFrame + "
-    "ColumnTransformer, one stage",
-    "in_process_request_plain_path": "a whole request in-process: parse, resolve, both "
-    "stages, JSON (plain path, no HTTP)",
-    "in_process_request_jittered_laps": "the same with the drivers' own laps jittered per "
-    "request (no memo hit)",
+    "dataframe_plus_columntransformer_stage1": "original: DataFrame + ColumnTransformer, one stage",
+    "in_process_request_plain_path": "a whole request in-process: parse, resolve, stages, JSON",
+    "in_process_request_jittered_laps": "the same with own laps jittered per request (no memo)",
 }
 
 
@@ -313,36 +299,10 @@ def _quiet_text(results: dict[str, Any]) -> str:
     return text + f"no run disturbed (other CPU <= {q.get('busy')} cores in all {len(runs)})"
 
 
-# ----------------------------------------------------------------------- render
-
 QUICK = "\n> **QUICK MODE**: a harness check with tiny durations and concurrency; the numbers "
 QUICK += "mean nothing.\n"
 WRK = "[wrk](https://packages.debian.org/bookworm/wrk)"
 HEY = "[hey](https://packages.debian.org/bookworm/hey)"
-
-
-def _facts(results: dict[str, Any]) -> str:
-    m, git = results.get("machine", {}), results.get("git", {})
-    how, command = results.get("label"), results.get("command", "?")
-    dirty = f", uncommitted changes in {', '.join(git['dirty'])}" if git.get("dirty") else ""
-    versions = (results.get("versions") or {}).items()
-    requests = (results.get("requests") or {}).items()
-    server_env = (results.get("server_env") or {}).items()
-    facts = [
-        f"Date: {results.get('started_at', '?')} (UTC), {_f(results.get('wall_s'), 0)} s in all",
-        f"Command: `{how}` (`{command}`)" if how else f"Command: `{command}`",
-        f"Machine: {m.get('nproc', '?')} CPUs ({m.get('cpu_model', '?')}), "
-        f"{m.get('memory_gib', '?')} GiB, Linux {m.get('kernel', '?')}, Python "
-        f"{m.get('python', '?')}; load average at start {m.get('loadavg_at_start', '?')}",
-        f"Versions: {', '.join(f'{k} {v}' for k, v in versions)}",
-        f"Code: commit `{git.get('commit', '?')}`{dirty}",
-        f"Models: {', '.join(f'`{t}`' for t in (results.get('models') or {}).values())}",
-        f"Environment of every server: {', '.join(f'{k}={v}' for k, v in server_env)}",
-        "Requests: " + "; ".join(f"{k}: `{json.dumps(v)}`" for k, v in requests),
-        f"Identical answers: {results.get('identity', {}).get('summary', 'not checked')}",
-        f"Shared machine: {_quiet_text(results)}",
-    ]
-    return "\n".join(f"- {fact}" for fact in facts)
 
 
 def render(results: dict[str, Any], notes: str | None = None) -> str:
@@ -356,10 +316,9 @@ def render(results: dict[str, Any], notes: str | None = None) -> str:
     rows = [[t["target"], t["value"], verdict[t["met"]]] for t in targets]
     servers = results.get("servers", {})
     text = TEMPLATE.read_text().format(
-        **headline(results, targets),
+        **figures(results, targets),
         quick=QUICK if results.get("quick") else "",
         how=how,
-        facts=_facts(results),
         servers="\n".join(
             f"- **{label(s)}**: {servers.get(s, {}).get('description', '')}"
             for s in servers_in(results)

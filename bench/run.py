@@ -1,10 +1,6 @@
-"""Run the serving benchmark: the Bento, the original architecture and the plain limit on
-the same stored models; identical answers checked first, then wrk on loopback scenario by
-scenario, alternating the servers. Writes bench/results/*.json and BENCHMARKS.md.
-
-    .venv/bin/python -m bench.run            # make bench
-    .venv/bin/python -m bench.run --quick    # make bench-quick: the harness in a minute
-"""
+"""The serving benchmark (`make bench`; `--quick`: the harness in a minute): the Bento, the
+original architecture and the plain limit on the same models, identical answers checked first,
+then wrk on loopback, alternating the servers. Writes bench/results/*.json and BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -25,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 DEFAULT_STORE = BENCH / ".bentoml_home"
@@ -37,7 +35,8 @@ NEXT_EVENT = {"season": 2026, "circuit_id": "monaco", "date": "2026-06-07"}
 """An event the data does not have: what users send for next season's races."""
 PACKAGES: tuple[str, ...] = ("bentoml", "lightgbm", "numpy", "pandas", "scikit-learn", "fastapi")
 PACKAGES += ("starlette", "uvicorn", "pydantic")
-PACKAGES += ("uvicorn", "pydantic")
+C1_SECONDS, LOAD_SECONDS, PROFILE_SECONDS = 5.0, 15.0, 10.0
+MODELS = ("features", "stage1", "stage2")
 
 
 @dataclass(frozen=True)
@@ -56,10 +55,6 @@ class Scenario:
     @property
     def endpoint(self) -> str:
         return "/predict_quali" if self.body == "quali" else "/predict_full"
-
-    @property
-    def load(self) -> bool:  # longer, memory sampled
-        return self.concurrency > 1
 
 
 GROUPS = [
@@ -91,27 +86,23 @@ def output(*cmd: str) -> str:
         return ""
 
 
-def git_info() -> dict[str, Any]:
+def provenance() -> dict[str, Any]:
+    """The commit and what changed since, the packages' versions and wrk's Debian package
+    version (``wrk -v`` exits non-zero)."""
     paths = ["service.py", "pipelines", "bench", "bentofile.yaml"]
     status = output("git", "status", "--porcelain", "--untracked-files=all", "--", *paths)
     dirty = [p for ln in status.splitlines() if (p := ln[3:]) and not p.startswith("bench/results")]
     commit = output("git", "rev-parse", "--short", "HEAD").strip() or "unknown"
-    return {"commit": commit, "dirty": dirty}
+    installed = {d.name.lower(): d.version for d in metadata.distributions()}
+    versions = {p: installed[p] for p in PACKAGES if p in installed}
+    wrk = output("dpkg-query", "-W", "-f=${Version}", "wrk") or "unknown"
+    return {"git": {"commit": commit, "dirty": dirty}, "versions": versions | {"wrk": wrk}}
 
 
-def versions() -> dict[str, str]:
-    """The packages' versions, and wrk's Debian package version (``wrk -v`` exits non-zero)."""
-    out = {}
-    for pkg in PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[pkg] = metadata.version(pkg)
-    return out | {"wrk": output("dpkg-query", "-W", "-f=${Version}", "wrk") or "unknown"}
-
-
-def ensure_models(store: Path, train: bool) -> None:
+def ensure_models(store: Path) -> None:
     from pipelines.models.store import has_models
 
-    if train and not has_models():
+    if not has_models():
         log(f"models: f1 train --if-missing --no-report (BENTOML_HOME={store})")
         f1 = Path(sys.executable).parent / "f1"
         subprocess.run([str(f1), "train", "--if-missing", "--no-report"], cwd=ROOT, check=True)
@@ -139,13 +130,10 @@ def server_env(store: Path, pins: dict[str, str | None]) -> dict[str, str]:
     from pipelines.models import store as models
 
     env = {"BENTOML_HOME": str(store)}
-    for key in ("features", "stage1", "stage2"):
+    for key in MODELS:
         tag = pins.get(key) or f"f1_{key}:latest"
         env[f"F1_{key.upper()}_MODEL"] = str(models.get_model(tag).tag)
     return env | {k: os.environ[k] for k in ("OMP_NUM_THREADS", "BENTOML_DO_NOT_TRACK")}
-
-
-# -------------------------------------------------------------------- measuring
 
 
 def check_identity(servers: dict[str, Any], requests: dict[str, tuple[str, Any]]) -> dict[str, Any]:
@@ -155,13 +143,12 @@ def check_identity(servers: dict[str, Any], requests: dict[str, tuple[str, Any]]
     ref_name, *others = servers
     checks = []
     for req_name, (path, body) in requests.items():
-        ref = servers[ref_name].post(path, body)
-        for name in others:
-            r = servers[name].post(path, body)
+        ref, *answers = [httpx.post(s.url + path, json=body, timeout=30) for s in servers.values()]
+        for name, r in zip(others, answers, strict=True):
             diff = answer_difference(r, ref)
-            check = {"request": req_name, "server": name, "reference": ref_name}
+            rec = {"request": req_name, "server": name, "reference": ref_name}
             checks.append(
-                check | {"status": r.status_code, "identical": not diff, "difference": diff}
+                rec | {"status": r.status_code, "identical": not diff, "difference": diff}
             )
     bad = [f"{c['server']} {c['request']}: {c['difference']}" for c in checks if c["difference"]]
     ok = f"yes: {len(requests)} requests, every server's JSON equal to the {ref_name}'s"
@@ -170,24 +157,25 @@ def check_identity(servers: dict[str, Any], requests: dict[str, tuple[str, Any]]
 
 
 def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dict[str, Any]:
-    """One wrk run on one server: its answers, its CPU, the rest of the machine's CPU and
-    (Bento) the batch sizes."""
+    """One wrk run on one server: answers, its CPU, the rest's CPU, (Bento) batch sizes."""
     from bench import load, proctree
-    from bench.servers import batch_delta, batch_histograms
+    from bench.servers import COMMANDS, batch_delta, batch_histograms
 
     cmd = load.command(f"{srv.url}{sc.endpoint}", script, sc.concurrency, sc.duration_s)
-    bento = srv.spec.bentoml
+    bento = srv.spec.command == COMMANDS["bento"]  # its /metrics count the batch sizes
     before = batch_histograms(srv.get_text("/metrics")) if bento else {}
     harness = [os.getpid(), *(o.pid for o in others)]
     own0, ours0 = proctree.cpu_by_pid(srv.pid), proctree.cpu_by_pid(*harness)
     busy0 = proctree.machine_busy_seconds()
-    with proctree.rss_peak(srv.pid) if sc.load else contextlib.nullcontext([0]) as peak:
+    load_run = sc.concurrency > 1  # memory sampled
+    with proctree.rss_peak(srv.pid) if load_run else contextlib.nullcontext([0]) as peak:
         run = load.run(cmd, max_wall_s=sc.duration_s + 60)
     busy = proctree.machine_busy_seconds() - busy0
     names = proctree.process_names(srv.pid)
-    by_process = proctree.cpu_delta_by_name(own0, proctree.cpu_by_pid(srv.pid), names)
-    cpu, ours = sum(by_process.values()), proctree.cpu_delta(ours0, proctree.cpu_by_pid(*harness))
-    res, wall, n = run.result, run.wall_s, run.result["responses"]
+    by_process = proctree.cpu_delta(own0, proctree.cpu_by_pid(srv.pid), names)
+    ours = sum(proctree.cpu_delta(ours0, proctree.cpu_by_pid(*harness)).values())
+    cpu = sum(by_process.values())
+    res, wall, n = run.result, run.cpu["wall_s"], run.result["responses"]
     out: dict[str, Any] = {
         "scenario": sc.name,
         "server": srv.spec.name,
@@ -198,7 +186,7 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
         "p50_ms": load.pct_ms(res, 50),
         "p99_ms": load.pct_ms(res, 99),
         "load": res,
-        "load_cpu": run.cpu(),
+        "load_cpu": run.cpu,
         "load_command": shlex.join(cmd),
         "load_output": run.output,
         "server_cpu_s": cpu,
@@ -209,9 +197,9 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
         },
         "machine_busy_s": busy,
         "idle_servers_and_harness_cpu_s": ours,
-        "other_cpu_cores": max(0.0, busy - cpu - run.cpu_s - ours) / wall if wall else None,
+        "other_cpu_cores": max(0.0, busy - cpu - run.cpu["cpu_s"] - ours) / wall if wall else None,
     }
-    if sc.load:
+    if load_run:
         out["rss_peak_mib"] = peak[0] / 2**20
     if bento:
         out["batch"] = batch_delta(before, batch_histograms(srv.get_text("/metrics")))
@@ -219,7 +207,7 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
     log(
         f"  {sc.name:<22} {srv.spec.name:<16} c={sc.concurrency:<3} {res['ok_rps']:8.1f} req/s  "
         f"p50 {p50}  p99 {p99}  failed {res['failed']}  "
-        f"cpu {out['server_cpu_ms_per_request'] or 0:.2f} ms/req  wrk {run.cpu()['cores_used']:.2f} cores"
+        f"cpu {out['server_cpu_ms_per_request'] or 0:.2f} ms/req  wrk {run.cpu['cores_used']:.2f} cores"
     )
     return out
 
@@ -230,10 +218,10 @@ class Quiet:
     the rest of the machine uses fewer than ``threshold`` cores; a run beside more than
     ``busy`` is disturbed and runs again, ``retries`` times within ``budget_s`` seconds."""
 
-    threshold: float
-    busy: float
-    retries: int
-    budget_s: float
+    threshold: float = 0.25
+    busy: float = 0.35
+    retries: int = 2
+    budget_s: float = 180.0
     spent_s: float = 0.0
     disturbed_attempts: int = 0
 
@@ -270,9 +258,6 @@ def run_group(
     return best
 
 
-# ------------------------------------------------------------------------- main
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The options, with the defaults that depend on ``--quick`` filled in."""
     ap = argparse.ArgumentParser(
@@ -284,31 +269,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="harness check: 1 s runs, c <= 4, numbers meaningless")
     add("--servers", default="bento,bento_ledger_off,original,plain", help="comma-separated")
     add("--scenarios", default=",".join(SCENARIOS), help="a comma-separated subset")
-    add("--c1-seconds", type=float, default=5.0, help="one-at-a-time runs (default 5)")
-    add("--load-seconds", type=float, default=15.0, help="c=16/64 runs (default 15)")
     add("--store", type=Path, default=None, help="BENTOML_HOME (default bench/.bentoml_home)")
     add("--no-train", action="store_true", help="no `f1 train --if-missing` in the store")
-    for key in ("features", "stage1", "stage2"):
+    for key in MODELS:
         add(f"--{key}-tag", default=None, help=f"pin the {key} model (default: latest)")
     add("--out-dir", type=Path, default=None, help="default bench/results (quick: .../tmp)")
     add("--markdown", type=Path, default=None, help="default BENCHMARKS.md (quick: in out-dir)")
-    add("--profile", choices=("auto", "yes", "no"), default="auto", help="py-spy the Bento at c=64")
-    add("--profile-seconds", type=float, default=10.0)
-    add("--floor-iterations", type=int, default=None, help="default 3000, quick 200")
-    add("--quiet-cores", type=float, default=None, help="wait until the rest uses fewer (0.25)")
-    add("--busy-cores", type=float, default=0.35, help="a run beside more is disturbed: retried")
-    add("--retries", type=int, default=None, help="retries of a disturbed run (default 2)")
-    add("--quiet-budget", type=float, default=180.0, help="seconds for waits and retries")
-    add("--allow-mismatch", action="store_true", help="time the servers even if answers differ")
     add("--label", default=None, help="how the run was started (e.g. 'make bench')")
     args = ap.parse_args(argv)
-    quick = args.quick
-    args.out_dir = args.out_dir or BENCH / "results" / ("tmp" if quick else "")
-    args.markdown = args.markdown or (args.out_dir if quick else ROOT) / "BENCHMARKS.md"
-    args.floor_iterations = args.floor_iterations or (200 if quick else 3000)
-    args.quiet_cores = args.quiet_cores if args.quiet_cores is not None else 0 if quick else 0.25
-    args.retries = args.retries if args.retries is not None else 0 if quick else 2
-    args.profile = args.profile == "yes" or (args.profile == "auto" and not quick)
+    args.out_dir = args.out_dir or BENCH / "results" / ("tmp" if args.quick else "")
+    args.markdown = args.markdown or (args.out_dir if args.quick else ROOT) / "BENCHMARKS.md"
     if args.store is None and args.no_train and os.environ.get("BENTOML_HOME"):
         args.store = Path(os.environ["BENTOML_HOME"])
     args.store = (args.store or DEFAULT_STORE).resolve()
@@ -324,9 +294,8 @@ def pick(text: str, known: dict[str, Any], what: str) -> list[str]:
 
 
 def use_store(store: Path) -> None:
-    """Point this process, and the servers it starts, at the model store (before anything
-    imports bentoml), with one OpenMP thread and no BentoML usage tracking. The Bento's
-    prediction log is on, as shipped: SQLite beside the store."""
+    """Point this process and its servers at the store (before anything imports bentoml): one
+    OpenMP thread, no usage tracking, the prediction log on as shipped (SQLite beside it)."""
     os.environ["BENTOML_HOME"] = str(store)
     for key in ("F1_LEDGER", "F1_LEDGER_URL"):
         os.environ.pop(key, None)
@@ -344,7 +313,7 @@ class Bench:
         self.names = pick(args.servers, SERVERS, "servers")
         keep = pick(args.scenarios, SCENARIOS, "scenarios")
         self.groups = [[self.sized(s) for s in g if s.name in keep] for g in GROUPS]
-        self.quiet = Quiet(args.quiet_cores, args.busy_cores, args.retries, args.quiet_budget)
+        self.quiet = Quiet(threshold=0, retries=0) if args.quick else Quiet()
         self.running: dict[str, Any] = {}
         command = shlex.join([os.path.relpath(sys.executable, ROOT), "-m", "bench.run", *argv])
         self.results: dict[str, Any] = {
@@ -361,11 +330,10 @@ class Bench:
     def sized(self, s: Scenario) -> Scenario:
         if self.args.quick:
             return replace(s, concurrency=QUICK_CONCURRENCY[s.concurrency], duration_s=1.0)
-        return replace(s, duration_s=self.args.load_seconds if s.load else self.args.c1_seconds)
+        return replace(s, duration_s=LOAD_SECONDS if s.concurrency > 1 else C1_SECONDS)
 
     def prepare(self) -> None:
-        """The store, the models, the servers' environment, the floors, wrk's scripts and
-        the identity check's requests."""
+        """The store, models, servers' environment, floors, wrk's scripts, identity requests."""
         args, store = self.args, self.args.store
         use_store(store)
         from bench import floor, load, proctree
@@ -376,26 +344,25 @@ class Bench:
             log(f"rest of the machine: {busy:.2f} cores busy (waited {waited:.0f} s)")
         machine = proctree.machine_info()
         log(f"machine: {machine}")
-        ensure_models(store, train=not args.no_train)
+        if not args.no_train:
+            ensure_models(store)
         if "bento" in self.names:
             self.results["ledger"] = {"before": ledger_totals(store)}
-        pins = {"features": args.features_tag, "stage1": args.stage1_tag, "stage2": args.stage2_tag}
-        env = server_env(store, pins)
-        tags = {k: env[f"F1_{k.upper()}_MODEL"] for k in ("features", "stage1", "stage2")}
+        env = server_env(store, {k: getattr(args, f"{k}_tag") for k in MODELS})
+        tags = {k: env[f"F1_{k.upper()}_MODEL"] for k in MODELS}
         log(f"models: {tags} from {store}")
         os.environ.update(env)
         from pipelines.serving.schemas import EXAMPLES
         from pipelines.settings import get_settings
 
         get_settings.cache_clear()
-        floor_res, practice = floor.measure(FULL_BODY, args.floor_iterations, log)
+        floor_res, practice = floor.measure(FULL_BODY, 200 if args.quick else 3000, log)
         nxt = {"event": NEXT_EVENT, "drivers": practice["drivers"]}
+        bodies = {"full": FULL_BODY, "quali": QUALI_BODY, "jitter": practice, "next": nxt}
         tmp = Path(tempfile.mkdtemp(prefix="f1-bench-"))
         self.scripts = {
-            "full": load.script(FULL_BODY, tmp / "full.lua"),
-            "quali": load.script(QUALI_BODY, tmp / "quali.lua"),
-            "jitter": load.script(practice, tmp / "jitter.lua", jitter=True),
-            "next": load.script(nxt, tmp / "next.lua", jitter=True),
+            k: load.script(body, tmp / f"{k}.lua", jitter=k in ("jitter", "next"))
+            for k, body in bodies.items()
         }
         examples = {f"example_{k}": v for k, v in EXAMPLES.items() if k != "race_with_grid"}
         self.requests = {
@@ -406,8 +373,7 @@ class Bench:
         }
         self.results |= {
             "machine": machine,
-            "git": git_info(),
-            "versions": versions(),
+            **provenance(),
             "models": tags,
             "server_env": {k: v for k, v in env.items() if not k.startswith("F1_")},
             "requests": {
@@ -420,8 +386,7 @@ class Bench:
         }
 
     def start(self) -> None:
-        """Cold starts one at a time (nothing else starting), then all stay up; --quick
-        starts them together (its cold starts are not measurements)."""
+        """Cold starts one at a time, then all stay up (--quick: together, not measured)."""
         from bench import proctree
         from bench.servers import SERVERS, launch
 
@@ -438,16 +403,14 @@ class Bench:
 
     def measure(self) -> None:
         """Identity, memory at rest, the scenario groups and the profile."""
-        import httpx
-
         from bench import proctree
         from bench.profile import profile_server
 
         args, results, running = self.args, self.results, self.running
         ident = results["identity"] = check_identity(running, self.requests)
         log(f"identical answers: {ident['summary']}")
-        if not ident["identical"] and not args.allow_mismatch:
-            raise RuntimeError("the servers' answers differ; not timing (--allow-mismatch)")
+        if not ident["identical"]:
+            raise RuntimeError("the servers' answers differ; not timing")
         warm = [self.requests["full_20_drivers"], self.requests["quali_1_driver"]]
         with httpx.Client(timeout=30) as client:
             for srv, (path, body) in itertools.product(running.values(), warm):
@@ -462,17 +425,17 @@ class Bench:
         for group in filter(None, self.groups):
             for name, srv in running.items():
                 others = [o for n, o in running.items() if n != name]
-                mine = [s for s in group if srv.spec.runs(s.name)]
+                mine = [s for s in group if s.name in (srv.spec.scenarios or SCENARIOS)]
                 for rec in run_group(mine, srv, self.scripts, others, self.quiet) if mine else []:
                     results["scenarios"].append(rec)
                     if rec["scenario"] == "full_c64" and "rss_peak_mib" in rec:
                         results["servers"][name]["rss_load_peak_mib"] = rec["rss_peak_mib"]
         results["quiet"] = asdict(self.quiet)
-        results["profile"] = {"skipped": "not requested" if not args.profile else "no Bento"}
-        if "bento" in running and args.profile:
-            log(f"profiling the Bento under c=64 for {args.profile_seconds:.0f} s (py-spy)")
-            script, seconds = self.scripts["full"], args.profile_seconds
-            results["profile"] = profile_server(running["bento"], script, seconds, LOG_DIR)
+        results["profile"] = {"skipped": "not requested" if args.quick else "no Bento"}
+        if "bento" in running and not args.quick:
+            log(f"profiling the Bento under c=64 for {PROFILE_SECONDS:.0f} s (py-spy)")
+            script = self.scripts["full"]
+            results["profile"] = profile_server(running["bento"], script, PROFILE_SECONDS, LOG_DIR)
 
     def stop(self) -> None:
         """Stop the servers, keeping the Bento's last /metrics page beside the logs; then

@@ -1,5 +1,5 @@
-"""The servers under test: started and stopped (one process group each), probed, their
-answers compared, and the Bento's batch sizes read from ``/metrics``."""
+"""The servers under test: started and stopped (one process group each), probed, their answers
+compared, and the Bento's batch sizes read from ``/metrics``."""
 
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_BIN = Path(os.environ.get("F1_BENCH_SERVE_BIN") or Path(sys.executable).parent)
-"""Where the Bento and the plain server run from. `make bench` points it at a venv with the
-serving dependencies only, so memory and start-up are those of what ships. The original
-design needs scikit-learn and runs from the project's venv."""
+"""The Bento's and the plain server's venv: `make bench` gives them the serving dependencies
+only, as shipped. The original needs scikit-learn: it runs from the project's venv."""
 
 
 @dataclass(frozen=True)
@@ -36,14 +35,6 @@ class ServerSpec:
 
     def argv(self, port: int) -> list[str]:
         return [*self.command, "--host", "127.0.0.1", "--port", str(port)]
-
-    def runs(self, scenario: str) -> bool:
-        return not self.scenarios or scenario in self.scenarios
-
-    @property
-    def bentoml(self) -> bool:
-        """A Bento: its ``/metrics`` count the batch sizes."""
-        return self.command == COMMANDS["bento"]
 
 
 COMMANDS = {
@@ -104,9 +95,6 @@ class RunningServer:
                 time.sleep(0.05)
         raise TimeoutError(f"{self.spec.name} not ready after {timeout_s:.0f} s (see {self.log})")
 
-    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", json=body, timeout=30.0)
-
     def get_text(self, path: str) -> str:
         r = httpx.get(f"{self.url}{path}", timeout=10.0)
         r.raise_for_status()
@@ -145,21 +133,19 @@ def launch(spec: ServerSpec, env: dict[str, str], log_dir: Path) -> RunningServe
     return RunningServer(spec, proc, port, log, started)
 
 
-def comparable(body: Any) -> Any:
-    """A JSON answer without the fields that legitimately differ (server timing)."""
-    if isinstance(body, dict) and isinstance(meta := body.get("metadata"), dict):
-        return body | {"metadata": {k: v for k, v in meta.items() if k != "inference_ms"}}
-    return body
-
-
 def answer_difference(a: httpx.Response, b: httpx.Response) -> str | None:
-    """How answer ``a`` differs from ``b``: status, warnings header, JSON (None: alike)."""
+    """How answer ``a`` differs from ``b``: status, warnings header, JSON but for the server's
+    timing ``metadata.inference_ms`` (None: alike)."""
     if a.status_code != b.status_code:
         return f"status {a.status_code} != {b.status_code}"
     warn_a, warn_b = a.headers.get("x-f1-warnings"), b.headers.get("x-f1-warnings")
     if warn_a != warn_b:
         return f"X-F1-Warnings {warn_a!r} != {warn_b!r}"
-    return first_difference(comparable(a.json()), comparable(b.json()))
+    bodies = [r.json() for r in (a, b)]
+    for body in bodies:
+        if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+            body["metadata"].pop("inference_ms", None)
+    return first_difference(*bodies)
 
 
 def first_difference(a: Any, b: Any, path: str = "$") -> str | None:

@@ -143,7 +143,7 @@ def test_run_parses_the_output_and_reads_the_generators_cpu_time() -> None:
     burn = "s=0\nfor i in range(3_000_000): s+=i\n"
     res = run([sys.executable, "-c", f"{burn}print({LINE!r})"], max_wall_s=60)
     assert res.result["ok"] == 840 and LINE in res.output
-    assert res.cpu_s > 0.01 and 0 < res.cpu()["cores_used"] <= 2.5
+    assert res.cpu["cpu_s"] > 0.01 and 0 < res.cpu["cores_used"] <= 2.5
 
 
 def test_run_fails_loudly_on_a_nonzero_exit() -> None:

@@ -67,8 +67,7 @@ class SnapshotLookups:
         for s, n, d in zip(num["season"], num["number"], num["driver_id"], strict=True):
             self._numbers[(int(s), int(n))] = str(d)
             self._latest_number[int(n)] = str(d)
-        ent = frames["entrants"]
-        self._entrants = ent
+        ent = self._entrants = frames["entrants"]
         names = frames["names"]
         self._names: dict[tuple[str, str], str] = {
             (str(k), str(i)): str(n)

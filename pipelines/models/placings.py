@@ -132,8 +132,7 @@ def _podium_points(
     """Softmax, podium and top-10 in the keys' order (bit-identical however listed)."""
     s = np.frombuffer(strength, dtype=float)
     order = sorted(range(len(s)), key=lambda i: keys[i])
-    back = np.empty(len(s), dtype=int)
-    back[order] = np.arange(len(s))
+    back = np.argsort(order)  # the inverse permutation
     sc = s[order]
     pod, pts = classified_top_k(sc, (PODIUM, POINTS), finish)
     return weights(sc)[back], pod[back], pts[back]

@@ -283,10 +283,9 @@ def model_info(
 
 def save_snapshot(snapshot: FeatureSnapshot) -> str:
     """A new ``f1_features`` version only (``f1 refresh``), models untouched."""
+    stamp = _stamp(snapshot) | {"kind": "feature_snapshot"}
     with commit(), contextlib.ExitStack() as stack:
-        feat = _save(
-            stack, FEATURES_NAME, snapshot, _stamp(snapshot) | {"kind": "feature_snapshot"}
-        )
+        feat = _save(stack, FEATURES_NAME, snapshot, stamp)
     return str(feat.tag)
 
 

@@ -34,20 +34,14 @@ class FeatureSnapshot(SnapshotRows):
         races = t.races
         ev = driver_events(t, races, lineage)
         events = build_event_frame(t)
-        ent = t.entrants.sort_values("season")
+        cols = ["race_id", "driver_id", "driver_number"]
         nums = (
-            pd.concat(
-                [
-                    t.qualifying[["race_id", "driver_id", "driver_number"]],
-                    t.results[["race_id", "driver_id", "driver_number"]],
-                ]
-            )
+            pd.concat([t.qualifying[cols], t.results[cols]])
             .dropna(subset=["driver_number"])
             .merge(races[["race_id", "season"]], on="race_id")
+            .rename(columns={"driver_number": "number"})
+            .drop_duplicates(["season", "number"], keep="last")
         )
-        nums = nums.rename(columns={"driver_number": "number"}).drop_duplicates(
-            ["season", "number"], keep="last"
-        )[["season", "number", "driver_id"]]
         lin = pd.DataFrame({"constructor_id": list(lineage), "lineage": list(lineage.values())})
         frames = {
             "events": events,
@@ -56,8 +50,10 @@ class FeatureSnapshot(SnapshotRows):
             "dstand": build_standings_state(t.driver_standings, races),
             "cstand": build_standings_state(t.constructor_standings, races),
             "practice": pre_quali_practice(t),
-            "entrants": ent[["season", "constructor_id", "driver_id", "rounds", "test_driver"]],
-            "numbers": nums.astype({"season": int, "number": int}),
+            "entrants": t.entrants.sort_values("season"),
+            "numbers": nums[["season", "number", "driver_id"]].astype(
+                {"season": int, "number": int}
+            ),
             "lineage": lin,
             "outcomes": outcomes_frame(t),
             "names": _names_frame(t),

@@ -1,10 +1,5 @@
-"""Fetch an F1DB release (the YAML source tree) from GitHub into a local data folder.
-
-The data folder (``Settings.data_dir``) holds the repository's ``src/data/``, its
-``LICENSE`` and a ``SOURCE.txt`` naming the release and the CC-BY-4.0 credit. The latest
-release is where GitHub's ``<repo>/releases/latest`` redirects. The replacement is
-all-or-nothing: the release is unpacked next to ``dest`` and swapped in by renames.
-"""
+"""Fetch an F1DB release from GitHub into the data folder: its ``src/data/``, ``LICENSE``
+and a ``SOURCE.txt`` naming the release and the CC-BY-4.0 credit, swapped in by renames."""
 
 from __future__ import annotations
 
@@ -39,7 +34,7 @@ class DownloadError(RuntimeError):
 
 
 def archive_url(tag: str, repo_url: str) -> str:
-    """GitHub source archive for a release tag: f"{repo_url}/archive/refs/tags/{tag}.tar.gz"."""
+    """GitHub's source archive of a release tag."""
     return f"{repo_url.rstrip('/')}/archive/refs/tags/{tag}.tar.gz"
 
 
@@ -49,8 +44,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def latest_tag(repo_url: str = DEFAULT_REPO_URL, *, timeout: float = 30.0) -> str:
-    """The tag of the latest release: where ``<repo>/releases/latest`` redirects
-    (``.../releases/tag/<tag>``), following at most a few hops (a renamed repository)."""
+    """The tag of the latest release: where ``<repo>/releases/latest`` redirects, following
+    a few hops (a renamed repository)."""
     url = f"{repo_url.rstrip('/')}/releases/latest"
     what = f"could not find the latest F1DB release at {url}"
     hop = httpx.URL(url)
@@ -126,8 +121,8 @@ def _fetch(url: str, tag: str, target: Path, *, timeout: float, progress: bool) 
 
 
 def _check_member(member: tarfile.TarInfo, folder: Path) -> None:
-    """Refuse a member that could land outside ``folder``: tarfile's ``data`` filter, and
-    an absolute name (which that filter would quietly make relative)."""
+    """Refuse a member that could land outside ``folder`` (tarfile's ``data`` filter), or
+    with an absolute name (which that filter would quietly make relative)."""
     try:
         if PurePosixPath(member.name).is_absolute():
             raise tarfile.AbsolutePathError(member)
@@ -217,10 +212,8 @@ def download_f1db(
     timeout: float = 60.0,
     progress: bool = True,
 ) -> Path:
-    """Download release ``tag`` of F1DB and atomically replace ``dest`` with its data tree.
-
-    On any failure ``dest`` is left as it was and the temporary folder is removed.
-    """
+    """Download release ``tag`` of F1DB and atomically replace ``dest`` with its data tree
+    (on any failure ``dest`` is left as it was)."""
     if not _is_valid_tag(tag):  # before any I/O
         raise DownloadError(
             f"invalid release tag {tag!r}: expected letters, digits, '.', '_' or '-' "

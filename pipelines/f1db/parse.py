@@ -1,10 +1,5 @@
-"""F1DB YAML source tree -> tidy pandas tables, cached as parquet keyed by content.
-
-Raw data is never modified. The cache folder name is a hash of every source file's
-path and bytes (plus the parser version), so a changed file rebuilds and an unchanged
-tree loads from parquet. A cache is written to a temporary folder and renamed into
-place, so a crash never leaves a partial cache behind.
-"""
+"""F1DB YAML source tree -> tidy pandas tables, cached as parquet in a folder named by a
+hash of every source file's path and bytes (written aside and renamed into place)."""
 
 from __future__ import annotations
 
@@ -108,13 +103,9 @@ def _int_or_nan(value: Any) -> float:
 
 
 def _as_date(value: Any) -> date | None:
-    if value is None:
-        return None
     if isinstance(value, datetime):
         return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value))
+    return value if value is None or isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def _as_datetime(d: Any, t: Any) -> datetime | None:
@@ -137,13 +128,9 @@ def sessions_before_qualifying(
     available: Iterable[str],
     starts: dict[str, datetime | None] | None = None,
 ) -> list[str]:
-    """Which timed sessions ran before qualifying (so may feed Stage-1 features).
-
-    With session start times (F1DB has them from 2024) they decide. Without them the
-    era's format does: 2021-2023 sprint weekends ran qualifying right after FP1 (FP2 and
-    the 2023 shootout came later); 2024+ sprint weekends ran FP1 and sprint qualifying
-    before qualifying; normal weekends ran all practice sessions first.
-    """
+    """Which timed sessions ran before qualifying (so may feed Stage-1 features): by
+    their start times where F1DB has them (2024 on), else by the era's format (2021-2023
+    sprint weekends: FP1 alone; 2024 on: FP1 and sprint qualifying; others: practice)."""
     avail = [s for s in SESSION_FILES if s in set(available)]
     starts = starts or {}
     q_start = starts.get("quali")
@@ -211,19 +198,20 @@ def _parse_rounds(text: Any, n_rounds: int) -> list[int]:
     return [r for r in out if 1 <= r <= max(n_rounds, 1)]
 
 
-def _parse_tree(
-    data_dir: Path, seasons: list[int], tick: Callable[[str], None] | None = None
-) -> Tables:
+def _parse_tree(data_dir: Path, seasons: list[int], progress: bool) -> Tables:
+    from rich.progress import Progress
+
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in Tables.table_names()}
-    for season in seasons:
-        race_dirs = _race_dirs(data_dir, season)
-        for rdir in race_dirs:
-            rnd = _parse_race(rdir, season, rows)
-            if tick:
-                tick(f"{season} round {rnd}")
-        ent_path = data_dir / "seasons" / str(season) / "entrants.yml"
-        if ent_path.exists():
-            rows["entrants"] += _entrant_rows(ent_path, season, len(race_dirs))
+    race_dirs = {season: _race_dirs(data_dir, season) for season in seasons}
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task("Parsing F1DB", total=sum(map(len, race_dirs.values())))
+        for season, dirs in race_dirs.items():
+            for rdir in dirs:
+                rnd = _parse_race(rdir, season, rows)
+                bar.update(task, advance=1, description=f"{season} round {rnd}")
+            ent_path = data_dir / "seasons" / str(season) / "entrants.yml"
+            if ent_path.exists():
+                rows["entrants"] += _entrant_rows(ent_path, season, len(dirs))
     _add_references(data_dir, rows)
     return _frames(rows)
 
@@ -495,7 +483,7 @@ def load_tables(
     if path is not None and path.is_dir():
         frames = {n: pd.read_parquet(path / f"{n}.parquet") for n in Tables.table_names()}
         return Tables(**frames, content_hash=key)
-    tables = _parse_with_progress(data_dir, seasons) if progress else _parse_tree(data_dir, seasons)
+    tables = _parse_tree(data_dir, seasons, progress)
     tables.content_hash = key
     if path is not None:
         _write_cache(path, tables)
@@ -503,28 +491,13 @@ def load_tables(
 
 
 def data_hash(data_dir: Path, min_season: int = 2012) -> str:
-    """The content hash ``load_tables`` gives the tables of this tree (and a snapshot
-    built from them records): equal hashes, the same data. ~0.5 s on the real tree."""
+    """The content hash ``load_tables`` gives the tables of this tree (~0.5 s)."""
     return content_hash(data_dir, _seasons_from(data_dir, min_season))
 
 
-def _parse_with_progress(data_dir: Path, seasons: list[int]) -> Tables:
-    from rich.progress import Progress
-
-    total = sum(len(_race_dirs(data_dir, s)) for s in seasons)
-    with Progress(transient=True) as bar:
-        task = bar.add_task("Parsing F1DB", total=total)
-        return _parse_tree(
-            data_dir, seasons, tick=lambda desc: bar.update(task, advance=1, description=desc)
-        )
-
-
 def team_lineage(constructors: pd.DataFrame) -> dict[str, str]:
-    """Constructor id -> id of the newest team in its chronology (Toro Rosso -> RB ...).
-
-    F1DB lists a team's predecessors in ``chronology``; the member that started last is
-    the lineage name, so form carries over a rename (Force India -> Aston Martin).
-    """
+    """Constructor id -> id of the newest team in its F1DB ``chronology`` (Toro Rosso ->
+    RB): form carries over a rename."""
     best: dict[str, tuple[int, str]] = {}
     for chron in constructors["chronology"].fillna(""):
         members = []

@@ -1,16 +1,12 @@
-"""What an event and its field are, as serving passes them around (no pandas here).
-
-The feature snapshot (``snapshot``) builds and reads history with pandas; everything a
-request carries from resolution to the models is defined here, in plain Python and
-numpy, so that a process that never loads the snapshot (BentoML's arbiter, the model
-services) never imports pandas.
-"""
+"""What an event and its field are, as serving passes them around: plain Python and
+numpy, so that a process without the snapshot (BentoML's arbiter, the model services)
+never imports pandas."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,17 +55,14 @@ class Entry:
 
 @dataclass
 class EventField:
-    """Every car at an event and every lap set before its qualifying: what each
-    driver's features are relative to (ranks, teammates, the session's best lap). For an
-    event in the data, its entry list with a request's drivers merged in (replacing or
-    joining); for another event, the request's drivers."""
+    """Every car at an event and every lap set before its qualifying (what each driver's
+    features are relative to): the data's entry list with a request's drivers merged in."""
 
     entries: list[Entry]
     laps: dict[str, dict[str, float]] = field(default_factory=dict)
     """session -> driver -> best lap (s); reserve drivers' FP1 laps included."""
     as_in_data: bool = False
-    """The event's field exactly as the data has it (nothing given changed a car or a
-    lap): its feature rows are a function of the event alone, so they are memoised."""
+    """The event's field exactly as the data has it (its feature rows are memoised)."""
 
     def index(self, driver_ids: Sequence[str]) -> np.ndarray:
         """Positions of these drivers in ``entries``."""
@@ -109,11 +102,4 @@ class PoleHistory:
 
     def head(self, n: int) -> PoleHistory:
         """The first ``n`` events (history is sorted by day, so: those before a day)."""
-        return PoleHistory(
-            self.session[:n],
-            self.layout[:n],
-            self.ratio[:n],
-            self.pole_s[:n],
-            self.day[:n],
-            self.course_length[:n],
-        )
+        return PoleHistory(*(getattr(self, f.name)[:n] for f in fields(self)))

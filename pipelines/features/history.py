@@ -1,8 +1,5 @@
-"""Form and calendar history, built once from the parsed tables and read point in time.
-
-Every state row says what was known *after* an event; ``History.before`` returns the
-last row dated strictly before a day, so a feature never sees its own event's results.
-"""
+"""Form and calendar history, built once from the parsed tables and read point in time:
+a state row is what was known *after* an event, ``History.before`` reads strictly before."""
 
 from __future__ import annotations
 
@@ -53,9 +50,6 @@ class History:
             if row is not None:
                 out[i] = row
         return out
-
-    def col(self, name: str) -> int:
-        return self.cols.index(name)
 
     def before(self, key: str, day: int, season: int | None = None) -> np.ndarray | None:
         hit = self._idx.get(key)
@@ -153,7 +147,6 @@ def pre_quali_practice(t: Tables) -> pd.DataFrame:
 
 
 def build_leader_state(dstand: pd.DataFrame) -> pd.DataFrame:
-    """The championship leader's points after each round of each season (the reference
-    of a driver's share: the season's real leader, whoever a request names)."""
+    """The championship leader's points after each round of each season."""
     lead = dstand.groupby(["season", "day"], as_index=False)["points"].max()
     return lead.assign(id=lead["season"].astype(str))[["id", "day", "season", "points"]]

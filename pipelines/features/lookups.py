@@ -1,6 +1,5 @@
-"""The snapshot's look-ups: the calendar, each event's entry list and field, and the
-names and ids a request uses. Plain dicts and arrays built once; no DataFrame per request.
-"""
+"""The snapshot's look-ups (calendar, entry lists, fields, names and ids): plain dicts
+and arrays built once, no DataFrame per request."""
 
 from __future__ import annotations
 
@@ -34,16 +33,10 @@ class SnapshotLookups:
         self.events = ev
         self._index_calendar(ev)
         self._practice: dict[int, list[tuple[str, str, str, float, float]]] = {}
-        for row in frames["practice"].itertuples(index=False):
-            self._practice.setdefault(int(row.race_id), []).append(
-                (
-                    str(row.driver_id),
-                    str(row.constructor_id),
-                    str(row.session),
-                    float(row.time_s),
-                    float(row.laps),
-                )
-            )
+        for p in frames["practice"].itertuples(index=False):
+            driver, team, session = str(p.driver_id), str(p.constructor_id), str(p.session)
+            lap = (driver, team, session, float(p.time_s), float(p.laps))
+            self._practice.setdefault(int(p.race_id), []).append(lap)
         self._index_people(frames)
 
     def _index_calendar(self, ev: pd.DataFrame) -> None:
@@ -74,8 +67,7 @@ class SnapshotLookups:
         for s, n, d in zip(num["season"], num["number"], num["driver_id"], strict=True):
             self._numbers[(int(s), int(n))] = str(d)
             self._latest_number[int(n)] = str(d)
-        ent = frames["entrants"]
-        self._entrants = ent
+        ent = self._entrants = frames["entrants"]
         names = frames["names"]
         self._names: dict[tuple[str, str], str] = {
             (str(k), str(i)): str(n)
@@ -93,8 +85,7 @@ class SnapshotLookups:
                 self._latest_team[str(d)] = str(c)
 
     def cached(self, name: str, key: Any, build: Callable[[], T]) -> T:
-        """``build()``, kept per snapshot under ``key`` (callers make it a pure function
-        of the snapshot and the key); each memo is cleared when it reaches ``MEMO_SIZE``."""
+        """``build()`` (a pure function of the snapshot and ``key``), memoised per snapshot."""
         memo = self.memo.setdefault(name, {})
         hit = memo.get(key)
         if hit is None:
@@ -114,8 +105,7 @@ class SnapshotLookups:
         return None if i is None else self._context(i)
 
     def _context(self, i: int) -> EventContext:
-        """The calendar row as an EventContext (a fresh copy of a memoised one: building
-        it from a pandas row costs more than everything else a request needs)."""
+        """The calendar row as an EventContext (a fresh copy of a memoised one)."""
         return dataclasses.replace(self.cached("context", i, lambda: self._build_context(i)))
 
     def _build_context(self, i: int) -> EventContext:
@@ -146,8 +136,7 @@ class SnapshotLookups:
         return [self._context(i) for i, s in enumerate(self.events["season"]) if s == season]
 
     def event_on(self, season: int, circuit_id: str, day: pd.Timestamp) -> EventContext | None:
-        """The calendar's event of ``season`` at ``circuit_id`` on ``day`` (its race
-        date), or None: an event named by circuit and date may be one the data has."""
+        """The calendar's event of ``season`` at ``circuit_id`` on ``day``, or None."""
         i = self._by_place.get((season, circuit_id, pd.Timestamp(day).date().isoformat()))
         return None if i is None else self._context(i)
 
@@ -174,15 +163,13 @@ class SnapshotLookups:
     # ---------------------------------------------------------- entries, field
 
     def entries(self, ctx: EventContext) -> tuple[Entry, ...]:
-        """The entry list and pre-qualifying practice for a known event, from a per-event
-        cache shared by every request: read only, never change what it returns."""
+        """The entry list and pre-qualifying practice of a known event (memoised: read only)."""
         key = (ctx.season, ctx.round, ctx.race_id)
         return self.cached("entries", key, lambda: tuple(self._entries(ctx)))
 
     def _entries(self, ctx: EventContext) -> list[Entry]:
-        """The drivers entered for this round (FP1-only reserves are not; F1DB's
-        ``testDriver`` flag also marks drivers who raced some rounds, who count for
-        those), with their practice from sessions held before qualifying."""
+        """The drivers entered for this round (FP1-only reserves are not; a ``testDriver``
+        who raced a round is), with their practice from sessions before qualifying."""
         ent = self._entrants
         ent = ent[ent["season"] == ctx.season]
         out: dict[str, Entry] = {}
@@ -203,8 +190,7 @@ class SnapshotLookups:
         return self._practice.get(race_id, [])
 
     def field_laps(self, ctx: EventContext) -> dict[str, dict[str, float]]:
-        """Every best lap set in each pre-qualifying session of a known event, by driver
-        (reserves included); a fresh copy of a per-event cache."""
+        """Every best lap of each pre-qualifying session of a known event, by driver (a copy)."""
         key = ctx.race_id or -1
 
         def build() -> dict[str, dict[str, float]]:
@@ -217,17 +203,14 @@ class SnapshotLookups:
         return {s: dict(v) for s, v in self.cached("field", key, build).items()}
 
     def event_field(self, ctx: EventContext, given: Sequence[Entry] | None = None) -> EventField:
-        """The event's field with the ``given`` entries merged in (see ``EventField``).
-
-        A given entry carries its own practice (what a request gave, else the data's):
-        its laps replace the driver's laps from the data in every session.
-        """
+        """The event's field with the ``given`` entries merged in, a given entry's laps
+        replacing the driver's laps from the data in every session."""
         known = ctx.race_id is not None
         entries = list(self.entries(ctx)) if known else []
         laps = self.field_laps(ctx) if known else {}
         pos = {e.driver_id: i for i, e in enumerate(entries)}
         as_in_data = known and all(
-            g.driver_id in pos and _same_car(g, entries[pos[g.driver_id]]) for g in given or ()
+            g.driver_id in pos and _car(g) == _car(entries[pos[g.driver_id]]) for g in given or ()
         )
         for g in given or ():
             if g.driver_id in pos:
@@ -262,8 +245,7 @@ class SnapshotLookups:
         return self._names.get(("constructor", constructor_id or ""))
 
     def similar_ids(self, kind: IdKind, given: str) -> list[str]:
-        """F1DB ids of ``kind`` spelt like ``given`` (a typo's likely meaning), closest
-        first; none when ``given`` is one (a known id means what it says)."""
+        """F1DB ids of ``kind`` spelt like ``given``, closest first (none if it is one)."""
         import difflib
 
         def known() -> list[str]:
@@ -275,11 +257,6 @@ class SnapshotLookups:
         return [] if given in ids else difflib.get_close_matches(given, ids, 2, 0.75)
 
 
-def _same_car(a: Entry, b: Entry) -> bool:
-    """Same driver, team and laps: what Stage-1's rows read of an entry."""
-    return (a.driver_id, a.constructor_id, a.practice, a.laps) == (
-        b.driver_id,
-        b.constructor_id,
-        b.practice,
-        b.laps,
-    )
+def _car(e: Entry) -> tuple[Any, ...]:
+    """What Stage-1's rows read of an entry: driver, team and laps."""
+    return (e.driver_id, e.constructor_id, e.practice, e.laps)

@@ -1,11 +1,5 @@
-"""The snapshot's feature rows: Stage-1 and Stage-2 rows for an event's field, what they
-read of the time before the event (form, standings, the rules era, how old the data
-is) and the pole-lap history.
-
-Rows are relative to the event's whole field, never to the drivers a request names, and
-are plain numpy (columns filled by name: ``features.spec``). Rows of a field as the data
-has it are memoised: they are a pure function of the snapshot and the event.
-"""
+"""The snapshot's feature rows for an event's whole field (never only the drivers a
+request names), what they read of the time before the event, and the pole-lap history."""
 
 from __future__ import annotations
 
@@ -25,7 +19,7 @@ from pipelines.features.history import (
     build_leader_state,
 )
 from pipelines.features.lookups import SnapshotLookups
-from pipelines.features.spec import PRACTICE_SESSIONS, RULES_RESETS, STAGE1, STAGE2
+from pipelines.features.spec import PRACTICE_SESSIONS, RULES_RESETS, STAGE1, STAGE2, Rows
 
 
 class SnapshotRows(SnapshotLookups):
@@ -49,10 +43,10 @@ class SnapshotRows(SnapshotLookups):
         self._calendar_day = np.sort([day_number(d) for d in ev["date"]]).astype(int)
 
     def stage1_rows(self, ctx: EventContext, fld: EventField) -> np.ndarray:
-        """Stage-1 rows for every car of the field (columns ``STAGE1.names``), memoised
-        for a field as the data has it (a copy is returned)."""
-        if not fld.as_in_data:  # laps from a request: building a memo key costs more
-            return self._stage1(ctx, fld)  # than the rows, and such bodies rarely repeat
+        """Stage-1 rows for every car of the field, memoised (a copy) for a field as the
+        data has it (a request's laps rarely repeat: its memo key would cost more)."""
+        if not fld.as_in_data:
+            return self._stage1(ctx, fld)
         return self._memo_rows("stage1", _ctx_key(ctx), lambda: self._stage1(ctx, fld))
 
     def stage2_rows(
@@ -62,8 +56,7 @@ class SnapshotRows(SnapshotLookups):
         grid: np.ndarray,
         q_gap: np.ndarray,
     ) -> np.ndarray:
-        """Stage-2 rows for every car of a field: grid slot and qualifying gap (actual
-        or Stage-1's) plus form (memoised like ``stage1_rows``)."""
+        """Stage-2 rows for every car of a field (memoised like ``stage1_rows``)."""
         key = (
             _ctx_key(ctx),
             _cars(entries),
@@ -77,9 +70,7 @@ class SnapshotRows(SnapshotLookups):
 
     def rules_races(self, ctx: EventContext) -> float:
         """Races held (in the data) under the technical rules of ``ctx``'s season before
-        its date: 0 at the first race after a reset (``RULES_RESETS``), and for every
-        event of a reset season the data has no race of; NaN when the rules era began
-        before the data does (its length is not known) or before the first reset."""
+        its date (``RULES_RESETS``); NaN when that era began before the data does."""
         start = max((s for s in RULES_RESETS if s <= ctx.season), default=None)
         if start is None or start < self._first_season:
             return math.nan
@@ -87,9 +78,8 @@ class SnapshotRows(SnapshotLookups):
         return float(np.count_nonzero((self._held_season >= start) & (self._held_day < day)))
 
     def results_behind(self, ctx: EventContext) -> tuple[int, int] | None:
-        """For an event after the latest results: how many calendar events between them
-        have no results in the data, and how many days the latest results are before it.
-        None for an event on or before the latest results (its form is up to date)."""
+        """For an event after the latest results: the calendar events between them without
+        results, and the days between; None for an event on or before them."""
         if self._last_held_day is None:
             return None
         last, day = self._last_held_day, day_number(ctx.date)
@@ -103,15 +93,13 @@ class SnapshotRows(SnapshotLookups):
         self, ctx: EventContext, entries: Sequence[Entry]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Whether each car's driver, and its team (by lineage), has a result in the data
-        before the event; where not (a rookie, a new team, an id F1DB does not know) the
-        form features are empty. Reads the memoised form both stages use."""
+        before the event (else its form features are empty)."""
         d, tm = self._form(entries, day_number(ctx.date))
         return ~np.isnan(d).all(axis=1), ~np.isnan(tm).all(axis=1)
 
     def _form(self, entries: Sequence[Entry], day: int) -> tuple[np.ndarray, np.ndarray]:
         """Each car's driver and team form before ``day`` (NaN rows where unknown),
-        memoised (read-only) on the day and the cars: a request's own laps never change
-        the form, so both stages and jittered bodies about one event share it."""
+        memoised (read-only) on the day and the cars, which alone it depends on."""
 
         def build() -> tuple[np.ndarray, np.ndarray]:
             teams = [
@@ -127,8 +115,8 @@ class SnapshotRows(SnapshotLookups):
     def _standings(
         self, entries: Sequence[Entry], day: int, season: int
     ) -> tuple[np.ndarray, np.ndarray, float]:
-        """Championship standings before ``day`` in ``season``: each car's driver and
-        constructor (points, position) and the leader's points; memoised like ``_form``."""
+        """Each car's driver and constructor (points, position) in ``season`` before ``day``,
+        and the leader's points (memoised like ``_form``)."""
 
         def build() -> tuple[np.ndarray, np.ndarray, float]:
             ds, cs = _read_only(
@@ -158,23 +146,17 @@ class SnapshotRows(SnapshotLookups):
                 ranks[:, j] = np.where(ok, (order + 1) / ok.sum(), np.nan)
             rows[f"p_{s}_gap"] = gaps[:, j]
         with np.errstate(all="ignore"):
-            rows["p_best_gap"] = _nanmin_rows(gaps)
+            rows["p_best_gap"] = np.fmin.reduce(gaps, axis=1)
             rows["p_last_gap"] = _last_valid(gaps)
-            rows["p_mean_rank"] = _nanmean_rows(ranks)
+            ran = ~np.isnan(ranks)
+            rows["p_mean_rank"] = np.where(ran, ranks, 0.0).sum(axis=1) / ran.sum(axis=1)
         rows["p_laps"] = np.array(
             [sum(v for v in e.laps.values() if not math.isnan(v)) for e in entries], dtype=float
         )
         rows["p_n_sessions"] = (~np.isnan(gaps)).sum(axis=1)
         rows["p_tm_gap"] = _teammate_diff(entries, rows["p_best_gap"])
-        d, tm = self._form(entries, day_number(ctx.date))
-        col = self.driver.col
-        rows["d_q_gap_ewm"] = d[:, col("q_gap_ewm")]
-        rows["d_q_gap_last"] = d[:, col("q_gap_last")]
-        rows["d_q_pos_ewm"] = d[:, col("q_pos_ewm")]
-        rows["d_n_events"] = np.nan_to_num(d[:, col("n_events")], nan=0.0)
-        rows["d_points_ewm"] = d[:, col("points_ewm")]
-        rows["t_q_gap_ewm"] = tm[:, self.team.col("t_q_gap_ewm")]
-        rows["t_points_ewm"] = tm[:, self.team.col("t_points_ewm")]
+        self._fill_form(rows, *self._form(entries, day_number(ctx.date)))
+        rows["d_n_events"] = np.nan_to_num(rows["d_n_events"], nan=0.0)
         rows["d_vs_team_gap"] = rows["d_q_gap_ewm"] - rows["t_q_gap_ewm"]
         rows["c_street"] = 1.0 if ctx.circuit_type == "STREET" else 0.0
         rows["c_sprint"] = 1.0 if ctx.is_sprint else 0.0
@@ -194,15 +176,7 @@ class SnapshotRows(SnapshotLookups):
         rows["grid"] = grid
         rows["q_gap_pct"] = q_gap
         rows["q_tm_gap"] = _teammate_diff(entries, np.asarray(q_gap, dtype=float))
-        d, tm = self._form(entries, day)
-        col = self.driver.col
-        rows["d_r_pos_ewm"] = d[:, col("r_pos_ewm")]
-        rows["d_points_ewm"] = d[:, col("points_ewm")]
-        rows["d_win_ewm"] = d[:, col("win_ewm")]
-        rows["d_podium_ewm"] = d[:, col("podium_ewm")]
-        rows["d_q_gap_ewm"] = d[:, col("q_gap_ewm")]
-        rows["t_points_ewm"] = tm[:, self.team.col("t_points_ewm")]
-        rows["t_win_ewm"] = tm[:, self.team.col("t_win_ewm")]
+        self._fill_form(rows, *self._form(entries, day))
         ds, cs, leader = self._standings(entries, day, ctx.season)
         rows["d_champ_points"] = np.nan_to_num(ds[:, 0], nan=0.0)
         rows["d_champ_pos"] = ds[:, 1]
@@ -211,6 +185,16 @@ class SnapshotRows(SnapshotLookups):
         rows["c_champ_pos"] = cs[:, 1]
         rows["c_rules_races"] = self.rules_races(ctx)
         return rows.x
+
+    @staticmethod
+    def _fill_form(rows: Rows, d: np.ndarray, tm: np.ndarray) -> None:
+        """The driver's (``d_<state>``) and team's form columns that ``rows`` have."""
+        for i, name in enumerate(DRIVER_STATE):
+            if f"d_{name}" in rows.spec.pos:
+                rows[f"d_{name}"] = d[:, i]
+        for i, name in enumerate(TEAM_STATE):
+            if name in rows.spec.pos:
+                rows[name] = tm[:, i]
 
     # ------------------------------------------------------------------ pole
 
@@ -264,28 +248,8 @@ def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _ctx_key(ctx: EventContext) -> tuple[Any, ...]:
-    return (
-        ctx.season,
-        ctx.round,
-        ctx.race_id,
-        day_number(ctx.date),
-        ctx.layout_id,
-        ctx.circuit_type,
-        ctx.course_length,
-        ctx.is_sprint,
-    )
-
-
-def _nanmin_rows(a: np.ndarray) -> np.ndarray:
-    out = np.where(np.isnan(a), np.inf, a).min(axis=1)
-    return np.where(np.isinf(out), np.nan, out)
-
-
-def _nanmean_rows(a: np.ndarray) -> np.ndarray:
-    ok = ~np.isnan(a)
-    cnt = ok.sum(axis=1)
-    s = np.where(ok, a, 0.0).sum(axis=1)
-    return np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+    """Everything of the event its rows depend on (and a little more)."""
+    return tuple(vars(ctx).values())
 
 
 def _last_valid(a: np.ndarray) -> np.ndarray:

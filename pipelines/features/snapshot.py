@@ -1,10 +1,6 @@
 """The feature snapshot: every driver's and team's form *after* each event, the calendar
 and each event's pre-qualifying practice, saved with the models (serving never reads the
-YAML). A feature reads only history dated strictly before its event (point in time).
-
-Here: its data and persistence. Its look-ups (calendar, entry lists, names and ids) are
-``lookups.SnapshotLookups``; its feature rows ``rows.SnapshotRows``.
-"""
+YAML). Here its data and persistence; its look-ups and rows are in ``lookups`` and ``rows``."""
 
 from __future__ import annotations
 
@@ -25,27 +21,11 @@ from pipelines.features.history import (
 from pipelines.features.rows import SnapshotRows
 
 SNAPSHOT_FORMAT = 3
-"""2: an ``outcomes`` frame (actual results, for /ui); 3: a ``names`` frame
-(driver and team names for the answers)."""
-
-FRAME_NAMES = (
-    "events",
-    "driver_state",
-    "team_state",
-    "dstand",
-    "cstand",
-    "practice",
-    "entrants",
-    "numbers",
-    "lineage",
-    "outcomes",
-    "names",
-)
+"""Raised when the saved frames change (3: the ``names`` frame)."""
 
 
 class FeatureSnapshot(SnapshotRows):
-    """History and calendar for feature building: built from the parsed tables, saved
-    beside the models and loaded by serving."""
+    """History and calendar for feature building, saved beside the models."""
 
     @classmethod
     def build(cls, t: Tables) -> FeatureSnapshot:
@@ -54,26 +34,14 @@ class FeatureSnapshot(SnapshotRows):
         races = t.races
         ev = driver_events(t, races, lineage)
         events = build_event_frame(t)
-        prac = pre_quali_practice(t)
-        ent = t.entrants.merge(
-            races.groupby("season")["round"].max().rename("n_rounds"),
-            left_on="season",
-            right_index=True,
-            how="left",
-        ).sort_values("season")
+        cols = ["race_id", "driver_id", "driver_number"]
         nums = (
-            pd.concat(
-                [
-                    t.qualifying[["race_id", "driver_id", "driver_number"]],
-                    t.results[["race_id", "driver_id", "driver_number"]],
-                ]
-            )
+            pd.concat([t.qualifying[cols], t.results[cols]])
             .dropna(subset=["driver_number"])
             .merge(races[["race_id", "season"]], on="race_id")
+            .rename(columns={"driver_number": "number"})
+            .drop_duplicates(["season", "number"], keep="last")
         )
-        nums = nums.rename(columns={"driver_number": "number"}).drop_duplicates(
-            ["season", "number"], keep="last"
-        )[["season", "number", "driver_id"]]
         lin = pd.DataFrame({"constructor_id": list(lineage), "lineage": list(lineage.values())})
         frames = {
             "events": events,
@@ -81,11 +49,11 @@ class FeatureSnapshot(SnapshotRows):
             "team_state": build_team_state(ev),
             "dstand": build_standings_state(t.driver_standings, races),
             "cstand": build_standings_state(t.constructor_standings, races),
-            "practice": prac[
-                ["race_id", "session", "driver_id", "constructor_id", "time_s", "laps"]
-            ],
-            "entrants": ent[["season", "constructor_id", "driver_id", "rounds", "test_driver"]],
-            "numbers": nums.astype({"season": int, "number": int}),
+            "practice": pre_quali_practice(t),
+            "entrants": t.entrants.sort_values("season"),
+            "numbers": nums[["season", "number", "driver_id"]].astype(
+                {"season": int, "number": int}
+            ),
             "lineage": lin,
             "outcomes": outcomes_frame(t),
             "names": _names_frame(t),
@@ -109,8 +77,8 @@ class FeatureSnapshot(SnapshotRows):
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        for name in FRAME_NAMES:
-            self.frames[name].to_parquet(path / f"{name}.parquet", index=False)
+        for name, frame in self.frames.items():
+            frame.to_parquet(path / f"{name}.parquet", index=False)
         (path / "snapshot.json").write_text(json.dumps(self.meta, indent=2))
 
     @staticmethod
@@ -130,13 +98,12 @@ class FeatureSnapshot(SnapshotRows):
                 f"{path}: feature snapshot format {meta.get('format')} is not "
                 f"{SNAPSHOT_FORMAT}; run `f1 refresh`"
             )
-        frames = {name: pd.read_parquet(path / f"{name}.parquet") for name in FRAME_NAMES}
+        frames = {f.stem: pd.read_parquet(f) for f in sorted(path.glob("*.parquet"))}
         return cls(frames, meta)
 
 
 def outcomes_frame(t: Tables) -> pd.DataFrame:
-    """What happened at each event with results: qualifying position and best lap, race
-    classification. Never a feature: shown beside a forecast for a past event."""
+    """Qualifying and race results of each event (never a feature: shown beside a forecast)."""
     q = t.qualifying[["race_id", "driver_id", "position", "best_s"]].rename(
         columns={"position": "q_pos", "best_s": "q_time_s"}
     )

@@ -1,8 +1,5 @@
-"""Feature names and order: one spec per stage, and rows filled by name.
-
-A model records the names it was trained on; serving refuses a model whose list differs
-from the code's (``FeatureSpec.check``), naming the difference.
-"""
+"""Feature names and order: one spec per stage (a model trained on another list is
+refused, ``FeatureSpec.check``), and rows filled by name."""
 
 from __future__ import annotations
 
@@ -107,22 +104,11 @@ STAGE1_LABELS: Mapping[str, str] = {
     "c_rules_races": "races run under the current technical rules",
 }
 """Stage-1's features in order, each with its label."""
-STAGE1 = FeatureSpec(
-    "stage-1",
-    tuple(STAGE1_LABELS),
-    revision=3,  # 3: races under the current rules (routing); 2: practice rank field-wide
-)
+STAGE1 = FeatureSpec("stage-1", tuple(STAGE1_LABELS), revision=3)
 STAGE1_TEAM_FORM = ("t_q_gap_ewm", "t_points_ewm", "d_vs_team_gap")
 """The Stage-1 features a team without history lacks (a new entrant: NaN in serving)."""
-STAGE1_FORM = (
-    "d_q_gap_ewm",
-    "d_q_gap_last",
-    "d_q_pos_ewm",
-    "d_points_ewm",
-    *STAGE1_TEAM_FORM,
-)
-"""The Stage-1 features read from the cars' earlier results (about cars that no longer
-race at the first race under new technical rules)."""
+STAGE1_FORM = ("d_q_gap_ewm", "d_q_gap_last", "d_q_pos_ewm", "d_points_ewm", *STAGE1_TEAM_FORM)
+"""The Stage-1 features read from the cars' earlier results."""
 STAGE1_UNBOOSTED = ("c_rules_races",)
 """Stage-1 inputs no booster is fitted on: they route a row to an ensemble."""
 STAGE1_PRACTICE = tuple(n for n in STAGE1.names if n.startswith("p_"))
@@ -150,16 +136,11 @@ STAGE2_LABELS: Mapping[str, str] = {
     "c_rules_races": STAGE1_LABELS["c_rules_races"],
 }
 """Stage-2's features in order, each with its label."""
-STAGE2 = FeatureSpec(
-    "stage-2",
-    tuple(STAGE2_LABELS),
-    revision=3,  # 3: races run under the current technical rules (the reset blend)
-)
+STAGE2 = FeatureSpec("stage-2", tuple(STAGE2_LABELS), revision=3)
 STAGE2_UNBOOSTED = ("c_rules_races",)
 """Stage-2 inputs the booster is not fitted on: they steer the log-odds (``grid_lean``)."""
 RULES_RESETS = (2009, 2014, 2017, 2022, 2026)
-"""Seasons whose technical rules were rewritten (known years in advance): the order of
-the field before such a season says little about the order after it."""
+"""Seasons whose technical rules were rewritten (known years in advance)."""
 STAGE2_MONOTONE = [-1.0 if n in ("grid", "q_gap_pct", "q_tm_gap") else 0.0 for n in STAGE2.names]
 """Win probability never rises with a worse grid slot or a slower qualifying lap."""
 

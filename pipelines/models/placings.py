@@ -1,32 +1,17 @@
-"""Podium and points probabilities from Stage-2's strengths: the Plackett-Luce model.
+"""Podium and points probabilities from Stage-2's strengths ``s`` (win log-odds): the
+Plackett-Luce model on ``w = exp(s)``, whose first place is the softmax. Every car but
+the winner is classified with probability ``finish``; the podium and the points are the
+first 3 and 10 classified cars.
 
-Stage-2 gives every car of a field a strength ``s`` (its win log-odds); the win
-probability is the softmax, ``w_i / sum(w)`` with ``w = exp(s)``. Plackett-Luce extends
-that to the whole finishing order: the winner is drawn in proportion to ``w``, second
-place from the cars left in proportion to ``w``, and so on. Its first place *is* the
-softmax, so a driver's win, podium and points chances come from one model and agree.
-
-Not every car is classified: every car but the winner is, independently, with
-probability ``finish`` (Stage-2's ``finish_rate``), and the podium and the points are
-the first 3 and 10 *classified* cars. The win (the softmax) is unchanged.
-
-Computed in the exponential-race form of Plackett-Luce: give car j an arrival time
-``T_j ~ Exp(w_j)``; the order of arrival is Plackett-Luce. The first arrival wins; a car
-arriving after ``a`` others takes a top-k place if it is classified and at most k - 2 of
-the other ``a - 1`` are (binomial), so
+Computed in its exponential-race form: car j arrives at ``T_j ~ Exp(w_j)``, so
 
       P(i in top k) = integral over t of  w_i exp(-w_i t) E[h_k(others arrived by t)] dt,
       h_k(0) = 1,  h_k(a) = finish * P(Binomial(a - 1, finish) <= k - 2),
 
-where the number of other cars arrived by ``t`` is Poisson-binomial with
-``p_j(t) = 1 - exp(-w_j t)`` (an N-state recursion over the cars, podium and points in
-one pass). In ``u = log t`` the integrand is analytic and decays double-exponentially at
-both ends, where the trapezoid rule converges geometrically: with the step used here
-the error is below 1e-12 (the tests compare with every finishing order and
-classification enumerated). No sampling, no seed.
-
-Everything is computed over the whole field in a canonical order (by key), so a car's
-numbers are the same whoever else a request names and however the field is listed.
+the others arrived by ``t`` Poisson-binomial with ``p_j(t) = 1 - exp(-w_j t)``. The
+trapezoid rule in ``u = log t`` converges geometrically (error below 1e-12). Computed
+over the whole field in a canonical order (by key): a car's numbers never depend on who
+else a request names.
 """
 
 from __future__ import annotations
@@ -42,8 +27,7 @@ PODIUM = 3
 POINTS = 10
 """Cars scoring points in a Grand Prix (2010 on)."""
 MAX_SPREAD = 200.0
-"""Strengths more than this below the field's best are raised to it (a relative weight of
-1e-87 changes nothing measurable): no weight underflows, the integration range is bounded."""
+"""Strengths more than this below the field's best are raised to it (no weight underflows)."""
 STEP = 0.2
 """Trapezoid step in log-time (error ~ exp(-pi^2 / STEP) ~ 5e-15 relative)."""
 
@@ -72,8 +56,7 @@ def classified_top_k(strength: np.ndarray, ks: Sequence[int], finish: float) -> 
         raise ValueError(f"finish must be in (0, 1], got {finish}")
     w = weights(strength)
     n = len(w)
-    # k >= N: every classified car scores, so the winner and each other car classified
-    # (exactly 1 when every car is); k <= 0: none
+    # k >= N: the winner and each other car classified score; k <= 0: none
     every = np.ones(n) if finish == 1.0 else w + (1.0 - w) * finish
     closed = {k: every if k >= n else np.zeros(n) for k in ks if k >= n or k <= 0}
     open_ks = tuple(k for k in ks if k not in closed)
@@ -81,8 +64,7 @@ def classified_top_k(strength: np.ndarray, ks: Sequence[int], finish: float) -> 
         return [closed[k].copy() for k in ks]
     h = _classified_weights(n, open_ks, float(finish))  # [k, a]: a = 0..n
     lo = math.log(1e-18 / w.max())  # below: every car's integrand < 1e-18
-    # above: every car has arrived (each but exp(-50)); with retirements a car can take a
-    # place however late it arrives, so the weakest car sets the end
+    # above: every car has arrived (each but exp(-50)), the weakest setting the end
     hi = math.log(50.0 / w.min())
     t = np.exp(np.arange(lo, hi + STEP, STEP))
     wt = w[:, None] * t[None, :]
@@ -92,8 +74,6 @@ def classified_top_k(strength: np.ndarray, ks: Sequence[int], finish: float) -> 
     tn = len(t)
     # pre[j][a]: P(a of cars 0..j-1 arrived); suf[j][k, a]: E[h_k(a + arrivals of cars
     # j..n-1)]. Leaving car i out: E[h_k(others arrived)] = sum_a pre[i][a] suf[i+1][k, a]
-    # (pre[j] is 0 past count j, and suf[j] is read only up to count j - 1: the loops
-    # touch those counts alone)
     pre = np.zeros((n + 1, n + 1, tn))
     pre[0, 0] = 1.0
     for j in range(n):
@@ -135,12 +115,8 @@ def placings(
     win: np.ndarray | None = None,
     finish: float = 1.0,
 ) -> Placings:
-    """Win, podium and points probabilities over a field, ordered win <= podium <= points.
-
-    ``keys`` (driver ids) fix the order the field is computed in. ``win`` defaults to the
-    softmax; pass the caller's own to keep the ordering exact against it. ``finish``: the
-    chance a car other than the winner is classified. Memoised on all three.
-    """
+    """Win, podium and points probabilities over a field, ordered win <= podium <= points
+    (``keys``, driver ids, fix the order computed in; ``win`` defaults to the softmax)."""
     s = np.asarray(strength, dtype=float)
     soft, pod, pts = (v.copy() for v in _podium_points(s.tobytes(), tuple(keys), float(finish)))
     w = soft if win is None else np.asarray(win, dtype=float)
@@ -156,8 +132,7 @@ def _podium_points(
     """Softmax, podium and top-10 in the keys' order (bit-identical however listed)."""
     s = np.frombuffer(strength, dtype=float)
     order = sorted(range(len(s)), key=lambda i: keys[i])
-    back = np.empty(len(s), dtype=int)
-    back[order] = np.arange(len(s))
+    back = np.argsort(order)  # the inverse permutation
     sc = s[order]
     pod, pts = classified_top_k(sc, (PODIUM, POINTS), finish)
     return weights(sc)[back], pod[back], pts[back]

@@ -33,13 +33,9 @@ def estimate_pole(
     course_length: float = math.nan,
     season_start: int | None = None,
 ) -> float:
-    """Pole lap (s) = best lap of the latest pre-qualifying session x typical ratio.
-
-    The ratio is the median pole/reference ratio of the last ``window`` events with the
-    same kind of reference session, nudged toward this layout's own past ratios (shrunk
-    by ``shrink`` pseudo-visits). Without practice: ``last_visit_pole`` times
-    ``season_pace``, else the course length at ``pace_per_km``.
-    """
+    """Pole lap (s) = best pre-qualifying lap x the median pole/reference ratio of the last
+    ``window`` events with its kind of session, nudged toward this layout's (``shrink``
+    pseudo-visits). Without practice: ``last_visit_pole`` x ``season_pace``, else by km."""
     h = history if isinstance(history, PoleHistory) else PoleHistory.from_frame(history)
     n = len(h.ratio)
     if session is not None and not math.isnan(ref_lap) and n:
@@ -122,24 +118,14 @@ def pole_estimate(
 ) -> float:
     """The pole-lap estimate for an event from its field's practice laps (memoised)."""
     session, ref = snapshot.pole_reference(laps)
-    day = day_number(ctx.date)
-    start = season_start(ctx.season)
-    key = (day, session, ref, ctx.layout_id, params.window, params.shrink, ctx.course_length)
-    return float(
-        snapshot.cached(
-            "pole",
-            (*key, start),
-            lambda: estimate_pole(
-                snapshot.pole_arrays(day),
-                session,
-                ref,
-                ctx.layout_id,
-                params,
-                ctx.course_length,
-                start,
-            ),
-        )
-    )
+    day, start = day_number(ctx.date), season_start(ctx.season)
+    key = (day, session, ref, ctx.layout_id, params.window, params.shrink, ctx.course_length, start)
+
+    def estimate() -> float:
+        arrays = snapshot.pole_arrays(day)
+        return estimate_pole(arrays, session, ref, ctx.layout_id, params, ctx.course_length, start)
+
+    return float(snapshot.cached("pole", key, estimate))
 
 
 def season_start(season: int) -> int:

@@ -1,8 +1,5 @@
-"""Stage-1: an ensemble of LightGBM regressors on the gap to pole (%).
-
-Boosters are saved as LightGBM text files and settings as JSON: no pickles, so a
-stored model can be inspected and loaded without executing code.
-"""
+"""Stage-1: an ensemble of LightGBM regressors on the gap to pole (%), saved as LightGBM
+text files and JSON settings (no pickles: loading runs no stored code)."""
 
 from __future__ import annotations
 
@@ -32,11 +29,7 @@ if TYPE_CHECKING:  # LightGBM (and SciPy) load only where a model is fitted or l
 @dataclass
 class Stage1Config:
     members: list[dict[str, Any]] = field(
-        default_factory=lambda: [
-            {"objective": "l1", "seed": 1},
-            {"objective": "l1", "seed": 2},
-            {"objective": "l1", "seed": 3},
-        ]
+        default_factory=lambda: [{"objective": "l1", "seed": seed} for seed in (1, 2, 3)]
     )
     """Three l1 boosters with different bagging seeds: the target is scored by MAE."""
     num_leaves: int = 15
@@ -50,18 +43,14 @@ class Stage1Config:
     pole_tau: float = 0.3
     """Temperature (in gap %) turning predicted gaps into pole probabilities."""
     pole_tau_ahead: float | None = None
-    """The same for a field without a practice lap (the form-only ensemble's gaps);
-    None: ``pole_tau``."""
+    """The same for a field without a practice lap (None: ``pole_tau``)."""
     new_team_share: float = 0.1
-    """Share of (event, team) pairs fitted with the team's form blanked, as a team without
-    history has it (docs/model-quality.md, "A new team")."""
+    """Share of (event, team) pairs fitted with the team's form blanked (a new team)."""
     new_team_seed: int = 0
     form_model: bool = True
-    """Also fit a form-only ensemble (practice blanked) for cars without a practice lap,
-    as every car of the next event is before its weekend."""
+    """Also fit a form-only ensemble (practice blanked) for cars without a practice lap."""
     practice_model: bool = True
-    """Also fit a practice-only ensemble (``STAGE1_FORM`` blanked) for the first race
-    under new technical rules, where form is about cars that no longer race."""
+    """Also fit a practice-only ensemble for the first race under new technical rules."""
 
 
 BOOSTED = tuple(n for n in STAGE1.names if n not in STAGE1_UNBOOSTED)
@@ -75,14 +64,14 @@ def boosted_columns(x: np.ndarray) -> np.ndarray:
 
 
 def first_under_new_rules(x: np.ndarray) -> np.ndarray:
-    """Which Stage-1 rows are of the first race under new technical rules (no race held
-    under them before it: ``c_rules_races`` 0; NaN, rules older than the data, is not)."""
+    """Which Stage-1 rows are of the first race under new technical rules (``c_rules_races``
+    0; NaN, rules older than the data, is not)."""
     return np.asarray(x[:, STAGE1.pos["c_rules_races"]] == 0, dtype=bool)
 
 
 def _blanked(x: np.ndarray, names: Sequence[str], rows: np.ndarray | None) -> np.ndarray:
-    """A copy of Stage-1 rows with the features ``names`` missing in ``rows`` (a boolean
-    mask; every row when None): NaN, or 0 for the practice counts."""
+    """A copy of Stage-1 rows with ``names`` missing (NaN, 0 for the practice counts) in
+    ``rows`` (a boolean mask; every row when None)."""
     out = np.array(x, dtype=float, copy=True)
     at = slice(None) if rows is None else rows
     for name in names:
@@ -97,7 +86,7 @@ def without_form(x: np.ndarray) -> np.ndarray:
 
 def blank_team_form(x: np.ndarray, teams: np.ndarray, share: float, seed: int) -> np.ndarray:
     """Stage-1 rows with the team form blanked for a seeded ``share`` of the (event, team)
-    keys in ``teams`` (both cars of a picked team), as a new entrant looks to serving."""
+    keys in ``teams`` (both cars of a picked team)."""
     keys, inverse = np.unique(np.asarray(teams).astype(str), return_inverse=True)
     picked = np.random.default_rng(seed).random(len(keys)) < share
     return without_team_form(x, picked[inverse])
@@ -123,9 +112,7 @@ ENSEMBLES = ("", "form_", "practice_")
 
 
 class Stage1Model:
-    """Ensemble of LightGBM regressors on the gap to pole (%), plus a pole-lap estimate;
-    cars without a practice lap are predicted by a form-only ensemble, cars at the first
-    race under new rules by a practice-only one, when fitted."""
+    """Ensemble of LightGBM regressors on the gap to pole (%), plus a pole-lap estimate."""
 
     def __init__(
         self,
@@ -165,9 +152,8 @@ class Stage1Model:
         )
 
     def _routed(self, x: np.ndarray, contrib: bool) -> np.ndarray:
-        """Each row by the ensemble that predicts it: the form-only one for a car without
-        a practice lap, the practice-only one for a car with practice at the first race
-        under new rules (each when fitted), the main one otherwise."""
+        """Each row by its ensemble (when fitted): the form-only one for a car without a
+        practice lap, the practice-only one at the first race under new rules, else the main."""
         x = np.asarray(x, dtype=float)
         none, laps = np.zeros(len(x), dtype=bool), ~no_practice(x)
         form = ~laps if self.form_boosters else none
@@ -194,8 +180,7 @@ class Stage1Model:
 
     def explain_gap(self, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions to ``raw_gap`` (LightGBM's ``pred_contrib``, averaged
-        over the ensemble that predicts the row): (rows, features + 1), the base value
-        last; a row sums to the driver's ``raw_gap``."""
+        over the row's ensemble): (rows, features + 1), the base value last."""
         return self._routed(x, contrib=True)
 
     def save(self, path: Path) -> None:
@@ -208,13 +193,11 @@ class Stage1Model:
 
     @staticmethod
     def load_config(path: Path) -> Stage1Config:
-        """The settings alone (the front service needs the pole estimate, not the trees)."""
+        """The settings alone (older models: fitted without the later options)."""
         raw = json.loads((path / "config.json").read_text())
         raw["pole"] = PoleParams(**raw["pole"])
-        raw.setdefault("new_team_share", 0.0)  # saved before the field: fitted without it
-        raw.setdefault("form_model", False)  # saved before the form-only ensemble
-        raw.setdefault("practice_model", False)  # saved before the practice-only one
-        return Stage1Config(**raw)
+        old = {"new_team_share": 0.0, "form_model": False, "practice_model": False}
+        return Stage1Config(**(old | raw))
 
     @classmethod
     def load(cls, path: Path) -> Stage1Model:
@@ -253,9 +236,7 @@ def _fit_members(x: np.ndarray, y: np.ndarray, config: Stage1Config) -> list[lgb
             "verbosity": -1,
             "deterministic": True,
         }
-        ds = lgb.Dataset(
-            boosted_columns(x), label=y, feature_name=list(BOOSTED), free_raw_data=True
-        )
+        ds = lgb.Dataset(boosted_columns(x), label=y, feature_name=list(BOOSTED))
         boosters.append(lgb.train(params, ds, num_boost_round=config.n_estimators))
     return boosters
 

@@ -1,11 +1,6 @@
 """Stage-2: a monotone LightGBM win classifier stacked with a linear conditional logit,
-softmax per race.
-
-A car's win log-odds are ``(w * booster + (1 - w) * linear) / T``, ``w`` and ``T`` chosen
-on validation seasons. Both parts are monotone in the grid slot and the qualifying gap,
-and learn from each training race's first finishers (``RankStages``). Early under new
-technical rules the log-odds lean on a grid-only logit instead (``grid_lean``).
-"""
+softmax per race: log-odds ``(w * booster + (1 - w) * linear) / T``, leaning on a
+grid-only logit early under new technical rules (``grid_lean``)."""
 
 from __future__ import annotations
 
@@ -30,7 +25,7 @@ if TYPE_CHECKING:  # LightGBM (and SciPy) load only where a model is fitted or l
 @dataclass(frozen=True)
 class Term:
     """One input of the linear part: a Stage-2 feature, optionally logged, NaN filled,
-    clipped (monotone transforms, so the feature's monotone constraint carries over)."""
+    clipped (monotone transforms, so its monotone constraint carries over)."""
 
     feature: str
     log: bool = False
@@ -54,9 +49,7 @@ LINEAR_TERMS: tuple[Term, ...] = (
     Term("d_r_pos_ewm", fill=10.0),
     Term("t_points_ewm"),
 )
-"""The linear part's inputs (docs/model-quality.md says why these)."""
 BOOSTED = tuple(n for n in STAGE2.names if n not in STAGE2_UNBOOSTED)
-"""The Stage-2 features the booster is fitted on (all but ``STAGE2_UNBOOSTED``)."""
 _BOOSTED_AT = np.array([STAGE2.pos[n] for n in BOOSTED])
 
 
@@ -71,13 +64,11 @@ LINEAR_L2 = 1.0
 """Ridge penalty on the standardised coefficients of the linear part."""
 RANK_DEPTH = 3
 RANK_DECAY = 1.0
-"""Stage-2 learns from each training race's first three finishers, weighted alike
-(Plackett-Luce, ``RankStages``), not from its winner alone."""
+"""Stage-2 learns from each training race's first three finishers, weighted alike."""
 
 
 def stage2_places(s: Settings) -> tuple[int, float]:
-    """The places of each training race Stage-2 learns from, and their decay:
-    ``F1_STAGE2_RANK_DEPTH`` / ``_DECAY`` when set, else ``RANK_DEPTH`` / ``RANK_DECAY``."""
+    """The places of each training race Stage-2 learns from, and their decay (settings)."""
     depth = RANK_DEPTH if s.stage2_rank_depth is None else s.stage2_rank_depth
     return depth, RANK_DECAY if s.stage2_rank_decay is None else s.stage2_rank_decay
 
@@ -94,10 +85,9 @@ def linear_design(x: np.ndarray, terms: tuple[Term, ...] = LINEAR_TERMS) -> np.n
 
 @dataclass(frozen=True)
 class RankStages:
-    """The choices of each race's first finishers as a Plackett-Luce logit sees them: the
-    winner chosen from the field, second from the rest, and so on. ``rows``: stage after
-    stage, the rows still running (an unclassified car stays in every stage); ``starts``,
-    ``seg``: where each stage begins, each entry's stage; ``weight`` per stage; ``chosen``
+    """The choices of each race's first finishers as Plackett-Luce sees them (the winner
+    from the field, second from the rest...). ``rows``: stage after stage, the rows still
+    running; ``starts``, ``seg``: where each stage begins, each entry's stage; ``chosen``
     1 for the entry that took the place. A race stops at a place not held by one car."""
 
     rows: np.ndarray
@@ -115,8 +105,7 @@ class RankStages:
         decay: float = 1.0,
     ) -> RankStages:
         """Stages for the first ``depth`` places of each race (``groups``), place ``j``
-        weighted ``decay ** (j - 1)``; ``ranks`` are finishing positions (NaN: not
-        classified). ``depth`` 1 is the winner's softmax (the conditional logit)."""
+        weighted ``decay ** (j - 1)``; ``ranks``: finishing positions (NaN: unclassified)."""
         g = np.asarray(groups)
         r = np.asarray(ranks, dtype=float)
         rows: list[np.ndarray] = []
@@ -163,8 +152,7 @@ class RankStages:
 
 
 def finish_ranks(y_win: np.ndarray, ranks: np.ndarray | None) -> np.ndarray:
-    """Finishing positions to fit on: ``ranks``, or the win labels alone (the winner 1,
-    the others unplaced) when the positions are not given."""
+    """Finishing positions to fit on: ``ranks``, else the winner 1 and the others unplaced."""
     if ranks is not None:
         return np.asarray(ranks, dtype=float)
     return np.where(np.asarray(y_win, dtype=float) == 1.0, 1.0, np.nan)
@@ -241,40 +229,35 @@ def race_softmax_objective(
 @dataclass
 class Stage2Config:
     objective: str = "race_softmax"
-    """"race_softmax": the per-race softmax likelihood; "binary": per-driver log loss on
-    who won, normalised per race afterwards."""
+    """"race_softmax" (the per-race softmax likelihood) or "binary" (per-driver log loss)."""
     num_leaves: int = 7
     n_estimators: int = 300
     learning_rate: float = 0.03
     min_child_samples: int = 30
     temperature: float = 1.0
-    """Per-race softmax temperature on the stacked log-odds, tuned on validation."""
     stack_weight: float = 1.0
     """Weight of the booster's log-odds; the linear conditional logit gets 1 - w."""
     linear_terms: list[str] = field(default_factory=list)
     linear_coef: list[float] = field(default_factory=list)
-    """The fitted linear part (names of ``LINEAR_TERMS`` and raw-scale coefficients)."""
     linear_mean: list[float] = field(default_factory=list)
-    """Each linear term's training mean (explanations measure from the average car)."""
+    """The linear part: ``LINEAR_TERMS``' names, raw-scale coefficients, training means."""
     reset_weight: float = 1.0
     """The grid lean's share of the log-odds at the first race under new technical rules."""
     reset_races: float = 4.0
     """Races under new rules over which that share falls linearly to 0."""
     grid_coef: list[float] = field(default_factory=list)
     grid_mean: list[float] = field(default_factory=list)
-    """The grid lean's fitted logit (``GRID_TERMS``) and its terms' means."""
     rank_depth: int = RANK_DEPTH
-    """Places of each training race Stage-2 is fitted on (1: the winner alone)."""
+    """Places of each training race Stage-2 is fitted on, place ``j`` weighted
+    ``rank_decay ** (j - 1)``."""
     rank_decay: float = RANK_DECAY
-    """Weight of place ``j`` in that likelihood: ``rank_decay ** (j - 1)``."""
     finish_rate: float = 1.0
-    """The chance a car other than the winner is classified (``placings``): the share of
-    starters classified in the tuning seasons."""
+    """The chance a car other than the winner is classified (``placings``)."""
 
 
 def grid_lean_share(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray:
-    """The grid lean's share after ``rules_races`` races under the current rules:
-    ``reset_weight`` at the first, linearly to 0 over ``reset_races``; 0 if unknown."""
+    """The grid lean's share after ``rules_races`` races under the current rules (0 if
+    unknown)."""
     n = np.asarray(rules_races, dtype=float)
     if not config.grid_coef or config.reset_weight <= 0.0 or config.reset_races <= 0.0:
         return np.zeros(n.shape)
@@ -284,8 +267,7 @@ def grid_lean_share(config: Stage2Config, rules_races: np.ndarray) -> np.ndarray
 
 
 def grid_lean(config: Stage2Config, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per Stage-2 row, the grid lean's share (``grid_lean_share`` of its
-    ``c_rules_races``) and log-odds (the grid-only conditional logit; 0 at share 0)."""
+    """Per Stage-2 row, the grid lean's share and log-odds (the grid-only logit)."""
     rows = np.asarray(x, dtype=float)
     share = grid_lean_share(config, rows[:, STAGE2.pos["c_rules_races"]])
     if not share.any():
@@ -294,8 +276,7 @@ def grid_lean(config: Stage2Config, x: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def apply_grid_lean(score: np.ndarray, share: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """The served log-odds: ``score`` (stacked, over the temperature) with ``share`` of
-    each row's taken from the grid lean's log-odds ``grid`` instead."""
+    """The served log-odds: ``score`` with ``share`` of each taken from the grid lean's."""
     return np.asarray(score if not share.any() else (1.0 - share) * score + share * grid)
 
 
@@ -315,8 +296,7 @@ class Stage2Model:
         groups: np.ndarray,
         ranks: np.ndarray | None = None,
     ) -> Stage2Model:
-        """``groups`` (race ids) define the fields whose probabilities sum to 1; ``ranks``
-        (finishing positions, NaN: not classified) let the booster and the linear part
+        """``groups`` (race ids) define the fields; ``ranks`` (finishing positions) let it
         learn from the first ``config.rank_depth`` places (without them: the winner)."""
         places = finish_ranks(y_win, ranks)
         if ranks is None:  # the winners alone: say so in the saved configuration
@@ -372,8 +352,7 @@ class Stage2Model:
         return np.asarray(linear_design(rows) @ np.asarray(self.config.linear_coef, dtype=float))
 
     def logit(self, x: np.ndarray) -> np.ndarray:
-        """Win log-odds: booster and linear part stacked, then the tuned temperature,
-        with the grid lean early under new rules (softmax per race next)."""
+        """Win log-odds: booster and linear part stacked, over the temperature, grid lean."""
         w = self.config.stack_weight
         score = self.raw_score(x) if w >= 1.0 else w * self.raw_score(x)
         if w < 1.0:
@@ -382,8 +361,7 @@ class Stage2Model:
 
     def explain_logit(self, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions to ``logit``: (rows, features + 1), the base value
-        last; a row sums to the driver's logit. The booster's part is LightGBM's
-        ``pred_contrib``, the linear parts' ``_add_linear``, weighted as in ``logit``."""
+        last (LightGBM's ``pred_contrib`` and ``_add_linear``, weighted as in ``logit``)."""
         w = self.config.stack_weight
         rows = np.asarray(x, dtype=float)
         tree = np.asarray(
@@ -419,11 +397,10 @@ class Stage2Model:
 
     @staticmethod
     def load_config(path: Path) -> Stage2Config:
-        """The saved configuration; ValueError if its linear part is on other terms than
-        the code's (a model trained before ``LINEAR_TERMS`` changed)."""
+        """The saved configuration (older: fitted on winners); ValueError if its linear
+        part is on other terms than the code's."""
         raw = json.loads((path / "config.json").read_text())
-        raw.setdefault("rank_depth", 1)  # saved before Stage-2 learnt from the first places
-        config = Stage2Config(**raw)
+        config = Stage2Config(**{"rank_depth": 1} | raw)
         terms = [t.name for t in LINEAR_TERMS]
         if config.linear_coef and config.linear_terms != terms:
             raise ValueError(
@@ -441,8 +418,8 @@ def _add_linear(
     mean: list[float],
     weight: float | np.ndarray,
 ) -> None:
-    """Add a linear part's contributions to ``contrib``: ``weight`` times each term's
-    coefficient times the car's distance from the training mean, on the term's feature."""
+    """Add a linear part's contributions to ``contrib``: ``weight`` x coefficient x the
+    car's distance from the training mean, on each term's feature."""
     b = np.asarray(coef, dtype=float)
     m = np.asarray(mean or np.zeros(len(b)), dtype=float)
     design = linear_design(x, terms)

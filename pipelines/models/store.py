@@ -1,10 +1,6 @@
-"""The BentoML model store: three versioned models that always move together.
-
-``f1_features`` (the feature snapshot), ``f1_stage1`` and ``f1_stage2`` are written
-inside nested ``bentoml.models.create`` blocks: BentoML commits a model only when its
-block exits cleanly, so a failure (or Ctrl-C) while writing any of them leaves the
-store as it was and ``latest`` on the previous complete set.
-"""
+"""The BentoML model store: ``f1_features`` (the feature snapshot), ``f1_stage1`` and
+``f1_stage2``, written in nested ``bentoml.models.create`` blocks so that a failure
+leaves the store, and ``latest``, on the previous complete set."""
 
 from __future__ import annotations
 
@@ -89,7 +85,6 @@ def _deferred_signals() -> Iterator[None]:
         return
     caught: list[int] = []
     old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    # SIG_IGN stays ignored; None (a handler set outside Python) could not be put back
     old = {sig: h for sig, h in old.items() if h is not signal.SIG_IGN and h is not None}
     for sig in old:
         signal.signal(sig, lambda signum, _frame: caught.append(signum))
@@ -109,8 +104,7 @@ MARKED = "f1_complete_marker"
 
 
 def _complete(version: Path) -> bool:
-    """A stored version BentoML finished copying: a writer killed mid-copy can leave
-    model.yaml beside a missing model file, so a marked version needs ``COMPLETE``."""
+    """A stored version BentoML finished copying (a marked version needs ``COMPLETE``)."""
     info = version / "model.yaml"
     if not info.exists():
         return False
@@ -127,8 +121,7 @@ def _complete(version: Path) -> bool:
 
 
 def repair_store() -> list[str]:
-    """Remove half-written versions of our models (a crash inside BentoML's copy), which
-    would break `bentoml models list` or be served as `latest`."""
+    """Remove half-written versions of our models (a crash inside BentoML's copy)."""
     removed = []
     root = Path(store_home()) / "models"
     for name in MANAGED:
@@ -157,8 +150,7 @@ def _locked() -> Iterator[None]:
 
 @contextlib.contextmanager
 def commit() -> Iterator[None]:
-    """One writer at a time (file lock), no half-written model (signals held), and a
-    clean store to start from (repair)."""
+    """One writer at a time, signals held, from a repaired store."""
     with _locked(), _deferred_signals():
         repair_store()
         yield
@@ -173,7 +165,7 @@ def repair() -> list[str]:
 @contextlib.contextmanager
 def _create(name: str, metadata: dict[str, Any]) -> Iterator[bentoml.Model]:
     """``bentoml.models.create``, its staging folder removed once the version is stored
-    (BentoML removes it only when the Model is collected: never on death by SIGTERM)."""
+    (BentoML removes it only when the Model is collected: never on SIGTERM)."""
     marked = _plain(metadata) | {MARKED: True}
     with bentoml.models.create(name, labels=LABELS, metadata=marked) as model:
         staging = Path(model.path)
@@ -193,21 +185,15 @@ def _stamp(snapshot: FeatureSnapshot) -> dict[str, Any]:
     }
 
 
-def _save_snapshot(
-    stack: contextlib.ExitStack, snapshot: FeatureSnapshot, meta: dict[str, Any]
+def _save(
+    stack: contextlib.ExitStack,
+    name: str,
+    item: FeatureSnapshot | Stage1Model | Stage2Model,
+    meta: dict[str, Any],
 ) -> bentoml.Model:
-    """A new ``f1_features`` version of ``snapshot`` inside the commit's ``stack``."""
-    feat = stack.enter_context(_create(FEATURES_NAME, meta | {"kind": "feature_snapshot"}))
-    snapshot.save(Path(feat.path) / "snapshot")
-    return feat
-
-
-def _save_model(
-    stack: contextlib.ExitStack, name: str, model: Stage1Model | Stage2Model, meta: dict[str, Any]
-) -> bentoml.Model:
-    """A new version ``name`` of ``model`` inside the commit's ``stack``."""
+    """A new version ``name`` of ``item`` inside the commit's ``stack``."""
     stored = stack.enter_context(_create(name, meta))
-    model.save(Path(stored.path) / "model")
+    item.save(Path(stored.path) / ("snapshot" if name == FEATURES_NAME else "model"))
     return stored
 
 
@@ -222,45 +208,25 @@ def save_all(
     """Save the three models as new versions, all or none (``fitted_through``: the latest
     event Stage-1 was fitted on, which ``f1 refresh`` refits it beyond)."""
     common = _stamp(snapshot) | {"training_seasons": training_seasons}
+    meta1 = {"kind": "stage1_gap_to_pole_ensemble", "metrics": evaluation.get("stage1", {})}
+    meta1["fitted_through"] = fitted_through
+    meta2 = {"kind": "stage2_win_classifier", "metrics": evaluation.get("stage2", {})}
+    meta2["protocol"] = evaluation.get("protocol", {})
     with commit(), contextlib.ExitStack() as stack:
-        feat = _save_snapshot(stack, snapshot, common)
+        feat = _save(stack, FEATURES_NAME, snapshot, common | {"kind": "feature_snapshot"})
         common |= {"features_tag": str(feat.tag)}
-        m1 = _save_model(
-            stack,
-            STAGE1_NAME,
-            stage1,
-            common
-            | _features(STAGE1)
-            | {
-                "kind": "stage1_gap_to_pole_ensemble",
-                "metrics": evaluation.get("stage1", {}),
-                "fitted_through": fitted_through,
-            },
-        )
-        m2 = _save_model(
-            stack,
-            STAGE2_NAME,
-            stage2,
-            common
-            | _features(STAGE2)
-            | {
-                "kind": "stage2_win_classifier",
-                "metrics": evaluation.get("stage2", {}),
-                "protocol": evaluation.get("protocol", {}),
-            },
-        )
+        m1 = _save(stack, STAGE1_NAME, stage1, common | _features(STAGE1) | meta1)
+        m2 = _save(stack, STAGE2_NAME, stage2, common | _features(STAGE2) | meta2)
         tags = SavedTags(str(feat.tag), str(m1.tag), str(m2.tag))
     return tags
 
 
 def _features(spec: FeatureSpec) -> dict[str, Any]:
-    """What a model records of the features it was trained on."""
     return {"feature_names": list(spec.names), "features_revision": spec.revision}
 
 
 def check_features(model: bentoml.Model, spec: FeatureSpec) -> None:
-    """Serving a model trained on other features than the code builds would be silent
-    garbage: refuse it, naming the difference (raises StoreError)."""
+    """Refuse a model trained on other features than the code builds (StoreError)."""
     md = model.info.metadata
     names = md.get("feature_names", [])
     revision = md.get("features_revision", 1)
@@ -317,8 +283,9 @@ def model_info(
 
 def save_snapshot(snapshot: FeatureSnapshot) -> str:
     """A new ``f1_features`` version only (``f1 refresh``), models untouched."""
+    stamp = _stamp(snapshot) | {"kind": "feature_snapshot"}
     with commit(), contextlib.ExitStack() as stack:
-        feat = _save_snapshot(stack, snapshot, _stamp(snapshot))
+        feat = _save(stack, FEATURES_NAME, snapshot, stamp)
     return str(feat.tag)
 
 
@@ -331,18 +298,17 @@ def save_refit(
     old = {k: v for k, v in base.info.metadata.items() if k != MARKED}
     stamp = _stamp(snapshot)
     with commit(), contextlib.ExitStack() as stack:
-        feat = _save_snapshot(stack, snapshot, stamp)
+        feat = _save(stack, FEATURES_NAME, snapshot, stamp | {"kind": "feature_snapshot"})
         refit = {"fitted_through": fitted_through, "refit_of": str(base.tag)}
         meta = old | stamp | refit | {"features_tag": str(feat.tag)}
-        m1 = _save_model(stack, STAGE1_NAME, stage1, meta)
+        m1 = _save(stack, STAGE1_NAME, stage1, meta)
         stage2 = bentoml.models.get(f"{STAGE2_NAME}:latest")
         tags = SavedTags(str(feat.tag), str(m1.tag), str(stage2.tag))
     return tags
 
 
 def stage1_fitted_through() -> tuple[dict[str, int] | None, list[int], Stage1Config] | None:
-    """The latest Stage-1's latest fitted event (None if not recorded), training seasons
-    and settings; None without a stored Stage-1."""
+    """The latest Stage-1's latest fitted event, training seasons and settings (or None)."""
     try:
         model = bentoml.models.get(f"{STAGE1_NAME}:latest")
     except bentoml.exceptions.NotFound:
@@ -426,8 +392,8 @@ def open_stage2_config(model: Stored) -> Stage2Config:
 
 
 def import_lightgbm_lean() -> None:
-    """Import LightGBM without its pandas and scikit-learn integrations, for a model
-    service that predicts from numpy rows. A no-op where either is imported already."""
+    """Import LightGBM without its pandas and scikit-learn integrations (a model service
+    predicts from numpy rows); a no-op where either is imported already."""
     if "lightgbm" in sys.modules or "pandas" in sys.modules:
         return
     blocked = [name for name in ("pandas", "sklearn") if name not in sys.modules]
@@ -448,8 +414,7 @@ def lgb_error() -> type[Exception]:
 
 
 def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
-    """Every tag resolves in the store and both models were trained on the features this
-    code builds, else one StoreError naming each missing tag or the difference."""
+    """Every tag resolves and both models use this code's features, else one StoreError."""
     missing = []
     for tag, spec in ((features_tag, None), (stage1_tag, STAGE1), (stage2_tag, STAGE2)):
         try:
@@ -468,8 +433,8 @@ def check_tags(features_tag: str, stage1_tag: str, stage2_tag: str) -> None:
 
 
 def has_models() -> bool:
-    """The three models are stored and the latest of each is what this code trains (its
-    features, settings and snapshot format); else `f1 train --if-missing` trains anew."""
+    """The latest of the three models is what this code trains (features, settings and
+    snapshot format); else `f1 train --if-missing` trains anew."""
     if not set(MANAGED) <= {m.tag.name for m in bentoml.models.list()}:
         return False
     feat, stage1, stage2 = (bentoml.models.get(f"{name}:latest") for name in MANAGED)

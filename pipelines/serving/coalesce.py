@@ -1,10 +1,8 @@
 """Calls from the front to a model service: merged across requests, and bounded.
 
-Each hop to a model service costs far more CPU than the model itself (serialising,
-HTTP over a Unix socket, BentoML's API layer). While one call is in flight, later
-callers queue their rows; when it returns, everything queued goes out as a single
-call and each caller gets back exactly its own rows. With one caller nothing waits,
-so a lone request pays no added latency.
+A hop to a model service costs far more CPU than the model. While one call is in flight,
+later callers queue their rows; then all queued rows go out as one call. A lone caller
+never waits.
 """
 
 from __future__ import annotations
@@ -45,21 +43,18 @@ class Coalescer:
             asyncio.get_running_loop().create_task(self._drain())
         return await fut
 
-    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
-        batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
-        n = 0
-        while self._pending and (not batch or n + len(self._pending[0][0]) <= self.max_rows):
-            rows, fut = self._pending.pop(0)
-            if fut.done():  # the caller was cancelled while queued
-                continue
-            batch.append((rows, fut))
-            n += len(rows)
-        return batch
-
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch = self._take()
+                batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
+                n = 0
+                while self._pending and (
+                    not batch or n + len(self._pending[0][0]) <= self.max_rows
+                ):
+                    rows, fut = self._pending.pop(0)
+                    if not fut.done():  # else the caller was cancelled while queued
+                        batch.append((rows, fut))
+                        n += len(rows)
                 if not batch:
                     continue
                 merged = np.vstack([rows for rows, _ in batch])
@@ -78,12 +73,10 @@ class Coalescer:
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
-                start = 0
-                for rows, fut in batch:
-                    end = start + len(rows)
+                ends = np.cumsum([len(rows) for rows, _ in batch])[:-1]
+                for (_, fut), part in zip(batch, np.split(out, ends), strict=True):
                     if not fut.done():
-                        fut.set_result(out[start:end])
-                    start = end
+                        fut.set_result(part)
         finally:
             self._draining = False
 

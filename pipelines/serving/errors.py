@@ -34,17 +34,14 @@ class ApiError(BentoMLException):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(error)
-        self.error_code = HTTPStatus(status)
+        self.error_code = HTTPStatus(status)  # the status BentoML answers with
+        self.status = status
         self.error = error
         self.detail = list(detail)
         self.headers = dict(headers or {})
         raised = RAISED.get()
         if raised is not None:
             raised.append(self)
-
-    @property
-    def status(self) -> int:
-        return int(self.error_code)
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "detail": self.detail}

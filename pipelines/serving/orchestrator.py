@@ -1,10 +1,8 @@
 """The two-stage flow, written once: event field -> Stage-1 -> grid -> Stage-2.
 
 The model calls are injected (``RowsFn``): local models for the CLI, the evaluation and
-the benchmarks, the model services in the Bento. What is evaluated is what serves. Both
-stages run on the event's whole field and a request's drivers are picked out at the end,
-so a driver's numbers are the same whoever else is asked. Explanations are further
-calls, made only when asked for.
+the benchmarks, the model services in the Bento, so what is evaluated is what serves.
+Both stages run on the whole field: a driver's numbers do not depend on who else is asked.
 """
 
 from __future__ import annotations
@@ -57,9 +55,8 @@ class QualiOut:
 
 @dataclass
 class RaceOut:
-    """Stage-2 over the field: the grid and gaps it was given, logits, and the win,
-    podium and points (top 10) probabilities (Plackett-Luce on the logits, cars other
-    than the winner classified at Stage-2's finish rate)."""
+    """Stage-2 over the field: the grid and gaps it was given, logits, and the win, podium
+    and points (top 10) probabilities."""
 
     grid: np.ndarray
     q_gap: np.ndarray
@@ -83,10 +80,6 @@ class Forecast:
     driver_names: list[str | None] = dataclasses.field(default_factory=list)
     constructor_names: list[str | None] = dataclasses.field(default_factory=list)
     """F1DB names of the field's drivers and teams (None where F1DB has no such id)."""
-
-    @property
-    def entries(self) -> list[Entry]:
-        return [self.field.entries[i] for i in self.rows]
 
 
 def quali_outputs(gap_raw: np.ndarray, pole_s: float, tau: float, ids: Sequence[str]) -> QualiOut:
@@ -123,13 +116,9 @@ def race_grid(entries: Sequence[Entry], q: QualiOut) -> tuple[np.ndarray, np.nda
         order_key = t
         if np.isfinite(t).all():
             q_gap = (t / t.min() - 1.0) * 100.0
-    grid = np.full(n, np.nan)
-    taken: set[int] = set()
-    for i, e in enumerate(entries):
-        if e.grid is not None:
-            grid[i] = e.grid
-            taken.add(int(e.grid))
-    rest = [i for i in range(n) if entries[i].grid is None]
+    grid = np.array([np.nan if e.grid is None else e.grid for e in entries], dtype=float)
+    taken = {int(g) for g in grid[~np.isnan(grid)]}
+    rest = [i for i in range(n) if np.isnan(grid[i])]
     key = np.where(np.isnan(order_key), np.inf, order_key)
     rest.sort(key=lambda i: (key[i], ids[i]))
     free = (s for s in range(1, n + len(taken) + 1) if s not in taken)
@@ -175,33 +164,19 @@ def race_outputs(
     return RaceOut(grid, q_gap, logit, win, pl.podium, pl.points)
 
 
+@dataclass
 class TwoStage:
-    """Qualifying, then the race, for an event's field.
+    """Qualifying, then the race, for an event's field. ``stage1`` and ``stage2`` give one
+    number per row (gap %, logit); ``explain1`` and ``explain2`` each row's contributions
+    to it (base last), called only for ``explain=True``."""
 
-    The stored configurations give the pole estimate and odds (``stage1_config``) and
-    the finish rate of the podium and points odds (``stage2_config``). ``stage1`` and
-    ``stage2`` give one number per row (gap %, logit); the optional ``explain1`` and
-    ``explain2`` give each row's contributions to it, (features + 1) columns with the
-    base value last, and are called only for ``explain=True``.
-    """
-
-    def __init__(
-        self,
-        snapshot: FeatureSnapshot,
-        stage1_config: Stage1Config,
-        stage2_config: Stage2Config,
-        stage1: RowsFn,
-        stage2: RowsFn,
-        explain1: RowsFn | None = None,
-        explain2: RowsFn | None = None,
-    ) -> None:
-        self.snapshot = snapshot
-        self.stage1_config = stage1_config
-        self.stage2_config = stage2_config
-        self.stage1 = stage1
-        self.stage2 = stage2
-        self.explain1 = explain1
-        self.explain2 = explain2
+    snapshot: FeatureSnapshot
+    stage1_config: Stage1Config
+    stage2_config: Stage2Config
+    stage1: RowsFn
+    stage2: RowsFn
+    explain1: RowsFn | None = None
+    explain2: RowsFn | None = None
 
     @classmethod
     def local(cls, snapshot: FeatureSnapshot, s1: Stage1Model, s2: Stage2Model) -> TwoStage:
@@ -239,15 +214,9 @@ class TwoStage:
             tau = c1.pole_tau_ahead
         q = quali_outputs(gap, pole, tau, ids)
         q.contrib = contrib
-        snap = self.snapshot
-        return Forecast(
-            ctx,
-            fld,
-            rows,
-            q,
-            driver_names=[snap.driver_name(e.driver_id) for e in fld.entries],
-            constructor_names=[snap.constructor_name(e.constructor_id) for e in fld.entries],
-        )
+        names = [self.snapshot.driver_name(e.driver_id) for e in fld.entries]
+        teams = [self.snapshot.constructor_name(e.constructor_id) for e in fld.entries]
+        return Forecast(ctx, fld, rows, q, driver_names=names, constructor_names=teams)
 
     async def race(self, fc: Forecast, explain: bool = False) -> Forecast:
         grid, q_gap = race_grid(fc.field.entries, fc.quali)

@@ -1,9 +1,5 @@
-"""Calls from the front to a model service: merged across requests, and bounded.
-
-A hop to a model service costs far more CPU than the model. While one call is in flight,
-later callers queue their rows; then all queued rows go out as one call. A lone caller
-never waits.
-"""
+"""Calls from the front to a model service (a hop costs far more than the model): merged
+across requests, and bounded."""
 
 from __future__ import annotations
 
@@ -21,11 +17,9 @@ logger = logging.getLogger("f1.service")
 
 
 class Coalescer:
-    """``await coalescer(rows)``: like ``await fn(rows)``, merged with concurrent callers.
-
-    A failed merged call fails only the callers whose rows were in it; a caller that
-    gives up (cancelled) does not disturb the others.
-    """
+    """``await coalescer(rows)``: like ``await fn(rows)``, but while one call is in flight
+    later callers queue their rows, sent as one call when it returns (a lone caller never
+    waits). A failed call fails only its own callers; a cancelled caller disturbs none."""
 
     def __init__(self, fn: RowsFn, max_rows: int = 640) -> None:
         self.fn = fn

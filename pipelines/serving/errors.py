@@ -1,9 +1,5 @@
-"""Typed errors: an answer other than 200, carrying its status, body and headers.
-
-Endpoints raise them. BentoML answers any exception with a bare status and a generic
-body, so each error also records itself for the request being handled, and
-``ErrorBodyMiddleware`` writes its body and headers back into the response.
-"""
+"""Typed errors: an answer other than 200, carrying its status, body and headers (each
+records itself for ``ErrorBodyMiddleware``: BentoML answers with a bare status)."""
 
 from __future__ import annotations
 
@@ -53,8 +49,6 @@ class RequestError(ApiError):
     def __init__(self, loc: Sequence[str | int], msg: str) -> None:
         where = ".".join(map(str, loc))
         super().__init__(422, f"{where}: {msg}", [{"loc": ["body", *loc], "msg": msg}])
-        self.loc = list(loc)
-        self.msg = msg
 
 
 class StageUnavailable(ApiError):

@@ -182,20 +182,17 @@ class BodyLimitMiddleware(_Middleware):
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._too_large(scope, send)
-        chunks: list[bytes] = []
-        size = 0
+        body = bytearray()
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
                 return
-            body = msg.get("body", b"")
-            size += len(body)
-            if size > self.max_bytes:
+            body += msg.get("body", b"")
+            if len(body) > self.max_bytes:
                 return await self._too_large(scope, send)
-            chunks.append(body)
             if not msg.get("more_body", False):
                 break
-        first = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        first = [{"type": "http.request", "body": bytes(body), "more_body": False}]
 
         async def replay() -> Message:
             return first.pop() if first else await receive()
@@ -230,9 +227,8 @@ class LoadShedMiddleware(_Middleware):
 
 
 class SpecAliasMiddleware(_Middleware):
-    """Serve the project's one OpenAPI document at BentoML's conventional ``/docs.json``
-    too (clients and fuzzers that follow BentoML read that path), instead of BentoML's
-    own, which declares other error bodies."""
+    """Serve the project's one OpenAPI document at BentoML's ``/docs.json`` too, instead
+    of BentoML's own, which declares other error bodies."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/docs.json":
@@ -264,10 +260,9 @@ UNAVAILABLE = "service unavailable: try again after Retry-After seconds"
 
 
 class ErrorBodyMiddleware(_Middleware):
-    """Rewrite 4xx/5xx JSON bodies on the API paths through ``clean_error_body``: an
-    ``ApiError`` the endpoint raised gets its own body and headers back (BentoML answers
-    it with a bare status); a 503 keeps a message in the project's shape and always
-    carries Retry-After; any other 5xx says only that the server log has the details."""
+    """Rewrite 4xx/5xx bodies on the API paths through ``clean_error_body``: a raised
+    ``ApiError`` gets its own body and headers back; a 503 always carries Retry-After;
+    any other 5xx says only that the server log has the details."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in PREDICT_PATHS:
@@ -340,9 +335,8 @@ class JsonBodyMiddleware(_Middleware):
 
 
 class NotFoundBodyMiddleware(_Middleware):
-    """A path no route serves answers 404 in the API's error shape (JSON), not the
-    router's plain "Not Found". A path parameter holding "/" (/events/2025/8%2F1) ends
-    there too, where the document promises an ErrorResponse. The path is not echoed."""
+    """A path no route serves (a path parameter holding "/" too) answers 404 in the API's
+    error shape, not the router's plain "Not Found"; the path is not echoed."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

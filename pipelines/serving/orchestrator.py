@@ -1,8 +1,7 @@
 """The two-stage flow, written once: event field -> Stage-1 -> grid -> Stage-2.
 
-The model calls are injected (``RowsFn``): local models for the CLI, the evaluation and
-the benchmarks, the model services in the Bento, so what is evaluated is what serves.
-Both stages run on the whole field: a driver's numbers do not depend on who else is asked.
+The model calls are injected (``RowsFn``: local models or the Bento's model services), so
+what is evaluated is what serves. Both stages run on the event's whole field.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from pipelines.models.pole import pole_estimate
 from pipelines.models.stage1 import Stage1Config, Stage1Model, no_practice
 from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
 from pipelines.serving.coalesce import RowsFn
-from pipelines.serving.errors import RequestError
 
 if TYPE_CHECKING:
     from pipelines.features.snapshot import FeatureSnapshot
@@ -97,10 +95,9 @@ def quali_outputs(gap_raw: np.ndarray, pole_s: float, tau: float, ids: Sequence[
 
 
 def race_grid(entries: Sequence[Entry], q: QualiOut) -> tuple[np.ndarray, np.ndarray]:
-    """Starting slots and qualifying gaps for Stage-2, over the field. Qualifying order
-    follows given times, else Stage-1's (anchored on the given ones without a pole
-    estimate); given grid positions are kept and every other car takes the free slots in
-    that order. Gaps: Stage-1's when no time is given, else from the times."""
+    """Starting slots and qualifying gaps for Stage-2, over the field: given grid positions
+    are kept, the other cars take the free slots in qualifying order (given times, else
+    Stage-1's); gaps come from the times when any is given."""
     n = len(entries)
     ids = [e.driver_id for e in entries]
     given_t = np.array([np.nan if e.quali_time is None else e.quali_time for e in entries])
@@ -127,27 +124,6 @@ def race_grid(entries: Sequence[Entry], q: QualiOut) -> tuple[np.ndarray, np.nda
     return grid, np.asarray(q_gap, dtype=float)
 
 
-def check_given_grid(entries: Sequence[Entry], given_at: Sequence[int]) -> None:
-    """Given grid positions are unique and within the field (RequestError naming one)."""
-    seen: dict[int, int] = {}
-    n = len(entries)
-    for e, at in zip(entries, given_at, strict=True):
-        if e.grid is None:
-            continue
-        slot = int(e.grid)
-        if slot in seen:
-            raise RequestError(
-                ["drivers", at, "grid_position"],
-                f"grid position {slot} is also given to drivers[{seen[slot]}]",
-            )
-        if slot > n:
-            raise RequestError(
-                ["drivers", at, "grid_position"],
-                f"grid position {slot} but the field has {n} cars",
-            )
-        seen[slot] = at
-
-
 def race_outputs(
     grid: np.ndarray,
     q_gap: np.ndarray,
@@ -156,8 +132,7 @@ def race_outputs(
     finish: float = 1.0,
 ) -> RaceOut:
     """Win probability = the softmax over the field; podium and points from the same
-    strengths (Plackett-Luce, every car but the winner classified with probability
-    ``finish``), computed in an order fixed by driver id."""
+    strengths (Plackett-Luce; every car but the winner classified at rate ``finish``)."""
     logit = np.asarray(logit, dtype=float)
     win = group_softmax(logit, np.zeros(len(logit), dtype=int))
     pl = placings(logit, ids, win=win, finish=finish)

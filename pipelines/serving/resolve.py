@@ -1,6 +1,5 @@
 """From a validated request to the event, its field, the requested drivers and the
-answer's warnings: one path for the Bento, the CLI and the benchmark servers.
-"""
+answer's warnings: one path for the Bento, the CLI and the benchmark servers."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from pipelines.features.event import Entry, EventContext, EventField
 from pipelines.models.stage1 import Stage1Config
 from pipelines.models.stage2 import Stage2Config, grid_lean_share
 from pipelines.serving.errors import RequestError
-from pipelines.serving.orchestrator import check_given_grid
 from pipelines.serving.schemas import DriverInput, EventInput
 from pipelines.serving.text import quote
 
@@ -33,8 +31,7 @@ class Resolved:
     field: EventField
     rows: np.ndarray
     warnings: list[str] = dataclasses.field(default_factory=list)
-    fitted_on_event: bool = False
-    """The served models were fitted on this event's own results (``fitted_on_warning``)."""
+    fitted_on_event: bool = False  # the served models were fitted on this event's results
 
 
 @dataclass(frozen=True)
@@ -69,10 +66,9 @@ class FittedOn:
     @classmethod
     def of(cls, stage1_meta: Mapping[str, Any], stage2_meta: Mapping[str, Any]) -> FittedOn | None:
         """From the stored models' metadata; None when it does not say."""
-        seasons1 = stage1_meta.get("training_seasons")
-        seasons2 = stage2_meta.get("training_seasons")
+        seasons1, seasons2 = (m.get("training_seasons") for m in (stage1_meta, stage2_meta))
         if not (
-            seasons1 and seasons2 and isinstance(seasons1, list) and isinstance(seasons2, list)
+            isinstance(seasons1, list) and seasons1 and isinstance(seasons2, list) and seasons2
         ):
             return None
         through = stage1_meta.get("fitted_through")
@@ -203,6 +199,27 @@ def _data_field(snap: FeatureSnapshot, ctx: EventContext, event: EventInput | No
         ["drivers"],
         "required: the event is not in the data, so there is no entry list to use",
     )
+
+
+def check_given_grid(entries: Sequence[Entry], given_at: Sequence[int]) -> None:
+    """Given grid positions are unique and within the field (RequestError naming one)."""
+    seen: dict[int, int] = {}
+    n = len(entries)
+    for e, at in zip(entries, given_at, strict=True):
+        if e.grid is None:
+            continue
+        slot = int(e.grid)
+        if slot in seen:
+            raise RequestError(
+                ["drivers", at, "grid_position"],
+                f"grid position {slot} is also given to drivers[{seen[slot]}]",
+            )
+        if slot > n:
+            raise RequestError(
+                ["drivers", at, "grid_position"],
+                f"grid position {slot} but the field has {n} cars",
+            )
+        seen[slot] = at
 
 
 def _given_entries(
@@ -356,18 +373,16 @@ def _no_form_warnings(
     if numbered is None:
         new_drivers = [fld.entries[r].driver_id for r in rows if not driver_ok[r]]
         new_teams = sorted({str(fld.entries[r].constructor_id) for r in rows if not team_ok[r]})
-        if new_drivers:
-            out.append(
-                "no results in the data before this event for driver(s) "
-                + ", ".join(quote(d) for d in new_drivers)
-                + ": predicted without their form"
-            )
-        if new_teams:
-            out.append(
-                "no results in the data before this event for team(s) "
-                + ", ".join(quote(t) for t in new_teams)
-                + ": predicted without the team's form"
-            )
+        for kind, ids, form in (
+            ("driver(s)", new_drivers, "their"),
+            ("team(s)", new_teams, "the team's"),
+        ):
+            if ids:
+                named = ", ".join(quote(x) for x in ids)
+                out.append(
+                    f"no results in the data before this event for {kind} {named}: "
+                    f"predicted without {form} form"
+                )
         return out
     for i, r in enumerate(rows):
         e = fld.entries[r]

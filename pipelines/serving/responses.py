@@ -37,13 +37,8 @@ def explanation(
         Contribution(feature=spec.names[j], label=label(spec.names[j]), value=float(values[j]))
         for j in top
     ]
-    items.append(
-        Contribution(
-            feature="other",
-            label=f"the other {len(rest)} features" if rest else "no other feature",
-            value=float(values[rest].sum()) if rest else 0.0,
-        )
-    )
+    other = f"the other {len(rest)} features" if rest else "no other feature"
+    items.append(Contribution(feature="other", label=other, value=float(values[rest].sum())))
     return Explanation(unit=unit, base=float(contrib[-1]), contributions=items)
 
 

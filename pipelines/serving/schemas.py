@@ -1,7 +1,5 @@
-"""Request and response models of the prediction API (and of the Python client).
-
-The ``EXAMPLES`` here feed the Swagger UI, the README and the tests.
-"""
+"""Request and response models of the prediction API (and of the Python client); the
+``EXAMPLES`` here feed the Swagger UI, the README and the tests."""
 
 from __future__ import annotations
 
@@ -166,6 +164,10 @@ class PracticeTimes(BaseModel):
     )
 
 
+_UNUSED = "Accepted for compatibility; not used by the model."
+_Unused = Annotated[float | None, Field(strict=True, allow_inf_nan=False, description=_UNUSED)]
+
+
 class DriverInput(BaseModel):
     """One driver. Only ``driver_id`` is required; other known fields sharpen the answer.
 
@@ -196,18 +198,8 @@ class DriverInput(BaseModel):
     qualifying_time: Lap = Field(
         None, description="Best qualifying lap, when known (/predict_race)."
     )
-    temperature: float | None = Field(
-        None,
-        strict=True,
-        allow_inf_nan=False,
-        description="Accepted for compatibility; not used by the model.",
-    )
-    humidity: float | None = Field(
-        None,
-        strict=True,
-        allow_inf_nan=False,
-        description="Accepted for compatibility; not used by the model.",
-    )
+    temperature: _Unused = None
+    humidity: _Unused = None
 
     def extra_inputs(self) -> list[str]:
         """Inputs accepted for compatibility that the model does not use."""

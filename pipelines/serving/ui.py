@@ -12,17 +12,16 @@ from pipelines.serving.errors import ApiError
 
 ASSETS = Path(__file__).with_name("ui_assets")
 MEDIA = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
 }
-NAMES = frozenset({"index.html", "app.js", "style.css"})
+"""The page's files (only those: a name is never a path) and their media types."""
 
 
 @cache
 def asset(name: str) -> bytes:
-    """One of the page's files (only those: a name is never a path)."""
-    if name not in NAMES:
+    if name not in MEDIA:
         raise ApiError(404, "no such file", [{"loc": ["path", "name"], "msg": "not a page asset"}])
     return (ASSETS / name).read_bytes()
 
@@ -38,7 +37,7 @@ def page() -> HTMLResponse:
 
 @router.get("/ui/{name}")
 def page_file(name: str) -> Response:
-    return Response(asset(name), media_type=MEDIA[Path(name).suffix])
+    return Response(asset(name), media_type=MEDIA[name])
 
 
 @router.get("/docs")

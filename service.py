@@ -6,9 +6,8 @@
                         |-- Stage2.predict_logit  (batched rows -> win log-odds)
                         '-- Stage2.explain_logit  (batched, only for "explain": true)
 
-The flow is ``TwoStage``, the code the CLI and the evaluation run. Model tags come from
-settings (``F1_STAGE1_MODEL`` ...), ``latest`` by default: pin one to roll back.
-"""
+The flow is ``TwoStage``, as in the CLI. Model tags come from settings (``latest`` by
+default: pin one to roll back)."""
 
 from __future__ import annotations
 

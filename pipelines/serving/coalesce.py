@@ -76,9 +76,8 @@ class Coalescer:
 
 
 def with_deadline(stage: str, call: RowsFn, timeout_s: float) -> RowsFn:
-    """``call`` with its own deadline: a hung or dead model service is a prompt
-    ``StageUnavailable`` (503 + Retry-After); a call that met a stale connection is sent
-    once more."""
+    """``call`` with a deadline: a hung or dead model service is a prompt 503
+    (``StageUnavailable``); a call that met a stale connection is sent once more."""
     from pipelines.serving.bentoml_fixes import once_more_if_stale
 
     def retried(exc: BaseException) -> None:

@@ -32,11 +32,9 @@ class JsonFormatter(logging.Formatter):
             "component": self.component,
             "msg": _TRACE_SUFFIX.sub("", record.getMessage()),
         }
-        request_id = REQUEST_ID.get() or getattr(record, "request_id", None)
-        if request_id:
-            out["request_id"] = (
-                f"{request_id:016x}" if isinstance(request_id, int) else str(request_id)
-            )
+        rid = REQUEST_ID.get() or getattr(record, "request_id", None)  # BentoML's: an int
+        if rid:
+            out["request_id"] = f"{rid:016x}" if isinstance(rid, int) else str(rid)
         trace = _TRACE_ID.search(getattr(record, "trace_msg", "") or "")
         if trace:
             out["trace_id"] = trace.group(1)  # present only on routes BentoML traces

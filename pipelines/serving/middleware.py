@@ -24,8 +24,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREDICT_PATHS = frozenset({"/predict_quali", "/predict_race", "/predict_full"})
-QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
-"""Probes: no access line."""
+QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})  # probes: no access line
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("f1.access")
 ERROR_KEY = "f1.error"
@@ -92,8 +91,7 @@ class _Middleware:
 
 class RequestIdMiddleware(_Middleware):
     """Give every request an id (a caller's valid ``X-Request-ID``, else a new one), echo
-    it in the response, tag the request's log lines with it and write one access line
-    (cheaper than BentoML's per-request tracing, which the API routes skip)."""
+    it in the response, tag the request's log lines with it and write one access line."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -359,9 +357,8 @@ class NotFoundBodyMiddleware(_Middleware):
 
 
 def add_middlewares(service: Any, settings: Settings) -> None:
-    """The front's middlewares, outermost first: CORS (so a browser also reads our own
-    401/413/503), request id, one spec at both paths, a JSON 404, who may call, JSON
-    bodies only, how big, how many at once, what an error body may say."""
+    """The front's middlewares, outermost first (CORS first: a browser reads our own 401,
+    413 and 503 too)."""
     if settings.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 

@@ -31,9 +31,8 @@ T = TypeVar("T")
 def unique_ranks(values: np.ndarray, tie_keys: Sequence[str]) -> np.ndarray:
     """1..N by ascending value; ties (and NaN, last) broken by key so the answer is stable."""
     v = np.where(np.isnan(values), np.inf, values)
-    order = sorted(range(len(v)), key=lambda i: (v[i], tie_keys[i]))
     ranks = np.empty(len(v), dtype=int)
-    ranks[order] = np.arange(1, len(v) + 1)
+    ranks[np.lexsort((np.asarray(tie_keys, dtype=str), v))] = np.arange(1, len(v) + 1)
     return ranks
 
 
@@ -102,15 +101,13 @@ def race_grid(entries: Sequence[Entry], q: QualiOut) -> tuple[np.ndarray, np.nda
     ids = [e.driver_id for e in entries]
     given_t = np.array([np.nan if e.quali_time is None else e.quali_time for e in entries])
     has_t = ~np.isnan(given_t)
-    q_gap = q.gap_pct
-    order_key = q.gap_pct
+    q_gap = order_key = q.gap_pct
     if has_t.any():
         pred_t = q.time_s
         if not math.isfinite(q.pole_s):
             pole = float(np.median(given_t[has_t] / (1.0 + q.gap_pct[has_t] / 100.0)))
             pred_t = pole * (1.0 + q.gap_pct / 100.0)
-        t = np.where(has_t, given_t, pred_t)
-        order_key = t
+        order_key = t = np.where(has_t, given_t, pred_t)
         if np.isfinite(t).all():
             q_gap = (t / t.min() - 1.0) * 100.0
     grid = np.array([np.nan if e.grid is None else e.grid for e in entries], dtype=float)
@@ -141,9 +138,8 @@ def race_outputs(
 
 @dataclass
 class TwoStage:
-    """Qualifying, then the race, for an event's field. ``stage1`` and ``stage2`` give one
-    number per row (gap %, logit); ``explain1`` and ``explain2`` each row's contributions
-    to it (base last), called only for ``explain=True``."""
+    """Qualifying, then the race, for an event's field: ``stage1``/``stage2`` give the gap
+    % or logit per row; ``explain1``/``explain2`` its contributions (for ``explain``)."""
 
     snapshot: FeatureSnapshot
     stage1_config: Stage1Config

@@ -79,8 +79,7 @@ class FittedOn:
         return cls(int(seasons1[0]), last1, int(seasons2[-1]))
 
 
-LAST_ROUND = 10**6
-"""A round after any season's last."""
+LAST_ROUND = 10**6  # a round after any season's last
 
 
 def resolve_request(
@@ -323,8 +322,7 @@ def rules_reset_warning(ctx: EventContext, stage2: Stage2Config, n: float) -> st
     )
 
 
-STALE_DAYS = 120
-"""Latest results further than this before an event (past a winter break): a warning."""
+STALE_DAYS = 120  # latest results further before an event (past a winter break): a warning
 
 
 def _stale_data_warning(snap: FeatureSnapshot, ctx: EventContext) -> list[str]:
@@ -365,9 +363,8 @@ def _no_form_warnings(
     rows: np.ndarray,
     numbered: set[int] | None,
 ) -> list[str]:
-    """Warnings for the asked drivers whose driver or team has no result before the event.
-    ``numbered``: None for the data's entry list (one line per kind), else the request's
-    indexes already warned about."""
+    """Warnings for the asked drivers or teams with no result before the event; one line
+    per kind for the data's entry list (``numbered`` None: no request indexes warned)."""
     driver_ok, team_ok = snap.has_form(ctx, fld.entries)
     out: list[str] = []
     if numbered is None:

@@ -20,16 +20,14 @@ from pipelines.serving.schemas import (
     RacePrediction,
 )
 
-TOP_CONTRIBUTIONS = 5
-"""Contributions listed one by one; the rest are summed into one "other" entry."""
+TOP_CONTRIBUTIONS = 5  # listed one by one; the rest are summed into one "other" entry
 
 
 def explanation(
     contrib: np.ndarray, spec: FeatureSpec, unit: Literal["gap %", "log-odds"]
 ) -> Explanation:
-    """One driver's contributions row (features..., base) as an ``Explanation``: the
-    largest ``TOP_CONTRIBUTIONS`` by absolute size (ties: in feature order), then
-    "other" with the sum of the rest, so base + sum(values) is the model's output."""
+    """One driver's contributions row (features..., base): the largest by size (ties: in
+    feature order), then "other", the sum of the rest (base + sum is the model's output)."""
     values = np.asarray(contrib[:-1], dtype=float)
     order = sorted(range(len(values)), key=lambda j: (-abs(values[j]), j))
     top, rest = order[:TOP_CONTRIBUTIONS], order[TOP_CONTRIBUTIONS:]

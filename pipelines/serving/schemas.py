@@ -41,6 +41,7 @@ DRIVER_PATTERN = r"^(?:[0-9]{1,2}|[0-9]*[a-z][a-z0-9-]*|[0-9]+-[a-z0-9-]*)$"
 
 _LAP_RE, _ID_RE, _DRIVER_RE = map(re.compile, (LAP_PATTERN, ID_PATTERN, DRIVER_PATTERN))
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_INT_TEXT_RE = re.compile(r"-?[0-9]+")
 
 
 def _lap(value: Any, info: ValidationInfo) -> float | None:
@@ -136,9 +137,6 @@ def _date(value: Any) -> Date | None:
         except ValueError as exc:
             raise ValueError(f"not a date: {exc}") from None
     raise ValueError("expected a date as 'YYYY-MM-DD' text")
-
-
-_INT_TEXT_RE = re.compile(r"-?[0-9]+")
 
 
 def _int_text(value: Any) -> Any:

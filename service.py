@@ -6,11 +6,8 @@
                         |-- Stage2.predict_logit  (batched rows -> win log-odds)
                         '-- Stage2.explain_logit  (batched, only for "explain": true)
 
-The flow is ``pipelines.serving.orchestrator.TwoStage``, the code the CLI, the evaluation
-and the benchmarks run; here the model services are its calls. Model tags come from
-settings (``F1_STAGE1_MODEL`` ...), ``latest`` by default: pin one to roll back. The
-BentoML workarounds are in ``pipelines.serving.bentoml_fixes``.
-"""
+The flow is ``TwoStage``, as in the CLI. Model tags come from settings (``latest`` by
+default: pin one to roll back)."""
 
 from __future__ import annotations
 
@@ -125,16 +122,11 @@ class F1Predictor:
             "stage1_explain": Coalescer(lambda rows: self.stage1.to_async.explain_gap(rows)),
             "stage2_explain": Coalescer(lambda rows: self.stage2.to_async.explain_logit(rows)),
         }
-        deadline, co = settings.model_timeout_s, self.batching
-        self.flow = TwoStage(
-            self.snapshot,
-            self.served.stage1,
-            self.served.stage2,
-            with_deadline("stage-1", co["stage1"], deadline),
-            with_deadline("stage-2", co["stage2"], deadline),
-            explain1=with_deadline("stage-1", co["stage1_explain"], deadline),
-            explain2=with_deadline("stage-2", co["stage2_explain"], deadline),
-        )
+        calls = [  # in TwoStage's order: stage1, stage2, explain1, explain2
+            with_deadline(f"stage-{name[5]}", co, settings.model_timeout_s)
+            for name, co in self.batching.items()
+        ]
+        self.flow = TwoStage(self.snapshot, self.served.stage1, self.served.stage2, *calls)
         self.started = time.time()
         self.models = dict(
             features=self.features, stage1=self.stage1_model, stage2=self.stage2_model
@@ -154,22 +146,22 @@ class F1Predictor:
         """Ready only while both model services answer their own /readyz promptly."""
         return await bentoml_fixes.dependencies_ready(self.stage1, self.stage2)
 
-    def _for_quali(self, request: api.QualiRequest, context: bentoml.Context | None) -> Resolved:
-        """The request resolved for a qualifying forecast, its warnings also a header."""
-        res = resolve_request(self.snapshot, request.event, request.drivers, self.served)
-        return _warned(res, context)
-
-    def _for_race(self, request: api.Request, context: bentoml.Context | None) -> Resolved:
-        """The same for a win forecast, with Stage-2's warnings too."""
-        res = resolve_request(self.snapshot, request.event, request.drivers, self.served, race=True)
-        return _warned(res, context)
+    def _resolve(
+        self, request: api.Request, context: bentoml.Context | None, race: bool
+    ) -> Resolved:
+        """The request resolved (``race``: for a win forecast), its warnings also a header
+        (no context: called in-process)."""
+        res = resolve_request(self.snapshot, request.event, request.drivers, self.served, race=race)
+        if context is not None:
+            context.response.headers.update(warnings_header(res.warnings))
+        return res
 
     @bentoml.api(route="/predict_quali")
     async def predict_quali(
         self, request: api.QualiRequest, /, context: bentoml.Context
     ) -> list[api.QualiPrediction]:
         """Predicted qualifying lap, gap to pole, grid position and pole probability."""
-        res = self._for_quali(request, context)
+        res = self._resolve(request, context, race=False)
         fc = await self.flow.quali(res.event, res.field, res.rows, request.explain)
         self.ledger.answered(request, res, fc)
         return quali_predictions(fc)
@@ -180,7 +172,7 @@ class F1Predictor:
     ) -> list[api.RacePrediction]:
         """Win, podium and points probabilities over the field (sum to 1, and a little
         under 3 and 10: cars may retire); a missing grid position comes from Stage-1."""
-        res = self._for_race(request, context)
+        res = self._resolve(request, context, race=True)
         fc = await self.flow.quali(res.event, res.field, res.rows)  # Stage-1 not shown
         fc = await self.flow.race(fc, request.explain)
         self.ledger.answered(request, res, fc)
@@ -192,7 +184,7 @@ class F1Predictor:
     ) -> api.FullResponse:
         """Both stages: qualifying, then the race from the predicted (or given) grid."""
         t0 = time.perf_counter()
-        res = self._for_race(request, context)
+        res = self._resolve(request, context, race=True)
         fc = await self.flow.full(res.event, res.field, res.rows, request.explain)
         self.ledger.answered(request, res, fc)
         return full_response(res, fc, self.tags, t0)
@@ -236,13 +228,6 @@ class F1Predictor:
     def openapi(self) -> dict[str, Any]:
         bento = cast("bentoml.Service[Any]", self.bento_service)  # type: ignore[attr-defined]
         return merge_spec(bento.openapi_spec.asdict(), web.openapi())
-
-
-def _warned(res: Resolved, context: bentoml.Context | None) -> Resolved:
-    """The answer's warnings also in a header (no context: called in-process)."""
-    if context is not None:
-        context.response.headers.update(warnings_header(res.warnings))
-    return res
 
 
 bentoml_fixes.fix_media_types(Stage1, Stage2, F1Predictor)

@@ -1,3 +1,2 @@
-"""Serving: request schemas, resolution of event and drivers, the two-stage
-orchestrator, responses, typed errors, HTTP middleware, merging of model calls,
-the OpenAPI document, server logs, the /health body and the BentoML workarounds."""
+"""Serving: the API's schemas, request resolution, the two-stage flow, responses, errors,
+middleware, merged model calls, the OpenAPI document, logs and the BentoML workarounds."""

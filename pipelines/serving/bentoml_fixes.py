@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import aiohttp
 import bentoml
 
+from pipelines.serving.middleware import PREDICT_PATHS, QUIET_PATHS
+
 T = TypeVar("T")
 BENTOML_VERSION = "1.4.40"
 
@@ -37,23 +39,8 @@ def check_version(installed: str = bentoml.__version__) -> None:
 
 check_version()
 
-TRACING = {
-    "excluded_urls": [
-        "/predict_quali",
-        "/predict_race",
-        "/predict_full",
-        "/predict_gap",
-        "/predict_logit",
-        "/explain_gap",
-        "/explain_logit",
-        "/livez",
-        "/readyz",
-        "/healthz",
-        "/metrics",
-        "/health",
-        "/",
-    ]
-}
+MODEL_ROUTES = frozenset({"/predict_gap", "/predict_logit", "/explain_gap", "/explain_logit"})
+TRACING = {"excluded_urls": sorted(PREDICT_PATHS | MODEL_ROUTES | QUIET_PATHS | {"/health", "/"})}
 """Routes kept out of OpenTelemetry: every API route and probe."""
 
 MODEL_SERVICE: dict[str, Any] = {

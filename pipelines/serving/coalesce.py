@@ -1,11 +1,5 @@
-"""Calls from the front to a model service: merged across requests, and bounded.
-
-Each hop to a model service costs far more CPU than the model itself (serialising,
-HTTP over a Unix socket, BentoML's API layer). While one call is in flight, later
-callers queue their rows; when it returns, everything queued goes out as a single
-call and each caller gets back exactly its own rows. With one caller nothing waits,
-so a lone request pays no added latency.
-"""
+"""Calls from the front to a model service (a hop costs far more than the model): merged
+across requests, and bounded."""
 
 from __future__ import annotations
 
@@ -23,11 +17,9 @@ logger = logging.getLogger("f1.service")
 
 
 class Coalescer:
-    """``await coalescer(rows)``: like ``await fn(rows)``, merged with concurrent callers.
-
-    A failed merged call fails only the callers whose rows were in it; a caller that
-    gives up (cancelled) does not disturb the others.
-    """
+    """``await coalescer(rows)``: like ``await fn(rows)``, but while one call is in flight
+    later callers queue their rows, sent as one call when it returns (a lone caller never
+    waits). A failed call fails only its own callers; a cancelled caller disturbs none."""
 
     def __init__(self, fn: RowsFn, max_rows: int = 640) -> None:
         self.fn = fn
@@ -45,21 +37,18 @@ class Coalescer:
             asyncio.get_running_loop().create_task(self._drain())
         return await fut
 
-    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
-        batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
-        n = 0
-        while self._pending and (not batch or n + len(self._pending[0][0]) <= self.max_rows):
-            rows, fut = self._pending.pop(0)
-            if fut.done():  # the caller was cancelled while queued
-                continue
-            batch.append((rows, fut))
-            n += len(rows)
-        return batch
-
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch = self._take()
+                batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
+                n = 0
+                while self._pending and (
+                    not batch or n + len(self._pending[0][0]) <= self.max_rows
+                ):
+                    rows, fut = self._pending.pop(0)
+                    if not fut.done():  # else the caller was cancelled while queued
+                        batch.append((rows, fut))
+                        n += len(rows)
                 if not batch:
                     continue
                 merged = np.vstack([rows for rows, _ in batch])
@@ -78,20 +67,17 @@ class Coalescer:
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
-                start = 0
-                for rows, fut in batch:
-                    end = start + len(rows)
+                ends = np.cumsum([len(rows) for rows, _ in batch])[:-1]
+                for (_, fut), part in zip(batch, np.split(out, ends), strict=True):
                     if not fut.done():
-                        fut.set_result(out[start:end])
-                    start = end
+                        fut.set_result(part)
         finally:
             self._draining = False
 
 
 def with_deadline(stage: str, call: RowsFn, timeout_s: float) -> RowsFn:
-    """``call`` with its own deadline: a hung or dead model service is a prompt
-    ``StageUnavailable`` (503 + Retry-After); a call that met a stale connection is sent
-    once more."""
+    """``call`` with a deadline: a hung or dead model service is a prompt 503
+    (``StageUnavailable``); a call that met a stale connection is sent once more."""
     from pipelines.serving.bentoml_fixes import once_more_if_stale
 
     def retried(exc: BaseException) -> None:

@@ -1,9 +1,5 @@
-"""Typed errors: an answer other than 200, carrying its status, body and headers.
-
-Endpoints raise them. BentoML answers any exception with a bare status and a generic
-body, so each error also records itself for the request being handled, and
-``ErrorBodyMiddleware`` writes its body and headers back into the response.
-"""
+"""Typed errors: an answer other than 200, carrying its status, body and headers (each
+records itself for ``ErrorBodyMiddleware``: BentoML answers with a bare status)."""
 
 from __future__ import annotations
 
@@ -34,17 +30,14 @@ class ApiError(BentoMLException):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(error)
-        self.error_code = HTTPStatus(status)
+        self.error_code = HTTPStatus(status)  # the status BentoML answers with
+        self.status = status
         self.error = error
         self.detail = list(detail)
         self.headers = dict(headers or {})
         raised = RAISED.get()
         if raised is not None:
             raised.append(self)
-
-    @property
-    def status(self) -> int:
-        return int(self.error_code)
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "detail": self.detail}
@@ -56,8 +49,6 @@ class RequestError(ApiError):
     def __init__(self, loc: Sequence[str | int], msg: str) -> None:
         where = ".".join(map(str, loc))
         super().__init__(422, f"{where}: {msg}", [{"loc": ["body", *loc], "msg": msg}])
-        self.loc = list(loc)
-        self.msg = msg
 
 
 class StageUnavailable(ApiError):

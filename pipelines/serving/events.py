@@ -60,10 +60,6 @@ def calendar(snap: FeatureSnapshot, season: int | None) -> Calendar:
     )
 
 
-def _num(v: float) -> float | None:
-    return None if v is None or math.isnan(v) else float(v)
-
-
 def results(snap: FeatureSnapshot, season: int, rnd: int) -> EventResults:
     ctx = snap.event_by_round(season, rnd)
     if ctx is None or ctx.race_id is None:
@@ -78,7 +74,9 @@ def results(snap: FeatureSnapshot, season: int, rnd: int) -> EventResults:
     return EventResults(
         event=summary(snap, ctx),
         qualifying=[
-            QualifyingResult(driver_id=str(d), position=int(p), time_s=_num(t))
+            QualifyingResult(
+                driver_id=str(d), position=int(p), time_s=None if math.isnan(t) else float(t)
+            )
             for d, p, t in zip(q["driver_id"], q["q_pos"], q["q_time_s"], strict=True)
         ],
         race=[

@@ -1,9 +1,5 @@
-"""Structured (JSON) server logs carrying the request id the response echoes.
-
-BentoML configures logging in each worker and tags records with the request's trace
-context; this swaps its text formatter for one JSON object per line, so a log shipper
-can index ``request_id`` and find the line behind an ``X-Request-ID`` response header.
-"""
+"""Structured (JSON) server logs carrying the request id the response echoes: a log
+shipper can index ``request_id`` and find the line behind an ``X-Request-ID`` header."""
 
 from __future__ import annotations
 
@@ -36,11 +32,9 @@ class JsonFormatter(logging.Formatter):
             "component": self.component,
             "msg": _TRACE_SUFFIX.sub("", record.getMessage()),
         }
-        request_id = REQUEST_ID.get() or getattr(record, "request_id", None)
-        if request_id:
-            out["request_id"] = (
-                f"{request_id:016x}" if isinstance(request_id, int) else str(request_id)
-            )
+        rid = REQUEST_ID.get() or getattr(record, "request_id", None)  # BentoML's: an int
+        if rid:
+            out["request_id"] = f"{rid:016x}" if isinstance(rid, int) else str(rid)
         trace = _TRACE_ID.search(getattr(record, "trace_msg", "") or "")
         if trace:
             out["trace_id"] = trace.group(1)  # present only on routes BentoML traces
@@ -53,56 +47,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def use_json_logs(component: str) -> None:
-    """Give every handler of the root and bentoml loggers the JSON formatter."""
-    formatter = JsonFormatter(component)
-    for name in (None, "bentoml"):
-        for handler in logging.getLogger(name).handlers:
-            handler.setFormatter(formatter)
-
-
-def _client_error(exc: BaseException | None) -> bool:
-    """An exception that BentoML answers with a 4xx (the client's mistake), or one of
-    our typed answers (logged where it was raised, if at all)."""
-    if exc is None:
-        return False
-    from pydantic import ValidationError
-
-    from pipelines.serving.errors import ApiError
-
-    if isinstance(exc, ValidationError | ApiError):
-        return True
-    code = getattr(getattr(exc, "error_code", None), "value", None)
-    return isinstance(code, int) and 400 <= code < 500
-
-
 class ClientErrorFilter(logging.Filter):
-    """Drop BentoML's "Exception on <path>" ERROR record (with a full traceback) for a
-    request it answers 4xx, or for a typed ``ApiError``: our access line already says,
-    at WARNING, which field was refused and why. Other server errors (5xx) keep their
-    ERROR and traceback."""
+    """Drop BentoML's "Exception on <path>" ERROR record (with a traceback) for a request
+    it answers 4xx, or for a typed ``ApiError``: our access line says why, at WARNING."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.exc_info or not str(record.msg).startswith("Exception on"):
             return True
-        return not _client_error(record.exc_info[1])
+        from pydantic import ValidationError
 
+        from pipelines.serving.errors import ApiError
 
-BENTOML_HTTP_LOGGER = "bentoml._internal.server.http_app"
-"""Where BentoML's ``log_exception`` writes (``_bentoml_impl.server.app`` calls it)."""
-
-
-def quiet_client_errors() -> None:
-    """Install ``ClientErrorFilter`` once on BentoML's HTTP logger."""
-    log = logging.getLogger(BENTOML_HTTP_LOGGER)
-    if not any(isinstance(f, ClientErrorFilter) for f in log.filters):
-        log.addFilter(ClientErrorFilter())
+        exc = record.exc_info[1]
+        if isinstance(exc, ValidationError | ApiError):
+            return False
+        code = getattr(getattr(exc, "error_code", None), "value", None)
+        return not (isinstance(code, int) and 400 <= code < 500)
 
 
 def setup_logs(component: str, log_format: Literal["json", "text"]) -> None:
     """A serving process's logs: ``f1`` at INFO (BentoML leaves the root at WARNING), a
     4xx as one access line (no ERROR with a traceback), JSON lines unless ``text``."""
     logging.getLogger("f1").setLevel(logging.INFO)
-    quiet_client_errors()
+    log = logging.getLogger("bentoml._internal.server.http_app")  # BentoML's log_exception
+    if not any(isinstance(f, ClientErrorFilter) for f in log.filters):
+        log.addFilter(ClientErrorFilter())
     if log_format == "json":
-        use_json_logs(component)
+        formatter = JsonFormatter(component)
+        for name in (None, "bentoml"):
+            for handler in logging.getLogger(name).handlers:
+                handler.setFormatter(formatter)

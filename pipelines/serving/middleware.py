@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from pipelines.serving.text import quote
+
 if TYPE_CHECKING:
     from pipelines.settings import Settings
 
@@ -22,18 +24,16 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREDICT_PATHS = frozenset({"/predict_quali", "/predict_race", "/predict_full"})
+QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})  # probes: no access line
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("f1.access")
-
-
 ERROR_KEY = "f1.error"
 """Scope key where a middleware leaves an error response's reason for the access line."""
 
 
 def _escape(text: str, limit: int = 200) -> str:
     """Text from a request (a path, a reason quoting it) made safe for one log line."""
-    cut = text if len(text) <= limit else text[:limit] + "..."
-    return json.dumps(cut, ensure_ascii=True)[1:-1]
+    return quote(text, limit)[1:-1]
 
 
 def _reason(body: dict[str, Any]) -> str:
@@ -61,6 +61,20 @@ async def _json(
     await send({"type": "http.response.body", "body": raw})
 
 
+async def _refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    error: str,
+    loc: list[str],
+    msg: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """An error answer whose detail names one place in the request (``loc``)."""
+    body = {"error": error, "detail": [{"loc": loc, "msg": msg}]}
+    await _json(scope, send, status, body, headers)
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope.get("headers", []):
         if k.lower() == name:
@@ -68,16 +82,16 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-class RequestIdMiddleware:
-    """Give every request an id (a caller's valid ``X-Request-ID``, else a new one), echo
-    it in the response, tag the request's log lines with it and write one access line.
+class _Middleware:
+    """Pure ASGI around ``app``."""
 
-    Cheaper than BentoML's per-request tracing, which the API routes skip for speed.
-    """
-
-    def __init__(self, app: ASGIApp, quiet_paths: frozenset[str] = frozenset()) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.quiet = quiet_paths or frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+
+
+class RequestIdMiddleware(_Middleware):
+    """Give every request an id (a caller's valid ``X-Request-ID``, else a new one), echo
+    it in the response, tag the request's log lines with it and write one access line."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,14 +114,13 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if scope["path"] not in self.quiet:
+            if scope["path"] not in QUIET_PATHS:
                 self._access_line(scope, status, t0)
             REQUEST_ID.reset(token)
 
     @staticmethod
     def _access_line(scope: Scope, status: int, t0: float) -> None:
-        """One line per request; a refused one (4xx) says why, at WARNING, without a
-        traceback: a client's mistake is not a server error."""
+        """One line per request; a refused one (4xx) says why at WARNING, no traceback."""
         path = _escape(scope["path"])
         method = _escape(str(scope.get("method")), 16)
         extra: dict[str, Any] = {
@@ -123,20 +136,18 @@ class RequestIdMiddleware:
             access_log.info("%s %s %d", method, path, status, extra=extra)
 
 
-class ApiKeyMiddleware:
-    """With a key configured, predictions and /model_info need ``Authorization: Bearer``.
+class ApiKeyMiddleware(_Middleware):
+    """With a key configured, predictions and /model_info need ``Authorization: Bearer``
+    (compared in constant time); probes stay open so orchestrators can watch."""
 
-    Probes (/livez, /readyz, /health, /metrics) stay open so orchestrators can watch a
-    locked service. Keys are compared in constant time.
-    """
+    PROTECTED = PREDICT_PATHS | {"/model_info"}
 
-    def __init__(self, app: ASGIApp, api_key: str | None, protected: frozenset[str] | None = None):
+    def __init__(self, app: ASGIApp, api_key: str | None):
         self.app = app
         self.key = api_key.encode() if api_key else None
-        self.protected = protected or (PREDICT_PATHS | {"/model_info"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.key is None or scope["type"] != "http" or scope["path"] not in self.protected:
+        if self.key is None or scope["type"] != "http" or scope["path"] not in self.PROTECTED:
             return await self.app(scope, receive, send)
         if scope.get("method") == "OPTIONS":  # CORS preflights carry no credentials
             return await self.app(scope, receive, send)
@@ -144,24 +155,20 @@ class ApiKeyMiddleware:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key):
             return await self.app(scope, receive, send)
-        await _json(
+        await _refuse(
             scope,
             send,
             401,
-            {
-                "error": "missing or invalid API key",
-                "detail": [{"loc": ["header", "authorization"], "msg": "expected 'Bearer <key>'"}],
-            },
+            "missing or invalid API key",
+            ["header", "authorization"],
+            "expected 'Bearer <key>'",
             {"www-authenticate": "Bearer"},
         )
 
 
-class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` with 413 before the app parses them.
-
-    The body is read (up to the limit) and replayed to the app, so a chunked upload
-    without Content-Length is capped too.
-    """
+class BodyLimitMiddleware(_Middleware):
+    """Refuse request bodies over ``max_bytes`` with 413 before the app parses them: the
+    body is read (up to the limit) and replayed, so a chunked upload is capped too."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
@@ -173,71 +180,43 @@ class BodyLimitMiddleware:
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._too_large(scope, send)
-        chunks: list[bytes] = []
-        size = 0
+        body = bytearray()
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
                 return
-            body = msg.get("body", b"")
-            size += len(body)
-            if size > self.max_bytes:
+            body += msg.get("body", b"")
+            if len(body) > self.max_bytes:
                 return await self._too_large(scope, send)
-            chunks.append(body)
             if not msg.get("more_body", False):
                 break
-        data = b"".join(chunks)
-        sent = False
+        first = [{"type": "http.request", "body": bytes(body), "more_body": False}]
 
         async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": data, "more_body": False}
-            return await receive()
+            return first.pop() if first else await receive()
 
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
-        await _json(
-            scope,
-            send,
-            413,
-            {
-                "error": f"request body larger than {self.max_bytes} bytes",
-                "detail": [{"loc": ["body"], "msg": f"at most {self.max_bytes} bytes"}],
-            },
-        )
+        error = f"request body larger than {self.max_bytes} bytes"
+        await _refuse(scope, send, 413, error, ["body"], f"at most {self.max_bytes} bytes")
 
 
-class LoadShedMiddleware:
+class LoadShedMiddleware(_Middleware):
     """Bound the work in flight: past ``max_in_flight`` prediction requests, answer 503
     with Retry-After at once instead of queueing without limit."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_in_flight: int,
-        retry_after_s: int = 1,
-        paths: frozenset[str] = PREDICT_PATHS,
-    ):
+    def __init__(self, app: ASGIApp, max_in_flight: int):
         self.app = app
         self.max_in_flight = max_in_flight
-        self.retry_after = str(retry_after_s)
-        self.paths = paths
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        if scope["type"] != "http" or scope["path"] not in PREDICT_PATHS:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.max_in_flight:
-            return await _json(
-                scope,
-                send,
-                503,
-                {"error": "overloaded: try again shortly", "detail": []},
-                {"retry-after": self.retry_after},
-            )
+            body = {"error": "overloaded: try again shortly", "detail": []}
+            return await _json(scope, send, 503, body, {"retry-after": "1"})
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)
@@ -245,19 +224,13 @@ class LoadShedMiddleware:
             self.in_flight -= 1
 
 
-class SpecAliasMiddleware:
-    """Serve the project's one OpenAPI document at BentoML's conventional ``/docs.json``
-    too (clients and fuzzers that follow BentoML read that path), instead of BentoML's
-    own, which declares other error bodies."""
-
-    def __init__(self, app: ASGIApp, alias: str = "/docs.json", target: str = "/openapi.json"):
-        self.app = app
-        self.alias = alias
-        self.target = target
+class SpecAliasMiddleware(_Middleware):
+    """Serve the project's one OpenAPI document at BentoML's ``/docs.json`` too, instead
+    of BentoML's own, which declares other error bodies."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == self.alias:
-            scope = dict(scope, path=self.target, raw_path=self.target.encode())
+        if scope["type"] == "http" and scope["path"] == "/docs.json":
+            scope = dict(scope, path="/openapi.json", raw_path=b"/openapi.json")
         await self.app(scope, receive, send)
 
 
@@ -284,18 +257,13 @@ def clean_error_body(body: dict[str, Any]) -> dict[str, Any]:
 UNAVAILABLE = "service unavailable: try again after Retry-After seconds"
 
 
-class ErrorBodyMiddleware:
-    """Rewrite 4xx/5xx JSON bodies on the API paths through ``clean_error_body``: an
-    ``ApiError`` the endpoint raised gets its own body and headers back (BentoML answers
-    it with a bare status); a 503 keeps a message in the project's shape and always
-    carries Retry-After; any other 5xx says only that the server log has the details."""
-
-    def __init__(self, app: ASGIApp, paths: frozenset[str] = PREDICT_PATHS):
-        self.app = app
-        self.paths = paths
+class ErrorBodyMiddleware(_Middleware):
+    """Rewrite 4xx/5xx bodies on the API paths through ``clean_error_body``: a raised
+    ``ApiError`` gets its own body and headers back; a 503 always carries Retry-After;
+    any other 5xx says only that the server log has the details."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        if scope["type"] != "http" or scope["path"] not in PREDICT_PATHS:
             return await self.app(scope, receive, send)
         from pipelines.serving.errors import RAISED, ApiError
 
@@ -307,17 +275,11 @@ class ErrorBodyMiddleware:
         async def capture(msg: Message) -> None:
             nonlocal start
             if msg["type"] == "http.response.start":
-                if msg["status"] < 400:
-                    start = None
-                    await send(msg)
-                    return
-                start = msg
-                return
+                start = msg if msg["status"] >= 400 else None
             if start is None:
-                await send(msg)
-                return
+                return await send(msg)
             chunks.append(msg.get("body", b""))
-            if msg.get("more_body", False):
+            if msg is start or msg.get("more_body", False):
                 return
             status = int(start["status"])
             raw = b"".join(chunks)
@@ -335,10 +297,8 @@ class ErrorBodyMiddleware:
                 body = typed.body()
                 headers += [(k.lower().encode(), v.encode()) for k, v in typed.headers.items()]
             if status == 503:
-                if not (
-                    isinstance(body.get("error"), str) and isinstance(body.get("detail"), list)
-                ):
-                    body = {"error": UNAVAILABLE, "detail": []}
+                ours = isinstance(body.get("error"), str) and isinstance(body.get("detail"), list)
+                body = body if ours else {"error": UNAVAILABLE, "detail": []}
                 if not any(k.lower() == b"retry-after" for k, _ in headers):
                     headers.append((b"retry-after", b"2"))
             elif status >= 500:
@@ -356,43 +316,25 @@ class ErrorBodyMiddleware:
             RAISED.reset(token)
 
 
-class JsonBodyMiddleware:
-    """Prediction bodies are JSON: a POST declaring another Content-Type gets 415.
-
-    BentoML parses a multipart or form body by its own rules (a multipart one without a
-    boundary was a 500); the schema declares application/json only. A request that
-    declares no Content-Type is read as JSON, as before.
-    """
-
-    def __init__(self, app: ASGIApp, paths: frozenset[str] = PREDICT_PATHS):
-        self.app = app
-        self.paths = paths
+class JsonBodyMiddleware(_Middleware):
+    """Prediction bodies are JSON (the schema declares no other): a POST declaring another
+    Content-Type gets 415 (BentoML would parse a form its own way); none is read as JSON."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        if scope["type"] != "http" or scope["path"] not in PREDICT_PATHS:
             return await self.app(scope, receive, send)
         declared = _header(scope, b"content-type")
         media = (declared or "").split(";", 1)[0].strip().lower()
         if scope.get("method") != "POST" or declared is None or media == "application/json":
             return await self.app(scope, receive, send)
-        await _json(
-            scope,
-            send,
-            415,
-            {
-                "error": "send the body as JSON (Content-Type: application/json)",
-                "detail": [{"loc": ["header", "content-type"], "msg": "expected application/json"}],
-            },
-        )
+        error = "send the body as JSON (Content-Type: application/json)"
+        where = ["header", "content-type"]
+        await _refuse(scope, send, 415, error, where, "expected application/json")
 
 
-class NotFoundBodyMiddleware:
-    """A path no route serves answers 404 in the API's error shape (JSON), not the
-    router's plain "Not Found". A path parameter holding "/" (/events/2025/8%2F1) ends
-    there too, where the document promises an ErrorResponse. The path is not echoed."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
+class NotFoundBodyMiddleware(_Middleware):
+    """A path no route serves (a path parameter holding "/" too) answers 404 in the API's
+    error shape, not the router's plain "Not Found"; the path is not echoed."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -407,21 +349,16 @@ class NotFoundBodyMiddleware:
             if not replaced:
                 return await send(msg)
             if msg["type"] == "http.response.body" and not msg.get("more_body", False):
-                await _json(
-                    scope,
-                    send,
-                    404,
-                    {"error": "no such path",
-                     "detail": [{"loc": ["path"], "msg": "no route serves this path"}]},
-                )  # fmt: skip
+                await _refuse(
+                    scope, send, 404, "no such path", ["path"], "no route serves this path"
+                )
 
         await self.app(scope, receive, send_json_404)
 
 
 def add_middlewares(service: Any, settings: Settings) -> None:
-    """The front's middlewares, outermost first: CORS (so a browser also reads our own
-    401/413/503), request id, one spec at both paths, a JSON 404, who may call, JSON
-    bodies only, how big, how many at once, what an error body may say."""
+    """The front's middlewares, outermost first (CORS first: a browser reads our own 401,
+    413 and 503 too)."""
     if settings.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 

@@ -1,5 +1,5 @@
 """The one OpenAPI document (BentoML's POST APIs + the FastAPI GET routes, the project's
-identity, examples and error responses) and the offline Swagger page that reads it."""
+identity, examples and error responses)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from pipelines import __version__
-from pipelines.serving.middleware import PREDICT_PATHS
 from pipelines.serving.schemas import EXAMPLES, ErrorResponse, QualiRequest, RaceRequest
 
 API_INFO: dict[str, Any] = {
@@ -43,7 +42,7 @@ REQUESTS: dict[str, type[BaseModel]] = {
     "/predict_full": QualiRequest,
     "/predict_race": RaceRequest,
 }
-"""The request model each prediction endpoint (PREDICT_PATHS) validates its body with."""
+"""The request model each prediction endpoint validates its body with."""
 _REF = "#/components/schemas/{model}"
 
 
@@ -70,8 +69,7 @@ def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[s
         if name not in ("HTTPValidationError", "ValidationError"):
             schemas.setdefault(name, schema)
     error_ref = _add_model(schemas, ErrorResponse)
-    for path in sorted(PREDICT_PATHS):
-        model = REQUESTS[path]
+    for path, model in sorted(REQUESTS.items()):
         op = paths.get(path, {}).get("post")
         if not op:
             continue
@@ -96,15 +94,3 @@ def merge_spec(bento_spec: dict[str, Any], get_routes: dict[str, Any]) -> dict[s
             for code, why in ERROR_RESPONSES.items()
         }
     return spec
-
-
-SWAGGER_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>F1 Prediction API</title>
-<link rel="stylesheet" href="/static_content/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="/static_content/swagger-ui-bundle.js"></script>
-<script src="/static_content/swagger-ui-standalone-preset.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui",
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: "BaseLayout"});
-</script></body></html>"""
-"""Swagger UI from BentoML's bundled static files: works with no internet."""

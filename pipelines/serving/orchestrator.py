@@ -1,10 +1,7 @@
 """The two-stage flow, written once: event field -> Stage-1 -> grid -> Stage-2.
 
-The model calls are injected (``RowsFn``): local models for the CLI, the evaluation and
-the benchmarks, the model services in the Bento. What is evaluated is what serves. Both
-stages run on the event's whole field and a request's drivers are picked out at the end,
-so a driver's numbers are the same whoever else is asked. Explanations are further
-calls, made only when asked for.
+The model calls are injected (``RowsFn``: local models or the Bento's model services), so
+what is evaluated is what serves. Both stages run on the event's whole field.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ from pipelines.models.pole import pole_estimate
 from pipelines.models.stage1 import Stage1Config, Stage1Model, no_practice
 from pipelines.models.stage2 import Stage2Config, Stage2Model, group_softmax
 from pipelines.serving.coalesce import RowsFn
-from pipelines.serving.errors import RequestError
 
 if TYPE_CHECKING:
     from pipelines.features.snapshot import FeatureSnapshot
@@ -35,9 +31,8 @@ T = TypeVar("T")
 def unique_ranks(values: np.ndarray, tie_keys: Sequence[str]) -> np.ndarray:
     """1..N by ascending value; ties (and NaN, last) broken by key so the answer is stable."""
     v = np.where(np.isnan(values), np.inf, values)
-    order = sorted(range(len(v)), key=lambda i: (v[i], tie_keys[i]))
     ranks = np.empty(len(v), dtype=int)
-    ranks[order] = np.arange(1, len(v) + 1)
+    ranks[np.lexsort((np.asarray(tie_keys, dtype=str), v))] = np.arange(1, len(v) + 1)
     return ranks
 
 
@@ -57,9 +52,8 @@ class QualiOut:
 
 @dataclass
 class RaceOut:
-    """Stage-2 over the field: the grid and gaps it was given, logits, and the win,
-    podium and points (top 10) probabilities (Plackett-Luce on the logits, cars other
-    than the winner classified at Stage-2's finish rate)."""
+    """Stage-2 over the field: the grid and gaps it was given, logits, and the win, podium
+    and points (top 10) probabilities."""
 
     grid: np.ndarray
     q_gap: np.ndarray
@@ -84,10 +78,6 @@ class Forecast:
     constructor_names: list[str | None] = dataclasses.field(default_factory=list)
     """F1DB names of the field's drivers and teams (None where F1DB has no such id)."""
 
-    @property
-    def entries(self) -> list[Entry]:
-        return [self.field.entries[i] for i in self.rows]
-
 
 def quali_outputs(gap_raw: np.ndarray, pole_s: float, tau: float, ids: Sequence[str]) -> QualiOut:
     """Predicted time = pole estimate x (1 + gap); grid by gap; pole probability by a
@@ -104,59 +94,31 @@ def quali_outputs(gap_raw: np.ndarray, pole_s: float, tau: float, ids: Sequence[
 
 
 def race_grid(entries: Sequence[Entry], q: QualiOut) -> tuple[np.ndarray, np.ndarray]:
-    """Starting slots and qualifying gaps for Stage-2, over the field. Qualifying order
-    follows given times, else Stage-1's (anchored on the given ones without a pole
-    estimate); given grid positions are kept and every other car takes the free slots in
-    that order. Gaps: Stage-1's when no time is given, else from the times."""
+    """Starting slots and qualifying gaps for Stage-2, over the field: given grid positions
+    are kept, the other cars take the free slots in qualifying order (given times, else
+    Stage-1's); gaps come from the times when any is given."""
     n = len(entries)
     ids = [e.driver_id for e in entries]
     given_t = np.array([np.nan if e.quali_time is None else e.quali_time for e in entries])
     has_t = ~np.isnan(given_t)
-    q_gap = q.gap_pct
-    order_key = q.gap_pct
+    q_gap = order_key = q.gap_pct
     if has_t.any():
         pred_t = q.time_s
         if not math.isfinite(q.pole_s):
             pole = float(np.median(given_t[has_t] / (1.0 + q.gap_pct[has_t] / 100.0)))
             pred_t = pole * (1.0 + q.gap_pct / 100.0)
-        t = np.where(has_t, given_t, pred_t)
-        order_key = t
+        order_key = t = np.where(has_t, given_t, pred_t)
         if np.isfinite(t).all():
             q_gap = (t / t.min() - 1.0) * 100.0
-    grid = np.full(n, np.nan)
-    taken: set[int] = set()
-    for i, e in enumerate(entries):
-        if e.grid is not None:
-            grid[i] = e.grid
-            taken.add(int(e.grid))
-    rest = [i for i in range(n) if entries[i].grid is None]
+    grid = np.array([np.nan if e.grid is None else e.grid for e in entries], dtype=float)
+    taken = {int(g) for g in grid[~np.isnan(grid)]}
+    rest = [i for i in range(n) if np.isnan(grid[i])]
     key = np.where(np.isnan(order_key), np.inf, order_key)
     rest.sort(key=lambda i: (key[i], ids[i]))
     free = (s for s in range(1, n + len(taken) + 1) if s not in taken)
     for i, slot in zip(rest, free, strict=False):
         grid[i] = slot
     return grid, np.asarray(q_gap, dtype=float)
-
-
-def check_given_grid(entries: Sequence[Entry], given_at: Sequence[int]) -> None:
-    """Given grid positions are unique and within the field (RequestError naming one)."""
-    seen: dict[int, int] = {}
-    n = len(entries)
-    for e, at in zip(entries, given_at, strict=True):
-        if e.grid is None:
-            continue
-        slot = int(e.grid)
-        if slot in seen:
-            raise RequestError(
-                ["drivers", at, "grid_position"],
-                f"grid position {slot} is also given to drivers[{seen[slot]}]",
-            )
-        if slot > n:
-            raise RequestError(
-                ["drivers", at, "grid_position"],
-                f"grid position {slot} but the field has {n} cars",
-            )
-        seen[slot] = at
 
 
 def race_outputs(
@@ -167,41 +129,25 @@ def race_outputs(
     finish: float = 1.0,
 ) -> RaceOut:
     """Win probability = the softmax over the field; podium and points from the same
-    strengths (Plackett-Luce, every car but the winner classified with probability
-    ``finish``), computed in an order fixed by driver id."""
+    strengths (Plackett-Luce; every car but the winner classified at rate ``finish``)."""
     logit = np.asarray(logit, dtype=float)
     win = group_softmax(logit, np.zeros(len(logit), dtype=int))
     pl = placings(logit, ids, win=win, finish=finish)
     return RaceOut(grid, q_gap, logit, win, pl.podium, pl.points)
 
 
+@dataclass
 class TwoStage:
-    """Qualifying, then the race, for an event's field.
+    """Qualifying, then the race, for an event's field: ``stage1``/``stage2`` give the gap
+    % or logit per row; ``explain1``/``explain2`` its contributions (for ``explain``)."""
 
-    The stored configurations give the pole estimate and odds (``stage1_config``) and
-    the finish rate of the podium and points odds (``stage2_config``). ``stage1`` and
-    ``stage2`` give one number per row (gap %, logit); the optional ``explain1`` and
-    ``explain2`` give each row's contributions to it, (features + 1) columns with the
-    base value last, and are called only for ``explain=True``.
-    """
-
-    def __init__(
-        self,
-        snapshot: FeatureSnapshot,
-        stage1_config: Stage1Config,
-        stage2_config: Stage2Config,
-        stage1: RowsFn,
-        stage2: RowsFn,
-        explain1: RowsFn | None = None,
-        explain2: RowsFn | None = None,
-    ) -> None:
-        self.snapshot = snapshot
-        self.stage1_config = stage1_config
-        self.stage2_config = stage2_config
-        self.stage1 = stage1
-        self.stage2 = stage2
-        self.explain1 = explain1
-        self.explain2 = explain2
+    snapshot: FeatureSnapshot
+    stage1_config: Stage1Config
+    stage2_config: Stage2Config
+    stage1: RowsFn
+    stage2: RowsFn
+    explain1: RowsFn | None = None
+    explain2: RowsFn | None = None
 
     @classmethod
     def local(cls, snapshot: FeatureSnapshot, s1: Stage1Model, s2: Stage2Model) -> TwoStage:
@@ -239,15 +185,9 @@ class TwoStage:
             tau = c1.pole_tau_ahead
         q = quali_outputs(gap, pole, tau, ids)
         q.contrib = contrib
-        snap = self.snapshot
-        return Forecast(
-            ctx,
-            fld,
-            rows,
-            q,
-            driver_names=[snap.driver_name(e.driver_id) for e in fld.entries],
-            constructor_names=[snap.constructor_name(e.constructor_id) for e in fld.entries],
-        )
+        names = [self.snapshot.driver_name(e.driver_id) for e in fld.entries]
+        teams = [self.snapshot.constructor_name(e.constructor_id) for e in fld.entries]
+        return Forecast(ctx, fld, rows, q, driver_names=names, constructor_names=teams)
 
     async def race(self, fc: Forecast, explain: bool = False) -> Forecast:
         grid, q_gap = race_grid(fc.field.entries, fc.quali)

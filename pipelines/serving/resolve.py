@@ -1,6 +1,5 @@
 """From a validated request to the event, its field, the requested drivers and the
-answer's warnings: one path for the Bento, the CLI and the benchmark servers.
-"""
+answer's warnings: one path for the Bento, the CLI and the benchmark servers."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from pipelines.features.event import Entry, EventContext, EventField
 from pipelines.models.stage1 import Stage1Config
 from pipelines.models.stage2 import Stage2Config, grid_lean_share
 from pipelines.serving.errors import RequestError
-from pipelines.serving.orchestrator import check_given_grid
 from pipelines.serving.schemas import DriverInput, EventInput
 from pipelines.serving.text import quote
 
@@ -33,14 +31,12 @@ class Resolved:
     field: EventField
     rows: np.ndarray
     warnings: list[str] = dataclasses.field(default_factory=list)
-    fitted_on_event: bool = False
-    """The served models were fitted on this event's own results (``fitted_on_warning``)."""
+    fitted_on_event: bool = False  # the served models were fitted on this event's results
 
 
 @dataclass(frozen=True)
 class ServedModels:
-    """What an answer's warnings say of the served models: Stage-1's settings (its
-    practice-only ensemble), Stage-2's (its grid lean) and what they were fitted on."""
+    """What an answer's warnings say of the served models: their settings, what they saw."""
 
     stage1: Stage1Config
     stage2: Stage2Config
@@ -60,10 +56,8 @@ class ServedModels:
 
 @dataclass(frozen=True)
 class FittedOn:
-    """The events the served models were fitted on: Stage-1 those from ``first_season``
-    through the event ``stage1_through`` (season, round), Stage-2 the seasons
-    ``first_season``-``stage2_last``. A past event among them is answered by models that
-    know how it went: not the forecast they would have made before it."""
+    """The events the served models were fitted on: Stage-1 from ``first_season`` through
+    ``stage1_through`` (season, round), Stage-2 ``first_season``-``stage2_last``."""
 
     first_season: int
     stage1_through: tuple[int, int]
@@ -71,13 +65,10 @@ class FittedOn:
 
     @classmethod
     def of(cls, stage1_meta: Mapping[str, Any], stage2_meta: Mapping[str, Any]) -> FittedOn | None:
-        """From the stored models' metadata (``training_seasons``, Stage-1's
-        ``fitted_through``; a Stage-1 saved without it was fitted through its last
-        training season); None when the metadata does not say."""
-        seasons1 = stage1_meta.get("training_seasons")
-        seasons2 = stage2_meta.get("training_seasons")
+        """From the stored models' metadata; None when it does not say."""
+        seasons1, seasons2 = (m.get("training_seasons") for m in (stage1_meta, stage2_meta))
         if not (
-            seasons1 and seasons2 and isinstance(seasons1, list) and isinstance(seasons2, list)
+            isinstance(seasons1, list) and seasons1 and isinstance(seasons2, list) and seasons2
         ):
             return None
         through = stage1_meta.get("fitted_through")
@@ -88,8 +79,7 @@ class FittedOn:
         return cls(int(seasons1[0]), last1, int(seasons2[-1]))
 
 
-LAST_ROUND = 10**6
-"""A round after any season's last."""
+LAST_ROUND = 10**6  # a round after any season's last
 
 
 def resolve_request(
@@ -100,9 +90,8 @@ def resolve_request(
     *,
     race: bool = False,
 ) -> Resolved:
-    """Event, field, requested drivers and warnings for a request (raises RequestError).
-    With the ``served`` models, also what the answer owes to them; ``race``: a win
-    forecast is asked (Stage-2's warnings too)."""
+    """Event, field, requested drivers and warnings for a request (raises RequestError);
+    ``race``: a win forecast is asked (Stage-2's warnings too)."""
     warnings: list[str] = []
     ctx = resolve_event(snap, event, warnings)
     numbered: set[int] | None = None
@@ -176,8 +165,7 @@ def resolve_event(
 
 
 def _check_same_event(ctx: EventContext, event: EventInput) -> None:
-    """A ``circuit_id`` or ``date`` given beside ``round`` must be that round's: otherwise
-    the answer would be for another event than the caller meant."""
+    """A ``circuit_id`` or ``date`` given beside ``round`` must be that round's."""
     if event.circuit_id is not None and event.circuit_id != ctx.circuit_id:
         raise RequestError(
             ["event", "circuit_id"],
@@ -212,11 +200,32 @@ def _data_field(snap: FeatureSnapshot, ctx: EventContext, event: EventInput | No
     )
 
 
+def check_given_grid(entries: Sequence[Entry], given_at: Sequence[int]) -> None:
+    """Given grid positions are unique and within the field (RequestError naming one)."""
+    seen: dict[int, int] = {}
+    n = len(entries)
+    for e, at in zip(entries, given_at, strict=True):
+        if e.grid is None:
+            continue
+        slot = int(e.grid)
+        if slot in seen:
+            raise RequestError(
+                ["drivers", at, "grid_position"],
+                f"grid position {slot} is also given to drivers[{seen[slot]}]",
+            )
+        if slot > n:
+            raise RequestError(
+                ["drivers", at, "grid_position"],
+                f"grid position {slot} but the field has {n} cars",
+            )
+        seen[slot] = at
+
+
 def _given_entries(
     snap: FeatureSnapshot, ctx: EventContext, drivers: Sequence[DriverInput], warnings: list[str]
 ) -> tuple[list[Entry], dict[str, int], set[int]]:
     """The request's drivers as entries (the data's team and laps where none are given),
-    where each was asked, and the indexes given a car number no driver raced with."""
+    where each was asked, and the indexes of car numbers no driver raced with."""
     known = ctx.race_id is not None
     data_entries = {e.driver_id: e for e in snap.entries(ctx)} if known else {}
     entries: list[Entry] = []
@@ -224,10 +233,16 @@ def _given_entries(
     unused: set[str] = set()
     numbered: set[int] = set()  # warned about already
     for i, d in enumerate(drivers):
-        driver_id = _resolve_driver(snap, d.driver_id, ctx.season, i, warnings)
-        if driver_id is None:
-            driver_id = f"car-{d.driver_id}"
-            numbered.add(i)
+        driver_id = d.driver_id
+        if isinstance(driver_id, int):
+            found = snap.driver_for_number(driver_id, ctx.season)
+            if found is None:
+                numbered.add(i)
+                warnings.append(
+                    f"drivers[{i}]: no driver raced with number {driver_id}: predicted "
+                    "without history"
+                )
+            driver_id = found or f"car-{driver_id}"
         if driver_id in at:
             raise RequestError(
                 ["drivers", i, "driver_id"],
@@ -237,7 +252,7 @@ def _given_entries(
         from_data = data_entries.get(driver_id)
         team = d.constructor_id or (from_data.constructor_id if from_data else None)
         e = Entry(driver_id=driver_id, constructor_id=team or snap.latest_team(driver_id))
-        given = d.practice.as_dict() if d.practice else {}
+        given = d.practice.model_dump(exclude_none=True) if d.practice else {}
         if given:
             e.practice = given
         elif from_data is not None:
@@ -259,26 +274,9 @@ def _given_entries(
     return entries, at, numbered
 
 
-def _resolve_driver(
-    snap: FeatureSnapshot, raw: str | int, season: int, i: int, warnings: list[str]
-) -> str | None:
-    """The F1DB id of a driver given by id or by car number; None (with a warning) for a
-    number no driver raced with."""
-    if isinstance(raw, int):
-        found = snap.driver_for_number(raw, season)
-        if found is None:
-            warnings.append(
-                f"drivers[{i}]: no driver raced with number {raw}: predicted without history"
-            )
-        return found
-    return raw
-
-
 def fitted_on_warning(ctx: EventContext, fitted: FittedOn | None, race: bool) -> str | None:
-    """The warning for an event in the data whose own qualifying (Stage-1) or race
-    (Stage-2, when ``race``: a win forecast is asked) the served models were fitted on;
-    None for any other event. Such an answer has seen the outcome: it looks better than a
-    forecast would have been (held-out figures: /model_info)."""
+    """The warning for an event whose own qualifying (Stage-1) or race (Stage-2, when
+    ``race``) the served models were fitted on: the answer has seen the outcome."""
     if fitted is None or ctx.race_id is None or ctx.round is None:
         return None
     if ctx.season < fitted.first_season:
@@ -301,8 +299,7 @@ def fitted_on_warning(ctx: EventContext, fitted: FittedOn | None, race: bool) ->
 
 def new_rules_quali_warning(ctx: EventContext, fld: EventField, rules_races: float) -> str | None:
     """The warning for a qualifying forecast at the first race under new technical rules
-    (``rules_races`` 0), which Stage-1's practice-only ensemble makes for every car with
-    a practice lap; None otherwise."""
+    (Stage-1's practice-only ensemble answers for every car with a practice lap)."""
     if rules_races != 0 or not any(e.practice for e in fld.entries):
         return None
     return (
@@ -313,8 +310,8 @@ def new_rules_quali_warning(ctx: EventContext, fld: EventField, rules_races: flo
 
 
 def rules_reset_warning(ctx: EventContext, stage2: Stage2Config, n: float) -> str | None:
-    """The warning for a win forecast ``n`` races under new technical rules
-    (``c_rules_races``), None when Stage-2's grid lean takes no share for this event."""
+    """The warning for a win forecast ``n`` races under new technical rules, when Stage-2's
+    grid lean takes a share."""
     share = float(grid_lean_share(stage2, np.array(n)))
     if share <= 0.0:
         return None
@@ -325,14 +322,11 @@ def rules_reset_warning(ctx: EventContext, stage2: Stage2Config, n: float) -> st
     )
 
 
-STALE_DAYS = 120
-"""Latest results further than this before an event (longer than the winter break): its
-form and standings are said to be that old."""
+STALE_DAYS = 120  # latest results further before an event (past a winter break): a warning
 
 
 def _stale_data_warning(snap: FeatureSnapshot, ctx: EventContext) -> list[str]:
-    """The warning for an event the data's results stop well short of: form and
-    standings are as of the latest results, whatever happened since."""
+    """The warning for an event the data's results stop well short of."""
     behind = snap.results_behind(ctx)
     if behind is None:
         return []
@@ -353,8 +347,7 @@ def _stale_data_warning(snap: FeatureSnapshot, ctx: EventContext) -> list[str]:
 
 
 def _no_practice_warning(fld: EventField) -> list[str]:
-    """The warning for a field without a single practice lap (an event days ahead, before
-    its first session): Stage-1 then reads form alone, a much weaker forecast."""
+    """The warning for a field without a single practice lap: Stage-1 reads form alone."""
     if any(e.practice for e in fld.entries):
         return []
     return [
@@ -370,27 +363,23 @@ def _no_form_warnings(
     rows: np.ndarray,
     numbered: set[int] | None,
 ) -> list[str]:
-    """Warnings for the asked drivers whose driver or team has no result in the data
-    before the event (``FeatureSnapshot.has_form``: their form features are empty).
-    ``numbered``: None for the data's entry list (one line per kind), else the request's
-    indexes already warned about (a car number no driver raced with)."""
+    """Warnings for the asked drivers or teams with no result before the event; one line
+    per kind for the data's entry list (``numbered`` None: no request indexes warned)."""
     driver_ok, team_ok = snap.has_form(ctx, fld.entries)
     out: list[str] = []
     if numbered is None:
         new_drivers = [fld.entries[r].driver_id for r in rows if not driver_ok[r]]
         new_teams = sorted({str(fld.entries[r].constructor_id) for r in rows if not team_ok[r]})
-        if new_drivers:
-            out.append(
-                "no results in the data before this event for driver(s) "
-                + ", ".join(quote(d) for d in new_drivers)
-                + ": predicted without their form"
-            )
-        if new_teams:
-            out.append(
-                "no results in the data before this event for team(s) "
-                + ", ".join(quote(t) for t in new_teams)
-                + ": predicted without the team's form"
-            )
+        for kind, ids, form in (
+            ("driver(s)", new_drivers, "their"),
+            ("team(s)", new_teams, "the team's"),
+        ):
+            if ids:
+                named = ", ".join(quote(x) for x in ids)
+                out.append(
+                    f"no results in the data before this event for {kind} {named}: "
+                    f"predicted without {form} form"
+                )
         return out
     for i, r in enumerate(rows):
         e = fld.entries[r]
@@ -412,7 +401,6 @@ def _no_form_warnings(
 
 
 def _did_you_mean(snap: FeatureSnapshot, kind: IdKind, given: str) -> str:
-    """ " (did you mean "x"?)" for an id F1DB does not know but spells like ``given``;
-    "" for an id it knows or spells like nothing it knows."""
+    """ " (did you mean "x"?)" for an id F1DB does not know but spells like ``given``."""
     near = snap.similar_ids(kind, given)
     return f" (did you mean {' or '.join(quote(c) for c in near)}?)" if near else ""

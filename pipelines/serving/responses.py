@@ -20,16 +20,14 @@ from pipelines.serving.schemas import (
     RacePrediction,
 )
 
-TOP_CONTRIBUTIONS = 5
-"""Contributions listed one by one; the rest are summed into one "other" entry."""
+TOP_CONTRIBUTIONS = 5  # listed one by one; the rest are summed into one "other" entry
 
 
 def explanation(
     contrib: np.ndarray, spec: FeatureSpec, unit: Literal["gap %", "log-odds"]
 ) -> Explanation:
-    """One driver's contributions row (features..., base) as an ``Explanation``: the
-    largest ``TOP_CONTRIBUTIONS`` by absolute size (ties: in feature order), then
-    "other" with the sum of the rest, so base + sum(values) is the model's output."""
+    """One driver's contributions row (features..., base): the largest by size (ties: in
+    feature order), then "other", the sum of the rest (base + sum is the model's output)."""
     values = np.asarray(contrib[:-1], dtype=float)
     order = sorted(range(len(values)), key=lambda j: (-abs(values[j]), j))
     top, rest = order[:TOP_CONTRIBUTIONS], order[TOP_CONTRIBUTIONS:]
@@ -37,13 +35,8 @@ def explanation(
         Contribution(feature=spec.names[j], label=label(spec.names[j]), value=float(values[j]))
         for j in top
     ]
-    items.append(
-        Contribution(
-            feature="other",
-            label=f"the other {len(rest)} features" if rest else "no other feature",
-            value=float(values[rest].sum()) if rest else 0.0,
-        )
-    )
+    other = f"the other {len(rest)} features" if rest else "no other feature"
+    items.append(Contribution(feature="other", label=other, value=float(values[rest].sum())))
     return Explanation(unit=unit, base=float(contrib[-1]), contributions=items)
 
 

@@ -1,7 +1,5 @@
-"""Request and response models of the prediction API (and of the Python client).
-
-The ``EXAMPLES`` here feed the Swagger UI, the README and the tests.
-"""
+"""Request and response models of the prediction API (and of the Python client); the
+``EXAMPLES`` here feed the Swagger UI, the README and the tests."""
 
 from __future__ import annotations
 
@@ -9,6 +7,7 @@ import math
 import re
 from datetime import date as Date
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -42,10 +41,12 @@ DRIVER_PATTERN = r"^(?:[0-9]{1,2}|[0-9]*[a-z][a-z0-9-]*|[0-9]+-[a-z0-9-]*)$"
 
 _LAP_RE, _ID_RE, _DRIVER_RE = map(re.compile, (LAP_PATTERN, ID_PATTERN, DRIVER_PATTERN))
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_INT_TEXT_RE = re.compile(r"-?[0-9]+")
 
 
-def _lap(value: Any, field: str) -> float | None:
+def _lap(value: Any, info: ValidationInfo) -> float | None:
     """Seconds (a number) or "m:ss.fff" text; nothing else (not "87.2", not a boolean)."""
+    field = info.field_name
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -65,13 +66,9 @@ def _lap(value: Any, field: str) -> float | None:
     )
 
 
-def _lap_field(value: Any, info: ValidationInfo) -> float | None:
-    return _lap(value, str(info.field_name))
-
-
 Lap = Annotated[
     float | str | None,
-    BeforeValidator(_lap_field),
+    BeforeValidator(_lap),
     WithJsonSchema(
         {
             "anyOf": [
@@ -85,7 +82,7 @@ Lap = Annotated[
 """A lap time: seconds (a number) or "m:ss.fff" text; validated to seconds."""
 
 
-def _f1db_id(value: Any, example: str) -> str | None:
+def _f1db_id(example: str, value: Any) -> str | None:
     if value is None or (isinstance(value, str) and _ID_RE.fullmatch(value)):
         return value
     raise ValueError(
@@ -93,19 +90,13 @@ def _f1db_id(value: Any, example: str) -> str | None:
     )
 
 
-def _constructor_id(value: Any) -> str | None:
-    return _f1db_id(value, "'red-bull'")
-
-
-def _circuit_id(value: Any) -> str | None:
-    return _f1db_id(value, "'monaco' or 'yas-marina'")
-
-
 _ID_OR_NULL = WithJsonSchema(
     {"anyOf": [{"type": "string", "pattern": ID_PATTERN}, {"type": "null"}]}
 )
-ConstructorId = Annotated[str | None, BeforeValidator(_constructor_id), _ID_OR_NULL]
-CircuitId = Annotated[str | None, BeforeValidator(_circuit_id), _ID_OR_NULL]
+ConstructorId = Annotated[str | None, BeforeValidator(partial(_f1db_id, "'red-bull'")), _ID_OR_NULL]
+CircuitId = Annotated[
+    str | None, BeforeValidator(partial(_f1db_id, "'monaco' or 'yas-marina'")), _ID_OR_NULL
+]
 
 
 def _driver(value: Any) -> str | int:
@@ -148,9 +139,6 @@ def _date(value: Any) -> Date | None:
     raise ValueError("expected a date as 'YYYY-MM-DD' text")
 
 
-_INT_TEXT_RE = re.compile(r"-?[0-9]+")
-
-
 def _int_text(value: Any) -> Any:
     """A URL's integer (a query or path parameter): decimal digits, not "8.0" or " 8"."""
     if isinstance(value, str) and not _INT_TEXT_RE.fullmatch(value):
@@ -173,8 +161,9 @@ class PracticeTimes(BaseModel):
         None, description="Best sprint-qualifying lap (2024+ sprint weekends: before qualifying)."
     )
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.model_dump().items() if v is not None}
+
+_UNUSED = "Accepted for compatibility; not used by the model."
+_Unused = Annotated[float | None, Field(strict=True, allow_inf_nan=False, description=_UNUSED)]
 
 
 class DriverInput(BaseModel):
@@ -207,18 +196,8 @@ class DriverInput(BaseModel):
     qualifying_time: Lap = Field(
         None, description="Best qualifying lap, when known (/predict_race)."
     )
-    temperature: float | None = Field(
-        None,
-        strict=True,
-        allow_inf_nan=False,
-        description="Accepted for compatibility; not used by the model.",
-    )
-    humidity: float | None = Field(
-        None,
-        strict=True,
-        allow_inf_nan=False,
-        description="Accepted for compatibility; not used by the model.",
-    )
+    temperature: _Unused = None
+    humidity: _Unused = None
 
     def extra_inputs(self) -> list[str]:
         """Inputs accepted for compatibility that the model does not use."""
@@ -266,62 +245,45 @@ class EventInput(BaseModel):
         return self
 
 
-def _check_drivers(v: Any) -> Any:
-    if isinstance(v, list) and len(v) == 0:
-        raise ValueError("must not be empty (omit 'drivers' to use the event's entry list)")
-    return v
-
-
 EXPLAIN_DESCRIPTION = (
     "Add an `explanation` to each driver's prediction: what moved the model's output, "
     "feature by feature (LightGBM contributions). Off by default, and free when off."
 )
 
 
-def _drivers_field() -> Any:
-    return Field(
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event: EventInput | None = Field(None, description="Default: the next event in the calendar.")
+    drivers: list[DriverInput] | None = Field(
         None,
         min_length=1,
         max_length=MAX_DRIVERS,
         description="The field to predict; default: the event's entry list.",
     )
 
+    @field_validator("drivers", mode="before")
+    @classmethod
+    def _drivers(cls, v: Any) -> Any:
+        if isinstance(v, list) and len(v) == 0:
+            raise ValueError("must not be empty (omit 'drivers' to use the event's entry list)")
+        return v
 
-def _explain_field() -> Any:
-    return Field(False, strict=True, description=EXPLAIN_DESCRIPTION)
 
-
-class QualiRequest(BaseModel):
+class QualiRequest(_Request):
     """Predict qualifying. Omit ``drivers`` for an event in the data to use its entry list."""
 
-    model_config = ConfigDict(extra="forbid")
-    event: EventInput | None = Field(None, description="Default: the next event in the calendar.")
-    drivers: list[DriverInput] | None = _drivers_field()
     session_type: Literal["qualifying"] = Field(
         "qualifying",
         description="Only 'qualifying'.",
         json_schema_extra={"enum": ["qualifying"]},  # OpenAPI 3.0 has no "const"
     )
-    explain: bool = _explain_field()
-
-    @field_validator("drivers", mode="before")
-    @classmethod
-    def _drivers(cls, v: Any) -> Any:
-        return _check_drivers(v)
+    explain: bool = Field(False, strict=True, description=EXPLAIN_DESCRIPTION)
 
 
-class RaceRequest(BaseModel):
+class RaceRequest(_Request):
     """Predict the race winner; a missing grid position comes from Stage-1."""
 
-    model_config = ConfigDict(extra="forbid")
-    event: EventInput | None = Field(None, description="Default: the next event in the calendar.")
-    drivers: list[DriverInput] | None = _drivers_field()
-    explain: bool = _explain_field()
-
-    @field_validator("drivers", mode="before")
-    @classmethod
-    def _drivers(cls, v: Any) -> Any:
-        return _check_drivers(v)
+    explain: bool = Field(False, strict=True, description=EXPLAIN_DESCRIPTION)
 
 
 Request = QualiRequest | RaceRequest
@@ -373,25 +335,20 @@ class Explanation(BaseModel):
     )
 
 
-def _driver_name() -> Any:
-    return Field(
+class _Prediction(BaseModel):
+    driver_id: str = Field(..., description="Resolved F1DB driver id.")
+    driver_name: str | None = Field(
         None, description="F1DB name (null if the id is not in F1DB).", examples=["Max Verstappen"]
     )
-
-
-def _team_name() -> Any:
-    return Field(
+    constructor_id: str | None = Field(None, description="Team used for the prediction.")
+    constructor_name: str | None = Field(
         None,
         description="F1DB name of the team (null if it is not in F1DB).",
         examples=["Red Bull"],
     )
 
 
-class QualiPrediction(BaseModel):
-    driver_id: str = Field(..., description="Resolved F1DB driver id.")
-    driver_name: str | None = _driver_name()
-    constructor_id: str | None = Field(None, description="Team used for the prediction.")
-    constructor_name: str | None = _team_name()
+class QualiPrediction(_Prediction):
     predicted_time: float | None = Field(
         ...,
         description="Predicted best qualifying lap in seconds (null if the circuit is unknown).",
@@ -410,11 +367,7 @@ class QualiPrediction(BaseModel):
     )
 
 
-class RacePrediction(BaseModel):
-    driver_id: str = Field(..., description="Resolved F1DB driver id.")
-    driver_name: str | None = _driver_name()
-    constructor_id: str | None = Field(None, description="Team used for the prediction.")
-    constructor_name: str | None = _team_name()
+class RacePrediction(_Prediction):
     win_probability: float = Field(..., description="Probability of winning (sums to 1).")
     podium_probability: float = Field(
         ...,

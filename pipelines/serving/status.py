@@ -17,10 +17,8 @@ def health(
     meta: Mapping[str, Any],
     ledger: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """``models``: each stored model (its tag, its creation time); ``batching``: this
-    process's merged calls per model call (each front worker counts its own; /metrics
-    sums BentoML's batch histograms over all); ``meta``: the feature snapshot's;
-    ``ledger``: the prediction log's state in this process."""
+    """``batching``: this process's merged calls per model call (each front worker counts
+    its own); ``meta``: the feature snapshot's; ``ledger``: the prediction log's state."""
     return {
         "status": "healthy",
         "version": __version__,

@@ -13,13 +13,10 @@ def quote(text: str, limit: int = 64) -> str:
     return json.dumps(cut, ensure_ascii=True)
 
 
-def header_safe(text: str, limit: int = 2000) -> str:
-    """A header value from text that may hold anything: printable ASCII only (latin-1
-    without CR/LF is what HTTP/1.1 servers accept), at most ``limit`` characters."""
-    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
-    return "".join(c if " " <= c <= "~" else "?" for c in ascii_text)[:limit]
-
-
 def warnings_header(warnings: Sequence[str]) -> dict[str, str]:
-    """``X-F1-Warnings`` for a response (the full text is in the body where there is one)."""
-    return {"X-F1-Warnings": header_safe(" | ".join(warnings))} if warnings else {}
+    """``X-F1-Warnings`` for a response (the full text is in the body where there is one):
+    printable ASCII only (what HTTP/1.1 servers accept), at most 2000 characters."""
+    if not warnings:
+        return {}
+    text = " | ".join(warnings).encode("ascii", "backslashreplace").decode("ascii")
+    return {"X-F1-Warnings": "".join(c if " " <= c <= "~" else "?" for c in text)[:2000]}

@@ -13,13 +13,13 @@ from pipelines.models.stage2 import GRID_TERMS, Stage2Model, linear_design
 from pipelines.serving.errors import RequestError
 from pipelines.serving.orchestrator import (
     TwoStage,
-    check_given_grid,
     quali_outputs,
     race_grid,
     race_outputs,
     run,
     unique_ranks,
 )
+from pipelines.serving.resolve import check_given_grid
 
 
 def test_unique_ranks_are_one_to_n_by_value() -> None:
@@ -106,7 +106,7 @@ def test_race_grid_anchors_times_when_there_is_no_pole_estimate() -> None:
 def test_given_grid_must_be_unique_and_within_the_field() -> None:
     with pytest.raises(RequestError) as dup:
         check_given_grid([Entry("a", grid=2.0), Entry("b", grid=2.0)], [0, 1])
-    assert dup.value.loc == ["drivers", 1, "grid_position"]
+    assert dup.value.detail[0]["loc"] == ["body", "drivers", 1, "grid_position"]
     with pytest.raises(RequestError, match="field has 2 cars"):
         check_given_grid([Entry("a", grid=3.0), Entry("b")], [0, 1])
     check_given_grid([Entry("a", grid=2.0), Entry("b")], [0, 1])

@@ -255,7 +255,8 @@ def test_a_circuit_or_date_beside_a_round_must_be_that_rounds(real_snapshot, ext
     event = EventInput(season=2025, round=8, **extra)
     with pytest.raises(RequestError) as err:
         resolve_request(real_snapshot, event, None)
-    assert err.value.loc == loc and "round 8" in err.value.msg
+    (detail,) = err.value.detail
+    assert detail["loc"] == ["body", *loc] and "round 8" in detail["msg"]
     same = EventInput(season=2025, round=8, circuit_id="monaco", date="2025-05-25")
     assert resolve_request(real_snapshot, same, None).event.round == 8
 

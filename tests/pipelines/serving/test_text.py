@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipelines.serving.text import header_safe, quote, warnings_header
+from pipelines.serving.text import quote, warnings_header
 
 NASTY = ["a\r\nb", "東京", "\u00c2L\ud9dc\udfff\u00ed", "emoji 🏎", "x" * 500, "tab\there", "\x00"]
 
@@ -27,9 +27,8 @@ def test_warnings_header_is_a_valid_header_value(text: str) -> None:
     assert all(" " <= c <= "~" for c in value) and len(value) <= 2000
 
 
-def test_header_safe_keeps_plain_text_and_cuts_long_text() -> None:
-    assert header_safe("no event given: using 2025 round 8") == (
-        "no event given: using 2025 round 8"
-    )
-    assert len(header_safe("y" * 5000)) == 2000
+def test_the_warnings_header_keeps_plain_text_and_cuts_long_text() -> None:
+    plain = "no event given: using 2025 round 8"
+    assert warnings_header([plain, "second"]) == {"X-F1-Warnings": f"{plain} | second"}
+    assert len(warnings_header(["y" * 5000])["X-F1-Warnings"]) == 2000
     assert warnings_header([]) == {}

@@ -89,7 +89,7 @@ test-fast: install ## Run the tests, without the slow end-to-end ones
 lint: install ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy pipelines training service.py
+	$(BIN)/mypy pipelines training service.py bench
 
 format: install ## Apply ruff's safe fixes, then format (ruff check --fix + ruff format)
 	$(BIN)/ruff check --fix .

@@ -146,7 +146,7 @@ def check_identity(servers: dict[str, Any], requests: dict[str, tuple[str, Any]]
         ref, *answers = [httpx.post(s.url + path, json=body, timeout=30) for s in servers.values()]
         for name, r in zip(others, answers, strict=True):
             diff = answer_difference(r, ref)
-            rec = {"request": req_name, "server": name, "reference": ref_name}
+            rec: dict[str, Any] = {"request": req_name, "server": name, "reference": ref_name}
             checks.append(
                 rec | {"status": r.status_code, "identical": not diff, "difference": diff}
             )

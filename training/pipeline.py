@@ -1,5 +1,4 @@
-"""Tune on the validation season, score the test season beside the baselines, refit
-through the test season for serving."""
+"""Tune on the validation season, score the test season beside the baselines, refit for serving."""
 
 from __future__ import annotations
 
@@ -45,7 +44,6 @@ from training.evaluate import (
     KEYS,
     EventHook,
     Served,
-    ahead_predictions,
     placings_over_starters,
     served_predictions,
 )
@@ -74,10 +72,8 @@ class Protocol:
     train_from: int = 2014
     valid_season: int = 2024
     test_season: int = 2025
-    rank_depth: int = RANK_DEPTH
-    """Places of each training race Stage-2 learns from (``Stage2Config.rank_depth``)."""
+    rank_depth: int = RANK_DEPTH  # Stage-2's training places (``Stage2Config``)
     rank_decay: float = RANK_DECAY
-    """Their weights' decay (``Stage2Config.rank_decay``)."""
 
     @classmethod
     def of(cls, s: Settings) -> Protocol:
@@ -88,12 +84,11 @@ class Protocol:
 
 @dataclass
 class Split:
-    """One stage's rows as the protocol cuts them."""
+    """One stage's rows as the protocol cuts them: ``fit`` through the validation season (the
+    test season's models), ``train`` before it (the tuning candidates)."""
 
     fit: StageData
-    """Seasons through the validation one: the test season's models."""
     train: StageData
-    """Seasons before the validation one: the tuning candidates."""
     valid: StageData
     test: StageData
 
@@ -115,8 +110,7 @@ class TrainResult:
     stage2: Stage2Model
     evaluation: dict[str, Any]
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
-    stage1_through: dict[str, int] | None = None
-    """The latest event Stage-1 was fitted on (``last_event``)."""
+    stage1_through: dict[str, int] | None = None  # Stage-1's latest event (``last_event``)
 
 
 @dataclass
@@ -153,9 +147,6 @@ def check_seasons(s1: StageData, s2: StageData, p: Protocol) -> None:
         )
 
 
-# ------------------------------------------------------------------------- pole
-
-
 def pole_predictions(snap: FeatureSnapshot, meta: pd.DataFrame, params: PoleParams) -> np.ndarray:
     """Estimated pole lap for each row's event (history strictly before the event)."""
     out = np.empty(len(meta))
@@ -178,12 +169,8 @@ def _event_pole_mae(meta: pd.DataFrame, pole: np.ndarray) -> float:
     return float(ev.groupby("race_id")["err"].first().mean())
 
 
-# ----------------------------------------------------------------------- fitting
-
-
 def fit_stage1(data: StageData, cfg: Stage1Config, form: bool = True) -> Stage1Model:
-    """Fit Stage-1 (dry events only if the config says so; ``form`` False: no form-only
-    ensemble, as tuning scores it)."""
+    """Fit Stage-1 (``form`` False: no form-only ensemble, as tuning scores it)."""
     if cfg.dry_only:
         data = data.select(data.meta["dry"].to_numpy(bool))
     teams = data.meta["race_id"].astype(str) + "/" + data.meta["constructor_id"].astype(str)
@@ -216,8 +203,8 @@ def latest_qualifying(t: Tables) -> tuple[int, int] | None:
 def refit_due(
     through: dict[str, int] | None, training_seasons: list[int], latest: tuple[int, int] | None
 ) -> bool:
-    """Whether the data's latest qualifying is newer than a Stage-1 fitted through
-    ``through`` (None, saved before that was recorded: its last training season)."""
+    """Whether the data's latest qualifying is newer than Stage-1's ``through`` (None: its
+    last training season)."""
     if latest is None:
         return False
     if through is None:
@@ -226,8 +213,7 @@ def refit_due(
 
 
 def known_before(data: StageData, first_season: int, season: int, rnd: int) -> StageData:
-    """The rows of ``data`` known before round ``rnd`` of ``season``: every earlier season
-    from ``first_season`` and the season's earlier rounds."""
+    """The rows of ``data`` from ``first_season`` known before round ``rnd`` of ``season``."""
     s = data.meta["season"].to_numpy()
     r = data.meta["round"].to_numpy()
     return data.select((s >= first_season) & ((s < season) | ((s == season) & (r < rnd))))
@@ -235,14 +221,13 @@ def known_before(data: StageData, first_season: int, season: int, rnd: int) -> S
 
 @dataclass
 class InSeason:
-    """Stage-1 as served during a season: refitted before each event on every earlier
-    one, as ``f1 refresh`` refits the stored model (docs/model-quality.md)."""
+    """Stage-1 as served in a season: refitted before each event on every earlier one (``f1
+    refresh``); ``first``: the model fitted before the season."""
 
     data: StageData
     first_season: int
     cfg: Stage1Config
     first: Stage1Model
-    """The model fitted before the season (an event with no earlier one in the data)."""
     _fitted: dict[int, Stage1Model] = field(default_factory=dict)
 
     def model(self, season: int, rnd: int) -> Stage1Model:
@@ -258,8 +243,6 @@ class InSeason:
     def for_event(self, ctx: EventContext) -> Stage1Model:
         return self.model(ctx.season, int(ctx.round or 0))
 
-
-# ----------------------------------------------------------------------- tuning
 
 STAGE1_GRID: dict[str, list[Any]] = {
     "dry_only": [False, True],
@@ -420,9 +403,6 @@ def tune(d: RunData, p: Protocol, step: Step) -> tuple[Stage1Config, Stage2Confi
         "stage2": {k: v for k, v in cfg2.__dict__.items() if not k.startswith(("linear", "grid_"))},
     }
     return cfg1, cfg2, log
-
-
-# ------------------------------------------------------------------- evaluation
 
 
 def stage1_predictors(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -600,8 +580,10 @@ class HeldOutSeason:
             m1 = Stage1Model(replace(m.config, form_model=False), m.boosters)
             return TwoStage.local(self.snap, m1, self.m2)
 
-        finish = self.m2.config.finish_rate
-        return ahead_predictions(self.snap, main_only, self.d1.test, self.d2.test, finish)
+        sv = served_predictions(
+            self.snap, main_only, self.d1.test, self.d2.test, self.m2.config.finish_rate
+        )
+        return sv.stage1_ahead, sv.stage2_ahead
 
     def stage1_checks(self, q: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
         """The pole odds, a weekend ahead, the unserved rows, a new team and new rules."""
@@ -800,9 +782,6 @@ def tune_and_score(
     evaluation["tuning"] = tuning
     evaluation["races"] = per_race(d.tables, preds)
     return Scored(cfg1, cfg2, evaluation, preds)
-
-
-# --------------------------------------------------------------------- pipeline
 
 
 def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = None) -> TrainResult:

@@ -10,16 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
+from rich import progress as rp
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from pipelines.settings import Settings, downloaded_data_dir, get_settings, resolve_data_dir
@@ -51,9 +44,10 @@ def _progress(title: str, total: int | None = None) -> Iterator[Callable[[str], 
     protocol reports to. A TrainingError ends the command with its message."""
     from training.pipeline import TrainingError
 
-    counted = [BarColumn(), MofNCompleteColumn()] if total else []
-    spin, text, elapsed = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
-    with Progress(spin, text, *counted, elapsed, console=console, transient=True) as bar:
+    counted = [rp.BarColumn(), rp.MofNCompleteColumn()] if total else []
+    spin, text = rp.SpinnerColumn(), rp.TextColumn("{task.description}")
+    elapsed = rp.TimeElapsedColumn()
+    with rp.Progress(spin, text, *counted, elapsed, console=console, transient=True) as bar:
         task = bar.add_task(title, total=total)
         try:
             yield lambda msg: bar.update(task, description=msg, advance=1)
@@ -272,16 +266,7 @@ def hindsight() -> None:
     console.print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
 
 
-BACKTEST_HELP = (
-    "Walk-forward backtest of a season with models trained only on earlier seasons.\n\n"
-    "Tunes on SEASON-1 (models fitted on the seasons before it), refits on seasons up to "
-    "SEASON-1, then asks every event of SEASON through the served two-stage flow before "
-    "qualifying and after it, beside every baseline. "
-    "Writes reports/backtest-SEASON.{json,md,png}."
-)
-
-
-@app.command(help=BACKTEST_HELP)
+@app.command()
 def backtest(
     season: int = typer.Option(..., help="The season to forecast, e.g. 2022."),
     train_from: int | None = typer.Option(
@@ -289,11 +274,13 @@ def backtest(
         help="First training season (default: F1_TRAIN_FROM, moved earlier to leave 3 "
         "tuning seasons before SEASON-1).",
     ),
-    history_from: int | None = typer.Option(
-        None, help="First season of form history (default: two before --train-from)."
-    ),
 ) -> None:
-    """Walk-forward backtest of a season (``BACKTEST_HELP``)."""
+    """Walk-forward backtest of a season with models trained only on earlier seasons.
+
+    Tunes on SEASON-1 (models fitted on the seasons before it), refits on seasons up to
+    SEASON-1, then asks every event of SEASON through the served two-stage flow before
+    qualifying and after it, beside every baseline. Writes reports/backtest-SEASON.{json,md,png}.
+    """
     from training import pipeline
     from training.backtest import backtest as run_backtest
     from training.backtest import backtest_seasons
@@ -302,10 +289,7 @@ def backtest(
     s = get_settings()
     hist, train = backtest_seasons(season, s.train_from, s.history_from)
     if train_from is not None:
-        train = train_from
-        hist = min(hist, train_from - 2)
-    if history_from is not None:
-        hist = history_from
+        train, hist = train_from, min(hist, train_from - 2)
     t0 = time.perf_counter()
     tables = _load(s, hist)
     with _season_bar(f"backtest {season}", tables, season) as (step, on_event):

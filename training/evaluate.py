@@ -121,19 +121,13 @@ def _quali_rows(forecasts: list[Forecast], te1: StageData) -> pd.DataFrame:
     """The Stage-1 rows with the flow's forecast of each driver before qualifying."""
     rows = []
     for fc in forecasts:
-        q = fc.quali
-        for i in fc.rows:
-            rows.append(
-                {
-                    "race_id": fc.event.race_id,
-                    "driver_id": fc.field.entries[i].driver_id,
-                    "pred_gap": q.gap_pct[i],
-                    "pred_time": q.time_s[i],
-                    "pred_pole": q.pole_s,
-                    "pole_prob": q.pole_prob[i],
-                }
-            )
-    return te1.meta.merge(pd.DataFrame(rows), on=KEYS)
+        q, ids = fc.quali, [e.driver_id for e in fc.field.entries]
+        rows += [
+            (fc.event.race_id, ids[i], q.gap_pct[i], q.time_s[i], q.pole_s, q.pole_prob[i])
+            for i in fc.rows
+        ]
+    cols = [*KEYS, "pred_gap", "pred_time", "pred_pole", "pole_prob"]
+    return te1.meta.merge(pd.DataFrame(rows, columns=cols), on=KEYS)
 
 
 def _race_rows(
@@ -146,11 +140,13 @@ def _race_rows(
         race = fc.race
         assert race is not None
         xs.append(snap.stage2_rows(fc.event, fc.field.entries, race.grid, race.q_gap)[fc.rows])
-        for i in fc.rows:
-            driver = fc.field.entries[i].driver_id
-            rec = {"race_id": fc.event.race_id, "driver_id": driver, "prob": race.win_prob[i]}
-            rows.append(rec | {"logit": race.logit[i], "flow_grid": race.grid[i]})
-    said = pd.DataFrame(rows).assign(_x=np.arange(len(rows)))
+        ids = [e.driver_id for e in fc.field.entries]
+        rows += [
+            (fc.event.race_id, ids[i], race.win_prob[i], race.logit[i], race.grid[i])
+            for i in fc.rows
+        ]
+    cols = [*KEYS, "prob", "logit", "flow_grid"]
+    said = pd.DataFrame(rows, columns=cols).assign(_x=np.arange(len(rows)))
     m = te2.meta.merge(said, on=KEYS, how="inner")
     groups = m["race_id"].to_numpy()
     prob = m["prob"].to_numpy(float)

@@ -203,8 +203,7 @@ def latest_qualifying(t: Tables) -> tuple[int, int] | None:
 def refit_due(
     through: dict[str, int] | None, training_seasons: list[int], latest: tuple[int, int] | None
 ) -> bool:
-    """Whether the data's latest qualifying is newer than Stage-1's ``through`` (None: its
-    last training season)."""
+    """Whether the latest qualifying is newer than Stage-1's ``through`` (None: its seasons)."""
     if latest is None:
         return False
     if through is None:
@@ -267,15 +266,13 @@ TAU_GRID = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
 
 
 def stage2_folds(p: Protocol) -> list[int]:
-    """The seasons Stage-2 is tuned on: the validation season and those before it, each
-    with at least one training season before it."""
+    """The seasons Stage-2 is tuned on: the validation one and those before it."""
     first = max(p.valid_season - STAGE2_FOLDS + 1, p.train_from + 1)
     return list(range(first, p.valid_season + 1))
 
 
 class PooledWinnerLoss:
-    """Winner log loss over the races of several seasons, fast enough to scan every
-    (weight, temperature) pair: the races' winner stages are built once."""
+    """Winner log loss over the races of several seasons, the winner stages built once."""
 
     def __init__(self, meta: pd.DataFrame) -> None:
         wins = finish_ranks(meta["win"].to_numpy(float), None)
@@ -328,7 +325,7 @@ def tune_stage2(
     s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage2Config, list[dict[str, Any]]]:
     """Booster settings, stacking weight and temperature with the lowest winner log loss
-    over ``stage2_folds`` as served (grid lean included); ``finish_rate`` measured there."""
+    over ``stage2_folds`` as served; ``finish_rate`` measured there."""
     folds = []
     depth, decay = p.rank_depth, p.rank_decay
     for v in stage2_folds(p):
@@ -358,8 +355,7 @@ def tune_stage2(
 
 
 def finish_rate(meta: pd.DataFrame) -> float:
-    """Share of the starters in ``meta`` classified: how often a car other than the
-    winner is, for the placings. 1 when the data records no position."""
+    """Share of the starters classified, for the placings (1 when no position is recorded)."""
     classified = ~np.isnan(meta["position"].to_numpy(float))
     return float(classified.mean()) if classified.any() else 1.0
 
@@ -368,7 +364,7 @@ def tune_pole_taus(
     s1: StageData, cfg1: Stage1Config, folds: list[int], train_from: int
 ) -> tuple[float, float]:
     """The temperatures turning Stage-1's gaps into pole odds, with practice and without,
-    chosen on the pooled ``folds``, each forecast by a Stage-1 fitted on earlier seasons."""
+    chosen on the pooled ``folds``."""
     metas, gaps, ahead = [], [], []
     for v in folds:
         va = s1.seasons(v, v)
@@ -406,8 +402,7 @@ def tune(d: RunData, p: Protocol, step: Step) -> tuple[Stage1Config, Stage2Confi
 
 
 def stage1_predictors(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(time s, gap %) per Stage-1 predictor in a scored frame: the model, then the
-    baselines (columns ``<name>:time`` and ``<name>:gap``)."""
+    """(time s, gap %) per Stage-1 predictor in a scored frame: the model, then baselines."""
     out = {"model": (frame["pred_time"].to_numpy(float), frame["pred_gap"].to_numpy(float))}
     for name in baselines.STAGE1_BASELINES:
         out[name] = (frame[f"{name}:time"].to_numpy(float), frame[f"{name}:gap"].to_numpy(float))
@@ -504,8 +499,8 @@ def score_test(
     cfg2: Stage2Config,
     on_event: EventHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """Fit on seasons <= valid, score the test season through the served path (``InSeason``)
-    beside every baseline: the metrics and the scored rows (a column per predictor)."""
+    """Fit on seasons <= valid, score the test season through the served path beside every
+    baseline: the metrics and the scored rows."""
     d1, d2 = Split.of(d.s1, p), Split.of(d.s2, p)
     m1, m2 = fit_stage1(d1.fit, cfg1), fit_stage2(d2.fit, cfg2)
     in_season = InSeason(d.s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
@@ -525,8 +520,7 @@ def score_test(
 
 @dataclass
 class HeldOutSeason:
-    """The test season's models, what the served flow said, and the baselines: each
-    method scores one part."""
+    """The test season's models, what the served flow said, and the baselines."""
 
     snap: FeatureSnapshot
     d1: Split
@@ -555,8 +549,7 @@ class HeldOutSeason:
         return self.served.stage1.merge(d1.test.meta[KEYS].assign(**cols), on=KEYS, how="left")
 
     def stage2_rows(self) -> dict[str, pd.DataFrame]:
-        """The served Stage-2 rows of each mode with each baseline's ``<name>:prob`` (fed the
-        model's grid), after qualifying with the grid-slot placings too."""
+        """The served Stage-2 rows of each mode with each baseline's ``<name>:prob``."""
         sv, frames = self.served, {}
         for name, frame, x in (
             ("stage2", sv.stage2, sv.x2),
@@ -632,7 +625,7 @@ class HeldOutSeason:
 
     def placings(self, preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
         """The podium and points odds in every mode, beside the grid-slot rates and the
-        same strengths with every car classified (what letting cars retire changes)."""
+        same strengths with every car classified."""
         modes = {"test": "stage2", "test_chained": "stage2_chained"}
         every = {}
         for name in modes.values():
@@ -666,8 +659,7 @@ def _placed(frame: pd.DataFrame, what: str, k: int) -> dict[str, Any]:
 
 
 def _stage1_ahead(rows: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
-    """Stage-1 a weekend ahead beside each driver's recent qualifying gap (times from the
-    model's pole estimate), and without the form-only ensemble."""
+    """Stage-1 a weekend ahead beside ``recent_form``, and without the form-only ensemble."""
     gap = rows["form_gap"].to_numpy(float)
     pole = rows["pred_pole"].to_numpy(float)
     return {
@@ -679,8 +671,7 @@ def _stage1_ahead(rows: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
 
 
 def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> dict[str, Any]:
-    """The served pole odds scored beside an even chance and each baseline's gaps turned
-    into odds at the model's temperature ``tau``."""
+    """The served pole odds beside an even chance and each baseline's gaps at ``tau``."""
     groups = frame["race_id"].to_numpy()
     n = pd.Series(groups).groupby(groups).transform("size").to_numpy(float)
     odds = {"uniform": 1.0 / n}
@@ -693,8 +684,8 @@ def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> d
 
 
 def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
-    """Stage-1 at the first race under new rules, cars with practice: as served (practice-only
-    ensemble) and by the main ensemble (``rows`` 0: no such race)."""
+    """Stage-1 at the first race under new rules, cars with practice: as served and by the
+    main ensemble."""
     rows = first_under_new_rules(data.x) & ~no_practice(data.x)
     if not (model.practice_boosters and rows.any()):
         return {"rows": 0}
@@ -711,8 +702,7 @@ def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
 
 
 def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
-    """Stage-1 for teams without history: every row's team form blanked, as serving
-    leaves a new entrant's, against the same rows as they are."""
+    """Stage-1 with every row's team form blanked (a new entrant), against the rows as they are."""
     gap = model.predict_gap(data.x)
     blank = model.predict_gap(without_team_form(data.x))
     return {
@@ -725,8 +715,8 @@ def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
 def rules_reset_check(
     model: Stage2Model, scored: dict[str, tuple[pd.DataFrame, np.ndarray]]
 ) -> dict[str, Any]:
-    """Stage-2 on the races it leans on the grid for (early under new rules): as served,
-    without the lean, and by the logistic on the same grid. ``races`` 0 when none."""
+    """Stage-2 on the races it leans on the grid for: as served, without the lean, and by
+    the logistic on the same grid."""
     plain = Stage2Model(replace(model.config, reset_weight=0.0), model.booster)
     out: dict[str, Any] = {
         "reset_weight": model.config.reset_weight,
@@ -752,8 +742,7 @@ def rules_reset_check(
 
 @dataclass
 class Scored:
-    """The shared protocol's outcome: chosen settings, the test season's evaluation (with
-    the tuning log and each race's scores) and scored rows."""
+    """The shared protocol's outcome: chosen settings, evaluation and scored rows."""
 
     cfg1: Stage1Config
     cfg2: Stage2Config
@@ -764,8 +753,7 @@ class Scored:
 def tune_and_score(
     d: RunData, p: Protocol, step: Step, on_event: EventHook | None = None
 ) -> Scored:
-    """The protocol ``f1 train``, ``f1 evaluate`` and ``f1 backtest`` share: tune, refit
-    through the validation season, score the test season beside the baselines."""
+    """Tune, refit through the validation season, score the test season beside the baselines."""
     check_seasons(d.s1, d.s2, p)
     cfg1, cfg2, tuning = tune(d, p, step)
     evaluation, preds = score_test(d, p, cfg1, cfg2, on_event)

@@ -1,7 +1,5 @@
-"""The reports: evaluation.{json,md}, backtest-S.{json,md,png}, hindsight.json, the figures.
-
-Their prose is in training/report.md; this module fills it with the figures.
-"""
+"""The reports: evaluation.{json,md}, backtest-S.{json,md,png}, hindsight.json, the figures
+(their prose is in training/report.md)."""
 
 from __future__ import annotations
 
@@ -25,22 +23,21 @@ POINTS_KEYS = ["season", "brier", "log_loss", "top10_hits"]
 POLE_KEYS = ["season", "events", "log_loss", "top1", "brier"]
 
 S1_TARGETS = {"gap_pct_mae": 0.45, "mae_dry_s": 0.40, "spearman": 0.80}
-SEASON_START = 4
-"""Rounds that make "the start of a season" in the backtest reports (form is oldest then)."""
+SEASON_START = 4  # rounds that make "the start of a season" (form is oldest then)
+# the predictors of the per-race table and figure (Stage-2 before qualifying: two)
 BT_S1 = ("model", "practice_ratio", "quick_lgbm_gap")
 BT_S2 = ("model", "logistic_grid", "quick_lgbm")
-"""The predictors of the per-race table and figure (Stage-2 before qualifying: two)."""
+WIN_BINS = [0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0001]
+PLACING_BINS = [0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0001]
 
 _PARTS = re.split(
     r"^<!-- (\w+) -->$", Path(__file__).with_name("report.md").read_text(), flags=re.M
 )
 PROSE = {name: text.strip("\n") for name, text in zip(_PARTS[1::2], _PARTS[2::2], strict=True)}
-"""training/report.md's parts by name."""
 
 
 class _Prose(string.Formatter):
-    """report.md's fields: a figure as ``fmt`` writes it, a list as "a, b", unless the
-    field gives a format of its own."""
+    """report.md's fields: a figure as ``fmt`` writes it, a list as "a, b", or as they ask."""
 
     def format_field(self, value: Any, format_spec: str) -> str:
         if format_spec:
@@ -49,8 +46,7 @@ class _Prose(string.Formatter):
 
 
 def fill(part: str, **values: Any) -> str:
-    """A part of report.md with its ``{name}``s filled; an empty one drops out with its
-    blank lines."""
+    """A part of report.md filled; an empty field drops out with its blank lines."""
     return re.sub(r"\n{3,}", "\n\n", _Prose().vformat(PROSE[part], (), values)).strip("\n")
 
 
@@ -74,21 +70,16 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
 def _table(stage: dict[str, Any], keys: list[str], which: str = "test") -> str:
-    """Model and baselines, one row each, on the test season (``which``: "test", or
-    "test_chained" for the forecast made before qualifying)."""
+    """Model and baselines, one row each (``which``: "test", or "test_chained")."""
     rows = [("**model**", stage[which])]
     rows += [(k, v[which]) for k, v in stage["baselines"].items() if which in v]
-    return "\n".join(
-        [
-            "| predictor | " + " | ".join(keys[1:]) + " |",
-            "|---|" + "---|" * (len(keys) - 1),
-            *(
-                f"| {name} | " + " | ".join(fmt(m.get(k)) for k in keys[1:]) + " |"
-                for name, m in rows
-            ),
-        ]
-    )
+    lines = [_row("predictor", *keys[1:]), "|---|" + "---|" * (len(keys) - 1)]
+    return "\n".join(lines + [_row(name, *(fmt(m.get(k)) for k in keys[1:])) for name, m in rows])
 
 
 def _span(seasons: Any) -> str:
@@ -139,14 +130,11 @@ def intervals_section(ev: dict[str, Any]) -> str:
                 f"{name} {d['diff']:+.3f} {_iv(d['interval'])}, {d['better_share']:.0%}"
                 for name, d in rec["vs"].items()
             )
-            rows.append(
-                f"| {title} {metric} | {fmt(rec['model'])} | {_iv(rec['interval'])} | {vs} |"
-            )
+            rows.append(_row(f"{title} {metric}", fmt(rec["model"]), _iv(rec["interval"]), vs))
     return fill("intervals", **blocks[0][1], rows="\n".join(rows))
 
 
 def _new_team(s1: dict[str, Any]) -> str:
-    """Stage-1 for a team without history (a new entrant), from ``new_team_check``."""
     nt = s1.get("new_team")
     if not nt:
         return ""
@@ -155,7 +143,6 @@ def _new_team(s1: dict[str, Any]) -> str:
 
 
 def _new_rules(s1: dict[str, Any]) -> str:
-    """Stage-1 at the first race under new technical rules, from ``new_rules_check``."""
     nr = s1.get("new_rules") or {}
     return fill("new_rules", **nr) if nr.get("rows") else ""
 
@@ -194,8 +181,7 @@ def _rules_reset(s2: dict[str, Any]) -> str:
 
 
 def pole_section(s1: dict[str, Any], level: str = "##") -> str:
-    """The served pole odds scored (``stage1.pole``): before qualifying, and a weekend
-    ahead."""
+    """The served pole odds scored: before qualifying, and a weekend ahead."""
     pole = s1.get("pole")
     if not pole:
         return ""
@@ -205,8 +191,7 @@ def pole_section(s1: dict[str, Any], level: str = "##") -> str:
 
 
 def before_practice_section(ev: dict[str, Any], level: str = "##") -> str:
-    """Both stages a weekend ahead (no practice lap): the forecast for the next event
-    while the data holds only the races before it."""
+    """Both stages a weekend ahead (no practice lap)."""
     s1 = ev["stage1"].get("before_practice") or {}
     s2 = ev["stage2"].get("before_practice") or {}
     if "model" not in s1 or "model" not in s2:
@@ -249,8 +234,7 @@ def _placings(s2: dict[str, Any]) -> str:
 
 
 def _season_start(races: list[dict[str, Any]]) -> str:
-    """Winner log loss of the model and the grid logistic over the season's first races,
-    before and after qualifying: where last season's form weighs most."""
+    """Winner log loss of the model and the grid logistic over the season's first races."""
     first = [r for r in races if r["round"] <= SEASON_START]
     means = {}
     for stage in ("stage2", "stage2_chained"):
@@ -261,48 +245,41 @@ def _season_start(races: list[dict[str, Any]]) -> str:
     return fill("season_start", n=SEASON_START, **means) if first else ""
 
 
-def _target_interval(ev: dict[str, Any], title: str, metric: str) -> str:
-    for t, block in _intervals(ev):
-        if t == title and metric in block["metrics"]:
-            return _iv(block["metrics"][metric]["interval"])
-    return "n/a"
-
-
 def _targets(ev: dict[str, Any]) -> str:
     """The targets table's rows: each metric, its target, the value and its interval."""
-    s1, s2 = ev["stage1"], ev["stage2"]
-    lines = []
-
-    def row(metric: str, target: str, v: Any, flow: str, key: str, met: bool) -> None:
-        lines.append(
-            f"| {metric} | {target} | {fmt(v)} | {_target_interval(ev, flow, key)} | "
-            f"{'yes' if met else 'no'} |"
-        )
-
+    s1, s2, ll = ev["stage1"], ev["stage2"], "winner_log_loss"
+    after, before = "stage-2 after qualifying", "stage-2 before qualifying"
+    rows = []  # (metric, target, value, intervals block, key, met)
     for k, tgt in S1_TARGETS.items():
         v, up = s1["test"].get(k), k == "spearman"
         met = v is not None and (v >= tgt if up else v <= tgt)
-        row(f"stage-1 {k}", f"{'>=' if up else '<='} {tgt}", v, "stage-1", k, met)
-    after, before = "stage-2 after qualifying", "stage-2 before qualifying"
-    v = s2["test"].get("winner_log_loss")
-    met = v is not None and v <= 0.95
-    row("stage-2 winner_log_loss", "<= 0.95", v, after, "winner_log_loss", met)
-    chained = s2.get("test_chained", {}).get("winner_log_loss")
-    lg = s2["baselines"].get("logistic_grid", {}).get("test_chained", {}).get("winner_log_loss")
+        rows.append((f"stage-1 {k}", f"{'>=' if up else '<='} {tgt}", v, "stage-1", k, met))
+    v = s2["test"].get(ll)
+    rows.append((f"stage-2 {ll}", "<= 0.95", v, after, ll, v is not None and v <= 0.95))
+    chained = s2.get("test_chained", {}).get(ll)
+    lg = s2["baselines"].get("logistic_grid", {}).get("test_chained", {}).get(ll)
     if chained is not None and lg is not None:
         target = f"< logistic on Stage-1's grid ({fmt(lg)})"
-        metric = "stage-2 winner_log_loss before qualifying"
-        row(metric, target, chained, before, "winner_log_loss", chained < lg)
+        rows.append((f"stage-2 {ll} before qualifying", target, chained, before, ll, chained < lg))
     pole_top1 = s2["baselines"].get("pole_sitter", {}).get("test", {}).get("top1")
     t1 = s2["test"].get("top1")
     met = t1 is not None and pole_top1 is not None and t1 >= pole_top1
-    row("stage-2 top1", f">= pole-sitter ({fmt(pole_top1)})", t1, after, "top1", met)
-    return "\n".join(lines)
+    rows.append(("stage-2 top1", f">= pole-sitter ({fmt(pole_top1)})", t1, after, "top1", met))
+    blocks = dict(_intervals(ev))
+    return "\n".join(
+        _row(
+            m,
+            t,
+            fmt(v),
+            _iv(blocks.get(b, {}).get("metrics", {}).get(k, {}).get("interval")),
+            "yes" if ok else "no",
+        )
+        for m, t, v, b, k, ok in rows
+    )
 
 
 def per_race_section(races: list[dict[str, Any]], title: str) -> str:
-    """Every race of the season: gap MAE and Spearman, winner, log loss and top-1, model
-    beside the baselines (``pipeline.per_race``), in backtests and the test season alike."""
+    """Every race of the season: the model beside the baselines (``pipeline.per_race``)."""
 
     def get(r: dict[str, Any], stage: str, who: str, k: str) -> str:
         return fmt(r.get(stage, {}).get(who, {}).get(k))
@@ -368,9 +345,7 @@ def markdown(ev: dict[str, Any]) -> str:
 def backtest_markdown(season: int, ev: dict[str, Any]) -> str:
     """``reports/backtest-S.md``."""
     p, races = ev["protocol"], ev["races"]
-    rows = [
-        f"| {w} | {fmt(m)} | {fmt(b)} | {'yes' if ok else 'no'} |" for w, m, b, ok in targets(ev)
-    ]
+    rows = [_row(w, fmt(m), fmt(b), "yes" if ok else "no") for w, m, b, ok in targets(ev)]
     return (
         fill(
             "backtest",
@@ -397,57 +372,53 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
-    s1 = preds["stage1"]
+    s1, s2 = preds["stage1"], preds["stage2"]
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.scatter(s1["gap_pct"].clip(upper=6), s1["pred_gap"].clip(upper=6), s=8, alpha=0.5)
     ax.plot([0, 6], [0, 6], color="grey", lw=1)
     ax.set_xlabel("actual gap to pole (%)")
     ax.set_ylabel("predicted gap to pole (%)")
     ax.set_title(f"Stage-1, test season {int(s1['season'].iloc[0])}")
-    paths.append(_save(fig, out / "stage1_gap.png"))
+    paths = [_save(fig, out / "stage1_gap.png")]
 
-    s2 = preds["stage2"]
-    bins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0001])
-    mp, fr, n = calibration_bins(s2["prob"].to_numpy(float), s2["win"].to_numpy(float), bins)
+    season = f"test season {int(s2['season'].iloc[0])}"
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.plot([0, 1], [0, 1], color="grey", lw=1)
-    ax.plot(mp, fr, marker="o")
-    _counts(ax, mp, fr, n)
-    ax.set_xlabel("predicted win probability")
-    ax.set_ylabel("observed win frequency")
-    ax.set_title(f"Stage-2 calibration, test season {int(s2['season'].iloc[0])}")
+    _calibration(ax, s2, "win", "win", [("model", "prob")], WIN_BINS)
+    ax.set_title(f"Stage-2 calibration, {season}")
     paths.append(_save(fig, out / "stage2_calibration.png"))
-
     if "podium_prob" in s2:
-        pbins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0001])
         fig, axes = plt.subplots(1, 2, figsize=(11.0, 5), squeeze=False)
-        for ax, (what, label) in zip(
-            axes[0], (("podium", "podium"), ("points", "points (top 10)")), strict=True
+        for ax, what, label in zip(
+            axes[0], ("podium", "points"), ("podium", "points (top 10)"), strict=True
         ):
-            y = s2[what].to_numpy(float)
-            ax.plot([0, 1], [0, 1], color="grey", lw=1)
-            curves = [
-                ("model (Plackett-Luce)", f"{what}_prob", "o"),
-                (f"baseline: {label} rate by grid slot", f"{what}_base", "s"),
-            ]
-            for name, col, marker in curves:
-                mp, fr, n = calibration_bins(s2[col].to_numpy(float), y, pbins)
-                ax.plot(mp, fr, marker=marker, label=name, alpha=0.85)
-                if marker == "o":
-                    _counts(ax, mp, fr, n)
-            ax.set_xlabel(f"predicted {label} probability")
-            ax.set_ylabel(f"observed {label} frequency")
-            ax.set_title(f"Stage-2 {label} calibration, test season {int(s2['season'].iloc[0])}")
+            curves = [("model (Plackett-Luce)", f"{what}_prob")]
+            curves.append((f"baseline: {label} rate by grid slot", f"{what}_base"))
+            _calibration(ax, s2, what, label, curves, PLACING_BINS)
+            ax.set_title(f"Stage-2 {label} calibration, {season}")
             ax.legend(loc="upper left", fontsize=8)
         paths.append(_save(fig, out / "stage2_podium_calibration.png"))
     return paths
 
 
-def _counts(ax: Any, mp: list[float], fr: list[float], n: list[int]) -> None:
-    """Each calibration point's count of predictions, beside it."""
-    for x, y, k in zip(mp, fr, n, strict=True):
-        ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+def _calibration(
+    ax: Any,
+    frame: pd.DataFrame,
+    what: str,
+    label: str,
+    curves: list[tuple[str, str]],
+    bins: list[float],
+) -> None:
+    """Observed against predicted frequency of ``what`` per probability bin, for each (name,
+    column) curve; the first one's counts beside its points."""
+    y, edges = frame[what].to_numpy(float), np.array(bins)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1)
+    for i, (name, col) in enumerate(curves):
+        mp, fr, n = calibration_bins(frame[col].to_numpy(float), y, edges)
+        ax.plot(mp, fr, marker="os"[i], label=name, alpha=0.85 if len(curves) > 1 else None)
+        for x, f, k in zip(mp, fr, n, strict=True) if i == 0 else ():
+            ax.annotate(str(k), (x, f), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel(f"predicted {label} probability")
+    ax.set_ylabel(f"observed {label} frequency")
 
 
 def _save(fig: Any, path: Path) -> Path:

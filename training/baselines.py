@@ -26,8 +26,6 @@ from pipelines.features.history import pre_quali_practice
 from pipelines.features.spec import STAGE1, STAGE2, STAGE2_UNBOOSTED
 from training.datasets import StageData
 
-# ---------------------------------------------------------------- quick LightGBM
-
 QUICK_LGBM_PARAMS: dict[str, Any] = {
     "objective": "l1",
     "learning_rate": 0.03,
@@ -164,9 +162,6 @@ def fit_quick_lgbm(
     )
 
 
-# ----------------------------------------------------------------------- stage-1
-
-
 def practice_ratio(train: StageData, test: StageData) -> tuple[np.ndarray, np.ndarray]:
     """Driver's best practice lap x the circuit's typical quali/practice ratio."""
     tm = train.meta
@@ -217,9 +212,6 @@ def recent_form_gap(test: StageData) -> np.ndarray:
     gap = test.x[:, STAGE1.pos["d_q_gap_ewm"]].astype(float)
     med = pd.Series(gap).groupby(test.meta["race_id"].to_numpy()).transform("median")
     return np.where(np.isnan(gap), med.to_numpy(float), gap)
-
-
-# ----------------------------------------------------------------------- stage-2
 
 
 def normalise(p: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -82,25 +82,9 @@ def _table(stage: dict[str, Any], keys: list[str], which: str = "test") -> str:
     return "\n".join(lines + [_row(name, *(fmt(m.get(k)) for k in keys[1:])) for name, m in rows])
 
 
-def _span(seasons: Any) -> str:
-    if isinstance(seasons, list | tuple) and len(seasons) == 2:
-        return f"{seasons[0]}-{seasons[1]}" if seasons[0] != seasons[1] else str(seasons[0])
-    return str(seasons)
-
-
-def _folds(ev: dict[str, Any]) -> str:
-    folds = ev.get("tuning", {}).get("stage2_folds") or []
-    return ", ".join(str(f) for f in folds) if folds else "the validation season"
-
-
-def _baseline_seasons(p: dict[str, Any]) -> str:
-    b = p.get("baseline_seasons")
-    if not b:
-        return ""
-    early, others = _span(b["early_stopped"]), _span(b["others"])
-    return fill(
-        "baseline_seasons", early_stopped=early, others=others, valid_season=p.get("valid_season")
-    )
+def _span(seasons: list[int]) -> str:
+    first, last = seasons
+    return f"{first}-{last}" if first != last else str(first)
 
 
 def _iv(v: list[float] | None) -> str:
@@ -134,25 +118,16 @@ def intervals_section(ev: dict[str, Any]) -> str:
     return fill("intervals", **blocks[0][1], rows="\n".join(rows))
 
 
-def _new_team(s1: dict[str, Any]) -> str:
-    nt = s1.get("new_team")
-    if not nt:
-        return ""
+def _new_team(nt: dict[str, Any]) -> str:
     plain = nt.get("fitted_without_blanked_teams")
     return fill("new_team", **nt, plain_fit=" " + fill("plain_fit", **plain) if plain else "")
 
 
-def _new_rules(s1: dict[str, Any]) -> str:
-    nr = s1.get("new_rules") or {}
-    return fill("new_rules", **nr) if nr.get("rows") else ""
-
-
-def _pole_wins(s2: dict[str, Any], season: str) -> str:
+def _pole_wins(pw: dict[str, Any], season: str) -> str:
     """How much the scored season rewarded the pole-sitter, against the fitted seasons."""
-    pw = s2.get("pole_win_share") or {}
-    if pw.get("test") is None or pw.get("fit_seasons") is None:
+    if pw["test"] is None or pw["fit_seasons"] is None:
         return ""
-    return fill("pole_wins", **pw, season=season, spread=_season_range(pw["by_fit_season"] or {}))
+    return fill("pole_wins", **pw, season=season, spread=_season_range(pw["by_fit_season"]))
 
 
 def _season_range(by_season: dict[Any, float | None]) -> str:
@@ -164,15 +139,12 @@ def _season_range(by_season: dict[Any, float | None]) -> str:
     return f" (from {have[lo]:.0%} in {lo} to {have[hi]:.0%} in {hi})"
 
 
-def _rules_reset(s2: dict[str, Any]) -> str:
+def _rules_reset(rr: dict[str, Any]) -> str:
     """Stage-2 on the races it leans on the grid for, from ``rules_reset_check``."""
-    rr = s2.get("rules_reset")
-    if not rr:
-        return ""
     parts = [
         fill("rules_reset_races", **rr[name], when=when)
         for name, when in (("test", "after qualifying"), ("test_chained", "before qualifying"))
-        if (rr.get(name) or {}).get("races")
+        if rr[name]["races"]
     ]
     scored = (
         "On those races: " + "; ".join(parts) + "." if parts else "This season has no such race."
@@ -180,55 +152,46 @@ def _rules_reset(s2: dict[str, Any]) -> str:
     return fill("rules_reset", **rr, scored=scored)
 
 
-def pole_section(s1: dict[str, Any], level: str = "##") -> str:
+def pole_section(pole: dict[str, Any], level: str = "##") -> str:
     """The served pole odds scored: before qualifying, and a weekend ahead."""
-    pole = s1.get("pole")
-    if not pole:
-        return ""
-    ahead = pole.get("before_practice")
-    ahead_text = fill("pole_ahead", **pole, table=_table(ahead, POLE_KEYS)) if ahead else ""
-    return fill("pole", **pole, level=level, table=_table(pole, POLE_KEYS), ahead=ahead_text)
+    ahead = fill("pole_ahead", **pole, table=_table(pole["before_practice"], POLE_KEYS))
+    return fill("pole", **pole, level=level, table=_table(pole, POLE_KEYS), ahead=ahead)
 
 
 def before_practice_section(ev: dict[str, Any], level: str = "##") -> str:
     """Both stages a weekend ahead (no practice lap)."""
-    s1 = ev["stage1"].get("before_practice") or {}
-    s2 = ev["stage2"].get("before_practice") or {}
-    if "model" not in s1 or "model" not in s2:
-        return ""
+    s1, s2 = ev["stage1"]["before_practice"], ev["stage2"]["before_practice"]
 
     def table(block: dict[str, Any], keys: list[str]) -> str:
         rows = {k: {"x": v} for k, v in block["baselines"].items()}
         return _table({"x": block["model"], "baselines": rows}, keys, "x")
 
-    a, b = s1.get("without_form_model"), s2.get("without_form_model")
+    a, b = s1["without_form_model"], s2["without_form_model"]
     return fill(
         "before_practice",
         level=level,
-        pole_mae_s=s1.get("pole_mae_s"),
+        pole_mae_s=s1["pole_mae_s"],
         stage1_table=table(s1, S1_KEYS),
         stage2_table=table(s2, S2_KEYS),
-        without_form=fill("without_form", stage1=a, stage2=b) if a and b else "",
+        without_form=fill("without_form", stage1=a, stage2=b),
     )
 
 
 def _placings(s2: dict[str, Any]) -> str:
     """The podium and points odds beside their baselines, then the other flows' scores."""
-    if "podium" not in s2:
-        return ""
-    finish = s2["podium"].get("finish_rate")
-    elsewhere = []
-    for what in ("podium", "points"):
-        block = s2.get(what) or {}
-        chained, ahead = block.get("test_chained"), block.get("before_practice") or {}
-        for when, m in (("before qualifying", chained), ("a weekend ahead", ahead.get("model"))):
-            if m:
-                elsewhere.append(fill("elsewhere", what=what, when=when, scores=m))
+    elsewhere = [
+        fill("elsewhere", what=what, when=when, scores=m)
+        for what in ("podium", "points")
+        for when, m in (
+            ("before qualifying", s2[what]["test_chained"]),
+            ("a weekend ahead", s2[what]["before_practice"]["model"]),
+        )
+    ]
     return fill(
         "placings",
-        classified=fill("classified", finish=finish) if finish is not None else "",
+        classified=fill("classified", finish=s2["podium"]["finish_rate"]),
         podium_table=_table(s2["podium"], PODIUM_KEYS),
-        points=fill("points", table=_table(s2["points"], POINTS_KEYS)) if "points" in s2 else "",
+        points=fill("points", table=_table(s2["points"], POINTS_KEYS)),
         elsewhere="\n".join(elsewhere),
     )
 
@@ -299,44 +262,47 @@ def per_race_section(races: list[dict[str, Any]], title: str) -> str:
 
 def _sections(ev: dict[str, Any], level: str, season: str) -> dict[str, Any]:
     """What the evaluation and the backtest reports share, by the name report.md gives."""
-    s1, s2, p = ev["stage1"], ev["stage2"], ev.get("protocol", {})
-    return {
-        "valid_season": p.get("valid_season"),
-        "train_seasons": _span(p.get("train_seasons")),
-        "test_fit_seasons": _span(p.get("test_fit_seasons")),
-        "folds": _folds(ev),
-        "baseline_seasons": _baseline_seasons(p),
-        "stage1_table": _table(s1, S1_KEYS),
-        "pole_mae_s": s1.get("pole_mae_s"),
-        "dry_events": s1["test"].get("dry_events"),
-        "stage1_events": s1["test"].get("events"),
-        "new_team": _new_team(s1),
-        "new_rules": _new_rules(s1),
-        "pole": pole_section(s1, level),
-        "stage2_table": _table(s2, S2_KEYS),
-        "pole_wins": _pole_wins(s2, season),
-        "rules_reset": _rules_reset(s2),
-        "before_practice": before_practice_section(ev, level),
-        "intervals": intervals_section(ev),
-    }
+    s1, s2, p = ev["stage1"], ev["stage2"], ev["protocol"]
+    spans = ("train_seasons", "test_fit_seasons", "serving_fit_seasons")
+    base = p["baseline_seasons"]
+    return (
+        p
+        | {k: _span(p[k]) for k in spans if k in p}
+        | {
+            "folds": ", ".join(str(f) for f in ev["tuning"]["stage2_folds"]),
+            "baseline_seasons": fill(
+                "baseline_seasons",
+                early_stopped=_span(base["early_stopped"]),
+                others=_span(base["others"]),
+                valid_season=p["valid_season"],
+            ),
+            "stage1_table": _table(s1, S1_KEYS),
+            "pole_mae_s": s1["pole_mae_s"],
+            "dry_events": s1["test"]["dry_events"],
+            "stage1_events": s1["test"]["events"],
+            "new_team": _new_team(s1["new_team"]),
+            "new_rules": fill("new_rules", **s1["new_rules"]) if s1["new_rules"]["rows"] else "",
+            "pole": pole_section(s1["pole"], level),
+            "stage2_table": _table(s2, S2_KEYS),
+            "pole_wins": _pole_wins(s2["pole_win_share"], season),
+            "rules_reset": _rules_reset(s2["rules_reset"]),
+            "before_practice": before_practice_section(ev, level),
+            "intervals": intervals_section(ev),
+        }
+    )
 
 
 def markdown(ev: dict[str, Any]) -> str:
     """``reports/evaluation.md``."""
-    s2, p = ev["stage2"], ev.get("protocol", {})
-    chained = "test_chained" in s2
+    s2 = ev["stage2"]
     return (
         fill(
             "evaluation",
             **_sections(ev, "##", "the test season"),
-            test_season=p.get("test_season"),
-            serving_fit_seasons=_span(p.get("serving_fit_seasons")),
-            chained=fill("chained", table=_table(s2, S2_KEYS, "test_chained")) if chained else "",
+            chained=fill("chained", table=_table(s2, S2_KEYS, "test_chained")),
             placings=_placings(s2),
             targets=_targets(ev),
-            per_race=per_race_section(ev["races"], "Per race (test season)")
-            if ev.get("races")
-            else "",
+            per_race=per_race_section(ev["races"], "Per race (test season)"),
         )
         + "\n"
     )
@@ -344,26 +310,20 @@ def markdown(ev: dict[str, Any]) -> str:
 
 def backtest_markdown(season: int, ev: dict[str, Any]) -> str:
     """``reports/backtest-S.md``."""
-    p, races = ev["protocol"], ev["races"]
     rows = [_row(w, fmt(m), fmt(b), "yes" if ok else "no") for w, m, b, ok in targets(ev)]
     return (
         fill(
             "backtest",
             **_sections(ev, "###", str(season)),
             season=season,
-            history_from=p["history_from"],
-            events=p["events"],
-            season_start=_season_start(races),
+            season_start=_season_start(ev["races"]),
             chained_table=_table(ev["stage2"], S2_KEYS, "test_chained"),
             targets="\n".join(rows),
-            per_race=per_race_section(races, "Per race"),
-            settings=json.dumps(_json_safe(ev.get("tuning", {}).get("chosen") or {})),
+            per_race=per_race_section(ev["races"], "Per race"),
+            settings=json.dumps(_json_safe(ev["tuning"]["chosen"])),
         )
         + "\n"
     )
-
-
-# ------------------------------------------------------------------------- figures
 
 
 def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
@@ -480,9 +440,6 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"Backtest {season}: per race, model vs baselines", fontsize=11)
     return _save(fig, path)
-
-
-# --------------------------------------------------------------------------- files
 
 
 def _write(path: Path, text: str) -> Path:

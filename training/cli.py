@@ -277,9 +277,7 @@ def backtest(
 ) -> None:
     """Walk-forward backtest of a season with models trained only on earlier seasons.
 
-    Tunes on SEASON-1 (models fitted on the seasons before it), refits on seasons up to
-    SEASON-1, then asks every event of SEASON through the served two-stage flow before
-    qualifying and after it, beside every baseline. Writes reports/backtest-SEASON.{json,md,png}.
+    Tunes on SEASON-1 (models fitted on the seasons before it), refits on seasons up to SEASON-1, then asks every event of SEASON through the served two-stage flow before qualifying and after it, beside every baseline. Writes reports/backtest-SEASON.{json,md,png}.
     """
     from training import pipeline
     from training.backtest import backtest as run_backtest

@@ -40,13 +40,7 @@ from pipelines.models.stage2 import (
 from pipelines.serving.orchestrator import TwoStage
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
-from training.evaluate import (
-    KEYS,
-    EventHook,
-    Served,
-    placings_over_starters,
-    served_predictions,
-)
+from training.evaluate import KEYS, EventHook, Served, placings_over_starters, served_predictions
 from training.metrics import (
     forecast_metrics,
     gap_and_spearman,
@@ -403,18 +397,15 @@ def tune(d: RunData, p: Protocol, step: Step) -> tuple[Stage1Config, Stage2Confi
 
 def stage1_predictors(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(time s, gap %) per Stage-1 predictor in a scored frame: the model, then baselines."""
-    out = {"model": (frame["pred_time"].to_numpy(float), frame["pred_gap"].to_numpy(float))}
-    for name in baselines.STAGE1_BASELINES:
-        out[name] = (frame[f"{name}:time"].to_numpy(float), frame[f"{name}:gap"].to_numpy(float))
-    return out
+    cols = [("model", "pred_time", "pred_gap")]
+    cols += [(n, f"{n}:time", f"{n}:gap") for n in baselines.STAGE1_BASELINES]
+    return {n: (frame[t].to_numpy(float), frame[g].to_numpy(float)) for n, t, g in cols}
 
 
 def stage2_predictors(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Win probability per Stage-2 predictor in a scored frame (``prob``, ``<name>:prob``)."""
-    out = {"model": frame["prob"].to_numpy(float)}
-    for name in baselines.STAGE2_BASELINES:
-        out[name] = frame[f"{name}:prob"].to_numpy(float)
-    return out
+    cols = {"model": "prob"} | {n: f"{n}:prob" for n in baselines.STAGE2_BASELINES}
+    return {n: frame[c].to_numpy(float) for n, c in cols.items()}
 
 
 def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:

@@ -275,11 +275,13 @@ def placing_by_grid(
 ) -> np.ndarray:
     """P(top ``k`` | grid slot): each slot's ``flag`` rate in training, shrunk to the overall
     rate by ``prior`` starts, scaled per race to sum to k (capped at 1)."""
-    slot = np.minimum(train.meta["grid"].to_numpy(float), PODIUM_SLOTS).astype(int)
+    slot = np.minimum(train.meta["grid"].to_numpy(float), PODIUM_SLOTS).astype(int) - 1
     flagged = train.meta[flag].to_numpy(float)
-    hits = np.bincount(slot, weights=flagged, minlength=PODIUM_SLOTS + 1)
-    freq = (hits + prior * float(flagged.mean())) / (np.bincount(slot, minlength=hits.size) + prior)
-    raw = freq[np.clip(test.meta["grid"].to_numpy(float), 1, PODIUM_SLOTS).astype(int)]
+    hits = np.bincount(slot, weights=flagged, minlength=PODIUM_SLOTS)
+    freq = (hits + prior * float(flagged.mean())) / (
+        np.bincount(slot, minlength=PODIUM_SLOTS) + prior
+    )
+    raw = freq[np.clip(test.meta["grid"].to_numpy(float), 1, PODIUM_SLOTS).astype(int) - 1]
     groups = test.meta["race_id"].to_numpy()
     out = np.empty(len(raw))
     for g in np.unique(groups):

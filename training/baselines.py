@@ -252,15 +252,14 @@ class Stage2Baselines:
     def predict(self, grid: np.ndarray, x: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
         """Each baseline's win odds per row (normalised per race) from its grid and row."""
         grid = np.asarray(grid, dtype=float)
-        out: dict[str, np.ndarray] = {}
-        out["uniform"] = normalise(np.ones(len(groups)), groups)
         best = pd.Series(grid).groupby(groups).transform("min").to_numpy()
-        out["pole_sitter"] = normalise((grid == best).astype(float), groups)
-        p = np.asarray(self.logistic.predict_proba(_log_grid(grid)), dtype=float)[:, 1]
-        out["logistic_grid"] = normalise(p, groups)
-        q = np.asarray(self.quick.predict(_quick_x(x), num_threads=1), dtype=float)
-        out["quick_lgbm"] = normalise(q, groups)
-        return out
+        raw = {
+            "uniform": np.ones(len(groups)),
+            "pole_sitter": (grid == best).astype(float),
+            "logistic_grid": self.logistic.predict_proba(_log_grid(grid))[:, 1],
+            "quick_lgbm": self.quick.predict(_quick_x(x), num_threads=1),
+        }
+        return {k: normalise(np.asarray(v, dtype=float), groups) for k, v in raw.items()}
 
 
 STAGE1_BASELINES = ("practice_ratio", "quick_lgbm_gap")

@@ -32,10 +32,10 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _fail(msg: str, code: int = 1) -> typer.Exit:
+def _fail(msg: str) -> typer.Exit:
     """An error on one line whatever the terminal's width (a URL in it is not cut)."""
     err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
-    return typer.Exit(code)
+    return typer.Exit(1)
 
 
 @contextlib.contextmanager
@@ -251,7 +251,6 @@ def hindsight() -> None:
     tab = Table(title=f"{found['season']}, each event by models fitted on all others")
     for col in ("metric", "hindsight", "fitted on it too, as served"):
         tab.add_column(col)
-
     shown = {
         "gap-to-pole MAE %": ("stage1", "test", "gap_pct_mae"),
         "Spearman": ("stage1", "test", "spearman"),

@@ -25,10 +25,7 @@ KEYS = ["race_id", "driver_id"]
 def _post_quali_entries(rows: pd.DataFrame, listed: EventField) -> list[Entry]:
     """The starters as a request after qualifying gives them: grid slots, qualifying times,
     and the entry list's team and practice."""
-    rows = rows.assign(
-        key=rows["grid"].to_numpy(float),
-        q=rows["best_s"].fillna(math.inf).to_numpy(float),
-    ).sort_values(["key", "q", "driver_id"])
+    rows = rows.assign(q=rows["best_s"].fillna(math.inf)).sort_values(["grid", "q", "driver_id"])
     known = {e.driver_id: e for e in reversed(listed.entries)}  # the first listing wins
     out = []
     for slot, r in enumerate(rows.itertuples(index=False), start=1):

@@ -116,12 +116,10 @@ def win_metrics(frame: pd.DataFrame) -> dict:
 
 def pole_win_share(meta: pd.DataFrame) -> float | None:
     """Share of races (with one classified winner) won from the best grid slot."""
-    won = []
-    for _, idx in meta.groupby("race_id").indices.items():
-        y, grid = meta["win"].to_numpy()[idx], meta["grid"].to_numpy(float)[idx]
-        if y.sum() == 1:
-            won.append(float(grid[y == 1][0] == np.nanmin(grid)))
-    return _mean(won)
+    by_race = meta.groupby("race_id")
+    won = (meta["win"] == 1).to_numpy() & (by_race["win"].transform("sum") == 1).to_numpy()
+    first = meta["grid"].to_numpy(float) == by_race["grid"].transform("min").to_numpy(float)
+    return _mean(first[won].astype(float))
 
 
 def placing_metrics(meta: pd.DataFrame, prob: np.ndarray, flag: str = "podium", k: int = 3) -> dict:

@@ -128,8 +128,7 @@ Step = Callable[[str], None]
 
 def check_seasons(s1: StageData, s2: StageData, p: Protocol) -> None:
     """Enough seasons with results: >= 2 to train on, the validation and the test one."""
-    have1 = set(s1.meta["season"])
-    have2 = set(s2.meta["season"])
+    have1, have2 = set(s1.meta["season"]), set(s2.meta["season"])
     train = sorted(s for s in have1 & have2 if s < p.valid_season)
     missing = [s for s in (p.valid_season, p.test_season) if s not in have1 or s not in have2]
     if len(train) < 2 or missing:
@@ -417,9 +416,8 @@ def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
     poles = dict(zip(first["race_id"], first["driver_id"].astype(str), strict=False))
     at = {k: preds[k].groupby("race_id").indices for k in ("stage1", "stage2", "stage2_chained")}
     out = []
-    for race_id in sorted(
-        set(at["stage1"]) | set(at["stage2"]), key=lambda r: races.loc[r, "date"]
-    ):
+    ids = sorted(set(at["stage1"]) | set(at["stage2"]), key=lambda r: races.loc[r, "date"])
+    for race_id in ids:
         r = races.loc[race_id]
         rec: dict[str, Any] = {
             "round": int(r["round"]),
@@ -533,10 +531,8 @@ class HeldOutSeason:
         """The served Stage-1 rows with each baseline's ``<name>:time`` and ``<name>:gap``."""
         d1 = self.d1
         pole = pole_predictions(self.snap, d1.test.meta, PoleParams())
-        cols: dict[str, np.ndarray] = {}
         fitted = baselines.stage1_baselines(tables, d1.fit, d1.train, d1.valid, d1.test, pole)
-        for name, (bt, bg) in fitted.items():
-            cols[f"{name}:time"], cols[f"{name}:gap"] = bt, bg
+        cols = {f"{n}:{c}": v for n, (t, g) in fitted.items() for c, v in (("time", t), ("gap", g))}
         return self.served.stage1.merge(d1.test.meta[KEYS].assign(**cols), on=KEYS, how="left")
 
     def stage2_rows(self) -> dict[str, pd.DataFrame]:
@@ -564,9 +560,8 @@ class HeldOutSeason:
             m1 = Stage1Model(replace(m.config, form_model=False), m.boosters)
             return TwoStage.local(self.snap, m1, self.m2)
 
-        sv = served_predictions(
-            self.snap, main_only, self.d1.test, self.d2.test, self.m2.config.finish_rate
-        )
+        finish = self.m2.config.finish_rate
+        sv = served_predictions(self.snap, main_only, self.d1.test, self.d2.test, finish)
         return sv.stage1_ahead, sv.stage2_ahead
 
     def stage1_checks(self, q: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
@@ -665,9 +660,7 @@ def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> d
     """The served pole odds beside an even chance and each baseline's gaps at ``tau``."""
     groups = frame["race_id"].to_numpy()
     n = pd.Series(groups).groupby(groups).transform("size").to_numpy(float)
-    odds = {"uniform": 1.0 / n}
-    for name, gap in gaps.items():
-        odds[name] = group_softmax(-gap / tau, groups)
+    odds = {"uniform": 1.0 / n} | {k: group_softmax(-g / tau, groups) for k, g in gaps.items()}
     return {
         "test": pole_metrics(frame, frame["pole_prob"].to_numpy(float)),
         "baselines": {k: {"test": pole_metrics(frame, v)} for k, v in odds.items()},
@@ -680,9 +673,8 @@ def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
     rows = first_under_new_rules(data.x) & ~no_practice(data.x)
     if not (model.practice_boosters and rows.any()):
         return {"rows": 0}
-    main = Stage1Model(
-        replace(model.config, form_model=False, practice_model=False), model.boosters
-    )
+    cfg = replace(model.config, form_model=False, practice_model=False)
+    main = Stage1Model(cfg, model.boosters)
     meta, x = data.meta[rows], data.x[rows]
     return {
         "rows": int(rows.sum()),
@@ -708,14 +700,12 @@ def rules_reset_check(
 ) -> dict[str, Any]:
     """Stage-2 on the races it leans on the grid for: as served, without the lean, and by
     the logistic on the same grid."""
-    plain = Stage2Model(replace(model.config, reset_weight=0.0), model.booster)
-    out: dict[str, Any] = {
-        "reset_weight": model.config.reset_weight,
-        "reset_races": model.config.reset_races,
-    }
+    cfg = model.config
+    plain = Stage2Model(replace(cfg, reset_weight=0.0), model.booster)
+    out: dict[str, Any] = {"reset_weight": cfg.reset_weight, "reset_races": cfg.reset_races}
     for name, (frame, x) in scored.items():
         race = frame["race_id"].to_numpy()
-        rows = np.isin(race, np.unique(race[grid_lean(model.config, x)[0] > 0]))
+        rows = np.isin(race, np.unique(race[grid_lean(cfg, x)[0] > 0]))
         f = frame[rows]
         if not len(f):
             out[name] = {"races": 0}

@@ -304,7 +304,7 @@ def backtest(
 
 
 def _print_summary(ev: dict[str, Any]) -> None:
-    from training.report import PODIUM_KEYS, POINTS_KEYS, S1_KEYS, S2_KEYS, fmt
+    from training.report import PODIUM_KEYS, POINTS_KEYS, S1_KEYS, S2_KEYS, fmt, predictors
 
     s2 = ev["stage2"]
     tables = [("stage1", ev["stage1"], S1_KEYS), ("stage2", s2, S2_KEYS)]
@@ -315,15 +315,9 @@ def _print_summary(ev: dict[str, Any]) -> None:
         tab.add_column("predictor")
         for k in keys[1:]:
             tab.add_column(k, justify="right")
-        rows = [("model", m_stage["test"])]
-        rows += [(k, v["test"]) for k, v in m_stage["baselines"].items()]
+        rows = predictors(m_stage, "test")
         if "test_chained" in m_stage:
-            rows.append(("before qualifying: model", m_stage["test_chained"]))
-            rows += [
-                (f"before qualifying: {k}", v["test_chained"])
-                for k, v in m_stage["baselines"].items()
-                if "test_chained" in v
-            ]
+            rows += [(f"before qualifying: {n}", m) for n, m in predictors(m_stage, "test_chained")]
         ahead = m_stage["before_practice"]
         rows.append(("a weekend ahead: model", ahead["model"]))
         rows += [(f"a weekend ahead: {k}", v) for k, v in ahead["baselines"].items()]
@@ -514,17 +508,11 @@ def models() -> None:
         tab.add_column(col)
     rows = list(store.list_versions())
     for m in rows:
-        md = m.info.metadata
-        through = md.get("fitted_through")  # Stage-1's latest qualifying (f1 refresh refits)
-        tab.add_row(
-            str(m.tag),
-            m.creation_time.isoformat(timespec="seconds"),
-            str(md.get("data_hash", ""))[:12],
-            str(md.get("data_latest_event") or ""),
-            "{} round {}".format(*(through.get(k) for k in ("season", "round")))
-            if isinstance(through, dict)
-            else "",
-        )
+        md, created = m.info.metadata, m.creation_time.isoformat(timespec="seconds")
+        t = md.get("fitted_through")  # Stage-1's latest qualifying (f1 refresh refits)
+        through = f"{t.get('season')} round {t.get('round')}" if isinstance(t, dict) else ""
+        data = str(md.get("data_hash", ""))[:12], str(md.get("data_latest_event") or "")
+        tab.add_row(str(m.tag), created, *data, through)
     console.print(tab if rows else "no models yet: run `f1 train`")
 
 

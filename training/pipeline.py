@@ -264,15 +264,11 @@ def stage2_folds(p: Protocol) -> list[int]:
     return list(range(first, p.valid_season + 1))
 
 
-class PooledWinnerLoss:
+def pooled_winner_loss(meta: pd.DataFrame) -> Callable[[np.ndarray], float]:
     """Winner log loss over the races of several seasons, the winner stages built once."""
-
-    def __init__(self, meta: pd.DataFrame) -> None:
-        wins = finish_ranks(meta["win"].to_numpy(float), None)
-        self.stages = RankStages.of(meta["race_id"].to_numpy(), wins)
-
-    def __call__(self, score: np.ndarray) -> float:
-        return float(-np.mean(self.stages.softmax(score)[1]))
+    wins = finish_ranks(meta["win"].to_numpy(float), None)
+    stages = RankStages.of(meta["race_id"].to_numpy(), wins)
+    return lambda score: float(-np.mean(stages.softmax(score)[1]))
 
 
 def _candidates(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -328,7 +324,7 @@ def tune_stage2(
         lean = grid_lean(Stage2Config(grid_coef=fit_linear(tr.x, tr.y, races, GRID_TERMS)), va.x)
         folds.append((tr, va, linear_design(va.x) @ coef, lean))
     pooled_meta = pd.concat([f[1].meta for f in folds], ignore_index=True)
-    pooled = PooledWinnerLoss(pooled_meta)
+    pooled = pooled_winner_loss(pooled_meta)
     lin = np.concatenate([f[2] for f in folds])
     share, grid = (np.concatenate([f[3][i] for f in folds]) for i in (0, 1))
     log, scored = [], []

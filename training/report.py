@@ -74,10 +74,15 @@ def _row(*cells: Any) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def predictors(stage: dict[str, Any], which: str, model: str = "model") -> list[tuple[str, Any]]:
+    """(name, metrics) of the model, then of each baseline scored ``which`` way."""
+    rows = [(k, v[which]) for k, v in stage["baselines"].items() if which in v]
+    return [(model, stage[which]), *rows]
+
+
 def _table(stage: dict[str, Any], keys: list[str], which: str = "test") -> str:
     """Model and baselines, one row each (``which``: "test", or "test_chained")."""
-    rows = [("**model**", stage[which])]
-    rows += [(k, v[which]) for k, v in stage["baselines"].items() if which in v]
+    rows = predictors(stage, which, "**model**")
     lines = [_row("predictor", *keys[1:]), "|---|" + "---|" * (len(keys) - 1)]
     return "\n".join(lines + [_row(name, *(fmt(m.get(k)) for k in keys[1:])) for name, m in rows])
 

@@ -423,7 +423,7 @@ def test_stage2_is_tuned_on_up_to_three_seasons() -> None:
 
 def test_pooled_winner_loss_is_the_metric() -> None:
     from pipelines.models.stage2 import group_softmax
-    from training.pipeline import PooledWinnerLoss
+    from training.pipeline import pooled_winner_loss
 
     rng = np.random.default_rng(4)
     races = np.repeat([7, 3, 11, 5], 6)
@@ -433,7 +433,7 @@ def test_pooled_winner_loss_is_the_metric() -> None:
     meta = pd.DataFrame({"race_id": races[perm], "win": win[perm], "season": 2024})
     score = rng.normal(size=len(races))
     expected = stage2_metrics(meta, group_softmax(score, meta["race_id"].to_numpy()))
-    assert PooledWinnerLoss(meta)(score) == pytest.approx(expected["winner_log_loss"])
+    assert pooled_winner_loss(meta)(score) == pytest.approx(expected["winner_log_loss"])
 
 
 def test_rules_reset_check_scores_the_leaning_races_three_ways() -> None:

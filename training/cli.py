@@ -510,7 +510,8 @@ def models() -> None:
     for m in rows:
         md, created = m.info.metadata, m.creation_time.isoformat(timespec="seconds")
         t = md.get("fitted_through")  # Stage-1's latest qualifying (f1 refresh refits)
-        through = f"{t.get('season')} round {t.get('round')}" if isinstance(t, dict) else ""
+        when = [str(t.get(k)) for k in ("season", "round")] if isinstance(t, dict) else None
+        through = "{} round {}".format(*when) if when else ""
         data = str(md.get("data_hash", ""))[:12], str(md.get("data_latest_event") or "")
         tab.add_row(str(m.tag), created, *data, through)
     console.print(tab if rows else "no models yet: run `f1 train`")

@@ -570,15 +570,22 @@ class HeldOutSeason:
         # the rows forecast a weekend ahead, with the recent_form baseline's gaps
         form = test.meta[KEYS].assign(form_gap=baselines.recent_form_gap(test))
         ahead = form.merge(self.served.stage1_ahead, on=KEYS)
-        recent = {"recent_form": ahead["form_gap"].to_numpy(float)}
-        pole["before_practice"] = pole_odds(ahead, recent, tau if tau_ahead is None else tau_ahead)
+        gap, pole_s = ahead["form_gap"].to_numpy(float), ahead["pred_pole"].to_numpy(float)
+        pole["before_practice"] = pole_odds(
+            ahead, {"recent_form": gap}, tau if tau_ahead is None else tau_ahead
+        )
         new_team = new_team_check(m1, test)
         if cfg.new_team_share > 0:  # the same check for the same settings fitted without it
             plain = fit_stage1(self.d1.fit, replace(cfg, new_team_share=0.0), form=False)
             new_team["fitted_without_blanked_teams"] = new_team_check(plain, test)
         return {
             "pole": pole,
-            "before_practice": _stage1_ahead(ahead, without),
+            "before_practice": {  # beside recent_form, and without the form-only ensemble
+                "model": forecast_metrics(ahead),
+                "pole_mae_s": _event_pole_mae(ahead, pole_s) if len(ahead) else None,
+                "baselines": {"recent_form": stage1_metrics(ahead, pole_s * (1 + gap / 100), gap)},
+                "without_form_model": forecast_metrics(without),
+            },
             "test_rows_not_served": len(test.meta) - len(q),
             "new_team": new_team,
             "new_rules": new_rules_check(m1, test),
@@ -638,18 +645,6 @@ class HeldOutSeason:
 def _placed(frame: pd.DataFrame, what: str, k: int) -> dict[str, Any]:
     """``placing_metrics`` of a scored frame's own ``<what>_prob``."""
     return placing_metrics(frame, frame[f"{what}_prob"].to_numpy(), what, k)
-
-
-def _stage1_ahead(rows: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
-    """Stage-1 a weekend ahead beside ``recent_form``, and without the form-only ensemble."""
-    gap = rows["form_gap"].to_numpy(float)
-    pole = rows["pred_pole"].to_numpy(float)
-    return {
-        "model": forecast_metrics(rows),
-        "pole_mae_s": _event_pole_mae(rows, pole) if len(rows) else None,
-        "baselines": {"recent_form": stage1_metrics(rows, pole * (1.0 + gap / 100.0), gap)},
-        "without_form_model": forecast_metrics(without),
-    }
 
 
 def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> dict[str, Any]:

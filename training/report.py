@@ -123,25 +123,17 @@ def intervals_section(ev: dict[str, Any]) -> str:
     return fill("intervals", **blocks[0][1], rows="\n".join(rows))
 
 
-def _new_team(nt: dict[str, Any]) -> str:
-    plain = nt.get("fitted_without_blanked_teams")
-    return fill("new_team", **nt, plain_fit=" " + fill("plain_fit", **plain) if plain else "")
-
-
 def _pole_wins(pw: dict[str, Any], season: str) -> str:
-    """How much the scored season rewarded the pole-sitter, against the fitted seasons."""
+    """How much the scored season rewarded the pole-sitter, against the fitted seasons (and
+    their range over the seasons that have a share)."""
     if pw["test"] is None or pw["fit_seasons"] is None:
         return ""
-    return fill("pole_wins", **pw, season=season, spread=_season_range(pw["by_fit_season"]))
-
-
-def _season_range(by_season: dict[Any, float | None]) -> str:
-    """ " (from x % in S1 to y % in S2)" over the seasons that have a share."""
-    have = {k: v for k, v in by_season.items() if v is not None}
-    if not have:
-        return ""
-    lo, hi = min(have, key=lambda k: have[k]), max(have, key=lambda k: have[k])
-    return f" (from {have[lo]:.0%} in {lo} to {have[hi]:.0%} in {hi})"
+    have = {k: v for k, v in pw["by_fit_season"].items() if v is not None}
+    spread = ""
+    if have:
+        lo, hi = min(have, key=have.__getitem__), max(have, key=have.__getitem__)
+        spread = f" (from {have[lo]:.0%} in {lo} to {have[hi]:.0%} in {hi})"
+    return fill("pole_wins", **pw, season=season, spread=spread)
 
 
 def _rules_reset(rr: dict[str, Any]) -> str:
@@ -269,7 +261,8 @@ def _sections(ev: dict[str, Any], level: str, season: str) -> dict[str, Any]:
     """What the evaluation and the backtest reports share, by the name report.md gives."""
     s1, s2, p = ev["stage1"], ev["stage2"], ev["protocol"]
     spans = ("train_seasons", "test_fit_seasons", "serving_fit_seasons")
-    base = p["baseline_seasons"]
+    base, nt = p["baseline_seasons"], s1["new_team"]
+    plain = nt.get("fitted_without_blanked_teams")
     return (
         p
         | {k: _span(p[k]) for k in spans if k in p}
@@ -285,7 +278,9 @@ def _sections(ev: dict[str, Any], level: str, season: str) -> dict[str, Any]:
             "pole_mae_s": s1["pole_mae_s"],
             "dry_events": s1["test"]["dry_events"],
             "stage1_events": s1["test"]["events"],
-            "new_team": _new_team(s1["new_team"]),
+            "new_team": fill(
+                "new_team", **nt, plain_fit=" " + fill("plain_fit", **plain) if plain else ""
+            ),
             "new_rules": fill("new_rules", **s1["new_rules"]) if s1["new_rules"]["rows"] else "",
             "pole": pole_section(s1["pole"], level),
             "stage2_table": _table(s2, S2_KEYS),

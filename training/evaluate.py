@@ -84,17 +84,14 @@ def placings_over_starters(
 
 @dataclass
 class Served:
-    """What the served flow said of a season: Stage-1 before qualifying, Stage-2 on the real
-    grid and on Stage-1's (``x2*``: its rows), and a weekend ahead."""
+    """What the served flow said of a season: Stage-1 before qualifying and a weekend ahead;
+    Stage-2 (``race``, with the rows it built ``x2``) after qualifying ("stage2"), on Stage-1's
+    grid ("stage2_chained") and a weekend ahead ("stage2_ahead")."""
 
     stage1: pd.DataFrame
-    stage2: pd.DataFrame
-    stage2_chained: pd.DataFrame
-    x2: np.ndarray
-    x2_chained: np.ndarray
     stage1_ahead: pd.DataFrame
-    stage2_ahead: pd.DataFrame
-    x2_ahead: np.ndarray
+    race: dict[str, pd.DataFrame]
+    x2: dict[str, np.ndarray]
 
 
 def served_predictions(
@@ -107,11 +104,10 @@ def served_predictions(
 ) -> Served:
     """Every event of the test rows asked of ``flow_for(event)`` in the three ways."""
     ahead, pre, post = asyncio.run(_season(snap, flow_for, te1, te2, on_event))
-    q, q_ahead = _quali_rows(pre, te1), _quali_rows(ahead, te1)
-    (s2_post, x2), (s2_pre, x2_pre), (s2_ahead, x2_ahead) = (
-        _race_rows(snap, fcs, te2, finish) for fcs in (post, pre, ahead)
-    )
-    return Served(q, s2_post, s2_pre, x2, x2_pre, q_ahead, s2_ahead, x2_ahead)
+    race, x2 = {}, {}
+    for name, fcs in (("stage2", post), ("stage2_chained", pre), ("stage2_ahead", ahead)):
+        race[name], x2[name] = _race_rows(snap, fcs, te2, finish)
+    return Served(_quali_rows(pre, te1), _quali_rows(ahead, te1), race, x2)
 
 
 def _quali_rows(forecasts: list[Forecast], te1: StageData) -> pd.DataFrame:

@@ -62,7 +62,7 @@ def _scores(served: Served) -> dict[str, Any]:
     return {
         "stage1": {"test": forecast_metrics(served.stage1)},
         "stage2": {
-            "test": win_metrics(served.stage2),
-            "test_chained": win_metrics(served.stage2_chained),
+            "test": win_metrics(served.race["stage2"]),
+            "test_chained": win_metrics(served.race["stage2_chained"]),
         },
     }

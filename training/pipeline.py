@@ -124,6 +124,7 @@ class RunData:
 
 
 Step = Callable[[str], None]
+MODES = {"test": "stage2", "test_chained": "stage2_chained"}  # Stage-2 after, before qualifying
 
 
 def check_seasons(s1: StageData, s2: StageData, p: Protocol) -> None:
@@ -455,10 +456,9 @@ def _win_scores(frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Metrics and intervals of every predictor on the scored frames."""
-    f1, post_f, pre_f = preds["stage1"], preds["stage2"], preds["stage2_chained"]
-    p1 = stage1_predictors(f1)
+    f1, p1 = preds["stage1"], stage1_predictors(preds["stage1"])
     s1 = {k: stage1_metrics(f1, t, g) for k, (t, g) in p1.items()}
-    (post, post_base), (pre, pre_base) = _win_scores(post_f), _win_scores(pre_f)
+    wins = {m: _win_scores(preds[n]) for m, n in MODES.items()}
     stage1 = {
         "test": s1.pop("model"),
         "pole_mae_s": _event_pole_mae(f1, f1["pred_pole"].to_numpy()) if len(f1) else None,
@@ -466,12 +466,10 @@ def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
         "intervals": stage1_intervals(f1, {k: g for k, (_t, g) in p1.items()}),
     }
     stage2 = {
-        "test": post,
-        "test_chained": pre,
-        "baselines": {k: {"test": v, "test_chained": pre_base[k]} for k, v in post_base.items()},
+        **{m: model for m, (model, _base) in wins.items()},
+        "baselines": {k: {m: base[k] for m, (_, base) in wins.items()} for k in wins["test"][1]},
         "intervals": {
-            "test": stage2_intervals(post_f, stage2_predictors(post_f)),
-            "test_chained": stage2_intervals(pre_f, stage2_predictors(pre_f)),
+            m: stage2_intervals(preds[n], stage2_predictors(preds[n])) for m, n in MODES.items()
         },
     }
     return {"stage1": stage1, "stage2": stage2}
@@ -533,14 +531,10 @@ class HeldOutSeason:
 
     def stage2_rows(self) -> dict[str, pd.DataFrame]:
         """The served Stage-2 rows of each mode with each baseline's ``<name>:prob``."""
-        sv, frames = self.served, {}
-        for name, frame, x in (
-            ("stage2", sv.stage2, sv.x2),
-            ("stage2_chained", sv.stage2_chained, sv.x2_chained),
-            ("stage2_ahead", sv.stage2_ahead, sv.x2_ahead),
-        ):
+        frames = {}
+        for name, frame in self.served.race.items():
             grid, races = frame["flow_grid"].to_numpy(float), frame["race_id"].to_numpy()
-            probs = self.b2.predict(grid, x, races)
+            probs = self.b2.predict(grid, self.served.x2[name], races)
             frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
         slots = self.d2.test.meta[KEYS].assign(
             podium_base=self.grid_slot["podium"], points_base=self.grid_slot["points"]
@@ -558,7 +552,7 @@ class HeldOutSeason:
 
         finish = self.m2.config.finish_rate
         sv = served_predictions(self.snap, main_only, self.d1.test, self.d2.test, finish)
-        return sv.stage1_ahead, sv.stage2_ahead
+        return sv.stage1_ahead, sv.race["stage2_ahead"]
 
     def stage1_checks(self, q: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
         """The pole odds, a weekend ahead, the unserved rows, a new team and new rules."""
@@ -597,11 +591,8 @@ class HeldOutSeason:
         """A weekend ahead, the races under new rules, and the pole-sitter's wins."""
         model, base = _win_scores(preds["stage2_ahead"])
         ahead = {"model": model, "baselines": base, "without_form_model": win_metrics(without)}
-        sv, fit, test = self.served, self.d2.fit.meta, self.d2.test.meta
-        modes = {
-            "test": (preds["stage2"], sv.x2),
-            "test_chained": (preds["stage2_chained"], sv.x2_chained),
-        }
+        x2, fit, test = self.served.x2, self.d2.fit.meta, self.d2.test.meta
+        modes = {m: (preds[n], x2[n]) for m, n in MODES.items()}
         return {
             "before_practice": ahead,
             "rules_reset": rules_reset_check(self.m2, modes),
@@ -615,9 +606,8 @@ class HeldOutSeason:
     def placings(self, preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
         """The podium and points odds in every mode, beside the grid-slot rates and the
         same strengths with every car classified."""
-        modes = {"test": "stage2", "test_chained": "stage2_chained"}
         every = {}
-        for name in modes.values():
+        for name in MODES.values():
             f = preds[name]
             logit, races = f["logit"].to_numpy(float), f["race_id"].to_numpy()
             every[name] = placings_over_starters(logit, races, f["driver_id"].to_numpy(), 1.0)
@@ -625,7 +615,7 @@ class HeldOutSeason:
         for at, (what, k) in enumerate((("podium", 3), ("points", 10))):
             slot_rate = placing_metrics(self.d2.test.meta, self.grid_slot[what], what, k)
             out[what] = {
-                **{mode: _placed(preds[name], what, k) for mode, name in modes.items()},
+                **{mode: _placed(preds[name], what, k) for mode, name in MODES.items()},
                 "before_practice": {
                     "model": _placed(preds["stage2_ahead"], what, k),
                     "baselines": {},
@@ -634,7 +624,7 @@ class HeldOutSeason:
                     "grid_slot": {"test": slot_rate},
                     "every_car_classified": {
                         mode: placing_metrics(preds[name], every[name][at], what, k)
-                        for mode, name in modes.items()
+                        for mode, name in MODES.items()
                     },
                 },
                 "finish_rate": self.m2.config.finish_rate,

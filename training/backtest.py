@@ -1,5 +1,4 @@
-"""Walk-forward backtest of season S: the training protocol tuned on S-1, fitted on seasons
-<= S-1 and scored on S, the tables cut after S."""
+"""Walk-forward backtest of season S: the training protocol tuned on S-1 and scored on S."""
 
 from __future__ import annotations
 
@@ -43,8 +42,7 @@ def backtest(
     on_event: EventHook | None = None,
     base: Protocol | None = None,
 ) -> Scored:
-    """Tune on ``season``-1, fit on earlier seasons, score every event of ``season`` (``base``:
-    the protocol's other choices)."""
+    """Tune on ``season``-1, fit on earlier seasons, score every event of ``season``."""
     say = step or (lambda _msg: None)
     t = tables_through(tables, season)
     have = sorted(set(t.races["season"]))

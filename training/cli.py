@@ -40,8 +40,7 @@ def _fail(msg: str) -> typer.Exit:
 
 @contextlib.contextmanager
 def _progress(title: str, total: int | None = None) -> Iterator[Callable[[str], None]]:
-    """A progress bar over ``total`` steps (a spinner if None): yields the ``step`` hook the
-    protocol reports to. A TrainingError ends the command with its message."""
+    """A progress bar over ``total`` steps (None: a spinner) yielding the ``step`` hook."""
     from training.pipeline import TrainingError
 
     counted = [rp.BarColumn(), rp.MofNCompleteColumn()] if total else []
@@ -59,8 +58,7 @@ def _progress(title: str, total: int | None = None) -> Iterator[Callable[[str], 
 def _season_bar(
     title: str, tables: Tables, season: int
 ) -> Iterator[tuple[Callable[[str], None], Callable[[Any], None]]]:
-    """``_progress`` over tuning and each event of ``season``: yields the ``step`` and
-    ``on_event`` hooks the protocol reports to."""
+    """``_progress`` over tuning and each event of ``season``: the ``step`` and ``on_event`` hooks."""
     from training import pipeline
 
     n_events = int((tables.races["season"] == season).sum())
@@ -82,8 +80,7 @@ def _load(settings: Settings, min_season: int | None = None) -> Tables:
 
 
 def _download(s: Settings, tag: str | None, dest: Path, retry: str) -> Path:
-    """Fetch F1DB release ``tag`` (None: the latest) into ``dest`` with a progress bar,
-    then credit it; on failure one line that ends with ``retry`` (what to do instead)."""
+    """Fetch F1DB release ``tag`` (None: the latest) into ``dest``; ``retry``: what else to do."""
     from pipelines.f1db.download import CREDIT, DownloadError, download_f1db, latest_tag
 
     try:
@@ -122,8 +119,7 @@ def data_download(
 
 
 def _download_if_no_data(s: Settings) -> None:
-    """No F1_DATA_DIR and no data (a fresh clone): download F1DB (F1_F1DB_TAG's release, else
-    the latest) into the per-user folder, replacing a copy of another pinned release."""
+    """No F1_DATA_DIR and no data (or another pinned release): download F1DB per user."""
     from pipelines.f1db.download import installed_tag
 
     if s.data_dir is not None:
@@ -363,8 +359,7 @@ def _refresh(s: Settings) -> None:
 
 
 def _refresh_if_data_changed(s: Settings) -> None:
-    """A new snapshot when the data differs from the stored one's (a later F1DB release),
-    so that `make serve` forecasts from the data it is given; the models are kept."""
+    """A new snapshot when the data differs from the stored one's; the models are kept."""
     from pipelines.f1db.parse import DataError, data_hash
     from pipelines.models import store
 

@@ -40,8 +40,7 @@ def _stacked(xs: list[np.ndarray], metas: list[pd.DataFrame], n: int, target: st
 
 
 def qualifying_field(snap: FeatureSnapshot, ctx: EventContext, rows: pd.DataFrame) -> EventField:
-    """The event's field as serving builds it, plus any driver who qualified off the entry
-    list, with their laps."""
+    """The event's field as serving builds it, plus any driver who qualified off the entry list."""
     fld = snap.event_field(ctx)
     entered = {e.driver_id for e in fld.entries}
     prac = snap.practice_laps(ctx.race_id or -1)

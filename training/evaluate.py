@@ -1,5 +1,4 @@
-"""The test season asked through the served path (``TwoStage``), as a user asks: before
-qualifying, after it (real grid and times given) and a weekend ahead (no practice lap)."""
+"""The test season asked through the served path: before and after qualifying, a weekend ahead."""
 
 from __future__ import annotations
 
@@ -23,8 +22,7 @@ KEYS = ["race_id", "driver_id"]
 
 
 def _post_quali_entries(rows: pd.DataFrame, listed: EventField) -> list[Entry]:
-    """The starters as a request after qualifying gives them: grid slots, qualifying times,
-    and the entry list's team and practice."""
+    """The starters as a request after qualifying gives them (grid slots, qualifying times)."""
     rows = rows.assign(q=rows["best_s"].fillna(math.inf)).sort_values(["grid", "q", "driver_id"])
     known = {e.driver_id: e for e in reversed(listed.entries)}  # the first listing wins
     out = []
@@ -126,8 +124,7 @@ def _quali_rows(forecasts: list[Forecast], te1: StageData) -> pd.DataFrame:
 def _race_rows(
     snap: FeatureSnapshot, forecasts: list[Forecast], te2: StageData, finish: float
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The starters' rows with the win odds renormalised over them, the placings, and the
-    Stage-2 rows the flow built."""
+    """The starters' rows (win odds renormalised over them) and the Stage-2 rows the flow built."""
     rows, xs = [], []
     for fc in forecasts:
         race = fc.race

@@ -1,5 +1,4 @@
-"""The test season asked of models fitted on every other event, later ones included (a
-bound, not a forecast), and of models fitted on all of them (``served_in_sample``)."""
+"""The test season asked of models fitted on every other event: a bound, not a forecast."""
 
 from __future__ import annotations
 

@@ -36,8 +36,7 @@ def gap_and_spearman(meta: pd.DataFrame, pred_gap: np.ndarray) -> dict[str, floa
 
 
 def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarray) -> dict:
-    """MAE in seconds (all, dry, median), gap-to-pole MAE in % and mean per-event Spearman
-    (also over the dry events)."""
+    """MAE in seconds, gap-to-pole MAE in % and mean per-event Spearman (also dry events alone)."""
     err = np.abs(pred_time - meta["best_s"].to_numpy())
     dry = meta["dry"].to_numpy(bool)
     gs = gap_and_spearman(meta, pred_gap)

@@ -88,13 +88,8 @@ class Split:
 
     @classmethod
     def of(cls, d: StageData, p: Protocol) -> Split:
-        v, t = p.valid_season, p.test_season
-        return cls(
-            d.seasons(p.train_from, v),
-            d.seasons(p.train_from, v - 1),
-            d.seasons(v, v),
-            d.seasons(t, t),
-        )
+        v, t, first = p.valid_season, p.test_season, p.train_from
+        return cls(d.seasons(first, v), d.seasons(first, v - 1), d.seasons(v, v), d.seasons(t, t))
 
 
 @dataclass
@@ -125,6 +120,7 @@ class RunData:
 
 Step = Callable[[str], None]
 MODES = {"test": "stage2", "test_chained": "stage2_chained"}  # Stage-2 after, before qualifying
+PLACES = {"podium": 3, "points": 10}  # the placings scored: the top k
 
 
 def check_seasons(s1: StageData, s2: StageData, p: Protocol) -> None:
@@ -353,8 +349,7 @@ def finish_rate(meta: pd.DataFrame) -> float:
 def tune_pole_taus(
     s1: StageData, cfg1: Stage1Config, folds: list[int], train_from: int
 ) -> tuple[float, float]:
-    """The temperatures turning Stage-1's gaps into pole odds, with practice and without,
-    chosen on the pooled ``folds``."""
+    """The temperatures turning Stage-1's gaps into pole odds, with practice and without."""
     metas, gaps, ahead = [], [], []
     for v in folds:
         va = s1.seasons(v, v)
@@ -482,8 +477,7 @@ def score_test(
     cfg2: Stage2Config,
     on_event: EventHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """Fit on seasons <= valid, score the test season through the served path beside every
-    baseline: the metrics and the scored rows."""
+    """Fit on seasons <= valid, score the test season beside the baselines: metrics and rows."""
     d1, d2 = Split.of(d.s1, p), Split.of(d.s2, p)
     m1, m2 = fit_stage1(d1.fit, cfg1), fit_stage2(d2.fit, cfg2)
     in_season = InSeason(d.s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
@@ -492,7 +486,9 @@ def score_test(
         return TwoStage.local(d.snap, in_season.for_event(ctx), m2)
 
     served = served_predictions(d.snap, flow_for, d1.test, d2.test, cfg2.finish_rate, on_event)
-    t = HeldOutSeason(d.snap, d1, d2, in_season, m2, served)
+    b2 = baselines.Stage2Baselines.fit(d2.fit, d2.train, d2.valid)
+    slot = {w: baselines.placing_by_grid(d2.fit, d2.test, flag=w, k=k) for w, k in PLACES.items()}
+    t = HeldOutSeason(d.snap, d1, d2, in_season, m2, served, b2, slot)
     preds = {"stage1": t.stage1_rows(d.tables), **t.stage2_rows()}
     evaluation = score(preds)
     without1, without2 = t.without_form_model()
@@ -511,15 +507,8 @@ class HeldOutSeason:
     in_season: InSeason
     m2: Stage2Model
     served: Served
-    b2: baselines.Stage2Baselines = field(init=False)
-    grid_slot: dict[str, np.ndarray] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.b2 = baselines.Stage2Baselines.fit(self.d2.fit, self.d2.train, self.d2.valid)
-        self.grid_slot = {  # each grid slot's podium (points) rate, a baseline
-            "podium": baselines.placing_by_grid(self.d2.fit, self.d2.test),
-            "points": baselines.placing_by_grid(self.d2.fit, self.d2.test, flag="points", k=10),
-        }
+    b2: baselines.Stage2Baselines
+    grid_slot: dict[str, np.ndarray]  # each grid slot's podium (points) rate, a baseline
 
     def stage1_rows(self, tables: Tables) -> pd.DataFrame:
         """The served Stage-1 rows with each baseline's ``<name>:time`` and ``<name>:gap``."""
@@ -537,7 +526,7 @@ class HeldOutSeason:
             probs = self.b2.predict(grid, self.served.x2[name], races)
             frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
         slots = self.d2.test.meta[KEYS].assign(
-            podium_base=self.grid_slot["podium"], points_base=self.grid_slot["points"]
+            **{f"{k}_base": v for k, v in self.grid_slot.items()}
         )
         frames["stage2"] = frames["stage2"].merge(slots, on=KEYS, how="left")
         return frames
@@ -604,15 +593,14 @@ class HeldOutSeason:
         }
 
     def placings(self, preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
-        """The podium and points odds in every mode, beside the grid-slot rates and the
-        same strengths with every car classified."""
+        """The podium and points odds beside the grid-slot rates and every car classified."""
         every = {}
         for name in MODES.values():
             f = preds[name]
             logit, races = f["logit"].to_numpy(float), f["race_id"].to_numpy()
             every[name] = placings_over_starters(logit, races, f["driver_id"].to_numpy(), 1.0)
         out = {}
-        for at, (what, k) in enumerate((("podium", 3), ("points", 10))):
+        for at, (what, k) in enumerate(PLACES.items()):
             slot_rate = placing_metrics(self.d2.test.meta, self.grid_slot[what], what, k)
             out[what] = {
                 **{mode: _placed(preds[name], what, k) for mode, name in MODES.items()},
@@ -649,8 +637,7 @@ def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> d
 
 
 def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
-    """Stage-1 at the first race under new rules, cars with practice: as served and by the
-    main ensemble."""
+    """Stage-1 at the first race under new rules: as served and by the main ensemble."""
     rows = first_under_new_rules(data.x) & ~no_practice(data.x)
     if not (model.practice_boosters and rows.any()):
         return {"rows": 0}
@@ -679,8 +666,7 @@ def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
 def rules_reset_check(
     model: Stage2Model, scored: dict[str, tuple[pd.DataFrame, np.ndarray]]
 ) -> dict[str, Any]:
-    """Stage-2 on the races it leans on the grid for: as served, without the lean, and by
-    the logistic on the same grid."""
+    """Stage-2 on the races it leans on the grid for: as served, without the lean, by logistic."""
     cfg = model.config
     plain = Stage2Model(replace(cfg, reset_weight=0.0), model.booster)
     out: dict[str, Any] = {"reset_weight": cfg.reset_weight, "reset_races": cfg.reset_races}

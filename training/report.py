@@ -1,5 +1,4 @@
-"""The reports: evaluation.{json,md}, backtest-S.{json,md,png}, hindsight.json, the figures
-(their prose is in training/report.md)."""
+"""The reports and their figures; their prose is in training/report.md."""
 
 from __future__ import annotations
 
@@ -124,8 +123,7 @@ def intervals_section(ev: dict[str, Any]) -> str:
 
 
 def _pole_wins(pw: dict[str, Any], season: str) -> str:
-    """How much the scored season rewarded the pole-sitter, against the fitted seasons (and
-    their range over the seasons that have a share)."""
+    """How much the scored season rewarded the pole-sitter, against the fitted seasons."""
     if pw["test"] is None or pw["fit_seasons"] is None:
         return ""
     have = {k: v for k, v in pw["by_fit_season"].items() if v is not None}
@@ -368,8 +366,7 @@ def _calibration(
     curves: list[tuple[str, str]],
     bins: list[float],
 ) -> None:
-    """Observed against predicted frequency of ``what`` per probability bin, for each (name,
-    column) curve; the first one's counts beside its points."""
+    """Observed against predicted frequency of ``what`` per bin for each (name, column) curve."""
     y, edges = frame[what].to_numpy(float), np.array(bins)
     ax.plot([0, 1], [0, 1], color="grey", lw=1)
     for i, (name, col) in enumerate(curves):
@@ -395,14 +392,9 @@ def calibration_bins(
 ) -> tuple[list[float], list[float], list[int]]:
     """Mean predicted probability, observed frequency and count per non-empty bin."""
     idx = np.digitize(prob, bins) - 1
-    mp, fr, n = [], [], []
-    for b in range(len(bins) - 1):
-        m = idx == b
-        if m.any():
-            mp.append(float(prob[m].mean()))
-            fr.append(float(outcome[m].mean()))
-            n.append(int(m.sum()))
-    return mp, fr, n
+    used = [idx == b for b in range(len(bins) - 1) if (idx == b).any()]
+    mp, fr = [float(prob[m].mean()) for m in used], [float(outcome[m].mean()) for m in used]
+    return mp, fr, [int(m.sum()) for m in used]
 
 
 def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Path:
@@ -413,13 +405,9 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
     from matplotlib.ticker import MaxNLocator
 
     def series(stage: str, who: str, k: str) -> tuple[list[int], list[float]]:
-        xs, ys = [], []
-        for r in races:
-            v = r.get(stage, {}).get(who, {}).get(k)
-            if v is not None and math.isfinite(v):
-                xs.append(r["round"])
-                ys.append(v)
-        return xs, ys
+        pts = [(r["round"], r.get(stage, {}).get(who, {}).get(k)) for r in races]
+        pts = [(x, v) for x, v in pts if v is not None and math.isfinite(v)]
+        return [x for x, _ in pts], [v for _, v in pts]
 
     panels = [
         ("stage1", "gap_pct_mae", BT_S1, "gap-to-pole MAE (%), forecast before qualifying"),

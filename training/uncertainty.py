@@ -1,5 +1,4 @@
-"""How much of a season's score is luck: intervals from resampling its events, and the
-model's paired difference to each baseline."""
+"""How much of a season's score is luck: intervals from resampling its events."""
 
 from __future__ import annotations
 
@@ -60,8 +59,7 @@ def interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
 def compare(
     events: Mapping[str, dict[str, np.ndarray]], stats: Mapping[str, tuple[Stat, int]]
 ) -> dict[str, Any]:
-    """Per metric: the model's value and interval, and per baseline the paired difference,
-    its interval and the share the model wins."""
+    """Per metric: the model's value and interval, and its paired difference to each baseline."""
     model = events["model"]
     n_events = len(next(iter(model.values())))
     if n_events == 0:

@@ -187,8 +187,7 @@ def quick_lgbm_gap(
     booster = fit_quick_lgbm(
         feats.iloc[:n_tr], train.y, feats.iloc[n_tr : n_tr + n_va], valid.y, QUICK_LGBM_PARAMS
     )
-    gap = np.clip(booster.predict(feats.iloc[n_tr + n_va :], num_threads=1), 0.0, None)
-    gap = np.asarray(gap, dtype=float)
+    gap = np.asarray(np.clip(booster.predict(feats.iloc[n_tr + n_va :], num_threads=1), 0, None))
     return pole * (1.0 + gap / 100.0), gap
 
 
@@ -241,13 +240,10 @@ class Stage2Baselines:
 
     @classmethod
     def fit(cls, fit: StageData, train: StageData, valid: StageData) -> Stage2Baselines:
-        lr = LogisticRegression()
-        lr.fit(_log_grid(fit.meta["grid"].to_numpy()), fit.y)
+        lr = LogisticRegression().fit(_log_grid(fit.meta["grid"].to_numpy()), fit.y)
         tx, vx = (pd.DataFrame(_quick_x(d.x)).add_prefix("f") for d in (train, valid))
-        quick = fit_quick_lgbm(
-            tx, train.y, vx, valid.y, QUICK_LGBM_PARAMS | {"objective": "binary"}
-        )
-        return cls(lr, quick)
+        params = QUICK_LGBM_PARAMS | {"objective": "binary"}
+        return cls(lr, fit_quick_lgbm(tx, train.y, vx, valid.y, params))
 
     def predict(self, grid: np.ndarray, x: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
         """Each baseline's win odds per row (normalised per race) from its grid and row."""

@@ -50,7 +50,6 @@ async def _season(
 ) -> tuple[list[Forecast], list[Forecast], list[Forecast]]:
     """Each event asked a weekend ahead, before qualifying and after it."""
     ahead, pre, post = [], [], []
-    times = te1.meta.set_index(KEYS)["best_s"]
     for race_id, rows in te2.meta.groupby("race_id", sort=True):
         ctx = snap.event_by_id(int(race_id))
         assert ctx is not None
@@ -60,9 +59,7 @@ async def _season(
         pre.append(await flow.full(ctx, fld, np.arange(len(fld.entries))))
         cars = before_practice(fld)
         ahead.append(await flow.full(ctx, cars, np.arange(len(cars.entries))))
-        starters = rows.assign(
-            best_s=[times.get((race_id, d), math.nan) for d in rows["driver_id"]]
-        )
+        starters = rows.merge(te1.meta[[*KEYS, "best_s"]], on=KEYS, how="left")
         given = _post_quali_entries(starters, fld)
         fld2 = snap.event_field(ctx, given)
         post.append(await flow.full(ctx, fld2, fld2.index([g.driver_id for g in given])))

@@ -203,8 +203,7 @@ def refit_due(
 
 def known_before(data: StageData, first_season: int, season: int, rnd: int) -> StageData:
     """The rows of ``data`` from ``first_season`` known before round ``rnd`` of ``season``."""
-    s = data.meta["season"].to_numpy()
-    r = data.meta["round"].to_numpy()
+    s, r = data.meta["season"].to_numpy(), data.meta["round"].to_numpy()
     return data.select((s >= first_season) & ((s < season) | ((s == season) & (r < rnd))))
 
 
@@ -245,12 +244,9 @@ STAGE2_GRID: dict[str, list[Any]] = {
     "min_child_samples": [50],
 }
 """Small boosters only: a season has ~20 winners, and bigger ones overfit."""
-STACK_GRID = [0.0, 0.3, 0.5, 0.7, 1.0]
-"""Weight of the booster against the linear conditional logit (see ``Stage2Model``)."""
+STACK_GRID = [0.0, 0.3, 0.5, 0.7, 1.0]  # the booster's weight against the linear logit
 TEMP_GRID = [0.8, 0.9, 1.0, 1.1, 1.25]
-STAGE2_FOLDS = 3
-"""Stage-2 is tuned on this many seasons up to the validation one: one season's ~20
-winners are too few to choose a temperature on."""
+STAGE2_FOLDS = 3  # seasons Stage-2 is tuned on: one season's ~20 winners are too few
 POLE_GRID: dict[str, list[Any]] = {"window": [20, 40, 80], "shrink": [1.0, 3.0, 10.0, 1e9]}
 TAU_GRID = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
 

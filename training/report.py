@@ -29,9 +29,8 @@ BT_S2 = ("model", "logistic_grid", "quick_lgbm")
 WIN_BINS = [0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0001]
 PLACING_BINS = [0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0001]
 
-_PARTS = re.split(
-    r"^<!-- (\w+) -->$", Path(__file__).with_name("report.md").read_text(), flags=re.M
-)
+_TEMPLATE = Path(__file__).with_name("report.md").read_text()
+_PARTS = re.split(r"^<!-- (\w+) -->$", _TEMPLATE, flags=re.M)
 PROSE = {name: text.strip("\n") for name, text in zip(_PARTS[1::2], _PARTS[2::2], strict=True)}
 
 

@@ -1,15 +1,6 @@
-"""NOTES.md's baselines. The quick LightGBMs train on seasons <= S-2 and stop early on S-1
-(S: the test season); the rest fit on seasons <= S-1.
-
-| stage | baseline | what it predicts |
-|---|---|---|
-| 1 | ``practice_ratio`` | best practice lap x the layout's median quali/practice ratio |
-| 1 | ``quick_lgbm_gap`` | NOTES.md's quick LightGBM on the gap to pole (``quick_features``) |
-| 1, a weekend ahead | ``recent_form`` | the driver's recent qualifying gap x the pole estimate |
-| 2 | ``uniform``, ``pole_sitter`` | an even chance; whoever starts first wins |
-| 2 | ``logistic_grid`` | a logistic regression on log(grid slot) |
-| 2 | ``quick_lgbm`` | LightGBM on the grid and the form features |
-"""
+"""NOTES.md's baselines: Stage-1's ``practice_ratio``, ``quick_lgbm_gap`` and (a weekend ahead)
+``recent_form``; Stage-2's in ``Stage2Baselines``. The quick LightGBMs train on seasons <= S-2
+and stop early on S-1 (S: the test season); the rest fit on seasons <= S-1."""
 
 from __future__ import annotations
 
@@ -233,7 +224,8 @@ def _log_grid(grid: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Stage2Baselines:
-    """The Stage-2 baselines, fitted once, asked with the real grid and with Stage-1's."""
+    """The Stage-2 baselines, fitted once, asked with the real grid and with Stage-1's: an even
+    chance, whoever starts first, a logistic on log(grid slot), LightGBM on grid and form."""
 
     logistic: LogisticRegression
     quick: lgb.Booster

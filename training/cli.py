@@ -448,8 +448,7 @@ def track_record(
     try:
         tr = from_log(engine, season, snap)
     except SQLAlchemyError as exc:
-        first = str(exc).splitlines()[0]
-        raise _fail(f"prediction log at {db.redacted(url)}: {first}") from exc
+        raise _fail(f"prediction log at {db.redacted(url)}: {str(exc).splitlines()[0]}") from exc
     finally:
         engine.dispose()
     if as_json:

@@ -48,10 +48,8 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
         "mae_s": float(np.nanmean(err)),
         "mae_dry_s": float(np.nanmean(err[dry])) if dry.any() else None,
         "median_ae_s": float(np.nanmedian(err)),
-        "gap_pct_mae": gs["gap_pct_mae"],
-        "spearman": gs["spearman"],
-        "gap_pct_mae_dry": gs_dry.get("gap_pct_mae"),
-        "spearman_dry": gs_dry.get("spearman"),
+        **gs,
+        **{f"{k}_dry": gs_dry.get(k) for k in gs},
         "dry_events": int(meta.loc[dry, "race_id"].nunique()),
     }
 

@@ -356,11 +356,10 @@ def tune_pole_taus(
     meta = pd.concat(metas, ignore_index=True)
     groups = meta["race_id"].to_numpy()
 
-    def best(gap: np.ndarray) -> float:
-        scored = [
-            (pole_metrics(meta, group_softmax(-gap / t, groups))["log_loss"], t) for t in TAU_GRID
-        ]
-        return min(scored)[1]
+    def best(gap: np.ndarray) -> float:  # ties: the lowest temperature
+        return min(
+            TAU_GRID, key=lambda t: pole_metrics(meta, group_softmax(-gap / t, groups))["log_loss"]
+        )
 
     return best(np.concatenate(gaps)), best(np.concatenate(ahead))
 
@@ -728,9 +727,8 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     full2 = d.s2.seasons(p.train_from, p.test_season)
     stage1, stage2 = fit_stage1(full1, sc.cfg1), fit_stage2(full2, sc.cfg2)
     say("final models refitted on all seasons")
-    evaluation = sc.evaluation
-    evaluation["protocol"] |= {
+    sc.evaluation["protocol"] |= {
         "serving_fit_seasons": [p.train_from, p.test_season],
         "rows": {"stage1": len(full1.y), "stage2": len(full2.y)},
     }
-    return TrainResult(d.snap, stage1, stage2, evaluation, sc.predictions, last_event(full1))
+    return TrainResult(d.snap, stage1, stage2, sc.evaluation, sc.predictions, last_event(full1))

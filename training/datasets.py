@@ -51,8 +51,7 @@ def qualifying_field(snap: FeatureSnapshot, ctx: EventContext, rows: pd.DataFram
         e = Entry(driver_id=str(d), constructor_id=str(c))
         for pd_, _c, s, t, laps in prac:
             if pd_ == e.driver_id and not math.isnan(t):
-                e.practice[s] = t
-                e.laps[s] = laps
+                e.practice[s], e.laps[s] = t, laps
         extra.append(e)
     return snap.event_field(ctx, extra) if extra else fld
 

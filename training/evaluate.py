@@ -80,8 +80,7 @@ def placings_over_starters(
 @dataclass
 class Served:
     """What the served flow said of a season: Stage-1 before qualifying and a weekend ahead;
-    Stage-2 (``race``, with the rows it built ``x2``) after qualifying ("stage2"), on Stage-1's
-    grid ("stage2_chained") and a weekend ahead ("stage2_ahead")."""
+    Stage-2 (``race``; its rows ``x2``) after qualifying, before it and a weekend ahead."""
 
     stage1: pd.DataFrame
     stage1_ahead: pd.DataFrame

@@ -649,8 +649,7 @@ def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
 
 def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
     """Stage-1 with every row's team form blanked (a new entrant), against the rows as they are."""
-    gap = model.predict_gap(data.x)
-    blank = model.predict_gap(without_team_form(data.x))
+    gap, blank = model.predict_gap(data.x), model.predict_gap(without_team_form(data.x))
     return {
         "as_they_are": gap_and_spearman(data.meta, gap),
         "without_team_form": gap_and_spearman(data.meta, blank),

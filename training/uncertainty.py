@@ -25,8 +25,7 @@ def _gap_mae(ev: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
 def _spearman(ev: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
     rho = ev["rho"][idx]
     ok = ~np.isnan(rho)
-    total = np.where(ok, rho, 0.0).sum(axis=1)
-    count = ok.sum(axis=1)
+    total, count = np.where(ok, rho, 0.0).sum(axis=1), ok.sum(axis=1)
     return np.asarray(np.where(count > 0, total / np.maximum(count, 1), np.nan))
 
 

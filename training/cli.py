@@ -414,12 +414,11 @@ def predict(
         tab.add_column(col, justify="left" if col in ("driver", "team") else "right")
     for i in sorted(range(len(fld.entries)), key=lambda i: q.grid[i]):
         e = fld.entries[i]
-        name, team = fc.driver_names[i] or e.driver_id, fc.constructor_names[i]
+        name = fc.driver_names[i] or e.driver_id
+        team = fc.constructor_names[i] or e.constructor_id or "?"
         shown = [q.time_s[i], q.gap_pct[i], q.pole_prob[i], race.win_prob[i]]
         shown += [race.podium_prob[i], race.points_prob[i]]
-        tab.add_row(
-            str(q.grid[i]), name, team or e.constructor_id or "?", *(f"{v:.3f}" for v in shown)
-        )
+        tab.add_row(str(q.grid[i]), name, team, *(f"{v:.3f}" for v in shown))
     console.print(tab)
     for note in res.warnings:
         console.print(f"note: {note}", markup=False, highlight=False)

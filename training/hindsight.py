@@ -23,7 +23,6 @@ def hindsight(
     p = protocol or Protocol()
     say = step or (lambda _msg: None)
     d = RunData.build(tables, p.train_from)
-    snap = d.snap
     check_seasons(d.s1, d.s2, p)
     cfg1, cfg2, _log = tune(d, p, say)
     all1, all2 = (s.seasons(p.train_from, p.test_season) for s in (d.s1, d.s2))
@@ -32,12 +31,12 @@ def hindsight(
     def without_it(ctx: EventContext) -> TwoStage:
         m1 = fit_stage1(all1.select(all1.meta["race_id"].to_numpy() != ctx.race_id), cfg1)
         m2 = fit_stage2(all2.select(all2.meta["race_id"].to_numpy() != ctx.race_id), cfg2)
-        return TwoStage.local(snap, m1, m2)
+        return TwoStage.local(d.snap, m1, m2)
 
-    served = served_predictions(snap, without_it, te1, te2, cfg2.finish_rate, on_event)
+    served = served_predictions(d.snap, without_it, te1, te2, cfg2.finish_rate, on_event)
     say("every event asked of models fitted without it")
-    every = TwoStage.local(snap, fit_stage1(all1, cfg1), fit_stage2(all2, cfg2))
-    in_sample = served_predictions(snap, lambda _ctx: every, te1, te2, cfg2.finish_rate)
+    every = TwoStage.local(d.snap, fit_stage1(all1, cfg1), fit_stage2(all2, cfg2))
+    in_sample = served_predictions(d.snap, lambda _ctx: every, te1, te2, cfg2.finish_rate)
     say("every event asked of models fitted on all of them, as served")
     return {
         "season": p.test_season,

@@ -540,8 +540,7 @@ class HeldOutSeason:
 
     def stage1_checks(self, q: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
         """The pole odds, a weekend ahead, the unserved rows, a new team and new rules."""
-        m1, test = self.in_season.first, self.d1.test
-        cfg = m1.config
+        m1, test, cfg = self.in_season.first, self.d1.test, self.in_season.first.config
         tau, tau_ahead = cfg.pole_tau, cfg.pole_tau_ahead
         gaps = {n: q[f"{n}:gap"].to_numpy(float) for n in baselines.STAGE1_BASELINES}
         pole = {"temperature": tau, "temperature_ahead": tau_ahead, **pole_odds(q, gaps, tau)}

@@ -140,16 +140,8 @@ def _rules_reset(rr: dict[str, Any]) -> str:
         for name, when in (("test", "after qualifying"), ("test_chained", "before qualifying"))
         if rr[name]["races"]
     ]
-    scored = (
-        "On those races: " + "; ".join(parts) + "." if parts else "This season has no such race."
-    )
+    scored = f"On those races: {'; '.join(parts)}." if parts else "This season has no such race."
     return fill("rules_reset", **rr, scored=scored)
-
-
-def pole_section(pole: dict[str, Any], level: str = "##") -> str:
-    """The served pole odds scored: before qualifying, and a weekend ahead."""
-    ahead = fill("pole_ahead", **pole, table=_table(pole["before_practice"], POLE_KEYS))
-    return fill("pole", **pole, level=level, table=_table(pole, POLE_KEYS), ahead=ahead)
 
 
 def before_practice_section(ev: dict[str, Any], level: str = "##") -> str:
@@ -168,25 +160,6 @@ def before_practice_section(ev: dict[str, Any], level: str = "##") -> str:
         stage1_table=table(s1, S1_KEYS),
         stage2_table=table(s2, S2_KEYS),
         without_form=fill("without_form", stage1=a, stage2=b),
-    )
-
-
-def _placings(s2: dict[str, Any]) -> str:
-    """The podium and points odds beside their baselines, then the other flows' scores."""
-    elsewhere = [
-        fill("elsewhere", what=what, when=when, scores=m)
-        for what in ("podium", "points")
-        for when, m in (
-            ("before qualifying", s2[what]["test_chained"]),
-            ("a weekend ahead", s2[what]["before_practice"]["model"]),
-        )
-    ]
-    return fill(
-        "placings",
-        classified=fill("classified", finish=s2["podium"]["finish_rate"]),
-        podium_table=_table(s2["podium"], PODIUM_KEYS),
-        points=fill("points", table=_table(s2["points"], POINTS_KEYS)),
-        elsewhere="\n".join(elsewhere),
     )
 
 
@@ -258,8 +231,10 @@ def _sections(ev: dict[str, Any], level: str, season: str) -> dict[str, Any]:
     """What the evaluation and the backtest reports share, by the name report.md gives."""
     s1, s2, p = ev["stage1"], ev["stage2"], ev["protocol"]
     spans = ("train_seasons", "test_fit_seasons", "serving_fit_seasons")
-    base, nt = p["baseline_seasons"], s1["new_team"]
+    base, nt, pole = p["baseline_seasons"], s1["new_team"], s1["pole"]
+    ahead = fill("pole_ahead", **pole, table=_table(pole["before_practice"], POLE_KEYS))
     plain = nt.get("fitted_without_blanked_teams")
+    plain_fit = " " + fill("plain_fit", **plain) if plain else ""
     return (
         p
         | {k: _span(p[k]) for k in spans if k in p}
@@ -275,11 +250,9 @@ def _sections(ev: dict[str, Any], level: str, season: str) -> dict[str, Any]:
             "pole_mae_s": s1["pole_mae_s"],
             "dry_events": s1["test"]["dry_events"],
             "stage1_events": s1["test"]["events"],
-            "new_team": fill(
-                "new_team", **nt, plain_fit=" " + fill("plain_fit", **plain) if plain else ""
-            ),
+            "new_team": fill("new_team", **nt, plain_fit=plain_fit),
             "new_rules": fill("new_rules", **s1["new_rules"]) if s1["new_rules"]["rows"] else "",
-            "pole": pole_section(s1["pole"], level),
+            "pole": fill("pole", **pole, level=level, table=_table(pole, POLE_KEYS), ahead=ahead),
             "stage2_table": _table(s2, S2_KEYS),
             "pole_wins": _pole_wins(s2["pole_win_share"], season),
             "rules_reset": _rules_reset(s2["rules_reset"]),
@@ -297,7 +270,12 @@ def markdown(ev: dict[str, Any]) -> str:
             "evaluation",
             **_sections(ev, "##", "the test season"),
             chained=fill("chained", table=_table(s2, S2_KEYS, "test_chained")),
-            placings=_placings(s2),
+            placings=fill(
+                "placings",
+                **s2,
+                podium_table=_table(s2["podium"], PODIUM_KEYS),
+                points_table=_table(s2["points"], POINTS_KEYS),
+            ),
             targets=_targets(ev),
             per_race=per_race_section(ev["races"], "Per race (test season)"),
         )

@@ -1,8 +1,4 @@
-"""Walk-forward backtest of season S: the training protocol shifted to test on S.
-
-Settings are tuned on S-1 and models refitted on seasons <= S-1; the tables are cut after
-S, and every event of S is asked through ``TwoStage`` before and after qualifying.
-"""
+"""Walk-forward backtest of season S: the training protocol tuned on S-1 and scored on S."""
 
 from __future__ import annotations
 
@@ -11,24 +7,15 @@ from typing import Any
 
 from pipelines.f1db.parse import Tables
 from training.evaluate import EventHook
-from training.pipeline import (
-    Protocol,
-    RunData,
-    Scored,
-    Step,
-    TrainingError,
-    tune_and_score,
-)
+from training.pipeline import Protocol, RunData, Scored, Step, TrainingError, tune_and_score
 
-MIN_TUNE_SEASONS = 3
-"""Seasons fitted on while tuning, when the configured training start leaves fewer."""
-WARMUP_SEASONS = 2
-"""Seasons of form history before the first training season."""
+MIN_TUNE_SEASONS = 3  # seasons fitted on while tuning, at the least
+WARMUP_SEASONS = 2  # seasons of form history before the first training season
 
 
 def backtest_seasons(season: int, train_from: int, history_from: int) -> tuple[int, int]:
-    """(history_from, train_from) for a backtest of ``season``: the configured ones, moved
-    earlier when they leave fewer than ``MIN_TUNE_SEASONS`` before the validation season."""
+    """(history_from, train_from) for ``season``: the configured ones, moved earlier to leave
+    ``MIN_TUNE_SEASONS`` before the validation season."""
     train = min(train_from, season - 1 - MIN_TUNE_SEASONS)
     return min(history_from, train - WARMUP_SEASONS), train
 
@@ -55,17 +42,13 @@ def backtest(
     on_event: EventHook | None = None,
     base: Protocol | None = None,
 ) -> Scored:
-    """Tune on ``season``-1, fit on earlier seasons, score every event of ``season`` per
-    race and overall (``base``: the protocol's other choices, Stage-2's training places)."""
+    """Tune on ``season``-1, fit on earlier seasons, score every event of ``season``."""
     say = step or (lambda _msg: None)
     t = tables_through(tables, season)
     have = sorted(set(t.races["season"]))
     if season not in have:
-        where = (
-            f"its latest is {have[-1]}"
-            if season > have[-1]
-            else f"seasons {have[0]}-{have[-1]} were read"
-        )
+        late = season > have[-1]
+        where = f"its latest is {have[-1]}" if late else f"seasons {have[0]}-{have[-1]} were read"
         raise TrainingError(f"no season {season} in the data ({where})")
     p = replace(
         base or Protocol(), train_from=train_from, valid_season=season - 1, test_season=season
@@ -87,18 +70,14 @@ def targets(ev: dict[str, Any]) -> list[tuple[str, float | None, float | None, b
     """The targets every backtest season is held to: (what, model, baseline, met)."""
     s1, s2 = ev["stage1"], ev["stage2"]
     pr = s1["baselines"]["practice_ratio"]["test"].get("gap_pct_mae")
-    lg = s2["baselines"]["logistic_grid"]
+    lg, ll = s2["baselines"]["logistic_grid"], "winner_log_loss"
     out = [
         ("gap MAE % below practice ratio", s1["test"].get("gap_pct_mae"), pr),
-        (
-            "winner log loss below logistic on grid",
-            s2["test"].get("winner_log_loss"),
-            lg["test"].get("winner_log_loss"),
-        ),
+        ("winner log loss below logistic on grid", s2["test"].get(ll), lg["test"].get(ll)),
         (
             "before qualifying: winner log loss below logistic on Stage-1's grid",
-            s2["test_chained"].get("winner_log_loss"),
-            lg["test_chained"].get("winner_log_loss"),
+            s2["test_chained"].get(ll),
+            lg["test_chained"].get(ll),
         ),
     ]
     return [(w, m, b, m is not None and b is not None and m < b) for w, m, b in out]

@@ -1,16 +1,6 @@
-"""The baselines of NOTES.md, scored on the same rows and grid as the model. The quick
-LightGBMs train on seasons <= S-2 and stop early on S-1 (S: the test season); the rest
-fit on seasons <= S-1.
-
-| stage | baseline | what it predicts |
-|---|---|---|
-| 1 | ``practice_ratio`` | best practice lap x the layout's median quali/practice ratio |
-| 1 | ``quick_lgbm_gap`` | NOTES.md's quick LightGBM on the gap to pole (``quick_features``) |
-| 1, a weekend ahead | ``recent_form`` | the driver's recent qualifying gap x the pole estimate |
-| 2 | ``uniform``, ``pole_sitter`` | an even chance; whoever starts first wins |
-| 2 | ``logistic_grid`` | a logistic regression on log(grid slot) |
-| 2 | ``quick_lgbm`` | LightGBM on the grid and the form features |
-"""
+"""NOTES.md's baselines: Stage-1's ``practice_ratio``, ``quick_lgbm_gap`` and (a weekend ahead)
+``recent_form``; Stage-2's in ``Stage2Baselines``. The quick LightGBMs train on seasons <= S-2
+and stop early on S-1 (S: the test season); the rest fit on seasons <= S-1."""
 
 from __future__ import annotations
 
@@ -27,8 +17,6 @@ from pipelines.features.history import pre_quali_practice
 from pipelines.features.spec import STAGE1, STAGE2, STAGE2_UNBOOSTED
 from training.datasets import StageData
 
-# ---------------------------------------------------------------- quick LightGBM
-
 QUICK_LGBM_PARAMS: dict[str, Any] = {
     "objective": "l1",
     "learning_rate": 0.03,
@@ -43,12 +31,9 @@ QUICK_LGBM_PARAMS: dict[str, Any] = {
     "verbosity": -1,
     "deterministic": True,
 }
-"""NOTES.md's parameters."""
-QUICK_EARLY_STOPPING = 200
-"""Rounds without improvement on the validation season (S-1) before stopping."""
+QUICK_EARLY_STOPPING = 200  # rounds without improvement on S-1 before stopping
 QUICK_MAX_ROUNDS = 5000
-ROLL_CLIP = 7.0
-"""Qualifying gaps are clipped at 7 % in the rolling means."""
+ROLL_CLIP = 7.0  # qualifying gaps are clipped at 7 % in the rolling means
 
 QUICK_PRACTICE = ("fp1", "fp2", "fp3")
 QUICK_CATEGORICAL = ("circuit", "circuit_type")
@@ -60,7 +45,6 @@ QUICK_FEATURES: tuple[str, ...] = (
     *QUICK_CATEGORICAL,
     *("course_length", "turns", "sprint", "season", "round"),
 )
-"""NOTES.md's feature list."""
 
 
 def _practice_block(t: Tables) -> pd.DataFrame:
@@ -98,8 +82,7 @@ def _rolling_prev(s: pd.Series, by: pd.Series, n: int) -> pd.Series:
 
 
 def quick_features(t: Tables, rows: pd.DataFrame) -> pd.DataFrame:
-    """The quick LightGBM's features for ``rows`` (race_id, driver_id, constructor_id):
-    practice from sessions held before qualifying, form from earlier events only."""
+    """The quick LightGBM's features for ``rows``: practice before qualifying, earlier form."""
     races = t.races.set_index("race_id")
     lineage = team_lineage(t.constructors)
     # form: every qualifying session in the tables, in date order
@@ -170,14 +153,6 @@ def fit_quick_lgbm(
     )
 
 
-# ----------------------------------------------------------------------- stage-1
-
-
-def _per_event_gap(pred_time: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    best = pd.Series(pred_time).groupby(groups).transform("min").to_numpy()
-    return np.asarray((pred_time / best - 1.0) * 100.0)
-
-
 def practice_ratio(train: StageData, test: StageData) -> tuple[np.ndarray, np.ndarray]:
     """Driver's best practice lap x the circuit's typical quali/practice ratio."""
     tm = train.meta
@@ -188,23 +163,22 @@ def practice_ratio(train: StageData, test: StageData) -> tuple[np.ndarray, np.nd
     r = m["layout_id"].map(by_layout).fillna(overall).to_numpy()
     pred = m["best_practice_s"].to_numpy() * r
     # drivers without practice get the field's median prediction
-    med = pd.Series(pred).groupby(m["race_id"].to_numpy()).transform("median").to_numpy()
-    pred = np.where(np.isnan(pred), med, pred)
-    return pred, _per_event_gap(pred, m["race_id"].to_numpy())
+    by_race = pd.Series(pred).groupby(m["race_id"].to_numpy())
+    pred = np.where(np.isnan(pred), by_race.transform("median").to_numpy(), pred)
+    best = pd.Series(pred).groupby(m["race_id"].to_numpy()).transform("min").to_numpy()
+    return pred, np.asarray((pred / best - 1.0) * 100.0)
 
 
 def quick_lgbm_gap(
     tables: Tables, train: StageData, valid: StageData, test: StageData, pole: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """NOTES.md's quick LightGBM on the gap to pole: trained on ``train`` (<= S-2),
-    early-stopped on ``valid`` (S-1); time = the pole estimate x (1 + gap)."""
+    """NOTES.md's quick LightGBM on the gap to pole; time = the pole estimate x (1 + gap)."""
     feats = quick_features(tables, pd.concat([train.meta, valid.meta, test.meta]))
     n_tr, n_va = len(train.y), len(valid.y)
     booster = fit_quick_lgbm(
         feats.iloc[:n_tr], train.y, feats.iloc[n_tr : n_tr + n_va], valid.y, QUICK_LGBM_PARAMS
     )
-    gap = np.clip(booster.predict(feats.iloc[n_tr + n_va :], num_threads=1), 0.0, None)
-    gap = np.asarray(gap, dtype=float)
+    gap = np.asarray(np.clip(booster.predict(feats.iloc[n_tr + n_va :], num_threads=1), 0, None))
     return pole * (1.0 + gap / 100.0), gap
 
 
@@ -216,8 +190,7 @@ def stage1_baselines(
     test: StageData,
     pole: np.ndarray,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(time s, gap %) per test row and Stage-1 baseline; ``fit``: seasons <= S-1, ``train``
-    <= S-2, ``valid`` S-1; ``pole``: a pole-lap estimate per row (times from gaps)."""
+    """(time s, gap %) per test row and Stage-1 baseline (``pole``: a pole lap per row)."""
     return {
         "practice_ratio": practice_ratio(fit, test),
         "quick_lgbm_gap": quick_lgbm_gap(tables, train, valid, test, pole),
@@ -225,14 +198,10 @@ def stage1_baselines(
 
 
 def recent_form_gap(test: StageData) -> np.ndarray:
-    """Before practice: each driver's recent qualifying gap % (``d_q_gap_ewm``), the
-    field's median for a driver without one."""
+    """Each driver's recent qualifying gap % (``d_q_gap_ewm``), else the field's median."""
     gap = test.x[:, STAGE1.pos["d_q_gap_ewm"]].astype(float)
     med = pd.Series(gap).groupby(test.meta["race_id"].to_numpy()).transform("median")
     return np.where(np.isnan(gap), med.to_numpy(float), gap)
-
-
-# ----------------------------------------------------------------------- stage-2
 
 
 def normalise(p: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -245,8 +214,7 @@ def normalise(p: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def _quick_x(x: np.ndarray) -> np.ndarray:
-    """Stage-2 rows as the quick LightGBM reads them: grid and form, not the inputs that
-    only steer the model's log-odds (``STAGE2_UNBOOSTED``)."""
+    """Stage-2 rows as the quick LightGBM reads them (no ``STAGE2_UNBOOSTED`` input)."""
     return np.delete(np.asarray(x), [STAGE2.pos[n] for n in STAGE2_UNBOOSTED], axis=1)
 
 
@@ -256,45 +224,37 @@ def _log_grid(grid: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Stage2Baselines:
-    """The Stage-2 baselines, fitted once and asked twice: with the real grid (after
-    qualifying) and with Stage-1's grid and gaps (before it)."""
+    """The Stage-2 baselines, fitted once, asked with the real grid and with Stage-1's: an even
+    chance, whoever starts first, a logistic on log(grid slot), LightGBM on grid and form."""
 
     logistic: LogisticRegression
     quick: lgb.Booster
 
     @classmethod
     def fit(cls, fit: StageData, train: StageData, valid: StageData) -> Stage2Baselines:
-        """``fit`` = seasons <= S-1 (logistic), ``train`` <= S-2 and ``valid`` = S-1 (the
-        quick LightGBM, early-stopped)."""
-        lr = LogisticRegression()
-        lr.fit(_log_grid(fit.meta["grid"].to_numpy()), fit.y)
+        lr = LogisticRegression().fit(_log_grid(fit.meta["grid"].to_numpy()), fit.y)
         tx, vx = (pd.DataFrame(_quick_x(d.x)).add_prefix("f") for d in (train, valid))
-        quick = fit_quick_lgbm(
-            tx, train.y, vx, valid.y, QUICK_LGBM_PARAMS | {"objective": "binary"}
-        )
-        return cls(lr, quick)
+        params = QUICK_LGBM_PARAMS | {"objective": "binary"}
+        return cls(lr, fit_quick_lgbm(tx, train.y, vx, valid.y, params))
 
     def predict(self, grid: np.ndarray, x: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
-        """Win probability per row (normalised per race) for each baseline, given each
-        row's grid slot and Stage-2 feature row."""
+        """Each baseline's win odds per row (normalised per race) from its grid and row."""
         grid = np.asarray(grid, dtype=float)
-        out: dict[str, np.ndarray] = {}
-        out["uniform"] = normalise(np.ones(len(groups)), groups)
         best = pd.Series(grid).groupby(groups).transform("min").to_numpy()
-        out["pole_sitter"] = normalise((grid == best).astype(float), groups)
-        p = np.asarray(self.logistic.predict_proba(_log_grid(grid)), dtype=float)[:, 1]
-        out["logistic_grid"] = normalise(p, groups)
-        q = np.asarray(self.quick.predict(_quick_x(x), num_threads=1), dtype=float)
-        out["quick_lgbm"] = normalise(q, groups)
-        return out
+        raw = {
+            "uniform": np.ones(len(groups)),
+            "pole_sitter": (grid == best).astype(float),
+            "logistic_grid": self.logistic.predict_proba(_log_grid(grid))[:, 1],
+            "quick_lgbm": self.quick.predict(_quick_x(x), num_threads=1),
+        }
+        return {k: normalise(np.asarray(v, dtype=float), groups) for k, v in raw.items()}
 
 
 STAGE1_BASELINES = ("practice_ratio", "quick_lgbm_gap")
 STAGE2_BASELINES = ("uniform", "pole_sitter", "logistic_grid", "quick_lgbm")
 
 
-PODIUM_SLOTS = 20
-"""Slots past this (pit-lane starters, back of a 22-26 car grid) share one frequency."""
+PODIUM_SLOTS = 20  # slots past this (pit lane, back of a long grid) share one frequency
 
 
 def placing_by_grid(
@@ -302,16 +262,13 @@ def placing_by_grid(
 ) -> np.ndarray:
     """P(top ``k`` | grid slot): each slot's ``flag`` rate in training, shrunk to the overall
     rate by ``prior`` starts, scaled per race to sum to k (capped at 1)."""
-    tm = train.meta
-    slot = np.minimum(tm["grid"].to_numpy(float), PODIUM_SLOTS)
-    podium = tm[flag].to_numpy(float)
-    overall = float(podium.mean())
-    freq = {}
-    for s in range(1, PODIUM_SLOTS + 1):
-        m = slot == s
-        freq[s] = (podium[m].sum() + prior * overall) / (m.sum() + prior)
-    te_slot = np.clip(test.meta["grid"].to_numpy(float), 1, PODIUM_SLOTS).astype(int)
-    raw = np.array([freq[int(s)] for s in te_slot])
+    slot = np.minimum(train.meta["grid"].to_numpy(float), PODIUM_SLOTS).astype(int) - 1
+    flagged = train.meta[flag].to_numpy(float)
+    hits = np.bincount(slot, weights=flagged, minlength=PODIUM_SLOTS)
+    freq = (hits + prior * float(flagged.mean())) / (
+        np.bincount(slot, minlength=PODIUM_SLOTS) + prior
+    )
+    raw = freq[np.clip(test.meta["grid"].to_numpy(float), 1, PODIUM_SLOTS).astype(int) - 1]
     groups = test.meta["race_id"].to_numpy()
     out = np.empty(len(raw))
     for g in np.unique(groups):
@@ -321,8 +278,7 @@ def placing_by_grid(
 
 
 def _scale_to(p: np.ndarray, total: float) -> np.ndarray:
-    """``p`` scaled to sum to ``total`` with no value above 1 (capped values stay at 1,
-    the rest share what is left)."""
+    """``p`` scaled to sum to ``total`` with no value above 1 (the rest share what is left)."""
     p = np.asarray(p, dtype=float).copy()
     capped = np.zeros(len(p), dtype=bool)
     for _ in range(len(p)):

@@ -10,16 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
+from rich import progress as rp
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from pipelines.settings import Settings, downloaded_data_dir, get_settings, resolve_data_dir
@@ -39,21 +32,21 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _fail(msg: str, code: int = 1) -> typer.Exit:
+def _fail(msg: str) -> typer.Exit:
     """An error on one line whatever the terminal's width (a URL in it is not cut)."""
     err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
-    return typer.Exit(code)
+    return typer.Exit(1)
 
 
 @contextlib.contextmanager
 def _progress(title: str, total: int | None = None) -> Iterator[Callable[[str], None]]:
-    """A progress bar over ``total`` steps (a spinner if None): yields the ``step`` hook the
-    protocol reports to. A TrainingError ends the command with its message."""
+    """A progress bar over ``total`` steps (None: a spinner) yielding the ``step`` hook."""
     from training.pipeline import TrainingError
 
-    counted = [BarColumn(), MofNCompleteColumn()] if total else []
-    spin, text, elapsed = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
-    with Progress(spin, text, *counted, elapsed, console=console, transient=True) as bar:
+    counted = [rp.BarColumn(), rp.MofNCompleteColumn()] if total else []
+    spin, text = rp.SpinnerColumn(), rp.TextColumn("{task.description}")
+    elapsed = rp.TimeElapsedColumn()
+    with rp.Progress(spin, text, *counted, elapsed, console=console, transient=True) as bar:
         task = bar.add_task(title, total=total)
         try:
             yield lambda msg: bar.update(task, description=msg, advance=1)
@@ -65,8 +58,7 @@ def _progress(title: str, total: int | None = None) -> Iterator[Callable[[str], 
 def _season_bar(
     title: str, tables: Tables, season: int
 ) -> Iterator[tuple[Callable[[str], None], Callable[[Any], None]]]:
-    """``_progress`` over tuning and each event of ``season``: yields the ``step`` and
-    ``on_event`` hooks the protocol reports to."""
+    """``_progress`` over tuning and each event of ``season``: the ``step`` and ``on_event`` hooks."""
     from training import pipeline
 
     n_events = int((tables.races["season"] == season).sum())
@@ -88,8 +80,7 @@ def _load(settings: Settings, min_season: int | None = None) -> Tables:
 
 
 def _download(s: Settings, tag: str | None, dest: Path, retry: str) -> Path:
-    """Fetch F1DB release ``tag`` (None: the latest) into ``dest`` with a progress bar,
-    then credit it; on failure one line that ends with ``retry`` (what to do instead)."""
+    """Fetch F1DB release ``tag`` (None: the latest) into ``dest``; ``retry``: what else to do."""
     from pipelines.f1db.download import CREDIT, DownloadError, download_f1db, latest_tag
 
     try:
@@ -128,8 +119,7 @@ def data_download(
 
 
 def _download_if_no_data(s: Settings) -> None:
-    """No F1_DATA_DIR and no data (a fresh clone): download F1DB (F1_F1DB_TAG's release, else
-    the latest) into the per-user folder, replacing a copy of another pinned release."""
+    """No F1_DATA_DIR and no data (or another pinned release): download F1DB per user."""
     from pipelines.f1db.download import installed_tag
 
     if s.data_dir is not None:
@@ -257,7 +247,6 @@ def hindsight() -> None:
     tab = Table(title=f"{found['season']}, each event by models fitted on all others")
     for col in ("metric", "hindsight", "fitted on it too, as served"):
         tab.add_column(col)
-
     shown = {
         "gap-to-pole MAE %": ("stage1", "test", "gap_pct_mae"),
         "Spearman": ("stage1", "test", "spearman"),
@@ -272,16 +261,7 @@ def hindsight() -> None:
     console.print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
 
 
-BACKTEST_HELP = (
-    "Walk-forward backtest of a season with models trained only on earlier seasons.\n\n"
-    "Tunes on SEASON-1 (models fitted on the seasons before it), refits on seasons up to "
-    "SEASON-1, then asks every event of SEASON through the served two-stage flow before "
-    "qualifying and after it, beside every baseline. "
-    "Writes reports/backtest-SEASON.{json,md,png}."
-)
-
-
-@app.command(help=BACKTEST_HELP)
+@app.command()
 def backtest(
     season: int = typer.Option(..., help="The season to forecast, e.g. 2022."),
     train_from: int | None = typer.Option(
@@ -289,11 +269,11 @@ def backtest(
         help="First training season (default: F1_TRAIN_FROM, moved earlier to leave 3 "
         "tuning seasons before SEASON-1).",
     ),
-    history_from: int | None = typer.Option(
-        None, help="First season of form history (default: two before --train-from)."
-    ),
 ) -> None:
-    """Walk-forward backtest of a season (``BACKTEST_HELP``)."""
+    """Walk-forward backtest of a season with models trained only on earlier seasons.
+
+    Tunes on SEASON-1 (models fitted on the seasons before it), refits on seasons up to SEASON-1, then asks every event of SEASON through the served two-stage flow before qualifying and after it, beside every baseline. Writes reports/backtest-SEASON.{json,md,png}.
+    """
     from training import pipeline
     from training.backtest import backtest as run_backtest
     from training.backtest import backtest_seasons
@@ -302,10 +282,7 @@ def backtest(
     s = get_settings()
     hist, train = backtest_seasons(season, s.train_from, s.history_from)
     if train_from is not None:
-        train = train_from
-        hist = min(hist, train_from - 2)
-    if history_from is not None:
-        hist = history_from
+        train, hist = train_from, min(hist, train_from - 2)
     t0 = time.perf_counter()
     tables = _load(s, hist)
     with _season_bar(f"backtest {season}", tables, season) as (step, on_event):
@@ -323,7 +300,7 @@ def backtest(
 
 
 def _print_summary(ev: dict[str, Any]) -> None:
-    from training.report import PODIUM_KEYS, POINTS_KEYS, S1_KEYS, S2_KEYS, fmt
+    from training.report import PODIUM_KEYS, POINTS_KEYS, S1_KEYS, S2_KEYS, fmt, predictors
 
     s2 = ev["stage2"]
     tables = [("stage1", ev["stage1"], S1_KEYS), ("stage2", s2, S2_KEYS)]
@@ -334,15 +311,9 @@ def _print_summary(ev: dict[str, Any]) -> None:
         tab.add_column("predictor")
         for k in keys[1:]:
             tab.add_column(k, justify="right")
-        rows = [("model", m_stage["test"])]
-        rows += [(k, v["test"]) for k, v in m_stage["baselines"].items()]
+        rows = predictors(m_stage, "test")
         if "test_chained" in m_stage:
-            rows.append(("before qualifying: model", m_stage["test_chained"]))
-            rows += [
-                (f"before qualifying: {k}", v["test_chained"])
-                for k, v in m_stage["baselines"].items()
-                if "test_chained" in v
-            ]
+            rows += [(f"before qualifying: {n}", m) for n, m in predictors(m_stage, "test_chained")]
         ahead = m_stage["before_practice"]
         rows.append(("a weekend ahead: model", ahead["model"]))
         rows += [(f"a weekend ahead: {k}", v) for k, v in ahead["baselines"].items()]
@@ -388,8 +359,7 @@ def _refresh(s: Settings) -> None:
 
 
 def _refresh_if_data_changed(s: Settings) -> None:
-    """A new snapshot when the data differs from the stored one's (a later F1DB release),
-    so that `make serve` forecasts from the data it is given; the models are kept."""
+    """A new snapshot when the data differs from the stored one's; the models are kept."""
     from pipelines.f1db.parse import DataError, data_hash
     from pipelines.models import store
 
@@ -444,12 +414,11 @@ def predict(
         tab.add_column(col, justify="left" if col in ("driver", "team") else "right")
     for i in sorted(range(len(fld.entries)), key=lambda i: q.grid[i]):
         e = fld.entries[i]
-        name, team = fc.driver_names[i] or e.driver_id, fc.constructor_names[i]
+        name = fc.driver_names[i] or e.driver_id
+        team = fc.constructor_names[i] or e.constructor_id or "?"
         shown = [q.time_s[i], q.gap_pct[i], q.pole_prob[i], race.win_prob[i]]
         shown += [race.podium_prob[i], race.points_prob[i]]
-        tab.add_row(
-            str(q.grid[i]), name, team or e.constructor_id or "?", *(f"{v:.3f}" for v in shown)
-        )
+        tab.add_row(str(q.grid[i]), name, team, *(f"{v:.3f}" for v in shown))
     console.print(tab)
     for note in res.warnings:
         console.print(f"note: {note}", markup=False, highlight=False)
@@ -478,8 +447,7 @@ def track_record(
     try:
         tr = from_log(engine, season, snap)
     except SQLAlchemyError as exc:
-        first = str(exc).splitlines()[0]
-        raise _fail(f"prediction log at {db.redacted(url)}: {first}") from exc
+        raise _fail(f"prediction log at {db.redacted(url)}: {str(exc).splitlines()[0]}") from exc
     finally:
         engine.dispose()
     if as_json:
@@ -533,17 +501,12 @@ def models() -> None:
         tab.add_column(col)
     rows = list(store.list_versions())
     for m in rows:
-        md = m.info.metadata
-        through = md.get("fitted_through")  # Stage-1's latest qualifying (f1 refresh refits)
-        tab.add_row(
-            str(m.tag),
-            m.creation_time.isoformat(timespec="seconds"),
-            str(md.get("data_hash", ""))[:12],
-            str(md.get("data_latest_event") or ""),
-            "{} round {}".format(*(through.get(k) for k in ("season", "round")))
-            if isinstance(through, dict)
-            else "",
-        )
+        md, created = m.info.metadata, m.creation_time.isoformat(timespec="seconds")
+        t = md.get("fitted_through")  # Stage-1's latest qualifying (f1 refresh refits)
+        when = [str(t.get(k)) for k in ("season", "round")] if isinstance(t, dict) else None
+        through = "{} round {}".format(*when) if when else ""
+        data = str(md.get("data_hash", ""))[:12], str(md.get("data_latest_event") or "")
+        tab.add_row(str(m.tag), created, *data, through)
     console.print(tab if rows else "no models yet: run `f1 train`")
 
 

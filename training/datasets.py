@@ -30,14 +30,17 @@ class StageData:
         return self.select((s >= lo) & (s <= hi))
 
 
-def _empty(n_features: int) -> StageData:
-    meta = pd.DataFrame({"race_id": [], "season": [], "round": [], "driver_id": []})
-    return StageData(np.empty((0, n_features)), np.empty(0), meta)
+def _stacked(xs: list[np.ndarray], metas: list[pd.DataFrame], n: int, target: str) -> StageData:
+    """The events' rows as one StageData (none: empty, and ``check_seasons`` explains)."""
+    if not metas:
+        meta = pd.DataFrame({"race_id": [], "season": [], "round": [], "driver_id": []})
+        return StageData(np.empty((0, n)), np.empty(0), meta)
+    meta = pd.concat(metas, ignore_index=True)
+    return StageData(np.vstack(xs), meta[target].to_numpy(), meta)
 
 
 def qualifying_field(snap: FeatureSnapshot, ctx: EventContext, rows: pd.DataFrame) -> EventField:
-    """The event's field as serving builds it (entry list and practice from the data),
-    with any driver who qualified but is not on the entry list added, with their laps."""
+    """The event's field as serving builds it, plus any driver who qualified off the entry list."""
     fld = snap.event_field(ctx)
     entered = {e.driver_id for e in fld.entries}
     prac = snap.practice_laps(ctx.race_id or -1)
@@ -48,8 +51,7 @@ def qualifying_field(snap: FeatureSnapshot, ctx: EventContext, rows: pd.DataFram
         e = Entry(driver_id=str(d), constructor_id=str(c))
         for pd_, _c, s, t, laps in prac:
             if pd_ == e.driver_id and not math.isnan(t):
-                e.practice[s] = t
-                e.laps[s] = laps
+                e.practice[s], e.laps[s] = t, laps
         extra.append(e)
     return snap.event_field(ctx, extra) if extra else fld
 
@@ -69,31 +71,31 @@ def stage1_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
         pole = float(rows["best_s"].min())
         session, ref = snap.pole_reference(fld.laps)
         field_laps = [t for v in fld.laps.values() for t in v.values()]
-        m = pd.DataFrame(
-            {
-                "race_id": ctx.race_id,
-                "season": ctx.season,
-                "round": ctx.round,
-                "day": day_number(ctx.date),
-                "layout_id": ctx.layout_id,
-                "course_length": ctx.course_length,
-                "driver_id": rows["driver_id"].to_numpy(),
-                "constructor_id": rows["constructor_id"].to_numpy(),
-                "best_s": rows["best_s"].to_numpy(),
-                "pole_s": pole,
-                "gap_pct": (rows["best_s"].to_numpy() / pole - 1.0) * 100.0,
-                "q_pos": rows["position"].to_numpy(float),
-                "ref_session": session,
-                "ref_lap": ref,
-                "best_practice_s": [min(e.practice.values(), default=math.nan) for e in entries],
-                "dry": bool(pole <= min(field_laps, default=math.inf)),
-            }
+        metas.append(
+            pd.DataFrame(
+                {
+                    "race_id": ctx.race_id,
+                    "season": ctx.season,
+                    "round": ctx.round,
+                    "day": day_number(ctx.date),
+                    "layout_id": ctx.layout_id,
+                    "course_length": ctx.course_length,
+                    "driver_id": rows["driver_id"].to_numpy(),
+                    "constructor_id": rows["constructor_id"].to_numpy(),
+                    "best_s": rows["best_s"].to_numpy(),
+                    "pole_s": pole,
+                    "gap_pct": (rows["best_s"].to_numpy() / pole - 1.0) * 100.0,
+                    "q_pos": rows["position"].to_numpy(float),
+                    "ref_session": session,
+                    "ref_lap": ref,
+                    "best_practice_s": [
+                        min(e.practice.values(), default=math.nan) for e in entries
+                    ],
+                    "dry": bool(pole <= min(field_laps, default=math.inf)),
+                }
+            )
         )
-        metas.append(m)
-    if not metas:  # no event from first_season on: empty (check_seasons explains)
-        return _empty(len(STAGE1))
-    meta = pd.concat(metas, ignore_index=True)
-    return StageData(np.vstack(xs), meta["gap_pct"].to_numpy(), meta)
+    return _stacked(xs, metas, len(STAGE1), "gap_pct")
 
 
 def grid_slots(t: Tables) -> pd.DataFrame:
@@ -107,8 +109,7 @@ def grid_slots(t: Tables) -> pd.DataFrame:
 
 
 def stage2_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageData:
-    """One row per race starter; target = won the race. Grid and gap are the actual ones
-    (known before the race); serving substitutes Stage-1's estimates when unknown."""
+    """One row per race starter, with the actual grid and gap; target = won the race."""
     r = t.results[t.results["position_text"] != "DNS"]
     r = r.merge(grid_slots(t), on=["race_id", "driver_id"], how="inner")
     q = t.qualifying.dropna(subset=["best_s"])
@@ -123,12 +124,8 @@ def stage2_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
             Entry(driver_id=str(d), constructor_id=str(c))
             for d, c in zip(rows["driver_id"], rows["constructor_id"], strict=True)
         ]
-        # the field here: the cars that started (their real grid and qualifying gaps)
-        xs.append(
-            snap.stage2_rows(
-                ctx, entries, rows["slot"].to_numpy(float), rows["q_gap"].to_numpy(float)
-            )
-        )
+        grid, gap = rows["slot"].to_numpy(float), rows["q_gap"].to_numpy(float)
+        xs.append(snap.stage2_rows(ctx, entries, grid, gap))  # the cars that started
         metas.append(
             pd.DataFrame(
                 {
@@ -144,7 +141,4 @@ def stage2_data(snap: FeatureSnapshot, t: Tables, first_season: int) -> StageDat
                 }
             )
         )
-    if not metas:
-        return _empty(len(STAGE2))
-    meta = pd.concat(metas, ignore_index=True)
-    return StageData(np.vstack(xs), meta["win"].to_numpy(), meta)
+    return _stacked(xs, metas, len(STAGE2), "win")

@@ -1,5 +1,4 @@
-"""The test season asked through the served path (``TwoStage``), as a user asks: before
-qualifying, after it (real grid and times given) and a weekend ahead (no practice lap)."""
+"""The test season asked through the served path: before and after qualifying, a weekend ahead."""
 
 from __future__ import annotations
 
@@ -18,18 +17,13 @@ from pipelines.serving.orchestrator import Forecast, TwoStage
 from training.datasets import StageData
 
 EventHook = Callable[[EventContext], None]
-FlowFor = Callable[[EventContext], TwoStage]
-"""The flow that answers an event (``InSeason``: its Stage-1 refitted before each event)."""
+FlowFor = Callable[[EventContext], TwoStage]  # the flow that answers an event
 KEYS = ["race_id", "driver_id"]
 
 
 def _post_quali_entries(rows: pd.DataFrame, listed: EventField) -> list[Entry]:
-    """The starters as a request gives them after qualifying: unique real grid slots,
-    qualifying times, and the entry list's team and practice."""
-    rows = rows.assign(
-        key=rows["grid"].to_numpy(float),
-        q=rows["best_s"].fillna(math.inf).to_numpy(float),
-    ).sort_values(["key", "q", "driver_id"])
+    """The starters as a request after qualifying gives them (grid slots, qualifying times)."""
+    rows = rows.assign(q=rows["best_s"].fillna(math.inf)).sort_values(["grid", "q", "driver_id"])
     known = {e.driver_id: e for e in reversed(listed.entries)}  # the first listing wins
     out = []
     for slot, r in enumerate(rows.itertuples(index=False), start=1):
@@ -42,16 +36,9 @@ def _post_quali_entries(rows: pd.DataFrame, listed: EventField) -> list[Entry]:
 
 
 def before_practice(fld: EventField) -> EventField:
-    """The field as the service sees an event whose practice is not in the data yet: the
-    same cars, not a lap."""
+    """The field of an event whose practice is not in the data yet: the same cars, no lap."""
     cars = [Entry(driver_id=e.driver_id, constructor_id=e.constructor_id) for e in fld.entries]
     return EventField(cars, {}, as_in_data=False)
-
-
-async def _ahead(snap: FeatureSnapshot, flow: TwoStage, ctx: EventContext) -> Forecast:
-    """The event asked a weekend ahead: its cars, not a lap."""
-    fld = before_practice(snap.event_field(ctx))
-    return await flow.full(ctx, fld, np.arange(len(fld.entries)))
 
 
 async def _season(
@@ -63,7 +50,6 @@ async def _season(
 ) -> tuple[list[Forecast], list[Forecast], list[Forecast]]:
     """Each event asked a weekend ahead, before qualifying and after it."""
     ahead, pre, post = [], [], []
-    times = te1.meta.set_index(KEYS)["best_s"]
     for race_id, rows in te2.meta.groupby("race_id", sort=True):
         ctx = snap.event_by_id(int(race_id))
         assert ctx is not None
@@ -71,10 +57,9 @@ async def _season(
             on_event(ctx)
         flow, fld = flow_for(ctx), snap.event_field(ctx)
         pre.append(await flow.full(ctx, fld, np.arange(len(fld.entries))))
-        ahead.append(await _ahead(snap, flow, ctx))
-        starters = rows.assign(
-            best_s=[times.get((race_id, d), math.nan) for d in rows["driver_id"]]
-        )
+        cars = before_practice(fld)
+        ahead.append(await flow.full(ctx, cars, np.arange(len(cars.entries))))
+        starters = rows.merge(te1.meta[[*KEYS, "best_s"]], on=KEYS, how="left")
         given = _post_quali_entries(starters, fld)
         fld2 = snap.event_field(ctx, given)
         post.append(await flow.full(ctx, fld2, fld2.index([g.driver_id for g in given])))
@@ -84,8 +69,7 @@ async def _season(
 def placings_over_starters(
     logit: np.ndarray, groups: np.ndarray, ids: np.ndarray, finish: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Podium and points probabilities over the scored cars of each race, by the served
-    ``placings`` (a non-starter drops out; the rest keep their strengths)."""
+    """Podium and points odds over each race's scored cars, by the served ``placings``."""
     podium, points = np.empty(len(logit), dtype=float), np.empty(len(logit), dtype=float)
     for _, idx in pd.Series(groups).groupby(groups).indices.items():
         pl = placings(logit[idx], [str(d) for d in ids[idx]], finish=finish)
@@ -95,17 +79,13 @@ def placings_over_starters(
 
 @dataclass
 class Served:
-    """What the served flow said of a season's scored rows: Stage-1 before qualifying,
-    Stage-2 on the real grid and on Stage-1's (``x2*``: its rows), and a weekend ahead."""
+    """What the served flow said of a season: Stage-1 before qualifying and a weekend ahead;
+    Stage-2 (``race``; its rows ``x2``) after qualifying, before it and a weekend ahead."""
 
     stage1: pd.DataFrame
-    stage2: pd.DataFrame
-    stage2_chained: pd.DataFrame
-    x2: np.ndarray
-    x2_chained: np.ndarray
     stage1_ahead: pd.DataFrame
-    stage2_ahead: pd.DataFrame
-    x2_ahead: np.ndarray
+    race: dict[str, pd.DataFrame]
+    x2: dict[str, np.ndarray]
 
 
 def served_predictions(
@@ -116,68 +96,43 @@ def served_predictions(
     finish: float,
     on_event: EventHook | None = None,
 ) -> Served:
-    """Every event of the test rows asked of ``flow_for(event)`` in the three ways, the
-    placings with Stage-2's ``finish`` rate (``on_event``: told each event as it is asked)."""
+    """Every event of the test rows asked of ``flow_for(event)`` in the three ways."""
     ahead, pre, post = asyncio.run(_season(snap, flow_for, te1, te2, on_event))
-    q, q_ahead = _quali_rows(pre, te1), _quali_rows(ahead, te1)
-    (s2_post, x2), (s2_pre, x2_pre), (s2_ahead, x2_ahead) = (
-        _race_rows(snap, fcs, te2, finish) for fcs in (post, pre, ahead)
-    )
-    return Served(q, s2_post, s2_pre, x2, x2_pre, q_ahead, s2_ahead, x2_ahead)
-
-
-def ahead_predictions(
-    snap: FeatureSnapshot, flow_for: FlowFor, te1: StageData, te2: StageData, finish: float
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Only the weekend-ahead forecasts (``Served.stage1_ahead``/``stage2_ahead``), for
-    the same season asked of other models."""
-
-    async def ask() -> list[Forecast]:
-        out = []
-        for race_id in sorted(te2.meta["race_id"].unique()):
-            ctx = snap.event_by_id(int(race_id))
-            assert ctx is not None
-            out.append(await _ahead(snap, flow_for(ctx), ctx))
-        return out
-
-    ahead = asyncio.run(ask())
-    return _quali_rows(ahead, te1), _race_rows(snap, ahead, te2, finish)[0]
+    race, x2 = {}, {}
+    for name, fcs in (("stage2", post), ("stage2_chained", pre), ("stage2_ahead", ahead)):
+        race[name], x2[name] = _race_rows(snap, fcs, te2, finish)
+    return Served(_quali_rows(pre, te1), _quali_rows(ahead, te1), race, x2)
 
 
 def _quali_rows(forecasts: list[Forecast], te1: StageData) -> pd.DataFrame:
     """The Stage-1 rows with the flow's forecast of each driver before qualifying."""
     rows = []
     for fc in forecasts:
-        q = fc.quali
-        for i in fc.rows:
-            rows.append(
-                {
-                    "race_id": fc.event.race_id,
-                    "driver_id": fc.field.entries[i].driver_id,
-                    "pred_gap": q.gap_pct[i],
-                    "pred_time": q.time_s[i],
-                    "pred_pole": q.pole_s,
-                    "pole_prob": q.pole_prob[i],
-                }
-            )
-    return te1.meta.merge(pd.DataFrame(rows), on=KEYS)
+        q, ids = fc.quali, [e.driver_id for e in fc.field.entries]
+        rows += [
+            (fc.event.race_id, ids[i], q.gap_pct[i], q.time_s[i], q.pole_s, q.pole_prob[i])
+            for i in fc.rows
+        ]
+    cols = [*KEYS, "pred_gap", "pred_time", "pred_pole", "pole_prob"]
+    return te1.meta.merge(pd.DataFrame(rows, columns=cols), on=KEYS)
 
 
 def _race_rows(
     snap: FeatureSnapshot, forecasts: list[Forecast], te2: StageData, finish: float
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The starters' rows with the win probability renormalised over them (a non-starter
-    had a share), Plackett-Luce podium odds, and the Stage-2 rows the flow built."""
+    """The starters' rows (win odds renormalised over them) and the Stage-2 rows the flow built."""
     rows, xs = [], []
     for fc in forecasts:
         race = fc.race
         assert race is not None
         xs.append(snap.stage2_rows(fc.event, fc.field.entries, race.grid, race.q_gap)[fc.rows])
-        for i in fc.rows:
-            driver = fc.field.entries[i].driver_id
-            rec = {"race_id": fc.event.race_id, "driver_id": driver, "prob": race.win_prob[i]}
-            rows.append(rec | {"logit": race.logit[i], "flow_grid": race.grid[i]})
-    said = pd.DataFrame(rows).assign(_x=np.arange(len(rows)))
+        ids = [e.driver_id for e in fc.field.entries]
+        rows += [
+            (fc.event.race_id, ids[i], race.win_prob[i], race.logit[i], race.grid[i])
+            for i in fc.rows
+        ]
+    cols = [*KEYS, "prob", "logit", "flow_grid"]
+    said = pd.DataFrame(rows, columns=cols).assign(_x=np.arange(len(rows)))
     m = te2.meta.merge(said, on=KEYS, how="inner")
     groups = m["race_id"].to_numpy()
     prob = m["prob"].to_numpy(float)

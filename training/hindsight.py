@@ -1,8 +1,4 @@
-"""What hindsight reaches on the test season: a bound, not a forecast.
-
-Each test event is asked of models fitted on every other event, the later ones included,
-and of models fitted on all of them as the served ones are (``served_in_sample``).
-"""
+"""The test season asked of models fitted on every other event: a bound, not a forecast."""
 
 from __future__ import annotations
 
@@ -14,15 +10,7 @@ from pipelines.features.event import EventContext
 from pipelines.serving.orchestrator import TwoStage
 from training.evaluate import EventHook, Served, served_predictions
 from training.metrics import forecast_metrics, win_metrics
-from training.pipeline import (
-    Protocol,
-    RunData,
-    Step,
-    check_seasons,
-    fit_stage1,
-    fit_stage2,
-    tune,
-)
+from training.pipeline import Protocol, RunData, Step, check_seasons, fit_stage1, fit_stage2, tune
 
 
 def hindsight(
@@ -31,32 +19,24 @@ def hindsight(
     step: Step | None = None,
     on_event: EventHook | None = None,
 ) -> dict[str, Any]:
-    """The test season's metrics with each event forecast by models fitted on all other
-    events of ``[train_from, test season]``, scored as ``f1 evaluate`` scores them."""
+    """The test season's metrics, each event forecast by models fitted on all the others."""
     p = protocol or Protocol()
     say = step or (lambda _msg: None)
     d = RunData.build(tables, p.train_from)
-    snap = d.snap
     check_seasons(d.s1, d.s2, p)
     cfg1, cfg2, _log = tune(d, p, say)
-    all1, all2 = (
-        d.s1.seasons(p.train_from, p.test_season),
-        d.s2.seasons(p.train_from, p.test_season),
-    )
-    te1, te2 = (
-        d.s1.seasons(p.test_season, p.test_season),
-        d.s2.seasons(p.test_season, p.test_season),
-    )
+    all1, all2 = (s.seasons(p.train_from, p.test_season) for s in (d.s1, d.s2))
+    te1, te2 = (s.seasons(p.test_season, p.test_season) for s in (d.s1, d.s2))
 
     def without_it(ctx: EventContext) -> TwoStage:
         m1 = fit_stage1(all1.select(all1.meta["race_id"].to_numpy() != ctx.race_id), cfg1)
         m2 = fit_stage2(all2.select(all2.meta["race_id"].to_numpy() != ctx.race_id), cfg2)
-        return TwoStage.local(snap, m1, m2)
+        return TwoStage.local(d.snap, m1, m2)
 
-    served = served_predictions(snap, without_it, te1, te2, cfg2.finish_rate, on_event)
+    served = served_predictions(d.snap, without_it, te1, te2, cfg2.finish_rate, on_event)
     say("every event asked of models fitted without it")
-    every = TwoStage.local(snap, fit_stage1(all1, cfg1), fit_stage2(all2, cfg2))
-    in_sample = served_predictions(snap, lambda _ctx: every, te1, te2, cfg2.finish_rate)
+    every = TwoStage.local(d.snap, fit_stage1(all1, cfg1), fit_stage2(all2, cfg2))
+    in_sample = served_predictions(d.snap, lambda _ctx: every, te1, te2, cfg2.finish_rate)
     say("every event asked of models fitted on all of them, as served")
     return {
         "season": p.test_season,
@@ -76,12 +56,11 @@ def hindsight(
 
 
 def _scores(served: Served) -> dict[str, Any]:
-    """Stage-1 before qualifying, Stage-2 after it and before it, as ``f1 evaluate``
-    scores them (``stage1.test``, ``stage2.test``, ``stage2.test_chained``)."""
+    """Stage-1 before qualifying, Stage-2 after it and before it, as ``f1 evaluate`` scores them."""
     return {
         "stage1": {"test": forecast_metrics(served.stage1)},
         "stage2": {
-            "test": win_metrics(served.stage2),
-            "test_chained": win_metrics(served.stage2_chained),
+            "test": win_metrics(served.race["stage2"]),
+            "test_chained": win_metrics(served.race["stage2_chained"]),
         },
     }

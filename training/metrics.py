@@ -14,8 +14,7 @@ def _mean(v: np.ndarray | list[float]) -> float | None:
 
 
 def stage1_events(meta: pd.DataFrame, pred_gap: np.ndarray) -> dict[str, np.ndarray]:
-    """Per event (in race-id order): the sum and count of absolute gap errors, and the
-    rank correlation of predicted and actual gaps (NaN where it ranks nothing)."""
+    """Per event (race-id order): sum and count of absolute gap errors, and the Spearman."""
     actual = meta["gap_pct"].to_numpy()
     err = np.abs(np.asarray(pred_gap, dtype=float) - actual)
     err_sum, n, rho = [], [], []
@@ -37,8 +36,7 @@ def gap_and_spearman(meta: pd.DataFrame, pred_gap: np.ndarray) -> dict[str, floa
 
 
 def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarray) -> dict:
-    """MAE in seconds (all, dry, median), gap-to-pole MAE in %, mean per-event Spearman;
-    the last two also over the dry events alone (F1DB records no weather)."""
+    """MAE in seconds, gap-to-pole MAE in % and mean per-event Spearman (also dry events alone)."""
     err = np.abs(pred_time - meta["best_s"].to_numpy())
     dry = meta["dry"].to_numpy(bool)
     gs = gap_and_spearman(meta, pred_gap)
@@ -50,24 +48,19 @@ def stage1_metrics(meta: pd.DataFrame, pred_time: np.ndarray, pred_gap: np.ndarr
         "mae_s": float(np.nanmean(err)),
         "mae_dry_s": float(np.nanmean(err[dry])) if dry.any() else None,
         "median_ae_s": float(np.nanmedian(err)),
-        "gap_pct_mae": gs["gap_pct_mae"],
-        "spearman": gs["spearman"],
-        "gap_pct_mae_dry": gs_dry.get("gap_pct_mae"),
-        "spearman_dry": gs_dry.get("spearman"),
+        **gs,
+        **{f"{k}_dry": gs_dry.get(k) for k in gs},
         "dry_events": int(meta.loc[dry, "race_id"].nunique()),
     }
 
 
 def forecast_metrics(frame: pd.DataFrame) -> dict:
     """``stage1_metrics`` of a scored frame's own forecast (``pred_time``, ``pred_gap``)."""
-    return stage1_metrics(
-        frame, frame["pred_time"].to_numpy(float), frame["pred_gap"].to_numpy(float)
-    )
+    return stage1_metrics(frame, *(frame[c].to_numpy(float) for c in ("pred_time", "pred_gap")))
 
 
 def pole_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
-    """Pole odds against who took pole (``q_pos`` 1), scored as the win odds are; the
-    odds are renormalised over the cars that set a qualifying lap."""
+    """Pole odds (renormalised over the cars with a lap) scored as win odds against ``q_pos`` 1."""
     groups = meta["race_id"].to_numpy()
     p = np.asarray(prob, dtype=float)
     total = pd.Series(p).groupby(groups).transform("sum").to_numpy()
@@ -86,8 +79,7 @@ def pole_metrics(meta: pd.DataFrame, prob: np.ndarray) -> dict:
 
 
 def stage2_events(meta: pd.DataFrame, prob: np.ndarray) -> dict[str, np.ndarray]:
-    """Per race with one classified winner (in race-id order): top-1 credit (ties at the
-    max share it) and the winner's log loss."""
+    """Per race with one winner (race-id order): top-1 credit (ties share) and log loss."""
     y = meta["win"].to_numpy()
     top1, ll = [], []
     for _, idx in sorted(meta.groupby("race_id").indices.items()):
@@ -121,17 +113,15 @@ def win_metrics(frame: pd.DataFrame) -> dict:
 
 def pole_win_share(meta: pd.DataFrame) -> float | None:
     """Share of races (with one classified winner) won from the best grid slot."""
-    won = []
-    for _, idx in meta.groupby("race_id").indices.items():
-        y, grid = meta["win"].to_numpy()[idx], meta["grid"].to_numpy(float)[idx]
-        if y.sum() == 1:
-            won.append(float(grid[y == 1][0] == np.nanmin(grid)))
-    return _mean(won)
+    by_race = meta.groupby("race_id")
+    won = (meta["win"] == 1).to_numpy() & (by_race["win"].transform("sum") == 1).to_numpy()
+    first = meta["grid"].to_numpy(float) == by_race["grid"].transform("min").to_numpy(float)
+    return _mean(first[won].astype(float))
 
 
 def placing_metrics(meta: pd.DataFrame, prob: np.ndarray, flag: str = "podium", k: int = 3) -> dict:
-    """Top-``k`` odds against the ``flag`` column, per starter: Brier, binary log loss,
-    and the share of each race's top ``k`` found in its ``k`` most likely cars."""
+    """Top-``k`` odds against ``flag``: Brier, log loss, and the share of each race's top
+    ``k`` among its ``k`` most likely cars."""
     y = meta[flag].to_numpy(float)
     p = np.clip(np.asarray(prob, dtype=float), 1e-15, 1.0 - 1e-15)
     hits = []

@@ -1,5 +1,4 @@
-"""Tune on the validation season, score the test season beside the baselines, refit
-through the test season for serving."""
+"""Tune on the validation season, score the test season beside the baselines, refit for serving."""
 
 from __future__ import annotations
 
@@ -41,14 +40,7 @@ from pipelines.models.stage2 import (
 from pipelines.serving.orchestrator import TwoStage
 from training import baselines
 from training.datasets import StageData, stage1_data, stage2_data
-from training.evaluate import (
-    KEYS,
-    EventHook,
-    Served,
-    ahead_predictions,
-    placings_over_starters,
-    served_predictions,
-)
+from training.evaluate import KEYS, EventHook, Served, placings_over_starters, served_predictions
 from training.metrics import (
     forecast_metrics,
     gap_and_spearman,
@@ -74,10 +66,8 @@ class Protocol:
     train_from: int = 2014
     valid_season: int = 2024
     test_season: int = 2025
-    rank_depth: int = RANK_DEPTH
-    """Places of each training race Stage-2 learns from (``Stage2Config.rank_depth``)."""
+    rank_depth: int = RANK_DEPTH  # Stage-2's training places (``Stage2Config``)
     rank_decay: float = RANK_DECAY
-    """Their weights' decay (``Stage2Config.rank_decay``)."""
 
     @classmethod
     def of(cls, s: Settings) -> Protocol:
@@ -88,24 +78,18 @@ class Protocol:
 
 @dataclass
 class Split:
-    """One stage's rows as the protocol cuts them."""
+    """One stage's rows as the protocol cuts them: ``fit`` through the validation season (the
+    test season's models), ``train`` before it (the tuning candidates)."""
 
     fit: StageData
-    """Seasons through the validation one: the test season's models."""
     train: StageData
-    """Seasons before the validation one: the tuning candidates."""
     valid: StageData
     test: StageData
 
     @classmethod
     def of(cls, d: StageData, p: Protocol) -> Split:
-        v, t = p.valid_season, p.test_season
-        return cls(
-            d.seasons(p.train_from, v),
-            d.seasons(p.train_from, v - 1),
-            d.seasons(v, v),
-            d.seasons(t, t),
-        )
+        v, t, first = p.valid_season, p.test_season, p.train_from
+        return cls(d.seasons(first, v), d.seasons(first, v - 1), d.seasons(v, v), d.seasons(t, t))
 
 
 @dataclass
@@ -115,8 +99,7 @@ class TrainResult:
     stage2: Stage2Model
     evaluation: dict[str, Any]
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
-    stage1_through: dict[str, int] | None = None
-    """The latest event Stage-1 was fitted on (``last_event``)."""
+    stage1_through: dict[str, int] | None = None  # Stage-1's latest event (``last_event``)
 
 
 @dataclass
@@ -136,12 +119,13 @@ class RunData:
 
 
 Step = Callable[[str], None]
+MODES = {"test": "stage2", "test_chained": "stage2_chained"}  # Stage-2 after, before qualifying
+PLACES = {"podium": 3, "points": 10}  # the placings scored: the top k
 
 
 def check_seasons(s1: StageData, s2: StageData, p: Protocol) -> None:
     """Enough seasons with results: >= 2 to train on, the validation and the test one."""
-    have1 = set(s1.meta["season"])
-    have2 = set(s2.meta["season"])
+    have1, have2 = set(s1.meta["season"]), set(s2.meta["season"])
     train = sorted(s for s in have1 & have2 if s < p.valid_season)
     missing = [s for s in (p.valid_season, p.test_season) if s not in have1 or s not in have2]
     if len(train) < 2 or missing:
@@ -151,9 +135,6 @@ def check_seasons(s1: StageData, s2: StageData, p: Protocol) -> None:
             f"with qualifying and race results; found training seasons {train or 'none'}"
             + (f", missing {missing}" if missing else "")
         )
-
-
-# ------------------------------------------------------------------------- pole
 
 
 def pole_predictions(snap: FeatureSnapshot, meta: pd.DataFrame, params: PoleParams) -> np.ndarray:
@@ -178,12 +159,8 @@ def _event_pole_mae(meta: pd.DataFrame, pole: np.ndarray) -> float:
     return float(ev.groupby("race_id")["err"].first().mean())
 
 
-# ----------------------------------------------------------------------- fitting
-
-
 def fit_stage1(data: StageData, cfg: Stage1Config, form: bool = True) -> Stage1Model:
-    """Fit Stage-1 (dry events only if the config says so; ``form`` False: no form-only
-    ensemble, as tuning scores it)."""
+    """Fit Stage-1 (``form`` False: no form-only ensemble, as tuning scores it)."""
     if cfg.dry_only:
         data = data.select(data.meta["dry"].to_numpy(bool))
     teams = data.meta["race_id"].astype(str) + "/" + data.meta["constructor_id"].astype(str)
@@ -216,8 +193,7 @@ def latest_qualifying(t: Tables) -> tuple[int, int] | None:
 def refit_due(
     through: dict[str, int] | None, training_seasons: list[int], latest: tuple[int, int] | None
 ) -> bool:
-    """Whether the data's latest qualifying is newer than a Stage-1 fitted through
-    ``through`` (None, saved before that was recorded: its last training season)."""
+    """Whether the latest qualifying is newer than Stage-1's ``through`` (None: its seasons)."""
     if latest is None:
         return False
     if through is None:
@@ -226,23 +202,20 @@ def refit_due(
 
 
 def known_before(data: StageData, first_season: int, season: int, rnd: int) -> StageData:
-    """The rows of ``data`` known before round ``rnd`` of ``season``: every earlier season
-    from ``first_season`` and the season's earlier rounds."""
-    s = data.meta["season"].to_numpy()
-    r = data.meta["round"].to_numpy()
+    """The rows of ``data`` from ``first_season`` known before round ``rnd`` of ``season``."""
+    s, r = data.meta["season"].to_numpy(), data.meta["round"].to_numpy()
     return data.select((s >= first_season) & ((s < season) | ((s == season) & (r < rnd))))
 
 
 @dataclass
 class InSeason:
-    """Stage-1 as served during a season: refitted before each event on every earlier
-    one, as ``f1 refresh`` refits the stored model (docs/model-quality.md)."""
+    """Stage-1 as served in a season: refitted before each event on every earlier one (``f1
+    refresh``); ``first``: the model fitted before the season."""
 
     data: StageData
     first_season: int
     cfg: Stage1Config
     first: Stage1Model
-    """The model fitted before the season (an event with no earlier one in the data)."""
     _fitted: dict[int, Stage1Model] = field(default_factory=dict)
 
     def model(self, season: int, rnd: int) -> Stage1Model:
@@ -259,8 +232,6 @@ class InSeason:
         return self.model(ctx.season, int(ctx.round or 0))
 
 
-# ----------------------------------------------------------------------- tuning
-
 STAGE1_GRID: dict[str, list[Any]] = {
     "dry_only": [False, True],
     "num_leaves": [7, 15, 31],
@@ -273,33 +244,24 @@ STAGE2_GRID: dict[str, list[Any]] = {
     "min_child_samples": [50],
 }
 """Small boosters only: a season has ~20 winners, and bigger ones overfit."""
-STACK_GRID = [0.0, 0.3, 0.5, 0.7, 1.0]
-"""Weight of the booster against the linear conditional logit (see ``Stage2Model``)."""
+STACK_GRID = [0.0, 0.3, 0.5, 0.7, 1.0]  # the booster's weight against the linear logit
 TEMP_GRID = [0.8, 0.9, 1.0, 1.1, 1.25]
-STAGE2_FOLDS = 3
-"""Stage-2 is tuned on this many seasons up to the validation one: one season's ~20
-winners are too few to choose a temperature on."""
+STAGE2_FOLDS = 3  # seasons Stage-2 is tuned on: one season's ~20 winners are too few
 POLE_GRID: dict[str, list[Any]] = {"window": [20, 40, 80], "shrink": [1.0, 3.0, 10.0, 1e9]}
 TAU_GRID = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
 
 
 def stage2_folds(p: Protocol) -> list[int]:
-    """The seasons Stage-2 is tuned on: the validation season and those before it, each
-    with at least one training season before it."""
+    """The seasons Stage-2 is tuned on: the validation one and those before it."""
     first = max(p.valid_season - STAGE2_FOLDS + 1, p.train_from + 1)
     return list(range(first, p.valid_season + 1))
 
 
-class PooledWinnerLoss:
-    """Winner log loss over the races of several seasons, fast enough to scan every
-    (weight, temperature) pair: the races' winner stages are built once."""
-
-    def __init__(self, meta: pd.DataFrame) -> None:
-        wins = finish_ranks(meta["win"].to_numpy(float), None)
-        self.stages = RankStages.of(meta["race_id"].to_numpy(), wins)
-
-    def __call__(self, score: np.ndarray) -> float:
-        return float(-np.mean(self.stages.softmax(score)[1]))
+def pooled_winner_loss(meta: pd.DataFrame) -> Callable[[np.ndarray], float]:
+    """Winner log loss over the races of several seasons, the winner stages built once."""
+    wins = finish_ranks(meta["win"].to_numpy(float), None)
+    stages = RankStages.of(meta["race_id"].to_numpy(), wins)
+    return lambda score: float(-np.mean(stages.softmax(score)[1]))
 
 
 def _candidates(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -345,7 +307,7 @@ def tune_stage2(
     s2: StageData, p: Protocol, step: Step
 ) -> tuple[Stage2Config, list[dict[str, Any]]]:
     """Booster settings, stacking weight and temperature with the lowest winner log loss
-    over ``stage2_folds`` as served (grid lean included); ``finish_rate`` measured there."""
+    over ``stage2_folds`` as served; ``finish_rate`` measured there."""
     folds = []
     depth, decay = p.rank_depth, p.rank_decay
     for v in stage2_folds(p):
@@ -355,7 +317,7 @@ def tune_stage2(
         lean = grid_lean(Stage2Config(grid_coef=fit_linear(tr.x, tr.y, races, GRID_TERMS)), va.x)
         folds.append((tr, va, linear_design(va.x) @ coef, lean))
     pooled_meta = pd.concat([f[1].meta for f in folds], ignore_index=True)
-    pooled = PooledWinnerLoss(pooled_meta)
+    pooled = pooled_winner_loss(pooled_meta)
     lin = np.concatenate([f[2] for f in folds])
     share, grid = (np.concatenate([f[3][i] for f in folds]) for i in (0, 1))
     log, scored = [], []
@@ -375,8 +337,7 @@ def tune_stage2(
 
 
 def finish_rate(meta: pd.DataFrame) -> float:
-    """Share of the starters in ``meta`` classified: how often a car other than the
-    winner is, for the placings. 1 when the data records no position."""
+    """Share of the starters classified, for the placings (1 when no position is recorded)."""
     classified = ~np.isnan(meta["position"].to_numpy(float))
     return float(classified.mean()) if classified.any() else 1.0
 
@@ -384,8 +345,7 @@ def finish_rate(meta: pd.DataFrame) -> float:
 def tune_pole_taus(
     s1: StageData, cfg1: Stage1Config, folds: list[int], train_from: int
 ) -> tuple[float, float]:
-    """The temperatures turning Stage-1's gaps into pole odds, with practice and without,
-    chosen on the pooled ``folds``, each forecast by a Stage-1 fitted on earlier seasons."""
+    """The temperatures turning Stage-1's gaps into pole odds, with practice and without."""
     metas, gaps, ahead = [], [], []
     for v in folds:
         va = s1.seasons(v, v)
@@ -396,11 +356,10 @@ def tune_pole_taus(
     meta = pd.concat(metas, ignore_index=True)
     groups = meta["race_id"].to_numpy()
 
-    def best(gap: np.ndarray) -> float:
-        scored = [
-            (pole_metrics(meta, group_softmax(-gap / t, groups))["log_loss"], t) for t in TAU_GRID
-        ]
-        return min(scored)[1]
+    def best(gap: np.ndarray) -> float:  # ties: the lowest temperature
+        return min(
+            TAU_GRID, key=lambda t: pole_metrics(meta, group_softmax(-gap / t, groups))["log_loss"]
+        )
 
     return best(np.concatenate(gaps)), best(np.concatenate(ahead))
 
@@ -422,24 +381,17 @@ def tune(d: RunData, p: Protocol, step: Step) -> tuple[Stage1Config, Stage2Confi
     return cfg1, cfg2, log
 
 
-# ------------------------------------------------------------------- evaluation
-
-
 def stage1_predictors(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(time s, gap %) per Stage-1 predictor in a scored frame: the model, then the
-    baselines (columns ``<name>:time`` and ``<name>:gap``)."""
-    out = {"model": (frame["pred_time"].to_numpy(float), frame["pred_gap"].to_numpy(float))}
-    for name in baselines.STAGE1_BASELINES:
-        out[name] = (frame[f"{name}:time"].to_numpy(float), frame[f"{name}:gap"].to_numpy(float))
-    return out
+    """(time s, gap %) per Stage-1 predictor in a scored frame: the model, then baselines."""
+    cols = [("model", "pred_time", "pred_gap")]
+    cols += [(n, f"{n}:time", f"{n}:gap") for n in baselines.STAGE1_BASELINES]
+    return {n: (frame[t].to_numpy(float), frame[g].to_numpy(float)) for n, t, g in cols}
 
 
 def stage2_predictors(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Win probability per Stage-2 predictor in a scored frame (``prob``, ``<name>:prob``)."""
-    out = {"model": frame["prob"].to_numpy(float)}
-    for name in baselines.STAGE2_BASELINES:
-        out[name] = frame[f"{name}:prob"].to_numpy(float)
-    return out
+    cols = {"model": "prob"} | {n: f"{n}:prob" for n in baselines.STAGE2_BASELINES}
+    return {n: frame[c].to_numpy(float) for n, c in cols.items()}
 
 
 def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
@@ -451,9 +403,8 @@ def per_race(t: Tables, preds: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
     poles = dict(zip(first["race_id"], first["driver_id"].astype(str), strict=False))
     at = {k: preds[k].groupby("race_id").indices for k in ("stage1", "stage2", "stage2_chained")}
     out = []
-    for race_id in sorted(
-        set(at["stage1"]) | set(at["stage2"]), key=lambda r: races.loc[r, "date"]
-    ):
+    ids = sorted(set(at["stage1"]) | set(at["stage2"]), key=lambda r: races.loc[r, "date"])
+    for race_id in ids:
         r = races.loc[race_id]
         rec: dict[str, Any] = {
             "round": int(r["round"]),
@@ -495,10 +446,9 @@ def _win_scores(frame: pd.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Metrics and intervals of every predictor on the scored frames."""
-    f1, post_f, pre_f = preds["stage1"], preds["stage2"], preds["stage2_chained"]
-    p1 = stage1_predictors(f1)
+    f1, p1 = preds["stage1"], stage1_predictors(preds["stage1"])
     s1 = {k: stage1_metrics(f1, t, g) for k, (t, g) in p1.items()}
-    (post, post_base), (pre, pre_base) = _win_scores(post_f), _win_scores(pre_f)
+    wins = {m: _win_scores(preds[n]) for m, n in MODES.items()}
     stage1 = {
         "test": s1.pop("model"),
         "pole_mae_s": _event_pole_mae(f1, f1["pred_pole"].to_numpy()) if len(f1) else None,
@@ -506,12 +456,10 @@ def score(preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
         "intervals": stage1_intervals(f1, {k: g for k, (_t, g) in p1.items()}),
     }
     stage2 = {
-        "test": post,
-        "test_chained": pre,
-        "baselines": {k: {"test": v, "test_chained": pre_base[k]} for k, v in post_base.items()},
+        **{m: model for m, (model, _base) in wins.items()},
+        "baselines": {k: {m: base[k] for m, (_, base) in wins.items()} for k in wins["test"][1]},
         "intervals": {
-            "test": stage2_intervals(post_f, stage2_predictors(post_f)),
-            "test_chained": stage2_intervals(pre_f, stage2_predictors(pre_f)),
+            m: stage2_intervals(preds[n], stage2_predictors(preds[n])) for m, n in MODES.items()
         },
     }
     return {"stage1": stage1, "stage2": stage2}
@@ -524,8 +472,7 @@ def score_test(
     cfg2: Stage2Config,
     on_event: EventHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """Fit on seasons <= valid, score the test season through the served path (``InSeason``)
-    beside every baseline: the metrics and the scored rows (a column per predictor)."""
+    """Fit on seasons <= valid, score the test season beside the baselines: metrics and rows."""
     d1, d2 = Split.of(d.s1, p), Split.of(d.s2, p)
     m1, m2 = fit_stage1(d1.fit, cfg1), fit_stage2(d2.fit, cfg2)
     in_season = InSeason(d.s1.seasons(p.train_from, p.test_season), p.train_from, cfg1, m1)
@@ -534,7 +481,9 @@ def score_test(
         return TwoStage.local(d.snap, in_season.for_event(ctx), m2)
 
     served = served_predictions(d.snap, flow_for, d1.test, d2.test, cfg2.finish_rate, on_event)
-    t = HeldOutSeason(d.snap, d1, d2, in_season, m2, served)
+    b2 = baselines.Stage2Baselines.fit(d2.fit, d2.train, d2.valid)
+    slot = {w: baselines.placing_by_grid(d2.fit, d2.test, flag=w, k=k) for w, k in PLACES.items()}
+    t = HeldOutSeason(d.snap, d1, d2, in_season, m2, served, b2, slot)
     preds = {"stage1": t.stage1_rows(d.tables), **t.stage2_rows()}
     evaluation = score(preds)
     without1, without2 = t.without_form_model()
@@ -545,8 +494,7 @@ def score_test(
 
 @dataclass
 class HeldOutSeason:
-    """The test season's models, what the served flow said, and the baselines: each
-    method scores one part."""
+    """The test season's models, what the served flow said, and the baselines."""
 
     snap: FeatureSnapshot
     d1: Split
@@ -554,40 +502,26 @@ class HeldOutSeason:
     in_season: InSeason
     m2: Stage2Model
     served: Served
-    b2: baselines.Stage2Baselines = field(init=False)
-    grid_slot: dict[str, np.ndarray] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.b2 = baselines.Stage2Baselines.fit(self.d2.fit, self.d2.train, self.d2.valid)
-        self.grid_slot = {  # each grid slot's podium (points) rate, a baseline
-            "podium": baselines.placing_by_grid(self.d2.fit, self.d2.test),
-            "points": baselines.placing_by_grid(self.d2.fit, self.d2.test, flag="points", k=10),
-        }
+    b2: baselines.Stage2Baselines
+    grid_slot: dict[str, np.ndarray]  # each grid slot's podium (points) rate, a baseline
 
     def stage1_rows(self, tables: Tables) -> pd.DataFrame:
         """The served Stage-1 rows with each baseline's ``<name>:time`` and ``<name>:gap``."""
         d1 = self.d1
         pole = pole_predictions(self.snap, d1.test.meta, PoleParams())
-        cols: dict[str, np.ndarray] = {}
         fitted = baselines.stage1_baselines(tables, d1.fit, d1.train, d1.valid, d1.test, pole)
-        for name, (bt, bg) in fitted.items():
-            cols[f"{name}:time"], cols[f"{name}:gap"] = bt, bg
+        cols = {f"{n}:{c}": v for n, (t, g) in fitted.items() for c, v in (("time", t), ("gap", g))}
         return self.served.stage1.merge(d1.test.meta[KEYS].assign(**cols), on=KEYS, how="left")
 
     def stage2_rows(self) -> dict[str, pd.DataFrame]:
-        """The served Stage-2 rows of each mode with each baseline's ``<name>:prob`` (fed the
-        model's grid), after qualifying with the grid-slot placings too."""
-        sv, frames = self.served, {}
-        for name, frame, x in (
-            ("stage2", sv.stage2, sv.x2),
-            ("stage2_chained", sv.stage2_chained, sv.x2_chained),
-            ("stage2_ahead", sv.stage2_ahead, sv.x2_ahead),
-        ):
+        """The served Stage-2 rows of each mode with each baseline's ``<name>:prob``."""
+        frames = {}
+        for name, frame in self.served.race.items():
             grid, races = frame["flow_grid"].to_numpy(float), frame["race_id"].to_numpy()
-            probs = self.b2.predict(grid, x, races)
+            probs = self.b2.predict(grid, self.served.x2[name], races)
             frames[name] = frame.assign(**{f"{k}:prob": v for k, v in probs.items()})
         slots = self.d2.test.meta[KEYS].assign(
-            podium_base=self.grid_slot["podium"], points_base=self.grid_slot["points"]
+            **{f"{k}_base": v for k, v in self.grid_slot.items()}
         )
         frames["stage2"] = frames["stage2"].merge(slots, on=KEYS, how="left")
         return frames
@@ -601,27 +535,34 @@ class HeldOutSeason:
             return TwoStage.local(self.snap, m1, self.m2)
 
         finish = self.m2.config.finish_rate
-        return ahead_predictions(self.snap, main_only, self.d1.test, self.d2.test, finish)
+        sv = served_predictions(self.snap, main_only, self.d1.test, self.d2.test, finish)
+        return sv.stage1_ahead, sv.race["stage2_ahead"]
 
     def stage1_checks(self, q: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
         """The pole odds, a weekend ahead, the unserved rows, a new team and new rules."""
-        m1, test = self.in_season.first, self.d1.test
-        cfg = m1.config
+        m1, test, cfg = self.in_season.first, self.d1.test, self.in_season.first.config
         tau, tau_ahead = cfg.pole_tau, cfg.pole_tau_ahead
         gaps = {n: q[f"{n}:gap"].to_numpy(float) for n in baselines.STAGE1_BASELINES}
         pole = {"temperature": tau, "temperature_ahead": tau_ahead, **pole_odds(q, gaps, tau)}
         # the rows forecast a weekend ahead, with the recent_form baseline's gaps
         form = test.meta[KEYS].assign(form_gap=baselines.recent_form_gap(test))
         ahead = form.merge(self.served.stage1_ahead, on=KEYS)
-        recent = {"recent_form": ahead["form_gap"].to_numpy(float)}
-        pole["before_practice"] = pole_odds(ahead, recent, tau if tau_ahead is None else tau_ahead)
+        gap, pole_s = ahead["form_gap"].to_numpy(float), ahead["pred_pole"].to_numpy(float)
+        pole["before_practice"] = pole_odds(
+            ahead, {"recent_form": gap}, tau if tau_ahead is None else tau_ahead
+        )
         new_team = new_team_check(m1, test)
         if cfg.new_team_share > 0:  # the same check for the same settings fitted without it
             plain = fit_stage1(self.d1.fit, replace(cfg, new_team_share=0.0), form=False)
             new_team["fitted_without_blanked_teams"] = new_team_check(plain, test)
         return {
             "pole": pole,
-            "before_practice": _stage1_ahead(ahead, without),
+            "before_practice": {  # beside recent_form, and without the form-only ensemble
+                "model": forecast_metrics(ahead),
+                "pole_mae_s": _event_pole_mae(ahead, pole_s) if len(ahead) else None,
+                "baselines": {"recent_form": stage1_metrics(ahead, pole_s * (1 + gap / 100), gap)},
+                "without_form_model": forecast_metrics(without),
+            },
             "test_rows_not_served": len(test.meta) - len(q),
             "new_team": new_team,
             "new_rules": new_rules_check(m1, test),
@@ -633,11 +574,8 @@ class HeldOutSeason:
         """A weekend ahead, the races under new rules, and the pole-sitter's wins."""
         model, base = _win_scores(preds["stage2_ahead"])
         ahead = {"model": model, "baselines": base, "without_form_model": win_metrics(without)}
-        sv, fit, test = self.served, self.d2.fit.meta, self.d2.test.meta
-        modes = {
-            "test": (preds["stage2"], sv.x2),
-            "test_chained": (preds["stage2_chained"], sv.x2_chained),
-        }
+        x2, fit, test = self.served.x2, self.d2.fit.meta, self.d2.test.meta
+        modes = {m: (preds[n], x2[n]) for m, n in MODES.items()}
         return {
             "before_practice": ahead,
             "rules_reset": rules_reset_check(self.m2, modes),
@@ -649,19 +587,17 @@ class HeldOutSeason:
         }
 
     def placings(self, preds: dict[str, pd.DataFrame]) -> dict[str, Any]:
-        """The podium and points odds in every mode, beside the grid-slot rates and the
-        same strengths with every car classified (what letting cars retire changes)."""
-        modes = {"test": "stage2", "test_chained": "stage2_chained"}
+        """The podium and points odds beside the grid-slot rates and every car classified."""
         every = {}
-        for name in modes.values():
+        for name in MODES.values():
             f = preds[name]
             logit, races = f["logit"].to_numpy(float), f["race_id"].to_numpy()
             every[name] = placings_over_starters(logit, races, f["driver_id"].to_numpy(), 1.0)
         out = {}
-        for at, (what, k) in enumerate((("podium", 3), ("points", 10))):
+        for at, (what, k) in enumerate(PLACES.items()):
             slot_rate = placing_metrics(self.d2.test.meta, self.grid_slot[what], what, k)
             out[what] = {
-                **{mode: _placed(preds[name], what, k) for mode, name in modes.items()},
+                **{mode: _placed(preds[name], what, k) for mode, name in MODES.items()},
                 "before_practice": {
                     "model": _placed(preds["stage2_ahead"], what, k),
                     "baselines": {},
@@ -670,7 +606,7 @@ class HeldOutSeason:
                     "grid_slot": {"test": slot_rate},
                     "every_car_classified": {
                         mode: placing_metrics(preds[name], every[name][at], what, k)
-                        for mode, name in modes.items()
+                        for mode, name in MODES.items()
                     },
                 },
                 "finish_rate": self.m2.config.finish_rate,
@@ -683,27 +619,11 @@ def _placed(frame: pd.DataFrame, what: str, k: int) -> dict[str, Any]:
     return placing_metrics(frame, frame[f"{what}_prob"].to_numpy(), what, k)
 
 
-def _stage1_ahead(rows: pd.DataFrame, without: pd.DataFrame) -> dict[str, Any]:
-    """Stage-1 a weekend ahead beside each driver's recent qualifying gap (times from the
-    model's pole estimate), and without the form-only ensemble."""
-    gap = rows["form_gap"].to_numpy(float)
-    pole = rows["pred_pole"].to_numpy(float)
-    return {
-        "model": forecast_metrics(rows),
-        "pole_mae_s": _event_pole_mae(rows, pole) if len(rows) else None,
-        "baselines": {"recent_form": stage1_metrics(rows, pole * (1.0 + gap / 100.0), gap)},
-        "without_form_model": forecast_metrics(without),
-    }
-
-
 def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> dict[str, Any]:
-    """The served pole odds scored beside an even chance and each baseline's gaps turned
-    into odds at the model's temperature ``tau``."""
+    """The served pole odds beside an even chance and each baseline's gaps at ``tau``."""
     groups = frame["race_id"].to_numpy()
     n = pd.Series(groups).groupby(groups).transform("size").to_numpy(float)
-    odds = {"uniform": 1.0 / n}
-    for name, gap in gaps.items():
-        odds[name] = group_softmax(-gap / tau, groups)
+    odds = {"uniform": 1.0 / n} | {k: group_softmax(-g / tau, groups) for k, g in gaps.items()}
     return {
         "test": pole_metrics(frame, frame["pole_prob"].to_numpy(float)),
         "baselines": {k: {"test": pole_metrics(frame, v)} for k, v in odds.items()},
@@ -711,14 +631,12 @@ def pole_odds(frame: pd.DataFrame, gaps: dict[str, np.ndarray], tau: float) -> d
 
 
 def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
-    """Stage-1 at the first race under new rules, cars with practice: as served (practice-only
-    ensemble) and by the main ensemble (``rows`` 0: no such race)."""
+    """Stage-1 at the first race under new rules: as served and by the main ensemble."""
     rows = first_under_new_rules(data.x) & ~no_practice(data.x)
     if not (model.practice_boosters and rows.any()):
         return {"rows": 0}
-    main = Stage1Model(
-        replace(model.config, form_model=False, practice_model=False), model.boosters
-    )
+    cfg = replace(model.config, form_model=False, practice_model=False)
+    main = Stage1Model(cfg, model.boosters)
     meta, x = data.meta[rows], data.x[rows]
     return {
         "rows": int(rows.sum()),
@@ -729,10 +647,8 @@ def new_rules_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
 
 
 def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
-    """Stage-1 for teams without history: every row's team form blanked, as serving
-    leaves a new entrant's, against the same rows as they are."""
-    gap = model.predict_gap(data.x)
-    blank = model.predict_gap(without_team_form(data.x))
+    """Stage-1 with every row's team form blanked (a new entrant), against the rows as they are."""
+    gap, blank = model.predict_gap(data.x), model.predict_gap(without_team_form(data.x))
     return {
         "as_they_are": gap_and_spearman(data.meta, gap),
         "without_team_form": gap_and_spearman(data.meta, blank),
@@ -743,16 +659,13 @@ def new_team_check(model: Stage1Model, data: StageData) -> dict[str, Any]:
 def rules_reset_check(
     model: Stage2Model, scored: dict[str, tuple[pd.DataFrame, np.ndarray]]
 ) -> dict[str, Any]:
-    """Stage-2 on the races it leans on the grid for (early under new rules): as served,
-    without the lean, and by the logistic on the same grid. ``races`` 0 when none."""
-    plain = Stage2Model(replace(model.config, reset_weight=0.0), model.booster)
-    out: dict[str, Any] = {
-        "reset_weight": model.config.reset_weight,
-        "reset_races": model.config.reset_races,
-    }
+    """Stage-2 on the races it leans on the grid for: as served, without the lean, by logistic."""
+    cfg = model.config
+    plain = Stage2Model(replace(cfg, reset_weight=0.0), model.booster)
+    out: dict[str, Any] = {"reset_weight": cfg.reset_weight, "reset_races": cfg.reset_races}
     for name, (frame, x) in scored.items():
         race = frame["race_id"].to_numpy()
-        rows = np.isin(race, np.unique(race[grid_lean(model.config, x)[0] > 0]))
+        rows = np.isin(race, np.unique(race[grid_lean(cfg, x)[0] > 0]))
         f = frame[rows]
         if not len(f):
             out[name] = {"races": 0}
@@ -770,8 +683,7 @@ def rules_reset_check(
 
 @dataclass
 class Scored:
-    """The shared protocol's outcome: chosen settings, the test season's evaluation (with
-    the tuning log and each race's scores) and scored rows."""
+    """The shared protocol's outcome: chosen settings, evaluation and scored rows."""
 
     cfg1: Stage1Config
     cfg2: Stage2Config
@@ -782,8 +694,7 @@ class Scored:
 def tune_and_score(
     d: RunData, p: Protocol, step: Step, on_event: EventHook | None = None
 ) -> Scored:
-    """The protocol ``f1 train``, ``f1 evaluate`` and ``f1 backtest`` share: tune, refit
-    through the validation season, score the test season beside the baselines."""
+    """Tune, refit through the validation season, score the test season beside the baselines."""
     check_seasons(d.s1, d.s2, p)
     cfg1, cfg2, tuning = tune(d, p, step)
     evaluation, preds = score_test(d, p, cfg1, cfg2, on_event)
@@ -802,9 +713,6 @@ def tune_and_score(
     return Scored(cfg1, cfg2, evaluation, preds)
 
 
-# --------------------------------------------------------------------- pipeline
-
-
 def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = None) -> TrainResult:
     """Snapshot, datasets, tuning, test evaluation, final refit. Pure: stores nothing."""
     p = protocol or Protocol()
@@ -817,9 +725,8 @@ def run(tables: Tables, protocol: Protocol | None = None, step: Step | None = No
     full2 = d.s2.seasons(p.train_from, p.test_season)
     stage1, stage2 = fit_stage1(full1, sc.cfg1), fit_stage2(full2, sc.cfg2)
     say("final models refitted on all seasons")
-    evaluation = sc.evaluation
-    evaluation["protocol"] |= {
+    sc.evaluation["protocol"] |= {
         "serving_fit_seasons": [p.train_from, p.test_season],
         "rows": {"stage1": len(full1.y), "stage2": len(full2.y)},
     }
-    return TrainResult(d.snap, stage1, stage2, evaluation, sc.predictions, last_event(full1))
+    return TrainResult(d.snap, stage1, stage2, sc.evaluation, sc.predictions, last_event(full1))

@@ -1,7 +1,4 @@
-"""The reports: evaluation.{json,md}, backtest-S.{json,md,png}, hindsight.json, the figures.
-
-Their prose is in training/report.md; this module fills it with the figures.
-"""
+"""The reports and their figures; their prose is in training/report.md."""
 
 from __future__ import annotations
 
@@ -25,22 +22,20 @@ POINTS_KEYS = ["season", "brier", "log_loss", "top10_hits"]
 POLE_KEYS = ["season", "events", "log_loss", "top1", "brier"]
 
 S1_TARGETS = {"gap_pct_mae": 0.45, "mae_dry_s": 0.40, "spearman": 0.80}
-SEASON_START = 4
-"""Rounds that make "the start of a season" in the backtest reports (form is oldest then)."""
+SEASON_START = 4  # rounds that make "the start of a season" (form is oldest then)
+# the predictors of the per-race table and figure (Stage-2 before qualifying: two)
 BT_S1 = ("model", "practice_ratio", "quick_lgbm_gap")
 BT_S2 = ("model", "logistic_grid", "quick_lgbm")
-"""The predictors of the per-race table and figure (Stage-2 before qualifying: two)."""
+WIN_BINS = [0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0001]
+PLACING_BINS = [0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0001]
 
-_PARTS = re.split(
-    r"^<!-- (\w+) -->$", Path(__file__).with_name("report.md").read_text(), flags=re.M
-)
+_TEMPLATE = Path(__file__).with_name("report.md").read_text()
+_PARTS = re.split(r"^<!-- (\w+) -->$", _TEMPLATE, flags=re.M)
 PROSE = {name: text.strip("\n") for name, text in zip(_PARTS[1::2], _PARTS[2::2], strict=True)}
-"""training/report.md's parts by name."""
 
 
 class _Prose(string.Formatter):
-    """report.md's fields: a figure as ``fmt`` writes it, a list as "a, b", unless the
-    field gives a format of its own."""
+    """report.md's fields: a figure as ``fmt`` writes it, a list as "a, b", or as they ask."""
 
     def format_field(self, value: Any, format_spec: str) -> str:
         if format_spec:
@@ -49,8 +44,7 @@ class _Prose(string.Formatter):
 
 
 def fill(part: str, **values: Any) -> str:
-    """A part of report.md with its ``{name}``s filled; an empty one drops out with its
-    blank lines."""
+    """A part of report.md filled; an empty field drops out with its blank lines."""
     return re.sub(r"\n{3,}", "\n\n", _Prose().vformat(PROSE[part], (), values)).strip("\n")
 
 
@@ -74,42 +68,26 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def predictors(stage: dict[str, Any], which: str, model: str = "model") -> list[tuple[str, Any]]:
+    """(name, metrics) of the model, then of each baseline scored ``which`` way."""
+    rows = [(k, v[which]) for k, v in stage["baselines"].items() if which in v]
+    return [(model, stage[which]), *rows]
+
+
 def _table(stage: dict[str, Any], keys: list[str], which: str = "test") -> str:
-    """Model and baselines, one row each, on the test season (``which``: "test", or
-    "test_chained" for the forecast made before qualifying)."""
-    rows = [("**model**", stage[which])]
-    rows += [(k, v[which]) for k, v in stage["baselines"].items() if which in v]
-    return "\n".join(
-        [
-            "| predictor | " + " | ".join(keys[1:]) + " |",
-            "|---|" + "---|" * (len(keys) - 1),
-            *(
-                f"| {name} | " + " | ".join(fmt(m.get(k)) for k in keys[1:]) + " |"
-                for name, m in rows
-            ),
-        ]
-    )
+    """Model and baselines, one row each (``which``: "test", or "test_chained")."""
+    rows = predictors(stage, which, "**model**")
+    lines = [_row("predictor", *keys[1:]), "|---|" + "---|" * (len(keys) - 1)]
+    return "\n".join(lines + [_row(name, *(fmt(m.get(k)) for k in keys[1:])) for name, m in rows])
 
 
-def _span(seasons: Any) -> str:
-    if isinstance(seasons, list | tuple) and len(seasons) == 2:
-        return f"{seasons[0]}-{seasons[1]}" if seasons[0] != seasons[1] else str(seasons[0])
-    return str(seasons)
-
-
-def _folds(ev: dict[str, Any]) -> str:
-    folds = ev.get("tuning", {}).get("stage2_folds") or []
-    return ", ".join(str(f) for f in folds) if folds else "the validation season"
-
-
-def _baseline_seasons(p: dict[str, Any]) -> str:
-    b = p.get("baseline_seasons")
-    if not b:
-        return ""
-    early, others = _span(b["early_stopped"]), _span(b["others"])
-    return fill(
-        "baseline_seasons", early_stopped=early, others=others, valid_season=p.get("valid_season")
-    )
+def _span(seasons: list[int]) -> str:
+    first, last = seasons
+    return f"{first}-{last}" if first != last else str(first)
 
 
 def _iv(v: list[float] | None) -> str:
@@ -139,118 +117,54 @@ def intervals_section(ev: dict[str, Any]) -> str:
                 f"{name} {d['diff']:+.3f} {_iv(d['interval'])}, {d['better_share']:.0%}"
                 for name, d in rec["vs"].items()
             )
-            rows.append(
-                f"| {title} {metric} | {fmt(rec['model'])} | {_iv(rec['interval'])} | {vs} |"
-            )
+            rows.append(_row(f"{title} {metric}", fmt(rec["model"]), _iv(rec["interval"]), vs))
     return fill("intervals", **blocks[0][1], rows="\n".join(rows))
 
 
-def _new_team(s1: dict[str, Any]) -> str:
-    """Stage-1 for a team without history (a new entrant), from ``new_team_check``."""
-    nt = s1.get("new_team")
-    if not nt:
-        return ""
-    plain = nt.get("fitted_without_blanked_teams")
-    return fill("new_team", **nt, plain_fit=" " + fill("plain_fit", **plain) if plain else "")
-
-
-def _new_rules(s1: dict[str, Any]) -> str:
-    """Stage-1 at the first race under new technical rules, from ``new_rules_check``."""
-    nr = s1.get("new_rules") or {}
-    return fill("new_rules", **nr) if nr.get("rows") else ""
-
-
-def _pole_wins(s2: dict[str, Any], season: str) -> str:
+def _pole_wins(pw: dict[str, Any], season: str) -> str:
     """How much the scored season rewarded the pole-sitter, against the fitted seasons."""
-    pw = s2.get("pole_win_share") or {}
-    if pw.get("test") is None or pw.get("fit_seasons") is None:
+    if pw["test"] is None or pw["fit_seasons"] is None:
         return ""
-    return fill("pole_wins", **pw, season=season, spread=_season_range(pw["by_fit_season"] or {}))
+    have = {k: v for k, v in pw["by_fit_season"].items() if v is not None}
+    spread = ""
+    if have:
+        lo, hi = min(have, key=have.__getitem__), max(have, key=have.__getitem__)
+        spread = f" (from {have[lo]:.0%} in {lo} to {have[hi]:.0%} in {hi})"
+    return fill("pole_wins", **pw, season=season, spread=spread)
 
 
-def _season_range(by_season: dict[Any, float | None]) -> str:
-    """ " (from x % in S1 to y % in S2)" over the seasons that have a share."""
-    have = {k: v for k, v in by_season.items() if v is not None}
-    if not have:
-        return ""
-    lo, hi = min(have, key=lambda k: have[k]), max(have, key=lambda k: have[k])
-    return f" (from {have[lo]:.0%} in {lo} to {have[hi]:.0%} in {hi})"
-
-
-def _rules_reset(s2: dict[str, Any]) -> str:
+def _rules_reset(rr: dict[str, Any]) -> str:
     """Stage-2 on the races it leans on the grid for, from ``rules_reset_check``."""
-    rr = s2.get("rules_reset")
-    if not rr:
-        return ""
     parts = [
         fill("rules_reset_races", **rr[name], when=when)
         for name, when in (("test", "after qualifying"), ("test_chained", "before qualifying"))
-        if (rr.get(name) or {}).get("races")
+        if rr[name]["races"]
     ]
-    scored = (
-        "On those races: " + "; ".join(parts) + "." if parts else "This season has no such race."
-    )
+    scored = f"On those races: {'; '.join(parts)}." if parts else "This season has no such race."
     return fill("rules_reset", **rr, scored=scored)
 
 
-def pole_section(s1: dict[str, Any], level: str = "##") -> str:
-    """The served pole odds scored (``stage1.pole``): before qualifying, and a weekend
-    ahead."""
-    pole = s1.get("pole")
-    if not pole:
-        return ""
-    ahead = pole.get("before_practice")
-    ahead_text = fill("pole_ahead", **pole, table=_table(ahead, POLE_KEYS)) if ahead else ""
-    return fill("pole", **pole, level=level, table=_table(pole, POLE_KEYS), ahead=ahead_text)
-
-
 def before_practice_section(ev: dict[str, Any], level: str = "##") -> str:
-    """Both stages a weekend ahead (no practice lap): the forecast for the next event
-    while the data holds only the races before it."""
-    s1 = ev["stage1"].get("before_practice") or {}
-    s2 = ev["stage2"].get("before_practice") or {}
-    if "model" not in s1 or "model" not in s2:
-        return ""
+    """Both stages a weekend ahead (no practice lap)."""
+    s1, s2 = ev["stage1"]["before_practice"], ev["stage2"]["before_practice"]
 
     def table(block: dict[str, Any], keys: list[str]) -> str:
         rows = {k: {"x": v} for k, v in block["baselines"].items()}
         return _table({"x": block["model"], "baselines": rows}, keys, "x")
 
-    a, b = s1.get("without_form_model"), s2.get("without_form_model")
+    a, b = s1["without_form_model"], s2["without_form_model"]
     return fill(
         "before_practice",
         level=level,
-        pole_mae_s=s1.get("pole_mae_s"),
+        pole_mae_s=s1["pole_mae_s"],
         stage1_table=table(s1, S1_KEYS),
         stage2_table=table(s2, S2_KEYS),
-        without_form=fill("without_form", stage1=a, stage2=b) if a and b else "",
-    )
-
-
-def _placings(s2: dict[str, Any]) -> str:
-    """The podium and points odds beside their baselines, then the other flows' scores."""
-    if "podium" not in s2:
-        return ""
-    finish = s2["podium"].get("finish_rate")
-    elsewhere = []
-    for what in ("podium", "points"):
-        block = s2.get(what) or {}
-        chained, ahead = block.get("test_chained"), block.get("before_practice") or {}
-        for when, m in (("before qualifying", chained), ("a weekend ahead", ahead.get("model"))):
-            if m:
-                elsewhere.append(fill("elsewhere", what=what, when=when, scores=m))
-    return fill(
-        "placings",
-        classified=fill("classified", finish=finish) if finish is not None else "",
-        podium_table=_table(s2["podium"], PODIUM_KEYS),
-        points=fill("points", table=_table(s2["points"], POINTS_KEYS)) if "points" in s2 else "",
-        elsewhere="\n".join(elsewhere),
+        without_form=fill("without_form", stage1=a, stage2=b),
     )
 
 
 def _season_start(races: list[dict[str, Any]]) -> str:
-    """Winner log loss of the model and the grid logistic over the season's first races,
-    before and after qualifying: where last season's form weighs most."""
+    """Winner log loss of the model and the grid logistic over the season's first races."""
     first = [r for r in races if r["round"] <= SEASON_START]
     means = {}
     for stage in ("stage2", "stage2_chained"):
@@ -261,48 +175,41 @@ def _season_start(races: list[dict[str, Any]]) -> str:
     return fill("season_start", n=SEASON_START, **means) if first else ""
 
 
-def _target_interval(ev: dict[str, Any], title: str, metric: str) -> str:
-    for t, block in _intervals(ev):
-        if t == title and metric in block["metrics"]:
-            return _iv(block["metrics"][metric]["interval"])
-    return "n/a"
-
-
 def _targets(ev: dict[str, Any]) -> str:
     """The targets table's rows: each metric, its target, the value and its interval."""
-    s1, s2 = ev["stage1"], ev["stage2"]
-    lines = []
-
-    def row(metric: str, target: str, v: Any, flow: str, key: str, met: bool) -> None:
-        lines.append(
-            f"| {metric} | {target} | {fmt(v)} | {_target_interval(ev, flow, key)} | "
-            f"{'yes' if met else 'no'} |"
-        )
-
+    s1, s2, ll = ev["stage1"], ev["stage2"], "winner_log_loss"
+    after, before = "stage-2 after qualifying", "stage-2 before qualifying"
+    rows = []  # (metric, target, value, intervals block, key, met)
     for k, tgt in S1_TARGETS.items():
         v, up = s1["test"].get(k), k == "spearman"
         met = v is not None and (v >= tgt if up else v <= tgt)
-        row(f"stage-1 {k}", f"{'>=' if up else '<='} {tgt}", v, "stage-1", k, met)
-    after, before = "stage-2 after qualifying", "stage-2 before qualifying"
-    v = s2["test"].get("winner_log_loss")
-    met = v is not None and v <= 0.95
-    row("stage-2 winner_log_loss", "<= 0.95", v, after, "winner_log_loss", met)
-    chained = s2.get("test_chained", {}).get("winner_log_loss")
-    lg = s2["baselines"].get("logistic_grid", {}).get("test_chained", {}).get("winner_log_loss")
+        rows.append((f"stage-1 {k}", f"{'>=' if up else '<='} {tgt}", v, "stage-1", k, met))
+    v = s2["test"].get(ll)
+    rows.append((f"stage-2 {ll}", "<= 0.95", v, after, ll, v is not None and v <= 0.95))
+    chained = s2.get("test_chained", {}).get(ll)
+    lg = s2["baselines"].get("logistic_grid", {}).get("test_chained", {}).get(ll)
     if chained is not None and lg is not None:
         target = f"< logistic on Stage-1's grid ({fmt(lg)})"
-        metric = "stage-2 winner_log_loss before qualifying"
-        row(metric, target, chained, before, "winner_log_loss", chained < lg)
+        rows.append((f"stage-2 {ll} before qualifying", target, chained, before, ll, chained < lg))
     pole_top1 = s2["baselines"].get("pole_sitter", {}).get("test", {}).get("top1")
     t1 = s2["test"].get("top1")
     met = t1 is not None and pole_top1 is not None and t1 >= pole_top1
-    row("stage-2 top1", f">= pole-sitter ({fmt(pole_top1)})", t1, after, "top1", met)
-    return "\n".join(lines)
+    rows.append(("stage-2 top1", f">= pole-sitter ({fmt(pole_top1)})", t1, after, "top1", met))
+    blocks = dict(_intervals(ev))
+    return "\n".join(
+        _row(
+            m,
+            t,
+            fmt(v),
+            _iv(blocks.get(b, {}).get("metrics", {}).get(k, {}).get("interval")),
+            "yes" if ok else "no",
+        )
+        for m, t, v, b, k, ok in rows
+    )
 
 
 def per_race_section(races: list[dict[str, Any]], title: str) -> str:
-    """Every race of the season: gap MAE and Spearman, winner, log loss and top-1, model
-    beside the baselines (``pipeline.per_race``), in backtests and the test season alike."""
+    """Every race of the season: the model beside the baselines (``pipeline.per_race``)."""
 
     def get(r: dict[str, Any], stage: str, who: str, k: str) -> str:
         return fmt(r.get(stage, {}).get(who, {}).get(k))
@@ -322,44 +229,55 @@ def per_race_section(races: list[dict[str, Any]], title: str) -> str:
 
 def _sections(ev: dict[str, Any], level: str, season: str) -> dict[str, Any]:
     """What the evaluation and the backtest reports share, by the name report.md gives."""
-    s1, s2, p = ev["stage1"], ev["stage2"], ev.get("protocol", {})
-    return {
-        "valid_season": p.get("valid_season"),
-        "train_seasons": _span(p.get("train_seasons")),
-        "test_fit_seasons": _span(p.get("test_fit_seasons")),
-        "folds": _folds(ev),
-        "baseline_seasons": _baseline_seasons(p),
-        "stage1_table": _table(s1, S1_KEYS),
-        "pole_mae_s": s1.get("pole_mae_s"),
-        "dry_events": s1["test"].get("dry_events"),
-        "stage1_events": s1["test"].get("events"),
-        "new_team": _new_team(s1),
-        "new_rules": _new_rules(s1),
-        "pole": pole_section(s1, level),
-        "stage2_table": _table(s2, S2_KEYS),
-        "pole_wins": _pole_wins(s2, season),
-        "rules_reset": _rules_reset(s2),
-        "before_practice": before_practice_section(ev, level),
-        "intervals": intervals_section(ev),
-    }
+    s1, s2, p = ev["stage1"], ev["stage2"], ev["protocol"]
+    spans = ("train_seasons", "test_fit_seasons", "serving_fit_seasons")
+    base, nt, pole = p["baseline_seasons"], s1["new_team"], s1["pole"]
+    ahead = fill("pole_ahead", **pole, table=_table(pole["before_practice"], POLE_KEYS))
+    plain = nt.get("fitted_without_blanked_teams")
+    plain_fit = " " + fill("plain_fit", **plain) if plain else ""
+    return (
+        p
+        | {k: _span(p[k]) for k in spans if k in p}
+        | {
+            "folds": ", ".join(str(f) for f in ev["tuning"]["stage2_folds"]),
+            "baseline_seasons": fill(
+                "baseline_seasons",
+                early_stopped=_span(base["early_stopped"]),
+                others=_span(base["others"]),
+                valid_season=p["valid_season"],
+            ),
+            "stage1_table": _table(s1, S1_KEYS),
+            "pole_mae_s": s1["pole_mae_s"],
+            "dry_events": s1["test"]["dry_events"],
+            "stage1_events": s1["test"]["events"],
+            "new_team": fill("new_team", **nt, plain_fit=plain_fit),
+            "new_rules": fill("new_rules", **s1["new_rules"]) if s1["new_rules"]["rows"] else "",
+            "pole": fill("pole", **pole, level=level, table=_table(pole, POLE_KEYS), ahead=ahead),
+            "stage2_table": _table(s2, S2_KEYS),
+            "pole_wins": _pole_wins(s2["pole_win_share"], season),
+            "rules_reset": _rules_reset(s2["rules_reset"]),
+            "before_practice": before_practice_section(ev, level),
+            "intervals": intervals_section(ev),
+        }
+    )
 
 
 def markdown(ev: dict[str, Any]) -> str:
     """``reports/evaluation.md``."""
-    s2, p = ev["stage2"], ev.get("protocol", {})
-    chained = "test_chained" in s2
+    s2 = ev["stage2"]
     return (
         fill(
             "evaluation",
             **_sections(ev, "##", "the test season"),
-            test_season=p.get("test_season"),
-            serving_fit_seasons=_span(p.get("serving_fit_seasons")),
-            chained=fill("chained", table=_table(s2, S2_KEYS, "test_chained")) if chained else "",
-            placings=_placings(s2),
+            chained=fill("chained", table=_table(s2, S2_KEYS, "test_chained")),
+            placings=fill(
+                "placings",
+                **s2,
+                podium_table=_table(s2["podium"], PODIUM_KEYS),
+                points_table=_table(s2["points"], POINTS_KEYS),
+            ),
             targets=_targets(ev),
-            per_race=per_race_section(ev["races"], "Per race (test season)")
-            if ev.get("races")
-            else "",
+            per_race=per_race_section(ev["races"], "Per race (test season)"),
         )
         + "\n"
     )
@@ -367,28 +285,20 @@ def markdown(ev: dict[str, Any]) -> str:
 
 def backtest_markdown(season: int, ev: dict[str, Any]) -> str:
     """``reports/backtest-S.md``."""
-    p, races = ev["protocol"], ev["races"]
-    rows = [
-        f"| {w} | {fmt(m)} | {fmt(b)} | {'yes' if ok else 'no'} |" for w, m, b, ok in targets(ev)
-    ]
+    rows = [_row(w, fmt(m), fmt(b), "yes" if ok else "no") for w, m, b, ok in targets(ev)]
     return (
         fill(
             "backtest",
             **_sections(ev, "###", str(season)),
             season=season,
-            history_from=p["history_from"],
-            events=p["events"],
-            season_start=_season_start(races),
+            season_start=_season_start(ev["races"]),
             chained_table=_table(ev["stage2"], S2_KEYS, "test_chained"),
             targets="\n".join(rows),
-            per_race=per_race_section(races, "Per race"),
-            settings=json.dumps(_json_safe(ev.get("tuning", {}).get("chosen") or {})),
+            per_race=per_race_section(ev["races"], "Per race"),
+            settings=json.dumps(_json_safe(ev["tuning"]["chosen"])),
         )
         + "\n"
     )
-
-
-# ------------------------------------------------------------------------- figures
 
 
 def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
@@ -397,57 +307,52 @@ def figures(preds: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
-    s1 = preds["stage1"]
+    s1, s2 = preds["stage1"], preds["stage2"]
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.scatter(s1["gap_pct"].clip(upper=6), s1["pred_gap"].clip(upper=6), s=8, alpha=0.5)
     ax.plot([0, 6], [0, 6], color="grey", lw=1)
     ax.set_xlabel("actual gap to pole (%)")
     ax.set_ylabel("predicted gap to pole (%)")
     ax.set_title(f"Stage-1, test season {int(s1['season'].iloc[0])}")
-    paths.append(_save(fig, out / "stage1_gap.png"))
+    paths = [_save(fig, out / "stage1_gap.png")]
 
-    s2 = preds["stage2"]
-    bins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0001])
-    mp, fr, n = calibration_bins(s2["prob"].to_numpy(float), s2["win"].to_numpy(float), bins)
+    season = f"test season {int(s2['season'].iloc[0])}"
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.plot([0, 1], [0, 1], color="grey", lw=1)
-    ax.plot(mp, fr, marker="o")
-    _counts(ax, mp, fr, n)
-    ax.set_xlabel("predicted win probability")
-    ax.set_ylabel("observed win frequency")
-    ax.set_title(f"Stage-2 calibration, test season {int(s2['season'].iloc[0])}")
+    _calibration(ax, s2, "win", "win", [("model", "prob")], WIN_BINS)
+    ax.set_title(f"Stage-2 calibration, {season}")
     paths.append(_save(fig, out / "stage2_calibration.png"))
-
     if "podium_prob" in s2:
-        pbins = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0001])
         fig, axes = plt.subplots(1, 2, figsize=(11.0, 5), squeeze=False)
-        for ax, (what, label) in zip(
-            axes[0], (("podium", "podium"), ("points", "points (top 10)")), strict=True
+        for ax, what, label in zip(
+            axes[0], ("podium", "points"), ("podium", "points (top 10)"), strict=True
         ):
-            y = s2[what].to_numpy(float)
-            ax.plot([0, 1], [0, 1], color="grey", lw=1)
-            curves = [
-                ("model (Plackett-Luce)", f"{what}_prob", "o"),
-                (f"baseline: {label} rate by grid slot", f"{what}_base", "s"),
-            ]
-            for name, col, marker in curves:
-                mp, fr, n = calibration_bins(s2[col].to_numpy(float), y, pbins)
-                ax.plot(mp, fr, marker=marker, label=name, alpha=0.85)
-                if marker == "o":
-                    _counts(ax, mp, fr, n)
-            ax.set_xlabel(f"predicted {label} probability")
-            ax.set_ylabel(f"observed {label} frequency")
-            ax.set_title(f"Stage-2 {label} calibration, test season {int(s2['season'].iloc[0])}")
+            curves = [("model (Plackett-Luce)", f"{what}_prob")]
+            curves.append((f"baseline: {label} rate by grid slot", f"{what}_base"))
+            _calibration(ax, s2, what, label, curves, PLACING_BINS)
+            ax.set_title(f"Stage-2 {label} calibration, {season}")
             ax.legend(loc="upper left", fontsize=8)
         paths.append(_save(fig, out / "stage2_podium_calibration.png"))
     return paths
 
 
-def _counts(ax: Any, mp: list[float], fr: list[float], n: list[int]) -> None:
-    """Each calibration point's count of predictions, beside it."""
-    for x, y, k in zip(mp, fr, n, strict=True):
-        ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+def _calibration(
+    ax: Any,
+    frame: pd.DataFrame,
+    what: str,
+    label: str,
+    curves: list[tuple[str, str]],
+    bins: list[float],
+) -> None:
+    """Observed against predicted frequency of ``what`` per bin for each (name, column) curve."""
+    y, edges = frame[what].to_numpy(float), np.array(bins)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1)
+    for i, (name, col) in enumerate(curves):
+        mp, fr, n = calibration_bins(frame[col].to_numpy(float), y, edges)
+        ax.plot(mp, fr, marker="os"[i], label=name, alpha=0.85 if len(curves) > 1 else None)
+        for x, f, k in zip(mp, fr, n, strict=True) if i == 0 else ():
+            ax.annotate(str(k), (x, f), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel(f"predicted {label} probability")
+    ax.set_ylabel(f"observed {label} frequency")
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -464,14 +369,9 @@ def calibration_bins(
 ) -> tuple[list[float], list[float], list[int]]:
     """Mean predicted probability, observed frequency and count per non-empty bin."""
     idx = np.digitize(prob, bins) - 1
-    mp, fr, n = [], [], []
-    for b in range(len(bins) - 1):
-        m = idx == b
-        if m.any():
-            mp.append(float(prob[m].mean()))
-            fr.append(float(outcome[m].mean()))
-            n.append(int(m.sum()))
-    return mp, fr, n
+    used = [idx == b for b in range(len(bins) - 1) if (idx == b).any()]
+    mp, fr = [float(prob[m].mean()) for m in used], [float(outcome[m].mean()) for m in used]
+    return mp, fr, [int(m.sum()) for m in used]
 
 
 def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Path:
@@ -482,13 +382,9 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
     from matplotlib.ticker import MaxNLocator
 
     def series(stage: str, who: str, k: str) -> tuple[list[int], list[float]]:
-        xs, ys = [], []
-        for r in races:
-            v = r.get(stage, {}).get(who, {}).get(k)
-            if v is not None and math.isfinite(v):
-                xs.append(r["round"])
-                ys.append(v)
-        return xs, ys
+        pts = [(r["round"], r.get(stage, {}).get(who, {}).get(k)) for r in races]
+        pts = [(x, v) for x, v in pts if v is not None and math.isfinite(v)]
+        return [x for x, _ in pts], [v for _, v in pts]
 
     panels = [
         ("stage1", "gap_pct_mae", BT_S1, "gap-to-pole MAE (%), forecast before qualifying"),
@@ -509,9 +405,6 @@ def backtest_figure(season: int, races: list[dict[str, Any]], path: Path) -> Pat
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"Backtest {season}: per race, model vs baselines", fontsize=11)
     return _save(fig, path)
-
-
-# --------------------------------------------------------------------------- files
 
 
 def _write(path: Path, text: str) -> Path:

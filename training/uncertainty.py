@@ -1,5 +1,4 @@
-"""How much of a season's score is the season's luck: intervals from resampling its
-events (a fixed seed), and the model's paired difference to each baseline on them."""
+"""How much of a season's score is luck: intervals from resampling its events."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ RESAMPLES = 2000
 SEED = 0
 LEVEL = 0.9
 
-Stat = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
-"""A season metric from per-event arrays, for each resample (rows of event indices)."""
+Stat = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]  # per resample (index rows)
 
 
 def _gap_mae(ev: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
@@ -27,16 +25,15 @@ def _gap_mae(ev: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
 def _spearman(ev: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
     rho = ev["rho"][idx]
     ok = ~np.isnan(rho)
-    total = np.where(ok, rho, 0.0).sum(axis=1)
-    count = ok.sum(axis=1)
+    total, count = np.where(ok, rho, 0.0).sum(axis=1), ok.sum(axis=1)
     return np.asarray(np.where(count > 0, total / np.maximum(count, 1), np.nan))
 
 
+# season metric -> (statistic, +1 if higher is better else -1)
 STAGE1_STATS: dict[str, tuple[Stat, int]] = {
     "gap_pct_mae": (_gap_mae, -1),
     "spearman": (_spearman, 1),
 }
-"""Season metric -> (statistic, +1 if higher is better else -1)."""
 STAGE2_STATS: dict[str, tuple[Stat, int]] = {
     "winner_log_loss": (lambda ev, idx: np.asarray(ev["winner_log_loss"][idx].mean(axis=1)), -1),
     "top1": (lambda ev, idx: np.asarray(ev["top1"][idx].mean(axis=1)), 1),
@@ -44,10 +41,8 @@ STAGE2_STATS: dict[str, tuple[Stat, int]] = {
 
 
 def resamples(n_events: int, n: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
-    """(n, n_events) event indices drawn with replacement: the same draws for every
-    predictor of a season, so differences are paired."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, n_events, size=(n, n_events))
+    """(n, n_events) event indices drawn with replacement, the same for every predictor."""
+    return np.random.default_rng(seed).integers(0, n_events, size=(n, n_events))
 
 
 def interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
@@ -63,8 +58,7 @@ def interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
 def compare(
     events: Mapping[str, dict[str, np.ndarray]], stats: Mapping[str, tuple[Stat, int]]
 ) -> dict[str, Any]:
-    """Per metric, of per-event arrays by predictor: the model's value and interval, and
-    per baseline the paired difference, its interval and the share the model wins."""
+    """Per metric: the model's value and interval, and its paired difference to each baseline."""
     model = events["model"]
     n_events = len(next(iter(model.values())))
     if n_events == 0:
@@ -94,12 +88,10 @@ def _described(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage1_intervals(frame: pd.DataFrame, gaps: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Intervals of a scored Stage-1 season: ``gaps`` = predicted gap per predictor
-    (``model`` first) on the rows of ``frame``."""
+    """Intervals of a Stage-1 season: ``gaps``, predicted gaps by predictor, model first."""
     return _described(compare({k: stage1_events(frame, g) for k, g in gaps.items()}, STAGE1_STATS))
 
 
 def stage2_intervals(frame: pd.DataFrame, probs: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Intervals of a scored Stage-2 season: ``probs`` = win probability per predictor
-    (``model`` first) on the rows of ``frame``."""
+    """Intervals of a Stage-2 season: ``probs``, win odds by predictor, model first."""
     return _described(compare({k: stage2_events(frame, p) for k, p in probs.items()}, STAGE2_STATS))

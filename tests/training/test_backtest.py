@@ -97,12 +97,12 @@ def test_backtest_fits_only_earlier_seasons_and_asks_every_event_three_ways(
     # (``InSeason``: which rows each refit may see is tested in test_pipeline.py)
     assert sorted(rounds_2022) == list(range(1, ROUNDS))
     # every event of the season, before qualifying (no grid given), after it (real grid)
-    # and a weekend ahead (no grid, not a practice lap: asked of the served Stage-1 and of
-    # its main ensemble alone)
+    # and a weekend ahead (no grid, not a practice lap), asked of the served Stage-1 and of
+    # its main ensemble alone (whose weekend-ahead forecast is scored)
     assert seen == list(range(1, ROUNDS + 1))
     assert sorted(calls) == sorted(
-        [(r, False, True) for r in seen]
-        + [(r, True, True) for r in seen]
+        [(r, False, True) for r in seen] * 2
+        + [(r, True, True) for r in seen] * 2
         + [(r, False, False) for r in seen] * 2
     )
     p = res.evaluation["protocol"]

@@ -19,7 +19,7 @@ from pipelines.models.stage2 import group_softmax
 from pipelines.settings import PROJECT_ROOT
 from tests.fakes import slice_tables
 from tests.session import store_models
-from training import pipeline
+from training import pipeline, report
 from training.datasets import StageData
 from training.metrics import placing_metrics, stage2_metrics
 from training.pipeline import Protocol, TrainingError, check_seasons, finish_rate, run
@@ -335,23 +335,14 @@ def test_write_report(trained, tmp_path: Path) -> None:
     assert f"| {last['round']} | {last['grand_prix_id']} |" in md
 
 
-def test_report_json_has_no_infinity(tmp_path: Path) -> None:
+def test_report_json_has_no_infinity() -> None:
     """JSON has no inf: an infinite log loss is written as null and 'inf' in markdown."""
-    s1 = {k: 0.5 for k in S1_KEYS} | {"season": 2025}
     s2 = {k: 0.5 for k in S2_KEYS} | {"season": 2025, "winner_log_loss": math.inf}
-    ev = {
-        "stage1": {"test": s1, "baselines": {}},
-        "stage2": {"test": s2, "baselines": {"pole_sitter": {"test": dict(s2)}}},
-    }
-    preds = {
-        "stage1": pd.DataFrame({"season": [2025] * 3, "gap_pct": [0, 1, 2], "pred_gap": [0, 1, 1]}),
-        "stage2": pd.DataFrame({"season": [2025] * 3, "prob": [0.5, 0.3, 0.2], "win": [1, 0, 0]}),
-    }
-    write_report(ev, preds, tmp_path)
-    text = (tmp_path / "evaluation.json").read_text()
+    stage2 = {"test": s2, "baselines": {"pole_sitter": {"test": dict(s2)}}}
+    text = report._json({"stage2": stage2})
     assert "Infinity" not in text
     assert json.loads(text)["stage2"]["test"]["winner_log_loss"] is None
-    assert "| **model** | 0.500 | inf | 0.500 |" in (tmp_path / "evaluation.md").read_text()
+    assert "| **model** | 0.500 | inf | 0.500 |" in report._table(stage2, S2_KEYS)
 
 
 @pytest.mark.slow
@@ -432,7 +423,7 @@ def test_stage2_is_tuned_on_up_to_three_seasons() -> None:
 
 def test_pooled_winner_loss_is_the_metric() -> None:
     from pipelines.models.stage2 import group_softmax
-    from training.pipeline import PooledWinnerLoss
+    from training.pipeline import pooled_winner_loss
 
     rng = np.random.default_rng(4)
     races = np.repeat([7, 3, 11, 5], 6)
@@ -442,7 +433,7 @@ def test_pooled_winner_loss_is_the_metric() -> None:
     meta = pd.DataFrame({"race_id": races[perm], "win": win[perm], "season": 2024})
     score = rng.normal(size=len(races))
     expected = stage2_metrics(meta, group_softmax(score, meta["race_id"].to_numpy()))
-    assert PooledWinnerLoss(meta)(score) == pytest.approx(expected["winner_log_loss"])
+    assert pooled_winner_loss(meta)(score) == pytest.approx(expected["winner_log_loss"])
 
 
 def test_rules_reset_check_scores_the_leaning_races_three_ways() -> None:

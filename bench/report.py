@@ -70,14 +70,11 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     off, same run, both request kinds): value and met (None: unknown)."""
     out: list[dict[str, Any]] = []
 
-    def add(target: str, value: str, met: bool | None) -> None:
-        out.append({"target": target, "value": value, "met": met})
-
     def check(
         target: str, r: float | None, limit: float, at_least: bool = False, shown: str = ""
     ) -> None:
         met = None if r is None else (r >= limit if at_least else r <= limit)
-        add(target, shown or _f(r, 2, "x"), met)
+        out.append({"target": target, "value": shown or _f(r, 2, "x"), "met": met})
 
     for kind, text in KINDS:
         c64, c1, after = (f"{kind}_{s}" for s in ("c64", "c1_fresh", "c1_after_burst"))
@@ -92,7 +89,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         check(f"{text}: prediction log on, p99 at c=64 <= 1.1x off", p99, 1.1)
     bento = [s["load"] for s in results.get("scenarios", []) if s["server"] == "bento"]
     errs, total = sum(b["failed"] for b in bento), sum(b["requests"] for b in bento)
-    add("zero errors (every scenario)", f"{errs} failed of {total}", errs == 0 if bento else None)
+    shown = f"{errs} failed of {total}"
+    check("zero errors (every scenario)", errs if bento else None, 0, shown=shown)
     srv = results.get("servers", {}).get("bento", {})
     cold, rss, pss = srv.get("cold_start_s"), srv.get("rss_load_peak_mib"), srv.get("pss_rest_mib")
     check("cold start (launch -> /readyz) <= 10 s", cold, 10, shown=_f(cold, 1, " s"))

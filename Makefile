@@ -138,4 +138,4 @@ bench-quick: install bench-deps ## Prove the benchmark harness works (~1 min, ti
 	$(BIN)/python -m bench.run --quick --label "make bench-quick" $(BENCH_ARGS)
 
 soak: install bench-deps ## Soak the Bento: 5 min at concurrency 64; errors must be 0, memory growth < 10 %
-	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+	$(BIN)/python -m bench.run --soak 5 $(SOAK_ARGS)

@@ -1,5 +1,5 @@
 """BENCHMARKS.md from a results JSON: bench.run writes it, and `python -m bench.report
-[bench/results/latest.json] [-o BENCHMARKS.md]` re-renders one (also those measured with hey)."""
+[bench/results/latest.json] [-o BENCHMARKS.md]` re-renders one (measured with wrk)."""
 
 from __future__ import annotations
 
@@ -34,11 +34,6 @@ def value(results: dict[str, Any], name: str, server: str, key: str) -> Any:
     return (scenario(results, name, server) or {}).get(key)
 
 
-def load(s: dict[str, Any]) -> dict[str, Any]:
-    """The load generator's counts of a scenario (older results: under "hey")."""
-    return s.get("load") or s.get("hey") or {}
-
-
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
@@ -54,7 +49,7 @@ def _f(v: float | None, digits: int = 1, unit: str = "") -> str:
 
 
 def errors_text(s: dict[str, Any]) -> str:
-    kinds = load(s).get("failures_by_kind") or {}
+    kinds = s["load"].get("failures_by_kind") or {}
     parts = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items()))
     return f"{sum(kinds.values())} ({parts})" if kinds else "0"
 
@@ -75,14 +70,11 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     off, same run, both request kinds): value and met (None: unknown)."""
     out: list[dict[str, Any]] = []
 
-    def add(target: str, value: str, met: bool | None) -> None:
-        out.append({"target": target, "value": value, "met": met})
-
     def check(
         target: str, r: float | None, limit: float, at_least: bool = False, shown: str = ""
     ) -> None:
         met = None if r is None else (r >= limit if at_least else r <= limit)
-        add(target, shown or _f(r, 2, "x"), met)
+        out.append({"target": target, "value": shown or _f(r, 2, "x"), "met": met})
 
     for kind, text in KINDS:
         c64, c1, after = (f"{kind}_{s}" for s in ("c64", "c1_fresh", "c1_after_burst"))
@@ -95,9 +87,10 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rps, p99 = (vs_plain(results, c64, k, LEDGER_OFF) for k in ("ok_rps", "p99_ms"))
         check(f"{text}: prediction log on, throughput at c=64 >= 0.95x off", rps, 0.95, True)
         check(f"{text}: prediction log on, p99 at c=64 <= 1.1x off", p99, 1.1)
-    bento = [load(s) for s in results.get("scenarios", []) if s["server"] == "bento"]
+    bento = [s["load"] for s in results.get("scenarios", []) if s["server"] == "bento"]
     errs, total = sum(b["failed"] for b in bento), sum(b["requests"] for b in bento)
-    add("zero errors (every scenario)", f"{errs} failed of {total}", errs == 0 if bento else None)
+    shown = f"{errs} failed of {total}"
+    check("zero errors (every scenario)", errs if bento else None, 0, shown=shown)
     srv = results.get("servers", {}).get("bento", {})
     cold, rss, pss = srv.get("cold_start_s"), srv.get("rss_load_peak_mib"), srv.get("pss_rest_mib")
     check("cold start (launch -> /readyz) <= 10 s", cold, 10, shown=_f(cold, 1, " s"))
@@ -122,7 +115,7 @@ def figures(results: dict[str, Any], targets: list[dict[str, Any]]) -> dict[str,
         fig[f"p50_{kind}"] = _f(get(c1, "p50_ms"))
         fig[f"plain_p50_{kind}"] = _f(get(c1, "p50_ms", "plain"))
         fig[f"after_{kind}"] = _f(get(f"{kind}_c1_after_burst", "p50_ms"))
-    bento = [load(s) for s in results.get("scenarios", []) if s["server"] == "bento"]
+    bento = [s["load"] for s in results.get("scenarios", []) if s["server"] == "bento"]
     srv, git = results.get("servers", {}).get("bento", {}), results.get("git", {})
     placings = ((results.get("floor") or {}).get("placings_fresh_field") or {}).get("mean_us")
     missed = "; ".join(t["target"] for t in targets if t["met"] is False)
@@ -188,7 +181,7 @@ def _scenario_rows(results: dict[str, Any]) -> str:
     rows = []
     for name in results.get("scenario_order", []):
         for s in filter(None, (scenario(results, name, srv) for srv in servers_in(results))):
-            gen = (s.get("load_cpu") or s.get("hey_cpu") or {}).get("cores_used")
+            gen = s["load_cpu"]["cores_used"]
             other = _f(s.get("other_cpu_cores"), 2) + (" ⚠" if s.get("disturbed") else "")
             cells = [name, s["endpoint"], str(s["concurrency"]), label(s["server"])]
             cells += [_f(s["ok_rps"]), _f(s["p50_ms"]), _f(s["p99_ms"]), errors_text(s)]
@@ -301,24 +294,17 @@ def _quiet_text(results: dict[str, Any]) -> str:
 
 QUICK = "\n> **QUICK MODE**: a harness check with tiny durations and concurrency; the numbers "
 QUICK += "mean nothing.\n"
-WRK = "[wrk](https://packages.debian.org/bookworm/wrk)"
-HEY = "[hey](https://packages.debian.org/bookworm/hey)"
 
 
 def render(results: dict[str, Any], notes: str | None = None) -> str:
     """The report; ``notes`` (hand-written markdown, bench/analysis.md) goes at the end."""
     targets = evaluate_targets(results)
-    if "hey" in (results.get("versions") or {}):
-        how = f"{HEY} for the fixed bodies, {WRK} for the others; p50/p99 to 0.1 ms from hey"
-    else:
-        how = f"{WRK} with a Lua script; p50/p99 from wrk's latency histogram (1 µs resolution)"
     verdict = {None: "n/a", False: "**not met**", True: "met"}
     rows = [[t["target"], t["value"], verdict[t["met"]]] for t in targets]
     servers = results.get("servers", {})
     text = TEMPLATE.read_text().format(
         **figures(results, targets),
         quick=QUICK if results.get("quick") else "",
-        how=how,
         servers="\n".join(
             f"- **{label(s)}**: {servers.get(s, {}).get('description', '')}"
             for s in servers_in(results)

@@ -1,6 +1,7 @@
 """The serving benchmark (`make bench`; `--quick`: the harness in a minute): the Bento, the
 original architecture and the plain limit on the same models, identical answers checked first,
-then wrk on loopback, alternating the servers. Writes bench/results/*.json and BENCHMARKS.md."""
+then wrk on loopback, alternating the servers. Writes bench/results/*.json and BENCHMARKS.md.
+`--soak MINUTES` (`make soak`) instead keeps the Bento under load at c=64 in 30 s slices."""
 
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ GROUPS = [
 together, and the servers alternate between groups."""
 SCENARIOS = {s.name: s for group in GROUPS for s in group}
 QUICK_CONCURRENCY = {1: 1, 16: 2, 64: 4}
+SOAK_SLICE_S, SOAK_MAX_GROWTH = 30.0, 0.10
 
 
 def log(msg: str) -> None:
@@ -276,6 +278,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--out-dir", type=Path, default=None, help="default bench/results (quick: .../tmp)")
     add("--markdown", type=Path, default=None, help="default BENCHMARKS.md (quick: in out-dir)")
     add("--label", default=None, help="how the run was started (e.g. 'make bench')")
+    add("--soak", type=float, metavar="MINUTES", help="soak the Bento instead (make soak: 5)")
+    add("--soak-concurrency", type=int, default=64, help="requests in flight when soaking")
     args = ap.parse_args(argv)
     args.out_dir = args.out_dir or BENCH / "results" / ("tmp" if args.quick else "")
     args.markdown = args.markdown or (args.out_dir if args.quick else ROOT) / "BENCHMARKS.md"
@@ -306,7 +310,7 @@ def use_store(store: Path) -> None:
 class Bench:
     """One run: its options, its plan, the running servers and the results."""
 
-    def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
+    def __init__(self, args: argparse.Namespace, command: str) -> None:
         from bench.servers import SERVERS
 
         self.args, self.started = args, datetime.now(UTC)
@@ -315,7 +319,6 @@ class Bench:
         self.groups = [[self.sized(s) for s in g if s.name in keep] for g in GROUPS]
         self.quiet = Quiet(threshold=0, retries=0) if args.quick else Quiet()
         self.running: dict[str, Any] = {}
-        command = shlex.join([os.path.relpath(sys.executable, ROOT), "-m", "bench.run", *argv])
         self.results: dict[str, Any] = {
             "schema": 2,
             "started_at": self.started.isoformat(timespec="seconds"),
@@ -475,9 +478,74 @@ class Bench:
             log(f"  target: {t['target']}: {t['value']} -> {met}")
 
 
+def soak(args: argparse.Namespace, command: str) -> int:
+    """The Bento under wrk for ``args.soak`` minutes; fails on any error or on 10 % growth
+    of its processes' memory from after a warm-up slice to after the last slice."""
+    use_store(args.store)
+    from bench import load, proctree
+    from bench.servers import SERVERS, launch
+
+    ensure_models(args.store)
+    env = server_env(args.store, {}) | {"F1_LOG_FORMAT": "json"}
+    lua = load.script(FULL_BODY, Path(tempfile.mkdtemp()) / "full.lua")
+    server = launch(SERVERS["bento"], os.environ | env, LOG_DIR)
+    slices: list[dict[str, Any]] = []
+
+    def run(seconds: float) -> dict[str, Any]:
+        cmd = load.command(f"{server.url}/predict_full", lua, args.soak_concurrency, seconds)
+        return load.run(cmd, SOAK_SLICE_S + 60).result
+
+    try:
+        server.wait_ready()
+        run(15)  # warm-up: caches, batcher and allocator reach a steady state
+        rss_start = proctree.rss_bytes(server.pid) / 2**20
+        n_slices = max(1, round(args.soak * 60 / SOAK_SLICE_S))
+        for i in range(n_slices):
+            r, rss = run(SOAK_SLICE_S), proctree.rss_bytes(server.pid) / 2**20
+            p99, errors = load.pct_ms(r, 99), r["failures_by_kind"]
+            rec = {"slice": i, "requests": r["requests"], "failed": r["failed"], "errors": errors}
+            slices.append(rec | {"rps": r["ok_rps"], "p99_ms": p99, "rss_mib": rss})
+            log(
+                f"soak {i + 1}/{n_slices}: {r['ok_rps']:.0f} req/s, p99 {p99 or 0:.1f} ms, "
+                f"errors {errors or 0}, RSS {rss:.0f} MiB"
+            )
+        rss_end = proctree.rss_bytes(server.pid) / 2**20
+    finally:
+        server.stop()
+    requests, errors = (sum(s[k] for s in slices) for k in ("requests", "failed"))
+    growth = (rss_end - rss_start) / rss_start
+    out = args.out_dir / f"soak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "minutes": args.soak,
+        "concurrency": args.soak_concurrency,
+        "tags": {k: v for k, v in env.items() if k.endswith("_MODEL")},
+        "requests": requests,
+        "errors": errors,
+        "rss_start_mib": rss_start,
+        "rss_end_mib": rss_end,
+        "rss_growth": growth,
+        "slices": slices,
+        "machine": proctree.machine_info(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    verdict = errors == 0 and growth < SOAK_MAX_GROWTH
+    log(
+        f"soak: {requests} requests, {errors} errors, RSS {rss_start:.0f} -> {rss_end:.0f} MiB "
+        f"({growth:+.1%}) -> {'PASS' if verdict else 'FAIL'}; {out}"
+    )
+    return 0 if verdict else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    bench = Bench(parse_args(argv), argv)
+    args = parse_args(argv)
+    command = shlex.join([os.path.relpath(sys.executable, ROOT), "-m", "bench.run", *argv])
+    if args.soak is not None:
+        return soak(args, command)
+    bench = Bench(args, command)
     bench.prepare()
     try:
         bench.start()

@@ -1,16 +1,9 @@
-"""Typed Python client for the F1 Prediction API (httpx, sync and async).
-
-from pipelines.client import F1Client
-with F1Client("http://localhost:3000") as f1:
-    full = f1.predict_full({"event": {"season": 2025, "round": 8}})
-    print(full.race_winner_predictions[0])
-
-A request is checked locally with the server's own models first: what the server would
-refuse raises before anything is sent. ``F1APIError`` (a refused request) and
-``F1ConnectionError`` (no server answered) derive from ``F1Error``. ``token`` is the
+"""Typed Python client for the F1 Prediction API (httpx, sync and async; README.md shows
+one call). A request is checked locally with the server's own models first: what the
+server would refuse raises before anything is sent. ``F1APIError`` (a refused request)
+and ``F1ConnectionError`` (no server answered) derive from ``F1Error``. ``token`` is the
 server's ``F1_API_KEY``, sent as ``Authorization: Bearer``; unset, the client reads
-``F1_API_KEY`` from the environment when it is created.
-"""
+``F1_API_KEY`` from the environment when it is created."""
 
 from __future__ import annotations
 

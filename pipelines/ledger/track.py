@@ -21,7 +21,7 @@ from pipelines.ledger.schemas import (
     TrackRecord,
 )
 from pipelines.serving.errors import ApiError
-from pipelines.serving.events import check_season, summary
+from pipelines.serving.events import summary
 from pipelines.serving.schemas import QualiPrediction, RacePrediction
 
 if TYPE_CHECKING:
@@ -119,12 +119,6 @@ def read(query: Callable[[], T]) -> T:
             f"the prediction log's database is unavailable ({type(exc).__name__})",
             headers={"Retry-After": "5"},
         ) from exc
-
-
-def season_record(engine: Engine, snap: FeatureSnapshot, season: int) -> TrackRecord:
-    """/track_record: 404 for a season not in the data, 503 if the log is unreachable."""
-    check_season(snap, season, "query")
-    return read(lambda: from_log(engine, season, snap))
 
 
 def event_record(engine: Engine, snap: FeatureSnapshot, season: int, rnd: int) -> RecordedForecast:

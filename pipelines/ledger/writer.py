@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.features.event import EventContext
 from pipelines.ledger import db, track
 from pipelines.ledger.record import Answer, EventKey, answer_key, row
+from pipelines.serving.events import check_season
 from pipelines.serving.logs import REQUEST_ID
 from pipelines.serving.orchestrator import Forecast
 
@@ -147,8 +148,9 @@ class Ledger:
         self.record(fc, given, REQUEST_ID.get(), res.fitted_on_event)
 
     def track_record(self, snap: FeatureSnapshot, season: int) -> TrackRecord:
-        """/track_record: the season's recorded forecasts, scored (404, 503 as errors)."""
-        return track.season_record(self.engine, snap, season)
+        """/track_record: 404 for a season not in the data, 503 if the log is unreachable."""
+        check_season(snap, season, "query")
+        return track.read(lambda: track.from_log(self.engine, season, snap))
 
     def recorded(self, snap: FeatureSnapshot, season: int, rnd: int) -> RecordedForecast:
         """/track_record/{season}/{round}: the event's recorded forecast."""

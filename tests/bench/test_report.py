@@ -137,18 +137,6 @@ def test_what_it_means_reads_its_figures_from_the_results(results: dict[str, Any
     assert "the Bento answers 12,345 req/s when one body repeats" in report.render(r)
 
 
-def test_results_measured_with_hey_render_the_same_tables(results: dict[str, Any]) -> None:
-    old = copy.deepcopy(results)
-    old["versions"] = {k: v for k, v in old["versions"].items() if k != "wrk"} | {"hey": "0.1.4"}
-    for s in old["scenarios"]:
-        s["hey"], s["hey_cpu"] = s.pop("load"), s.pop("load_cpu")
-    new_md, old_md = report.render(results), report.render(old)
-    assert report.evaluate_targets(old) == report.evaluate_targets(results)
-    assert new_md.split("## Side by side")[1] == old_md.split("## Side by side")[1]
-    assert "[hey](" in old_md.split("## Side by side")[0]
-    assert "[hey](" not in new_md
-
-
 def test_quick_results_are_flagged(results: dict[str, Any]) -> None:
     r = dict(results, quick=True)
     assert "QUICK MODE" in report.render(r)

@@ -1,7 +1,4 @@
-"""One typed settings object for the whole project (env prefix ``F1_``).
-
-Nothing here touches the disk at import time: paths are resolved by functions.
-"""
+"""One typed settings object (env prefix ``F1_``); no disk access at import time."""
 
 from __future__ import annotations
 

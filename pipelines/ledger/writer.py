@@ -74,11 +74,8 @@ class Served:
 
 
 class Ledger:
-    """A bounded buffer of answers and the thread that writes it.
-
-    ``max_pending`` distinct answers wait at most; a repeat of a waiting answer only
-    adds to its count, a new one past the bound is dropped (and counted).
-    """
+    """A bounded buffer of answers and the thread that writes it: at most ``max_pending``
+    distinct answers wait; a repeat adds to a count, a new one past the bound is dropped."""
 
     def __init__(
         self,

@@ -68,7 +68,8 @@ def redacted(url: str) -> str:
 
 
 def _to_json(obj: Any) -> str:
-    return pydantic_core.to_json(obj).decode()
+    """JSON text; bytes are JSON already (the log encodes a field once, when it answers)."""
+    return (obj if isinstance(obj, bytes) else pydantic_core.to_json(obj)).decode()
 
 
 JSON_CODEC: dict[str, Any] = {
@@ -85,9 +86,11 @@ def make_engine(url: str, timeout_s: float) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database:
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        # timeout: SQLite's busy wait; WAL: readers never block the writer
+        # timeout: SQLite's busy wait; WAL: readers never block the writer; synchronous=NORMAL:
+        # no sync per commit, safe from a crashed process (a power cut may lose the last ones)
+        pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
         engine = sa.create_engine(u, connect_args={"timeout": timeout_s}, **JSON_CODEC)
-        sa.event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA journal_mode=WAL"))
+        sa.event.listen(engine, "connect", lambda conn, _: conn.executescript(pragmas))
         return engine
     ms = int(timeout_s * 1000)
     args: dict[str, Any] = {}
@@ -142,6 +145,12 @@ def delete_older(conn: Connection, days: float, now: datetime) -> int:
     return int(res.rowcount or 0)
 
 
+def cars(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """A stored field (``record.field_columns``), one dict a car."""
+    rows = zip(*columns.values(), strict=True)
+    return [dict(zip(columns, values, strict=True)) for values in rows]
+
+
 def scoreable(engine: Engine, season: int) -> list[dict[str, Any]]:
     """A season's forecasts that may enter the track record: the whole field from the
     data alone, win odds included, made before the data or the models saw the event's
@@ -161,7 +170,7 @@ def scoreable(engine: Engine, season: int) -> list[dict[str, Any]]:
         .order_by(f.last_at, f.id)
     )
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]
+        return [r._asdict() | {"field": cars(r.field)} for r in conn.execute(q)]
 
 
 def totals(conn: Connection) -> tuple[int, int]:

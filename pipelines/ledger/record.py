@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pydantic_core
 
+from pipelines.features.event import EventContext
 from pipelines.serving.orchestrator import Forecast
 
 EventKey = tuple[Any, ...]
@@ -21,13 +22,13 @@ EventKey = tuple[Any, ...]
 
 @dataclass
 class Answer:
-    """One answer waiting to be written; repeats of it only add to ``count``."""
+    """One answer waiting to be written; repeats of it only add to ``count``. Its columns
+    are encoded at once, so no Forecast waits in memory for the garbage collector to walk."""
 
-    forecast: Forecast
-    inputs: str | None
-    """The caller's drivers as JSON, None when the field is the data's alone."""
+    key: EventKey
+    event: EventContext
+    columns: dict[str, Any]
     request_id: str | None
-    fitted_on_event: bool
     first_at: datetime
     last_at: datetime
     count: int = 1
@@ -35,16 +36,30 @@ class Answer:
 
 def answer_key(fc: Forecast, inputs: str | None) -> EventKey:
     """What makes two answers the same under one data snapshot and model set."""
-    c = fc.event
-    return (
-        fc.race is not None,
-        c.season,
-        c.round,
-        c.race_id,
-        c.circuit_id,
-        c.date.date().isoformat(),
-        inputs,
-    )
+    c, race = fc.event, fc.race is not None
+    return (race, c.season, c.round, c.race_id, c.circuit_id, c.date.date().isoformat(), inputs)
+
+
+def answer(
+    fc: Forecast, inputs: str | None, request_id: str | None, fitted: bool, at: datetime
+) -> Answer:
+    """An answer to log; ``inputs`` are the caller's drivers as JSON (None: the data's field)."""
+    practice = any(e.practice for e in fc.field.entries)
+    columns = {
+        "stages": "race" if fc.race is not None else "quali",
+        "season": fc.event.season,
+        "round": fc.event.round,
+        "race_id": fc.event.race_id,
+        "circuit_id": fc.event.circuit_id,
+        "event_date": fc.event.date.date(),
+        "has_inputs": inputs is not None,
+        "inputs": None if inputs is None else inputs.encode(),  # JSON already
+        "kind": "before_qualifying" if practice else "weekend_ahead",
+        "fitted_on_event": fitted,
+        "pole_s": _nums([fc.quali.pole_s])[0],
+        "field": pydantic_core.to_json(field_columns(fc)),
+    }
+    return Answer(answer_key(fc, inputs), fc.event, columns, request_id, at, at)
 
 
 def _nums(xs: Any) -> list[float | None]:
@@ -52,12 +67,9 @@ def _nums(xs: Any) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in np.asarray(xs, dtype=float).tolist()]
 
 
-def _num(x: Any) -> float | None:
-    return _nums([x])[0]
-
-
-def field_rows(fc: Forecast) -> list[dict[str, Any]]:
-    """Every car of the event with its forecast (race odds when the race stage ran)."""
+def field_columns(fc: Forecast) -> dict[str, list[Any]]:
+    """Every car of the event with its forecast (race odds when the race stage ran), by
+    column: each name stored once (``db.cars`` gives one dict a car)."""
     q, race = fc.quali, fc.race
     cols: dict[str, list[Any]] = {
         "driver_id": [e.driver_id for e in fc.field.entries],
@@ -74,38 +86,23 @@ def field_rows(fc: Forecast) -> list[dict[str, Any]]:
             "podium": _nums(race.podium_prob),
             "points": _nums(race.points_prob),
         }
-    return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+    return cols
 
 
 def row(
     a: Answer, models: Mapping[str, str], data_hash: str | None, saw_qualifying: bool
 ) -> dict[str, Any]:
     """The table row for an answer (``forecasts`` in ``pipelines.ledger.db``)."""
-    fc = a.forecast
-    key = answer_key(fc, a.inputs)
     digest = hashlib.sha256(
-        json.dumps([list(key), data_hash, dict(sorted(models.items()))]).encode()
+        json.dumps([list(a.key), data_hash, dict(sorted(models.items()))]).encode()
     ).hexdigest()
-    practice = any(e.practice for e in fc.field.entries)
-    return {
+    return a.columns | {
         "key": digest,
         "first_at": a.first_at,
         "last_at": a.last_at,
         "count": a.count,
         "request_id": a.request_id,
-        "stages": "race" if fc.race is not None else "quali",
-        "season": fc.event.season,
-        "round": fc.event.round,
-        "race_id": fc.event.race_id,
-        "circuit_id": fc.event.circuit_id,
-        "event_date": fc.event.date.date(),
-        "has_inputs": a.inputs is not None,
-        "inputs": None if a.inputs is None else pydantic_core.from_json(a.inputs),
-        "kind": "before_qualifying" if practice else "weekend_ahead",
         "data_saw_qualifying": saw_qualifying,
-        "fitted_on_event": a.fitted_on_event,
         "data_hash": data_hash,
         "models": dict(models),
-        "pole_s": _num(fc.quali.pole_s),
-        "field": field_rows(fc),
     }

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.features.event import EventContext
 from pipelines.ledger import db, track
-from pipelines.ledger.record import Answer, EventKey, answer_key, row
+from pipelines.ledger.record import Answer, EventKey, answer, answer_key, row
 from pipelines.serving.events import check_season
 from pipelines.serving.logs import REQUEST_ID
 from pipelines.serving.orchestrator import Forecast
@@ -112,26 +112,21 @@ class Ledger:
         self.last_error: str | None = None
         self.last_write: datetime | None = None
 
-    def record(
-        self,
-        fc: Forecast,
-        inputs: str | None,
-        request_id: str | None,
-        fitted_on_event: bool,
-    ) -> None:
+    def record(self, fc: Forecast, inputs: str | None, rid: str | None, fitted: bool) -> None:
         """Queue an answer (never blocks on the database)."""
         if not self.enabled:
             return
         key = answer_key(fc, inputs)
         now = datetime.now(UTC)
+        new = None if key in self._pending else answer(fc, inputs, rid, fitted, now)
         with self._lock:
             waiting = self._pending.get(key)
             if waiting is not None:
                 waiting.count += 1
                 waiting.last_at = now
-                waiting.request_id = request_id
+                waiting.request_id = rid
             elif len(self._pending) < self.max_pending:
-                self._pending[key] = Answer(fc, inputs, request_id, fitted_on_event, now, now)
+                self._pending[key] = new or answer(fc, inputs, rid, fitted, now)
             else:
                 self.dropped += 1
                 self.counters.dropped(1)
@@ -219,8 +214,7 @@ class Ledger:
                 self._migrated = True
             s = self.served
             rows = [
-                row(a, s.models, s.data_hash, s.saw_qualifying(a.forecast.event))
-                for a in batch.values()
+                row(a, s.models, s.data_hash, s.saw_qualifying(a.event)) for a in batch.values()
             ]
             with self.engine.begin() as conn:
                 db.upsert(conn, rows)

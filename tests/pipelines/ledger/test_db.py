@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from pipelines.ledger import db
-from pipelines.ledger.record import Answer, row
+from pipelines.ledger.record import answer, row
 from tests.pipelines.ledger.forecasts import forecast
 from tests.postgres import Cluster
 
@@ -38,7 +38,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
 
 def _row(round_: int = 3, count: int = 1, at: datetime | None = None) -> dict:
     at = at or datetime.now(UTC)
-    return row(Answer(forecast(round_), None, "rid", False, at, at, count), MODELS, "h", False)
+    a = answer(forecast(round_), None, "rid", False, at)
+    a.count = count
+    return row(a, MODELS, "h", False)
 
 
 def test_the_migrations_build_exactly_the_declared_table(engine: sa.Engine) -> None:
@@ -95,7 +97,7 @@ def test_only_data_alone_unseen_race_forecasts_are_scoreable(engine: sa.Engine) 
     rows[1]["has_inputs"] = True
     rows[2]["fitted_on_event"] = True
     rows[3]["data_saw_qualifying"] = True
-    quali_only = row(Answer(forecast(5, race=False), None, "q", False, at, at), MODELS, "h", False)
+    quali_only = row(answer(forecast(5, race=False), None, "q", False, at), MODELS, "h", False)
     with engine.begin() as conn:
         db.upsert(conn, [*rows, quali_only])
     assert [r["round"] for r in db.scoreable(engine, 2030)] == [1]

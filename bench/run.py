@@ -1,7 +1,6 @@
-"""The serving benchmark (`make bench`; `--quick`: the harness in a minute): the Bento, the
-original architecture and the plain limit on the same models, identical answers checked first,
-then wrk on loopback, alternating the servers. Writes bench/results/*.json and BENCHMARKS.md.
-`--soak MINUTES` (`make soak`) instead keeps the Bento under load at c=64 in 30 s slices."""
+"""The serving benchmark (`make bench`; `--quick`: the harness in a minute): the Bento, the original
+design and the plain limit on the same models, answers checked identical, then wrk on loopback,
+servers in turn: bench/results/*.json, BENCHMARKS.md. `--soak MINUTES`: the Bento at c=64."""
 
 from __future__ import annotations
 
@@ -216,9 +215,8 @@ def run_scenario(sc: Scenario, srv: Any, script: Path, others: list[Any]) -> dic
 
 @dataclass
 class Quiet:
-    """How the benchmark copes with a shared machine: before a run, wait (0: never) until
-    the rest of the machine uses fewer than ``threshold`` cores; a run beside more than
-    ``busy`` is disturbed and runs again, ``retries`` times within ``budget_s`` seconds."""
+    """On a shared machine: wait (0: never) until the rest uses under ``threshold`` cores; a
+    run beside more than ``busy`` runs again, ``retries`` times within ``budget_s`` seconds."""
 
     threshold: float = 0.25
     busy: float = 0.35
@@ -328,6 +326,7 @@ class Bench:
             "scenario_order": [s.name for g in self.groups for s in g],
             "servers": {},
             "scenarios": [],
+            "ledger_runs": [],
         }
 
     def sized(self, s: Scenario) -> Scenario:
@@ -433,6 +432,13 @@ class Bench:
                     results["scenarios"].append(rec)
                     if rec["scenario"] == "full_c64" and "rss_peak_mib" in rec:
                         results["servers"][name]["rss_load_peak_mib"] = rec["rss_peak_mib"]
+        if {"bento", "bento_ledger_off"} <= running.keys() and not args.quick:
+            on, off, keep = running["bento"], running["bento_ledger_off"], ("scenario", "server")
+            for sc in (s for g in self.groups for s in g if s.name in ("full_c64", "jitter_c64")):
+                for srv in (off, on, on, off):  # two more pairs of log on and off, in turn
+                    rest = [o for o in running.values() if o is not srv]
+                    rec = run_scenario(sc, srv, self.scripts[sc.body], rest)
+                    results["ledger_runs"].append({k: rec[k] for k in (*keep, "ok_rps", "p99_ms")})
         results["quiet"] = asdict(self.quiet)
         results["profile"] = {"skipped": "not requested" if args.quick else "no Bento"}
         if "bento" in running and not args.quick:

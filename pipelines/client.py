@@ -1,9 +1,7 @@
-"""Typed Python client for the F1 Prediction API (httpx, sync and async; README.md shows
-one call). A request is checked locally with the server's own models first: what the
-server would refuse raises before anything is sent. ``F1APIError`` (a refused request)
-and ``F1ConnectionError`` (no server answered) derive from ``F1Error``. ``token`` is the
-server's ``F1_API_KEY``, sent as ``Authorization: Bearer``; unset, the client reads
-``F1_API_KEY`` from the environment when it is created."""
+"""Typed Python client for the F1 Prediction API (httpx, sync and async). A request is
+checked locally with the server's own models first. Errors derive from ``F1Error``:
+``F1APIError`` (refused), ``F1ConnectionError`` (no server answered). ``token`` (default:
+the environment's ``F1_API_KEY``) is sent as ``Authorization: Bearer``."""
 
 from __future__ import annotations
 
@@ -34,9 +32,8 @@ class F1Error(RuntimeError):
 
 
 class F1APIError(F1Error):
-    """The request was refused: HTTP status, the error, ``detail`` (each field and
-    reason), the server's request id and the parsed body. Refused locally: status 400,
-    the detail the server would give, no request id."""
+    """Refused: the HTTP status, the error, ``detail`` (each field and reason), the request
+    id and the parsed body (refused locally: status 400, the server's detail, no id)."""
 
     def __init__(
         self,

@@ -1,6 +1,5 @@
-"""What an event and its field are, as serving passes them around: plain Python and
-numpy, so that a process without the snapshot (BentoML's arbiter, the model services)
-never imports pandas."""
+"""An event and its field as serving passes them: plain Python and numpy, so a process
+without the snapshot (BentoML's arbiter, the model services) never imports pandas."""
 
 from __future__ import annotations
 

@@ -152,9 +152,8 @@ def cars(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def scoreable(engine: Engine, season: int) -> list[dict[str, Any]]:
-    """A season's forecasts that may enter the track record: the whole field from the
-    data alone, win odds included, made before the data or the models saw the event's
-    qualifying; oldest first. Migrates the log first."""
+    """A season's forecasts that may enter the track record, oldest first: the data's whole
+    field, win odds included, before the data or models saw the event's qualifying."""
     migrate(engine)
     f = forecasts.c
     q = (

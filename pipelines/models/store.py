@@ -1,6 +1,5 @@
-"""The BentoML model store: ``f1_features`` (the feature snapshot), ``f1_stage1`` and
-``f1_stage2``, written in nested ``bentoml.models.create`` blocks so that a failure
-leaves the store, and ``latest``, on the previous complete set."""
+"""The BentoML model store: ``f1_features`` (the snapshot), ``f1_stage1``, ``f1_stage2``, written
+in nested ``bentoml.models.create`` blocks: a failure leaves ``latest`` on the last full set."""
 
 from __future__ import annotations
 

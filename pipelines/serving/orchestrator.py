@@ -1,8 +1,6 @@
-"""The two-stage flow, written once: event field -> Stage-1 -> grid -> Stage-2.
-
-The model calls are injected (``RowsFn``: local models or the Bento's model services), so
-what is evaluated is what serves. Both stages run on the event's whole field.
-"""
+"""The two-stage flow, written once: event field -> Stage-1 -> grid -> Stage-2, on the
+whole field. The model calls are injected (``RowsFn``: local models or the Bento's model
+services), so what is evaluated is what serves."""
 
 from __future__ import annotations
 

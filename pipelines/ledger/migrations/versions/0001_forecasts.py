@@ -1,8 +1,4 @@
-"""The forecasts table.
-
-Revision ID: 0001
-Revises:
-"""
+"""The forecasts table (revision 0001, the first)."""
 
 import sqlalchemy as sa
 from alembic import op

@@ -435,7 +435,7 @@ class Bench:
         if {"bento", "bento_ledger_off"} <= running.keys() and not args.quick:
             on, off, keep = running["bento"], running["bento_ledger_off"], ("scenario", "server")
             for sc in (s for g in self.groups for s in g if s.name in ("full_c64", "jitter_c64")):
-                for srv in (off, on, on, off):  # two more pairs of log on and off, in turn
+                for srv in (off, on, on, off) * 2:  # four more pairs of log on and off, in turn
                     rest = [o for o in running.values() if o is not srv]
                     rec = run_scenario(sc, srv, self.scripts[sc.body], rest)
                     results["ledger_runs"].append({k: rec[k] for k in (*keep, "ok_rps", "p99_ms")})

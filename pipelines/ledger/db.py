@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -54,8 +55,7 @@ RETENTION_BATCH = 500
 
 
 def engine_url(url: str) -> sa.URL:
-    """A SQLAlchemy URL from what users have: ``postgresql://`` (libpq's form, as hosted
-    databases give it) runs on psycopg 3; any other URL is taken as it is."""
+    """A SQLAlchemy URL: ``postgresql://`` (libpq's form, as hosts give it) runs on psycopg 3."""
     u = make_url(url)
     if u.drivername in ("postgres", "postgresql"):
         u = u.set(drivername="postgresql+psycopg")
@@ -102,6 +102,9 @@ def make_engine(url: str, timeout_s: float) -> Engine:
     return sa.create_engine(u, connect_args=args, pool_pre_ping=True, pool_size=2, **JSON_CODEC)
 
 
+_MIGRATED: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest version (Alembic), one process or replica at a time."""
     from alembic import command
@@ -117,6 +120,14 @@ def migrate(engine: Engine) -> None:
             fcntl.flock(lock.enter_context(open(f"{url.database}.lock", "a")), fcntl.LOCK_EX)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def migrated(engine: Engine) -> Engine:
+    """``engine``, migrated once in this process (every read and write goes through it)."""
+    if engine not in _MIGRATED:
+        migrate(engine)
+        _MIGRATED.add(engine)
+    return engine
 
 
 def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -152,9 +163,7 @@ def cars(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def scoreable(engine: Engine, season: int) -> list[dict[str, Any]]:
-    """A season's forecasts that may enter the track record, oldest first: the data's whole
-    field, win odds included, before the data or models saw the event's qualifying."""
-    migrate(engine)
+    """A season's scoreable forecasts, oldest first (the data's field, before qualifying)."""
     f = forecasts.c
     q = (
         sa.select(forecasts)
@@ -168,7 +177,7 @@ def scoreable(engine: Engine, season: int) -> list[dict[str, Any]]:
         )
         .order_by(f.last_at, f.id)
     )
-    with engine.connect() as conn:
+    with migrated(engine).connect() as conn:
         return [r._asdict() | {"field": cars(r.field)} for r in conn.execute(q)]
 
 

@@ -22,8 +22,7 @@ EventKey = tuple[Any, ...]
 
 @dataclass
 class Answer:
-    """One answer waiting to be written; repeats of it only add to ``count``. Its columns
-    are encoded at once, so no Forecast waits in memory for the garbage collector to walk."""
+    """An answer waiting, its columns encoded (no Forecast waits); repeats add to ``count``."""
 
     key: EventKey
     event: EventContext
@@ -68,8 +67,7 @@ def _nums(xs: Any) -> list[float | None]:
 
 
 def field_columns(fc: Forecast) -> dict[str, list[Any]]:
-    """Every car of the event with its forecast (race odds when the race stage ran), by
-    column: each name stored once (``db.cars`` gives one dict a car)."""
+    """Every car's forecast by column, each name once (race odds when the race stage ran)."""
     q, race = fc.quali, fc.race
     cols: dict[str, list[Any]] = {
         "driver_id": [e.driver_id for e in fc.field.entries],

@@ -94,8 +94,7 @@ def summarise(events: Sequence[ScoredEvent]) -> KindSummary:
 
 
 def from_log(engine: Engine, season: int, snap: FeatureSnapshot) -> TrackRecord:
-    """Score, for each event of ``season`` with results in ``snap``, the last forecast of
-    each kind in the prediction log behind ``engine``."""
+    """Score each kind's last logged forecast of every ``season`` event with results."""
     last = {(r["round"], r["kind"]): r for r in db.scoreable(engine, season)}  # oldest first
     scored = []
     for (rnd, _), rec in sorted(last.items(), key=lambda kv: (kv[0][0], KINDS.index(kv[0][1]))):
@@ -122,8 +121,7 @@ def read(query: Callable[[], T]) -> T:
 
 
 def event_record(engine: Engine, snap: FeatureSnapshot, season: int, rnd: int) -> RecordedForecast:
-    """/track_record/{season}/{round}: the event's last scoreable forecast as the API
-    answers one, else 404."""
+    """/track_record/{season}/{round}: the last scoreable forecast, as answered (or 404)."""
     recs = [r for r in read(lambda: db.scoreable(engine, season)) if r["round"] == rnd]
     if not recs:
         raise ApiError(

@@ -49,8 +49,7 @@ class Counters:
 
 @lru_cache(maxsize=1)
 def prometheus_counters() -> Counters:
-    """``f1_ledger_written_total``, ``f1_ledger_dropped_total``, ``f1_ledger_pending`` in
-    /metrics (BentoML merges every worker's)."""
+    """The ``f1_ledger_*`` counts in /metrics (BentoML merges every worker's)."""
     # imported late: BentoML points prometheus_client at its multiprocess folder at start
     import prometheus_client as prom
 
@@ -103,7 +102,6 @@ class Ledger:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._migrated = False
         self._last_log: dict[str, float] = {}
         self._last_retention = 0.0
         self._stop_by = 0.0
@@ -209,14 +207,11 @@ class Ledger:
         if not batch:
             return True
         try:
-            if not self._migrated:
-                db.migrate(self.engine)
-                self._migrated = True
             s = self.served
             rows = [
                 row(a, s.models, s.data_hash, s.saw_qualifying(a.event)) for a in batch.values()
             ]
-            with self.engine.begin() as conn:
+            with db.migrated(self.engine).begin() as conn:
                 db.upsert(conn, rows)
         except Exception as exc:
             self._put_back(batch)

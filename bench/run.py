@@ -111,19 +111,13 @@ def ensure_models(store: Path) -> None:
 
 def ledger_totals(store: Path) -> list[int]:
     """[rows, answers] in the prediction log the Bento keeps beside the store (none: 0)."""
-    from sqlalchemy.engine import make_url
-
     from pipelines.ledger import db
 
     url = db.default_url(str(store))
-    if not Path(make_url(url).database or "").exists():
+    if not Path(url.removeprefix("sqlite:///")).exists():
         return [0, 0]
-    engine = db.make_engine(url, 10.0)
-    try:
-        with engine.connect() as conn:
-            return list(db.totals(conn))
-    finally:
-        engine.dispose()
+    with db.make_engine(url, 10.0).connect() as conn:
+        return list(db.totals(conn))
 
 
 def server_env(store: Path, pins: dict[str, str | None]) -> dict[str, str]:
@@ -433,12 +427,13 @@ class Bench:
                     if rec["scenario"] == "full_c64" and "rss_peak_mib" in rec:
                         results["servers"][name]["rss_load_peak_mib"] = rec["rss_peak_mib"]
         if {"bento", "bento_ledger_off"} <= running.keys() and not args.quick:
-            on, off, keep = running["bento"], running["bento_ledger_off"], ("scenario", "server")
+            on, off = running["bento"], running["bento_ledger_off"]
+            keep = ("scenario", "server", "ok_rps", "p99_ms", "load")
             for sc in (s for g in self.groups for s in g if s.name in ("full_c64", "jitter_c64")):
                 for srv in (off, on, on, off) * 2:  # four more pairs of log on and off, in turn
                     rest = [o for o in running.values() if o is not srv]
                     rec = run_scenario(sc, srv, self.scripts[sc.body], rest)
-                    results["ledger_runs"].append({k: rec[k] for k in (*keep, "ok_rps", "p99_ms")})
+                    results["ledger_runs"].append({k: rec[k] for k in keep})
         results["quiet"] = asdict(self.quiet)
         results["profile"] = {"skipped": "not requested" if args.quick else "no Bento"}
         if "bento" in running and not args.quick:

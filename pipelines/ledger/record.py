@@ -4,7 +4,6 @@ the caller gave, and the data and models behind it."""
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,15 +54,15 @@ def answer(
         "inputs": None if inputs is None else inputs.encode(),  # JSON already
         "kind": "before_qualifying" if practice else "weekend_ahead",
         "fitted_on_event": fitted,
-        "pole_s": _nums([fc.quali.pole_s])[0],
-        "field": pydantic_core.to_json(field_columns(fc)),
+        "pole_s": fc.quali.pole_s if math.isfinite(fc.quali.pole_s) else None,
+        "field": pydantic_core.to_json(field_columns(fc), inf_nan_mode="null"),
     }
     return Answer(answer_key(fc, inputs), fc.event, columns, request_id, at, at)
 
 
-def _nums(xs: Any) -> list[float | None]:
-    """Numbers as answered (full precision: the track record scores exactly them)."""
-    return [v if math.isfinite(v) else None for v in np.asarray(xs, dtype=float).tolist()]
+def _nums(xs: Any) -> list[float]:
+    """Numbers as answered, in full (the track record scores exactly them)."""
+    return np.asarray(xs, dtype=float).tolist()  # type: ignore[no-any-return]
 
 
 def field_columns(fc: Forecast) -> dict[str, list[Any]]:
@@ -91,11 +90,9 @@ def row(
     a: Answer, models: Mapping[str, str], data_hash: str | None, saw_qualifying: bool
 ) -> dict[str, Any]:
     """The table row for an answer (``forecasts`` in ``pipelines.ledger.db``)."""
-    digest = hashlib.sha256(
-        json.dumps([list(a.key), data_hash, dict(sorted(models.items()))]).encode()
-    ).hexdigest()
+    digest = hashlib.sha256(pydantic_core.to_json([a.key, data_hash, sorted(models.items())]))
     return a.columns | {
-        "key": digest,
+        "key": digest.hexdigest(),
         "first_at": a.first_at,
         "last_at": a.last_at,
         "count": a.count,

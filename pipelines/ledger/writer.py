@@ -3,7 +3,10 @@ writes the buffer to the database, retrying while it is down, and flushes it at 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -69,7 +72,6 @@ class Served:
     models: Mapping[str, str]
     data_hash: str | None
     saw_qualifying: Callable[[EventContext], bool]
-    """Whether the served data holds the event's qualifying."""
 
 
 class Ledger:
@@ -103,7 +105,7 @@ class Ledger:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_log: dict[str, float] = {}
-        self._last_retention = 0.0
+        self._last_retention = -RETENTION_EVERY_S
         self._stop_by = 0.0
         self.written = 0
         self.dropped = 0
@@ -120,9 +122,7 @@ class Ledger:
         with self._lock:
             waiting = self._pending.get(key)
             if waiting is not None:
-                waiting.count += 1
-                waiting.last_at = now
-                waiting.request_id = rid
+                waiting.count, waiting.last_at, waiting.request_id = waiting.count + 1, now, rid
             elif len(self._pending) < self.max_pending:
                 self._pending[key] = new or answer(fc, inputs, rid, fitted, now)
             else:
@@ -160,10 +160,9 @@ class Ledger:
         }
 
     def start(self) -> None:
-        if not self.enabled:
-            return
-        self._thread = threading.Thread(target=self._run, name="f1-ledger", daemon=True)
-        self._thread.start()
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, name="f1-ledger", daemon=True)
+            self._thread.start()
 
     def close(self, timeout_s: float = 10.0) -> int:
         """Write what waits (for up to ``timeout_s``) and stop; the answers left unwritten."""
@@ -174,13 +173,15 @@ class Ledger:
             self._thread.join(timeout_s)
         else:
             self._drain(time.monotonic() + timeout_s)
-        left = self.pending
-        if left:
+        if left := self.pending:
             logger.error("prediction log: %d answer(s) not written at shutdown", left)
         self.engine.dispose()
         return left
 
     def _run(self) -> None:
+        if sys.platform == "linux":  # this thread only, 10 nicer: the event loops come first
+            with contextlib.suppress(OSError):
+                os.nice(10)
         failures = 0
         while not self._stopping.is_set():
             delay = self.interval_s if failures == 0 else min(5.0, self.interval_s * 2**failures)
@@ -251,10 +252,8 @@ class Ledger:
         self.counters.pending(self.pending)
 
     def _retain(self) -> None:
-        if self.retention_days is None:
-            return
         now = time.monotonic()
-        if now - self._last_retention < RETENTION_EVERY_S and self._last_retention:
+        if self.retention_days is None or now - self._last_retention < RETENTION_EVERY_S:
             return
         self._last_retention = now
         try:

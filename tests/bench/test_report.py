@@ -104,7 +104,8 @@ def test_targets_met_and_not_met_on_made_up_numbers(results: dict[str, Any]) -> 
     assert got[f"{own}: p99 at c=64 <= 1.5x plain's"] is False  # 1.67x
     assert got[f"{own}: c=1 p50 <= 2.5x plain"] is True  # 2.0x
     assert got[f"{own}: c=1 p50 after a c=64 burst within 10 % of fresh"] is True  # 1.08x
-    assert got["zero errors (every scenario)"] is True
+    zero = "zero errors (every Bento run)"
+    assert got[zero] is True
     assert got["cold start (launch -> /readyz) <= 10 s"] is True
     assert got["whole process tree <= 1 GiB resident under load"] is False
     # the sample run has no jittered scenarios: unknown, not met
@@ -112,6 +113,11 @@ def test_targets_met_and_not_met_on_made_up_numbers(results: dict[str, Any]) -> 
     r["scenarios"] = [s for s in r["scenarios"] if s["server"] != "plain"]
     got = {t["target"]: t["met"] for t in report.evaluate_targets(r)}
     assert got[f"{own}: throughput at c=64 >= 1.0x plain"] is None
+    # a failure in an on/off pair run counts too
+    load = {"failed": 1, "requests": 10}
+    off = {"scenario": "full_c64", "server": "bento_ledger_off", "ok_rps": 1.0, "p99_ms": 1.0}
+    r["ledger_runs"] = [off | {"load": load}]
+    assert {t["target"]: t["met"] for t in report.evaluate_targets(r)}[zero] is False
 
 
 def test_what_it_means_reads_its_figures_from_the_results(results: dict[str, Any]) -> None:

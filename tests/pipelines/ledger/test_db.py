@@ -82,6 +82,35 @@ def test_the_field_is_stored_whole_with_the_race_odds(engine: sa.Engine) -> None
     assert rec["models"] == MODELS
 
 
+def test_a_number_that_is_not_finite_is_stored_as_null(engine: sa.Engine) -> None:
+    fc = forecast(3)
+    fc.quali.gap_pct[1] = float("nan")
+    fc.quali.pole_s = float("inf")
+    with engine.begin() as conn:
+        db.upsert(conn, [row(answer(fc, None, "r", False, datetime.now(UTC)), MODELS, "h", False)])
+    (rec,) = db.scoreable(engine, 2030)
+    assert [c["gap_pct"] for c in rec["field"]][:2] == [fc.quali.gap_pct[0], None]
+    assert rec["pole_s"] is None
+
+
+def test_the_key_names_the_answer_its_data_and_its_models() -> None:
+    at = datetime.now(UTC)
+    keys = {
+        row(answer(forecast(3), inputs, "r", False, at), models, data, False)["key"]
+        for inputs, models, data in [
+            (None, MODELS, "h"),
+            ('{"drivers": []}', MODELS, "h"),
+            (None, MODELS | {"stage2": "f1_stage2:d"}, "h"),
+            (None, MODELS, "h2"),
+        ]
+    }
+    assert len(keys) == 4
+    again = row(
+        answer(forecast(3), None, "other", True, at), dict(reversed(MODELS.items())), "h", True
+    )
+    assert again["key"] == _row()["key"]
+
+
 def test_retention_deletes_only_rows_older_than_the_cut(engine: sa.Engine) -> None:
     now = datetime(2030, 6, 1, tzinfo=UTC)
     with engine.begin() as conn:

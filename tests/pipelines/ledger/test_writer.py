@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +100,20 @@ def test_close_writes_what_waits(tmp_path: Path) -> None:
         ledger.record(forecast(rnd), None, "r", False)
     assert ledger.close(timeout_s=10.0) == 0
     assert _answers(url) == (7, 7)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread has its own niceness on Linux")
+def test_the_writer_thread_alone_gives_way_to_the_event_loop(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite3'}", SERVED, interval_s=60.0)
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    ledger.start()
+    assert ledger._thread is not None and ledger._thread.native_id is not None
+    writer, deadline = ledger._thread.native_id, time.monotonic() + 5.0
+    while os.getpriority(os.PRIO_PROCESS, writer) == base and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert os.getpriority(os.PRIO_PROCESS, writer) == min(19, base + 10)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    ledger.close()
 
 
 def test_the_state_never_shows_the_password() -> None:

@@ -119,14 +119,14 @@ class F1Predictor:
         self.batching = {
             "stage1": Coalescer(lambda rows: self.stage1.to_async.predict_gap(rows)),
             "stage2": Coalescer(lambda rows: self.stage2.to_async.predict_logit(rows)),
-            "stage1_explain": Coalescer(lambda rows: self.stage1.to_async.explain_gap(rows)),
-            "stage2_explain": Coalescer(lambda rows: self.stage2.to_async.explain_logit(rows)),
+            "explain1": Coalescer(lambda rows: self.stage1.to_async.explain_gap(rows)),
+            "explain2": Coalescer(lambda rows: self.stage2.to_async.explain_logit(rows)),
         }
-        calls = [  # in TwoStage's order: stage1, stage2, explain1, explain2
-            with_deadline(f"stage-{name[5]}", co, settings.model_timeout_s)
+        calls = {  # TwoStage's arguments, by name; the last digit is the stage
+            name: with_deadline(f"stage-{name[-1]}", co, settings.model_timeout_s)
             for name, co in self.batching.items()
-        ]
-        self.flow = TwoStage(self.snapshot, self.served.stage1, self.served.stage2, *calls)
+        }
+        self.flow = TwoStage(self.snapshot, self.served.stage1, self.served.stage2, **calls)
         self.started = time.time()
         self.models = dict(
             features=self.features, stage1=self.stage1_model, stage2=self.stage2_model

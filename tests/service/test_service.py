@@ -489,16 +489,16 @@ def test_explanations_are_free_when_not_asked(client: TestClient) -> None:
         assert client.post(path, json=event | {"explain": False}).status_code == 200
     after = calls()
     assert after["stage1"] == before["stage1"] + 6 and after["stage2"] == before["stage2"] + 4
-    assert after["stage1_explain"] == before["stage1_explain"]
-    assert after["stage2_explain"] == before["stage2_explain"]
+    assert after["explain1"] == before["explain1"]
+    assert after["explain2"] == before["explain2"]
     rows = client.post("/predict_race", json=event | {"explain": True}).json()
     assert all(p["explanation"]["unit"] == "log-odds" for p in rows)
     told = calls()
-    assert told["stage1_explain"] == after["stage1_explain"]  # not shown: not computed
-    assert told["stage2_explain"] == after["stage2_explain"] + 1
+    assert told["explain1"] == after["explain1"]  # not shown: not computed
+    assert told["explain2"] == after["explain2"] + 1
     rows = client.post("/predict_quali", json=event | {"explain": True}).json()
     assert all(p["explanation"]["unit"] == "gap %" for p in rows)
-    assert calls()["stage1_explain"] == told["stage1_explain"] + 1
+    assert calls()["explain1"] == told["explain1"] + 1
     plain = client.post("/predict_quali", json=event).json()
     assert all(p["explanation"] is None for p in plain)
 
@@ -599,7 +599,7 @@ def test_a_failing_explainer_is_a_503_naming_the_stage_and_spares_plain_requests
     async def broken(rows: np.ndarray) -> np.ndarray:
         raise ConnectionError("model service gone")
 
-    monkeypatch.setattr(svc.batching["stage2_explain"], "fn", broken)
+    monkeypatch.setattr(svc.batching["explain2"], "fn", broken)
     body = {"event": {"season": 2025, "round": 8}}
     told = RaceRequest.model_validate(body | {"explain": True})
     with pytest.raises(StageUnavailable) as err:

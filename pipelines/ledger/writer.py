@@ -144,6 +144,7 @@ class Ledger:
 
     def recorded(self, snap: FeatureSnapshot, season: int, rnd: int) -> RecordedForecast:
         """/track_record/{season}/{round}: the event's recorded forecast."""
+        check_season(snap, season, "path")
         return track.event_record(self.engine, snap, season, rnd)
 
     def state(self) -> dict[str, Any]:
